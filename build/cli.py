@@ -1,0 +1,192 @@
+"""`nvfp4-build`: compile manifests into a verified artifact store, on a machine without a GPU.
+
+Exit codes (all commands):
+  0  success
+  1  failure: a variant failed to compile, or `verify` found a problem
+  2  usage error (bad option or argument; click's own code)
+  3  invalid manifest (the message names file:line and key)
+  4  the store directory is locked by another build and --lock-timeout expired
+  5  the store is unreadable or malformed
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+EXIT_FAILED, EXIT_MANIFEST, EXIT_LOCKED, EXIT_STORE = 1, 3, 4, 5
+
+# Options defined once and shared by the commands that take them.
+out_option = click.option(
+    "-o", "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("artifacts"),
+    show_default=True, help="Artifact directory.",
+)  # fmt: skip
+json_option = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
+manifests_argument = click.argument("manifests", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+
+
+def _fail(code: int, msg: str) -> None:
+    click.echo(f"error: {msg}", err=True)
+    sys.exit(code)
+
+
+def _load(paths: tuple[Path, ...]):
+    from .manifest import ManifestError, default_manifest_path, load_manifest
+
+    try:
+        return [load_manifest(p) for p in (paths or (default_manifest_path(),))]
+    except ManifestError as e:
+        _fail(EXIT_MANIFEST, str(e))
+
+
+def _emit(as_json: bool, payload: dict[str, Any]) -> None:
+    if as_json:
+        click.echo(json.dumps(payload, indent=1, sort_keys=True))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="nvfp4-aot")
+def main() -> None:
+    """Build CuTe DSL kernels ahead of time into a content-addressed artifact store."""
+
+
+@main.command("compile")
+@manifests_argument
+@out_option
+@click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True, help="Parallel compile processes.")
+@click.option("--lock-timeout", type=float, default=-1, help="Seconds to wait for another build's lock (-1: forever).")
+@json_option
+def compile_cmd(manifests: tuple[Path, ...], out: Path, jobs: int, lock_timeout: float, as_json: bool) -> None:
+    """Compile MANIFESTS (default: the packaged default manifest) into --out.
+
+    Variants whose content key is already in the store are skipped.
+    """
+    from rich.progress import Progress
+
+    from .store_writer import LockBusyError, StoreWriter
+
+    loaded = _load(manifests)
+    summary: dict[str, Any] = {"out": str(out), "manifests": {}}
+    failed = False
+    console_err = not as_json
+    try:
+        with StoreWriter(out, lock_timeout, on_wait=lambda m: click.echo(m, err=True)) as w:
+            for man in loaded:
+                n = len(man.variants())
+                with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+                    task = bar.add_task(f"{man.name}", total=n)
+
+                    def tick(arch: str, rec: dict[str, Any]) -> None:
+                        bar.advance(task)
+                        if "error" in rec:
+                            click.echo(f"FAILED {rec['key']} ({arch}): {rec['error']}", err=True)
+
+                    rep = w.build(man, jobs=jobs, progress=tick)
+                failed |= bool(rep.failed)
+                summary["manifests"][man.name] = {
+                    "variants": n,
+                    "built": [r["key"] for r in rep.built],
+                    "skipped": len(rep.skipped),
+                    "failed": [{"key": r["key"], "error": r["error"]} for r in rep.failed],
+                    "cleaned": rep.cleaned,
+                    "seconds": rep.seconds,
+                    "compile_seconds": round(sum(r["compile_seconds"] for r in rep.built), 3),
+                }
+                if console_err:
+                    click.echo(
+                        f"{man.name}: {n} variants, built {len(rep.built)}, skipped {len(rep.skipped)}, "
+                        f"failed {len(rep.failed)} in {rep.seconds:.1f}s -> {out}",
+                        err=True,
+                    )
+    except LockBusyError as e:
+        _fail(EXIT_LOCKED, str(e))
+    _emit(as_json, summary)
+    sys.exit(EXIT_FAILED if failed else 0)
+
+
+@main.command("ls")
+@click.argument("store", type=click.Path(file_okay=False, path_type=Path), default=Path("artifacts"))
+@json_option
+def ls_cmd(store: Path, as_json: bool) -> None:
+    """List the entries and ops of STORE."""
+    from nvfp4_aot.runtime.store_format import StoreFormatError, read_index
+
+    try:
+        index = read_index(store)
+    except StoreFormatError as e:
+        _fail(EXIT_STORE, str(e))
+    if as_json:
+        _emit(True, index)
+        return
+    for key, r in sorted(index["entries"].items(), key=lambda kv: (kv[1]["family"], kv[1]["arch"], str(kv[1]["params"]))):
+        params = " ".join(f"{k}={v}" for k, v in sorted(r["params"].items()))
+        click.echo(f"{key}  {r['arch']:8} {r['family']:20} {params}  {r['size'] // 1024} KiB  {r['compile_seconds']:.1f}s")
+    for mname, m in sorted(index["manifests"].items()):
+        click.echo(f"manifest {mname}: {len(m['ops'])} ops")
+        for op, spec in sorted(m["ops"].items()):
+            click.echo(f"  {op}: " + ", ".join(f"M {b['m'][0]}-{b['m'][1]}" for b in spec["buckets"]))
+
+
+@main.command("verify")
+@click.argument("store", type=click.Path(file_okay=False, path_type=Path), default=Path("artifacts"))
+@click.option("--run", is_flag=True, help="Also load and run every variant against its reference (needs a GPU).")
+@click.option("--seed", type=int, default=None, help="Seed of the random inputs for --run (default: fresh).")
+@json_option
+def verify_cmd(store: Path, run: bool, seed: int | None, as_json: bool) -> None:
+    """Check STORE: index, hashes, archs, ABI, exported symbols; with --run, numerics on a GPU."""
+    import secrets
+
+    from .verify import run_store, verify_store
+
+    rep = verify_store(store)
+    if run and rep.ok:
+        seed = secrets.randbelow(1 << 30) if seed is None else seed
+        try:
+            run_store(store, rep, seed)
+        except Exception as e:  # a refusal (arch, ABI) is a verification failure
+            rep.errors.append(f"{type(e).__name__}: {e}")
+    for n in rep.notes:
+        click.echo(f"note: {n}", err=True)
+    for e in rep.errors:
+        click.echo(f"error: {e}", err=True)
+    if not as_json:
+        click.echo(f"{store}: {rep.checked} entries checked, {rep.ran} runs, {len(rep.errors)} errors", err=True)
+    _emit(as_json, {"ok": rep.ok, "checked": rep.checked, "ran": rep.ran, "errors": rep.errors, "notes": rep.notes})
+    sys.exit(0 if rep.ok else EXIT_FAILED)
+
+
+@main.command("gc")
+@manifests_argument
+@out_option
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@json_option
+def gc_cmd(manifests: tuple[Path, ...], out: Path, dry_run: bool, as_json: bool) -> None:
+    """Remove entries of --out that none of MANIFESTS (default: the default manifest) references."""
+    from .store_writer import StoreWriter
+
+    loaded = _load(manifests)
+    with StoreWriter(out) as w:
+        dropped = w.gc(loaded, dry_run=dry_run)
+    if not as_json:
+        for k in dropped:
+            click.echo(f"{'would remove' if dry_run else 'removed'} {k}", err=True)
+    _emit(as_json, {"removed": dropped, "dry_run": dry_run})
+
+
+@main.command("cache-key")
+@manifests_argument
+def cache_key_cmd(manifests: tuple[Path, ...]) -> None:
+    """Print a key for a CI cache of the artifact dir: it changes iff any variant's content key does."""
+    from .keys import variant_key
+
+    keys = sorted(variant_key(v) for m in _load(manifests) for v in m.variants())
+    click.echo("nvfp4-aot-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:32])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,133 @@
+"""Content keys: a variant's key changes exactly when its generated code could change.
+
+key = sha256 of (store format, family, params, arch, compile options, nvidia-cutlass-dsl and
+apache-tvm-ffi versions, the DSL runtime library's sha256, the family's source closure, and
+for third-party kernels that package's version and sources).
+
+The source closure of a family is its declared modules plus, transitively, every module of
+this project (nvfp4_aot.*) or of the family's own top-level package that they import, read
+from disk (never imported: kernel modules import cutlass). An edit to one family's files
+changes that family's keys only.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.metadata
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+from nvfp4_aot.kernels import Family, get_family
+from nvfp4_aot.kernels.family import module_file
+from nvfp4_aot.runtime.store_format import FORMAT_VERSION, canonical_json
+
+from .manifest import Variant
+
+
+def compile_options(arch: str) -> str:
+    return f"--gpu-arch {arch} --enable-tvm-ffi"
+
+
+def _imports(path: Path, modname: str, is_pkg: bool) -> Iterable[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    pkg = modname if is_pkg else modname.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg.rsplit(".", node.level - 1)[0] if node.level > 1 else pkg
+                mod = f"{base}.{node.module}" if node.module else base
+            else:
+                mod = node.module or ""
+            yield mod
+            yield from (f"{mod}.{a.name}" for a in node.names)  # "from pkg import submodule"
+
+
+def source_closure(roots: Iterable[str], prefixes: tuple[str, ...]) -> dict[str, Path]:
+    """Module name -> file for `roots` and every module under `prefixes` they import."""
+    found: dict[str, Path] = {}
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            continue  # a name imported from a module (not a module), or a C extension
+        path = Path(spec.origin)
+        found[name] = path
+        for dep in _imports(path, name, spec.submodule_search_locations is not None):
+            if dep.startswith(prefixes) and dep not in found:
+                todo.append(dep)
+    return found
+
+
+@lru_cache(maxsize=None)
+def family_fingerprint(name: str) -> str:
+    fam = get_family(name)
+    roots = fam.modules or (type(fam).__module__,)
+    prefixes = ("nvfp4_aot.",) + tuple({r.split(".")[0] + "." for r in roots})
+    closure = source_closure(roots, prefixes)
+    if not closure:
+        raise ValueError(f"family {name}: no source files found for modules {roots}")
+    h = hashlib.sha256()
+    for mod in sorted(closure):
+        h.update(mod.encode() + b"\0" + closure[mod].read_bytes() + b"\0")
+    for dist in fam.third_party:
+        h.update(third_party_fingerprint(dist).encode())
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=None)
+def third_party_fingerprint(dist: str) -> str:
+    """Version plus a hash of every Python source file the distribution installed."""
+    d = importlib.metadata.distribution(dist)
+    h = hashlib.sha256(f"{dist}=={d.version}".encode())
+    for f in sorted(d.files or [], key=str):
+        if str(f).endswith(".py"):
+            h.update(str(f).encode() + b"\0" + Path(d.locate_file(f)).read_bytes())
+    return f"{dist}=={d.version}:{h.hexdigest()[:16]}"
+
+
+@lru_cache(maxsize=None)
+def toolchain() -> dict[str, str]:
+    """Versions and library identity that enter every key (computed once per process)."""
+    from nvfp4_aot.runtime import native
+
+    lib = native.find_dsl_runtime()
+    return {
+        "dsl_version": importlib.metadata.version("nvidia-cutlass-dsl"),
+        "tvm_ffi_version": importlib.metadata.version("apache-tvm-ffi"),
+        "dsl_runtime_sha256": native.dsl_runtime_sha256(str(lib)),
+    }
+
+
+def variant_key(v: Variant) -> str:
+    material = {
+        "format": FORMAT_VERSION,
+        "family": v.family,
+        "params": dict(v.params),
+        "arch": v.arch,
+        "options": compile_options(v.arch),
+        "source": family_fingerprint(v.family),
+        **toolchain(),
+    }
+    return hashlib.sha256(canonical_json(material).encode()).hexdigest()[:32]
+
+
+def family_of(v: Variant) -> Family:
+    return get_family(v.family)
+
+
+def describe(v: Variant) -> dict[str, Any]:
+    return {"family": v.family, "params": dict(v.params), "arch": v.arch}
+
+
+__all__ = ["compile_options", "family_fingerprint", "module_file", "source_closure", "variant_key"]

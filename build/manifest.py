@@ -1,0 +1,222 @@
+"""Manifests: which variants to build and how the runtime dispatches on the token count M.
+
+    archs = ["sm_90a", "sm_100a"]           # default for every op
+
+    [[op]]
+    family  = "nvfp4_quantize"
+    problem = { k = [7168, 3072], sf_layout = "swizzled" }   # lists expand to their product
+    tuning  = { threads = 128 }             # default knobs for every bucket (optional)
+    buckets = [                             # contiguous M ranges from 1; each picks knobs
+      { m = [1, 255],    tuning = { threads = 64 } },
+      { m = [256, 8192] },
+    ]
+
+Every (problem point x bucket x arch) is one variant (family params = problem + tuning);
+identical variants are built once. Errors name the file, the line of the [[op]] and the key.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from nvfp4_aot.kernels import Family, ParamError, UnknownFamilyError, get_family
+from nvfp4_aot.runtime.store_format import op_id
+
+ARCH_RE = re.compile(r"^sm_\d{2,3}a$")
+TOP_KEYS = {"archs", "op", "description"}
+OP_KEYS = {"family", "problem", "tuning", "buckets", "archs"}
+BUCKET_KEYS = {"m", "tuning"}
+
+
+class ManifestError(ValueError):
+    """A manifest is invalid; the message starts with file:line and names the key."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    family: str
+    params: Mapping[str, Any]  # every codegen parameter, plain JSON values
+    arch: str
+
+    @property
+    def ident(self) -> tuple:
+        return (self.family, tuple(sorted(self.params.items())), self.arch)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    lo: int
+    hi: int
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    name: str
+    family: str
+    problem: Mapping[str, Any]
+    archs: tuple[str, ...]
+    buckets: tuple[Bucket, ...]
+
+    def variants(self) -> list[Variant]:
+        return [Variant(self.family, b.params, a) for b in self.buckets for a in self.archs]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    path: Path
+    ops: tuple[OpSpec, ...]
+
+    def variants(self) -> list[Variant]:
+        seen: dict[tuple, Variant] = {}
+        for op in self.ops:
+            for v in op.variants():
+                seen.setdefault(v.ident, v)
+        return list(seen.values())
+
+
+def default_manifest_path() -> Path:
+    from importlib.resources import files
+
+    return Path(str(files("nvfp4_aot.manifests") / "default.toml"))
+
+
+def load_manifest(path: Path | str) -> Manifest:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ManifestError(f"{path}: cannot read manifest: {e.strerror or e}") from e
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ManifestError(f"{path}: invalid TOML: {e}") from e
+    op_lines = [i + 1 for i, line in enumerate(text.splitlines()) if re.match(r"\s*\[\[\s*op\s*\]\]", line)]
+    return _parse(data, path, op_lines)
+
+
+def _parse(data: Mapping[str, Any], path: Path, op_lines: list[int]) -> Manifest:
+    def err(where: str, msg: str, line: int | None = None) -> ManifestError:
+        return ManifestError(f"{path}:{line or 1}: {where}: {msg}")
+
+    extra = sorted(set(data) - TOP_KEYS)
+    if extra:
+        raise err(extra[0], f"unknown top-level key (allowed: {sorted(TOP_KEYS)})")
+    default_archs = _archs(data.get("archs", ["sm_90a", "sm_100a"]), lambda m: err("archs", m))
+    ops_raw = data.get("op")
+    if not isinstance(ops_raw, list) or not ops_raw:
+        raise err("op", "a manifest needs at least one [[op]] table")
+    ops: list[OpSpec] = []
+    names: dict[str, str] = {}
+    for i, raw in enumerate(ops_raw):
+        line = op_lines[i] if i < len(op_lines) else None
+        for spec in _parse_op(raw, f"op[{i}]", default_archs, lambda w, m, line=line: err(w, m, line)):
+            if spec.name in names:
+                raise err(f"op[{i}]", f"{spec.name} is already defined by {names[spec.name]}", line)
+            names[spec.name] = f"op[{i}]"
+            ops.append(spec)
+    return Manifest(path.stem, path, tuple(ops))
+
+
+def _archs(value: Any, err) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise err(f"must be a non-empty list of archs like 'sm_90a', got {value!r}")
+    bad = [a for a in value if not isinstance(a, str) or not ARCH_RE.match(a)]
+    if bad:
+        raise err(f"{bad[0]!r} is not an arch-specific target like 'sm_90a' or 'sm_100a'")
+    return tuple(dict.fromkeys(value))
+
+
+def _table(value: Any, where: str, err) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise err(where, f"must be a table, got {value!r}")
+    return dict(value)
+
+
+def _parse_op(raw: Any, where: str, default_archs, err) -> list[OpSpec]:
+    if not isinstance(raw, dict):
+        raise err(where, "must be a table")
+    extra = sorted(set(raw) - OP_KEYS)
+    if extra:
+        raise err(f"{where}.{extra[0]}", f"unknown key (allowed: {sorted(OP_KEYS)})")
+    if not isinstance(raw.get("family"), str):
+        raise err(f"{where}.family", "missing or not a string")
+    try:
+        fam = get_family(raw["family"])
+    except UnknownFamilyError as e:
+        raise err(f"{where}.family", str(e)) from None
+    archs = _archs(raw["archs"], lambda m: err(f"{where}.archs", m)) if "archs" in raw else default_archs
+    problem = _table(raw.get("problem"), f"{where}.problem", err)
+    not_problem = sorted(set(problem) - set(fam.problem_keys))
+    if not_problem:
+        raise err(f"{where}.problem.{not_problem[0]}", f"not a problem parameter of {fam.name} (those are {list(fam.problem_keys)})")
+    tuning = _table(raw.get("tuning"), f"{where}.tuning", err)
+    buckets_raw = raw.get("buckets", [{"m": [1, fam.max_m]}])
+    if not isinstance(buckets_raw, list) or not buckets_raw:
+        raise err(f"{where}.buckets", "must be a non-empty list of { m = [lo, hi], tuning = {...} }")
+    ranges = _bucket_ranges(buckets_raw, fam, f"{where}.buckets", err)
+
+    keys = list(problem)
+    axes = [v if isinstance(v, list) else [v] for v in problem.values()]
+    specs = []
+    for point in itertools.product(*axes):
+        prob = dict(zip(keys, point))
+        buckets = []
+        for bi, ((lo, hi), b) in enumerate(zip(ranges, buckets_raw)):
+            bwhere = f"{where}.buckets[{bi}]"
+            btuning = _table(b.get("tuning"), f"{bwhere}.tuning", err)
+            clash = sorted(set(btuning) & set(fam.problem_keys)) or sorted(set(tuning) & set(fam.problem_keys))
+            if clash:
+                raise err(bwhere, f"{clash[0]!r} is a problem parameter; set it under problem")
+            values = {**tuning, **btuning, **prob}
+            params = _check_params(fam, values, archs, bwhere, err)
+            buckets.append(Bucket(lo, hi, params))
+        specs.append(OpSpec(op_id(fam.name, prob), fam.name, prob, archs, tuple(buckets)))
+    return specs
+
+
+def _bucket_ranges(buckets_raw: list, fam: Family, where: str, err) -> list[tuple[int, int]]:
+    ranges = []
+    expect = 1
+    for bi, b in enumerate(buckets_raw):
+        bwhere = f"{where}[{bi}]"
+        if not isinstance(b, dict) or set(b) - BUCKET_KEYS:
+            raise err(bwhere, f"must be a table with keys {sorted(BUCKET_KEYS)}")
+        m = b.get("m")
+        if not (isinstance(m, list) and len(m) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in m)):
+            raise err(f"{bwhere}.m", f"must be [lo, hi] integers, got {m!r}")
+        lo, hi = m
+        if lo != expect:
+            raise err(f"{bwhere}.m", f"buckets must be contiguous from M=1: expected lo={expect}, got {lo}")
+        if hi < lo:
+            raise err(f"{bwhere}.m", f"hi={hi} < lo={lo}")
+        if hi > fam.max_m:
+            raise err(f"{bwhere}.m", f"hi={hi} exceeds {fam.name}'s largest token count {fam.max_m}")
+        ranges.append((lo, hi))
+        expect = hi + 1
+    return ranges
+
+
+def _check_params(fam: Family, values: dict, archs, where: str, err) -> dict[str, Any]:
+    try:
+        params = fam.parse_params(values)
+    except ParamError as e:
+        raise err(where, f"{fam.name}: {e}") from None
+    for arch in archs:
+        reasons = fam.can_implement(params, arch)
+        if reasons:
+            raise err(where, f"{fam.name} cannot implement {values} on {arch}: {'; '.join(reasons)}")
+    return dict(sorted(vars(params).items()))

@@ -1,0 +1,136 @@
+"""Compile, export and link one variant. Runs in a worker process whose environment pins the
+target arch (CUTE_DSL_ARCH) and hides every GPU: the DSL and libraries read the arch at trace
+time, not only from --gpu-arch, and a visible GPU of another arch must not leak into the code.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from nvfp4_aot.runtime.store_format import LIB_NAME, META_NAME, cubin_archs, sha256_file
+
+VERSION_SCRIPT = "{ global: __tvm_ffi_*; local: *; };\n"
+
+
+def worker_env(arch: str) -> dict[str, str]:
+    """Environment for a build worker of `arch` (set before cutlass is imported)."""
+    return {"CUTE_DSL_ARCH": arch, "CUDA_VISIBLE_DEVICES": ""}
+
+
+def init_worker(arch: str) -> None:
+    os.environ.update(worker_env(arch))
+
+
+class LinkError(RuntimeError):
+    pass
+
+
+def link_libraries() -> list[str]:
+    """Linker arguments: the DSL's static CUDA-dialect runtime inside, tvm_ffi, the DSL runtime
+    and libcudart.so.13 as NEEDED (the serving process provides them, see runtime.native)."""
+    import tvm_ffi
+
+    from nvfp4_aot.runtime import native
+
+    dsl_lib = native.find_dsl_runtime()
+    static = dsl_lib.parent / "libcuda_dialect_runtime_static.a"
+    cudart = None
+    for root in sys.path:
+        hits = glob.glob(os.path.join(root, "nvidia", "cu13", "lib", "libcudart.so.13"))
+        if hits:
+            cudart = Path(hits[0])
+            break
+    if cudart is None:
+        raise LinkError("libcudart.so.13 not found: install the build extra (nvidia-cuda-runtime==13.0.*)")
+    tvm_lib = Path(tvm_ffi.libinfo.find_libtvm_ffi())
+    return [
+        "-Wl,--whole-archive", str(static), "-Wl,--no-whole-archive",
+        f"-L{tvm_lib.parent}", "-ltvm_ffi",
+        f"-L{dsl_lib.parent}", "-lcute_dsl_runtime",
+        f"-L{cudart.parent}", "-l:libcudart.so.13",
+    ]  # fmt: skip
+
+
+def link(obj: Path, out: Path) -> None:
+    cc = os.environ.get("CC", "gcc")
+    with tempfile.NamedTemporaryFile("w", suffix=".map", delete=False) as vs:
+        vs.write(VERSION_SCRIPT)
+    try:
+        cmd = [cc, "-shared", "-o", str(out), str(obj), f"-Wl,--version-script={vs.name}", *link_libraries()]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode:
+            raise LinkError(f"link failed ({' '.join(cmd)}):\n{r.stderr}")
+    finally:
+        os.unlink(vs.name)
+
+
+def build_variant(job: dict[str, Any]) -> dict[str, Any]:
+    """Build job["key"] into job["stage"] (kernel.so + meta.json). Returns the entry record,
+    or {"error": ...} so that one bad variant does not take the pool down."""
+    try:
+        return _build(job)
+    except Exception as e:  # reported per variant by the parent
+        return {"key": job["key"], "error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()}
+
+
+def _build(job: dict[str, Any]) -> dict[str, Any]:
+    from nvfp4_aot.kernels import get_family
+
+    from .keys import compile_options, toolchain
+
+    arch = job["arch"]
+    if os.environ.get("CUTE_DSL_ARCH") != arch:
+        raise RuntimeError(f"worker for {arch} runs with CUTE_DSL_ARCH={os.environ.get('CUTE_DSL_ARCH')}")
+    t0 = time.perf_counter()
+    import cutlass.cute as cute
+
+    fam = get_family(job["family"])
+    params = fam.parse_params(job["params"])
+    reasons = fam.can_implement(params, arch)
+    if reasons:
+        raise ValueError("; ".join(reasons))
+    fn, fake_args = fam.compile_args(params, arch)
+    compiled = cute.compile(fn, *fake_args, options=compile_options(arch))
+    stage = Path(job["stage"])
+    stage.mkdir(parents=True, exist_ok=True)
+    symbol = fam.symbol(params, job["key"])
+    obj = stage / "kernel.o"
+    compiled.export_to_c(str(obj), function_name=symbol)
+    lib = stage / LIB_NAME
+    link(obj, lib)
+    obj.unlink()
+    data = lib.read_bytes()
+    if f"__tvm_ffi_{symbol}\0".encode() not in data:
+        raise LinkError(f"{lib}: exported symbol __tvm_ffi_{symbol} missing after link")
+    embedded = cubin_archs(data)
+    if embedded != {arch}:
+        raise LinkError(f"{lib}: embedded GPU code is {sorted(embedded)}, expected {arch}")
+    record = {
+        "key": job["key"],
+        "family": fam.name,
+        "params": dict(job["params"]),
+        "arch": arch,
+        "symbol": symbol,
+        "signature": fam.signature(params).to_json(),
+        "sha256": sha256_file(lib),
+        "size": len(data),
+        "options": compile_options(arch),
+        "compile_seconds": round(time.perf_counter() - t0, 3),
+        **toolchain(),
+    }
+    (stage / META_NAME).write_text(json.dumps(record, indent=1, sort_keys=True))
+    return record
+
+
+def discard(stage: Path) -> None:
+    shutil.rmtree(stage, ignore_errors=True)

@@ -1,0 +1,254 @@
+"""NVFP4 quantize families: BF16 [M, K] -> E2M1 codes + E4M3 block scales, and amax -> global scale.
+
+The torch references below *define* the rounding; the CuTe DSL kernels (kernel.py) match them
+bit for bit. Semantics per row and per block of 16 along K, all fp32, IEEE round-to-nearest:
+
+    vmax = max |x| over the block
+    s    = (vmax * gs) * fp32(1/6)
+    sf8  = E4M3(s), round-to-nearest-even, saturating at 448   (cvt.rn.satfinite.e4m3x2)
+    out  = 0 if sf8 == 0 else gs / float(sf8)                  (IEEE division)
+    code = E2M1(x * out), round-to-nearest-even, saturating at 6; sign = signbit(x * out)
+
+gs is the global *encode* scale, 448 * 6 / amax (the checkpoint's weight_scale_2 is 1 / gs).
+Element 2j is the low nibble of byte j. Swizzled scales use Blackwell's 128x4 block-scaled
+layout; rows past M up to round_up(M, 128) are zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+
+from ..family import Arg, Family, Signature
+
+SF_BLOCK = 16  # elements per E4M3 scale
+FP4_MAX = 6.0
+E4M3_MAX = 448.0
+GS_NUMERATOR = FP4_MAX * E4M3_MAX  # 2688
+SF_LAYOUTS = ("swizzled", "rowmajor")
+# E2M1 round-to-nearest-even as threshold tests: ">" where the tie goes down to the even
+# code, ">=" where it goes up to the even code.
+_E2M1_STEPS = ((0.25, False), (0.75, True), (1.25, False), (1.75, True), (2.5, False), (3.5, True), (5.0, False))
+E2M1_VALUES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+
+
+def _round_up(a: int, b: int) -> int:
+    return -(-a // b) * b
+
+
+# ----------------------------------------------------------------------------- references
+
+
+def e2m1_codes(v: torch.Tensor) -> torch.Tensor:
+    """fp32 -> 4-bit E2M1 codes (uint8 0..15), RNE, saturating; sign from signbit."""
+    a = v.abs()
+    code = torch.zeros(v.shape, dtype=torch.uint8, device=v.device)
+    for thr, inclusive in _E2M1_STEPS:
+        code += (a >= thr if inclusive else a > thr).to(torch.uint8)
+    return code | (torch.signbit(v).to(torch.uint8) << 3)
+
+
+def e2m1_decode(codes: torch.Tensor) -> torch.Tensor:
+    lut = torch.tensor(E2M1_VALUES, dtype=torch.float32, device=codes.device)
+    mag = lut[(codes & 7).long()]
+    return torch.where((codes & 8) != 0, -mag, mag)
+
+
+def swizzle_sf(sf: torch.Tensor) -> torch.Tensor:
+    """Row-major [M, Ks] scales -> [round_up(M,128), Ks] in the 128x4 block-scaled layout."""
+    m, ks = sf.shape
+    if ks % 4:
+        raise ValueError(f"scale columns {ks} must be a multiple of 4")
+    mp = _round_up(m, 128)
+    pad = torch.zeros((mp, ks), dtype=sf.dtype, device=sf.device)
+    pad[:m] = sf
+    # m = mt*128 + im*32 + om ; c = kt*4 + ik  ->  [mt, kt, om, im, ik]
+    t = pad.view(mp // 128, 4, 32, ks // 4, 4).permute(0, 3, 2, 1, 4)
+    return t.contiguous().view(mp, ks)
+
+
+def unswizzle_sf(sf: torch.Tensor, m: int) -> torch.Tensor:
+    mp, ks = sf.shape
+    t = sf.contiguous().view(mp // 128, ks // 4, 32, 4, 4).permute(0, 3, 2, 1, 4)
+    return t.contiguous().view(mp, ks)[:m]
+
+
+def quantize_ref(x: torch.Tensor, global_scale: torch.Tensor, sf_layout: str = "swizzled"):
+    """Reference NVFP4 quantization. Returns (q uint8 [M, K/2], sf uint8 E4M3 bits)."""
+    m, k = x.shape
+    xf = x.float().view(m, k // SF_BLOCK, SF_BLOCK)
+    gs = global_scale.float().reshape(())
+    vmax = xf.abs().amax(dim=-1)
+    s = (vmax * gs) * torch.tensor(1.0 / 6.0, dtype=torch.float32)
+    # torch's E4M3 cast is RNE but maps out-of-range to NaN; saturate first like satfinite.
+    sf8 = s.clamp(max=E4M3_MAX).to(torch.float8_e4m3fn)
+    sff = sf8.float()
+    out_scale = torch.where(sff == 0, torch.zeros_like(sff), gs / sff)
+    codes = e2m1_codes(xf * out_scale.unsqueeze(-1)).view(m, k)
+    q = codes[:, 0::2] | (codes[:, 1::2] << 4)
+    sf = sf8.view(torch.uint8)
+    if sf_layout == "swizzled":
+        sf = swizzle_sf(sf)
+    return q.contiguous(), sf.contiguous()
+
+
+def dequantize_ref(q: torch.Tensor, sf: torch.Tensor, global_scale: torch.Tensor, sf_layout: str = "swizzled"):
+    """Exact fp32 value of NVFP4 data: code * float(sf8) / gs."""
+    m = q.shape[0]
+    if sf_layout == "swizzled":
+        sf = unswizzle_sf(sf, m)
+    codes = torch.stack([q & 15, q >> 4], dim=-1).view(m, -1)
+    vals = e2m1_decode(codes).view(m, -1, SF_BLOCK)
+    scale = sf.view(torch.float8_e4m3fn).float() / global_scale.float().reshape(())
+    return (vals * scale.unsqueeze(-1)).view(m, -1)
+
+
+def global_scale_ref(x: torch.Tensor) -> torch.Tensor:
+    amax = x.float().abs().amax()
+    one = torch.ones((), dtype=torch.float32, device=x.device)
+    return torch.where(amax > 0, torch.tensor(GS_NUMERATOR, device=x.device) / amax, one).reshape(1)
+
+
+def random_activations(m: int, k: int, device: Any, gen: torch.Generator) -> torch.Tensor:
+    """BF16 data whose block magnitudes span many octaves, with some all-zero blocks."""
+    x = torch.randn((m, k), generator=gen, device=device, dtype=torch.float32)
+    octave = torch.randint(-12, 6, (m, k // SF_BLOCK, 1), generator=gen, device=device).float()
+    x = (x.view(m, -1, SF_BLOCK) * torch.exp2(octave)).view(m, k)
+    zero_blocks = torch.rand((m, k // SF_BLOCK, 1), generator=gen, device=device) < 0.02
+    x = x.view(m, -1, SF_BLOCK).masked_fill(zero_blocks, 0.0).view(m, k)
+    return x.to(torch.bfloat16)
+
+
+# ----------------------------------------------------------------------------- families
+
+
+@dataclass(frozen=True)
+class QuantizeParams:
+    k: int
+    sf_layout: str = "swizzled"
+    threads: int = 128  # threads per CTA (tuning)
+
+
+@dataclass(frozen=True)
+class GlobalScaleParams:
+    k: int
+    threads: int = 256  # threads per CTA (tuning)
+    partials: int = 1024  # CTAs of the partial-max pass == workspace floats (tuning)
+
+
+def _shape_reasons(k: int) -> list[str]:
+    reasons = []
+    if k < 64 or k % 64:
+        reasons.append(f"k={k} must be a positive multiple of 64 (4 scale blocks per thread)")
+    return reasons
+
+
+class QuantizeFamily(Family):
+    name = "nvfp4_quantize"
+    params_type = QuantizeParams
+    problem_keys = ("k", "sf_layout")
+    modules = ("nvfp4_aot.kernels.nvfp4_quantize", "nvfp4_aot.kernels.nvfp4_quantize.kernel")
+
+    def can_implement(self, p: QuantizeParams, arch: str) -> list[str]:
+        reasons = super().can_implement(p, arch) + _shape_reasons(p.k)
+        if p.sf_layout not in SF_LAYOUTS:
+            reasons.append(f"sf_layout={p.sf_layout!r} must be one of {SF_LAYOUTS}")
+        if p.threads not in (64, 128, 256, 512):
+            reasons.append(f"threads={p.threads} must be 64, 128, 256 or 512")
+        return reasons
+
+    def signature(self, p: QuantizeParams) -> Signature:
+        sf_rows = "round_up(M, 128)" if p.sf_layout == "swizzled" else "M"
+        return Signature(
+            (
+                Arg("x", "bfloat16", ("M", "K"), align=16),
+                Arg("global_scale", "float32", (1,), align=4),
+                Arg("q", "uint8", ("M", "K // 2"), align=16, output=True),
+                Arg("sf", "uint8", (sf_rows, "K // 16"), align=4, output=True),
+            ),
+            static={"K": p.k},
+        )
+
+    def compile_args(self, p: QuantizeParams, arch: str):
+        from . import kernel
+
+        return kernel.make_kernel("quantize", vars(p)), kernel.fake_args("quantize", vars(p))
+
+    def make_inputs(self, p: QuantizeParams, m: int, device: Any, seed: int, poison: int = 0xFF):
+        gen = torch.Generator(device=device).manual_seed(seed)
+        x = random_activations(m, p.k, device, gen)
+        # Scales from 0.3x to 3x the amax-derived one: the large ones drive saturation paths.
+        factor = float(torch.empty(()).uniform_(-1.7, 1.6, generator=torch.Generator().manual_seed(seed)).exp2())
+        gs = global_scale_ref(x) * factor
+        sf_rows = _round_up(m, 128) if p.sf_layout == "swizzled" else m
+        return {
+            "x": x,
+            "global_scale": gs,
+            "q": torch.full((m, p.k // 2), poison, dtype=torch.uint8, device=device),
+            "sf": torch.full((sf_rows, p.k // 16), poison, dtype=torch.uint8, device=device),
+        }
+
+    def reference(self, p: QuantizeParams, inputs: Mapping[str, Any]):
+        q, sf = quantize_ref(inputs["x"], inputs["global_scale"], p.sf_layout)
+        return {"q": q, "sf": sf}
+
+    def check(self, p, got, want) -> list[str]:
+        return [f"{n}: {_mismatch(got[n], want[n])}" for n in want if not torch.equal(got[n], want[n])]
+
+
+class GlobalScaleFamily(Family):
+    name = "nvfp4_global_scale"
+    params_type = GlobalScaleParams
+    problem_keys = ("k",)
+    modules = ("nvfp4_aot.kernels.nvfp4_quantize", "nvfp4_aot.kernels.nvfp4_quantize.kernel")
+
+    def can_implement(self, p: GlobalScaleParams, arch: str) -> list[str]:
+        reasons = super().can_implement(p, arch) + _shape_reasons(p.k)
+        if p.threads not in (128, 256, 512):
+            reasons.append(f"threads={p.threads} must be 128, 256 or 512")
+        if not 1 <= p.partials <= 4096:
+            reasons.append(f"partials={p.partials} must be in [1, 4096]")
+        return reasons
+
+    def signature(self, p: GlobalScaleParams) -> Signature:
+        return Signature(
+            (
+                Arg("x", "bfloat16", ("M", "K"), align=16),
+                Arg("global_scale", "float32", (1,), align=4, output=True),
+                Arg("workspace", "float32", ("P",), align=4, output=True, scratch=True),
+            ),
+            static={"K": p.k, "P": p.partials},
+        )
+
+    def compile_args(self, p: GlobalScaleParams, arch: str):
+        from . import kernel
+
+        return kernel.make_kernel("global_scale", vars(p)), kernel.fake_args("global_scale", vars(p))
+
+    def make_inputs(self, p: GlobalScaleParams, m: int, device: Any, seed: int, poison: float = float("nan")):
+        gen = torch.Generator(device=device).manual_seed(seed)
+        return {
+            "x": random_activations(m, p.k, device, gen),
+            "global_scale": torch.full((1,), poison, dtype=torch.float32, device=device),
+            "workspace": torch.full((p.partials,), poison, dtype=torch.float32, device=device),
+        }
+
+    def reference(self, p: GlobalScaleParams, inputs: Mapping[str, Any]):
+        return {"global_scale": global_scale_ref(inputs["x"])}
+
+    def check(self, p, got, want) -> list[str]:
+        n = "global_scale"
+        return [] if torch.equal(got[n], want[n]) else [f"{n}: got {got[n].tolist()} want {want[n].tolist()}"]
+
+
+def _mismatch(got: torch.Tensor, want: torch.Tensor) -> str:
+    if got.shape != want.shape:
+        return f"shape {tuple(got.shape)} != {tuple(want.shape)}"
+    bad = (got != want).nonzero()
+    return f"{bad.shape[0]} of {want.numel()} bytes differ, first at {bad[0].tolist()}: got {got[tuple(bad[0])].item():#04x} want {want[tuple(bad[0])].item():#04x}"
+
+
+FAMILY = QuantizeFamily()
+GLOBAL_SCALE_FAMILY = GlobalScaleFamily()

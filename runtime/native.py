@@ -1,0 +1,104 @@
+"""Native libraries an exported kernel needs, found and loaded without importing cutlass.
+
+A kernel .so links against libtvm_ffi (loaded by `import tvm_ffi`), libcute_dsl_runtime (the
+DSL's native runtime, from the nvidia-cutlass-dsl-libs-cu13 wheel or a path in
+NVFP4_AOT_DSL_RUNTIME) and libcudart.so.13 (torch's cu13 build ships it). They are loaded
+RTLD_GLOBAL once, before the first kernel module, so the kernel's NEEDED entries resolve.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import importlib.metadata
+import importlib.util
+import os
+import site
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+from .store_format import sha256_file
+
+DSL_RUNTIME_ENV = "NVFP4_AOT_DSL_RUNTIME"
+DSL_RUNTIME_NAME = "libcute_dsl_runtime.so"
+DSL_DISTS = ("nvidia-cutlass-dsl-libs-cu13", "nvidia-cutlass-dsl-libs-base", "nvidia-cutlass-dsl")
+
+
+class NativeLibraryError(RuntimeError):
+    pass
+
+
+def _package_dir(name: str) -> Path | None:
+    # find_spec on a top-level name locates it without executing it (no cutlass import).
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def find_dsl_runtime() -> Path:
+    """Path of libcute_dsl_runtime.so: $NVFP4_AOT_DSL_RUNTIME, the installed wheel, or LD_LIBRARY_PATH."""
+    env = os.environ.get(DSL_RUNTIME_ENV)
+    if env:
+        p = Path(env)
+        if not p.is_file():
+            raise NativeLibraryError(f"{DSL_RUNTIME_ENV}={env}: no such file")
+        return p
+    pkg = _package_dir("nvidia_cutlass_dsl")
+    if pkg is not None and (pkg / "cu13" / "lib" / DSL_RUNTIME_NAME).is_file():
+        return pkg / "cu13" / "lib" / DSL_RUNTIME_NAME
+    for d in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep):
+        if d and (Path(d) / DSL_RUNTIME_NAME).is_file():
+            return Path(d) / DSL_RUNTIME_NAME
+    raise NativeLibraryError(
+        f"{DSL_RUNTIME_NAME} not found: install nvidia-cutlass-dsl-libs-cu13 (only its native "
+        f"library is used) or set {DSL_RUNTIME_ENV} to the file"
+    )
+
+
+def dsl_version() -> str | None:
+    """Installed DSL version from package metadata (no import), None if only the bare library is present."""
+    for dist in DSL_DISTS:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+@lru_cache(maxsize=None)
+def dsl_runtime_sha256(path: str) -> str:
+    return sha256_file(path)
+
+
+def tvm_ffi_version() -> str:
+    return importlib.metadata.version("apache-tvm-ffi")
+
+
+def _find_cudart() -> str | None:
+    roots = [*site.getsitepackages(), site.getusersitepackages(), *sys.path]
+    for root in roots:
+        hits = sorted(glob.glob(os.path.join(root, "nvidia", "cu13", "lib", "libcudart.so.13*")))
+        if hits:
+            return hits[0]
+    return None
+
+
+_LOADED: dict[str, ctypes.CDLL] = {}
+
+
+def preload() -> Path:
+    """Load the DSL runtime and libcudart globally; return the DSL runtime's path."""
+    import tvm_ffi  # noqa: F401  (loads libtvm_ffi.so)
+
+    lib = find_dsl_runtime()
+    cudart = _find_cudart()
+    # cudart first: the DSL runtime and kernels resolve cuda* symbols against it.
+    for path in ([cudart] if cudart else []) + [str(lib)]:
+        if path not in _LOADED:
+            try:
+                _LOADED[path] = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+            except OSError as e:
+                raise NativeLibraryError(f"cannot load {path}: {e}") from e
+    return lib

@@ -1,0 +1,275 @@
+"""Open a verified artifact store and dispatch calls to its kernels. Never compiles anything.
+
+    store = nvfp4_aot.runtime.open("artifacts/")          # verify index, hashes, ABI, arch
+    store.prime()                                          # first call of each kernel, eagerly
+    quant = store.op("nvfp4_quantize", k=7168, sf_layout="swizzled")
+    quant(x, global_scale, q, sf)                          # bucket by M, validate, launch
+
+Order of refusals, all before any kernel code is loaded: index structure, every file's sha256,
+tvm-ffi / DSL ABI, device arch. A launch uses torch's current stream (tvm-ffi's env stream),
+allocates nothing and never synchronizes with the host, so it is safe inside a CUDA graph
+capture once `prime()` has run.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from . import native
+from .errors import (
+    AbiMismatchError,
+    ArchMismatchError,
+    ArgumentError,
+    MissingVariantError,
+    TamperedArtifactError,
+)
+from .store_format import (
+    LIB_NAME,
+    StoreFormatError,
+    arch_of_capability,
+    cubin_archs,
+    entry_dir,
+    op_id,
+    read_index,
+)
+from .validate import CallValidator
+
+# Production switch in the spirit of FLASHINFER_DISABLE_JIT: the runtime never builds, and
+# with this set, callers that *could* fall back to building (tests, tools) must not either.
+NO_BUILD_ENV = "NVFP4_AOT_NO_BUILD"
+
+
+@dataclass
+class Kernel:
+    """One loaded variant: its record, its validator and the tvm-ffi function."""
+
+    record: Mapping[str, Any]
+    path: Path
+    validator: CallValidator
+    fn: Any = None
+    primed: bool = False
+
+    @property
+    def key(self) -> str:
+        return self.record["key"]
+
+    def __call__(self, *args: Any, check: bool = True) -> None:
+        if check:
+            self.validator(args)
+        self.fn(*args)
+
+
+class Op:
+    """A family + problem parameters, dispatching on the token count M to a bucket's kernel."""
+
+    def __init__(self, op_name: str, spec: Mapping[str, Any], buckets: list[tuple[int, int, Kernel]]):
+        self.name = op_name
+        self.spec = spec
+        self._hi = [hi for _, hi, _ in buckets]
+        self._buckets = buckets
+        self.max_m = buckets[-1][1]
+        v = buckets[0][2].validator
+        self._m_arg, self._m_dim = v.bind_position("M")
+        self._nargs = len(v.args)
+
+    def kernel_for(self, m: int) -> Kernel:
+        i = bisect.bisect_left(self._hi, m)
+        if m < 1 or i == len(self._buckets):
+            raise ArgumentError(
+                f"{self.name}: token count M={m} is outside the manifest's buckets [1, {self.max_m}] "
+                f"(manifest {self.spec['manifest']!r}: extend the last bucket of this op)"
+            )
+        return self._buckets[i][2]
+
+    def __call__(self, *args: Any, check: bool = True) -> None:
+        if len(args) != self._nargs or not hasattr(args[self._m_arg], "shape"):
+            raise ArgumentError(
+                f"{self.name}: expected {self._nargs} arguments "
+                f"({', '.join(a.name for a in self._buckets[0][2].validator.args)}), got {len(args)}"
+            )
+        self.kernel_for(args[self._m_arg].shape[self._m_dim])(*args, check=check)
+
+    def kernels(self) -> list[Kernel]:
+        return [k for _, _, k in self._buckets]
+
+
+class ArtifactStore:
+    def __init__(self, root: Path, index: Mapping[str, Any], arch: str, kernels: dict[str, Kernel], ops: dict[str, Op]):
+        self.root = root
+        self.index = index
+        self.arch = arch
+        self.kernels = kernels
+        self.ops = ops
+        self._prime_lock = threading.Lock()
+
+    def op(self, family: str, **problem: Any) -> Op:
+        name = op_id(family, problem)
+        if name not in self.ops:
+            known = sorted(n for n in self.ops if n.startswith(family + ".") or n == family)
+            raise MissingVariantError(
+                f"no variant for {name} on {self.arch} in {self.root}. Add to a manifest:\n"
+                f"  [[op]]\n  family = {family!r}\n  archs = [{self.arch!r}]\n"
+                f"  problem = {{ {', '.join(f'{k} = {v!r}' for k, v in sorted(problem.items()))} }}\n"
+                f"then run `nvfp4-build compile`. Ops of this family present: {known or 'none'}"
+            )
+        return self.ops[name]
+
+    def prime(self, device: Any = None) -> int:
+        """Call each loaded kernel once with small valid inputs (loads its CUDA module now,
+        not inside a later graph capture). Returns the number of kernels primed."""
+        import torch
+
+        from nvfp4_aot.kernels import get_family
+
+        n = 0
+        with self._prime_lock:
+            for kern in self.kernels.values():
+                if kern.primed:
+                    continue
+                fam = get_family(kern.record["family"])
+                params = fam.parse_params(kern.record["params"])
+                m = max(1, min(self._min_m(kern), fam.max_m))
+                inputs = fam.make_inputs(params, m, device or torch.device("cuda"), seed=0)
+                kern(*[inputs[a.name] for a in kern.validator.args])
+                kern.primed = True
+                n += 1
+            torch.cuda.synchronize()
+        return n
+
+    def _min_m(self, kern: Kernel) -> int:
+        return min((lo for op in self.ops.values() for lo, _, k in op._buckets if k is kern), default=1)
+
+
+def _device_arch(device: Any) -> str:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ArchMismatchError("no CUDA device is visible; pass arch= to open the store for inspection only")
+    return arch_of_capability(*torch.cuda.get_device_capability(device))
+
+
+def _check_abi(rec: Mapping[str, Any], tvm_version: str, dsl_ver: str | None, dsl_lib: Path | None) -> None:
+    if rec["tvm_ffi_version"] != tvm_version:
+        raise AbiMismatchError(
+            f"entry {rec['key']} was built against apache-tvm-ffi {rec['tvm_ffi_version']}, "
+            f"installed is {tvm_version}: rebuild the artifacts or install the matching version"
+        )
+    if dsl_ver is not None:
+        if rec["dsl_version"] != dsl_ver:
+            raise AbiMismatchError(
+                f"entry {rec['key']} was built with nvidia-cutlass-dsl {rec['dsl_version']}, the installed "
+                f"DSL runtime is {dsl_ver}: rebuild the artifacts or install the matching version"
+            )
+    elif dsl_lib is not None and native.dsl_runtime_sha256(str(dsl_lib)) != rec["dsl_runtime_sha256"]:
+        raise AbiMismatchError(
+            f"entry {rec['key']}: {dsl_lib} is not the DSL runtime library it was built against "
+            f"(nvidia-cutlass-dsl {rec['dsl_version']}; sha256 differs)"
+        )
+
+
+def open_store(
+    root: os.PathLike | str,
+    *,
+    device: Any = None,
+    arch: str | None = None,
+    manifest: str | None = None,
+    load: bool = True,
+) -> ArtifactStore:
+    """Verify and open an artifact directory for the device's arch (or `arch`, e.g. for tests).
+
+    With load=False nothing native is loaded (inspection on a machine without the DSL runtime).
+    """
+    root = Path(root)
+    index = read_index(root)
+    records: dict[str, Mapping[str, Any]] = index["entries"]
+    for key, rec in records.items():
+        path = entry_dir(root, key) / LIB_NAME
+        if not path.is_file():
+            raise TamperedArtifactError(f"{path}: listed in the index but missing")
+        data = path.read_bytes()
+        if len(data) != rec["size"] or hashlib.sha256(data).hexdigest() != rec["sha256"]:
+            raise TamperedArtifactError(
+                f"{path}: sha256 does not match the index (corrupt or tampered); rebuild with "
+                f"`nvfp4-build compile` or restore the artifact directory"
+            )
+        embedded = cubin_archs(data)
+        if embedded != {rec["arch"]}:
+            raise ArchMismatchError(f"{path}: recorded arch {rec['arch']} but the embedded GPU code is {sorted(embedded)}")
+    target = arch or _device_arch(device)
+    if arch is not None and load and _device_available():
+        dev_arch = _device_arch(device)
+        if dev_arch != arch:
+            raise ArchMismatchError(f"arch {arch} requested but the device is {dev_arch}: launching would fail")
+    present = sorted({r["arch"] for r in records.values()})
+    mine = {k: r for k, r in records.items() if r["arch"] == target}
+    if not mine:
+        raise ArchMismatchError(
+            f"{root} holds kernels for {present or 'no arch'}, none for this device ({target}); "
+            f"build the manifest with --arch {target}"
+        )
+    if load:
+        dsl_lib = native.preload()
+        tvm_version, dsl_ver = native.tvm_ffi_version(), native.dsl_version()
+        for rec in mine.values():
+            _check_abi(rec, tvm_version, dsl_ver, dsl_lib)
+    kernels = {k: _make_kernel(root, r, load) for k, r in mine.items()}
+    ops = _build_ops(index, target, kernels, manifest)
+    return ArtifactStore(root, index, target, kernels, ops)
+
+
+def _device_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _make_kernel(root: Path, rec: Mapping[str, Any], load: bool) -> Kernel:
+    from nvfp4_aot.kernels.family import Signature
+
+    path = entry_dir(root, rec["key"]) / LIB_NAME
+    kern = Kernel(rec, path, CallValidator(rec["symbol"], Signature.from_json(rec["signature"])))
+    if load:
+        import tvm_ffi
+
+        try:
+            kern.fn = tvm_ffi.load_module(str(path))[rec["symbol"]]
+        except Exception as e:
+            raise StoreFormatError(f"{path}: cannot load exported function {rec['symbol']!r}: {e}") from e
+    return kern
+
+
+def _build_ops(index: Mapping[str, Any], arch: str, kernels: dict[str, Kernel], manifest: str | None) -> dict[str, Op]:
+    manifests: Mapping[str, Any] = index["manifests"]
+    if manifest is not None:
+        if manifest not in manifests:
+            raise MissingVariantError(f"manifest {manifest!r} was not built into this store (built: {sorted(manifests)})")
+        manifests = {manifest: manifests[manifest]}
+    ops: dict[str, Op] = {}
+    seen: dict[str, tuple[str, Any]] = {}
+    for mname, m in sorted(manifests.items()):
+        for name, spec in m["ops"].items():
+            rows = [(b["m"][0], b["m"][1], b["variants"].get(arch)) for b in spec["buckets"]]
+            if any(key is None for *_, key in rows):
+                continue  # this op is not built for this arch
+            missing = [key for *_, key in rows if key not in kernels]
+            if missing:
+                raise StoreFormatError(f"manifest {mname}: op {name} refers to entries {missing} absent from the index")
+            buckets = [(lo, hi, kernels[key]) for lo, hi, key in rows]
+            if name in seen and seen[name][1] != [(lo, hi, k.key) for lo, hi, k in buckets]:
+                raise MissingVariantError(
+                    f"op {name} is defined differently by manifests {seen[name][0]!r} and {mname!r}; "
+                    f"open the store with manifest=... to pick one"
+                )
+            seen[name] = (mname, [(lo, hi, k.key) for lo, hi, k in buckets])
+            ops[name] = Op(name, {**spec, "manifest": mname}, buckets)
+    return ops
+
+
+def families_in(store: ArtifactStore) -> Iterable[str]:
+    return sorted({k.record["family"] for k in store.kernels.values()})
