@@ -184,7 +184,10 @@ def _parse_op(raw: Any, where: str, default_archs, err) -> list[OpSpec]:
             values = {**tuning, **btuning, **prob}
             params = _check_params(fam, values, archs, bwhere, err)
             buckets.append(Bucket(lo, hi, params))
-        specs.append(OpSpec(op_id(fam.name, prob), fam.name, prob, archs, tuple(buckets)))
+        # The op's identity uses every problem parameter, defaults included, so that a caller
+        # asking for the full problem finds it whether or not the manifest spelled a default.
+        full = {k: buckets[0].params[k] for k in fam.problem_keys}
+        specs.append(OpSpec(op_id(fam.name, full), fam.name, full, archs, tuple(buckets)))
     return specs
 
 

@@ -135,6 +135,9 @@ class ParamError(ValueError):
     """A parameter dict does not fit a family's parameter dataclass."""
 
 
+_SCALARS = {"int": int, "str": str, "bool": bool, "float": float}
+
+
 def params_from_mapping(cls: type, values: Mapping[str, Any]) -> Any:
     """Build a frozen params dataclass from a plain mapping, naming any bad key."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -151,12 +154,12 @@ def params_from_mapping(cls: type, values: Mapping[str, Any]) -> Any:
     if missing:
         raise ParamError(f"missing parameter(s) {missing}")
     for name, value in values.items():
-        want = fields[name].type
-        want_t = {"int": int, "str": str, "bool": bool, "float": float}.get(str(want), None)
-        if want_t is not None and (
-            not isinstance(value, want_t) or (want_t is int and isinstance(value, bool))
-        ):
-            raise ParamError(f"parameter {name!r} must be {want}, got {value!r}")
+        want = fields[name].type  # a type, or its name under `from __future__ import annotations`
+        want_t = want if isinstance(want, type) else _SCALARS.get(str(want))
+        if want_t is float and isinstance(value, int) and not isinstance(value, bool):
+            values = {**values, name: float(value)}
+        elif want_t is not None and (not isinstance(value, want_t) or (want_t is int and isinstance(value, bool))):
+            raise ParamError(f"parameter {name!r} must be {want_t.__name__}, got {value!r}")
     return cls(**values)
 
 

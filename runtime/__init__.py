@@ -1,33 +1,32 @@
 """nvfp4-aot runtime: open a verified artifact store, dispatch by token bucket, launch with zero JIT.
 
-Imports only torch and tvm_ffi (never cutlass, never the build package).
+Imports only torch and tvm_ffi (never cutlass, never the build package). Attributes load
+lazily so that the build side can read the store format without importing torch.
 """
 
-from .errors import (
-    AbiMismatchError,
-    ArchMismatchError,
-    ArgumentError,
-    MissingVariantError,
-    Nvfp4AotError,
-    TamperedArtifactError,
-)
-from .store import NO_BUILD_ENV, ArtifactStore, Kernel, Op, open_store
-from .store_format import StoreFormatError
+from importlib import import_module
 
-open = open_store  # noqa: A001  (the documented entry point: nvfp4_aot.runtime.open(dir))
+_EXPORTS = {
+    "AbiMismatchError": "errors",
+    "ArchMismatchError": "errors",
+    "ArgumentError": "errors",
+    "MissingVariantError": "errors",
+    "Nvfp4AotError": "errors",
+    "TamperedArtifactError": "errors",
+    "StoreFormatError": "store_format",
+    "ArtifactStore": "store",
+    "Kernel": "store",
+    "Op": "store",
+    "NO_BUILD_ENV": "store",
+    "open_store": "store",
+}
 
-__all__ = [
-    "AbiMismatchError",
-    "ArchMismatchError",
-    "ArgumentError",
-    "ArtifactStore",
-    "Kernel",
-    "MissingVariantError",
-    "NO_BUILD_ENV",
-    "Nvfp4AotError",
-    "Op",
-    "StoreFormatError",
-    "TamperedArtifactError",
-    "open",
-    "open_store",
-]
+__all__ = [*_EXPORTS, "open"]
+
+
+def __getattr__(name: str):
+    if name == "open":  # the documented entry point: nvfp4_aot.runtime.open(dir)
+        name = "open_store"
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -1,6 +1,6 @@
 """NVFP4 quantize families: BF16 [M, K] -> E2M1 codes + E4M3 block scales, and amax -> global scale.
 
-The torch references below *define* the rounding; the CuTe DSL kernels (kernel.py) match them
+The torch references (ref.py) *define* the rounding; the CuTe DSL kernels (kernel.py) match them
 bit for bit. Semantics per row and per block of 16 along K, all fp32, IEEE round-to-nearest:
 
     vmax = max |x| over the block
@@ -19,8 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import torch
-
 from ..family import Arg, Family, Signature
 
 SF_BLOCK = 16  # elements per E4M3 scale
@@ -36,89 +34,6 @@ E2M1_VALUES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 
 def _round_up(a: int, b: int) -> int:
     return -(-a // b) * b
-
-
-# ----------------------------------------------------------------------------- references
-
-
-def e2m1_codes(v: torch.Tensor) -> torch.Tensor:
-    """fp32 -> 4-bit E2M1 codes (uint8 0..15), RNE, saturating; sign from signbit."""
-    a = v.abs()
-    code = torch.zeros(v.shape, dtype=torch.uint8, device=v.device)
-    for thr, inclusive in _E2M1_STEPS:
-        code += (a >= thr if inclusive else a > thr).to(torch.uint8)
-    return code | (torch.signbit(v).to(torch.uint8) << 3)
-
-
-def e2m1_decode(codes: torch.Tensor) -> torch.Tensor:
-    lut = torch.tensor(E2M1_VALUES, dtype=torch.float32, device=codes.device)
-    mag = lut[(codes & 7).long()]
-    return torch.where((codes & 8) != 0, -mag, mag)
-
-
-def swizzle_sf(sf: torch.Tensor) -> torch.Tensor:
-    """Row-major [M, Ks] scales -> [round_up(M,128), Ks] in the 128x4 block-scaled layout."""
-    m, ks = sf.shape
-    if ks % 4:
-        raise ValueError(f"scale columns {ks} must be a multiple of 4")
-    mp = _round_up(m, 128)
-    pad = torch.zeros((mp, ks), dtype=sf.dtype, device=sf.device)
-    pad[:m] = sf
-    # m = mt*128 + im*32 + om ; c = kt*4 + ik  ->  [mt, kt, om, im, ik]
-    t = pad.view(mp // 128, 4, 32, ks // 4, 4).permute(0, 3, 2, 1, 4)
-    return t.contiguous().view(mp, ks)
-
-
-def unswizzle_sf(sf: torch.Tensor, m: int) -> torch.Tensor:
-    mp, ks = sf.shape
-    t = sf.contiguous().view(mp // 128, ks // 4, 32, 4, 4).permute(0, 3, 2, 1, 4)
-    return t.contiguous().view(mp, ks)[:m]
-
-
-def quantize_ref(x: torch.Tensor, global_scale: torch.Tensor, sf_layout: str = "swizzled"):
-    """Reference NVFP4 quantization. Returns (q uint8 [M, K/2], sf uint8 E4M3 bits)."""
-    m, k = x.shape
-    xf = x.float().view(m, k // SF_BLOCK, SF_BLOCK)
-    gs = global_scale.float().reshape(())
-    vmax = xf.abs().amax(dim=-1)
-    s = (vmax * gs) * torch.tensor(1.0 / 6.0, dtype=torch.float32)
-    # torch's E4M3 cast is RNE but maps out-of-range to NaN; saturate first like satfinite.
-    sf8 = s.clamp(max=E4M3_MAX).to(torch.float8_e4m3fn)
-    sff = sf8.float()
-    out_scale = torch.where(sff == 0, torch.zeros_like(sff), gs / sff)
-    codes = e2m1_codes(xf * out_scale.unsqueeze(-1)).view(m, k)
-    q = codes[:, 0::2] | (codes[:, 1::2] << 4)
-    sf = sf8.view(torch.uint8)
-    if sf_layout == "swizzled":
-        sf = swizzle_sf(sf)
-    return q.contiguous(), sf.contiguous()
-
-
-def dequantize_ref(q: torch.Tensor, sf: torch.Tensor, global_scale: torch.Tensor, sf_layout: str = "swizzled"):
-    """Exact fp32 value of NVFP4 data: code * float(sf8) / gs."""
-    m = q.shape[0]
-    if sf_layout == "swizzled":
-        sf = unswizzle_sf(sf, m)
-    codes = torch.stack([q & 15, q >> 4], dim=-1).view(m, -1)
-    vals = e2m1_decode(codes).view(m, -1, SF_BLOCK)
-    scale = sf.view(torch.float8_e4m3fn).float() / global_scale.float().reshape(())
-    return (vals * scale.unsqueeze(-1)).view(m, -1)
-
-
-def global_scale_ref(x: torch.Tensor) -> torch.Tensor:
-    amax = x.float().abs().amax()
-    one = torch.ones((), dtype=torch.float32, device=x.device)
-    return torch.where(amax > 0, torch.tensor(GS_NUMERATOR, device=x.device) / amax, one).reshape(1)
-
-
-def random_activations(m: int, k: int, device: Any, gen: torch.Generator) -> torch.Tensor:
-    """BF16 data whose block magnitudes span many octaves, with some all-zero blocks."""
-    x = torch.randn((m, k), generator=gen, device=device, dtype=torch.float32)
-    octave = torch.randint(-12, 6, (m, k // SF_BLOCK, 1), generator=gen, device=device).float()
-    x = (x.view(m, -1, SF_BLOCK) * torch.exp2(octave)).view(m, k)
-    zero_blocks = torch.rand((m, k // SF_BLOCK, 1), generator=gen, device=device) < 0.02
-    x = x.view(m, -1, SF_BLOCK).masked_fill(zero_blocks, 0.0).view(m, k)
-    return x.to(torch.bfloat16)
 
 
 # ----------------------------------------------------------------------------- families
@@ -147,6 +62,7 @@ def _shape_reasons(k: int) -> list[str]:
 
 class QuantizeFamily(Family):
     name = "nvfp4_quantize"
+    max_m = 65536  # keeps M * K < 2^32 bytes of input at K = 65536 (32-bit offsets stay exact)
     params_type = QuantizeParams
     problem_keys = ("k", "sf_layout")
     modules = ("nvfp4_aot.kernels.nvfp4_quantize", "nvfp4_aot.kernels.nvfp4_quantize.kernel")
@@ -177,6 +93,10 @@ class QuantizeFamily(Family):
         return kernel.make_kernel("quantize", vars(p)), kernel.fake_args("quantize", vars(p))
 
     def make_inputs(self, p: QuantizeParams, m: int, device: Any, seed: int, poison: int = 0xFF):
+        import torch
+
+        from .ref import global_scale_ref, random_activations
+
         gen = torch.Generator(device=device).manual_seed(seed)
         x = random_activations(m, p.k, device, gen)
         # Scales from 0.3x to 3x the amax-derived one: the large ones drive saturation paths.
@@ -191,10 +111,14 @@ class QuantizeFamily(Family):
         }
 
     def reference(self, p: QuantizeParams, inputs: Mapping[str, Any]):
+        from .ref import quantize_ref
+
         q, sf = quantize_ref(inputs["x"], inputs["global_scale"], p.sf_layout)
         return {"q": q, "sf": sf}
 
     def check(self, p, got, want) -> list[str]:
+        import torch
+
         return [f"{n}: {_mismatch(got[n], want[n])}" for n in want if not torch.equal(got[n], want[n])]
 
 
@@ -228,6 +152,10 @@ class GlobalScaleFamily(Family):
         return kernel.make_kernel("global_scale", vars(p)), kernel.fake_args("global_scale", vars(p))
 
     def make_inputs(self, p: GlobalScaleParams, m: int, device: Any, seed: int, poison: float = float("nan")):
+        import torch
+
+        from .ref import random_activations
+
         gen = torch.Generator(device=device).manual_seed(seed)
         return {
             "x": random_activations(m, p.k, device, gen),
@@ -236,14 +164,18 @@ class GlobalScaleFamily(Family):
         }
 
     def reference(self, p: GlobalScaleParams, inputs: Mapping[str, Any]):
+        from .ref import global_scale_ref
+
         return {"global_scale": global_scale_ref(inputs["x"])}
 
     def check(self, p, got, want) -> list[str]:
+        import torch
+
         n = "global_scale"
         return [] if torch.equal(got[n], want[n]) else [f"{n}: got {got[n].tolist()} want {want[n].tolist()}"]
 
 
-def _mismatch(got: torch.Tensor, want: torch.Tensor) -> str:
+def _mismatch(got, want) -> str:
     if got.shape != want.shape:
         return f"shape {tuple(got.shape)} != {tuple(want.shape)}"
     bad = (got != want).nonzero()

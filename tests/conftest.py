@@ -1,0 +1,74 @@
+"""Shared fixtures. The tiny plugin family in tests/plugin_family is registered through the
+nvfp4_aot.families entry-point group, as a third-party package would register one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+PLUGIN_DIR = HERE / "plugin_family"
+sys.path.insert(0, str(PLUGIN_DIR))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PLUGIN_DIR), os.environ.get("PYTHONPATH")]))
+
+from nvfp4_aot.kernels import registry  # noqa: E402
+
+registry.families.cache_clear()
+
+SMALL_MANIFEST = """\
+archs = ["sm_90a", "sm_100a"]
+
+[[op]]
+family = "test_scale"
+problem = { n = [64, 128] }
+buckets = [
+  { m = [1, 16], tuning = { threads = 64 } },
+  { m = [17, 4096] },
+]
+"""
+
+
+def run_cli(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    """Run nvfp4-build in a fresh process (the way users and CI run it)."""
+    r = subprocess.run([sys.executable, "-m", "nvfp4_aot.build.cli", *args], capture_output=True, text=True, **kw)
+    if check and r.returncode:
+        raise AssertionError(f"nvfp4-build {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+@pytest.fixture(scope="session")
+def small_manifest(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("manifests") / "small.toml"
+    p.write_text(SMALL_MANIFEST)
+    return p
+
+
+@pytest.fixture(scope="session")
+def built_store(tmp_path_factory, small_manifest) -> Path:
+    """The small manifest compiled once for both archs; copy it before mutating."""
+    out = tmp_path_factory.mktemp("store") / "artifacts"
+    run_cli("compile", str(small_manifest), "-o", str(out), "-j", "2")
+    return out
+
+
+@pytest.fixture
+def store_copy(built_store, tmp_path) -> Path:
+    dst = tmp_path / "artifacts"
+    shutil.copytree(built_store, dst)
+    return dst
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run tests/gpu/run.sh on the device machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
