@@ -17,8 +17,9 @@ from .errors import ArgumentError
 
 
 class CallValidator:
-    def __init__(self, symbol: str, sig: Signature):
+    def __init__(self, symbol: str, sig: Signature, device_type: str = "cuda"):
         self.symbol = symbol
+        self.device_type = device_type  # "cpu" only in the CPU tests of this validator
         self.sig = sig
         self.args = sig.args
         self._dtypes = tuple(getattr(torch, a.dtype) for a in sig.args)
@@ -52,8 +53,8 @@ class CallValidator:
             env[s] = t.shape[j]
         device = tensors[0].device
         for i, (a, dt, t) in enumerate(zip(self.args, self._dtypes, tensors)):
-            if t.device.type != "cuda":
-                raise self._fail(i, f"must be on a CUDA device, got {t.device}")
+            if t.device.type != self.device_type:
+                raise self._fail(i, f"must be on a {self.device_type.upper()} device, got {t.device}")
             if t.device != device:
                 raise self._fail(i, f"is on {t.device}, argument #0 on {device}")
             if t.dtype != dt:

@@ -1,0 +1,398 @@
+"""NVFP4 (E2M1 values + E4M3 block scales) quantization kernels in CuTe DSL.
+
+Two kernels:
+
+* ``Nvfp4QuantizeKernel``: bf16 [M, K] -> packed E2M1 q [M, K/2] + E4M3 scale
+  bytes sf (row-major [M, K/16] or Blackwell 128x4-swizzled [Mpad, K/16]),
+  given a device-side fp32 global scale gs.
+* ``Nvfp4GlobalScaleKernel``: gs = 2688 / max|x| (1.0 if the max is 0), as two
+  launches (fixed-grid partial maxima -> single-CTA final reduce).
+
+Numerics are bit-exact with the project's torch reference (all fp32, IEEE RN):
+  vmax = max_16 |x|;  s = (vmax * gs) * fp32(1/6);  sf8 = e4m3_rn_satfinite(s)
+  os = 0 if float(sf8) == 0 else gs / float(sf8)          (div.rn.f32)
+  v = x * os;  nibble = e2m1_rne_sat(|v|) | 8 * signbit(v)
+Every fp32 op whose rounding matters is written as inline PTX with an explicit
+``.rn`` modifier: that pins IEEE rounding, forbids FMA contraction (ptxas never
+fuses ``mul.rn``/``add.rn``) and keeps denormals (no ``.ftz``).
+
+E2M1 in software (same code on sm_90a and sm_100a): with a = min(|v|, 6) and
+M = 2^23 (fp32 ulp 1 on [2^23, 2^24)),
+  code = min(fma(a, 2, M), a + (M + 2), fma(a, 0.5, M + 4)) - M
+       = min(rne(2a), rne(a) + 2, rne(a/2) + 4),
+i.e. round-half-even on the three E2M1 spacing regimes (0.5 on [0,2], 1 on
+[2,4], 2 on [4,6]); each candidate rounds exactly once. Verified exhaustively
+against the reference threshold sum over every fp32 in [0, 6] (above 6 the
+clamp gives code 7 = the saturated value). NaN is out of contract.
+"""
+
+import cutlass
+import cutlass.cute as cute
+from cutlass import Float32, Int32, Int64, Uint8, Uint32, BFloat16, const_expr
+from cutlass.cutlass_dsl import T, dsl_user_op
+from cutlass._mlir import ir
+from cutlass._mlir.dialects import llvm
+from cutlass.cute.nvgpu import cpasync
+
+ELEMS_PER_ITEM = 64  # one thread item = 4 scale blocks of 16 = 128 B of bf16
+GS_NUMERATOR = 2688.0  # 448 (e4m3 max) * 6 (e2m1 max)
+
+
+# ---------------------------------------------------------------------------
+# Inline-PTX helpers (pure: has_side_effects=False so LLVM may CSE/schedule).
+# ---------------------------------------------------------------------------
+def _asm(ret_ty, args, asm, constraints, loc=None, ip=None):
+    vals = [a.ir_value(loc=loc, ip=ip) for a in args]
+    return llvm.inline_asm(ret_ty, vals, asm, constraints, has_side_effects=False, loc=loc, ip=ip)
+
+
+def _asm_struct(n, ty, args, asm, constraints, loc=None, ip=None):
+    st = ir.Type.parse("!llvm.struct<(" + ", ".join([str(ty)] * n) + ")>")
+    res = _asm(st, args, asm, constraints, loc=loc, ip=ip)
+    return [llvm.extractvalue(ty, res, [i], loc=loc, ip=ip) for i in range(n)]
+
+
+@dsl_user_op
+def div_rn(a: Float32, b: Float32, *, loc=None, ip=None) -> Float32:
+    """IEEE fp32 division (div.rn.f32), never the approximate variants."""
+    return Float32(_asm(T.f32(), [Float32(a), Float32(b)], "div.rn.f32 $0, $1, $2;", "=f,f,f", loc, ip))
+
+
+@dsl_user_op
+def block_scales(vmax, gs: Float32, *, loc=None, ip=None):
+    """4 block maxima -> (sf word with 4 e4m3 bytes, block 0 in byte 0; the 4
+    dequantized scales as fp32). s = (vmax*gs)*fp32(1/6), then
+    cvt.rn.satfinite.e4m3x2.f32 (RNE, saturates to 448); e4m3 -> fp32 via the
+    exact cvt.rn.f16x2.e4m3x2 + cvt.f32.f16."""
+    args = [Float32(v) for v in vmax] + [Float32(gs)]
+    asm = (
+        "{.reg .f32 s<4>; .reg .b16 h<2>, f<4>; .reg .b32 g<2>;\n\t"
+        + "".join(
+            f"mul.rn.f32 s{i}, ${5 + i}, $9;\n\tmul.rn.f32 s{i}, s{i}, 0f3E2AAAAB;\n\t" for i in range(4)
+        )
+        # cvt ...e4m3x2 d, a, b puts cvt(a) in the upper byte of d.
+        + "cvt.rn.satfinite.e4m3x2.f32 h0, s1, s0;\n\t"
+        "cvt.rn.satfinite.e4m3x2.f32 h1, s3, s2;\n\t"
+        "mov.b32 $0, {h0, h1};\n\t"
+        "cvt.rn.f16x2.e4m3x2 g0, h0;\n\t"
+        "cvt.rn.f16x2.e4m3x2 g1, h1;\n\t"
+        "mov.b32 {f0, f1}, g0;\n\tmov.b32 {f2, f3}, g1;\n\t"
+        "cvt.f32.f16 $1, f0;\n\tcvt.f32.f16 $2, f1;\n\tcvt.f32.f16 $3, f2;\n\tcvt.f32.f16 $4, f3;}"
+    )
+    st = ir.Type.parse("!llvm.struct<(i32, f32, f32, f32, f32)>")
+    res = _asm(st, args, asm, "=r,=f,=f,=f,=f,f,f,f,f,f", loc, ip)
+    word = Uint32(llvm.extractvalue(T.i32(), res, [0], loc=loc, ip=ip))
+    sff = [Float32(llvm.extractvalue(T.f32(), res, [1 + i], loc=loc, ip=ip)) for i in range(4)]
+    return word, sff
+
+
+@dsl_user_op
+def out_scale(sff: Float32, gs: Float32, *, loc=None, ip=None) -> Float32:
+    """0 if sff == 0 else gs / sff (div.rn.f32)."""
+    asm = (
+        "{.reg .pred p; .reg .f32 t;\n\t"
+        "setp.eq.f32 p, $1, 0f00000000;\n\t"
+        "div.rn.f32 t, $2, $1;\n\t"
+        "selp.f32 $0, 0f00000000, t, p;}"
+    )
+    return Float32(_asm(T.f32(), [Float32(sff), Float32(gs)], asm, "=f,f,f", loc, ip))
+
+
+def _e2m1_ptx(i: int) -> str:
+    """PTX for element i: x{i} (fp32) -> v{i} = x*os, m{i} = 0x4B000000 + code."""
+    return (
+        f"mul.rn.f32 v{i}, x{i}, $5;\n\t"
+        f"abs.f32 a, v{i};\n\t"
+        "min.f32 a, a, 0f40C00000;\n\t"  # clamp to 6 (saturation)
+        "fma.rn.f32 c1, a, 0f40000000, 0f4B000000;\n\t"  # M + rne(2a)
+        "add.rn.f32 c2, a, 0f4B000002;\n\t"  # M + 2 + rne(a)
+        "fma.rn.f32 c3, a, 0f3F000000, 0f4B000004;\n\t"  # M + 4 + rne(a/2)
+        "min.f32 c1, c1, c2;\n\t"
+        f"min.f32 m{i}, c1, c3;\n\t"
+    )
+
+
+# 4 bf16x2 words + out_scale -> 8 packed E2M1 nibbles (element 2j low nibble).
+_QUANT8_PTX = (
+    "{.reg .f32 x<8>, v<8>, m<8>, a, c1, c2, c3;\n\t"
+    ".reg .b32 t<4>, e, o, se, so;\n\t"
+    # bf16 -> fp32 is exact: low half (even element) << 16, high half masked.
+    + "".join(f"shl.b32 x{2 * j}, ${1 + j}, 16;\n\tand.b32 x{2 * j + 1}, ${1 + j}, -65536;\n\t" for j in range(4))
+    + "".join(_e2m1_ptx(i) for i in range(8))
+    # Gather the code bytes (byte 0 of each m) of even / odd elements.
+    + "prmt.b32 t0, m0, m2, 0x0040;\n\tprmt.b32 t1, m4, m6, 0x0040;\n\tprmt.b32 e, t0, t1, 0x5410;\n\t"
+    "prmt.b32 t2, m1, m3, 0x0040;\n\tprmt.b32 t3, m5, m7, 0x0040;\n\tprmt.b32 o, t2, t3, 0x5410;\n\t"
+    # Gather the sign bytes (byte 3 of each v): sign of element lands in bit 7.
+    "prmt.b32 t0, v0, v2, 0x0073;\n\tprmt.b32 t1, v4, v6, 0x0073;\n\tprmt.b32 se, t0, t1, 0x5410;\n\t"
+    "prmt.b32 t2, v1, v3, 0x0073;\n\tprmt.b32 t3, v5, v7, 0x0073;\n\tprmt.b32 so, t2, t3, 0x5410;\n\t"
+    # byte j = code(2j) | sign(2j) << 3 | code(2j+1) << 4 | sign(2j+1) << 7
+    "shl.b32 o, o, 4;\n\tadd.u32 e, e, o;\n\t"
+    "and.b32 so, so, 0x80808080;\n\tor.b32 e, e, so;\n\t"
+    "shr.u32 se, se, 4;\n\tand.b32 se, se, 0x08080808;\n\tor.b32 $0, e, se;}"
+)
+
+
+@dsl_user_op
+def quant8(w0, w1, w2, w3, os: Float32, *, loc=None, ip=None) -> Uint32:
+    args = [Uint32(w) for w in (w0, w1, w2, w3)] + [Float32(os)]
+    return Uint32(_asm(T.i32(), args, _QUANT8_PTX, "=r,r,r,r,r,f", loc, ip))
+
+
+@dsl_user_op
+def bf16x2_absmax(w, *, loc=None, ip=None) -> Float32:
+    """max(|lo|, |hi|) of a bf16x2 word as fp32 (exact)."""
+    asm = (
+        "{.reg .f32 a, b;\n\tshl.b32 a, $1, 16;\n\tand.b32 b, $1, -65536;\n\t"
+        "abs.f32 a, a;\n\tabs.f32 b, b;\n\tmax.f32 $0, a, b;}"
+    )
+    return Float32(_asm(T.f32(), [Uint32(w)], asm, "=f,r", loc, ip))
+
+
+@dsl_user_op
+def fmax_(a: Float32, b: Float32, *, loc=None, ip=None) -> Float32:
+    return Float32(_asm(T.f32(), [Float32(a), Float32(b)], "max.f32 $0, $1, $2;", "=f,f,f", loc, ip))
+
+
+def _aligned(ptr, off, divby):
+    return ptr + cute.assume(off, divby=divby)
+
+
+# ---------------------------------------------------------------------------
+# Quantize kernel
+# ---------------------------------------------------------------------------
+class Nvfp4QuantizeKernel:
+    """One thread item = (row, 64-element column group g): 128 B of x in,
+    32 B of q and one 32-bit word of 4 scale bytes out (the 4 block-columns
+    c = 4g..4g+3 are contiguous in both sf layouts).
+
+    Items are numbered row-major (item = row * G + g, G = K/64), so the items
+    of a warp cover 32 * 128 B = 4 KB of *contiguous* x for any K (x is
+    contiguous, K % 64 == 0) and likewise contiguous q / row-major sf.
+
+    stage_smem=True: each warp copies its 4 KB with cp.async so that every
+    16-byte lane request of a warp instruction is contiguous (fully coalesced),
+    into a per-warp smem slab with the 16 B chunks of each 128 B item row
+    XOR-swizzled by (item % 8): the cp.async writes and the per-item 128-bit
+    reads are then both bank-conflict free. Only warp-level sync is needed
+    (a warp reads only what it copied). stage_smem=False: each thread loads its
+    own 128 B directly (8 x ld.global.v4, lanes 128 B apart).
+    """
+
+    def __init__(self, k: int, sf_layout: str, threads_per_cta: int = 128, stage_smem: bool = True):
+        assert k % 64 == 0 and k >= 64, "K must be a positive multiple of 64"
+        assert sf_layout in ("swizzled", "rowmajor")
+        assert threads_per_cta % 32 == 0 and 32 <= threads_per_cta <= 1024
+        self.k = k
+        self.groups = k // ELEMS_PER_ITEM  # G: items per row
+        self.swizzled = sf_layout == "swizzled"
+        self.threads = threads_per_cta
+        self.stage_smem = stage_smem
+
+    @cute.jit
+    def __call__(self, x: cute.Tensor, global_scale: cute.Tensor, q: cute.Tensor, sf: cute.Tensor, stream):
+        # Items with row < M quantize; swizzled also has rows [M, Mpad) whose
+        # scale words are zero-filled (the caller guarantees Mpad % 128 == 0).
+        m = x.shape[0]
+        rows_out = sf.shape[0] if const_expr(self.swizzled) else m
+        n_items = m * self.groups
+        n_total = rows_out * self.groups
+        self.kernel(x, global_scale, q, sf, n_items, n_total).launch(
+            grid=[cutlass.max(cute.ceil_div(n_total, self.threads), 1), 1, 1],  # M may be 0
+            block=[self.threads, 1, 1],
+            stream=stream,
+        )
+
+    @cute.kernel
+    def kernel(self, x: cute.Tensor, global_scale: cute.Tensor, q: cute.Tensor, sf: cute.Tensor,
+               n_items: Int32, n_total: Int32):
+        tidx, _, _ = cute.arch.thread_idx()
+        bidx, _, _ = cute.arch.block_idx()
+        lane = cute.arch.lane_idx()
+        warp = cute.arch.warp_idx()
+        warp_item0 = bidx * self.threads + warp * 32
+        item = warp_item0 + lane
+
+        r = cute.make_rmem_tensor(cute.make_layout(ELEMS_PER_ITEM), BFloat16)
+        if const_expr(self.stage_smem):
+            smem = cutlass.utils.SmemAllocator()
+            s_x = smem.allocate_tensor(BFloat16, cute.make_layout(self.threads * ELEMS_PER_ITEM), byte_alignment=128)
+            g2s = cute.make_copy_atom(cpasync.CopyG2SOp(cache_mode=cpasync.LoadCacheMode.GLOBAL), BFloat16,
+                                      num_bits_per_copy=128)
+            # Copy step j: lane moves 16 B chunk (j*32 + lane) of the warp's 4 KB,
+            # i.e. chunk c = lane % 8 of warp item t = 4j + lane / 8.
+            for j in cutlass.range_constexpr(8):
+                t = 4 * j + lane // 8
+                c = lane % 8
+                if warp_item0 + t < n_items:
+                    src_off = Int64(warp_item0 + t) * ELEMS_PER_ITEM + c * 8
+                    dst_off = (warp * 32 + t) * ELEMS_PER_ITEM + (c ^ (t % 8)) * 8
+                    src = cute.make_tensor(_aligned(x.iterator, src_off, 8), cute.make_layout(8))
+                    dst = cute.make_tensor(_aligned(s_x.iterator, dst_off, 8), cute.make_layout(8))
+                    cute.copy(g2s, src, dst)
+            cute.arch.cp_async_commit_group()
+            cute.arch.cp_async_wait_group(0)
+            cute.arch.sync_warp()  # makes other lanes' cp.async data visible
+            if item < n_items:
+                for c in cutlass.range_constexpr(8):
+                    off = (warp * 32 + lane) * ELEMS_PER_ITEM + (c ^ (lane % 8)) * 8
+                    src = cute.make_tensor(_aligned(s_x.iterator, off, 8), cute.make_layout(8))
+                    cute.autovec_copy(src, cute.make_tensor(r.iterator + c * 8, cute.make_layout(8)))
+        else:
+            if item < n_items:
+                src = cute.make_tensor(_aligned(x.iterator, Int64(item) * ELEMS_PER_ITEM, ELEMS_PER_ITEM),
+                                       cute.make_layout(ELEMS_PER_ITEM))
+                cute.autovec_copy(src, r)
+
+        row = item // self.groups
+        g = item - row * self.groups
+        if const_expr(self.swizzled):
+            # byte offset of (row, c = 4g) in the 128x4 atoms of 512 B
+            sf_off = (Int64((row // 128) * self.groups + g) * 512
+                      + (row % 32) * 16 + ((row % 128) // 32) * 4)
+        else:
+            sf_off = Int64(item) * 4
+        g_sf = cute.recast_tensor(cute.make_tensor(_aligned(sf.iterator, sf_off, 4), cute.make_layout(4)), Uint32)
+
+        if item < n_items:
+            gs = global_scale[0]
+            w = cute.recast_tensor(r, Uint32)  # 32 bf16x2 words, word i = elems (2i, 2i+1)
+            vmax = [Float32(0.0)] * 4
+            for b in cutlass.range_constexpr(4):
+                p = [bf16x2_absmax(w[8 * b + i]) for i in range(8)]
+                p = [fmax_(p[2 * i], p[2 * i + 1]) for i in range(4)]
+                p = [fmax_(p[2 * i], p[2 * i + 1]) for i in range(2)]
+                vmax[b] = fmax_(p[0], p[1])
+            sf_word, sff = block_scales(vmax, gs)
+            rq = cute.make_rmem_tensor(cute.make_layout(8), Uint32)
+            for b in cutlass.range_constexpr(4):
+                os = out_scale(sff[b], gs)
+                for h in cutlass.range_constexpr(2):
+                    base = 8 * b + 4 * h
+                    rq[2 * b + h] = quant8(w[base], w[base + 1], w[base + 2], w[base + 3], os)
+            g_q = cute.recast_tensor(
+                cute.make_tensor(_aligned(q.iterator, Int64(item) * 32, 32), cute.make_layout(32)), Uint32)
+            cute.autovec_copy(rq, g_q)
+            g_sf[0] = sf_word
+        elif item < n_total:
+            g_sf[0] = Uint32(0)  # swizzled padding rows [M, Mpad)
+
+
+# ---------------------------------------------------------------------------
+# Global scale kernel
+# ---------------------------------------------------------------------------
+class Nvfp4GlobalScaleKernel:
+    """gs = 2688 / max|x| (1.0 if max == 0), deterministic and graph-safe.
+
+    Launch 1: nblocks = min(P, #tiles) CTAs (>= 1) grid-stride over tiles of
+    threads*8 16-byte chunks of the contiguous x (chunk j*threads + tid of a
+    tile: every warp load instruction is one contiguous 512 B); each CTA writes
+    its max to workspace[bid]. Launch 2 (same stream, so ordered): one CTA
+    reduces workspace[0:nblocks] and writes gs. max is order-independent, so the
+    result is deterministic; every workspace entry read is rewritten by the same
+    call, so no state needs resetting (CUDA-graph safe, no host sync)."""
+
+    def __init__(self, k: int, threads_per_cta: int = 256, num_partials: int = 1024):
+        assert k % 64 == 0 and k >= 64
+        assert threads_per_cta % 32 == 0 and 32 <= threads_per_cta <= 1024
+        self.k = k
+        self.threads = threads_per_cta
+        self.num_partials = num_partials
+
+    @cute.jit
+    def __call__(self, x: cute.Tensor, gs_out: cute.Tensor, workspace: cute.Tensor, stream):
+        n_chunks = x.shape[0] * (self.k // 8)  # 16 B chunks; multiple of 8
+        n_tiles = cute.ceil_div(n_chunks, self.threads * 8)
+        nblocks = cutlass.max(cutlass.min(n_tiles, self.num_partials), 1)
+        self.partial_kernel(x, workspace, n_chunks, n_tiles).launch(
+            grid=[nblocks, 1, 1], block=[self.threads, 1, 1], stream=stream)
+        self.final_kernel(gs_out, workspace, nblocks).launch(
+            grid=[1, 1, 1], block=[self.threads, 1, 1], stream=stream)
+
+    @cute.jit
+    def _block_max(self, v: Float32) -> Float32:
+        """CTA-wide max of v (result valid in every thread)."""
+        smem = cutlass.utils.SmemAllocator()
+        red = smem.allocate_tensor(Float32, cute.make_layout(self.threads // 32), byte_alignment=16)
+        v = cute.arch.warp_reduction(v, fmax_)
+        if cute.arch.lane_idx() == 0:
+            red[cute.arch.warp_idx()] = v
+        cute.arch.sync_threads()
+        v = red[0]
+        for i in cutlass.range_constexpr(1, self.threads // 32):
+            v = fmax_(v, red[i])
+        return v
+
+    @cute.kernel
+    def partial_kernel(self, x: cute.Tensor, workspace: cute.Tensor, n_chunks: Int32, n_tiles: Int32):
+        tidx, _, _ = cute.arch.thread_idx()
+        bidx, _, _ = cute.arch.block_idx()
+        gdim, _, _ = cute.arch.grid_dim()
+        acc = Float32(0.0)
+        r = cute.make_rmem_tensor(cute.make_layout(64), BFloat16)
+        w = cute.recast_tensor(r, Uint32)
+        for tile in cutlass.range(bidx, n_tiles, gdim):
+            r.fill(0.0)  # predicated-off chunks contribute |0|
+            for j in cutlass.range_constexpr(8):
+                chunk = tile * (self.threads * 8) + j * self.threads + tidx
+                if chunk < n_chunks:
+                    src = cute.make_tensor(_aligned(x.iterator, Int64(chunk) * 8, 8), cute.make_layout(8))
+                    cute.autovec_copy(src, cute.make_tensor(r.iterator + j * 8, cute.make_layout(8)))
+            p = [bf16x2_absmax(w[i]) for i in range(32)]
+            while len(p) > 1:
+                p = [fmax_(p[2 * i], p[2 * i + 1]) for i in range(len(p) // 2)]
+            acc = fmax_(acc, p[0])
+        acc = self._block_max(acc)
+        if tidx == 0:
+            workspace[bidx] = acc
+
+    @cute.kernel
+    def final_kernel(self, gs_out: cute.Tensor, workspace: cute.Tensor, nblocks: Int32):
+        tidx, _, _ = cute.arch.thread_idx()
+        acc = Float32(0.0)
+        for i in cutlass.range(tidx, nblocks, self.threads):
+            acc = fmax_(acc, workspace[i])
+        acc = self._block_max(acc)
+        if tidx == 0:
+            gs = Float32(1.0)
+            if acc != Float32(0.0):
+                gs = div_rn(Float32(GS_NUMERATOR), acc)
+            gs_out[0] = gs
+
+
+# ---------------------------------------------------------------------------
+# Build helpers
+# ---------------------------------------------------------------------------
+_QUANT_KNOBS = ("threads_per_cta", "stage_smem")
+_GS_KNOBS = ("threads_per_cta", "num_partials")
+
+
+def make_kernel(kind: str, params: dict):
+    if kind == "quantize":
+        return Nvfp4QuantizeKernel(params["k"], params["sf_layout"],
+                                   **{n: params[n] for n in _QUANT_KNOBS if n in params})
+    if kind == "global_scale":
+        return Nvfp4GlobalScaleKernel(params["k"], **{n: params[n] for n in _GS_KNOBS if n in params})
+    raise ValueError(f"unknown kind {kind!r}")
+
+
+def fake_args(kind: str, params: dict):
+    k = params["k"]
+    m = cute.sym_int()  # one SymInt object shared by every tensor with M rows
+    fake = cute.runtime.make_fake_compact_tensor
+    x = fake(BFloat16, (m, k), stride_order=(1, 0), assumed_align=16)
+    stream = cute.runtime.make_fake_stream(use_tvm_ffi_env_stream=True)
+    if kind == "quantize":
+        gs = fake(Float32, (1,), assumed_align=4)
+        q = fake(Uint8, (m, k // 2), stride_order=(1, 0), assumed_align=16)
+        if params["sf_layout"] == "swizzled":
+            mpad = cute.sym_int(divisibility=128)
+            sf = fake(Uint8, (mpad, k // 16), stride_order=(1, 0), assumed_align=16)
+        else:
+            sf = fake(Uint8, (m, k // 16), stride_order=(1, 0), assumed_align=4)
+        return x, gs, q, sf, stream
+    if kind == "global_scale":
+        p = params.get("num_partials", 1024)
+        gs_out = fake(Float32, (1,), assumed_align=4)
+        ws = fake(Float32, (p,), assumed_align=4)
+        return x, gs_out, ws, stream
+    raise ValueError(f"unknown kind {kind!r}")
