@@ -1,0 +1,52 @@
+"""Host overhead per call (GPU): our op (validated and unchecked), the bare tvm-ffi function,
+and a torch op on tiny tensors, in the same run. Each figure is host wall time per call over
+a long eager loop of tiny launches, so launch-side host cost dominates."""
+
+import argparse
+import time
+
+import torch
+from common import device_name
+
+from nvfp4_aot.kernels import get_family
+from nvfp4_aot.runtime import open_store
+
+
+def per_call(fn, n: int = 20000) -> float:
+    for _ in range(200):
+        fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    t1 = time.perf_counter()
+    torch.cuda.synchronize()
+    return (t1 - t0) / n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--store", default="artifacts")
+    args = ap.parse_args()
+    store = open_store(args.store)
+    store.prime()
+    fam = get_family("nvfp4_quantize")
+    op = store.op("nvfp4_quantize", k=7168, sf_layout="swizzled")
+    kern = op.kernel_for(1)
+    b = fam.make_inputs(fam.parse_params(kern.record["params"]), 1, torch.device("cuda"), seed=0)
+    a = [b["x"], b["global_scale"], b["q"], b["sf"]]
+    x, y = torch.randn(16, device="cuda"), torch.randn(16, device="cuda")
+    rows = {
+        "torch.add (16 floats)": per_call(lambda: torch.add(x, y)),
+        "tvm-ffi function, bare": per_call(lambda: kern.fn(*a)),
+        "op(...) unchecked (bucket dispatch only)": per_call(lambda: op(*a, check=False)),
+        "op(...) validated (default)": per_call(lambda: op(*a)),
+    }
+    print(f"device: {device_name()}")
+    base = rows["torch.add (16 floats)"]
+    for name, t in rows.items():
+        print(f"{name:44} {t * 1e6:7.2f} us/call  {t / base:5.2f}x torch.add")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Every GPU check in one call, on the device machine (Hopper), from the repo root, after
+# scripts/stage_gpu.sh filled .gpu/ on the CPU box. Logs go to $OUT (or ./gpu-out).
+set -uo pipefail
+OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/whl/*.whl || exit 1
+mkdir -p /tmp/lib && xz -dc .gpu/lib/libcute_dsl_runtime.so.xz > /tmp/lib/libcute_dsl_runtime.so
+export PYTHONPATH=/tmp/site NVFP4_AOT_DSL_RUNTIME=/tmp/lib/libcute_dsl_runtime.so
+export NVFP4_AOT_GPU_STORE=.gpu/artifacts PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/device.txt"
+rc=0
+python3 -m pytest -m gpu tests/gpu -v -rA -p no:cacheprovider 2>&1 | tee "$OUT/gpu-tests.log"; rc=$((rc | PIPESTATUS[0]))
+for b in "startup.py aot --store .gpu/artifacts --jit-json .gpu/jit.json" \
+         "host_overhead.py --store .gpu/artifacts" \
+         "quantize_bandwidth.py --store .gpu/artifacts --json $OUT/quantize_bw.json"; do
+  echo "== benchmarks/$b"; python3 benchmarks/$b 2>&1 | tee -a "$OUT/bench.log"; rc=$((rc | PIPESTATUS[0]))
+done
+exit $rc
