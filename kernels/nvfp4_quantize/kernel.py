@@ -59,31 +59,25 @@ def div_rn(a: Float32, b: Float32, *, loc=None, ip=None) -> Float32:
 
 
 @dsl_user_op
-def block_scales(vmax, gs: Float32, *, loc=None, ip=None):
-    """4 block maxima -> (sf word with 4 e4m3 bytes, block 0 in byte 0; the 4
-    dequantized scales as fp32). s = (vmax*gs)*fp32(1/6), then
-    cvt.rn.satfinite.e4m3x2.f32 (RNE, saturates to 448); e4m3 -> fp32 via the
-    exact cvt.rn.f16x2.e4m3x2 + cvt.f32.f16."""
-    args = [Float32(v) for v in vmax] + [Float32(gs)]
+def block_scales2(vmax0: Float32, vmax1: Float32, gs: Float32, *, loc=None, ip=None):
+    """2 block maxima -> (16-bit pair of e4m3 scale bytes, block 0 in the low
+    byte; both scales dequantized to fp32). s = (vmax * gs) * fp32(1/6), then
+    cvt.rn.satfinite.e4m3x2.f32 (RNE, saturating to 448). e4m3 -> fp32 through
+    cvt.rn.f16x2.e4m3x2 + cvt.f32.f16, both exact."""
     asm = (
-        "{.reg .f32 s<4>; .reg .b16 h<2>, f<4>; .reg .b32 g<2>;\n\t"
-        + "".join(
-            f"mul.rn.f32 s{i}, ${5 + i}, $9;\n\tmul.rn.f32 s{i}, s{i}, 0f3E2AAAAB;\n\t" for i in range(4)
-        )
-        # cvt ...e4m3x2 d, a, b puts cvt(a) in the upper byte of d.
-        + "cvt.rn.satfinite.e4m3x2.f32 h0, s1, s0;\n\t"
-        "cvt.rn.satfinite.e4m3x2.f32 h1, s3, s2;\n\t"
-        "mov.b32 $0, {h0, h1};\n\t"
-        "cvt.rn.f16x2.e4m3x2 g0, h0;\n\t"
-        "cvt.rn.f16x2.e4m3x2 g1, h1;\n\t"
-        "mov.b32 {f0, f1}, g0;\n\tmov.b32 {f2, f3}, g1;\n\t"
-        "cvt.f32.f16 $1, f0;\n\tcvt.f32.f16 $2, f1;\n\tcvt.f32.f16 $3, f2;\n\tcvt.f32.f16 $4, f3;}"
+        "{.reg .f32 s0, s1; .reg .b16 h, f0, f1; .reg .b32 g;\n\t"
+        "mul.rn.f32 s0, $3, $5;\n\tmul.rn.f32 s0, s0, 0f3E2AAAAB;\n\t"
+        "mul.rn.f32 s1, $4, $5;\n\tmul.rn.f32 s1, s1, 0f3E2AAAAB;\n\t"
+        "cvt.rn.satfinite.e4m3x2.f32 h, s1, s0;\n\t"  # cvt(s1) -> upper byte
+        "cvt.u32.u16 $0, h;\n\t"
+        "cvt.rn.f16x2.e4m3x2 g, h;\n\t"
+        "mov.b32 {f0, f1}, g;\n\tcvt.f32.f16 $1, f0;\n\tcvt.f32.f16 $2, f1;}"
     )
-    st = ir.Type.parse("!llvm.struct<(i32, f32, f32, f32, f32)>")
-    res = _asm(st, args, asm, "=r,=f,=f,=f,=f,f,f,f,f,f", loc, ip)
-    word = Uint32(llvm.extractvalue(T.i32(), res, [0], loc=loc, ip=ip))
-    sff = [Float32(llvm.extractvalue(T.f32(), res, [1 + i], loc=loc, ip=ip)) for i in range(4)]
-    return word, sff
+    st = ir.Type.parse("!llvm.struct<(i32, f32, f32)>")
+    res = _asm(st, [Float32(vmax0), Float32(vmax1), Float32(gs)], asm, "=r,=f,=f,f,f,f", loc, ip)
+    pair = Uint32(llvm.extractvalue(T.i32(), res, [0], loc=loc, ip=ip))
+    sff = [Float32(llvm.extractvalue(T.f32(), res, [1 + i], loc=loc, ip=ip)) for i in range(2)]
+    return pair, sff
 
 
 @dsl_user_op
@@ -99,33 +93,37 @@ def out_scale(sff: Float32, gs: Float32, *, loc=None, ip=None) -> Float32:
 
 
 def _e2m1_ptx(i: int) -> str:
-    """PTX for element i: x{i} (fp32) -> v{i} = x*os, m{i} = 0x4B000000 + code."""
+    """PTX for element i: x{i} -> v{i} = x*os (sign source) and
+    c{i} = M + code (code in bits 0..2), M = 2^23 (see module doc):
+      t1 = sat(a/2), t2 = sat(a/2 - 1), t3 = sat(a/2 - 2)    (a = |v|; exact)
+      c = M + rne(4 t1);  c += rne(2 t2);  c += rne(t3)
+    t2 > 0 implies t1 = 1 (c = M+4, even) and t3 > 0 implies t2 = 1 (c = M+6,
+    even), so each RN(c + .) rounds its term half-to-even exactly as rne(.).
+    .sat maps NaN to 0 (code 0), inf to 1 (code 7 = saturation)."""
     return (
-        f"mul.rn.f32 v{i}, x{i}, $5;\n\t"
+        f"mul.rn.f32 v{i}, x{i}, $9;\n\t"
         f"abs.f32 a, v{i};\n\t"
-        "min.f32 a, a, 0f40C00000;\n\t"  # clamp to 6 (saturation)
-        "fma.rn.f32 c1, a, 0f40000000, 0f4B000000;\n\t"  # M + rne(2a)
-        "add.rn.f32 c2, a, 0f4B000002;\n\t"  # M + 2 + rne(a)
-        "fma.rn.f32 c3, a, 0f3F000000, 0f4B000004;\n\t"  # M + 4 + rne(a/2)
-        "min.f32 c1, c1, c2;\n\t"
-        f"min.f32 m{i}, c1, c3;\n\t"
+        "mul.rn.sat.f32 t1, a, 0f3F000000;\n\t"
+        "fma.rn.sat.f32 t2, a, 0f3F000000, 0fBF800000;\n\t"
+        "fma.rn.sat.f32 t3, a, 0f3F000000, 0fC0000000;\n\t"
+        f"fma.rn.f32 c{i}, t1, 0f40800000, 0f4B000000;\n\t"
+        f"fma.rn.f32 c{i}, t2, 0f40000000, c{i};\n\t"
+        f"add.rn.f32 c{i}, c{i}, t3;\n\t"
     )
 
 
-# 4 bf16x2 words + out_scale -> 8 packed E2M1 nibbles (element 2j low nibble).
+# 8 fp32 values + out_scale -> 8 packed E2M1 nibbles (element 2j in the low
+# nibble of byte j): byte j = code(2j) | sign(2j)<<3 | code(2j+1)<<4 | sign(2j+1)<<7
 _QUANT8_PTX = (
-    "{.reg .f32 x<8>, v<8>, m<8>, a, c1, c2, c3;\n\t"
-    ".reg .b32 t<4>, e, o, se, so;\n\t"
-    # bf16 -> fp32 is exact: low half (even element) << 16, high half masked.
-    + "".join(f"shl.b32 x{2 * j}, ${1 + j}, 16;\n\tand.b32 x{2 * j + 1}, ${1 + j}, -65536;\n\t" for j in range(4))
-    + "".join(_e2m1_ptx(i) for i in range(8))
-    # Gather the code bytes (byte 0 of each m) of even / odd elements.
-    + "prmt.b32 t0, m0, m2, 0x0040;\n\tprmt.b32 t1, m4, m6, 0x0040;\n\tprmt.b32 e, t0, t1, 0x5410;\n\t"
-    "prmt.b32 t2, m1, m3, 0x0040;\n\tprmt.b32 t3, m5, m7, 0x0040;\n\tprmt.b32 o, t2, t3, 0x5410;\n\t"
-    # Gather the sign bytes (byte 3 of each v): sign of element lands in bit 7.
-    "prmt.b32 t0, v0, v2, 0x0073;\n\tprmt.b32 t1, v4, v6, 0x0073;\n\tprmt.b32 se, t0, t1, 0x5410;\n\t"
-    "prmt.b32 t2, v1, v3, 0x0073;\n\tprmt.b32 t3, v5, v7, 0x0073;\n\tprmt.b32 so, t2, t3, 0x5410;\n\t"
-    # byte j = code(2j) | sign(2j) << 3 | code(2j+1) << 4 | sign(2j+1) << 7
+    "{.reg .f32 v<8>, c<8>, a, t1, t2, t3;\n\t"
+    ".reg .b32 g<4>, e, o, se, so;\n\t"
+    + "".join(_e2m1_ptx(i).replace(f"x{i}", f"${1 + i}") for i in range(8))
+    # code bytes (byte 0 of each c) of the even / odd elements
+    + "prmt.b32 g0, c0, c2, 0x0040;\n\tprmt.b32 g1, c4, c6, 0x0040;\n\tprmt.b32 e, g0, g1, 0x5410;\n\t"
+    "prmt.b32 g2, c1, c3, 0x0040;\n\tprmt.b32 g3, c5, c7, 0x0040;\n\tprmt.b32 o, g2, g3, 0x5410;\n\t"
+    # sign bytes (byte 3 of each v): the sign is bit 7 of the gathered byte
+    "prmt.b32 g0, v0, v2, 0x0073;\n\tprmt.b32 g1, v4, v6, 0x0073;\n\tprmt.b32 se, g0, g1, 0x5410;\n\t"
+    "prmt.b32 g2, v1, v3, 0x0073;\n\tprmt.b32 g3, v5, v7, 0x0073;\n\tprmt.b32 so, g2, g3, 0x5410;\n\t"
     "shl.b32 o, o, 4;\n\tadd.u32 e, e, o;\n\t"
     "and.b32 so, so, 0x80808080;\n\tor.b32 e, e, so;\n\t"
     "shr.u32 se, se, 4;\n\tand.b32 se, se, 0x08080808;\n\tor.b32 $0, e, se;}"
@@ -133,24 +131,36 @@ _QUANT8_PTX = (
 
 
 @dsl_user_op
-def quant8(w0, w1, w2, w3, os: Float32, *, loc=None, ip=None) -> Uint32:
-    args = [Uint32(w) for w in (w0, w1, w2, w3)] + [Float32(os)]
-    return Uint32(_asm(T.i32(), args, _QUANT8_PTX, "=r,r,r,r,r,f", loc, ip))
+def quant8(xs, os: Float32, *, loc=None, ip=None) -> Uint32:
+    """8 fp32 values (already widened from bf16) -> one word of 8 nibbles."""
+    args = [Float32(v) for v in xs] + [Float32(os)]
+    return Uint32(_asm(T.i32(), args, _QUANT8_PTX, "=r," + ",".join(["f"] * 9), loc, ip))
 
 
 @dsl_user_op
-def bf16x2_absmax(w, *, loc=None, ip=None) -> Float32:
-    """max(|lo|, |hi|) of a bf16x2 word as fp32 (exact)."""
-    asm = (
-        "{.reg .f32 a, b;\n\tshl.b32 a, $1, 16;\n\tand.b32 b, $1, -65536;\n\t"
-        "abs.f32 a, a;\n\tabs.f32 b, b;\n\tmax.f32 $0, a, b;}"
-    )
-    return Float32(_asm(T.f32(), [Uint32(w)], asm, "=f,r", loc, ip))
+def unpack_bf16x2(w, *, loc=None, ip=None):
+    """bf16x2 word -> (fp32 of low half, fp32 of high half); exact."""
+    lo, hi = _asm_struct(2, T.f32(), [Uint32(w)], "shl.b32 $0, $2, 16;\n\tand.b32 $1, $2, -65536;",
+                         "=f,=f,r", loc, ip)
+    return Float32(lo), Float32(hi)
+
+
+@dsl_user_op
+def absmax(a: Float32, b: Float32, *, loc=None, ip=None) -> Float32:
+    """max(|a|, |b|); ptxas folds the abs into FMNMX operand modifiers."""
+    asm = "{.reg .f32 p, q;\n\tabs.f32 p, $1;\n\tabs.f32 q, $2;\n\tmax.f32 $0, p, q;}"
+    return Float32(_asm(T.f32(), [Float32(a), Float32(b)], asm, "=f,f,f", loc, ip))
 
 
 @dsl_user_op
 def fmax_(a: Float32, b: Float32, *, loc=None, ip=None) -> Float32:
     return Float32(_asm(T.f32(), [Float32(a), Float32(b)], "max.f32 $0, $1, $2;", "=f,f,f", loc, ip))
+
+
+def _tree_max(vals):
+    while len(vals) > 1:
+        vals = [fmax_(vals[2 * i], vals[2 * i + 1]) for i in range(len(vals) // 2)]
+    return vals[0]
 
 
 def _aligned(ptr, off, divby):
@@ -243,32 +253,38 @@ class Nvfp4QuantizeKernel:
                                        cute.make_layout(ELEMS_PER_ITEM))
                 cute.autovec_copy(src, r)
 
-        row = item // self.groups
-        g = item - row * self.groups
+        # Unsigned index math (item >= 0): cheaper div/mod by constants.
+        uitem = Uint32(item)
+        row = uitem // self.groups
+        g = uitem - row * self.groups
         if const_expr(self.swizzled):
             # byte offset of (row, c = 4g) in the 128x4 atoms of 512 B
-            sf_off = (Int64((row // 128) * self.groups + g) * 512
-                      + (row % 32) * 16 + ((row % 128) // 32) * 4)
+            sf_off = (Int64((row >> 7) * self.groups + g) * 512
+                      + Int64((row & 31) * 16 + ((row >> 5) & 3) * 4))
         else:
             sf_off = Int64(item) * 4
         g_sf = cute.recast_tensor(cute.make_tensor(_aligned(sf.iterator, sf_off, 4), cute.make_layout(4)), Uint32)
 
         if item < n_items:
             gs = global_scale[0]
-            w = cute.recast_tensor(r, Uint32)  # 32 bf16x2 words, word i = elems (2i, 2i+1)
-            vmax = [Float32(0.0)] * 4
-            for b in cutlass.range_constexpr(4):
-                p = [bf16x2_absmax(w[8 * b + i]) for i in range(8)]
-                p = [fmax_(p[2 * i], p[2 * i + 1]) for i in range(4)]
-                p = [fmax_(p[2 * i], p[2 * i + 1]) for i in range(2)]
-                vmax[b] = fmax_(p[0], p[1])
-            sf_word, sff = block_scales(vmax, gs)
+            w = cute.recast_tensor(r, Uint32)  # word i = bf16 elements (2i, 2i+1)
             rq = cute.make_rmem_tensor(cute.make_layout(8), Uint32)
-            for b in cutlass.range_constexpr(4):
-                os = out_scale(sff[b], gs)
-                for h in cutlass.range_constexpr(2):
-                    base = 8 * b + 4 * h
-                    rq[2 * b + h] = quant8(w[base], w[base + 1], w[base + 2], w[base + 3], os)
+            pairs = []
+            # Two halves of 2 blocks each (one e4m3x2 cvt per half) keeps only
+            # 32 widened fp32 values live at a time.
+            for hf in cutlass.range_constexpr(2):
+                xf = []
+                for i in cutlass.range_constexpr(16):
+                    xf.extend(unpack_bf16x2(w[16 * hf + i]))
+                vmax = [_tree_max([absmax(xf[16 * b + 2 * i], xf[16 * b + 2 * i + 1]) for i in range(8)])
+                        for b in range(2)]
+                pair, sff = block_scales2(vmax[0], vmax[1], gs)
+                pairs.append(pair)
+                for b in cutlass.range_constexpr(2):
+                    os = out_scale(sff[b], gs)
+                    for h in cutlass.range_constexpr(2):
+                        rq[4 * hf + 2 * b + h] = quant8(xf[16 * b + 8 * h: 16 * b + 8 * h + 8], os)
+            sf_word = pairs[0] | (pairs[1] << 16)
             g_q = cute.recast_tensor(
                 cute.make_tensor(_aligned(q.iterator, Int64(item) * 32, 32), cute.make_layout(32)), Uint32)
             cute.autovec_copy(rq, g_q)
@@ -337,10 +353,11 @@ class Nvfp4GlobalScaleKernel:
                 if chunk < n_chunks:
                     src = cute.make_tensor(_aligned(x.iterator, Int64(chunk) * 8, 8), cute.make_layout(8))
                     cute.autovec_copy(src, cute.make_tensor(r.iterator + j * 8, cute.make_layout(8)))
-            p = [bf16x2_absmax(w[i]) for i in range(32)]
-            while len(p) > 1:
-                p = [fmax_(p[2 * i], p[2 * i + 1]) for i in range(len(p) // 2)]
-            acc = fmax_(acc, p[0])
+            p = []
+            for i in cutlass.range_constexpr(32):
+                lo, hi = unpack_bf16x2(w[i])
+                p.append(absmax(lo, hi))
+            acc = fmax_(acc, _tree_max(p))
         acc = self._block_max(acc)
         if tidx == 0:
             workspace[bidx] = acc
