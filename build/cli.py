@@ -134,16 +134,17 @@ def ls_cmd(store: Path, as_json: bool) -> None:
 
 @main.command("verify")
 @click.argument("store", type=click.Path(file_okay=False, path_type=Path), default=Path("artifacts"))
+@click.option("--load", is_flag=True, help="Also load every module through tvm_ffi (imports torch: ~1 s).")
 @click.option("--run", is_flag=True, help="Also load and run every variant against its reference (needs a GPU).")
 @click.option("--seed", type=int, default=None, help="Seed of the random inputs for --run (default: fresh).")
 @json_option
-def verify_cmd(store: Path, run: bool, seed: int | None, as_json: bool) -> None:
+def verify_cmd(store: Path, load: bool, run: bool, seed: int | None, as_json: bool) -> None:
     """Check STORE: index, hashes, archs, ABI, exported symbols; with --run, numerics on a GPU."""
     import secrets
 
     from .verify import run_store, verify_store
 
-    rep = verify_store(store)
+    rep = verify_store(store, load=load or run)
     if run and rep.ok:
         seed = secrets.randbelow(1 << 30) if seed is None else seed
         try:

@@ -31,20 +31,29 @@ def compile_options(arch: str) -> str:
     return f"--gpu-arch {arch} --enable-tvm-ffi"
 
 
-def _imports(path: Path, modname: str, is_pkg: bool) -> Iterable[str]:
+def _imports(path: Path, modname: str, is_pkg: bool) -> Iterable[tuple[str, tuple[str, ...]]]:
+    """(module, names imported from it) for every import statement, relative ones resolved."""
     tree = ast.parse(path.read_text(), filename=str(path))
     pkg = modname if is_pkg else modname.rpartition(".")[0]
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            yield from (a.name for a in node.names)
+            yield from ((a.name, ()) for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = pkg.rsplit(".", node.level - 1)[0] if node.level > 1 else pkg
                 mod = f"{base}.{node.module}" if node.module else base
             else:
                 mod = node.module or ""
-            yield mod
-            yield from (f"{mod}.{a.name}" for a in node.names)  # "from pkg import submodule"
+            yield mod, tuple(a.name for a in node.names)
+
+
+def _spec(name: str):
+    """find_spec without importing anything but the parent packages (which never import cutlass
+    or torch in this project: package __init__ modules keep those imports lazy)."""
+    try:
+        return importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
 
 
 def source_closure(roots: Iterable[str], prefixes: tuple[str, ...]) -> dict[str, Path]:
@@ -55,17 +64,20 @@ def source_closure(roots: Iterable[str], prefixes: tuple[str, ...]) -> dict[str,
         name = todo.pop()
         if name in found:
             continue
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
-            spec = None
+        spec = _spec(name)
         if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-            continue  # a name imported from a module (not a module), or a C extension
+            continue  # a C extension or a namespace package
         path = Path(spec.origin)
         found[name] = path
-        for dep in _imports(path, name, spec.submodule_search_locations is not None):
-            if dep.startswith(prefixes) and dep not in found:
-                todo.append(dep)
+        for mod, names in _imports(path, name, spec.submodule_search_locations is not None):
+            if not mod.startswith(prefixes):
+                continue
+            todo.append(mod)
+            # "from pkg import sub" names a submodule only if pkg is a package holding sub.py or
+            # sub/; checked on disk so that importing a name from a module never runs that module.
+            dep = _spec(mod) if names else None
+            for d in (dep.submodule_search_locations or []) if dep else []:
+                todo.extend(f"{mod}.{n}" for n in names if (Path(d) / f"{n}.py").exists() or (Path(d) / n).is_dir())
     return found
 
 

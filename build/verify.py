@@ -2,8 +2,9 @@
 
 Static checks (any machine): index structure, each entry's file, size and sha256, meta.json
 agreeing with the index, the embedded cubin arch, the exported symbol, the ABI versions
-against what is installed, manifest tables pointing at listed entries; each module is also
-loaded through tvm_ffi and its function looked up (no GPU needed for that). Leftovers of an
+against what is installed, manifest tables pointing at listed entries. With load=True each
+module is also loaded through tvm_ffi and its function looked up (no GPU needed; the build
+worker already did this once before committing the entry). Leftovers of an
 interrupted build (staging dirs, unlisted entry dirs) are reported as notes, not failures:
 readers ignore them and the next build removes them.
 
@@ -44,7 +45,7 @@ class VerifyReport:
         return not self.errors
 
 
-def verify_store(root: Path, load: bool = True) -> VerifyReport:
+def verify_store(root: Path, load: bool = False) -> VerifyReport:
     rep = VerifyReport()
     try:
         index = read_index(root)

@@ -24,7 +24,8 @@ VERSION_SCRIPT = "{ global: __tvm_ffi_*; local: *; };\n"
 
 def worker_env(arch: str) -> dict[str, str]:
     """Environment for a build worker of `arch` (set before cutlass is imported)."""
-    return {"CUTE_DSL_ARCH": arch, "CUDA_VISIBLE_DEVICES": ""}
+    # The store is the cache: the DSL's own disk cache (in /tmp) is hidden state we don't key.
+    return {"CUTE_DSL_ARCH": arch, "CUDA_VISIBLE_DEVICES": "", "CUTE_DSL_NO_CACHE": "1"}
 
 
 def init_worker(arch: str) -> None:
@@ -74,6 +75,20 @@ def link(obj: Path, out: Path) -> None:
         os.unlink(vs.name)
 
 
+def _check_loads(lib: Path, symbol: str) -> None:
+    """Load the linked .so through tvm_ffi, as the runtime will (no GPU needed): catches
+    unresolved symbols and a missing export before the entry is committed."""
+    import tvm_ffi
+
+    from nvfp4_aot.runtime import native
+
+    native.preload()
+    try:
+        tvm_ffi.load_module(str(lib))[symbol]
+    except Exception as e:
+        raise LinkError(f"{lib}: tvm_ffi cannot load {symbol}: {e}") from e
+
+
 def build_variant(job: dict[str, Any]) -> dict[str, Any]:
     """Build job["key"] into job["stage"] (kernel.so + meta.json). Returns the entry record,
     or {"error": ...} so that one bad variant does not take the pool down."""
@@ -115,6 +130,7 @@ def _build(job: dict[str, Any]) -> dict[str, Any]:
     embedded = cubin_archs(data)
     if embedded != {arch}:
         raise LinkError(f"{lib}: embedded GPU code is {sorted(embedded)}, expected {arch}")
+    _check_loads(lib, symbol)
     record = {
         "key": job["key"],
         "family": fam.name,

@@ -98,6 +98,20 @@ class Op:
     def kernels(self) -> list[Kernel]:
         return [k for _, _, k in self._buckets]
 
+    def empty(self, name: str, m: int, device: Any = "cuda") -> Any:
+        """An uninitialised tensor for argument `name` at token count m (shape from the signature,
+        e.g. the round_up(M, 128) rows of swizzled scales). Allocate outside the hot path."""
+        import torch
+
+        from nvfp4_aot.kernels.family import eval_dim
+
+        v = self.kernel_for(m).validator
+        arg = next((a for a in v.args if a.name == name), None)
+        if arg is None:
+            raise ArgumentError(f"{self.name}: no argument {name!r} (arguments: {[a.name for a in v.args]})")
+        shape = tuple(eval_dim(d, {**v.sig.static, "M": m}) for d in arg.shape)
+        return torch.empty(shape, dtype=getattr(torch, arg.dtype), device=device)
+
 
 class ArtifactStore:
     def __init__(self, root: Path, index: Mapping[str, Any], arch: str, kernels: dict[str, Kernel], ops: dict[str, Op]):

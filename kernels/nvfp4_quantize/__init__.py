@@ -44,6 +44,7 @@ class QuantizeParams:
     k: int
     sf_layout: str = "swizzled"
     threads: int = 128  # threads per CTA (tuning)
+    stage_smem: bool = True  # stage x through shared memory with cp.async (False: direct 16-B loads)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ def test_compile_builds_every_variant_for_both_archs(built_store):
         assert rec["compile_seconds"] > 0 and rec["size"] == len(data)
     ops = index["manifests"]["small"]["ops"]
     assert sorted(ops) == ["test_scale.alpha=2.0.n=128", "test_scale.alpha=2.0.n=64"]
-    rep = verify_store(built_store)
+    rep = verify_store(built_store, load=True)
     assert rep.ok, rep.errors
 
 

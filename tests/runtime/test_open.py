@@ -186,3 +186,12 @@ def test_runtime_never_imports_cutlass(built_store):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "loaded 4" in r.stdout and "refused:" in r.stdout
+
+
+def test_op_empty_allocates_signature_shapes(built_store):
+    s = open_store(built_store, arch="sm_90a", load=False)
+    op = s.op("test_scale", n=64, alpha=2.0)
+    t = op.empty("y", 5, device="cpu")
+    assert t.shape == (5, 64) and t.dtype == torch.float32
+    with pytest.raises(ArgumentError, match="no argument 'z'"):
+        op.empty("z", 5, device="cpu")

@@ -1,0 +1,140 @@
+"""quack_w4a16_gemm: quack-kernels 0.6.5's SM90 W4A16 GEMM with NVFP4 weights, built ahead of time.
+
+    out[M, N] = bf16( (act[M, K] @ W[N, K]^T) * alpha ),   W = e2m1(q) * float(e4m3 sf)
+
+act is BF16 (K contiguous), W is NVFP4 (E2M1 codes + one E4M3 scale per 16 along K) in quack's
+register layout (prepare.prepare_weights), alpha is a 1-element fp32 *device* tensor holding the
+per-tensor decode scale, i.e. 1 / global_scale (a ModelOpt checkpoint's weight_scale_2): quack
+multiplies the fp32 accumulator by it, it does not divide. The weights are decoded to bf16 in
+registers (exact) and fed to WGMMA as the A operand (the weight matrix is the kernel's M side,
+the tokens its N side, so tile_m tiles N and tile_n tiles the token count M).
+
+Dense only (one weight matrix). No split-k: quack's serial split-k needs a zeroed, per-M-sized
+flag buffer the kernel spins on (and a persistent grid no larger than the co-resident CTA
+count, or the spin can deadlock), which is a contract the runtime's scratch arguments do not
+express; decode shapes use small tile_m / tile_n instead.
+
+Tuning (per token bucket), after quack's measured H100 rule (operand_transform.host.pick_w4_cfg):
+decode M <= 16: tile_n 16, M <= 32: 32, M <= 64: 64, M <= 128: 128 (tile_n <= 32 runs 2 CTAs
+per SM); prefill: (tile_m, tile_n) = (128, 256). tile_m 64 doubles the CTA count when N/128
+tiles alone leave SMs idle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..family import Arg, Family, Signature
+
+TILE_MS = (64, 128)
+TILE_NS = (16, 32, 64, 128, 192, 256)  # quack's W4 tile_n candidates (tile_N % 16, <= 256)
+CLUSTER_NS = (1, 2)
+REL_TOL = 3e-3  # relative Frobenius error; the bf16 output rounding alone measures ~1.7e-3
+
+
+@dataclass(frozen=True)
+class W4A16Params:
+    n: int  # output features (weight rows)
+    k: int  # input features
+    tile_m: int = 128  # CTA tile along N (weight rows), multiple of 64
+    tile_n: int = 128  # CTA tile along M (tokens)
+    cluster_n: int = 1  # CTAs along M sharing each weight tile by TMA multicast
+    max_swizzle_size: int = 8  # persistent scheduler's raster swizzle (quack default)
+    use_pdl: bool = True  # programmatic dependent launch (quack default)
+    sm_count: int = 132  # persistent grid = sm_count // cluster_n CTAs (H100 SXM / H200: 132)
+
+
+class QuackW4A16Family(Family):
+    name = "quack_w4a16_gemm"
+    params_type = W4A16Params
+    problem_keys = ("n", "k")
+    archs = ("sm_90a",)  # WGMMA RS mainloop; quack's SM120 path is another kernel
+    modules = (
+        "nvfp4_aot.kernels.quack_w4a16",
+        "nvfp4_aot.kernels.quack_w4a16.kernel",
+        "nvfp4_aot.kernels.quack_w4a16.prepare",
+    )
+    third_party = ("quack-kernels",)
+    # Every large tensor is addressed by TMA (int32 coordinates per dimension), so M is not
+    # bound by 32-bit flat offsets; 65536 is what the tests cover.
+    max_m = 65536
+
+    def can_implement(self, p: W4A16Params, arch: str) -> list[str]:
+        r = super().can_implement(p, arch)
+        if p.n < 128 or p.n % 128:
+            r.append(f"n={p.n} must be a positive multiple of 128 (quack pads weights to 128 rows)")
+        if p.k < 64 or p.k % 64:
+            r.append(f"k={p.k} must be a positive multiple of 64 (one blob tile is 64 along K)")
+        if p.tile_m not in TILE_MS:
+            r.append(f"tile_m={p.tile_m} must be one of {TILE_MS}")
+        if p.tile_n not in TILE_NS:
+            r.append(f"tile_n={p.tile_n} must be one of {TILE_NS}")
+        if p.cluster_n not in CLUSTER_NS:
+            r.append(f"cluster_n={p.cluster_n} must be one of {CLUSTER_NS}")
+        if not 1 <= p.max_swizzle_size <= 16:
+            r.append(f"max_swizzle_size={p.max_swizzle_size} must be in [1, 16]")
+        if not p.cluster_n <= p.sm_count <= 1024:
+            r.append(f"sm_count={p.sm_count} must be in [cluster_n, 1024]")
+        return r
+
+    def signature(self, p: W4A16Params) -> Signature:
+        return Signature(
+            (
+                Arg("act", "bfloat16", ("M", "K"), align=16),
+                Arg("blob", "uint8", ("N // 64", "K // 64", 128, 16), align=16),
+                Arg("sf", "uint8", ("N // 64", "K // 64", 32, 4, 2), align=16),
+                Arg("alpha", "float32", (1,), align=4),
+                Arg("out", "bfloat16", ("M", "N"), align=16, output=True),
+            ),
+            static={"N": p.n, "K": p.k},
+        )
+
+    def compile_args(self, p: W4A16Params, arch: str):
+        from . import kernel
+
+        return kernel.make_kernel(p), kernel.fake_args(p.n, p.k)
+
+    def make_inputs(self, p: W4A16Params, m: int, device: Any, seed: int, poison: float = float("nan")):
+        """Fresh random NVFP4 weights (prepared), activations, alpha and a poisoned output.
+        Also returns the weights before prepare ("w_q", "w_sf"; not kernel arguments), so the
+        reference does not depend on the layout transform it is meant to check."""
+        import torch
+
+        from .prepare import prepare_weights, random_nvfp4_weights
+
+        gen = torch.Generator(device=device).manual_seed(seed)
+        q, sf = random_nvfp4_weights(p.n, p.k, gen, device)
+        blob, strip = prepare_weights(q, sf)
+        act = torch.randn((m, p.k), generator=gen, device=device).to(torch.bfloat16)
+        alpha = (torch.rand((1,), generator=gen, device=device) + 0.5) * 2.0**-7
+        out = torch.full((m, p.n), poison, dtype=torch.bfloat16, device=device)
+        return {"act": act, "blob": blob, "sf": strip, "alpha": alpha, "out": out, "w_q": q, "w_sf": sf}
+
+    def reference(self, p: W4A16Params, inputs: Mapping[str, Any]):
+        """float64 act @ W^T * alpha with W dequantized exactly (from the unprepared weights
+        when make_inputs provided them, else by inverting the layout)."""
+        from .prepare import dequantize, unprepare_weights
+
+        if "w_q" in inputs:
+            q, sf = inputs["w_q"], inputs["w_sf"]
+        else:
+            q, sf = unprepare_weights(inputs["blob"], inputs["sf"])
+        w = dequantize(q, sf).double()
+        return {"out": (inputs["act"].double() @ w.T) * inputs["alpha"].double().reshape(())}
+
+    def check(self, p: W4A16Params, got: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:
+        import torch
+
+        g, w = got["out"], want["out"]
+        if tuple(g.shape) != tuple(w.shape):
+            return [f"out: shape {tuple(g.shape)} != {tuple(w.shape)}"]
+        bad = ~torch.isfinite(g)
+        if bad.any():
+            first = bad.nonzero()[0].tolist()
+            return [f"out: {int(bad.sum())} of {g.numel()} values non-finite (unwritten poison?), first at {first}"]
+        err = ((g.double() - w).norm() / w.norm().clamp_min(1e-300)).item()
+        return [] if err <= REL_TOL else [f"out: relative Frobenius error {err:.3e} > {REL_TOL:.0e}"]
+
+
+FAMILY = QuackW4A16Family()

@@ -1,0 +1,185 @@
+"""Compile side of quack_w4a16_gemm: quack-kernels 0.6.5's SM90 W4A16 GEMM behind a flat,
+all-tensor @cute.jit entry point that cute.compile can trace on a CPU box.
+
+What quack's own host path (quack.gemm_w4.gemm_w4a16 -> EpiMod.gemm -> gemm_runtime.host.
+_compile_gemm_epi -> compile_gemm_kernel) does, and what this module does instead:
+  * kernel class: the same, minted from quack's own epilogue `gemm_w4._w4a16_alpha`
+    (D = acc * alpha) with alpha in device-pointer mode; the same GemmSm90 ctor arguments
+    (fp32 acc, bf16 MMA, tile (tile_m, tile_n, 64), cluster (1, cluster_n, 1), cooperative,
+    persistent, transform_a = the "nvfp4" PackedFormatMod) and the same trace flags
+    (cd_transposed: out crosses as (M, N) row-major, the kernel writes D = (N, M) m-major).
+  * operands: quack crosses a TransformAOperand of 6-D / 5-D *views* of the prepared blob and
+    strip; here blob/strip cross as the contiguous tensors prepare_weights returns and the
+    identical views are rebuilt at trace time. Their (shape, stride) come from quack's own
+    `operand_transform.host._w4_views` applied to meta tensors, so they match by construction.
+  * alpha: a 1-element fp32 tensor whose data pointer feeds the Scalar op (quack: a Python
+    float or a device pointer; the project's exported functions take tensors only).
+  * scheduler: max_active_clusters is a compile-time constant (sm_count // cluster_n) instead
+    of a per-process device query. It only sizes the persistent grid: any positive value is
+    correct (no inter-CTA waits without split-k), the SM count of the part is fastest.
+  * split_k is fixed to 1 (see the family docstring).
+With these, the generated PTX is byte-identical to quack's own compile path (checked by hand
+for (128, 16) and (128, 128) tiles; see the report).
+
+Two process-wide side effects of importing quack, both unavoidable and both quack's own:
+quack.dsl patches CuTe's tensor classes (`:`/`...` indexing sugar, .to/.clone/.contiguous)
+and teaches the AST preprocessor mixed constexpr/dynamic `if` tests; quack documents both as
+codegen-neutral for code that does not use them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import sys
+
+
+def _import_quack_package() -> None:
+    """Make `quack.*` importable without running quack/__init__.py.
+
+    quack/__init__.py only re-exports rmsnorm/softmax/cross_entropy, whose autotuner imports
+    triton (absent on the CPU build box) and, with CUTE_DSL_PTXAS_PATH set, swaps ptxas for a
+    system one. Skipping it keeps the build independent of both; the one side effect the
+    GEMM needs (quack.dsl's DSL patches, imported first by __init__) is replayed here. A quack
+    already imported in this process is used as is.
+    """
+    if "quack" in sys.modules:
+        return
+    spec = importlib.util.find_spec("quack")
+    if spec is None or spec.submodule_search_locations is None:
+        raise ImportError("quack-kernels is not installed (pip install 'nvfp4-aot[thirdparty]')")
+    sys.modules["quack"] = importlib.util.module_from_spec(spec)  # package shell, __init__ not run
+    importlib.import_module("quack.dsl")
+
+
+_import_quack_package()
+
+import cutlass.base_dsl.runtime.cuda as _dsl_cuda  # noqa: E402
+import cutlass.cute as cute  # noqa: E402
+import torch  # noqa: E402
+from cutlass import BFloat16, Float32, Int32, Uint8  # noqa: E402
+from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream  # noqa: E402
+from quack.gemm_w4 import _w4a16_alpha  # noqa: E402
+from quack.operand_transform.host import _w4_views, as_transform_mod  # noqa: E402
+from quack.operand_transform.transform import TransformAOperand  # noqa: E402
+from quack.rounding import RoundingMode  # noqa: E402
+from quack.tile_scheduler import TileSchedulerOptions  # noqa: E402
+
+FORMAT = "nvfp4"
+# CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR of every sm_90 part (H100, H200,
+# GH200): 228 KiB. The DSL reads it while tracing a launch with min_blocks_per_mp > 1 (quack's
+# 2-CTA/SM decode config, tile_n <= 32) to derive the shared-memory carveout.
+SM90_SMEM_PER_SM = 233472
+# EpiMod._mint key of quack's own W4A16 call: one Scalar operand "alpha", SM90, element mode,
+# no packed C, no prepass, round-to-nearest, default arg forms, plain store (no add-to-output).
+_MINT_KEY = ((("alpha", "scalar"),), 9, False, False, (), RoundingMode.RN, (), False)
+
+
+@contextlib.contextmanager
+def answer_device_queries_for_sm90():
+    """Answer the DSL's device-attribute queries for sm_90 instead of asking a GPU.
+
+    Scoped to the launch trace (see W4A16Gemm._trace); any other attribute raises, so a new
+    query in a future DSL/quack fails the build loudly instead of baking in a guess.
+    """
+    smem_attr = _dsl_cuda.cuda.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR
+    real = _dsl_cuda.get_device_attribute
+
+    def fake(attribute, device_id=0):
+        if attribute == smem_attr:
+            return SM90_SMEM_PER_SM
+        raise RuntimeError(f"quack_w4a16: the DSL queried the GPU for {attribute} while compiling for sm_90a")
+
+    _dsl_cuda.get_device_attribute = fake
+    try:
+        yield
+    finally:
+        _dsl_cuda.get_device_attribute = real
+
+
+def operand_views(n: int, k: int, tile_m: int) -> tuple[tuple, tuple]:
+    """((shape, stride) of the blob view, (shape, stride) of the strip view) that quack's
+    host layer would build from prepare's [N/64, K/64, 128, 16] / [N/64, K/64, 32, 4, 2]."""
+    fmt = as_transform_mod(FORMAT).owned_fmt
+    g, kt = n // 64, k // fmt.tile_k
+    blob = torch.empty((g, kt, 128, 16), dtype=torch.uint8, device="meta")
+    strip = torch.empty((g, kt, 32, 4, 2), dtype=torch.uint8, device="meta")
+    a, s = _w4_views(fmt, blob, strip, tile_m)
+    return (tuple(a.shape), tuple(a.stride())), (tuple(s.shape), tuple(s.stride()))
+
+
+class W4A16Gemm:
+    """out[M, N] = bf16((act[M, K] @ dequant(blob, strip)^T) * alpha), one compiled variant."""
+
+    def __init__(self, n: int, k: int, tile_m: int, tile_n: int, cluster_n: int,
+                 max_swizzle_size: int, use_pdl: bool, sm_count: int):  # fmt: skip
+        self.gemm_cls = _w4a16_alpha._mint(*_MINT_KEY)
+        transform = as_transform_mod(FORMAT)
+        assert transform.owned_fmt.tile_k == 64 and transform.owned_fmt.sf_bytes == 256, "quack nvfp4 layout moved"
+        self.gemm = self.gemm_cls(
+            Float32,  # accumulator
+            transform.owned_fmt.mma_dtype,  # bf16: what the nvfp4 decode produces
+            (tile_m, tile_n, transform.owned_fmt.tile_k),
+            (1, cluster_n, 1),
+            pingpong=False,  # W4 is cooperative only
+            is_persistent=True,
+            use_pdl=use_pdl,
+            transform_a=transform,
+            gather_A=False,
+            concat_layout=None,
+        )
+        # compile_gemm_kernel's trace flags for a layout-owning transform
+        self.gemm.b_transposed = False
+        self.gemm.a_transposed = False
+        self.gemm.cd_transposed = True
+        self.gemm.cd_packed = None
+        self.blob_view, self.strip_view = operand_views(n, k, tile_m)
+        self.max_active_clusters = sm_count // cluster_n
+        self.max_swizzle_size = max_swizzle_size
+
+    @cute.jit
+    def __call__(self, act: cute.Tensor, blob: cute.Tensor, strip: cute.Tensor, alpha: cute.Tensor,
+                 out: cute.Tensor, stream):  # fmt: skip
+        self._trace(act, blob, strip, alpha, out, stream)
+
+    def _trace(self, act, blob, strip, alpha, out, stream) -> None:
+        """Plain Python, run once while cute.compile traces __call__ (so the device-query
+        patch is scoped to exactly the DSL code that needs it)."""
+        (a_shape, a_stride), (s_shape, s_stride) = self.blob_view, self.strip_view
+        operand = TransformAOperand(
+            cute.make_tensor(blob.iterator, cute.make_layout(a_shape, stride=a_stride)),
+            cute.make_tensor(strip.iterator, cute.make_layout(s_shape, stride=s_stride)),
+        )
+        epi = self.gemm_cls.EpilogueArguments(alpha=alpha.iterator)  # Scalar op, pointer mode
+        sched = TileSchedulerOptions(
+            max_active_clusters=Int32(self.max_active_clusters),
+            max_swizzle_size=Int32(self.max_swizzle_size),
+        )
+        with answer_device_queries_for_sm90():
+            # (mA, mB, mD, mC, epilogue_args, scheduler_args, varlen_args, stream, mSFA, mSFB)
+            self.gemm(operand, act, out, None, epi, sched, None, stream, None, None)
+
+
+def fake_args(n: int, k: int) -> tuple:
+    """Fake (act, blob, strip, alpha, out, stream): M symbolic (shared by act and out), the
+    rest static, all row-major compact; alignments as the runtime signature promises."""
+    m = cute.sym_int()
+    g, kt = n // 64, k // 64
+
+    def compact(dtype, shape, align):
+        order = tuple(range(len(shape) - 1, -1, -1))  # row-major
+        return make_fake_compact_tensor(dtype, shape, stride_order=order, assumed_align=align)
+
+    return (
+        compact(BFloat16, (m, k), 16),
+        compact(Uint8, (g, kt, 128, 16), 16),
+        compact(Uint8, (g, kt, 32, 4, 2), 16),
+        compact(Float32, (1,), 4),
+        compact(BFloat16, (m, n), 16),
+        make_fake_stream(use_tvm_ffi_env_stream=True),
+    )
+
+
+def make_kernel(p) -> W4A16Gemm:
+    return W4A16Gemm(p.n, p.k, p.tile_m, p.tile_n, p.cluster_n, p.max_swizzle_size, p.use_pdl, p.sm_count)
