@@ -68,6 +68,8 @@ def compile_cmd(manifests: tuple[Path, ...], out: Path, jobs: int, lock_timeout:
     """
     from rich.progress import Progress
 
+    from nvfp4_aot.runtime.store_format import StoreFormatError
+
     from .store_writer import LockBusyError, StoreWriter
 
     loaded = _load(manifests)
@@ -105,6 +107,8 @@ def compile_cmd(manifests: tuple[Path, ...], out: Path, jobs: int, lock_timeout:
                     )
     except LockBusyError as e:
         _fail(EXIT_LOCKED, str(e))
+    except StoreFormatError as e:
+        _fail(EXIT_STORE, f"{e}; remove the directory or pick another --out")
     _emit(as_json, summary)
     sys.exit(EXIT_FAILED if failed else 0)
 
@@ -170,9 +174,14 @@ def gc_cmd(manifests: tuple[Path, ...], out: Path, dry_run: bool, as_json: bool)
     """Remove entries of --out that none of MANIFESTS (default: the default manifest) references."""
     from .store_writer import StoreWriter
 
+    from nvfp4_aot.runtime.store_format import StoreFormatError
+
     loaded = _load(manifests)
-    with StoreWriter(out) as w:
-        dropped = w.gc(loaded, dry_run=dry_run)
+    try:
+        with StoreWriter(out) as w:
+            dropped = w.gc(loaded, dry_run=dry_run)
+    except StoreFormatError as e:
+        _fail(EXIT_STORE, str(e))
     if not as_json:
         for k in dropped:
             click.echo(f"{'would remove' if dry_run else 'removed'} {k}", err=True)

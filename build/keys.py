@@ -117,7 +117,7 @@ def toolchain() -> dict[str, str]:
     return {
         "dsl_version": importlib.metadata.version("nvidia-cutlass-dsl"),
         "tvm_ffi_version": importlib.metadata.version("apache-tvm-ffi"),
-        "dsl_runtime_sha256": native.dsl_runtime_sha256(str(lib)),
+        "dsl_runtime_fingerprint": native.dsl_runtime_fingerprint(str(lib)),
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import glob
+import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -18,7 +19,6 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
-from .store_format import sha256_file
 
 DSL_RUNTIME_ENV = "NVFP4_AOT_DSL_RUNTIME"
 DSL_RUNTIME_NAME = "libcute_dsl_runtime.so"
@@ -68,8 +68,20 @@ def dsl_version() -> str | None:
 
 
 @lru_cache(maxsize=None)
-def dsl_runtime_sha256(path: str) -> str:
-    return sha256_file(path)
+def dsl_runtime_fingerprint(path: str) -> str:
+    """ABI identity of the DSL runtime library in ~1 ms: sha256 of its size, first and last
+    MiB (ELF headers, dynamic symbol and version tables lead the file; section headers end
+    it). Another build of the library differs there; hashing all 43 MB would cost ~100 ms
+    of every serving start. This guards against a version mismatch, not against tampering
+    with an installed package (the artifacts themselves are fully hashed)."""
+    h = hashlib.sha256()
+    size = os.path.getsize(path)
+    h.update(str(size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(1 << 20))
+        f.seek(max(0, size - (1 << 20)))
+        h.update(f.read(1 << 20))
+    return h.hexdigest()
 
 
 def tvm_ffi_version() -> str:

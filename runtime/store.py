@@ -59,10 +59,22 @@ class Kernel:
     def key(self) -> str:
         return self.record["key"]
 
-    def __call__(self, *args: Any, check: bool = True) -> None:
-        if check:
+    def __call__(self, *args: Any, check: bool | str = True) -> None:
+        """check=True: quick checks here, the rest by the exported function's own argument
+        decoding (in C, before its launch), re-checked in full to name a refused argument;
+        check="full": every rule in Python first; check=False: none (caller guarantees)."""
+        if not check:
+            self.fn(*args)
+            return
+        if check == "full":
             self.validator(args)
-        self.fn(*args)
+        else:
+            self.validator.quick(args)
+        try:
+            self.fn(*args)
+        except (TypeError, ValueError) as e:  # tvm-ffi's argument checks; nothing was launched
+            self.validator(args)
+            raise ArgumentError(f"{self.record['symbol']}: {e}") from e
 
 
 class Op:
@@ -87,7 +99,7 @@ class Op:
             )
         return self._buckets[i][2]
 
-    def __call__(self, *args: Any, check: bool = True) -> None:
+    def __call__(self, *args: Any, check: bool | str = True) -> None:
         if len(args) != self._nargs or not hasattr(args[self._m_arg], "shape"):
             raise ArgumentError(
                 f"{self.name}: expected {self._nargs} arguments "
@@ -135,8 +147,9 @@ class ArtifactStore:
         return self.ops[name]
 
     def prime(self, device: Any = None) -> int:
-        """Call each loaded kernel once with small valid inputs (loads its CUDA module now,
-        not inside a later graph capture). Returns the number of kernels primed."""
+        """Call each loaded kernel once, eagerly, with tiny (M = 1) valid inputs: the first
+        call of an exported function loads its CUDA module, which must never happen inside a
+        graph capture. Kernels accept any M in range; buckets only route. Returns the count."""
         import torch
 
         from nvfp4_aot.kernels import get_family
@@ -147,17 +160,12 @@ class ArtifactStore:
                 if kern.primed:
                     continue
                 fam = get_family(kern.record["family"])
-                params = fam.parse_params(kern.record["params"])
-                m = max(1, min(self._min_m(kern), fam.max_m))
-                inputs = fam.make_inputs(params, m, device or torch.device("cuda"), seed=0)
+                inputs = fam.make_inputs(fam.parse_params(kern.record["params"]), 1, device or torch.device("cuda"), seed=0)
                 kern(*[inputs[a.name] for a in kern.validator.args])
                 kern.primed = True
                 n += 1
             torch.cuda.synchronize()
         return n
-
-    def _min_m(self, kern: Kernel) -> int:
-        return min((lo for op in self.ops.values() for lo, _, k in op._buckets if k is kern), default=1)
 
 
 def _device_arch(device: Any) -> str:
@@ -180,10 +188,10 @@ def _check_abi(rec: Mapping[str, Any], tvm_version: str, dsl_ver: str | None, ds
                 f"entry {rec['key']} was built with nvidia-cutlass-dsl {rec['dsl_version']}, the installed "
                 f"DSL runtime is {dsl_ver}: rebuild the artifacts or install the matching version"
             )
-    elif dsl_lib is not None and native.dsl_runtime_sha256(str(dsl_lib)) != rec["dsl_runtime_sha256"]:
+    elif dsl_lib is not None and native.dsl_runtime_fingerprint(str(dsl_lib)) != rec["dsl_runtime_fingerprint"]:
         raise AbiMismatchError(
             f"entry {rec['key']}: {dsl_lib} is not the DSL runtime library it was built against "
-            f"(nvidia-cutlass-dsl {rec['dsl_version']}; sha256 differs)"
+            f"(nvidia-cutlass-dsl {rec['dsl_version']}; its fingerprint differs)"
         )
 
 

@@ -40,7 +40,7 @@ ENTRY_FIELDS = (
     "size",
     "dsl_version",
     "tvm_ffi_version",
-    "dsl_runtime_sha256",
+    "dsl_runtime_fingerprint",
     "compile_seconds",
 )
 
@@ -122,25 +122,40 @@ def op_id(family: str, problem: Mapping[str, Any]) -> str:
     return family + "".join(f".{k}={problem[k]}" for k in sorted(problem))
 
 
-def cubin_archs(data: bytes) -> set[str]:
-    """SM targets of the CUDA ELF images (EM_CUDA = 190) embedded in a linked kernel .so.
+def embedded_cubins(data: bytes) -> list[tuple[str, bytes]]:
+    """(arch, image) of each CUDA ELF image (EM_CUDA = 190) embedded in a linked kernel .so.
 
     The cubin's e_flags carry the SM number: bits 8..15 from ELF ABI version 8 on (CUDA 12.8+
     cubins), bits 0..7 before. "a" is appended because this project builds only arch-specific
-    targets; the number is what decides whether the device can run it.
+    targets; the number is what decides whether the device can run it. An image ends with its
+    section headers and sections, which is how it is cut out for nvdisasm / cuobjdump.
     """
     import struct
 
-    archs = set()
+    found = []
     start = 1  # offset 0 is the host .so itself
     while (off := data.find(b"\x7fELF", start)) != -1:
         start = off + 4
-        if off + 52 > len(data) or data[off + 4] != 2:  # only 64-bit ELF headers
+        if off + 64 > len(data) or data[off + 4] != 2:  # only 64-bit ELF headers
             continue
         (machine,) = struct.unpack_from("<H", data, off + 18)
         if machine != 190:
             continue
         (flags,) = struct.unpack_from("<I", data, off + 48)
         sm = (flags >> 8) & 0xFF if data[off + 8] >= 8 else flags & 0xFF
-        archs.add(f"sm_{sm}a")
-    return archs
+        (phoff, shoff) = struct.unpack_from("<QQ", data, off + 32)
+        phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", data, off + 54)
+        end = max(shoff + shentsize * shnum, phoff + phentsize * phnum)
+        for i in range(shnum):  # sections may lie after the header table
+            sh = off + shoff + i * shentsize
+            if sh + 64 <= len(data):
+                (sh_type,) = struct.unpack_from("<I", data, sh + 4)
+                sh_offset, sh_size = struct.unpack_from("<QQ", data, sh + 24)
+                if sh_type != 8:  # SHT_NOBITS occupies no file bytes
+                    end = max(end, sh_offset + sh_size)
+        found.append((f"sm_{sm}a", data[off : off + end]))
+    return found
+
+
+def cubin_archs(data: bytes) -> set[str]:
+    return {arch for arch, _ in embedded_cubins(data)}

@@ -1,13 +1,18 @@
 """Argument validation from a kernel's recorded signature, before any launch.
 
-Checks, per argument: torch tensor, CUDA device (all on one device), dtype, rank, each dim
-(shape expressions over static and call-bound symbols), row-major contiguity and data-pointer
-alignment. Errors name the kernel symbol and the argument.
+Two levels, both before the launch:
+- quick (default, on every call): what the kernel's own tvm-ffi wrapper cannot see:
+  dims derived from a dynamic symbol by an expression (e.g. round_up(M, 128) rows) and data
+  pointer alignment. The exported function itself then checks device type, dtype, rank,
+  static dims, symbol consistency across arguments and strides, in C, before launching; when
+  it refuses, the full check below runs to name the argument in our own terms.
+- full: every rule in Python (device, dtype, rank, every dim, contiguity, alignment).
+Shape expressions are compiled once per kernel, not parsed per call.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -16,14 +21,35 @@ from nvfp4_aot.kernels.family import Signature, eval_dim
 from .errors import ArgumentError
 
 
+def _compile_dim(expr: str | int, static: dict[str, int], dynamic: tuple[str, ...]) -> Callable[[dict], int] | int:
+    """A constant if the dim does not depend on call-bound symbols, else env -> int."""
+    if isinstance(expr, int):
+        return expr
+    try:
+        return eval_dim(expr, static)
+    except KeyError:
+        return lambda env, e=expr: eval_dim(e, env)
+
+
 class CallValidator:
     def __init__(self, symbol: str, sig: Signature, device_type: str = "cuda"):
         self.symbol = symbol
-        self.device_type = device_type  # "cpu" only in the CPU tests of this validator
         self.sig = sig
         self.args = sig.args
+        self.device_type = device_type  # "cpu" only in the CPU tests of this validator
         self._dtypes = tuple(getattr(torch, a.dtype) for a in sig.args)
         self._binds = {s: self.bind_position(s) for s in sig.dynamic}
+        static = dict(sig.static)
+        self._dims = [[_compile_dim(d, static, sig.dynamic) for d in a.shape] for a in sig.args]
+        # (arg, dim, fn) for dims that are expressions of dynamic symbols but not a bare symbol:
+        # the only shape facts the exported function cannot check itself.
+        self._derived = [
+            (i, j, f)
+            for i, dims in enumerate(self._dims)
+            for j, f in enumerate(dims)
+            if callable(f) and sig.args[i].shape[j] not in sig.dynamic
+        ]
+        self._aligns = [(i, a.align) for i, a in enumerate(sig.args) if a.align > 1]
 
     def bind_position(self, symbol: str) -> tuple[int, int]:
         for i, a in enumerate(self.sig.args):
@@ -33,8 +59,22 @@ class CallValidator:
         raise ValueError(f"{self.symbol}: dynamic symbol {symbol} appears in no argument")
 
     def _fail(self, i: int, what: str) -> ArgumentError:
-        a = self.args[i]
-        return ArgumentError(f"{self.symbol}: argument #{i} {a.name!r}: {what}")
+        return ArgumentError(f"{self.symbol}: argument #{i} {self.args[i].name!r}: {what}")
+
+    def quick(self, tensors: Sequence[Any]) -> None:
+        """Cheap pre-launch checks; raises through the full check so the message names the rule."""
+        try:
+            if self._derived:
+                env = {s: tensors[i].shape[j] for s, (i, j) in self._binds.items()}
+                for i, j, f in self._derived:
+                    if tensors[i].shape[j] != f(env):
+                        raise LookupError
+            for i, align in self._aligns:
+                if tensors[i].data_ptr() % align:
+                    raise LookupError
+        except (LookupError, AttributeError, TypeError, ValueError):
+            self(tensors)
+            raise ArgumentError(f"{self.symbol}: arguments rejected") from None
 
     def __call__(self, tensors: Sequence[Any]) -> None:
         if len(tensors) != len(self.args):
@@ -52,14 +92,14 @@ class CallValidator:
                 raise self._fail(i, f"expected rank {len(self.args[i].shape)}, got shape {tuple(t.shape)}")
             env[s] = t.shape[j]
         device = tensors[0].device
-        for i, (a, dt, t) in enumerate(zip(self.args, self._dtypes, tensors)):
+        for i, (a, dt, dims, t) in enumerate(zip(self.args, self._dtypes, self._dims, tensors)):
             if t.device.type != self.device_type:
                 raise self._fail(i, f"must be on a {self.device_type.upper()} device, got {t.device}")
             if t.device != device:
                 raise self._fail(i, f"is on {t.device}, argument #0 on {device}")
             if t.dtype != dt:
                 raise self._fail(i, f"dtype {str(t.dtype).replace('torch.', '')}, expected {a.dtype}")
-            want = tuple(eval_dim(d, env) for d in a.shape)
+            want = tuple(d(env) if callable(d) else d for d in dims)
             if tuple(t.shape) != want:
                 sym = ", ".join(f"{k}={v}" for k, v in env.items())
                 raise self._fail(i, f"shape {tuple(t.shape)}, expected {want} = {tuple(a.shape)} with {sym}")

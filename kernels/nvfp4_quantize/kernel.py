@@ -338,8 +338,11 @@ class Nvfp4GlobalScaleKernel:
         smem = cutlass.utils.SmemAllocator()
         red = smem.allocate_tensor(Float32, cute.make_layout(self.threads // 32), byte_alignment=16)
         v = cute.arch.warp_reduction(v, fmax_)
+        # warp_idx() is a full-warp shfl.sync: it must run on every lane, never inside the
+        # lane-0 branch (there it waits for lanes that never arrive: a hang seen on an H100).
+        warp = cute.arch.warp_idx()
         if cute.arch.lane_idx() == 0:
-            red[cute.arch.warp_idx()] = v
+            red[warp] = v
         cute.arch.sync_threads()
         v = red[0]
         for i in cutlass.range_constexpr(1, self.threads // 32):

@@ -14,10 +14,11 @@ flag buffer the kernel spins on (and a persistent grid no larger than the co-res
 count, or the spin can deadlock), which is a contract the runtime's scratch arguments do not
 express; decode shapes use small tile_m / tile_n instead.
 
-Tuning (per token bucket), after quack's measured H100 rule (operand_transform.host.pick_w4_cfg):
-decode M <= 16: tile_n 16, M <= 32: 32, M <= 64: 64, M <= 128: 128 (tile_n <= 32 runs 2 CTAs
-per SM); prefill: (tile_m, tile_n) = (128, 256). tile_m 64 doubles the CTA count when N/128
-tiles alone leave SMs idle.
+Tuning (per token bucket; a starting point, not measured here): quack's H100 rule
+(operand_transform.host.pick_w4_cfg) takes tile_n = the smallest of 16/32/64/128 that covers M
+for decode and (tile_m, tile_n) = (128, 256) for prefill (M > 256), and reaches ~112+ CTAs
+with split-k; without split-k, tile_m = 64 doubles the decode CTA count instead (N/64 CTAs).
+tile_n <= 32 runs 2 CTAs per SM.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU check in one call, on the device machine (Hopper), from the repo root, after
 # scripts/stage_gpu.sh filled .gpu/ on the CPU box. Logs go to $OUT (or ./gpu-out).
+# Usage: tests/gpu/run.sh [pytest selection, default tests/gpu]
 set -uo pipefail
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/whl/*.whl || exit 1
@@ -9,10 +10,15 @@ export PYTHONPATH=/tmp/site NVFP4_AOT_DSL_RUNTIME=/tmp/lib/libcute_dsl_runtime.s
 export NVFP4_AOT_GPU_STORE=.gpu/artifacts PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/device.txt"
 rc=0
-python3 -m pytest -m gpu tests/gpu -v -rA -p no:cacheprovider 2>&1 | tee "$OUT/gpu-tests.log"; rc=$((rc | PIPESTATUS[0]))
+echo "== diagnostic smoke (step by step)"
+timeout 300 python3 scripts/gpu_diag.py .gpu/artifacts ${DIAG_PICKS:-k=7168} 2>&1 | tee "$OUT/diag.log"; rc=$((rc | PIPESTATUS[0]))
+[ "${DIAG_ONLY:-0}" = 1 ] && exit $rc
+python3 -m pytest --timeout 240 -m gpu ${@:-tests/gpu} -v -rA -p no:cacheprovider 2>&1 | tee "$OUT/gpu-tests.log"; rc=$((rc | PIPESTATUS[0]))
+# SASS is inspected on the CPU box (scripts/dump_sass.py with nvdisasm >= 13.4 from pip):
+# the GPU machine's CUDA 13.0 cuobjdump/nvdisasm cannot read the DSL's CUDA 13.4 cubins.
 for b in "startup.py aot --store .gpu/artifacts --jit-json .gpu/jit.json" \
          "host_overhead.py --store .gpu/artifacts" \
          "quantize_bandwidth.py --store .gpu/artifacts --json $OUT/quantize_bw.json"; do
-  echo "== benchmarks/$b"; python3 benchmarks/$b 2>&1 | tee -a "$OUT/bench.log"; rc=$((rc | PIPESTATUS[0]))
+  echo "== benchmarks/$b"; timeout 240 python3 benchmarks/$b 2>&1 | tee -a "$OUT/bench.log"; rc=$((rc | PIPESTATUS[0]))
 done
 exit $rc
