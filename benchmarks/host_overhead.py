@@ -40,7 +40,8 @@ def main() -> None:
         "torch.add (16 floats)": per_call(lambda: torch.add(x, y)),
         "tvm-ffi function, bare": per_call(lambda: kern.fn(*a)),
         "op(...) unchecked (bucket dispatch only)": per_call(lambda: op(*a, check=False)),
-        "op(...) validated (default)": per_call(lambda: op(*a)),
+        "op(...) default (quick + kernel's own checks)": per_call(lambda: op(*a)),
+        'op(..., check="full") (every rule in Python)': per_call(lambda: op(*a, check="full")),
     }
     print(f"device: {device_name()}")
     base = rows["torch.add (16 floats)"]

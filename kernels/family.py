@@ -16,6 +16,7 @@ import dataclasses
 import importlib.util
 import operator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Callable, Mapping, Sequence
 
 # ----------------------------------------------------------------------------- signature
@@ -34,36 +35,40 @@ _FUNCS: dict[str, Callable[[int, int], int]] = {
 }
 
 
+def _check_ast(node: ast.AST, expr: str) -> None:
+    """Only integer arithmetic, names and the helpers in _FUNCS: a signature read back from an
+    index file can then be evaluated safely."""
+    for n in ast.walk(node):
+        ok = isinstance(n, (ast.Expression, ast.Name, ast.Load, ast.BinOp, *_BINOPS)) or (
+            isinstance(n, ast.Constant) and isinstance(n.value, int)
+        ) or (isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in _FUNCS and len(n.args) == 2 and not n.keywords)
+        if not ok:
+            raise ValueError(f"unsupported shape expression {expr!r}")
+
+
+@lru_cache(maxsize=None)
+def compile_dim(expr: str) -> Callable[[Mapping[str, int]], int]:
+    """Compile a shape expression such as "K // 2" or "round_up(M, 128)" once into a function
+    of the symbol table (the runtime evaluates these on every call)."""
+    tree = ast.parse(expr, mode="eval")
+    _check_ast(tree, expr)
+    code = compile(tree, f"<dim {expr}>", "eval")
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - set(_FUNCS)
+    glob = {"__builtins__": {}, **_FUNCS}
+
+    def fn(env: Mapping[str, int]) -> int:
+        try:
+            return eval(code, glob, env)  # noqa: S307 (AST whitelisted above)
+        except NameError:
+            missing = sorted(names - env.keys())
+            raise KeyError(f"unknown symbol {missing[0]!r} in shape expression {expr!r}") from None
+
+    fn.symbols = names  # type: ignore[attr-defined]
+    return fn
+
+
 def eval_dim(expr: str | int, env: Mapping[str, int]) -> int:
-    """Evaluate a shape expression such as "K//2" or "round_up(M, 128)" over integer symbols.
-
-    Only integer arithmetic, names from `env` and the helpers in _FUNCS are allowed, so a
-    signature read back from an index file can be evaluated safely.
-    """
-    if isinstance(expr, int):
-        return expr
-
-    def ev(node: ast.AST) -> int:
-        if isinstance(node, ast.Expression):
-            return ev(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, int):
-            return node.value
-        if isinstance(node, ast.Name):
-            if node.id not in env:
-                raise KeyError(f"unknown symbol {node.id!r} in shape expression {expr!r}")
-            return int(env[node.id])
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id in _FUNCS
-            and len(node.args) == 2
-        ):
-            return _FUNCS[node.func.id](ev(node.args[0]), ev(node.args[1]))
-        raise ValueError(f"unsupported shape expression {expr!r}")
-
-    return ev(ast.parse(expr, mode="eval"))
+    return expr if isinstance(expr, int) else compile_dim(expr)(env)
 
 
 @dataclass(frozen=True)

@@ -16,19 +16,17 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from nvfp4_aot.kernels.family import Signature, eval_dim
+from nvfp4_aot.kernels.family import Signature, compile_dim
 
 from .errors import ArgumentError
 
 
-def _compile_dim(expr: str | int, static: dict[str, int], dynamic: tuple[str, ...]) -> Callable[[dict], int] | int:
-    """A constant if the dim does not depend on call-bound symbols, else env -> int."""
+def _compile_dim(expr: str | int, static: dict[str, int]) -> Callable[[dict], int] | int:
+    """A constant if the dim does not depend on call-bound symbols, else a compiled env -> int."""
     if isinstance(expr, int):
         return expr
-    try:
-        return eval_dim(expr, static)
-    except KeyError:
-        return lambda env, e=expr: eval_dim(e, env)
+    fn = compile_dim(expr)
+    return fn(static) if fn.symbols <= static.keys() else fn
 
 
 class CallValidator:
@@ -40,7 +38,7 @@ class CallValidator:
         self._dtypes = tuple(getattr(torch, a.dtype) for a in sig.args)
         self._binds = {s: self.bind_position(s) for s in sig.dynamic}
         static = dict(sig.static)
-        self._dims = [[_compile_dim(d, static, sig.dynamic) for d in a.shape] for a in sig.args]
+        self._dims = [[_compile_dim(d, static) for d in a.shape] for a in sig.args]
         # (arg, dim, fn) for dims that are expressions of dynamic symbols but not a bare symbol:
         # the only shape facts the exported function cannot check itself.
         self._derived = [
@@ -65,7 +63,7 @@ class CallValidator:
         """Cheap pre-launch checks; raises through the full check so the message names the rule."""
         try:
             if self._derived:
-                env = {s: tensors[i].shape[j] for s, (i, j) in self._binds.items()}
+                env = {**self.sig.static, **{s: tensors[i].shape[j] for s, (i, j) in self._binds.items()}}
                 for i, j, f in self._derived:
                     if tensors[i].shape[j] != f(env):
                         raise LookupError
