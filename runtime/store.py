@@ -115,14 +115,11 @@ class Op:
         e.g. the round_up(M, 128) rows of swizzled scales). Allocate outside the hot path."""
         import torch
 
-        from nvfp4_aot.kernels.family import eval_dim
-
         v = self.kernel_for(m).validator
-        arg = next((a for a in v.args if a.name == name), None)
-        if arg is None:
+        i = next((i for i, a in enumerate(v.args) if a.name == name), None)
+        if i is None:
             raise ArgumentError(f"{self.name}: no argument {name!r} (arguments: {[a.name for a in v.args]})")
-        shape = tuple(eval_dim(d, {**v.sig.static, "M": m}) for d in arg.shape)
-        return torch.empty(shape, dtype=getattr(torch, arg.dtype), device=device)
+        return torch.empty(v.shape_of(i, m), dtype=v.dtypes[i], device=device)
 
 
 class ArtifactStore:
@@ -147,23 +144,19 @@ class ArtifactStore:
         return self.ops[name]
 
     def prime(self, device: Any = None) -> int:
-        """Call each loaded kernel once, eagerly, with tiny (M = 1) valid inputs: the first
-        call of an exported function loads its CUDA module, which must never happen inside a
-        graph capture. Kernels accept any M in range; buckets only route. Returns the count."""
+        """Call each loaded kernel once, eagerly, on zero-filled tensors of its signature at
+        M = 1: the first call of an exported function loads its CUDA module, which must never
+        happen inside a graph capture. Zeros are valid input for every family here (indices 0,
+        empty groups, zero scales); kernels accept any M in range, buckets only route."""
         import torch
-
-        from nvfp4_aot.kernels import get_family
 
         n = 0
         with self._prime_lock:
             for kern in self.kernels.values():
-                if kern.primed:
-                    continue
-                fam = get_family(kern.record["family"])
-                inputs = fam.make_inputs(fam.parse_params(kern.record["params"]), 1, device or torch.device("cuda"), seed=0)
-                kern(*[inputs[a.name] for a in kern.validator.args])
-                kern.primed = True
-                n += 1
+                if not kern.primed:
+                    kern(*kern.validator.zeros(1, device or torch.device("cuda")))
+                    kern.primed = True
+                    n += 1
             torch.cuda.synchronize()
         return n
 

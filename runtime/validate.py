@@ -1,11 +1,12 @@
 """Argument validation from a kernel's recorded signature, before any launch.
 
 Two levels, both before the launch:
-- quick (default, on every call): what the kernel's own tvm-ffi wrapper cannot see:
-  dims derived from a dynamic symbol by an expression (e.g. round_up(M, 128) rows) and data
-  pointer alignment. The exported function itself then checks device type, dtype, rank,
-  static dims, symbol consistency across arguments and strides, in C, before launching; when
-  it refuses, the full check below runs to name the argument in our own terms.
+- quick (default, on every call): what the kernel's own tvm-ffi wrapper cannot see: dims
+  derived from a dynamic symbol by an expression (e.g. round_up(M, 128) rows). The exported
+  function itself then checks device type and index, dtype, rank, static dims, symbol
+  consistency across arguments, strides and data alignment, in C, before launching (the DSL's
+  tvm-ffi argument decoder); when it refuses, the full check below runs to name the argument
+  in our own terms (tests/gpu checks each refusal on a GPU).
 - full: every rule in Python (device, dtype, rank, every dim, contiguity, alignment).
 Shape expressions are compiled once per kernel, not parsed per call.
 """
@@ -35,7 +36,7 @@ class CallValidator:
         self.sig = sig
         self.args = sig.args
         self.device_type = device_type  # "cpu" only in the CPU tests of this validator
-        self._dtypes = tuple(getattr(torch, a.dtype) for a in sig.args)
+        self.dtypes = self._dtypes = tuple(getattr(torch, a.dtype) for a in sig.args)
         self._binds = {s: self.bind_position(s) for s in sig.dynamic}
         static = dict(sig.static)
         self._dims = [[_compile_dim(d, static) for d in a.shape] for a in sig.args]
@@ -47,7 +48,6 @@ class CallValidator:
             for j, f in enumerate(dims)
             if callable(f) and sig.args[i].shape[j] not in sig.dynamic
         ]
-        self._aligns = [(i, a.align) for i, a in enumerate(sig.args) if a.align > 1]
 
     def bind_position(self, symbol: str) -> tuple[int, int]:
         for i, a in enumerate(self.sig.args):
@@ -56,19 +56,26 @@ class CallValidator:
                     return i, j
         raise ValueError(f"{self.symbol}: dynamic symbol {symbol} appears in no argument")
 
+    def shape_of(self, i: int, m: int) -> tuple[int, ...]:
+        env = {**self.sig.static, **{s: m for s in self.sig.dynamic}}
+        return tuple(d(env) if callable(d) else d for d in self._dims[i])
+
+    def zeros(self, m: int, device: Any) -> list[torch.Tensor]:
+        """Zero-filled arguments for token count m (every dynamic symbol = m)."""
+        return [torch.zeros(self.shape_of(i, m), dtype=dt, device=device) for i, dt in enumerate(self.dtypes)]
+
     def _fail(self, i: int, what: str) -> ArgumentError:
         return ArgumentError(f"{self.symbol}: argument #{i} {self.args[i].name!r}: {what}")
 
     def quick(self, tensors: Sequence[Any]) -> None:
-        """Cheap pre-launch checks; raises through the full check so the message names the rule."""
+        """Derived dims only (the exported function checks the rest natively, alignment and
+        device index included); a failure re-runs the full check to name the argument."""
+        if not self._derived:
+            return
         try:
-            if self._derived:
-                env = {**self.sig.static, **{s: tensors[i].shape[j] for s, (i, j) in self._binds.items()}}
-                for i, j, f in self._derived:
-                    if tensors[i].shape[j] != f(env):
-                        raise LookupError
-            for i, align in self._aligns:
-                if tensors[i].data_ptr() % align:
+            env = {**self.sig.static, **{s: tensors[i].shape[j] for s, (i, j) in self._binds.items()}}
+            for i, j, f in self._derived:
+                if tensors[i].shape[j] != f(env):
                     raise LookupError
         except (LookupError, AttributeError, TypeError, ValueError):
             self(tensors)
