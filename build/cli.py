@@ -2,7 +2,8 @@
 
 Exit codes (all commands):
   0  success
-  1  failure: a variant failed to compile, or `verify` found a problem
+  1  failure: a variant failed to compile, `verify` found a problem, or NVFP4_AOT_NO_BUILD=1
+     forbids building here
   2  usage error (bad option or argument; click's own code)
   3  invalid manifest (the message names file:line and key)
   4  the store directory is locked by another build and --lock-timeout expired
@@ -13,11 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
+
+from nvfp4_aot.runtime.store_format import NO_BUILD_ENV
 
 EXIT_FAILED, EXIT_MANIFEST, EXIT_LOCKED, EXIT_STORE = 1, 3, 4, 5
 
@@ -72,6 +76,8 @@ def compile_cmd(manifests: tuple[Path, ...], out: Path, jobs: int, lock_timeout:
 
     from .store_writer import LockBusyError, StoreWriter
 
+    if os.environ.get(NO_BUILD_ENV, "") not in ("", "0"):
+        _fail(EXIT_FAILED, f"{NO_BUILD_ENV} is set: building is disabled on this machine (production mode)")
     loaded = _load(manifests)
     summary: dict[str, Any] = {"out": str(out), "manifests": {}}
     failed = False

@@ -18,10 +18,9 @@ import importlib.metadata
 import importlib.util
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
-from nvfp4_aot.kernels import Family, get_family
-from nvfp4_aot.kernels.family import module_file
+from nvfp4_aot.kernels import get_family
 from nvfp4_aot.runtime.store_format import FORMAT_VERSION, canonical_json
 
 from .manifest import Variant
@@ -132,14 +131,3 @@ def variant_key(v: Variant) -> str:
         **toolchain(),
     }
     return hashlib.sha256(canonical_json(material).encode()).hexdigest()[:32]
-
-
-def family_of(v: Variant) -> Family:
-    return get_family(v.family)
-
-
-def describe(v: Variant) -> dict[str, Any]:
-    return {"family": v.family, "params": dict(v.params), "arch": v.arch}
-
-
-__all__ = ["compile_options", "family_fingerprint", "module_file", "source_closure", "variant_key"]

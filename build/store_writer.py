@@ -28,7 +28,6 @@ from nvfp4_aot.runtime.store_format import (
     INDEX_NAME,
     LOCK_NAME,
     TMP_DIR,
-    StoreFormatError,
     entry_dir,
     read_index,
     write_json_atomic,
@@ -192,8 +191,3 @@ class StoreWriter:
         for k in drop:
             shutil.rmtree(entry_dir(self.root, k), ignore_errors=True)
         return drop
-
-
-def check_writable(root: Path) -> None:
-    if root.exists() and not root.is_dir():
-        raise StoreFormatError(f"{root}: exists and is not a directory")

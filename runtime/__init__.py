@@ -17,7 +17,7 @@ _EXPORTS = {
     "ArtifactStore": "store",
     "Kernel": "store",
     "Op": "store",
-    "NO_BUILD_ENV": "store",
+    "NO_BUILD_ENV": "store_format",
     "open_store": "store",
 }
 

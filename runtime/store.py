@@ -19,7 +19,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from . import native
 from .errors import (
@@ -29,8 +29,9 @@ from .errors import (
     MissingVariantError,
     TamperedArtifactError,
 )
-from .store_format import (
+from .store_format import (  # noqa: F401  (NO_BUILD_ENV re-exported)
     LIB_NAME,
+    NO_BUILD_ENV,
     StoreFormatError,
     arch_of_capability,
     cubin_archs,
@@ -40,9 +41,6 @@ from .store_format import (
 )
 from .validate import CallValidator
 
-# Production switch in the spirit of FLASHINFER_DISABLE_JIT: the runtime never builds, and
-# with this set, callers that *could* fall back to building (tests, tools) must not either.
-NO_BUILD_ENV = "NVFP4_AOT_NO_BUILD"
 
 
 @dataclass
@@ -284,7 +282,3 @@ def _build_ops(index: Mapping[str, Any], arch: str, kernels: dict[str, Kernel], 
             seen[name] = (mname, [(lo, hi, k.key) for lo, hi, k in buckets])
             ops[name] = Op(name, {**spec, "manifest": mname}, buckets)
     return ops
-
-
-def families_in(store: ArtifactStore) -> Iterable[str]:
-    return sorted({k.record["family"] for k in store.kernels.values()})

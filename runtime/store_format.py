@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 FORMAT_VERSION = 1
+# Production switch in the spirit of FLASHINFER_DISABLE_JIT: the runtime never builds, and with
+# this set to 1 `nvfp4-build compile` refuses too, so a serving container cannot build by accident.
+NO_BUILD_ENV = "NVFP4_AOT_NO_BUILD"
 INDEX_NAME = "index.json"
 LOCK_NAME = ".lock"
 ENTRIES_DIR = "entries"

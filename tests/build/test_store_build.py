@@ -134,3 +134,10 @@ def test_failed_variant_is_reported_and_not_committed(tmp_path):
     assert len(s["built"]) == 1 and len(s["failed"]) == 1
     assert "simulated codegen failure" in s["failed"][0]["error"]
     assert "m" not in read_index(tmp_path / "o")["manifests"]
+
+
+def test_production_mode_forbids_building(tmp_path, small_manifest, monkeypatch):
+    monkeypatch.setenv("NVFP4_AOT_NO_BUILD", "1")
+    r = CliRunner().invoke(main, ["compile", str(small_manifest), "-o", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "building is disabled" in r.output
+    assert not (tmp_path / "o").exists()
