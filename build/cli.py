@@ -8,6 +8,7 @@ Exit codes (all commands):
   3  invalid manifest (the message names file:line and key)
   4  the store directory is locked by another build and --lock-timeout expired
   5  the store is unreadable or malformed
+  6  `plan`: the checkpoint is unreadable, malformed, or inconsistent with its config
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import click
 
 from nvfp4_aot.runtime.store_format import NO_BUILD_ENV
 
-EXIT_FAILED, EXIT_MANIFEST, EXIT_LOCKED, EXIT_STORE = 1, 3, 4, 5
+EXIT_FAILED, EXIT_USAGE, EXIT_MANIFEST, EXIT_LOCKED, EXIT_STORE, EXIT_CHECKPOINT = 1, 2, 3, 4, 5, 6
 
 # Options defined once and shared by the commands that take them.
 out_option = click.option(
@@ -192,6 +193,98 @@ def gc_cmd(manifests: tuple[Path, ...], out: Path, dry_run: bool, as_json: bool)
         for k in dropped:
             click.echo(f"{'would remove' if dry_run else 'removed'} {k}", err=True)
     _emit(as_json, {"removed": dropped, "dry_run": dry_run})
+
+
+def _int_list(ctx, param, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        out = tuple(sorted({int(x) for x in value.replace(" ", "").split(",") if x}))
+    except ValueError:
+        raise click.BadParameter(f"expected a comma-separated list of token counts, got {value!r}") from None
+    if not out or out[0] < 1:
+        raise click.BadParameter(f"token counts must be positive, got {value!r}")
+    return out
+
+
+def _arch_list(ctx, param, value: str) -> tuple[str, ...]:
+    from .manifest import ARCH_RE
+
+    archs = tuple(dict.fromkeys(a for a in value.replace(" ", "").split(",") if a))
+    bad = [a for a in archs if not ARCH_RE.match(a)]
+    if not archs or bad:
+        raise click.BadParameter(f"expected archs like sm_90a,sm_100a, got {value!r}")
+    return archs
+
+
+def _ep_rank(ctx, param, value: str) -> int | None:
+    if value == "all":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a rank number or 'all', got {value!r}") from None
+
+
+@main.command("plan")
+@click.argument("checkpoint", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--arch", "archs", default="sm_90a,sm_100a", show_default=True, callback=_arch_list, help="Comma-separated target archs.")
+@click.option("--ep-size", type=click.IntRange(1), default=1, show_default=True, help="Expert-parallel ranks.")
+@click.option("--ep-rank", default="all", show_default=True, callback=_ep_rank, help="The rank to plan for (R), or all.")
+@click.option("--max-num-batched-tokens", "max_tokens", type=click.IntRange(1), default=8192, show_default=True, help="vLLM's max_num_batched_tokens.")
+@click.option("--capture-sizes", callback=_int_list, help="CUDA-graph capture sizes, comma-separated [default: vLLM's up to --max-capture-size].")
+@click.option("--max-capture-size", type=click.IntRange(1), default=512, show_default=True, help="vLLM's max_cudagraph_capture_size.")
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Manifest file to write [default: stdout].")
+@json_option
+def plan_cmd(checkpoint: Path, archs, ep_size: int, ep_rank, max_tokens: int, capture_sizes, max_capture_size: int, out: Path | None, as_json: bool) -> None:
+    """Plan the manifest for the NVFP4 checkpoint in CHECKPOINT (reads only config and safetensors headers).
+
+    Every NVFP4 GEMM the model runs gets a variant per arch and token bucket; what no kernel
+    family can run is listed on stderr and at the end of the manifest.
+    """
+    from nvfp4_aot.runtime.checkpoint import CheckpointError
+
+    from .manifest import ManifestError, loads_manifest
+    from .plan import PlanError, Settings, plan_checkpoint, render
+
+    if as_json and out is None:
+        _fail(EXIT_USAGE, "--json prints the summary on stdout: give the manifest a file with -o")
+    settings = Settings(archs, ep_size, ep_rank, max_tokens, capture_sizes, max_capture_size)
+    cmd = ["nvfp4-build plan CHECKPOINT_DIR", f"--arch {','.join(archs)}", f"--ep-size {ep_size}", f"--ep-rank {'all' if ep_rank is None else ep_rank}", f"--max-num-batched-tokens {max_tokens}"]
+    cmd.append(f"--capture-sizes {','.join(map(str, capture_sizes))}" if capture_sizes else f"--max-capture-size {max_capture_size}")
+    cmd.append(f"-o {out.name if out else '-'}")
+    try:
+        plan = plan_checkpoint(checkpoint, settings, " ".join(cmd))
+    except CheckpointError as e:
+        _fail(EXIT_CHECKPOINT, str(e))
+    except PlanError as e:
+        _fail(EXIT_USAGE, str(e))
+    text = render(plan)
+    try:  # the planned manifest must load exactly as `compile` will load it
+        manifest = loads_manifest(text, out or Path(f"{plan.name}.toml"))
+    except ManifestError as e:  # pragma: no cover (a planner bug)
+        _fail(EXIT_MANIFEST, f"the planned manifest is invalid: {e}")
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(out)
+    counts = plan.variant_counts()
+    for u in plan.unsupported:
+        click.echo(f"unsupported: {u}", err=True)
+    click.echo(
+        f"{plan.name}: {len(plan.ops)} ops, {len(manifest.variants())} variants ("
+        + ", ".join(f"{a} {n}" for a, n in counts.items())
+        + f"), {len(plan.unsupported)} unsupported -> {out or 'stdout'}",
+        err=True,
+    )
+    _emit(as_json, {
+        "manifest": str(out), "name": manifest.name, "variants": len(manifest.variants()), "per_arch": counts,
+        "ops": [{"family": o.family, "problem": o.problem, "archs": o.archs, "buckets": [[lo, hi] for lo, hi, _ in o.buckets]} for o in plan.ops],
+        "unsupported": plan.unsupported,
+    })  # fmt: skip
 
 
 @main.command("cache-key")

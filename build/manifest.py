@@ -98,6 +98,12 @@ def load_manifest(path: Path | str) -> Manifest:
         text = path.read_text()
     except OSError as e:
         raise ManifestError(f"{path}: cannot read manifest: {e.strerror or e}") from e
+    return loads_manifest(text, path)
+
+
+def loads_manifest(text: str, path: Path | str) -> Manifest:
+    """Parse manifest text; `path` names it in errors and gives the manifest its name."""
+    path = Path(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

@@ -140,12 +140,14 @@ class _Use:
 
 
 def _describe(use: _Use, ep: str) -> str:
-    names = name_patterns(g.name for g in use.gemms)
+    """Checkpoint tensor prefixes of a use, e.g. model.layers.{0-60}.mlp.experts.{0-383}.gate_proj
+    + up_proj (stacked along N: gate_up_proj), and what bounds its token count."""
+    first = name_patterns(g.parts[0] for g in use.gemms)
+    text = ", ".join(first)
     parts = use.gemms[0].parts
-    text = ", ".join(names)
     if len(parts) > 1:
-        leaves = " + ".join(p.rpartition(".")[2] for p in parts)
-        text += f" ({leaves} stacked along N)"
+        leaves = [p.rpartition(".")[2] for p in parts[1:]]
+        text += " + " + " + ".join(leaves) + f" (stacked along N: {use.gemms[0].name.rpartition('.')[2]})"
     note = ROLE_TEXT[use.role]
     if use.role == "routed":
         note += f"; M <= {use.cap} token-slots{ep}"
