@@ -1,0 +1,274 @@
+"""Weight loading: a ModelOpt NVFP4 checkpoint (safetensors, memory-mapped) -> the tensors the
+kernels read, per layer and per expert-parallel rank. torch + safetensors only.
+
+    ck = Checkpoint("/models/DeepSeek-V4-Pro-NVFP4")        # headers only
+    qkv = load_linear(ck, ["model.layers.0.self_attn.q_a_proj", "model.layers.0.self_attn.kv_a_proj_with_mqa"])
+    moe = load_moe_experts(ck, layer=3, ep_size=8, ep_rank=2)
+    moe.w13.blob[i], moe.w13.strip[i], moe.w13.alpha[i]      # quack_w4a16_gemm args of local expert i
+    moe.w13.sf_swizzled[i]                                  # Blackwell 128x4 layout, swizzled per expert
+    moe.global_to_local[g]                                  # -1 where global expert g lives on another rank
+
+Layouts (`layouts=`):
+  "w4a16"    blob [N/64, K/64, 128, 16] + strip [N/64, K/64, 32, 4, 2] (quack_w4a16.prepare)
+  "swizzled" q [N, K/2] as in the checkpoint + sf_swizzled [round_up(N, 128), K/16] in the 128x4
+             block-scaled layout (nvfp4_quantize.ref.swizzle_sf), per expert for expert stacks
+Global scales: `weight_scale_2` per stacked part ([P]; the kernels' alpha = weight_scale_2, a
+decode scale); `alpha` is that single value when every part agrees (a fused GEMM with one
+epilogue scale needs them equal; `row_alpha` gives it per output row otherwise). `input_scale`
+is returned but is not an activation scale to use (calibration values overflow real
+activations): the runtime computes activation scales with nvfp4_global_scale.
+
+Every shape and dtype is checked before data is read (config.json gives the expected sizes);
+a mismatch is a CheckpointError naming the tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import torch
+
+from .checkpoint import FUSIONS, Checkpoint, CheckpointError, Linear, expert_range
+
+LAYOUTS = ("w4a16", "swizzled")
+_TORCH_DTYPES = {"U8": torch.uint8, "F8_E4M3": torch.float8_e4m3fn, "F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
+
+
+class _Files:
+    """Open safetensors handles (memory-mapped) of one checkpoint."""
+
+    def __init__(self, ck: Checkpoint):
+        self.ck, self.handles = ck, {}
+
+    def get(self, name: str) -> torch.Tensor:
+        from safetensors import SafetensorError, safe_open
+
+        info = self.ck.info(name)
+        try:
+            f = self.handles.get(info.file)
+            if f is None:
+                f = self.handles[info.file] = safe_open(str(info.file), framework="pt")
+            t = f.get_tensor(name)
+        except (SafetensorError, OSError, RuntimeError) as e:
+            raise CheckpointError(f"{name}: cannot read from {info.file.name} ({e})") from None
+        if t.dtype != _TORCH_DTYPES.get(info.dtype, t.dtype):
+            raise CheckpointError(f"{name}: read as {t.dtype}, header says {info.dtype} [{info.file.name}]")
+        return t
+
+
+def _files(ck: Checkpoint) -> _Files:
+    f = ck.__dict__.get("_weight_files")
+    if f is None:
+        f = ck.__dict__["_weight_files"] = _Files(ck)
+    return f
+
+
+def _scalar(files: _Files, name: str) -> torch.Tensor:
+    v = files.get(name).float().reshape(-1)
+    if not torch.isfinite(v).all():
+        raise CheckpointError(f"{name}: per-tensor scale {v.tolist()} is not finite")
+    return v
+
+
+@dataclass
+class LinearWeights:
+    """One GEMM's weights: `parts` (checkpoint prefixes) stacked along N in order."""
+
+    parts: tuple[str, ...]
+    rows: tuple[int, ...]  # N of each part
+    q: torch.Tensor  # uint8 [N, K/2], checkpoint layout (E2M1 pairs)
+    sf: torch.Tensor  # uint8 [N, K/16] E4M3 bits, row-major
+    weight_scale_2: torch.Tensor  # fp32 [P]: per-part decode scale (alpha)
+    input_scale: torch.Tensor | None  # fp32 [P] (calibration; see module docstring)
+    blob: torch.Tensor | None = None  # "w4a16"
+    strip: torch.Tensor | None = None  # "w4a16"
+    sf_swizzled: torch.Tensor | None = None  # "swizzled"
+
+    @property
+    def n(self) -> int:
+        return self.q.shape[0]
+
+    @property
+    def k(self) -> int:
+        return 2 * self.q.shape[1]
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        """fp32 [1]: the GEMM's decode scale (every part's weight_scale_2 must agree)."""
+        return _single_alpha(self.weight_scale_2, self.parts)
+
+    def row_alpha(self) -> torch.Tensor:
+        """fp32 [N]: each output row's decode scale."""
+        return torch.repeat_interleave(self.weight_scale_2, torch.tensor(self.rows))
+
+    def dequantize(self) -> torch.Tensor:
+        """fp32 [N, K]: e2m1(q) * e4m3(sf) * weight_scale_2 of the row's part."""
+        return _dequant(self.q, self.sf) * self.row_alpha().unsqueeze(1)
+
+
+def _single_alpha(ws2: torch.Tensor, parts: Sequence[str]) -> torch.Tensor:
+    """[..., P] per-part scales -> [R] (one per GEMM), if the parts of each GEMM agree."""
+    w = ws2.reshape(-1, ws2.shape[-1])
+    if not torch.equal(w, w[:, :1].expand_as(w)):
+        raise CheckpointError(
+            f"{' + '.join(parts)}: the stacked parts have different weight_scale_2 {ws2.tolist()}; "
+            "one GEMM applies one alpha (use row_alpha, or run the parts separately)"
+        )
+    return w[:, 0].contiguous()
+
+
+def _dequant(q: torch.Tensor, sf: torch.Tensor) -> torch.Tensor:
+    from nvfp4_aot.kernels.quack_w4a16.prepare import dequantize
+
+    return dequantize(q, sf)
+
+
+def _layouts(q: torch.Tensor, sf: torch.Tensor, layouts: Iterable[str], what: str) -> dict[str, torch.Tensor]:
+    from nvfp4_aot.kernels.nvfp4_quantize.ref import swizzle_sf
+    from nvfp4_aot.kernels.quack_w4a16.prepare import prepare_weights
+
+    out: dict[str, torch.Tensor] = {}
+    for lay in layouts:
+        if lay not in LAYOUTS:
+            raise ValueError(f"unknown layout {lay!r}; known: {LAYOUTS}")
+        try:
+            if lay == "w4a16":
+                out["blob"], out["strip"] = prepare_weights(q, sf)
+            else:
+                out["sf_swizzled"] = swizzle_sf(sf)
+        except ValueError as e:
+            raise CheckpointError(f"{what}: shape [{q.shape[0]}, {2 * q.shape[1]}] has no {lay!r} layout ({e})") from None
+    return out
+
+
+def _read_linear(ck: Checkpoint, lin: Linear) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    files = _files(ck)
+    q = files.get(f"{lin.prefix}.weight")
+    sf = files.get(f"{lin.prefix}.weight_scale").view(torch.uint8)
+    ws2 = _scalar(files, f"{lin.prefix}.weight_scale_2")
+    ins = _scalar(files, f"{lin.prefix}.input_scale") if lin.has_input_scale else None
+    return q, sf, ws2, ins
+
+
+def load_linear(ck: Checkpoint, parts: str | Sequence[str], *, n: int | Sequence[int] | None = None, k: int | None = None, layouts: Iterable[str] = LAYOUTS) -> LinearWeights:
+    """The NVFP4 linear `parts` (a prefix, or prefixes stacked along N), checked against the
+    expected N (per part) and K when given."""
+    parts = (parts,) if isinstance(parts, str) else tuple(parts)
+    ns = [n] * len(parts) if n is None or isinstance(n, int) else list(n)
+    if len(ns) != len(parts):
+        raise ValueError(f"{len(ns)} row counts for {len(parts)} parts")
+    lins = [ck.linear(p, pn, k) for p, pn in zip(parts, ns)]
+    if len({x.k for x in lins}) != 1:
+        raise CheckpointError(f"{' + '.join(parts)}: parts have different K {[x.k for x in lins]}; they cannot be stacked")
+    read = [_read_linear(ck, x) for x in lins]
+    q = read[0][0] if len(read) == 1 else torch.cat([r[0] for r in read])
+    sf = read[0][1] if len(read) == 1 else torch.cat([r[1] for r in read])
+    ws2 = torch.cat([r[2] for r in read])
+    ins = torch.cat([r[3] for r in read]) if all(r[3] is not None for r in read) else None
+    return LinearWeights(parts, tuple(x.n for x in lins), q, sf, ws2, ins, **_layouts(q, sf, layouts, " + ".join(parts)))
+
+
+@dataclass
+class ExpertStack:
+    """One projection of every local expert, stacked along a leading expert dim E_local."""
+
+    parts: tuple[str, ...]  # leaf names stacked along N (gate_proj, up_proj) or (down_proj,)
+    rows: tuple[int, ...]
+    q: torch.Tensor  # uint8 [E, N, K/2]
+    sf: torch.Tensor  # uint8 [E, N, K/16] row-major
+    weight_scale_2: torch.Tensor  # fp32 [E, P]
+    input_scale: torch.Tensor | None  # fp32 [E, P]
+    blob: torch.Tensor | None = None  # [E, N/64, K/64, 128, 16]
+    strip: torch.Tensor | None = None  # [E, N/64, K/64, 32, 4, 2]
+    sf_swizzled: torch.Tensor | None = None  # [E, round_up(N, 128), K/16], swizzled per expert
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        """fp32 [E]: each expert's decode scale (its parts' weight_scale_2 must agree)."""
+        return _single_alpha(self.weight_scale_2, self.parts)
+
+    def row_alpha(self) -> torch.Tensor:
+        return torch.repeat_interleave(self.weight_scale_2, torch.tensor(self.rows), dim=1)
+
+    def dequantize(self, i: int) -> torch.Tensor:
+        """fp32 [N, K] of local expert i."""
+        return _dequant(self.q[i], self.sf[i]) * self.row_alpha()[i].unsqueeze(1)
+
+
+@dataclass
+class MoEWeights:
+    layer: int
+    ep_size: int
+    ep_rank: int
+    num_experts: int
+    local_to_global: torch.Tensor  # int64 [E_local]
+    global_to_local: torch.Tensor  # int32 [num_experts], -1 for experts of other ranks
+    w13: ExpertStack  # gate_proj + up_proj stacked: N = 2 I, K = hidden
+    w2: ExpertStack  # down_proj: N = hidden, K = I
+
+
+def load_moe_experts(
+    ck: Checkpoint,
+    layer: int,
+    ep_size: int = 1,
+    ep_rank: int = 0,
+    *,
+    prefix: str = "model.layers.{layer}.mlp.experts.{expert}",
+    layouts: Iterable[str] = LAYOUTS,
+) -> MoEWeights:
+    """The routed experts of `layer` held by `ep_rank` (contiguous blocks of E / ep_size),
+    checked against config.json (n_routed_experts, hidden_size, moe_intermediate_size)."""
+    layouts = tuple(layouts)
+    n_exp = ck.num_experts
+    hidden = ck.cfg("hidden_size")
+    inter = ck.cfg("moe_intermediate_size", "intermediate_size")
+    if not (n_exp and hidden and inter):
+        raise CheckpointError(f"{ck.root / 'config.json'}: needs n_routed_experts, hidden_size and moe_intermediate_size")
+    try:
+        rng = expert_range(n_exp, ep_size, ep_rank)
+    except ValueError as e:
+        raise ValueError(f"layer {layer}: {e}") from None
+    base = prefix.format(layer=layer, expert="{expert}")
+    beyond = base.format(expert=n_exp) + ".gate_proj.weight"
+    if beyond in ck.tensors:
+        raise CheckpointError(f"{beyond}: expert {n_exp} exists but config.json n_routed_experts = {n_exp}")
+    (gate, up), _ = FUSIONS[0]
+    stacks = {}
+    for key, leaves, n, k in (("w13", (gate, up), inter, hidden), ("w2", ("down_proj",), hidden, inter)):
+        per_expert = []
+        for e in rng:
+            parts = [f"{base.format(expert=e)}.{leaf}" for leaf in leaves]
+            for p in parts:
+                if f"{p}.weight" not in ck.tensors:
+                    raise CheckpointError(f"{p}.weight: missing (layer {layer} expert {e} of config.json n_routed_experts = {n_exp}; EP rank {ep_rank} holds {rng.start}-{rng.stop - 1})")
+            per_expert.append(load_linear(ck, parts, n=n, k=k, layouts=()))
+        stacks[key] = _stack(per_expert, leaves, layouts)
+    g2l = torch.full((n_exp,), -1, dtype=torch.int32)
+    g2l[rng.start : rng.stop] = torch.arange(len(rng), dtype=torch.int32)
+    return MoEWeights(layer, ep_size, ep_rank, n_exp, torch.arange(rng.start, rng.stop), g2l, stacks["w13"], stacks["w2"])
+
+
+def _stack(ws: list[LinearWeights], leaves: Sequence[str], layouts: Sequence[str]) -> ExpertStack:
+    q = torch.stack([w.q for w in ws])
+    sf = torch.stack([w.sf for w in ws])
+    ins = torch.stack([w.input_scale for w in ws]) if all(w.input_scale is not None for w in ws) else None
+    extra: dict[str, Any] = {}
+    for w in ws:  # per expert: a swizzle tile never spans two experts
+        for name, t in _layouts(w.q, w.sf, layouts, " + ".join(w.parts)).items():
+            extra.setdefault(name, []).append(t)
+    return ExpertStack(tuple(leaves), ws[0].rows, q, sf, torch.stack([w.weight_scale_2 for w in ws]), ins, **{k: torch.stack(v) for k, v in extra.items()})
+
+
+def load_layer(ck: Checkpoint, layer: int, ep_size: int = 1, ep_rank: int = 0, *, layouts: Iterable[str] = LAYOUTS) -> dict[str, Any]:
+    """Every NVFP4 GEMM of `layer` as the planner groups them: {GEMM name: LinearWeights} for
+    attention, dense and shared-expert GEMMs (fused parts stacked), plus "experts": MoEWeights
+    when the layer has routed experts."""
+    layouts = tuple(layouts)
+    out: dict[str, Any] = {}
+    for g in ck.discovery.gemms:
+        if g.layer == layer and g.role != "routed":
+            out[g.name] = load_linear(ck, g.parts, layouts=layouts)
+    if layer in ck.moe_layers():
+        out["experts"] = load_moe_experts(ck, layer, ep_size, ep_rank, layouts=layouts)
+    return out

@@ -1,0 +1,89 @@
+"""A small synthetic NVFP4 checkpoint with real data: DeepSeek-V4 naming (the same scheme as
+scripts/make_dsv4_fixture.py), small dims, random codes and scales, real dtypes.
+
+Layer 0 is dense (MLP gate/up/down), layers 1-2 MoE (8 routed experts, top-k 2, one shared
+expert). Layer 0 also carries two tensors no family runs: an FP8 linear (another quant
+format) and an NVFP4 linear with N = 192 (quack_w4a16_gemm needs N % 128 == 0).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("make_dsv4_fixture", ROOT / "scripts" / "make_dsv4_fixture.py")
+fixture = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fixture)  # type: ignore[union-attr]
+
+SMALL_CONFIG = {
+    **fixture.DSV4_PRO_CONFIG,
+    "model_type": "deepseek_v4",
+    "hidden_size": 256,
+    "moe_intermediate_size": 128,
+    "n_routed_experts": 8,
+    "n_shared_experts": 1,
+    "num_experts_per_tok": 2,
+    "first_k_dense_replace": 1,
+    "intermediate_size": 384,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 2,
+    "head_dim": 64,
+    "q_lora_rank": 128,
+    "kv_lora_rank": 128,
+    "o_lora_rank": 64,
+    "o_groups": 2,
+    "vocab_size": 512,
+}
+EXTRA = [  # (shard index, tensors): formats and shapes no family runs
+    (0, [("model.layers.0.self_attn.fp8_proj.weight", "F8_E4M3", (128, 256)), ("model.layers.0.self_attn.fp8_proj.weight_scale", "F32", ())]),
+    (0, fixture.nvfp4_linear("model.layers.0.self_attn.narrow_proj", 192, 256)),
+]
+# The GEMMs the small model runs, (N, K), worked out by hand from SMALL_CONFIG:
+EXPECTED_GEMMS = {
+    (256, 256): {"attn", "shared", "routed"},  # q_a 128 + kv_a 128; gate_up 2 x 128
+    (128, 128): {"attn"},  # q_b: 2 heads x 64 <- q_lora 128
+    (256, 128): {"attn", "shared", "routed"},  # o_b <- 2 groups x 64; down <- 128
+    (768, 256): {"dense"},  # dense gate_up 2 x 384
+    (256, 384): {"dense"},  # dense down
+    (192, 256): {"attn"},  # narrow_proj (no family: n % 128)
+}
+
+
+def _random(dtype: str, shape, gen: torch.Generator) -> torch.Tensor:
+    if dtype == "U8":
+        return torch.randint(0, 256, shape, generator=gen, dtype=torch.int32).to(torch.uint8)
+    if dtype == "F8_E4M3":  # finite, positive E4M3 bytes (0x00..0x7E), with some zero/subnormal
+        return torch.randint(0, 0x7F, shape, generator=gen, dtype=torch.int32).to(torch.uint8).view(torch.float8_e4m3fn)
+    if dtype == "F32":
+        return (torch.rand(shape, generator=gen) + 0.5) * 2.0 ** float(torch.randint(-12, -4, (), generator=gen))
+    return torch.randn(shape, generator=gen).to(torch.bfloat16)
+
+
+def write_synthetic(root: Path, config: dict | None = None, seed: int = 0) -> Path:
+    """Write the checkpoint into `root` (created) and return it."""
+    config = config or SMALL_CONFIG
+    root.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator().manual_seed(seed)
+    shards = fixture.model_tensors(config)
+    for idx, extra in EXTRA:
+        shards[idx] = shards[idx] + extra
+    names = fixture.shard_names(len(shards))
+    weight_map = {}
+    for name, tensors in zip(names, shards):
+        data = {n: _random(dt, shape, gen) for n, dt, shape in tensors}
+        # ModelOpt gives gate/up of one MLP the same global scale (vLLM fuses them); q_a and
+        # kv_a keep their own (two global scales, as in DeepSeek-V4).
+        for n in list(data):
+            if n.endswith("up_proj.weight_scale_2"):
+                data[n] = data[n.replace("up_proj", "gate_proj")].clone()
+        save_file(data, str(root / name), metadata={"format": "pt"})
+        weight_map.update({n: name for n in data})
+    (root / "config.json").write_text(json.dumps(config, indent=1))
+    (root / "hf_quant_config.json").write_text(json.dumps(fixture.QUANT_CONFIG, indent=1))
+    (root / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}, indent=1))
+    return root
