@@ -55,3 +55,19 @@ def test_source_closure_follows_imports():
     assert "nvfp4_aot.kernels.family" in closure  # imported by the family module
     assert "nvfp4_aot.kernels.nvfp4_quantize.ref" in closure  # imported inside a method
     assert not any(m.startswith("nvfp4_aot.build") for m in closure)
+
+
+def test_third_party_version_and_sources_enter_the_key(monkeypatch):
+    from nvfp4_aot.build import keys
+
+    fp = keys.third_party_fingerprint("quack-kernels")
+    assert fp.startswith("quack-kernels==0.6.5:")
+    before = {f: keys.family_fingerprint(f) for f in ("quack_w4a16_gemm", "nvfp4_quantize")}
+    keys.family_fingerprint.cache_clear()
+    monkeypatch.setattr(keys, "third_party_fingerprint", lambda dist: f"{dist}==9.9.9:feedface")
+    try:
+        after = {f: keys.family_fingerprint(f) for f in before}
+    finally:
+        keys.family_fingerprint.cache_clear()
+    assert after["quack_w4a16_gemm"] != before["quack_w4a16_gemm"]  # a quack upgrade rebuilds it
+    assert after["nvfp4_quantize"] == before["nvfp4_quantize"]  # and nothing else
