@@ -137,11 +137,14 @@ class _Use:
     role: str
     gemms: list[Gemm]
     cap: int
+    text: str | None = None  # _describe's result, computed once
 
 
 def _describe(use: _Use, ep: str) -> str:
     """Checkpoint tensor prefixes of a use, e.g. model.layers.{0-60}.mlp.experts.{0-383}.gate_proj
     + up_proj (stacked along N: gate_up_proj), and what bounds its token count."""
+    if use.text is not None:
+        return use.text
     first = name_patterns(g.parts[0] for g in use.gemms)
     text = ", ".join(first)
     parts = use.gemms[0].parts
@@ -153,7 +156,8 @@ def _describe(use: _Use, ep: str) -> str:
         note += f"; M <= {use.cap} token-slots{ep}"
     else:
         note += f"; M <= {use.cap} tokens"
-    return f"{text}  [{note}]"
+    use.text = f"{text}  [{note}]"
+    return use.text
 
 
 def _family_ok(family: str, problem: Mapping[str, Any], buckets, arch: str) -> list[str]:
@@ -175,7 +179,7 @@ def _cap_to_family(family: str, cap: int, what: str, unsupported: list[str]) -> 
     except (UnknownFamilyError, ImportError):
         return cap
     if cap > max_m:
-        unsupported.append(f"{what}: token count up to {cap} exceeds {family}'s max_m {max_m}; its buckets stop at {max_m}")
+        unsupported.append(f"{family} {what}: token counts {max_m + 1}..{cap} exceed the family's max_m {max_m}; its buckets stop at {max_m}")
         return max_m
     return cap
 
@@ -204,7 +208,7 @@ def plan_checkpoint(ckpt_dir: Path | str, s: Settings, command: str = "") -> Pla
             ep = f"; EP rank {s.ep_rank} of {s.ep_size} holds experts {r.start}-{r.stop - 1}"
         else:
             routed_keep = set(range(n_exp))
-            ep = f"; EP rank r of {s.ep_size} holds experts {per}r..{per}r+{per - 1}"
+            ep = f"; EP rank r of {s.ep_size} holds experts {per}r..{per}r+{per - 1}" if s.ep_size > 1 else ""
     else:
         routed_keep = set()
     gemms = [g for g in disc.gemms if g.role != "routed" or g.expert in routed_keep]
@@ -297,8 +301,9 @@ def _header(ck: Checkpoint, s: Settings, command: str, gemms: list[Gemm], n_exp:
         f"{len({(g.n, g.k) for g in gemms})} distinct (N, K); fused: gate_proj + up_proj, q_a_proj + kv_a_proj_with_mqa (stacked along N).",
     ]
     if n_exp:
-        lines.append(f"Routed experts: {n_exp} per MoE layer, top-k {top_k}; expert parallel over {s.ep_size} rank(s){ep}")
-        lines.append("  (global expert id g -> local id g - first expert of the rank); every rank runs the same (N, K) problems.")
+        lines.append(f"Routed experts: {n_exp} per MoE layer, top-k {top_k}{ep or '; no expert parallelism'}")
+        if s.ep_size > 1:
+            lines.append("  (global expert id g -> local id g - first expert of the rank); every rank runs the same (N, K) problems.")
     lines += [
         "Assumed: attention, dense-MLP and shared-expert GEMMs replicated at full size on every rank (data-parallel attention).",
         f"Token buckets: CUDA-graph capture sizes {_sizes_text(sizes)} (vLLM pads a batch up to the next one),",

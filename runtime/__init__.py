@@ -1,6 +1,6 @@
 """nvfp4-aot runtime: open a verified artifact store, dispatch by token bucket, launch with zero JIT.
 
-Imports only torch and tvm_ffi (never cutlass, never the build package). Attributes load
+Imports only torch, tvm_ffi and safetensors (never cutlass, never the build package). Attributes load
 lazily so that the build side can read the store format without importing torch.
 """
 
@@ -19,6 +19,11 @@ _EXPORTS = {
     "Op": "store",
     "NO_BUILD_ENV": "store_format",
     "open_store": "store",
+    "Checkpoint": "checkpoint",
+    "CheckpointError": "checkpoint",
+    "load_layer": "weights",
+    "load_linear": "weights",
+    "load_moe_experts": "weights",
 }
 
 __all__ = [*_EXPORTS, "open"]

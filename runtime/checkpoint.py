@@ -288,21 +288,25 @@ class Checkpoint:
 
 
 def _classify(ck: Checkpoint, prefix: str) -> tuple[str, Linear | str]:
-    """('nvfp4', Linear) | ('other', reason) | ('plain', '') for the module owning P.weight."""
+    """('nvfp4', Linear) | ('other', reason) | ('plain', '') for the module owning P.weight.
+    A module meant as NVFP4 (a weight_scale_2, or E4M3 block scales on a non-FP8 weight) is
+    checked strictly: a wrong dtype or shape there is a CheckpointError, not another format."""
     w = ck.tensors[f"{prefix}.weight"]
     scale = ck.tensors.get(f"{prefix}.weight_scale")
+    has_ws2 = f"{prefix}.weight_scale_2" in ck.tensors
     declared = ck.quant.algo_of(prefix)
-    if w.dtype == "U8" and scale is not None and scale.dtype in ("F8_E4M3", "U8") and declared not in (None, "NVFP4"):
+    if (scale is not None or has_ws2) and declared not in (None, "NVFP4"):
         return "other", f"declared {declared} by the quantization config (only NVFP4 has kernels)"
     if w.dtype == "U8" and scale is not None and scale.dtype == "U8":
         return "other", "U8 weight with U8 (E8M0?) scales: MXFP4-style, not NVFP4"
-    if w.dtype == "U8" and scale is not None:
+    fp8 = w.dtype in ("F8_E4M3", "F8_E5M2")
+    if has_ws2 or (scale is not None and scale.dtype == "F8_E4M3" and not fp8):
         if ck.quant.group_size not in (None, SF_BLOCK):
             return "other", f"NVFP4 with group_size {ck.quant.group_size} (the kernels use {SF_BLOCK})"
-        if len(w.shape) != 2:
+        if w.dtype == "U8" and len(w.shape) != 2:
             return "other", f"{len(w.shape)}-D packed weight {list(w.shape)} (pre-stacked experts are not read)"
         return "nvfp4", ck.linear(prefix)
-    if w.dtype in ("F8_E4M3", "F8_E5M2"):
+    if fp8:
         return "other", f"FP8 weight ({w.dtype}{', scale ' + scale.dtype + ' ' + str(list(scale.shape)) if scale else ''})"
     if w.dtype in ("I8", "U8", "I32", "I4") or scale is not None:
         return "other", f"{w.dtype} weight{' with ' + scale.dtype + ' weight_scale' if scale else ''}: not NVFP4"

@@ -1,6 +1,9 @@
 """Weight loading: a ModelOpt NVFP4 checkpoint (safetensors, memory-mapped) -> the tensors the
 kernels read, per layer and per expert-parallel rank. torch + safetensors only.
 
+Shards are opened with `safetensors.safe_open(..., framework="pt")`, which memory-maps the file;
+only the tensors asked for are read (a rank reads its own experts, not the other ranks').
+
     ck = Checkpoint("/models/DeepSeek-V4-Pro-NVFP4")        # headers only
     qkv = load_linear(ck, ["model.layers.0.self_attn.q_a_proj", "model.layers.0.self_attn.kv_a_proj_with_mqa"])
     moe = load_moe_experts(ck, layer=3, ep_size=8, ep_rank=2)
@@ -18,8 +21,8 @@ epilogue scale needs them equal; `row_alpha` gives it per output row otherwise).
 is returned but is not an activation scale to use (calibration values overflow real
 activations): the runtime computes activation scales with nvfp4_global_scale.
 
-Every shape and dtype is checked before data is read (config.json gives the expected sizes);
-a mismatch is a CheckpointError naming the tensor.
+Every header of a call (shapes, dtypes; config.json gives the expected sizes) is checked before
+its data is read; a mismatch is a CheckpointError naming the tensor.
 """
 
 from __future__ import annotations
@@ -234,15 +237,16 @@ def load_moe_experts(
     if beyond in ck.tensors:
         raise CheckpointError(f"{beyond}: expert {n_exp} exists but config.json n_routed_experts = {n_exp}")
     (gate, up), _ = FUSIONS[0]
-    stacks = {}
-    for key, leaves, n, k in (("w13", (gate, up), inter, hidden), ("w2", ("down_proj",), hidden, inter)):
-        per_expert = []
+    projs = (("w13", (gate, up), inter, hidden), ("w2", ("down_proj",), hidden, inter))
+    for _, leaves, n, k in projs:  # every header first: a bad tensor fails before any data is read
         for e in rng:
-            parts = [f"{base.format(expert=e)}.{leaf}" for leaf in leaves]
-            for p in parts:
+            for p in (f"{base.format(expert=e)}.{leaf}" for leaf in leaves):
                 if f"{p}.weight" not in ck.tensors:
                     raise CheckpointError(f"{p}.weight: missing (layer {layer} expert {e} of config.json n_routed_experts = {n_exp}; EP rank {ep_rank} holds {rng.start}-{rng.stop - 1})")
-            per_expert.append(load_linear(ck, parts, n=n, k=k, layouts=()))
+                ck.linear(p, n, k)
+    stacks = {}
+    for key, leaves, n, k in projs:
+        per_expert = [load_linear(ck, [f"{base.format(expert=e)}.{leaf}" for leaf in leaves], n=n, k=k, layouts=()) for e in rng]
         stacks[key] = _stack(per_expert, leaves, layouts)
     g2l = torch.full((n_exp,), -1, dtype=torch.int32)
     g2l[rng.start : rng.stop] = torch.arange(len(rng), dtype=torch.int32)
@@ -266,9 +270,9 @@ def load_layer(ck: Checkpoint, layer: int, ep_size: int = 1, ep_rank: int = 0, *
     when the layer has routed experts."""
     layouts = tuple(layouts)
     out: dict[str, Any] = {}
-    for g in ck.discovery.gemms:
-        if g.layer == layer and g.role != "routed":
-            out[g.name] = load_linear(ck, g.parts, layouts=layouts)
+    gemms = [g for g in ck.discovery.gemms if g.layer == layer and g.role != "routed"]
+    for g in gemms:  # headers were checked by discovery; read only now
+        out[g.name] = load_linear(ck, g.parts, n=[ck.linear(p).n for p in g.parts], k=g.k, layouts=layouts)
     if layer in ck.moe_layers():
         out["experts"] = load_moe_experts(ck, layer, ep_size, ep_rank, layouts=layouts)
     return out

@@ -21,10 +21,12 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_OUT = HERE.parent / "tests" / "fixtures" / "dsv4_headers" / "DeepSeek-V4-Pro-NVFP4"
+# Outside the repo by default: a naive copy of the work tree (one that does not keep holes)
+# would otherwise try to write the ~0.8 TiB apparent size.
+DEFAULT_OUT = Path(tempfile.gettempdir()) / "nvfp4_aot_fixtures" / "DeepSeek-V4-Pro-NVFP4"
 DTYPE_BYTES = {"U8": 1, "F8_E4M3": 1, "BF16": 2, "F32": 4}
 
 # DeepSeek-V4-Pro, from ../shared/CONTEXT.md (the serving team's notes); see the README.

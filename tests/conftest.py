@@ -72,3 +72,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def small_ckpt(tmp_path_factory) -> Path:
+    """The synthetic NVFP4 checkpoint of tests/synthetic_ckpt.py; copy it before mutating."""
+    from synthetic_ckpt import write_synthetic
+
+    return write_synthetic(tmp_path_factory.mktemp("ckpt") / "small")
+
+
+@pytest.fixture
+def ckpt_copy(small_ckpt, tmp_path) -> Path:
+    dst = tmp_path / "small"
+    shutil.copytree(small_ckpt, dst)
+    return dst

@@ -87,3 +87,24 @@ def write_synthetic(root: Path, config: dict | None = None, seed: int = 0) -> Pa
     (root / "hf_quant_config.json").write_text(json.dumps(fixture.QUANT_CONFIG, indent=1))
     (root / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}, indent=1))
     return root
+
+
+def rewrite_tensor(root: Path, name: str, value: torch.Tensor | None) -> None:
+    """Replace (or with None, remove) one tensor of a written checkpoint, index included."""
+    from safetensors.torch import load_file
+
+    index_path = root / "model.safetensors.index.json"
+    index = json.loads(index_path.read_text())
+    shard = root / index["weight_map"][name]
+    data = load_file(str(shard))
+    if value is None:
+        del data[name], index["weight_map"][name]
+        index_path.write_text(json.dumps(index, indent=1))
+    else:
+        data[name] = value
+    save_file(data, str(shard), metadata={"format": "pt"})
+
+
+def set_config(root: Path, **changes) -> None:
+    p = root / "config.json"
+    p.write_text(json.dumps({**json.loads(p.read_text()), **changes}, indent=1))

@@ -1,0 +1,224 @@
+"""CuTe DSL kernels of the MoE glue families (CUDA cores only; same code on sm_90a and
+sm_100a): SiLU * up and the weighted combine. Routing is in route.py.
+
+Every fp32 operation whose rounding the references pin is inline PTX with an explicit
+rounding modifier (mul.rn / add.rn are never contracted into an FMA, no .ftz), and bf16
+results are packed with cvt.rn.bf16x2.f32 (RNE, as torch's .to(torch.bfloat16)).
+"""
+
+import cutlass
+import cutlass.cute as cute
+from cutlass import BFloat16, Float32, Int32, Int64, Uint32
+from cutlass._mlir import ir
+from cutlass._mlir.dialects import llvm
+from cutlass.cutlass_dsl import T, dsl_user_op
+
+VEC = 8  # bf16 per 16-byte vector (4 x b32 words)
+
+
+# ---------------------------------------------------------------------------
+# Inline-PTX helpers (pure)
+# ---------------------------------------------------------------------------
+def _asm(ret_ty, args, asm, constraints, loc=None, ip=None):
+    vals = [a.ir_value(loc=loc, ip=ip) for a in args]
+    return llvm.inline_asm(ret_ty, vals, asm, constraints, has_side_effects=False, loc=loc, ip=ip)
+
+
+@dsl_user_op
+def unpack_bf16x2(w, *, loc=None, ip=None):
+    """bf16x2 word -> (fp32 of the low half, fp32 of the high half); exact."""
+    st = ir.Type.parse("!llvm.struct<(f32, f32)>")
+    res = _asm(st, [Uint32(w)], "shl.b32 $0, $2, 16;\n\tand.b32 $1, $2, -65536;", "=f,=f,r", loc, ip)
+    return (Float32(llvm.extractvalue(T.f32(), res, [0], loc=loc, ip=ip)),
+            Float32(llvm.extractvalue(T.f32(), res, [1], loc=loc, ip=ip)))
+
+
+@dsl_user_op
+def pack_bf16x2(lo: Float32, hi: Float32, *, loc=None, ip=None) -> Uint32:
+    """(lo, hi) fp32 -> bf16x2 word, lo in the low half, each rounded to nearest even."""
+    return Uint32(_asm(T.i32(), [Float32(lo), Float32(hi)], "cvt.rn.bf16x2.f32 $0, $2, $1;", "=r,f,f", loc, ip))
+
+
+@dsl_user_op
+def mul_rn(a: Float32, b: Float32, *, loc=None, ip=None) -> Float32:
+    return Float32(_asm(T.f32(), [Float32(a), Float32(b)], "mul.rn.f32 $0, $1, $2;", "=f,f,f", loc, ip))
+
+
+@dsl_user_op
+def add_rn(a: Float32, b: Float32, *, loc=None, ip=None) -> Float32:
+    return Float32(_asm(T.f32(), [Float32(a), Float32(b)], "add.rn.f32 $0, $1, $2;", "=f,f,f", loc, ip))
+
+
+@dsl_user_op
+def silu_mul(g: Float32, u: Float32, *, loc=None, ip=None) -> Float32:
+    """g / (1 + 2^(-g log2 e)) * u: ex2.approx and rcp.approx (~2 ulp each). g -> -inf gives
+    2^+inf = inf, rcp = 0, -0 * u; g -> +inf gives rcp(1) = 1."""
+    asm = (
+        "{.reg .f32 t;\n\t"
+        "mul.f32 t, $1, 0fBFB8AA3B;\n\t"  # -log2(e)
+        "ex2.approx.ftz.f32 t, t;\n\t"
+        "add.f32 t, t, 0f3F800000;\n\t"
+        "rcp.approx.ftz.f32 t, t;\n\t"
+        "mul.f32 t, t, $1;\n\t"
+        "mul.f32 $0, t, $2;}"
+    )
+    return Float32(_asm(T.f32(), [Float32(g), Float32(u)], asm, "=f,f,f", loc, ip))
+
+
+def _aligned(ptr, off, divby):
+    return ptr + cute.assume(off, divby=divby)
+
+
+def vec_words(ptr, off):
+    """The 16 bytes of bf16 at element offset `off` (a multiple of 8) as a 4-word gmem tensor."""
+    return cute.recast_tensor(cute.make_tensor(_aligned(ptr, off, VEC), cute.make_layout(VEC)), Uint32)
+
+
+# ---------------------------------------------------------------------------
+# silu_mul
+# ---------------------------------------------------------------------------
+class SiluMulKernel:
+    """out[m, c] = bf16(silu(x[m, c]) * x[m, I + c]).
+
+    One item = 8 output columns of one row (16 B of gate, 16 B of up, 16 B out). Items are
+    numbered row-major, item = m * (I / 8) + c8, so a warp's loads and stores are 512 B
+    contiguous runs. A CTA covers `unroll` consecutive blocks of `threads` items; each thread
+    issues all its loads before computing (loads in flight = 2 * unroll * 16 B per thread).
+    """
+
+    def __init__(self, i: int, threads: int = 256, unroll: int = 2):
+        assert i % VEC == 0 and i >= VEC
+        self.i = i
+        self.cols = i // VEC
+        self.threads = threads
+        self.unroll = unroll
+
+    @cute.jit
+    def __call__(self, x: cute.Tensor, out: cute.Tensor, stream):
+        n_items = x.shape[0] * self.cols
+        per_cta = self.threads * self.unroll
+        self.kernel(x, out, n_items).launch(
+            grid=[cutlass.max(cute.ceil_div(n_items, per_cta), 1), 1, 1],
+            block=[self.threads, 1, 1],
+            stream=stream,
+        )
+
+    @cute.kernel
+    def kernel(self, x: cute.Tensor, out: cute.Tensor, n_items: Int32):
+        tidx, _, _ = cute.arch.thread_idx()
+        bidx, _, _ = cute.arch.block_idx()
+        rg = cute.make_rmem_tensor(cute.make_layout((4, self.unroll)), Uint32)
+        ru = cute.make_rmem_tensor(cute.make_layout((4, self.unroll)), Uint32)
+        for u in cutlass.range_constexpr(self.unroll):
+            item = (bidx * self.unroll + u) * self.threads + tidx
+            if item < n_items:
+                row = Uint32(item) // self.cols
+                c8 = Uint32(item) - row * self.cols
+                off = Int64(row) * (2 * self.i) + Int64(c8 * VEC)
+                cute.autovec_copy(vec_words(x.iterator, off), rg[None, u])
+                cute.autovec_copy(vec_words(x.iterator, off + self.i), ru[None, u])
+        for u in cutlass.range_constexpr(self.unroll):
+            item = (bidx * self.unroll + u) * self.threads + tidx
+            if item < n_items:
+                ro = cute.make_rmem_tensor(cute.make_layout(4), Uint32)
+                for w in cutlass.range_constexpr(4):
+                    g0, g1 = unpack_bf16x2(rg[w, u])
+                    u0, u1 = unpack_bf16x2(ru[w, u])
+                    ro[w] = pack_bf16x2(silu_mul(g0, u0), silu_mul(g1, u1))
+                cute.autovec_copy(ro, vec_words(out.iterator, Int64(item) * VEC))
+
+
+# ---------------------------------------------------------------------------
+# combine
+# ---------------------------------------------------------------------------
+class CombineKernel:
+    """out[m, :] = bf16(sum_k w[m, k] * y[slot_of[m, k], :]), k ascending, fp32 mul.rn then
+    add.rn (no FMA), slots outside [0, R) skipped.
+
+    One item = 8 columns of one token (item = m * (H / 8) + c8): topk gathered 16-byte loads
+    of y (a warp reads 512 contiguous bytes of each selected row), one 16-byte store. The
+    slot / weight loads of a token are the same for all its H / 8 threads (L1 broadcasts).
+    """
+
+    def __init__(self, h: int, topk: int, threads: int = 128):
+        assert h % VEC == 0 and h >= VEC
+        self.h = h
+        self.cols = h // VEC
+        self.topk = topk
+        self.threads = threads
+
+    @cute.jit
+    def __call__(self, y: cute.Tensor, slot_of: cute.Tensor, weights: cute.Tensor, out: cute.Tensor, stream):
+        n_items = out.shape[0] * self.cols
+        self.kernel(y, slot_of, weights, out, n_items, y.shape[0]).launch(
+            grid=[cutlass.max(cute.ceil_div(n_items, self.threads), 1), 1, 1],
+            block=[self.threads, 1, 1],
+            stream=stream,
+        )
+
+    @cute.kernel
+    def kernel(self, y: cute.Tensor, slot_of: cute.Tensor, weights: cute.Tensor, out: cute.Tensor,
+               n_items: Int32, rows: Int32):
+        tidx, _, _ = cute.arch.thread_idx()
+        bidx, _, _ = cute.arch.block_idx()
+        item = bidx * self.threads + tidx
+        if item < n_items:
+            tok = Uint32(item) // self.cols
+            c8 = Uint32(item) - tok * self.cols
+            rs = cute.make_rmem_tensor(cute.make_layout(self.topk), Int32)
+            rw = cute.make_rmem_tensor(cute.make_layout(self.topk), Float32)
+            for k in cutlass.range_constexpr(self.topk):
+                rs[k] = slot_of[tok, k]
+                rw[k] = weights[tok, k]
+            acc = cute.make_rmem_tensor(cute.make_layout(VEC), Float32)
+            acc.fill(0.0)
+            ry = cute.make_rmem_tensor(cute.make_layout(4), Uint32)
+            for k in cutlass.range_constexpr(self.topk):
+                s = rs[k]
+                if Uint32(s) < Uint32(rows):  # 0 <= s < R (a negative s wraps to >= 2^31)
+                    cute.autovec_copy(vec_words(y.iterator, Int64(s) * self.h + Int64(c8 * VEC)), ry)
+                    w = rw[k]
+                    for j in cutlass.range_constexpr(4):
+                        lo, hi = unpack_bf16x2(ry[j])
+                        acc[2 * j] = add_rn(acc[2 * j], mul_rn(w, lo))
+                        acc[2 * j + 1] = add_rn(acc[2 * j + 1], mul_rn(w, hi))
+            ro = cute.make_rmem_tensor(cute.make_layout(4), Uint32)
+            for j in cutlass.range_constexpr(4):
+                ro[j] = pack_bf16x2(acc[2 * j], acc[2 * j + 1])
+            cute.autovec_copy(ro, vec_words(out.iterator, Int64(item) * VEC))
+
+
+# ---------------------------------------------------------------------------
+# Build helpers
+# ---------------------------------------------------------------------------
+def _fake():
+    return cute.runtime.make_fake_compact_tensor, cute.runtime.make_fake_stream(use_tvm_ffi_env_stream=True)
+
+
+def make_silu_mul(p):
+    return SiluMulKernel(p.i, threads=p.threads, unroll=p.unroll)
+
+
+def fake_args_silu_mul(p):
+    fake, stream = _fake()
+    m = cute.sym_int()  # one SymInt shared by every tensor with M rows
+    x = fake(BFloat16, (m, 2 * p.i), stride_order=(1, 0), assumed_align=16)
+    out = fake(BFloat16, (m, p.i), stride_order=(1, 0), assumed_align=16)
+    return x, out, stream
+
+
+def make_combine(p):
+    return CombineKernel(p.h, p.topk, threads=p.threads)
+
+
+def fake_args_combine(p):
+    fake, stream = _fake()
+    m, r = cute.sym_int(), cute.sym_int()
+    y = fake(BFloat16, (r, p.h), stride_order=(1, 0), assumed_align=16)
+    slot_of = fake(Int32, (m, p.topk), stride_order=(1, 0), assumed_align=4)
+    weights = fake(Float32, (m, p.topk), stride_order=(1, 0), assumed_align=4)
+    out = fake(BFloat16, (m, p.h), stride_order=(1, 0), assumed_align=16)
+    return y, slot_of, weights, out, stream
+
+
+__all__ = ["SiluMulKernel", "CombineKernel", "make_silu_mul", "make_combine"]

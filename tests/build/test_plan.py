@@ -1,0 +1,278 @@
+"""`nvfp4-build plan`: checkpoint headers -> a manifest that is stable, complete, reports what no
+family runs, fails clearly on bad checkpoints, and composes with `compile` / `verify`."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import run_cli
+from nvfp4_aot.build.cli import main
+from nvfp4_aot.build.manifest import load_manifest
+from nvfp4_aot.build.plan import GEMM_FAMILIES, make_buckets, pick, vllm_capture_sizes
+from nvfp4_aot.runtime.checkpoint import Checkpoint, name_patterns
+from synthetic_ckpt import EXPECTED_GEMMS, ROOT, SMALL_CONFIG, fixture, rewrite_tensor, set_config
+
+QUACK = GEMM_FAMILIES["quack_w4a16_gemm"]
+DSV4_MANIFEST = ROOT / "manifests" / "deepseek_v4_pro_ep8.toml"
+
+
+def plan(*args: str):
+    r = CliRunner().invoke(main, ["plan", *map(str, args)])
+    return r.exit_code, r.stdout, r.stderr
+
+
+def plan_json(ckpt: Path, out: Path, *args: str) -> dict:
+    code, stdout, stderr = plan(ckpt, "-o", out, "--json", *args)
+    assert code == 0, stderr
+    return json.loads(stdout)
+
+
+# ----------------------------------------------------------------------------- buckets
+
+
+def test_vllm_capture_sizes():
+    assert vllm_capture_sizes(512) == [1, 2, 4, *range(8, 256, 8), *range(256, 513, 16)]
+    assert vllm_capture_sizes(16) == [1, 2, 4, 8, 16]
+
+
+def test_buckets_follow_the_tile_table_and_capture_padding():
+    sizes = vllm_capture_sizes(512) + [8192]
+    got = [(lo, hi, t["tile_n"]) for lo, hi, t in make_buckets(QUACK, 8192, sizes, padded=True)]
+    assert got == [(1, 16, 16), (17, 32, 32), (33, 64, 64), (65, 256, 128), (257, 8192, 256)]
+    # a threshold between capture sizes: M = 17..20 runs the graph captured at 24
+    table = ((20, {"t": "a"}), (None, {"t": "b"}))
+    assert [(lo, hi) for lo, hi, _ in make_buckets(table, 64, sizes, padded=True)] == [(1, 16), (17, 64)]
+    assert [(lo, hi) for lo, hi, _ in make_buckets(table, 64, sizes, padded=False)] == [(1, 20), (21, 64)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(cap=st.integers(1, 3000), sizes=st.lists(st.integers(1, 600), min_size=1, max_size=30), padded=st.booleans())
+def test_buckets_are_contiguous_and_pick_the_padded_size(cap, sizes, padded):
+    buckets = make_buckets(QUACK, cap, sizes, padded)
+    assert buckets[0][0] == 1 and buckets[-1][1] == cap
+    assert all(b[0] == a[1] + 1 for a, b in zip(buckets, buckets[1:]))
+    assert all(a[2] != b[2] for a, b in zip(buckets, buckets[1:]))  # merged
+    srt = sorted(s for s in set(sizes) if s <= cap)
+    for lo, hi, t in buckets:
+        for m in {lo, hi, (lo + hi) // 2}:
+            eff = next((s for s in srt if s >= m), m) if padded else m
+            assert t == pick(QUACK, eff)
+
+
+# ----------------------------------------------------------------------------- plan
+
+
+def test_plan_is_stable_and_complete(small_ckpt, tmp_path):
+    a, b = tmp_path / "a" / "small.toml", tmp_path / "b" / "small.toml"
+    summary = plan_json(small_ckpt, a)
+    plan_json(small_ckpt, b)
+    assert a.read_text() == b.read_text()  # byte-stable
+    m = load_manifest(a)
+    assert summary["variants"] == len(m.variants())
+    assert summary["per_arch"] == {arch: len([v for v in m.variants() if v.arch == arch]) for arch in ("sm_90a", "sm_100a")}
+    ops = {(op.family, tuple(sorted(op.problem.items()))): op for op in m.ops}
+    T, top_k = 8192, SMALL_CONFIG["num_experts_per_tok"]
+    # every GEMM the model runs (worked out by hand from the config) has a Hopper variant for
+    # every token count it can see; the N = 192 one is reported instead
+    for (n, k), roles in EXPECTED_GEMMS.items():
+        key = ("quack_w4a16_gemm", (("k", k), ("n", n)))
+        cap = T * top_k if "routed" in roles else T
+        if n % 128:
+            assert key not in ops
+            assert any(u.startswith(f"sm_90a: no NVFP4 GEMM family can implement n={n}, k={k}") and "narrow_proj" in u for u in summary["unsupported"])
+            continue
+        op = ops[key]
+        assert op.archs == ("sm_90a",)
+        assert op.buckets[0].lo == 1 and op.buckets[-1].hi == cap
+        assert any(u.startswith(f"sm_100a: no NVFP4 GEMM family can implement n={n}, k={k} ") for u in summary["unsupported"])
+    # activation quantize + global scale for every input width, both archs
+    for k in {k for _, k in EXPECTED_GEMMS}:
+        cap = T * top_k if any("routed" in r for (_, kk), r in EXPECTED_GEMMS.items() if kk == k) else T
+        for fam, extra in (("nvfp4_quantize", (("sf_layout", "swizzled"),)), ("nvfp4_global_scale", ())):
+            op = next(o for o in m.ops if o.family == fam and o.problem["k"] == k)
+            assert op.archs == ("sm_90a", "sm_100a") and op.buckets[-1].hi == cap
+            assert all(op.problem[x] == v for x, v in extra)
+    assert len(m.ops) == 3 * 2 + 5
+    assert any("fp8_proj.weight: FP8 weight" in u for u in summary["unsupported"])
+    # comments name the tensors and layers each variant serves
+    text = a.read_text()
+    assert "model.layers.{1-2}.mlp.experts.{0-7}.gate_proj + up_proj (stacked along N: gate_up_proj)" in text
+    assert "model.layers.{0-2}.self_attn.q_a_proj + kv_a_proj_with_mqa" in text
+    assert text.rstrip().splitlines()[-1].startswith("#   model.layers.{0-2}.self_attn.o_a_proj.weight")
+
+
+def test_discovery_counts_every_gemm(small_ckpt):
+    gemms = Checkpoint(small_ckpt).discovery.gemms
+    # 3 layers x (fused q_a+kv, q_b, o_b) + narrow_proj + dense (gate_up, down) + 2 MoE layers x (shared 2 + 8 experts x 2)
+    assert len(gemms) == 9 + 1 + 2 + 2 * (2 + 8 * 2)
+    assert {(g.n, g.k) for g in gemms} == set(EXPECTED_GEMMS)
+    for (n, k), roles in EXPECTED_GEMMS.items():
+        assert {g.role for g in gemms if (g.n, g.k) == (n, k)} == roles
+
+
+def test_ep_rank_changes_comments_not_variants(small_ckpt, tmp_path):
+    every = plan_json(small_ckpt, tmp_path / "all.toml", "--ep-size", "4")
+    one = plan_json(small_ckpt, tmp_path / "r1.toml", "--ep-size", "4", "--ep-rank", "1")
+    assert every["ops"] == one["ops"] and every["variants"] == one["variants"]
+    text = (tmp_path / "r1.toml").read_text()
+    assert "model.layers.{1-2}.mlp.experts.{2-3}.down_proj" in text and "EP rank 1 of 4 holds experts 2-3" in text
+    assert "EP rank r of 4 holds experts 2r..2r+1" in (tmp_path / "all.toml").read_text()
+    code, _, err = plan(small_ckpt, "--ep-size", "3")
+    assert code == 2 and "--ep-size 3 does not divide the 8 routed experts" in err
+    code, _, err = plan(small_ckpt, "--ep-size", "4", "--ep-rank", "4")
+    assert code == 2 and "--ep-rank 4" in err
+
+
+def test_capture_sizes_and_token_cap_options(small_ckpt, tmp_path):
+    s = plan_json(small_ckpt, tmp_path / "m.toml", "--max-num-batched-tokens", "48", "--capture-sizes", "1,2,4,8,24,48")
+    quack = [o for o in s["ops"] if o["family"] == "quack_w4a16_gemm"]
+    dense = next(o for o in quack if o["problem"] == {"n": 768, "k": 256})  # padded: 17..24 runs at 24 -> tile_n 32
+    assert dense["buckets"] == [[1, 8], [9, 24], [25, 48]]
+    routed = next(o for o in quack if o["problem"] == {"n": 256, "k": 256})  # token-slots: unpadded, up to 48 x 2
+    assert routed["buckets"] == [[1, 16], [17, 32], [33, 64], [65, 96]]
+    assert "# Token buckets: CUDA-graph capture sizes [1, 2, 4, 8, 24, 48]" in (tmp_path / "m.toml").read_text()
+
+
+def test_token_counts_beyond_a_family_are_reported(small_ckpt, tmp_path):
+    s = plan_json(small_ckpt, tmp_path / "m.toml", "--arch", "sm_90a", "--max-num-batched-tokens", "40000")
+    routed = next(o for o in s["ops"] if o["problem"] == {"n": 256, "k": 256})
+    assert routed["buckets"][-1] == [257, 65536]
+    assert "quack_w4a16_gemm n=256, k=256: token counts 65537..80000 exceed the family's max_m 65536; its buckets stop at 65536" in s["unsupported"]
+    assert not any("sm_100a" in u for u in s["unsupported"])
+    code, out, _ = plan(small_ckpt, "--arch", "sm_90a")  # no -o: the manifest on stdout
+    assert code == 0 and out.startswith("# Generated by `nvfp4-build plan`") and "[[op]]" in out
+
+
+def test_name_patterns():
+    names = [f"model.layers.{i}.mlp.experts.{e}.down_proj" for i in (0, 1, 2, 5) for e in range(4)] + ["lm_head"]
+    assert name_patterns(names) == ["lm_head", "model.layers.{0-2,5}.mlp.experts.{0-3}.down_proj"]
+
+
+# ----------------------------------------------------------------------------- bad checkpoints
+
+
+def _truncate(root: Path):
+    p = root / "model-00002-of-00004.safetensors"
+    p.write_bytes(p.read_bytes()[:-100])
+
+
+def _garbage(root: Path):
+    (root / "model-00003-of-00004.safetensors").write_bytes(b"\x00\xff" * 64)
+
+
+BAD = {
+    "truncated shard": (_truncate, "model-00002-of-00004.safetensors: not a readable safetensors file, corrupt or truncated"),
+    "corrupt header": (_garbage, "model-00003-of-00004.safetensors: not a readable safetensors file, corrupt or truncated"),
+    "missing shard": (lambda r: (r / "model-00004-of-00004.safetensors").unlink(), "model-00004-of-00004.safetensors: missing shard"),
+    "no config": (lambda r: (r / "config.json").unlink(), "config.json: cannot read config.json"),
+    "wrong dtype weight_scale_2": (
+        lambda r: rewrite_tensor(r, "model.layers.1.self_attn.q_b_proj.weight_scale_2", torch.ones((), dtype=torch.bfloat16)),
+        "model.layers.1.self_attn.q_b_proj.weight_scale_2: dtype BF16, expected F32",
+    ),
+    "wrong dtype weight": (
+        lambda r: rewrite_tensor(r, "model.layers.2.mlp.shared_experts.down_proj.weight", torch.zeros(256, 64, dtype=torch.int8)),
+        "model.layers.2.mlp.shared_experts.down_proj.weight: dtype I8, expected U8",
+    ),
+    "wrong shape weight_scale": (
+        lambda r: rewrite_tensor(r, "model.layers.0.mlp.down_proj.weight_scale", torch.zeros(256, 12, dtype=torch.float8_e4m3fn)),
+        "model.layers.0.mlp.down_proj.weight_scale: shape [256, 12], expected [256, 24]",
+    ),
+    "expert count": (lambda r: set_config(r, n_routed_experts=16), "model.layers.1.mlp.experts.8.down_proj.weight: missing or not NVFP4 (config.json n_routed_experts = 16"),
+    "missing scale": (
+        lambda r: rewrite_tensor(r, "model.layers.2.mlp.experts.5.up_proj.weight_scale", None),
+        "model.layers.2.mlp.experts.5.up_proj.weight_scale: missing from the checkpoint",
+    ),
+    "missing expert weight": (
+        lambda r: rewrite_tensor(r, "model.layers.2.mlp.experts.5.up_proj.weight", None),
+        "model.layers.2.mlp.experts.5.up_proj.weight: missing or not NVFP4 (config.json n_routed_experts = 8; layer 2 has NVFP4 up_proj for experts 0-4,6-7)",
+    ),
+    "index names a tensor no shard has": (
+        lambda r: (r / "model.safetensors.index.json").write_text(
+            json.dumps({"weight_map": {**json.loads((r / "model.safetensors.index.json").read_text())["weight_map"], "x.weight": "model-00001-of-00004.safetensors"}})
+        ),
+        "x.weight: model.safetensors.index.json puts it in model-00001-of-00004.safetensors, not in any shard",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_checkpoint_fails_clearly(ckpt_copy, case):
+    damage, message = BAD[case]
+    damage(ckpt_copy)
+    code, out, err = plan(ckpt_copy, "--ep-size", "2")
+    assert code == 6, (code, err)
+    assert message in err, err
+    assert "Traceback" not in err and out == ""
+
+
+def test_no_nvfp4_tensors_is_a_clear_error(tmp_path):
+    root = tmp_path / "bf16"
+    root.mkdir()
+    from safetensors.torch import save_file
+
+    save_file({"model.layers.0.mlp.down_proj.weight": torch.zeros(8, 8, dtype=torch.bfloat16)}, str(root / "model.safetensors"))
+    (root / "config.json").write_text("{}")
+    code, _, err = plan(root)
+    assert code == 2 and "no NVFP4 linears" in err
+
+
+# ----------------------------------------------------------------------------- compose, DSV4
+
+
+@pytest.mark.slow
+def test_plan_then_compile_builds_exactly_the_planned_variants(small_ckpt, tmp_path):
+    manifest, out = tmp_path / "small_plan.toml", tmp_path / "artifacts"
+    r = run_cli("plan", str(small_ckpt), "--max-num-batched-tokens", "16", "-o", str(manifest), "--json")
+    planned = json.loads(r.stdout)
+    r = run_cli("compile", str(manifest), "-o", str(out), "-j", "2", "--json")
+    built = json.loads(r.stdout)["manifests"]["small_plan"]
+    assert built["variants"] == planned["variants"] == len(built["built"]) and not built["failed"]
+    assert planned["per_arch"] == {"sm_90a": 13, "sm_100a": 6}
+    r = run_cli("verify", str(out), "--json")
+    assert json.loads(r.stdout)["ok"]
+    index = json.loads((out / "index.json").read_text())
+    assert len(index["entries"]) == planned["variants"]
+    assert len(index["manifests"]["small_plan"]["ops"]) == len(planned["ops"])
+
+
+@pytest.fixture(scope="module")
+def dsv4_plan(tmp_path_factory):
+    """The DeepSeek-V4-Pro header fixture, regenerated, planned as the README says."""
+    root = tmp_path_factory.mktemp("dsv4") / "DeepSeek-V4-Pro-NVFP4"
+    fixture.main([str(root)])
+    out = root.parent / DSV4_MANIFEST.name
+    summary = plan_json(root, out, "--arch", "sm_90a,sm_100a", "--ep-size", "8", "--max-num-batched-tokens", "8192")
+    return out, summary
+
+
+@pytest.mark.slow
+def test_dsv4_manifest_is_what_plan_produces(dsv4_plan):
+    out, summary = dsv4_plan
+    assert out.read_text() == DSV4_MANIFEST.read_text(), "re-run the commands in tests/fixtures/dsv4_headers/README.md"
+    assert summary["per_arch"] == {"sm_90a": 37, "sm_100a": 12}
+    gemms = {(o["problem"]["n"], o["problem"]["k"]): o for o in summary["ops"] if o["family"] == "quack_w4a16_gemm"}
+    assert set(gemms) == {(2048, 7168), (65536, 1536), (7168, 2048), (6144, 7168), (7168, 3072)}
+    assert gemms[(6144, 7168)]["buckets"][-1] == [257, 8192 * 6]  # routed L1: token-slots
+    assert gemms[(2048, 7168)]["buckets"][-1] == [257, 8192]
+    assert {o["problem"]["k"] for o in summary["ops"] if o["family"] == "nvfp4_quantize"} == {7168, 3072, 1536, 2048}
+    assert len(summary["unsupported"]) == 5 and all(u.startswith("sm_100a: no NVFP4 GEMM family") for u in summary["unsupported"])
+    text = out.read_text()
+    assert "model.layers.{0-60}.mlp.experts.{0-383}.gate_proj + up_proj" in text
+    assert "EP rank r of 8 holds experts 48r..48r+47" in text
+
+
+@pytest.mark.slow
+def test_dsv4_manifest_compiles_and_verifies(tmp_path):
+    out = tmp_path / "artifacts"
+    r = run_cli("compile", str(DSV4_MANIFEST), "-o", str(out), "-j", "2", "--json")
+    s = json.loads(r.stdout)["manifests"]["deepseek_v4_pro_ep8"]
+    assert s["variants"] == len(s["built"]) == 49 and not s["failed"]
+    assert json.loads(run_cli("verify", str(out), "--json").stdout)["ok"]
+    n_ops = len(re.findall(r"^\[\[op\]\]", DSV4_MANIFEST.read_text(), re.M))
+    assert len(json.loads((out / "index.json").read_text())["manifests"]["deepseek_v4_pro_ep8"]["ops"]) == n_ops
