@@ -98,12 +98,30 @@ class Op:
         return self._buckets[i][2]
 
     def __call__(self, *args: Any, check: bool | str = True) -> None:
-        if len(args) != self._nargs or not hasattr(args[self._m_arg], "shape"):
+        # The hot path of every eager call: kept flat (one bisect, one quick check, one call);
+        # the same rules as Kernel.__call__, which serves check="full" and direct kernel use.
+        if len(args) != self._nargs:
             raise ArgumentError(
                 f"{self.name}: expected {self._nargs} arguments "
                 f"({', '.join(a.name for a in self._buckets[0][2].validator.args)}), got {len(args)}"
             )
-        self.kernel_for(args[self._m_arg].shape[self._m_dim])(*args, check=check)
+        try:
+            m = args[self._m_arg].shape[self._m_dim]
+        except (AttributeError, IndexError, TypeError):
+            self._buckets[0][2].validator(args)  # names the argument that is not a fitting tensor
+            raise
+        kern = self.kernel_for(m)
+        if check is True:
+            kern.validator.quick(args, m)
+            try:
+                kern.fn(*args)
+            except (TypeError, ValueError) as e:  # tvm-ffi's argument checks; nothing was launched
+                kern.validator(args)
+                raise ArgumentError(f"{kern.record['symbol']}: {e}") from e
+        elif not check:
+            kern.fn(*args)
+        else:
+            kern(*args, check=check)
 
     def kernels(self) -> list[Kernel]:
         return [k for _, _, k in self._buckets]

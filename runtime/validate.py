@@ -38,6 +38,7 @@ class CallValidator:
         self.device_type = device_type  # "cpu" only in the CPU tests of this validator
         self.dtypes = self._dtypes = tuple(getattr(torch, a.dtype) for a in sig.args)
         self._binds = {s: self.bind_position(s) for s in sig.dynamic}
+        self._cache: tuple[int, list] = (-1, [])  # (M, expected derived dims) of the last call
         static = dict(sig.static)
         self._dims = [[_compile_dim(d, static) for d in a.shape] for a in sig.args]
         # (arg, dim, fn) for dims that are expressions of dynamic symbols but not a bare symbol:
@@ -67,12 +68,23 @@ class CallValidator:
     def _fail(self, i: int, what: str) -> ArgumentError:
         return ArgumentError(f"{self.symbol}: argument #{i} {self.args[i].name!r}: {what}")
 
-    def quick(self, tensors: Sequence[Any]) -> None:
+    def quick(self, tensors: Sequence[Any], m: int | None = None) -> None:
         """Derived dims only (the exported function checks the rest natively, alignment and
-        device index included); a failure re-runs the full check to name the argument."""
+        device index included); a failure re-runs the full check to name the argument.
+        With m given (the caller already read M), the expected dims are cached per M."""
         if not self._derived:
             return
         try:
+            if m is not None and len(self._binds) == 1:
+                cm, want = self._cache
+                if cm != m:
+                    env = {**self.sig.static, **dict.fromkeys(self._binds, m)}
+                    want = [(i, j, f(env)) for i, j, f in self._derived]
+                    self._cache = (m, want)  # one assignment: readers see a consistent pair
+                for i, j, w in want:
+                    if tensors[i].shape[j] != w:
+                        raise LookupError
+                return
             env = {**self.sig.static, **{s: tensors[i].shape[j] for s, (i, j) in self._binds.items()}}
             for i, j, f in self._derived:
                 if tensors[i].shape[j] != f(env):

@@ -34,7 +34,8 @@ def test_identical_variants_are_built_once(tmp_path):
 def test_default_manifest_is_valid():
     m = load_manifest(default_manifest_path())
     fams = {op.family for op in m.ops}
-    assert {"nvfp4_quantize", "nvfp4_global_scale", "quack_w4a16_gemm", "moe_route", "moe_silu_mul", "moe_combine"} <= fams
+    assert {"nvfp4_quantize", "nvfp4_global_scale", "quack_w4a16_gemm", "moe_route", "moe_silu_mul", "moe_combine",
+            "quack_nvfp4_gemm", "quack_nvfp4_grouped_gemm"} <= fams
     assert {v.arch for v in m.variants()} == {"sm_90a", "sm_100a"}
     ks = {op.problem["k"] for op in m.ops if op.family == "nvfp4_quantize"}
     assert {7168, 3072, 1536, 2048, 65536} <= ks

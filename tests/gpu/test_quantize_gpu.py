@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from nvfp4_aot.kernels import get_family
-from nvfp4_aot.runtime import ArchMismatchError, ArgumentError, open_store
+from nvfp4_aot.runtime import ArchMismatchError, ArgumentError, MissingVariantError, open_store
 
 from .conftest import STORE
 
@@ -128,6 +128,13 @@ def test_sm100_artifacts_refused_torch_stays_healthy():
     assert torch.cuda.get_device_capability() == (9, 0), "this check is written for Hopper"
     with pytest.raises(ArchMismatchError, match="arch sm_100a requested but the device is sm_90a"):
         open_store(STORE, arch="sm_100a")
+    # the Blackwell-only GEMM families of the same store are simply absent on Hopper
+    hopper = open_store(STORE)
+    for fam, prob in (("quack_nvfp4_gemm", dict(n=6144, k=7168)),
+                      ("quack_nvfp4_grouped_gemm", dict(experts=48, n=6144, k=7168))):
+        with pytest.raises(MissingVariantError, match=f"no variant for {fam}.* on sm_90a"):
+            hopper.op(fam, **prob)
+    assert all(k.record["arch"] == "sm_90a" for k in hopper.kernels.values())
     x = torch.arange(1024, device=DEV, dtype=torch.float32)
     assert x.sum().item() == 1023 * 1024 / 2  # the CUDA context is intact
 

@@ -212,3 +212,29 @@ def test_quick_check_catches_what_the_kernel_cannot():
     assert [t.shape for t in z] == [(5, 64), (1,), (128, 4)] and all(not t.any() for t in z)
     with pytest.raises(ArgumentError, match="expected 3 arguments"):
         v.quick(good[:2])
+
+
+def test_op_hot_path_dispatches_checks_and_names_native_refusals():
+    from nvfp4_aot.runtime.store import Kernel, Op
+
+    calls = []
+
+    def fn(*args):  # stands in for the exported function: refuses a float16 x like tvm-ffi does
+        if args[0].dtype != torch.bfloat16:
+            raise ValueError("Mismatched Tensor on argument #0")
+        calls.append(args[0].shape[0])
+
+    kerns = [Kernel({"key": n, "symbol": n}, None, CallValidator(n, SIG, device_type="cpu"), fn=fn) for n in ("a", "b")]
+    op = Op("op", {"manifest": "m"}, [(1, 128, kerns[0]), (129, 256, kerns[1])])
+    for m in (1, 128, 129, 1, 129):  # the per-M cache of derived dims follows M
+        op(torch.zeros(m, 64, dtype=torch.bfloat16), torch.ones(1), torch.zeros(-(-m // 128) * 128, 4, dtype=torch.uint8))
+    assert calls == [1, 128, 129, 1, 129]
+    with pytest.raises(ArgumentError, match=r"'sf': shape \(128, 4\), expected \(256, 4\)"):
+        op(torch.zeros(129, 64, dtype=torch.bfloat16), torch.ones(1), torch.zeros(128, 4, dtype=torch.uint8))
+    with pytest.raises(ArgumentError, match="'x': dtype float16, expected bfloat16"):  # native refusal, named by us
+        op(torch.zeros(2, 64, dtype=torch.float16), torch.ones(1), torch.zeros(128, 4, dtype=torch.uint8))
+    with pytest.raises(ArgumentError, match="'x': expected a torch.Tensor, got list"):
+        op([1, 2], torch.ones(1), torch.zeros(128, 4, dtype=torch.uint8))
+    with pytest.raises(ArgumentError, match="expected 3 arguments"):
+        op(torch.zeros(2, 64, dtype=torch.bfloat16))
+    assert calls == [1, 128, 129, 1, 129]  # nothing reached the kernel
