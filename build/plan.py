@@ -38,6 +38,13 @@ GEMM_FAMILIES: dict[str, Table] = {
         (256, {"tile_m": 128, "tile_n": 128}),
         (None, {"tile_m": 128, "tile_n": 256}),
     ),
+    # Blackwell NVFP4 x NVFP4 (activations quantized by nvfp4_quantize); dense per (N, K) as
+    # for Hopper, the grouped family will serve routed experts once the MoE runner exists.
+    # Tiles as in manifests/default.toml (untested on hardware: no Blackwell GPU here).
+    "quack_nvfp4_gemm": (
+        (256, {"tile_m": 128, "tile_n": 128}),
+        (None, {"tile_m": 256, "tile_n": 256, "cluster_m": 2}),
+    ),
 }
 QUANTIZE = ("nvfp4_quantize", {"sf_layout": "swizzled"}, ((128, {"threads": 64}), (None, {"threads": 128})))
 GLOBAL_SCALE = ("nvfp4_global_scale", {}, ((None, {}),))
