@@ -41,6 +41,21 @@ def run_cli(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess
     return r
 
 
+BLOCK_CUTLASS = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "cutlass" or name.startswith(("cutlass.", "nvfp4_aot.build")):
+            raise ImportError("runtime must not import " + name)
+sys.meta_path.insert(0, Block())
+"""
+
+
+def run_without_cutlass(body: str) -> subprocess.CompletedProcess:
+    """Run `body` in a fresh interpreter in which importing cutlass or nvfp4_aot.build fails."""
+    return subprocess.run([sys.executable, "-c", BLOCK_CUTLASS + body], capture_output=True, text=True)
+
+
 @pytest.fixture(scope="session")
 def small_manifest(tmp_path_factory) -> Path:
     p = tmp_path_factory.mktemp("manifests") / "small.toml"

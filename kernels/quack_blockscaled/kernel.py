@@ -37,26 +37,10 @@ same process has byte-identical PTX (checked once by hand).
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
-import sys
 
+from ..quack_support import import_quack_package  # noqa: E402
 
-def _import_quack_package() -> None:
-    """Make `quack.*` importable without running quack/__init__.py (it imports triton, absent
-    on the build box, via rmsnorm's autotuner); replay its one side effect the GEMM needs,
-    quack.dsl's DSL patches. Same as quack_w4a16.kernel's (kept separate so that neither
-    family's keys depend on the other's sources). A quack already imported is used as is."""
-    if "quack" in sys.modules:
-        return
-    spec = importlib.util.find_spec("quack")
-    if spec is None or spec.submodule_search_locations is None:
-        raise ImportError("quack-kernels is not installed (pip install 'nvfp4-aot[build]')")
-    sys.modules["quack"] = importlib.util.module_from_spec(spec)  # package shell, __init__ not run
-    importlib.import_module("quack.dsl")
-
-
-_import_quack_package()
+import_quack_package()
 
 import cutlass  # noqa: E402
 import cutlass.cute as cute  # noqa: E402

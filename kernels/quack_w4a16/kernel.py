@@ -33,30 +33,10 @@ one built alone (checked once by hand).
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
-import sys
 
+from ..quack_support import import_quack_package  # noqa: E402
 
-def _import_quack_package() -> None:
-    """Make `quack.*` importable without running quack/__init__.py.
-
-    quack/__init__.py only re-exports rmsnorm/softmax/cross_entropy, whose autotuner imports
-    triton (absent on the CPU build box) and, with CUTE_DSL_PTXAS_PATH set, swaps ptxas for a
-    system one. Skipping it keeps the build independent of both; the one side effect the
-    GEMM needs (quack.dsl's DSL patches, imported first by __init__) is replayed here. A quack
-    already imported in this process is used as is.
-    """
-    if "quack" in sys.modules:
-        return
-    spec = importlib.util.find_spec("quack")
-    if spec is None or spec.submodule_search_locations is None:
-        raise ImportError("quack-kernels is not installed (pip install 'nvfp4-aot[thirdparty]')")
-    sys.modules["quack"] = importlib.util.module_from_spec(spec)  # package shell, __init__ not run
-    importlib.import_module("quack.dsl")
-
-
-_import_quack_package()
+import_quack_package()
 
 import cutlass.base_dsl.runtime.cuda as _dsl_cuda  # noqa: E402
 import cutlass.cute as cute  # noqa: E402

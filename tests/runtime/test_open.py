@@ -2,12 +2,11 @@
 
 import json
 import shutil
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
+from conftest import run_without_cutlass
 
 from nvfp4_aot.kernels.family import Arg, Signature
 from nvfp4_aot.runtime import (
@@ -166,13 +165,7 @@ def test_validator_names_the_argument(mutate, needle):
 
 
 def test_runtime_never_imports_cutlass(built_store):
-    code = textwrap.dedent(f"""
-        import sys
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name == "cutlass" or name.startswith(("cutlass.", "nvfp4_aot.build")):
-                    raise ImportError("runtime must not import " + name)
-        sys.meta_path.insert(0, Block())
+    r = run_without_cutlass(textwrap.dedent(f"""
         import nvfp4_aot.runtime as rt, torch
         s = rt.open({str(built_store)!r}, arch="sm_90a")
         op = s.op("test_scale", n=64, alpha=2.0)
@@ -182,8 +175,7 @@ def test_runtime_never_imports_cutlass(built_store):
             print("refused:", e)
         assert "cutlass" not in sys.modules
         print("loaded", len(s.kernels))
-    """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    """))
     assert r.returncode == 0, r.stderr
     assert "loaded 4" in r.stdout and "refused:" in r.stdout
 

@@ -1,10 +1,9 @@
 """Weight loading: checkpoint -> kernel layouts, bit-exact, per EP rank, with clear errors."""
 
-import subprocess
-import sys
 import textwrap
 
 import pytest
+from conftest import run_without_cutlass
 import torch
 from safetensors.torch import load_file
 
@@ -151,17 +150,10 @@ def test_truncated_shard(ckpt_copy):
 
 
 def test_weights_never_import_cutlass_or_build(small_ckpt):
-    code = textwrap.dedent(f"""
-        import sys
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name == "cutlass" or name.startswith(("cutlass.", "nvfp4_aot.build")):
-                    raise ImportError("runtime must not import " + name)
-        sys.meta_path.insert(0, Block())
+    r = run_without_cutlass(textwrap.dedent(f"""
         from nvfp4_aot.runtime.checkpoint import Checkpoint
         from nvfp4_aot.runtime.weights import load_layer
         print(sorted(load_layer(Checkpoint({str(small_ckpt)!r}), 1, 2, 0)))
-    """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    """))
     assert r.returncode == 0, r.stderr
     assert "experts" in r.stdout
