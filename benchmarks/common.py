@@ -57,3 +57,16 @@ def copy_bandwidth(nbytes: int = 1 << 30) -> float:
             b.synchronize()
             best = min(best, a.elapsed_time(b) * 1e-3)
     return 2 * nbytes / best
+
+
+def time_quantize(fam, p, m: int, launch, reps: int) -> tuple[float, int]:
+    """(seconds per call, bytes moved) of one nvfp4_quantize variant at token count m:
+    bf16 input + packed codes + swizzled scale rows. Inputs rotate over enough buffers
+    (> 4x L2) that no call reads from cache; `launch(b)` calls the kernel on buffer set b."""
+    nbytes = m * p.k * 2 + m * p.k // 2 + p.k // 16 * (-(-m // 128) * 128)
+    l2 = torch.cuda.get_device_properties(0).L2_cache_size
+    nbuf = max(1, min(16, -(-4 * l2 // nbytes)))
+    bufs = [fam.make_inputs(p, m, torch.device("cuda"), seed=i) for i in range(nbuf)]
+    it = iter(range(1 << 30))
+    # rotates buffers at capture time: the graph holds distinct inputs
+    return time_cuda(lambda: launch(bufs[next(it) % nbuf]), reps=reps), nbytes

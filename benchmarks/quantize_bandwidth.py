@@ -9,8 +9,7 @@ Inputs rotate over enough buffers (> 2x L2) that no rep reads from cache.
 import argparse
 import json
 
-import torch
-from common import copy_bandwidth, device_name, time_cuda
+from common import copy_bandwidth, device_name, time_quantize
 
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.runtime import open_store
@@ -27,21 +26,13 @@ def main() -> None:
     bw = copy_bandwidth()
     print(f"device: {device_name()}; copy bandwidth {bw / 1e12:.2f} TB/s (read + write)")
     rows = []
-    l2 = torch.cuda.get_device_properties(0).L2_cache_size
     for k in (7168, 3072):
         op = store.op("nvfp4_quantize", k=k, sf_layout="swizzled")
         for m in (1, 16, 128, 1024, 4096, 8192):
             p = fam.parse_params(op.kernel_for(m).record["params"])
-            nbytes = m * k * 2 + m * k // 2 + p.k // 16 * (-(-m // 128) * 128)
-            nbuf = max(1, min(16, -(-4 * l2 // nbytes)))
-            bufs = [fam.make_inputs(p, m, torch.device("cuda"), seed=i) for i in range(nbuf)]
-            it = iter(range(1 << 30))
-
-            def call():  # rotates buffers at capture time: the graph holds distinct inputs
-                b = bufs[next(it) % nbuf]
-                op(b["x"], b["global_scale"], b["q"], b["sf"], check=False)
-
-            t = time_cuda(call, reps=30)
+            t, nbytes = time_quantize(
+                fam, p, m, lambda b: op(b["x"], b["global_scale"], b["q"], b["sf"], check=False), reps=30
+            )
             rows.append({"k": k, "m": m, "us": t * 1e6, "tbps": nbytes / t / 1e12, "frac": nbytes / t / bw})
     print(f"{'K':>6} {'M':>6} {'time us':>9} {'TB/s':>6} {'of copy':>8}")
     for r in rows:
