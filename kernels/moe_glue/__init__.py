@@ -59,6 +59,16 @@ def _threads_reason(threads: int) -> list[str]:
     return [] if threads in THREADS else [f"threads={threads} must be one of {THREADS}"]
 
 
+def _vector_dim_reasons(name: str, value: int, tensors: str) -> list[str]:
+    """A feature dim read and written as 16-byte vectors, indexed with int32 up to max_m rows."""
+    r = []
+    if value < VEC or value % VEC:
+        r.append(f"{name}={value} must be a positive multiple of {VEC} (16-byte vectors of {tensors})")
+    if value > 1 << 16:
+        r.append(f"{name}={value} must be <= 65536 (int32 vector index at M = max_m)")
+    return r
+
+
 # ----------------------------------------------------------------------------- silu_mul
 
 
@@ -78,10 +88,7 @@ class SiluMulFamily(Family):
 
     def can_implement(self, p: SiluMulParams, arch: str) -> list[str]:
         r = super().can_implement(p, arch) + _threads_reason(p.threads)
-        if p.i < VEC or p.i % VEC:
-            r.append(f"i={p.i} must be a positive multiple of {VEC} (16-byte vectors of gate, up and out)")
-        if p.i > 1 << 16:
-            r.append(f"i={p.i} must be <= 65536 (int32 vector index at M = max_m)")
+        r += _vector_dim_reasons("i", p.i, "gate, up and out")
         if p.unroll not in (1, 2, 4):
             r.append(f"unroll={p.unroll} must be 1, 2 or 4")
         return r
@@ -140,10 +147,7 @@ class CombineFamily(Family):
 
     def can_implement(self, p: CombineParams, arch: str) -> list[str]:
         r = super().can_implement(p, arch) + _threads_reason(p.threads)
-        if p.h < VEC or p.h % VEC:
-            r.append(f"h={p.h} must be a positive multiple of {VEC} (16-byte vectors of y and out)")
-        if p.h > 1 << 16:
-            r.append(f"h={p.h} must be <= 65536 (int32 vector index at M = max_m)")
+        r += _vector_dim_reasons("h", p.h, "y and out")
         if not 1 <= p.topk <= 32:
             r.append(f"topk={p.topk} must be in [1, 32] (unrolled)")
         return r
