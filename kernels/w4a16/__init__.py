@@ -1,0 +1,250 @@
+"""Our Hopper W4A16 NVFP4 GEMM: out[M, N] = act[M, K] . dequant(W)[N, K]^T, grouped or dense.
+
+W is NVFP4 (E2M1 pairs, one E4M3 scale per 16 along K, an fp32 global scale folded into a
+per-row alpha), act and out bf16, fp32 accumulation on the tensor cores. Hopper has no FP4
+MMA, so weights are decoded to bf16 in registers and fed to bf16 MMAs.
+
+Two families share one kernel (kernel.py) and one weight layout (prepare.py):
+  w4a16_grouped_gemm  E experts in one launch. Rows of act are grouped by expert (moe_route's
+                      layout): expert e owns rows [offsets[e], offsets[e] + counts[e]); rows
+                      past counts[e] (padding) are neither read into results nor written. An
+                      expert with counts[e] == 0 reads no weights (its CTAs exit at once).
+  w4a16_gemm          one weight matrix (shared experts, attention projections), M = act rows.
+Per-row alpha [.., N] carries weight_scale_2 (x any activation scale): a fused projection whose
+N halves have different global scales (q_a + kv) is one GEMM with a two-valued alpha row.
+
+Design (decode first: at <= 16 tokens per expert the GEMM is bound by weight bytes):
+  * swap-AB: the MMA's M side is 16 weight rows, its N side 8 tokens (mma.sync m16n8k16).
+  * weights go global -> registers with one 16-byte load per lane per k64 tile, already in
+    MMA-fragment order (the host repack), so no shared memory and no shuffles for A.
+  * K is permuted inside each k64 tile so that lane t of a quad owns one whole 16-element
+    scale group (original K 16t..16t+15): the activation fragment is then two contiguous
+    16-byte loads per token row, and a lane needs one scale per row per k64 tile.
+  * decode: 2 shifts + 2 masks per bf16 pair put the E2M1 bits at bf16's (sign, exponent low
+    bits, mantissa msb), i.e. v * 2^-126 exactly (subnormal 0.5 included); one bf16x2 multiply
+    by (scale * 2^119) gives v * scale * 2^-7, exact (<= 6 significant bits, no over/underflow
+    for any finite E4M3 scale); the epilogue multiplies by alpha * 2^7 in fp32.
+  * split-K across the CTA's warps (a CTA = 16 * rb weight rows), reduced through shared
+    memory: decode has 16-row slices of N x K to spread over 132 SMs, not token tiles.
+A CTA loops over its expert's token tiles (8 * nt tokens each) inside the launch: the grid is
+fixed (N / (16 rb), E), so capture never depends on routing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..family import Arg, Family, Signature
+from ..tolerances import REL_FROBENIUS
+
+CHUNK_K = 256  # K per weight-layout chunk (4 k64 tiles): a layout constant, not a knob
+CHUNK_WORDS = 4 * 128 + 64  # int32 words per (16 rows, chunk): 4 x 512 B codes + 256 B scales
+WARPS = (1, 2, 4, 8)
+ROW_BLOCKS = (1, 2, 4)
+N_TILES = (1, 2, 4, 8)
+REL_TOL = REL_FROBENIUS["bfloat16"]
+
+
+@dataclass(frozen=True)
+class W4A16Params:
+    n: int  # output features (weight rows)
+    k: int  # input features
+    experts: int = 1  # grouped: experts in one launch (dense: 1)
+    warps: int = 4  # warps per CTA; they split K (tuning)
+    rb: int = 1  # 16-row blocks per CTA (tuning: activation reuse vs parallelism)
+    nt: int = 1  # token tile = 8 * nt tokens (tuning: decode 1-2, prefill 4-8)
+
+
+def _reasons(p: W4A16Params) -> list[str]:
+    r = []
+    if p.k < CHUNK_K or p.k % CHUNK_K:
+        r.append(f"k={p.k} must be a positive multiple of {CHUNK_K} (the weight layout's K chunk)")
+    if p.n < 16 * p.rb or p.n % (16 * p.rb):
+        r.append(f"n={p.n} must be a positive multiple of 16 * rb = {16 * p.rb}")
+    if p.warps not in WARPS:
+        r.append(f"warps={p.warps} must be one of {WARPS}")
+    if p.rb not in ROW_BLOCKS:
+        r.append(f"rb={p.rb} must be one of {ROW_BLOCKS}")
+    if p.nt not in N_TILES:
+        r.append(f"nt={p.nt} must be one of {N_TILES}")
+    if p.experts < 1 or p.experts > 65535:
+        r.append(f"experts={p.experts} must be in [1, 65535] (grid y)")
+    if p.n > (1 << 20) or p.k > (1 << 20):
+        r.append("n and k must be <= 2^20")
+    return r
+
+
+class _Base(Family):
+    params_type = W4A16Params
+    archs = ("sm_90a",)  # mma.sync + bf16x2 multiply; Blackwell has FP4 tensor cores instead
+    modules = ("nvfp4_aot.kernels.w4a16", "nvfp4_aot.kernels.w4a16.kernel", "nvfp4_aot.kernels.w4a16.prepare")
+    # act/out rows are addressed with 64-bit offsets; 65536 is what the tests cover.
+    max_m = 1 << 20
+    grouped = False
+
+    def can_implement(self, p: W4A16Params, arch: str) -> list[str]:
+        r = super().can_implement(p, arch) + _reasons(p)
+        if not self.grouped and p.experts != 1:
+            r.append(f"experts={p.experts}: the dense family has one weight matrix (use w4a16_grouped_gemm)")
+        return r
+
+    def compile_args(self, p: W4A16Params, arch: str):
+        from . import kernel
+
+        return kernel.make_kernel(p, self.grouped), kernel.fake_args(p, self.grouped)
+
+    # -- tests ------------------------------------------------------------------
+    def _weights(self, p: W4A16Params, gen, device):
+        import torch
+
+        from ..quack_w4a16.prepare import random_nvfp4_weights
+        from .prepare import repack
+
+        qs, sfs, blobs = [], [], []
+        for _ in range(p.experts):
+            q, sf = random_nvfp4_weights(p.n, p.k, gen, device)
+            qs.append(q)
+            sfs.append(sf)
+            blobs.append(repack(q, sf))
+        # per-row alpha: two halves with different global scales (the fused q_a + kv case)
+        half = torch.rand((p.experts, 2), generator=gen, device=device) + 0.5
+        alpha = half.repeat_interleave(torch.tensor([p.n // 2, p.n - p.n // 2], device=device), dim=1) * 2.0**-7
+        return torch.stack(qs), torch.stack(sfs), torch.stack(blobs), alpha.contiguous()
+
+    def reference(self, p: W4A16Params, inputs: Mapping[str, Any]):
+        """float64 act . W^T * alpha per row, W dequantized exactly from the unprepared weights
+        (make_inputs keeps them as w_q / w_sf, not kernel arguments). Rows outside every
+        expert's counted range are NaN in the reference: nothing may be written there."""
+        import torch
+
+        from ..quack_w4a16.prepare import dequantize
+
+        act = inputs["act"].double()
+        want = torch.full((act.shape[0], p.n), float("nan"), dtype=torch.float64, device=act.device)
+        for e, (lo, hi) in enumerate(_row_ranges(self.grouped, inputs)):
+            if hi > lo:
+                w = dequantize(inputs["w_q"][e], inputs["w_sf"][e]).double()
+                want[lo:hi] = (act[lo:hi] @ w.T) * inputs["alpha"].reshape(p.experts, p.n)[e].double()
+        return {"out": want}
+
+    def check(self, p: W4A16Params, got: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:
+        """Rows the reference computes: relative Frobenius error <= REL_TOL (bf16 output
+        rounding alone is ~1.7e-3 with fp32 accumulation). Other rows: left untouched (the
+        poison must survive, since padding rows are never written)."""
+        import torch
+
+        g, w = got["out"], want["out"]
+        if tuple(g.shape) != tuple(w.shape):
+            return [f"out: shape {tuple(g.shape)} != {tuple(w.shape)}"]
+        rows = ~torch.isnan(w).all(dim=1)
+        bad = []
+        if (~rows).any() and not torch.isnan(g[~rows].float()).all():
+            bad.append(f"out: {int((~torch.isnan(g[~rows].float())).sum())} values written in rows outside every expert's count")
+        gd, wd = g[rows].double(), w[rows]
+        if gd.numel():
+            nonfin = ~torch.isfinite(gd)
+            if nonfin.any():
+                return bad + [f"out: {int(nonfin.sum())} of {gd.numel()} computed values non-finite (unwritten poison?)"]
+            err = ((gd - wd).norm() / wd.norm().clamp_min(1e-300)).item()
+            if err > REL_TOL:
+                bad.append(f"out: relative Frobenius error {err:.3e} > {REL_TOL:.0e}")
+        return bad
+
+
+def _row_ranges(grouped: bool, inputs: Mapping[str, Any]) -> list[tuple[int, int]]:
+    if not grouped:
+        return [(0, inputs["act"].shape[0])]
+    off = inputs["offsets"].tolist()
+    cnt = inputs["counts"].tolist()
+    return [(off[e], off[e] + cnt[e]) for e in range(len(cnt))]
+
+
+class DenseFamily(_Base):
+    name = "w4a16_gemm"
+    problem_keys = ("n", "k")
+
+    def signature(self, p: W4A16Params) -> Signature:
+        return Signature(
+            (
+                Arg("act", "bfloat16", ("M", "K"), align=16),
+                Arg("w", "int32", ("N // 16", "K // 256", CHUNK_WORDS), align=16),
+                Arg("alpha", "float32", ("N",), align=4),
+                Arg("out", "bfloat16", ("M", "N"), align=4, output=True),
+            ),
+            static={"N": p.n, "K": p.k},
+        )
+
+    def make_inputs(self, p: W4A16Params, m: int, device: Any, seed: int, poison: float = float("nan")):
+        import torch
+
+        gen = torch.Generator(device=device).manual_seed(seed)
+        q, sf, blob, alpha = self._weights(p, gen, device)
+        act = torch.randn((m, p.k), generator=gen, device=device).to(torch.bfloat16)
+        out = torch.full((m, p.n), poison, dtype=torch.bfloat16, device=device)
+        return {"act": act, "w": blob[0], "alpha": alpha[0], "out": out, "w_q": q, "w_sf": sf}
+
+
+class GroupedFamily(_Base):
+    name = "w4a16_grouped_gemm"
+    problem_keys = ("n", "k", "experts")
+    grouped = True
+
+    def signature(self, p: W4A16Params) -> Signature:
+        return Signature(
+            (
+                Arg("act", "bfloat16", ("M", "K"), align=16),
+                Arg("w", "int32", ("E", "N // 16", "K // 256", CHUNK_WORDS), align=16),
+                Arg("alpha", "float32", ("E", "N"), align=4),
+                Arg("offsets", "int32", ("E + 1",), align=4),
+                Arg("counts", "int32", ("E",), align=4),
+                Arg("out", "bfloat16", ("M", "N"), align=4, output=True),
+            ),
+            static={"N": p.n, "K": p.k, "E": p.experts},
+        )
+
+    def make_inputs(self, p: W4A16Params, m: int, device: Any, seed: int, poison: float = float("nan"),
+                    dist: str = "uniform"):
+        """Random grouping of m rows over the experts (dist: uniform | skewed | single | empty),
+        each expert's rows followed by a random amount of padding."""
+        import torch
+
+        gen = torch.Generator(device=device).manual_seed(seed)
+        q, sf, blob, alpha = self._weights(p, gen, device)
+        offsets, counts = random_groups(m, p.experts, dist, gen)
+        act = torch.randn((m, p.k), generator=gen, device=device).to(torch.bfloat16)
+        out = torch.full((m, p.n), poison, dtype=torch.bfloat16, device=device)
+        return {"act": act, "w": blob, "alpha": alpha, "offsets": offsets.to(device), "counts": counts.to(device),
+                "out": out, "w_q": q, "w_sf": sf}
+
+
+def random_groups(m: int, experts: int, dist: str, gen) -> tuple[Any, Any]:
+    """(offsets [E + 1], counts [E]) int32 on the CPU: expert e owns rows [off[e], off[e] + c[e])
+    with off[e + 1] - off[e] - c[e] >= 0 padding rows; off[E] <= m."""
+    import torch
+
+    g = torch.Generator().manual_seed(int(torch.randint(0, 1 << 30, (1,), generator=gen, device=gen.device).item()))
+    if dist == "uniform":
+        w = torch.ones(experts)
+    elif dist == "skewed":
+        w = torch.rand(experts, generator=g) ** 4 + 1e-3
+    elif dist == "single":
+        w = torch.zeros(experts)
+        w[int(torch.randint(0, experts, (1,), generator=g))] = 1.0
+    elif dist == "empty":
+        w = (torch.rand(experts, generator=g) < 0.3).float()
+        if w.sum() == 0:
+            w[0] = 1.0
+    else:
+        raise ValueError(f"unknown distribution {dist!r}")
+    share = torch.multinomial(w / w.sum(), m, replacement=True, generator=g) if m else torch.zeros(0, dtype=torch.long)
+    sizes = torch.bincount(share, minlength=experts)  # rows per expert, sum == m
+    pad = (torch.rand(experts, generator=g) * 0.25 * sizes).long()  # some padding rows
+    counts = (sizes - pad).clamp_min(0)
+    offsets = torch.zeros(experts + 1, dtype=torch.long)
+    offsets[1:] = torch.cumsum(sizes, 0)
+    return offsets.to(torch.int32), counts.to(torch.int32)
+
+
+DENSE_FAMILY = DenseFamily()
+GROUPED_FAMILY = GroupedFamily()

@@ -1,0 +1,285 @@
+"""CuTe DSL kernel of the w4a16 families (sm_90a). Layout and numerics: see __init__ and
+prepare.py; every bit-level step here is replayed on the CPU by prepare.emulate_weights.
+
+Register-level PTX (inline asm) is used where the fragment semantics must be exact and
+visible: the m16n8k16 bf16 MMA (A: a0a1 = (row g, k 2t..2t+1), a2a3 = (row g+8, same k),
+a4a5 = (row g, k 2t+8..), a6a7 = (row g+8, ...); B: b0b1 = (k 2t.., token g), b2b3 =
+(k 2t+8.., token g); C: c0c1 = (row g, tokens 2t, 2t+1), c2c3 = (row g+8, ...)), the E2M1
+decode, the E4M3 scale conversion and the cache-hinted 16-byte loads.
+
+Invariants:
+  * every load address is in bounds: token rows are clamped into the expert's counted range
+    (a clamped row feeds only MMA columns that are never stored: columns are independent);
+  * a CTA's control flow is uniform up to lane-level predicates on the final stores, so the
+    barriers around the shared-memory reduction are reached by every thread;
+  * nothing is written outside [offsets[e], offsets[e] + counts[e]) x [N rows of this CTA],
+    and that range is clamped into [0, M) first.
+"""
+
+import cutlass
+import cutlass.cute as cute
+from cutlass import BFloat16, Float32, Int32, Int64, const_expr
+from cutlass._mlir import ir
+from cutlass._mlir.dialects import llvm
+from cutlass.cutlass_dsl import T, dsl_user_op
+
+from . import CHUNK_K, CHUNK_WORDS
+
+CHUNK_BYTES = CHUNK_WORDS * 4  # one (16 rows, 256 K) chunk of the repacked weights
+SCALE_OFF = 512 * 4  # byte offset of the scale words inside a chunk
+EPI_SCALE = 128.0  # 2^7: undoes the decode's v * scale * 2^-7
+
+
+def _asm(ret_ty, args, asm, constraints, loc, ip):
+    vals = [a.ir_value(loc=loc, ip=ip) for a in args]
+    return llvm.inline_asm(ret_ty, vals, asm, constraints, has_side_effects=False, loc=loc, ip=ip)
+
+
+def _ints(res, n, loc, ip):
+    return tuple(Int32(llvm.extractvalue(T.i32(), res, [i], loc=loc, ip=ip)) for i in range(n))
+
+
+def _struct(ty, n):
+    return ir.Type.parse("!llvm.struct<(" + ", ".join([ty] * n) + ")>")
+
+
+@dsl_user_op
+def ld_stream_v4(addr: Int64, *, loc=None, ip=None):
+    """16 bytes of weights: read once per token tile, so keep them out of L1 (the activations
+    that every warp re-reads live there)."""
+    res = _asm(_struct("i32", 4), [Int64(addr)],
+               "ld.global.nc.L1::no_allocate.v4.b32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l", loc, ip)
+    return _ints(res, 4, loc, ip)
+
+
+@dsl_user_op
+def ld_stream_v2(addr: Int64, *, loc=None, ip=None):
+    res = _asm(_struct("i32", 2), [Int64(addr)],
+               "ld.global.nc.L1::no_allocate.v2.b32 {$0, $1}, [$2];", "=r,=r,l", loc, ip)
+    return _ints(res, 2, loc, ip)
+
+
+@dsl_user_op
+def ld_cached_v4(addr: Int64, *, loc=None, ip=None):
+    """16 bytes of activations (read-only for the kernel's lifetime; shared by all warps)."""
+    res = _asm(_struct("i32", 4), [Int64(addr)], "ld.global.nc.v4.b32 {$0, $1, $2, $3}, [$4];",
+               "=r,=r,=r,=r,l", loc, ip)
+    return _ints(res, 4, loc, ip)
+
+
+@dsl_user_op
+def scale_pair(word: Int32, half: cutlass.Constexpr[int], *, loc=None, ip=None):
+    """Scale bytes (row g, row g+8) in 16-bit half `half` of `word` -> two bf16x2 registers
+    (s, s) with s = float(e4m3) * 2^119: exact (4 significant bits) and finite (448 * 2^119 <
+    2^128) for every finite E4M3, subnormals included."""
+    src = "l" if half == 0 else "h"
+    asm = (
+        "{.reg .b16 l, h;\n\t.reg .b32 x;\n\t.reg .f32 f0, f1;\n\t"
+        "mov.b32 {l, h}, $2;\n\t"
+        f"cvt.rn.f16x2.e4m3x2 x, {src};\n\t"
+        "mov.b32 {l, h}, x;\n\t"
+        "cvt.f32.f16 f0, l;\n\tcvt.f32.f16 f1, h;\n\t"
+        "mul.f32 f0, f0, 0f7B000000;\n\tmul.f32 f1, f1, 0f7B000000;\n\t"
+        "cvt.rn.bf16x2.f32 $0, f0, f0;\n\tcvt.rn.bf16x2.f32 $1, f1, f1;}"
+    )
+    return _ints(_asm(_struct("i32", 2), [Int32(word)], asm, "=r,=r,r", loc, ip), 2, loc, ip)
+
+
+@dsl_user_op
+def decode_block(word: Int32, s_lo: Int32, s_hi: Int32, *, loc=None, ip=None):
+    """8 E2M1 codes (prepare.py's nibble order) -> the 4 A-fragment registers of one k16 block,
+    each v * scale * 2^-7 in bf16 (exact). Pair bits land at bf16 (sign 15|31, exponent low
+    bits 8..7|24..23, mantissa msb 6|22): v * 2^-126 including the 0.5 subnormal."""
+    def pair(src, s, out, scale):
+        return (
+            f"shl.b32 x, {src}, {s};\n\tshl.b32 y, {src}, {s + 6};\n\t"
+            "and.b32 x, x, 0x01C001C0;\n\tand.b32 y, y, 0x80008000;\n\tor.b32 x, x, y;\n\t"
+            f"mul.rn.bf16x2 {out}, x, {scale};\n\t"
+        )
+
+    asm = (
+        "{.reg .b32 u, x, y;\n\t"
+        + pair("$4", 6, "$0", "$5") + pair("$4", 2, "$1", "$6")
+        + "shr.u32 u, $4, 8;\n\t"
+        + pair("u", 6, "$2", "$5") + pair("u", 2, "$3", "$6")
+        + "}"
+    )
+    res = _asm(_struct("i32", 4), [Int32(word), Int32(s_lo), Int32(s_hi)], asm, "=r,=r,=r,=r,r,r,r", loc, ip)
+    return _ints(res, 4, loc, ip)
+
+
+@dsl_user_op
+def mma_bf16(a0, a1, a2, a3, b0, b1, c0, c1, c2, c3, *, loc=None, ip=None):
+    """D = A(16x16 bf16) B(16x8 bf16) + C, fp32."""
+    asm = ("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+           "{$0, $1, $2, $3}, {$4, $5, $6, $7}, {$8, $9}, {$10, $11, $12, $13};")
+    args = [Int32(a0), Int32(a1), Int32(a2), Int32(a3), Int32(b0), Int32(b1),
+            Float32(c0), Float32(c1), Float32(c2), Float32(c3)]
+    res = _asm(_struct("f32", 4), args, asm, "=f,=f,=f,=f,r,r,r,r,r,r,f,f,f,f", loc, ip)
+    return tuple(Float32(llvm.extractvalue(T.f32(), res, [i], loc=loc, ip=ip)) for i in range(4))
+
+
+class W4A16Kernel:
+    """One CTA = 16 * rb weight rows of one expert, `warps` warps splitting K chunk-wise
+    (warp w takes chunks w, w + warps, ...), looping over the expert's token tiles."""
+
+    def __init__(self, n: int, k: int, experts: int, grouped: bool, warps: int, rb: int, nt: int):
+        assert n % (16 * rb) == 0 and k % CHUNK_K == 0
+        self.n, self.k, self.experts, self.grouped = n, k, experts, grouped
+        self.warps, self.rb, self.nt = warps, rb, nt
+        self.chunks = k // CHUNK_K
+        self.blocks = n // 16  # 16-row blocks per expert
+        self.bt = 8 * nt
+        self.threads = 32 * warps
+        self.red_len = 32 * 4 * nt * rb  # fp32 accumulators per warp
+
+    @cute.jit
+    def grouped_call(self, act: cute.Tensor, w: cute.Tensor, alpha: cute.Tensor, offsets: cute.Tensor,
+                     counts: cute.Tensor, out: cute.Tensor, stream):
+        self._launch(act, w, alpha, offsets, counts, out, stream)
+
+    @cute.jit
+    def dense_call(self, act: cute.Tensor, w: cute.Tensor, alpha: cute.Tensor, out: cute.Tensor, stream):
+        # offsets/counts are unused in dense mode (const-folded away); alpha stands in for them
+        self._launch(act, w, alpha, alpha, alpha, out, stream)
+
+    @cute.jit
+    def _launch(self, act, w, alpha, offsets, counts, out, stream):
+        self.kernel(act, w, alpha, offsets, counts, out, act.shape[0]).launch(
+            grid=[self.blocks // self.rb, self.experts, 1],
+            block=[self.threads, 1, 1],
+            stream=stream,
+        )
+
+    @cute.kernel
+    def kernel(self, act: cute.Tensor, w: cute.Tensor, alpha: cute.Tensor, offsets: cute.Tensor,
+               counts: cute.Tensor, out: cute.Tensor, m_rows: Int32):
+        tidx, _, _ = cute.arch.thread_idx()
+        bx, by, _ = cute.arch.block_idx()
+        lane = tidx % 32
+        warp = tidx // 32
+        g = lane // 4
+        t = lane % 4
+        rb, nt, bt = self.rb, self.nt, self.bt
+
+        smem = cutlass.utils.SmemAllocator()
+        red = smem.allocate_tensor(Float32, cute.make_layout((self.red_len, self.warps)), byte_alignment=16)
+
+        start = Int32(0)
+        cnt = m_rows
+        if const_expr(self.grouped):
+            # clamp the group into [0, M): a corrupt offsets/counts pair can then only produce
+            # wrong rows, never an out-of-bounds access (validity is checked before launch by
+            # the runner in check="full" mode; the hot path cannot read device data)
+            start = cutlass.min(cutlass.max(offsets[by], 0), m_rows)
+            cnt = cutlass.min(cutlass.max(counts[by], 0), m_rows - start)
+        n_tiles = (cnt + (bt - 1)) // bt
+
+        row_bytes = Int64(self.k * 2)
+        wbase = w.iterator.toint() + Int64((by * self.blocks + bx * rb) * self.chunks) * CHUNK_BYTES
+        abase = act.iterator.toint() + Int64(start) * row_bytes + Int64(t * 32)
+
+        acc = cute.make_rmem_tensor(cute.make_layout((4, nt, rb)), Float32)
+        aw = cute.make_rmem_tensor(cute.make_layout((4, 4, rb)), Int32)  # (block b, k64 tile, row block)
+        sw = cute.make_rmem_tensor(cute.make_layout((2, rb)), Int32)
+        bw = cute.make_rmem_tensor(cute.make_layout((8, nt)), Int32)
+        arow = cute.make_rmem_tensor(cute.make_layout(nt), Int64)
+
+        for tt in cutlass.range(n_tiles):
+            tok0 = tt * bt
+            acc.fill(0.0)
+            for j in cutlass.range_constexpr(nt):
+                arow[j] = abase + Int64(cutlass.min(tok0 + 8 * j + g, cnt - 1)) * row_bytes
+            for c in cutlass.range(warp, self.chunks, self.warps):
+                for r in cutlass.range_constexpr(rb):
+                    cbase = wbase + Int64(r * self.chunks + c) * CHUNK_BYTES
+                    for kt in cutlass.range_constexpr(4):
+                        x0, x1, x2, x3 = ld_stream_v4(cbase + Int64(kt * 512 + lane * 16))
+                        aw[0, kt, r] = x0
+                        aw[1, kt, r] = x1
+                        aw[2, kt, r] = x2
+                        aw[3, kt, r] = x3
+                    s0, s1 = ld_stream_v2(cbase + Int64(SCALE_OFF + lane * 8))
+                    sw[0, r] = s0
+                    sw[1, r] = s1
+                for kt in cutlass.range_constexpr(4):
+                    koff = Int64((c * 4 + kt) * 128)  # bytes: 64 bf16 per k64 tile
+                    for j in cutlass.range_constexpr(nt):
+                        y0, y1, y2, y3 = ld_cached_v4(arow[j] + koff)
+                        y4, y5, y6, y7 = ld_cached_v4(arow[j] + koff + Int64(16))
+                        bw[0, j], bw[1, j], bw[2, j], bw[3, j] = y0, y1, y2, y3
+                        bw[4, j], bw[5, j], bw[6, j], bw[7, j] = y4, y5, y6, y7
+                    for r in cutlass.range_constexpr(rb):
+                        s_lo, s_hi = scale_pair(sw[kt // 2, r], kt % 2)
+                        for b in cutlass.range_constexpr(4):
+                            r0, r1, r2, r3 = decode_block(aw[b, kt, r], s_lo, s_hi)
+                            for j in cutlass.range_constexpr(nt):
+                                d0, d1, d2, d3 = mma_bf16(r0, r1, r2, r3, bw[2 * b, j], bw[2 * b + 1, j],
+                                                          acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r])
+                                acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r] = d0, d1, d2, d3
+            self._epilogue(acc, red, alpha, out, lane, warp, tidx, bx, by, start, cnt, tok0)
+
+    @cute.jit
+    def _store(self, alpha, out, value, idx, bx, by, start, cnt, tok0):
+        """idx = ((r * nt + j) * 4 + q) * 32 + lane -> out[start + token, weight row]."""
+        ln = idx % 32
+        q = (idx // 32) % 4
+        j = (idx // 128) % self.nt
+        r = idx // (128 * self.nt)
+        nrow = (bx * self.rb + r) * 16 + ln // 4 + 8 * (q // 2)
+        tok = tok0 + 8 * j + 2 * (ln % 4) + q % 2
+        if tok < cnt:
+            a = Float32(0.0)
+            if const_expr(self.grouped):
+                a = alpha[by, nrow]
+            else:
+                a = alpha[nrow]
+            out[start + tok, nrow] = (value * (a * EPI_SCALE)).to(BFloat16)
+
+    @cute.jit
+    def _epilogue(self, acc, red, alpha, out, lane, warp, tidx, bx, by, start, cnt, tok0):
+        nt, rb = self.nt, self.rb
+        if const_expr(self.warps == 1):
+            for r in cutlass.range_constexpr(rb):
+                for j in cutlass.range_constexpr(nt):
+                    for q in cutlass.range_constexpr(4):
+                        self._store(alpha, out, acc[q, j, r], ((r * nt + j) * 4 + q) * 32 + lane,
+                                    bx, by, start, cnt, tok0)
+        else:
+            for r in cutlass.range_constexpr(rb):
+                for j in cutlass.range_constexpr(nt):
+                    for q in cutlass.range_constexpr(4):
+                        red[((r * nt + j) * 4 + q) * 32 + lane, warp] = acc[q, j, r]
+            cute.arch.sync_threads()
+            for it in cutlass.range_constexpr((self.red_len + self.threads - 1) // self.threads):
+                idx = it * self.threads + tidx
+                if idx < self.red_len:
+                    s = red[idx, 0]
+                    for wi in cutlass.range_constexpr(1, self.warps):
+                        s = s + red[idx, wi]
+                    self._store(alpha, out, s, idx, bx, by, start, cnt, tok0)
+            cute.arch.sync_threads()  # red is rewritten by the next token tile
+
+
+def make_kernel(p, grouped: bool):
+    k = W4A16Kernel(p.n, p.k, p.experts, grouped, p.warps, p.rb, p.nt)
+    return k.grouped_call if grouped else k.dense_call
+
+
+def fake_args(p, grouped: bool):
+    fake = cute.runtime.make_fake_compact_tensor
+    stream = cute.runtime.make_fake_stream(use_tvm_ffi_env_stream=True)
+    m = cute.sym_int()
+    nb, c = p.n // 16, p.k // CHUNK_K
+    act = fake(BFloat16, (m, p.k), stride_order=(1, 0), assumed_align=16)
+    out = fake(BFloat16, (m, p.n), stride_order=(1, 0), assumed_align=4)
+    if not grouped:
+        w = fake(Int32, (nb, c, CHUNK_WORDS), stride_order=(2, 1, 0), assumed_align=16)
+        alpha = fake(Float32, (p.n,), stride_order=(0,), assumed_align=4)
+        return act, w, alpha, out, stream
+    e = p.experts
+    w = fake(Int32, (e, nb, c, CHUNK_WORDS), stride_order=(3, 2, 1, 0), assumed_align=16)
+    alpha = fake(Float32, (e, p.n), stride_order=(1, 0), assumed_align=4)
+    offsets = fake(Int32, (e + 1,), stride_order=(0,), assumed_align=4)
+    counts = fake(Int32, (e,), stride_order=(0,), assumed_align=4)
+    return act, w, alpha, offsets, counts, out, stream
