@@ -1,0 +1,83 @@
+"""CPU checks of the w4a16 families: the weight repack (round trip, and the kernel's own bit-level
+decode replayed in torch equals the exact dequantization), the validity predicate, the grouping
+generator and that the checker really fails on wrong outputs."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nvfp4_aot.kernels import get_family
+from nvfp4_aot.kernels.quack_w4a16.prepare import dequantize, random_nvfp4_weights
+from nvfp4_aot.kernels.w4a16 import random_groups
+from nvfp4_aot.kernels.w4a16.prepare import emulate_weights, repack, unrepack
+
+DENSE = get_family("w4a16_gemm")
+GROUPED = get_family("w4a16_grouped_gemm")
+
+
+@settings(max_examples=12, deadline=None)
+@given(nb=st.integers(1, 4), c=st.integers(1, 3), seed=st.integers(0, 2**31 - 1))
+def test_repack_round_trip_and_kernel_decode_is_exact(nb, c, seed):
+    g = torch.Generator().manual_seed(seed)
+    q, sf = random_nvfp4_weights(16 * nb, 256 * c, g, "cpu")
+    blob = repack(q, sf)
+    assert blob.shape == (nb, c, 576) and blob.dtype == torch.int32
+    q2, sf2 = unrepack(blob)
+    assert torch.equal(q2, q) and torch.equal(sf2, sf)
+    # the decode's shifts/masks, the 2^-126 / 2^119 / 2^7 scale folding and the K permutation,
+    # replayed on the repacked words, give the exact weights: every bit lands where it should
+    assert torch.equal(emulate_weights(blob), dequantize(q, sf).double())
+
+
+def test_emulation_detects_a_wrong_layout():
+    g = torch.Generator().manual_seed(1)
+    q, sf = random_nvfp4_weights(32, 512, g, "cpu")
+    blob = repack(q, sf)
+    swapped = blob.clone()
+    swapped[:, :, [0, 1]] = blob[:, :, [1, 0]]  # two code words of lane 0 exchanged
+    assert not torch.equal(emulate_weights(swapped), dequantize(q, sf).double())
+
+
+def test_repack_refuses_bad_shapes():
+    with pytest.raises(ValueError, match="K % 256"):
+        repack(torch.zeros((16, 64), dtype=torch.uint8), torch.zeros((16, 8), dtype=torch.uint8))
+    with pytest.raises(ValueError, match="weight_scale"):
+        repack(torch.zeros((16, 128), dtype=torch.uint8), torch.zeros((16, 8), dtype=torch.uint8))
+
+
+def test_can_implement_names_the_problem():
+    p = GROUPED.parse_params({"n": 6144, "k": 7168, "experts": 48})
+    assert GROUPED.can_implement(p, "sm_90a") == []
+    assert any("sm_100a" in r for r in GROUPED.can_implement(p, "sm_100a"))
+    bad = GROUPED.parse_params({"n": 100, "k": 300, "experts": 48, "warps": 3, "nt": 5})
+    msgs = " | ".join(GROUPED.can_implement(bad, "sm_90a"))
+    for frag in ("k=300", "n=100", "warps=3", "nt=5"):
+        assert frag in msgs
+    assert any("dense family" in r for r in DENSE.can_implement(DENSE.parse_params({"n": 64, "k": 256, "experts": 2}), "sm_90a"))
+
+
+@pytest.mark.parametrize("dist", ["uniform", "skewed", "single", "empty"])
+def test_random_groups_fit(dist):
+    g = torch.Generator().manual_seed(3)
+    for m in (0, 1, 7, 1000):
+        off, cnt = random_groups(m, 8, dist, g)
+        assert off[0] == 0 and off[-1] == m
+        assert torch.all(off[1:] - off[:-1] >= cnt) and torch.all(cnt >= 0)
+
+
+def test_checker_fails_on_wrong_output_and_stray_writes():
+    p = GROUPED.parse_params({"n": 32, "k": 256, "experts": 3})
+    inputs = GROUPED.make_inputs(p, 40, "cpu", seed=5, dist="skewed")
+    want = GROUPED.reference(p, inputs)
+    good = {"out": want["out"].to(torch.bfloat16)}
+    assert GROUPED.check(p, good, want) == []
+    rows = ~torch.isnan(want["out"]).all(dim=1)
+    assert rows.any()
+    off = good["out"].clone()
+    off[rows] = off[rows] * 1.01  # 1% error: above the 3e-3 bound
+    assert GROUPED.check(p, {"out": off}, want)
+    if (~rows).any():
+        stray = good["out"].clone()
+        stray[~rows] = 0
+        assert any("outside" in m for m in GROUPED.check(p, {"out": stray}, want))
