@@ -3,8 +3,8 @@ torch._grouped_mm over the same token groups; dense: matmul) and quack's SM90 W4
 (grouped: one quack call per expert inside one CUDA graph). Device time from graph replays;
 "of copy" = NVFP4 weight bytes actually read (experts with tokens) / time / copy bandwidth.
 
-Grouped problems are laid out as moe_route lays them out: t tokens per expert (uniform),
-each expert's rows padded to 128, act rows = route's capacity for M = t * E / topk tokens.
+Grouped problems are laid out as MoERunner lays them out on Hopper: t tokens per expert,
+unpadded groups (route pad = 1), act rows = t * E.
 """
 
 import argparse
@@ -18,7 +18,7 @@ from nvfp4_aot.runtime import open_store
 
 SHAPES = {"L1": (6144, 7168), "L2": (7168, 3072)}
 DENSE = {"shared gate+up": (6144, 7168), "q_a+kv": (2048, 7168), "o_b": (7168, 2048), "q_b": (65536, 1536)}
-TOPK, PAD = 6, 128
+TOPK, PAD = 6, 1  # MoERunner's layout on Hopper: unpadded groups
 
 
 def weight_bytes(n: int, k: int) -> int:

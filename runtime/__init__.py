@@ -24,6 +24,8 @@ _EXPORTS = {
     "load_layer": "weights",
     "load_linear": "weights",
     "load_moe_experts": "weights",
+    "MoERunner": "moe",
+    "Nvfp4Linear": "linear",
 }
 
 __all__ = [*_EXPORTS, "open"]

@@ -185,3 +185,180 @@ def rel_frobenius_errors(name: str, got: torch.Tensor, want: torch.Tensor, tol: 
     g, w = got.double(), want.double()
     err = float((g - w).norm() / w.norm().clamp_min(1e-30))
     return [] if err <= tol else [f"{name}: relative Frobenius error {err:.3e} > {tol:.1e}"]
+
+
+# ----------------------------------------------------------------------------- permute (+ quantize)
+
+
+def _routed_src_token(m: int, topk: int, experts: int, pad: int, seed: int, mode=None) -> torch.Tensor:
+    """route_ref's src_token (CPU, int32) for a routing drawn from the seed, with a few padding
+    entries replaced by other out-of-range values (M, -5, 2^31 - 1): a kernel must treat any
+    index outside [0, M) as padding, not only -1."""
+    ids, start = make_routing(m, topk, experts, seed, mode)
+    src = route_ref(ids, start, experts, pad)["src_token"]
+    pads = (src < 0).nonzero().flatten()
+    if pads.numel():
+        g = torch.Generator().manual_seed(seed + 3)
+        pick = pads[torch.randperm(pads.numel(), generator=g)[:3]]
+        src[pick] = torch.tensor([m, -5, 2**31 - 1], dtype=torch.int32)[: pick.numel()]
+    return src
+
+
+def permute_ref(x: torch.Tensor, src_token: torch.Tensor) -> torch.Tensor:
+    """xg[r] = x[src_token[r]] where 0 <= src_token[r] < M, else a zero row (bit copy)."""
+    m, h = x.shape
+    s = src_token.to(x.device).long()
+    valid = (s >= 0) & (s < m)
+    xg = torch.zeros((s.shape[0], h), dtype=x.dtype, device=x.device)
+    xg[valid] = x[s[valid]]
+    return xg
+
+
+def permute_quantize_ref(x: torch.Tensor, src_token: torch.Tensor, global_scale: torch.Tensor):
+    """quantize_ref of the gathered rows (zero padding rows), scales swizzled over all CAP rows."""
+    from ..nvfp4_quantize.ref import quantize_ref
+
+    return quantize_ref(permute_ref(x, src_token), global_scale, "swizzled")
+
+
+def permute_inputs(h: int, topk: int, experts: int, pad: int, m: int, device: Any, seed: int,
+                   poison: float = float("nan"), mode=None):
+    """x with per-row magnitudes over 9 octaves, src_token from a routing of the seed, xg NaN."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    x = torch.randn((m, h), generator=g, device=device)
+    x = x * torch.exp2(torch.randint(-4, 5, (m, 1), generator=g, device=device).float())
+    src = _routed_src_token(m, topk, experts, pad, seed, mode)
+    return {
+        "x": x.to(torch.bfloat16),
+        "src_token": src.to(device),
+        "xg": torch.full((src.shape[0], h), poison, dtype=torch.bfloat16, device=device),
+    }
+
+
+def _scale_factor(seed: int) -> float:
+    """Global scale multiplier from 0.3x to 3x the amax-derived one (as nvfp4_quantize's
+    make_inputs): the large ones drive the E4M3 / E2M1 saturation paths."""
+    return float(torch.empty(()).uniform_(-1.7, 1.6, generator=torch.Generator().manual_seed(seed)).exp2())
+
+
+def permute_quantize_inputs(h: int, topk: int, experts: int, pad: int, m: int, device: Any, seed: int,
+                            poison: int = 0xFF, mode=None):
+    from ..nvfp4_quantize.ref import global_scale_ref, random_activations
+
+    gen = torch.Generator(device=device).manual_seed(seed)
+    x = random_activations(m, h, device, gen)
+    src = _routed_src_token(m, topk, experts, pad, seed, mode)
+    cap = src.shape[0]
+    return {
+        "x": x,
+        "src_token": src.to(device),
+        "global_scale": global_scale_ref(x) * _scale_factor(seed),
+        "q": torch.full((cap, h // 2), poison, dtype=torch.uint8, device=device),
+        "sf": torch.full((cap, h // 16), poison, dtype=torch.uint8, device=device),
+    }
+
+
+# ----------------------------------------------------------------------------- silu_mul + quantize
+
+SILU_MUL_QUANTIZE_MODES = ("random", "exact")
+
+
+def silu_mul_quantize_inputs(i: int, m: int, device: Any, seed: int, poison: int = 0xFF, mode: str | None = None):
+    """x [m, 2i] bf16 (gate | up), a global scale, poisoned q / sf.
+
+    random  gate N(0,1) * 2^[-3, 3] per row (silu's saturating regions, |g| up to ~24), up with
+            block magnitudes over many octaves and some all-zero blocks (random_activations).
+    exact   gate = c * 2^e with c in [9, 15], e in [1, 3] (so g >= 18: 1 + e^-g rounds to 1 in
+            fp32 for torch and for ex2.approx + add, rcp.approx(1) = 1, silu(g) = g exactly) and
+            up = +-c' * 2^e' with c' in [8, 15]: g * u has <= 8 significant bits, exact in bf16,
+            so kernel and torch agree on h bit for bit (even a 1-ulp fp32 error could not move
+            the bf16 rounding) and the quantized output must be bit-exact.
+    The default mode alternates with the seed (seed % 2).
+    gs: 2688 / amax(silu_mul_ref(x)) times 0.3x .. 3x (saturation paths)."""
+    from ..nvfp4_quantize.ref import SF_BLOCK, global_scale_ref, random_activations
+
+    mode = mode or SILU_MUL_QUANTIZE_MODES[seed % 2]
+    gen = torch.Generator(device=device).manual_seed(seed)
+    if mode == "random":
+        gate = torch.randn((m, i), generator=gen, device=device)
+        gate = gate * torch.exp2(torch.randint(-3, 4, (m, 1), generator=gen, device=device).float())
+        up = random_activations(m, i, device, gen).float()
+    elif mode == "exact":
+        c = torch.randint(9, 16, (m, i), generator=gen, device=device).float()
+        gate = c * torch.exp2(torch.randint(1, 4, (m, i), generator=gen, device=device).float())
+        c2 = torch.randint(8, 16, (m, i), generator=gen, device=device).float()
+        sign = torch.randint(0, 2, (m, i), generator=gen, device=device).float() * 2 - 1
+        octave = torch.randint(-14, 4, (m, i // SF_BLOCK, 1), generator=gen, device=device).float()
+        up = (sign * c2).view(m, -1, SF_BLOCK) * torch.exp2(octave)
+        zero = torch.rand((m, i // SF_BLOCK, 1), generator=gen, device=device) < 0.02
+        up = up.masked_fill(zero, 0.0).view(m, i)
+    else:
+        raise ValueError(f"unknown mode {mode!r}; known: {SILU_MUL_QUANTIZE_MODES}")
+    x = torch.cat([gate, up], dim=1).to(torch.bfloat16).contiguous()
+    gs = global_scale_ref(silu_mul_ref(x)) * _scale_factor(seed)
+    mp = -(-m // 128) * 128
+    return {
+        "x": x,
+        "global_scale": gs,
+        "q": torch.full((m, i // 2), poison, dtype=torch.uint8, device=device),
+        "sf": torch.full((mp, i // 16), poison, dtype=torch.uint8, device=device),
+    }
+
+
+def silu_mul_quantize_ref(x: torch.Tensor, global_scale: torch.Tensor):
+    """quantize_ref(silu_mul_ref(x), gs, "swizzled"): torch's silu, rounded to bf16, quantized."""
+    from ..nvfp4_quantize.ref import quantize_ref
+
+    return quantize_ref(silu_mul_ref(x), global_scale, "swizzled")
+
+
+def nvfp4_rel_error(q: torch.Tensor, sf: torch.Tensor, global_scale: torch.Tensor, exact: torch.Tensor) -> float:
+    """Relative Frobenius error of the dequantized NVFP4 data (swizzled scales) vs `exact`
+    (float64); NaN if anything dequantizes to NaN (a 0xFF scale byte is E4M3 NaN)."""
+    from ..nvfp4_quantize.ref import dequantize_ref
+
+    d = dequantize_ref(q, sf, global_scale, "swizzled").double()
+    return float((d - exact).norm() / exact.norm().clamp_min(1e-300))
+
+
+def silu_mul_exact(x: torch.Tensor) -> torch.Tensor:
+    """silu(gate) * up in float64 from the bf16 inputs (no intermediate rounding)."""
+    i = x.shape[1] // 2
+    xd = x.double()
+    return torch.nn.functional.silu(xd[:, :i]) * xd[:, i:]
+
+
+def silu_mul_quantize_errors(got: Mapping[str, torch.Tensor], want: Mapping[str, torch.Tensor],
+                             max_diff_frac: float, max_diff_abs: int, rel_slack: float) -> list[str]:
+    """Mismatches of a fused SiLU * up + NVFP4 result (see SILU_MUL_QUANTIZE_* in the package):
+    (1) shapes and dtypes equal the reference's; (2) at most max_diff_abs + max_diff_frac * n
+    bytes of q, and of sf, differ from the reference (codes / scales of h values that differ in
+    the last bf16 bit); (3) when got holds the inputs x and global_scale: the kernel's
+    dequantized output is within rel_slack (relative Frobenius, absolute) of the reference
+    pipeline's own NVFP4 error vs float64 silu(gate) * up."""
+    bad = []
+    for n in ("q", "sf"):
+        g, w = got[n], want[n]
+        if g.shape != w.shape or g.dtype != w.dtype:
+            bad.append(f"{n}: {g.dtype} {tuple(g.shape)} != {w.dtype} {tuple(w.shape)}")
+            continue
+        diff = g != w
+        nd = int(diff.sum())
+        allowed = max_diff_abs + max_diff_frac * w.numel()
+        if nd > allowed:
+            i = diff.nonzero()[0].tolist()
+            bad.append(f"{n}: {nd} of {w.numel()} bytes differ (allowed {allowed:.0f}), first at {i}: "
+                       f"got {int(g[tuple(i)]):#04x} want {int(w[tuple(i)]):#04x}")
+    if bad or "x" not in got or "global_scale" not in got:
+        return bad
+    m = got["q"].shape[0]
+    if m == 0:
+        return bad
+    exact = silu_mul_exact(got["x"])
+    gs = got["global_scale"]
+    e_ref = nvfp4_rel_error(want["q"], want["sf"], gs, exact)
+    e_got = nvfp4_rel_error(got["q"], got["sf"], gs, exact)
+    if not e_got <= e_ref + rel_slack:  # also catches NaN
+        bad.append(f"dequantized: relative Frobenius error {e_got:.4e} vs float64 silu*up exceeds the "
+                   f"reference pipeline's {e_ref:.4e} + {rel_slack:.0e}")
+    return bad

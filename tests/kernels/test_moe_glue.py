@@ -17,14 +17,22 @@ from nvfp4_aot.kernels.moe_glue.ref import (
     combine_inputs,
     combine_ref,
     make_routing,
+    nvfp4_rel_error,
+    permute_ref,
     route_inputs,
     route_ref,
+    silu_mul_exact,
+    silu_mul_quantize_inputs,
     silu_mul_ref,
 )
+from nvfp4_aot.kernels.nvfp4_quantize.ref import quantize_ref, swizzle_sf, unswizzle_sf
 
 ROUTE = get_family("moe_route")
 SILU = get_family("moe_silu_mul")
 COMBINE = get_family("moe_combine")
+PERMUTE = get_family("moe_permute")
+PERMUTE_Q = get_family("moe_permute_quantize")
+SILU_Q = get_family("moe_silu_mul_quantize")
 
 
 # ----------------------------------------------------------------------------- naive loops
@@ -162,6 +170,9 @@ def test_make_inputs_check_roundtrip():
         (ROUTE, {"experts": 48, "topk": 6}),
         (SILU, {"i": 64}),
         (COMBINE, {"h": 64, "topk": 6}),
+        (PERMUTE, {"h": 64, "topk": 6, "experts": 8}),
+        (PERMUTE_Q, {"h": 128, "topk": 6, "experts": 8}),
+        (SILU_Q, {"i": 128}),
     ]:
         p = fam.parse_params(params)
         for m in (1, 3, 130):
@@ -244,5 +255,221 @@ def test_build_all_families_both_archs(tmp_path):
     assert {(e["family"], e["arch"]) for e in entries.values()} == {
         (f, a) for f in ("moe_route", "moe_silu_mul", "moe_combine") for a in ("sm_90a", "sm_100a")
     }
+    r = subprocess.run([sys.executable, "-m", "nvfp4_aot.build.cli", "verify", "--load", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+# ----------------------------------------------------------------------------- permute, fused quantize
+
+
+def permute_naive(x, src):
+    m, h = x.shape
+    out = torch.zeros((src.shape[0], h), dtype=x.dtype)
+    for r, t in enumerate(src.tolist()):
+        if 0 <= t < m:
+            out[r] = x[t]
+    return out
+
+
+@pytest.mark.parametrize("mode", ROUTINGS)
+def test_permute_ref_matches_naive_and_route(mode):
+    experts, topk, pad = 8, 4, 16
+    p = PERMUTE.parse_params({"h": 24, "topk": topk, "experts": experts, "pad": pad})
+    for seed, m in [(1, 1), (2, 7), (3, 64)]:
+        s = seed * len(ROUTINGS) + ROUTINGS.index(mode)
+        inp = PERMUTE.make_inputs(p, m, "cpu", s)
+        src = inp["src_token"]
+        assert src.dtype == torch.int32 and src.shape == (capacity(m, topk, experts, pad),)
+        got = PERMUTE.reference(p, inp)["xg"]
+        assert torch.equal(got.view(torch.int16), permute_naive(inp["x"], src).view(torch.int16))
+        # src_token is route's TOKEN index: every valid grouped row of expert e holds a token
+        # routed to e, each (token, expert) pair exactly once; the rest are zero rows
+        ids, start = make_routing(m, topk, experts, s, mode)
+        r = route_ref(ids, start, experts, pad)
+        valid = (src >= 0) & (src < m)
+        assert torch.equal(valid, r["src_token"] >= 0)  # planted out-of-range entries are padding rows
+        offs = r["offsets"].tolist()
+        for e in range(experts):
+            toks = src[offs[e]: offs[e + 1]]
+            toks = toks[(toks >= 0) & (toks < m)].tolist()
+            want = [t for t in range(m) for k in range(topk) if int(ids[t, k]) - start == e]
+            assert toks == want
+        assert not got[~valid].any()
+        assert not torch.isnan(got).any()
+    # the planted out-of-range indices (M, -5, 2^31 - 1) are there whenever padding exists
+    inp = PERMUTE.make_inputs(p, 5, "cpu", 0)
+    assert {5, -5, 2**31 - 1} <= set(inp["src_token"].tolist())
+
+
+def test_permute_quantize_ref_properties():
+    p = PERMUTE_Q.parse_params({"h": 128, "topk": 6, "experts": 8})
+    for seed, m in [(0, 1), (4, 33), (2, 200)]:
+        inp = PERMUTE_Q.make_inputs(p, m, "cpu", seed)
+        want = PERMUTE_Q.reference(p, inp)
+        cap = capacity(m, 6, 8, 128)
+        assert want["q"].shape == (cap, 64) and want["sf"].shape == (cap, 8) and cap % 128 == 0
+        gathered = permute_ref(inp["x"], inp["src_token"])
+        q, sf = quantize_ref(gathered, inp["global_scale"], "swizzled")
+        assert torch.equal(want["q"], q) and torch.equal(want["sf"], sf)
+        pad_rows = ~((inp["src_token"] >= 0) & (inp["src_token"] < m))
+        assert not want["q"][pad_rows].any()  # zero codes
+        assert not unswizzle_sf(want["sf"], cap)[pad_rows].any()  # zero scales
+        # valid rows: exactly nvfp4_quantize's bits for the gathered token row
+        for r in torch.nonzero(~pad_rows).flatten()[:5].tolist():
+            t = int(inp["src_token"][r])
+            qt, _ = quantize_ref(inp["x"][t: t + 1], inp["global_scale"], "rowmajor")
+            assert torch.equal(want["q"][r], qt[0])
+
+
+@pytest.mark.parametrize("pad", [128, 256])
+@pytest.mark.parametrize("mode", ROUTINGS)
+def test_swizzle_over_padded_rows_is_per_expert_swizzle(pad, mode):
+    """The invariant moe_permute_quantize relies on: with pad % 128 == 0 the 128x4 swizzle of
+    the whole grouped buffer holds, for every expert, exactly that expert's scales swizzled on
+    their own (bytes [offsets[e] * H/16, offsets[e + 1] * H/16)), which the grouped GEMM reads."""
+    h, topk, experts, m = 256, 6, 8, 150
+    ks = h // 16
+    ids, start = make_routing(m, topk, experts, 7, mode)
+    src = route_ref(ids, start, experts, pad)["src_token"]
+    offs = route_ref(ids, start, experts, pad)["offsets"].tolist()
+    x = torch.randn((m, h)).to(torch.bfloat16)
+    gs = torch.tensor([3.0])
+    _, whole = quantize_ref(permute_ref(x, src), gs, "swizzled")
+    _, rowmajor = quantize_ref(permute_ref(x, src), gs, "rowmajor")
+    flat = whole.reshape(-1)
+    for e in range(experts):
+        a, b = offs[e], offs[e + 1]
+        per_expert = swizzle_sf(rowmajor[a:b])
+        assert per_expert.shape[0] == b - a  # already a multiple of 128 rows: no extra padding
+        assert torch.equal(flat[a * ks: b * ks], per_expert.reshape(-1)), f"expert {e}"
+
+
+def test_swizzle_invariant_needs_pad_multiple_of_128():
+    """pad = 64: an expert may start mid-atom; its own swizzle then differs from the slice of
+    the whole-buffer swizzle (why can_implement rejects it)."""
+    h, ks = 64, 4
+    offs = [0, 64, 192]  # expert 1 starts at row 64
+    rowmajor = torch.randint(1, 255, (192, ks), dtype=torch.uint8)
+    whole = swizzle_sf(rowmajor)
+    per_expert = swizzle_sf(rowmajor[offs[1]: offs[2]])
+    assert not torch.equal(whole.reshape(-1)[offs[1] * ks: offs[2] * ks], per_expert.reshape(-1)[: (offs[2] - offs[1]) * ks])
+
+
+def test_silu_mul_quantize_exact_mode_inputs_are_exact():
+    """In "exact" mode torch's silu(g) is g and g * u is a bf16 number, so the kernel's
+    approximate silu must produce the very same bf16 h (the quantized bits are then bit-exact)."""
+    i = 128
+    inp = silu_mul_quantize_inputs(i, 40, "cpu", 4, mode="exact")
+    x = inp["x"]
+    g = x[:, :i].float()
+    assert float(g.min()) >= 18.0
+    assert torch.equal(torch.nn.functional.silu(g), g)
+    h = silu_mul_ref(x)
+    assert torch.equal(h.double(), x[:, :i].double() * x[:, i:].double())  # fp32 silu = g, g * u exact in bf16
+    assert (h == 0).any() and (h < 0).any() and (h > 0).any()
+    # a wide spread of block scales, including zero blocks
+    _, sf = quantize_ref(h, inp["global_scale"], "rowmajor")
+    assert len(set(sf.flatten().tolist())) > 20 and (sf == 0).any()
+
+
+def test_silu_mul_quantize_check():
+    p = SILU_Q.parse_params({"i": 256})
+    for seed in (1, 2):  # random, exact
+        inp = SILU_Q.make_inputs(p, 70, "cpu", seed)
+        assert inp["sf"].shape == (128, 16) and inp["q"].shape == (70, 128)
+        want = SILU_Q.reference(p, inp)
+        assert SILU_Q.check(p, {**inp, **want}, want) == []
+        # the reference itself is NVFP4-accurate vs float64 silu * up
+        e = nvfp4_rel_error(want["q"], want["sf"], inp["global_scale"], silu_mul_exact(inp["x"]))
+        assert 0 < e < 0.4
+        # a few near-tie differences pass, a systematic one does not
+        q = want["q"].clone()
+        q.view(-1)[:2] ^= 1
+        assert SILU_Q.check(p, {**inp, "q": q, "sf": want["sf"]}, want) == []
+        sf = want["sf"].clone()
+        sf[:, 0] = 0  # one scale column lost
+        assert SILU_Q.check(p, {**inp, "q": want["q"], "sf": sf}, want)
+        # rows past M in the swizzled buffer must be zero
+        sf = unswizzle_sf(want["sf"], 128).clone()
+        assert not sf[70:].any()
+
+
+def test_fused_signatures():
+    s = PERMUTE.signature(PERMUTE.parse_params({"h": 7168, "topk": 6, "experts": 48}))
+    env = {**s.static, "M": 1000}
+    cap = (6000 + 48 * 127) // 128 * 128
+    shapes = {a.name: tuple(compile_dim(str(d))(env) for d in a.shape) for a in s.args}
+    assert shapes == {"x": (1000, 7168), "src_token": (cap,), "xg": (cap, 7168)}
+    assert [a.name for a in s.args if a.output] == ["xg"] and s.dynamic == ("M",)
+    pq = PERMUTE_Q.signature(PERMUTE_Q.parse_params({"h": 7168, "topk": 6, "experts": 48}))
+    shapes = {a.name: tuple(compile_dim(str(d))({**pq.static, "M": 1000}) for d in a.shape) for a in pq.args}
+    assert shapes == {"x": (1000, 7168), "src_token": (cap,), "global_scale": (1,), "q": (cap, 3584), "sf": (cap, 448)}
+    assert [a.name for a in pq.args if a.output] == ["q", "sf"]
+    sq = SILU_Q.signature(SILU_Q.parse_params({"i": 3072}))
+    shapes = {a.name: tuple(compile_dim(str(d))({**sq.static, "M": 1000}) for d in a.shape) for a in sq.args}
+    assert shapes == {"x": (1000, 6144), "global_scale": (1,), "q": (1000, 1536), "sf": (1024, 192)}
+    for sig in (s, pq, sq):
+        assert type(sig).from_json(json.loads(json.dumps(sig.to_json()))) == sig
+
+
+def test_fused_can_implement():
+    for arch in ("sm_90a", "sm_100a"):
+        for e in (48, 32):
+            assert PERMUTE.can_implement(PERMUTE.parse_params({"h": 7168, "topk": 6, "experts": e}), arch) == []
+            assert PERMUTE_Q.can_implement(PERMUTE_Q.parse_params({"h": 7168, "topk": 6, "experts": e}), arch) == []
+        assert SILU_Q.can_implement(SILU_Q.parse_params({"i": 3072}), arch) == []
+
+    def reasons(fam, **kw):
+        return "; ".join(fam.can_implement(fam.parse_params(kw), kw.pop("arch", "sm_90a")))
+
+    assert "pad=64 must be a multiple of 128" in reasons(PERMUTE_Q, h=7168, topk=6, experts=48, pad=64)
+    assert PERMUTE.can_implement(PERMUTE.parse_params({"h": 7168, "topk": 6, "experts": 48, "pad": 64}), "sm_90a") == []
+    assert "h=7160 must be a positive multiple of 64" in reasons(PERMUTE_Q, h=7160, topk=6, experts=48)
+    assert "h=7164 must be a positive multiple of 8" in reasons(PERMUTE, h=7164, topk=6, experts=48)
+    assert "i=3040 must be a positive multiple of 64" in reasons(SILU_Q, i=3040)
+    assert "topk=0 must be in [1, 32]" in reasons(PERMUTE, h=64, topk=0, experts=48)
+    assert "experts=2000 must be in [1, 1024]" in reasons(PERMUTE_Q, h=128, topk=6, experts=2000)
+    assert "threads=96 must be one of" in reasons(PERMUTE, h=64, topk=6, experts=8, threads=96)
+    assert "threads=1024 must be one of (64, 128, 256, 512)" in reasons(SILU_Q, i=64, threads=1024)
+    assert "unroll=3 must be 1, 2 or 4" in reasons(PERMUTE, h=64, topk=6, experts=8, unroll=3)
+    assert "must stay below 2^31 (int32 item index)" in reasons(PERMUTE, h=65536, topk=32, experts=1024, pad=1024)
+    assert "moe_silu_mul_quantize is not available for sm_80" in "; ".join(
+        SILU_Q.can_implement(SILU_Q.parse_params({"i": 3072}), "sm_80"))
+
+
+FUSED_BUILD_MANIFEST = """\
+archs = ["sm_90a", "sm_100a"]
+
+[[op]]
+family = "moe_permute"
+problem = { h = 7168, topk = 6, experts = 48, pad = 128 }
+buckets = [ { m = [1, 128], tuning = { threads = 128, unroll = 1 } }, { m = [129, 8192], tuning = { threads = 256, unroll = 4 } } ]
+
+[[op]]
+family = "moe_permute_quantize"
+problem = { h = 7168, topk = 6, experts = 32, pad = 128 }
+buckets = [ { m = [1, 8192], tuning = { threads = 64 } } ]
+
+[[op]]
+family = "moe_silu_mul_quantize"
+problem = { i = 3072 }
+buckets = [ { m = [1, 8192], tuning = { threads = 256 } } ]
+"""
+
+
+@pytest.mark.slow
+def test_build_fused_families_both_archs(tmp_path):
+    from nvfp4_aot.runtime.store_format import read_index
+
+    manifest = tmp_path / "moe_fused.toml"
+    manifest.write_text(FUSED_BUILD_MANIFEST)
+    out = tmp_path / "artifacts"
+    cmd = [sys.executable, "-m", "nvfp4_aot.build.cli", "compile", str(manifest), "-o", str(out), "-j", "2", "--json"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    entries = read_index(out)["entries"]
+    assert len(entries) == 8  # permute 2 buckets + permute_quantize 1 + silu_mul_quantize 1, x 2 archs
+    fams = ("moe_permute", "moe_permute_quantize", "moe_silu_mul_quantize")
+    assert {(e["family"], e["arch"]) for e in entries.values()} == {(f, a) for f in fams for a in ("sm_90a", "sm_100a")}
     r = subprocess.run([sys.executable, "-m", "nvfp4_aot.build.cli", "verify", "--load", str(out)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

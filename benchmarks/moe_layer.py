@@ -1,0 +1,82 @@
+"""Whole routed-expert MoE layer on Hopper (DeepSeek-V4 EP8: 48 local experts, H 7168, I 3072,
+top-6, every slot routed to this rank's experts): MoERunner (route, permute, our grouped W4A16
+L1/L2, silu_mul, combine) against a torch bf16 pipeline (argsort grouping, two
+torch._grouped_mm, silu*up, index_add_ combine) in the same run, both timed as CUDA graphs.
+Also the glue kernels' share of the runner's time (route + permute + silu_mul + combine)."""
+
+import argparse
+
+import torch
+from common import device_name, time_cuda
+
+from nvfp4_aot.kernels.moe_glue.ref import make_routing
+from nvfp4_aot.kernels.quack_w4a16.prepare import random_nvfp4_weights
+from nvfp4_aot.runtime import MoERunner, open_store
+
+E, H, I, TOPK = 48, 7168, 3072, 6
+
+
+def torch_moe(x, ids, w, w13, w2, counts, offs):
+    """bf16 reference pipeline, graph-capturable (no host sync)."""
+    flat = ids.reshape(-1).long()
+    order = torch.argsort(flat, stable=True)
+    counts.zero_().scatter_add_(0, flat, torch.ones_like(flat, dtype=torch.int32))
+    torch.cumsum(counts, 0, out=offs)
+    xg = x[order // TOPK]
+    h1 = torch._grouped_mm(xg, w13, offs=offs)
+    a = torch.nn.functional.silu(h1[:, :I]) * h1[:, I:]
+    y = torch._grouped_mm(a, w2, offs=offs)
+    out = torch.zeros_like(x)
+    out.index_add_(0, order // TOPK, y * w.reshape(-1)[order].unsqueeze(1).to(y.dtype))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--store", default="artifacts")
+    ap.add_argument("--tokens", type=int, nargs="*", default=[1, 4, 16, 64, 8192])
+    a = ap.parse_args()
+    store = open_store(a.store)
+    store.prime()
+    dev = torch.device("cuda")
+    g = torch.Generator(device=dev).manual_seed(0)
+    q13, s13, q2, s2 = [], [], [], []
+    for _ in range(E):
+        q, s = random_nvfp4_weights(2 * I, H, g, dev)
+        q13.append(q), s13.append(s)
+        q, s = random_nvfp4_weights(H, I, g, dev)
+        q2.append(q), s2.append(s)
+    runner = MoERunner(store, w13=torch.stack(q13), w13_scale=torch.stack(s13).view(torch.float8_e4m3fn),
+                       w13_scale_2=torch.full((E,), 1e-4, device=dev), w2=torch.stack(q2),
+                       w2_scale=torch.stack(s2).view(torch.float8_e4m3fn), w2_scale_2=torch.full((E,), 1e-4, device=dev),
+                       expert_start=0, top_k=TOPK, max_tokens=max(a.tokens))
+    del q13, s13, q2, s2
+    w13 = (torch.randn((E, 2 * I, H), device=dev, dtype=torch.bfloat16) * 0.01).transpose(1, 2)
+    w2 = (torch.randn((E, H, I), device=dev, dtype=torch.bfloat16) * 0.01).transpose(1, 2)
+    counts = torch.zeros(E, dtype=torch.int32, device=dev)
+    offs = torch.zeros(E, dtype=torch.int32, device=dev)
+    print(f"device: {device_name()}; MoE layer, {E} local experts, H {H}, I {I}, top-{TOPK}, all slots local")
+    print(f"{'tokens':>6} {'runner us':>10} {'torch bf16 us':>14} {'speed-up':>9} {'glue us':>8} {'glue share':>10}")
+    for m in a.tokens:
+        ids, start = make_routing(m, TOPK, E, seed=m, mode="local")
+        ids = (ids - start).to(dev)  # local ids: the runner's expert_start is 0, torch indexes experts
+        x = torch.randn((m, H), device=dev).to(torch.bfloat16)
+        w = torch.rand((m, TOPK), device=dev)
+        out = torch.empty((m, H), dtype=torch.bfloat16, device=dev)
+        t_run = time_cuda(lambda: runner(x, ids, w, out=out, check=False), reps=10)
+        t_torch = time_cuda(lambda: torch_moe(x, ids, w, w13, w2, counts, offs), reps=5)
+        ws, rows = runner.ws, m * TOPK
+        glue = [
+            lambda: runner.route(ids, runner.expert_start, ws["counts"], ws["offsets"], ws["slot_of"][:m],
+                                 ws["src_token"][:rows], check=False),
+            lambda: runner.permute(x, ws["src_token"][:rows], ws["xg"][:rows], check=False),
+            lambda: runner.silu(ws["h1"][:rows], ws["a2"][:rows], check=False),
+            lambda: runner.combine(ws["y"][:rows], ws["slot_of"][:m], w, out, check=False),
+        ]
+        runner(x, ids, w, out=out, check=False)  # real routing state for the glue timings
+        t_glue = sum(time_cuda(f, reps=10) for f in glue)
+        print(f"{m:>6} {t_run * 1e6:>10.0f} {t_torch * 1e6:>14.0f} {t_torch / t_run:>8.2f}x {t_glue * 1e6:>8.1f} {t_glue / t_run:>10.1%}")
+
+
+if __name__ == "__main__":
+    main()

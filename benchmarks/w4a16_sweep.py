@@ -1,0 +1,60 @@
+"""Tuning sweep of w4a16_grouped_gemm (L1 and L2, 48 experts, tokens per expert 1/16/128,
+unpadded groups as MoERunner lays them out): one store per tuning (scripts/sweep_w4a16.sh
+builds them), device time from graph replays, fraction of copy bandwidth on weight bytes."""
+
+import sys
+from pathlib import Path
+
+import torch
+from common import copy_bandwidth, device_name, time_cuda
+
+from nvfp4_aot.kernels import get_family
+from nvfp4_aot.runtime import open_store
+
+E = 48
+SHAPES = {"L1": (6144, 7168), "L2": (7168, 3072)}
+DENSE = {"gate_up": (6144, 7168), "q_a+kv": (2048, 7168), "o_b": (7168, 2048), "q_b": (65536, 1536)}
+
+
+def dense(store, name, bw, dev) -> None:
+    fam = get_family("w4a16_gemm")
+    for shape, (n, k) in DENSE.items():
+        op = store.op("w4a16_gemm", n=n, k=k)
+        res = []
+        for m in (1, 16, 64):
+            p = fam.parse_params(op.kernel_for(m).record["params"])
+            b = fam.make_inputs(p, m, dev, seed=m)
+            args = [b[a.name] for a in op.kernel_for(m).validator.args]
+            tt = time_cuda(lambda: op(*args, check=False), reps=10)
+            res.append(f"M={m}: {tt * 1e6:6.1f} us ({n * k * 9 // 16 / tt / bw:5.1%})")
+        print(f"{name:20} {shape:8}: " + " | ".join(res))
+
+
+def main(root: str) -> None:
+    fam = get_family("w4a16_grouped_gemm")
+    bw = copy_bandwidth()
+    dev = torch.device("cuda")
+    print(f"device: {device_name()}; copy {bw / 1e12:.2f} TB/s")
+    for d in sorted(Path(root).iterdir()):
+        store = open_store(d)
+        store.prime()
+        if d.name.startswith("dense_"):
+            dense(store, d.name, bw, dev)
+            continue
+        for name, (n, k) in SHAPES.items():
+            op = store.op("w4a16_grouped_gemm", n=n, k=k, experts=E)
+            res = []
+            for t in (1, 16, 128):
+                rows = t * E
+                p = fam.parse_params(op.kernel_for(rows).record["params"])
+                b = fam.make_inputs(p, rows, dev, seed=t)
+                b["offsets"].copy_(torch.arange(E + 1, device=dev, dtype=torch.int32) * t)
+                b["counts"].fill_(t)
+                args = [b[a.name] for a in op.kernel_for(rows).validator.args]
+                tt = time_cuda(lambda: op(*args, check=False), reps=10)
+                res.append(f"t={t}: {tt * 1e6:6.0f} us ({E * (n * k * 9 // 16) / tt / bw:5.1%})")
+            print(f"{d.name:14} {name}: " + " | ".join(res))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,85 @@
+"""Nvfp4Linear: a dense NVFP4 linear layer served from the artifact store (no cutlass, no JIT).
+
+Hopper (sm_90a): our w4a16_gemm (kernels/w4a16) for every M; where the store also holds
+quack_w4a16_gemm for this (N, K) and the layer has one global scale, M above QUACK_FROM goes to
+quack's WGMMA kernel instead (ours is a decode kernel: bandwidth-bound at small M, see
+docs/PERFORMANCE.md). Blackwell (sm_100a) needs activation quantization + the block-scaled
+GEMM: not served by this class yet (it raises, naming what is missing).
+
+Graph safety: __call__ allocates only the output when none is given (the caller's allocator:
+the graph pool under capture), never syncs, and launches on the current stream.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import torch
+
+from .errors import ArgumentError, MissingVariantError
+
+QUACK_FROM = 64  # M above which quack's WGMMA kernel beats our mma.sync decode kernel (H100)
+
+
+def row_alpha(scale_2: torch.Tensor, n: int, part_sizes: Sequence[int] | None, device) -> torch.Tensor:
+    """Per-row fp32 alpha [N] from weight_scale_2: a scalar, or one value per stacked part
+    (e.g. q_a + kv: two global scales) with part_sizes summing to N."""
+    s = scale_2.detach().float().reshape(-1).to(device)
+    if s.numel() == 1:
+        return s.expand(n).contiguous()
+    sizes = list(part_sizes or [])
+    if len(sizes) != s.numel() or sum(sizes) != n:
+        raise ArgumentError(f"weight_scale_2 has {s.numel()} values: pass part_sizes with as many parts summing to N={n}, got {sizes}")
+    return s.repeat_interleave(torch.tensor(sizes, device=device)).contiguous()
+
+
+def covered(op, token_counts: Iterable[int]) -> list[str]:
+    """Token counts an op's buckets do not cover, as human-readable strings."""
+    return [f"{op.name} M={m} (buckets end at {op.max_m})" for m in token_counts if not 1 <= m <= op.max_m]
+
+
+class Nvfp4Linear:
+    def __init__(self, store, weight: torch.Tensor, weight_scale: torch.Tensor, weight_scale_2: torch.Tensor, *,
+                 max_tokens: int, part_sizes: Sequence[int] | None = None, device: Any = None):
+        from ..kernels.w4a16.prepare import repack
+
+        if store.arch != "sm_90a":
+            raise MissingVariantError(
+                f"Nvfp4Linear serves sm_90a (W4A16) only; {store.arch} needs NVFP4 activation quantization and the "
+                "block-scaled GEMM path, which is built (quack_nvfp4_gemm) but has no runtime wrapper yet")
+        device = torch.device(device or "cuda")
+        self.n, self.k = weight.shape[0], weight.shape[1] * 2
+        self.max_tokens = max_tokens
+        self.op = store.op("w4a16_gemm", n=self.n, k=self.k)
+        self.w = repack(weight.to(device), weight_scale.to(device))
+        self.alpha = row_alpha(weight_scale_2, self.n, part_sizes, device)
+        self.quack = None
+        if self.alpha.numel() and bool((self.alpha == self.alpha[0]).all()):
+            try:
+                qop = store.op("quack_w4a16_gemm", n=self.n, k=self.k)
+            except MissingVariantError:
+                qop = None
+            if qop is not None:
+                from ..kernels.quack_w4a16.prepare import prepare_weights
+
+                blob, strip = prepare_weights(weight.to(device), weight_scale.to(device))
+                self.quack = (qop, blob, strip, self.alpha[:1].clone())
+        self.device = device
+
+    def missing(self, token_counts: Iterable[int]) -> list[str]:
+        ms = list(token_counts)
+        bad = covered(self.op, [m for m in ms if self.quack is None or m <= QUACK_FROM])
+        if self.quack is not None:
+            bad += covered(self.quack[0], [m for m in ms if m > QUACK_FROM])
+        return bad
+
+    def __call__(self, x: torch.Tensor, out: torch.Tensor | None = None, check: bool | str = True) -> torch.Tensor:
+        m = x.shape[0]
+        if out is None:
+            out = torch.empty((m, self.n), dtype=torch.bfloat16, device=x.device)
+        if self.quack is not None and m > QUACK_FROM:
+            qop, blob, strip, alpha = self.quack
+            qop(x, blob, strip, alpha, out, check=check)
+        else:
+            self.op(x, self.w, self.alpha, out, check=check)
+        return out

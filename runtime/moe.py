@@ -1,0 +1,163 @@
+"""MoERunner: the routed-expert path of one MoE layer, served from the artifact store.
+
+Hopper (sm_90a), all launches on the current stream, in this order:
+    moe_route    topk_ids (GLOBAL ids) -> counts, offsets, slot_of, src_token   (pad = 1)
+    moe_permute  hidden -> xg (rows grouped by local expert)
+    w4a16_grouped_gemm  L1: xg . W13^T -> h1 [rows, 2I] (gate | up)
+    moe_silu_mul h1 -> a2 [rows, I]
+    w4a16_grouped_gemm  L2: a2 . W2^T -> y [rows, H]
+    moe_combine  y, slot_of, topk_weights -> out [M, H]
+Groups are not padded (pad = 1): our W4A16 GEMM has no tile alignment to honour, so the rows
+are exactly M * topk and the glue kernels never touch padding (at decode that is 6 rows per
+token instead of thousands). Slots routed to experts of other ranks get slot_of = -1 and
+contribute nothing here (their rank adds them).
+
+Graph safety: buffers are allocated once, sized from max_tokens (vLLM's
+max_num_batched_tokens, so warm-up at the full size fits), and shared by every runner of the
+same shapes on a device (layers run one after another); __call__ slices views, allocates
+only `out` when none is given, never syncs. check="full" additionally validates the routing
+on the host (one device->host copy: debugging only, never under capture).
+
+Blackwell (sm_100a): the families exist in the store (moe_permute_quantize,
+quack_nvfp4_grouped_gemm, moe_silu_mul_quantize) but no Blackwell GPU is available here to
+verify a runner, so this class refuses sm_100a with an error saying so.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Iterable
+
+import torch
+
+from .errors import ArgumentError, MissingVariantError
+from .linear import covered
+
+PAD = 1
+_WS_LOCK = threading.Lock()
+_WORKSPACES: dict[tuple, dict[str, torch.Tensor]] = {}
+
+
+def _expert_alpha(scale_2: torch.Tensor, experts: int, n: int, device) -> torch.Tensor:
+    """[E, N] fp32 alpha from weight_scale_2 [E] (one per expert) or [E, 2] (gate, up halves)."""
+    s = scale_2.detach().float().to(device).reshape(experts, -1)
+    if s.shape[1] == 1:
+        return s.expand(experts, n).contiguous()
+    if s.shape[1] == 2 and n % 2 == 0:
+        return s.repeat_interleave(n // 2, dim=1).contiguous()
+    raise ArgumentError(f"w13/w2 weight_scale_2 must be [E] or [E, 2], got {tuple(scale_2.shape)}")
+
+
+def _repack_experts(w: torch.Tensor, sf: torch.Tensor, device) -> torch.Tensor:
+    from ..kernels.w4a16.prepare import repack
+
+    return torch.stack([repack(w[e].to(device), sf[e].to(device)) for e in range(w.shape[0])]).contiguous()
+
+
+def workspace(device, experts: int, hidden: int, inter: int, topk: int, max_tokens: int) -> dict[str, torch.Tensor]:
+    key = (str(device), experts, hidden, inter, topk, max_tokens)
+    with _WS_LOCK:
+        ws = _WORKSPACES.get(key)
+        if ws is None:
+            rows = max_tokens * topk
+            i32 = dict(dtype=torch.int32, device=device)
+            bf = dict(dtype=torch.bfloat16, device=device)
+            ws = {
+                "counts": torch.empty(experts, **i32),
+                "offsets": torch.empty(experts + 1, **i32),
+                "slot_of": torch.empty((max_tokens, topk), **i32),
+                "src_token": torch.empty(rows, **i32),
+                "xg": torch.empty((rows, hidden), **bf),
+                "h1": torch.empty((rows, 2 * inter), **bf),
+                "a2": torch.empty((rows, inter), **bf),
+                "y": torch.empty((rows, hidden), **bf),
+            }
+            _WORKSPACES[key] = ws
+        return ws
+
+
+class MoERunner:
+    def __init__(self, store, *, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, expert_start: int,
+                 top_k: int, max_tokens: int, device: Any = None):
+        if store.arch != "sm_90a":
+            raise MissingVariantError(
+                f"MoERunner runs sm_90a only: the {store.arch} path (moe_permute_quantize, quack_nvfp4_grouped_gemm, "
+                "moe_silu_mul_quantize) is built and inspected but has never run (no Blackwell GPU here)")
+        device = torch.device(device or "cuda")
+        e, two_i, h_half = w13.shape
+        self.num_experts, self.hidden, self.intermediate = e, h_half * 2, two_i // 2
+        if tuple(w2.shape) != (e, self.hidden, self.intermediate // 2):
+            raise ArgumentError(f"w2 must be [E, H, I/2] = [{e}, {self.hidden}, {self.intermediate // 2}], got {tuple(w2.shape)}")
+        self.top_k, self.max_tokens, self.device = top_k, max_tokens, device
+        h, i = self.hidden, self.intermediate
+        self.route = store.op("moe_route", experts=e, topk=top_k, pad=PAD)
+        self.permute = store.op("moe_permute", h=h, topk=top_k, experts=e, pad=PAD)
+        self.l1 = store.op("w4a16_grouped_gemm", n=2 * i, k=h, experts=e)
+        self.silu = store.op("moe_silu_mul", i=i)
+        self.l2 = store.op("w4a16_grouped_gemm", n=h, k=i, experts=e)
+        self.combine = store.op("moe_combine", h=h, topk=top_k)
+        self.w13 = _repack_experts(w13, w13_scale, device)
+        self.w2 = _repack_experts(w2, w2_scale, device)
+        self.alpha13 = _expert_alpha(w13_scale_2, e, 2 * i, device)
+        self.alpha2 = _expert_alpha(w2_scale_2, e, h, device)
+        self.expert_start = torch.tensor([expert_start], dtype=torch.int32, device=device)
+        self.ws = workspace(device, e, h, i, top_k, max_tokens)
+
+    def missing(self, token_counts: Iterable[int]) -> list[str]:
+        ms = list(token_counts)
+        bad = [f"MoERunner M={m} > max_tokens={self.max_tokens}" for m in ms if m > self.max_tokens]
+        rows = [m * self.top_k for m in ms]
+        for op, counts in ((self.route, ms), (self.permute, ms), (self.combine, ms), (self.l1, rows),
+                           (self.silu, rows), (self.l2, rows)):
+            bad += covered(op, counts)
+        return bad
+
+    def _check_routing(self, topk_ids: torch.Tensor, total_experts: int | None) -> None:
+        ids = topk_ids.detach().cpu()
+        if total_experts is not None and ((ids < 0) | (ids >= total_experts)).any():
+            bad = ids[(ids < 0) | (ids >= total_experts)][0].item()
+            raise ArgumentError(f"topk_ids: expert id {bad} outside [0, {total_experts})")
+
+    def __call__(self, hidden: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.Tensor,
+                 out: torch.Tensor | None = None, check: bool | str = True,
+                 total_experts: int | None = None) -> torch.Tensor:
+        m = hidden.shape[0]
+        if m > self.max_tokens:
+            raise ArgumentError(f"hidden: M={m} tokens exceeds the runner's max_tokens={self.max_tokens} (buffers are sized from it)")
+        if check == "full":
+            self._check_routing(topk_ids, total_experts)
+        rows = m * self.top_k
+        ws = self.ws
+        counts, offsets = ws["counts"], ws["offsets"]
+        slot_of, src = ws["slot_of"][:m], ws["src_token"][:rows]
+        xg, h1, a2, y = ws["xg"][:rows], ws["h1"][:rows], ws["a2"][:rows], ws["y"][:rows]
+        if out is None:
+            out = torch.empty((m, self.hidden), dtype=torch.bfloat16, device=hidden.device)
+        self.route(topk_ids, self.expert_start, counts, offsets, slot_of, src, check=check)
+        self.permute(hidden, src, xg, check=check)
+        self.l1(xg, self.w13, self.alpha13, offsets, counts, h1, check=check)
+        self.silu(h1, a2, check=check)
+        self.l2(a2, self.w2, self.alpha2, offsets, counts, y, check=check)
+        self.combine(y, slot_of, topk_weights, out, check=check)
+        return out
+
+
+def moe_ref(hidden, topk_ids, topk_weights, expert_weights, num_experts: int, expert_start: int):
+    """float64 reference of the routed-expert path: expert_weights(e) -> (W13 [2I, H], W2 [H, I])
+    dequantized and multiplied by their global scales (called once per local expert with
+    tokens, so all 48 experts never need to be resident in float64). For every (token, k)
+    routed to a local expert: w * W2 . (silu(gate) * up), summed; non-local slots contribute
+    nothing. No intermediate rounding: the bound covers the kernels' bf16 storage too."""
+    x = hidden.double()
+    out = torch.zeros_like(x)
+    local = topk_ids.long() - expert_start
+    for le in range(num_experts):
+        tok, kk = torch.nonzero(local == le, as_tuple=True)
+        if tok.numel() == 0:
+            continue
+        w13, w2 = expert_weights(le)
+        h1 = x[tok] @ w13.double().T
+        i = h1.shape[1] // 2
+        a = torch.nn.functional.silu(h1[:, :i]) * h1[:, i:]
+        out.index_add_(0, tok, (a @ w2.double().T) * topk_weights[tok, kk].double().unsqueeze(1))
+    return out

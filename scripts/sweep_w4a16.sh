@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Build one small store per w4a16_grouped_gemm tuning under ${1:-.gpu/sweep_w4a16} for
+# benchmarks/w4a16_sweep.py (run on the GPU machine).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUTD=${1:-.gpu/sweep_w4a16}; rm -rf "$OUTD"; mkdir -p "$OUTD"
+for tun in "4 1 1" "8 1 1" "4 2 1" "4 1 2" "4 2 2" "4 1 4" "4 2 4" "8 2 4" "2 2 4" "4 4 2" "4 1 8"; do
+  set -- $tun; name="w${1}_rb${2}_nt${3}"
+  cat > /tmp/sweep_$name.toml <<T
+archs = ["sm_90a"]
+[[op]]
+family = "w4a16_grouped_gemm"
+problem = { n = [6144, 7168], k = [7168, 3072], experts = 48 }
+buckets = [ { m = [1, 65536], tuning = { warps = $1, rb = $2, nt = $3 } } ]
+T
+  .venv/bin/nvfp4-build compile /tmp/sweep_$name.toml -o "$OUTD/$name" -j 2 >/dev/null
+  rm -rf "$OUTD/$name/tmp" "$OUTD/$name/.lock"
+done
+for tun in "4 1 1" "8 1 1" "2 1 1" "8 1 2" "4 1 2" "8 2 2" "8 1 4" "4 1 4" "4 2 4"; do
+  set -- $tun; name="dense_w${1}_rb${2}_nt${3}"
+  cat > /tmp/sweep_$name.toml <<T
+archs = ["sm_90a"]
+[[op]]
+family = "w4a16_gemm"
+problem = { n = [6144, 2048, 7168], k = 7168 }
+buckets = [ { m = [1, 65536], tuning = { warps = $1, rb = $2, nt = $3 } } ]
+[[op]]
+family = "w4a16_gemm"
+problem = { n = [7168, 65536], k = [2048, 1536] }
+buckets = [ { m = [1, 65536], tuning = { warps = $1, rb = $2, nt = $3 } } ]
+T
+  .venv/bin/nvfp4-build compile /tmp/sweep_$name.toml -o "$OUTD/$name" -j 2 >/dev/null
+  rm -rf "$OUTD/$name/tmp" "$OUTD/$name/.lock"
+done
+du -sh "$OUTD"
