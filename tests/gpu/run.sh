@@ -18,7 +18,9 @@ python3 -m pytest --timeout 240 -m gpu ${@:-tests/gpu} -v -rA -p no:cacheprovide
 # the GPU machine's CUDA 13.0 cuobjdump/nvdisasm cannot read the DSL's CUDA 13.4 cubins.
 for b in "startup.py aot --store .gpu/artifacts --jit-json .gpu/jit.json" \
          "host_overhead.py --store .gpu/artifacts" \
-         "quantize_bandwidth.py --store .gpu/artifacts --json $OUT/quantize_bw.json"; do
+         "quantize_bandwidth.py --store .gpu/artifacts --json $OUT/quantize_bw.json" \
+         "w4a16_ours.py --store .gpu/artifacts" \
+         "moe_layer.py --store .gpu/artifacts"; do
   echo "== benchmarks/$b"; timeout 240 python3 benchmarks/$b 2>&1 | tee -a "$OUT/bench.log"; rc=$((rc | PIPESTATUS[0]))
 done
 exit $rc
