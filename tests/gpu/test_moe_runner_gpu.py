@@ -50,7 +50,13 @@ def layer(store):
         return (dequantize(t["w13"][e], t["w13_scale"][e].view(torch.uint8)).double() * a13[e],
                 dequantize(t["w2"][e], t["w2_scale"][e].view(torch.uint8)).double() * a2[e])
 
-    return runner, expert_weights, seed
+    yield runner, expert_weights, seed
+    # free the layer (~5 GB) and the shared workspace before the next test module
+    from nvfp4_aot.runtime import moe
+
+    moe._WORKSPACES.clear()
+    del runner, t
+    torch.cuda.empty_cache()
 
 
 def _inputs(m, seed, mode):

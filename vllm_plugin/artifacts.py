@@ -1,0 +1,111 @@
+"""The artifact store the plugin serves from, and the start-up coverage check.
+
+vLLM-free (torch + nvfp4_aot.runtime only). The store directory comes from NVFP4_AOT_ARTIFACTS;
+it is opened and verified once per process and device (hashes, arch, ABI: runtime.open), before
+the first layer's weights are loaded, so a wrong or tampered store fails in seconds rather than
+after the weight load.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+ARTIFACTS_ENV = "NVFP4_AOT_ARTIFACTS"
+
+_STORES: dict[tuple[str, str], Any] = {}
+_LOCK = threading.Lock()
+
+
+class CoverageError(RuntimeError):
+    """The store lacks kernel variants this server will call: raised at start-up, never at run time."""
+
+
+def artifacts_dir() -> str:
+    path = os.environ.get(ARTIFACTS_ENV)
+    if not path:
+        raise RuntimeError(
+            f"--quantization nvfp4_aot needs the artifact directory in ${ARTIFACTS_ENV} "
+            f"(built by `nvfp4-build compile`, checked by `nvfp4-build verify`); it is not set"
+        )
+    return path
+
+
+def _open(path: str, device: Any) -> Any:
+    from nvfp4_aot import runtime
+
+    return runtime.open(path, device=device)
+
+
+def get_store(device: Any = None) -> Any:
+    """The verified store for this process and device, opened on first use."""
+    path = os.path.realpath(artifacts_dir())
+    key = (path, str(device))
+    with _LOCK:
+        store = _STORES.get(key)
+        if store is None:
+            store = _STORES[key] = _open(path, device)
+    return store
+
+
+def reset_stores() -> None:
+    with _LOCK:
+        _STORES.clear()
+
+
+@dataclass(frozen=True)
+class ServingShape:
+    """What the server will ask of the kernels; also what `nvfp4-build plan` needs to cover it."""
+
+    model: str  # checkpoint directory (or hub id) vLLM loads
+    max_num_batched_tokens: int
+    capture_sizes: tuple[int, ...]  # CUDA-graph capture sizes (empty: eager)
+    ep_size: int = 1
+    ep_rank: int = 0
+    tp_size: int = 1  # `plan` writes unsharded dense shapes: TP > 1 needs them added by hand
+
+    def token_counts(self, multiplier: int = 1) -> list[int]:
+        """Every token count M a layer is captured at, plus the largest eager batch. Buckets are
+        contiguous ranges from 1, so covering these covers every M up to the largest."""
+        return sorted({m * multiplier for m in (*self.capture_sizes, self.max_num_batched_tokens)})
+
+    def plan_command(self, arch: str, out_dir: str) -> str:
+        args = ["nvfp4-build", "plan", self.model, "--arch", arch, "--ep-size", str(self.ep_size)]
+        if self.ep_size > 1:
+            args += ["--ep-rank", str(self.ep_rank)]
+        args += ["--max-num-batched-tokens", str(self.max_num_batched_tokens)]
+        if self.capture_sizes:
+            args += ["--capture-sizes", ",".join(map(str, sorted(self.capture_sizes)))]
+        args += ["-o", "manifest.toml"]
+        return (
+            f"{shlex.join(args)} && nvfp4-build compile manifest.toml -o {shlex.quote(out_dir)} "
+            f"&& nvfp4-build verify {shlex.quote(out_dir)}"
+        )
+
+
+def check_coverage(layer: str, runner: Any, counts: Iterable[int], shape: ServingShape, store: Any) -> None:
+    """Raise CoverageError naming what `runner` (for `layer`) lacks at these token counts and the
+    command that builds it. A gap found here would otherwise be a failed launch mid-serving."""
+    counts = sorted(set(counts))
+    missing = list(runner.missing(counts))
+    if not missing:
+        return
+    arch = getattr(store, "arch", "<arch>")
+    root = str(getattr(store, "root", os.environ.get(ARTIFACTS_ENV, "<artifacts dir>")))
+    listed = "\n".join(f"  - {m}" for m in missing)
+    tp_note = (
+        f"\n(tensor-parallel size is {shape.tp_size}: `nvfp4-build plan` plans unsharded dense shapes; "
+        f"serve dense layers unsharded, e.g. --data-parallel-size with --enable-expert-parallel, or add "
+        f"the sharded shapes above to a manifest)"
+        if shape.tp_size > 1
+        else ""
+    )
+    raise CoverageError(
+        f"nvfp4_aot: the artifact store {root} ({arch}) does not cover layer {layer!r} at token "
+        f"counts up to {counts[-1]} (max_num_batched_tokens={shape.max_num_batched_tokens}, "
+        f"{len(shape.capture_sizes)} CUDA-graph capture sizes). Missing:\n{listed}\n"
+        f"Build them from the checkpoint with the serving settings:\n  {shape.plan_command(arch, root)}{tp_note}"
+    )
