@@ -44,6 +44,12 @@ def main(root: str) -> None:
         for name, (n, k) in SHAPES.items():
             op = store.op("w4a16_grouped_gemm", n=n, k=k, experts=E)
             res = []
+            if name == "L2":  # correctness of every tuning: a ragged tile count (20 tokens/expert)
+                p = fam.parse_params(op.kernel_for(20 * E).record["params"])
+                b = fam.make_inputs(p, 20 * E, dev, seed=20)
+                op(*[b[a.name] for a in op.kernel_for(20 * E).validator.args])
+                bad = fam.check(p, b, fam.reference(p, b))
+                res.append("CHECK OK" if not bad else f"CHECK FAILED {bad}")
             for t in (1, 16, 128):
                 rows = t * E
                 p = fam.parse_params(op.kernel_for(rows).record["params"])

@@ -4,18 +4,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUTD=${1:-.gpu/sweep_w4a16}; rm -rf "$OUTD"; mkdir -p "$OUTD"
-for tun in "4 1 1" "8 1 1" "4 2 1" "4 1 2" "4 2 2" "4 1 4" "4 2 4" "8 2 4" "2 2 4" "4 4 2" "4 1 8"; do
-  set -- $tun; name="w${1}_rb${2}_nt${3}"
+for tun in ${GROUPED_TUNINGS:-"4 1 1 k" "4 4 2 k" "2 2 4 k" "8 1 8 n" "4 2 8 n" "8 2 4 n" "4 1 8 n" "8 1 4 n" "4 2 4 n" "8 2 8 n"}; do
+  set -- $tun; name="w${1}_rb${2}_nt${3}_${4}"
   cat > /tmp/sweep_$name.toml <<T
 archs = ["sm_90a"]
 [[op]]
 family = "w4a16_grouped_gemm"
-problem = { n = [6144, 7168], k = [7168, 3072], experts = 48 }
-buckets = [ { m = [1, 65536], tuning = { warps = $1, rb = $2, nt = $3 } } ]
+problem = { n = 6144, k = 7168, experts = 48 }
+buckets = [ { m = [1, 65536], tuning = { warps = $1, rb = $2, nt = $3, split = "$4" } } ]
+[[op]]
+family = "w4a16_grouped_gemm"
+problem = { n = 7168, k = 3072, experts = 48 }
+buckets = [ { m = [1, 65536], tuning = { warps = $1, rb = $2, nt = $3, split = "$4" } } ]
 T
   .venv/bin/nvfp4-build compile /tmp/sweep_$name.toml -o "$OUTD/$name" -j 2 >/dev/null
   rm -rf "$OUTD/$name/tmp" "$OUTD/$name/.lock"
 done
+[ "${SKIP_DENSE:-0}" = 1 ] && { du -sh "$OUTD"; exit 0; }
 for tun in "4 1 1" "8 1 1" "2 1 1" "8 1 2" "4 1 2" "8 2 2" "8 1 4" "4 1 4" "4 2 4"; do
   set -- $tun; name="dense_w${1}_rb${2}_nt${3}"
   cat > /tmp/sweep_$name.toml <<T

@@ -54,6 +54,7 @@ class W4A16Params:
     warps: int = 4  # warps per CTA; they split K (tuning)
     rb: int = 1  # 16-row blocks per CTA (tuning: activation reuse vs parallelism)
     nt: int = 1  # token tile = 8 * nt tokens (tuning: decode 1-2, prefill 4-8)
+    split: str = "k"  # warps split K (decode) or N with activations staged in smem (prefill)
 
 
 def _reasons(p: W4A16Params) -> list[str]:
@@ -68,6 +69,14 @@ def _reasons(p: W4A16Params) -> list[str]:
         r.append(f"rb={p.rb} must be one of {ROW_BLOCKS}")
     if p.nt not in N_TILES:
         r.append(f"nt={p.nt} must be one of {N_TILES}")
+    if p.split not in ("k", "n"):
+        r.append(f"split={p.split!r} must be 'k' (warps split K) or 'n' (warps split N)")
+    elif p.split == "n":
+        rows = 16 * p.rb * p.warps
+        if p.n % rows:
+            r.append(f"n={p.n} must be a multiple of 16 * rb * warps = {rows} with split='n'")
+        if (8 * p.nt * 32) % (32 * p.warps):
+            r.append(f"split='n' stages 8 * nt * 32 vectors with {32 * p.warps} threads: nt={p.nt} must be a multiple of warps / 8")
     if p.experts < 1 or p.experts > 65535:
         r.append(f"experts={p.experts} must be in [1, 65535] (grid y)")
     if p.n > (1 << 20) or p.k > (1 << 20):

@@ -28,6 +28,7 @@ from . import CHUNK_K, CHUNK_WORDS
 CHUNK_BYTES = CHUNK_WORDS * 4  # one (16 rows, 256 K) chunk of the repacked weights
 SCALE_OFF = 512 * 4  # byte offset of the scale words inside a chunk
 EPI_SCALE = 128.0  # 2^7: undoes the decode's v * scale * 2^-7
+SB_ROW_WORDS = 132  # split "n": shared-memory words per staged token row (512 B + 16 B pad)
 
 
 def _asm(ret_ty, args, asm, constraints, loc, ip):
@@ -64,6 +65,22 @@ def ld_cached_v4(addr: Int64, *, loc=None, ip=None):
     """16 bytes of activations (read-only for the kernel's lifetime; shared by all warps)."""
     res = _asm(_struct("i32", 4), [Int64(addr)], "ld.global.nc.v4.b32 {$0, $1, $2, $3}, [$4];",
                "=r,=r,=r,=r,l", loc, ip)
+    return _ints(res, 4, loc, ip)
+
+
+@dsl_user_op
+def st_shared_v4(addr: Int32, x0: Int32, x1: Int32, x2: Int32, x3: Int32, *, loc=None, ip=None):
+    vals = [a.ir_value(loc=loc, ip=ip) for a in (Int32(addr), Int32(x0), Int32(x1), Int32(x2), Int32(x3))]
+    llvm.inline_asm(None, vals, "st.shared.v4.b32 [$0], {$1, $2, $3, $4};", "r,r,r,r,r",
+                    has_side_effects=True, loc=loc, ip=ip)
+
+
+@dsl_user_op
+def ld_shared_v4(addr: Int32, *, loc=None, ip=None):
+    # has_side_effects: the load must stay between the barriers that order it after the stores
+    vals = [Int32(addr).ir_value(loc=loc, ip=ip)]
+    res = llvm.inline_asm(_struct("i32", 4), vals, "ld.shared.v4.b32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,r",
+                          has_side_effects=True, loc=loc, ip=ip)
     return _ints(res, 4, loc, ip)
 
 
@@ -120,18 +137,26 @@ def mma_bf16(a0, a1, a2, a3, b0, b1, c0, c1, c2, c3, *, loc=None, ip=None):
 
 
 class W4A16Kernel:
-    """One CTA = 16 * rb weight rows of one expert, `warps` warps splitting K chunk-wise
-    (warp w takes chunks w, w + warps, ...), looping over the expert's token tiles."""
+    """split "k" (decode): one CTA = 16 * rb weight rows of one expert; its `warps` warps split K
+    chunk-wise (warp w takes chunks w, w + warps, ...), each loading its own activation
+    fragments (L1-resident), and reduce through shared memory.
+    split "n" (prefill): one CTA = 16 * rb * warps rows; each warp owns 16 * rb of them for the
+    whole K, and the CTA stages each activation chunk (8 * nt tokens x 256 K) in shared memory
+    once for all warps: activation traffic from L2 falls by the CTA's row count.
+    Both loop over the expert's token tiles (8 * nt tokens) inside the launch."""
 
-    def __init__(self, n: int, k: int, experts: int, grouped: bool, warps: int, rb: int, nt: int):
-        assert n % (16 * rb) == 0 and k % CHUNK_K == 0
+    def __init__(self, n: int, k: int, experts: int, grouped: bool, warps: int, rb: int, nt: int, split: str = "k"):
+        assert n % (16 * rb) == 0 and k % CHUNK_K == 0 and split in ("k", "n")
         self.n, self.k, self.experts, self.grouped = n, k, experts, grouped
-        self.warps, self.rb, self.nt = warps, rb, nt
+        self.warps, self.rb, self.nt, self.split_n = warps, rb, nt, split == "n"
         self.chunks = k // CHUNK_K
         self.blocks = n // 16  # 16-row blocks per expert
+        self.cta_blocks = rb * (warps if self.split_n else 1)
+        assert self.blocks % self.cta_blocks == 0
         self.bt = 8 * nt
         self.threads = 32 * warps
         self.red_len = 32 * 4 * nt * rb  # fp32 accumulators per warp
+        assert not self.split_n or (self.bt * 32) % self.threads == 0
 
     @cute.jit
     def grouped_call(self, act: cute.Tensor, w: cute.Tensor, alpha: cute.Tensor, offsets: cute.Tensor,
@@ -146,7 +171,7 @@ class W4A16Kernel:
     @cute.jit
     def _launch(self, act, w, alpha, offsets, counts, out, stream):
         self.kernel(act, w, alpha, offsets, counts, out, act.shape[0]).launch(
-            grid=[self.blocks // self.rb, self.experts, 1],
+            grid=[self.blocks // self.cta_blocks, self.experts, 1],
             block=[self.threads, 1, 1],
             stream=stream,
         )
@@ -163,7 +188,12 @@ class W4A16Kernel:
         rb, nt, bt = self.rb, self.nt, self.bt
 
         smem = cutlass.utils.SmemAllocator()
-        red = smem.allocate_tensor(Float32, cute.make_layout((self.red_len, self.warps)), byte_alignment=16)
+        if const_expr(self.split_n):
+            sb = smem.allocate_tensor(Int32, cute.make_layout(bt * SB_ROW_WORDS), byte_alignment=16)
+            red = sb
+        else:
+            red = smem.allocate_tensor(Float32, cute.make_layout((self.red_len, self.warps)), byte_alignment=16)
+            sb = red
 
         start = Int32(0)
         cnt = m_rows
@@ -175,22 +205,30 @@ class W4A16Kernel:
             cnt = cutlass.min(cutlass.max(counts[by], 0), m_rows - start)
         n_tiles = (cnt + (bt - 1)) // bt
 
+        # first 16-row block of this warp, and the chunks it walks
+        rb0 = bx * rb
+        c_first, c_step = warp, self.warps
+        if const_expr(self.split_n):
+            rb0 = (bx * self.warps + warp) * rb
+            c_first, c_step = 0, 1
         row_bytes = Int64(self.k * 2)
-        wbase = w.iterator.toint() + Int64((by * self.blocks + bx * rb) * self.chunks) * CHUNK_BYTES
-        abase = act.iterator.toint() + Int64(start) * row_bytes + Int64(t * 32)
+        wbase = w.iterator.toint() + Int64((by * self.blocks + rb0) * self.chunks) * CHUNK_BYTES
+        abase = act.iterator.toint() + Int64(start) * row_bytes
 
         acc = cute.make_rmem_tensor(cute.make_layout((4, nt, rb)), Float32)
-        aw = cute.make_rmem_tensor(cute.make_layout((4, 4, rb)), Int32)  # (block b, k64 tile, row block)
+        aw = cute.make_rmem_tensor(cute.make_layout((4, 4, rb)), Int32)  # raw codes (block, k64 tile, row block)
         sw = cute.make_rmem_tensor(cute.make_layout((2, rb)), Int32)
-        bw = cute.make_rmem_tensor(cute.make_layout((8, nt)), Int32)
+        af = cute.make_rmem_tensor(cute.make_layout((4, 4, rb)), Int32)  # decoded fragment (reg, block, row block)
+        bw = cute.make_rmem_tensor(cute.make_layout(8), Int32)
+        bwk = cute.make_rmem_tensor(cute.make_layout((8, nt)), Int32)
         arow = cute.make_rmem_tensor(cute.make_layout(nt), Int64)
 
         for tt in cutlass.range(n_tiles):
             tok0 = tt * bt
             acc.fill(0.0)
             for j in cutlass.range_constexpr(nt):
-                arow[j] = abase + Int64(cutlass.min(tok0 + 8 * j + g, cnt - 1)) * row_bytes
-            for c in cutlass.range(warp, self.chunks, self.warps):
+                arow[j] = abase + Int64(cutlass.min(tok0 + 8 * j + g, cnt - 1)) * row_bytes + Int64(t * 32)
+            for c in cutlass.range(c_first, self.chunks, c_step):
                 for r in cutlass.range_constexpr(rb):
                     cbase = wbase + Int64(r * self.chunks + c) * CHUNK_BYTES
                     for kt in cutlass.range_constexpr(4):
@@ -202,31 +240,78 @@ class W4A16Kernel:
                     s0, s1 = ld_stream_v2(cbase + Int64(SCALE_OFF + lane * 8))
                     sw[0, r] = s0
                     sw[1, r] = s1
+                if const_expr(self.split_n):
+                    self._stage_activations(sb, abase, row_bytes, tidx, c, tok0, cnt)
                 for kt in cutlass.range_constexpr(4):
-                    koff = Int64((c * 4 + kt) * 128)  # bytes: 64 bf16 per k64 tile
-                    for j in cutlass.range_constexpr(nt):
-                        y0, y1, y2, y3 = ld_cached_v4(arow[j] + koff)
-                        y4, y5, y6, y7 = ld_cached_v4(arow[j] + koff + Int64(16))
-                        bw[0, j], bw[1, j], bw[2, j], bw[3, j] = y0, y1, y2, y3
-                        bw[4, j], bw[5, j], bw[6, j], bw[7, j] = y4, y5, y6, y7
-                    for r in cutlass.range_constexpr(rb):
-                        s_lo, s_hi = scale_pair(sw[kt // 2, r], kt % 2)
-                        for b in cutlass.range_constexpr(4):
-                            r0, r1, r2, r3 = decode_block(aw[b, kt, r], s_lo, s_hi)
-                            for j in cutlass.range_constexpr(nt):
-                                d0, d1, d2, d3 = mma_bf16(r0, r1, r2, r3, bw[2 * b, j], bw[2 * b + 1, j],
-                                                          acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r])
-                                acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r] = d0, d1, d2, d3
-            self._epilogue(acc, red, alpha, out, lane, warp, tidx, bx, by, start, cnt, tok0)
+                    if const_expr(self.split_n):
+                        self._mma_tile_smem(acc, aw, sw, af, bw, sb, kt, g, t)
+                    else:
+                        self._mma_tile_gmem(acc, aw, sw, bwk, arow, c, kt)
+            self._epilogue(acc, red, alpha, out, lane, warp, tidx, rb0, by, start, cnt, tok0)
 
     @cute.jit
-    def _store(self, alpha, out, value, idx, bx, by, start, cnt, tok0):
+    def _mma_tile_gmem(self, acc, aw, sw, bwk, arow, c, kt):
+        """split "k": all nt activation fragments from global (L1) first, then each decoded
+        block feeds nt MMAs at once (measured faster for decode than decoding all blocks first)."""
+        koff = Int64((c * 4 + kt) * 128)  # bytes: 64 bf16 per k64 tile
+        for j in cutlass.range_constexpr(self.nt):
+            y0, y1, y2, y3 = ld_cached_v4(arow[j] + koff)
+            y4, y5, y6, y7 = ld_cached_v4(arow[j] + koff + Int64(16))
+            bwk[0, j], bwk[1, j], bwk[2, j], bwk[3, j] = y0, y1, y2, y3
+            bwk[4, j], bwk[5, j], bwk[6, j], bwk[7, j] = y4, y5, y6, y7
+        for r in cutlass.range_constexpr(self.rb):
+            s_lo, s_hi = scale_pair(sw[kt // 2, r], kt % 2)
+            for b in cutlass.range_constexpr(4):
+                r0, r1, r2, r3 = decode_block(aw[b, kt, r], s_lo, s_hi)
+                for j in cutlass.range_constexpr(self.nt):
+                    d0, d1, d2, d3 = mma_bf16(r0, r1, r2, r3, bwk[2 * b, j], bwk[2 * b + 1, j],
+                                              acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r])
+                    acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r] = d0, d1, d2, d3
+
+    @cute.jit
+    def _mma_tile_smem(self, acc, aw, sw, af, bw, sb, kt, g, t):
+        """split "n": decode the warp's whole k64 tile once, then stream the nt activation
+        fragments from shared memory (two LDS.128 each), rb * 4 MMAs per fragment."""
+        for r in cutlass.range_constexpr(self.rb):
+            s_lo, s_hi = scale_pair(sw[kt // 2, r], kt % 2)
+            for b in cutlass.range_constexpr(4):
+                r0, r1, r2, r3 = decode_block(aw[b, kt, r], s_lo, s_hi)
+                af[0, b, r], af[1, b, r], af[2, b, r], af[3, b, r] = r0, r1, r2, r3
+        for j in cutlass.range_constexpr(self.nt):
+            sa = sb.iterator.toint() + ((8 * j + g) * SB_ROW_WORDS + kt * 32 + t * 8) * 4
+            y0, y1, y2, y3 = ld_shared_v4(sa)
+            y4, y5, y6, y7 = ld_shared_v4(sa + 16)
+            bw[0], bw[1], bw[2], bw[3], bw[4], bw[5], bw[6], bw[7] = y0, y1, y2, y3, y4, y5, y6, y7
+            for r in cutlass.range_constexpr(self.rb):
+                for b in cutlass.range_constexpr(4):
+                    d0, d1, d2, d3 = mma_bf16(af[0, b, r], af[1, b, r], af[2, b, r], af[3, b, r],
+                                              bw[2 * b], bw[2 * b + 1],
+                                              acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r])
+                    acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r] = d0, d1, d2, d3
+
+    @cute.jit
+    def _stage_activations(self, sb, abase, row_bytes, tidx, c, tok0, cnt):
+        """Tokens tok0 .. tok0 + bt of chunk c (256 K) -> shared memory, one 16-byte vector per
+        thread per step. Token rows are SB_ROW_WORDS * 4 = 528 B apart (512 + 16): the eight
+        lanes of one LDS.128 phase (two token rows x four 32-byte lanes) then hit disjoint banks."""
+        cute.arch.sync_threads()  # every warp is done reading the previous chunk
+        for v in cutlass.range_constexpr(self.bt * 32 // self.threads):
+            vi = v * self.threads + tidx
+            tok = vi // 32
+            kv = vi % 32
+            row = cutlass.min(tok0 + tok, cnt - 1)
+            x0, x1, x2, x3 = ld_cached_v4(abase + Int64(row) * row_bytes + Int64(c * 512 + kv * 16))
+            st_shared_v4(sb.iterator.toint() + (tok * SB_ROW_WORDS + kv * 4) * 4, x0, x1, x2, x3)
+        cute.arch.sync_threads()
+
+    @cute.jit
+    def _store(self, alpha, out, value, idx, rb0, by, start, cnt, tok0):
         """idx = ((r * nt + j) * 4 + q) * 32 + lane -> out[start + token, weight row]."""
         ln = idx % 32
         q = (idx // 32) % 4
         j = (idx // 128) % self.nt
         r = idx // (128 * self.nt)
-        nrow = (bx * self.rb + r) * 16 + ln // 4 + 8 * (q // 2)
+        nrow = (rb0 + r) * 16 + ln // 4 + 8 * (q // 2)
         tok = tok0 + 8 * j + 2 * (ln % 4) + q % 2
         if tok < cnt:
             a = Float32(0.0)
@@ -237,14 +322,14 @@ class W4A16Kernel:
             out[start + tok, nrow] = (value * (a * EPI_SCALE)).to(BFloat16)
 
     @cute.jit
-    def _epilogue(self, acc, red, alpha, out, lane, warp, tidx, bx, by, start, cnt, tok0):
+    def _epilogue(self, acc, red, alpha, out, lane, warp, tidx, rb0, by, start, cnt, tok0):
         nt, rb = self.nt, self.rb
-        if const_expr(self.warps == 1):
+        if const_expr(self.warps == 1 or self.split_n):
             for r in cutlass.range_constexpr(rb):
                 for j in cutlass.range_constexpr(nt):
                     for q in cutlass.range_constexpr(4):
                         self._store(alpha, out, acc[q, j, r], ((r * nt + j) * 4 + q) * 32 + lane,
-                                    bx, by, start, cnt, tok0)
+                                    rb0, by, start, cnt, tok0)
         else:
             for r in cutlass.range_constexpr(rb):
                 for j in cutlass.range_constexpr(nt):
@@ -257,12 +342,12 @@ class W4A16Kernel:
                     s = red[idx, 0]
                     for wi in cutlass.range_constexpr(1, self.warps):
                         s = s + red[idx, wi]
-                    self._store(alpha, out, s, idx, bx, by, start, cnt, tok0)
+                    self._store(alpha, out, s, idx, rb0, by, start, cnt, tok0)
             cute.arch.sync_threads()  # red is rewritten by the next token tile
 
 
 def make_kernel(p, grouped: bool):
-    k = W4A16Kernel(p.n, p.k, p.experts, grouped, p.warps, p.rb, p.nt)
+    k = W4A16Kernel(p.n, p.k, p.experts, grouped, p.warps, p.rb, p.nt, p.split)
     return k.grouped_call if grouped else k.dense_call
 
 
