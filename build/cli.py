@@ -239,8 +239,9 @@ def _ep_rank(ctx, param, value: str) -> int | None:
 def plan_cmd(checkpoint: Path, archs, ep_size: int, ep_rank, max_tokens: int, capture_sizes, max_capture_size: int, out: Path | None, as_json: bool) -> None:
     """Plan the manifest for the NVFP4 checkpoint in CHECKPOINT (reads only config and safetensors headers).
 
-    Every NVFP4 GEMM the model runs gets a variant per arch and token bucket; what no kernel
-    family can run is listed on stderr and at the end of the manifest.
+    Plans what the runtime opens: on sm_90a Nvfp4Linear's ops per dense (N, K) and MoERunner's
+    six ops per MoE shape; on sm_100a the block-scaled GEMMs and activation quantizers. What no
+    kernel family can run is listed on stderr and at the end of the manifest.
     """
     from nvfp4_aot.runtime.checkpoint import CheckpointError
 

@@ -1,18 +1,25 @@
 """`nvfp4-build plan`: derive the manifest a model needs from its checkpoint's headers.
 
     checkpoint headers (runtime/checkpoint.py: NVFP4 linears, fused into the GEMMs the model runs)
-      -> distinct GEMM problems (N, K) and activation widths K, each with the largest token count
-         any of its uses sees (routed experts: max_num_batched_tokens x top-k token-slots)
+      -> distinct GEMM problems (N, K), activation widths K and MoE layer shapes, each with the
+         largest token count any of its uses sees (routed experts: max_num_batched_tokens x top-k
+         token-slots)
       -> token buckets: vLLM's CUDA-graph capture sizes mapped onto each family's tile table,
          consecutive sizes with the same choice merged (contiguous from M = 1)
-      -> one [[op]] per (family, problem) with the archs whose family accepts every bucket
-         (`Family.can_implement` decides; nothing here restates a family's rules)
+      -> the [[op]]s the runtime opens, per arch:
+           sm_90a (W4A16, bf16 activations): runtime/linear.py Nvfp4Linear's w4a16_gemm +
+             quack_w4a16_gemm per dense (N, K); runtime/moe.py MoERunner's moe_route,
+             moe_permute, w4a16_grouped_gemm (L1, L2), moe_silu_mul, moe_combine per MoE shape
+           sm_100a (NVFP4 x NVFP4): quack_nvfp4_gemm per (N, K) (routed experts one dense call
+             per expert, no runner yet) + nvfp4_quantize / nvfp4_global_scale per input K
+         each with the archs whose family accepts every bucket (`Family.can_implement` decides;
+         nothing here restates a family's rules)
       -> everything no family can run goes to the "unsupported" list (stderr + manifest tail).
 
 Assumed deployment (written into the manifest header): vLLM with expert parallelism and
 data-parallel attention, so attention, dense-MLP and shared-expert GEMMs have their full
 checkpoint shapes on every rank; routed experts are split in contiguous blocks over the EP
-ranks, and every rank runs the same (N, K) problems.
+ranks, and every rank runs the same problems.
 """
 
 from __future__ import annotations
@@ -21,33 +28,62 @@ import bisect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from nvfp4_aot.kernels import UnknownFamilyError, get_family
 from nvfp4_aot.runtime.checkpoint import Checkpoint, Gemm, compress_ints, expert_range, name_patterns
 
-# Tile tables: (largest M of the row, or None for "everything larger", tuning knobs).
+# Tile tables: (largest M of the row, or None for "everything larger", tuning knobs). Tunings
+# are manifests/default.toml's (benchmarks/w4a16_sweep.py on an H100 for the w4a16 families).
 Table = Sequence[tuple["int | None", Mapping[str, Any]]]
-# NVFP4-weight GEMM families in order of preference, each with its M -> tuning table (the
-# quack table is manifests/default.toml's: narrow token tiles for decode, wide for prefill).
-GEMM_FAMILIES: dict[str, Table] = {
-    "quack_w4a16_gemm": (
-        (16, {"tile_m": 64, "tile_n": 16}),
-        (32, {"tile_m": 64, "tile_n": 32}),
-        (64, {"tile_m": 64, "tile_n": 64}),
-        (256, {"tile_m": 128, "tile_n": 128}),
-        (None, {"tile_m": 128, "tile_n": 256}),
-    ),
-    # Blackwell NVFP4 x NVFP4 (activations quantized by nvfp4_quantize); dense per (N, K) as
-    # for Hopper, the grouped family will serve routed experts once the MoE runner exists.
-    # Tiles as in manifests/default.toml (untested on hardware: no Blackwell GPU here).
-    "quack_nvfp4_gemm": (
-        (256, {"tile_m": 128, "tile_n": 128}),
-        (None, {"tile_m": 256, "tile_n": 256, "cluster_m": 2}),
-    ),
-}
+HOPPER = ("sm_90a",)  # archs runtime/linear.py and runtime/moe.py serve with W4A16 (bf16 activations)
+# quack's WGMMA W4A16 GEMM (Nvfp4Linear above M = QUACK_FROM): quack's tile_n tiles the token
+# count (swap-AB), so decode buckets get narrow token tiles, prefill wide ones.
+QUACK_W4A16: Table = (
+    (16, {"tile_m": 64, "tile_n": 16}),
+    (32, {"tile_m": 64, "tile_n": 32}),
+    (64, {"tile_m": 64, "tile_n": 64}),
+    (256, {"tile_m": 128, "tile_n": 128}),
+    (None, {"tile_m": 128, "tile_n": 256}),
+)
+# Our W4A16 decode GEMM (kernels/w4a16), dense: N < K (e.g. 2048 / 6144 x 7168) has few 16-row
+# slices for a long K, so 8 warps split K; otherwise 4 warps, 2 row blocks from 17 tokens.
+W4A16_NARROW: Table = (
+    (8, {"warps": 8, "rb": 1, "nt": 1}),
+    (16, {"warps": 8, "rb": 1, "nt": 2}),
+    (None, {"warps": 8, "rb": 1, "nt": 4}),
+)
+W4A16_WIDE: Table = (
+    (8, {"warps": 4, "rb": 1, "nt": 1}),
+    (16, {"warps": 4, "rb": 1, "nt": 2}),
+    (None, {"warps": 4, "rb": 2, "nt": 4}),
+)
+# Grouped, M = token-slots: <= 192 is <= 4 tokens per expert at 48 local experts, <= 768 <= 16.
+W4A16_GROUPED: Table = (
+    (192, {"warps": 4, "rb": 1, "nt": 1}),
+    (768, {"warps": 4, "rb": 4, "nt": 2}),
+    (None, {"warps": 8, "rb": 1, "nt": 8, "split": "n"}),
+)
+# MoE glue (CUDA cores): decode (M <= 128) narrower CTAs / fewer loads in flight, then prefill.
+MOE_ROUTE: Table = ((128, {"threads": 128}), (None, {"threads": 512}))
+MOE_PERMUTE: Table = ((128, {"threads": 128, "unroll": 1}), (None, {"threads": 256, "unroll": 2}))
+MOE_SILU_MUL: Table = ((128, {"threads": 128, "unroll": 1}), (None, {"threads": 256, "unroll": 2}))
+MOE_COMBINE: Table = ((128, {"threads": 128}), (None, {"threads": 256}))
+MOE_PAD = 1  # runtime/moe.py PAD: the Hopper runner's groups are unpadded
+# Blackwell NVFP4 x NVFP4 (activations quantized by nvfp4_quantize), dense per (N, K); 1-CTA MMA
+# for decode, 2-CTA for prefill (untested on hardware: no Blackwell GPU here).
+QUACK_NVFP4: Table = (
+    (256, {"tile_m": 128, "tile_n": 128}),
+    (None, {"tile_m": 256, "tile_n": 256, "cluster_m": 2}),
+)
 QUANTIZE = ("nvfp4_quantize", {"sf_layout": "swizzled"}, ((128, {"threads": 64}), (None, {"threads": 128})))
 GLOBAL_SCALE = ("nvfp4_global_scale", {}, ((None, {}),))
+
+
+def w4a16_table(n: int, k: int) -> Table:
+    return W4A16_NARROW if n < k else W4A16_WIDE
+
+
 ROLE_TEXT = {
     "attn": "attention",
     "dense": "dense MLP",
@@ -191,6 +227,72 @@ def _cap_to_family(family: str, cap: int, what: str, unsupported: list[str]) -> 
     return cap
 
 
+def _moe_shapes(routed: Sequence[Gemm]) -> tuple[dict[tuple[int, int], list[int]], list[int]]:
+    """MoE layers by MoERunner shape (hidden H, intermediate I): each layer's routed experts must
+    be a stacked gate_up_proj [2I, H] and a down_proj [H, I]. Also the layers that are not."""
+    by_layer: dict[Any, dict[str, set[tuple[int, int]]]] = {}
+    for g in routed:
+        by_layer.setdefault(g.layer, {}).setdefault(g.name.rpartition(".")[2], set()).add((g.n, g.k))
+    shapes: dict[tuple[int, int], list[int]] = {}
+    bad = []
+    for layer, leaves in sorted(by_layer.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
+        l1, l2 = leaves.get("gate_up_proj", set()), leaves.get("down_proj", set())
+        if set(leaves) == {"gate_up_proj", "down_proj"} and len(l1) == len(l2) == 1:
+            (n1, h), (n2, k2) = next(iter(l1)), next(iter(l2))
+            if n1 % 2 == 0 and (n2, k2) == (h, n1 // 2):
+                shapes.setdefault((h, n1 // 2), []).append(layer)
+                continue
+        bad.append(layer)
+    return shapes, bad
+
+
+def _plan_moe(gemms: Sequence[Gemm], hopper: Sequence[str], experts: int, top_k: int, tokens: int, ep: str,
+              add_op: Callable[..., list[str]], ops: list[Op], unsupported: list[str]) -> None:
+    """runtime/moe.py MoERunner's ops per MoE shape, with the token counts its missing() checks:
+    route / permute / combine see M = tokens, the grouped GEMMs and silu_mul M = tokens x top-k
+    rows (groups unpadded, pad = 1)."""
+    routed = [g for g in gemms if g.role == "routed"]
+    shapes, bad = _moe_shapes(routed)
+    if bad:
+        names = name_patterns(g.name for g in routed if g.layer in bad)
+        unsupported += [f"{a}: MoERunner needs each layer's routed experts as gate_up_proj [2I, H] + down_proj [H, I] <- {', '.join(names)}" for a in hopper]
+    rows = tokens * top_k
+    for (h, i), layers in sorted(shapes.items()):
+        mine = [g for g in routed if g.layer in layers]
+        l1 = _Use("routed", [g for g in mine if g.name.endswith(".gate_up_proj")], rows)
+        l2 = _Use("routed", [g for g in mine if g.name.endswith(".down_proj")], rows)
+        where = ", ".join(p.rpartition(".")[0] for p in name_patterns(g.name for g in l1.gemms))
+        experts_line = f"  {where}  [routed experts: {experts} local, top-{top_k}, hidden {h}, intermediate {i}{ep}]"
+        runner = "MoERunner (runtime/moe.py) "
+        need = (lambda a: f" <- {where}")
+        tok, slots = f"M = tokens <= {tokens}", f"M = token-slots (tokens x top-{top_k}) <= {rows}"
+        steps = [
+            ("moe_route", {"experts": experts, "topk": top_k, "pad": MOE_PAD}, MOE_ROUTE, tokens, True, [],
+             f"{runner}routing: topk ids -> rows grouped by local expert; {tok}:"),
+            ("moe_permute", {"h": h, "topk": top_k, "experts": experts, "pad": MOE_PAD}, MOE_PERMUTE, tokens, True, [],
+             f"{runner}gathers the hidden states into the grouped rows; {tok}:"),
+            ("w4a16_grouped_gemm", {"n": 2 * i, "k": h, "experts": experts}, W4A16_GROUPED, rows, False, [l1],
+             f"{runner}L1 (gate | up), all local experts in one launch; {slots}:"),
+            ("moe_silu_mul", {"i": i}, MOE_SILU_MUL, rows, False, [],
+             f"{runner}silu(gate) * up between L1 and L2; {slots}:"),
+            ("w4a16_grouped_gemm", {"n": h, "k": i, "experts": experts}, W4A16_GROUPED, rows, False, [l2],
+             f"{runner}L2 (down); {slots}:"),
+            ("moe_combine", {"h": h, "topk": top_k}, MOE_COMBINE, tokens, True, [],
+             f"{runner}top-k weighted sum of each token's rows; {tok}:"),
+        ]
+        first = len(ops)
+        runnable = set(hopper)
+        for family, problem, table, cap, padded, uses, text in steps:
+            what = ", ".join(f"{k}={v}" for k, v in problem.items())
+            title = [f"{family} {what.replace(', ', ' ')}: {text}"] + ([] if uses else [experts_line])
+            runnable &= set(add_op(family, problem, table, uses, what, title, hopper, cap=cap, padded=padded, note=need))
+        # the runner opens all six ops: where one is missing, none of them serves anything
+        for op in ops[first:]:
+            op.archs = [a for a in op.archs if a in runnable]
+        ops[first:] = [op for op in ops[first:] if op.archs]
+        unsupported += [f"{a}: MoERunner h={h}, i={i}: nothing planned for it (it needs all six ops) <- {where}" for a in hopper if a not in runnable]
+
+
 def plan_checkpoint(ckpt_dir: Path | str, s: Settings, command: str = "") -> Plan:
     ck = Checkpoint(ckpt_dir)
     disc = ck.discovery
@@ -235,52 +337,58 @@ def plan_checkpoint(ckpt_dir: Path | str, s: Settings, command: str = "") -> Pla
 
     plan = Plan(header=[], archs=s.archs, name=ck.root.name)
     unsupported: list[str] = []
+    hopper = [a for a in s.archs if a in HOPPER]
+    nvfp4 = [a for a in s.archs if a not in HOPPER]  # NVFP4 x NVFP4: activations quantized
 
-    def add_op(family: str, problem: dict, table: Table, uses: Iterable[_Use], what: str, title: str, archs: Sequence[str]):
+    def add_op(family: str, problem: dict, table: Table, uses: Iterable[_Use], what: str, title: str | list[str],
+               archs: Sequence[str], cap: int | None = None, padded: bool | None = None,
+               note: Callable[[str], str] = lambda arch: "") -> list[str]:
+        """Plan `family` for `problem` on the `archs` its can_implement accepts; report the others
+        (`note(arch)`: who needs it). Returns the archs planned."""
         uses = sorted(uses, key=lambda u: (list(ROLE_TEXT).index(u.role), _describe(u, ep)))
-        cap = _cap_to_family(family, max(u.cap for u in uses), what, unsupported)
-        padded = all(u.role != "routed" for u in uses)
+        cap = _cap_to_family(family, cap or max(u.cap for u in uses), what, unsupported)
+        if padded is None:
+            padded = all(u.role != "routed" for u in uses)
         buckets = make_buckets(table, cap, sizes, padded)
-        ok, bad = [], []
+        ok = []
         for arch in archs:
             reasons = _family_ok(family, problem, buckets, arch)
-            (bad if reasons else ok).append((arch, reasons))
-        for arch, reasons in bad:
-            unsupported.append(f"{arch}: {family} cannot implement {what} ({'; '.join(reasons)})")
+            if reasons:
+                unsupported.append(f"{arch}: {family} cannot implement {what} ({'; '.join(reasons)}){note(arch)}")
+            else:
+                ok.append(arch)
         if ok:
-            comments = [title] + [f"  {_describe(u, ep)}" for u in uses]
-            plan.ops.append(Op(family, problem, [a for a, _ in ok], buckets, comments))
+            comments = ([title] if isinstance(title, str) else title) + [f"  {_describe(u, ep)}" for u in uses]
+            plan.ops.append(Op(family, problem, ok, buckets, comments))
+        return ok
 
-    for k, uses in sorted(by_k.items()):
-        for family, extra, table in (QUANTIZE, GLOBAL_SCALE):
-            title = f"{family} k={k}: activations entering the NVFP4 GEMMs with input width {k}:"
-            add_op(family, {"k": k, **extra}, table, uses.values(), f"k={k}", title, s.archs)
+    if nvfp4:
+        for k, uses in sorted(by_k.items()):
+            for family, extra, table in (QUANTIZE, GLOBAL_SCALE):
+                title = f"{family} k={k}: activations entering the NVFP4 x NVFP4 GEMMs with input width {k} (Hopper's W4A16 takes bf16):"
+                add_op(family, {"k": k, **extra}, table, uses.values(), f"k={k}", title, nvfp4)
 
     for (n, k), uses in sorted(by_nk.items()):
-        cap = max(u.cap for u in uses.values())
-        found: dict[str, list[str]] = {}
-        reasons: dict[str, list[str]] = {a: [] for a in s.archs}
-        for family, table in GEMM_FAMILIES.items():
-            buckets = make_buckets(table, cap, sizes, False)
-            for arch in s.archs:
-                if any(arch in a for a in found.values()):
-                    continue
-                why = _family_ok(family, {"n": n, "k": k}, buckets, arch)
-                if why:
-                    reasons[arch].append(f"{family}: {'; '.join(why)}")
-                else:
-                    found.setdefault(family, []).append(arch)
+        what = f"n={n}, k={k}"
         users = "; ".join(sorted({_describe(u, ep).split("  [")[0] for u in uses.values()}))
-        for arch in s.archs:
-            if not any(arch in a for a in found.values()):
-                unsupported.append(f"{arch}: no NVFP4 GEMM family can implement n={n}, k={k} ({' | '.join(reasons[arch])}) <- {users}")
-        for family, archs in found.items():
-            table = GEMM_FAMILIES[family]
-            note = ""
-            if any(u.role == "routed" for u in uses.values()):
-                note = " (routed experts: one dense call per expert until a grouped-GEMM family replaces this op)"
-            title = f"{family} n={n} k={k}{note}:"
-            add_op(family, {"n": n, "k": k}, table, uses.values(), f"n={n}, k={k}", title, archs)
+        dense = [u for u in uses.values() if u.role != "routed"]
+        if hopper and dense:  # runtime/linear.py Nvfp4Linear
+            linear = f" <- {'; '.join(sorted({_describe(u, ep).split('  [')[0] for u in dense}))}"
+            title = f"w4a16_gemm n={n} k={k}: Nvfp4Linear (runtime/linear.py) for M <= 64; every M without quack_w4a16_gemm or one global scale:"
+            have = add_op("w4a16_gemm", {"n": n, "k": k}, w4a16_table(n, k), dense, what, title, hopper,
+                          note=lambda a: f"; Nvfp4Linear cannot serve these (it opens w4a16_gemm first), so no quack_w4a16_gemm either{linear}")
+            if have:  # only where Nvfp4Linear can open w4a16_gemm
+                title = f"quack_w4a16_gemm n={n} k={k}: Nvfp4Linear for M > 64 (layers with one global scale):"
+                add_op("quack_w4a16_gemm", {"n": n, "k": k}, QUACK_W4A16, dense, what, title, have,
+                       note=lambda a: f"; Nvfp4Linear runs w4a16_gemm for every M{linear}")
+        if nvfp4:
+            routed_note = " (routed experts: one dense call per expert until a Blackwell MoE runner replaces this op)"
+            title = f"quack_nvfp4_gemm n={n} k={k}{routed_note if len(dense) < len(uses) else ''}:"
+            add_op("quack_nvfp4_gemm", {"n": n, "k": k}, QUACK_NVFP4, uses.values(), what, title, nvfp4,
+                   note=lambda a: f" <- {users}")
+
+    if hopper and routed:
+        _plan_moe(gemms, hopper, n_exp // s.ep_size, top_k, T, ep, add_op, plan.ops, unsupported)
 
     by_reason: dict[str, list[str]] = {}
     for u in disc.unsupported:
@@ -314,7 +422,8 @@ def _header(ck: Checkpoint, s: Settings, command: str, gemms: list[Gemm], n_exp:
     lines += [
         "Assumed: attention, dense-MLP and shared-expert GEMMs replicated at full size on every rank (data-parallel attention).",
         f"Token buckets: CUDA-graph capture sizes {_sizes_text(sizes)} (vLLM pads a batch up to the next one),",
-        f"  max_num_batched_tokens {s.max_num_batched_tokens}; routed-expert ops reach max_num_batched_tokens x top-k token-slots.",
+        f"  max_num_batched_tokens {s.max_num_batched_tokens}; the grouped GEMMs, moe_silu_mul and every routed-expert op on",
+        "  sm_100a reach max_num_batched_tokens x top-k token-slots (unpadded); moe_route / moe_permute / moe_combine see tokens.",
     ]
     return [x for x in lines if x]
 

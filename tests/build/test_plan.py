@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from conftest import run_cli
 from nvfp4_aot.build.cli import main
 from nvfp4_aot.build.manifest import load_manifest
-from nvfp4_aot.build.plan import GEMM_FAMILIES, make_buckets, pick, vllm_capture_sizes
+from nvfp4_aot.build.plan import QUACK_W4A16, W4A16_GROUPED, W4A16_NARROW, W4A16_WIDE, make_buckets, pick, vllm_capture_sizes
 from nvfp4_aot.runtime.checkpoint import Checkpoint, name_patterns
 from synthetic_ckpt import EXPECTED_GEMMS, ROOT, SMALL_CONFIG, fixture, rewrite_tensor, set_config
 
-QUACK = GEMM_FAMILIES["quack_w4a16_gemm"]
+QUACK = QUACK_W4A16
 DSV4_MANIFEST = ROOT / "manifests" / "deepseek_v4_pro_ep8.toml"
 
 
@@ -78,35 +78,107 @@ def test_plan_is_stable_and_complete(small_ckpt, tmp_path):
     assert summary["per_arch"] == {arch: len([v for v in m.variants() if v.arch == arch]) for arch in ("sm_90a", "sm_100a")}
     ops = {(op.family, tuple(sorted(op.problem.items()))): op for op in m.ops}
     T, top_k = 8192, SMALL_CONFIG["num_experts_per_tok"]
-    # every GEMM the model runs (worked out by hand from the config) has a Hopper variant for
-    # every token count it can see; the N = 192 one is reported instead
+    unsupported = summary["unsupported"]
+    # Blackwell: an NVFP4 x NVFP4 GEMM per (N, K) (routed experts too: one dense call per expert)
+    # for every token count it can see; the N = 192 one is reported instead
     for (n, k), roles in EXPECTED_GEMMS.items():
-        key = ("quack_w4a16_gemm", (("k", k), ("n", n)))
+        key = ("quack_nvfp4_gemm", (("k", k), ("n", n)))
         cap = T * top_k if "routed" in roles else T
         if n % 128:
             assert key not in ops
-            assert any(u.startswith(f"sm_90a: no NVFP4 GEMM family can implement n={n}, k={k}") and "narrow_proj" in u for u in summary["unsupported"])
+            assert any(u.startswith(f"sm_100a: quack_nvfp4_gemm cannot implement n={n}, k={k}") and "narrow_proj" in u for u in unsupported)
             continue
-        op = ops[key]
-        assert op.archs == ("sm_90a",)
-        assert op.buckets[0].lo == 1 and op.buckets[-1].hi == cap
-        # and a Blackwell NVFP4 x NVFP4 variant for the same problem and token range
-        bw = ops[("quack_nvfp4_gemm", (("k", k), ("n", n)))]
+        bw = ops[key]
         assert bw.archs == ("sm_100a",) and bw.buckets[0].lo == 1 and bw.buckets[-1].hi == cap
-    # activation quantize + global scale for every input width, both archs
+    # Hopper: Nvfp4Linear's w4a16_gemm (+ quack_w4a16_gemm above M = 64) per dense (N, K) whose
+    # K the W4A16 layout takes (multiples of 256); the others are reported, and no quack is
+    # planned where Nvfp4Linear cannot open w4a16_gemm
+    hopper = {(op.family, op.problem["n"], op.problem["k"]) for op in m.ops if op.archs == ("sm_90a",)}
+    assert hopper == {("w4a16_gemm", 256, 256), ("w4a16_gemm", 768, 256), ("w4a16_gemm", 192, 256),
+                      ("quack_w4a16_gemm", 256, 256), ("quack_w4a16_gemm", 768, 256)}
+    for (fam, n, k) in hopper:
+        op = ops[(fam, (("k", k), ("n", n)))]
+        assert op.buckets[0].lo == 1 and op.buckets[-1].hi == T  # dense uses only: tokens
+    assert any(u.startswith("sm_90a: quack_w4a16_gemm cannot implement n=192, k=256") and "runs w4a16_gemm for every M" in u for u in unsupported)
+    for n, k, who in ((128, 128, "q_b_proj"), (256, 128, "shared_experts.down_proj"), (256, 384, "mlp.down_proj")):
+        assert any(u.startswith(f"sm_90a: w4a16_gemm cannot implement n={n}, k={k}") and who in u for u in unsupported)
+    # routed experts: the MoE down_proj has K = 128, so MoERunner gets nothing (it needs all six ops)
+    assert not any(op.family.startswith("moe_") or op.family == "w4a16_grouped_gemm" for op in m.ops)
+    assert any(u.startswith("sm_90a: w4a16_grouped_gemm cannot implement n=256, k=128, experts=8") for u in unsupported)
+    assert "sm_90a: MoERunner h=256, i=128: nothing planned for it (it needs all six ops) <- model.layers.{1-2}.mlp.experts.{0-7}" in unsupported
+    # activation quantize + global scale for every input width, Blackwell only (W4A16 takes bf16)
     for k in {k for _, k in EXPECTED_GEMMS}:
         cap = T * top_k if any("routed" in r for (_, kk), r in EXPECTED_GEMMS.items() if kk == k) else T
         for fam, extra in (("nvfp4_quantize", (("sf_layout", "swizzled"),)), ("nvfp4_global_scale", ())):
             op = next(o for o in m.ops if o.family == fam and o.problem["k"] == k)
-            assert op.archs == ("sm_90a", "sm_100a") and op.buckets[-1].hi == cap
+            assert op.archs == ("sm_100a",) and op.buckets[-1].hi == cap
             assert all(op.problem[x] == v for x, v in extra)
-    assert len(m.ops) == 3 * 2 + 5 * 2  # quantize + global scale per K; a Hopper and a Blackwell GEMM per (N, K)
-    assert any("fp8_proj.weight: FP8 weight" in u for u in summary["unsupported"])
+    assert len(m.ops) == 3 * 2 + 5 + 3 + 2  # quantize + global scale per K; Blackwell GEMMs; w4a16; quack_w4a16
+    assert any("fp8_proj.weight: FP8 weight" in u for u in unsupported)
     # comments name the tensors and layers each variant serves
     text = a.read_text()
     assert "model.layers.{1-2}.mlp.experts.{0-7}.gate_proj + up_proj (stacked along N: gate_up_proj)" in text
     assert "model.layers.{0-2}.self_attn.q_a_proj + kv_a_proj_with_mqa" in text
     assert text.rstrip().splitlines()[-1].startswith("#   model.layers.{0-2}.self_attn.o_a_proj.weight")
+
+
+# Every W4A16 constraint met (K multiples of 256): attention q_a + kv (512 x 512), q_b (256 x 256),
+# o_b (512 x 256), dense MLP (1024 x 512, 512 x 512), shared + routed (512 x 512, 512 x 256).
+HOPPER_CONFIG = {**SMALL_CONFIG, "hidden_size": 512, "moe_intermediate_size": 256, "intermediate_size": 512,
+                 "q_lora_rank": 256, "kv_lora_rank": 256, "head_dim": 128, "o_lora_rank": 128}
+
+
+@pytest.fixture(scope="module")
+def hopper_ckpt(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hopper") / "hopper-ckpt"
+    fixture.write_fixture(root, HOPPER_CONFIG)  # headers only: plan reads nothing else
+    return root
+
+
+def test_hopper_plan_covers_what_the_runtime_opens(hopper_ckpt, tmp_path):
+    """The sm_90a ops are exactly what runtime/linear.py Nvfp4Linear and runtime/moe.py
+    MoERunner open, with buckets from 1 to every token count their missing() checks."""
+    s = plan_json(hopper_ckpt, tmp_path / "h.toml", "--ep-size", "2", "--max-num-batched-tokens", "1024")
+    assert s["unsupported"] == []
+    T, top_k, E = 1024, HOPPER_CONFIG["num_experts_per_tok"], HOPPER_CONFIG["n_routed_experts"] // 2
+    h, i = HOPPER_CONFIG["hidden_size"], HOPPER_CONFIG["moe_intermediate_size"]
+    dense = {(512, 512), (256, 256), (512, 256), (1024, 512)}  # attention, dense MLP, shared expert
+    want = {("w4a16_gemm", (("k", k), ("n", n))): T for n, k in dense}
+    want |= {("quack_w4a16_gemm", (("k", k), ("n", n))): T for n, k in dense}
+    want |= {  # MoERunner: route / permute / combine on tokens, the rest on tokens x top-k rows
+        ("moe_route", (("experts", E), ("pad", 1), ("topk", top_k))): T,
+        ("moe_permute", (("experts", E), ("h", h), ("pad", 1), ("topk", top_k))): T,
+        ("w4a16_grouped_gemm", (("experts", E), ("k", h), ("n", 2 * i))): T * top_k,
+        ("moe_silu_mul", (("i", i),)): T * top_k,
+        ("w4a16_grouped_gemm", (("experts", E), ("k", i), ("n", h))): T * top_k,
+        ("moe_combine", (("h", h), ("topk", top_k))): T,
+    }
+    got = {(o["family"], tuple(sorted(o["problem"].items()))): o for o in s["ops"] if "sm_90a" in o["archs"]}
+    assert set(got) == set(want)
+    for key, cap in want.items():
+        b = got[key]["buckets"]
+        assert got[key]["archs"] == ["sm_90a"] and b[0][0] == 1 and b[-1][1] == cap, key
+        assert all(y[0] == x[1] + 1 for x, y in zip(b, b[1:])), key
+    # the MoE ops come in the runner's launch order, after the dense GEMMs
+    moe = [o["family"] for o in s["ops"] if o["family"].startswith("moe_") or o["family"] == "w4a16_grouped_gemm"]
+    assert moe == ["moe_route", "moe_permute", "w4a16_grouped_gemm", "moe_silu_mul", "w4a16_grouped_gemm", "moe_combine"]
+    # Blackwell keeps its dense-per-(N, K) plan, routed experts included
+    bw = {(o["problem"]["n"], o["problem"]["k"]): o for o in s["ops"] if o["family"] == "quack_nvfp4_gemm"}
+    assert set(bw) == dense and bw[(512, 256)]["buckets"][-1][1] == T * top_k and bw[(256, 256)]["buckets"][-1][1] == T
+    assert {o["family"] for o in s["ops"] if "sm_100a" in o["archs"]} == {"quack_nvfp4_gemm", "nvfp4_quantize", "nvfp4_global_scale"}
+    # tunings: manifests/default.toml's tables, by shape
+    m = load_manifest(tmp_path / "h.toml")
+    ops = {(op.family, tuple(sorted(op.problem.items()))): op for op in m.ops}
+    for (n, k) in dense:
+        table = W4A16_NARROW if n < k else W4A16_WIDE
+        for bk in ops[("w4a16_gemm", (("k", k), ("n", n)))].buckets:
+            assert pick(table, bk.hi).items() <= dict(bk.params).items()
+    grouped = ops[("w4a16_grouped_gemm", (("experts", E), ("k", h), ("n", 2 * i)))]
+    assert [(bk.lo, bk.hi) for bk in grouped.buckets] == [(1, 192), (193, 768), (769, T * top_k)]
+    assert all(pick(W4A16_GROUPED, bk.hi).items() <= dict(bk.params).items() for bk in grouped.buckets)
+    text = (tmp_path / "h.toml").read_text()
+    assert "# moe_route experts=4 topk=2 pad=1: MoERunner (runtime/moe.py)" in text
+    assert "model.layers.{1-2}.mlp.experts.{0-7}  [routed experts: 4 local, top-2, hidden 512, intermediate 256; EP rank r of 2 holds experts 4r..4r+3]" in text
 
 
 def test_discovery_counts_every_gemm(small_ckpt):
@@ -131,21 +203,26 @@ def test_ep_rank_changes_comments_not_variants(small_ckpt, tmp_path):
     assert code == 2 and "--ep-rank 4" in err
 
 
-def test_capture_sizes_and_token_cap_options(small_ckpt, tmp_path):
+def test_capture_sizes_and_token_cap_options(small_ckpt, hopper_ckpt, tmp_path):
     s = plan_json(small_ckpt, tmp_path / "m.toml", "--max-num-batched-tokens", "48", "--capture-sizes", "1,2,4,8,24,48")
-    quack = [o for o in s["ops"] if o["family"] == "quack_w4a16_gemm"]
-    dense = next(o for o in quack if o["problem"] == {"n": 768, "k": 256})  # padded: 17..24 runs at 24 -> tile_n 32
-    assert dense["buckets"] == [[1, 8], [9, 24], [25, 48]]
-    routed = next(o for o in quack if o["problem"] == {"n": 256, "k": 256})  # token-slots: unpadded, up to 48 x 2
-    assert routed["buckets"] == [[1, 16], [17, 32], [33, 64], [65, 96]]
+    ops = {(o["family"], o["problem"].get("n"), o["problem"].get("k")): o for o in s["ops"]}
+    # padded: 17..24 runs at 24 -> tile_n 32 (quack), 9..16 at 24 -> the M > 16 row (w4a16)
+    assert ops[("quack_w4a16_gemm", 768, 256)]["buckets"] == [[1, 8], [9, 24], [25, 48]]
+    assert ops[("w4a16_gemm", 768, 256)]["buckets"] == [[1, 8], [9, 48]]
+    assert ops[("quack_nvfp4_gemm", 256, 256)]["buckets"] == [[1, 96]]  # routed token-slots: up to 48 x 2
     assert "# Token buckets: CUDA-graph capture sizes [1, 2, 4, 8, 24, 48]" in (tmp_path / "m.toml").read_text()
+    s = plan_json(hopper_ckpt, tmp_path / "h.toml", "--arch", "sm_90a", "--max-num-batched-tokens", "200", "--capture-sizes", "1,8,120,200")
+    ops = {o["family"]: o for o in s["ops"]}
+    assert ops["moe_route"]["buckets"] == [[1, 120], [121, 200]]  # tokens, padded: 121..128 run at 200
+    assert ops["w4a16_grouped_gemm"]["buckets"] == [[1, 192], [193, 400]]  # token-slots, unpadded
+    assert ops["moe_silu_mul"]["buckets"] == [[1, 128], [129, 400]]
 
 
 def test_token_counts_beyond_a_family_are_reported(small_ckpt, tmp_path):
-    s = plan_json(small_ckpt, tmp_path / "m.toml", "--arch", "sm_90a", "--max-num-batched-tokens", "40000")
-    routed = next(o for o in s["ops"] if o["problem"] == {"n": 256, "k": 256})
-    assert routed["buckets"][-1] == [257, 65536]
-    assert "quack_w4a16_gemm n=256, k=256: token counts 65537..80000 exceed the family's max_m 65536; its buckets stop at 65536" in s["unsupported"]
+    s = plan_json(small_ckpt, tmp_path / "m.toml", "--arch", "sm_90a", "--max-num-batched-tokens", "70000")
+    quack = next(o for o in s["ops"] if o["family"] == "quack_w4a16_gemm" and o["problem"] == {"n": 256, "k": 256})
+    assert quack["buckets"][-1] == [257, 65536]
+    assert "quack_w4a16_gemm n=256, k=256: token counts 65537..70000 exceed the family's max_m 65536; its buckets stop at 65536" in s["unsupported"]
     assert not any(u.startswith("sm_100a") for u in s["unsupported"])  # only the planned arch reports
     code, out, _ = plan(small_ckpt, "--arch", "sm_90a")  # no -o: the manifest on stdout
     assert code == 0 and out.startswith("# Generated by `nvfp4-build plan`") and "[[op]]" in out
@@ -235,7 +312,7 @@ def test_plan_then_compile_builds_exactly_the_planned_variants(small_ckpt, tmp_p
     r = run_cli("compile", str(manifest), "-o", str(out), "-j", "2", "--json")
     built = json.loads(r.stdout)["manifests"]["small_plan"]
     assert built["variants"] == planned["variants"] == len(built["built"]) and not built["failed"]
-    assert planned["per_arch"] == {"sm_90a": 13, "sm_100a": 11}
+    assert planned["per_arch"] == {"sm_90a": 8, "sm_100a": 11}
     r = run_cli("verify", str(out), "--json")
     assert json.loads(r.stdout)["ok"]
     index = json.loads((out / "index.json").read_text())
@@ -257,15 +334,28 @@ def dsv4_plan(tmp_path_factory):
 def test_dsv4_manifest_is_what_plan_produces(dsv4_plan):
     out, summary = dsv4_plan
     assert out.read_text() == DSV4_MANIFEST.read_text(), "re-run the commands in tests/fixtures/dsv4_headers/README.md"
-    assert summary["per_arch"] == {"sm_90a": 37, "sm_100a": 22}
-    gemms = {(o["problem"]["n"], o["problem"]["k"]): o for o in summary["ops"] if o["family"] == "quack_w4a16_gemm"}
-    assert set(gemms) == {(2048, 7168), (65536, 1536), (7168, 2048), (6144, 7168), (7168, 3072)}
-    assert gemms[(6144, 7168)]["buckets"][-1] == [257, 8192 * 6]  # routed L1: token-slots
-    assert gemms[(2048, 7168)]["buckets"][-1] == [257, 8192]
-    assert {o["problem"]["k"] for o in summary["ops"] if o["family"] == "nvfp4_quantize"} == {7168, 3072, 1536, 2048}
+    assert summary["per_arch"] == {"sm_90a": 54, "sm_100a": 22}
+    ops = summary["ops"]
+    dense = {(2048, 7168), (65536, 1536), (7168, 2048), (6144, 7168), (7168, 3072)}  # attention + shared expert
+    for fam in ("w4a16_gemm", "quack_w4a16_gemm"):
+        gemms = {(o["problem"]["n"], o["problem"]["k"]): o for o in ops if o["family"] == fam}
+        assert set(gemms) == dense and all(o["archs"] == ["sm_90a"] and o["buckets"][-1][1] == 8192 for o in gemms.values())
+    grouped = {(o["problem"]["n"], o["problem"]["k"], o["problem"]["experts"]): o for o in ops if o["family"] == "w4a16_grouped_gemm"}
+    assert set(grouped) == {(6144, 7168, 48), (7168, 3072, 48)}  # routed L1 / L2, 48 local experts
+    assert all(o["buckets"] == [[1, 192], [193, 768], [769, 8192 * 6]] for o in grouped.values())
+    glue = {o["family"]: o for o in ops if o["family"].startswith("moe_")}
+    assert {f: (o["problem"], o["buckets"][-1][1]) for f, o in glue.items()} == {
+        "moe_route": ({"experts": 48, "topk": 6, "pad": 1}, 8192),
+        "moe_permute": ({"h": 7168, "topk": 6, "experts": 48, "pad": 1}, 8192),
+        "moe_silu_mul": ({"i": 3072}, 8192 * 6),
+        "moe_combine": ({"h": 7168, "topk": 6}, 8192),
+    }
+    assert all(o["archs"] == ["sm_90a"] for o in glue.values())
+    quant = [o for o in ops if o["family"] in ("nvfp4_quantize", "nvfp4_global_scale")]
+    assert {o["problem"]["k"] for o in quant} == {7168, 3072, 1536, 2048} and all(o["archs"] == ["sm_100a"] for o in quant)
     assert summary["unsupported"] == []  # every GEMM has a Hopper and a Blackwell family now
-    blackwell = {(o["problem"]["n"], o["problem"]["k"]) for o in summary["ops"] if o["family"] == "quack_nvfp4_gemm"}
-    assert blackwell == set(gemms)
+    blackwell = {(o["problem"]["n"], o["problem"]["k"]): o for o in ops if o["family"] == "quack_nvfp4_gemm"}
+    assert set(blackwell) == dense and blackwell[(6144, 7168)]["buckets"][-1] == [257, 8192 * 6]  # routed L1: token-slots
     text = out.read_text()
     assert "model.layers.{0-60}.mlp.experts.{0-383}.gate_proj + up_proj" in text
     assert "EP rank r of 8 holds experts 48r..48r+47" in text
@@ -276,7 +366,7 @@ def test_dsv4_manifest_compiles_and_verifies(tmp_path):
     out = tmp_path / "artifacts"
     r = run_cli("compile", str(DSV4_MANIFEST), "-o", str(out), "-j", "2", "--json")
     s = json.loads(r.stdout)["manifests"]["deepseek_v4_pro_ep8"]
-    assert s["variants"] == len(s["built"]) == 59 and not s["failed"]
+    assert s["variants"] == len(s["built"]) == 76 and not s["failed"]
     assert json.loads(run_cli("verify", str(out), "--json").stdout)["ok"]
     n_ops = len(re.findall(r"^\[\[op\]\]", DSV4_MANIFEST.read_text(), re.M))
     assert len(json.loads((out / "index.json").read_text())["manifests"]["deepseek_v4_pro_ep8"]["ops"]) == n_ops
