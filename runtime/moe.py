@@ -76,6 +76,27 @@ def workspace(device, experts: int, hidden: int, inter: int, topk: int, max_toke
         return ws
 
 
+def check_groups(offsets: torch.Tensor, counts: torch.Tensor, rows: int) -> None:
+    """Host-side validity of a grouped layout (copies to the host: debugging / check="full" only,
+    never under capture). The grouped GEMM itself clamps each group into [0, rows), so invalid
+    offsets can produce wrong rows but never an out-of-bounds access."""
+    off = offsets.detach().to("cpu", torch.int64)
+    cnt = counts.detach().to("cpu", torch.int64)
+    if off.numel() != cnt.numel() + 1:
+        raise ArgumentError(f"offsets: {off.numel()} entries for {cnt.numel()} groups (need E + 1)")
+    if int(off[0]) != 0:
+        raise ArgumentError(f"offsets: offsets[0] = {int(off[0])}, must be 0")
+    step = off[1:] - off[:-1]
+    if (step < 0).any():
+        e = int(torch.nonzero(step < 0)[0])
+        raise ArgumentError(f"offsets: not monotone at expert {e} ({int(off[e])} > {int(off[e + 1])})")
+    if int(off[-1]) > rows:
+        raise ArgumentError(f"offsets: offsets[E] = {int(off[-1])} exceeds the {rows} rows of act (capacity)")
+    if ((cnt < 0) | (cnt > step)).any():
+        e = int(torch.nonzero((cnt < 0) | (cnt > step))[0])
+        raise ArgumentError(f"counts: counts[{e}] = {int(cnt[e])} outside [0, offsets[{e + 1}] - offsets[{e}] = {int(step[e])}]")
+
+
 class MoERunner:
     def __init__(self, store, *, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, expert_start: int,
                  top_k: int, max_tokens: int, device: Any = None):
@@ -134,6 +155,8 @@ class MoERunner:
         if out is None:
             out = torch.empty((m, self.hidden), dtype=torch.bfloat16, device=hidden.device)
         self.route(topk_ids, self.expert_start, counts, offsets, slot_of, src, check=check)
+        if check == "full":
+            check_groups(offsets, counts, rows)
         self.permute(hidden, src, xg, check=check)
         self.l1(xg, self.w13, self.alpha13, offsets, counts, h1, check=check)
         self.silu(h1, a2, check=check)
