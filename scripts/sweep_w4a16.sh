@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUTD=${1:-.gpu/sweep_w4a16}; rm -rf "$OUTD"; mkdir -p "$OUTD"
-for tun in ${GROUPED_TUNINGS:-"4 1 1 k" "4 4 2 k" "2 2 4 k" "8 1 8 n" "4 2 8 n" "8 2 4 n" "4 1 8 n" "8 1 4 n" "4 2 4 n" "8 2 8 n"}; do
-  set -- $tun; name="w${1}_rb${2}_nt${3}_${4}"
+# GROUPED_TUNINGS: comma-separated warps:rb:nt:split
+for tun in $(echo "${GROUPED_TUNINGS:-4:1:1:k,4:4:2:k,2:2:4:k,8:1:8:n,4:2:8:n,8:2:4:n,4:1:8:n,8:1:4:n,4:2:4:n,8:2:8:n}" | tr ',' ' '); do
+  set -- $(echo "$tun" | tr ':' ' '); name="w${1}_rb${2}_nt${3}_${4}"
   cat > /tmp/sweep_$name.toml <<T
 archs = ["sm_90a"]
 [[op]]

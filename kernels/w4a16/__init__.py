@@ -42,7 +42,7 @@ CHUNK_K = 256  # K per weight-layout chunk (4 k64 tiles): a layout constant, not
 CHUNK_WORDS = 4 * 128 + 64  # int32 words per (16 rows, chunk): 4 x 512 B codes + 256 B scales
 WARPS = (1, 2, 4, 8)
 ROW_BLOCKS = (1, 2, 4)
-N_TILES = (1, 2, 4, 8)
+N_TILES = (1, 2, 4, 8, 16)
 REL_TOL = REL_FROBENIUS["bfloat16"]
 
 
