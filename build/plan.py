@@ -62,7 +62,8 @@ W4A16_WIDE: Table = (
 W4A16_GROUPED: Table = (
     (192, {"warps": 4, "rb": 1, "nt": 1}),
     (768, {"warps": 4, "rb": 4, "nt": 2}),
-    (None, {"warps": 8, "rb": 1, "nt": 8, "split": "n"}),
+    (3072, {"warps": 8, "rb": 1, "nt": 8, "split": "n"}),
+    (None, {"warps": 4, "rb": 2, "nt": 16, "split": "wg"}),
 )
 # MoE glue (CUDA cores): decode (M <= 128) narrower CTAs / fewer loads in flight, then prefill.
 MOE_ROUTE: Table = ((128, {"threads": 128}), (None, {"threads": 512}))

@@ -69,8 +69,13 @@ def _reasons(p: W4A16Params) -> list[str]:
         r.append(f"rb={p.rb} must be one of {ROW_BLOCKS}")
     if p.nt not in N_TILES:
         r.append(f"nt={p.nt} must be one of {N_TILES}")
-    if p.split not in ("k", "n"):
-        r.append(f"split={p.split!r} must be 'k' (warps split K) or 'n' (warps split N)")
+    if p.split not in ("k", "n", "wg"):
+        r.append(f"split={p.split!r} must be 'k' (warps split K), 'n' (warps split N) or 'wg' (warpgroup MMA)")
+    elif p.split == "wg":
+        if p.warps != 4 or p.nt not in (8, 16):
+            r.append(f"split='wg' is one warpgroup (warps=4) with 64 or 128 tokens per tile (nt 8 or 16), got warps={p.warps}, nt={p.nt}")
+        if p.n % (64 * p.rb):
+            r.append(f"n={p.n} must be a multiple of 64 * rb = {64 * p.rb} with split='wg'")
     elif p.split == "n":
         rows = 16 * p.rb * p.warps
         if p.n % rows:
@@ -87,7 +92,8 @@ def _reasons(p: W4A16Params) -> list[str]:
 class _Base(Family):
     params_type = W4A16Params
     archs = ("sm_90a",)  # mma.sync + bf16x2 multiply; Blackwell has FP4 tensor cores instead
-    modules = ("nvfp4_aot.kernels.w4a16", "nvfp4_aot.kernels.w4a16.kernel", "nvfp4_aot.kernels.w4a16.prepare")
+    modules = ("nvfp4_aot.kernels.w4a16", "nvfp4_aot.kernels.w4a16.kernel", "nvfp4_aot.kernels.w4a16.wgmma",
+               "nvfp4_aot.kernels.w4a16.prepare")
     # act/out rows are addressed with 64-bit offsets; 65536 is what the tests cover.
     max_m = 1 << 20
     grouped = False

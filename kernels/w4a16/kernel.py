@@ -76,6 +76,12 @@ def st_shared_v4(addr: Int32, x0: Int32, x1: Int32, x2: Int32, x3: Int32, *, loc
 
 
 @dsl_user_op
+def st_shared_b32(addr: Int32, x: Int32, *, loc=None, ip=None):
+    vals = [a.ir_value(loc=loc, ip=ip) for a in (Int32(addr), Int32(x))]
+    llvm.inline_asm(None, vals, "st.shared.b32 [$0], $1;", "r,r", has_side_effects=True, loc=loc, ip=ip)
+
+
+@dsl_user_op
 def ld_shared_v4(addr: Int32, *, loc=None, ip=None):
     # has_side_effects: the load must stay between the barriers that order it after the stores
     vals = [Int32(addr).ir_value(loc=loc, ip=ip)]
@@ -136,7 +142,10 @@ def mma_bf16(a0, a1, a2, a3, b0, b1, c0, c1, c2, c3, *, loc=None, ip=None):
     return tuple(Float32(llvm.extractvalue(T.f32(), res, [i], loc=loc, ip=ip)) for i in range(4))
 
 
-class W4A16Kernel:
+from . import wgmma as _wg  # noqa: E402  (after the helpers it imports from this module)
+
+
+class W4A16Kernel(_wg.WgmmaMainloop):
     """split "k" (decode): one CTA = 16 * rb weight rows of one expert; its `warps` warps split K
     chunk-wise (warp w takes chunks w, w + warps, ...), each loading its own activation
     fragments (L1-resident), and reduce through shared memory.
@@ -146,17 +155,20 @@ class W4A16Kernel:
     Both loop over the expert's token tiles (8 * nt tokens) inside the launch."""
 
     def __init__(self, n: int, k: int, experts: int, grouped: bool, warps: int, rb: int, nt: int, split: str = "k"):
-        assert n % (16 * rb) == 0 and k % CHUNK_K == 0 and split in ("k", "n")
+        assert n % (16 * rb) == 0 and k % CHUNK_K == 0 and split in ("k", "n", "wg")
         self.n, self.k, self.experts, self.grouped = n, k, experts, grouped
         self.warps, self.rb, self.nt, self.split_n = warps, rb, nt, split == "n"
+        self.wg = split == "wg"
+        assert not self.wg or (warps == 4 and nt in (8, 16))
+        self.rstride = 4 if self.wg else 1  # row-block stride between a warp's rb blocks
         self.chunks = k // CHUNK_K
         self.blocks = n // 16  # 16-row blocks per expert
-        self.cta_blocks = rb * (warps if self.split_n else 1)
+        self.cta_blocks = rb * (warps if (self.split_n or self.wg) else 1)
         assert self.blocks % self.cta_blocks == 0
         self.bt = 8 * nt
         self.threads = 32 * warps
         self.red_len = 32 * 4 * nt * rb  # fp32 accumulators per warp
-        assert not self.split_n or (self.bt * 32) % self.threads == 0
+        assert not (self.split_n or self.wg) or (self.bt * 32) % self.threads == 0
 
     @cute.jit
     def grouped_call(self, act: cute.Tensor, w: cute.Tensor, alpha: cute.Tensor, offsets: cute.Tensor,
@@ -188,7 +200,10 @@ class W4A16Kernel:
         rb, nt, bt = self.rb, self.nt, self.bt
 
         smem = cutlass.utils.SmemAllocator()
-        if const_expr(self.split_n):
+        if const_expr(self.wg):
+            sb = smem.allocate_tensor(Int32, cute.make_layout(bt * 128), byte_alignment=1024)
+            red = sb
+        elif const_expr(self.split_n):
             sb = smem.allocate_tensor(Int32, cute.make_layout(bt * SB_ROW_WORDS), byte_alignment=16)
             red = sb
         else:
@@ -211,11 +226,16 @@ class W4A16Kernel:
         if const_expr(self.split_n):
             rb0 = (bx * self.warps + warp) * rb
             c_first, c_step = 0, 1
+        if const_expr(self.wg):
+            rb0 = bx * 4 * rb + warp  # warp w owns rows 16 w .. of each of the CTA's rb m64 blocks
+            c_first, c_step = 0, 1
         row_bytes = Int64(self.k * 2)
         wbase = w.iterator.toint() + Int64((by * self.blocks + rb0) * self.chunks) * CHUNK_BYTES
         abase = act.iterator.toint() + Int64(start) * row_bytes
 
         acc = cute.make_rmem_tensor(cute.make_layout((4, nt, rb)), Float32)
+        if const_expr(self.wg):
+            acc = cute.make_rmem_tensor(cute.make_layout((bt // 2, rb)), Float32)
         aw = cute.make_rmem_tensor(cute.make_layout((4, 4, rb)), Int32)  # raw codes (block, k64 tile, row block)
         sw = cute.make_rmem_tensor(cute.make_layout((2, rb)), Int32)
         af = cute.make_rmem_tensor(cute.make_layout((4, 4, rb)), Int32)  # decoded fragment (reg, block, row block)
@@ -230,7 +250,7 @@ class W4A16Kernel:
                 arow[j] = abase + Int64(cutlass.min(tok0 + 8 * j + g, cnt - 1)) * row_bytes + Int64(t * 32)
             for c in cutlass.range(c_first, self.chunks, c_step):
                 for r in cutlass.range_constexpr(rb):
-                    cbase = wbase + Int64(r * self.chunks + c) * CHUNK_BYTES
+                    cbase = wbase + Int64(r * self.rstride * self.chunks + c) * CHUNK_BYTES
                     for kt in cutlass.range_constexpr(4):
                         x0, x1, x2, x3 = ld_stream_v4(cbase + Int64(kt * 512 + lane * 16))
                         aw[0, kt, r] = x0
@@ -240,13 +260,17 @@ class W4A16Kernel:
                     s0, s1 = ld_stream_v2(cbase + Int64(SCALE_OFF + lane * 8))
                     sw[0, r] = s0
                     sw[1, r] = s1
-                if const_expr(self.split_n):
-                    self._stage_activations(sb, abase, row_bytes, tidx, c, tok0, cnt)
-                for kt in cutlass.range_constexpr(4):
+                if const_expr(self.wg):
+                    self.wg_stage(sb, abase, row_bytes, tidx, c, tok0, cnt)
+                    self.wg_chunk(acc, aw, sw, sb)
+                else:
                     if const_expr(self.split_n):
-                        self._mma_tile_smem(acc, aw, sw, af, bw, sb, kt, g, t)
-                    else:
-                        self._mma_tile_gmem(acc, aw, sw, bwk, arow, c, kt)
+                        self._stage_activations(sb, abase, row_bytes, tidx, c, tok0, cnt)
+                    for kt in cutlass.range_constexpr(4):
+                        if const_expr(self.split_n):
+                            self._mma_tile_smem(acc, aw, sw, af, bw, sb, kt, g, t)
+                        else:
+                            self._mma_tile_gmem(acc, aw, sw, bwk, arow, c, kt)
             self._epilogue(acc, red, alpha, out, lane, warp, tidx, rb0, by, start, cnt, tok0)
 
     @cute.jit
@@ -311,7 +335,7 @@ class W4A16Kernel:
         q = (idx // 32) % 4
         j = (idx // 128) % self.nt
         r = idx // (128 * self.nt)
-        nrow = (rb0 + r) * 16 + ln // 4 + 8 * (q // 2)
+        nrow = (rb0 + r * self.rstride) * 16 + ln // 4 + 8 * (q // 2)
         tok = tok0 + 8 * j + 2 * (ln % 4) + q % 2
         if tok < cnt:
             a = Float32(0.0)
@@ -324,7 +348,13 @@ class W4A16Kernel:
     @cute.jit
     def _epilogue(self, acc, red, alpha, out, lane, warp, tidx, rb0, by, start, cnt, tok0):
         nt, rb = self.nt, self.rb
-        if const_expr(self.warps == 1 or self.split_n):
+        if const_expr(self.wg):
+            for r in cutlass.range_constexpr(rb):
+                for j in cutlass.range_constexpr(nt):
+                    for q in cutlass.range_constexpr(4):
+                        self._store(alpha, out, acc[4 * j + q, r], ((r * nt + j) * 4 + q) * 32 + lane,
+                                    rb0, by, start, cnt, tok0)
+        elif const_expr(self.warps == 1 or self.split_n):
             for r in cutlass.range_constexpr(rb):
                 for j in cutlass.range_constexpr(nt):
                     for q in cutlass.range_constexpr(4):

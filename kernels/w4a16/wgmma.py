@@ -1,0 +1,149 @@
+"""split = "wg": the prefill mainloop of the w4a16 kernels on Hopper's warpgroup MMA.
+
+One CTA = one warpgroup (4 warps) = 64 * rb weight rows of one expert, looping over the
+expert's token tiles of BT = 8 * nt tokens (64 or 128). Per 256-wide K chunk:
+  * each warp loads its raw NVFP4 codes + scales (global -> registers, the same repacked
+    blob and decode as split "k"/"n": the RS-wgmma A fragment of a warp is exactly the
+    m16n8k16 A fragment of its 16 rows, four warps stacked along M);
+  * the CTA stages the chunk's activations (BT tokens x 256 K) in shared memory in the
+    canonical K-major 128-byte-swizzle layout (row = 128 B of K, 16-byte chunk c of row n at
+    c ^ (n % 8)), then fence.proxy.async so the async proxy (wgmma) sees the generic stores.
+    The MMA's k order is the repack's permuted one (logical k 2t+i | 2t+8+i of block b is
+    original K 16t + 4b + i | 16t + 4b + 2 + i within the k64 tile), so staging permutes the
+    4-byte pairs on the way (see wg_stage);
+  * per k64 tile: decode 4 k16 blocks x rb, wgmma.fence, rb x 4 wgmma.mma_async
+    m64nBTk16 (A from registers, B by descriptor), commit; the chunk ends with wait_group 0
+    before the next staging overwrites shared memory.
+Accumulators: the m64nN f32 fragment is the m16n8 C fragment repeated over N / 8 columns, so
+the epilogue's (row, token) mapping is the split "k" one with j = column tile.
+"""
+
+import cutlass
+import cutlass.cute as cute
+from cutlass import Float32, Int32, Int64, const_expr
+from cutlass._mlir import ir
+from cutlass._mlir.dialects import llvm
+from cutlass.cutlass_dsl import T, dsl_user_op
+
+from .kernel import _struct, decode_block, ld_cached_v4, scale_pair, st_shared_b32
+
+
+def _sync_asm(text, loc, ip):
+    llvm.inline_asm(None, [], text, "", has_side_effects=True, loc=loc, ip=ip)
+
+
+@dsl_user_op
+def wg_fence(*, loc=None, ip=None):
+    _sync_asm("wgmma.fence.sync.aligned;", loc, ip)
+
+
+@dsl_user_op
+def wg_commit(*, loc=None, ip=None):
+    _sync_asm("wgmma.commit_group.sync.aligned;", loc, ip)
+
+
+@dsl_user_op
+def wg_wait0(*, loc=None, ip=None):
+    _sync_asm("wgmma.wait_group.sync.aligned 0;", loc, ip)
+
+
+@dsl_user_op
+def fence_proxy_async(*, loc=None, ip=None):
+    _sync_asm("fence.proxy.async.shared::cta;", loc, ip)
+
+
+@dsl_user_op
+def fence_operands(vals, *, loc=None, ip=None):
+    """Pass fp32 registers through an empty volatile asm: reads of the accumulators cannot be
+    hoisted above the preceding wgmma.wait_group (the compiler sees no data dependence)."""
+    n = len(vals)
+    cons = ",".join(["=f"] * n + [str(i) for i in range(n)])
+    res = llvm.inline_asm(_struct("f32", n), [Float32(v).ir_value(loc=loc, ip=ip) for v in vals], "", cons,
+                          has_side_effects=True, loc=loc, ip=ip)
+    return [Float32(llvm.extractvalue(T.f32(), res, [i], loc=loc, ip=ip)) for i in range(n)]
+
+
+@dsl_user_op
+def wgmma_rs(acc, a0, a1, a2, a3, desc: Int64, n: cutlass.Constexpr[int], *, loc=None, ip=None):
+    """acc (n / 2 fp32 per thread) += A (64 x 16 bf16 from registers) . B (16 x n, descriptor)."""
+    m = n // 2
+    outs = ", ".join(f"${i}" for i in range(m))
+    asm = (
+        "{.reg .pred p;\n\t"
+        f"setp.ne.b32 p, ${m + 5}, 0;\n\t"
+        f"wgmma.mma_async.sync.aligned.m64n{n}k16.f32.bf16.bf16 {{{outs}}}, "
+        f"{{${m}, ${m + 1}, ${m + 2}, ${m + 3}}}, ${m + 4}, p, 1, 1, 0;}}"
+    )
+    cons = ",".join(["=f"] * m + ["r"] * 4 + ["l", "r"] + [str(i) for i in range(m)])
+    args = [Int32(a0), Int32(a1), Int32(a2), Int32(a3), Int64(desc), Int32(1)] + [Float32(v) for v in acc]
+    res = llvm.inline_asm(_struct("f32", m), [x.ir_value(loc=loc, ip=ip) for x in args], asm, cons,
+                          has_side_effects=True, loc=loc, ip=ip)
+    return [Float32(llvm.extractvalue(T.f32(), res, [i], loc=loc, ip=ip)) for i in range(m)]
+
+
+def smem_desc(addr: Int32) -> Int64:
+    """GMMA descriptor of a K-major, 128-byte-swizzled operand at shared address `addr`
+    (1024-byte aligned atoms of 8 rows x 128 B): start >> 4, LBO 1 (unused by SW128 K-major),
+    SBO 1024 B >> 4 = 64, layout type 1 (SWIZZLE_128B) in bits 62-63."""
+    return (Int64(addr >> 4) & Int64(0x3FFF)) | Int64(1 << 16) | Int64(64 << 32) | Int64(1 << 62)
+
+
+class WgmmaMainloop:
+    """Mixed into W4A16Kernel for split = "wg" (see the module docstring)."""
+
+    @cute.jit
+    def wg_stage(self, sb, abase, row_bytes, tidx, c, tok0, cnt):
+        cute.arch.sync_threads()  # the previous chunk's wgmmas were waited for by every warp
+        bt = self.bt
+        # One warp stages one token row's 512 bytes per step (coalesced 16-byte loads), and
+        # each 4-byte pair goes to its logical k position: word wi of the vector at original K
+        # 16t + 8h (lane group t, half h) is block 2h + wi // 2, logical k 2t (+8 if wi odd).
+        # Measured on an H100 against a 4 x 4 register transpose with STS.128 (two lane
+        # mappings): these scalar stores with coalesced loads were the fastest (L1 t = 128:
+        # 1745 us vs 1873 / 2287 us).
+        for v in cutlass.range_constexpr(bt * 32 // self.threads):
+            vi = v * self.threads + tidx
+            tok = vi // 32
+            kv = vi % 32
+            row = cutlass.min(tok0 + tok, cnt - 1)
+            x0, x1, x2, x3 = ld_cached_v4(abase + Int64(row) * row_bytes + Int64(c * 512 + kv * 16))
+            kt = kv // 8
+            q8 = kv % 8
+            t = q8 // 2
+            h = q8 % 2
+            srow = sb.iterator.toint() + kt * (bt * 128) + tok * 128
+            sw = (tok % 8) * 16
+            xs = (x0, x1, x2, x3)
+            for wi in cutlass.range_constexpr(4):
+                byte = (2 * h + wi // 2) * 32 + 4 * t + 16 * (wi % 2)
+                st_shared_b32(srow + (byte ^ sw), xs[wi])
+        fence_proxy_async()
+        cute.arch.sync_threads()
+
+    @cute.jit
+    def wg_chunk(self, acc, aw, sw, sb):
+        bt, rb, m = self.bt, self.rb, self.bt // 2
+        for kt in cutlass.range_constexpr(4):
+            regs = []
+            for r in cutlass.range_constexpr(rb):
+                s_lo, s_hi = scale_pair(sw[kt // 2, r], kt % 2)
+                for b in cutlass.range_constexpr(4):
+                    regs.append(decode_block(aw[b, kt, r], s_lo, s_hi))
+            wg_fence()
+            for r in cutlass.range_constexpr(rb):
+                for b in cutlass.range_constexpr(4):
+                    desc = smem_desc(sb.iterator.toint() + kt * (bt * 128) + b * 32)
+                    a0, a1, a2, a3 = regs[r * 4 + b]
+                    cur = [acc[i, r] for i in range(m)]
+                    new = wgmma_rs(cur, a0, a1, a2, a3, desc, bt)
+                    for i in cutlass.range_constexpr(m):
+                        acc[i, r] = new[i]
+            wg_commit()
+        wg_wait0()
+        for r in cutlass.range_constexpr(rb):
+            vals = fence_operands([acc[i, r] for i in range(m)])
+            for i in cutlass.range_constexpr(m):
+                acc[i, r] = vals[i]
+
+
+__all__ = ["WgmmaMainloop", "smem_desc", "wgmma_rs"]
