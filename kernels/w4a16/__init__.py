@@ -24,8 +24,12 @@ Design (decode first: at <= 16 tokens per expert the GEMM is bound by weight byt
     bits, mantissa msb), i.e. v * 2^-126 exactly (subnormal 0.5 included); one bf16x2 multiply
     by (scale * 2^119) gives v * scale * 2^-7, exact (<= 6 significant bits, no over/underflow
     for any finite E4M3 scale); the epilogue multiplies by alpha * 2^7 in fp32.
-  * split-K across the CTA's warps (a CTA = 16 * rb weight rows), reduced through shared
-    memory: decode has 16-row slices of N x K to spread over 132 SMs, not token tiles.
+  * split = "k" (decode): split-K across the CTA's warps (a CTA = 16 * rb weight rows),
+    reduced through shared memory: decode has 16-row slices of N x K to spread over 132 SMs.
+  * split = "n" (small batches): warps split N, activations staged once per CTA in shared
+    memory; split = "wg" (prefill, wgmma.py): one warpgroup, the decoded fragments are the A
+    operand of HGMMA m64nNk16 from registers, activations come from 128-byte-swizzled shared
+    memory by descriptor (k-permuted on the way to match the repack).
 A CTA loops over its expert's token tiles (8 * nt tokens each) inside the launch: the grid is
 fixed (N / (16 rb), E), so capture never depends on routing.
 """
