@@ -18,9 +18,9 @@ same shapes on a device (layers run one after another); __call__ slices views, a
 only `out` when none is given, never syncs. check="full" additionally validates the routing
 on the host (one device->host copy: debugging only, never under capture).
 
-Blackwell (sm_100a): the families exist in the store (moe_permute_quantize,
-quack_nvfp4_grouped_gemm, moe_silu_mul_quantize) but no Blackwell GPU is available here to
-verify a runner, so this class refuses sm_100a with an error saying so.
+Blackwell (sm_100a): runtime/moe_sm100.py (NVFP4 activations, block-scaled grouped GEMMs,
+activation global scales from `calibrate` at warm-up). It has never run: no Blackwell GPU here;
+it is checked on the CPU against the families' references only.
 """
 
 from __future__ import annotations
@@ -100,11 +100,20 @@ def check_groups(offsets: torch.Tensor, counts: torch.Tensor, rows: int) -> None
 class MoERunner:
     def __init__(self, store, *, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, expert_start: int,
                  top_k: int, max_tokens: int, device: Any = None):
-        if store.arch != "sm_90a":
-            raise MissingVariantError(
-                f"MoERunner runs sm_90a only: the {store.arch} path (moe_permute_quantize, quack_nvfp4_grouped_gemm, "
-                "moe_silu_mul_quantize) is built and inspected but has never run (no Blackwell GPU here)")
         device = torch.device(device or "cuda")
+        self._sm100 = None
+        if store.arch == "sm_100a":
+            # NVFP4 activations on the block-scaled GEMMs: never run here (runtime/moe_sm100.py)
+            from .moe_sm100 import Sm100MoE
+
+            self._sm100 = Sm100MoE(store, w13=w13, w13_scale=w13_scale, w13_scale_2=w13_scale_2, w2=w2,
+                                   w2_scale=w2_scale, w2_scale_2=w2_scale_2, expert_start=expert_start,
+                                   top_k=top_k, max_tokens=max_tokens, device=device)
+            for a in ("num_experts", "hidden", "intermediate", "top_k", "max_tokens", "device", "expert_start"):
+                setattr(self, a, getattr(self._sm100, a))
+            return
+        if store.arch != "sm_90a":
+            raise MissingVariantError(f"MoERunner: no expert path for {store.arch} (sm_90a: W4A16; sm_100a: NVFP4)")
         e, two_i, h_half = w13.shape
         self.num_experts, self.hidden, self.intermediate = e, h_half * 2, two_i // 2
         if tuple(w2.shape) != (e, self.hidden, self.intermediate // 2):
@@ -124,7 +133,15 @@ class MoERunner:
         self.expert_start = torch.tensor([expert_start], dtype=torch.int32, device=device)
         self.ws = workspace(device, e, h, i, top_k, max_tokens)
 
+    def calibrate(self, hidden: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.Tensor) -> None:
+        """Warm-up with real activations. sm_100a: sets the activation global scales (L1 and L2
+        inputs separately). sm_90a: nothing to do (bf16 activations need no scale)."""
+        if self._sm100 is not None:
+            self._sm100.calibrate(hidden, topk_ids, topk_weights)
+
     def missing(self, token_counts: Iterable[int]) -> list[str]:
+        if self._sm100 is not None:
+            return self._sm100.missing(token_counts)
         ms = list(token_counts)
         bad = [f"MoERunner M={m} > max_tokens={self.max_tokens}" for m in ms if m > self.max_tokens]
         rows = [m * self.top_k for m in ms]
@@ -142,6 +159,8 @@ class MoERunner:
     def __call__(self, hidden: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.Tensor,
                  out: torch.Tensor | None = None, check: bool | str = True,
                  total_experts: int | None = None) -> torch.Tensor:
+        if self._sm100 is not None:
+            return self._sm100(hidden, topk_ids, topk_weights, out=out, check=check)
         m = hidden.shape[0]
         if m > self.max_tokens:
             raise ArgumentError(f"hidden: M={m} tokens exceeds the runner's max_tokens={self.max_tokens} (buffers are sized from it)")

@@ -133,7 +133,7 @@ class _Base(Family):
 
     def reference(self, p: W4A16Params, inputs: Mapping[str, Any]):
         """float64 act . W^T * alpha per row, W dequantized exactly from the unprepared weights
-        (make_inputs keeps them as w_q / w_sf, not kernel arguments). Rows outside every
+        (make_inputs keeps them as w_q / w_sf, not kernel arguments; else the repack is inverted). Rows outside every
         expert's counted range are NaN in the reference: nothing may be written there."""
         import torch
 
@@ -141,9 +141,16 @@ class _Base(Family):
 
         act = inputs["act"].double()
         want = torch.full((act.shape[0], p.n), float("nan"), dtype=torch.float64, device=act.device)
+        if "w_q" in inputs:
+            qs, sfs = inputs["w_q"], inputs["w_sf"]
+        else:  # kernel arguments only: invert the repack
+            from .prepare import unrepack
+
+            blobs = inputs["w"].reshape(p.experts, p.n // 16, p.k // 256, -1)
+            qs, sfs = zip(*[unrepack(b) for b in blobs])
         for e, (lo, hi) in enumerate(_row_ranges(self.grouped, inputs)):
             if hi > lo:
-                w = dequantize(inputs["w_q"][e], inputs["w_sf"][e]).double()
+                w = dequantize(qs[e], sfs[e]).double()
                 want[lo:hi] = (act[lo:hi] @ w.T) * inputs["alpha"].reshape(p.experts, p.n)[e].double()
         return {"out": want}
 

@@ -1,0 +1,112 @@
+"""MoERunner end to end on the CPU, every op replaced by its family's torch reference
+(tests/runtime/ref_store.py): the runners' wiring (argument order, buffer views, offsets,
+scale layouts, global scales) for both archs, on small shapes (E 4, H 256, I 256, top-2).
+
+sm_90a is compared with the float64 reference of the dequantized model (bound 1e-2, as on the
+GPU). sm_100a quantizes activations to NVFP4 twice, so it is compared with a quantization-aware
+float64 reference (the same activations quantized with the same global scales via the
+quantize reference) at 1e-2, and with the unquantized reference at a loose bound; it has never
+run on a Blackwell GPU (none here): these tests check its logic only."""
+
+import pytest
+import torch
+
+from nvfp4_aot.kernels.moe_glue.ref import make_routing, silu_mul_ref
+from nvfp4_aot.kernels.nvfp4_quantize.ref import dequantize_ref, quantize_ref
+from nvfp4_aot.kernels.quack_w4a16.prepare import dequantize, random_nvfp4_weights
+from nvfp4_aot.runtime import ArgumentError, MoERunner
+from nvfp4_aot.runtime.moe import moe_ref
+
+from ref_store import RefStore  # tests/runtime is on sys.path (rootdir-style test modules)
+
+E, H, I, TOPK = 4, 256, 256, 2
+
+
+def _layer(seed):
+    g = torch.Generator().manual_seed(seed)
+    w13, s13, w2, s2 = zip(*[(*random_nvfp4_weights(2 * I, H, g, "cpu"), *random_nvfp4_weights(H, I, g, "cpu"))
+                            for _ in range(E)])
+    a13 = torch.tensor([1.0 / (dequantize(q, s).float().pow(2).mean().sqrt() * H**0.5) for q, s in zip(w13, s13)])
+    a2 = torch.tensor([1.0 / (dequantize(q, s).float().pow(2).mean().sqrt() * I**0.5) for q, s in zip(w2, s2)])
+    f8 = torch.float8_e4m3fn
+    t = dict(w13=torch.stack(w13), w13_scale=torch.stack(s13).view(f8), w13_scale_2=a13,
+             w2=torch.stack(w2), w2_scale=torch.stack(s2).view(f8), w2_scale_2=a2)
+
+    def ew(e):
+        return (dequantize(t["w13"][e], t["w13_scale"][e].view(torch.uint8)).double() * float(a13[e]),
+                dequantize(t["w2"][e], t["w2_scale"][e].view(torch.uint8)).double() * float(a2[e]))
+
+    return t, ew
+
+
+def _batch(m, seed, mode):
+    ids, start = make_routing(m, TOPK, E, seed, mode)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn((m, H), generator=g).to(torch.bfloat16)
+    w = torch.rand((m, TOPK), generator=g)
+    return x, ids, (w / w.sum(1, keepdim=True)).contiguous(), start
+
+
+def _rel(got, want):
+    return ((got.double() - want).norm() / want.norm()).item()
+
+
+@pytest.mark.parametrize("mode", ["uniform", "local", "skewed", "one_expert", "empty_experts"])
+def test_hopper_runner_matches_fp64(mode):
+    t, ew = _layer(1)
+    runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=64, device="cpu")
+    for m in (1, 5, 37):
+        x, ids, w, start = _batch(m, 10 + m, mode)
+        runner.expert_start.fill_(start)
+        out = runner(x, ids, w)
+        want = moe_ref(x, ids, w, ew, E, start)
+        if want.norm() > 0:
+            assert _rel(out, want) <= 1e-2, (mode, m)
+
+
+def _quant_aware_ref(x, ids, w, ew, start, gs1, gs2):
+    """moe_ref with the activations NVFP4-quantized where the sm_100a path quantizes them (per
+    token row, so gathering first or not is the same), h1 and the silu output rounded to bf16
+    where the kernels store bf16."""
+    def qdq(v, gs):
+        q, sf = quantize_ref(v, gs, "swizzled")
+        return dequantize_ref(q, sf, gs, "swizzled")[: v.shape[0]].double()
+
+    out = torch.zeros(x.shape, dtype=torch.float64)
+    local = ids.long() - start
+    for e in range(E):
+        tok, kk = torch.nonzero(local == e, as_tuple=True)
+        if tok.numel():
+            w13, w2 = ew(e)
+            h1 = (qdq(x[tok], gs1) @ w13.T).to(torch.bfloat16)
+            a = qdq(silu_mul_ref(h1), gs2)
+            out.index_add_(0, tok, (a @ w2.T).to(torch.bfloat16).double() * w[tok, kk].double().unsqueeze(1))
+    return out
+
+
+def test_blackwell_runner_logic_against_references():
+    """sm_100a path on the CPU (it has never run on a Blackwell GPU)."""
+    t, ew = _layer(2)
+    store = RefStore("sm_100a")
+    runner = MoERunner(store, **t, expert_start=0, top_k=TOPK, max_tokens=64, device="cpu")
+    x, ids, w, start = _batch(37, 5, "local")
+    runner.expert_start.fill_(start)
+    with pytest.raises(ArgumentError, match="calibrate"):
+        runner(x, ids, w)
+    runner.calibrate(x, ids, w)
+    gs1, gs2 = runner._sm100.gs1.clone(), runner._sm100.gs2.clone()
+    assert torch.isfinite(gs1).all() and torch.isfinite(gs2).all() and gs1.item() != gs2.item()
+    assert gs1.item() == pytest.approx(448 * 6 / x.float().abs().amax().item())
+    for m, mode in ((37, "local"), (5, "skewed"), (1, "one_expert"), (20, "empty_experts")):
+        xb, ids_b, wb, _ = _batch(m, 100 + m, mode)
+        ids_b = ids_b % E + start  # this rank's experts
+        out = runner(xb, ids_b, wb)
+        qa = _quant_aware_ref(xb, ids_b, wb, ew, start, gs1, gs2)
+        exact = moe_ref(xb, ids_b, wb, ew, E, start)
+        assert _rel(out, qa) <= 1e-2, (m, mode, _rel(out, qa))
+        # NVFP4 activations twice: ~0.1 relative from quantization alone; a wiring error is ~1
+        assert _rel(out, exact) <= 0.25, (m, mode, _rel(out, exact))
+    assert {op.fam.name for op in store.ops.values()} >= {
+        "moe_route", "moe_permute_quantize", "quack_nvfp4_grouped_gemm", "moe_silu_mul_quantize", "moe_combine"}
+    assert runner.missing([1, 64]) == []
+    assert any("max_tokens" in s for s in runner.missing([65]))
