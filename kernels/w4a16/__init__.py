@@ -76,10 +76,10 @@ def _reasons(p: W4A16Params) -> list[str]:
     if p.split not in ("k", "n", "wg"):
         r.append(f"split={p.split!r} must be 'k' (warps split K), 'n' (warps split N) or 'wg' (warpgroup MMA)")
     elif p.split == "wg":
-        if p.warps != 4 or p.nt not in (8, 16):
-            r.append(f"split='wg' is one warpgroup (warps=4) with 64 or 128 tokens per tile (nt 8 or 16), got warps={p.warps}, nt={p.nt}")
-        if p.n % (64 * p.rb):
-            r.append(f"n={p.n} must be a multiple of 64 * rb = {64 * p.rb} with split='wg'")
+        if p.warps not in (4, 8) or p.nt not in (8, 16):
+            r.append(f"split='wg' is one or two warpgroups (warps 4 or 8) with 64 or 128 tokens per tile (nt 8 or 16), got warps={p.warps}, nt={p.nt}")
+        elif p.n % (16 * p.rb * p.warps):
+            r.append(f"n={p.n} must be a multiple of 16 * rb * warps = {16 * p.rb * p.warps} with split='wg'")
     elif p.split == "n":
         rows = 16 * p.rb * p.warps
         if p.n % rows:

@@ -159,7 +159,7 @@ class W4A16Kernel(_wg.WgmmaMainloop):
         self.n, self.k, self.experts, self.grouped = n, k, experts, grouped
         self.warps, self.rb, self.nt, self.split_n = warps, rb, nt, split == "n"
         self.wg = split == "wg"
-        assert not self.wg or (warps == 4 and nt in (8, 16))
+        assert not self.wg or (warps in (4, 8) and nt in (8, 16))
         self.rstride = 4 if self.wg else 1  # row-block stride between a warp's rb blocks
         self.chunks = k // CHUNK_K
         self.blocks = n // 16  # 16-row blocks per expert
@@ -227,7 +227,8 @@ class W4A16Kernel(_wg.WgmmaMainloop):
             rb0 = (bx * self.warps + warp) * rb
             c_first, c_step = 0, 1
         if const_expr(self.wg):
-            rb0 = bx * 4 * rb + warp  # warp w owns rows 16 w .. of each of the CTA's rb m64 blocks
+            # warpgroup wg = warp // 4 owns rb m64 blocks; warp w % 4 owns rows 16 (w % 4) .. of each
+            rb0 = (bx * (self.warps // 4) + warp // 4) * 4 * rb + warp % 4
             c_first, c_step = 0, 1
         row_bytes = Int64(self.k * 2)
         wbase = w.iterator.toint() + Int64((by * self.blocks + rb0) * self.chunks) * CHUNK_BYTES

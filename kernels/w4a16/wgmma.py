@@ -1,6 +1,7 @@
 """split = "wg": the prefill mainloop of the w4a16 kernels on Hopper's warpgroup MMA.
 
-One CTA = one warpgroup (4 warps) = 64 * rb weight rows of one expert, looping over the
+One CTA = one or two warpgroups (4 or 8 warps), each 64 * rb weight rows of one expert, sharing the
+staged activations, looping over the
 expert's token tiles of BT = 8 * nt tokens (64 or 128). Per 256-wide K chunk:
   * each warp loads its raw NVFP4 codes + scales (global -> registers, the same repacked
     blob and decode as split "k"/"n": the RS-wgmma A fragment of a warp is exactly the

@@ -54,8 +54,8 @@ def test_can_implement_names_the_problem():
     msgs = " | ".join(GROUPED.can_implement(bad, "sm_90a"))
     for frag in ("k=300", "n=100", "warps=3", "nt=5"):
         assert frag in msgs
-    wg = GROUPED.parse_params({"n": 6144, "k": 7168, "experts": 48, "warps": 8, "nt": 4, "split": "wg"})
-    assert any("split='wg' is one warpgroup" in r for r in GROUPED.can_implement(wg, "sm_90a"))
+    wg = GROUPED.parse_params({"n": 6144, "k": 7168, "experts": 48, "warps": 2, "nt": 16, "split": "wg"})
+    assert any("split='wg' is one or two warpgroups" in r for r in GROUPED.can_implement(wg, "sm_90a"))
     ok = GROUPED.parse_params({"n": 6144, "k": 7168, "experts": 48, "warps": 4, "rb": 2, "nt": 16, "split": "wg"})
     assert GROUPED.can_implement(ok, "sm_90a") == []
     assert any("split='x'" in r for r in GROUPED.can_implement(GROUPED.parse_params({"n": 64, "k": 256, "split": "x"}), "sm_90a"))
