@@ -20,6 +20,8 @@ from nvfp4_aot.kernels.moe_glue.ref import (
 )
 from nvfp4_aot.kernels.nvfp4_quantize.ref import quantize_ref
 
+from .graphs import capture, replay_without_allocating
+
 pytestmark = pytest.mark.gpu
 
 MS = (1, 2, 3, 127, 128, 129, 1000, 8192)
@@ -109,14 +111,7 @@ def test_cuda_graph_route_then_combine(store, seed):
     y = torch.zeros((cap, H), dtype=torch.bfloat16, device=DEV)  # stands in for the L2 GEMM output
     w = torch.zeros((m, TOPK), dtype=torch.float32, device=DEV)
     out = torch.empty((m, H), dtype=torch.bfloat16, device=DEV)
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    stream = torch.cuda.Stream()
-    with torch.cuda.stream(stream):  # capture on a side stream: the env stream must follow it
-        with torch.cuda.graph(graph, stream=stream):
-            route(ids, start, counts, offsets, slot_of, src)
-            comb(y, slot_of, w, out)
-    torch.cuda.synchronize()
+    graph, _ = capture(lambda: (route(ids, start, counts, offsets, slot_of, src), comb(y, slot_of, w, out)))
     g = torch.Generator(device=DEV).manual_seed(seed)
     for i, mode in enumerate(ROUTINGS):
         new_ids, new_start = make_routing(m, TOPK, E, seed + i, mode)
@@ -130,12 +125,7 @@ def test_cuda_graph_route_then_combine(store, seed):
         for t in (counts, offsets, slot_of, src):
             t.fill_(-7)
         out.fill_(float("nan"))
-        torch.cuda.synchronize()
-        allocated, stats = torch.cuda.memory_allocated(), torch.cuda.memory_stats()["allocation.all.allocated"]
-        graph.replay()
-        torch.cuda.synchronize()
-        assert torch.cuda.memory_allocated() == allocated
-        assert torch.cuda.memory_stats()["allocation.all.allocated"] == stats
+        replay_without_allocating(graph, f"replay {i} ({mode})")
         got = {"counts": counts, "offsets": offsets, "slot_of": slot_of, "src_token": src}
         assert ROUTE.check(None, got, want_route) == [], f"replay {i} ({mode})"
         want_out = combine_ref(y, want_route["slot_of"], w)
@@ -240,16 +230,14 @@ def test_cuda_graph_route_permute_quantize(store, seed):
     x2 = torch.zeros((m, 2 * I), dtype=torch.bfloat16, device=DEV)
     gs2 = torch.ones((1,), dtype=torch.float32, device=DEV)
     q2, sf2 = torch.empty((m, I // 2), **u8), torch.empty((-(-m // 128) * 128, I // 16), **u8)
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    stream = torch.cuda.Stream()
-    with torch.cuda.stream(stream):  # capture on a side stream: the env stream must follow it
-        with torch.cuda.graph(graph, stream=stream):
-            route(ids, start, counts, offsets, slot_of, src)
-            perm(x, src, xg)
-            permq(x, src, gs, q, sf)
-            siluq(x2, gs2, q2, sf2)
-    torch.cuda.synchronize()
+
+    def launches():
+        route(ids, start, counts, offsets, slot_of, src)
+        perm(x, src, xg)
+        permq(x, src, gs, q, sf)
+        siluq(x2, gs2, q2, sf2)
+
+    graph, _ = capture(launches)
     qp = SILU_Q.parse_params(siluq.kernel_for(m).record["params"])
     for i, mode in enumerate(ROUTINGS):
         new_ids, new_start = make_routing(m, TOPK, E, seed + i, mode)
@@ -266,12 +254,7 @@ def test_cuda_graph_route_permute_quantize(store, seed):
         xg.fill_(float("nan"))
         for t in (q, sf, q2, sf2):
             t.fill_(0xFF)
-        torch.cuda.synchronize()
-        allocated, stats = torch.cuda.memory_allocated(), torch.cuda.memory_stats()["allocation.all.allocated"]
-        graph.replay()
-        torch.cuda.synchronize()
-        assert torch.cuda.memory_allocated() == allocated
-        assert torch.cuda.memory_stats()["allocation.all.allocated"] == stats
+        replay_without_allocating(graph, f"replay {i} ({mode})")
         want_route = route_ref(ids, start, E, PAD)
         got = {"counts": counts, "offsets": offsets, "slot_of": slot_of, "src_token": src}
         assert ROUTE.check(None, got, want_route) == [], f"replay {i} ({mode})"

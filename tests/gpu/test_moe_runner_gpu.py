@@ -16,6 +16,8 @@ from nvfp4_aot.kernels.moe_glue.ref import ROUTINGS, make_routing
 from nvfp4_aot.kernels.quack_w4a16.prepare import dequantize, random_nvfp4_weights
 from nvfp4_aot.runtime import ArgumentError, MoERunner, Nvfp4Linear
 
+from .graphs import capture, replay_without_allocating
+
 pytestmark = pytest.mark.gpu
 
 E, H, I, TOPK, MAX_TOKENS = 48, 7168, 3072, 6, 8192
@@ -104,21 +106,13 @@ def test_moe_graph_capture_at_vllm_sizes(layer):
         runner.expert_start.fill_(start)
         out = torch.empty((m, H), dtype=torch.bfloat16, device=DEV)
         runner(x, ids, w, out=out)  # warm
-        torch.cuda.synchronize()
-        graph, stream = torch.cuda.CUDAGraph(), torch.cuda.Stream()
-        with torch.cuda.stream(stream), torch.cuda.graph(graph, stream=stream):
-            runner(x, ids, w, out=out)
-        torch.cuda.synchronize()
+        graph, _ = capture(lambda: runner(x, ids, w, out=out))
         for r, mode in enumerate(("uniform", "skewed", "one_expert", "empty_experts")):
             x2, ids2, w2, _ = _inputs(m, seed + 1000 * n + r, mode)
             ids2 = ids2 % E + start if mode != "uniform" else ids2  # keep this rank's start fixed
             x.copy_(x2), ids.copy_(ids2), w.copy_(w2)
             out.fill_(float("nan"))
-            torch.cuda.synchronize()
-            before = torch.cuda.memory_stats()["allocation.all.allocated"]
-            graph.replay()
-            torch.cuda.synchronize()
-            assert torch.cuda.memory_stats()["allocation.all.allocated"] == before, f"M={m}: replay allocated"
+            replay_without_allocating(graph, f"M={m} {mode}")
             eager = runner(x, ids, w)
             torch.cuda.synchronize()
             assert torch.equal(out, eager), f"M={m} {mode}: replay != eager"

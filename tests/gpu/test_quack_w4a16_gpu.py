@@ -7,6 +7,8 @@ import torch
 
 from nvfp4_aot.kernels import get_family
 
+from .graphs import capture
+
 pytestmark = pytest.mark.gpu
 
 FAM = get_family("quack_w4a16_gemm")
@@ -69,12 +71,7 @@ def test_cuda_graph_replay_with_new_data(store, seed):
     buf = FAM.make_inputs(params, m, DEV, seed)
     args = [buf[a] for a in ("act", "blob", "sf", "alpha", "out")]
     op(*args)  # loaded and warm before capture
-    torch.cuda.synchronize()
-    graph, stream = torch.cuda.CUDAGraph(), torch.cuda.Stream()
-    with torch.cuda.stream(stream):  # the env stream must follow the capture stream
-        with torch.cuda.graph(graph, stream=stream):
-            op(*args)
-    torch.cuda.synchronize()
+    graph, _ = capture(lambda: op(*args))
     for i in range(3):
         fresh = FAM.make_inputs(params, m, DEV, seed + 100 + i)
         for name in ("act", "blob", "sf", "alpha", "out"):

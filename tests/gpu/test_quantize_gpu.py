@@ -9,6 +9,8 @@ from nvfp4_aot.runtime import ArchMismatchError, ArgumentError, MissingVariantEr
 
 from .conftest import STORE
 
+from .graphs import capture, replay_without_allocating
+
 pytestmark = pytest.mark.gpu
 
 KS = (7168, 3072, 1536, 2048, 65536)
@@ -71,26 +73,14 @@ def test_cuda_graph_capture_and_replay_with_new_data(store, seed):
     gp = GF.parse_params(amax.kernel_for(m).record["params"])
     buf = QF.make_inputs(qp, m, DEV, seed)
     ws = torch.empty(gp.partials, device=DEV)
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    stream = torch.cuda.Stream()
-    with torch.cuda.stream(stream):  # capture on a side stream: the env stream must follow it
-        with torch.cuda.graph(graph, stream=stream):
-            amax(buf["x"], buf["global_scale"], ws)
-            quant(buf["x"], buf["global_scale"], buf["q"], buf["sf"])
-    torch.cuda.synchronize()
+    graph, _ = capture(lambda: (amax(buf["x"], buf["global_scale"], ws),
+                                quant(buf["x"], buf["global_scale"], buf["q"], buf["sf"])))
     for i in range(5):
         fresh = QF.make_inputs(qp, m, DEV, seed + 100 + i)
         buf["x"].copy_(fresh["x"])
         buf["q"].fill_(0xFF)
         buf["sf"].fill_(0xFF)
-        torch.cuda.synchronize()
-        allocated, stats = torch.cuda.memory_allocated(), torch.cuda.memory_stats()["allocation.all.allocated"]
-        graph.replay()
-        torch.cuda.synchronize()
-        # replay allocates nothing (the caching allocator's counters do not move)
-        assert torch.cuda.memory_allocated() == allocated
-        assert torch.cuda.memory_stats()["allocation.all.allocated"] == stats
+        replay_without_allocating(graph)
         want_gs = GF.reference(gp, {"x": fresh["x"]})["global_scale"]
         assert torch.equal(buf["global_scale"], want_gs)
         want = QF.reference(qp, {"x": fresh["x"], "global_scale": want_gs})

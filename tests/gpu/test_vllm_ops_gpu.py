@@ -14,6 +14,8 @@ from nvfp4_aot.kernels.moe_glue.ref import make_routing
 from nvfp4_aot.kernels.quack_w4a16.prepare import random_nvfp4_weights
 from nvfp4_aot.runtime import MoERunner, Nvfp4Linear
 
+from .graphs import capture, replay_without_allocating
+
 pytestmark = pytest.mark.gpu
 
 E, H, I, TOPK = 48, 7168, 3072, 6
@@ -77,19 +79,11 @@ def test_compiled_block_in_cuda_graphs_at_capture_sizes(block):
     for n, m in enumerate(CAPTURE_SIZES):
         x, ids, w = _inputs(m, 100 + n)
         compiled(x, ids, w)  # trace / warm (dynamic=True: one graph for every M)
-        torch.cuda.synchronize()
-        graph, stream = torch.cuda.CUDAGraph(), torch.cuda.Stream()
-        with torch.cuda.stream(stream), torch.cuda.graph(graph, stream=stream):
-            out = compiled(x, ids, w)
-        torch.cuda.synchronize()
+        graph, out = capture(lambda: compiled(x, ids, w))
         for r in range(2):
             x2, ids2, w2 = _inputs(m, 1000 * n + r)
             x.copy_(x2), ids.copy_(ids2), w.copy_(w2)
-            torch.cuda.synchronize()
-            before = torch.cuda.memory_stats()["allocation.all.allocated"]
-            graph.replay()
-            torch.cuda.synchronize()
-            assert torch.cuda.memory_stats()["allocation.all.allocated"] == before, f"M={m}: replay allocated"
+            replay_without_allocating(graph, f"M={m}")
             eager_compiled = compiled(x, ids, w)
             assert torch.equal(out, eager_compiled), f"M={m}: graph replay != compiled eager"
             ref = mod(x, ids, w).double()

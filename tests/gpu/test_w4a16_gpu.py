@@ -9,6 +9,8 @@ import torch
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.runtime.errors import Nvfp4AotError
 
+from .graphs import capture, replay_without_allocating
+
 pytestmark = pytest.mark.gpu
 
 DENSE = get_family("w4a16_gemm")
@@ -85,21 +87,12 @@ def test_grouped_graph_replay_new_data_and_offsets(store, seed):
     buf = GROUPED.make_inputs(params, m, DEV, seed)
     args = [buf[n] for n in names(GROUPED)]
     call(op, GROUPED, buf)
-    torch.cuda.synchronize()
-    graph, stream = torch.cuda.CUDAGraph(), torch.cuda.Stream()
-    with torch.cuda.stream(stream):
-        with torch.cuda.graph(graph, stream=stream):
-            op(*args)
-    torch.cuda.synchronize()
+    graph, _ = capture(lambda: op(*args))
     for i, dist in enumerate(DISTS):
         fresh = GROUPED.make_inputs(params, m, DEV, seed + 100 + i, dist=dist)
         for n in names(GROUPED):
             buf[n].copy_(fresh[n])
-        torch.cuda.synchronize()
-        before = torch.cuda.memory_stats()["allocation.all.allocated"]
-        graph.replay()
-        torch.cuda.synchronize()
-        assert torch.cuda.memory_stats()["allocation.all.allocated"] == before, "replay allocated"
+        replay_without_allocating(graph, f"replay {i} ({dist})")
         assert GROUPED.check(params, buf, GROUPED.reference(params, fresh)) == [], f"replay {i} ({dist})"
 
 
