@@ -21,6 +21,11 @@ from .errors import ArgumentError, MissingVariantError
 QUACK_FROM = 64  # M above which quack's WGMMA kernel beats our mma.sync decode kernel (H100)
 
 
+def parts_to_rows(scale_2: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
+    """[..., P] per-part scales -> [..., sum(sizes)] per output row (part p covers sizes[p] rows)."""
+    return torch.repeat_interleave(scale_2, torch.tensor(list(sizes), device=scale_2.device), dim=-1)
+
+
 def row_alpha(scale_2: torch.Tensor, n: int, part_sizes: Sequence[int] | None, device) -> torch.Tensor:
     """Per-row fp32 alpha [N] from weight_scale_2: a scalar, or one value per stacked part
     (e.g. q_a + kv: two global scales) with part_sizes summing to N."""
@@ -30,7 +35,7 @@ def row_alpha(scale_2: torch.Tensor, n: int, part_sizes: Sequence[int] | None, d
     sizes = list(part_sizes or [])
     if len(sizes) != s.numel() or sum(sizes) != n:
         raise ArgumentError(f"weight_scale_2 has {s.numel()} values: pass part_sizes with as many parts summing to N={n}, got {sizes}")
-    return s.repeat_interleave(torch.tensor(sizes, device=device)).contiguous()
+    return parts_to_rows(s, sizes).contiguous()
 
 
 def covered(op, token_counts: Iterable[int]) -> list[str]:

@@ -31,7 +31,7 @@ from typing import Any, Iterable
 import torch
 
 from .errors import ArgumentError, MissingVariantError
-from .linear import covered
+from .linear import covered, parts_to_rows
 
 PAD = 1
 _WS_LOCK = threading.Lock()
@@ -44,7 +44,7 @@ def _expert_alpha(scale_2: torch.Tensor, experts: int, n: int, device) -> torch.
     if s.shape[1] == 1:
         return s.expand(experts, n).contiguous()
     if s.shape[1] == 2 and n % 2 == 0:
-        return s.repeat_interleave(n // 2, dim=1).contiguous()
+        return parts_to_rows(s, (n // 2, n // 2)).contiguous()
     raise ArgumentError(f"w13/w2 weight_scale_2 must be [E] or [E, 2], got {tuple(scale_2.shape)}")
 
 

@@ -33,6 +33,7 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from .checkpoint import FUSIONS, Checkpoint, CheckpointError, Linear, expert_range
+from .linear import parts_to_rows
 
 LAYOUTS = ("w4a16", "swizzled")
 _TORCH_DTYPES = {"U8": torch.uint8, "F8_E4M3": torch.float8_e4m3fn, "F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
@@ -103,7 +104,7 @@ class LinearWeights:
 
     def row_alpha(self) -> torch.Tensor:
         """fp32 [N]: each output row's decode scale."""
-        return torch.repeat_interleave(self.weight_scale_2, torch.tensor(self.rows))
+        return parts_to_rows(self.weight_scale_2, self.rows)
 
     def dequantize(self) -> torch.Tensor:
         """fp32 [N, K]: e2m1(q) * e4m3(sf) * weight_scale_2 of the row's part."""
@@ -192,7 +193,8 @@ class ExpertStack:
         return _single_alpha(self.weight_scale_2, self.parts)
 
     def row_alpha(self) -> torch.Tensor:
-        return torch.repeat_interleave(self.weight_scale_2, torch.tensor(self.rows), dim=1)
+        """fp32 [E, N]: each expert's per-row decode scale."""
+        return parts_to_rows(self.weight_scale_2, self.rows)
 
     def dequantize(self, i: int) -> torch.Tensor:
         """fp32 [N, K] of local expert i."""

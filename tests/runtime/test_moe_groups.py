@@ -27,3 +27,17 @@ def test_valid_layout_passes():
 def test_bad_layouts_named(offsets, counts, rows, match):
     with pytest.raises(ArgumentError, match=match):
         check_groups(offsets, counts, rows)
+
+
+def test_per_part_scales_become_per_row_alpha():
+    """One expansion (linear.parts_to_rows) serves Nvfp4Linear, MoERunner and the weight loader."""
+    from nvfp4_aot.runtime.linear import row_alpha
+    from nvfp4_aot.runtime.moe import _expert_alpha
+
+    assert row_alpha(torch.tensor([0.5, 2.0]), 4, (3, 1), "cpu").tolist() == [0.5, 0.5, 0.5, 2.0]
+    assert row_alpha(torch.tensor(0.25), 3, None, "cpu").tolist() == [0.25] * 3
+    with pytest.raises(ArgumentError, match="part_sizes"):
+        row_alpha(torch.tensor([0.5, 2.0]), 4, (2, 1), "cpu")
+    a = _expert_alpha(torch.tensor([[1.0, 2.0], [3.0, 4.0]]), 2, 4, "cpu")
+    assert a.tolist() == [[1.0, 1.0, 2.0, 2.0], [3.0, 3.0, 4.0, 4.0]]
+    assert _expert_alpha(torch.tensor([1.0, 3.0]), 2, 2, "cpu").tolist() == [[1.0, 1.0], [3.0, 3.0]]
