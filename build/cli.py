@@ -2,12 +2,14 @@
 
 Exit codes (all commands):
   0  success
-  1  failure: a variant failed to compile, `verify` found a problem, or NVFP4_AOT_NO_BUILD=1
-     forbids building here
+  1  failure: a variant failed to compile, `verify` found an entry whose files do not match its
+     record, or NVFP4_AOT_NO_BUILD=1 forbids building here
   2  usage error (bad option or argument; click's own code)
   3  invalid manifest (the message names file:line and key)
   4  the store directory is locked by another build and --lock-timeout expired
-  5  the store is unreadable or malformed
+  5  the store is unreadable or malformed: index.json not valid JSON, a field of the wrong type
+     or unknown to this format, a key that is not the one its record gives, a digest that does
+     not match, a symlink inside the store (the message names the file and the field)
   6  `plan`: the checkpoint is unreadable, malformed, or inconsistent with its config
 """
 
@@ -76,6 +78,7 @@ def compile_cmd(manifests: tuple[Path, ...], out: Path, jobs: int, lock_timeout:
     from nvfp4_aot.runtime.store_format import StoreFormatError
 
     from .store_writer import LockBusyError, StoreWriter
+    from .worker import BuildFailure
 
     if os.environ.get(NO_BUILD_ENV, "") not in ("", "0"):
         _fail(EXIT_FAILED, f"{NO_BUILD_ENV} is set: building is disabled on this machine (production mode)")
@@ -90,21 +93,21 @@ def compile_cmd(manifests: tuple[Path, ...], out: Path, jobs: int, lock_timeout:
                 with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
                     task = bar.add_task(f"{man.name}", total=n)
 
-                    def tick(arch: str, rec: dict[str, Any]) -> None:
+                    def tick(arch: str, rec) -> None:
                         bar.advance(task)
-                        if "error" in rec:
-                            click.echo(f"FAILED {rec['key']} ({arch}): {rec['error']}", err=True)
+                        if isinstance(rec, BuildFailure):
+                            click.echo(f"FAILED {rec.key} ({arch}): {rec.error}", err=True)
 
                     rep = w.build(man, jobs=jobs, progress=tick)
                 failed |= bool(rep.failed)
                 summary["manifests"][man.name] = {
                     "variants": n,
-                    "built": [r["key"] for r in rep.built],
+                    "built": [r.key for r in rep.built],
                     "skipped": len(rep.skipped),
-                    "failed": [{"key": r["key"], "error": r["error"]} for r in rep.failed],
+                    "failed": [{"key": r.key, "error": r.error} for r in rep.failed],
                     "cleaned": rep.cleaned,
                     "seconds": rep.seconds,
-                    "compile_seconds": round(sum(r["compile_seconds"] for r in rep.built), 3),
+                    "compile_seconds": round(sum(r.compile_seconds for r in rep.built), 3),
                 }
                 if console_err:
                     click.echo(
@@ -116,6 +119,8 @@ def compile_cmd(manifests: tuple[Path, ...], out: Path, jobs: int, lock_timeout:
         _fail(EXIT_LOCKED, str(e))
     except StoreFormatError as e:
         _fail(EXIT_STORE, f"{e}; remove the directory or pick another --out")
+    except OSError as e:
+        _fail(EXIT_STORE, f"{out}: {e}")
     _emit(as_json, summary)
     sys.exit(EXIT_FAILED if failed else 0)
 
@@ -124,23 +129,24 @@ def compile_cmd(manifests: tuple[Path, ...], out: Path, jobs: int, lock_timeout:
 @click.argument("store", type=click.Path(file_okay=False, path_type=Path), default=Path("artifacts"))
 @json_option
 def ls_cmd(store: Path, as_json: bool) -> None:
-    """List the entries and ops of STORE."""
-    from nvfp4_aot.runtime.store_format import StoreFormatError, read_index
+    """List the entries and ops of STORE (and its digest)."""
+    from nvfp4_aot.runtime.store_format import StoreFormatError, load_index
 
     try:
-        index = read_index(store)
-    except StoreFormatError as e:
+        index = load_index(store)
+    except (StoreFormatError, OSError) as e:
         _fail(EXIT_STORE, str(e))
     if as_json:
-        _emit(True, index)
+        _emit(True, index.to_json())
         return
-    for key, r in sorted(index["entries"].items(), key=lambda kv: (kv[1]["family"], kv[1]["arch"], str(kv[1]["params"]))):
-        params = " ".join(f"{k}={v}" for k, v in sorted(r["params"].items()))
-        click.echo(f"{key}  {r['arch']:8} {r['family']:20} {params}  {r['size'] // 1024} KiB  {r['compile_seconds']:.1f}s")
-    for mname, m in sorted(index["manifests"].items()):
-        click.echo(f"manifest {mname}: {len(m['ops'])} ops")
-        for op, spec in sorted(m["ops"].items()):
-            click.echo(f"  {op}: " + ", ".join(f"M {b['m'][0]}-{b['m'][1]}" for b in spec["buckets"]))
+    for key, r in sorted(index.entries.items(), key=lambda kv: (kv[1].family, kv[1].arch, str(kv[1].params))):
+        params = " ".join(f"{k}={v}" for k, v in sorted(r.params.items()))
+        click.echo(f"{key}  {r.arch:8} {r.family:20} {params}  {r.size // 1024} KiB  {r.compile_seconds:.1f}s")
+    for mname, m in sorted(index.manifests.items()):
+        click.echo(f"manifest {mname}: {len(m.ops)} ops")
+        for op, spec in sorted(m.ops.items()):
+            click.echo(f"  {op}: " + ", ".join(f"M {b.lo}-{b.hi}" for b in spec.buckets))
+    click.echo(f"digest {index.digest}")
 
 
 @main.command("verify")
@@ -156,6 +162,8 @@ def verify_cmd(store: Path, load: bool, run: bool, seed: int | None, as_json: bo
     from .verify import run_store, verify_store
 
     rep = verify_store(store, load=load or run)
+    if rep.malformed:
+        _fail(EXIT_STORE, rep.errors[0])
     if run and rep.ok:
         seed = secrets.randbelow(1 << 30) if seed is None else seed
         try:
@@ -167,8 +175,9 @@ def verify_cmd(store: Path, load: bool, run: bool, seed: int | None, as_json: bo
     for e in rep.errors:
         click.echo(f"error: {e}", err=True)
     if not as_json:
-        click.echo(f"{store}: {rep.checked} entries checked, {rep.ran} runs, {len(rep.errors)} errors", err=True)
-    _emit(as_json, {"ok": rep.ok, "checked": rep.checked, "ran": rep.ran, "errors": rep.errors, "notes": rep.notes})
+        click.echo(f"{store}: {rep.checked} entries checked, {rep.ran} runs, {len(rep.errors)} errors, digest {rep.digest}", err=True)
+    _emit(as_json, {"ok": rep.ok, "checked": rep.checked, "ran": rep.ran, "errors": rep.errors, "notes": rep.notes,
+                    "digest": rep.digest})  # fmt: skip
     sys.exit(0 if rep.ok else EXIT_FAILED)
 
 
@@ -187,7 +196,7 @@ def gc_cmd(manifests: tuple[Path, ...], out: Path, dry_run: bool, as_json: bool)
     try:
         with StoreWriter(out) as w:
             dropped = w.gc(loaded, dry_run=dry_run)
-    except StoreFormatError as e:
+    except (StoreFormatError, OSError) as e:
         _fail(EXIT_STORE, str(e))
     if not as_json:
         for k in dropped:
@@ -211,7 +220,7 @@ def _arch_list(ctx, param, value: str) -> tuple[str, ...]:
     from .manifest import ARCH_RE
 
     archs = tuple(dict.fromkeys(a for a in value.replace(" ", "").split(",") if a))
-    bad = [a for a in archs if not ARCH_RE.match(a)]
+    bad = [a for a in archs if not ARCH_RE.fullmatch(a)]
     if not archs or bad:
         raise click.BadParameter(f"expected archs like sm_90a,sm_100a, got {value!r}")
     return archs

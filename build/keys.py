@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterable
 
 from nvfp4_aot.kernels import get_family
-from nvfp4_aot.runtime.store_format import FORMAT_VERSION, canonical_json
+from nvfp4_aot.runtime.store_format import content_key
 
 from .manifest import Variant
 
@@ -120,9 +120,10 @@ def toolchain() -> dict[str, str]:
     }
 
 
-def variant_key(v: Variant) -> str:
-    material = {
-        "format": FORMAT_VERSION,
+def key_material(v: Variant) -> dict[str, object]:
+    """The values of store_format.KEY_FIELDS for a variant; its entry record carries the same
+    values, from which the runtime recomputes the key (store_format.content_key)."""
+    return {
         "family": v.family,
         "params": dict(v.params),
         "arch": v.arch,
@@ -130,4 +131,7 @@ def variant_key(v: Variant) -> str:
         "source": family_fingerprint(v.family),
         **toolchain(),
     }
-    return hashlib.sha256(canonical_json(material).encode()).hexdigest()[:32]
+
+
+def variant_key(v: Variant) -> str:
+    return content_key(key_material(v))

@@ -30,9 +30,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from nvfp4_aot.kernels import Family, ParamError, UnknownFamilyError, get_family
-from nvfp4_aot.runtime.store_format import op_id
+from nvfp4_aot.runtime.store_format import ARCH_RE, op_id
 
-ARCH_RE = re.compile(r"^sm_\d{2,3}a$")
 TOP_KEYS = {"archs", "op", "description"}
 OP_KEYS = {"family", "problem", "tuning", "buckets", "archs"}
 BUCKET_KEYS = {"m", "tuning"}
@@ -138,7 +137,7 @@ def _parse(data: Mapping[str, Any], path: Path, op_lines: list[int]) -> Manifest
 def _archs(value: Any, err) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
         raise err(f"must be a non-empty list of archs like 'sm_90a', got {value!r}")
-    bad = [a for a in value if not isinstance(a, str) or not ARCH_RE.match(a)]
+    bad = [a for a in value if not isinstance(a, str) or not ARCH_RE.fullmatch(a)]
     if bad:
         raise err(f"{bad[0]!r} is not an arch-specific target like 'sm_90a' or 'sm_100a'")
     return tuple(dict.fromkeys(value))

@@ -2,10 +2,13 @@
 
 Protocol (readers never lock; see nvfp4_aot.runtime.store_format):
   1. take <store>/.lock for the whole build (a second build of the same directory waits);
-  2. clear tmp/ (staging left by a killed build) and orphan entry dirs the index does not list;
-  3. each variant is built into tmp/<key>.<pid>/, then renamed to entries/<key>/, then the
-     index is rewritten (temp + rename) to list it: a SIGKILL at any point leaves an index
-     whose every entry is complete;
+     refuse a store whose entries/ or tmp/ is a symlink, or whose index is malformed;
+  2. clear tmp/ (staging left by a killed build or by workers of a killed parent) and orphan
+     entry dirs the index does not list; only names that are entry keys are ever removed
+     under entries/, symlinks are unlinked, never followed;
+  3. each variant is built into tmp/<key>.<pid>/ by a worker that dies with this process, then
+     renamed to entries/<key>/, then the index is rewritten (temp + rename) to list it, its
+     digest recomputed: a SIGKILL at any point leaves an index whose every entry is complete;
   4. the manifest's dispatch table is written to the index last, once all its entries exist.
 """
 
@@ -24,18 +27,24 @@ from filelock import FileLock, Timeout
 
 from nvfp4_aot.runtime.store_format import (
     ENTRIES_DIR,
-    FORMAT_VERSION,
     INDEX_NAME,
     LOCK_NAME,
     TMP_DIR,
+    BucketRow,
+    EntryRecord,
+    ManifestTable,
+    OpTable,
+    StoreFormatError,
+    StoreIndex,
     entry_dir,
-    read_index,
+    inside,
+    load_index,
     write_json_atomic,
 )
 
 from .keys import variant_key
 from .manifest import Manifest, Variant
-from .worker import build_variant, discard, init_worker
+from .worker import BuildFailure, build_variant, discard, init_worker
 
 
 class LockBusyError(RuntimeError):
@@ -44,15 +53,11 @@ class LockBusyError(RuntimeError):
 
 @dataclass
 class BuildReport:
-    built: list[dict[str, Any]] = field(default_factory=list)
+    built: list[EntryRecord] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    failed: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[BuildFailure] = field(default_factory=list)
     cleaned: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def empty_index() -> dict[str, Any]:
-    return {"format": FORMAT_VERSION, "entries": {}, "manifests": {}}
 
 
 class StoreWriter:
@@ -63,8 +68,10 @@ class StoreWriter:
         self._lock = None
 
     def __enter__(self) -> "StoreWriter":
-        (self.root / ENTRIES_DIR).mkdir(parents=True, exist_ok=True)
-        (self.root / TMP_DIR).mkdir(exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        for d in (ENTRIES_DIR, TMP_DIR):
+            inside(self.root, self.root / d)  # refuses a symlinked entries/ or tmp/
+            (self.root / d).mkdir(exist_ok=True)
         self._lock = FileLock(str(self.root / LOCK_NAME))
         try:
             self._lock.acquire(timeout=0)
@@ -75,49 +82,59 @@ class StoreWriter:
                 self._lock.acquire(timeout=self.lock_timeout)
             except Timeout:
                 raise LockBusyError(f"{self.root}: another build holds {LOCK_NAME} (waited {self.lock_timeout}s)") from None
-        self.index = read_index(self.root) if (self.root / INDEX_NAME).exists() else empty_index()
+        try:
+            index = load_index(self.root) if (self.root / INDEX_NAME).exists() else StoreIndex.build({}, {})
+        except BaseException:
+            self._lock.release()
+            raise
+        self.entries: dict[str, EntryRecord] = dict(index.entries)
+        self.manifests: dict[str, ManifestTable] = dict(index.manifests)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._lock.release()
 
     # -- housekeeping -----------------------------------------------------------
+    def _remove(self, p: Path) -> None:
+        """Remove a direct child of tmp/ or entries/ without following a symlink."""
+        if p.is_symlink() or not p.is_dir():
+            p.unlink()
+        else:
+            shutil.rmtree(inside(self.root, p), ignore_errors=True)
+
     def clean(self) -> list[str]:
         """Remove staging leftovers and entry dirs not listed in the index (under the lock)."""
         removed = []
         for p in sorted((self.root / TMP_DIR).iterdir()):
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink()
+            self._remove(p)
             removed.append(str(p))
         for p in sorted((self.root / ENTRIES_DIR).iterdir()):
-            if p.name not in self.index["entries"]:
-                shutil.rmtree(p, ignore_errors=True)
+            if p.name not in self.entries:  # listed names are keys; anything else is not ours to keep
+                self._remove(p)
                 removed.append(str(p))
         return removed
 
     def _write_index(self) -> None:
-        write_json_atomic(self.root / INDEX_NAME, self.index)
+        index = StoreIndex.build(self.entries, self.manifests)
+        write_json_atomic(self.root / INDEX_NAME, index.to_json())
 
-    def commit_entry(self, record: dict[str, Any], stage: Path) -> None:
-        final = entry_dir(self.root, record["key"])
-        if final.exists():  # only orphans can be here: clean() ran under this lock
-            shutil.rmtree(final)
+    def commit_entry(self, record: EntryRecord, stage: Path) -> None:
+        final = entry_dir(self.root, record.key)
+        if final.exists() or final.is_symlink():  # only orphans can be here: clean() ran under this lock
+            self._remove(final)
         os.replace(stage, final)
-        self.index["entries"][record["key"]] = record
+        self.entries[record.key] = record
         self._write_index()
 
     def commit_manifest(self, manifest: Manifest, keys: dict[tuple, str]) -> None:
         ops = {}
         for op in manifest.ops:
-            ops[op.name] = {
-                "family": op.family,
-                "problem": dict(op.problem),
-                "buckets": [
-                    {"m": [b.lo, b.hi], "params": dict(b.params),
-                     "variants": {a: keys[Variant(op.family, b.params, a).ident] for a in op.archs}}
-                    for b in op.buckets
-                ],
-            }  # fmt: skip
-        self.index["manifests"][manifest.name] = {"path": str(manifest.path), "ops": ops}
+            rows = tuple(
+                BucketRow(b.lo, b.hi, dict(b.params), {a: keys[Variant(op.family, b.params, a).ident] for a in op.archs})
+                for b in op.buckets
+            )
+            ops[op.name] = OpTable(op.family, dict(op.problem), rows)
+        self.manifests[manifest.name] = ManifestTable(str(manifest.path), ops)
         self._write_index()
 
     # -- build ------------------------------------------------------------------
@@ -125,7 +142,7 @@ class StoreWriter:
         self,
         manifest: Manifest,
         jobs: int = 1,
-        progress: Callable[[str, dict[str, Any]], None] | None = None,
+        progress: Callable[[str, EntryRecord | BuildFailure], None] | None = None,
     ) -> BuildReport:
         t0 = time.perf_counter()
         report = BuildReport(cleaned=self.clean())
@@ -134,7 +151,7 @@ class StoreWriter:
         todo: dict[str, list[Variant]] = {}
         for v in variants:
             key = keys[v.ident]
-            if key in self.index["entries"] and (entry_dir(self.root, key)).is_dir():
+            if key in self.entries and entry_dir(self.root, key).is_dir():
                 report.skipped.append(key)
             else:
                 todo.setdefault(v.arch, []).append(v)
@@ -149,45 +166,50 @@ class StoreWriter:
         ctx = get_context("spawn")  # fresh interpreters: the arch env is set before cutlass loads
         stages = {}
         with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(variants))), mp_context=ctx,
-                                 initializer=init_worker, initargs=(arch,)) as pool:  # fmt: skip
+                                 initializer=init_worker, initargs=(arch, os.getpid())) as pool:  # fmt: skip
             pending = set()
             for v in variants:
                 key = keys[v.ident]
-                stage = self.root / TMP_DIR / f"{key}.{os.getpid()}"
-                stages[key] = stage
-                job = {"family": v.family, "params": dict(v.params), "arch": arch, "key": key, "stage": str(stage)}
-                pending.add(pool.submit(build_variant, job))
+                stages[key] = stage = self.root / TMP_DIR / f"{key}.{os.getpid()}"
+                pending.add(pool.submit(build_variant, v, key, str(stage)))
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     rec = fut.result()
-                    if "error" in rec:
-                        discard(stages[rec["key"]])
+                    if isinstance(rec, BuildFailure):
+                        discard(stages[rec.key])
                         report.failed.append(rec)
                     else:
-                        self.commit_entry(rec, stages[rec["key"]])
+                        self.commit_entry(rec, stages[rec.key])
                         report.built.append(rec)
                     if progress:
                         progress(arch, rec)
 
     # -- gc ---------------------------------------------------------------------
     def gc(self, keep: Iterable[Manifest], dry_run: bool = False) -> list[str]:
-        """Drop entries (and manifest sections) that none of `keep` references."""
+        """Drop entries (and manifest tables) that none of `keep` references. Only validated
+        entries are removed: listed in the (schema-checked) index, named by a key, inside the
+        store and not a symlink."""
         keep = list(keep)
         names = {m.name for m in keep}
         wanted = {variant_key(v) for m in keep for v in m.variants()}
         # Entries referenced by a kept manifest's committed table stay even if keys moved on.
-        for name in names & set(self.index["manifests"]):
-            for op in self.index["manifests"][name]["ops"].values():
-                for b in op["buckets"]:
-                    wanted.update(b["variants"].values())
-        drop = sorted(k for k in self.index["entries"] if k not in wanted)
+        for name in names & set(self.manifests):
+            for op in self.manifests[name].ops.values():
+                for b in op.buckets:
+                    wanted.update(b.variants.values())
+        drop = sorted(k for k in self.entries if k not in wanted)
+        dirs = {k: inside(self.root, entry_dir(self.root, k)) for k in drop}  # all checked before any removal
         if dry_run:
             return drop
-        self.index["manifests"] = {n: m for n, m in self.index["manifests"].items() if n in names}
+        self.manifests = {n: m for n, m in self.manifests.items() if n in names}
         for k in drop:
-            del self.index["entries"][k]
+            del self.entries[k]
         self._write_index()  # index first: readers never see an entry whose files are gone
         for k in drop:
-            shutil.rmtree(entry_dir(self.root, k), ignore_errors=True)
+            if dirs[k].exists():
+                self._remove(dirs[k])
         return drop
+
+
+__all__ = ["BuildReport", "LockBusyError", "StoreFormatError", "StoreWriter"]

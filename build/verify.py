@@ -1,8 +1,11 @@
 """`nvfp4-build verify`: check a store without trusting it.
 
-Static checks (any machine): index structure, each entry's file, size and sha256, meta.json
-agreeing with the index, the embedded cubin arch, the exported symbol, the ABI versions
-against what is installed, manifest tables pointing at listed entries. With load=True each
+Static checks (any machine): the index schema (every field typed, keys recomputed from their
+records, symbols naming the keys, manifest tables pointing at entries of their family, arch
+and params, the store digest), each entry's files (no symlinks, size and sha256, meta.json
+equal to the index record, the exported symbol, the embedded cubin arch: store_format.
+check_entry, shared with the runtime's open), the ABI versions against what is installed.
+A malformed index is reported alone (exit 5); file mismatches are verification failures. With load=True each
 module is also loaded through tvm_ffi and its function looked up (no GPU needed; the build
 worker already did this once before committing the entry). Leftovers of an
 interrupted build (staging dirs, unlisted entry dirs) are reported as notes, not failures:
@@ -14,7 +17,6 @@ edges of each of its buckets against the family's reference on fresh random inpu
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,13 +25,11 @@ from nvfp4_aot.runtime import native
 from nvfp4_aot.runtime.store_format import (
     ENTRIES_DIR,
     LIB_NAME,
-    META_NAME,
     TMP_DIR,
     StoreFormatError,
-    cubin_archs,
+    check_entry,
     entry_dir,
-    read_index,
-    sha256_file,
+    load_index,
 )
 
 
@@ -39,6 +39,8 @@ class VerifyReport:
     notes: list[str] = field(default_factory=list)
     checked: int = 0
     ran: int = 0
+    malformed: bool = False  # the index itself is unreadable or malformed (exit 5)
+    digest: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -48,56 +50,38 @@ class VerifyReport:
 def verify_store(root: Path, load: bool = False) -> VerifyReport:
     rep = VerifyReport()
     try:
-        index = read_index(root)
-    except StoreFormatError as e:
+        index = load_index(root)
+    except (StoreFormatError, OSError) as e:
         rep.errors.append(str(e))
+        rep.malformed = True
         return rep
+    rep.digest = index.digest
     tvm_version, dsl_version = native.tvm_ffi_version(), native.dsl_version()
     if load:
         native.preload()
-    for key, rec in sorted(index["entries"].items()):
+    for key, rec in sorted(index.entries.items()):
         rep.checked += 1
-        lib = entry_dir(root, key) / LIB_NAME
-        where = f"entry {key} ({rec['family']} {rec['arch']})"
-        if not lib.is_file():
-            rep.errors.append(f"{where}: {lib} missing")
-            continue
-        data = lib.read_bytes()
-        if len(data) != rec["size"] or sha256_file(lib) != rec["sha256"]:
-            rep.errors.append(f"{where}: {lib} sha256/size differ from the index (corrupt or tampered)")
-            continue
-        meta_path = entry_dir(root, key) / META_NAME
+        where = f"entry {key} ({rec.family} {rec.arch})"
         try:
-            if json.loads(meta_path.read_text()) != rec:
-                rep.errors.append(f"{where}: {meta_path} disagrees with the index record")
-        except (OSError, json.JSONDecodeError) as e:
-            rep.errors.append(f"{where}: {meta_path} unreadable: {e}")
-        archs = cubin_archs(data)
-        if archs != {rec["arch"]}:
-            rep.errors.append(f"{where}: embedded GPU code is {sorted(archs)}, index says {rec['arch']}")
-        if f"__tvm_ffi_{rec['symbol']}\0".encode() not in data:
-            rep.errors.append(f"{where}: exported symbol __tvm_ffi_{rec['symbol']} missing")
-        if rec["tvm_ffi_version"] != tvm_version:
-            rep.errors.append(f"{where}: built for apache-tvm-ffi {rec['tvm_ffi_version']}, installed {tvm_version}")
-        if dsl_version is not None and rec["dsl_version"] != dsl_version:
-            rep.errors.append(f"{where}: built with nvidia-cutlass-dsl {rec['dsl_version']}, installed {dsl_version}")
+            check_entry(root, rec)
+        except (StoreFormatError, OSError) as e:
+            rep.errors.append(f"{where}: {e}")
+            continue
+        if rec.tvm_ffi_version != tvm_version:
+            rep.errors.append(f"{where}: built for apache-tvm-ffi {rec.tvm_ffi_version}, installed {tvm_version}")
+        if dsl_version is not None and rec.dsl_version != dsl_version:
+            rep.errors.append(f"{where}: built with nvidia-cutlass-dsl {rec.dsl_version}, installed {dsl_version}")
         if load and not rep.errors:
             import tvm_ffi
 
             try:
-                tvm_ffi.load_module(str(lib))[rec["symbol"]]
+                tvm_ffi.load_module(str(entry_dir(root, key) / LIB_NAME))[rec.symbol]
             except Exception as e:
-                rep.errors.append(f"{where}: tvm_ffi cannot load {rec['symbol']}: {e}")
-    for mname, m in sorted(index["manifests"].items()):
-        for op, spec in sorted(m["ops"].items()):
-            for b in spec["buckets"]:
-                for arch, key in b["variants"].items():
-                    if key not in index["entries"]:
-                        rep.errors.append(f"manifest {mname}: op {op} bucket {b['m']} {arch} -> {key} not in index")
+                rep.errors.append(f"{where}: tvm_ffi cannot load {rec.symbol}: {e}")
     for d in sorted((root / TMP_DIR).glob("*")) if (root / TMP_DIR).is_dir() else []:
         rep.notes.append(f"staging leftover {d} (interrupted build; removed by the next compile)")
     for d in sorted((root / ENTRIES_DIR).glob("*")) if (root / ENTRIES_DIR).is_dir() else []:
-        if d.name not in index["entries"]:
+        if d.name not in index.entries:
             rep.notes.append(f"unlisted entry dir {d} (interrupted build; ignored by readers, removed by the next compile)")
     return rep
 

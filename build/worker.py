@@ -14,10 +14,12 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from nvfp4_aot.runtime.store_format import LIB_NAME, META_NAME, cubin_archs, sha256_file
+from nvfp4_aot.runtime.store_format import LIB_NAME, META_NAME, EntryRecord, cubin_archs, entry_symbol, sha256_file
+
+from .manifest import Variant
 
 VERSION_SCRIPT = "{ global: __tvm_ffi_*; local: *; };\n"
 
@@ -28,8 +30,27 @@ def worker_env(arch: str) -> dict[str, str]:
     return {"CUTE_DSL_ARCH": arch, "CUDA_VISIBLE_DEVICES": "", "CUTE_DSL_NO_CACHE": "1"}
 
 
-def init_worker(arch: str) -> None:
+def init_worker(arch: str, parent: int | None = None) -> None:
     os.environ.update(worker_env(arch))
+    if parent is not None:
+        die_with_parent(parent)
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux prctl PR_SET_PDEATHSIG),
+    so that a build whose parent alone is killed leaves no worker writing into tmp/ (the next
+    build clears tmp/ under the lock). Elsewhere a no-op: workers then end when the pool's pipe
+    closes, after their current variant."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 class LinkError(RuntimeError):
@@ -89,36 +110,43 @@ def _check_loads(lib: Path, symbol: str) -> None:
         raise LinkError(f"{lib}: tvm_ffi cannot load {symbol}: {e}") from e
 
 
-def build_variant(job: dict[str, Any]) -> dict[str, Any]:
-    """Build job["key"] into job["stage"] (kernel.so + meta.json). Returns the entry record,
-    or {"error": ...} so that one bad variant does not take the pool down."""
+@dataclass(frozen=True)
+class BuildFailure:
+    key: str
+    error: str
+    trace: str
+
+
+def build_variant(v: Variant, key: str, stage: str) -> EntryRecord | BuildFailure:
+    """Build variant `v` (content key `key`) into `stage` (kernel.so + meta.json). Returns its
+    entry record, or a BuildFailure so that one bad variant does not take the pool down."""
     try:
-        return _build(job)
+        return _build(v, key, Path(stage))
     except Exception as e:  # reported per variant by the parent
-        return {"key": job["key"], "error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()}
+        return BuildFailure(key, f"{type(e).__name__}: {e}", traceback.format_exc())
 
 
-def _build(job: dict[str, Any]) -> dict[str, Any]:
+def _build(v: Variant, key: str, stage: Path) -> EntryRecord:
     from nvfp4_aot.kernels import get_family
 
-    from .keys import compile_options, toolchain
+    from .keys import key_material
 
-    arch = job["arch"]
+    arch = v.arch
     if os.environ.get("CUTE_DSL_ARCH") != arch:
         raise RuntimeError(f"worker for {arch} runs with CUTE_DSL_ARCH={os.environ.get('CUTE_DSL_ARCH')}")
     t0 = time.perf_counter()
     import cutlass.cute as cute
 
-    fam = get_family(job["family"])
-    params = fam.parse_params(job["params"])
+    fam = get_family(v.family)
+    params = fam.parse_params(v.params)
     reasons = fam.can_implement(params, arch)
     if reasons:
         raise ValueError("; ".join(reasons))
+    material = key_material(v)
     fn, fake_args = fam.compile_args(params, arch)
-    compiled = cute.compile(fn, *fake_args, options=compile_options(arch))
-    stage = Path(job["stage"])
+    compiled = cute.compile(fn, *fake_args, options=material["options"])
     stage.mkdir(parents=True, exist_ok=True)
-    symbol = fam.symbol(params, job["key"])
+    symbol = entry_symbol(fam.name, key)
     obj = stage / "kernel.o"
     compiled.export_to_c(str(obj), function_name=symbol)
     lib = stage / LIB_NAME
@@ -131,20 +159,18 @@ def _build(job: dict[str, Any]) -> dict[str, Any]:
     if embedded != {arch}:
         raise LinkError(f"{lib}: embedded GPU code is {sorted(embedded)}, expected {arch}")
     _check_loads(lib, symbol)
-    record = {
-        "key": job["key"],
-        "family": fam.name,
-        "params": dict(job["params"]),
-        "arch": arch,
+    # The one record type, validated here as every reader validates it (its key must be the
+    # one its fields give, so a mismatch between keys.py and the record fails the build).
+    record = EntryRecord.from_json({
+        **material,
+        "key": key,
         "symbol": symbol,
         "signature": fam.signature(params).to_json(),
         "sha256": sha256_file(lib),
         "size": len(data),
-        "options": compile_options(arch),
         "compile_seconds": round(time.perf_counter() - t0, 3),
-        **toolchain(),
-    }
-    (stage / META_NAME).write_text(json.dumps(record, indent=1, sort_keys=True))
+    }, f"variant {key}")  # fmt: skip
+    (stage / META_NAME).write_text(json.dumps(record.to_json(), indent=1, sort_keys=True))
     return record
 
 

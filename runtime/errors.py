@@ -1,14 +1,10 @@
 """Errors the runtime raises; each message names the argument, entry or manifest to fix."""
 
-from .store_format import StoreFormatError
+from .store_format import StoreFormatError, TamperedArtifactError  # noqa: F401  (re-exported)
 
 
 class Nvfp4AotError(RuntimeError):
     pass
-
-
-class TamperedArtifactError(StoreFormatError):
-    """A file's content differs from what the index recorded."""
 
 
 class AbiMismatchError(Nvfp4AotError):

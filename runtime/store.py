@@ -5,8 +5,11 @@
     quant = store.op("nvfp4_quantize", k=7168, sf_layout="swizzled")
     quant(x, global_scale, q, sf)                          # bucket by M, validate, launch
 
-Order of refusals, all before any kernel code is loaded: index structure, every file's sha256,
-tvm-ffi / DSL ABI, device arch. A launch uses torch's current stream (tvm-ffi's env stream),
+Order of refusals, all before any kernel code is loaded: index schema (keys recomputed from
+their records, symbols naming them, tables bound to their entries, the store digest), every
+entry's files (store_format.check_entry: no symlinks, sha256, meta.json, exported symbol,
+embedded arch), device arch, tvm-ffi / DSL ABI; with load=True each module is then looked up
+by the symbol its key names, so a module cannot serve another record. A launch uses torch's current stream (tvm-ffi's env stream),
 allocates nothing and never synchronizes with the host, so it is safe inside a CUDA graph
 capture once `prime()` has run.
 """
@@ -14,7 +17,6 @@ capture once `prime()` has run.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import os
 import threading
 from dataclasses import dataclass
@@ -32,12 +34,14 @@ from .errors import (
 from .store_format import (  # noqa: F401  (NO_BUILD_ENV re-exported)
     LIB_NAME,
     NO_BUILD_ENV,
+    EntryRecord,
     StoreFormatError,
+    StoreIndex,
     arch_of_capability,
-    cubin_archs,
+    check_entry,
     entry_dir,
+    load_index,
     op_id,
-    read_index,
 )
 from .validate import CallValidator
 
@@ -47,7 +51,7 @@ from .validate import CallValidator
 class Kernel:
     """One loaded variant: its record, its validator and the tvm-ffi function."""
 
-    record: Mapping[str, Any]
+    record: EntryRecord  # (a Mapping in tests that build a Kernel by hand)
     path: Path
     validator: CallValidator
     fn: Any = None
@@ -139,7 +143,7 @@ class Op:
 
 
 class ArtifactStore:
-    def __init__(self, root: Path, index: Mapping[str, Any], arch: str, kernels: dict[str, Kernel], ops: dict[str, Op]):
+    def __init__(self, root: Path, index: StoreIndex, arch: str, kernels: dict[str, Kernel], ops: dict[str, Op]):
         self.root = root
         self.index = index
         self.arch = arch
@@ -185,7 +189,7 @@ def _device_arch(device: Any) -> str:
     return arch_of_capability(*torch.cuda.get_device_capability(device))
 
 
-def _check_abi(rec: Mapping[str, Any], tvm_version: str, dsl_ver: str | None, dsl_lib: Path | None) -> None:
+def _check_abi(rec: EntryRecord, tvm_version: str, dsl_ver: str | None, dsl_lib: Path | None) -> None:
     if rec["tvm_ffi_version"] != tvm_version:
         raise AbiMismatchError(
             f"entry {rec['key']} was built against apache-tvm-ffi {rec['tvm_ffi_version']}, "
@@ -217,28 +221,20 @@ def open_store(
     With load=False nothing native is loaded (inspection on a machine without the DSL runtime).
     """
     root = Path(root)
-    index = read_index(root)
-    records: dict[str, Mapping[str, Any]] = index["entries"]
-    for key, rec in records.items():
-        path = entry_dir(root, key) / LIB_NAME
-        if not path.is_file():
-            raise TamperedArtifactError(f"{path}: listed in the index but missing")
-        data = path.read_bytes()
-        if len(data) != rec["size"] or hashlib.sha256(data).hexdigest() != rec["sha256"]:
-            raise TamperedArtifactError(
-                f"{path}: sha256 does not match the index (corrupt or tampered); rebuild with "
-                f"`nvfp4-build compile` or restore the artifact directory"
-            )
-        embedded = cubin_archs(data)
-        if embedded != {rec["arch"]}:
-            raise ArchMismatchError(f"{path}: recorded arch {rec['arch']} but the embedded GPU code is {sorted(embedded)}")
+    index = load_index(root)
+    records = index.entries
+    for rec in records.values():
+        try:
+            check_entry(root, rec)
+        except OSError as e:
+            raise TamperedArtifactError(f"{entry_dir(root, rec.key)}: unreadable: {e}") from e
     target = arch or _device_arch(device)
     if arch is not None and load and _device_available():
         dev_arch = _device_arch(device)
         if dev_arch != arch:
             raise ArchMismatchError(f"arch {arch} requested but the device is {dev_arch}: launching would fail")
-    present = sorted({r["arch"] for r in records.values()})
-    mine = {k: r for k, r in records.items() if r["arch"] == target}
+    present = sorted({r.arch for r in records.values()})
+    mine = {k: r for k, r in records.items() if r.arch == target}
     if not mine:
         raise ArchMismatchError(
             f"{root} holds kernels for {present or 'no arch'}, none for this device ({target}); "
@@ -260,23 +256,23 @@ def _device_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _make_kernel(root: Path, rec: Mapping[str, Any], load: bool) -> Kernel:
+def _make_kernel(root: Path, rec: EntryRecord, load: bool) -> Kernel:
     from nvfp4_aot.kernels.family import Signature
 
-    path = entry_dir(root, rec["key"]) / LIB_NAME
-    kern = Kernel(rec, path, CallValidator(rec["symbol"], Signature.from_json(rec["signature"])))
+    path = entry_dir(root, rec.key) / LIB_NAME
+    kern = Kernel(rec, path, CallValidator(rec.symbol, Signature.from_json(rec.signature)))
     if load:
         import tvm_ffi
 
-        try:
-            kern.fn = tvm_ffi.load_module(str(path))[rec["symbol"]]
+        try:  # rec.symbol names rec.key (checked by the schema): the module must export it
+            kern.fn = tvm_ffi.load_module(str(path))[rec.symbol]
         except Exception as e:
-            raise StoreFormatError(f"{path}: cannot load exported function {rec['symbol']!r}: {e}") from e
+            raise TamperedArtifactError(f"{path}: cannot load exported function {rec.symbol!r}: {e}") from e
     return kern
 
 
-def _build_ops(index: Mapping[str, Any], arch: str, kernels: dict[str, Kernel], manifest: str | None) -> dict[str, Op]:
-    manifests: Mapping[str, Any] = index["manifests"]
+def _build_ops(index: StoreIndex, arch: str, kernels: dict[str, Kernel], manifest: str | None) -> dict[str, Op]:
+    manifests = index.manifests
     if manifest is not None:
         if manifest not in manifests:
             raise MissingVariantError(f"manifest {manifest!r} was not built into this store (built: {sorted(manifests)})")
@@ -284,8 +280,8 @@ def _build_ops(index: Mapping[str, Any], arch: str, kernels: dict[str, Kernel], 
     ops: dict[str, Op] = {}
     seen: dict[str, tuple[str, Any]] = {}
     for mname, m in sorted(manifests.items()):
-        for name, spec in m["ops"].items():
-            rows = [(b["m"][0], b["m"][1], b["variants"].get(arch)) for b in spec["buckets"]]
+        for name, spec in m.ops.items():
+            rows = [(b.lo, b.hi, b.variants.get(arch)) for b in spec.buckets]
             if any(key is None for *_, key in rows):
                 continue  # this op is not built for this arch
             missing = [key for *_, key in rows if key not in kernels]
@@ -298,5 +294,5 @@ def _build_ops(index: Mapping[str, Any], arch: str, kernels: dict[str, Kernel], 
                     f"open the store with manifest=... to pick one"
                 )
             seen[name] = (mname, [(lo, hi, k.key) for lo, hi, k in buckets])
-            ops[name] = Op(name, {**spec, "manifest": mname}, buckets)
+            ops[name] = Op(name, {**spec.to_json(), "manifest": mname}, buckets)
     return ops

@@ -71,12 +71,12 @@ def test_missing_file_and_bad_index_refused(store_copy):
         open_store(store_copy / "nope", arch="sm_90a", load=False)
 
 
-def test_mislabelled_arch_refused_by_embedded_cubin(store_copy):
+def test_mislabelled_arch_refused_by_the_key(store_copy):
     idx = _index(store_copy)
     key, rec = next((k, r) for k, r in idx["entries"].items() if r["arch"] == "sm_100a")
-    rec["arch"] = "sm_90a"  # index lies about the arch; the GPU code inside says otherwise
+    rec["arch"] = "sm_90a"  # index lies about the arch: the key is no longer the one its fields give
     (store_copy / INDEX_NAME).write_text(json.dumps(idx))
-    with pytest.raises(ArchMismatchError, match=r"recorded arch sm_90a but the embedded GPU code is \['sm_100a'\]"):
+    with pytest.raises(StoreFormatError, match=rf"entries.{key}.key: does not match the record's own fields"):
         open_store(store_copy, arch="sm_90a", load=False)
 
 
