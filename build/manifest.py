@@ -35,6 +35,7 @@ from nvfp4_aot.runtime.store_format import ARCH_RE, op_id
 TOP_KEYS = {"archs", "op", "description"}
 OP_KEYS = {"family", "problem", "tuning", "buckets", "archs"}
 BUCKET_KEYS = {"m", "tuning"}
+OP_HEADER = re.compile(r"\s*\[\[\s*op\s*\]\]")
 
 
 class ManifestError(ValueError):
@@ -94,9 +95,12 @@ def default_manifest_path() -> Path:
 def load_manifest(path: Path | str) -> Manifest:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as e:
         raise ManifestError(f"{path}: cannot read manifest: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise ManifestError(f"{path}:{line}: not valid UTF-8 (byte {e.start}): a manifest is TOML text") from None
     return loads_manifest(text, path)
 
 
@@ -105,10 +109,27 @@ def loads_manifest(text: str, path: Path | str) -> Manifest:
     path = Path(path)
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, RecursionError) as e:
         raise ManifestError(f"{path}: invalid TOML: {e}") from e
-    op_lines = [i + 1 for i, line in enumerate(text.splitlines()) if re.match(r"\s*\[\[\s*op\s*\]\]", line)]
-    return _parse(data, path, op_lines)
+    return _parse(data, path, _op_lines(text))
+
+
+def _op_lines(text: str) -> list[int]:
+    """Line numbers of the [[op]] headers. A line that looks like one may lie inside a multi-line
+    string; it is a real header iff the text before it is a complete TOML document (checked
+    only when the text has a multi-line string at all)."""
+    lines = text.splitlines(keepends=True)
+    hits = [i for i, line in enumerate(lines) if OP_HEADER.match(line)]
+    if '"""' not in text and "'''" not in text:
+        return [i + 1 for i in hits]
+    real = []
+    for i in hits:
+        try:
+            tomllib.loads("".join(lines[:i]))
+        except tomllib.TOMLDecodeError:
+            continue
+        real.append(i + 1)
+    return real
 
 
 def _parse(data: Mapping[str, Any], path: Path, op_lines: list[int]) -> Manifest:
@@ -176,6 +197,9 @@ def _parse_op(raw: Any, where: str, default_archs, err) -> list[OpSpec]:
 
     keys = list(problem)
     axes = [v if isinstance(v, list) else [v] for v in problem.values()]
+    empty = [k for k, a in zip(keys, axes) if not a]
+    if empty:
+        raise err(f"{where}.problem.{empty[0]}", "is an empty list: the op would expand to 0 variants")
     specs = []
     for point in itertools.product(*axes):
         prob = dict(zip(keys, point))
@@ -219,12 +243,18 @@ def _bucket_ranges(buckets_raw: list, fam: Family, where: str, err) -> list[tupl
 
 
 def _check_params(fam: Family, values: dict, archs, where: str, err) -> dict[str, Any]:
+    bad = sorted(k for k, v in values.items() if isinstance(v, (list, dict)))
+    if bad:
+        raise err(where, f"{fam.name}: parameter {bad[0]!r} must be a single value, got {values[bad[0]]!r}")
     try:
         params = fam.parse_params(values)
-    except ParamError as e:
+    except (ParamError, TypeError, ValueError) as e:
         raise err(where, f"{fam.name}: {e}") from None
     for arch in archs:
-        reasons = fam.can_implement(params, arch)
+        try:
+            reasons = fam.can_implement(params, arch)
+        except (TypeError, ValueError, ArithmeticError) as e:  # a value of the right type the family cannot take
+            reasons = [f"{type(e).__name__}: {e}"]
         if reasons:
             raise err(where, f"{fam.name} cannot implement {values} on {arch}: {'; '.join(reasons)}")
     return dict(sorted(vars(params).items()))

@@ -371,12 +371,17 @@ INDEX_FIELDS = frozenset({"format", "entries", "manifests", "digest"})
 
 
 def _digest(entries: Mapping[str, EntryRecord], manifests: Mapping[str, ManifestTable]) -> str:
-    """sha256 over the sorted records (less compile_seconds, a timing) and tables (less the
-    manifest's path on the build machine): equal for stores that dispatch to the same files."""
+    return json_digest({k: r.to_json() for k, r in entries.items()}, {n: m.to_json() for n, m in manifests.items()})
+
+
+def json_digest(entries: Mapping[str, Any], manifests: Mapping[str, Any]) -> str:
+    """The store digest of index.json's entries and manifests (as JSON): sha256 over the sorted
+    records less compile_seconds (a timing) and the tables less each manifest's path on the
+    build machine, so equal for stores that dispatch to the same files."""
     body = {
         "format": FORMAT_VERSION,
-        "entries": {k: {f: v for f, v in r.to_json().items() if f != "compile_seconds"} for k, r in entries.items()},
-        "manifests": {n: m.to_json()["ops"] for n, m in manifests.items()},
+        "entries": {k: {f: v for f, v in r.items() if f != "compile_seconds"} for k, r in entries.items()},
+        "manifests": {n: m["ops"] for n, m in manifests.items()},
     }
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
