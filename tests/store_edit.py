@@ -29,11 +29,12 @@ def two_keys(idx: dict, arch: str = "sm_90a") -> tuple[str, str]:
     return recs[0]["key"], recs[-1]["key"]
 
 
-def swap_entries(store: Path, a: str, b: str, rewrite: tuple[str, ...] = ("sha256", "size", "symbol"), meta: bool = False) -> None:
-    """Swap the kernel.so (and with meta=True also meta.json) of entries a and b, and rewrite
-    the index fields `rewrite` of each record to describe the file it now holds."""
+def swap_entries(store: Path, a: str, b: str, rewrite: tuple[str, ...] = ("sha256", "size", "symbol"), meta: bool = False,
+                 files: bool = True) -> None:  # fmt: skip
+    """Swap the kernel.so (and with meta=True also meta.json; files=False: neither) of entries a
+    and b, and swap the index fields `rewrite` of their records to describe the swapped files."""
     idx = load(store)
-    names = (LIB_NAME, META_NAME) if meta else (LIB_NAME,)
+    names = () if not files else (LIB_NAME, META_NAME) if meta else (LIB_NAME,)
     for name in names:
         pa, pb = store / ENTRIES_DIR / a / name, store / ENTRIES_DIR / b / name
         da, db = pa.read_bytes(), pb.read_bytes()
