@@ -185,8 +185,8 @@ def _signature(v: Any, where: str) -> dict[str, Any]:
     for k in static:
         _str(k, f"{where}.static", NAME_RE, "an object with identifier keys")
     dyn = v["dynamic"]
-    if not isinstance(dyn, list) or not dyn:
-        _fail(f"{where}.dynamic", f"must be a non-empty list of symbols, got {_short(dyn)}")
+    if not isinstance(dyn, list) or "M" not in dyn:
+        _fail(f"{where}.dynamic", f"must be a list of symbols that includes the token count 'M', got {_short(dyn)}")
     for i, s in enumerate(dyn):
         _str(s, f"{where}.dynamic[{i}]", NAME_RE, "an identifier")
     args = v["args"]
