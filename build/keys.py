@@ -2,7 +2,9 @@
 
 key = sha256 of (store format, family, params, arch, compile options, nvidia-cutlass-dsl and
 apache-tvm-ffi versions, the DSL runtime library's sha256, the family's source closure, and
-for third-party kernels that package's version and sources).
+for third-party kernels that package's version and sources). Each entry record carries these
+values (store_format.KEY_FIELDS, the source closure as its digest `source`), and readers
+recompute the key from them (store_format.content_key): a record cannot be relabelled.
 
 The source closure of a family is its declared modules plus, transitively, every module of
 this project (nvfp4_aot.*) or of the family's own top-level package that they import, read
