@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from store_edit import save
 
@@ -143,3 +143,27 @@ def test_fuzzed_manifest_is_refused_or_parses(tmp_path_factory, edits, raw_byte)
     code = _invoke("cache-key", p)
     event(f"cache-key exit {code}")
     assert code in (0, 3)
+
+
+@FUZZ
+@given(data=st.data(), n_edits=st.integers(1, 3))
+def test_fuzzed_manifest_tables_are_refused_or_parse(data, n_edits):
+    """Structured edits of the parsed manifest (types, keys, values) reach the semantic checks."""
+    import sys
+
+    from nvfp4_aot.build.keys import variant_key
+    from nvfp4_aot.build.manifest import ManifestError, _parse
+
+    tomllib = __import__("tomllib" if sys.version_info >= (3, 11) else "tomli")
+    doc = tomllib.loads(MANIFEST)
+    for _ in range(n_edits):
+        doc = _mutate(doc, data)
+    assume(isinstance(doc, dict))  # TOML's top level is always a table
+    try:
+        m = _parse(doc, Path("fuzzed.toml"), [6])
+    except ManifestError as e:
+        assert str(e).startswith("fuzzed.toml:"), e
+        event("refused")
+        return
+    event("parsed")
+    assert all(len(variant_key(v)) == 32 for v in m.variants())
