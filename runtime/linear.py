@@ -1,8 +1,8 @@
 """Nvfp4Linear: a dense NVFP4 linear layer served from the artifact store (no cutlass, no JIT).
 
 Hopper (sm_90a): our w4a16_gemm (kernels/w4a16) for every M; where the store also holds
-quack_w4a16_gemm for this (N, K) and the layer has one global scale, M above QUACK_FROM goes to
-quack's WGMMA kernel instead (ours is a decode kernel: bandwidth-bound at small M, see
+quack_w4a16_gemm for this (N, K) (one global scale) or quack_w4a16_rowalpha_gemm (several, e.g.
+q_a + kv: per-row alpha), M above QUACK_FROM goes to quack's WGMMA kernel instead (ours is a decode kernel: bandwidth-bound at small M, see
 docs/PERFORMANCE.md). Blackwell (sm_100a) needs activation quantization + the block-scaled
 GEMM: not served by this class yet (it raises, naming what is missing).
 
@@ -59,16 +59,17 @@ class Nvfp4Linear:
         self.w = repack(weight.to(device), weight_scale.to(device))
         self.alpha = row_alpha(weight_scale_2, self.n, part_sizes, device)
         self.quack = None
-        if self.alpha.numel() and bool((self.alpha == self.alpha[0]).all()):
-            try:
-                qop = store.op("quack_w4a16_gemm", n=self.n, k=self.k)
-            except MissingVariantError:
-                qop = None
-            if qop is not None:
-                from ..kernels.quack_w4a16.prepare import prepare_weights
+        # one global scale: quack's scalar-alpha kernel; several (q_a + kv): its per-row-alpha twin
+        one_scale = self.alpha.numel() > 0 and bool((self.alpha == self.alpha[0]).all())
+        try:
+            qop = store.op("quack_w4a16_gemm" if one_scale else "quack_w4a16_rowalpha_gemm", n=self.n, k=self.k)
+        except MissingVariantError:
+            qop = None
+        if qop is not None:
+            from ..kernels.quack_w4a16.prepare import prepare_weights
 
-                blob, strip = prepare_weights(weight.to(device), weight_scale.to(device))
-                self.quack = (qop, blob, strip, self.alpha[:1].clone())
+            blob, strip = prepare_weights(weight.to(device), weight_scale.to(device))
+            self.quack = (qop, blob, strip, self.alpha[:1].clone() if one_scale else self.alpha)
         self.device = device
 
     def missing(self, token_counts: Iterable[int]) -> list[str]:

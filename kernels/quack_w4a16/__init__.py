@@ -139,4 +139,45 @@ class QuackW4A16Family(Family):
         return [] if err <= REL_TOL else [f"out: relative Frobenius error {err:.3e} > {REL_TOL:.0e}"]
 
 
+class QuackW4A16RowAlphaFamily(QuackW4A16Family):
+    """The same kernel with a per-row alpha [N] (fp32, one value per output feature) in the
+    epilogue instead of the scalar: a fused projection whose parts have different global
+    scales (DeepSeek-V4's q_a + kv: two) is one GEMM. Same weights layout, same tunings."""
+
+    name = "quack_w4a16_rowalpha_gemm"
+
+    def signature(self, p: W4A16Params) -> Signature:
+        sig = super().signature(p)
+        args = tuple(Arg("alpha", "float32", ("N",), align=4) if a.name == "alpha" else a for a in sig.args)
+        return Signature(args, static=sig.static)
+
+    def compile_args(self, p: W4A16Params, arch: str):
+        from . import kernel
+
+        return kernel.make_kernel(p, row_alpha=True), kernel.fake_args(p.n, p.k, row_alpha=True)
+
+    def make_inputs(self, p: W4A16Params, m: int, device: Any, seed: int, poison: float = float("nan")):
+        """As the scalar family, with a two-valued alpha row (halves with different global
+        scales, as q_a + kv has) so that a wrong row mapping in the epilogue is caught."""
+        import torch
+
+        inputs = super().make_inputs(p, m, device, seed, poison)
+        gen = torch.Generator(device=device).manual_seed(seed + 7919)
+        half = (torch.rand((2,), generator=gen, device=device) + 0.5) * 2.0**-7
+        sizes = torch.tensor([p.n // 2, p.n - p.n // 2], device=device)
+        inputs["alpha"] = half.repeat_interleave(sizes).contiguous()
+        return inputs
+
+    def reference(self, p: W4A16Params, inputs: Mapping[str, Any]):
+        from .prepare import dequantize, unprepare_weights
+
+        if "w_q" in inputs:
+            q, sf = inputs["w_q"], inputs["w_sf"]
+        else:
+            q, sf = unprepare_weights(inputs["blob"], inputs["sf"])
+        w = dequantize(q, sf).double()
+        return {"out": (inputs["act"].double() @ w.T) * inputs["alpha"].double().reshape(1, -1)}
+
+
 FAMILY = QuackW4A16Family()
+ROW_ALPHA_FAMILY = QuackW4A16RowAlphaFamily()

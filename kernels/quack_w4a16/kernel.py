@@ -43,6 +43,8 @@ import cutlass.cute as cute  # noqa: E402
 import torch  # noqa: E402
 from cutlass import BFloat16, Float32, Int32, Uint8  # noqa: E402
 from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream  # noqa: E402
+from quack.epilogue.frontend import gemm_epilogue  # noqa: E402
+from quack.epilogue.ops import RowVecLoad  # noqa: E402
 from quack.gemm_w4 import _w4a16_alpha  # noqa: E402
 from quack.operand_transform.host import _w4_views, as_transform_mod  # noqa: E402
 from quack.operand_transform.transform import TransformAOperand  # noqa: E402
@@ -57,6 +59,20 @@ SM90_SMEM_PER_SM = 233472
 # EpiMod._mint key of quack's own W4A16 call: one Scalar operand "alpha", SM90, element mode,
 # no packed C, no prepass, round-to-nearest, default arg forms, plain store (no add-to-output).
 _MINT_KEY = ((("alpha", "scalar"),), 9, False, False, (), RoundingMode.RN, (), False)
+
+
+# Per-row alpha (one fp32 per output feature: a fused projection with several global scales,
+# e.g. q_a + kv). In the caller's (M, N) orientation alpha is a row vector; quack's trace with
+# a layout-owning transform writes D = (N, M), where it is the kernel's column vector: the mint
+# key below is what EpiMod.gemm derives for this epilogue (its "pin flip"), and _mint turns
+# the RowVecLoad pin into a ColVecLoad on the kernel's M (= our N) side. Exact: one fp32
+# multiply of the accumulator, as with the scalar alpha.
+@gemm_epilogue(ops={"alpha": RowVecLoad("alpha")})
+def w4a16_row_alpha(acc, alpha):
+    return {"D": acc * alpha}
+
+
+_ROW_MINT_KEY = ((("alpha", "col"),), 9, False, False, (), RoundingMode.RN, (), False)
 
 
 @contextlib.contextmanager
@@ -96,8 +112,9 @@ class W4A16Gemm:
     """out[M, N] = bf16((act[M, K] @ dequant(blob, strip)^T) * alpha), one compiled variant."""
 
     def __init__(self, n: int, k: int, tile_m: int, tile_n: int, cluster_n: int,
-                 max_swizzle_size: int, use_pdl: bool, sm_count: int):  # fmt: skip
-        self.gemm_cls = _w4a16_alpha._mint(*_MINT_KEY)
+                 max_swizzle_size: int, use_pdl: bool, sm_count: int, row_alpha: bool = False):  # fmt: skip
+        self.row_alpha = row_alpha
+        self.gemm_cls = w4a16_row_alpha._mint(*_ROW_MINT_KEY) if row_alpha else _w4a16_alpha._mint(*_MINT_KEY)
         transform = as_transform_mod(FORMAT)
         assert transform.owned_fmt.tile_k == 64 and transform.owned_fmt.sf_bytes == 256, "quack nvfp4 layout moved"
         self.gemm = self.gemm_cls(
@@ -134,7 +151,8 @@ class W4A16Gemm:
             cute.make_tensor(blob.iterator, cute.make_layout(a_shape, stride=a_stride)),
             cute.make_tensor(strip.iterator, cute.make_layout(s_shape, stride=s_stride)),
         )
-        epi = self.gemm_cls.EpilogueArguments(alpha=alpha.iterator)  # Scalar op, pointer mode
+        # Scalar op in pointer mode, or the per-row vector (cp.async'd into shared memory per tile)
+        epi = self.gemm_cls.EpilogueArguments(alpha=alpha if self.row_alpha else alpha.iterator)
         sched = TileSchedulerOptions(
             max_active_clusters=Int32(self.max_active_clusters),
             max_swizzle_size=Int32(self.max_swizzle_size),
@@ -144,7 +162,7 @@ class W4A16Gemm:
             self.gemm(operand, act, out, None, epi, sched, None, stream, None, None)
 
 
-def fake_args(n: int, k: int) -> tuple:
+def fake_args(n: int, k: int, row_alpha: bool = False) -> tuple:
     """Fake (act, blob, strip, alpha, out, stream): M symbolic (shared by act and out), the
     rest static, all row-major compact; alignments as the runtime signature promises."""
     m = cute.sym_int()
@@ -158,11 +176,12 @@ def fake_args(n: int, k: int) -> tuple:
         compact(BFloat16, (m, k), 16),
         compact(Uint8, (g, kt, 128, 16), 16),
         compact(Uint8, (g, kt, 32, 4, 2), 16),
-        compact(Float32, (1,), 4),
+        compact(Float32, (n,) if row_alpha else (1,), 4),
         compact(BFloat16, (m, n), 16),
         make_fake_stream(use_tvm_ffi_env_stream=True),
     )
 
 
-def make_kernel(p) -> W4A16Gemm:
-    return W4A16Gemm(p.n, p.k, p.tile_m, p.tile_n, p.cluster_n, p.max_swizzle_size, p.use_pdl, p.sm_count)
+def make_kernel(p, row_alpha: bool = False) -> W4A16Gemm:
+    return W4A16Gemm(p.n, p.k, p.tile_m, p.tile_n, p.cluster_n, p.max_swizzle_size, p.use_pdl, p.sm_count,
+                     row_alpha)
