@@ -44,10 +44,20 @@ from ..tolerances import REL_FROBENIUS
 
 CHUNK_K = 256  # K per weight-layout chunk (4 k64 tiles): a layout constant, not a knob
 CHUNK_WORDS = 4 * 128 + 64  # int32 words per (16 rows, chunk): 4 x 512 B codes + 256 B scales
+CHUNK_BYTES = CHUNK_WORDS * 4  # one (16 rows, 256 K) chunk of the repacked weights
+SCALE_OFF = 512 * 4  # byte offset of the scale words inside a chunk
 WARPS = (1, 2, 4, 8)
 ROW_BLOCKS = (1, 2, 4)
 N_TILES = (1, 2, 4, 8, 16)
+STAGES = (1, 2, 3)
+SMEM_LIMIT = 227 * 1024  # Hopper's per-block opt-in shared memory
 REL_TOL = REL_FROBENIUS["bfloat16"]
+
+
+def stage_bytes(bt: int, warps: int, rb: int) -> int:
+    """Shared memory of one split "wg" pipeline stage (stages > 1): the activations (bt tokens x
+    256 K, SW128 atoms) and each warp's rb weight chunks, rounded up to the 1024-byte atom."""
+    return -(-(bt * 512 + warps * rb * CHUNK_BYTES) // 1024) * 1024
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,7 @@ class W4A16Params:
     rb: int = 1  # 16-row blocks per CTA (tuning: activation reuse vs parallelism)
     nt: int = 1  # token tile = 8 * nt tokens (tuning: decode 1-2, prefill 4-8)
     split: str = "k"  # warps split K (decode) or N with activations staged in smem (prefill)
+    stages: int = 1  # split "wg": 1 = synchronous staging; 2-3 = cp.async ring of K chunks (wgmma.py)
 
 
 def _reasons(p: W4A16Params) -> list[str]:
@@ -73,6 +84,13 @@ def _reasons(p: W4A16Params) -> list[str]:
         r.append(f"rb={p.rb} must be one of {ROW_BLOCKS}")
     if p.nt not in N_TILES:
         r.append(f"nt={p.nt} must be one of {N_TILES}")
+    if p.stages not in STAGES:
+        r.append(f"stages={p.stages} must be one of {STAGES}")
+    elif p.stages > 1 and p.split != "wg":
+        r.append(f"stages={p.stages}: the cp.async ring is a split='wg' mainloop (got split={p.split!r}); use stages=1")
+    elif p.stages > 1 and p.stages * stage_bytes(8 * p.nt, p.warps, p.rb) > SMEM_LIMIT:
+        r.append(f"stages={p.stages} x (activations + weights) = {p.stages * stage_bytes(8 * p.nt, p.warps, p.rb)} B "
+                 f"of shared memory > {SMEM_LIMIT}: lower stages, nt or rb")
     if p.split not in ("k", "n", "wg"):
         r.append(f"split={p.split!r} must be 'k' (warps split K), 'n' (warps split N) or 'wg' (warpgroup MMA)")
     elif p.split == "wg":
@@ -97,7 +115,7 @@ class _Base(Family):
     params_type = W4A16Params
     archs = ("sm_90a",)  # mma.sync + bf16x2 multiply; Blackwell has FP4 tensor cores instead
     modules = ("nvfp4_aot.kernels.w4a16", "nvfp4_aot.kernels.w4a16.kernel", "nvfp4_aot.kernels.w4a16.wgmma",
-               "nvfp4_aot.kernels.w4a16.prepare")
+               "nvfp4_aot.kernels.w4a16.ptx", "nvfp4_aot.kernels.w4a16.prepare")
     # act/out rows are addressed with 64-bit offsets; 65536 is what the tests cover.
     max_m = 1 << 20
     grouped = False

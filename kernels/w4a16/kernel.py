@@ -1,11 +1,7 @@
 """CuTe DSL kernel of the w4a16 families (sm_90a). Layout and numerics: see __init__ and
 prepare.py; every bit-level step here is replayed on the CPU by prepare.emulate_weights.
 
-Register-level PTX (inline asm) is used where the fragment semantics must be exact and
-visible: the m16n8k16 bf16 MMA (A: a0a1 = (row g, k 2t..2t+1), a2a3 = (row g+8, same k),
-a4a5 = (row g, k 2t+8..), a6a7 = (row g+8, ...); B: b0b1 = (k 2t.., token g), b2b3 =
-(k 2t+8.., token g); C: c0c1 = (row g, tokens 2t, 2t+1), c2c3 = (row g+8, ...)), the E2M1
-decode, the E4M3 scale conversion and the cache-hinted 16-byte loads.
+The register-level PTX (fragment semantics, decode, loads) lives in ptx.py.
 
 Invariants:
   * every load address is in bounds: token rows are clamped into the expert's counted range
@@ -19,133 +15,17 @@ Invariants:
 import cutlass
 import cutlass.cute as cute
 from cutlass import BFloat16, Float32, Int32, Int64, const_expr
-from cutlass._mlir import ir
-from cutlass._mlir.dialects import llvm
-from cutlass.cutlass_dsl import T, dsl_user_op
 
-from . import CHUNK_K, CHUNK_WORDS
+from . import CHUNK_BYTES, CHUNK_K, CHUNK_WORDS, SCALE_OFF
+from .ptx import (decode_block, ld_cached_v4, ld_shared_v4, ld_stream_v2, ld_stream_v4, mma_bf16, scale_pair,
+                  st_shared_v4)
+from .wgmma import WgmmaMainloop
 
-CHUNK_BYTES = CHUNK_WORDS * 4  # one (16 rows, 256 K) chunk of the repacked weights
-SCALE_OFF = 512 * 4  # byte offset of the scale words inside a chunk
 EPI_SCALE = 128.0  # 2^7: undoes the decode's v * scale * 2^-7
 SB_ROW_WORDS = 132  # split "n": shared-memory words per staged token row (512 B + 16 B pad)
 
 
-def _asm(ret_ty, args, asm, constraints, loc, ip):
-    vals = [a.ir_value(loc=loc, ip=ip) for a in args]
-    return llvm.inline_asm(ret_ty, vals, asm, constraints, has_side_effects=False, loc=loc, ip=ip)
-
-
-def _ints(res, n, loc, ip):
-    return tuple(Int32(llvm.extractvalue(T.i32(), res, [i], loc=loc, ip=ip)) for i in range(n))
-
-
-def _struct(ty, n):
-    return ir.Type.parse("!llvm.struct<(" + ", ".join([ty] * n) + ")>")
-
-
-@dsl_user_op
-def ld_stream_v4(addr: Int64, *, loc=None, ip=None):
-    """16 bytes of weights: read once per token tile, so keep them out of L1 (the activations
-    that every warp re-reads live there)."""
-    res = _asm(_struct("i32", 4), [Int64(addr)],
-               "ld.global.nc.L1::no_allocate.v4.b32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l", loc, ip)
-    return _ints(res, 4, loc, ip)
-
-
-@dsl_user_op
-def ld_stream_v2(addr: Int64, *, loc=None, ip=None):
-    res = _asm(_struct("i32", 2), [Int64(addr)],
-               "ld.global.nc.L1::no_allocate.v2.b32 {$0, $1}, [$2];", "=r,=r,l", loc, ip)
-    return _ints(res, 2, loc, ip)
-
-
-@dsl_user_op
-def ld_cached_v4(addr: Int64, *, loc=None, ip=None):
-    """16 bytes of activations (read-only for the kernel's lifetime; shared by all warps)."""
-    res = _asm(_struct("i32", 4), [Int64(addr)], "ld.global.nc.v4.b32 {$0, $1, $2, $3}, [$4];",
-               "=r,=r,=r,=r,l", loc, ip)
-    return _ints(res, 4, loc, ip)
-
-
-@dsl_user_op
-def st_shared_v4(addr: Int32, x0: Int32, x1: Int32, x2: Int32, x3: Int32, *, loc=None, ip=None):
-    vals = [a.ir_value(loc=loc, ip=ip) for a in (Int32(addr), Int32(x0), Int32(x1), Int32(x2), Int32(x3))]
-    llvm.inline_asm(None, vals, "st.shared.v4.b32 [$0], {$1, $2, $3, $4};", "r,r,r,r,r",
-                    has_side_effects=True, loc=loc, ip=ip)
-
-
-@dsl_user_op
-def st_shared_b32(addr: Int32, x: Int32, *, loc=None, ip=None):
-    vals = [a.ir_value(loc=loc, ip=ip) for a in (Int32(addr), Int32(x))]
-    llvm.inline_asm(None, vals, "st.shared.b32 [$0], $1;", "r,r", has_side_effects=True, loc=loc, ip=ip)
-
-
-@dsl_user_op
-def ld_shared_v4(addr: Int32, *, loc=None, ip=None):
-    # has_side_effects: the load must stay between the barriers that order it after the stores
-    vals = [Int32(addr).ir_value(loc=loc, ip=ip)]
-    res = llvm.inline_asm(_struct("i32", 4), vals, "ld.shared.v4.b32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,r",
-                          has_side_effects=True, loc=loc, ip=ip)
-    return _ints(res, 4, loc, ip)
-
-
-@dsl_user_op
-def scale_pair(word: Int32, half: cutlass.Constexpr[int], *, loc=None, ip=None):
-    """Scale bytes (row g, row g+8) in 16-bit half `half` of `word` -> two bf16x2 registers
-    (s, s) with s = float(e4m3) * 2^119: exact (4 significant bits) and finite (448 * 2^119 <
-    2^128) for every finite E4M3, subnormals included."""
-    src = "l" if half == 0 else "h"
-    asm = (
-        "{.reg .b16 l, h;\n\t.reg .b32 x;\n\t.reg .f32 f0, f1;\n\t"
-        "mov.b32 {l, h}, $2;\n\t"
-        f"cvt.rn.f16x2.e4m3x2 x, {src};\n\t"
-        "mov.b32 {l, h}, x;\n\t"
-        "cvt.f32.f16 f0, l;\n\tcvt.f32.f16 f1, h;\n\t"
-        "mul.f32 f0, f0, 0f7B000000;\n\tmul.f32 f1, f1, 0f7B000000;\n\t"
-        "cvt.rn.bf16x2.f32 $0, f0, f0;\n\tcvt.rn.bf16x2.f32 $1, f1, f1;}"
-    )
-    return _ints(_asm(_struct("i32", 2), [Int32(word)], asm, "=r,=r,r", loc, ip), 2, loc, ip)
-
-
-@dsl_user_op
-def decode_block(word: Int32, s_lo: Int32, s_hi: Int32, *, loc=None, ip=None):
-    """8 E2M1 codes (prepare.py's nibble order) -> the 4 A-fragment registers of one k16 block,
-    each v * scale * 2^-7 in bf16 (exact). Pair bits land at bf16 (sign 15|31, exponent low
-    bits 8..7|24..23, mantissa msb 6|22): v * 2^-126 including the 0.5 subnormal."""
-    def pair(src, s, out, scale):
-        return (
-            f"shl.b32 x, {src}, {s};\n\tshl.b32 y, {src}, {s + 6};\n\t"
-            "and.b32 x, x, 0x01C001C0;\n\tand.b32 y, y, 0x80008000;\n\tor.b32 x, x, y;\n\t"
-            f"mul.rn.bf16x2 {out}, x, {scale};\n\t"
-        )
-
-    asm = (
-        "{.reg .b32 u, x, y;\n\t"
-        + pair("$4", 6, "$0", "$5") + pair("$4", 2, "$1", "$6")
-        + "shr.u32 u, $4, 8;\n\t"
-        + pair("u", 6, "$2", "$5") + pair("u", 2, "$3", "$6")
-        + "}"
-    )
-    res = _asm(_struct("i32", 4), [Int32(word), Int32(s_lo), Int32(s_hi)], asm, "=r,=r,=r,=r,r,r,r", loc, ip)
-    return _ints(res, 4, loc, ip)
-
-
-@dsl_user_op
-def mma_bf16(a0, a1, a2, a3, b0, b1, c0, c1, c2, c3, *, loc=None, ip=None):
-    """D = A(16x16 bf16) B(16x8 bf16) + C, fp32."""
-    asm = ("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-           "{$0, $1, $2, $3}, {$4, $5, $6, $7}, {$8, $9}, {$10, $11, $12, $13};")
-    args = [Int32(a0), Int32(a1), Int32(a2), Int32(a3), Int32(b0), Int32(b1),
-            Float32(c0), Float32(c1), Float32(c2), Float32(c3)]
-    res = _asm(_struct("f32", 4), args, asm, "=f,=f,=f,=f,r,r,r,r,r,r,f,f,f,f", loc, ip)
-    return tuple(Float32(llvm.extractvalue(T.f32(), res, [i], loc=loc, ip=ip)) for i in range(4))
-
-
-from . import wgmma as _wg  # noqa: E402  (after the helpers it imports from this module)
-
-
-class W4A16Kernel(_wg.WgmmaMainloop):
+class W4A16Kernel(WgmmaMainloop):
     """split "k" (decode): one CTA = 16 * rb weight rows of one expert; its `warps` warps split K
     chunk-wise (warp w takes chunks w, w + warps, ...), each loading its own activation
     fragments (L1-resident), and reduce through shared memory.
@@ -154,8 +34,11 @@ class W4A16Kernel(_wg.WgmmaMainloop):
     once for all warps: activation traffic from L2 falls by the CTA's row count.
     Both loop over the expert's token tiles (8 * nt tokens) inside the launch."""
 
-    def __init__(self, n: int, k: int, experts: int, grouped: bool, warps: int, rb: int, nt: int, split: str = "k"):
+    def __init__(self, n: int, k: int, experts: int, grouped: bool, warps: int, rb: int, nt: int, split: str = "k",
+                 stages: int = 1):
         assert n % (16 * rb) == 0 and k % CHUNK_K == 0 and split in ("k", "n", "wg")
+        assert stages == 1 or split == "wg"
+        self.stages = stages
         self.n, self.k, self.experts, self.grouped = n, k, experts, grouped
         self.warps, self.rb, self.nt, self.split_n = warps, rb, nt, split == "n"
         self.wg = split == "wg"
@@ -200,7 +83,10 @@ class W4A16Kernel(_wg.WgmmaMainloop):
         rb, nt, bt = self.rb, self.nt, self.bt
 
         smem = cutlass.utils.SmemAllocator()
-        if const_expr(self.wg):
+        if const_expr(self.wg and self.stages > 1):
+            sb = smem.allocate_tensor(Int32, cute.make_layout(self.stages * self.stage_words), byte_alignment=1024)
+            red = sb
+        elif const_expr(self.wg):
             sb = smem.allocate_tensor(Int32, cute.make_layout(bt * 128), byte_alignment=1024)
             red = sb
         elif const_expr(self.split_n):
@@ -244,35 +130,39 @@ class W4A16Kernel(_wg.WgmmaMainloop):
         bwk = cute.make_rmem_tensor(cute.make_layout((8, nt)), Int32)
         arow = cute.make_rmem_tensor(cute.make_layout(nt), Int64)
 
-        for tt in cutlass.range(n_tiles):
-            tok0 = tt * bt
-            acc.fill(0.0)
-            for j in cutlass.range_constexpr(nt):
-                arow[j] = abase + Int64(cutlass.min(tok0 + 8 * j + g, cnt - 1)) * row_bytes + Int64(t * 32)
-            for c in cutlass.range(c_first, self.chunks, c_step):
-                for r in cutlass.range_constexpr(rb):
-                    cbase = wbase + Int64(r * self.rstride * self.chunks + c) * CHUNK_BYTES
-                    for kt in cutlass.range_constexpr(4):
-                        x0, x1, x2, x3 = ld_stream_v4(cbase + Int64(kt * 512 + lane * 16))
-                        aw[0, kt, r] = x0
-                        aw[1, kt, r] = x1
-                        aw[2, kt, r] = x2
-                        aw[3, kt, r] = x3
-                    s0, s1 = ld_stream_v2(cbase + Int64(SCALE_OFF + lane * 8))
-                    sw[0, r] = s0
-                    sw[1, r] = s1
-                if const_expr(self.wg):
-                    self.wg_stage(sb, abase, row_bytes, tidx, c, tok0, cnt)
-                    self.wg_chunk(acc, aw, sw, sb)
-                else:
-                    if const_expr(self.split_n):
-                        self._stage_activations(sb, abase, row_bytes, tidx, c, tok0, cnt)
-                    for kt in cutlass.range_constexpr(4):
+        if const_expr(self.wg and self.stages > 1):
+            self.wgp_mainloop(acc, aw, sw, sb, abase, row_bytes, wbase, tidx, warp, lane, n_tiles, cnt,
+                              red, alpha, out, rb0, by, start)
+        else:
+            for tt in cutlass.range(n_tiles):
+                tok0 = tt * bt
+                acc.fill(0.0)
+                for j in cutlass.range_constexpr(nt):
+                    arow[j] = abase + Int64(cutlass.min(tok0 + 8 * j + g, cnt - 1)) * row_bytes + Int64(t * 32)
+                for c in cutlass.range(c_first, self.chunks, c_step):
+                    for r in cutlass.range_constexpr(rb):
+                        cbase = wbase + Int64(r * self.rstride * self.chunks + c) * CHUNK_BYTES
+                        for kt in cutlass.range_constexpr(4):
+                            x0, x1, x2, x3 = ld_stream_v4(cbase + Int64(kt * 512 + lane * 16))
+                            aw[0, kt, r] = x0
+                            aw[1, kt, r] = x1
+                            aw[2, kt, r] = x2
+                            aw[3, kt, r] = x3
+                        s0, s1 = ld_stream_v2(cbase + Int64(SCALE_OFF + lane * 8))
+                        sw[0, r] = s0
+                        sw[1, r] = s1
+                    if const_expr(self.wg):
+                        self.wg_stage(sb, abase, row_bytes, tidx, c, tok0, cnt)
+                        self.wg_chunk(acc, aw, sw, sb.iterator.toint())
+                    else:
                         if const_expr(self.split_n):
-                            self._mma_tile_smem(acc, aw, sw, af, bw, sb, kt, g, t)
-                        else:
-                            self._mma_tile_gmem(acc, aw, sw, bwk, arow, c, kt)
-            self._epilogue(acc, red, alpha, out, lane, warp, tidx, rb0, by, start, cnt, tok0)
+                            self._stage_activations(sb, abase, row_bytes, tidx, c, tok0, cnt)
+                        for kt in cutlass.range_constexpr(4):
+                            if const_expr(self.split_n):
+                                self._mma_tile_smem(acc, aw, sw, af, bw, sb, kt, g, t)
+                            else:
+                                self._mma_tile_gmem(acc, aw, sw, bwk, arow, c, kt)
+                self._epilogue(acc, red, alpha, out, lane, warp, tidx, rb0, by, start, cnt, tok0)
 
     @cute.jit
     def _mma_tile_gmem(self, acc, aw, sw, bwk, arow, c, kt):
@@ -378,7 +268,7 @@ class W4A16Kernel(_wg.WgmmaMainloop):
 
 
 def make_kernel(p, grouped: bool):
-    k = W4A16Kernel(p.n, p.k, p.experts, grouped, p.warps, p.rb, p.nt, p.split)
+    k = W4A16Kernel(p.n, p.k, p.experts, grouped, p.warps, p.rb, p.nt, p.split, p.stages)
     return k.grouped_call if grouped else k.dense_call
 
 

@@ -26,7 +26,9 @@ from cutlass._mlir import ir
 from cutlass._mlir.dialects import llvm
 from cutlass.cutlass_dsl import T, dsl_user_op
 
-from .kernel import _struct, decode_block, ld_cached_v4, scale_pair, st_shared_b32
+from . import CHUNK_BYTES, SCALE_OFF, stage_bytes
+from .ptx import (_struct, cp_async_4, cp_async_16, cp_async_commit, cp_async_wait, decode_block, ld_cached_v4,
+                  ld_shared_b32, ld_shared_v4, scale_pair, st_shared_b32)
 
 
 def _sync_asm(text, loc, ip):
@@ -121,8 +123,110 @@ class WgmmaMainloop:
         fence_proxy_async()
         cute.arch.sync_threads()
 
+    @property
+    def stage_words(self) -> int:
+        return stage_bytes(self.bt, self.warps, self.rb) // 4
+
     @cute.jit
-    def wg_chunk(self, acc, aw, sw, sb):
+    def wgp_mainloop(self, acc, aw, sw, sb, abase, row_bytes, wbase, tidx, warp, lane, n_tiles, cnt,
+                     red, alpha, out, rb0, by, start):
+        """stages > 1: an S-stage cp.async ring over the K chunks of each token tile. Chunk c
+        lives in stage c % S; S - 1 chunks are in flight while chunk c is decoded and multiplied.
+        Per chunk: wait for this thread's copies of chunk c (at most S - 2 newer groups pending),
+        fence them into the async proxy, barrier (every thread's copies landed, and every warp
+        has finished the wgmmas of chunk c - 1, whose stage the next copy overwrites), issue
+        chunk c + S - 1 (an empty group past the end keeps the group count uniform), compute."""
+        S = self.stages
+        base0 = sb.iterator.toint()
+        sbytes = self.stage_words * 4
+        for tt in cutlass.range(n_tiles):
+            tok0 = tt * self.bt
+            acc.fill(0.0)
+            cute.arch.sync_threads()  # the previous tile's last chunks are read by every warp
+            for c in cutlass.range_constexpr(S - 1):
+                if c < self.chunks:
+                    self.wgp_issue(base0 + c * sbytes, abase, row_bytes, wbase, tidx, warp, lane, c, tok0, cnt)
+                cp_async_commit()
+            for c in cutlass.range(self.chunks):
+                cp_async_wait(S - 2)
+                fence_proxy_async()
+                cute.arch.sync_threads()
+                nxt = c + (S - 1)
+                if nxt < self.chunks:
+                    self.wgp_issue(base0 + (nxt % S) * sbytes, abase, row_bytes, wbase, tidx, warp, lane, nxt,
+                                   tok0, cnt)
+                cp_async_commit()
+                self.wgp_chunk(acc, base0 + (c % S) * sbytes, warp, lane)
+            cp_async_wait(0)  # only empty groups are left; keeps the next tile's count exact
+            self._epilogue(acc, red, alpha, out, lane, warp, tidx, rb0, by, start, cnt, tok0)
+
+    @cute.jit
+    def wgp_issue(self, base, abase, row_bytes, wbase, tidx, warp, lane, c, tok0, cnt):
+        """stages > 1: start copying chunk c into the stage at shared address `base` with cp.async
+        (no register round trip, no wait): the activations as wg_stage lays them out (4-byte
+        copies, since the repack's k permutation moves 4-byte pairs), then each warp's own rb
+        weight chunks verbatim (16-byte copies). The caller commits the group."""
+        bt = self.bt
+        # a rolled loop: unrolled, ptxas hoists the bt * 32 / threads row pointers (invariant over
+        # the chunks) into registers for the whole mainloop and then spills or serializes wgmmas
+        for v in cutlass.range(bt * 32 // self.threads, unroll=1):
+            vi = v * self.threads + tidx
+            tok = vi // 32
+            kv = vi % 32
+            row = cutlass.min(tok0 + tok, cnt - 1)
+            src = abase + Int64(row) * row_bytes + Int64(c * 512 + kv * 16)
+            kt = kv // 8
+            q8 = kv % 8
+            t = q8 // 2
+            h = q8 % 2
+            srow = base + kt * (bt * 128) + tok * 128
+            sw = (tok % 8) * 16
+            for wi in cutlass.range_constexpr(4):
+                byte = (2 * h + wi // 2) * 32 + 4 * t + 16 * (wi % 2)
+                cp_async_4(srow + (byte ^ sw), src + Int64(4 * wi))
+        wdst = base + bt * 512 + warp * (self.rb * CHUNK_BYTES)
+        for r in cutlass.range_constexpr(self.rb):
+            src = wbase + Int64(r * self.rstride * self.chunks + c) * CHUNK_BYTES
+            for i in cutlass.range_constexpr((CHUNK_BYTES // 16 + 31) // 32):
+                idx = i * 32 + lane
+                if idx < CHUNK_BYTES // 16:
+                    cp_async_16(wdst + r * CHUNK_BYTES + idx * 16, src + Int64(idx * 16))
+
+    @cute.jit
+    def wgp_chunk(self, acc, base, warp, lane):
+        """wg_chunk with the weights read from the stage just in time, one k64 tile at a time
+        (4 + 1 words per row block instead of the chunk's 18 live across it): the registers this
+        frees let ptxas keep the wgmmas in flight while the next tile decodes (with the whole chunk
+        in registers, rb = 2, nt = 16 needs ~254 and ptxas serializes every wgmma: C7511)."""
+        bt, rb, m = self.bt, self.rb, self.bt // 2
+        wsrc = base + bt * 512 + warp * (rb * CHUNK_BYTES)
+        for kt in cutlass.range_constexpr(4):
+            regs = []
+            for r in cutlass.range_constexpr(rb):
+                x = ld_shared_v4(wsrc + r * CHUNK_BYTES + kt * 512 + lane * 16)
+                sword = ld_shared_b32(wsrc + r * CHUNK_BYTES + SCALE_OFF + lane * 8 + (kt // 2) * 4)
+                s_lo, s_hi = scale_pair(sword, kt % 2)
+                for b in cutlass.range_constexpr(4):
+                    regs.append(decode_block(x[b], s_lo, s_hi))
+            wg_fence()
+            for r in cutlass.range_constexpr(rb):
+                for b in cutlass.range_constexpr(4):
+                    desc = smem_desc(base + kt * (bt * 128) + b * 32)
+                    a0, a1, a2, a3 = regs[r * 4 + b]
+                    cur = [acc[i, r] for i in range(m)]
+                    new = wgmma_rs(cur, a0, a1, a2, a3, desc, bt)
+                    for i in cutlass.range_constexpr(m):
+                        acc[i, r] = new[i]
+            wg_commit()
+        wg_wait0()
+        for r in cutlass.range_constexpr(rb):
+            vals = fence_operands([acc[i, r] for i in range(m)])
+            for i in cutlass.range_constexpr(m):
+                acc[i, r] = vals[i]
+
+    @cute.jit
+    def wg_chunk(self, acc, aw, sw, sbase):
+        """One 256-wide K chunk: B (activations) at shared address sbase, A from aw/sw."""
         bt, rb, m = self.bt, self.rb, self.bt // 2
         for kt in cutlass.range_constexpr(4):
             regs = []
@@ -133,7 +237,7 @@ class WgmmaMainloop:
             wg_fence()
             for r in cutlass.range_constexpr(rb):
                 for b in cutlass.range_constexpr(4):
-                    desc = smem_desc(sb.iterator.toint() + kt * (bt * 128) + b * 32)
+                    desc = smem_desc(sbase + kt * (bt * 128) + b * 32)
                     a0, a1, a2, a3 = regs[r * 4 + b]
                     cur = [acc[i, r] for i in range(m)]
                     new = wgmma_rs(cur, a0, a1, a2, a3, desc, bt)

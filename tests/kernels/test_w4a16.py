@@ -59,6 +59,15 @@ def test_can_implement_names_the_problem():
     ok = GROUPED.parse_params({"n": 6144, "k": 7168, "experts": 48, "warps": 4, "rb": 2, "nt": 16, "split": "wg"})
     assert GROUPED.can_implement(ok, "sm_90a") == []
     assert any("split='x'" in r for r in GROUPED.can_implement(GROUPED.parse_params({"n": 64, "k": 256, "split": "x"}), "sm_90a"))
+    # the cp.async ring (stages > 1): split 'wg' only, and within Hopper's shared memory
+    base = {"n": 6144, "k": 7168, "experts": 48, "warps": 4, "split": "wg"}
+    for tun in ({"rb": 1, "nt": 16, "stages": 2}, {"rb": 1, "nt": 16, "stages": 3}, {"rb": 2, "nt": 8, "stages": 3}):
+        assert GROUPED.can_implement(GROUPED.parse_params({**base, **tun}), "sm_90a") == [], tun
+    too_big = GROUPED.parse_params({**base, "rb": 2, "nt": 16, "stages": 3})
+    assert any("shared memory" in r and "stages=3" in r for r in GROUPED.can_implement(too_big, "sm_90a"))
+    assert any("stages=4" in r for r in GROUPED.can_implement(GROUPED.parse_params({**base, "stages": 4, "nt": 8}), "sm_90a"))
+    not_wg = GROUPED.parse_params({"n": 6144, "k": 7168, "experts": 48, "warps": 8, "nt": 8, "split": "n", "stages": 2})
+    assert any("split='wg' mainloop" in r for r in GROUPED.can_implement(not_wg, "sm_90a"))
     assert any("dense family" in r for r in DENSE.can_implement(DENSE.parse_params({"n": 64, "k": 256, "experts": 2}), "sm_90a"))
 
 

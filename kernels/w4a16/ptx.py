@@ -1,0 +1,159 @@
+"""Register-level PTX (inline asm) of the w4a16 kernels, shared by kernel.py (split "k"/"n")
+and wgmma.py (split "wg"), used where the fragment semantics must be exact and visible: the
+m16n8k16 bf16 MMA (A: a0a1 = (row g, k 2t..2t+1), a2a3 = (row g+8, same k), a4a5 = (row g,
+k 2t+8..), a6a7 = (row g+8, ...); B: b0b1 = (k 2t.., token g), b2b3 = (k 2t+8.., token g);
+C: c0c1 = (row g, tokens 2t, 2t+1), c2c3 = (row g+8, ...)), the E2M1 decode, the E4M3 scale
+conversion, the cache-hinted loads, shared-memory stores/loads and cp.async.
+Every bit-level step here is replayed on the CPU by prepare.emulate_weights.
+"""
+
+import cutlass
+from cutlass import Float32, Int32, Int64
+from cutlass._mlir import ir
+from cutlass._mlir.dialects import llvm
+from cutlass.cutlass_dsl import T, dsl_user_op
+
+
+def _asm(ret_ty, args, asm, constraints, loc, ip):
+    vals = [a.ir_value(loc=loc, ip=ip) for a in args]
+    return llvm.inline_asm(ret_ty, vals, asm, constraints, has_side_effects=False, loc=loc, ip=ip)
+
+
+def _ints(res, n, loc, ip):
+    return tuple(Int32(llvm.extractvalue(T.i32(), res, [i], loc=loc, ip=ip)) for i in range(n))
+
+
+def _struct(ty, n):
+    return ir.Type.parse("!llvm.struct<(" + ", ".join([ty] * n) + ")>")
+
+
+@dsl_user_op
+def ld_stream_v4(addr: Int64, *, loc=None, ip=None):
+    """16 bytes of weights: read once per token tile, so keep them out of L1 (the activations
+    that every warp re-reads live there)."""
+    res = _asm(_struct("i32", 4), [Int64(addr)],
+               "ld.global.nc.L1::no_allocate.v4.b32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l", loc, ip)
+    return _ints(res, 4, loc, ip)
+
+
+@dsl_user_op
+def ld_stream_v2(addr: Int64, *, loc=None, ip=None):
+    res = _asm(_struct("i32", 2), [Int64(addr)],
+               "ld.global.nc.L1::no_allocate.v2.b32 {$0, $1}, [$2];", "=r,=r,l", loc, ip)
+    return _ints(res, 2, loc, ip)
+
+
+@dsl_user_op
+def ld_cached_v4(addr: Int64, *, loc=None, ip=None):
+    """16 bytes of activations (read-only for the kernel's lifetime; shared by all warps)."""
+    res = _asm(_struct("i32", 4), [Int64(addr)], "ld.global.nc.v4.b32 {$0, $1, $2, $3}, [$4];",
+               "=r,=r,=r,=r,l", loc, ip)
+    return _ints(res, 4, loc, ip)
+
+
+@dsl_user_op
+def st_shared_v4(addr: Int32, x0: Int32, x1: Int32, x2: Int32, x3: Int32, *, loc=None, ip=None):
+    vals = [a.ir_value(loc=loc, ip=ip) for a in (Int32(addr), Int32(x0), Int32(x1), Int32(x2), Int32(x3))]
+    llvm.inline_asm(None, vals, "st.shared.v4.b32 [$0], {$1, $2, $3, $4};", "r,r,r,r,r",
+                    has_side_effects=True, loc=loc, ip=ip)
+
+
+@dsl_user_op
+def st_shared_b32(addr: Int32, x: Int32, *, loc=None, ip=None):
+    vals = [a.ir_value(loc=loc, ip=ip) for a in (Int32(addr), Int32(x))]
+    llvm.inline_asm(None, vals, "st.shared.b32 [$0], $1;", "r,r", has_side_effects=True, loc=loc, ip=ip)
+
+
+@dsl_user_op
+def ld_shared_v4(addr: Int32, *, loc=None, ip=None):
+    # has_side_effects: the load must stay between the barriers that order it after the stores
+    vals = [Int32(addr).ir_value(loc=loc, ip=ip)]
+    res = llvm.inline_asm(_struct("i32", 4), vals, "ld.shared.v4.b32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,r",
+                          has_side_effects=True, loc=loc, ip=ip)
+    return _ints(res, 4, loc, ip)
+
+
+@dsl_user_op
+def scale_pair(word: Int32, half: cutlass.Constexpr[int], *, loc=None, ip=None):
+    """Scale bytes (row g, row g+8) in 16-bit half `half` of `word` -> two bf16x2 registers
+    (s, s) with s = float(e4m3) * 2^119: exact (4 significant bits) and finite (448 * 2^119 <
+    2^128) for every finite E4M3, subnormals included."""
+    src = "l" if half == 0 else "h"
+    asm = (
+        "{.reg .b16 l, h;\n\t.reg .b32 x;\n\t.reg .f32 f0, f1;\n\t"
+        "mov.b32 {l, h}, $2;\n\t"
+        f"cvt.rn.f16x2.e4m3x2 x, {src};\n\t"
+        "mov.b32 {l, h}, x;\n\t"
+        "cvt.f32.f16 f0, l;\n\tcvt.f32.f16 f1, h;\n\t"
+        "mul.f32 f0, f0, 0f7B000000;\n\tmul.f32 f1, f1, 0f7B000000;\n\t"
+        "cvt.rn.bf16x2.f32 $0, f0, f0;\n\tcvt.rn.bf16x2.f32 $1, f1, f1;}"
+    )
+    return _ints(_asm(_struct("i32", 2), [Int32(word)], asm, "=r,=r,r", loc, ip), 2, loc, ip)
+
+
+@dsl_user_op
+def decode_block(word: Int32, s_lo: Int32, s_hi: Int32, *, loc=None, ip=None):
+    """8 E2M1 codes (prepare.py's nibble order) -> the 4 A-fragment registers of one k16 block,
+    each v * scale * 2^-7 in bf16 (exact). Pair bits land at bf16 (sign 15|31, exponent low
+    bits 8..7|24..23, mantissa msb 6|22): v * 2^-126 including the 0.5 subnormal."""
+    def pair(src, s, out, scale):
+        return (
+            f"shl.b32 x, {src}, {s};\n\tshl.b32 y, {src}, {s + 6};\n\t"
+            "and.b32 x, x, 0x01C001C0;\n\tand.b32 y, y, 0x80008000;\n\tor.b32 x, x, y;\n\t"
+            f"mul.rn.bf16x2 {out}, x, {scale};\n\t"
+        )
+
+    asm = (
+        "{.reg .b32 u, x, y;\n\t"
+        + pair("$4", 6, "$0", "$5") + pair("$4", 2, "$1", "$6")
+        + "shr.u32 u, $4, 8;\n\t"
+        + pair("u", 6, "$2", "$5") + pair("u", 2, "$3", "$6")
+        + "}"
+    )
+    res = _asm(_struct("i32", 4), [Int32(word), Int32(s_lo), Int32(s_hi)], asm, "=r,=r,=r,=r,r,r,r", loc, ip)
+    return _ints(res, 4, loc, ip)
+
+
+@dsl_user_op
+def mma_bf16(a0, a1, a2, a3, b0, b1, c0, c1, c2, c3, *, loc=None, ip=None):
+    """D = A(16x16 bf16) B(16x8 bf16) + C, fp32."""
+    asm = ("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+           "{$0, $1, $2, $3}, {$4, $5, $6, $7}, {$8, $9}, {$10, $11, $12, $13};")
+    args = [Int32(a0), Int32(a1), Int32(a2), Int32(a3), Int32(b0), Int32(b1),
+            Float32(c0), Float32(c1), Float32(c2), Float32(c3)]
+    res = _asm(_struct("f32", 4), args, asm, "=f,=f,=f,=f,r,r,r,r,r,r,f,f,f,f", loc, ip)
+    return tuple(Float32(llvm.extractvalue(T.f32(), res, [i], loc=loc, ip=ip)) for i in range(4))
+
+
+@dsl_user_op
+def cp_async_4(dst: Int32, src: Int64, *, loc=None, ip=None):
+    """4 bytes global -> shared, asynchronously (through L1: the activations are re-read by the
+    CTAs of the other weight rows)."""
+    vals = [a.ir_value(loc=loc, ip=ip) for a in (Int32(dst), Int64(src))]
+    llvm.inline_asm(None, vals, "cp.async.ca.shared.global [$0], [$1], 4;", "r,l", has_side_effects=True, loc=loc, ip=ip)
+
+
+@dsl_user_op
+def cp_async_16(dst: Int32, src: Int64, *, loc=None, ip=None):
+    """16 bytes global -> shared, asynchronously, L2 only (streamed weights are read once)."""
+    vals = [a.ir_value(loc=loc, ip=ip) for a in (Int32(dst), Int64(src))]
+    llvm.inline_asm(None, vals, "cp.async.cg.shared.global [$0], [$1], 16;", "r,l", has_side_effects=True, loc=loc,
+                    ip=ip)
+
+
+@dsl_user_op
+def cp_async_commit(*, loc=None, ip=None):
+    llvm.inline_asm(None, [], "cp.async.commit_group;", "", has_side_effects=True, loc=loc, ip=ip)
+
+
+@dsl_user_op
+def cp_async_wait(pending: cutlass.Constexpr[int], *, loc=None, ip=None):
+    """Wait until at most `pending` of this thread's newest cp.async groups are in flight."""
+    llvm.inline_asm(None, [], f"cp.async.wait_group {pending};", "", has_side_effects=True, loc=loc, ip=ip)
+
+
+@dsl_user_op
+def ld_shared_b32(addr: Int32, *, loc=None, ip=None):
+    vals = [Int32(addr).ir_value(loc=loc, ip=ip)]
+    res = llvm.inline_asm(T.i32(), vals, "ld.shared.b32 $0, [$1];", "=r,r", has_side_effects=True, loc=loc, ip=ip)
+    return Int32(res)
