@@ -10,6 +10,24 @@ def device_name() -> str:
     return f"{p.name} (sm_{p.major}{p.minor}, {p.multi_processor_count} SMs)"
 
 
+# Dense bf16 tensor-core peak (no sparsity) by product name, FLOP/s: NVIDIA's data sheets.
+# H100 SXM and H200 share the same SM count and clocks (989.4 TFLOP/s); PCIe / NVL parts differ.
+BF16_PEAKS = (("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H200 NVL", 835e12), ("H100", 989.4e12),
+              ("H200", 989.4e12), ("GH200", 989.4e12))
+
+
+def bf16_peak() -> float | None:
+    """The device's dense bf16 peak in FLOP/s, or None when the part is not in BF16_PEAKS."""
+    name = torch.cuda.get_device_properties(0).name
+    return next((v for k, v in BF16_PEAKS if k in name), None)
+
+
+def tflops(flops: float, seconds: float, peak: float | None) -> str:
+    """'123 TFLOP/s (12.4% of peak)' for a measured time."""
+    rate = flops / seconds
+    return f"{rate / 1e12:4.0f} TFLOP/s ({rate / peak:5.1%} pk)" if peak else f"{rate / 1e12:4.0f} TFLOP/s"
+
+
 def time_cuda(fn, reps: int = 50, warmup: int = 3) -> float:
     """Median seconds of one fn() (which may itself launch several kernels), measured with
     CUDA events around a replay of a CUDA graph holding `inner` calls: device time, free of

@@ -2,12 +2,13 @@
 top-6, every slot routed to this rank's experts): MoERunner (route, permute, our grouped W4A16
 L1/L2, silu_mul, combine) against a torch bf16 pipeline (argsort grouping, two
 torch._grouped_mm, silu*up, index_add_ combine) in the same run, both timed as CUDA graphs.
-Also the glue kernels' share of the runner's time (route + permute + silu_mul + combine)."""
+Also the glue kernels' share of the runner's time (route + permute + silu_mul + combine), and
+the runner's GEMM FLOP rate (2 x tokens x top-k x 3 H I) against the dense bf16 peak."""
 
 import argparse
 
 import torch
-from common import device_name, time_cuda
+from common import bf16_peak, device_name, tflops, time_cuda
 
 from nvfp4_aot.kernels.moe_glue.ref import make_routing
 from nvfp4_aot.kernels.quack_w4a16.prepare import random_nvfp4_weights
@@ -56,7 +57,9 @@ def main() -> None:
     counts = torch.zeros(E, dtype=torch.int32, device=dev)
     offs = torch.zeros(E, dtype=torch.int32, device=dev)
     print(f"device: {device_name()}; MoE layer, {E} local experts, H {H}, I {I}, top-{TOPK}, all slots local")
-    print(f"{'tokens':>6} {'runner us':>10} {'torch bf16 us':>14} {'speed-up':>9} {'glue us':>8} {'glue share':>10}")
+    peak = bf16_peak()
+    print(f"{'tokens':>6} {'runner us':>10} {'torch bf16 us':>14} {'speed-up':>9} {'glue us':>8} {'glue share':>10}"
+          "  runner GEMM rate")
     for m in a.tokens:
         ids, start = make_routing(m, TOPK, E, seed=m, mode="local")
         ids = (ids - start).to(dev)  # local ids: the runner's expert_start is 0, torch indexes experts
@@ -75,7 +78,9 @@ def main() -> None:
         ]
         runner(x, ids, w, out=out, check=False)  # real routing state for the glue timings
         t_glue = sum(time_cuda(f, reps=10) for f in glue)
-        print(f"{m:>6} {t_run * 1e6:>10.0f} {t_torch * 1e6:>14.0f} {t_torch / t_run:>8.2f}x {t_glue * 1e6:>8.1f} {t_glue / t_run:>10.1%}")
+        fl = 2.0 * m * TOPK * 3 * H * I
+        print(f"{m:>6} {t_run * 1e6:>10.0f} {t_torch * 1e6:>14.0f} {t_torch / t_run:>8.2f}x {t_glue * 1e6:>8.1f} "
+              f"{t_glue / t_run:>10.1%}  {tflops(fl, t_run, peak)}")
 
 
 if __name__ == "__main__":

@@ -1,23 +1,33 @@
 """Our w4a16 GEMMs (kernels/w4a16) on Hopper against, in the same run: torch bf16 (grouped:
 torch._grouped_mm over the same token groups; dense: matmul) and quack's SM90 W4A16 GEMM
 (grouped: one quack call per expert inside one CUDA graph). Device time from graph replays;
-"of copy" = NVFP4 weight bytes actually read (experts with tokens) / time / copy bandwidth.
+"of copy" = NVFP4 weight bytes actually read (experts with tokens) / time / copy bandwidth;
+TFLOP/s = 2 M N K / time, "pk" = fraction of the device's dense bf16 tensor-core peak.
 
 Grouped problems are laid out as MoERunner lays them out on Hopper: t tokens per expert,
 unpadded groups (route pad = 1), act rows = t * E.
+
+Dense: per M, our w4a16_gemm, quack's kernel (scalar alpha; per-row alpha for the two-scale
+q_a + kv layer), torch bf16 matmul, and what Nvfp4Linear serves at that M (runtime/linear.py's
+QUACK_FROM rule) with its ratio to torch.
 """
 
 import argparse
 
 import torch
-from common import copy_bandwidth, device_name, time_cuda
+from common import bf16_peak, copy_bandwidth, device_name, tflops, time_cuda
 
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.moe_glue import capacity
 from nvfp4_aot.runtime import open_store
+from nvfp4_aot.runtime.linear import QUACK_FROM
 
 SHAPES = {"L1": (6144, 7168), "L2": (7168, 3072)}
-DENSE = {"shared gate+up": (6144, 7168), "q_a+kv": (2048, 7168), "o_b": (7168, 2048), "q_b": (65536, 1536)}
+# name: (N, K, global scales). q_a + kv is one GEMM with two global scales (per-row alpha).
+DENSE = {"shared gate+up": (6144, 7168, 1), "shared down": (7168, 3072, 1), "q_a+kv": (2048, 7168, 2),
+         "o_b": (7168, 2048, 1), "q_b": (65536, 1536, 1)}
+DENSE_MS = (1, 16, 32, 64, 256, 1024, 4096, 8192)
+TOKENS = (1, 4, 16, 64, 128, 512)
 TOPK, PAD = 6, 1  # MoERunner's layout on Hopper: unpadded groups
 
 
@@ -25,7 +35,7 @@ def weight_bytes(n: int, k: int) -> int:
     return n * k // 2 + n * k // 16
 
 
-def grouped(store, bw, e: int, dev) -> None:
+def grouped(store, bw, peak, e: int, dev, tokens) -> None:
     fam = get_family("w4a16_grouped_gemm")
     qfam = get_family("quack_w4a16_gemm")
     print(f"\ngrouped, {e} experts: tokens/expert, ours | quack per expert | torch bf16 _grouped_mm")
@@ -38,7 +48,7 @@ def grouped(store, bw, e: int, dev) -> None:
         # distinct weights per expert (one shared set would sit in L2 and flatter quack)
         qp1 = qfam.parse_params(qop.kernel_for(1).record["params"])
         qws = [qfam.make_inputs(qp1, 1, dev, seed=100 + i) for i in range(e)]
-        for t in (1, 4, 16, 128):
+        for t in tokens:
             m_tok = t * e // TOPK
             rows = capacity(m_tok, TOPK, e, PAD)
             p = fam.parse_params(op.kernel_for(rows).record["params"])
@@ -49,7 +59,8 @@ def grouped(store, bw, e: int, dev) -> None:
             b["offsets"].copy_(offs)
             b["counts"].fill_(t)
             args = [b[a.name] for a in op.kernel_for(rows).validator.args]
-            tours = time_cuda(lambda: op(*args, check=False), reps=10)
+            reps = 10 if t <= 128 else 4
+            tours = time_cuda(lambda: op(*args, check=False), reps=reps)
             # quack: one dense call per expert on its t rows
             qk = qop.kernel_for(t)
             acts = [b["act"][int(offs[i]) : int(offs[i]) + t] for i in range(e)]
@@ -59,57 +70,78 @@ def grouped(store, bw, e: int, dev) -> None:
                 for i in range(e):
                     qk(acts[i], qws[i]["blob"], qws[i]["sf"], qws[i]["alpha"], outs[i], check=False)
 
-            tq = time_cuda(per_expert, reps=5)
+            tq = time_cuda(per_expert, reps=min(reps, 5))
             a_cat = torch.cat(acts)
             goffs = (torch.arange(1, e + 1, device=dev, dtype=torch.int32) * t)
-            tb = time_cuda(lambda: torch._grouped_mm(a_cat, w16, offs=goffs), reps=5)
-            print(f"  t={t:>4} rows={rows:>6}: ours {tours * 1e6:7.0f} us ({floor / tours:5.1%} of copy) | "
-                  f"quack {tq * 1e6:7.0f} us ({tq / tours:4.2f}x ours) | bf16 {tb * 1e6:7.0f} us ({tb / tours:4.2f}x ours)")
+            tb = time_cuda(lambda: torch._grouped_mm(a_cat, w16, offs=goffs), reps=min(reps, 5))
+            fl = 2.0 * t * e * n * k
+            print(f"  t={t:>4} rows={rows:>6}: ours {tours * 1e6:7.0f} us ({floor / tours:5.1%} of copy, "
+                  f"{tflops(fl, tours, peak)}) | quack {tq * 1e6:7.0f} us ({tq / tours:4.2f}x ours) | "
+                  f"bf16 {tb * 1e6:7.0f} us ({tflops(fl, tb, peak)}; {tb / tours:4.2f}x ours)")
 
 
-def dense(store, bw, dev) -> None:
+def _quack_op(store, n, k, scales):
+    fam = "quack_w4a16_gemm" if scales == 1 else "quack_w4a16_rowalpha_gemm"
+    try:
+        return fam, store.op(fam, n=n, k=k)
+    except Exception:  # noqa: BLE001 (a store without it: Nvfp4Linear then serves ours at every M)
+        return fam, None
+
+
+def dense(store, bw, peak, dev, ms) -> None:
     fam = get_family("w4a16_gemm")
-    qfam = get_family("quack_w4a16_gemm")
-    print("\ndense: M, ours | quack | torch bf16 matmul")
-    for name, (n, k) in DENSE.items():
+    print(f"\ndense: M, ours | quack | torch bf16 matmul | Nvfp4Linear serves (quack above M = {QUACK_FROM})")
+    for name, (n, k, scales) in DENSE.items():
         op = store.op("w4a16_gemm", n=n, k=k)
-        try:
-            qop = store.op("quack_w4a16_gemm", n=n, k=k)
-        except Exception:  # noqa: BLE001 (quack is built only for the routed shapes)
-            qop = None
+        qname, qop = _quack_op(store, n, k, scales)
+        qfam = get_family(qname)
         w16 = torch.randn((n, k), device=dev, dtype=torch.bfloat16)
-        print(f"{name} ({n}x{k}): floor {weight_bytes(n, k) / bw * 1e6:.1f} us")
-        for m in (1, 16, 64, 256, 1024, 4096, 8192):
+        print(f"{name} ({n}x{k}, {scales} global scale{'s' if scales > 1 else ''}): "
+              f"floor {weight_bytes(n, k) / bw * 1e6:.1f} us; quack: {qname if qop else 'not in store'}")
+        for m in ms:
+            if m > op.max_m:
+                continue
+            reps = 10 if m <= 1024 else 3
             p = fam.parse_params(op.kernel_for(m).record["params"])
             b = fam.make_inputs(p, m, dev, seed=m)
             args = [b[a.name] for a in op.kernel_for(m).validator.args]
-            to = time_cuda(lambda: op(*args, check=False), reps=10)
-            tb = time_cuda(lambda: torch.matmul(b["act"], w16.T), reps=10)
-            qs = ""
-            if qop is not None:
+            to = time_cuda(lambda: op(*args, check=False), reps=reps)
+            tb = time_cuda(lambda: torch.matmul(b["act"], w16.T), reps=reps)
+            qs, served = "", to
+            if qop is not None and m <= qop.max_m:
                 qb = qfam.make_inputs(qfam.parse_params(qop.kernel_for(m).record["params"]), m, dev, seed=m)
                 qargs = [qb[a.name] for a in qop.kernel_for(m).validator.args]
-                tq = time_cuda(lambda: qop(*qargs, check=False), reps=10)
-                qs = f"quack {tq * 1e6:7.1f} us ({tq / to:4.2f}x ours) | "
+                tq = time_cuda(lambda: qop(*qargs, check=False), reps=reps)
+                qs = f"quack {tq * 1e6:7.1f} us | "
+                if m > QUACK_FROM:
+                    served = tq
+            fl = 2.0 * m * n * k
             frac = weight_bytes(n, k) / to / bw
-            print(f"  M={m:>5}: ours {to * 1e6:7.1f} us ({frac:5.1%} of copy) | {qs}bf16 {tb * 1e6:7.1f} us ({tb / to:4.2f}x ours)")
+            print(f"  M={m:>5}: ours {to * 1e6:7.1f} us ({frac:5.1%} of copy) | {qs}bf16 {tb * 1e6:7.1f} us | "
+                  f"served {served * 1e6:7.1f} us, {tflops(fl, served, peak)}, {tb / served:4.2f}x torch")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--store", default="artifacts")
     ap.add_argument("--experts", type=int, nargs="*", default=[48])
+    ap.add_argument("--tokens", type=int, nargs="*", default=list(TOKENS), help="grouped: tokens per expert")
+    ap.add_argument("--m", type=int, nargs="*", default=list(DENSE_MS), help="dense: rows")
     ap.add_argument("--skip-dense", action="store_true")
+    ap.add_argument("--skip-grouped", action="store_true")
     a = ap.parse_args()
     store = open_store(a.store)
     store.prime()
     dev = torch.device("cuda")
     bw = copy_bandwidth()
-    print(f"device: {device_name()}; copy {bw / 1e12:.2f} TB/s")
-    for e in a.experts:
-        grouped(store, bw, e, dev)
+    peak = bf16_peak()
+    print(f"device: {device_name()}; copy {bw / 1e12:.2f} TB/s; dense bf16 peak "
+          f"{f'{peak / 1e12:.0f} TFLOP/s' if peak else 'unknown for this part'}; torch {torch.__version__}")
+    if not a.skip_grouped:
+        for e in a.experts:
+            grouped(store, bw, peak, e, dev, a.tokens)
     if not a.skip_dense:
-        dense(store, bw, dev)
+        dense(store, bw, peak, dev, a.m)
 
 
 if __name__ == "__main__":

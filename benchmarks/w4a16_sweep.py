@@ -1,4 +1,4 @@
-"""Tuning sweep of w4a16_grouped_gemm (L1 and L2, 48 experts, tokens per expert 1/16/128,
+"""Tuning sweep of w4a16_grouped_gemm (L1 and L2, 48 experts, tokens per expert 1/16/128 or argv[2:],
 unpadded groups as MoERunner lays them out): one store per tuning (scripts/sweep_w4a16.sh
 builds them), device time from graph replays, fraction of copy bandwidth on weight bytes."""
 
@@ -30,7 +30,7 @@ def dense(store, name, bw, dev) -> None:
         print(f"{name:20} {shape:8}: " + " | ".join(res))
 
 
-def main(root: str) -> None:
+def main(root: str, tokens: tuple[int, ...] = (1, 16, 128)) -> None:
     fam = get_family("w4a16_grouped_gemm")
     bw = copy_bandwidth()
     dev = torch.device("cuda")
@@ -41,6 +41,8 @@ def main(root: str) -> None:
         if d.name.startswith("dense_"):
             dense(store, d.name, bw, dev)
             continue
+        if d.name.startswith("quack_"):  # benchmarks/quack_w4a16_sweep.py
+            continue
         for name, (n, k) in SHAPES.items():
             op = store.op("w4a16_grouped_gemm", n=n, k=k, experts=E)
             res = []
@@ -50,7 +52,7 @@ def main(root: str) -> None:
                 op(*[b[a.name] for a in op.kernel_for(20 * E).validator.args])
                 bad = fam.check(p, b, fam.reference(p, b))
                 res.append("CHECK OK" if not bad else f"CHECK FAILED {bad}")
-            for t in (1, 16, 128):
+            for t in tokens:
                 rows = t * E
                 p = fam.parse_params(op.kernel_for(rows).record["params"])
                 b = fam.make_inputs(p, rows, dev, seed=t)
@@ -58,9 +60,10 @@ def main(root: str) -> None:
                 b["counts"].fill_(t)
                 args = [b[a.name] for a in op.kernel_for(rows).validator.args]
                 tt = time_cuda(lambda: op(*args, check=False), reps=10)
-                res.append(f"t={t}: {tt * 1e6:6.0f} us ({E * (n * k * 9 // 16) / tt / bw:5.1%})")
+                res.append(f"t={t}: {tt * 1e6:6.0f} us ({E * (n * k * 9 // 16) / tt / bw:5.1%} of copy, "
+                           f"{2.0 * rows * n * k / tt / 1e12:.0f} TFLOP/s)")
             print(f"{d.name:14} {name}: " + " | ".join(res))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], tuple(int(x) for x in sys.argv[2:]) or (1, 16, 128))

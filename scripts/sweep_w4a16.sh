@@ -4,19 +4,45 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUTD=${1:-.gpu/sweep_w4a16}; rm -rf "$OUTD"; mkdir -p "$OUTD"
-# GROUPED_TUNINGS: comma-separated warps:rb:nt:split
+# GROUPED_TUNINGS: comma-separated warps:rb:nt:split[:stages]
 for tun in $(echo "${GROUPED_TUNINGS:-4:1:1:k,4:4:2:k,2:2:4:k,8:1:8:n,4:2:8:n,8:2:4:n,4:1:8:n,8:1:4:n,4:2:4:n,8:2:8:n}" | tr ',' ' '); do
-  set -- $(echo "$tun" | tr ':' ' '); name="w${1}_rb${2}_nt${3}_${4}"
+  set -- $(echo "$tun" | tr ':' ' '); st=${5:-1}; name="w${1}_rb${2}_nt${3}_${4}_s${st}"
   cat > /tmp/sweep_$name.toml <<T
 archs = ["sm_90a"]
 [[op]]
 family = "w4a16_grouped_gemm"
 problem = { n = 6144, k = 7168, experts = 48 }
-buckets = [ { m = [1, 65536], tuning = { warps = $1, rb = $2, nt = $3, split = "$4" } } ]
+buckets = [ { m = [1, 65536], tuning = { warps = $1, rb = $2, nt = $3, split = "$4", stages = $st } } ]
 [[op]]
 family = "w4a16_grouped_gemm"
 problem = { n = 7168, k = 3072, experts = 48 }
-buckets = [ { m = [1, 65536], tuning = { warps = $1, rb = $2, nt = $3, split = "$4" } } ]
+buckets = [ { m = [1, 65536], tuning = { warps = $1, rb = $2, nt = $3, split = "$4", stages = $st } } ]
+T
+  .venv/bin/nvfp4-build compile /tmp/sweep_$name.toml -o "$OUTD/$name" -j 2 >/dev/null
+  rm -rf "$OUTD/$name/tmp" "$OUTD/$name/.lock"
+done
+# QUACK_TILES: comma-separated tile_m:tile_n:cluster_n of quack_w4a16_gemm (dense shapes, and
+# the per-row-alpha twin for q_a + kv) for benchmarks/quack_w4a16_sweep.py
+for tun in $(echo "${QUACK_TILES:-}" | tr ',' ' '); do
+  set -- $(echo "$tun" | tr ':' ' '); name="quack_m${1}_n${2}_c${3}"
+  cat > /tmp/sweep_$name.toml <<T
+archs = ["sm_90a"]
+[[op]]
+family = "quack_w4a16_gemm"
+problem = { n = 6144, k = 7168 }
+buckets = [ { m = [1, 65536], tuning = { tile_m = $1, tile_n = $2, cluster_n = $3 } } ]
+[[op]]
+family = "quack_w4a16_gemm"
+problem = { n = 7168, k = [3072, 2048] }
+buckets = [ { m = [1, 65536], tuning = { tile_m = $1, tile_n = $2, cluster_n = $3 } } ]
+[[op]]
+family = "quack_w4a16_gemm"
+problem = { n = 65536, k = 1536 }
+buckets = [ { m = [1, 65536], tuning = { tile_m = $1, tile_n = $2, cluster_n = $3 } } ]
+[[op]]
+family = "quack_w4a16_rowalpha_gemm"
+problem = { n = 2048, k = 7168 }
+buckets = [ { m = [1, 65536], tuning = { tile_m = $1, tile_n = $2, cluster_n = $3 } } ]
 T
   .venv/bin/nvfp4-build compile /tmp/sweep_$name.toml -o "$OUTD/$name" -j 2 >/dev/null
   rm -rf "$OUTD/$name/tmp" "$OUTD/$name/.lock"
