@@ -20,7 +20,7 @@ from common import bf16_peak, copy_bandwidth, device_name, tflops, time_cuda
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.moe_glue import capacity
 from nvfp4_aot.runtime import open_store
-from nvfp4_aot.runtime.linear import QUACK_FROM
+from nvfp4_aot.runtime.linear import QUACK_FROM, QUACK_FROM_ROW_ALPHA
 
 SHAPES = {"L1": (6144, 7168), "L2": (7168, 3072)}
 # name: (N, K, global scales). q_a + kv is one GEMM with two global scales (per-row alpha).
@@ -90,7 +90,8 @@ def _quack_op(store, n, k, scales):
 
 def dense(store, bw, peak, dev, ms) -> None:
     fam = get_family("w4a16_gemm")
-    print(f"\ndense: M, ours | quack | torch bf16 matmul | Nvfp4Linear serves (quack above M = {QUACK_FROM})")
+    print(f"\ndense: M, ours | quack | torch bf16 matmul | Nvfp4Linear serves (quack above M = {QUACK_FROM}; "
+          f"two-scale: {QUACK_FROM_ROW_ALPHA})")
     for name, (n, k, scales) in DENSE.items():
         op = store.op("w4a16_gemm", n=n, k=k)
         qname, qop = _quack_op(store, n, k, scales)
@@ -113,7 +114,7 @@ def dense(store, bw, peak, dev, ms) -> None:
                 qargs = [qb[a.name] for a in qop.kernel_for(m).validator.args]
                 tq = time_cuda(lambda: qop(*qargs, check=False), reps=reps)
                 qs = f"quack {tq * 1e6:7.1f} us | "
-                if m > QUACK_FROM:
+                if m > (QUACK_FROM if scales == 1 else QUACK_FROM_ROW_ALPHA):
                     served = tq
             fl = 2.0 * m * n * k
             frac = weight_bytes(n, k) / to / bw

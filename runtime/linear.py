@@ -2,8 +2,8 @@
 
 Hopper (sm_90a): our w4a16_gemm (kernels/w4a16) for every M; where the store also holds
 quack_w4a16_gemm for this (N, K) (one global scale) or quack_w4a16_rowalpha_gemm (several, e.g.
-q_a + kv: per-row alpha), M above QUACK_FROM goes to quack's WGMMA kernel instead (ours is a decode kernel: bandwidth-bound at small M, see
-docs/PERFORMANCE.md). Blackwell (sm_100a) needs activation quantization + the block-scaled
+q_a + kv: per-row alpha), M above QUACK_FROM (QUACK_FROM_ROW_ALPHA) goes to quack's WGMMA
+kernel instead (ours is a decode kernel: bandwidth-bound at small M, see docs/PERFORMANCE.md). Blackwell (sm_100a) needs activation quantization + the block-scaled
 GEMM: not served by this class yet (it raises, naming what is missing).
 
 Graph safety: __call__ allocates only the output when none is given (the caller's allocator:
@@ -18,7 +18,11 @@ import torch
 
 from .errors import ArgumentError, MissingVariantError
 
-QUACK_FROM = 64  # M above which quack's WGMMA kernel beats our mma.sync decode kernel (H100)
+# M above which quack's WGMMA kernel beats our mma.sync decode kernel, measured on an H200
+# (docs/PERFORMANCE.md, 2026-12-02): one-scale shapes cross over between 32 and 64; the two-scale
+# q_a + kv (N = 2048: only 32 quack CTAs at small M) between 64 and 128.
+QUACK_FROM = 32
+QUACK_FROM_ROW_ALPHA = 64
 
 
 def parts_to_rows(scale_2: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
@@ -70,20 +74,21 @@ class Nvfp4Linear:
 
             blob, strip = prepare_weights(weight.to(device), weight_scale.to(device))
             self.quack = (qop, blob, strip, self.alpha[:1].clone() if one_scale else self.alpha)
+        self.quack_from = QUACK_FROM if one_scale else QUACK_FROM_ROW_ALPHA
         self.device = device
 
     def missing(self, token_counts: Iterable[int]) -> list[str]:
         ms = list(token_counts)
-        bad = covered(self.op, [m for m in ms if self.quack is None or m <= QUACK_FROM])
+        bad = covered(self.op, [m for m in ms if self.quack is None or m <= self.quack_from])
         if self.quack is not None:
-            bad += covered(self.quack[0], [m for m in ms if m > QUACK_FROM])
+            bad += covered(self.quack[0], [m for m in ms if m > self.quack_from])
         return bad
 
     def __call__(self, x: torch.Tensor, out: torch.Tensor | None = None, check: bool | str = True) -> torch.Tensor:
         m = x.shape[0]
         if out is None:
             out = torch.empty((m, self.n), dtype=torch.bfloat16, device=x.device)
-        if self.quack is not None and m > QUACK_FROM:
+        if self.quack is not None and m > self.quack_from:
             qop, blob, strip, alpha = self.quack
             qop(x, blob, strip, alpha, out, check=check)
         else:

@@ -15,7 +15,6 @@ import torch
 from nvfp4_aot.kernels.moe_glue.ref import ROUTINGS, make_routing
 from nvfp4_aot.kernels.quack_w4a16.prepare import dequantize, random_nvfp4_weights
 from nvfp4_aot.runtime import ArgumentError, MoERunner, Nvfp4Linear
-from nvfp4_aot.runtime.linear import QUACK_FROM
 
 from .graphs import capture, replay_without_allocating
 
@@ -142,14 +141,14 @@ def test_linear_matches_reference(store, seed, n, k, parts):
     lin = Nvfp4Linear(store, q, sf.view(torch.float8_e4m3fn), s2, part_sizes=parts, max_tokens=8192)
     alpha = torch.cat([torch.full((p,), float(v)) for p, v in zip(parts, s2.tolist())]) if parts else torch.full((n,), float(s2))
     wd = dequantize(q, sf).double() * alpha.double().to(DEV)[:, None]
-    # every layer, two-scale q_a + kv included, has a WGMMA path above QUACK_FROM in the default store
+    # every layer, two-scale q_a + kv included, has a WGMMA path above lin.quack_from in the default store
     assert lin.quack is not None and lin.quack[0].spec["family"] == (
         "quack_w4a16_rowalpha_gemm" if parts else "quack_w4a16_gemm"), lin.quack
-    for m in (1, 5, 64, 65, 1000, 4096):
+    for m in (1, 5, 32, 33, 64, 65, 1000, 4096):
         x = torch.randn((m, k), generator=g, device=DEV).to(torch.bfloat16)
         out = torch.full((m, n), float("nan"), dtype=torch.bfloat16, device=DEV)
         lin(x, out=out)
         torch.cuda.synchronize()
         want = x.double() @ wd.T
         err = ((out.double() - want).norm() / want.norm()).item()
-        assert err <= 3e-3, f"n={n} k={k} M={m}: rel err {err:.2e} (quack path: {lin.quack is not None and m > QUACK_FROM})"
+        assert err <= 3e-3, f"n={n} k={k} M={m}: rel err {err:.2e} (quack path: {lin.quack is not None and m > lin.quack_from})"
