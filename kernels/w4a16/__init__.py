@@ -30,6 +30,10 @@ Design (decode first: at <= 16 tokens per expert the GEMM is bound by weight byt
     memory; split = "wg" (prefill, wgmma.py): one warpgroup, the decoded fragments are the A
     operand of HGMMA m64nNk16 from registers, activations come from 128-byte-swizzled shared
     memory by descriptor (k-permuted on the way to match the repack).
+    stages = 2 | 3 (split "wg" only): the activations and each warp's weight chunks of the next
+    K chunks flow through a cp.async ring in shared memory while the current one is multiplied;
+    weights are read from it one k64 tile at a time, which keeps the wgmmas pipelined (see
+    wgmma.py and docs/PERFORMANCE.md 2026-12-02).
 A CTA loops over its expert's token tiles (8 * nt tokens each) inside the launch: the grid is
 fixed (N / (16 rb), E), so capture never depends on routing.
 """

@@ -15,6 +15,10 @@ expert's token tiles of BT = 8 * nt tokens (64 or 128). Per 256-wide K chunk:
   * per k64 tile: decode 4 k16 blocks x rb, wgmma.fence, rb x 4 wgmma.mma_async
     m64nBTk16 (A from registers, B by descriptor), commit; the chunk ends with wait_group 0
     before the next staging overwrites shared memory.
+stages > 1 (wgp_mainloop): the same per-chunk math, fed by an S-stage cp.async ring (activations
+laid out as above with 4-byte copies, weights copied verbatim per warp) and with the weights read
+from shared memory one k64 tile at a time; ptxas keeps the wgmmas in flight only when the registers
+allow it (C7511 otherwise: check with ptxas -v, docs/GPU.md).
 Accumulators: the m64nN f32 fragment is the m16n8 C fragment repeated over N / 8 columns, so
 the epilogue's (row, token) mapping is the split "k" one with j = column tile.
 """
