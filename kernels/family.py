@@ -11,127 +11,13 @@ Only `Family.compile_args` (run inside a build worker) may touch the DSL.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import importlib.util
-import operator
-from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-# ----------------------------------------------------------------------------- signature
-
-
-_BINOPS: dict[type, Callable[[int, int], int]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
-}
-_FUNCS: dict[str, Callable[[int, int], int]] = {
-    "cdiv": lambda a, b: -(-a // b),
-    "round_up": lambda a, b: -(-a // b) * b,
-}
-
-
-def _check_ast(node: ast.AST, expr: str) -> None:
-    """Only integer arithmetic, names and the helpers in _FUNCS: a signature read back from an
-    index file can then be evaluated safely."""
-    for n in ast.walk(node):
-        ok = isinstance(n, (ast.Expression, ast.Name, ast.Load, ast.BinOp, *_BINOPS)) or (
-            isinstance(n, ast.Constant) and isinstance(n.value, int)
-        ) or (isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in _FUNCS and len(n.args) == 2 and not n.keywords)
-        if not ok:
-            raise ValueError(f"unsupported shape expression {expr!r}")
-
-
-@lru_cache(maxsize=None)
-def compile_dim(expr: str) -> Callable[[Mapping[str, int]], int]:
-    """Compile a shape expression such as "K // 2" or "round_up(M, 128)" once into a function
-    of the symbol table (the runtime evaluates these on every call)."""
-    tree = ast.parse(expr, mode="eval")
-    _check_ast(tree, expr)
-    code = compile(tree, f"<dim {expr}>", "eval")
-    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - set(_FUNCS)
-    glob = {"__builtins__": {}, **_FUNCS}
-
-    def fn(env: Mapping[str, int]) -> int:
-        try:
-            return eval(code, glob, env)  # noqa: S307 (AST whitelisted above)
-        except NameError:
-            missing = sorted(names - env.keys())
-            raise KeyError(f"unknown symbol {missing[0]!r} in shape expression {expr!r}") from None
-
-    fn.symbols = names  # type: ignore[attr-defined]
-    return fn
-
-
-def eval_dim(expr: str | int, env: Mapping[str, int]) -> int:
-    return expr if isinstance(expr, int) else compile_dim(expr)(env)
-
-
-@dataclass(frozen=True)
-class Arg:
-    """One tensor argument of an exported function (row-major, contiguous)."""
-
-    name: str
-    dtype: str  # torch dtype name without the "torch." prefix
-    shape: tuple[str | int, ...]
-    align: int = 16  # required byte alignment of the data pointer
-    output: bool = False
-    scratch: bool = False  # workspace the caller pre-allocates once (never read as data)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "dtype": self.dtype,
-            "shape": list(self.shape),
-            "align": self.align,
-            "output": self.output,
-            "scratch": self.scratch,
-        }
-
-    @staticmethod
-    def from_json(d: Mapping[str, Any]) -> "Arg":
-        return Arg(
-            d["name"],
-            d["dtype"],
-            tuple(d["shape"]),
-            int(d["align"]),
-            bool(d["output"]),
-            bool(d.get("scratch", False)),
-        )
-
-
-@dataclass(frozen=True)
-class Signature:
-    """Arguments in call order plus the dynamic symbols bound at call time.
-
-    `static` holds the compile-time symbols (e.g. K) so that shape expressions can be
-    evaluated from the signature alone (the runtime reads it from the index, not the family).
-    Each dynamic symbol is bound from the first dimension that is exactly that symbol.
-    """
-
-    args: tuple[Arg, ...]
-    static: Mapping[str, int]
-    dynamic: tuple[str, ...] = ("M",)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "args": [a.to_json() for a in self.args],
-            "static": dict(self.static),
-            "dynamic": list(self.dynamic),
-        }
-
-    @staticmethod
-    def from_json(d: Mapping[str, Any]) -> "Signature":
-        return Signature(
-            tuple(Arg.from_json(a) for a in d["args"]),
-            {k: int(v) for k, v in d["static"].items()},
-            tuple(d["dynamic"]),
-        )
-
+# The signature language is part of the store contract and lives in the runtime (which reads
+# it back from index records without importing kernels/); re-exported here for families.
+from nvfp4_aot.runtime.signature import Arg, Signature, compile_dim, eval_dim  # noqa: F401
 
 # ----------------------------------------------------------------------------- params
 

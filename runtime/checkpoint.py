@@ -27,8 +27,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .nvfp4 import SF_BLOCK
+
 INDEX_FILE = "model.safetensors.index.json"
-SF_BLOCK = 16
 # (parts stacked along N, in this order) -> name of the fused GEMM (vLLM's names)
 FUSIONS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("gate_proj", "up_proj"), "gate_up_proj"),

@@ -27,9 +27,9 @@ import torch
 from ..kernels.moe_glue import capacity
 from .errors import ArgumentError
 from .linear import covered
+from .nvfp4 import GS_NUMERATOR
 
 PAD = 128
-E4M3_MAX, E2M1_MAX = 448.0, 6.0
 
 
 def _swizzled_scales(sf: torch.Tensor, device) -> torch.Tensor:
@@ -94,7 +94,7 @@ class Sm100MoE:
         """gs = 448 * 6 / amax (nvfp4_global_scale's convention), kept at the largest amax seen."""
         self.amax[which] = max(self.amax[which], amax)
         a = self.amax[which]
-        gs = E4M3_MAX * E2M1_MAX / a if a > 0 else 1.0
+        gs = GS_NUMERATOR / a if a > 0 else 1.0
         (self.gs1 if which == 0 else self.gs2).fill_(gs)
         self.alpha13.copy_(self.w13_s2 / self.gs1)
         self.alpha2.copy_(self.w2_s2 / self.gs2)

@@ -43,6 +43,7 @@ from .store_format import (  # noqa: F401  (NO_BUILD_ENV re-exported)
     load_index,
     op_id,
 )
+from .signature import Signature
 from .validate import CallValidator
 
 
@@ -257,8 +258,6 @@ def _device_available() -> bool:
 
 
 def _make_kernel(root: Path, rec: EntryRecord, load: bool) -> Kernel:
-    from nvfp4_aot.kernels.family import Signature
-
     path = entry_dir(root, rec.key) / LIB_NAME
     kern = Kernel(rec, path, CallValidator(rec.symbol, Signature.from_json(rec.signature)))
     if load:

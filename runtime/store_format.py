@@ -47,6 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from .signature import DTYPES  # noqa: F401  (the tensor dtypes a signature may name: one set, the contract's)
+
 FORMAT_VERSION = 2
 # Production switch in the spirit of FLASHINFER_DISABLE_JIT: the runtime never builds, and with
 # this set to 1 `nvfp4-build compile` refuses too, so a serving container cannot build by accident.
@@ -64,9 +66,6 @@ SHA256_RE = re.compile(r"[0-9a-f]{64}")
 ARCH_RE = re.compile(r"^sm_\d{2,3}a$")
 FAMILY_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-# The tensor dtypes a signature may name (torch attribute names).
-DTYPES = frozenset({"float64", "float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2",
-                    "int64", "int32", "int16", "int8", "uint8", "bool"})  # fmt: skip
 # The record fields a content key is computed from (with FORMAT_VERSION).
 KEY_FIELDS = ("family", "params", "arch", "options", "source", "dsl_version", "tvm_ffi_version", "dsl_runtime_fingerprint")
 
@@ -176,9 +175,9 @@ ARG_FIELDS = frozenset({"name", "dtype", "shape", "align", "output", "scratch"})
 
 
 def _signature(v: Any, where: str) -> dict[str, Any]:
-    """A kernel signature (kernels.family.Signature.to_json): every dim expression must parse
+    """A kernel signature (runtime/signature.py Signature.to_json): every dim expression must parse
     under the whitelist and evaluate to a non-negative integer at M = 1."""
-    from nvfp4_aot.kernels.family import compile_dim  # moves to runtime/ with issue 15
+    from .signature import compile_dim
 
     _obj(v, where, SIGNATURE_FIELDS)
     static = {k: _int(x, f"{where}.static.{k}") for k, x in _obj(v["static"], f"{where}.static").items()}

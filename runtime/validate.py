@@ -17,9 +17,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from nvfp4_aot.kernels.family import Signature, compile_dim
-
 from .errors import ArgumentError
+from .signature import Signature, compile_dim
 
 
 def _compile_dim(expr: str | int, static: dict[str, int]) -> Callable[[dict], int] | int:

@@ -19,21 +19,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from nvfp4_aot.runtime.nvfp4 import E2M1_MAX as FP4_MAX  # noqa: F401  (re-exported)
+from nvfp4_aot.runtime.nvfp4 import E2M1_VALUES, E4M3_MAX, GS_NUMERATOR, SF_BLOCK, round_up  # noqa: F401
+
 from ..family import Arg, Family, Signature
 
-SF_BLOCK = 16  # elements per E4M3 scale
-FP4_MAX = 6.0
-E4M3_MAX = 448.0
-GS_NUMERATOR = FP4_MAX * E4M3_MAX  # 2688
 SF_LAYOUTS = ("swizzled", "rowmajor")
 # E2M1 round-to-nearest-even as threshold tests: ">" where the tie goes down to the even
 # code, ">=" where it goes up to the even code.
 _E2M1_STEPS = ((0.25, False), (0.75, True), (1.25, False), (1.75, True), (2.5, False), (3.5, True), (5.0, False))
-E2M1_VALUES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
-
-
-def _round_up(a: int, b: int) -> int:
-    return -(-a // b) * b
 
 
 # ----------------------------------------------------------------------------- families
@@ -103,7 +97,7 @@ class QuantizeFamily(Family):
         # Scales from 0.3x to 3x the amax-derived one: the large ones drive saturation paths.
         factor = float(torch.empty(()).uniform_(-1.7, 1.6, generator=torch.Generator().manual_seed(seed)).exp2())
         gs = global_scale_ref(x) * factor
-        sf_rows = _round_up(m, 128) if p.sf_layout == "swizzled" else m
+        sf_rows = round_up(m, 128) if p.sf_layout == "swizzled" else m
         return {
             "x": x,
             "global_scale": gs,

@@ -35,8 +35,9 @@ from cutlass._mlir import ir
 from cutlass._mlir.dialects import llvm
 from cutlass.cute.nvgpu import cpasync
 
+from nvfp4_aot.runtime.nvfp4 import GS_NUMERATOR  # 448 (e4m3 max) * 6 (e2m1 max)
+
 ELEMS_PER_ITEM = 64  # one thread item = 4 scale blocks of 16 = 128 B of bf16
-GS_NUMERATOR = 2688.0  # 448 (e4m3 max) * 6 (e2m1 max)
 
 
 # ---------------------------------------------------------------------------

@@ -9,7 +9,10 @@ from typing import Any
 
 import torch
 
-from . import E2M1_VALUES, E4M3_MAX, GS_NUMERATOR, SF_BLOCK, _E2M1_STEPS, _round_up
+from nvfp4_aot.runtime.nvfp4 import E2M1_VALUES, E4M3_MAX, GS_NUMERATOR, SF_BLOCK
+from nvfp4_aot.runtime.nvfp4 import round_up as _round_up
+
+from . import _E2M1_STEPS
 
 
 def e2m1_codes(v: torch.Tensor) -> torch.Tensor:

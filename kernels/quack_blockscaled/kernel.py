@@ -51,7 +51,8 @@ from quack.gemm_default_epi import GemmDefaultSm100  # noqa: E402
 from quack.tile_scheduler import TileSchedulerOptions  # noqa: E402
 from quack.varlen_utils import VarlenArguments, VarlenManager  # noqa: E402
 
-SF_VEC = 16  # NVFP4: one E4M3 scale per 16 elements along K
+from nvfp4_aot.runtime.nvfp4 import SF_BLOCK as SF_VEC  # noqa: E402  (one E4M3 scale per 16 along K)
+
 SF_ATOM_ROWS = 128  # one blocked scale atom: 128 rows x 4 scale columns = 512 bytes
 SF_ATOM_BYTES = 512
 

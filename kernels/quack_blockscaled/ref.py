@@ -12,7 +12,8 @@ from typing import Any, Mapping
 
 import torch
 
-from ..nvfp4_quantize import SF_BLOCK, _round_up
+from nvfp4_aot.runtime.nvfp4 import SF_BLOCK
+from nvfp4_aot.runtime.nvfp4 import round_up as _round_up
 from ..nvfp4_quantize.ref import e2m1_decode, swizzle_sf, unswizzle_sf
 
 E4M3_NAN = 0x7F  # poison for scale rows past the last token row (never part of a stored row)

@@ -30,8 +30,8 @@ from typing import Any
 
 import torch
 
-E2M1_VALUES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
-SF_BLOCK = 16  # K elements per E4M3 scale
+from nvfp4_aot.runtime.nvfp4 import E2M1_VALUES, SF_BLOCK
+
 ROW_BLOCK = 64  # weight rows per blob block (one WGMMA m64 atom)
 K_TILE = 64  # K elements per blob tile (quack's nvfp4 tile_k)
 
