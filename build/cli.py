@@ -281,18 +281,18 @@ def plan_cmd(checkpoint: Path, archs, ep_size: int, ep_rank, max_tokens: int, ca
         tmp = out.with_name(f".{out.name}.tmp")
         tmp.write_text(text)
         tmp.replace(out)
-    counts = plan.variant_counts()
+    counts = plan.manifest.variant_counts()
     for u in plan.unsupported:
         click.echo(f"unsupported: {u}", err=True)
     click.echo(
-        f"{plan.name}: {len(plan.ops)} ops, {len(manifest.variants())} variants ("
+        f"{plan.name}: {len(plan.manifest.ops)} ops, {len(manifest.variants())} variants ("
         + ", ".join(f"{a} {n}" for a, n in counts.items())
         + f"), {len(plan.unsupported)} unsupported -> {out or 'stdout'}",
         err=True,
     )
     _emit(as_json, {
         "manifest": str(out), "name": manifest.name, "variants": len(manifest.variants()), "per_arch": counts,
-        "ops": [{"family": o.family, "problem": o.problem, "archs": o.archs, "buckets": [[lo, hi] for lo, hi, _ in o.buckets]} for o in plan.ops],
+        "ops": [{"family": o.family, "problem": dict(o.problem), "archs": list(o.archs), "buckets": [[b.lo, b.hi] for b in o.buckets]} for o in plan.manifest.ops],
         "unsupported": plan.unsupported,
     })  # fmt: skip
 

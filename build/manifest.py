@@ -18,11 +18,12 @@ identical variants are built once. Errors name the file, the line of the [[op]] 
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -57,7 +58,8 @@ class Variant:
 class Bucket:
     lo: int
     hi: int
-    params: Mapping[str, Any]
+    params: Mapping[str, Any]  # every codegen parameter (problem + tuning + defaults)
+    tuning: Mapping[str, Any] = field(default_factory=dict)  # the knobs as the manifest spells them
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class OpSpec:
     problem: Mapping[str, Any]
     archs: tuple[str, ...]
     buckets: tuple[Bucket, ...]
+    comments: tuple[str, ...] = field(default=(), compare=False)  # written above the [[op]] table
 
     def variants(self) -> list[Variant]:
         return [Variant(self.family, b.params, a) for b in self.buckets for a in self.archs]
@@ -77,13 +80,25 @@ class Manifest:
     name: str
     path: Path
     ops: tuple[OpSpec, ...]
+    description: str = ""
+    archs: tuple[str, ...] = ("sm_90a", "sm_100a")  # the default archs of its ops
+    header: tuple[str, ...] = field(default=(), compare=False)  # comment lines written first
+    footer: tuple[str, ...] = field(default=(), compare=False)  # comment lines written last
 
     def variants(self) -> list[Variant]:
+        """Every distinct variant, each once (identical variants of different ops are built once)."""
         seen: dict[tuple, Variant] = {}
         for op in self.ops:
             for v in op.variants():
                 seen.setdefault(v.ident, v)
         return list(seen.values())
+
+    def variant_counts(self) -> dict[str, int]:
+        """Distinct variants per arch, in the order of `archs` (then any other arch)."""
+        counts = {a: 0 for a in self.archs}
+        for v in self.variants():
+            counts[v.arch] = counts.get(v.arch, 0) + 1
+        return counts
 
 
 def default_manifest_path() -> Path:
@@ -152,7 +167,8 @@ def _parse(data: Mapping[str, Any], path: Path, op_lines: list[int]) -> Manifest
                 raise err(f"op[{i}]", f"{spec.name} is already defined by {names[spec.name]}", line)
             names[spec.name] = f"op[{i}]"
             ops.append(spec)
-    return Manifest(path.stem, path, tuple(ops))
+    description = data.get("description", "")
+    return Manifest(path.stem, path, tuple(ops), description if isinstance(description, str) else "", default_archs)
 
 
 def _archs(value: Any, err) -> tuple[str, ...]:
@@ -212,7 +228,7 @@ def _parse_op(raw: Any, where: str, default_archs, err) -> list[OpSpec]:
                 raise err(bwhere, f"{clash[0]!r} is a problem parameter; set it under problem")
             values = {**tuning, **btuning, **prob}
             params = _check_params(fam, values, archs, bwhere, err)
-            buckets.append(Bucket(lo, hi, params))
+            buckets.append(Bucket(lo, hi, params, {**tuning, **btuning}))
         # The op's identity uses every problem parameter, defaults included, so that a caller
         # asking for the full problem finds it whether or not the manifest spelled a default.
         full = {k: buckets[0].params[k] for k in fam.problem_keys}
@@ -258,3 +274,64 @@ def _check_params(fam: Family, values: dict, archs, where: str, err) -> dict[str
         if reasons:
             raise err(where, f"{fam.name} cannot implement {values} on {arch}: {'; '.join(reasons)}")
     return dict(sorted(vars(params).items()))
+
+
+# ----------------------------------------------------------------------------- writer
+# The one writer of the format parsed above: loads_manifest(dumps_manifest(m)) == m for every
+# Manifest (comments are written, not read back).
+
+
+def toml_value(v: Any) -> str:
+    """One TOML value, inline (tables as inline tables, in insertion order)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{ " + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def dumps_manifest(m: Manifest) -> str:
+    """Manifest -> TOML text: header comments, a variant count, then each op (its comments,
+    family, archs, problem, buckets with their tunings as spelled), then footer comments."""
+    counts = m.variant_counts()
+    out = [f"# {line}" for line in m.header]
+    out.append("# Variants: " + ", ".join(f"{a} {n}" for a, n in counts.items()) + f" ({len(m.ops)} ops)")
+    out.append("")
+    if m.description:
+        out.append(f"description = {toml_value(m.description)}")
+    out.append(f"archs = {toml_value(list(m.archs))}")
+    for op in m.ops:
+        out.append("")
+        out += [f"# {c}" for c in op.comments]
+        out.append("[[op]]")
+        out.append(f"family = {toml_value(op.family)}")
+        out.append(f"archs = {toml_value(list(op.archs))}")
+        out.append(f"problem = {toml_value(dict(op.problem))}")
+        out.append("buckets = [")
+        for b in op.buckets:
+            row = {"m": [b.lo, b.hi], **({"tuning": dict(b.tuning)} if b.tuning else {})}
+            out.append(f"  {toml_value(row)},")
+        out.append("]")
+    if m.footer:
+        out.append("")
+        out += [f"# {line}" for line in m.footer]
+    return "\n".join(out) + "\n"
+
+
+def op_spec(family: str, problem: Mapping[str, Any], archs: Sequence[str], buckets: Sequence[tuple[int, int, Mapping[str, Any]]],
+            comments: Sequence[str] = ()) -> OpSpec:
+    """An OpSpec from (lo, hi, tuning) rows, with each bucket's params completed by the family
+    exactly as the parser completes them (so a planned Manifest equals the one loaded back)."""
+    fam = get_family(family)
+    rows = []
+    for lo, hi, tuning in buckets:
+        params = dict(sorted(vars(fam.parse_params({**tuning, **problem})).items()))
+        rows.append(Bucket(lo, hi, params, dict(tuning)))
+    full = {k: rows[0].params[k] for k in fam.problem_keys}
+    return OpSpec(op_id(family, full), family, dict(problem), tuple(archs), tuple(rows), tuple(comments))

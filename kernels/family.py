@@ -19,6 +19,11 @@ from typing import Any, Mapping, Sequence
 # it back from index records without importing kernels/); re-exported here for families.
 from nvfp4_aot.runtime.signature import Arg, Signature, compile_dim, eval_dim  # noqa: F401
 
+# A tile table: rows of (largest token count M of the row, or None for "every larger M", tuning
+# knobs). `nvfp4-build plan` maps token buckets onto it; the tunings are measured ones
+# (benchmarks/*_sweep.py, docs/PERFORMANCE.md) and live beside the family they tune.
+Table = Sequence[tuple["int | None", Mapping[str, Any]]]
+
 # ----------------------------------------------------------------------------- params
 
 
@@ -77,6 +82,8 @@ class Family:
     third_party: tuple[str, ...] = ()
     # The largest token count one compiled variant accepts (an int32 index bound, say).
     max_m: int = 1 << 20
+    # Default tunings by token count (see Table); tile_table() may pick one by problem.
+    tiles: Table = ((None, {}),)
 
     # -- shared by builder and runtime (no DSL) --------------------------------
     def parse_params(self, values: Mapping[str, Any]) -> Any:
@@ -88,6 +95,10 @@ class Family:
 
     def signature(self, params: Any) -> Signature:
         raise NotImplementedError
+
+    def tile_table(self, problem: Mapping[str, Any]) -> Table:
+        """The tunings the planner gives each token-count bucket of `problem`."""
+        return self.tiles
 
     def symbol(self, params: Any, key: str) -> str:
         """Exported function name; unique per key so that no two loaded modules collide."""

@@ -16,6 +16,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from .declare import OpDecl, covered, missing_ops, open_ops  # noqa: F401  (covered re-exported)
 from .errors import ArgumentError, MissingVariantError
 
 # M above which quack's WGMMA kernel beats our mma.sync decode kernel, measured on an H200
@@ -42,12 +43,36 @@ def row_alpha(scale_2: torch.Tensor, n: int, part_sizes: Sequence[int] | None, d
     return parts_to_rows(s, sizes).contiguous()
 
 
-def covered(op, token_counts: Iterable[int]) -> list[str]:
-    """Token counts an op's buckets do not cover, as human-readable strings."""
-    return [f"{op.name} M={m} (buckets end at {op.max_m})" for m in token_counts if not 1 <= m <= op.max_m]
-
-
 class Nvfp4Linear:
+    @classmethod
+    def ops(cls, n: int, k: int, arch: str, *, quack: bool = True, one_scale: bool = True) -> list[OpDecl]:
+        """The ops a dense NVFP4 GEMM [N, K] needs on `arch` (see runtime/declare.py). sm_90a:
+        w4a16_gemm for every M, or only up to the quack threshold when `quack` and the store has
+        quack's kernel for this layer: quack_w4a16_gemm above QUACK_FROM for one global scale,
+        quack_w4a16_rowalpha_gemm above QUACK_FROM_ROW_ALPHA for several (`one_scale` False).
+        sm_100a: activation quantize + global scale per input width and quack_nvfp4_gemm,
+        planned for the block-scaled path this class does not serve yet."""
+        p = {"n": n, "k": k}
+        if arch == "sm_90a":
+            qfam, qfrom = ("quack_w4a16_gemm", QUACK_FROM) if one_scale else ("quack_w4a16_rowalpha_gemm", QUACK_FROM_ROW_ALPHA)
+            scales = "one global scale" if one_scale else "several global scales (per-row alpha)"
+            return [
+                OpDecl("op", "w4a16_gemm", p, "tokens", f"Nvfp4Linear (runtime/linear.py) for M <= {qfrom}; every M "
+                       f"without {qfam}", keyed="gemm", weights="weight", m_upto=qfrom if quack else None,
+                       runner="Nvfp4Linear"),
+                *([OpDecl("quack_op", qfam, p, "tokens", f"Nvfp4Linear for M > {qfrom} (layers with {scales})",
+                          keyed="gemm", weights="weight", optional=True, m_above=qfrom, runner="Nvfp4Linear")]
+                  if quack else []),
+            ]
+        if arch == "sm_100a":
+            act = f"activations entering the NVFP4 x NVFP4 GEMMs with input width {k} (Hopper's W4A16 takes bf16)"
+            return [
+                OpDecl("quantize", "nvfp4_quantize", {"k": k, "sf_layout": "swizzled"}, "tokens", act, keyed="input"),
+                OpDecl("global_scale", "nvfp4_global_scale", {"k": k}, "tokens", act, keyed="input"),
+                OpDecl("op", "quack_nvfp4_gemm", p, "tokens", "", keyed="gemm", weights="weight"),
+            ]
+        return []
+
     def __init__(self, store, weight: torch.Tensor, weight_scale: torch.Tensor, weight_scale_2: torch.Tensor, *,
                  max_tokens: int, part_sizes: Sequence[int] | None = None, device: Any = None):
         from ..kernels.w4a16.prepare import repack
@@ -59,30 +84,25 @@ class Nvfp4Linear:
         device = torch.device(device or "cuda")
         self.n, self.k = weight.shape[0], weight.shape[1] * 2
         self.max_tokens = max_tokens
-        self.op = store.op("w4a16_gemm", n=self.n, k=self.k)
         self.w = repack(weight.to(device), weight_scale.to(device))
         self.alpha = row_alpha(weight_scale_2, self.n, part_sizes, device)
-        self.quack = None
         # one global scale: quack's scalar-alpha kernel; several (q_a + kv): its per-row-alpha twin
         one_scale = self.alpha.numel() > 0 and bool((self.alpha == self.alpha[0]).all())
-        try:
-            qop = store.op("quack_w4a16_gemm" if one_scale else "quack_w4a16_rowalpha_gemm", n=self.n, k=self.k)
-        except MissingVariantError:
-            qop = None
-        if qop is not None:
+        self.quack_op = None
+        self.decls = open_ops(self, store, self.ops(self.n, self.k, store.arch, one_scale=one_scale))
+        self.quack = None
+        if self.quack_op is None:  # not in the store: w4a16_gemm serves every M
+            self.decls = self.ops(self.n, self.k, store.arch, quack=False, one_scale=one_scale)
+        else:
             from ..kernels.quack_w4a16.prepare import prepare_weights
 
             blob, strip = prepare_weights(weight.to(device), weight_scale.to(device))
-            self.quack = (qop, blob, strip, self.alpha[:1].clone() if one_scale else self.alpha)
+            self.quack = (self.quack_op, blob, strip, self.alpha[:1].clone() if one_scale else self.alpha)
         self.quack_from = QUACK_FROM if one_scale else QUACK_FROM_ROW_ALPHA
         self.device = device
 
     def missing(self, token_counts: Iterable[int]) -> list[str]:
-        ms = list(token_counts)
-        bad = covered(self.op, [m for m in ms if self.quack is None or m <= self.quack_from])
-        if self.quack is not None:
-            bad += covered(self.quack[0], [m for m in ms if m > self.quack_from])
-        return bad
+        return missing_ops(self, self.decls, token_counts)
 
     def __call__(self, x: torch.Tensor, out: torch.Tensor | None = None, check: bool | str = True) -> torch.Tensor:
         m = x.shape[0]

@@ -30,10 +30,13 @@ from typing import Any, Iterable
 
 import torch
 
+from .declare import OpDecl, missing_ops, open_ops
 from .errors import ArgumentError, MissingVariantError
-from .linear import covered, parts_to_rows
+from .layout import GROUP_PAD
+from .linear import parts_to_rows
 
-PAD = 1
+PAD = GROUP_PAD["sm_90a"]
+_RUNNER = "MoERunner (runtime/moe.py) "
 _WS_LOCK = threading.Lock()
 _WORKSPACES: dict[tuple, dict[str, torch.Tensor]] = {}
 
@@ -98,6 +101,34 @@ def check_groups(offsets: torch.Tensor, counts: torch.Tensor, rows: int) -> None
 
 
 class MoERunner:
+    runner_name = "MoERunner"
+
+    @classmethod
+    def ops(cls, hidden: int, intermediate: int, experts: int, top_k: int, arch: str) -> list[OpDecl]:
+        """The ops one MoE layer needs on `arch` (runtime/declare.py): `experts` local experts
+        (global / EP size), hidden H, intermediate I, top-k. In launch order."""
+        if arch == "sm_100a":
+            from .moe_sm100 import Sm100MoE
+
+            return Sm100MoE.ops(hidden, intermediate, experts, top_k, arch)
+        if arch != "sm_90a":
+            return []
+        h, i, e, k = hidden, intermediate, experts, top_k
+        lay = dict(keyed="layer", top_k=k, experts=e, pad=PAD, runner=cls.runner_name)
+        return [
+            OpDecl("route", "moe_route", {"experts": e, "topk": k, "pad": PAD}, "tokens",
+                   f"{_RUNNER}routing: topk ids -> rows grouped by local expert", **lay),
+            OpDecl("permute", "moe_permute", {"h": h, "topk": k, "experts": e, "pad": PAD}, "tokens",
+                   f"{_RUNNER}gathers the hidden states into the grouped rows", **lay),
+            OpDecl("l1", "w4a16_grouped_gemm", {"n": 2 * i, "k": h, "experts": e}, "slots",
+                   f"{_RUNNER}L1 (gate | up), all local experts in one launch", weights="w13", **lay),
+            OpDecl("silu", "moe_silu_mul", {"i": i}, "slots", f"{_RUNNER}silu(gate) * up between L1 and L2", **lay),
+            OpDecl("l2", "w4a16_grouped_gemm", {"n": h, "k": i, "experts": e}, "slots", f"{_RUNNER}L2 (down)",
+                   weights="w2", **lay),
+            OpDecl("combine", "moe_combine", {"h": h, "topk": k}, "tokens",
+                   f"{_RUNNER}top-k weighted sum of each token's rows", **lay),
+        ]
+
     def __init__(self, store, *, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, expert_start: int,
                  top_k: int, max_tokens: int, device: Any = None):
         device = torch.device(device or "cuda")
@@ -120,12 +151,7 @@ class MoERunner:
             raise ArgumentError(f"w2 must be [E, H, I/2] = [{e}, {self.hidden}, {self.intermediate // 2}], got {tuple(w2.shape)}")
         self.top_k, self.max_tokens, self.device = top_k, max_tokens, device
         h, i = self.hidden, self.intermediate
-        self.route = store.op("moe_route", experts=e, topk=top_k, pad=PAD)
-        self.permute = store.op("moe_permute", h=h, topk=top_k, experts=e, pad=PAD)
-        self.l1 = store.op("w4a16_grouped_gemm", n=2 * i, k=h, experts=e)
-        self.silu = store.op("moe_silu_mul", i=i)
-        self.l2 = store.op("w4a16_grouped_gemm", n=h, k=i, experts=e)
-        self.combine = store.op("moe_combine", h=h, topk=top_k)
+        self.decls = open_ops(self, store, self.ops(h, i, e, top_k, store.arch))
         self.w13 = _repack_experts(w13, w13_scale, device)
         self.w2 = _repack_experts(w2, w2_scale, device)
         self.alpha13 = _expert_alpha(w13_scale_2, e, 2 * i, device)
@@ -142,13 +168,7 @@ class MoERunner:
     def missing(self, token_counts: Iterable[int]) -> list[str]:
         if self._sm100 is not None:
             return self._sm100.missing(token_counts)
-        ms = list(token_counts)
-        bad = [f"MoERunner M={m} > max_tokens={self.max_tokens}" for m in ms if m > self.max_tokens]
-        rows = [m * self.top_k for m in ms]
-        for op, counts in ((self.route, ms), (self.permute, ms), (self.combine, ms), (self.l1, rows),
-                           (self.silu, rows), (self.l2, rows)):
-            bad += covered(op, counts)
-        return bad
+        return missing_ops(self, self.decls, token_counts)
 
     def _check_routing(self, topk_ids: torch.Tensor, total_experts: int | None) -> None:
         ids = topk_ids.detach().cpu()

@@ -24,12 +24,13 @@ from typing import Any, Iterable
 
 import torch
 
-from ..kernels.moe_glue import capacity
+from .declare import OpDecl, missing_ops, open_ops
 from .errors import ArgumentError
-from .linear import covered
+from .layout import GROUP_PAD, capacity
 from .nvfp4 import GS_NUMERATOR
 
-PAD = 128
+PAD = GROUP_PAD["sm_100a"]
+_RUNNER = "MoERunner (runtime/moe_sm100.py) "
 
 
 def _swizzled_scales(sf: torch.Tensor, device) -> torch.Tensor:
@@ -47,18 +48,35 @@ def _per_expert(scale_2: torch.Tensor, experts: int, device) -> torch.Tensor:
 
 
 class Sm100MoE:
+    runner_name = "MoERunner"
+
+    @classmethod
+    def ops(cls, hidden: int, intermediate: int, experts: int, top_k: int, arch: str = "sm_100a") -> list[OpDecl]:
+        """MoERunner.ops on sm_100a (runtime/declare.py), in launch order."""
+        h, i, e, k = hidden, intermediate, experts, top_k
+        lay = dict(keyed="layer", top_k=k, experts=e, pad=PAD, runner=cls.runner_name)
+        return [
+            OpDecl("route", "moe_route", {"experts": e, "topk": k, "pad": PAD}, "tokens",
+                   f"{_RUNNER}routing: topk ids -> rows grouped by local expert, each group padded to {PAD}", **lay),
+            OpDecl("permute_q", "moe_permute_quantize", {"h": h, "topk": k, "experts": e, "pad": PAD}, "tokens",
+                   f"{_RUNNER}gathers the hidden states into the grouped rows, quantized to NVFP4", **lay),
+            OpDecl("l1", "quack_nvfp4_grouped_gemm", {"experts": e, "n": 2 * i, "k": h}, "capacity",
+                   f"{_RUNNER}L1 (gate | up), block-scaled, all local experts in one launch", weights="w13", **lay),
+            OpDecl("silu_q", "moe_silu_mul_quantize", {"i": i}, "capacity",
+                   f"{_RUNNER}silu(gate) * up quantized to NVFP4 between L1 and L2", **lay),
+            OpDecl("l2", "quack_nvfp4_grouped_gemm", {"experts": e, "n": h, "k": i}, "capacity",
+                   f"{_RUNNER}L2 (down), block-scaled", weights="w2", **lay),
+            OpDecl("combine", "moe_combine", {"h": h, "topk": k}, "tokens",
+                   f"{_RUNNER}top-k weighted sum of each token's rows", **lay),
+        ]
+
     def __init__(self, store, *, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, expert_start: int,
                  top_k: int, max_tokens: int, device: Any):
         e, two_i, h_half = w13.shape
         h, i = h_half * 2, two_i // 2
         self.num_experts, self.hidden, self.intermediate = e, h, i
         self.top_k, self.max_tokens, self.device = top_k, max_tokens, device
-        self.route = store.op("moe_route", experts=e, topk=top_k, pad=PAD)
-        self.permute_q = store.op("moe_permute_quantize", h=h, topk=top_k, experts=e, pad=PAD)
-        self.l1 = store.op("quack_nvfp4_grouped_gemm", experts=e, n=2 * i, k=h)
-        self.silu_q = store.op("moe_silu_mul_quantize", i=i)
-        self.l2 = store.op("quack_nvfp4_grouped_gemm", experts=e, n=h, k=i)
-        self.combine = store.op("moe_combine", h=h, topk=top_k)
+        self.decls = open_ops(self, store, self.ops(h, i, e, top_k))
         self.w13, self.w13_sf = w13.to(device).contiguous(), _swizzled_scales(w13_scale, device)
         self.w2, self.w2_sf = w2.to(device).contiguous(), _swizzled_scales(w2_scale, device)
         self.w13_s2 = _per_expert(w13_scale_2, e, device)
@@ -82,13 +100,7 @@ class Sm100MoE:
         }
 
     def missing(self, token_counts: Iterable[int]) -> list[str]:
-        ms = list(token_counts)
-        caps = [capacity(m, self.top_k, self.num_experts, PAD) for m in ms]
-        bad = [f"MoERunner M={m} > max_tokens={self.max_tokens}" for m in ms if m > self.max_tokens]
-        for op, counts in ((self.route, ms), (self.permute_q, ms), (self.combine, ms), (self.l1, caps),
-                           (self.silu_q, caps), (self.l2, caps)):
-            bad += covered(op, counts)
-        return bad
+        return missing_ops(self, self.decls, token_counts)
 
     def _set_scale(self, which: int, amax: float) -> None:
         """gs = 448 * 6 / amax (nvfp4_global_scale's convention), kept at the largest amax seen."""

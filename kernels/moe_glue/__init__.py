@@ -66,21 +66,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from nvfp4_aot.runtime.layout import capacity, capacity_expr  # noqa: F401  (the grouped layout's rows)
+
 from ..family import Arg, Family, Signature
 from ..tolerances import REL_FROBENIUS
 
 VEC = 8  # bf16 elements per 16-byte vector
 THREADS = (64, 128, 256, 512, 1024)
-
-
-def capacity_expr() -> str:
-    """route's grouped-layout rows (see the package docstring), in the static symbols of its
-    signature: TOPK, E, PAD."""
-    return "(M * TOPK + E * (PAD - 1)) // PAD * PAD"
-
-
-def capacity(m: int, topk: int, experts: int, pad: int) -> int:
-    return (m * topk + experts * (pad - 1)) // pad * pad
 
 
 def _threads_reason(threads: int) -> list[str]:
@@ -109,6 +101,7 @@ class SiluMulParams:
 
 class SiluMulFamily(Family):
     name = "moe_silu_mul"
+    tiles = ((128, {"threads": 128, "unroll": 1}), (None, {"threads": 256, "unroll": 2}))  # decode (M <= 128): narrower CTAs
     params_type = SiluMulParams
     problem_keys = ("i",)
     max_m = 1 << 20
@@ -168,6 +161,7 @@ class CombineParams:
 
 class CombineFamily(Family):
     name = "moe_combine"
+    tiles = ((128, {"threads": 128}), (None, {"threads": 256}))  # decode (M <= 128): narrower CTAs
     params_type = CombineParams
     problem_keys = ("h", "topk")
     max_m = 1 << 20
@@ -227,6 +221,7 @@ class RouteParams:
 
 class RouteFamily(Family):
     name = "moe_route"
+    tiles = ((128, {"threads": 128}), (None, {"threads": 512}))  # decode (M <= 128): narrower CTAs
     params_type = RouteParams
     problem_keys = ("experts", "topk", "pad")
     max_m = 1 << 20  # M * topk and CAP stay far below 2^31 for topk <= 32, E * pad <= 2^20
@@ -337,6 +332,7 @@ def _permute_signature_static(p) -> dict[str, int]:
 
 class PermuteFamily(Family):
     name = "moe_permute"
+    tiles = ((128, {"threads": 128, "unroll": 1}), (None, {"threads": 256, "unroll": 2}))  # decode (M <= 128): narrower CTAs
     params_type = PermuteParams
     problem_keys = ("h", "topk", "experts", "pad")
     max_m = FUSED_MAX_M
@@ -400,6 +396,7 @@ class PermuteQuantizeParams:
 
 class PermuteQuantizeFamily(Family):
     name = "moe_permute_quantize"
+    tiles = ((128, {"threads": 64}), (None, {"threads": 128}))  # decode (M <= 128): narrower CTAs
     params_type = PermuteQuantizeParams
     problem_keys = ("h", "topk", "experts", "pad")
     max_m = FUSED_MAX_M
@@ -494,6 +491,7 @@ class SiluMulQuantizeParams:
 
 class SiluMulQuantizeFamily(Family):
     name = "moe_silu_mul_quantize"
+    tiles = ((128, {"threads": 64}), (None, {"threads": 128}))  # decode (M <= 128): narrower CTAs
     params_type = SiluMulQuantizeParams
     problem_keys = ("i",)
     max_m = FUSED_MAX_M

@@ -58,6 +58,7 @@ def _shape_reasons(k: int) -> list[str]:
 class QuantizeFamily(Family):
     name = "nvfp4_quantize"
     max_m = 65536  # keeps M * K < 2^32 bytes of input at K = 65536 (32-bit offsets stay exact)
+    tiles = ((128, {"threads": 64}), (None, {"threads": 128}))  # decode: narrower CTAs
     params_type = QuantizeParams
     problem_keys = ("k", "sf_layout")
     modules = ("nvfp4_aot.kernels.nvfp4_quantize", "nvfp4_aot.kernels.nvfp4_quantize.kernel")

@@ -130,6 +130,8 @@ class _BlockScaledFamily(Family):
 
 class DenseFamily(_BlockScaledFamily):
     name = "quack_nvfp4_gemm"
+    # 1-CTA MMA for decode, 2-CTA for prefill (untested on hardware: no Blackwell GPU here)
+    tiles = ((256, {"tile_m": 128, "tile_n": 128}), (None, {"tile_m": 256, "tile_n": 256, "cluster_m": 2}))
     params_type = DenseParams
     problem_keys = ("n", "k")
 
@@ -154,6 +156,8 @@ class DenseFamily(_BlockScaledFamily):
 
 class GroupedFamily(_BlockScaledFamily):
     name = "quack_nvfp4_grouped_gemm"
+    # M = grouped rows (tokens x top-k, each expert padded to 128): manifests/default.toml's rows
+    tiles = ((8192, {"tile_m": 128, "tile_n": 128}), (None, {"tile_m": 256, "tile_n": 256, "cluster_m": 2}))
     params_type = GroupedParams
     problem_keys = ("experts", "n", "k")
     grouped = True

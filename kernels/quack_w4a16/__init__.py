@@ -61,6 +61,15 @@ class QuackW4A16Family(Family):
     # Every large tensor is addressed by TMA (int32 coordinates per dimension), so M is not
     # bound by 32-bit flat offsets; 65536 is what the tests cover.
     max_m = 65536
+    # quack's tile_n tiles the token count (swap-AB): decode buckets get narrow token tiles,
+    # prefill wide ones (manifests/default.toml's tunings).
+    tiles = (
+        (16, {"tile_m": 64, "tile_n": 16}),
+        (32, {"tile_m": 64, "tile_n": 32}),
+        (64, {"tile_m": 64, "tile_n": 64}),
+        (256, {"tile_m": 128, "tile_n": 128}),
+        (None, {"tile_m": 128, "tile_n": 256}),
+    )
 
     def can_implement(self, p: W4A16Params, arch: str) -> list[str]:
         r = super().can_implement(p, arch)

@@ -210,6 +210,14 @@ def _row_ranges(grouped: bool, inputs: Mapping[str, Any]) -> list[tuple[int, int
 
 class DenseFamily(_Base):
     name = "w4a16_gemm"
+    # N < K (e.g. 2048 / 6144 x 7168) has few 16-row slices for a long K, so 8 warps split K;
+    # otherwise 4 warps, 2 row blocks from 17 tokens (benchmarks/w4a16_sweep.py on an H100).
+    narrow = ((8, {"warps": 8, "rb": 1, "nt": 1}), (16, {"warps": 8, "rb": 1, "nt": 2}), (None, {"warps": 8, "rb": 1, "nt": 4}))
+    wide = ((8, {"warps": 4, "rb": 1, "nt": 1}), (16, {"warps": 4, "rb": 1, "nt": 2}), (None, {"warps": 4, "rb": 2, "nt": 4}))
+    tiles = wide
+
+    def tile_table(self, problem: Mapping[str, Any]):
+        return self.narrow if problem["n"] < problem["k"] else self.wide
     problem_keys = ("n", "k")
 
     def signature(self, p: W4A16Params) -> Signature:
@@ -235,6 +243,13 @@ class DenseFamily(_Base):
 
 class GroupedFamily(_Base):
     name = "w4a16_grouped_gemm"
+    # M = token-slots: <= 192 is <= 4 tokens per expert at 48 local experts, <= 768 <= 16.
+    tiles = (
+        (192, {"warps": 4, "rb": 1, "nt": 1}),
+        (768, {"warps": 4, "rb": 4, "nt": 2}),
+        (3072, {"warps": 8, "rb": 1, "nt": 8, "split": "n"}),
+        (None, {"warps": 4, "rb": 2, "nt": 16, "split": "wg"}),
+    )
     problem_keys = ("n", "k", "experts")
     grouped = True
 

@@ -70,3 +70,16 @@ def test_errors_name_file_line_and_key(tmp_path, text, needle):
 def test_missing_file_is_clear(tmp_path):
     with pytest.raises(ManifestError, match="cannot read manifest"):
         load_manifest(tmp_path / "absent.toml")
+
+
+def test_writer_round_trips_every_committed_manifest(tmp_path):
+    """build/manifest.py owns the format both ways: what dumps_manifest writes loads back equal."""
+    from nvfp4_aot.build.manifest import default_manifest_path, dumps_manifest, load_manifest, loads_manifest
+
+    root = default_manifest_path().parent
+    for path in sorted(root.glob("*.toml")):
+        m = load_manifest(path)
+        again = loads_manifest(dumps_manifest(m), path)
+        assert again == m and again.variants() == m.variants(), path.name
+        assert dumps_manifest(again) == dumps_manifest(m)
+

@@ -14,11 +14,15 @@ from hypothesis import strategies as st
 from conftest import run_cli
 from nvfp4_aot.build.cli import main
 from nvfp4_aot.build.manifest import load_manifest
-from nvfp4_aot.build.plan import QUACK_W4A16, W4A16_GROUPED, W4A16_NARROW, W4A16_WIDE, make_buckets, pick, vllm_capture_sizes
+from nvfp4_aot.build.plan import make_buckets, pick, vllm_capture_sizes
+from nvfp4_aot.kernels import get_family
 from nvfp4_aot.runtime.checkpoint import Checkpoint, name_patterns
 from synthetic_ckpt import EXPECTED_GEMMS, ROOT, SMALL_CONFIG, fixture, rewrite_tensor, set_config
 
-QUACK = QUACK_W4A16
+# tile tables live beside their families
+QUACK = get_family("quack_w4a16_gemm").tiles
+W4A16_GROUPED = get_family("w4a16_grouped_gemm").tiles
+W4A16_NARROW, W4A16_WIDE = get_family("w4a16_gemm").narrow, get_family("w4a16_gemm").wide
 DSV4_MANIFEST = ROOT / "manifests" / "deepseek_v4_pro_ep8.toml"
 
 
@@ -79,11 +83,11 @@ def test_plan_is_stable_and_complete(small_ckpt, tmp_path):
     ops = {(op.family, tuple(sorted(op.problem.items()))): op for op in m.ops}
     T, top_k = 8192, SMALL_CONFIG["num_experts_per_tok"]
     unsupported = summary["unsupported"]
-    # Blackwell: an NVFP4 x NVFP4 GEMM per (N, K) (routed experts too: one dense call per expert)
-    # for every token count it can see; the N = 192 one is reported instead
+    # Blackwell: an NVFP4 x NVFP4 GEMM per dense (N, K) (Nvfp4Linear.ops; routed experts go to
+    # MoERunner's grouped path) for every token count; the N = 192 one is reported instead
     for (n, k), roles in EXPECTED_GEMMS.items():
         key = ("quack_nvfp4_gemm", (("k", k), ("n", n)))
-        cap = T * top_k if "routed" in roles else T
+        cap = T
         if n % 128:
             assert key not in ops
             assert any(u.startswith(f"sm_100a: quack_nvfp4_gemm cannot implement n={n}, k={k}") and "narrow_proj" in u for u in unsupported)
@@ -102,18 +106,24 @@ def test_plan_is_stable_and_complete(small_ckpt, tmp_path):
     assert any(u.startswith("sm_90a: quack_w4a16_gemm cannot implement n=192, k=256") and "runs w4a16_gemm for every M" in u for u in unsupported)
     for n, k, who in ((128, 128, "q_b_proj"), (256, 128, "shared_experts.down_proj"), (256, 384, "mlp.down_proj")):
         assert any(u.startswith(f"sm_90a: w4a16_gemm cannot implement n={n}, k={k}") and who in u for u in unsupported)
-    # routed experts: the MoE down_proj has K = 128, so MoERunner gets nothing (it needs all six ops)
-    assert not any(op.family.startswith("moe_") or op.family == "w4a16_grouped_gemm" for op in m.ops)
+    # routed experts: the MoE down_proj has K = 128, so MoERunner gets nothing on sm_90a (it
+    # needs all six ops); on sm_100a it gets its six (MoERunner.ops), grouped rows padded to 128
+    assert not any(op.family.startswith("moe_") or "grouped" in op.family for op in m.ops if "sm_90a" in op.archs)
     assert any(u.startswith("sm_90a: w4a16_grouped_gemm cannot implement n=256, k=128, experts=8") for u in unsupported)
-    assert "sm_90a: MoERunner h=256, i=128: nothing planned for it (it needs all six ops) <- model.layers.{1-2}.mlp.experts.{0-7}" in unsupported
-    # activation quantize + global scale for every input width, Blackwell only (W4A16 takes bf16)
+    assert "sm_90a: MoERunner h=256, i=128: nothing planned for it (it needs all 6 ops) <- model.layers.{1-2}.mlp.experts.{0-7}" in unsupported
+    bw_moe = [(op.family, op.buckets[-1].hi) for op in m.ops if op.family.startswith("moe_") or "grouped" in op.family]
+    cap = (T * top_k + 8 * 127) // 128 * 128  # route's capacity at pad 128, 8 local experts
+    assert bw_moe == [("moe_route", T), ("moe_permute_quantize", T), ("quack_nvfp4_grouped_gemm", cap),
+                      ("moe_silu_mul_quantize", cap), ("quack_nvfp4_grouped_gemm", cap), ("moe_combine", T)]
+    assert all(op.archs == ("sm_100a",) for op in m.ops if op.family.startswith("moe_") or "grouped" in op.family)
+    # activation quantize + global scale for every dense input width, Blackwell only (W4A16 takes bf16)
     for k in {k for _, k in EXPECTED_GEMMS}:
-        cap = T * top_k if any("routed" in r for (_, kk), r in EXPECTED_GEMMS.items() if kk == k) else T
+        cap = T
         for fam, extra in (("nvfp4_quantize", (("sf_layout", "swizzled"),)), ("nvfp4_global_scale", ())):
             op = next(o for o in m.ops if o.family == fam and o.problem["k"] == k)
             assert op.archs == ("sm_100a",) and op.buckets[-1].hi == cap
             assert all(op.problem[x] == v for x, v in extra)
-    assert len(m.ops) == 3 * 2 + 5 + 3 + 2  # quantize + global scale per K; Blackwell GEMMs; w4a16; quack_w4a16
+    assert len(m.ops) == 3 * 2 + 5 + 3 + 2 + 6  # quantize + global scale per K; Blackwell GEMMs; w4a16; quack_w4a16; sm_100a MoE
     assert any("fp8_proj.weight: FP8 weight" in u for u in unsupported)
     # comments name the tensors and layers each variant serves
     text = a.read_text()
@@ -157,15 +167,19 @@ def test_hopper_plan_covers_what_the_runtime_opens(hopper_ckpt, tmp_path):
     assert set(got) == set(want)
     for key, cap in want.items():
         b = got[key]["buckets"]
-        assert got[key]["archs"] == ["sm_90a"] and b[0][0] == 1 and b[-1][1] == cap, key
+        assert "sm_90a" in got[key]["archs"] and b[0][0] == 1 and b[-1][1] == cap, key
         assert all(y[0] == x[1] + 1 for x, y in zip(b, b[1:])), key
     # the MoE ops come in the runner's launch order, after the dense GEMMs
-    moe = [o["family"] for o in s["ops"] if o["family"].startswith("moe_") or o["family"] == "w4a16_grouped_gemm"]
+    moe = [o["family"] for o in s["ops"] if "sm_90a" in o["archs"] and (o["family"].startswith("moe_") or o["family"] == "w4a16_grouped_gemm")]
     assert moe == ["moe_route", "moe_permute", "w4a16_grouped_gemm", "moe_silu_mul", "w4a16_grouped_gemm", "moe_combine"]
-    # Blackwell keeps its dense-per-(N, K) plan, routed experts included
+    # Blackwell: Nvfp4Linear's block-scaled GEMM per dense (N, K), MoERunner's sm_100a ops per MoE shape
     bw = {(o["problem"]["n"], o["problem"]["k"]): o for o in s["ops"] if o["family"] == "quack_nvfp4_gemm"}
-    assert set(bw) == dense and bw[(512, 256)]["buckets"][-1][1] == T * top_k and bw[(256, 256)]["buckets"][-1][1] == T
-    assert {o["family"] for o in s["ops"] if "sm_100a" in o["archs"]} == {"quack_nvfp4_gemm", "nvfp4_quantize", "nvfp4_global_scale"}
+    assert set(bw) == dense and all(o["buckets"][-1][1] == T for o in bw.values())
+    assert {o["family"] for o in s["ops"] if "sm_100a" in o["archs"]} == {
+        "quack_nvfp4_gemm", "nvfp4_quantize", "nvfp4_global_scale", "moe_route", "moe_permute_quantize",
+        "quack_nvfp4_grouped_gemm", "moe_silu_mul_quantize", "moe_combine"}
+    combine = next(o for o in s["ops"] if o["family"] == "moe_combine")
+    assert combine["archs"] == ["sm_90a", "sm_100a"]  # one op, both runners
     # tunings: manifests/default.toml's tables, by shape
     m = load_manifest(tmp_path / "h.toml")
     ops = {(op.family, tuple(sorted(op.problem.items()))): op for op in m.ops}
@@ -179,6 +193,26 @@ def test_hopper_plan_covers_what_the_runtime_opens(hopper_ckpt, tmp_path):
     text = (tmp_path / "h.toml").read_text()
     assert "# moe_route experts=4 topk=2 pad=1: MoERunner (runtime/moe.py)" in text
     assert "model.layers.{1-2}.mlp.experts.{0-7}  [routed experts: 4 local, top-2, hidden 512, intermediate 256; EP rank r of 2 holds experts 4r..4r+3]" in text
+
+
+def test_plan_is_the_runners_declarations(hopper_ckpt, tmp_path):
+    """Every planned op is one a serving class declares (Nvfp4Linear.ops, MoERunner.ops), on the
+    archs that declare it, and every declared op of a served shape is planned: a change to a
+    runner's op list, padding or threshold changes the plan with it."""
+    from nvfp4_aot.runtime.linear import Nvfp4Linear
+    from nvfp4_aot.runtime.moe import MoERunner
+
+    plan_json(hopper_ckpt, tmp_path / "h.toml", "--ep-size", "2", "--max-num-batched-tokens", "1024")
+    m = load_manifest(tmp_path / "h.toml")
+    h, i, E, top_k = 512, 256, 4, HOPPER_CONFIG["num_experts_per_tok"]
+    dense = {(512, 512), (256, 256), (512, 256), (1024, 512)}
+    declared: dict = {}
+    for arch in ("sm_90a", "sm_100a"):
+        decls = MoERunner.ops(h, i, E, top_k, arch) + [d for n, k in dense for d in Nvfp4Linear.ops(n, k, arch)]
+        for d in decls:
+            declared.setdefault((d.family, tuple(sorted(d.problem.items()))), set()).add(arch)
+    planned = {(op.family, tuple(sorted(op.problem.items()))): set(op.archs) for op in m.ops}
+    assert planned == declared
 
 
 def test_discovery_counts_every_gemm(small_ckpt):
@@ -209,7 +243,9 @@ def test_capture_sizes_and_token_cap_options(small_ckpt, hopper_ckpt, tmp_path):
     # padded: 17..24 runs at 24 -> tile_n 32 (quack), 9..16 at 24 -> the M > 16 row (w4a16)
     assert ops[("quack_w4a16_gemm", 768, 256)]["buckets"] == [[1, 8], [9, 24], [25, 48]]
     assert ops[("w4a16_gemm", 768, 256)]["buckets"] == [[1, 8], [9, 48]]
-    assert ops[("quack_nvfp4_gemm", 256, 256)]["buckets"] == [[1, 96]]  # routed token-slots: up to 48 x 2
+    assert ops[("quack_nvfp4_gemm", 256, 256)]["buckets"] == [[1, 48]]  # dense: tokens (routed experts: MoERunner)
+    grouped = [o for o in s["ops"] if o["family"] == "quack_nvfp4_grouped_gemm"]
+    assert {o["buckets"][-1][1] for o in grouped} == {(48 * 2 + 8 * 127) // 128 * 128}  # grouped rows, pad 128
     assert "# Token buckets: CUDA-graph capture sizes [1, 2, 4, 8, 24, 48]" in (tmp_path / "m.toml").read_text()
     s = plan_json(hopper_ckpt, tmp_path / "h.toml", "--arch", "sm_90a", "--max-num-batched-tokens", "200", "--capture-sizes", "1,8,120,200")
     ops = {o["family"]: o for o in s["ops"]}
@@ -334,7 +370,7 @@ def dsv4_plan(tmp_path_factory):
 def test_dsv4_manifest_is_what_plan_produces(dsv4_plan):
     out, summary = dsv4_plan
     assert out.read_text() == DSV4_MANIFEST.read_text(), "re-run the commands in tests/fixtures/dsv4_headers/README.md"
-    assert summary["per_arch"] == {"sm_90a": 56, "sm_100a": 22}
+    assert summary["per_arch"] == {"sm_90a": 56, "sm_100a": 34}
     ops = summary["ops"]
     dense = {(2048, 7168), (65536, 1536), (7168, 2048), (6144, 7168), (7168, 3072)}  # attention + shared expert
     for fam in ("w4a16_gemm", "quack_w4a16_gemm"):
@@ -343,19 +379,24 @@ def test_dsv4_manifest_is_what_plan_produces(dsv4_plan):
     grouped = {(o["problem"]["n"], o["problem"]["k"], o["problem"]["experts"]): o for o in ops if o["family"] == "w4a16_grouped_gemm"}
     assert set(grouped) == {(6144, 7168, 48), (7168, 3072, 48)}  # routed L1 / L2, 48 local experts
     assert all(o["buckets"] == [[1, 192], [193, 768], [769, 3072], [3073, 8192 * 6]] for o in grouped.values())
-    glue = {o["family"]: o for o in ops if o["family"].startswith("moe_")}
-    assert {f: (o["problem"], o["buckets"][-1][1]) for f, o in glue.items()} == {
-        "moe_route": ({"experts": 48, "topk": 6, "pad": 1}, 8192),
-        "moe_permute": ({"h": 7168, "topk": 6, "experts": 48, "pad": 1}, 8192),
-        "moe_silu_mul": ({"i": 3072}, 8192 * 6),
-        "moe_combine": ({"h": 7168, "topk": 6}, 8192),
-    }
-    assert all(o["archs"] == ["sm_90a"] for o in glue.values())
+    glue = [(o["family"], o["problem"], o["buckets"][-1][1], o["archs"]) for o in ops if o["family"].startswith("moe_")]
+    cap = (8192 * 6 + 48 * 127) // 128 * 128
+    assert glue == [
+        ("moe_route", {"experts": 48, "topk": 6, "pad": 1}, 8192, ["sm_90a"]),
+        ("moe_permute", {"h": 7168, "topk": 6, "experts": 48, "pad": 1}, 8192, ["sm_90a"]),
+        ("moe_silu_mul", {"i": 3072}, 8192 * 6, ["sm_90a"]),
+        ("moe_combine", {"h": 7168, "topk": 6}, 8192, ["sm_90a", "sm_100a"]),
+        ("moe_route", {"experts": 48, "topk": 6, "pad": 128}, 8192, ["sm_100a"]),
+        ("moe_permute_quantize", {"h": 7168, "topk": 6, "experts": 48, "pad": 128}, 8192, ["sm_100a"]),
+        ("moe_silu_mul_quantize", {"i": 3072}, cap, ["sm_100a"]),
+    ]
+    bw_grouped = {(o["problem"]["n"], o["problem"]["k"]): o for o in ops if o["family"] == "quack_nvfp4_grouped_gemm"}
+    assert set(bw_grouped) == {(6144, 7168), (7168, 3072)} and all(o["buckets"][-1][1] == cap for o in bw_grouped.values())
     quant = [o for o in ops if o["family"] in ("nvfp4_quantize", "nvfp4_global_scale")]
     assert {o["problem"]["k"] for o in quant} == {7168, 3072, 1536, 2048} and all(o["archs"] == ["sm_100a"] for o in quant)
     assert summary["unsupported"] == []  # every GEMM has a Hopper and a Blackwell family now
     blackwell = {(o["problem"]["n"], o["problem"]["k"]): o for o in ops if o["family"] == "quack_nvfp4_gemm"}
-    assert set(blackwell) == dense and blackwell[(6144, 7168)]["buckets"][-1] == [257, 8192 * 6]  # routed L1: token-slots
+    assert set(blackwell) == dense and blackwell[(6144, 7168)]["buckets"][-1] == [257, 8192]  # dense: tokens
     text = out.read_text()
     assert "model.layers.{0-60}.mlp.experts.{0-383}.gate_proj + up_proj" in text
     assert "EP rank r of 8 holds experts 48r..48r+47" in text
@@ -366,7 +407,7 @@ def test_dsv4_manifest_compiles_and_verifies(tmp_path):
     out = tmp_path / "artifacts"
     r = run_cli("compile", str(DSV4_MANIFEST), "-o", str(out), "-j", "2", "--json")
     s = json.loads(r.stdout)["manifests"]["deepseek_v4_pro_ep8"]
-    assert s["variants"] == len(s["built"]) == 78 and not s["failed"]
+    assert s["variants"] == len(s["built"]) == 90 and not s["failed"]
     assert json.loads(run_cli("verify", str(out), "--json").stdout)["ok"]
     n_ops = len(re.findall(r"^\[\[op\]\]", DSV4_MANIFEST.read_text(), re.M))
     assert len(json.loads((out / "index.json").read_text())["manifests"]["deepseek_v4_pro_ep8"]["ops"]) == n_ops
