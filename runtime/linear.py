@@ -17,30 +17,14 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from .declare import OpDecl, covered, missing_ops, open_ops  # noqa: F401  (covered re-exported)
-from .errors import ArgumentError, MissingVariantError
+from .errors import MissingVariantError
+from .weights import operands, parts_to_rows, row_alpha  # noqa: F401  (parts_to_rows re-exported)
 
 # M above which quack's WGMMA kernel beats our mma.sync decode kernel, measured on an H200
 # (docs/PERFORMANCE.md, 2026-12-02): one-scale shapes cross over between 32 and 64; the two-scale
 # q_a + kv (N = 2048: only 32 quack CTAs at small M) between 64 and 128.
 QUACK_FROM = 32
 QUACK_FROM_ROW_ALPHA = 64
-
-
-def parts_to_rows(scale_2: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
-    """[..., P] per-part scales -> [..., sum(sizes)] per output row (part p covers sizes[p] rows)."""
-    return torch.repeat_interleave(scale_2, torch.tensor(list(sizes), device=scale_2.device), dim=-1)
-
-
-def row_alpha(scale_2: torch.Tensor, n: int, part_sizes: Sequence[int] | None, device) -> torch.Tensor:
-    """Per-row fp32 alpha [N] from weight_scale_2: a scalar, or one value per stacked part
-    (e.g. q_a + kv: two global scales) with part_sizes summing to N."""
-    s = scale_2.detach().float().reshape(-1).to(device)
-    if s.numel() == 1:
-        return s.expand(n).contiguous()
-    sizes = list(part_sizes or [])
-    if len(sizes) != s.numel() or sum(sizes) != n:
-        raise ArgumentError(f"weight_scale_2 has {s.numel()} values: pass part_sizes with as many parts summing to N={n}, got {sizes}")
-    return parts_to_rows(s, sizes).contiguous()
 
 
 class Nvfp4Linear:
@@ -75,8 +59,6 @@ class Nvfp4Linear:
 
     def __init__(self, store, weight: torch.Tensor, weight_scale: torch.Tensor, weight_scale_2: torch.Tensor, *,
                  max_tokens: int, part_sizes: Sequence[int] | None = None, device: Any = None):
-        from ..kernels.w4a16.prepare import repack
-
         if store.arch != "sm_90a":
             raise MissingVariantError(
                 f"Nvfp4Linear serves sm_90a (W4A16) only; {store.arch} needs NVFP4 activation quantization and the "
@@ -84,7 +66,7 @@ class Nvfp4Linear:
         device = torch.device(device or "cuda")
         self.n, self.k = weight.shape[0], weight.shape[1] * 2
         self.max_tokens = max_tokens
-        self.w = repack(weight.to(device), weight_scale.to(device))
+        self.w = operands(weight.to(device), weight_scale.to(device), "w4a16")["packed"]
         self.alpha = row_alpha(weight_scale_2, self.n, part_sizes, device)
         # one global scale: quack's scalar-alpha kernel; several (q_a + kv): its per-row-alpha twin
         one_scale = self.alpha.numel() > 0 and bool((self.alpha == self.alpha[0]).all())
@@ -94,10 +76,8 @@ class Nvfp4Linear:
         if self.quack_op is None:  # not in the store: w4a16_gemm serves every M
             self.decls = self.ops(self.n, self.k, store.arch, quack=False, one_scale=one_scale)
         else:
-            from ..kernels.quack_w4a16.prepare import prepare_weights
-
-            blob, strip = prepare_weights(weight.to(device), weight_scale.to(device))
-            self.quack = (self.quack_op, blob, strip, self.alpha[:1].clone() if one_scale else self.alpha)
+            q = operands(weight.to(device), weight_scale.to(device), "quack_w4a16")
+            self.quack = (self.quack_op, q["blob"], q["strip"], self.alpha[:1].clone() if one_scale else self.alpha)
         self.quack_from = QUACK_FROM if one_scale else QUACK_FROM_ROW_ALPHA
         self.device = device
 

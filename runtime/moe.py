@@ -33,28 +33,12 @@ import torch
 from .declare import OpDecl, missing_ops, open_ops
 from .errors import ArgumentError, MissingVariantError
 from .layout import GROUP_PAD
-from .linear import parts_to_rows
+from .weights import expert_alpha, expert_operands
 
 PAD = GROUP_PAD["sm_90a"]
 _RUNNER = "MoERunner (runtime/moe.py) "
 _WS_LOCK = threading.Lock()
 _WORKSPACES: dict[tuple, dict[str, torch.Tensor]] = {}
-
-
-def _expert_alpha(scale_2: torch.Tensor, experts: int, n: int, device) -> torch.Tensor:
-    """[E, N] fp32 alpha from weight_scale_2 [E] (one per expert) or [E, 2] (gate, up halves)."""
-    s = scale_2.detach().float().to(device).reshape(experts, -1)
-    if s.shape[1] == 1:
-        return s.expand(experts, n).contiguous()
-    if s.shape[1] == 2 and n % 2 == 0:
-        return parts_to_rows(s, (n // 2, n // 2)).contiguous()
-    raise ArgumentError(f"w13/w2 weight_scale_2 must be [E] or [E, 2], got {tuple(scale_2.shape)}")
-
-
-def _repack_experts(w: torch.Tensor, sf: torch.Tensor, device) -> torch.Tensor:
-    from ..kernels.w4a16.prepare import repack
-
-    return torch.stack([repack(w[e].to(device), sf[e].to(device)) for e in range(w.shape[0])]).contiguous()
 
 
 def workspace(device, experts: int, hidden: int, inter: int, topk: int, max_tokens: int) -> dict[str, torch.Tensor]:
@@ -152,10 +136,10 @@ class MoERunner:
         self.top_k, self.max_tokens, self.device = top_k, max_tokens, device
         h, i = self.hidden, self.intermediate
         self.decls = open_ops(self, store, self.ops(h, i, e, top_k, store.arch))
-        self.w13 = _repack_experts(w13, w13_scale, device)
-        self.w2 = _repack_experts(w2, w2_scale, device)
-        self.alpha13 = _expert_alpha(w13_scale_2, e, 2 * i, device)
-        self.alpha2 = _expert_alpha(w2_scale_2, e, h, device)
+        self.w13 = expert_operands(w13, w13_scale, "w4a16", device)["packed"]
+        self.w2 = expert_operands(w2, w2_scale, "w4a16", device)["packed"]
+        self.alpha13 = expert_alpha(w13_scale_2, e, 2 * i, device, "w13")  # [E, 2] gate/up: per row
+        self.alpha2 = expert_alpha(w2_scale_2, e, h, device, "w2")
         self.expert_start = torch.tensor([expert_start], dtype=torch.int32, device=device)
         self.ws = workspace(device, e, h, i, top_k, max_tokens)
 

@@ -7,9 +7,12 @@ whether it runs correctly on a B200 is unverified.
     moe_route              pad 128: every expert's rows start at a multiple of 128
     moe_permute_quantize   hidden -> NVFP4 codes + scales swizzled over the padded rows (which
                            is the per-expert swizzle, since groups start at multiples of 128)
-    quack_nvfp4_grouped_gemm  L1, alpha[e] = w13_scale_2[e] / gs1
+    quack_nvfp4_grouped_gemm  L1, alpha[e] = gate scale[e] / gs1 (both halves)
     moe_silu_mul_quantize  -> NVFP4 input of L2 under gs2
-    quack_nvfp4_grouped_gemm  L2, alpha[e] = w2_scale_2[e] / gs2
+    quack_nvfp4_grouped_gemm  L2, alpha[e] = w2_scale_2[e] * (up / gate scale)[e] / gs2
+The block-scaled GEMM has one alpha per expert: with unequal gate/up global scales ([E, 2]) L1's
+up half comes out divided by up/gate, which L2's alpha restores exactly (silu(gate) * up is linear
+in up, L2 is linear): runtime/weights.py gate_up_alpha.
     moe_combine
 Activation global scales gs1 (L1 input) and gs2 (L2 input, after SiLU * up) come from real
 activations at warm-up (`calibrate`), never from the checkpoint's input_scale (calibration
@@ -28,23 +31,10 @@ from .declare import OpDecl, missing_ops, open_ops
 from .errors import ArgumentError
 from .layout import GROUP_PAD, capacity
 from .nvfp4 import GS_NUMERATOR
+from .weights import expert_operands, gate_up_alpha
 
 PAD = GROUP_PAD["sm_100a"]
 _RUNNER = "MoERunner (runtime/moe_sm100.py) "
-
-
-def _swizzled_scales(sf: torch.Tensor, device) -> torch.Tensor:
-    """[E, N, K/16] E4M3 (row-major, ModelOpt) -> the same bytes in the 128x4 layout per expert."""
-    from ..kernels.nvfp4_quantize.ref import swizzle_sf
-
-    s = sf.view(torch.uint8).to(device)
-    return torch.stack([swizzle_sf(s[e]) for e in range(s.shape[0])]).contiguous()
-
-
-def _per_expert(scale_2: torch.Tensor, experts: int, device) -> torch.Tensor:
-    s = scale_2.detach().float().to(device).reshape(experts, -1)
-    # gate and up share a global scale in ModelOpt exports; [E, 2] keeps the gate's (as vLLM does)
-    return s[:, 0].contiguous()
 
 
 class Sm100MoE:
@@ -77,10 +67,15 @@ class Sm100MoE:
         self.num_experts, self.hidden, self.intermediate = e, h, i
         self.top_k, self.max_tokens, self.device = top_k, max_tokens, device
         self.decls = open_ops(self, store, self.ops(h, i, e, top_k))
-        self.w13, self.w13_sf = w13.to(device).contiguous(), _swizzled_scales(w13_scale, device)
-        self.w2, self.w2_sf = w2.to(device).contiguous(), _swizzled_scales(w2_scale, device)
-        self.w13_s2 = _per_expert(w13_scale_2, e, device)
-        self.w2_s2 = _per_expert(w2_scale_2, e, device)
+        self.w13 = w13.to(device).contiguous()
+        self.w13_sf = expert_operands(w13, w13_scale, "swizzled", device)["sf_swizzled"]
+        self.w2 = w2.to(device).contiguous()
+        self.w2_sf = expert_operands(w2, w2_scale, "swizzled", device)["sf_swizzled"]
+        # one alpha per expert in the block-scaled grouped GEMM: L1 runs both halves with the
+        # gate's scale, the up/gate ratio is applied in L2 (runtime/weights.py gate_up_alpha)
+        self.w13_s2, up_over_gate = gate_up_alpha(w13_scale_2, e, device, "w13")
+        w2_s2, _ = gate_up_alpha(w2_scale_2, e, device, "w2")
+        self.w2_s2 = (w2_s2 * up_over_gate).contiguous()
         self.expert_start = torch.tensor([expert_start], dtype=torch.int32, device=device)
         self.gs1 = torch.full((1,), float("nan"), device=device)
         self.gs2 = torch.full((1,), float("nan"), device=device)
@@ -128,11 +123,11 @@ class Sm100MoE:
         self._set_scale(0, float(hidden.float().abs().amax()))
         m = hidden.shape[0]
         cap = self._front(hidden, topk_ids, m, True)
-        from ..kernels.moe_glue.ref import silu_mul_ref
+        from ..kernels.moe_glue.spec_silu_mul import silu_mul
 
         h1 = self.ws["h1"][:cap]
         valid = self.ws["src_token"][:cap] >= 0
-        act = silu_mul_ref(h1[valid]) if bool(valid.any()) else h1[:0, : self.intermediate]
+        act = silu_mul(h1[valid]) if bool(valid.any()) else h1[:0, : self.intermediate]
         self._set_scale(1, float(act.float().abs().amax()) if act.numel() else 0.0)
         self.calibrated = True
 

@@ -1,5 +1,17 @@
-"""Weight loading: a ModelOpt NVFP4 checkpoint (safetensors, memory-mapped) -> the tensors the
-kernels read, per layer and per expert-parallel rank. torch + safetensors only.
+"""The one path from NVFP4 weights to kernel operands: a ModelOpt NVFP4 checkpoint (safetensors,
+memory-mapped) -> the tensors the kernels read, per layer and per expert-parallel rank; and the
+operand preparation every runner uses on weights it is handed (`operands`, `expert_operands`,
+the global-scale -> alpha functions `row_alpha`, `expert_alpha`, `gate_up_alpha`). torch +
+safetensors only; the layouts themselves live beside their families (kernels/*/layout.py).
+
+Global scales (weight_scale_2, a *decode* scale) and alpha, defined here once:
+  one GEMM of stacked parts (q_a + kv): [P] -> per output row [N] (`row_alpha`);
+  an expert stack: [E] (one per expert) or [E, 2] = (gate, up) for the stacked gate_up GEMM
+  ([:, 0] covers rows [0, N/2), [:, 1] rows [N/2, N)) -> per row [E, N] (`expert_alpha`: the
+  Hopper grouped GEMM's epilogue), or, for a kernel with one alpha per expert (sm_100a's
+  block-scaled grouped GEMM), the gate's scale for L1 plus up/gate per expert (`gate_up_alpha`),
+  which the runner folds into L2's alpha: silu(gate) * up is linear in up and L2 is linear, so
+  both archs honour unequal gate/up scales exactly.
 
 Shards are opened with `safetensors.safe_open(..., framework="pt")`, which memory-maps the file;
 only the tensors asked for are read (a rank reads its own experts, not the other ranks').
@@ -11,10 +23,11 @@ only the tensors asked for are read (a rank reads its own experts, not the other
     moe.w13.sf_swizzled[i]                                  # Blackwell 128x4 layout, swizzled per expert
     moe.global_to_local[g]                                  # -1 where global expert g lives on another rank
 
-Layouts (`layouts=`):
-  "w4a16"    blob [N/64, K/64, 128, 16] + strip [N/64, K/64, 32, 4, 2] (quack_w4a16.prepare)
-  "swizzled" q [N, K/2] as in the checkpoint + sf_swizzled [round_up(N, 128), K/16] in the 128x4
-             block-scaled layout (nvfp4_quantize.ref.swizzle_sf), per expert for expert stacks
+Layouts (`layouts=`, default ("quack_w4a16", "swizzled")):
+  "w4a16"        packed int32 [N/16, K/256, 576] (kernels/w4a16/layout.py: our W4A16 GEMMs)
+  "quack_w4a16"  blob [N/64, K/64, 128, 16] + strip [N/64, K/64, 32, 4, 2] (kernels/quack_w4a16/layout.py)
+  "swizzled"     q [N, K/2] as in the checkpoint + sf_swizzled [round_up(N, 128), K/16] in the 128x4
+                 block-scaled layout (kernels/nvfp4_quantize/layout.py), per expert for expert stacks
 Global scales: `weight_scale_2` per stacked part ([P]; the kernels' alpha = weight_scale_2, a
 decode scale); `alpha` is that single value when every part agrees (a fused GEMM with one
 epilogue scale needs them equal; `row_alpha` gives it per output row otherwise). `input_scale`
@@ -33,10 +46,110 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from .checkpoint import FUSIONS, Checkpoint, CheckpointError, Linear, expert_range
-from .linear import parts_to_rows
+from .errors import ArgumentError
 
-LAYOUTS = ("w4a16", "swizzled")
+LAYOUTS = ("quack_w4a16", "swizzled")  # what load_* prepare by default
+OPERANDS = {"w4a16": ("packed",), "quack_w4a16": ("blob", "strip"), "swizzled": ("sf_swizzled",)}
 _TORCH_DTYPES = {"U8": torch.uint8, "F8_E4M3": torch.float8_e4m3fn, "F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
+
+
+# ----------------------------------------------------------------------------- alpha
+
+
+def parts_to_rows(scale_2: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
+    """[..., P] per-part scales -> [..., sum(sizes)] per output row (part p covers sizes[p] rows)."""
+    return torch.repeat_interleave(scale_2, torch.tensor(list(sizes), device=scale_2.device), dim=-1)
+
+
+def row_alpha(scale_2: torch.Tensor, n: int, part_sizes: Sequence[int] | None = None, device: Any = None) -> torch.Tensor:
+    """Per-row fp32 alpha [N] of one GEMM from weight_scale_2: a scalar, or one value per stacked
+    part (e.g. q_a + kv: two global scales) with part_sizes summing to N."""
+    s = scale_2.detach().float().reshape(-1).to(device or scale_2.device)
+    if s.numel() == 1:
+        return s.expand(n).contiguous()
+    sizes = list(part_sizes or [])
+    if len(sizes) != s.numel() or sum(sizes) != n:
+        raise ArgumentError(f"weight_scale_2 has {s.numel()} values: pass part_sizes with as many parts summing to N={n}, got {sizes}")
+    return parts_to_rows(s, sizes).contiguous()
+
+
+def _per_expert(scale_2: torch.Tensor, experts: int, device: Any, what: str) -> torch.Tensor:
+    """[E] or [E, P] -> fp32 [E, P], P in (1, 2) (see the module docstring)."""
+    s = scale_2.detach().float().to(device or scale_2.device).reshape(experts, -1)
+    if s.shape[1] not in (1, 2):
+        raise ArgumentError(f"{what}: weight_scale_2 must be [E] or [E, 2] (gate, up), got {tuple(scale_2.shape)}")
+    bad = ~torch.isfinite(s).all(1)
+    if bad.any():
+        raise ArgumentError(f"{what}: weight_scale_2 of expert {int(torch.nonzero(bad)[0])} is not finite: {s[bad][0].tolist()}")
+    return s
+
+
+def expert_alpha(scale_2: torch.Tensor, experts: int, n: int, device: Any = None, what: str = "w13") -> torch.Tensor:
+    """fp32 [E, N] per-row alpha from weight_scale_2 [E] or [E, 2] (gate rows, then up rows)."""
+    s = _per_expert(scale_2, experts, device, what)
+    if s.shape[1] == 2 and n % 2:
+        raise ArgumentError(f"{what}: [E, 2] (gate, up) global scales need an even N, got {n}")
+    return parts_to_rows(s, (n,) if s.shape[1] == 1 else (n // 2, n // 2)).contiguous()
+
+
+def gate_up_alpha(scale_2: torch.Tensor, experts: int, device: Any = None, what: str = "w13") -> tuple[torch.Tensor, torch.Tensor]:
+    """For a kernel with one alpha per expert: (gate scale [E], up / gate [E]). The stacked L1
+    runs with the gate's scale on both halves, so its up half comes out divided by up / gate;
+    the caller multiplies that ratio into L2's alpha (exact: silu(gate) * up is linear in up)."""
+    s = _per_expert(scale_2, experts, device, what)
+    gate = s[:, 0].contiguous()
+    if s.shape[1] == 1:
+        return gate, torch.ones_like(gate)
+    # a zero gate scale means a zero gate half: silu(0) * up = 0 whatever the up scale
+    ratio = torch.where(gate != 0, s[:, 1] / torch.where(gate != 0, gate, torch.ones_like(gate)), torch.ones_like(gate))
+    return gate, ratio.contiguous()
+
+
+def single_alpha(ws2: torch.Tensor, parts: Sequence[str]) -> torch.Tensor:
+    """[..., P] per-part scales -> [R] (one per GEMM), if the parts of each GEMM agree."""
+    w = ws2.reshape(-1, ws2.shape[-1])
+    if not torch.equal(w, w[:, :1].expand_as(w)):
+        raise CheckpointError(
+            f"{' + '.join(parts)}: the stacked parts have different weight_scale_2 {ws2.tolist()}; "
+            "one GEMM applies one alpha (use row_alpha, or run the parts separately)"
+        )
+    return w[:, 0].contiguous()
+
+
+# ----------------------------------------------------------------------------- operands
+
+
+def operands(q: torch.Tensor, sf: torch.Tensor, layout: str) -> dict[str, torch.Tensor]:
+    """One NVFP4 matrix (q uint8 [N, K/2], sf E4M3 [N, K/16] row-major) -> the named operands of
+    `layout` (OPERANDS[layout]); raises ValueError when the shape has no such layout."""
+    sf = sf.view(torch.uint8) if sf.dtype != torch.uint8 else sf
+    if layout == "w4a16":
+        from nvfp4_aot.kernels.w4a16.layout import repack
+
+        return {"packed": repack(q, sf)}
+    if layout == "quack_w4a16":
+        from nvfp4_aot.kernels.quack_w4a16.layout import prepare_weights
+
+        blob, strip = prepare_weights(q, sf)
+        return {"blob": blob, "strip": strip}
+    if layout == "swizzled":
+        from nvfp4_aot.kernels.nvfp4_quantize.layout import swizzle_sf
+
+        return {"sf_swizzled": swizzle_sf(sf)}
+    raise ValueError(f"unknown layout {layout!r}; known: {sorted(OPERANDS)}")
+
+
+def expert_operands(q: torch.Tensor, sf: torch.Tensor, layout: str, device: Any = None) -> dict[str, torch.Tensor]:
+    """operands() of each expert of a stack (q [E, N, K/2], sf [E, N, K/16]), stacked along E.
+    Per expert: a layout tile (e.g. a 128-row scale atom) never spans two experts."""
+    per = [operands(q[e].to(device or q.device), sf[e].to(device or sf.device), layout) for e in range(q.shape[0])]
+    return {name: torch.stack([p[name] for p in per]).contiguous() for name in OPERANDS[layout]}
+
+
+def _dequant(q: torch.Tensor, sf: torch.Tensor) -> torch.Tensor:
+    from nvfp4_aot.kernels.quack_w4a16.layout import dequantize
+
+    return dequantize(q, sf)
 
 
 class _Files:
@@ -85,9 +198,10 @@ class LinearWeights:
     sf: torch.Tensor  # uint8 [N, K/16] E4M3 bits, row-major
     weight_scale_2: torch.Tensor  # fp32 [P]: per-part decode scale (alpha)
     input_scale: torch.Tensor | None  # fp32 [P] (calibration; see module docstring)
-    blob: torch.Tensor | None = None  # "w4a16"
-    strip: torch.Tensor | None = None  # "w4a16"
+    blob: torch.Tensor | None = None  # "quack_w4a16"
+    strip: torch.Tensor | None = None  # "quack_w4a16"
     sf_swizzled: torch.Tensor | None = None  # "swizzled"
+    packed: torch.Tensor | None = None  # "w4a16"
 
     @property
     def n(self) -> int:
@@ -100,47 +214,24 @@ class LinearWeights:
     @property
     def alpha(self) -> torch.Tensor:
         """fp32 [1]: the GEMM's decode scale (every part's weight_scale_2 must agree)."""
-        return _single_alpha(self.weight_scale_2, self.parts)
+        return single_alpha(self.weight_scale_2, self.parts)
 
     def row_alpha(self) -> torch.Tensor:
         """fp32 [N]: each output row's decode scale."""
-        return parts_to_rows(self.weight_scale_2, self.rows)
+        return row_alpha(self.weight_scale_2, self.n, self.rows)
 
     def dequantize(self) -> torch.Tensor:
         """fp32 [N, K]: e2m1(q) * e4m3(sf) * weight_scale_2 of the row's part."""
         return _dequant(self.q, self.sf) * self.row_alpha().unsqueeze(1)
 
 
-def _single_alpha(ws2: torch.Tensor, parts: Sequence[str]) -> torch.Tensor:
-    """[..., P] per-part scales -> [R] (one per GEMM), if the parts of each GEMM agree."""
-    w = ws2.reshape(-1, ws2.shape[-1])
-    if not torch.equal(w, w[:, :1].expand_as(w)):
-        raise CheckpointError(
-            f"{' + '.join(parts)}: the stacked parts have different weight_scale_2 {ws2.tolist()}; "
-            "one GEMM applies one alpha (use row_alpha, or run the parts separately)"
-        )
-    return w[:, 0].contiguous()
-
-
-def _dequant(q: torch.Tensor, sf: torch.Tensor) -> torch.Tensor:
-    from nvfp4_aot.kernels.quack_w4a16.prepare import dequantize
-
-    return dequantize(q, sf)
-
-
 def _layouts(q: torch.Tensor, sf: torch.Tensor, layouts: Iterable[str], what: str) -> dict[str, torch.Tensor]:
-    from nvfp4_aot.kernels.nvfp4_quantize.ref import swizzle_sf
-    from nvfp4_aot.kernels.quack_w4a16.prepare import prepare_weights
-
     out: dict[str, torch.Tensor] = {}
     for lay in layouts:
-        if lay not in LAYOUTS:
-            raise ValueError(f"unknown layout {lay!r}; known: {LAYOUTS}")
+        if lay not in OPERANDS:
+            raise ValueError(f"unknown layout {lay!r}; known: {sorted(OPERANDS)}")
         try:
-            if lay == "w4a16":
-                out["blob"], out["strip"] = prepare_weights(q, sf)
-            else:
-                out["sf_swizzled"] = swizzle_sf(sf)
+            out.update(operands(q, sf, lay))
         except ValueError as e:
             raise CheckpointError(f"{what}: shape [{q.shape[0]}, {2 * q.shape[1]}] has no {lay!r} layout ({e})") from None
     return out
@@ -186,15 +277,16 @@ class ExpertStack:
     blob: torch.Tensor | None = None  # [E, N/64, K/64, 128, 16]
     strip: torch.Tensor | None = None  # [E, N/64, K/64, 32, 4, 2]
     sf_swizzled: torch.Tensor | None = None  # [E, round_up(N, 128), K/16], swizzled per expert
+    packed: torch.Tensor | None = None  # [E, N/16, K/256, 576]
 
     @property
     def alpha(self) -> torch.Tensor:
         """fp32 [E]: each expert's decode scale (its parts' weight_scale_2 must agree)."""
-        return _single_alpha(self.weight_scale_2, self.parts)
+        return single_alpha(self.weight_scale_2, self.parts)
 
     def row_alpha(self) -> torch.Tensor:
-        """fp32 [E, N]: each expert's per-row decode scale."""
-        return parts_to_rows(self.weight_scale_2, self.rows)
+        """fp32 [E, N]: each expert's per-row decode scale (expert_alpha's convention)."""
+        return expert_alpha(self.weight_scale_2, self.q.shape[0], self.q.shape[1])
 
     def dequantize(self, i: int) -> torch.Tensor:
         """fp32 [N, K] of local expert i."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import torch
 
-from vllm.logger import init_logger
 from vllm.model_executor.layers.fused_moe import FusedMoEMethodBase
 from vllm.model_executor.layers.fused_moe.activation import MoEActivation
 from vllm.model_executor.parameter import ModelWeightParameter, PerTensorScaleParameter
@@ -23,9 +22,6 @@ from . import ops
 from .artifacts import check_coverage, get_store
 from .linear import _current_device, _prime
 from .serving import current_vllm_config, expert_start, serving_shape
-
-logger = init_logger(__name__)
-
 
 # The class name must contain "ModelOpt": RoutedExperts.weight_loader picks the ModelOpt loading
 # rules (per-tensor weight_scale_2, two-shard w13 input scales) by that substring.
@@ -98,15 +94,9 @@ class Nvfp4AotModelOptMoEMethod(FusedMoEMethodBase):
     def process_weights_after_loading(self, layer: torch.nn.Module) -> None:
         from nvfp4_aot.runtime.moe import MoERunner
 
+        # [E, 2] = (gate, up) global scales, passed whole: the runner honours unequal ones on
+        # both archs (runtime/weights.py: per-row alpha on sm_90a, up/gate folded into L2 on sm_100a)
         ws2 = layer.w13_weight_scale_2.data
-        if not torch.equal(ws2[:, 0], ws2[:, 1]):
-            # The runtime takes one global scale per expert for the stacked gate/up GEMM, as vLLM's
-            # own NVFP4 MoE does; ModelOpt exports equal ones (shared amax). Same warning as vLLM.
-            logger.warning(
-                "nvfp4_aot: %s: gate and up weight_scale_2 differ for some experts; using the gate's "
-                "(accuracy of the up projection may suffer)",
-                self.prefix,
-            )
         for name in ("w13_input_scale", "w2_input_scale"):
             if hasattr(layer, name):
                 delattr(layer, name)
@@ -119,7 +109,7 @@ class Nvfp4AotModelOptMoEMethod(FusedMoEMethodBase):
             self.store,
             w13=layer.w13_weight.data,
             w13_scale=layer.w13_weight_scale.data,
-            w13_scale_2=ws2[:, 0].contiguous().to(torch.float32),
+            w13_scale_2=ws2.to(torch.float32).contiguous(),
             w2=layer.w2_weight.data,
             w2_scale=layer.w2_weight_scale.data,
             w2_scale_2=layer.w2_weight_scale_2.data.to(torch.float32),

@@ -10,9 +10,9 @@ from typing import Any
 import torch
 
 from nvfp4_aot.runtime.nvfp4 import E2M1_VALUES, E4M3_MAX, GS_NUMERATOR, SF_BLOCK
-from nvfp4_aot.runtime.nvfp4 import round_up as _round_up
 
 from . import _E2M1_STEPS
+from .layout import swizzle_sf, unswizzle_sf  # noqa: F401  (re-exported)
 
 
 def e2m1_codes(v: torch.Tensor) -> torch.Tensor:
@@ -28,25 +28,6 @@ def e2m1_decode(codes: torch.Tensor) -> torch.Tensor:
     lut = torch.tensor(E2M1_VALUES, dtype=torch.float32, device=codes.device)
     mag = lut[(codes & 7).long()]
     return torch.where((codes & 8) != 0, -mag, mag)
-
-
-def swizzle_sf(sf: torch.Tensor) -> torch.Tensor:
-    """Row-major [M, Ks] scales -> [round_up(M,128), Ks] in the 128x4 block-scaled layout."""
-    m, ks = sf.shape
-    if ks % 4:
-        raise ValueError(f"scale columns {ks} must be a multiple of 4")
-    mp = _round_up(m, 128)
-    pad = torch.zeros((mp, ks), dtype=sf.dtype, device=sf.device)
-    pad[:m] = sf
-    # m = mt*128 + im*32 + om ; c = kt*4 + ik  ->  [mt, kt, om, im, ik]
-    t = pad.view(mp // 128, 4, 32, ks // 4, 4).permute(0, 3, 2, 1, 4)
-    return t.contiguous().view(mp, ks)
-
-
-def unswizzle_sf(sf: torch.Tensor, m: int) -> torch.Tensor:
-    mp, ks = sf.shape
-    t = sf.contiguous().view(mp // 128, ks // 4, 32, 4, 4).permute(0, 3, 2, 1, 4)
-    return t.contiguous().view(mp, ks)[:m]
 
 
 def quantize_ref(x: torch.Tensor, global_scale: torch.Tensor, sf_layout: str = "swizzled"):

@@ -30,14 +30,21 @@ def test_bad_layouts_named(offsets, counts, rows, match):
 
 
 def test_per_part_scales_become_per_row_alpha():
-    """One expansion (linear.parts_to_rows) serves Nvfp4Linear, MoERunner and the weight loader."""
-    from nvfp4_aot.runtime.linear import row_alpha
-    from nvfp4_aot.runtime.moe import _expert_alpha
+    """One home for weight_scale_2 -> alpha (runtime/weights.py) serves Nvfp4Linear, both MoE
+    paths and the weight loader, with the [E, 2] = (gate, up) convention."""
+    from nvfp4_aot.runtime.weights import expert_alpha, gate_up_alpha, row_alpha
 
     assert row_alpha(torch.tensor([0.5, 2.0]), 4, (3, 1), "cpu").tolist() == [0.5, 0.5, 0.5, 2.0]
     assert row_alpha(torch.tensor(0.25), 3, None, "cpu").tolist() == [0.25] * 3
     with pytest.raises(ArgumentError, match="part_sizes"):
         row_alpha(torch.tensor([0.5, 2.0]), 4, (2, 1), "cpu")
-    a = _expert_alpha(torch.tensor([[1.0, 2.0], [3.0, 4.0]]), 2, 4, "cpu")
+    a = expert_alpha(torch.tensor([[1.0, 2.0], [3.0, 4.0]]), 2, 4, "cpu")
     assert a.tolist() == [[1.0, 1.0, 2.0, 2.0], [3.0, 3.0, 4.0, 4.0]]
-    assert _expert_alpha(torch.tensor([1.0, 3.0]), 2, 2, "cpu").tolist() == [[1.0, 1.0], [3.0, 3.0]]
+    assert expert_alpha(torch.tensor([1.0, 3.0]), 2, 2, "cpu").tolist() == [[1.0, 1.0], [3.0, 3.0]]
+    gate, ratio = gate_up_alpha(torch.tensor([[1.0, 2.0], [3.0, 3.0], [0.0, 5.0]]), 3, "cpu")
+    assert gate.tolist() == [1.0, 3.0, 0.0] and ratio.tolist() == [2.0, 1.0, 1.0]  # zero gate: silu(0) * up = 0
+    assert gate_up_alpha(torch.tensor([2.0, 4.0]), 2, "cpu")[1].tolist() == [1.0, 1.0]
+    with pytest.raises(ArgumentError, match="w13: weight_scale_2 of expert 1 is not finite"):
+        expert_alpha(torch.tensor([[1.0, 1.0], [float("nan"), 1.0]]), 2, 4, "cpu")
+    with pytest.raises(ArgumentError, match=r"must be \[E\] or \[E, 2\]"):
+        gate_up_alpha(torch.ones(2, 3), 2, "cpu")

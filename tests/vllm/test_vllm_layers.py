@@ -172,7 +172,8 @@ def _moe_layer(vllm_config, g, *, prefix="m.l0.mlp.experts"):
     from vllm.model_executor.layers.fused_moe.layer import FusedMoEFactory
 
     gate = [random_nvfp4(I, H, gen=g, scale_2=0.01 + e * 1e-3) for e in range(E)]
-    up = [random_nvfp4(I, H, gen=g, scale_2=0.01 + e * 1e-3) for e in range(E)]  # = gate's, as ModelOpt exports
+    # unequal to the gate's (ModelOpt exports them equal; a checkpoint need not): honoured, not dropped
+    up = [random_nvfp4(I, H, gen=g, scale_2=0.017 + e * 1e-3) for e in range(E)]
     down = [random_nvfp4(H, I, gen=g, scale_2=0.02) for e in range(E)]
     with set_current_vllm_config(vllm_config):
         moe = FusedMoEFactory(E, TOPK, H, I, params_dtype=torch.bfloat16, quant_config=_cfg(), prefix=prefix)

@@ -91,10 +91,12 @@ class FakeMoERunner:
 
     def __init__(self, store, *, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, expert_start, top_k, max_tokens, device=None):
         e = w13.shape[0]
-        assert w13_scale_2.shape == (e,) and w2_scale_2.shape == (e,)
+        assert w13_scale_2.shape in ((e,), (e, 2)) and w2_scale_2.shape == (e,)  # [E, 2]: (gate, up)
         self.store, self.expert_start, self.top_k, self.max_tokens = store, expert_start, top_k, max_tokens
         self.num_experts, self.hidden, self.intermediate = e, w2.shape[1], w2.shape[2] * 2
-        self.w13 = torch.stack([dequant(w13[i], w13_scale[i], w13_scale_2[i]) for i in range(e)])
+        s13, i = w13_scale_2.reshape(e, -1).expand(e, 2), self.intermediate
+        self.w13 = torch.stack([torch.cat([dequant(w13[j][:i], w13_scale[j][:i], s13[j, 0]),
+                                           dequant(w13[j][i:], w13_scale[j][i:], s13[j, 1])]) for j in range(e)])
         self.w2 = torch.stack([dequant(w2[i], w2_scale[i], w2_scale_2[i]) for i in range(e)])
         FakeMoERunner.instances.append(self)
 

@@ -1,0 +1,57 @@
+"""Rules shared by the MoE glue family specs (see the package docstring): vector widths, thread
+counts, route's ranges, int32 index bounds. No torch, no cutlass."""
+
+from __future__ import annotations
+
+VEC = 8  # bf16 elements per 16-byte vector
+THREADS = (64, 128, 256, 512, 1024)
+
+
+def threads_reason(threads: int) -> list[str]:
+    return [] if threads in THREADS else [f"threads={threads} must be one of {THREADS}"]
+
+
+def vector_dim_reasons(name: str, value: int, tensors: str) -> list[str]:
+    """A feature dim read and written as 16-byte vectors, indexed with int32 up to max_m rows."""
+    r = []
+    if value < VEC or value % VEC:
+        r.append(f"{name}={value} must be a positive multiple of {VEC} (16-byte vectors of {tensors})")
+    if value > 1 << 16:
+        r.append(f"{name}={value} must be <= 65536 (int32 vector index at M = max_m)")
+    return r
+
+
+# The fused families index items with int32 (item < CAP * H / 8 for permute): a smaller max_m
+# than route's keeps CAP at max_m times the per-row items below 2^31 for DeepSeek-V4 sizes
+# (can_implement checks it for the given H, TOPK, E, PAD).
+FUSED_MAX_M = 65536
+QUANT_THREADS = (64, 128, 256, 512)
+SF_SWIZZLE_ROWS = 128  # rows of one 128x4 atom of the block-scaled scale layout
+QUANT_ITEM = 64  # elements per quantize item (4 scale blocks of 16)
+
+
+def routing_reasons(topk: int, experts: int, pad: int) -> list[str]:
+    r = []
+    if not 1 <= topk <= 32:
+        r.append(f"topk={topk} must be in [1, 32] (route's range)")
+    if not 1 <= experts <= 1024:
+        r.append(f"experts={experts} must be in [1, 1024] (route's range)")
+    if not 1 <= pad <= 1024:
+        r.append(f"pad={pad} must be in [1, 1024] (route's range)")
+    return r
+
+
+def int32_items_reasons(name: str, rows_at_max: int, per_row: int, what: str) -> list[str]:
+    n = rows_at_max * per_row
+    if n >= 2**31:
+        return [f"{name}: {rows_at_max} rows at max_m={FUSED_MAX_M} x {per_row} {what} per row = {n} items "
+                f"must stay below 2^31 (int32 item index)"]
+    return []
+
+
+def quant_dim_reasons(name: str, value: int) -> list[str]:
+    if value < QUANT_ITEM or value % QUANT_ITEM:
+        return [f"{name}={value} must be a positive multiple of {QUANT_ITEM} (4 scale blocks of 16 per thread item)"]
+    if value > 1 << 16:
+        return [f"{name}={value} must be <= 65536"]
+    return []

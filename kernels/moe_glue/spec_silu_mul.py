@@ -1,0 +1,78 @@
+"""moe_silu_mul: x [M, 2I] bf16 (gate | up) -> silu(gate) * up [M, I] bf16 (package docstring: numerics)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..family import Arg, Family, Signature
+from ..tolerances import REL_FROBENIUS
+from .common import THREADS, threads_reason, vector_dim_reasons  # noqa: F401
+
+@dataclass(frozen=True)
+class SiluMulParams:
+    i: int  # intermediate size: x has 2 * i columns, out has i
+    threads: int = 256  # threads per CTA (tuning)
+    unroll: int = 2  # 16-byte output vectors per thread (tuning: loads in flight)
+
+
+class SiluMulFamily(Family):
+    name = "moe_silu_mul"
+    tiles = ((128, {"threads": 128, "unroll": 1}), (None, {"threads": 256, "unroll": 2}))  # decode (M <= 128): narrower CTAs
+    params_type = SiluMulParams
+    problem_keys = ("i",)
+    max_m = 1 << 20
+    modules = ("nvfp4_aot.kernels.moe_glue.spec_silu_mul", "nvfp4_aot.kernels.moe_glue.kernel")
+
+    def can_implement(self, p: SiluMulParams, arch: str) -> list[str]:
+        r = super().can_implement(p, arch) + threads_reason(p.threads)
+        r += vector_dim_reasons("i", p.i, "gate, up and out")
+        if p.unroll not in (1, 2, 4):
+            r.append(f"unroll={p.unroll} must be 1, 2 or 4")
+        return r
+
+    def signature(self, p: SiluMulParams) -> Signature:
+        return Signature(
+            (
+                Arg("x", "bfloat16", ("M", "I * 2"), align=16),
+                Arg("out", "bfloat16", ("M", "I"), align=16, output=True),
+            ),
+            static={"I": p.i},
+        )
+
+    def compile_args(self, p: SiluMulParams, arch: str):
+        from . import kernel
+
+        return kernel.make_silu_mul(p), kernel.fake_args_silu_mul(p)
+
+    def make_inputs(self, p: SiluMulParams, m: int, device: Any, seed: int, poison: float = float("nan")):
+        import torch
+
+        g = torch.Generator(device=device).manual_seed(seed)
+        # gate spans the saturating regions of silu (|g| up to ~24), up is O(1)
+        x = torch.randn((m, 2 * p.i), generator=g, device=device)
+        x[:, : p.i] *= torch.exp2(torch.randint(-3, 4, (m, 1), generator=g, device=device).float())
+        x = x.to(torch.bfloat16)
+        return {"x": x, "out": torch.full((m, p.i), poison, dtype=torch.bfloat16, device=device)}
+
+    def reference(self, p: SiluMulParams, inputs: Mapping[str, Any]):
+        return {"out": silu_mul(inputs["x"])}
+
+    def check(self, p, got, want) -> list[str]:
+        from .ref import rel_frobenius_errors
+
+        return rel_frobenius_errors("out", got["out"], want["out"], REL_FROBENIUS["bfloat16"])
+
+
+def silu_mul(x: Any) -> Any:
+    """silu(gate) * up of x [M, 2I] (gate | up) in fp32, rounded once to bf16: what moe_silu_mul
+    stores (the kernel's ex2 / rcp approximations move it by a few fp32 ulps) and what
+    moe_silu_mul_quantize quantizes. Torch, imported lazily (the build never needs it)."""
+    import torch
+
+    i = x.shape[1] // 2
+    xf = x.float()
+    return (torch.nn.functional.silu(xf[:, :i]) * xf[:, i:]).to(torch.bfloat16)
+
+
+FAMILY = SiluMulFamily()
