@@ -118,7 +118,7 @@ class _Use:
 
 
 @dataclass
-class _Op:
+class _Planned:
     """An [[op]] being planned: merged over the archs (and runners) that declare it."""
 
     family: str
@@ -181,7 +181,7 @@ class Planner:
         self.tokens = s.max_num_batched_tokens
         given = s.capture_sizes if s.capture_sizes is not None else vllm_capture_sizes(min(s.max_capture_size, self.tokens))
         self.sizes = sorted(set(given) | {self.tokens})
-        self.ops: dict[tuple, _Op] = {}
+        self.ops: dict[tuple, _Planned] = {}
         self.unsupported: list[str] = []
 
     # -- helpers -------------------------------------------------------------------
@@ -236,7 +236,7 @@ class Planner:
             self.unsupported.append(f"{arch}: {d.family} cannot implement {d.what()} ({'; '.join(reasons)}){note}")
             return False
         if op is None:
-            op = self.ops[key] = _Op(d.family, d.problem, buckets, comments)
+            op = self.ops[key] = _Planned(d.family, d.problem, buckets, comments)
         if arch not in op.archs:
             op.archs.append(arch)
         return True

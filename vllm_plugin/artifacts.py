@@ -51,6 +51,20 @@ def get_store(device: Any = None) -> Any:
     return store
 
 
+def current_device() -> Any:
+    """The current CUDA device (the one vLLM bound this worker to), or None without CUDA."""
+    import torch
+
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else None
+
+
+def prime(store: Any, device: Any) -> None:
+    """First call of every loaded kernel, eagerly, before vLLM captures CUDA graphs (idempotent:
+    the store remembers primed kernels)."""
+    if device.type == "cuda":
+        store.prime(device)
+
+
 def reset_stores() -> None:
     with _LOCK:
         _STORES.clear()

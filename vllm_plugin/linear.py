@@ -16,7 +16,7 @@ from vllm.model_executor.layers.linear import LinearMethodBase, register_weight_
 from vllm.model_executor.parameter import ModelWeightParameter, PerTensorScaleParameter
 
 from . import ops
-from .artifacts import check_coverage, get_store
+from .artifacts import check_coverage, current_device, get_store, prime
 from .serving import current_vllm_config, serving_shape
 
 logger = init_logger(__name__)
@@ -34,7 +34,7 @@ class Nvfp4AotLinearMethod(LinearMethodBase):
         self.group_size = group_size
         self.prefix = prefix
         self.vllm_config = current_vllm_config()
-        self.store = get_store(_current_device())  # verify the store before the weights load
+        self.store = get_store(current_device())  # verify the store before the weights load
 
     def create_weights(
         self,
@@ -106,20 +106,9 @@ class Nvfp4AotLinearMethod(LinearMethodBase):
         )
         check_coverage(self.prefix, runner, counts, shape, self.store)
         ops.register_runner(self.prefix, runner, owner=layer)
-        _prime(self.store, layer.weight.device)
+        prime(self.store, layer.weight.device)
 
     def apply(self, layer: torch.nn.Module, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         out = torch.ops.nvfp4_aot.linear(x.reshape(-1, x.shape[-1]), self.prefix)
         out = out.reshape(*x.shape[:-1], out.shape[-1])
         return out if bias is None else out + bias
-
-
-def _current_device() -> torch.device | None:
-    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else None
-
-
-def _prime(store, device: torch.device) -> None:
-    """First call of every loaded kernel, eagerly, before vLLM captures CUDA graphs (idempotent:
-    the store remembers primed kernels)."""
-    if device.type == "cuda":
-        store.prime(device)

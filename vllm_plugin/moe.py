@@ -19,8 +19,7 @@ from vllm.model_executor.layers.fused_moe.activation import MoEActivation
 from vllm.model_executor.parameter import ModelWeightParameter, PerTensorScaleParameter
 
 from . import ops
-from .artifacts import check_coverage, get_store
-from .linear import _current_device, _prime
+from .artifacts import check_coverage, current_device, get_store, prime
 from .serving import current_vllm_config, expert_start, serving_shape
 
 # The class name must contain "ModelOpt": RoutedExperts.weight_loader picks the ModelOpt loading
@@ -51,7 +50,7 @@ class Nvfp4AotModelOptMoEMethod(FusedMoEMethodBase):
         if problems:
             raise NotImplementedError(f"nvfp4_aot: MoE layer {prefix!r} uses {', '.join(problems)}")
         self.vllm_config = current_vllm_config()
-        self.store = get_store(_current_device())
+        self.store = get_store(current_device())
 
     def uses_weight_scale_2_pattern(self) -> bool:
         return True
@@ -120,7 +119,7 @@ class Nvfp4AotModelOptMoEMethod(FusedMoEMethodBase):
         )
         check_coverage(self.prefix, runner, counts, shape, self.store)
         ops.register_runner(self.prefix, runner, owner=layer)
-        _prime(self.store, layer.w13_weight.device)
+        prime(self.store, layer.w13_weight.device)
 
     def get_fused_moe_quant_config(self, layer: torch.nn.Module) -> None:
         return None  # no modular kernel: vLLM's MoE runner calls apply() directly

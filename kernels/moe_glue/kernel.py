@@ -13,42 +13,14 @@ from cutlass._mlir import ir
 from cutlass._mlir.dialects import llvm
 from cutlass.cutlass_dsl import T, dsl_user_op
 
+from ..ptx import add_rn, aligned, inline_asm, mul_rn, pack_bf16x2, unpack_bf16x2  # noqa: F401
+
 VEC = 8  # bf16 per 16-byte vector (4 x b32 words)
 
 
 # ---------------------------------------------------------------------------
 # Inline-PTX helpers (pure)
 # ---------------------------------------------------------------------------
-def _asm(ret_ty, args, asm, constraints, loc=None, ip=None):
-    vals = [a.ir_value(loc=loc, ip=ip) for a in args]
-    return llvm.inline_asm(ret_ty, vals, asm, constraints, has_side_effects=False, loc=loc, ip=ip)
-
-
-@dsl_user_op
-def unpack_bf16x2(w, *, loc=None, ip=None):
-    """bf16x2 word -> (fp32 of the low half, fp32 of the high half); exact."""
-    st = ir.Type.parse("!llvm.struct<(f32, f32)>")
-    res = _asm(st, [Uint32(w)], "shl.b32 $0, $2, 16;\n\tand.b32 $1, $2, -65536;", "=f,=f,r", loc, ip)
-    return (Float32(llvm.extractvalue(T.f32(), res, [0], loc=loc, ip=ip)),
-            Float32(llvm.extractvalue(T.f32(), res, [1], loc=loc, ip=ip)))
-
-
-@dsl_user_op
-def pack_bf16x2(lo: Float32, hi: Float32, *, loc=None, ip=None) -> Uint32:
-    """(lo, hi) fp32 -> bf16x2 word, lo in the low half, each rounded to nearest even."""
-    return Uint32(_asm(T.i32(), [Float32(lo), Float32(hi)], "cvt.rn.bf16x2.f32 $0, $2, $1;", "=r,f,f", loc, ip))
-
-
-@dsl_user_op
-def mul_rn(a: Float32, b: Float32, *, loc=None, ip=None) -> Float32:
-    return Float32(_asm(T.f32(), [Float32(a), Float32(b)], "mul.rn.f32 $0, $1, $2;", "=f,f,f", loc, ip))
-
-
-@dsl_user_op
-def add_rn(a: Float32, b: Float32, *, loc=None, ip=None) -> Float32:
-    return Float32(_asm(T.f32(), [Float32(a), Float32(b)], "add.rn.f32 $0, $1, $2;", "=f,f,f", loc, ip))
-
-
 @dsl_user_op
 def silu_mul(g: Float32, u: Float32, *, loc=None, ip=None) -> Float32:
     """g / (1 + 2^(-g log2 e)) * u: ex2.approx and rcp.approx (~2 ulp each). g -> -inf gives
@@ -62,16 +34,12 @@ def silu_mul(g: Float32, u: Float32, *, loc=None, ip=None) -> Float32:
         "mul.f32 t, t, $1;\n\t"
         "mul.f32 $0, t, $2;}"
     )
-    return Float32(_asm(T.f32(), [Float32(g), Float32(u)], asm, "=f,f,f", loc, ip))
-
-
-def _aligned(ptr, off, divby):
-    return ptr + cute.assume(off, divby=divby)
+    return Float32(inline_asm(T.f32(), [Float32(g), Float32(u)], asm, "=f,f,f", loc, ip))
 
 
 def vec_words(ptr, off):
     """The 16 bytes of bf16 at element offset `off` (a multiple of 8) as a 4-word gmem tensor."""
-    return cute.recast_tensor(cute.make_tensor(_aligned(ptr, off, VEC), cute.make_layout(VEC)), Uint32)
+    return cute.recast_tensor(cute.make_tensor(aligned(ptr, off, VEC), cute.make_layout(VEC)), Uint32)
 
 
 # ---------------------------------------------------------------------------

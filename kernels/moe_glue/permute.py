@@ -5,7 +5,7 @@ NVFP4 quantization (moe_permute_quantize) and SiLU * up fused with NVFP4 quantiz
 
 The NVFP4 rounding is not re-derived here: every rounding step is one of the inline-PTX
 helpers of kernels/nvfp4_quantize/kernel.py (block_scales2, out_scale, quant8,
-unpack_bf16x2, absmax, _tree_max), applied in the same order as Nvfp4QuantizeKernel
+unpack_bf16x2, absmax, tree_max), applied in the same order as Nvfp4QuantizeKernel
 (`quantize64` below is its per-item body), so a row quantized here has the bits
 nvfp4_quantize (and its torch reference quantize_ref) gives the same bf16 row. SiLU * up is
 moe_silu_mul's own `silu_mul` + `pack_bf16x2` (the same bf16 values moe_silu_mul writes).
@@ -18,9 +18,9 @@ import cutlass
 import cutlass.cute as cute
 from cutlass import BFloat16, Float32, Int32, Int64, Uint8, Uint32
 
-from ..nvfp4_quantize.kernel import ELEMS_PER_ITEM, _tree_max, absmax, block_scales2, out_scale, quant8
-from ..nvfp4_quantize.kernel import unpack_bf16x2 as q_unpack_bf16x2
-from .kernel import VEC, _aligned, pack_bf16x2, silu_mul, unpack_bf16x2, vec_words
+from ..nvfp4_quantize.kernel import ELEMS_PER_ITEM, block_scales2, out_scale, quant8
+from ..ptx import absmax, aligned, pack_bf16x2, tree_max, unpack_bf16x2
+from .kernel import VEC, silu_mul, vec_words
 
 SF_ATOM_BYTES = 512  # one 128-row x 4-column atom of the block-scaled layout
 
@@ -36,8 +36,8 @@ def quantize64(w, gs, rq):
     for hf in range(2):
         xf = []
         for i in range(16):
-            xf.extend(q_unpack_bf16x2(w[16 * hf + i]))
-        vmax = [_tree_max([absmax(xf[16 * b + 2 * i], xf[16 * b + 2 * i + 1]) for i in range(8)]) for b in range(2)]
+            xf.extend(unpack_bf16x2(w[16 * hf + i]))
+        vmax = [tree_max([absmax(xf[16 * b + 2 * i], xf[16 * b + 2 * i + 1]) for i in range(8)]) for b in range(2)]
         pair, sff = block_scales2(vmax[0], vmax[1], gs)
         pairs.append(pair)
         for b in range(2):
@@ -55,9 +55,9 @@ def swizzled_sf_offset(row, g, groups: int):
 
 
 def _store_item(q, sf, item, sf_off, rq, sf_word):
-    g_q = cute.recast_tensor(cute.make_tensor(_aligned(q.iterator, Int64(item) * 32, 32), cute.make_layout(32)), Uint32)
+    g_q = cute.recast_tensor(cute.make_tensor(aligned(q.iterator, Int64(item) * 32, 32), cute.make_layout(32)), Uint32)
     cute.autovec_copy(rq, g_q)
-    g_sf = cute.recast_tensor(cute.make_tensor(_aligned(sf.iterator, sf_off, 4), cute.make_layout(4)), Uint32)
+    g_sf = cute.recast_tensor(cute.make_tensor(aligned(sf.iterator, sf_off, 4), cute.make_layout(4)), Uint32)
     g_sf[0] = sf_word
 
 
@@ -156,7 +156,7 @@ class MoePermuteQuantizeKernel:
             r.fill(0.0)  # padding rows quantize to zero codes and a zero scale
             if Uint32(tok) < Uint32(m):
                 src = cute.make_tensor(
-                    _aligned(x.iterator, Int64(tok) * self.h + Int64(g * ELEMS_PER_ITEM), ELEMS_PER_ITEM),
+                    aligned(x.iterator, Int64(tok) * self.h + Int64(g * ELEMS_PER_ITEM), ELEMS_PER_ITEM),
                     cute.make_layout(ELEMS_PER_ITEM))
                 cute.autovec_copy(src, r)
             rq = cute.make_rmem_tensor(cute.make_layout(8), Uint32)
@@ -207,9 +207,9 @@ class SiluMulQuantizeKernel:
             rg = cute.make_rmem_tensor(cute.make_layout(ELEMS_PER_ITEM), BFloat16)
             ru = cute.make_rmem_tensor(cute.make_layout(ELEMS_PER_ITEM), BFloat16)
             base = Int64(row) * (2 * self.i) + Int64(g * ELEMS_PER_ITEM)
-            cute.autovec_copy(cute.make_tensor(_aligned(x.iterator, base, ELEMS_PER_ITEM),
+            cute.autovec_copy(cute.make_tensor(aligned(x.iterator, base, ELEMS_PER_ITEM),
                                                cute.make_layout(ELEMS_PER_ITEM)), rg)
-            cute.autovec_copy(cute.make_tensor(_aligned(x.iterator, base + self.i, ELEMS_PER_ITEM),
+            cute.autovec_copy(cute.make_tensor(aligned(x.iterator, base + self.i, ELEMS_PER_ITEM),
                                                cute.make_layout(ELEMS_PER_ITEM)), ru)
             wg = cute.recast_tensor(rg, Uint32)
             wu = cute.recast_tensor(ru, Uint32)
@@ -222,7 +222,7 @@ class SiluMulQuantizeKernel:
             sf_word = quantize64(hw, gs, rq)
             _store_item(q, sf, item, sf_off, rq, sf_word)
         elif item < n_total:
-            g_sf = cute.recast_tensor(cute.make_tensor(_aligned(sf.iterator, sf_off, 4), cute.make_layout(4)), Uint32)
+            g_sf = cute.recast_tensor(cute.make_tensor(aligned(sf.iterator, sf_off, 4), cute.make_layout(4)), Uint32)
             g_sf[0] = Uint32(0)  # swizzled padding rows [M, Mpad)
 
 

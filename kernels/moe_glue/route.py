@@ -27,7 +27,7 @@ import cutlass
 import cutlass.cute as cute
 from cutlass import Int32, Uint32
 
-from .kernel import _aligned
+from ..ptx import aligned
 
 
 class MoeRouteKernel:
@@ -59,7 +59,7 @@ class MoeRouteKernel:
         base is a multiple of vec (>= 4), so full groups are 16-byte aligned vector loads."""
         r = cute.make_rmem_tensor(cute.make_layout(self.vec), Int32)
         if base + self.vec <= n:
-            src = cute.make_tensor(_aligned(topk_ids.iterator, base, 4), cute.make_layout(self.vec))
+            src = cute.make_tensor(aligned(topk_ids.iterator, base, 4), cute.make_layout(self.vec))
             cute.autovec_copy(src, r)
         else:
             for j in cutlass.range_constexpr(self.vec):

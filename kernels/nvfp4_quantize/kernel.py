@@ -37,29 +37,14 @@ from cutlass.cute.nvgpu import cpasync
 
 from nvfp4_aot.runtime.nvfp4 import GS_NUMERATOR  # 448 (e4m3 max) * 6 (e2m1 max)
 
+from ..ptx import absmax, aligned, div_rn, fmax, inline_asm, inline_asm_struct, tree_max, unpack_bf16x2  # noqa: F401
+
 ELEMS_PER_ITEM = 64  # one thread item = 4 scale blocks of 16 = 128 B of bf16
 
 
 # ---------------------------------------------------------------------------
 # Inline-PTX helpers (pure: has_side_effects=False so LLVM may CSE/schedule).
 # ---------------------------------------------------------------------------
-def _asm(ret_ty, args, asm, constraints, loc=None, ip=None):
-    vals = [a.ir_value(loc=loc, ip=ip) for a in args]
-    return llvm.inline_asm(ret_ty, vals, asm, constraints, has_side_effects=False, loc=loc, ip=ip)
-
-
-def _asm_struct(n, ty, args, asm, constraints, loc=None, ip=None):
-    st = ir.Type.parse("!llvm.struct<(" + ", ".join([str(ty)] * n) + ")>")
-    res = _asm(st, args, asm, constraints, loc=loc, ip=ip)
-    return [llvm.extractvalue(ty, res, [i], loc=loc, ip=ip) for i in range(n)]
-
-
-@dsl_user_op
-def div_rn(a: Float32, b: Float32, *, loc=None, ip=None) -> Float32:
-    """IEEE fp32 division (div.rn.f32), never the approximate variants."""
-    return Float32(_asm(T.f32(), [Float32(a), Float32(b)], "div.rn.f32 $0, $1, $2;", "=f,f,f", loc, ip))
-
-
 @dsl_user_op
 def block_scales2(vmax0: Float32, vmax1: Float32, gs: Float32, *, loc=None, ip=None):
     """2 block maxima -> (16-bit pair of e4m3 scale bytes, block 0 in the low
@@ -76,7 +61,7 @@ def block_scales2(vmax0: Float32, vmax1: Float32, gs: Float32, *, loc=None, ip=N
         "mov.b32 {f0, f1}, g;\n\tcvt.f32.f16 $1, f0;\n\tcvt.f32.f16 $2, f1;}"
     )
     st = ir.Type.parse("!llvm.struct<(i32, f32, f32)>")
-    res = _asm(st, [Float32(vmax0), Float32(vmax1), Float32(gs)], asm, "=r,=f,=f,f,f,f", loc, ip)
+    res = inline_asm(st, [Float32(vmax0), Float32(vmax1), Float32(gs)], asm, "=r,=f,=f,f,f,f", loc, ip)
     pair = Uint32(llvm.extractvalue(T.i32(), res, [0], loc=loc, ip=ip))
     sff = [Float32(llvm.extractvalue(T.f32(), res, [1 + i], loc=loc, ip=ip)) for i in range(2)]
     return pair, sff
@@ -91,7 +76,7 @@ def out_scale(sff: Float32, gs: Float32, *, loc=None, ip=None) -> Float32:
         "div.rn.f32 t, $2, $1;\n\t"
         "selp.f32 $0, 0f00000000, t, p;}"
     )
-    return Float32(_asm(T.f32(), [Float32(sff), Float32(gs)], asm, "=f,f,f", loc, ip))
+    return Float32(inline_asm(T.f32(), [Float32(sff), Float32(gs)], asm, "=f,f,f", loc, ip))
 
 
 def _e2m1_ptx(i: int) -> str:
@@ -136,37 +121,7 @@ _QUANT8_PTX = (
 def quant8(xs, os: Float32, *, loc=None, ip=None) -> Uint32:
     """8 fp32 values (already widened from bf16) -> one word of 8 nibbles."""
     args = [Float32(v) for v in xs] + [Float32(os)]
-    return Uint32(_asm(T.i32(), args, _QUANT8_PTX, "=r," + ",".join(["f"] * 9), loc, ip))
-
-
-@dsl_user_op
-def unpack_bf16x2(w, *, loc=None, ip=None):
-    """bf16x2 word -> (fp32 of low half, fp32 of high half); exact."""
-    lo, hi = _asm_struct(2, T.f32(), [Uint32(w)], "shl.b32 $0, $2, 16;\n\tand.b32 $1, $2, -65536;",
-                         "=f,=f,r", loc, ip)
-    return Float32(lo), Float32(hi)
-
-
-@dsl_user_op
-def absmax(a: Float32, b: Float32, *, loc=None, ip=None) -> Float32:
-    """max(|a|, |b|); ptxas folds the abs into FMNMX operand modifiers."""
-    asm = "{.reg .f32 p, q;\n\tabs.f32 p, $1;\n\tabs.f32 q, $2;\n\tmax.f32 $0, p, q;}"
-    return Float32(_asm(T.f32(), [Float32(a), Float32(b)], asm, "=f,f,f", loc, ip))
-
-
-@dsl_user_op
-def fmax_(a: Float32, b: Float32, *, loc=None, ip=None) -> Float32:
-    return Float32(_asm(T.f32(), [Float32(a), Float32(b)], "max.f32 $0, $1, $2;", "=f,f,f", loc, ip))
-
-
-def _tree_max(vals):
-    while len(vals) > 1:
-        vals = [fmax_(vals[2 * i], vals[2 * i + 1]) for i in range(len(vals) // 2)]
-    return vals[0]
-
-
-def _aligned(ptr, off, divby):
-    return ptr + cute.assume(off, divby=divby)
+    return Uint32(inline_asm(T.i32(), args, _QUANT8_PTX, "=r," + ",".join(["f"] * 9), loc, ip))
 
 
 # ---------------------------------------------------------------------------
@@ -238,10 +193,10 @@ class Nvfp4QuantizeKernel:
             # = chunk c = lane % 8 of warp item t = 4j + lane / 8, stored at smem
             # chunk c ^ (t % 8) of item t's 128 B row. t % 8 = lane / 8 + 4 (j % 2)
             # (lane / 8 < 4), so only two swizzled offsets exist (even / odd j).
-            src0 = _aligned(x.iterator, Int64(warp_item0) * ELEMS_PER_ITEM + lane * 8, 8)
+            src0 = aligned(x.iterator, Int64(warp_item0) * ELEMS_PER_ITEM + lane * 8, 8)
             row0 = (warp * 32 + (lane >> 3)) * ELEMS_PER_ITEM
             c0 = (lane & 7) ^ (lane >> 3)
-            dst0 = [_aligned(s_x.iterator, row0 + ((c0 ^ (4 * p)) * 8), 8) for p in range(2)]
+            dst0 = [aligned(s_x.iterator, row0 + ((c0 ^ (4 * p)) * 8), 8) for p in range(2)]
             for j in cutlass.range_constexpr(8):
                 if warp_item0 + 4 * j + (lane >> 3) < n_items:
                     src = cute.make_tensor(src0 + j * 256, cute.make_layout(8))
@@ -253,11 +208,11 @@ class Nvfp4QuantizeKernel:
             if item < n_items:
                 for c in cutlass.range_constexpr(8):
                     off = (warp * 32 + lane) * ELEMS_PER_ITEM + (c ^ (lane & 7)) * 8
-                    src = cute.make_tensor(_aligned(s_x.iterator, off, 8), cute.make_layout(8))
+                    src = cute.make_tensor(aligned(s_x.iterator, off, 8), cute.make_layout(8))
                     cute.autovec_copy(src, cute.make_tensor(r.iterator + c * 8, cute.make_layout(8)))
         else:
             if item < n_items:
-                src = cute.make_tensor(_aligned(x.iterator, Int64(item) * ELEMS_PER_ITEM, ELEMS_PER_ITEM),
+                src = cute.make_tensor(aligned(x.iterator, Int64(item) * ELEMS_PER_ITEM, ELEMS_PER_ITEM),
                                        cute.make_layout(ELEMS_PER_ITEM))
                 cute.autovec_copy(src, r)
 
@@ -271,7 +226,7 @@ class Nvfp4QuantizeKernel:
                       + Int64((row & 31) * 16 + ((row >> 5) & 3) * 4))
         else:
             sf_off = Int64(item) * 4
-        g_sf = cute.recast_tensor(cute.make_tensor(_aligned(sf.iterator, sf_off, 4), cute.make_layout(4)), Uint32)
+        g_sf = cute.recast_tensor(cute.make_tensor(aligned(sf.iterator, sf_off, 4), cute.make_layout(4)), Uint32)
 
         if item < n_items:
             w = cute.recast_tensor(r, Uint32)  # word i = bf16 elements (2i, 2i+1)
@@ -283,7 +238,7 @@ class Nvfp4QuantizeKernel:
                 xf = []
                 for i in cutlass.range_constexpr(16):
                     xf.extend(unpack_bf16x2(w[16 * hf + i]))
-                vmax = [_tree_max([absmax(xf[16 * b + 2 * i], xf[16 * b + 2 * i + 1]) for i in range(8)])
+                vmax = [tree_max([absmax(xf[16 * b + 2 * i], xf[16 * b + 2 * i + 1]) for i in range(8)])
                         for b in range(2)]
                 pair, sff = block_scales2(vmax[0], vmax[1], gs)
                 pairs.append(pair)
@@ -293,7 +248,7 @@ class Nvfp4QuantizeKernel:
                         rq[4 * hf + 2 * b + h] = quant8(xf[16 * b + 8 * h: 16 * b + 8 * h + 8], os)
             sf_word = pairs[0] | (pairs[1] << 16)
             g_q = cute.recast_tensor(
-                cute.make_tensor(_aligned(q.iterator, Int64(item) * 32, 32), cute.make_layout(32)), Uint32)
+                cute.make_tensor(aligned(q.iterator, Int64(item) * 32, 32), cute.make_layout(32)), Uint32)
             cute.autovec_copy(rq, g_q)
             g_sf[0] = sf_word
         elif item < n_total:
@@ -338,7 +293,7 @@ class Nvfp4GlobalScaleKernel:
         """CTA-wide max of v (result valid in every thread)."""
         smem = cutlass.utils.SmemAllocator()
         red = smem.allocate_tensor(Float32, cute.make_layout(self.threads // 32), byte_alignment=16)
-        v = cute.arch.warp_reduction(v, fmax_)
+        v = cute.arch.warp_reduction(v, fmax)
         # warp_idx() is a full-warp shfl.sync: it must run on every lane, never inside the
         # lane-0 branch (there it waits for lanes that never arrive: a hang seen on an H100).
         warp = cute.arch.warp_idx()
@@ -347,7 +302,7 @@ class Nvfp4GlobalScaleKernel:
         cute.arch.sync_threads()
         v = red[0]
         for i in cutlass.range_constexpr(1, self.threads // 32):
-            v = fmax_(v, red[i])
+            v = fmax(v, red[i])
         return v
 
     @cute.kernel
@@ -360,18 +315,18 @@ class Nvfp4GlobalScaleKernel:
         w = cute.recast_tensor(r, Uint32)
         for tile in cutlass.range(bidx, n_tiles, gdim):
             rem = n_items - tile * self.threads  # items of this tile that exist
-            base = _aligned(x.iterator, Int64(tile) * (self.threads * ELEMS_PER_ITEM), 8)
+            base = aligned(x.iterator, Int64(tile) * (self.threads * ELEMS_PER_ITEM), 8)
             r.fill(0.0)  # chunks past the end contribute |0|
             for j in cutlass.range_constexpr(8):
                 cl = j * self.threads + tidx  # chunk within the tile (item cl / 8)
                 if (cl >> 3) < rem:
-                    src = cute.make_tensor(_aligned(base, cl * 8, 8), cute.make_layout(8))
+                    src = cute.make_tensor(aligned(base, cl * 8, 8), cute.make_layout(8))
                     cute.autovec_copy(src, cute.make_tensor(r.iterator + j * 8, cute.make_layout(8)))
             p = []
             for i in cutlass.range_constexpr(32):
                 lo, hi = unpack_bf16x2(w[i])
                 p.append(absmax(lo, hi))
-            acc = fmax_(acc, _tree_max(p))
+            acc = fmax(acc, tree_max(p))
         acc = self._block_max(acc)
         if tidx == 0:
             workspace[bidx] = acc
@@ -381,7 +336,7 @@ class Nvfp4GlobalScaleKernel:
         tidx, _, _ = cute.arch.thread_idx()
         acc = Float32(0.0)
         for i in cutlass.range(tidx, nblocks, self.threads):
-            acc = fmax_(acc, workspace[i])
+            acc = fmax(acc, workspace[i])
         acc = self._block_max(acc)
         if tidx == 0:
             gs = Float32(1.0)
