@@ -2,7 +2,7 @@
 runners and planner (which size buffers and buckets from it). Standard library only.
 
 Grouped layout capacity: route's src_token has CAP = (M * topk + E * (pad - 1)) // pad * pad
-rows, enough for any routing (kernels/moe_glue/route_spec.py derives the bound).
+rows, enough for any routing (the bound is derived in kernels/moe_glue/__init__.py).
 """
 
 from __future__ import annotations
