@@ -82,12 +82,13 @@ def covered(op: Any, token_counts: Iterable[int]) -> list[str]:
     return [f"{op.name} M={m} (buckets end at {op.max_m})" for m in token_counts if not 1 <= m <= op.max_m]
 
 
-def missing_ops(runner: Any, decls: Iterable[OpDecl], token_counts: Iterable[int]) -> list[str]:
+def missing_ops(runner: Any, decls: Iterable[OpDecl], token_counts: Iterable[int], max_tokens: int | None = None) -> list[str]:
     """What the opened ops `decls` of `runner` (attributes named by decl.attr) lack at these
-    token counts: each op checked at the M it sees (decl.m_of) for the counts it serves."""
+    token counts: each op checked at the M it sees (decl.m_of) for the counts it serves; and
+    counts above `max_tokens` where the runner's buffers are sized from it."""
     ms = list(token_counts)
     name = getattr(runner, "runner_name", type(runner).__name__)
-    bad = [f"{name} M={m} > max_tokens={runner.max_tokens}" for m in ms if m > runner.max_tokens]
+    bad = [f"{name} M={m} > max_tokens={max_tokens}" for m in ms if max_tokens is not None and m > max_tokens]
     for d in decls:
         bad += covered(getattr(runner, d.attr), [d.m_of(m) for m in ms if d.serves(m)])
     return bad

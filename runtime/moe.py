@@ -152,7 +152,7 @@ class MoERunner:
     def missing(self, token_counts: Iterable[int]) -> list[str]:
         if self._sm100 is not None:
             return self._sm100.missing(token_counts)
-        return missing_ops(self, self.decls, token_counts)
+        return missing_ops(self, self.decls, token_counts, self.max_tokens)
 
     def _check_routing(self, topk_ids: torch.Tensor, total_experts: int | None) -> None:
         ids = topk_ids.detach().cpu()

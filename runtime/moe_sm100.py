@@ -95,7 +95,7 @@ class Sm100MoE:
         }
 
     def missing(self, token_counts: Iterable[int]) -> list[str]:
-        return missing_ops(self, self.decls, token_counts)
+        return missing_ops(self, self.decls, token_counts, self.max_tokens)
 
     def _set_scale(self, which: int, amax: float) -> None:
         """gs = 448 * 6 / amax (nvfp4_global_scale's convention), kept at the largest amax seen."""

@@ -1,0 +1,47 @@
+"""Nvfp4Linear on the CPU through the reference-backed store: it opens exactly the ops it
+declares (Nvfp4Linear.ops), its missing() checks exactly those at the token counts each serves,
+and both paths (ours up to QUACK_FROM, quack's above it) compute the checkpoint's GEMM."""
+
+import torch
+
+from nvfp4_aot.kernels.quack_w4a16.layout import dequantize
+from nvfp4_aot.kernels.quack_w4a16.prepare import random_nvfp4_weights
+from nvfp4_aot.runtime.linear import QUACK_FROM, Nvfp4Linear
+
+from ref_store import RefStore
+
+N, K = 256, 256
+
+
+def _weights(seed, scales):
+    g = torch.Generator().manual_seed(seed)
+    q, sf = random_nvfp4_weights(N, K, g, "cpu")
+    return q, sf.view(torch.float8_e4m3fn), torch.tensor(scales, dtype=torch.float32)
+
+
+def _rel(got, want):
+    return ((got.double() - want).norm() / want.norm()).item()
+
+
+def test_one_scale_layer_uses_both_declared_paths():
+    q, sf, s2 = _weights(1, 0.01)
+    store = RefStore("sm_90a", max_m=QUACK_FROM)  # every bucket ends at QUACK_FROM
+    lin = Nvfp4Linear(store, q, sf, s2, max_tokens=4096, device="cpu")
+    assert [d.family for d in lin.decls] == ["w4a16_gemm", "quack_w4a16_gemm"] and lin.quack is not None
+    assert lin.missing([1, QUACK_FROM]) == []
+    # M above QUACK_FROM goes to quack, whose buckets end at QUACK_FROM here
+    assert lin.missing([QUACK_FROM + 1]) == [f"{lin.quack_op.name} M={QUACK_FROM + 1} (buckets end at {QUACK_FROM})"]
+    w = dequantize(q, sf.view(torch.uint8)).double() * 0.01
+    for m in (3, QUACK_FROM + 6):
+        x = torch.randn(m, K, generator=torch.Generator().manual_seed(m)).to(torch.bfloat16)
+        assert _rel(lin(x), x.double() @ w.T) <= 1e-2, m
+
+
+def test_two_scale_layer_runs_ours_at_every_m():
+    q, sf, s2 = _weights(2, [0.01, 0.03])
+    lin = Nvfp4Linear(RefStore("sm_90a", max_m=QUACK_FROM), q, sf, s2, max_tokens=4096, part_sizes=(192, 64), device="cpu")
+    assert [d.family for d in lin.decls] == ["w4a16_gemm"] and lin.quack is None
+    assert lin.missing([QUACK_FROM + 1]) == [f"{lin.op.name} M={QUACK_FROM + 1} (buckets end at {QUACK_FROM})"]
+    w = dequantize(q, sf.view(torch.uint8)).double() * torch.tensor([0.01] * 192 + [0.03] * 64, dtype=torch.float64)[:, None]
+    x = torch.randn(70, K, generator=torch.Generator().manual_seed(3)).to(torch.bfloat16)
+    assert _rel(lin(x), x.double() @ w.T) <= 1e-2
