@@ -249,7 +249,8 @@ def plan_cmd(checkpoint: Path, archs, ep_size: int, ep_rank, max_tokens: int, ca
     """Plan the manifest for the NVFP4 checkpoint in CHECKPOINT (reads only config and safetensors headers).
 
     Plans what the runtime opens: on sm_90a Nvfp4Linear's ops per dense (N, K) and MoERunner's
-    six ops per MoE shape; on sm_100a the block-scaled GEMMs and activation quantizers. What no
+    six ops per MoE shape (both as the runners declare them); on sm_100a MoERunner's block-scaled
+    path per MoE shape and the dense block-scaled GEMMs with their activation quantizers. What no
     kernel family can run is listed on stderr and at the end of the manifest.
     """
     from nvfp4_aot.runtime.checkpoint import CheckpointError
