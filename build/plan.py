@@ -282,8 +282,13 @@ class Planner:
         for (n, k), uses in sorted(by_nk.items()):
             lines = [f"  {self.describe(u)}" for u in ordered(uses.values())]
             who = f" <- {users(uses.values())}"
+            # a GEMM of stacked parts (q_a + kv, gate + up) has one global scale per part, equal or
+            # not (only the data says): Nvfp4Linear then opens quack's scalar- or per-row-alpha
+            # kernel (its choice, declared by its ops), so both are planned for it
+            kinds = sorted({True} | {False for u in uses.values() if len(u.gemms[0].parts) > 1}, reverse=True)
             for arch in self.s.archs:
-                decls = [d for d in Nvfp4Linear.ops(n, k, arch) if d.keyed == "gemm"]
+                decls = list({(d.family, d.attr): d for kind in kinds for d in Nvfp4Linear.ops(n, k, arch, one_scale=kind)
+                              if d.keyed == "gemm"}.values())
                 need = [d for d in decls if not d.optional]
                 extra = [d for d in decls if d.optional]
                 ok = True

@@ -39,11 +39,11 @@ class Nvfp4Linear:
         p = {"n": n, "k": k}
         if arch == "sm_90a":
             qfam, qfrom = ("quack_w4a16_gemm", QUACK_FROM) if one_scale else ("quack_w4a16_rowalpha_gemm", QUACK_FROM_ROW_ALPHA)
-            scales = "one global scale" if one_scale else "several global scales (per-row alpha)"
+            scales = "one global scale" if one_scale else "several global scales: per-row alpha"
             return [
-                OpDecl("op", "w4a16_gemm", p, "tokens", f"Nvfp4Linear (runtime/linear.py) for M <= {qfrom}; every M "
-                       f"without {qfam}", keyed="gemm", weights="weight", m_upto=qfrom if quack else None,
-                       runner="Nvfp4Linear"),
+                OpDecl("op", "w4a16_gemm", p, "tokens", f"Nvfp4Linear (runtime/linear.py) for M <= {QUACK_FROM} (one "
+                       f"global scale) or {QUACK_FROM_ROW_ALPHA} (several); every M without quack's kernel for the layer",
+                       keyed="gemm", weights="weight", m_upto=qfrom if quack else None, runner="Nvfp4Linear"),
                 *([OpDecl("quack_op", qfam, p, "tokens", f"Nvfp4Linear for M > {qfrom} (layers with {scales})",
                           keyed="gemm", weights="weight", optional=True, m_above=qfrom, runner="Nvfp4Linear")]
                   if quack else []),

@@ -8,8 +8,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("build", "kernels", "runtime", "vllm_plugin")
 MAX_LINES = 600
-# A cycle owned by another session (issue 11 breaks it): kernels/w4a16/kernel.py <-> wgmma.py.
-KNOWN_CYCLES = {frozenset({"nvfp4_aot.kernels.w4a16.kernel", "nvfp4_aot.kernels.w4a16.wgmma"})}
+# Cycles to tolerate (none: issue 11 broke kernels/w4a16/kernel.py <-> wgmma.py).
+KNOWN_CYCLES: set = set()
 
 
 def _modules() -> dict[str, Path]:

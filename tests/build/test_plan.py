@@ -98,8 +98,11 @@ def test_plan_is_stable_and_complete(small_ckpt, tmp_path):
     # K the W4A16 layout takes (multiples of 256); the others are reported, and no quack is
     # planned where Nvfp4Linear cannot open w4a16_gemm
     hopper = {(op.family, op.problem["n"], op.problem["k"]) for op in m.ops if op.archs == ("sm_90a",)}
+    # stacked GEMMs (q_a + kv 256 x 256, dense gate_up 768 x 256) get quack's per-row-alpha kernel
+    # too: Nvfp4Linear picks it when the parts' global scales differ (only the data says)
     assert hopper == {("w4a16_gemm", 256, 256), ("w4a16_gemm", 768, 256), ("w4a16_gemm", 192, 256),
-                      ("quack_w4a16_gemm", 256, 256), ("quack_w4a16_gemm", 768, 256)}
+                      ("quack_w4a16_gemm", 256, 256), ("quack_w4a16_gemm", 768, 256),
+                      ("quack_w4a16_rowalpha_gemm", 256, 256), ("quack_w4a16_rowalpha_gemm", 768, 256)}
     for (fam, n, k) in hopper:
         op = ops[(fam, (("k", k), ("n", n)))]
         assert op.buckets[0].lo == 1 and op.buckets[-1].hi == T  # dense uses only: tokens
@@ -123,7 +126,7 @@ def test_plan_is_stable_and_complete(small_ckpt, tmp_path):
             op = next(o for o in m.ops if o.family == fam and o.problem["k"] == k)
             assert op.archs == ("sm_100a",) and op.buckets[-1].hi == cap
             assert all(op.problem[x] == v for x, v in extra)
-    assert len(m.ops) == 3 * 2 + 5 + 3 + 2 + 6  # quantize + global scale per K; Blackwell GEMMs; w4a16; quack_w4a16; sm_100a MoE
+    assert len(m.ops) == 3 * 2 + 5 + 3 + 2 + 2 + 6  # quantize + global scale per K; Blackwell GEMMs; w4a16; quack_w4a16 (+ row alpha); sm_100a MoE
     assert any("fp8_proj.weight: FP8 weight" in u for u in unsupported)
     # comments name the tensors and layers each variant serves
     text = a.read_text()
@@ -155,6 +158,7 @@ def test_hopper_plan_covers_what_the_runtime_opens(hopper_ckpt, tmp_path):
     dense = {(512, 512), (256, 256), (512, 256), (1024, 512)}  # attention, dense MLP, shared expert
     want = {("w4a16_gemm", (("k", k), ("n", n))): T for n, k in dense}
     want |= {("quack_w4a16_gemm", (("k", k), ("n", n))): T for n, k in dense}
+    want |= {("quack_w4a16_rowalpha_gemm", (("k", k), ("n", n))): T for n, k in ((512, 512), (1024, 512))}  # stacked
     want |= {  # MoERunner: route / permute / combine on tokens, the rest on tokens x top-k rows
         ("moe_route", (("experts", E), ("pad", 1), ("topk", top_k))): T,
         ("moe_permute", (("experts", E), ("h", h), ("pad", 1), ("topk", top_k))): T,
@@ -208,7 +212,9 @@ def test_plan_is_the_runners_declarations(hopper_ckpt, tmp_path):
     dense = {(512, 512), (256, 256), (512, 256), (1024, 512)}
     declared: dict = {}
     for arch in ("sm_90a", "sm_100a"):
-        decls = MoERunner.ops(h, i, E, top_k, arch) + [d for n, k in dense for d in Nvfp4Linear.ops(n, k, arch)]
+        stacked = {(512, 512), (1024, 512)}  # q_a + kv / shared gate_up, dense gate_up: one or several scales
+        decls = MoERunner.ops(h, i, E, top_k, arch) + [d for n, k in dense for one in ({True, False} if (n, k) in stacked else {True})
+                                                       for d in Nvfp4Linear.ops(n, k, arch, one_scale=one)]
         for d in decls:
             declared.setdefault((d.family, tuple(sorted(d.problem.items()))), set()).add(arch)
     planned = {(op.family, tuple(sorted(op.problem.items()))): set(op.archs) for op in m.ops}
@@ -370,12 +376,14 @@ def dsv4_plan(tmp_path_factory):
 def test_dsv4_manifest_is_what_plan_produces(dsv4_plan):
     out, summary = dsv4_plan
     assert out.read_text() == DSV4_MANIFEST.read_text(), "re-run the commands in tests/fixtures/dsv4_headers/README.md"
-    assert summary["per_arch"] == {"sm_90a": 56, "sm_100a": 34}
+    assert summary["per_arch"] == {"sm_90a": 66, "sm_100a": 34}
     ops = summary["ops"]
     dense = {(2048, 7168), (65536, 1536), (7168, 2048), (6144, 7168), (7168, 3072)}  # attention + shared expert
     for fam in ("w4a16_gemm", "quack_w4a16_gemm"):
         gemms = {(o["problem"]["n"], o["problem"]["k"]): o for o in ops if o["family"] == fam}
         assert set(gemms) == dense and all(o["archs"] == ["sm_90a"] and o["buckets"][-1][1] == 8192 for o in gemms.values())
+    rowalpha = {(o["problem"]["n"], o["problem"]["k"]) for o in ops if o["family"] == "quack_w4a16_rowalpha_gemm"}
+    assert rowalpha == {(2048, 7168), (6144, 7168)}  # the stacked q_a + kv and shared gate_up
     grouped = {(o["problem"]["n"], o["problem"]["k"], o["problem"]["experts"]): o for o in ops if o["family"] == "w4a16_grouped_gemm"}
     assert set(grouped) == {(6144, 7168, 48), (7168, 3072, 48)}  # routed L1 / L2, 48 local experts
     assert all(o["buckets"] == [[1, 192], [193, 768], [769, 3072], [3073, 8192 * 6]] for o in grouped.values())
@@ -407,7 +415,7 @@ def test_dsv4_manifest_compiles_and_verifies(tmp_path):
     out = tmp_path / "artifacts"
     r = run_cli("compile", str(DSV4_MANIFEST), "-o", str(out), "-j", "2", "--json")
     s = json.loads(r.stdout)["manifests"]["deepseek_v4_pro_ep8"]
-    assert s["variants"] == len(s["built"]) == 90 and not s["failed"]
+    assert s["variants"] == len(s["built"]) == 100 and not s["failed"]
     assert json.loads(run_cli("verify", str(out), "--json").stdout)["ok"]
     n_ops = len(re.findall(r"^\[\[op\]\]", DSV4_MANIFEST.read_text(), re.M))
     assert len(json.loads((out / "index.json").read_text())["manifests"]["deepseek_v4_pro_ep8"]["ops"]) == n_ops

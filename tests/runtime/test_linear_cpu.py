@@ -6,7 +6,7 @@ import torch
 
 from nvfp4_aot.kernels.quack_w4a16.layout import dequantize
 from nvfp4_aot.kernels.quack_w4a16.prepare import random_nvfp4_weights
-from nvfp4_aot.runtime.linear import QUACK_FROM, Nvfp4Linear
+from nvfp4_aot.runtime.linear import QUACK_FROM, QUACK_FROM_ROW_ALPHA, Nvfp4Linear
 
 from ref_store import RefStore
 
@@ -37,11 +37,29 @@ def test_one_scale_layer_uses_both_declared_paths():
         assert _rel(lin(x), x.double() @ w.T) <= 1e-2, m
 
 
-def test_two_scale_layer_runs_ours_at_every_m():
+def test_two_scale_layer_uses_the_row_alpha_quack_above_its_threshold():
     q, sf, s2 = _weights(2, [0.01, 0.03])
     lin = Nvfp4Linear(RefStore("sm_90a", max_m=QUACK_FROM), q, sf, s2, max_tokens=4096, part_sizes=(192, 64), device="cpu")
+    assert [d.family for d in lin.decls] == ["w4a16_gemm", "quack_w4a16_rowalpha_gemm"]
+    # ours serves M <= QUACK_FROM_ROW_ALPHA, whose buckets end at QUACK_FROM here
+    assert lin.missing([QUACK_FROM_ROW_ALPHA]) == [f"{lin.op.name} M={QUACK_FROM_ROW_ALPHA} (buckets end at {QUACK_FROM})"]
+    w = dequantize(q, sf.view(torch.uint8)).double() * torch.tensor([0.01] * 192 + [0.03] * 64, dtype=torch.float64)[:, None]
+    for m in (5, QUACK_FROM_ROW_ALPHA + 6):
+        x = torch.randn(m, K, generator=torch.Generator().manual_seed(m)).to(torch.bfloat16)
+        assert _rel(lin(x), x.double() @ w.T) <= 1e-2, m
+
+
+def test_without_quack_in_the_store_ours_serves_every_m():
+    q, sf, s2 = _weights(3, 0.02)
+
+    class NoQuack(RefStore):
+        def op(self, family, **problem):
+            if family.startswith("quack_"):
+                from nvfp4_aot.runtime.errors import MissingVariantError
+
+                raise MissingVariantError(family)
+            return super().op(family, **problem)
+
+    lin = Nvfp4Linear(NoQuack("sm_90a", max_m=QUACK_FROM), q, sf, s2, max_tokens=4096, device="cpu")
     assert [d.family for d in lin.decls] == ["w4a16_gemm"] and lin.quack is None
     assert lin.missing([QUACK_FROM + 1]) == [f"{lin.op.name} M={QUACK_FROM + 1} (buckets end at {QUACK_FROM})"]
-    w = dequantize(q, sf.view(torch.uint8)).double() * torch.tensor([0.01] * 192 + [0.03] * 64, dtype=torch.float64)[:, None]
-    x = torch.randn(70, K, generator=torch.Generator().manual_seed(3)).to(torch.bfloat16)
-    assert _rel(lin(x), x.double() @ w.T) <= 1e-2
