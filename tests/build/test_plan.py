@@ -354,7 +354,7 @@ def test_plan_then_compile_builds_exactly_the_planned_variants(small_ckpt, tmp_p
     r = run_cli("compile", str(manifest), "-o", str(out), "-j", "2", "--json")
     built = json.loads(r.stdout)["manifests"]["small_plan"]
     assert built["variants"] == planned["variants"] == len(built["built"]) and not built["failed"]
-    assert planned["per_arch"] == {"sm_90a": 8, "sm_100a": 18}  # sm_100a: + MoERunner's 7 grouped-path variants
+    assert planned["per_arch"] == {"sm_90a": 10, "sm_100a": 18}  # + quack row-alpha for stacked GEMMs, + MoERunner's sm_100a path
     r = run_cli("verify", str(out), "--json")
     assert json.loads(r.stdout)["ok"]
     index = json.loads((out / "index.json").read_text())
