@@ -106,23 +106,28 @@ class Arg:
         d = _object(d, where, _ARG_FIELDS, ("scratch",))
         name, dtype, shape = d["name"], d["dtype"], d["shape"]
         if not isinstance(name, str) or not name.isidentifier():
-            raise SignatureError(f"{where}.name: must be an identifier, got {name!r}")
-        if dtype not in DTYPES:
-            raise SignatureError(f"{where}.dtype: {dtype!r} is not one of {sorted(DTYPES)}")
-        if not isinstance(shape, list) or not shape:
-            raise SignatureError(f"{where}.shape: must be a non-empty list, got {shape!r}")
+            raise SignatureError(f"{where}.name: must be an identifier, got {_short(name)}")
+        if not isinstance(dtype, str) or dtype not in DTYPES:
+            raise SignatureError(f"{where}.dtype: must be one of {sorted(DTYPES)}, got {_short(dtype)}")
+        if not isinstance(shape, list) or not 1 <= len(shape) <= MAX_RANK:
+            raise SignatureError(f"{where}.shape: must be a list of 1 to {MAX_RANK} dims, got {_short(shape)}")
         for j, dim in enumerate(shape):
             if isinstance(dim, str):
-                compile_dim(dim)
-            elif not _is_int(dim) or dim < 0:
-                raise SignatureError(f"{where}.shape[{j}]: must be a non-negative int or a shape expression, got {dim!r}")
+                if len(dim) > MAX_EXPR_LEN:
+                    raise SignatureError(f"{where}.shape[{j}]: invalid shape expression (over {MAX_EXPR_LEN} characters)")
+                try:
+                    compile_dim(dim)
+                except SignatureError as e:
+                    raise SignatureError(f"{where}.shape[{j}]: invalid shape expression: {e}") from None
+            elif not _is_int(dim) or not 0 <= dim < 1 << 63:
+                raise SignatureError(f"{where}.shape[{j}]: must be a non-negative int or a shape expression, got {_short(dim)}")
         align = d["align"]
-        if not _is_int(align) or align < 1 or align & (align - 1):
-            raise SignatureError(f"{where}.align: must be a power of two, got {align!r}")
+        if not _is_int(align) or not 1 <= align <= 1 << 20 or align & (align - 1):
+            raise SignatureError(f"{where}.align: must be a power of two, got {_short(align)}")
         flags = {f: d.get(f, False) for f in ("output", "scratch")}
         for f, v in flags.items():
             if not isinstance(v, bool):
-                raise SignatureError(f"{where}.{f}: must be true or false, got {v!r}")
+                raise SignatureError(f"{where}.{f}: must be true or false, got {_short(v)}")
         return Arg(name, dtype, tuple(shape), align, flags["output"], flags["scratch"])
 
 
@@ -134,14 +139,24 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+# Bounds on what an index record may declare (a record is data read from disk).
+MAX_ARGS, MAX_RANK, MAX_EXPR_LEN = 64, 8, 100
+
+
+def _short(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
 def _object(d: Any, where: str, fields: tuple[str, ...], optional: tuple[str, ...] = ()) -> Mapping[str, Any]:
     if not isinstance(d, Mapping):
-        raise SignatureError(f"{where}: must be an object, got {type(d).__name__}")
-    unknown = sorted(set(d) - set(fields))
+        raise SignatureError(f"{where}: must be an object, got {_short(d)}")
+    unknown = sorted(set(d) - set(fields), key=str)
+    if unknown:
+        raise SignatureError(f"{where}.{unknown[0]}: unknown field (expected {list(fields)})")
     missing = [f for f in fields if f not in d and f not in optional]
-    if unknown or missing:
-        raise SignatureError(f"{where}: " + "; ".join(
-            ([f"unknown field(s) {unknown}"] if unknown else []) + ([f"missing field(s) {missing}"] if missing else [])))
+    if missing:
+        raise SignatureError(f"{where}.{missing[0]}: missing")
     return d
 
 
@@ -172,12 +187,13 @@ class Signature:
         argument names are unique. Raises SignatureError naming the field."""
         d = _object(d, where, _SIG_FIELDS)
         static, dynamic, args_raw = d["static"], d["dynamic"], d["args"]
-        if not isinstance(static, Mapping) or not all(isinstance(k, str) and _is_int(v) for k, v in static.items()):
-            raise SignatureError(f"{where}.static: must map symbol names to ints, got {static!r}")
-        if not isinstance(dynamic, list) or not all(isinstance(x, str) and x.isidentifier() for x in dynamic):
-            raise SignatureError(f"{where}.dynamic: must be a list of symbol names, got {dynamic!r}")
-        if not isinstance(args_raw, list) or not args_raw:
-            raise SignatureError(f"{where}.args: must be a non-empty list, got {args_raw!r}")
+        if not isinstance(static, Mapping) or not all(
+                isinstance(k, str) and k.isidentifier() and _is_int(v) and 0 <= v < 1 << 63 for k, v in static.items()):
+            raise SignatureError(f"{where}.static: must map symbol names to non-negative ints, got {_short(static)}")
+        if not isinstance(dynamic, list) or not all(isinstance(x, str) and x.isidentifier() for x in dynamic) or "M" not in dynamic:
+            raise SignatureError(f"{where}.dynamic: must be a list of symbol names that includes the token count 'M', got {_short(dynamic)}")
+        if not isinstance(args_raw, list) or not 1 <= len(args_raw) <= MAX_ARGS:
+            raise SignatureError(f"{where}.args: must be a non-empty list of at most {MAX_ARGS} arguments, got {_short(args_raw)}")
         args = tuple(Arg.from_json(a, f"{where}.args[{i}]") for i, a in enumerate(args_raw))
         names = [a.name for a in args]
         if len(set(names)) != len(names):
@@ -192,6 +208,18 @@ class Signature:
         unbound = [x for x in dynamic if x not in bare]
         if unbound:
             raise SignatureError(f"{where}.dynamic: symbol(s) {unbound} are no argument's dimension")
+        # Every dim must evaluate to a non-negative int with each dynamic symbol at 1 (catches
+        # 'M // 0' and negative dims before any call evaluates them).
+        env = {**static, **dict.fromkeys(dynamic, 1)}
+        for i, a in enumerate(args):
+            for j, dim in enumerate(a.shape):
+                if isinstance(dim, str):
+                    try:
+                        n = compile_dim(dim)(env)
+                    except (ArithmeticError, KeyError, TypeError, ValueError, RecursionError, MemoryError) as e:
+                        raise SignatureError(f"{where}.args[{i}].shape[{j}]: invalid shape expression {dim!r}: {e}") from None
+                    if not _is_int(n) or n < 0:
+                        raise SignatureError(f"{where}.args[{i}].shape[{j}]: shape expression {dim!r} gives {n!r} at M = 1")
         return Signature(args, {k: int(v) for k, v in static.items()}, tuple(dynamic))
 
 

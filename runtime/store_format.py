@@ -154,10 +154,6 @@ def _int(v: Any, where: str, lo: int = 0) -> int:
     return v
 
 
-def _bool(v: Any, where: str) -> bool:
-    if not isinstance(v, bool):
-        _fail(where, f"must be true or false, got {_short(v)}")
-    return v
 
 
 def _scalars(v: Any, where: str) -> dict[str, Any]:
@@ -170,55 +166,16 @@ def _scalars(v: Any, where: str) -> dict[str, Any]:
     return dict(v)
 
 
-SIGNATURE_FIELDS = frozenset({"args", "static", "dynamic"})
-ARG_FIELDS = frozenset({"name", "dtype", "shape", "align", "output", "scratch"})
-
-
 def _signature(v: Any, where: str) -> dict[str, Any]:
-    """A kernel signature (runtime/signature.py Signature.to_json): every dim expression must parse
-    under the whitelist and evaluate to a non-negative integer at M = 1."""
-    from .signature import compile_dim
+    """A kernel signature, validated by its one validator (runtime/signature.py
+    Signature.from_json: field types, whitelisted shape expressions, every dim a non-negative
+    integer at M = 1)."""
+    from .signature import Signature, SignatureError
 
-    _obj(v, where, SIGNATURE_FIELDS)
-    static = {k: _int(x, f"{where}.static.{k}") for k, x in _obj(v["static"], f"{where}.static").items()}
-    for k in static:
-        _str(k, f"{where}.static", NAME_RE, "an object with identifier keys")
-    dyn = v["dynamic"]
-    if not isinstance(dyn, list) or "M" not in dyn:
-        _fail(f"{where}.dynamic", f"must be a list of symbols that includes the token count 'M', got {_short(dyn)}")
-    for i, s in enumerate(dyn):
-        _str(s, f"{where}.dynamic[{i}]", NAME_RE, "an identifier")
-    args = v["args"]
-    if not isinstance(args, list) or not args or len(args) > 64:
-        _fail(f"{where}.args", f"must be a non-empty list of arguments, got {_short(args)}")
-    env = {**static, **dict.fromkeys(dyn, 1)}
-    bare = set()
-    for i, a in enumerate(args):
-        w = f"{where}.args[{i}]"
-        _obj(a, w, ARG_FIELDS)
-        _str(a["name"], f"{w}.name", NAME_RE, "an identifier")
-        _str(a["dtype"], f"{w}.dtype", None, "a dtype name")
-        if a["dtype"] not in DTYPES:
-            _fail(f"{w}.dtype", f"must be one of {sorted(DTYPES)}, got {_short(a['dtype'])}")
-        _int(a["align"], f"{w}.align", 1)
-        _bool(a["output"], f"{w}.output")
-        _bool(a["scratch"], f"{w}.scratch")
-        if not isinstance(a["shape"], list) or len(a["shape"]) > 8:
-            _fail(f"{w}.shape", f"must be a list of dims, got {_short(a['shape'])}")
-        for j, d in enumerate(a["shape"]):
-            if isinstance(d, str) and len(d) <= 100:
-                bare.add(d)
-                try:
-                    n = compile_dim(d)(env)
-                except (SyntaxError, ValueError, KeyError, TypeError, ArithmeticError, RecursionError, MemoryError) as e:
-                    _fail(f"{w}.shape[{j}]", f"invalid shape expression {d!r}: {e}")
-                if not isinstance(n, int) or n < 0:
-                    _fail(f"{w}.shape[{j}]", f"shape expression {d!r} gives {n!r} at M = 1")
-            else:
-                _int(d, f"{w}.shape[{j}]")
-    unbound = [s for s in dyn if s not in bare]
-    if unbound:
-        _fail(f"{where}.dynamic", f"symbol {unbound[0]!r} is not a dim of any argument")
+    try:
+        Signature.from_json(v, where)
+    except SignatureError as e:
+        raise StoreFormatError(str(e)) from None
     return v
 
 
