@@ -15,9 +15,10 @@ tokens, D written transposed, exactly as the dense adapter in kernel.py):
     fixed grid, no host sync, graph safe; idle experts own no token tile and cost nothing).
     It finds the expert of token tile j from the offsets (the last e with offsets[e] <= j *
     tile_n) and hands the mainloop kernel M tile `e * MT + m`.
-  * The epilogue stores D at weight tile `m` (the override of epilog_gmem_copy_and_partition
-    below takes the global tile back modulo MT); alpha is the [E*N] vector of the per-row
-    alpha epilogue, indexed by the global tile, i.e. alpha[e, :].
+  * The epilogue sees one expert: D is stored at weight tile `m` (epilog_gmem_copy_and_partition
+    takes the global tile back modulo MT) and the per-row alpha op reads alpha[e, :] at tile m
+    (epi_begin hands it the alpha pointer advanced by e * N: quack's frontend gives the op a
+    vector of D's extent N, so indexing it by the global tile would zero-fill alpha).
 Contract (the runtime's route kernel with pad = tile_n produces it): offsets[0] = 0, monotone,
 every offsets[e] a multiple of tile_n, offsets[E] <= rows of act. Then each token tile belongs
 to one expert. Rows in an expert's padding are computed like real rows (their values are
@@ -28,6 +29,8 @@ PDL is off: the scheduler reads offsets (written by the previous kernel) in ever
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from ..quack_support import import_quack_package  # noqa: E402
 
@@ -89,6 +92,12 @@ class W4A16GroupedGemm:
                          {"TILE_N": tile_n, "EXPERTS": experts})  # fmt: skip
         base = w4a16_row_alpha._mint(*_ROW_MINT_KEY)
 
+        def _split(coord):
+            """(expert, coordinate with the expert's own weight tile) of a global tile coordinate."""
+            g = coord[0]
+            e = g // mt
+            return e, (g - e * mt, coord[1], coord[2], coord[3])
+
         class Gemm(base):
             def get_scheduler_class(self, varlen_m: bool = False):
                 assert not varlen_m
@@ -96,9 +105,19 @@ class W4A16GroupedGemm:
 
             def epilog_gmem_copy_and_partition(self, atom, mD_mn, tile_shape_mn, epi_tile, sD, tile_coord_mnkl):
                 # D holds one expert's N rows: global weight tile e * MT + m -> m
-                g = tile_coord_mnkl[0]
-                local = (g - (g // mt) * mt, tile_coord_mnkl[1], tile_coord_mnkl[2], tile_coord_mnkl[3])
+                _, local = _split(tile_coord_mnkl)
                 return super().epilog_gmem_copy_and_partition(atom, mD_mn, tile_shape_mn, epi_tile, sD, local)
+
+            def epi_begin(self, params, epi_smem_tensors, epi_tile, tiled_copy_t2r, tiled_copy_r2s, tile_coord_mnkl,
+                          varlen_manager, epilogue_barrier, tidx, tRS_rD_layout=None):  # fmt: skip
+                # The epilogue ops see one expert: local tile m, alpha from row e * N on. (The
+                # frontend hands the alpha op a vector of D's extent N, so the global tile would
+                # index past it and the predicated load would zero-fill alpha.)
+                e, local = _split(tile_coord_mnkl)
+                alpha = params.alpha
+                params = dataclasses.replace(params, alpha=cute.make_tensor(alpha.iterator + e * n, alpha.layout))
+                return super().epi_begin(params, epi_smem_tensors, epi_tile, tiled_copy_t2r, tiled_copy_r2s, local,
+                                         varlen_manager, epilogue_barrier, tidx, tRS_rD_layout)  # fmt: skip
 
         transform = as_transform_mod(FORMAT)
         assert transform.owned_fmt.tile_k == 64 and transform.owned_fmt.sf_bytes == 256, "quack nvfp4 layout moved"

@@ -20,7 +20,7 @@ from ..family import Arg, Family, Signature
 from . import REL_TOL
 
 TILE_MS = (64, 128)
-TILE_NS = (64, 128, 192, 256)
+TILE_NS = (16, 32, 64, 128, 192, 256)  # quack W4 tile_n candidates (<= 32: 2 CTAs per SM)
 
 
 @dataclass(frozen=True)

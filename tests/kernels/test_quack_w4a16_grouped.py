@@ -39,6 +39,7 @@ def test_can_implement():
     assert FAM.can_implement(params(tile_m=64, tile_n=256), "sm_90a") == []
     assert FAM.can_implement(params(), "sm_100a")
     assert any("tile_n" in r for r in FAM.can_implement(params(tile_n=96), "sm_90a"))
+    assert FAM.can_implement(params(tile_m=64, tile_n=16), "sm_90a") == []
     assert any("tile_m" in r for r in FAM.can_implement(params(tile_m=256), "sm_90a"))
     assert any("straddles" in r for r in FAM.can_implement(params(n=6144 + 64), "sm_90a"))
     assert any("k=" in r for r in FAM.can_implement(params(k=7168 + 32), "sm_90a"))
