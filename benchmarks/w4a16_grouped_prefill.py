@@ -3,7 +3,10 @@ expert: quack_w4a16_grouped_gemm (quack's persistent warp-specialized SM90 W4A16
 the expert groups, groups padded to its tile_n) and our w4a16_grouped_gemm (unpadded groups),
 against torch bf16 torch._grouped_mm over the same groups, all in the same run, device time
 from CUDA-graph replays. TFLOP/s counts real rows only (2 t E N K); "pk" = fraction of the
-dense bf16 peak. Each --quack store holds one quack_w4a16_grouped_gemm tiling per shape."""
+dense bf16 peak. Each --quack store's quack_w4a16_grouped_gemm op serves the padded row count
+with the variant its buckets pick (a sweep passes one store per tiling, each with one bucket).
+
+    python benchmarks/w4a16_grouped_prefill.py --quack artifacts --ours artifacts"""
 
 import argparse
 
@@ -61,9 +64,15 @@ def main() -> None:
                 to = time_cuda(lambda: op(*args, check=False), reps=5)
                 line += f" | ours {to * 1e6:7.0f} us ({tb / to:4.2f}x bf16)"
                 del b, args
-            for op, p, b in qbufs:
-                offs, _ = padded_groups([t] * E, p.tile_n)
-                rows = int(offs[-1])
+            for op, _, b in qbufs:
+                # groups padded to the tile_n of the variant that serves the padded row count
+                rows = t * E
+                for _ in range(3):
+                    p = qfam.parse_params(op.kernel_for(rows).record["params"])
+                    offs, _ = padded_groups([t] * E, p.tile_n)
+                    if int(offs[-1]) == rows:
+                        break
+                    rows = int(offs[-1])
                 b["offsets"].copy_(offs)
                 args = [b["act"][:rows], b["blob"], b["sf"], b["alpha"], b["offsets"], b["out"][:rows]]
                 tq = time_cuda(lambda: op(*args, check=False), reps=5)
