@@ -20,6 +20,7 @@ for b in "startup.py aot --store .gpu/artifacts --jit-json .gpu/jit.json" \
          "host_overhead.py --store .gpu/artifacts" \
          "quantize_bandwidth.py --store .gpu/artifacts --json $OUT/quantize_bw.json" \
          "w4a16_ours.py --store .gpu/artifacts" \
+         "w4a16_grouped_prefill.py --quack .gpu/artifacts --ours .gpu/artifacts" \
          "moe_layer.py --store .gpu/artifacts"; do
   echo "== benchmarks/$b"; timeout 240 python3 benchmarks/$b 2>&1 | tee -a "$OUT/bench.log"; rc=$((rc | PIPESTATUS[0]))
 done

@@ -1,0 +1,87 @@
+"""Grouped prefill (routed-expert L1 / L2 of DeepSeek-V4 EP8: 48 local experts) at t tokens per
+expert: quack_w4a16_grouped_gemm (quack's persistent warp-specialized SM90 W4A16 kernel over
+the expert groups, groups padded to its tile_n) and our w4a16_grouped_gemm (unpadded groups),
+against torch bf16 torch._grouped_mm over the same groups, all in the same run, device time
+from CUDA-graph replays. TFLOP/s counts real rows only (2 t E N K); "pk" = fraction of the
+dense bf16 peak. Each --quack store's quack_w4a16_grouped_gemm op serves the padded row count
+with the variant its buckets pick (a sweep passes one store per tiling, each with one bucket).
+
+    python benchmarks/w4a16_grouped_prefill.py --quack artifacts --ours artifacts"""
+
+import argparse
+
+import torch
+from common import bf16_peak, device_name, tflops, time_cuda
+
+from nvfp4_aot.kernels import get_family
+from nvfp4_aot.kernels.quack_w4a16.grouped_family import padded_groups
+from nvfp4_aot.runtime import open_store
+
+SHAPES = {"L1": (6144, 7168), "L2": (7168, 3072)}
+E = 48
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quack", nargs="+", required=True, help="stores with quack_w4a16_grouped_gemm")
+    ap.add_argument("--ours", default=None, help="store with w4a16_grouped_gemm (optional)")
+    ap.add_argument("--tokens", type=int, nargs="*", default=[1, 4, 16, 64, 128, 512, 1024])
+    a = ap.parse_args()
+    dev = torch.device("cuda")
+    peak = bf16_peak()
+    print(f"device: {device_name()}; torch {torch.__version__}; {E} experts")
+    qfam, ofam = get_family("quack_w4a16_grouped_gemm"), get_family("w4a16_grouped_gemm")
+    qstores = [open_store(s) for s in a.quack]
+    ostore = open_store(a.ours) if a.ours else None
+    for s in qstores + ([ostore] if ostore else []):
+        s.prime()
+    for name, (n, k) in SHAPES.items():
+        print(f"\n{name} ({n}x{k}): t tokens/expert | torch bf16 _grouped_mm | ours | quack grouped per tiling")
+        w16 = torch.randn((E, n, k), device=dev, dtype=torch.bfloat16).transpose(1, 2)
+        tmax = max(a.tokens)
+        qbufs = []
+        for s in qstores:
+            op = s.op("quack_w4a16_grouped_gemm", n=n, k=k, experts=E)
+            rows_max = E * -(-tmax // 256) * 256
+            p = qfam.parse_params(op.kernel_for(rows_max).record["params"])
+            b = qfam.make_inputs(p, rows_max, dev, seed=1)
+            qbufs.append((op, p, b))
+        for t in a.tokens:
+            fl = 2.0 * t * E * n * k
+            act = torch.randn((t * E, k), device=dev, dtype=torch.bfloat16)
+            goffs = torch.arange(1, E + 1, device=dev, dtype=torch.int32) * t
+            tb = time_cuda(lambda: torch._grouped_mm(act, w16, offs=goffs), reps=5)
+            line = f"  t={t:>4}: bf16 {tb * 1e6:7.0f} us ({tflops(fl, tb, peak)})"
+            if ostore and t >= 64:  # the store holds the prefill (split="wg") variant only
+                op = ostore.op("w4a16_grouped_gemm", n=n, k=k, experts=E)
+                rows = t * E
+                p = ofam.parse_params(op.kernel_for(rows).record["params"])
+                b = ofam.make_inputs(p, rows, dev, seed=t)
+                offs = torch.arange(0, E + 1, dtype=torch.int32) * t
+                b["offsets"].copy_(offs)
+                b["counts"].fill_(t)
+                args = [b[x.name] for x in op.kernel_for(rows).validator.args]
+                to = time_cuda(lambda: op(*args, check=False), reps=5)
+                line += f" | ours {to * 1e6:7.0f} us ({tb / to:4.2f}x bf16)"
+                del b, args
+            for op, _, b in qbufs:
+                # groups padded to the tile_n of the variant that serves the padded row count
+                rows = t * E
+                for _ in range(3):
+                    p = qfam.parse_params(op.kernel_for(rows).record["params"])
+                    offs, _ = padded_groups([t] * E, p.tile_n)
+                    if int(offs[-1]) == rows:
+                        break
+                    rows = int(offs[-1])
+                b["offsets"].copy_(offs)
+                args = [b["act"][:rows], b["blob"], b["sf"], b["alpha"], b["offsets"], b["out"][:rows]]
+                tq = time_cuda(lambda: op(*args, check=False), reps=5)
+                line += (f" | q{p.tile_m}x{p.tile_n} {tq * 1e6:7.0f} us ({tflops(fl, tq, peak)}; "
+                         f"{tb / tq:4.2f}x bf16)")
+            print(line, flush=True)
+        del qbufs, w16
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
