@@ -13,10 +13,7 @@ from cutlass._mlir import ir
 from cutlass._mlir.dialects import llvm
 from cutlass.cutlass_dsl import T, dsl_user_op
 
-
-def _asm(ret_ty, args, asm, constraints, loc, ip):
-    vals = [a.ir_value(loc=loc, ip=ip) for a in args]
-    return llvm.inline_asm(ret_ty, vals, asm, constraints, has_side_effects=False, loc=loc, ip=ip)
+from ..ptx import inline_asm as _asm  # the one pure inline-asm helper of every family
 
 
 def _ints(res, n, loc, ip):
