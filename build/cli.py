@@ -10,7 +10,9 @@ Exit codes (all commands):
   5  the store is unreadable or malformed: index.json not valid JSON, a field of the wrong type
      or unknown to this format, a key that is not the one its record gives, a digest that does
      not match, a symlink inside the store (the message names the file and the field)
-  6  `plan`: the checkpoint is unreadable, malformed, or inconsistent with its config
+  6  `plan`: the checkpoint (config.json included) is unreadable, malformed, inconsistent with
+     its config, or holds no NVFP4 GEMM; options that do not fit the checkpoint (an --ep-size
+     that does not divide the experts, an --ep-rank out of range) are usage errors (2)
 """
 
 from __future__ import annotations
@@ -285,6 +287,8 @@ def plan_cmd(checkpoint: Path, archs, ep_size: int, ep_rank, max_tokens: int, ca
     counts = plan.manifest.variant_counts()
     for u in plan.unsupported:
         click.echo(f"unsupported: {u}", err=True)
+    for u in plan.served_by_vllm:
+        click.echo(f"served by vLLM: {u}", err=True)
     click.echo(
         f"{plan.name}: {len(plan.manifest.ops)} ops, {len(manifest.variants())} variants ("
         + ", ".join(f"{a} {n}" for a, n in counts.items())
@@ -294,7 +298,7 @@ def plan_cmd(checkpoint: Path, archs, ep_size: int, ep_rank, max_tokens: int, ca
     _emit(as_json, {
         "manifest": str(out), "name": manifest.name, "variants": len(manifest.variants()), "per_arch": counts,
         "ops": [{"family": o.family, "problem": dict(o.problem), "archs": list(o.archs), "buckets": [[b.lo, b.hi] for b in o.buckets]} for o in plan.manifest.ops],
-        "unsupported": plan.unsupported,
+        "unsupported": plan.unsupported, "served_by_vllm": plan.served_by_vllm,
     })  # fmt: skip
 
 

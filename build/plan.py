@@ -22,13 +22,14 @@ ranks, and every rank runs the same problems.
 from __future__ import annotations
 
 import bisect
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from nvfp4_aot.kernels import UnknownFamilyError, get_family
 from nvfp4_aot.kernels.family import Table
-from nvfp4_aot.runtime.checkpoint import Checkpoint, Gemm, compress_ints, expert_range, name_patterns
+from nvfp4_aot.runtime.checkpoint import Checkpoint, CheckpointError, Gemm, compress_ints, expert_proj, expert_range, name_patterns
 from nvfp4_aot.runtime.declare import OpDecl
 from nvfp4_aot.runtime.linear import Nvfp4Linear
 from nvfp4_aot.runtime.moe import MoERunner
@@ -45,7 +46,18 @@ ROLE_TEXT = {
 
 
 class PlanError(ValueError):
-    """The settings do not fit the checkpoint (e.g. --ep-size does not divide the experts)."""
+    """The command-line settings do not fit the checkpoint (e.g. --ep-size does not divide the
+    experts): a usage error. Problems of the checkpoint itself (its config.json included) are
+    CheckpointErrors."""
+
+
+# What serves the modules of a DeepSeek-V4 mixed checkpoint that are not NVFP4 (runtime/checkpoint.py
+# FORMATS), as vLLM 0.32's DeepseekV4FP8Config assigns them: informational manifest lines.
+VLLM_SERVED = {
+    "fp8_block": "block FP8 (F8_E4M3, F8_E8M0 scale per 128x128): vLLM's Fp8LinearMethod",
+    "mxfp4": "MXFP4 (I8 E2M1 pairs, F8_E8M0 scale per 32): vLLM's Mxfp4MoEMethod (the MTP draft's routed experts)",
+    "unquantized": "BF16/F32: vLLM's unquantized layers and parameters",
+}
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,7 @@ class Plan:
     manifest: Manifest
     unsupported: list[str] = field(default_factory=list)
     unquantized: list[str] = field(default_factory=list)
+    served_by_vllm: list[str] = field(default_factory=list)  # DeepSeek-V4 mixed layout only
 
     @property
     def name(self) -> str:
@@ -137,8 +150,9 @@ def _moe_shapes(routed: Sequence[Gemm]) -> tuple[dict[tuple[int, int], list[int]
     shapes: dict[tuple[int, int], list[int]] = {}
     bad = []
     for layer, leaves in sorted(by_layer.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
-        l1, l2 = leaves.get("gate_up_proj", set()), leaves.get("down_proj", set())
-        if set(leaves) == {"gate_up_proj", "down_proj"} and len(l1) == len(l2) == 1:
+        projs = {expert_proj(leaf): shapes_ for leaf, shapes_ in leaves.items()}
+        l1, l2 = projs.get("l1", set()), projs.get("l2", set())
+        if len(leaves) == 2 and set(projs) == {"l1", "l2"} and len(l1) == len(l2) == 1:
             (n1, h), (n2, k2) = next(iter(l1)), next(iter(l2))
             if n1 % 2 == 0 and (n2, k2) == (h, n1 // 2):
                 shapes.setdefault((h, n1 // 2), []).append(layer)
@@ -156,7 +170,7 @@ class Planner:
         disc = ck.discovery
         if not disc.gemms:
             declared = ck.quant.producer or "none declared"
-            raise PlanError(f"{ck.root}: no NVFP4 linears (ModelOpt weight/weight_scale/weight_scale_2 tensors) found; quantization: {declared}")
+            raise CheckpointError(f"{ck.root}: no NVFP4 linears (ModelOpt weight/weight_scale/weight_scale_2 tensors) found; quantization: {declared}")
         routed = [g for g in disc.gemms if g.role == "routed"]
         self.top_k = ck.top_k
         self.n_exp = ck.num_experts or (max(g.expert for g in routed) + 1 if routed else 0)  # type: ignore[type-var]
@@ -164,7 +178,7 @@ class Planner:
         keep: set = set()
         if routed:
             if not self.top_k:
-                raise PlanError(f"{ck.root / 'config.json'}: routed experts found but no num_experts_per_tok (top-k)")
+                raise CheckpointError(f"{ck.root / 'config.json'}: routed experts found but no num_experts_per_tok (top-k)")
             if self.n_exp % s.ep_size:
                 raise PlanError(f"--ep-size {s.ep_size} does not divide the {self.n_exp} routed experts")
             if s.ep_rank is not None and not 0 <= s.ep_rank < s.ep_size:
@@ -183,6 +197,7 @@ class Planner:
         self.sizes = sorted(set(given) | {self.tokens})
         self.ops: dict[tuple, _Planned] = {}
         self.unsupported: list[str] = []
+        self.swiglu_limit = _swiglu_limit(ck)
 
     # -- helpers -------------------------------------------------------------------
     def describe(self, use: _Use) -> str:
@@ -312,12 +327,15 @@ class Planner:
         experts, top_k, T = self.n_exp // self.s.ep_size, self.top_k, self.tokens
         for (h, i), layers in sorted(shapes.items()):
             mine = [g for g in routed if g.layer in layers]
-            uses = {"w13": _Use("routed", [g for g in mine if g.name.endswith(".gate_up_proj")]),
-                    "w2": _Use("routed", [g for g in mine if g.name.endswith(".down_proj")])}
+            uses = {"w13": _Use("routed", [g for g in mine if expert_proj(g.name) == "l1"]),
+                    "w2": _Use("routed", [g for g in mine if expert_proj(g.name) == "l2"])}
             where = ", ".join(p.rpartition(".")[0] for p in name_patterns(g.name for g in uses["w13"].gemms))
             experts_line = f"  {where}  [routed experts: {experts} local, top-{top_k}, hidden {h}, intermediate {i}{self.ep}]"
             for arch in self.s.archs:
-                decls = MoERunner.ops(h, i, experts, top_k, arch)
+                decls = MoERunner.ops(h, i, experts, top_k, arch, swiglu_limit=self.swiglu_limit)
+                if not decls and MoERunner.ops(h, i, experts, top_k, arch):
+                    self.unsupported.append(f"{arch}: MoERunner h={h}, i={i}: config.json swiglu_limit {self.swiglu_limit} "
+                                            f"(clamped SwiGLU) has no path on {arch} <- {where}")
                 ok = True
                 for d in decls:
                     rows = {"tokens": f"M = tokens <= {T}",
@@ -338,15 +356,25 @@ class Planner:
         for reason, names in sorted(by_reason.items()):
             self.unsupported.append(f"{', '.join(name_patterns(names))}: {reason}")
         unquantized = name_patterns(self.ck.discovery.unquantized)
+        served: list[str] = []
+        if self.ck.layout == "dsv4_mixed":  # the unquantized weights are listed with what serves them
+            unquantized = []
+            for fmt, text in VLLM_SERVED.items():
+                groups = [g for g in self.ck.discovery.groups if g.fmt == fmt]
+                if groups:
+                    served.append(f"{', '.join(name_patterns(g.prefix for g in groups))}  [{text}]")
         footer = [f"Unsupported: nothing is planned for these ({len(self.unsupported)}):"]
         footer += [f"  {u}" for u in self.unsupported] or ["  (none)"]
         footer.append(f"Not quantized (BF16/F16/F32 2-D weights, run by other paths): {len(unquantized)} patterns")
         footer += [f"  {u}" for u in unquantized]
+        if served:
+            footer.append(f"Served by vLLM's own kernels (DeepseekV4FP8Config's methods; nothing in this store): {len(served)} groups")
+            footer += [f"  {u}" for u in served]
         specs: list[OpSpec] = [op_spec(o.family, o.problem, o.archs, o.buckets, o.comments) for o in self.ops.values()]
         name = self.ck.root.name
         manifest = Manifest(name, Path(f"{name}.toml"), tuple(specs), f"planned from {name}", tuple(self.s.archs),
                             tuple(self.header()), tuple(footer))
-        return Plan(manifest, self.unsupported, unquantized)
+        return Plan(manifest, self.unsupported, unquantized, served)
 
     def header(self) -> list[str]:
         ck, s, gemms = self.ck, self.s, self.gemms
@@ -361,8 +389,14 @@ class Planner:
             f"{ck.num_layers} layers in config.json; quantization: {q.producer or '?'} {q.algo or '?'}"
             f"{f' group {q.group_size}' if q.group_size else ''})",
             f"NVFP4 GEMMs the model runs: {len(gemms)} (layers {compress_ints(layers) or '-'}), "
-            f"{len({(g.n, g.k) for g in gemms})} distinct (N, K); fused: gate_proj + up_proj, q_a_proj + kv_a_proj_with_mqa (stacked along N).",
+            f"{len({(g.n, g.k) for g in gemms})} distinct (N, K); fused: gate_proj + up_proj, q_a_proj + kv_a_proj_with_mqa (stacked along N)."
+            if ck.layout == "modelopt" else
+            f"NVFP4 GEMMs the model runs: {len(gemms)} (layers {compress_ints(layers) or '-'}), {len({(g.n, g.k) for g in gemms})} "
+            "distinct (N, K): the routed experts, w1 + w3 stacked along N (vLLM: gate_up_proj; one shared weight_scale_2).",
         ]
+        if ck.layout == "dsv4_mixed":
+            lines.append("Layout: DeepSeek-V4 block-FP8 checkpoint with NVFP4 routed experts (config.json moe_quant_algo NVFP4); "
+                         "vLLM's DeepseekV4FP8Config serves everything else (listed at the end).")
         if self.n_exp:
             lines.append(f"Routed experts: {self.n_exp} per MoE layer, top-k {self.top_k}{self.ep or '; no expert parallelism'}")
             if s.ep_size > 1:
@@ -374,6 +408,16 @@ class Planner:
             "  token-slots (unpadded; on sm_100a each expert's rows padded to 128); moe_route / moe_permute* / moe_combine see tokens.",
         ]
         return [x for x in lines if x]
+
+
+def _swiglu_limit(ck: Checkpoint) -> float:
+    """config.json swiglu_limit (DeepSeek-V4: 10.0): the experts' clamped SwiGLU; 0 when absent."""
+    v = ck.cfg("swiglu_limit")
+    if v is None:
+        return 0.0
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"):
+        raise CheckpointError(f"{ck.root / 'config.json'}: swiglu_limit = {json.dumps(v)} is not a positive number")
+    return float(v)
 
 
 def plan_checkpoint(ckpt_dir: Path | str, s: Settings, command: str = "") -> Plan:

@@ -15,6 +15,25 @@ A ModelOpt NVFP4 linear `P` is four tensors:
 
 GEMMs: the linears that the model runs as one GEMM are stacked along N (FUSIONS: gate/up of
 every MLP and expert; q_a + kv_a of the attention), in the order listed.
+
+Two layouts are read (`Checkpoint.layout`):
+  "modelopt"    ModelOpt's all-NVFP4 export, Hugging Face names (model.layers.N.mlp.experts.E.
+                gate_proj, ...); every quantized linear is NVFP4.
+  "dsv4_mixed"  the public DeepSeek-V4 NVFP4 checkpoints (nvidia/DeepSeek-V4-{Pro,Flash}-NVFP4, made
+                by Model-Optimizer's deepseek_v4/quantize_to_nvfp4.py): DeepSeek's own names
+                (layers.N.ffn.experts.E.w1/w2/w3, layers.N.attn.wq_a, mtp.0.*, no `model.` prefix);
+                only the routed experts of layers 0..L-1 are NVFP4 (w1 + w3 share weight_scale_2);
+                everything else is DeepSeek's release: block-FP8 linears (F8_E4M3 weight + F8_E8M0
+                `.scale` per 128x128 block), MXFP4 MTP experts (I8 weight [N, K/2] + E8M0 `.scale`
+                per 32) and BF16/F32 parts, served by vLLM's own DeepseekV4FP8Config methods.
+                config.json keeps quant_method "fp8" and adds moe_quant_algo "NVFP4",
+                quantized_layers (layers.N.ffn.experts -> NVFP4) and ignore.
+Every module with a `.weight` is one TensorGroup, classified FORMATS (nvfp4 | fp8_block | mxfp4 |
+unquantized | other) and named as vLLM 0.32 names its layer (`vllm_module`).
+
+Paths: a shard path in model.safetensors.index.json is data; it must be a relative path inside
+the checkpoint directory (no `..`, not absolute), checked lexically. A shard that is itself a
+symlink is followed (the Hugging Face hub cache keeps snapshots as links into ../../blobs).
 """
 
 from __future__ import annotations
@@ -34,13 +53,20 @@ INDEX_FILE = "model.safetensors.index.json"
 FUSIONS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("gate_proj", "up_proj"), "gate_up_proj"),
     (("q_a_proj", "kv_a_proj_with_mqa"), "fused_qkv_a_proj"),
+    (("w1", "w3"), "gate_up_proj"),  # DeepSeek-V4 names (vLLM's packed_modules_mapping)
+    (("wq_a", "wkv"), "fused_wqa_wkv"),
 )
+# A routed expert's GEMMs, by the last name component of the Gemm: L1 (gate | up), L2 (down).
+EXPERT_L1, EXPERT_L2 = ("gate_up_proj",), ("down_proj", "w2")
+FORMATS = ("nvfp4", "fp8_block", "mxfp4", "unquantized", "other")
+FP8_BLOCK, MX_BLOCK = 128, 32
 ROLES = ("attn", "dense", "shared", "routed", "other")
 _LAYER_RE = re.compile(r"(?:^|\.)layers\.(\d+)\.")
-_EXPERT_RE = re.compile(r"\.mlp\.experts\.(\d+)\.[^.]+$")
-_SHARED_RE = re.compile(r"\.mlp\.shared_experts?\.[^.]+$")
+_EXPERT_RE = re.compile(r"\.(?:mlp|ffn)\.experts\.(\d+)\.[^.]+$")
+_SHARED_RE = re.compile(r"\.(?:mlp|ffn)\.shared_experts?\.[^.]+$")
 _DENSE_RE = re.compile(r"\.mlp\.(gate_proj|up_proj|down_proj)$")
-_ATTN_RE = re.compile(r"\.self_attn\.")
+_ATTN_RE = re.compile(r"\.(?:self_attn|attn)\.")
+_MTP_RE = re.compile(r"^mtp\.(\d+)\.")
 _SCALARS = ((), (1,))
 
 
@@ -86,11 +112,22 @@ class Unsupported:
     reason: str
 
 
+@dataclass(frozen=True)
+class TensorGroup:
+    """One module of the checkpoint (the tensors sharing the prefix of a `.weight`)."""
+
+    prefix: str  # checkpoint name, e.g. layers.3.attn.wq_a
+    fmt: str  # one of FORMATS
+    detail: str  # dtypes and shapes, e.g. "F8_E4M3 [1536, 7168] + F8_E8M0 scale [12, 56]"
+    vllm: str  # the vLLM 0.32 module that owns it, e.g. model.layers.3.attn.fused_wqa_wkv
+
+
 @dataclass
 class Discovery:
     gemms: list[Gemm] = field(default_factory=list)
     unsupported: list[Unsupported] = field(default_factory=list)
     unquantized: list[str] = field(default_factory=list)  # *.weight tensors in BF16/F16/F32
+    groups: list[TensorGroup] = field(default_factory=list)  # every module, classified
 
 
 def expert_range(num_experts: int, ep_size: int, ep_rank: int) -> range:
@@ -123,12 +160,43 @@ def role_of(prefix: str) -> tuple[str, int | None]:
     return "other", None
 
 
+def expert_proj(gemm_name: str) -> str | None:
+    """'l1' / 'l2' for a routed expert's GEMM name (gate_up_proj / down_proj or w2), else None."""
+    leaf = gemm_name.rpartition(".")[2]
+    return "l1" if leaf in EXPERT_L1 else "l2" if leaf in EXPERT_L2 else None
+
+
+def vllm_module(prefix: str, num_layers: int | None = None) -> str:
+    """The vLLM 0.32 module that loads checkpoint module `prefix` (DeepSeek-V4 names remapped as
+    vllm/models/deepseek_v4/nvidia/model.py and mtp.py do; Hugging Face names are vLLM's own):
+    layers.N.X -> model.layers.N.X, mtp.K.X -> model.layers.{L+K}.X (the MTP draft model),
+    routed experts -> their FusedMoE layer (...ffn.experts), stacked parts -> the fused module."""
+    name = prefix
+    m = _MTP_RE.match(name)
+    if m:
+        name = f"model.layers.{(num_layers if num_layers is not None else 0) + int(m.group(1))}.{name[m.end():]}"
+    elif name.startswith("layers."):
+        name = "model." + name
+    e = _EXPERT_RE.search(name + ".x")
+    if e:
+        return name[: e.start()] + name[e.start() : e.end()].split(".experts.")[0] + ".experts"
+    parent, _, leaf = name.rpartition(".")
+    if parent.endswith(".compressor") and leaf in ("wkv", "wgate"):
+        return f"{parent}.fused_wkv_wgate"
+    for parts, fused in FUSIONS:
+        if leaf in parts:
+            return f"{parent}.{fused}"
+    if parent.endswith(".shared_experts") and leaf == "w2":
+        return f"{parent}.down_proj"
+    return {"embed": "model.embed_tokens", "head": "lm_head", "norm": "model.norm"}.get(name, name)
+
+
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read {what}: {e.strerror or e}") from None
-    except ValueError as e:
+    except ValueError as e:  # also UnicodeDecodeError
         raise CheckpointError(f"{path}: {what} is not valid JSON: {e}") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: {what} must be a JSON object")
@@ -137,47 +205,88 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class QuantConfig:
-    """The checkpoint's declared quantization (hf_quant_config.json or config.json's
-    quantization_config); None fields when undeclared."""
+    """The checkpoint's declared quantization: hf_quant_config.json and config.json's
+    quantization_config, both read (the DeepSeek-V4 checkpoints carry both); None fields when
+    undeclared."""
 
     producer: str | None
     algo: str | None  # NVFP4, FP8, MIXED_PRECISION, ...
     group_size: int | None
     exclude: tuple[str, ...]
     per_layer: Mapping[str, str]  # MIXED_PRECISION: module -> algo
+    method: str | None = None  # config.json quant_method (DeepSeek-V4: "fp8")
+    moe_algo: str | None = None  # config.json moe_quant_algo (DeepSeek-V4 NVFP4 checkpoints: "NVFP4")
+    source: str = "quantization config"  # where per_layer comes from, for messages
+
+    def listed(self, prefix: str) -> tuple[str, str] | None:
+        """(module, algo) of the quantized_layers entry covering `prefix` (the module itself or
+        its nearest dotted ancestor), or None."""
+        probe = prefix
+        while probe:
+            if probe in self.per_layer:
+                return probe, self.per_layer[probe]
+            probe = probe.rpartition(".")[0]
+        return None
 
     def algo_of(self, prefix: str) -> str | None:
-        if prefix in self.per_layer:
-            return self.per_layer[prefix]
+        hit = self.listed(prefix)
+        if hit:
+            return hit[1]
         if any(fnmatch.fnmatchcase(prefix, pat) for pat in self.exclude):
             return None
         return None if self.algo == "MIXED_PRECISION" else self.algo
 
+    @property
+    def mixed_dsv4(self) -> bool:
+        """DeepSeek-V4's block-FP8 checkpoint with NVFP4 routed experts (see the module doc)."""
+        return self.method in ("fp8", "deepseek_v4_fp8") and self.moe_algo == "NVFP4"
+
     @staticmethod
     def read(root: Path, config: Mapping[str, Any]) -> "QuantConfig":
+        qc = config.get("quantization_config") or {}
+        if not isinstance(qc, dict):
+            raise CheckpointError(f"{root / 'config.json'}: quantization_config must be a JSON object")
+        q, producer, source = dict(qc), qc.get("quant_method"), "config.json quantization_config"
         p = root / "hf_quant_config.json"
         if p.exists():
             raw = _read_json(p, "hf_quant_config.json")
-            producer = (raw.get("producer") or {}).get("name")
-            q = raw.get("quantization") or {}
-        else:
-            q = dict(config.get("quantization_config") or {})
-            producer = q.get("quant_method")
+            prod, hq = raw.get("producer") or {}, raw.get("quantization") or {}
+            if not isinstance(prod, dict) or not isinstance(hq, dict):
+                raise CheckpointError(f"{p}: producer and quantization must be JSON objects")
+            producer, source = prod.get("name"), "hf_quant_config.json"
+            q = {**q, **hq, "quantized_layers": {**(q.get("quantized_layers") or {}), **(hq.get("quantized_layers") or {})}}
         layers = q.get("quantized_layers") or {}
+        exclude = [*(q.get("exclude_modules") or ()), *(qc.get("ignore") or ()), *(q.get("ignore") or ())]
+        if not isinstance(layers, dict) or not all(isinstance(x, str) for x in exclude):
+            raise CheckpointError(f"{root}: {source}: quantized_layers must be an object, exclude_modules/ignore lists of strings")
         return QuantConfig(
             producer=producer,
             algo=(str(q["quant_algo"]).upper() if q.get("quant_algo") else None),
             group_size=q.get("group_size"),
-            exclude=tuple(q.get("exclude_modules") or q.get("ignore") or ()),
+            exclude=tuple(dict.fromkeys(exclude)),
             per_layer={k: str(v.get("quant_algo", "")).upper() for k, v in layers.items() if isinstance(v, dict)},
+            method=(str(qc["quant_method"]) if qc.get("quant_method") else None),
+            moe_algo=(str(qc["moe_quant_algo"]).upper() if qc.get("moe_quant_algo") else None),
+            source=source,
         )
+
+
+def _shard_path(root: Path, shard: str, example: str) -> Path:
+    """`shard` (from the index) as a path inside `root`, refused if it could leave it."""
+    parts = Path(shard).parts
+    if not shard or Path(shard).is_absolute() or ".." in parts or "\x00" in shard or shard.startswith("~"):
+        raise CheckpointError(
+            f"{root / INDEX_FILE}: shard path {shard!r} (for {example}) is not a relative path inside the checkpoint directory"
+        )
+    return root / shard
 
 
 class Checkpoint:
     """A checkpoint directory: config.json, optional hf_quant_config.json, safetensors shards
     (listed by model.safetensors.index.json when present, else every *.safetensors file).
     Opening reads headers only; every shard header is checked (corrupt or truncated files,
-    missing shards and index/shard disagreements are CheckpointErrors)."""
+    missing shards, index/shard disagreements and shard paths leaving the directory are
+    CheckpointErrors)."""
 
     def __init__(self, root: Path | str):
         from safetensors import SafetensorError, safe_open
@@ -193,7 +302,10 @@ class Checkpoint:
             wm = _read_json(index_path, INDEX_FILE).get("weight_map")
             if not isinstance(wm, dict) or not wm:
                 raise CheckpointError(f"{index_path}: no weight_map")
-            weight_map = {str(k): str(v) for k, v in wm.items()}
+            if not all(isinstance(v, str) for v in wm.values()):
+                bad = next(k for k, v in wm.items() if not isinstance(v, str))
+                raise CheckpointError(f"{index_path}: weight_map[{bad!r}] is not a file name")
+            weight_map = {str(k): v for k, v in wm.items()}
             shards = sorted(set(weight_map.values()))
         else:
             shards = sorted(p.name for p in self.root.glob("*.safetensors"))
@@ -201,9 +313,9 @@ class Checkpoint:
             raise CheckpointError(f"{self.root}: no *.safetensors files")
         self.tensors: dict[str, TensorInfo] = {}
         for shard in shards:
-            path = self.root / shard
+            example = next((k for k, v in (weight_map or {}).items() if v == shard), shard)
+            path = _shard_path(self.root, shard, example)
             if not path.is_file():
-                example = next(k for k, v in (weight_map or {}).items() if v == shard)
                 raise CheckpointError(f"{path}: missing shard (listed in {INDEX_FILE}, e.g. for {example})")
             try:
                 f = safe_open(str(path), framework="numpy")
@@ -219,7 +331,7 @@ class Checkpoint:
         if weight_map is not None:
             for name, shard in weight_map.items():
                 info = self.tensors.get(name)
-                if info is None or info.file.name != shard:
+                if info is None or info.file != self.root / shard:
                     where = f"found in {info.file.name}" if info else "not in any shard"
                     raise CheckpointError(f"{name}: {INDEX_FILE} puts it in {shard}, {where}")
 
@@ -227,22 +339,51 @@ class Checkpoint:
     def cfg(self, *keys: str, default: Any = None) -> Any:
         """The first of `keys` present in config.json (or its text_config)."""
         for src in (self.config, self.config.get("text_config") or {}):
+            if not isinstance(src, dict):
+                continue
             for k in keys:
                 if src.get(k) is not None:
                     return src[k]
         return default
 
+    def cfg_int(self, *keys: str) -> int | None:
+        """cfg(*keys) as a positive integer (None when absent); anything else is a
+        CheckpointError naming the field."""
+        v = self.cfg(*keys)
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            key = next(k for k in keys if self.cfg(k) is not None)
+            raise CheckpointError(f"{self.root / 'config.json'}: {key} = {json.dumps(v)} is not a positive integer")
+        return v
+
     @property
     def num_experts(self) -> int | None:
-        return self.cfg("n_routed_experts", "num_local_experts", "num_experts")
+        return self.cfg_int("n_routed_experts", "num_local_experts", "num_experts")
 
     @property
     def top_k(self) -> int | None:
-        return self.cfg("num_experts_per_tok", "moe_topk", "top_k")
+        return self.cfg_int("num_experts_per_tok", "moe_topk", "top_k")
 
     @property
     def num_layers(self) -> int | None:
-        return self.cfg("num_hidden_layers")
+        return self.cfg_int("num_hidden_layers")
+
+    @property
+    def hidden_size(self) -> int | None:
+        return self.cfg_int("hidden_size")
+
+    @property
+    def moe_intermediate_size(self) -> int | None:
+        return self.cfg_int("moe_intermediate_size")
+
+    @property
+    def layout(self) -> str:
+        """'dsv4_mixed' (public DeepSeek-V4 NVFP4 checkpoints) or 'modelopt' (all-NVFP4)."""
+        return "dsv4_mixed" if self.quant.mixed_dsv4 else "modelopt"
+
+    def vllm_module(self, prefix: str) -> str:
+        return vllm_module(prefix, self.num_layers)
 
     # -- tensors --------------------------------------------------------------------
     def info(self, name: str, dtype: str | None = None, shape: Iterable[int] | None = None, why: str = "") -> TensorInfo:
@@ -282,99 +423,22 @@ class Checkpoint:
     # -- discovery (headers only) ------------------------------------------------------
     @cached_property
     def discovery(self) -> Discovery:
-        return _discover(self)
+        from .checkpoint_groups import discover
+
+        return discover(self)
 
     def moe_layers(self) -> list[int]:
         return sorted({g.layer for g in self.discovery.gemms if g.role == "routed" and g.layer is not None})
 
-
-def _classify(ck: Checkpoint, prefix: str) -> tuple[str, Linear | str]:
-    """('nvfp4', Linear) | ('other', reason) | ('plain', '') for the module owning P.weight.
-    A module meant as NVFP4 (a weight_scale_2, or E4M3 block scales on a non-FP8 weight) is
-    checked strictly: a wrong dtype or shape there is a CheckpointError, not another format."""
-    w = ck.tensors[f"{prefix}.weight"]
-    scale = ck.tensors.get(f"{prefix}.weight_scale")
-    has_ws2 = f"{prefix}.weight_scale_2" in ck.tensors
-    declared = ck.quant.algo_of(prefix)
-    if (scale is not None or has_ws2) and declared not in (None, "NVFP4"):
-        return "other", f"declared {declared} by the quantization config (only NVFP4 has kernels)"
-    if w.dtype == "U8" and scale is not None and scale.dtype == "U8":
-        return "other", "U8 weight with U8 (E8M0?) scales: MXFP4-style, not NVFP4"
-    fp8 = w.dtype in ("F8_E4M3", "F8_E5M2")
-    if has_ws2 or (scale is not None and scale.dtype == "F8_E4M3" and not fp8):
-        if ck.quant.group_size not in (None, SF_BLOCK):
-            return "other", f"NVFP4 with group_size {ck.quant.group_size} (the kernels use {SF_BLOCK})"
-        if w.dtype == "U8" and len(w.shape) != 2:
-            return "other", f"{len(w.shape)}-D packed weight {list(w.shape)} (pre-stacked experts are not read)"
-        return "nvfp4", ck.linear(prefix)
-    if fp8:
-        return "other", f"FP8 weight ({w.dtype}{', scale ' + scale.dtype + ' ' + str(list(scale.shape)) if scale else ''})"
-    if w.dtype in ("I8", "U8", "I32", "I4") or scale is not None:
-        return "other", f"{w.dtype} weight{' with ' + scale.dtype + ' weight_scale' if scale else ''}: not NVFP4"
-    return "plain", ""
-
-
-def _discover(ck: Checkpoint) -> Discovery:
-    out = Discovery()
-    linears: dict[str, Linear] = {}
-    for name in sorted(ck.tensors):
-        if name.endswith(".qweight"):
-            out.unsupported.append(Unsupported(name, "packed integer weight (GPTQ/AWQ-style), not NVFP4"))
-        if not name.endswith(".weight"):
-            continue
-        prefix = name[: -len(".weight")]
-        kind, what = _classify(ck, prefix)
-        if kind == "nvfp4":
-            linears[prefix] = what  # type: ignore[assignment]
-        elif kind == "other":
-            out.unsupported.append(Unsupported(name, what))  # type: ignore[arg-type]
-        elif len(ck.tensors[name].shape) == 2:
-            out.unquantized.append(name)
-    _check_experts(ck, linears)
-    # stack the parts of each fused GEMM; everything else is its own GEMM
-    by_parent: dict[str, dict[str, Linear]] = {}
-    for p, lin in linears.items():
-        parent, _, leaf = p.rpartition(".")
-        by_parent.setdefault(parent, {})[leaf] = lin
-    for parent, leaves in sorted(by_parent.items()):
-        for parts, fused in FUSIONS:
-            if all(x in leaves for x in parts) and len({leaves[x].k for x in parts}) == 1:
-                lins = [leaves.pop(x) for x in parts]
-                out.gemms.append(_gemm(f"{parent}.{fused}", lins))
-        for leaf, lin in sorted(leaves.items()):
-            out.gemms.append(_gemm(lin.prefix, [lin]))
-    return out
-
-
-def _gemm(name: str, lins: list[Linear]) -> Gemm:
-    role, expert = role_of(lins[0].prefix)
-    return Gemm(role, name, tuple(x.prefix for x in lins), sum(x.n for x in lins), lins[0].k, layer_of(name), expert)
-
-
-def _check_experts(ck: Checkpoint, linears: Mapping[str, Linear]) -> None:
-    """Every MoE layer holds experts 0..E-1 (E from config.json), each with the same NVFP4
-    projections (a missing or non-NVFP4 one is named)."""
-    per_layer: dict[tuple[int | None, str], dict[int, set[str]]] = {}
-    for prefix in linears:
-        m = _EXPERT_RE.search(prefix)
-        if m:
-            base = prefix[: m.start()] + ".mlp.experts"
-            leaf = prefix.rpartition(".")[2]
-            per_layer.setdefault((layer_of(prefix), base), {}).setdefault(int(m.group(1)), set()).add(leaf)
-    want = ck.num_experts
-    for (layer, base), experts in sorted(per_layer.items(), key=lambda kv: (kv[0][0] or -1, kv[0][1])):
-        n = want if want is not None else max(experts) + 1
-        extra = sorted(set(experts) - set(range(n)))
-        if extra:
-            raise CheckpointError(f"{base}.{extra[0]}: expert id beyond config.json n_routed_experts = {want}")
-        leaves = sorted(set().union(*experts.values()))
-        for e in range(n):
-            for leaf in leaves:
-                if leaf not in experts.get(e, ()):
-                    raise CheckpointError(
-                        f"{base}.{e}.{leaf}.weight: missing or not NVFP4 (config.json n_routed_experts = {want}; "
-                        f"layer {layer} has NVFP4 {leaf} for experts {compress_ints(e2 for e2, ls in experts.items() if leaf in ls)})"
-                    )
+    def expert_names(self, layer: int) -> tuple[str, tuple[str, ...], str]:
+        """How `layer`'s routed experts are named: (base with {expert}, L1 parts, L2 leaf), e.g.
+        ('layers.3.ffn.experts.{expert}', ('w1', 'w3'), 'w2')."""
+        for g in self.discovery.gemms:
+            if g.role == "routed" and g.layer == layer and expert_proj(g.name) == "l1":
+                base = g.parts[0].rpartition(".")[0].rpartition(".")[0]
+                leaves = tuple(p.rpartition(".")[2] for p in g.parts)
+                return base + ".{expert}", leaves, "w2" if leaves == ("w1", "w3") else "down_proj"
+        raise CheckpointError(f"{self.root}: layer {layer} has no NVFP4 routed experts")
 
 
 # -- naming helpers (manifest comments, error messages) ---------------------------------

@@ -18,7 +18,7 @@ only the tensors asked for are read (a rank reads its own experts, not the other
 
     ck = Checkpoint("/models/DeepSeek-V4-Pro-NVFP4")        # headers only
     qkv = load_linear(ck, ["model.layers.0.self_attn.q_a_proj", "model.layers.0.self_attn.kv_a_proj_with_mqa"])
-    moe = load_moe_experts(ck, layer=3, ep_size=8, ep_rank=2)
+    moe = load_moe_experts(ck, layer=3, ep_size=8, ep_rank=2)   # either layout (runtime/checkpoint.py)
     moe.w13.blob[i], moe.w13.strip[i], moe.w13.alpha[i]      # quack_w4a16_gemm args of local expert i
     moe.w13.sf_swizzled[i]                                  # Blackwell 128x4 layout, swizzled per expert
     moe.global_to_local[g]                                  # -1 where global expert g lives on another rank
@@ -311,27 +311,35 @@ def load_moe_experts(
     ep_size: int = 1,
     ep_rank: int = 0,
     *,
-    prefix: str = "model.layers.{layer}.mlp.experts.{expert}",
+    prefix: str | None = None,
     layouts: Iterable[str] = LAYOUTS,
 ) -> MoEWeights:
     """The routed experts of `layer` held by `ep_rank` (contiguous blocks of E / ep_size),
-    checked against config.json (n_routed_experts, hidden_size, moe_intermediate_size)."""
+    checked against config.json (n_routed_experts, hidden_size, moe_intermediate_size).
+    Names come from the checkpoint (Checkpoint.expert_names: ModelOpt's
+    model.layers.N.mlp.experts.E.{gate,up,down}_proj or DeepSeek-V4's layers.N.ffn.experts.E.
+    {w1,w3,w2}); `prefix` ("...{layer}...{expert}", ModelOpt leaf names) overrides. Only this
+    rank's expert tensors are read. In the DeepSeek-V4 layout w1 and w3 must share
+    weight_scale_2 (the producer writes one; a difference is an error naming the tensor)."""
     layouts = tuple(layouts)
     n_exp = ck.num_experts
-    hidden = ck.cfg("hidden_size")
-    inter = ck.cfg("moe_intermediate_size", "intermediate_size")
+    hidden = ck.hidden_size
+    inter = ck.moe_intermediate_size or ck.cfg_int("intermediate_size")
     if not (n_exp and hidden and inter):
         raise CheckpointError(f"{ck.root / 'config.json'}: needs n_routed_experts, hidden_size and moe_intermediate_size")
     try:
         rng = expert_range(n_exp, ep_size, ep_rank)
     except ValueError as e:
         raise ValueError(f"layer {layer}: {e}") from None
-    base = prefix.format(layer=layer, expert="{expert}")
-    beyond = base.format(expert=n_exp) + ".gate_proj.weight"
+    if prefix is None:
+        base, l1, l2 = ck.expert_names(layer)
+    else:
+        (gate, up), _ = FUSIONS[0]
+        base, l1, l2 = prefix.format(layer=layer, expert="{expert}"), (gate, up), "down_proj"
+    beyond = base.format(expert=n_exp) + f".{l1[0]}.weight"
     if beyond in ck.tensors:
         raise CheckpointError(f"{beyond}: expert {n_exp} exists but config.json n_routed_experts = {n_exp}")
-    (gate, up), _ = FUSIONS[0]
-    projs = (("w13", (gate, up), inter, hidden), ("w2", ("down_proj",), hidden, inter))
+    projs = (("w13", l1, inter, hidden), ("w2", (l2,), hidden, inter))
     for _, leaves, n, k in projs:  # every header first: a bad tensor fails before any data is read
         for e in rng:
             for p in (f"{base.format(expert=e)}.{leaf}" for leaf in leaves):
@@ -341,6 +349,14 @@ def load_moe_experts(
     stacks = {}
     for key, leaves, n, k in projs:
         per_expert = [load_linear(ck, [f"{base.format(expert=e)}.{leaf}" for leaf in leaves], n=n, k=k, layouts=()) for e in rng]
+        if key == "w13" and ck.layout == "dsv4_mixed":
+            for w in per_expert:
+                if not torch.equal(w.weight_scale_2[:1].expand_as(w.weight_scale_2), w.weight_scale_2):
+                    raise CheckpointError(
+                        f"{w.parts[1]}.weight_scale_2 = {w.weight_scale_2[1].item()!r} differs from {w.parts[0]}.weight_scale_2 = "
+                        f"{w.weight_scale_2[0].item()!r}: the stacked gate/up GEMM applies one global scale (the DeepSeek-V4 "
+                        "NVFP4 export writes one for both)"
+                    )
         stacks[key] = _stack(per_expert, leaves, layouts)
     g2l = torch.full((n_exp,), -1, dtype=torch.int32)
     g2l[rng.start : rng.stop] = torch.arange(len(rng), dtype=torch.int32)

@@ -54,7 +54,37 @@ EXPECTED_GEMMS = {
 }
 
 
+# The public DeepSeek-V4 NVFP4 layout (fixture.public_tensors), small: layer 0 hash-routed with a
+# sliding window only, layer 1 compress ratio 4 (compressor + indexer), layer 2 ratio 128, one
+# MTP block with MXFP4 experts.
+SMALL_PUBLIC = {
+    **fixture.DSV4_FLASH_PUBLIC,
+    "hidden_size": 256,
+    "moe_intermediate_size": 128,
+    "n_routed_experts": 8,
+    "num_experts_per_tok": 2,
+    "num_hidden_layers": 3,
+    "num_hash_layers": 1,
+    "num_attention_heads": 2,
+    "head_dim": 128,
+    "q_lora_rank": 128,
+    "o_lora_rank": 64,
+    "o_groups": 2,
+    "index_n_heads": 2,
+    "index_head_dim": 64,
+    "hc_mult": 2,
+    "vocab_size": 64,
+    "compress_ratios": [0, 4, 128, 0],
+}
+
+
 def _random(dtype: str, shape, gen: torch.Generator) -> torch.Tensor:
+    if dtype == "I8":
+        return torch.randint(-128, 128, shape, generator=gen, dtype=torch.int32).to(torch.int8)
+    if dtype == "F8_E8M0":  # exponents 2^-8 .. 2^2
+        return torch.randint(119, 130, shape, generator=gen, dtype=torch.int32).to(torch.uint8).view(torch.float8_e8m0fnu)
+    if dtype == "I64":
+        return torch.randint(0, 8, shape, generator=gen, dtype=torch.int64)
     if dtype == "U8":
         return torch.randint(0, 256, shape, generator=gen, dtype=torch.int32).to(torch.uint8)
     if dtype == "F8_E4M3":  # finite, positive E4M3 bytes (0x00..0x7E), with some zero/subnormal
@@ -85,6 +115,29 @@ def write_synthetic(root: Path, config: dict | None = None, seed: int = 0) -> Pa
         weight_map.update({n: name for n in data})
     (root / "config.json").write_text(json.dumps(config, indent=1))
     (root / "hf_quant_config.json").write_text(json.dumps(fixture.QUANT_CONFIG, indent=1))
+    (root / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}, indent=1))
+    return root
+
+
+def write_public_synthetic(root: Path, config: dict | None = None, seed: int = 0) -> Path:
+    """The public DeepSeek-V4 NVFP4 layout with random data (w1 and w3 of an expert share
+    weight_scale_2, as the producer writes them); returns `root`."""
+    config = config or SMALL_PUBLIC
+    root.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator().manual_seed(seed)
+    qc, hf = fixture.public_quant(config)
+    shards = fixture.public_tensors(config)
+    names = fixture.shard_names(len(shards))
+    weight_map = {}
+    for name, tensors in zip(names, shards):
+        data = {n: _random(dt, shape, gen) for n, dt, shape in tensors}
+        for n in list(data):
+            if n.endswith(".w3.weight_scale_2"):
+                data[n] = data[n.replace(".w3.", ".w1.")].clone()
+        save_file(data, str(root / name), metadata={"format": "pt"})
+        weight_map.update({n: name for n in data})
+    (root / "config.json").write_text(json.dumps({**config, "quantization_config": qc}, indent=1))
+    (root / "hf_quant_config.json").write_text(json.dumps(hf, indent=1))
     (root / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}, indent=1))
     return root
 

@@ -7,7 +7,9 @@ ModelOptNvFp4Config: parsing, exclude_modules matching, HF->vLLM name mapping an
 scale method are vLLM's; only dense linears and routed experts change hands.
 
 It claims a checkpoint only when asked (`--quantization nvfp4_aot`); without that vLLM's
-modelopt_fp4 keeps it.
+modelopt_fp4 keeps it. The public DeepSeek-V4 NVFP4 checkpoints (block FP8 + NVFP4 routed
+experts, config.json quant_method "fp8" + moe_quant_algo "NVFP4") get
+vllm_plugin/deepseek_v4.py's config instead, a subclass of vLLM's DeepseekV4FP8Config.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ class Nvfp4AotConfig(ModelOptNvFp4Config):
     def override_quantization_method(cls, hf_quant_cfg: dict[str, Any], user_quant: str | None, hf_config: Any = None):
         if user_quant != NAME:
             return None  # never take a checkpoint the user did not hand us
+        from .deepseek_v4 import check_dsv4, is_dsv4
+
+        if is_dsv4(hf_quant_cfg):
+            check_dsv4(hf_quant_cfg)  # refuses one with no NVFP4 layer
+            return NAME
         algo = cls._extract_modelopt_quant_algo(hf_quant_cfg)
         if algo not in SERVED_ALGOS:
             # Returning None here would let the next override (e.g. modelopt for an FP8 export)
@@ -54,6 +61,14 @@ class Nvfp4AotConfig(ModelOptNvFp4Config):
                 f"{'not a ModelOpt one' if algo is None else f'quant_algo {algo!r}'}"
             )
         return NAME
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]):
+        from .deepseek_v4 import Nvfp4AotDeepseekV4Config, is_dsv4
+
+        if is_dsv4(config):
+            return Nvfp4AotDeepseekV4Config.from_config(config)
+        return super().from_config(config)
 
     def get_quant_method(self, layer: torch.nn.Module, prefix: str) -> QuantizeMethodBase | None:
         from .linear import Nvfp4AotLinearMethod

@@ -27,8 +27,11 @@ from .serving import current_vllm_config, expert_start, serving_shape
 class Nvfp4AotModelOptMoEMethod(FusedMoEMethodBase):
     use_global_sf = False  # input scales are per local expert (and dropped after loading)
 
-    def __init__(self, quant_config, layer: torch.nn.Module, prefix: str):
+    def __init__(self, quant_config, layer: torch.nn.Module, prefix: str, *, shared_w13_scale: bool = False):
         super().__init__(layer.moe_config)
+        # DeepSeek-V4's NVFP4 export writes one weight_scale_2 for w1 and w3: a difference there
+        # is a malformed checkpoint (refused), elsewhere a warning as in vLLM's ModelOpt method.
+        self.shared_w13_scale = shared_w13_scale
         self.quant_config = quant_config
         self.group_size = group_size = quant_config.group_size
         self.prefix = prefix
@@ -96,6 +99,15 @@ class Nvfp4AotModelOptMoEMethod(FusedMoEMethodBase):
         # [E, 2] = (gate, up) global scales, passed whole: the runner honours unequal ones on
         # both archs (runtime/weights.py: per-row alpha on sm_90a, up/gate folded into L2 on sm_100a)
         ws2 = layer.w13_weight_scale_2.data
+        if self.shared_w13_scale and not torch.equal(ws2[:, 0], ws2[:, 1]):
+            # DeepSeek-V4's NVFP4 export writes one scale for w1 and w3: a difference is a defect
+            local = int((ws2[:, 0] != ws2[:, 1]).nonzero()[0, 0])
+            start = expert_start(layer.expert_map, layer.local_num_experts, layer.global_num_experts)
+            raise ValueError(
+                f"nvfp4_aot: {self.prefix}: expert {start + local} has w3.weight_scale_2 = {ws2[local, 1].item()!r} != "
+                f"w1.weight_scale_2 = {ws2[local, 0].item()!r}; the DeepSeek-V4 NVFP4 export writes one shared scale "
+                f"(the checkpoint is malformed)"
+            )
         for name in ("w13_input_scale", "w2_input_scale"):
             if hasattr(layer, name):
                 delattr(layer, name)
