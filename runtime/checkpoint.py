@@ -177,7 +177,7 @@ def vllm_module(prefix: str, num_layers: int | None = None) -> str:
         name = f"model.layers.{(num_layers if num_layers is not None else 0) + int(m.group(1))}.{name[m.end():]}"
     elif name.startswith("layers."):
         name = "model." + name
-    e = _EXPERT_RE.search(name + ".x")
+    e = _EXPERT_RE.search(name)
     if e:
         return name[: e.start()] + name[e.start() : e.end()].split(".experts.")[0] + ".experts"
     parent, _, leaf = name.rpartition(".")

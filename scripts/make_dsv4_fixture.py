@@ -259,10 +259,11 @@ def compressor(p: str, ratio: int, width: int, hd: int, h: int) -> list[tuple[st
             (f"{p}.wgate.weight", "BF16", (width, h)), (f"{p}.norm.weight", "BF16", (hd,))]
 
 
-def public_tensors(c: dict) -> list[list[tuple[str, str, tuple[int, ...]]]]:
-    """Shards: one per layer, the MTP block, then embeddings, final norm, head and hc_head."""
+def public_tensors(c: dict, experts: str = "nvfp4") -> list[list[tuple[str, str, tuple[int, ...]]]]:
+    """Shards: one per layer, the MTP block, then embeddings, final norm, head and hc_head.
+    experts="mxfp4" gives DeepSeek's own release (the source of the NVFP4 checkpoints)."""
     layers = c["num_hidden_layers"]
-    shards = [public_block(c, f"layers.{i}", i, "nvfp4") for i in range(layers)]
+    shards = [public_block(c, f"layers.{i}", i, experts) for i in range(layers)]
     h, v, hc = c["hidden_size"], c["vocab_size"], c["hc_mult"]
     for k in range(c.get("num_nextn_predict_layers", 0)):
         m = f"mtp.{k}"

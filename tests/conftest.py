@@ -102,3 +102,32 @@ def ckpt_copy(small_ckpt, tmp_path) -> Path:
     dst = tmp_path / "small"
     shutil.copytree(small_ckpt, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def dsv4_public(tmp_path_factory) -> dict[str, Path]:
+    """The public DeepSeek-V4 NVFP4 header fixtures (scripts/make_dsv4_fixture.py --model pro /
+    flash), written once per session (~2 s): {"pro": dir, "flash": dir}, named as published."""
+    from synthetic_ckpt import fixture
+
+    base = tmp_path_factory.mktemp("dsv4_public")
+    out = {}
+    for model in ("pro", "flash"):
+        out[model] = base / fixture.MODELS[model][2]
+        fixture.main([str(out[model]), "--model", model])
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_public(tmp_path_factory) -> Path:
+    """tests/synthetic_ckpt.py's small checkpoint in the public DeepSeek-V4 layout (real data)."""
+    from synthetic_ckpt import write_public_synthetic
+
+    return write_public_synthetic(tmp_path_factory.mktemp("ckpt") / "small_public")
+
+
+@pytest.fixture
+def public_copy(small_public, tmp_path) -> Path:
+    dst = tmp_path / "small_public"
+    shutil.copytree(small_public, dst)
+    return dst

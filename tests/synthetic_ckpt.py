@@ -119,14 +119,17 @@ def write_synthetic(root: Path, config: dict | None = None, seed: int = 0) -> Pa
     return root
 
 
-def write_public_synthetic(root: Path, config: dict | None = None, seed: int = 0) -> Path:
+def write_public_synthetic(root: Path, config: dict | None = None, seed: int = 0, release: bool = False) -> Path:
     """The public DeepSeek-V4 NVFP4 layout with random data (w1 and w3 of an expert share
-    weight_scale_2, as the producer writes them); returns `root`."""
+    weight_scale_2, as the producer writes them); returns `root`. `release`: DeepSeek's own
+    release instead (MXFP4 experts everywhere, block-FP8 quantization_config, no NVFP4)."""
     config = config or SMALL_PUBLIC
     root.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator().manual_seed(seed)
     qc, hf = fixture.public_quant(config)
-    shards = fixture.public_tensors(config)
+    if release:
+        qc = {k: qc[k] for k in ("activation_scheme", "fmt", "quant_method", "scale_fmt", "weight_block_size")}
+    shards = fixture.public_tensors(config, "mxfp4" if release else "nvfp4")
     names = fixture.shard_names(len(shards))
     weight_map = {}
     for name, tensors in zip(names, shards):
@@ -137,7 +140,8 @@ def write_public_synthetic(root: Path, config: dict | None = None, seed: int = 0
         save_file(data, str(root / name), metadata={"format": "pt"})
         weight_map.update({n: name for n in data})
     (root / "config.json").write_text(json.dumps({**config, "quantization_config": qc}, indent=1))
-    (root / "hf_quant_config.json").write_text(json.dumps(hf, indent=1))
+    if not release:
+        (root / "hf_quant_config.json").write_text(json.dumps(hf, indent=1))
     (root / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}, indent=1))
     return root
 

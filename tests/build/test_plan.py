@@ -340,7 +340,7 @@ def test_no_nvfp4_tensors_is_a_clear_error(tmp_path):
     save_file({"model.layers.0.mlp.down_proj.weight": torch.zeros(8, 8, dtype=torch.bfloat16)}, str(root / "model.safetensors"))
     (root / "config.json").write_text("{}")
     code, _, err = plan(root)
-    assert code == 2 and "no NVFP4 linears" in err
+    assert code == 6 and "no NVFP4 linears" in err  # a checkpoint problem (exit 6), not usage
 
 
 # ----------------------------------------------------------------------------- compose, DSV4
