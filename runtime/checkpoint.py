@@ -432,7 +432,12 @@ class Checkpoint:
 
     def expert_names(self, layer: int) -> tuple[str, tuple[str, ...], str]:
         """How `layer`'s routed experts are named: (base with {expert}, L1 parts, L2 leaf), e.g.
-        ('layers.3.ffn.experts.{expert}', ('w1', 'w3'), 'w2')."""
+        ('layers.3.ffn.experts.{expert}', ('w1', 'w3'), 'w2'). The two known schemes are probed
+        by expert 0's name (no discovery needed); anything else is read from the discovery."""
+        for base, l1, l2 in ((f"model.layers.{layer}.mlp.experts.{{expert}}", ("gate_proj", "up_proj"), "down_proj"),
+                             (f"layers.{layer}.ffn.experts.{{expert}}", ("w1", "w3"), "w2")):
+            if f"{base.format(expert=0)}.{l1[0]}.weight" in self.tensors:
+                return base, l1, l2
         for g in self.discovery.gemms:
             if g.role == "routed" and g.layer == layer and expert_proj(g.name) == "l1":
                 base = g.parts[0].rpartition(".")[0].rpartition(".")[0]

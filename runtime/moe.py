@@ -4,7 +4,7 @@ Hopper (sm_90a), all launches on the current stream, in this order:
     moe_route    topk_ids (GLOBAL ids) -> counts, offsets, slot_of, src_token   (pad = 1)
     moe_permute  hidden -> xg (rows grouped by local expert)
     w4a16_grouped_gemm  L1: xg . W13^T -> h1 [rows, 2I] (gate | up)
-    moe_silu_mul h1 -> a2 [rows, I]
+    moe_silu_mul h1 -> a2 [rows, I]   (swiglu_limit L: silu(min(gate, L)) * clamp(up, -L, L))
     w4a16_grouped_gemm  L2: a2 . W2^T -> y [rows, H]
     moe_combine  y, slot_of, topk_weights -> out [M, H]
 Groups are not padded (pad = 1): our W4A16 GEMM has no tile alignment to honour, so the rows
@@ -88,10 +88,14 @@ class MoERunner:
     runner_name = "MoERunner"
 
     @classmethod
-    def ops(cls, hidden: int, intermediate: int, experts: int, top_k: int, arch: str) -> list[OpDecl]:
+    def ops(cls, hidden: int, intermediate: int, experts: int, top_k: int, arch: str, swiglu_limit: float = 0.0) -> list[OpDecl]:
         """The ops one MoE layer needs on `arch` (runtime/declare.py): `experts` local experts
-        (global / EP size), hidden H, intermediate I, top-k. In launch order."""
+        (global / EP size), hidden H, intermediate I, top-k, and a SwiGLU clamp `swiglu_limit`
+        (DeepSeek-V4: 10; 0 none). In launch order. None where the runner has no path: sm_100a
+        with a clamp (moe_silu_mul_quantize does not clamp)."""
         if arch == "sm_100a":
+            if swiglu_limit:
+                return []
             from .moe_sm100 import Sm100MoE
 
             return Sm100MoE.ops(hidden, intermediate, experts, top_k, arch)
@@ -106,7 +110,8 @@ class MoERunner:
                    f"{_RUNNER}gathers the hidden states into the grouped rows", **lay),
             OpDecl("l1", "w4a16_grouped_gemm", {"n": 2 * i, "k": h, "experts": e}, "slots",
                    f"{_RUNNER}L1 (gate | up), all local experts in one launch", weights="w13", **lay),
-            OpDecl("silu", "moe_silu_mul", {"i": i}, "slots", f"{_RUNNER}silu(gate) * up between L1 and L2", **lay),
+            OpDecl("silu", "moe_silu_mul", {"i": i, "limit": float(swiglu_limit)}, "slots",
+                   f"{_RUNNER}silu(gate) * up between L1 and L2" + (f" (clamped at {swiglu_limit})" if swiglu_limit else ""), **lay),
             OpDecl("l2", "w4a16_grouped_gemm", {"n": h, "k": i, "experts": e}, "slots", f"{_RUNNER}L2 (down)",
                    weights="w2", **lay),
             OpDecl("combine", "moe_combine", {"h": h, "topk": k}, "tokens",
@@ -114,10 +119,13 @@ class MoERunner:
         ]
 
     def __init__(self, store, *, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, expert_start: int,
-                 top_k: int, max_tokens: int, device: Any = None):
+                 top_k: int, max_tokens: int, device: Any = None, swiglu_limit: float | None = None):
         device = torch.device(device or "cuda")
         self._sm100 = None
+        self.swiglu_limit = float(swiglu_limit or 0.0)  # 0: plain SwiGLU (the op's default)
         if store.arch == "sm_100a":
+            if self.swiglu_limit:
+                raise MissingVariantError(f"MoERunner: swiglu_limit={swiglu_limit} has no sm_100a path (moe_silu_mul_quantize does not clamp)")
             # NVFP4 activations on the block-scaled GEMMs: never run here (runtime/moe_sm100.py)
             from .moe_sm100 import Sm100MoE
 
@@ -135,7 +143,7 @@ class MoERunner:
             raise ArgumentError(f"w2 must be [E, H, I/2] = [{e}, {self.hidden}, {self.intermediate // 2}], got {tuple(w2.shape)}")
         self.top_k, self.max_tokens, self.device = top_k, max_tokens, device
         h, i = self.hidden, self.intermediate
-        self.decls = open_ops(self, store, self.ops(h, i, e, top_k, store.arch))
+        self.decls = open_ops(self, store, self.ops(h, i, e, top_k, store.arch, swiglu_limit=self.swiglu_limit))
         self.w13 = expert_operands(w13, w13_scale, "w4a16", device)["packed"]
         self.w2 = expert_operands(w2, w2_scale, "w4a16", device)["packed"]
         self.alpha13 = expert_alpha(w13_scale_2, e, 2 * i, device, "w13")  # [E, 2] gate/up: per row
@@ -188,7 +196,7 @@ class MoERunner:
         return out
 
 
-def moe_ref(hidden, topk_ids, topk_weights, expert_weights, num_experts: int, expert_start: int):
+def moe_ref(hidden, topk_ids, topk_weights, expert_weights, num_experts: int, expert_start: int, swiglu_limit: float = 0.0):
     """float64 reference of the routed-expert path: expert_weights(e) -> (W13 [2I, H], W2 [H, I])
     dequantized and multiplied by their global scales (called once per local expert with
     tokens, so all 48 experts never need to be resident in float64). For every (token, k)
@@ -204,6 +212,9 @@ def moe_ref(hidden, topk_ids, topk_weights, expert_weights, num_experts: int, ex
         w13, w2 = expert_weights(le)
         h1 = x[tok] @ w13.double().T
         i = h1.shape[1] // 2
-        a = torch.nn.functional.silu(h1[:, :i]) * h1[:, i:]
+        g, u = h1[:, :i], h1[:, i:]
+        if swiglu_limit:
+            g, u = g.clamp(max=swiglu_limit), u.clamp(-swiglu_limit, swiglu_limit)
+        a = torch.nn.functional.silu(g) * u
         out.index_add_(0, tok, (a @ w2.double().T) * topk_weights[tok, kk].double().unsqueeze(1))
     return out

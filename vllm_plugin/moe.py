@@ -43,9 +43,11 @@ class Nvfp4AotModelOptMoEMethod(FusedMoEMethodBase):
             problems.append("expert biases")
         if moe.is_lora_enabled:
             problems.append("LoRA on experts")
-        for attr in ("swiglu_limit", "swiglu_alpha", "swiglu_beta"):
+        for attr in ("swiglu_alpha", "swiglu_beta"):
             if getattr(layer, attr, None) is not None:
                 problems.append(attr)
+        # DeepSeek-V4's clamped SwiGLU (silu(min(gate, L)) * clamp(up, -L, L)): moe_silu_mul's limit
+        self.swiglu_limit = getattr(layer, "swiglu_limit", None)
         if getattr(layer, "apply_router_weight_on_input", False):
             problems.append("apply_router_weight_on_input")
         if group_size != 16:
@@ -128,6 +130,7 @@ class Nvfp4AotModelOptMoEMethod(FusedMoEMethodBase):
             top_k=layer.top_k,
             max_tokens=counts[-1],
             device=layer.w13_weight.device,
+            **({"swiglu_limit": float(self.swiglu_limit)} if self.swiglu_limit else {}),
         )
         check_coverage(self.prefix, runner, counts, shape, self.store)
         ops.register_runner(self.prefix, runner, owner=layer)

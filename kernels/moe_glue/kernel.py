@@ -6,9 +6,11 @@ rounding modifier (mul.rn / add.rn are never contracted into an FMA, no .ftz), a
 results are packed with cvt.rn.bf16x2.f32 (RNE, as torch's .to(torch.bfloat16)).
 """
 
+import struct
+
 import cutlass
 import cutlass.cute as cute
-from cutlass import BFloat16, Float32, Int32, Int64, Uint32
+from cutlass import BFloat16, Float32, Int32, Int64, Uint32, const_expr
 from cutlass._mlir import ir
 from cutlass._mlir.dialects import llvm
 from cutlass.cutlass_dsl import T, dsl_user_op
@@ -37,6 +39,23 @@ def silu_mul(g: Float32, u: Float32, *, loc=None, ip=None) -> Float32:
     return Float32(inline_asm(T.f32(), [Float32(g), Float32(u)], asm, "=f,f,f", loc, ip))
 
 
+def f32_literal(x: float) -> str:
+    """A float as a PTX fp32 immediate (0fXXXXXXXX): the fp32 value nearest x."""
+    return "0f" + struct.pack(">f", x).hex().upper()
+
+
+@dsl_user_op
+def clamp_swiglu(g: Float32, u: Float32, limit: str, *, loc=None, ip=None):
+    """(min(g, L), min(max(u, -L), L)) for the fp32 immediate L = `limit` (f32_literal):
+    DeepSeek-V4's clamped SwiGLU inputs (vLLM's swiglu_limit; exact, no rounding)."""
+    st = ir.Type.parse("!llvm.struct<(f32, f32)>")
+    neg = "0f" + format(int(limit[2:], 16) ^ 0x80000000, "08X")
+    asm = f"min.f32 $0, $2, {limit};\n\tmax.f32 $1, $3, {neg};\n\tmin.f32 $1, $1, {limit};"
+    res = inline_asm(st, [Float32(g), Float32(u)], asm, "=f,=f,f,f", loc, ip)
+    return (Float32(llvm.extractvalue(T.f32(), res, [0], loc=loc, ip=ip)),
+            Float32(llvm.extractvalue(T.f32(), res, [1], loc=loc, ip=ip)))
+
+
 def vec_words(ptr, off):
     """The 16 bytes of bf16 at element offset `off` (a multiple of 8) as a 4-word gmem tensor."""
     return cute.recast_tensor(cute.make_tensor(aligned(ptr, off, VEC), cute.make_layout(VEC)), Uint32)
@@ -46,7 +65,8 @@ def vec_words(ptr, off):
 # silu_mul
 # ---------------------------------------------------------------------------
 class SiluMulKernel:
-    """out[m, c] = bf16(silu(x[m, c]) * x[m, I + c]).
+    """out[m, c] = bf16(silu(x[m, c]) * x[m, I + c]); with limit L > 0 (clamped SwiGLU, as
+    DeepSeek-V4): bf16(silu(min(g, L)) * clamp(u, -L, L)).
 
     One item = 8 output columns of one row (16 B of gate, 16 B of up, 16 B out). Items are
     numbered row-major, item = m * (I / 8) + c8, so a warp's loads and stores are 512 B
@@ -54,9 +74,10 @@ class SiluMulKernel:
     issues all its loads before computing (loads in flight = 2 * unroll * 16 B per thread).
     """
 
-    def __init__(self, i: int, threads: int = 256, unroll: int = 2):
-        assert i % VEC == 0 and i >= VEC
+    def __init__(self, i: int, threads: int = 256, unroll: int = 2, limit: float = 0.0):
+        assert i % VEC == 0 and i >= VEC and limit >= 0
         self.i = i
+        self.limit = f32_literal(limit) if limit > 0 else None
         self.cols = i // VEC
         self.threads = threads
         self.unroll = unroll
@@ -92,6 +113,9 @@ class SiluMulKernel:
                 for w in cutlass.range_constexpr(4):
                     g0, g1 = unpack_bf16x2(rg[w, u])
                     u0, u1 = unpack_bf16x2(ru[w, u])
+                    if const_expr(self.limit is not None):
+                        g0, u0 = clamp_swiglu(g0, u0, self.limit)
+                        g1, u1 = clamp_swiglu(g1, u1, self.limit)
                     ro[w] = pack_bf16x2(silu_mul(g0, u0), silu_mul(g1, u1))
                 cute.autovec_copy(ro, vec_words(out.iterator, Int64(item) * VEC))
 
@@ -164,7 +188,7 @@ def _fake():
 
 
 def make_silu_mul(p):
-    return SiluMulKernel(p.i, threads=p.threads, unroll=p.unroll)
+    return SiluMulKernel(p.i, threads=p.threads, unroll=p.unroll, limit=p.limit)
 
 
 def fake_args_silu_mul(p):

@@ -12,6 +12,7 @@ from .common import THREADS, threads_reason, vector_dim_reasons  # noqa: F401
 @dataclass(frozen=True)
 class SiluMulParams:
     i: int  # intermediate size: x has 2 * i columns, out has i
+    limit: float = 0.0  # > 0: clamped SwiGLU, silu(min(gate, limit)) * clamp(up, -limit, limit) (DeepSeek-V4: 10)
     threads: int = 256  # threads per CTA (tuning)
     unroll: int = 2  # 16-byte output vectors per thread (tuning: loads in flight)
 
@@ -20,7 +21,7 @@ class SiluMulFamily(Family):
     name = "moe_silu_mul"
     tiles = ((128, {"threads": 128, "unroll": 1}), (None, {"threads": 256, "unroll": 2}))  # decode (M <= 128): narrower CTAs
     params_type = SiluMulParams
-    problem_keys = ("i",)
+    problem_keys = ("i", "limit")
     max_m = 1 << 20
     modules = ("nvfp4_aot.kernels.moe_glue.spec_silu_mul", "nvfp4_aot.kernels.moe_glue.kernel")
 
@@ -29,6 +30,8 @@ class SiluMulFamily(Family):
         r += vector_dim_reasons("i", p.i, "gate, up and out")
         if p.unroll not in (1, 2, 4):
             r.append(f"unroll={p.unroll} must be 1, 2 or 4")
+        if not (0.0 <= p.limit < float("inf")):
+            r.append(f"limit={p.limit} must be a finite number >= 0 (0: no clamp)")
         return r
 
     def signature(self, p: SiluMulParams) -> Signature:
@@ -52,11 +55,13 @@ class SiluMulFamily(Family):
         # gate spans the saturating regions of silu (|g| up to ~24), up is O(1)
         x = torch.randn((m, 2 * p.i), generator=g, device=device)
         x[:, : p.i] *= torch.exp2(torch.randint(-3, 4, (m, 1), generator=g, device=device).float())
+        if p.limit > 0:  # up too crosses +-limit, so both clamps are exercised
+            x[:, p.i :] *= torch.exp2(torch.randint(-3, 4, (m, 1), generator=g, device=device).float())
         x = x.to(torch.bfloat16)
         return {"x": x, "out": torch.full((m, p.i), poison, dtype=torch.bfloat16, device=device)}
 
     def reference(self, p: SiluMulParams, inputs: Mapping[str, Any]):
-        return {"out": silu_mul(inputs["x"])}
+        return {"out": silu_mul(inputs["x"], p.limit)}
 
     def check(self, p, got, want) -> list[str]:
         from .ref import rel_frobenius_errors
@@ -64,15 +69,19 @@ class SiluMulFamily(Family):
         return rel_frobenius_errors("out", got["out"], want["out"], REL_FROBENIUS["bfloat16"])
 
 
-def silu_mul(x: Any) -> Any:
+def silu_mul(x: Any, limit: float = 0.0) -> Any:
     """silu(gate) * up of x [M, 2I] (gate | up) in fp32, rounded once to bf16: what moe_silu_mul
     stores (the kernel's ex2 / rcp approximations move it by a few fp32 ulps) and what
-    moe_silu_mul_quantize quantizes. Torch, imported lazily (the build never needs it)."""
+    moe_silu_mul_quantize quantizes. limit > 0 clamps first as vLLM's swiglu_limit does:
+    gate <= limit, -limit <= up <= limit. Torch, imported lazily (the build never needs it)."""
     import torch
 
     i = x.shape[1] // 2
     xf = x.float()
-    return (torch.nn.functional.silu(xf[:, :i]) * xf[:, i:]).to(torch.bfloat16)
+    g, u = xf[:, :i], xf[:, i:]
+    if limit > 0:
+        g, u = g.clamp(max=limit), u.clamp(-limit, limit)
+    return (torch.nn.functional.silu(g) * u).to(torch.bfloat16)
 
 
 FAMILY = SiluMulFamily()

@@ -50,7 +50,7 @@ def test_committed_manifest_is_what_plan_writes(planned, model):
         ("moe_route", (("experts", local), ("pad", 1), ("topk", 6))),
         ("moe_permute", (("experts", local), ("h", h), ("pad", 1), ("topk", 6))),
         ("w4a16_grouped_gemm", (("experts", local), ("k", h), ("n", 2 * i))),
-        ("moe_silu_mul", (("i", i),)),
+        ("moe_silu_mul", (("i", i), ("limit", 10.0))),  # config.json swiglu_limit: clamped SwiGLU
         ("w4a16_grouped_gemm", (("experts", local), ("k", i), ("n", h))),
         ("moe_combine", (("h", h), ("topk", 6))),
     }  # MoERunner's six ops only: nothing else in these checkpoints is NVFP4

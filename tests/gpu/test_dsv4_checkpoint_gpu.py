@@ -2,14 +2,14 @@
 public_tensors: DeepSeek names, NVFP4 routed experts, block-FP8 + E8M0 attention and shared
 experts, BF16/F32 rest) with real DeepSeek-V4-Pro expert shapes (H 7168, I 3072, top-6), 2 MoE
 layers of 64 experts served as 2 EP ranks of 32 (the default manifest's `experts = 32` variants),
-loaded by runtime.weights per rank, run through the vLLM plugin's op torch.ops.nvfp4_aot.moe under
+loaded by runtime.weights per rank, with DeepSeek-V4's clamped SwiGLU (swiglu_limit 10), run through the vLLM plugin's op torch.ops.nvfp4_aot.moe under
 torch.compile(fullgraph=True, dynamic=True) and CUDA graphs at vLLM capture sizes, replayed with
 fresh tokens and routings: bitwise equal to the compiled call run eagerly, and each layer within a
 relative Frobenius error of 1e-2 of a float64 reference over the checkpoint's dequantized tensors
 (read back from the files, not from the runner). ~4.7 GB of checkpoint in a temporary directory.
 
 Needs the store built from manifests/default.toml (sm_90a MoERunner ops at h 7168, i 3072,
-experts 32) and safetensors on the GPU machine (scripts/stage_gpu.sh stages its wheel)."""
+experts 32, moe_silu_mul limit 10.0) and safetensors on the GPU machine (scripts/stage_gpu.sh stages its wheel)."""
 
 import os
 import secrets
@@ -24,6 +24,8 @@ from .graphs import capture, replay_without_allocating
 pytestmark = pytest.mark.gpu
 
 H, I, TOPK, E, EP, LAYERS = 7168, 3072, 6, 64, 2, 2
+LIMIT = 10.0  # DeepSeek-V4's swiglu_limit: silu(min(gate, 10)) * clamp(up, -10, 10)
+GATE_STD = 4.0  # gate/up ~ N(0, 16) for unit inputs: ~1% of them pass the clamp
 LOCAL = E // EP
 DEV = torch.device("cuda")
 TOL = 1e-2
@@ -47,8 +49,8 @@ def _config():
 def _write(root: Path, seed: int) -> Path:
     """The checkpoint, expert tensors drawn on the GPU (random codes and E4M3 block scales; w1 and
     w3 drawn as one [2I, H] matrix, so one scale band and one weight_scale_2, as the producer
-    shares it; global scales chosen so that x . W^T has ~unit variance), everything else from the
-    CPU test generator."""
+    shares it; global scales chosen so that x . W^T has ~unit variance, GATE_STD for gate and up),
+    everything else from the CPU test generator."""
     import json
 
     from safetensors.torch import save_file
@@ -80,6 +82,7 @@ def _write(root: Path, seed: int) -> Path:
                 rows = 2 * shape[0] if proj == "w1" else shape[0]
                 q, sf = random_nvfp4_weights(rows, shape[1] * 2, g, DEV)
                 alpha = 1.0 / (dequantize(q, sf).float().pow(2).mean().sqrt().item() * (shape[1] * 2) ** 0.5 + 1e-30)
+                alpha *= GATE_STD if proj == "w1" else 1.0
                 if proj == "w1":
                     w3[expert] = (q[shape[0]:], sf[shape[0]:], alpha)
                     q, sf = q[: shape[0]], sf[: shape[0]]
@@ -122,7 +125,7 @@ def served(store, tmp_path_factory):
     seed = int(os.environ.get("NVFP4_AOT_SEED", secrets.randbelow(1 << 30)))
     print(f"\n[dsv4 checkpoint] seed={seed}")
     ck = Checkpoint(_write(tmp_path_factory.mktemp("dsv4") / "DeepSeek-V4-Pro-NVFP4-synthetic", seed))
-    assert ck.layout == "dsv4_mixed" and ck.moe_layers() == list(range(LAYERS))
+    assert ck.layout == "dsv4_mixed" and ck.moe_layers() == list(range(LAYERS)) and ck.cfg("swiglu_limit") == LIMIT
     assert {g.fmt for g in ck.discovery.groups} == {"nvfp4", "fp8_block", "unquantized"}
     runners = {}
     for layer in range(LAYERS):
@@ -133,10 +136,10 @@ def served(store, tmp_path_factory):
                 runner = MoERunner(
                     store, w13=w.w13.q.to(DEV), w13_scale=w.w13.sf.view(torch.float8_e4m3fn).to(DEV), w13_scale_2=w.w13.alpha.to(DEV),
                     w2=w.w2.q.to(DEV), w2_scale=w.w2.sf.view(torch.float8_e4m3fn).to(DEV), w2_scale_2=w.w2.alpha.to(DEV),
-                    expert_start=int(w.local_to_global[0]), top_k=TOPK, max_tokens=MAX_TOKENS,
+                    expert_start=int(w.local_to_global[0]), top_k=TOPK, max_tokens=MAX_TOKENS, swiglu_limit=LIMIT,
                 )  # fmt: skip
             except MissingVariantError as e:
-                pytest.skip(f"the store lacks a MoERunner op for h={H}, i={I}, experts={LOCAL} (build manifests/default.toml): {e}")
+                pytest.skip(f"the store lacks a MoERunner op for h={H}, i={I}, experts={LOCAL}, silu limit={LIMIT} (build manifests/default.toml): {e}")
             gaps = runner.missing(list(CAPTURE_SIZES) + [MAX_TOKENS])
             if gaps:
                 pytest.skip(f"the store does not cover h={H}, i={I}, experts={LOCAL}: {gaps[:4]}")
@@ -153,8 +156,8 @@ def served(store, tmp_path_factory):
 
 
 def _reference(ck, layer: int, x, ids, w) -> torch.Tensor:
-    """float64: sum over the top-k of w * W2 . (silu(W1 x) * W3 x), every expert dequantized from
-    the checkpoint's own tensors (code * E4M3 block scale * weight_scale_2)."""
+    """float64: sum over the top-k of w * W2 . (silu(min(W1 x, L)) * clamp(W3 x, -L, L)), every
+    expert dequantized from the checkpoint's own tensors (code * E4M3 block scale * weight_scale_2)."""
     from safetensors import safe_open
 
     from nvfp4_aot.kernels.quack_w4a16.prepare import dequantize
@@ -169,7 +172,8 @@ def _reference(ck, layer: int, x, ids, w) -> torch.Tensor:
     for e in ids.unique().tolist():
         tok, kk = torch.nonzero(ids == e, as_tuple=True)
         base = f"layers.{layer}.ffn.experts.{e}"
-        a = torch.nn.functional.silu(xd[tok] @ deq(f"{base}.w1").T) * (xd[tok] @ deq(f"{base}.w3").T)
+        gate, up = xd[tok] @ deq(f"{base}.w1").T, xd[tok] @ deq(f"{base}.w3").T
+        a = torch.nn.functional.silu(gate.clamp(max=LIMIT)) * up.clamp(-LIMIT, LIMIT)
         out.index_add_(0, tok, (a @ deq(f"{base}.w2").T) * w[tok, kk].double().unsqueeze(1))
     return out
 

@@ -146,6 +146,27 @@ def test_silu_mul_ref():
             assert abs(float(got[r, c]) - want) <= abs(want) * 2**-8 + 1e-30
 
 
+def test_silu_mul_ref_clamps_like_vllm_swiglu_limit():
+    """limit L: silu(min(g, L)) * clamp(u, -L, L), the formula of vLLM 0.32's swiglu_limit
+    (fused_moe/utils.py _swiglu_limit_torch), checked per element in float64; the family's
+    inputs for a limit variant cross both clamps."""
+    g = torch.Generator().manual_seed(1)
+    x = (torch.randn((6, 64), generator=g) * 16).to(torch.bfloat16)
+    got = silu_mul_ref(x, 10.0)
+    xf = x.double()
+    for r in range(6):
+        for c in range(32):
+            a, b = min(float(xf[r, c]), 10.0), max(min(float(xf[r, 32 + c]), 10.0), -10.0)
+            want = a / (1 + math.exp(-a)) * b
+            assert abs(float(got[r, c]) - want) <= abs(want) * 2**-8 + 1e-30
+    assert not torch.equal(got, silu_mul_ref(x))  # the clamp did something
+    p = SILU.parse_params({"i": 256, "limit": 10})
+    assert p.limit == 10.0 and SILU.can_implement(p, "sm_90a") == []
+    assert SILU.can_implement(SILU.parse_params({"i": 256, "limit": -1.0}), "sm_90a")
+    x = SILU.make_inputs(p, 512, "cpu", 3)["x"].float()
+    assert (x[:, :256] > 10).any() and (x[:, 256:] > 10).any() and (x[:, 256:] < -10).any()
+
+
 @pytest.mark.parametrize("mode", ROUTINGS)
 def test_combine_ref_matches_naive(mode):
     for seed, m in [(1, 1), (2, 7), (3, 64)]:

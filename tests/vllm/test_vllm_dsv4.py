@@ -276,11 +276,34 @@ def test_fp8_shaped_expert_listed_nvfp4_is_refused_naming_the_tensor(tmp_path, v
         _load_through_vllm(root, vllm_config, ours)
 
 
-def test_dsv4_swiglu_limit_is_refused_until_the_kernels_clamp(ckpt, vllm_config, store):
-    """DeepSeek-V4's experts clamp SwiGLU (config.json swiglu_limit 10.0, FusedMoE(swiglu_limit=))."""
+def test_dsv4_clamped_swiglu_reaches_the_runner(ckpt, vllm_config, store):
+    """DeepSeek-V4's experts clamp SwiGLU (config.json swiglu_limit 10.0, passed by vLLM as
+    FusedMoE(swiglu_limit=)): the runner gets it (moe_silu_mul's limit), the output is the clamped
+    one, and differs from the unclamped one on inputs that reach the clamp."""
     from vllm.config import set_current_vllm_config
     from vllm.model_executor.layers.fused_moe.layer import FusedMoEFactory
 
+    from vllm_fakes import random_nvfp4
+
     ours, _ = _configs(ckpt)
-    with set_current_vllm_config(vllm_config), pytest.raises(NotImplementedError, match="swiglu_limit"):
-        FusedMoEFactory(E, TOPK, H, I, params_dtype=torch.bfloat16, quant_config=ours, prefix="model.layers.0.ffn.experts", swiglu_limit=C["swiglu_limit"])
+    g = torch.Generator().manual_seed(2)
+    ts = [(random_nvfp4(I, H, gen=g, scale_2=0.05), random_nvfp4(I, H, gen=g, scale_2=0.05), random_nvfp4(H, I, gen=g)) for _ in range(E)]
+    with set_current_vllm_config(vllm_config):
+        re = FusedMoEFactory(E, TOPK, H, I, params_dtype=torch.bfloat16, quant_config=ours, prefix="model.layers.0.ffn.experts",
+                             swiglu_limit=C["swiglu_limit"]).routed_experts
+        for e, (w1, w3, w2) in enumerate(ts):
+            for shard, tensors in (("w1", w1), ("w3", w3), ("w2", w2)):
+                stem = "w2" if shard == "w2" else "w13"
+                for suffix, t in zip(("weight", "weight_scale", "weight_scale_2", "input_scale"), tensors):
+                    assert re.weight_loader(getattr(re, f"{stem}_{suffix}"), t, f"x.{stem}_{suffix}", shard, e, return_success=True)
+        re.quant_method.process_weights_after_loading(re)
+    runner = FakeMoERunner.instances[-1]
+    assert runner.swiglu_limit == 10.0
+    x = (torch.randn(9, H, generator=g) * 4).to(torch.bfloat16)
+    ids = torch.stack([torch.randperm(E, generator=g)[:TOPK] for _ in range(9)]).to(torch.int32)
+    w = torch.rand(9, TOPK, generator=g)
+    y = re.quant_method.apply(re, x, w, ids, None, None)
+    w13 = torch.stack([torch.cat([dequant(*a[:3]), dequant(*b[:3])]) for a, b, _ in ts])
+    w2 = torch.stack([dequant(*c[:3]) for _, _, c in ts])
+    assert torch.equal(y, moe_reference(x, ids, w, w13, w2, swiglu_limit=10.0))
+    assert not torch.equal(y, moe_reference(x, ids, w, w13, w2))  # the clamp was reached

@@ -89,8 +89,10 @@ class FakeNvfp4Linear:
 class FakeMoERunner:
     instances: list["FakeMoERunner"] = []
 
-    def __init__(self, store, *, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, expert_start, top_k, max_tokens, device=None):
+    def __init__(self, store, *, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, expert_start, top_k, max_tokens, device=None,
+                 swiglu_limit=None):
         e = w13.shape[0]
+        self.swiglu_limit = swiglu_limit
         assert w13_scale_2.shape in ((e,), (e, 2)) and w2_scale_2.shape == (e,)  # [E, 2]: (gate, up)
         self.store, self.expert_start, self.top_k, self.max_tokens = store, expert_start, top_k, max_tokens
         self.num_experts, self.hidden, self.intermediate = e, w2.shape[1], w2.shape[2] * 2
@@ -106,12 +108,13 @@ class FakeMoERunner:
     def __call__(self, hidden, topk_ids, topk_weights, out=None):
         assert topk_ids.dtype == torch.int32 and topk_weights.dtype == torch.float32
         out = torch.zeros_like(hidden) if out is None else out
-        out.copy_(moe_reference(hidden, topk_ids, topk_weights, self.w13, self.w2, self.expert_start))
+        out.copy_(moe_reference(hidden, topk_ids, topk_weights, self.w13, self.w2, self.expert_start, self.swiglu_limit))
         return out
 
 
-def moe_reference(hidden, topk_ids, topk_weights, w13, w2, expert_start=0):
-    """sum_k w_k * W2_e (silu(gate_e x) * up_e x), over the experts [expert_start, +E) only."""
+def moe_reference(hidden, topk_ids, topk_weights, w13, w2, expert_start=0, swiglu_limit=None):
+    """sum_k w_k * W2_e (silu(gate_e x) * up_e x), over the experts [expert_start, +E) only;
+    with swiglu_limit L, silu(min(gate, L)) * clamp(up, -L, L) (vLLM's clamped SwiGLU)."""
     x, acc = hidden.float(), torch.zeros(hidden.shape, dtype=torch.float32)
     inter = w2.shape[2]
     for e in range(w13.shape[0]):
@@ -120,7 +123,10 @@ def moe_reference(hidden, topk_ids, topk_weights, w13, w2, expert_start=0):
         if not rows.any():
             continue
         h = x[rows] @ w13[e].T
-        y = (torch.nn.functional.silu(h[:, :inter]) * h[:, inter:]) @ w2[e].T
+        g, u = h[:, :inter], h[:, inter:]
+        if swiglu_limit:
+            g, u = g.clamp(max=swiglu_limit), u.clamp(-swiglu_limit, swiglu_limit)
+        y = (torch.nn.functional.silu(g) * u) @ w2[e].T
         acc[rows] += (topk_weights[rows] * hit[rows]).sum(dim=1, keepdim=True) * y
     return acc.to(torch.bfloat16)
 
