@@ -17,6 +17,7 @@ from nvfp4_aot.kernels.quack_w4a16.prepare import dequantize, random_nvfp4_weigh
 from nvfp4_aot.runtime import ArgumentError, MoERunner
 from nvfp4_aot.runtime.moe import moe_ref
 
+from nvfp4_aot.runtime.errors import MissingVariantError  # noqa: E402
 from ref_store import RefStore  # tests/runtime is on sys.path (rootdir-style test modules)
 
 E, H, I, TOPK = 4, 256, 256, 2
@@ -62,6 +63,23 @@ def test_hopper_runner_matches_fp64(mode):
         want = moe_ref(x, ids, w, ew, E, start)
         if want.norm() > 0:
             assert _rel(out, want) <= 1e-2, (mode, m)
+
+
+def test_hopper_runner_clamped_swiglu():
+    """swiglu_limit (DeepSeek-V4: 10): the runner opens moe_silu_mul with that limit and matches
+    the clamped float64 reference; with x scaled up, gate/up cross the limit (the unclamped
+    reference is far off). sm_100a refuses it (moe_silu_mul_quantize has no clamp)."""
+    t, ew = _layer(2)
+    runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=64, device="cpu", swiglu_limit=10.0)
+    assert runner.silu.name.endswith("'limit': 10.0})")
+    x, ids, w, start = _batch(37, 5, "uniform")
+    x = (x.float() * 6).to(torch.bfloat16)
+    runner.expert_start.fill_(start)
+    out = runner(x, ids, w)
+    assert _rel(out, moe_ref(x, ids, w, ew, E, start, swiglu_limit=10.0)) <= 1e-2
+    assert _rel(out, moe_ref(x, ids, w, ew, E, start)) > 5e-2
+    with pytest.raises(MissingVariantError, match="swiglu_limit"):
+        MoERunner(RefStore("sm_100a"), **t, expert_start=0, top_k=TOPK, max_tokens=64, device="cpu", swiglu_limit=10.0)
 
 
 def _quant_aware_ref(x, ids, w, ew, start, gs1, gs2):
