@@ -123,3 +123,15 @@ def check_coverage(layer: str, runner: Any, counts: Iterable[int], shape: Servin
         f"{len(shape.capture_sizes)} CUDA-graph capture sizes). Missing:\n{listed}\n"
         f"Build them from the checkpoint with the serving settings:\n  {shape.plan_command(arch, root)}{tp_note}"
     )
+
+
+def missing_problem(layer: str, error: str, shape: ServingShape, store: Any, what: str) -> CoverageError:
+    """The CoverageError for a runner whose problem (shapes, this rank's expert count) the store
+    lacks entirely: names the layer, what it runs and the command that builds it."""
+    arch = getattr(store, "arch", "<arch>")
+    root = str(getattr(store, "root", os.environ.get(ARTIFACTS_ENV, "<artifacts dir>")))
+    first = error.splitlines()[0] if error else "missing variant"
+    return CoverageError(
+        f"nvfp4_aot: the artifact store {root} ({arch}) has no kernels for layer {layer!r} ({what}): {first}\n"
+        f"Build them from the checkpoint with the serving settings:\n  {shape.plan_command(arch, root)}"
+    )

@@ -19,7 +19,9 @@ from vllm.model_executor.layers.fused_moe.activation import MoEActivation
 from vllm.model_executor.parameter import ModelWeightParameter, PerTensorScaleParameter
 
 from . import ops
-from .artifacts import check_coverage, current_device, get_store, prime
+from nvfp4_aot.runtime.errors import MissingVariantError
+
+from .artifacts import check_coverage, current_device, get_store, missing_problem, prime
 from .serving import current_vllm_config, expert_start, serving_shape
 
 # The class name must contain "ModelOpt": RoutedExperts.weight_loader picks the ModelOpt loading
@@ -118,20 +120,24 @@ class Nvfp4AotModelOptMoEMethod(FusedMoEMethodBase):
         shape = serving_shape(current_vllm_config() or self.vllm_config, ep_size=par.ep_size, ep_rank=par.ep_rank)
         # Naive DP dispatch all-gathers the tokens of every DP (and PCP) rank before routing.
         counts = shape.token_counts(multiplier=par.dp_size * par.pcp_size)
-        runner = MoERunner(
-            self.store,
-            w13=layer.w13_weight.data,
-            w13_scale=layer.w13_weight_scale.data,
-            w13_scale_2=ws2.to(torch.float32).contiguous(),
-            w2=layer.w2_weight.data,
-            w2_scale=layer.w2_weight_scale.data,
-            w2_scale_2=layer.w2_weight_scale_2.data.to(torch.float32),
-            expert_start=expert_start(layer.expert_map, layer.local_num_experts, layer.global_num_experts),
-            top_k=layer.top_k,
-            max_tokens=counts[-1],
-            device=layer.w13_weight.device,
-            **({"swiglu_limit": float(self.swiglu_limit)} if self.swiglu_limit else {}),
-        )
+        try:
+            runner = MoERunner(
+                self.store,
+                w13=layer.w13_weight.data,
+                w13_scale=layer.w13_weight_scale.data,
+                w13_scale_2=ws2.to(torch.float32).contiguous(),
+                w2=layer.w2_weight.data,
+                w2_scale=layer.w2_weight_scale.data,
+                w2_scale_2=layer.w2_weight_scale_2.data.to(torch.float32),
+                expert_start=expert_start(layer.expert_map, layer.local_num_experts, layer.global_num_experts),
+                top_k=layer.top_k,
+                max_tokens=counts[-1],
+                device=layer.w13_weight.device,
+                **({"swiglu_limit": float(self.swiglu_limit)} if self.swiglu_limit else {}),
+            )
+        except MissingVariantError as e:  # an op of this rank's problem (local experts, shapes) is absent
+            raise missing_problem(self.prefix, str(e), shape, self.store,
+                                  f"{layer.local_num_experts} local experts of {layer.global_num_experts} (EP {par.ep_size}, rank {par.ep_rank})") from None
         check_coverage(self.prefix, runner, counts, shape, self.store)
         ops.register_runner(self.prefix, runner, owner=layer)
         prime(self.store, layer.w13_weight.device)

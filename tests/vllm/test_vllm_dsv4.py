@@ -307,3 +307,20 @@ def test_dsv4_clamped_swiglu_reaches_the_runner(ckpt, vllm_config, store):
     w2 = torch.stack([dequant(*c[:3]) for _, _, c in ts])
     assert torch.equal(y, moe_reference(x, ids, w, w13, w2, swiglu_limit=10.0))
     assert not torch.equal(y, moe_reference(x, ids, w, w13, w2))  # the clamp was reached
+
+
+def test_a_store_without_this_ranks_expert_count_is_a_startup_error(ckpt, vllm_config, monkeypatch):
+    """The coverage check covers the planned experts per rank: a store built for another EP size
+    (another local expert count) stops the layer at start-up naming the layer, its local experts
+    and the plan command for this rank."""
+    from nvfp4_aot.vllm_plugin.artifacts import CoverageError
+
+    vllm_config.compilation_config.static_forward_context.clear()
+    install_fake_runtime(monkeypatch, FakeStore(root="/srv/artifacts", experts={E // 2}))
+    ours, _ = _configs(ckpt)
+    with pytest.raises(CoverageError) as err:
+        _load_through_vllm(ckpt, vllm_config, ours)
+    msg = str(err.value)
+    assert "'model.layers.0.ffn.experts'" in msg and f"{E} local experts of {E} (EP 1, rank 0)" in msg and f"moe_route.experts={E}" in msg
+    assert "nvfp4-build plan" in msg and "--ep-size 1" in msg and "-o /srv/artifacts" in msg
+    assert ops.registered_keys() == []

@@ -50,8 +50,9 @@ def random_nvfp4(n: int, k: int, *, gen: torch.Generator, scale_2: float = 0.01)
 class FakeStore:
     """What the plugin reads of a store: arch, root, prime(); `max_m` bounds the fake coverage."""
 
-    def __init__(self, root: str = "/artifacts", arch: str = "sm_100a", max_m: int = 1 << 20):
+    def __init__(self, root: str = "/artifacts", arch: str = "sm_100a", max_m: int = 1 << 20, experts=None):
         self.root, self.arch, self.max_m, self.primed = root, arch, max_m, 0
+        self.experts = experts  # local expert counts the fake store has MoE ops for (None: any)
 
     def prime(self, device=None) -> int:
         self.primed += 1
@@ -92,6 +93,10 @@ class FakeMoERunner:
     def __init__(self, store, *, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, expert_start, top_k, max_tokens, device=None,
                  swiglu_limit=None):
         e = w13.shape[0]
+        if store.experts is not None and e not in store.experts:
+            from nvfp4_aot.runtime.errors import MissingVariantError
+
+            raise MissingVariantError(f"no variant for moe_route.experts={e}.pad=1.topk={top_k} on {store.arch} in {store.root}. Add to a manifest:")
         self.swiglu_limit = swiglu_limit
         assert w13_scale_2.shape in ((e,), (e, 2)) and w2_scale_2.shape == (e,)  # [E, 2]: (gate, up)
         self.store, self.expert_start, self.top_k, self.max_tokens = store, expert_start, top_k, max_tokens
