@@ -55,7 +55,7 @@ def check_dsv4(cfg: Mapping[str, Any]) -> None:
     if algo != "NVFP4" or ("quantized_layers" in cfg and not listed):
         what = f"moe_quant_algo {algo!r}" if algo else "no moe_quant_algo"
         raise ValueError(
-            f"--quantization {NAME}: this DeepSeek-V4 checkpoint has no NVFP4 layer (quant_method "
+            f"--quantization {NAME}: this DeepSeek block-FP8 checkpoint has no NVFP4 layer (quant_method "
             f"{cfg.get('quant_method')!r}, {what}, {len(listed)} NVFP4 entries in quantized_layers); "
             f"nvfp4_aot serves NVFP4 routed experts only: serve it without --quantization {NAME}"
         )

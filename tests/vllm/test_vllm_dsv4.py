@@ -90,7 +90,7 @@ def test_a_deepseek_checkpoint_without_nvfp4_is_refused_saying_so(tmp_path, vllm
     release = _qcfg(write_public_synthetic(tmp_path / "release", release=True))  # DeepSeek's own: FP8 + MXFP4
     cls = get_quantization_config("nvfp4_aot")
     for call in (lambda: cls.override_quantization_method(release, "nvfp4_aot"), lambda: cls.from_config(release)):
-        with pytest.raises(ValueError, match="this DeepSeek-V4 checkpoint has no NVFP4 layer.*no moe_quant_algo"):
+        with pytest.raises(ValueError, match="this DeepSeek block-FP8 checkpoint has no NVFP4 layer.*no moe_quant_algo"):
             call()
     with pytest.raises(ValueError, match="has no NVFP4 layer"):
         cls.from_config({**release, "moe_quant_algo": "NVFP4", "quantized_layers": {"layers.0.ffn.experts": {"quant_algo": "FP8"}}})
