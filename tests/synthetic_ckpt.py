@@ -57,10 +57,10 @@ EXPECTED_GEMMS = {
 # The public DeepSeek-V4 NVFP4 layout (fixture.public_tensors), small: layer 0 hash-routed with a
 # sliding window only, layer 1 compress ratio 4 (compressor + indexer), layer 2 ratio 128, one
 # MTP block with MXFP4 experts.
-SMALL_PUBLIC = {
+SMALL_PUBLIC = {  # K of both expert GEMMs a multiple of 256: the Hopper grouped GEMM's K chunk
     **fixture.DSV4_FLASH_PUBLIC,
-    "hidden_size": 256,
-    "moe_intermediate_size": 128,
+    "hidden_size": 512,
+    "moe_intermediate_size": 256,
     "n_routed_experts": 8,
     "num_experts_per_tok": 2,
     "num_hidden_layers": 3,

@@ -163,7 +163,7 @@ def test_hopper_plan_covers_what_the_runtime_opens(hopper_ckpt, tmp_path):
         ("moe_route", (("experts", E), ("pad", 1), ("topk", top_k))): T,
         ("moe_permute", (("experts", E), ("h", h), ("pad", 1), ("topk", top_k))): T,
         ("w4a16_grouped_gemm", (("experts", E), ("k", h), ("n", 2 * i))): T * top_k,
-        ("moe_silu_mul", (("i", i),)): T * top_k,
+        ("moe_silu_mul", (("i", i), ("limit", 0.0))): T * top_k,  # limit: the SwiGLU clamp (none here)
         ("w4a16_grouped_gemm", (("experts", E), ("k", i), ("n", h))): T * top_k,
         ("moe_combine", (("h", h), ("topk", top_k))): T,
     }
@@ -392,7 +392,7 @@ def test_dsv4_manifest_is_what_plan_produces(dsv4_plan):
     assert glue == [
         ("moe_route", {"experts": 48, "topk": 6, "pad": 1}, 8192, ["sm_90a"]),
         ("moe_permute", {"h": 7168, "topk": 6, "experts": 48, "pad": 1}, 8192, ["sm_90a"]),
-        ("moe_silu_mul", {"i": 3072}, 8192 * 6, ["sm_90a"]),
+        ("moe_silu_mul", {"i": 3072, "limit": 0.0}, 8192 * 6, ["sm_90a"]),
         ("moe_combine", {"h": 7168, "topk": 6}, 8192, ["sm_90a", "sm_100a"]),
         ("moe_route", {"experts": 48, "topk": 6, "pad": 128}, 8192, ["sm_100a"]),
         ("moe_permute_quantize", {"h": 7168, "topk": 6, "experts": 48, "pad": 128}, 8192, ["sm_100a"]),

@@ -269,7 +269,7 @@ def test_fp8_shaped_expert_listed_nvfp4_is_refused_naming_the_tensor(tmp_path, v
     for s in ("weight_scale", "weight_scale_2", "input_scale"):
         rewrite_tensor(root, f"layers.0.ffn.experts.2.w2.{s}", None)
     rewrite_tensor(root, "layers.0.ffn.experts.2.w2.weight", torch.zeros(H, I, dtype=torch.float8_e4m3fn))
-    with pytest.raises(CheckpointError, match=r"layers\.0\.ffn\.experts\.2\.w2\.weight: F8_E4M3 \[256, 128\], but .* lists layers\.0\.ffn\.experts as NVFP4"):
+    with pytest.raises(CheckpointError, match=rf"layers\.0\.ffn\.experts\.2\.w2\.weight: F8_E4M3 \[{H}, {I}\], but .* lists layers\.0\.ffn\.experts as NVFP4"):
         Checkpoint(root).discovery
     ours, _ = _configs(root)
     with pytest.raises(Exception):
