@@ -33,7 +33,7 @@ from vllm.models.deepseek_v4.quant_config import DeepseekV4FP8Config
 
 NAME = "nvfp4_aot"
 DSV4_METHODS = ("fp8", "deepseek_v4_fp8")  # vLLM rewrites "fp8" for model_type deepseek_v4
-_LAYER = re.compile(r"^model\.layers\.(\d+)\.")
+_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")  # model.layers.N. (language_model.model.layers.N. in the VL model)
 
 
 def is_dsv4(cfg: Mapping[str, Any]) -> bool:
@@ -63,7 +63,7 @@ def check_dsv4(cfg: Mapping[str, Any]) -> None:
 
 def checkpoint_module(vllm_prefix: str, num_layers: int | None) -> str:
     """model.layers.N.X -> layers.N.X (or mtp.{N-L}.X for the MTP draft's layers)."""
-    m = _LAYER.match(vllm_prefix)
+    m = _LAYER.search(vllm_prefix)
     if not m:
         return vllm_prefix
     n = int(m.group(1))
@@ -108,7 +108,7 @@ class Nvfp4AotDeepseekV4Config(DeepseekV4FP8Config):
         module = checkpoint_module(prefix, num_layers)
         if self.nvfp4_layers:
             return module in self.nvfp4_layers
-        m = _LAYER.match(prefix)
+        m = _LAYER.search(prefix)
         return bool(m) and num_layers is not None and int(m.group(1)) < num_layers
 
     def get_quant_method(self, layer: torch.nn.Module, prefix: str):

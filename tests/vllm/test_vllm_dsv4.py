@@ -159,6 +159,7 @@ def test_methods_per_layer_match_vllm_except_our_routed_experts(ckpt, vllm_confi
         # what vLLM does with the MTP draft's MXFP4 experts: the NVFP4 method, from moe_quant_algo alone
         assert isinstance(ref.get_quant_method(layer, mtp), nv)
     assert ours.owns_experts("model.layers.0.ffn.experts") and not ours.owns_experts(f"model.layers.{L}.ffn.experts")
+    assert ours.owns_experts("language_model.model.layers.2.ffn.experts")  # the VL model's prefix
 
 
 def test_vllm_own_nvfp4_method_misloads_the_mtp_mxfp4_experts(ckpt, vllm_config, store):
