@@ -69,29 +69,37 @@ def main() -> None:
 @out_option
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True, help="Parallel compile processes.")
 @click.option("--lock-timeout", type=float, default=-1, help="Seconds to wait for another build's lock (-1: forever).")
+@click.option("--shard", "shard", default=None, callback=lambda c, p, v: _shard(v), help="Build only shard I of N (e.g. 2/4), partitioned by content key; combine with `merge`.")
+@click.option("--arch", "only_archs", default=None, callback=lambda c, p, v: v and _arch_list(c, p, v), help="Build only these archs' variants (comma-separated; a shard job's arch).")
 @json_option
-def compile_cmd(manifests: tuple[Path, ...], out: Path, jobs: int, lock_timeout: float, as_json: bool) -> None:
+def compile_cmd(manifests: tuple[Path, ...], out: Path, jobs: int, lock_timeout: float, shard, only_archs, as_json: bool) -> None:
     """Compile MANIFESTS (default: the packaged default manifest) into --out.
 
-    Variants whose content key is already in the store are skipped.
+    Variants whose content key is already in the store are skipped. With --shard/--arch only a
+    part is built and the dispatch tables go to shard.json, for `nvfp4-build merge`.
     """
     from rich.progress import Progress
 
     from nvfp4_aot.runtime.store_format import StoreFormatError
 
-    from .store_writer import LockBusyError, StoreWriter
+    from .keys import variant_key
+    from .shard import selector, write_pending_tables
+    from .store_writer import LockBusyError, StoreWriter, manifest_table
     from .worker import BuildFailure
 
     if os.environ.get(NO_BUILD_ENV, "") not in ("", "0"):
         _fail(EXIT_FAILED, f"{NO_BUILD_ENV} is set: building is disabled on this machine (production mode)")
     loaded = _load(manifests)
     summary: dict[str, Any] = {"out": str(out), "manifests": {}}
+    select = selector(shard, only_archs)
+    if select is not None:
+        summary.update(shard=str(shard) if shard else None, archs=list(only_archs or ()))
     failed = False
     console_err = not as_json
     try:
         with StoreWriter(out, lock_timeout, on_wait=lambda m: click.echo(m, err=True)) as w:
             for man in loaded:
-                n = len(man.variants())
+                n = len([v for v in man.variants() if select is None or select(v, variant_key(v))])
                 with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
                     task = bar.add_task(f"{man.name}", total=n)
 
@@ -100,8 +108,11 @@ def compile_cmd(manifests: tuple[Path, ...], out: Path, jobs: int, lock_timeout:
                         if isinstance(rec, BuildFailure):
                             click.echo(f"FAILED {rec.key} ({arch}): {rec.error}", err=True)
 
-                    rep = w.build(man, jobs=jobs, progress=tick)
+                    rep = w.build(man, jobs=jobs, progress=tick, select=select)
                 failed |= bool(rep.failed)
+                if select is not None and not rep.failed:
+                    keys = {v.ident: variant_key(v) for v in man.variants()}
+                    write_pending_tables(out, {man.name: manifest_table(man, keys)}, shard, only_archs)
                 summary["manifests"][man.name] = {
                     "variants": n,
                     "built": [r.key for r in rep.built],
@@ -310,6 +321,51 @@ def cache_key_cmd(manifests: tuple[Path, ...]) -> None:
 
     keys = sorted(variant_key(v) for m in _load(manifests) for v in m.variants())
     click.echo("nvfp4-aot-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:32])
+
+
+# -- ship: shards, merge, packages (build/shard.py, build/pack.py) ------------------------------
+
+
+def _shard(value: str | None):
+    from .shard import Shard
+
+    if value is None:
+        return None
+    try:
+        return Shard.parse(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+@main.command("merge")
+@click.argument("stores", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("-o", "--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Store to merge into (created if absent).")
+@click.option("--lock-timeout", type=float, default=-1, help="Seconds to wait for another writer's lock (-1: forever).")
+@json_option
+def merge_cmd(stores: tuple[Path, ...], out: Path, lock_timeout: float, as_json: bool) -> None:
+    """Verify the shard STORES and merge them (with their dispatch tables) into --out.
+
+    The same key in two stores must have identical records; a conflict, a store that does not
+    verify, or a table whose variants are in no given store (a missing shard) is an error (exit 1).
+    """
+    from nvfp4_aot.runtime.store_format import StoreFormatError
+
+    from .shard import MergeError, merge_stores
+    from .store_writer import LockBusyError
+
+    try:
+        rep = merge_stores(list(stores), out, lock_timeout, on_wait=lambda m: click.echo(m, err=True))
+    except MergeError as e:
+        _fail(EXIT_FAILED, str(e))
+    except LockBusyError as e:
+        _fail(EXIT_LOCKED, str(e))
+    except StoreFormatError as e:
+        _fail(EXIT_STORE, str(e))
+    if not as_json:
+        click.echo(f"merged {len(stores)} stores: {len(rep.added)} entries added, {rep.present} already present, "
+                   f"{rep.entries} in all, manifests {', '.join(rep.manifests) or 'none'} -> {out}", err=True)  # fmt: skip
+    _emit(as_json, {"out": str(out), "sources": [str(s) for s in stores], "added": rep.added, "present": rep.present,
+                    "entries": rep.entries, "manifests": rep.manifests, "cleaned": rep.cleaned, "seconds": rep.seconds})  # fmt: skip
 
 
 if __name__ == "__main__":  # pragma: no cover

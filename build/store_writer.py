@@ -9,7 +9,9 @@ Protocol (readers never lock; see nvfp4_aot.runtime.store_format):
   3. each variant is built into tmp/<key>.<pid>/ by a worker that dies with this process, then
      renamed to entries/<key>/, then the index is rewritten (temp + rename) to list it, its
      digest recomputed: a SIGKILL at any point leaves an index whose every entry is complete;
-  4. the manifest's dispatch table is written to the index last, once all its entries exist.
+  4. the manifest's dispatch table is written to the index last, once all its entries exist;
+  5. `merge` (build/shard.py) stages copies of other stores' validated entries in tmp/, renames
+     them all, then writes the index listing them and their tables once (commit_entries).
 """
 
 from __future__ import annotations
@@ -58,6 +60,18 @@ class BuildReport:
     failed: list[BuildFailure] = field(default_factory=list)
     cleaned: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+
+def manifest_table(manifest: Manifest, keys: dict[tuple, str]) -> ManifestTable:
+    """The dispatch table of `manifest` (keys: Variant.ident -> content key)."""
+    ops = {}
+    for op in manifest.ops:
+        rows = tuple(
+            BucketRow(b.lo, b.hi, dict(b.params), {a: keys[Variant(op.family, b.params, a).ident] for a in op.archs})
+            for b in op.buckets
+        )
+        ops[op.name] = OpTable(op.family, dict(op.problem), rows)
+    return ManifestTable(str(manifest.path), ops)
 
 
 class StoreWriter:
@@ -126,15 +140,22 @@ class StoreWriter:
         self.entries[record.key] = record
         self._write_index()
 
+    def commit_entries(self, staged: list[tuple[EntryRecord, Path]], tables: dict[str, ManifestTable]) -> None:
+        """Commit many staged entries and dispatch tables at once (merge): every stage is renamed
+        into entries/ first, then the index listing them and the tables is written once, last.
+        Killed in between, the renamed dirs are unlisted orphans: ignored, removed by clean()."""
+        for record, stage in staged:
+            final = entry_dir(self.root, record.key)
+            if final.exists() or final.is_symlink():  # only orphans can be here: clean() ran under this lock
+                self._remove(final)
+            os.replace(stage, final)
+        for record, _ in staged:
+            self.entries[record.key] = record
+        self.manifests.update(tables)
+        self._write_index()
+
     def commit_manifest(self, manifest: Manifest, keys: dict[tuple, str]) -> None:
-        ops = {}
-        for op in manifest.ops:
-            rows = tuple(
-                BucketRow(b.lo, b.hi, dict(b.params), {a: keys[Variant(op.family, b.params, a).ident] for a in op.archs})
-                for b in op.buckets
-            )
-            ops[op.name] = OpTable(op.family, dict(op.problem), rows)
-        self.manifests[manifest.name] = ManifestTable(str(manifest.path), ops)
+        self.manifests[manifest.name] = manifest_table(manifest, keys)
         self._write_index()
 
     # -- build ------------------------------------------------------------------
@@ -143,11 +164,17 @@ class StoreWriter:
         manifest: Manifest,
         jobs: int = 1,
         progress: Callable[[str, EntryRecord | BuildFailure], None] | None = None,
+        select: Callable[[Variant, str], bool] | None = None,
     ) -> BuildReport:
+        """Build the manifest's missing variants, then commit its dispatch table. With `select`
+        (variant, key) -> bool only the selected variants are built (a shard, build/shard.py)
+        and no table is committed: it would refer to entries this store does not hold."""
         t0 = time.perf_counter()
         report = BuildReport(cleaned=self.clean())
         variants = manifest.variants()
         keys = {v.ident: variant_key(v) for v in variants}
+        if select is not None:
+            variants = [v for v in variants if select(v, keys[v.ident])]
         todo: dict[str, list[Variant]] = {}
         for v in variants:
             key = keys[v.ident]
@@ -157,7 +184,7 @@ class StoreWriter:
                 todo.setdefault(v.arch, []).append(v)
         for arch, vs in sorted(todo.items()):
             self._build_arch(arch, vs, keys, jobs, report, progress)
-        if not report.failed:
+        if not report.failed and select is None:
             self.commit_manifest(manifest, keys)
         report.seconds = round(time.perf_counter() - t0, 3)
         return report
