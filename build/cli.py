@@ -17,7 +17,6 @@ Exit codes (all commands):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -146,7 +145,7 @@ def ls_cmd(store: Path, as_json: bool) -> None:
     from nvfp4_aot.runtime.store_format import StoreFormatError, load_index
 
     try:
-        index = load_index(store)
+        index = load_index(_resolve_store(store, fail=False))
     except (StoreFormatError, OSError) as e:
         _fail(EXIT_STORE, str(e))
     if as_json:
@@ -174,6 +173,7 @@ def verify_cmd(store: Path, load: bool, run: bool, seed: int | None, as_json: bo
 
     from .verify import run_store, verify_store
 
+    store = _resolve_store(store)
     rep = verify_store(store, load=load or run)
     if rep.malformed:
         _fail(EXIT_STORE, rep.errors[0])
@@ -317,13 +317,41 @@ def plan_cmd(checkpoint: Path, archs, ep_size: int, ep_rank, max_tokens: int, ca
 @manifests_argument
 def cache_key_cmd(manifests: tuple[Path, ...]) -> None:
     """Print a key for a CI cache of the artifact dir: it changes iff any variant's content key does."""
-    from .keys import variant_key
+    from .keys import cache_key, variant_key
 
-    keys = sorted(variant_key(v) for m in _load(manifests) for v in m.variants())
-    click.echo("nvfp4-aot-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:32])
+    click.echo(cache_key(variant_key(v) for m in _load(manifests) for v in m.variants()))
 
 
 # -- ship: shards, merge, packages (build/shard.py, build/pack.py) ------------------------------
+
+
+def _resolve_store(store: Path, fail: bool = True) -> Path:
+    """STORE arguments also take an installed store's name (runtime.installed): its directory."""
+    from nvfp4_aot.runtime.installed import resolve
+    from nvfp4_aot.runtime.store_format import StoreFormatError
+
+    try:
+        return resolve(store)[0]
+    except StoreFormatError as e:
+        if fail:
+            _fail(EXIT_STORE, str(e))
+        raise
+
+
+def _store_name(value: str) -> str:
+    from nvfp4_aot.runtime.installed import NAME_RE
+
+    if not NAME_RE.fullmatch(value):
+        raise click.BadParameter(f"{value!r}: use 1-64 lowercase letters, digits and inner hyphens (e.g. dsv4-ep8)")
+    return value
+
+
+def _version(value: str | None) -> str | None:
+    from .pack import VERSION_RE
+
+    if value is not None and not VERSION_RE.fullmatch(value):
+        raise click.BadParameter(f"{value!r} is not a PEP 440 version (e.g. 1.2.0 or 1.2.0+cu13)")
+    return value
 
 
 def _shard(value: str | None):
@@ -366,6 +394,31 @@ def merge_cmd(stores: tuple[Path, ...], out: Path, lock_timeout: float, as_json:
                    f"{rep.entries} in all, manifests {', '.join(rep.manifests) or 'none'} -> {out}", err=True)  # fmt: skip
     _emit(as_json, {"out": str(out), "sources": [str(s) for s in stores], "added": rep.added, "present": rep.present,
                     "entries": rep.entries, "manifests": rep.manifests, "cleaned": rep.cleaned, "seconds": rep.seconds})  # fmt: skip
+
+
+@main.command("pack")
+@click.argument("store", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--name", required=True, callback=lambda c, p, v: _store_name(v), help="Store name: the wheel is nvfp4-aot-store-NAME; open(NAME) finds it once installed.")
+@click.option("--version", "version", default=None, callback=lambda c, p, v: _version(v), help="Package version [default: 0+d<digest prefix>, from the content].")
+@click.option("--format", "fmt", type=click.Choice(["wheel", "tar"]), default="wheel", show_default=True, help="A pip-installable wheel, or a tarball for plain caches.")
+@click.option("-o", "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("dist"), show_default=True, help="Directory to write the package to.")
+@json_option
+def pack_cmd(store: Path, name: str, version: str | None, fmt: str, out: Path, as_json: bool) -> None:
+    """Package the verified STORE reproducibly (same store, same bytes), with its digest and cache-key."""
+    from nvfp4_aot.runtime.store_format import StoreFormatError
+
+    from .pack import PackError, pack
+
+    try:
+        p = pack(store, name, out, version, fmt)
+    except PackError as e:
+        _fail(EXIT_FAILED, str(e))
+    except StoreFormatError as e:
+        _fail(EXIT_STORE, str(e))
+    if not as_json:
+        click.echo(f"{p.path}: {p.files} files, {p.bytes / 1e6:.1f} MB, store digest {p.store_digest[:16]}..., {p.cache_key}", err=True)
+    _emit(as_json, {"path": str(p.path), "name": p.name, "version": p.version, "format": fmt, "store_digest": p.store_digest,
+                    "cache_key": p.cache_key, "files": p.files, "bytes": p.bytes})  # fmt: skip
 
 
 if __name__ == "__main__":  # pragma: no cover

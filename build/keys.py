@@ -137,3 +137,8 @@ def key_material(v: Variant) -> dict[str, object]:
 
 def variant_key(v: Variant) -> str:
     return content_key(key_material(v))
+
+
+def cache_key(keys: Iterable[str]) -> str:
+    """A key for a CI cache of a store built from these content keys (changes iff one does)."""
+    return "nvfp4-aot-" + hashlib.sha256("\n".join(sorted(set(keys))).encode()).hexdigest()[:32]

@@ -1,8 +1,8 @@
 """Native libraries an exported kernel needs, found and loaded without importing cutlass.
 
 A kernel .so links against libtvm_ffi (loaded by `import tvm_ffi`), libcute_dsl_runtime (the
-DSL's native runtime, from the nvidia-cutlass-dsl-libs-cu13 wheel or a path in
-NVFP4_AOT_DSL_RUNTIME) and libcudart.so.13 (torch's cu13 build ships it). They are loaded
+DSL's native runtime: a path in NVFP4_AOT_DSL_RUNTIME, else the nvidia-cutlass-dsl-libs-cu13
+wheel, a dependency of nvfp4-aot, found through its metadata) and libcudart.so.13 (torch's cu13 build ships it). They are loaded
 RTLD_GLOBAL once, before the first kernel module, so the kernel's NEEDED entries resolve.
 """
 
@@ -22,6 +22,9 @@ from pathlib import Path
 
 DSL_RUNTIME_ENV = "NVFP4_AOT_DSL_RUNTIME"
 DSL_RUNTIME_NAME = "libcute_dsl_runtime.so"
+# The smallest official package shipping the library for the pinned DSL (a runtime dependency).
+DSL_LIBS_DIST = "nvidia-cutlass-dsl-libs-cu13"
+DSL_RUNTIME_REL = f"nvidia_cutlass_dsl/cu13/lib/{DSL_RUNTIME_NAME}"
 DSL_DISTS = ("nvidia-cutlass-dsl-libs-cu13", "nvidia-cutlass-dsl-libs-base", "nvidia-cutlass-dsl")
 
 
@@ -45,15 +48,24 @@ def find_dsl_runtime() -> Path:
         if not p.is_file():
             raise NativeLibraryError(f"{DSL_RUNTIME_ENV}={env}: no such file")
         return p
+    # The runtime dependency nvidia-cutlass-dsl-libs-cu13 (see pyproject.toml) lists the file in
+    # its RECORD; found from metadata, nothing of the DSL is imported.
+    try:
+        dist = importlib.metadata.distribution(DSL_LIBS_DIST)
+        lib = Path(dist.locate_file(DSL_RUNTIME_REL))
+        if lib.is_file():
+            return lib
+    except importlib.metadata.PackageNotFoundError:
+        pass
     pkg = _package_dir("nvidia_cutlass_dsl")
-    if pkg is not None and (pkg / "cu13" / "lib" / DSL_RUNTIME_NAME).is_file():
-        return pkg / "cu13" / "lib" / DSL_RUNTIME_NAME
+    if pkg is not None and (pkg / DSL_RUNTIME_REL.split("/", 1)[1]).is_file():
+        return pkg / DSL_RUNTIME_REL.split("/", 1)[1]
     for d in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep):
         if d and (Path(d) / DSL_RUNTIME_NAME).is_file():
             return Path(d) / DSL_RUNTIME_NAME
     raise NativeLibraryError(
-        f"{DSL_RUNTIME_NAME} not found: install nvidia-cutlass-dsl-libs-cu13 (only its native "
-        f"library is used) or set {DSL_RUNTIME_ENV} to the file"
+        f"{DSL_RUNTIME_NAME} not found: install {DSL_LIBS_DIST} (a dependency of nvfp4-aot; only "
+        f"its native library is used) or set {DSL_RUNTIME_ENV} to the file"
     )
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import native
+from . import installed, native
 from .errors import (
     AbiMismatchError,
     ArchMismatchError,
@@ -217,11 +217,12 @@ def open_store(
     manifest: str | None = None,
     load: bool = True,
 ) -> ArtifactStore:
-    """Verify and open an artifact directory for the device's arch (or `arch`, e.g. for tests).
+    """Verify and open an artifact directory, or an installed store by name (runtime.installed),
+    for the device's arch (or `arch`, e.g. for tests).
 
     With load=False nothing native is loaded (inspection on a machine without the DSL runtime).
     """
-    root = Path(root)
+    root, package = installed.resolve(root)
     index = load_index(root)
     records = index.entries
     for rec in records.values():
@@ -229,6 +230,7 @@ def open_store(
             check_entry(root, rec)
         except OSError as e:
             raise TamperedArtifactError(f"{entry_dir(root, rec.key)}: unreadable: {e}") from e
+    installed.check_package(root, index.digest, package)
     target = arch or _device_arch(device)
     if arch is not None and load and _device_available():
         dev_arch = _device_arch(device)

@@ -1,6 +1,7 @@
 """The artifact store the plugin serves from, and the start-up coverage check.
 
-vLLM-free (torch + nvfp4_aot.runtime only). The store directory comes from NVFP4_AOT_ARTIFACTS;
+vLLM-free (torch + nvfp4_aot.runtime only). The store comes from NVFP4_AOT_ARTIFACTS (a directory
+or an installed store package's name);
 it is opened and verified once per process and device (hashes, arch, ABI: runtime.open), before
 the first layer's weights are loaded, so a wrong or tampered store fails in seconds rather than
 after the weight load.
@@ -25,11 +26,13 @@ class CoverageError(RuntimeError):
 
 
 def artifacts_dir() -> str:
+    """$NVFP4_AOT_ARTIFACTS: an artifact directory or the name of an installed store package."""
     path = os.environ.get(ARTIFACTS_ENV)
     if not path:
         raise RuntimeError(
-            f"--quantization nvfp4_aot needs the artifact directory in ${ARTIFACTS_ENV} "
-            f"(built by `nvfp4-build compile`, checked by `nvfp4-build verify`); it is not set"
+            f"--quantization nvfp4_aot needs the artifact directory (or an installed store's name, "
+            f"see `nvfp4-build pack`) in ${ARTIFACTS_ENV} (built by `nvfp4-build compile`, checked "
+            f"by `nvfp4-build verify`); it is not set"
         )
     return path
 
@@ -42,12 +45,15 @@ def _open(path: str, device: Any) -> Any:
 
 def get_store(device: Any = None) -> Any:
     """The verified store for this process and device, opened on first use."""
-    path = os.path.realpath(artifacts_dir())
+    from nvfp4_aot.runtime.installed import resolve
+
+    spec = artifacts_dir()
+    path = os.path.realpath(resolve(spec)[0])  # a name -> its installed store dir (the cache key)
     key = (path, str(device))
     with _LOCK:
         store = _STORES.get(key)
         if store is None:
-            store = _STORES[key] = _open(path, device)
+            store = _STORES[key] = _open(spec, device)  # by name: + package digest check
     return store
 
 
