@@ -11,9 +11,16 @@ rm -rf .gpu && mkdir -p .gpu/whl
 "$PY" -m pip wheel -q --no-deps -w .gpu/whl .
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .gpu/whl \
-  pytest==8.4.2 pluggy==1.6.0 iniconfig==2.1.0 packaging==25.0 safetensors==0.8.0
+  pytest==8.4.2 pluggy==1.6.0 iniconfig==2.1.0 packaging==25.0 safetensors==0.8.0 click==8.1.8  # click: `verify --run` there
 "$PY" -m nvfp4_aot.build.cli verify artifacts
 cp -r artifacts .gpu/artifacts && rm -rf .gpu/artifacts/tmp .gpu/artifacts/.lock
-[ -f .gpu-jit.json ] || "$PY" benchmarks/startup.py jit --arch sm_90a --json .gpu-jit.json
-cp .gpu-jit.json .gpu/jit.json
+# The installed-store check: tests/gpu/ship_check.toml's variants (already in artifacts/, so
+# nothing compiles) as a store of their own, packed as nvfp4-aot-store-gpu-check into .gpu/ship/.
+rm -rf .gpu/ship-store && cp -r .gpu/artifacts .gpu/ship-store
+"$PY" -m nvfp4_aot.build.cli compile tests/gpu/ship_check.toml -o .gpu/ship-store
+"$PY" -m nvfp4_aot.build.cli gc tests/gpu/ship_check.toml -o .gpu/ship-store
+"$PY" -m nvfp4_aot.build.cli pack .gpu/ship-store --name gpu-check --version 1.0.0 -o .gpu/ship
+rm -rf .gpu/ship-store
+# The JIT start-up sweep measured on the CPU box (committed; re-measure: benchmarks/startup.py jit --json ...).
+cp "${JIT_JSON:-docs/startup_jit_cpu.json}" .gpu/jit.json
 du -sh .gpu

@@ -14,9 +14,14 @@ echo "== diagnostic smoke (step by step)"
 timeout 300 python3 scripts/gpu_diag.py .gpu/artifacts ${DIAG_PICKS:-k=7168} 2>&1 | tee "$OUT/diag.log"; rc=$((rc | PIPESTATUS[0]))
 [ "${DIAG_ONLY:-0}" = 1 ] && exit $rc
 python3 -m pytest --timeout 240 -m gpu ${@:-tests/gpu} -v -rA -p no:cacheprovider 2>&1 | tee "$OUT/gpu-tests.log"; rc=$((rc | PIPESTATUS[0]))
+echo "== installed store package: pip install nvfp4-aot-store-gpu-check, open('gpu-check') + prime, verify gpu-check --run"
+python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/ship/nvfp4_aot_store_gpu_check-*.whl 2>&1 | tee "$OUT/installed-store.log"
+timeout 120 sh -c 'python3 -m nvfp4_aot.runtime verify gpu-check --load \
+  && python3 -c "import torch, nvfp4_aot.runtime as rt; s = rt.open(\"gpu-check\"); n = s.prime(); print(f\"open(gpu-check): {s.root}: {len(s.kernels)} kernels, {n} primed on {torch.cuda.get_device_name()}\")" \
+  && python3 -m nvfp4_aot.build.cli verify gpu-check --run' 2>&1 | tee -a "$OUT/installed-store.log"; rc=$((rc | PIPESTATUS[0]))
 # SASS is inspected on the CPU box (scripts/dump_sass.py with nvdisasm >= 13.4 from pip):
 # the GPU machine's CUDA 13.0 cuobjdump/nvdisasm cannot read the DSL's CUDA 13.4 cubins.
-for b in "startup.py aot --store .gpu/artifacts --jit-json .gpu/jit.json" \
+for b in "startup.py aot --store .gpu/artifacts --jit-json .gpu/jit.json --json $OUT/startup_aot.json" \
          "host_overhead.py --store .gpu/artifacts" \
          "quantize_bandwidth.py --store .gpu/artifacts --json $OUT/quantize_bw.json" \
          "w4a16_ours.py --store .gpu/artifacts" \
