@@ -46,9 +46,13 @@ def _open(path: str, device: Any) -> Any:
 def get_store(device: Any = None) -> Any:
     """The verified store for this process and device, opened on first use."""
     from nvfp4_aot.runtime.installed import resolve
+    from nvfp4_aot.runtime.store_format import StoreFormatError
 
     spec = artifacts_dir()
-    path = os.path.realpath(resolve(spec)[0])  # a name -> its installed store dir (the cache key)
+    try:
+        path = os.path.realpath(resolve(spec)[0])  # a name -> its installed store dir (the cache key)
+    except StoreFormatError:
+        path = os.path.realpath(spec)  # neither: runtime.open below raises the error naming both
     key = (path, str(device))
     with _LOCK:
         store = _STORES.get(key)
