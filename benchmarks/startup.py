@@ -14,6 +14,7 @@ store holds are clipped). Both JSON files: {"mode", "arch", "device", "machine",
 """
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -63,22 +64,24 @@ print(json.dumps({"variants": len(s.kernels), "import_s": t1 - t0, "open_load_s"
 def subset_store(src: Path, n: int, arch: str, dst: Path) -> int:
     """A copy of `src` holding its first n `arch` entries (by family, params) and the dispatch
     tables those entries complete; the copy is a valid store (the runtime opens it)."""
-    from nvfp4_aot.runtime.store_format import ENTRIES_DIR, INDEX_NAME, read_index, write_json_atomic
+    from nvfp4_aot.runtime.store_format import ENTRIES_DIR, INDEX_NAME, ManifestTable, StoreIndex, load_index, write_json_atomic
 
-    index = read_index(src)
-    mine = sorted((k for k, r in index["entries"].items() if r["arch"] == arch),
-                  key=lambda k: (index["entries"][k]["family"], json.dumps(index["entries"][k]["params"], sort_keys=True), k))[:n]  # fmt: skip
+    index = load_index(src)
+    mine = sorted((k for k, r in index.entries.items() if r.arch == arch),
+                  key=lambda k: (index.entries[k].family, json.dumps(dict(index.entries[k].params), sort_keys=True), k))[:n]  # fmt: skip
     keep = set(mine)
     (dst / ENTRIES_DIR).mkdir(parents=True)
     for k in mine:
         shutil.copytree(src / ENTRIES_DIR / k, dst / ENTRIES_DIR / k)
-    manifests = {}
-    for name, m in index["manifests"].items():
-        ops = {o: spec for o, spec in m["ops"].items()
-               if all(b["variants"].get(arch) in keep for b in spec["buckets"])}  # fmt: skip
+    tables = {}
+    for name, m in index.manifests.items():
+        # only this arch's rows: the other archs' entries are not in the copy
+        ops = {o: dataclasses.replace(t, buckets=tuple(dataclasses.replace(b, variants={arch: b.variants[arch]}) for b in t.buckets))
+               for o, t in m.ops.items() if all(b.variants.get(arch) in keep for b in t.buckets)}  # fmt: skip
         if ops:
-            manifests[name] = {**m, "ops": ops}
-    write_json_atomic(dst / INDEX_NAME, {**index, "entries": {k: index["entries"][k] for k in mine}, "manifests": manifests})
+            tables[name] = ManifestTable(m.path, ops)
+    sub = StoreIndex.build({k: index.entries[k] for k in mine}, tables)
+    write_json_atomic(dst / INDEX_NAME, sub.to_json())
     return len(mine)
 
 

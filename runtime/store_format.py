@@ -7,6 +7,9 @@
           kernel.so           the linked shared object exporting __tvm_ffi_<symbol>
           meta.json           the entry's record (identical to its index record)
       tmp/                    staging for entries being built; safe to delete when unlocked
+      shard.json              optional: a shard store's full dispatch tables (build/shard.py)
+      nvfp4_aot_store.json    optional: package metadata of an unpacked store tarball
+                              (runtime/installed.py; a wheel keeps it in its dist-info)
 
 Commit rule: an entry exists for readers only once index.json lists it; an entry directory
 that the index does not list (a build killed after the rename, before the index) is ignored
