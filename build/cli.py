@@ -173,10 +173,12 @@ def verify_cmd(store: Path, load: bool, run: bool, seed: int | None, as_json: bo
 
     from .verify import run_store, verify_store
 
-    store = _resolve_store(store)
+    store, package = _resolve_store(store, with_package=True)
     rep = verify_store(store, load=load or run)
     if rep.malformed:
         _fail(EXIT_STORE, rep.errors[0])
+    if package and rep.digest != package["store_digest"]:  # an installed or unpacked package
+        rep.errors.append(f"{store}: store digest {rep.digest} differs from its package's {package['store_digest']} (modified after packing)")
     if run and rep.ok:
         seed = secrets.randbelow(1 << 30) if seed is None else seed
         try:
@@ -325,13 +327,15 @@ def cache_key_cmd(manifests: tuple[Path, ...]) -> None:
 # -- ship: shards, merge, packages (build/shard.py, build/pack.py) ------------------------------
 
 
-def _resolve_store(store: Path, fail: bool = True) -> Path:
-    """STORE arguments also take an installed store's name (runtime.installed): its directory."""
+def _resolve_store(store: Path, fail: bool = True, with_package: bool = False):
+    """STORE arguments also take an installed store's name (runtime.installed): its directory
+    (and, with_package, its package metadata or None)."""
     from nvfp4_aot.runtime.installed import resolve
     from nvfp4_aot.runtime.store_format import StoreFormatError
 
     try:
-        return resolve(store)[0]
+        root, package = resolve(store)
+        return (root, package) if with_package else root
     except StoreFormatError as e:
         if fail:
             _fail(EXIT_STORE, str(e))

@@ -85,6 +85,8 @@ def test_tarball_unpacks_to_an_openable_store(built_store, tmp_path):
     _drop_tables(root)
     with pytest.raises(TamperedArtifactError, match="differs from its package"):
         open_store(root, arch="sm_90a", load=False)
+    r = run_cli("verify", str(root), check=False)
+    assert r.returncode == 1 and "differs from its package" in r.stderr
 
 
 def test_pack_refusals(built_store, tmp_path):
