@@ -100,10 +100,6 @@ class Family:
         """The tunings the planner gives each token-count bucket of `problem`."""
         return self.tiles
 
-    def symbol(self, params: Any, key: str) -> str:
-        """Exported function name; unique per key so that no two loaded modules collide."""
-        return f"nvfp4aot_{self.name}_{key[:12]}"
-
     # -- build side only --------------------------------------------------------
     def compile_args(self, params: Any, arch: str) -> tuple[Any, Sequence[Any]]:
         """Return (callable for cute.compile, fake arguments). Runs inside a build worker."""

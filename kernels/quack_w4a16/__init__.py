@@ -62,7 +62,10 @@ class QuackW4A16Family(Family):
     # bound by 32-bit flat offsets; 65536 is what the tests cover.
     max_m = 65536
     # quack's tile_n tiles the token count (swap-AB): decode buckets get narrow token tiles,
-    # prefill wide ones (manifests/default.toml's tunings).
+    # prefill wide ones. `tiles` is the rule for an unmeasured shape; SHAPE_TILES holds the
+    # DeepSeek-V4 shapes' tables from the H200 sweep (benchmarks/quack_w4a16_sweep.py,
+    # docs/PERFORMANCE.md 2026-12-02). manifests/default.toml's buckets must agree with
+    # tile_table() (tests/build/test_tiles.py), so plan and the default manifest tune alike.
     tiles = (
         (16, {"tile_m": 64, "tile_n": 16}),
         (32, {"tile_m": 64, "tile_n": 32}),
@@ -70,6 +73,24 @@ class QuackW4A16Family(Family):
         (256, {"tile_m": 128, "tile_n": 128}),
         (None, {"tile_m": 128, "tile_n": 256}),
     )
+    _DECODE = ((16, {"tile_m": 64, "tile_n": 16}), (32, {"tile_m": 64, "tile_n": 32}))
+    SHAPE_TILES = {  # (n, k) -> table
+        (6144, 7168): _DECODE + ((64, {"tile_m": 64, "tile_n": 64}), (128, {"tile_m": 64, "tile_n": 128}),
+                                 (384, {"tile_m": 64, "tile_n": 256}), (768, {"tile_m": 128, "tile_n": 256}),
+                                 (1536, {"tile_m": 64, "tile_n": 256}), (None, {"tile_m": 128, "tile_n": 256})),
+        (7168, 3072): _DECODE + ((64, {"tile_m": 64, "tile_n": 64}), (128, {"tile_m": 64, "tile_n": 128}),
+                                 (3072, {"tile_m": 64, "tile_n": 256}), (None, {"tile_m": 128, "tile_n": 256})),
+        (7168, 2048): _DECODE + ((64, {"tile_m": 64, "tile_n": 64}), (128, {"tile_m": 64, "tile_n": 128}),
+                                 (3072, {"tile_m": 64, "tile_n": 256}), (None, {"tile_m": 128, "tile_n": 256})),
+        # N = 2048 gives few weight tiles: 64-row tiles (twice the CTAs) up to M = 1536
+        (2048, 7168): _DECODE + ((64, {"tile_m": 64, "tile_n": 64}), (768, {"tile_m": 64, "tile_n": 128}),
+                                 (1536, {"tile_m": 64, "tile_n": 256}), (None, {"tile_m": 128, "tile_n": 256})),
+        (65536, 1536): _DECODE + ((64, {"tile_m": 128, "tile_n": 64}), (128, {"tile_m": 128, "tile_n": 128}),
+                                  (None, {"tile_m": 128, "tile_n": 256})),
+    }
+
+    def tile_table(self, problem: Mapping[str, Any]):
+        return self.SHAPE_TILES.get((problem["n"], problem["k"]), self.tiles)
 
     def can_implement(self, p: W4A16Params, arch: str) -> list[str]:
         r = super().can_implement(p, arch)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU check in one call, on the device machine (Hopper), from the repo root, after
 # scripts/stage_gpu.sh filled .gpu/ on the CPU box. Logs go to $OUT (or ./gpu-out).
-# Usage: tests/gpu/run.sh [pytest selection, default tests/gpu]
+# Usage: tests/gpu/run.sh [pytest selection, default tests/gpu]; SKIP_DIAG=1 skips the per-kernel smoke,
+# BENCH_BUDGET_S=0 the benchmarks (a quick re-check of the tests after a rebuild)
 set -uo pipefail
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/whl/*.whl || exit 1
@@ -11,7 +12,7 @@ export NVFP4_AOT_GPU_STORE=.gpu/artifacts PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/device.txt"
 rc=0
 echo "== diagnostic smoke (step by step)"
-timeout 300 python3 scripts/gpu_diag.py .gpu/artifacts ${DIAG_PICKS:-k=7168} 2>&1 | tee "$OUT/diag.log"; rc=$((rc | PIPESTATUS[0]))
+[ "${SKIP_DIAG:-0}" = 1 ] || timeout 300 python3 scripts/gpu_diag.py .gpu/artifacts ${DIAG_PICKS:-k=7168} 2>&1 | tee "$OUT/diag.log"; rc=$((rc | PIPESTATUS[0]))
 [ "${DIAG_ONLY:-0}" = 1 ] && exit $rc
 python3 -m pytest --timeout 240 -m gpu ${@:-tests/gpu} -v -rA -p no:cacheprovider 2>&1 | tee "$OUT/gpu-tests.log"; rc=$((rc | PIPESTATUS[0]))
 echo "== installed store package: pip install nvfp4-aot-store-gpu-check, open('gpu-check') + prime, verify gpu-check --run"
