@@ -202,7 +202,7 @@ class WgmmaMainloop:
         (4 + 1 words per row block instead of the chunk's 18 live across it): the registers this
         frees let ptxas keep the wgmmas in flight while the next tile decodes (with the whole chunk
         in registers, rb = 2, nt = 16 needs ~254 and ptxas serializes every wgmma: C7511)."""
-        bt, rb, m = self.bt, self.rb, self.bt // 2
+        bt, rb = self.bt, self.rb
         wsrc = base + bt * 512 + warp * (rb * CHUNK_BYTES)
         for kt in cutlass.range_constexpr(4):
             regs = []
@@ -212,46 +212,45 @@ class WgmmaMainloop:
                 s_lo, s_hi = scale_pair(sword, kt % 2)
                 for b in cutlass.range_constexpr(4):
                     regs.append(decode_block(x[b], s_lo, s_hi))
-            wg_fence()
-            for r in cutlass.range_constexpr(rb):
-                for b in cutlass.range_constexpr(4):
-                    desc = smem_desc(base + kt * (bt * 128) + b * 32)
-                    a0, a1, a2, a3 = regs[r * 4 + b]
-                    cur = [acc[i, r] for i in range(m)]
-                    new = wgmma_rs(cur, a0, a1, a2, a3, desc, bt)
-                    for i in cutlass.range_constexpr(m):
-                        acc[i, r] = new[i]
-            wg_commit()
-        wg_wait0()
-        for r in cutlass.range_constexpr(rb):
-            vals = fence_operands([acc[i, r] for i in range(m)])
-            for i in cutlass.range_constexpr(m):
-                acc[i, r] = vals[i]
+            self._mma_tile(acc, regs, base, kt)
+        self._settle(acc)
 
     @cute.jit
     def wg_chunk(self, acc, aw, sw, sbase):
         """One 256-wide K chunk: B (activations) at shared address sbase, A from aw/sw."""
-        bt, rb, m = self.bt, self.rb, self.bt // 2
+        rb = self.rb
         for kt in cutlass.range_constexpr(4):
             regs = []
             for r in cutlass.range_constexpr(rb):
                 s_lo, s_hi = scale_pair(sw[kt // 2, r], kt % 2)
                 for b in cutlass.range_constexpr(4):
                     regs.append(decode_block(aw[b, kt, r], s_lo, s_hi))
-            wg_fence()
-            for r in cutlass.range_constexpr(rb):
-                for b in cutlass.range_constexpr(4):
-                    desc = smem_desc(sbase + kt * (bt * 128) + b * 32)
-                    a0, a1, a2, a3 = regs[r * 4 + b]
-                    cur = [acc[i, r] for i in range(m)]
-                    new = wgmma_rs(cur, a0, a1, a2, a3, desc, bt)
-                    for i in cutlass.range_constexpr(m):
-                        acc[i, r] = new[i]
-            wg_commit()
+            self._mma_tile(acc, regs, sbase, kt)
+        self._settle(acc)
+
+    # Plain Python helpers, unrolled while the two chunk bodies above are traced (both chunk
+    # forms issue the same wgmmas; they differ only in where the weight words come from).
+    def _mma_tile(self, acc, regs, sbase, kt):
+        """The wgmmas of k64 tile `kt`: decoded A fragments `regs` (rb row blocks x 4 k16 blocks)
+        times the activations at shared address sbase, committed as one group."""
+        bt, rb, m = self.bt, self.rb, self.bt // 2
+        wg_fence()
+        for r in range(rb):
+            for b in range(4):
+                desc = smem_desc(sbase + kt * (bt * 128) + b * 32)
+                a0, a1, a2, a3 = regs[r * 4 + b]
+                new = wgmma_rs([acc[i, r] for i in range(m)], a0, a1, a2, a3, desc, bt)
+                for i in range(m):
+                    acc[i, r] = new[i]
+        wg_commit()
+
+    def _settle(self, acc):
+        """Wait for every wgmma group, then fence the accumulators before registers are read."""
+        m = self.bt // 2
         wg_wait0()
-        for r in cutlass.range_constexpr(rb):
+        for r in range(self.rb):
             vals = fence_operands([acc[i, r] for i in range(m)])
-            for i in cutlass.range_constexpr(m):
+            for i in range(m):
                 acc[i, r] = vals[i]
 
 
