@@ -102,21 +102,27 @@ def write_synthetic(root: Path, config: dict | None = None, seed: int = 0) -> Pa
     shards = fixture.model_tensors(config)
     for idx, extra in EXTRA:
         shards[idx] = shards[idx] + extra
-    names = fixture.shard_names(len(shards))
-    weight_map = {}
-    for name, tensors in zip(names, shards):
-        data = {n: _random(dt, shape, gen) for n, dt, shape in tensors}
-        # ModelOpt gives gate/up of one MLP the same global scale (vLLM fuses them); q_a and
-        # kv_a keep their own (two global scales, as in DeepSeek-V4).
-        for n in list(data):
-            if n.endswith("up_proj.weight_scale_2"):
-                data[n] = data[n.replace("up_proj", "gate_proj")].clone()
-        save_file(data, str(root / name), metadata={"format": "pt"})
-        weight_map.update({n: name for n in data})
+    # ModelOpt gives gate/up of one MLP the same global scale (vLLM fuses them); q_a and
+    # kv_a keep their own (two global scales, as in DeepSeek-V4).
+    _write_shards(root, shards, gen, "up_proj.weight_scale_2", ("up_proj", "gate_proj"))
     (root / "config.json").write_text(json.dumps(config, indent=1))
     (root / "hf_quant_config.json").write_text(json.dumps(fixture.QUANT_CONFIG, indent=1))
-    (root / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}, indent=1))
     return root
+
+
+def _write_shards(root: Path, shards, gen, tied_suffix: str, tie: tuple[str, str]) -> None:
+    """Random data for every header-listed tensor, shard by shard, plus the index. A tensor
+    whose name ends with `tied_suffix` copies its twin (name with tie[0] -> tie[1]): the global
+    scale two stacked projections share."""
+    weight_map = {}
+    for name, tensors in zip(fixture.shard_names(len(shards)), shards):
+        data = {n: _random(dt, shape, gen) for n, dt, shape in tensors}
+        for n in list(data):
+            if n.endswith(tied_suffix):
+                data[n] = data[n.replace(*tie)].clone()
+        save_file(data, str(root / name), metadata={"format": "pt"})
+        weight_map.update({n: name for n in data})
+    (root / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}, indent=1))
 
 
 def write_public_synthetic(root: Path, config: dict | None = None, seed: int = 0, release: bool = False) -> Path:
@@ -130,19 +136,10 @@ def write_public_synthetic(root: Path, config: dict | None = None, seed: int = 0
     if release:
         qc = {k: qc[k] for k in ("activation_scheme", "fmt", "quant_method", "scale_fmt", "weight_block_size")}
     shards = fixture.public_tensors(config, "mxfp4" if release else "nvfp4")
-    names = fixture.shard_names(len(shards))
-    weight_map = {}
-    for name, tensors in zip(names, shards):
-        data = {n: _random(dt, shape, gen) for n, dt, shape in tensors}
-        for n in list(data):
-            if n.endswith(".w3.weight_scale_2"):
-                data[n] = data[n.replace(".w3.", ".w1.")].clone()
-        save_file(data, str(root / name), metadata={"format": "pt"})
-        weight_map.update({n: name for n in data})
+    _write_shards(root, shards, gen, ".w3.weight_scale_2", (".w3.", ".w1."))
     (root / "config.json").write_text(json.dumps({**config, "quantization_config": qc}, indent=1))
     if not release:
         (root / "hf_quant_config.json").write_text(json.dumps(hf, indent=1))
-    (root / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}, indent=1))
     return root
 
 

@@ -82,10 +82,11 @@ def test_hopper_runner_clamped_swiglu():
         MoERunner(RefStore("sm_100a"), **t, expert_start=0, top_k=TOPK, max_tokens=64, device="cpu", swiglu_limit=10.0)
 
 
-def _quant_aware_ref(x, ids, w, ew, start, gs1, gs2):
+def _quant_aware_ref(x, ids, w, ew, start, gs1, gs2, ratio=None):
     """moe_ref with the activations NVFP4-quantized where the sm_100a path quantizes them (per
     token row, so gathering first or not is the same), h1 and the silu output rounded to bf16
-    where the kernels store bf16."""
+    where the kernels store bf16; `ratio[e]` (optional) scales expert e's L2 output before its
+    bf16 rounding, as the sm_100a path folds an up/gate global-scale ratio into L2's alpha."""
     def qdq(v, gs):
         q, sf = quantize_ref(v, gs, "swizzled")
         return dequantize_ref(q, sf, gs, "swizzled")[: v.shape[0]].double()
@@ -98,7 +99,8 @@ def _quant_aware_ref(x, ids, w, ew, start, gs1, gs2):
             w13, w2 = ew(e)
             h1 = (qdq(x[tok], gs1) @ w13.T).to(torch.bfloat16)
             a = qdq(silu_mul_ref(h1), gs2)
-            out.index_add_(0, tok, (a @ w2.T).to(torch.bfloat16).double() * w[tok, kk].double().unsqueeze(1))
+            y = a @ w2.T if ratio is None else (a @ w2.T) * float(ratio[e])
+            out.index_add_(0, tok, y.to(torch.bfloat16).double() * w[tok, kk].double().unsqueeze(1))
     return out
 
 
@@ -168,23 +170,5 @@ def test_unequal_gate_up_global_scales_are_honoured_on_both_archs(arch):
     # halves, silu * up quantized under gs2, L2 output times up/gate per expert
     assert _rel(out, exact) <= 0.25, _rel(out, exact)
     gs1, gs2 = runner._sm100.gs1, runner._sm100.gs2
-    qa = _quant_aware_ref_ratio(x, ids, w, ew_gate_only, start, gs1, gs2, ratio)
+    qa = _quant_aware_ref(x, ids, w, ew_gate_only, start, gs1, gs2, ratio)
     assert _rel(out, qa) <= 1e-2, _rel(out, qa)
-
-
-def _quant_aware_ref_ratio(x, ids, w, ew, start, gs1, gs2, ratio):
-    def qdq(v, gs):
-        q, sf = quantize_ref(v, gs, "swizzled")
-        return dequantize_ref(q, sf, gs, "swizzled")[: v.shape[0]].double()
-
-    out = torch.zeros(x.shape, dtype=torch.float64)
-    local = ids.long() - start
-    for e in range(E):
-        tok, kk = torch.nonzero(local == e, as_tuple=True)
-        if tok.numel():
-            w13, w2 = ew(e)
-            h1 = (qdq(x[tok], gs1) @ w13.T).to(torch.bfloat16)
-            a = qdq(silu_mul_ref(h1), gs2)
-            y = ((a @ w2.T) * float(ratio[e])).to(torch.bfloat16).double()
-            out.index_add_(0, tok, y * w[tok, kk].double().unsqueeze(1))
-    return out
