@@ -7,7 +7,11 @@ kernel instead (ours is a decode kernel: bandwidth-bound at small M, see docs/PE
 GEMM: not served by this class yet (it raises, naming what is missing).
 
 Graph safety: __call__ allocates only the output when none is given (the caller's allocator:
-the graph pool under capture), never syncs, and launches on the current stream.
+the graph pool under capture), never syncs, and launches on the current stream. Buckets of
+quack's op built with serial split-K (split_k > 1: M up to a few hundred on narrow layers) take
+caller-owned flags + workspace: the layer allocates them once, sized for max_tokens, from the
+kernels' signatures (runtime/scratch.py), zeroed (the kernel leaves the flags zero after every
+call); so one layer must not run on two streams at once.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 
 from .declare import OpDecl, covered, missing_ops, open_ops  # noqa: F401  (covered re-exported)
 from .errors import MissingVariantError
+from .scratch import OpScratch
 from .weights import operands, parts_to_rows, row_alpha  # noqa: F401  (parts_to_rows re-exported)
 
 # M above which quack's WGMMA kernel beats our mma.sync decode kernel, measured on an H200
@@ -78,6 +83,9 @@ class Nvfp4Linear:
         else:
             q = operands(weight.to(device), weight_scale.to(device), "quack_w4a16")
             self.quack = (self.quack_op, q["blob"], q["strip"], self.alpha[:1].clone() if one_scale else self.alpha)
+            self.quack_scratch = OpScratch(self.quack_op, max_tokens, device)
+            if device.type == "cuda" and self.quack_scratch.buffers:
+                _check_split_k_residency(self.quack_op, max_tokens, device)
         self.quack_from = QUACK_FROM if one_scale else QUACK_FROM_ROW_ALPHA
         self.device = device
 
@@ -90,7 +98,21 @@ class Nvfp4Linear:
             out = torch.empty((m, self.n), dtype=torch.bfloat16, device=x.device)
         if self.quack is not None and m > self.quack_from:
             qop, blob, strip, alpha = self.quack
-            qop(x, blob, strip, alpha, out, check=check)
+            qop(x, blob, strip, alpha, out, *self.quack_scratch(m), check=check)
         else:
             self.op(x, self.w, self.alpha, out, check=check)
         return out
+
+
+def _check_split_k_residency(op: Any, max_tokens: int, device: Any) -> None:
+    """quack's serial split-K spins on flags set by other CTAs of its persistent grid (sm_count
+    CTAs): all must be resident at once (kernels/quack_w4a16 docstring), so the device must have
+    at least sm_count SMs."""
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    for lo, hi in op.bucket_edges():
+        if lo <= max_tokens and op.scratch(hi):
+            want = op.kernel_for(hi).record["params"].get("sm_count", 0)
+            if want > sms:
+                raise MissingVariantError(
+                    f"{op.name}: the split-K variant of bucket [{lo}, {hi}] runs sm_count={want} persistent CTAs that must "
+                    f"all be resident, but {device} has {sms} SMs: build the store with sm_count <= {sms} for this device")

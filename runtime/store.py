@@ -91,7 +91,11 @@ class Op:
         self.max_m = buckets[-1][1]
         v = buckets[0][2].validator
         self._m_arg, self._m_dim = v.bind_position("M")
-        self._nargs = len(v.args)
+        # Buckets may differ in arity only by trailing scratch arguments (e.g. a split-K variant's
+        # flags + workspace): M sits at the same place in all of them.
+        for _, _, k in buckets:
+            if k.validator.bind_position("M") != (self._m_arg, self._m_dim):
+                raise StoreFormatError(f"op {op_name}: its buckets bind the token count M at different arguments")
 
     def kernel_for(self, m: int) -> Kernel:
         i = bisect.bisect_left(self._hi, m)
@@ -105,17 +109,17 @@ class Op:
     def __call__(self, *args: Any, check: bool | str = True) -> None:
         # The hot path of every eager call: kept flat (one bisect, one quick check, one call);
         # the same rules as Kernel.__call__, which serves check="full" and direct kernel use.
-        if len(args) != self._nargs:
-            raise ArgumentError(
-                f"{self.name}: expected {self._nargs} arguments "
-                f"({', '.join(a.name for a in self._buckets[0][2].validator.args)}), got {len(args)}"
-            )
         try:
             m = args[self._m_arg].shape[self._m_dim]
         except (AttributeError, IndexError, TypeError):
             self._buckets[0][2].validator(args)  # names the argument that is not a fitting tensor
             raise
         kern = self.kernel_for(m)
+        if len(args) != len(kern.validator.args):
+            raise ArgumentError(
+                f"{self.name}: expected {len(kern.validator.args)} arguments at M={m} "
+                f"({', '.join(a.name for a in kern.validator.args)}), got {len(args)}"
+            )
         if check is True:
             kern.validator.quick(args, m)
             try:
@@ -130,6 +134,16 @@ class Op:
 
     def kernels(self) -> list[Kernel]:
         return [k for _, _, k in self._buckets]
+
+    def bucket_edges(self) -> list[tuple[int, int]]:
+        """(lo, hi) token counts of each bucket, in order."""
+        return [(lo, hi) for lo, hi, _ in self._buckets]
+
+    def scratch(self, m: int) -> list[tuple[str, tuple[int, ...], Any]]:
+        """(name, shape, torch dtype) of the scratch arguments (Arg.scratch: caller-owned,
+        allocated once; always the trailing arguments) of the kernel serving token count m."""
+        v = self.kernel_for(m).validator
+        return [(a.name, v.shape_of(i, m), v.dtypes[i]) for i, a in enumerate(v.args) if a.scratch]
 
     def empty(self, name: str, m: int, device: Any = "cuda") -> Any:
         """An uninitialised tensor for argument `name` at token count m (shape from the signature,

@@ -9,10 +9,29 @@ multiplies the fp32 accumulator by it, it does not divide. The weights are decod
 registers (exact) and fed to WGMMA as the A operand (the weight matrix is the kernel's M side,
 the tokens its N side, so tile_m tiles N and tile_n tiles the token count M).
 
-Dense only (one weight matrix). No split-k: quack's serial split-k needs a zeroed, per-M-sized
-flag buffer the kernel spins on (and a persistent grid no larger than the co-resident CTA
-count, or the spin can deadlock), which is a contract the runtime's scratch arguments do not
-express; decode shapes use small tile_m / tile_n instead.
+Dense only (one weight matrix). Serial split-K (`split_k` > 1, quack's SplitKMode.SERIAL): the
+K tiles of each output tile are cut into split_k consecutive ranges; split s waits until the
+tile's int32 flag equals s, adds its f32 partial into the tile's workspace region (split 0
+stores it) and sets the flag to s + 1; the last split waits for flag == split_k - 1, folds the
+workspace into its accumulator, runs the epilogue once (alpha, bf16 store) and stores 0 back
+into the flag. So the two scratch arguments need:
+  * flags [1, N / tile_m, cdiv(M, tile_n)] int32: zero before the first call, and zero again
+    after every completed call (the finalizer's self-clean): a caller-owned buffer zeroed
+    once serves every later call and CUDA-graph replay, at any M (any prefix of a zero buffer
+    is zero, whatever shape it is viewed as);
+  * workspace [1, N / tile_m, cdiv(M, tile_n), tile_m * tile_n] f32: never needs init (split 0
+    stores before anyone reads).
+The shapes are quack's own (`quack.gemm._split_k_buffers` on D = out^T); kernel.py gives the
+kernel the same views quack's host path does.
+No deadlock: the persistent scheduler numbers work units w = split_k * tile + s (split
+fastest) and CTA c runs c, c + G, c + 2G, ... (G = grid = sm_count CTAs), always in increasing
+order; a unit waits only on units of the same tile with smaller w. If all G CTAs are resident
+at once, the smallest unfinished unit's CTA has finished everything before it, so it runs and
+waits only on finished units: by induction everything completes (a CTA never waits on a
+split it would run itself later: those have larger w). Residency needs G = sm_count <= the
+SMs the device gives the kernel (one CTA per SM fits by construction): Nvfp4Linear refuses a
+split-K variant on a device with fewer SMs. Clusters (cluster_n 2) are not offered with
+split-K: their residency depends on the GPC layout, not only the SM count.
 
 Tuning (per token bucket; a starting point, not measured here): quack's H100 rule
 (operand_transform.host.pick_w4_cfg) takes tile_n = the smallest of 16/32/64/128 that covers M
@@ -26,12 +45,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..family import Arg, Family, Signature
+from ..family import Arg, Family, Signature, eval_dim
 from ..tolerances import REL_FROBENIUS
 
 TILE_MS = (64, 128)
 TILE_NS = (16, 32, 64, 128, 192, 256)  # quack's W4 tile_n candidates (tile_N % 16, <= 256)
 CLUSTER_NS = (1, 2)
+SPLIT_KS = (1, 2, 3, 4, 6, 8)
 REL_TOL = REL_FROBENIUS["bfloat16"]  # the bf16 output rounding alone measures ~1.7e-3
 
 
@@ -45,6 +65,7 @@ class W4A16Params:
     max_swizzle_size: int = 8  # persistent scheduler's raster swizzle (quack default)
     use_pdl: bool = True  # programmatic dependent launch (quack default)
     sm_count: int = 132  # persistent grid = sm_count // cluster_n CTAs (H100 SXM / H200: 132)
+    split_k: int = 1  # serial split-K factor (> 1: flags + workspace scratch arguments)
 
 
 class QuackW4A16Family(Family):
@@ -108,7 +129,25 @@ class QuackW4A16Family(Family):
             r.append(f"max_swizzle_size={p.max_swizzle_size} must be in [1, 16]")
         if not p.cluster_n <= p.sm_count <= 1024:
             r.append(f"sm_count={p.sm_count} must be in [cluster_n, 1024]")
+        if p.split_k not in SPLIT_KS:
+            r.append(f"split_k={p.split_k} must be one of {SPLIT_KS}")
+        elif p.split_k > 1:
+            if p.cluster_n != 1:
+                r.append(f"split_k={p.split_k} needs cluster_n=1 (a cluster's residency depends on the GPC layout)")
+            if p.k % 64 == 0 and p.k // 64 < 4 * p.split_k:
+                r.append(f"split_k={p.split_k} needs at least 4 K tiles of 64 per split (k={p.k})")
         return r
+
+    def scratch_args(self, p: W4A16Params) -> tuple[Arg, ...]:
+        """The serial split-K scratch (see the module docstring): quack's flag and workspace
+        buffers for D = out^T, batch first, row-major; none without split-K."""
+        if p.split_k == 1:
+            return ()
+        tiles = (1, f"N // {p.tile_m}", f"cdiv(M, {p.tile_n})")
+        return (
+            Arg("flags", "int32", tiles, align=4, scratch=True),
+            Arg("workspace", "float32", (*tiles, p.tile_m * p.tile_n), align=16, scratch=True),
+        )
 
     def signature(self, p: W4A16Params) -> Signature:
         return Signature(
@@ -118,6 +157,7 @@ class QuackW4A16Family(Family):
                 Arg("sf", "uint8", ("N // 64", "K // 64", 32, 4, 2), align=16),
                 Arg("alpha", "float32", (1,), align=4),
                 Arg("out", "bfloat16", ("M", "N"), align=16, output=True),
+                *self.scratch_args(p),
             ),
             static={"N": p.n, "K": p.k},
         )
@@ -125,7 +165,7 @@ class QuackW4A16Family(Family):
     def compile_args(self, p: W4A16Params, arch: str):
         from . import kernel
 
-        return kernel.make_kernel(p), kernel.fake_args(p.n, p.k)
+        return kernel.make_kernel(p), kernel.fake_args(p.n, p.k, split_k=p.split_k)
 
     def make_inputs(self, p: W4A16Params, m: int, device: Any, seed: int, poison: float = float("nan")):
         """Fresh random NVFP4 weights (prepared), activations, alpha and a poisoned output.
@@ -141,7 +181,12 @@ class QuackW4A16Family(Family):
         act = torch.randn((m, p.k), generator=gen, device=device).to(torch.bfloat16)
         alpha = (torch.rand((1,), generator=gen, device=device) + 0.5) * 2.0**-7
         out = torch.full((m, p.n), poison, dtype=torch.bfloat16, device=device)
-        return {"act": act, "blob": blob, "sf": strip, "alpha": alpha, "out": out, "w_q": q, "w_sf": sf}
+        inputs = {"act": act, "blob": blob, "sf": strip, "alpha": alpha, "out": out, "w_q": q, "w_sf": sf}
+        for a in self.scratch_args(p):  # flags zeroed (the contract), workspace poisoned (never read first)
+            shape = tuple(eval_dim(d, {"N": p.n, "K": p.k, "M": m}) for d in a.shape)
+            inputs[a.name] = (torch.zeros(shape, dtype=torch.int32, device=device) if a.dtype == "int32"
+                              else torch.full(shape, poison, dtype=torch.float32, device=device))
+        return inputs
 
     def reference(self, p: W4A16Params, inputs: Mapping[str, Any]):
         """float64 act @ W^T * alpha with W dequantized exactly (from the unprepared weights
@@ -159,6 +204,8 @@ class QuackW4A16Family(Family):
         import torch
 
         g, w = got["out"], want["out"]
+        if p.split_k > 1 and "flags" in got and bool(got["flags"].any()):
+            return [f"flags: {int(got['flags'].count_nonzero())} split-K flags not cleaned back to 0 after the call"]
         if tuple(g.shape) != tuple(w.shape):
             return [f"out: shape {tuple(g.shape)} != {tuple(w.shape)}"]
         bad = ~torch.isfinite(g)
@@ -184,7 +231,7 @@ class QuackW4A16RowAlphaFamily(QuackW4A16Family):
     def compile_args(self, p: W4A16Params, arch: str):
         from . import kernel
 
-        return kernel.make_kernel(p, row_alpha=True), kernel.fake_args(p.n, p.k, row_alpha=True)
+        return kernel.make_kernel(p, row_alpha=True), kernel.fake_args(p.n, p.k, row_alpha=True, split_k=p.split_k)
 
     def make_inputs(self, p: W4A16Params, m: int, device: Any, seed: int, poison: float = float("nan")):
         """As the scalar family, with a two-valued alpha row (halves with different global

@@ -15,9 +15,13 @@ _compile_gemm_epi -> compile_gemm_kernel) does, and what this module does instea
   * alpha: a 1-element fp32 tensor whose data pointer feeds the Scalar op (quack: a Python
     float or a device pointer; the project's exported functions take tensors only).
   * scheduler: max_active_clusters is a compile-time constant (sm_count // cluster_n) instead
-    of a per-process device query. It only sizes the persistent grid: any positive value is
-    correct (no inter-CTA waits without split-k), the SM count of the part is fastest.
-  * split_k is fixed to 1 (see the family docstring).
+    of a per-process device query. It only sizes the persistent grid: without split-K any
+    positive value is correct, the SM count of the part is fastest; with split-K the grid must
+    be co-resident (the family docstring says why; the runtime checks the device's SM count).
+  * split-K (SERIAL): quack's host path allocates the flag / workspace buffers per call and
+    crosses permuted views (sem.permute(1, 2, 0), ws.permute(3, 1, 2, 0)) typed as fully
+    symbolic tensors; here the caller's contiguous [1, tm, tn] / [1, tm, tn, E] buffers cross
+    with the same symbolic types and the same permutations are applied at trace time.
 With these, the generated PTX is byte-identical to quack's own compile path for the same
 config (tests/kernels/test_quack_w4a16.py::test_device_code_identical_to_quack_host_path), and
 the host side differs only in where the operand views and the two scheduler scalars come from.
@@ -44,7 +48,9 @@ import torch  # noqa: E402
 from cutlass import BFloat16, Float32, Int32, Uint8  # noqa: E402
 from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream  # noqa: E402
 from quack.epilogue.frontend import gemm_epilogue  # noqa: E402
+from quack.compile_utils import make_fake_tensor  # noqa: E402
 from quack.epilogue.ops import RowVecLoad  # noqa: E402
+from quack.gemm_config import SplitKMode  # noqa: E402
 from quack.gemm_w4 import _w4a16_alpha  # noqa: E402
 from quack.operand_transform.host import _w4_views, as_transform_mod  # noqa: E402
 from quack.operand_transform.transform import TransformAOperand  # noqa: E402
@@ -112,8 +118,11 @@ class W4A16Gemm:
     """out[M, N] = bf16((act[M, K] @ dequant(blob, strip)^T) * alpha), one compiled variant."""
 
     def __init__(self, n: int, k: int, tile_m: int, tile_n: int, cluster_n: int,
-                 max_swizzle_size: int, use_pdl: bool, sm_count: int, row_alpha: bool = False):  # fmt: skip
+                 max_swizzle_size: int, use_pdl: bool, sm_count: int, row_alpha: bool = False,
+                 split_k: int = 1):  # fmt: skip
         self.row_alpha = row_alpha
+        # quack's compile_gemm_kernel passes split_k only when != 1 (the ctor default is 1)
+        split_kw = {"split_k": split_k, "split_k_mode": SplitKMode.SERIAL} if split_k != 1 else {}
         self.gemm_cls = w4a16_row_alpha._mint(*_ROW_MINT_KEY) if row_alpha else _w4a16_alpha._mint(*_MINT_KEY)
         transform = as_transform_mod(FORMAT)
         assert transform.owned_fmt.tile_k == 64 and transform.owned_fmt.sf_bytes == 256, "quack nvfp4 layout moved"
@@ -128,6 +137,7 @@ class W4A16Gemm:
             transform_a=transform,
             gather_A=False,
             concat_layout=None,
+            **split_kw,
         )
         # compile_gemm_kernel's trace flags for a layout-owning transform
         self.gemm.b_transposed = False
@@ -141,9 +151,9 @@ class W4A16Gemm:
     @cute.jit
     def __call__(self, act: cute.Tensor, blob: cute.Tensor, strip: cute.Tensor, alpha: cute.Tensor,
                  out: cute.Tensor, stream):  # fmt: skip
-        self._trace(act, blob, strip, alpha, out, stream)
+        self._trace(act, blob, strip, alpha, out, None, None, stream)
 
-    def _trace(self, act, blob, strip, alpha, out, stream) -> None:
+    def _trace(self, act, blob, strip, alpha, out, flags, workspace, stream) -> None:
         """Plain Python, run once while cute.compile traces __call__ (so the device-query
         patch is scoped to exactly the DSL code that needs it)."""
         (a_shape, a_stride), (s_shape, s_stride) = self.blob_view, self.strip_view
@@ -152,7 +162,12 @@ class W4A16Gemm:
             cute.make_tensor(strip.iterator, cute.make_layout(s_shape, stride=s_stride)),
         )
         # Scalar op in pointer mode, or the per-row vector (cp.async'd into shared memory per tile)
-        epi = self.gemm_cls.EpilogueArguments(alpha=alpha if self.row_alpha else alpha.iterator)
+        split = {}
+        if flags is not None:
+            # quack: sem (L, tm, tn) -> permute(1, 2, 0); ws (L, tm, tn, E) -> permute(3, 1, 2, 0)
+            split = {"split_k_semaphore": cute.make_tensor(flags.iterator, cute.select(flags.layout, mode=[1, 2, 0])),
+                     "split_k_workspace": cute.make_tensor(workspace.iterator, cute.select(workspace.layout, mode=[3, 1, 2, 0]))}
+        epi = self.gemm_cls.EpilogueArguments(alpha=alpha if self.row_alpha else alpha.iterator, **split)
         sched = TileSchedulerOptions(
             max_active_clusters=Int32(self.max_active_clusters),
             max_swizzle_size=Int32(self.max_swizzle_size),
@@ -162,9 +177,29 @@ class W4A16Gemm:
             self.gemm(operand, act, out, None, epi, sched, None, stream, None, None)
 
 
-def fake_args(n: int, k: int, row_alpha: bool = False) -> tuple:
-    """Fake (act, blob, strip, alpha, out, stream): M symbolic (shared by act and out), the
-    rest static, all row-major compact; alignments as the runtime signature promises."""
+class W4A16SplitKGemm(W4A16Gemm):
+    """The serial split-K variant: two more tensor arguments (flags, workspace)."""
+
+    @cute.jit
+    def __call__(self, act: cute.Tensor, blob: cute.Tensor, strip: cute.Tensor, alpha: cute.Tensor,
+                 out: cute.Tensor, flags: cute.Tensor, workspace: cute.Tensor, stream):  # fmt: skip
+        self._trace(act, blob, strip, alpha, out, flags, workspace, stream)
+
+
+def fake_scratch() -> tuple:
+    """Fake (flags, workspace): the types quack's host path gives its split-K buffers (symbolic
+    shapes, symbolic strides except the contiguous one; workspace 16-byte aligned), in the
+    caller's row-major (L, tm, tn[, E]) order (kernel.py permutes them at trace time)."""
+    return (
+        make_fake_tensor(Int32, (cute.sym_int(), cute.sym_int(), cute.sym_int()), leading_dim=2),
+        make_fake_tensor(Float32, tuple(cute.sym_int() for _ in range(4)), leading_dim=3, divisibility=4),
+    )
+
+
+def fake_args(n: int, k: int, row_alpha: bool = False, split_k: int = 1) -> tuple:
+    """Fake (act, blob, strip, alpha, out, [flags, workspace,] stream): M symbolic (shared by act
+    and out), the rest static, all row-major compact; alignments as the runtime signature
+    promises; the split-K scratch as fake_scratch says."""
     m = cute.sym_int()
     g, kt = n // 64, k // 64
 
@@ -178,10 +213,12 @@ def fake_args(n: int, k: int, row_alpha: bool = False) -> tuple:
         compact(Uint8, (g, kt, 32, 4, 2), 16),
         compact(Float32, (n,) if row_alpha else (1,), 4),
         compact(BFloat16, (m, n), 16),
+        *(fake_scratch() if split_k > 1 else ()),
         make_fake_stream(use_tvm_ffi_env_stream=True),
     )
 
 
 def make_kernel(p, row_alpha: bool = False) -> W4A16Gemm:
-    return W4A16Gemm(p.n, p.k, p.tile_m, p.tile_n, p.cluster_n, p.max_swizzle_size, p.use_pdl, p.sm_count,
-                     row_alpha)
+    cls = W4A16SplitKGemm if p.split_k > 1 else W4A16Gemm
+    return cls(p.n, p.k, p.tile_m, p.tile_n, p.cluster_n, p.max_swizzle_size, p.use_pdl, p.sm_count,
+               row_alpha, p.split_k)

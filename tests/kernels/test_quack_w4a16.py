@@ -257,19 +257,19 @@ PTX_CHECK = textwrap.dedent(
     from quack.gemm_w4 import _w4a16_alpha
 
     fam = get_family("quack_w4a16_gemm")
-    n, k, tm, tn, cn, pdl = 6144, 7168, *map(int, sys.argv[1:5])
-    p = fam.parse_params(dict(n=n, k=k, tile_m=tm, tile_n=tn, cluster_n=cn, use_pdl=bool(pdl)))
+    n, k, tm, tn, cn, pdl, sk = 6144, 7168, *map(int, sys.argv[1:6])
+    p = fam.parse_params(dict(n=n, k=k, tile_m=tm, tile_n=tn, cluster_n=cn, use_pdl=bool(pdl), split_k=sk))
     # quack's own compile path, exactly as gemm_w4a16(..., tensor_scale=<device tensor>) reaches it
     with kernel.answer_device_queries_for_sm90():
         _compile_gemm_epi.__wrapped__(  # bypass quack's jit/disk cache
             _w4a16_alpha._class_ref(kernel._MINT_KEY), (9, 0), BFloat16, BFloat16, BFloat16, None,
             "k", "k", "n", None, (tm, tn, 64), (1, cn, 1), False, True, False, False, False, False,
-            False, (("alpha", ("pointer", Float32)),), split_k=1, split_k_mode=SplitKMode.SERIAL,
+            False, (("alpha", ("pointer", Float32)),), split_k=sk, split_k_mode=SplitKMode.SERIAL,
             post_init_attrs=() if pdl else (("use_pdl", False),),
             transform_a_ref=TransformARef("w4_name", name="nvfp4"), transform_dims=(n, k))
     fn, args = fam.compile_args(p, "sm_90a")
     cute.compile(fn, *args, options="--gpu-arch sm_90a --enable-tvm-ffi")
-    ptx = sorted(pathlib.Path(sys.argv[5]).glob("*.ptx"))
+    ptx = sorted(pathlib.Path(sys.argv[6]).glob("*.ptx"))
     assert len(ptx) == 2, ptx
     assert ptx[0].read_bytes() == ptx[1].read_bytes(), "device code differs from quack's own path"
     print("OK")
@@ -278,12 +278,13 @@ PTX_CHECK = textwrap.dedent(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("tile_m,tile_n,cluster_n,use_pdl", [(128, 16, 1, 1), (64, 64, 2, 0)])
-def test_device_code_identical_to_quack_host_path(tmp_path, tile_m, tile_n, cluster_n, use_pdl):
+@pytest.mark.parametrize("tile_m,tile_n,cluster_n,use_pdl,split_k", [(128, 16, 1, 1, 1), (64, 64, 2, 0, 1), (64, 64, 1, 1, 3)])
+def test_device_code_identical_to_quack_host_path(tmp_path, tile_m, tile_n, cluster_n, use_pdl, split_k):
     """The flat all-tensor wrapper changes only the host side: the generated PTX is the same as
-    quack's own compile of the same config (alpha in device-pointer mode)."""
+    quack's own compile of the same config (alpha in device-pointer mode; split-K with quack's
+    flag / workspace views, which kernel.py rebuilds from the caller's contiguous buffers)."""
     env = {**dsl_env(), "CUTE_DSL_KEEP": "ptx", "CUTE_DSL_DUMP_DIR": str(tmp_path)}
-    argv = [str(x) for x in (tile_m, tile_n, cluster_n, use_pdl, tmp_path)]
+    argv = [str(x) for x in (tile_m, tile_n, cluster_n, use_pdl, split_k, tmp_path)]
     r = subprocess.run([sys.executable, "-c", PTX_CHECK, *argv], capture_output=True, text=True, env=env)
     assert r.returncode == 0 and r.stdout.strip().endswith("OK"), r.stdout + r.stderr
 

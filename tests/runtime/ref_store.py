@@ -7,22 +7,49 @@ from __future__ import annotations
 
 import torch
 
-from nvfp4_aot.kernels import get_family
+from nvfp4_aot.kernels import eval_dim, get_family
 from nvfp4_aot.runtime.errors import MissingVariantError
 
 
 class RefOp:
-    def __init__(self, family: str, problem: dict, max_m: int):
+    """One family + problem; `tunings` [(hi, knobs), ...] makes buckets [1, hi1], [hi1 + 1, hi2], ...
+    of differently tuned params (e.g. split-K ones with scratch arguments), else one bucket."""
+
+    def __init__(self, family: str, problem: dict, max_m: int, tunings=None):
         self.fam = get_family(family)
         self.params = self.fam.parse_params(problem)
         self.sig = self.fam.signature(self.params)
         self.name = f"{family}({problem})"
         self.max_m = max_m
         self.calls = 0
+        self.buckets, lo = [], 1
+        for hi, knobs in tunings or [(max_m, {})]:
+            p = self.fam.parse_params({**problem, **knobs})
+            self.buckets.append((lo, hi, p, self.fam.signature(p)))
+            lo = hi + 1
+        self.max_m = self.buckets[-1][1]
+
+    def _bucket(self, m):
+        # (like the old single-bucket stand-in, calls above the last bucket run its params)
+        return next((b for b in self.buckets if b[0] <= m <= b[1]), self.buckets[-1])
+
+    def bucket_edges(self):
+        return [(lo, hi) for lo, hi, _, _ in self.buckets]
+
+    def scratch(self, m):
+        _, _, p, sig = self._bucket(m)
+        env = {**sig.static, "M": m}
+        return [(a.name, tuple(eval_dim(d, env) for d in a.shape), getattr(torch, a.dtype)) for a in sig.args if a.scratch]
 
     def __call__(self, *args, check=True):
+        if len(self.buckets) > 1 or self.buckets[0][3] != self.sig:
+            _, _, self.params, self.sig = self._bucket(args[0].shape[0])
         assert len(args) == len(self.sig.args), f"{self.name}: {len(args)} args for {[a.name for a in self.sig.args]}"
         inputs = {a.name: t for a, t in zip(self.sig.args, args)}
+        for (name, shape, dtype), a in zip(self.scratch(args[0].shape[0]), args[len(args) - len(self.scratch(args[0].shape[0])):]):
+            assert tuple(a.shape) == shape and a.dtype == dtype and a.is_contiguous(), (self.name, name, tuple(a.shape))
+        if "flags" in inputs:  # quack's serial split-K contract: flags zero before every call
+            assert not inputs["flags"].any(), f"{self.name}: split-K flags not zero before the call"
         if self.fam.name == "quack_nvfp4_grouped_gemm":  # its offsets contract (the kernel cannot check it)
             from nvfp4_aot.kernels.quack_blockscaled.ref import check_offsets
 
@@ -41,8 +68,9 @@ class RefOp:
 
 
 class RefStore:
-    def __init__(self, arch: str, max_m: int = 1 << 16):
+    def __init__(self, arch: str, max_m: int = 1 << 16, tunings=None):
         self.arch, self.max_m, self.ops = arch, max_m, {}
+        self.tunings = tunings or {}  # family -> [(hi, knobs), ...] (see RefOp)
 
     def op(self, family: str, **problem):
         key = (family, tuple(sorted(problem.items())))
@@ -51,7 +79,7 @@ class RefStore:
             reasons = fam.can_implement(fam.parse_params(problem), self.arch)
             if reasons:
                 raise MissingVariantError(f"{family} {problem} on {self.arch}: {reasons}")
-            self.ops[key] = RefOp(family, problem, self.max_m)
+            self.ops[key] = RefOp(family, problem, self.max_m, self.tunings.get(family))
         return self.ops[key]
 
     def prime(self, device=None):

@@ -63,3 +63,38 @@ def test_without_quack_in_the_store_ours_serves_every_m():
     lin = Nvfp4Linear(NoQuack("sm_90a", max_m=QUACK_FROM), q, sf, s2, max_tokens=4096, device="cpu")
     assert [d.family for d in lin.decls] == ["w4a16_gemm"] and lin.quack is None
     assert lin.missing([QUACK_FROM + 1]) == [f"{lin.op.name} M={QUACK_FROM + 1} (buckets end at {QUACK_FROM})"]
+
+
+def test_split_k_buckets_get_zeroed_scratch_sized_for_max_tokens():
+    """Buckets of quack's op built with serial split-K take flags + workspace: the layer owns one
+    zeroed buffer each, sized from the signatures at max_tokens, and passes prefixes shaped for M
+    (RefOp checks shapes, dtypes and that the flags are zero before each call)."""
+    from nvfp4_aot.runtime.scratch import OpScratch
+
+    q, sf, s2 = _weights(4, 0.01)
+    tunings = {"quack_w4a16_gemm": [(64, {"tile_m": 64, "tile_n": 32, "split_k": 2}),
+                                    (256, {"tile_m": 128, "tile_n": 64, "split_k": 4}),
+                                    (4096, {"tile_m": 128, "tile_n": 128})]}
+    lin = Nvfp4Linear(RefStore("sm_90a", tunings=tunings), q, sf, s2, max_tokens=200, device="cpu")
+    scratch = lin.quack_scratch
+    assert isinstance(scratch, OpScratch) and set(scratch.buffers) == {"flags", "workspace"}
+    # largest use up to max_tokens: bucket [65, 256] at M = 200: 2 x 4 tiles of 128 x 64
+    assert scratch.buffers["flags"].numel() == max(256 // 64 * 2, 256 // 128 * 4) == 8
+    assert scratch.buffers["workspace"].numel() == 8 * 128 * 64 and scratch.buffers["workspace"].dtype == torch.float32
+    assert not scratch.buffers["flags"].any()
+    w = dequantize(q, sf.view(torch.uint8)).double() * 0.01
+    for m in (QUACK_FROM + 1, 64, 65, 200, 7):
+        x = torch.randn(m, K, generator=torch.Generator().manual_seed(m)).to(torch.bfloat16)
+        assert _rel(lin(x), x.double() @ w.T) <= 1e-2, m
+    assert [a.shape for a in scratch(65)] == [(1, 2, 2), (1, 2, 2, 128 * 64)]
+    assert scratch(64)[0].shape == (1, 4, 2) and scratch(300 - 100)[1].shape == (1, 2, 4, 8192)
+    # M above max_tokens cannot get scratch: a clear error, not a silent overrun
+    import pytest
+
+    from nvfp4_aot.runtime.errors import ArgumentError
+
+    with pytest.raises(ArgumentError, match="max_tokens=200"):
+        scratch(256)
+    # buckets without split-K need none
+    lin2 = Nvfp4Linear(RefStore("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu")
+    assert lin2.quack_scratch.buffers == {} and lin2.quack_scratch(100) == ()
