@@ -13,7 +13,7 @@ STORE = Path(os.environ.get("NVFP4_AOT_GPU_STORE", "artifacts"))
 def store():
     from nvfp4_aot.runtime import open_store
 
-    s = open_store(STORE)
+    s = open_store(STORE, manifest=os.environ.get("NVFP4_AOT_GPU_MANIFEST"))  # None: every manifest
     s.prime()
     return s
 

@@ -26,6 +26,11 @@ def w4_ops(store, fam):
     return ops
 
 
+def call_args(op, m, inputs):
+    """The kernel's arguments in signature order (split-K buckets add flags + workspace)."""
+    return [inputs[a.name] for a in op.kernel_for(m).validator.args]
+
+
 def run(fam, op, m, seed):
     """One call on fresh inputs; out is a NaN-poisoned view with a guard row on each side.
     Returns (mismatches, inputs, guarded buffer)."""
@@ -34,7 +39,7 @@ def run(fam, op, m, seed):
     buf = torch.full((m + 2, params.n), float("nan"), dtype=torch.bfloat16, device=DEV)
     inputs["out"] = buf[1 : m + 1]  # contiguous, 16-byte aligned (N * 2 bytes per row)
     want = fam.reference(params, inputs)
-    op(inputs["act"], inputs["blob"], inputs["sf"], inputs["alpha"], inputs["out"])
+    op(*call_args(op, m, inputs))
     torch.cuda.synchronize()
     bad = fam.check(params, inputs, want)
     if not (torch.isnan(buf[0]).all() and torch.isnan(buf[-1]).all()):
@@ -63,7 +68,7 @@ def test_alpha_is_read_from_device_each_call(store, seed, fam):
         assert not bad, bad
         first = inputs["out"].clone()
         inputs["alpha"].mul_(2.0)
-        op(inputs["act"], inputs["blob"], inputs["sf"], inputs["alpha"], inputs["out"])
+        op(*call_args(op, min(65, op.max_m), inputs))  # split-K: the flags the first call cleaned
         torch.cuda.synchronize()
         assert torch.equal(inputs["out"], first * 2), op.name
 
@@ -74,7 +79,7 @@ def test_cuda_graph_replay_with_new_data(store, seed, fam):
     m = min(3, op.max_m)
     params = fam.parse_params(op.kernel_for(m).record["params"])
     buf = fam.make_inputs(params, m, DEV, seed)
-    args = [buf[a] for a in ("act", "blob", "sf", "alpha", "out")]
+    args = call_args(op, m, buf)
     op(*args)  # loaded and warm before capture
     graph, _ = capture(lambda: op(*args))
     for i in range(3):

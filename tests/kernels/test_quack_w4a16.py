@@ -61,6 +61,33 @@ def test_signature_order_dtypes_shapes():
     assert Signature.from_json(json.loads(json.dumps(sig.to_json()))) == sig
 
 
+def test_split_k_signature_adds_quacks_flag_and_workspace_buffers():
+    """split_k > 1: flags [1, N/tile_m, cdiv(M, tile_n)] int32 and workspace [..., tile_m * tile_n]
+    f32 (quack.gemm._split_k_buffers on D = out^T), trailing scratch; make_inputs zeroes the flags
+    and poisons the workspace; check() refuses flags left non-zero."""
+    for fam in (FAM, get_family("quack_w4a16_rowalpha_gemm")):
+        p = fam.parse_params({"n": 2048, "k": 7168, "tile_m": 64, "tile_n": 128, "split_k": 3})
+        sig = fam.signature(p)
+        assert [a.name for a in sig.args] == ["act", "blob", "sf", "alpha", "out", "flags", "workspace"]
+        assert [a.scratch for a in sig.args] == [False] * 5 + [True, True]
+        assert Signature.from_json(json.loads(json.dumps(sig.to_json()))) == sig
+        env = {**sig.static, "M": 129}
+        shapes = {a.name: tuple(eval_dim(d, env) for d in a.shape) for a in sig.args[5:]}
+        assert shapes == {"flags": (1, 32, 2), "workspace": (1, 32, 2, 64 * 128)}
+        # = quack.gemm._split_k_buffers(out.t()[None], SERIAL, 64, 128, 1, 1, False): (L, ceil(N / tile_m),
+        # ceil(M / tile_n) [, tile_m * tile_n]) (quack.gemm imports triton: not importable on this box)
+        inputs = fam.make_inputs(p, 129, CPU, seed=1)
+        assert not inputs["flags"].any() and torch.isnan(inputs["workspace"]).all()
+        v = CallValidator("sym", sig, device_type="cpu")
+        v([inputs[a.name] for a in v.args])
+        want = fam.reference(p, inputs)
+        inputs["out"].copy_(want["out"])
+        assert fam.check(p, inputs, want) == []
+        inputs["flags"][0, 3, 1] = 2
+        assert "not cleaned" in fam.check(p, inputs, want)[0]
+    assert not any(a.scratch for a in FAM.signature(params()).args)
+
+
 def test_runtime_validator_accepts_make_inputs():
     p = FAM.parse_params({"n": 256, "k": 192})
     inputs = FAM.make_inputs(p, 3, CPU, seed=1)
@@ -80,10 +107,15 @@ def test_can_implement():
         "cluster_n": dict(cluster_n=4),
         "max_swizzle_size": dict(max_swizzle_size=0),
         "sm_count": dict(sm_count=0),
+        "split_k": dict(split_k=5),
     }
     for name, kw in bad.items():
         reasons = FAM.can_implement(params(**kw), "sm_90a")
         assert len(reasons) == 1 and reasons[0].startswith(name), (name, reasons)
+    assert FAM.can_implement(params(split_k=8, tile_m=64, tile_n=64), "sm_90a") == []
+    # split-K: no clusters (residency), at least 4 K tiles per split
+    assert "cluster_n=1" in FAM.can_implement(params(split_k=2, cluster_n=2), "sm_90a")[0]
+    assert "4 K tiles" in FAM.can_implement(FAM.parse_params({"n": 256, "k": 448, "split_k": 2}), "sm_90a")[0]
 
 
 # ----------------------------------------------------------------------------- prepare
