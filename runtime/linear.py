@@ -26,10 +26,11 @@ from .scratch import OpScratch
 from .weights import operands, parts_to_rows, row_alpha  # noqa: F401  (parts_to_rows re-exported)
 
 # M above which quack's WGMMA kernel beats our mma.sync decode kernel, measured on an H200
-# (docs/PERFORMANCE.md, 2026-12-02): one-scale shapes cross over between 32 and 64; the two-scale
-# q_a + kv (N = 2048: only 32 quack CTAs at small M) between 64 and 128.
+# (docs/PERFORMANCE.md, 2026-12-02): every shape crosses over between 32 and 33 (our kernel's
+# M = 33 bucket costs 1.5x its M = 32 one); the two-scale q_a + kv (N = 2048: only 32 quack CTAs
+# of 64 rows at small M) does too since quack's split-K (64 before: 0.56x torch at M = 64, now 0.74x).
 QUACK_FROM = 32
-QUACK_FROM_ROW_ALPHA = 64
+QUACK_FROM_ROW_ALPHA = 32
 
 
 class Nvfp4Linear:
@@ -46,8 +47,8 @@ class Nvfp4Linear:
             qfam, qfrom = ("quack_w4a16_gemm", QUACK_FROM) if one_scale else ("quack_w4a16_rowalpha_gemm", QUACK_FROM_ROW_ALPHA)
             scales = "one global scale" if one_scale else "several global scales: per-row alpha"
             return [
-                OpDecl("op", "w4a16_gemm", p, "tokens", f"Nvfp4Linear (runtime/linear.py) for M <= {QUACK_FROM} (one "
-                       f"global scale) or {QUACK_FROM_ROW_ALPHA} (several); every M without quack's kernel for the layer",
+                OpDecl("op", "w4a16_gemm", p, "tokens", f"Nvfp4Linear (runtime/linear.py) for M <= {qfrom} (layers with "
+                       f"{scales}); every M without quack's kernel for the layer",
                        keyed="gemm", weights="weight", m_upto=qfrom if quack else None, runner="Nvfp4Linear"),
                 *([OpDecl("quack_op", qfam, p, "tokens", f"Nvfp4Linear for M > {qfrom} (layers with {scales})",
                           keyed="gemm", weights="weight", optional=True, m_above=qfrom, runner="Nvfp4Linear")]

@@ -33,7 +33,8 @@ SMs the device gives the kernel (one CTA per SM fits by construction): Nvfp4Line
 split-K variant on a device with fewer SMs. Clusters (cluster_n 2) are not offered with
 split-K: their residency depends on the GPC layout, not only the SM count.
 
-Tuning (per token bucket; a starting point, not measured here): quack's H100 rule
+Tuning (per token bucket; measured tables for the DeepSeek-V4 shapes in SHAPE_TILES; for others a
+starting point, not measured here): quack's H100 rule
 (operand_transform.host.pick_w4_cfg) takes tile_n = the smallest of 16/32/64/128 that covers M
 for decode and (tile_m, tile_n) = (128, 256) for prefill (M > 256), and reaches ~112+ CTAs
 with split-k; without split-k, tile_m = 64 doubles the decode CTA count instead (N/64 CTAs).
@@ -95,16 +96,21 @@ class QuackW4A16Family(Family):
         (None, {"tile_m": 128, "tile_n": 256}),
     )
     _DECODE = ((16, {"tile_m": 64, "tile_n": 16}), (32, {"tile_m": 64, "tile_n": 32}))
+    # 2026-12-02 (split-K sweep, docs/PERFORMANCE.md "quack split-K"): split-K pays on q_a + kv
+    # (N = 2048: 32 weight tiles of 64 rows; split 4 / 2 at M <= 384) and on gate + up at
+    # M = 33..64 (128-row tiles, split 2); down / o_b / q_b are fastest unsplit at every M swept.
     SHAPE_TILES = {  # (n, k) -> table
-        (6144, 7168): _DECODE + ((64, {"tile_m": 64, "tile_n": 64}), (128, {"tile_m": 64, "tile_n": 128}),
+        (6144, 7168): _DECODE + ((64, {"tile_m": 128, "tile_n": 64, "split_k": 2}), (128, {"tile_m": 64, "tile_n": 128}),
                                  (384, {"tile_m": 64, "tile_n": 256}), (768, {"tile_m": 128, "tile_n": 256}),
                                  (1536, {"tile_m": 64, "tile_n": 256}), (None, {"tile_m": 128, "tile_n": 256})),
         (7168, 3072): _DECODE + ((64, {"tile_m": 64, "tile_n": 64}), (128, {"tile_m": 64, "tile_n": 128}),
-                                 (3072, {"tile_m": 64, "tile_n": 256}), (None, {"tile_m": 128, "tile_n": 256})),
+                                 (384, {"tile_m": 64, "tile_n": 256}), (None, {"tile_m": 128, "tile_n": 256})),
         (7168, 2048): _DECODE + ((64, {"tile_m": 64, "tile_n": 64}), (128, {"tile_m": 64, "tile_n": 128}),
-                                 (3072, {"tile_m": 64, "tile_n": 256}), (None, {"tile_m": 128, "tile_n": 256})),
-        # N = 2048 gives few weight tiles: 64-row tiles (twice the CTAs) up to M = 1536
-        (2048, 7168): _DECODE + ((64, {"tile_m": 64, "tile_n": 64}), (768, {"tile_m": 64, "tile_n": 128}),
+                                 (384, {"tile_m": 64, "tile_n": 256}), (None, {"tile_m": 128, "tile_n": 256})),
+        # N = 2048 gives few weight tiles: 64-row tiles (twice the CTAs), split-K up to M = 384
+        (2048, 7168): _DECODE + ((64, {"tile_m": 64, "tile_n": 64, "split_k": 4}),
+                                 (128, {"tile_m": 64, "tile_n": 128, "split_k": 4}),
+                                 (384, {"tile_m": 64, "tile_n": 128, "split_k": 2}), (768, {"tile_m": 64, "tile_n": 128}),
                                  (1536, {"tile_m": 64, "tile_n": 256}), (None, {"tile_m": 128, "tile_n": 256})),
         (65536, 1536): _DECODE + ((64, {"tile_m": 128, "tile_n": 64}), (128, {"tile_m": 128, "tile_n": 128}),
                                   (None, {"tile_m": 128, "tile_n": 256})),
