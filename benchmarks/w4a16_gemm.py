@@ -10,6 +10,7 @@ from common import copy_bandwidth, device_name, time_cuda
 
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.runtime import open_store
+from nvfp4_aot.runtime.scratch import OpScratch
 
 SHAPES = {"L1": (6144, 7168), "L2": (7168, 3072)}
 
@@ -52,12 +53,13 @@ def main() -> None:
           f"{e * weight_bytes(n, k) / bw * 1e6:.0f} us")
     for t in (1, 4, 16, 128):
         kern = op.kernel_for(t)
+        scratch = OpScratch(op, t, dev)(t)  # split-K buckets: one flag buffer, calls in sequence
         acts = [torch.randn((t, k), device=dev).to(torch.bfloat16) for _ in range(e)]
         outs = [torch.empty((t, n), device=dev, dtype=torch.bfloat16) for _ in range(e)]
 
         def all_experts():
             for i in range(e):
-                kern(acts[i], ws[i]["blob"], ws[i]["sf"], ws[i]["alpha"], outs[i], check=False)
+                kern(acts[i], ws[i]["blob"], ws[i]["sf"], ws[i]["alpha"], outs[i], *scratch, check=False)
 
         tq = time_cuda(all_experts, reps=10)
         a_cat = torch.cat(acts)

@@ -21,6 +21,7 @@ from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.moe_glue import capacity
 from nvfp4_aot.runtime import open_store
 from nvfp4_aot.runtime.linear import QUACK_FROM, QUACK_FROM_ROW_ALPHA
+from nvfp4_aot.runtime.scratch import OpScratch
 
 SHAPES = {"L1": (6144, 7168), "L2": (7168, 3072)}
 # name: (N, K, global scales). q_a + kv is one GEMM with two global scales (per-row alpha).
@@ -65,10 +66,11 @@ def grouped(store, bw, peak, e: int, dev, tokens) -> None:
             qk = qop.kernel_for(t)
             acts = [b["act"][int(offs[i]) : int(offs[i]) + t] for i in range(e)]
             outs = [torch.empty((t, n), device=dev, dtype=torch.bfloat16) for _ in range(e)]
+            scratch = OpScratch(qop, t, dev)(t)  # split-K buckets: one flag buffer, calls in sequence
 
             def per_expert():
                 for i in range(e):
-                    qk(acts[i], qws[i]["blob"], qws[i]["sf"], qws[i]["alpha"], outs[i], check=False)
+                    qk(acts[i], qws[i]["blob"], qws[i]["sf"], qws[i]["alpha"], outs[i], *scratch, check=False)
 
             tq = time_cuda(per_expert, reps=min(reps, 5))
             a_cat = torch.cat(acts)

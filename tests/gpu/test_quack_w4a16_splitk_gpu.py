@@ -22,7 +22,7 @@ FAMS = ("quack_w4a16_gemm", "quack_w4a16_rowalpha_gemm")
 
 def split_ops(store):
     ops = [op for op in store.ops.values() if op.spec["family"] in FAMS and any(op.scratch(hi) for _, hi in op.bucket_edges())]
-    assert ops, "no quack_w4a16 op with a split_k > 1 bucket in the store (see tests/gpu/ship_check.toml)"
+    assert ops, "no quack_w4a16 op with a split_k > 1 bucket in the store (manifests/default.toml has some)"
     return ops
 
 
@@ -59,18 +59,29 @@ def test_split_k_buckets_match_reference_repeat_bitwise_and_clean_flags(store, s
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.parametrize("n,k,parts", [(2048, 7168, (1536, 512)), (7168, 2048, None)], ids=["q_a+kv", "o_b"])
-def test_linear_graphs_at_several_m_share_self_cleaning_flags(store, seed, n, k, parts):
+def test_linear_graphs_at_several_m_share_self_cleaning_flags(store, seed):
+    """For every layer shape whose quack op has split-K buckets (two global scales for the
+    row-alpha family): Nvfp4Linear graphs at up to 4 split-K token counts + one unsplit bucket."""
+    for qop in split_ops(store):
+        _linear_graphs(store, seed, qop)
+
+
+def _linear_graphs(store, seed, qop):
+    n, k = qop.spec["problem"]["n"], qop.spec["problem"]["k"]
+    parts = (n - n // 4, n // 4) if qop.spec["family"] == "quack_w4a16_rowalpha_gemm" else None
     gen = torch.Generator(device=DEV).manual_seed(seed)
     q, sf = random_nvfp4_weights(n, k, gen, DEV)
     s2 = (torch.rand((len(parts) if parts else 1,), generator=gen, device=DEV) + 0.5) * 2.0**-7
-    lin = Nvfp4Linear(store, q, sf.view(torch.float8_e4m3fn), s2, max_tokens=1024, part_sizes=parts, device=DEV)
-    assert lin.quack is not None and lin.quack_scratch.buffers, "the store lacks the split-K quack op for this layer"
+    edges = qop.bucket_edges()
+    last_split = max(i for i, (_, hi) in enumerate(edges) if qop.scratch(hi))
+    unsplit = [edges[last_split + 1][0]] if last_split + 1 < len(edges) else []
+    ms = [m for m in split_ms(qop) if m > 32][:4] + unsplit
+    lin = Nvfp4Linear(store, q, sf.view(torch.float8_e4m3fn), s2, max_tokens=max(ms), part_sizes=parts, device=DEV)
+    assert lin.quack_op is qop and lin.quack_scratch.buffers, f"{qop.name}: Nvfp4Linear did not open it with scratch"
+    ms = [m for m in ms if m > lin.quack_from]
     rows = torch.repeat_interleave(s2.double(), torch.tensor(parts, device=DEV)) if parts else s2.double()
     w = dequantize(q, sf).double() * rows.reshape(-1, 1)
-    qop = lin.quack_op
-    ms = [m for m in split_ms(qop) if m > lin.quack_from][:4] + [qop.bucket_edges()[-1][0]]  # + a non-split bucket
-    assert len({qop.kernel_for(m).key for m in ms}) >= 2, ms
+    assert ms and any(qop.scratch(m) for m in ms), (qop.name, ms)
     xs = {m: torch.empty((m, k), dtype=torch.bfloat16, device=DEV) for m in ms}
     outs = {m: torch.empty((m, n), dtype=torch.bfloat16, device=DEV) for m in ms}
     for m in ms:
@@ -84,5 +95,5 @@ def test_linear_graphs_at_several_m_share_self_cleaning_flags(store, seed, n, k,
             replay_without_allocating(graphs[m], f"M={m}")
             want = xs[m].double() @ w.T
             bad = fam.check(fam.parse_params(qop.kernel_for(m).record["params"]), {"out": outs[m]}, {"out": want})
-            assert not bad, f"round {r} M={m}: {bad}"
+            assert not bad, f"{qop.name} round {r} M={m}: {bad}"
     assert not lin.quack_scratch.buffers["flags"].any()
