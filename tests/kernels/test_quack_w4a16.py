@@ -329,7 +329,8 @@ family = "quack_w4a16_gemm"
 problem = { n = 6144, k = 7168 }
 buckets = [
   { m = [1, 64], tuning = { tile_m = 64, tile_n = 16 } },
-  { m = [65, 8192], tuning = { tile_m = 128, tile_n = 256, cluster_n = 2 } },
+  { m = [65, 256], tuning = { tile_m = 64, tile_n = 128, split_k = 3 } },
+  { m = [257, 8192], tuning = { tile_m = 128, tile_n = 256, cluster_n = 2 } },
 ]
 """
 
@@ -348,16 +349,25 @@ def test_build_and_verify(tmp_path):
     r = cli("compile", str(manifest), "-o", str(out), "--json", "-j", "2")
     assert r.returncode == 0, r.stdout + r.stderr
     summary = json.loads(r.stdout)["manifests"]["w4"]
-    assert len(summary["built"]) == 2 and not summary["failed"], summary
+    assert len(summary["built"]) == 3 and not summary["failed"], summary
     index = read_index(out)
     for key, rec in index["entries"].items():
         p = FAM.parse_params(rec["params"])
         assert rec["signature"] == FAM.signature(p).to_json()
         assert cubin_archs((out / ENTRIES_DIR / key / "kernel.so").read_bytes()) == {"sm_90a"}
     (op,) = index["manifests"]["w4"]["ops"].values()
-    assert [b["m"] for b in op["buckets"]] == [[1, 64], [65, 8192]]
+    assert [b["m"] for b in op["buckets"]] == [[1, 64], [65, 256], [257, 8192]]
     r = cli("verify", str(out), "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["ok"], r.stdout + r.stderr
     # incremental: nothing to rebuild
     r = cli("compile", str(manifest), "-o", str(out), "--json")
-    assert json.loads(r.stdout)["manifests"]["w4"]["skipped"] == 2, r.stdout
+    assert json.loads(r.stdout)["manifests"]["w4"]["skipped"] == 3, r.stdout
+    # buckets differ in arity by the split-K scratch only: the op names both the sizes and the arity
+    from nvfp4_aot.runtime import open_store
+    from nvfp4_aot.runtime.errors import ArgumentError
+
+    op = open_store(out, arch="sm_90a", load=False).op("quack_w4a16_gemm", n=6144, k=7168)
+    assert op.scratch(64) == [] and op.scratch(300) == []
+    assert op.scratch(100) == [("flags", (1, 96, 1), torch.int32), ("workspace", (1, 96, 1, 64 * 128), torch.float32)]
+    with pytest.raises(ArgumentError, match="expected 7 arguments at M=100"):
+        op(torch.empty(100, 7168, dtype=torch.bfloat16), None, None, None, None)

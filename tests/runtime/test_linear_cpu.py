@@ -39,10 +39,12 @@ def test_one_scale_layer_uses_both_declared_paths():
 
 def test_two_scale_layer_uses_the_row_alpha_quack_above_its_threshold():
     q, sf, s2 = _weights(2, [0.01, 0.03])
-    lin = Nvfp4Linear(RefStore("sm_90a", max_m=QUACK_FROM), q, sf, s2, max_tokens=4096, part_sizes=(192, 64), device="cpu")
+    end = QUACK_FROM_ROW_ALPHA - 1
+    lin = Nvfp4Linear(RefStore("sm_90a", max_m=end), q, sf, s2, max_tokens=4096, part_sizes=(192, 64), device="cpu")
     assert [d.family for d in lin.decls] == ["w4a16_gemm", "quack_w4a16_rowalpha_gemm"]
-    # ours serves M <= QUACK_FROM_ROW_ALPHA, whose buckets end at QUACK_FROM here
-    assert lin.missing([QUACK_FROM_ROW_ALPHA]) == [f"{lin.op.name} M={QUACK_FROM_ROW_ALPHA} (buckets end at {QUACK_FROM})"]
+    # ours serves M <= QUACK_FROM_ROW_ALPHA (buckets ending one short here), quack above it
+    assert lin.missing([QUACK_FROM_ROW_ALPHA]) == [f"{lin.op.name} M={QUACK_FROM_ROW_ALPHA} (buckets end at {end})"]
+    assert lin.missing([QUACK_FROM_ROW_ALPHA + 1]) == [f"{lin.quack_op.name} M={QUACK_FROM_ROW_ALPHA + 1} (buckets end at {end})"]
     w = dequantize(q, sf.view(torch.uint8)).double() * torch.tensor([0.01] * 192 + [0.03] * 64, dtype=torch.float64)[:, None]
     for m in (5, QUACK_FROM_ROW_ALPHA + 6):
         x = torch.randn(m, K, generator=torch.Generator().manual_seed(m)).to(torch.bfloat16)
