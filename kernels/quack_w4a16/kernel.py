@@ -17,7 +17,7 @@ _compile_gemm_epi -> compile_gemm_kernel) does, and what this module does instea
   * scheduler: max_active_clusters is a compile-time constant (sm_count // cluster_n) instead
     of a per-process device query. It only sizes the persistent grid: without split-K any
     positive value is correct, the SM count of the part is fastest; with split-K the grid must
-    be co-resident (the family docstring says why; the runtime checks the device's SM count).
+    be co-resident (the family docstring says why; Nvfp4Linear checks the device's SM count).
   * split-K (SERIAL): quack's host path allocates the flag / workspace buffers per call and
     crosses permuted views (sem.permute(1, 2, 0), ws.permute(3, 1, 2, 0)) typed as fully
     symbolic tensors; here the caller's contiguous [1, tm, tn] / [1, tm, tn, E] buffers cross
