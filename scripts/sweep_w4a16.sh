@@ -21,32 +21,13 @@ T
   .venv/bin/nvfp4-build compile /tmp/sweep_$name.toml -o "$OUTD/$name" -j 2 >/dev/null
   rm -rf "$OUTD/$name/tmp" "$OUTD/$name/.lock"
 done
-# QUACK_TILES: comma-separated tile_m:tile_n:cluster_n of quack_w4a16_gemm (dense shapes, and
-# the per-row-alpha twin for q_a + kv) for benchmarks/quack_w4a16_sweep.py
-for tun in $(echo "${QUACK_TILES:-}" | tr ',' ' '); do
-  set -- $(echo "$tun" | tr ':' ' '); name="quack_m${1}_n${2}_c${3}"
-  cat > /tmp/sweep_$name.toml <<T
-archs = ["sm_90a"]
-[[op]]
-family = "quack_w4a16_gemm"
-problem = { n = 6144, k = 7168 }
-buckets = [ { m = [1, 65536], tuning = { tile_m = $1, tile_n = $2, cluster_n = $3 } } ]
-[[op]]
-family = "quack_w4a16_gemm"
-problem = { n = 7168, k = [3072, 2048] }
-buckets = [ { m = [1, 65536], tuning = { tile_m = $1, tile_n = $2, cluster_n = $3 } } ]
-[[op]]
-family = "quack_w4a16_gemm"
-problem = { n = 65536, k = 1536 }
-buckets = [ { m = [1, 65536], tuning = { tile_m = $1, tile_n = $2, cluster_n = $3 } } ]
-[[op]]
-family = "quack_w4a16_rowalpha_gemm"
-problem = { n = 2048, k = 7168 }
-buckets = [ { m = [1, 65536], tuning = { tile_m = $1, tile_n = $2, cluster_n = $3 } } ]
-T
-  .venv/bin/nvfp4-build compile /tmp/sweep_$name.toml -o "$OUTD/$name" -j 2 >/dev/null
-  rm -rf "$OUTD/$name/tmp" "$OUTD/$name/.lock"
-done
+# QUACK=1: every tile x split-K candidate of quack_w4a16_gemm (and the per-row-alpha twin for
+# q_a + kv) in one store, for `benchmarks/quack_w4a16_sweep.py run $OUTD/quack`
+if [ "${QUACK:-0}" = 1 ]; then
+  .venv/bin/python benchmarks/quack_w4a16_sweep.py manifest > /tmp/sweep.toml
+  .venv/bin/nvfp4-build compile /tmp/sweep.toml -o "$OUTD/quack" -j 2 >/dev/null
+  rm -rf "$OUTD/quack/tmp" "$OUTD/quack/.lock"
+fi
 [ "${SKIP_DENSE:-0}" = 1 ] && { du -sh "$OUTD"; exit 0; }
 for tun in "4 1 1" "8 1 1" "2 1 1" "8 1 2" "4 1 2" "8 2 2" "8 1 4" "4 1 4" "4 2 4"; do
   set -- $tun; name="dense_w${1}_rb${2}_nt${3}"
