@@ -198,9 +198,6 @@ class Signature:
         names = [a.name for a in args]
         if len(set(names)) != len(names):
             raise SignatureError(f"{where}.args: duplicate argument names {names}")
-        flags = [a.scratch for a in args]
-        if any(flags) and not all(flags[flags.index(True):]):
-            raise SignatureError(f"{where}.args: scratch arguments must be the trailing ones, got {[a.name for a in args]}")
         known = set(static) | set(dynamic)
         for i, a in enumerate(args):
             for j, dim in enumerate(a.shape):

@@ -91,11 +91,14 @@ class Op:
         self.max_m = buckets[-1][1]
         v = buckets[0][2].validator
         self._m_arg, self._m_dim = v.bind_position("M")
-        # Buckets may differ in arity only by trailing scratch arguments (e.g. a split-K variant's
-        # flags + workspace): M sits at the same place in all of them.
-        for _, _, k in buckets:
-            if k.validator.bind_position("M") != (self._m_arg, self._m_dim):
-                raise StoreFormatError(f"op {op_name}: its buckets bind the token count M at different arguments")
+        # Buckets may differ only by trailing scratch arguments (e.g. a split-K variant's flags +
+        # workspace): the same data arguments, in the same order, M bound at the same place.
+        data = [a.name for a in v.args if not a.scratch]
+        for lo, _, k in buckets:
+            names, flags = [a.name for a in k.validator.args], [a.scratch for a in k.validator.args]
+            if names[: len(data)] != data or any(flags[: len(data)]) or not all(flags[len(data):]):
+                raise StoreFormatError(f"op {op_name}: bucket from M={lo} takes {names}, the first bucket {data} "
+                                       "(buckets may differ only by trailing scratch arguments)")
 
     def kernel_for(self, m: int) -> Kernel:
         i = bisect.bisect_left(self._hi, m)

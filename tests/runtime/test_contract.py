@@ -80,7 +80,6 @@ GOOD = Signature((Arg("x", "bfloat16", ("M", "K")), Arg("sf", "uint8", ("round_u
         (lambda d: d["args"][1].update(name="x"), r"duplicate argument names"),
         (lambda d: d.update(static={"K": "64"}), r"signature.static"),
         (lambda d: d.update(dynamic=["M", "R"]), r"signature.dynamic: symbol\(s\) \['R'\] are no argument's dimension"),
-        (lambda d: d["args"][0].update(scratch=True), r"signature.args: scratch arguments must be the trailing ones"),
     ],
 )
 def test_malformed_signature_names_the_field(mutate, field):

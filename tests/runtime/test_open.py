@@ -230,3 +230,26 @@ def test_op_hot_path_dispatches_checks_and_names_native_refusals():
     with pytest.raises(ArgumentError, match="expected 3 arguments"):
         op(torch.zeros(2, 64, dtype=torch.bfloat16))
     assert calls == [1, 128, 129, 1, 129]  # nothing reached the kernel
+
+
+def test_op_buckets_may_differ_only_by_trailing_scratch():
+    """An op's buckets share their data arguments; a bucket may add trailing scratch ones (quack's
+    split-K flags + workspace), and a call is checked against the arity of its own bucket."""
+    from pathlib import Path
+
+    from nvfp4_aot.runtime.store import Kernel, Op
+    from nvfp4_aot.runtime.store_format import StoreFormatError
+
+    x, out = Arg("x", "bfloat16", ("M", "K")), Arg("out", "bfloat16", ("M", "K"), output=True)
+    flags = Arg("flags", "int32", ("cdiv(M, 64)",), align=4, scratch=True)
+
+    def kern(*args):
+        return Kernel({"key": "k", "symbol": "s"}, Path("x"), CallValidator("s", Signature(args, {"K": 64}), device_type="cpu"))
+
+    op = Op("fam.k=64", {"manifest": "m"}, [(1, 32, kern(x, out)), (33, 256, kern(x, out, flags))])
+    assert op.scratch(32) == [] and op.scratch(100) == [("flags", (2,), torch.int32)]
+    with pytest.raises(ArgumentError, match="expected 3 arguments at M=100"):
+        op(torch.empty(100, 64, dtype=torch.bfloat16), torch.empty(100, 64, dtype=torch.bfloat16))
+    for bad in ((x, flags, out), (out, x, flags), (x, out, flags, Arg("y", "int32", (1,)))):
+        with pytest.raises(StoreFormatError, match="only by trailing scratch"):
+            Op("fam.k=64", {"manifest": "m"}, [(1, 32, kern(x, out)), (33, 256, kern(*bad))])
