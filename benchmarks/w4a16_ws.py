@@ -1,0 +1,82 @@
+"""Grouped prefill on our warp-specialized W4A16 kernel (w4a16_ws_grouped_gemm): routed-expert L1 /
+L2 of DeepSeek-V4 EP8 (48 local experts) at t tokens per expert, unpadded groups, against torch
+bf16 torch._grouped_mm over the same groups and (optional) quack_w4a16_grouped_gemm (groups padded
+to its tile_n), all in the same run; device time from CUDA-graph replays. TFLOP/s counts real
+rows only (2 t E N K); "pk" = fraction of the dense bf16 peak. One --ours store per tiling
+(each with one w4a16_ws_grouped_gemm op per shape).
+
+    python benchmarks/w4a16_ws.py --ours STORE [STORE ...] [--quack STORE]"""
+
+import argparse
+
+import torch
+from common import bf16_peak, device_name, tflops, time_cuda
+
+from nvfp4_aot.kernels import get_family
+from nvfp4_aot.kernels.quack_w4a16.grouped_family import padded_groups
+from nvfp4_aot.runtime import open_store
+
+SHAPES = {"L1": (6144, 7168), "L2": (7168, 3072)}
+E = 48
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ours", nargs="+", required=True, help="stores with w4a16_ws_grouped_gemm")
+    ap.add_argument("--quack", default=None, help="store with quack_w4a16_grouped_gemm (optional)")
+    ap.add_argument("--tokens", type=int, nargs="*", default=[16, 64, 128, 512])
+    a = ap.parse_args()
+    dev = torch.device("cuda")
+    peak = bf16_peak()
+    print(f"device: {device_name()}; torch {torch.__version__}; {E} experts")
+    fam, qfam = get_family("w4a16_ws_grouped_gemm"), get_family("quack_w4a16_grouped_gemm")
+    stores = [open_store(s) for s in a.ours]
+    qstore = open_store(a.quack) if a.quack else None
+    for s in stores + ([qstore] if qstore else []):
+        s.prime()
+    tmax = max(a.tokens)
+    for name, (n, k) in SHAPES.items():
+        print(f"\n{name} ({n}x{k}): t tokens/expert | torch bf16 _grouped_mm | ours per tiling | quack grouped")
+        w16 = torch.randn((E, n, k), device=dev, dtype=torch.bfloat16).transpose(1, 2)
+        bufs = []
+        for s in stores:
+            op = s.op("w4a16_ws_grouped_gemm", n=n, k=k, experts=E)
+            p = fam.parse_params(op.kernel_for(tmax * E).record["params"])
+            if not bufs:
+                b = fam.make_inputs(p, tmax * E, dev, seed=1)
+            bufs.append((op, p))
+        qop = qstore.op("quack_w4a16_grouped_gemm", n=n, k=k, experts=E) if qstore else None
+        for t in a.tokens:
+            fl = 2.0 * t * E * n * k
+            rows = t * E
+            act = torch.randn((rows, k), device=dev, dtype=torch.bfloat16)
+            goffs = torch.arange(1, E + 1, device=dev, dtype=torch.int32) * t
+            tb = time_cuda(lambda: torch._grouped_mm(act, w16, offs=goffs), reps=5)
+            line = f"  t={t:>4}: bf16 {tb * 1e6:7.0f} us ({tflops(fl, tb, peak)})"
+            b["offsets"].copy_(torch.arange(0, E + 1, dtype=torch.int32) * t)
+            b["counts"].fill_(t)
+            for op, p in bufs:
+                args = [b["act"][:rows], b["blob"], b["sf"], b["alpha"], b["offsets"], b["counts"], b["out"][:rows]]
+                to = time_cuda(lambda: op(*args, check=False), reps=5)
+                line += (f" | ws{p.tile_m}x{p.tile_n}s{p.stages} {to * 1e6:7.0f} us ({tflops(fl, to, peak)}; "
+                         f"{tb / to:4.2f}x bf16)")
+            if qop is not None:
+                qrows = rows
+                for _ in range(3):
+                    qp = qfam.parse_params(qop.kernel_for(qrows).record["params"])
+                    offs, _ = padded_groups([t] * E, qp.tile_n)
+                    if int(offs[-1]) == qrows:
+                        break
+                    qrows = int(offs[-1])
+                if qrows <= b["act"].shape[0]:
+                    qoffs = offs.to(dev)
+                    qargs = [b["act"][:qrows], b["blob"], b["sf"], b["alpha"], qoffs, b["out"][:qrows]]
+                    tq = time_cuda(lambda: qop(*qargs, check=False), reps=5)
+                    line += f" | quack{qp.tile_m}x{qp.tile_n} {tq * 1e6:7.0f} us ({tb / tq:4.2f}x bf16)"
+            print(line, flush=True)
+        del b, bufs, w16
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()

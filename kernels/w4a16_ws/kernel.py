@@ -1,0 +1,294 @@
+"""CuTe DSL kernel of the w4a16_ws families (sm_90a): a persistent, warp-specialized W4A16 GEMM.
+
+    out[r, n] = bf16(alpha[e, n] * sum_k act[r, k] * dequant(W_e)[n, k])   r in expert e's rows
+
+swap-AB: weight rows are the WGMMA M side (A from registers, decoded NVFP4), tokens the N side
+(B = the activations in 128-byte-swizzled shared memory, by descriptor).
+
+CTA = 3 warpgroups. Warpgroup 0 is the producer (registers lowered with setmaxnreg; one thread
+issues): per k64 step it waits for an empty stage, arms the stage's full mbarrier with the stage's
+byte count and starts one TMA tensor load of the activation tile [tile_n tokens x 64 K] (SW128)
+and, per m64 weight block, two 1-D bulk copies: the block's 2048-byte blob tile and 256-byte
+scale strip (quack's nvfp4 layout: both contiguous per (m64, k64)). Warpgroups 1 and 2 are
+consumers (registers raised): each owns tile_m / 2 weight rows (rb m64 blocks); per k64 step
+it waits for the full stage, reads its blob words and scales from shared memory, decodes them
+into the A fragments, issues rb x 4 wgmma m64n{tile_n}k16 as one group, then waits until only
+that group is in flight and releases the previous step's stage (one arrive per warp), so the
+decode of step k + 1 overlaps the MMAs of step k.
+
+Persistent grid (sm_count CTAs) over work = (expert, token tile j, weight tile m), m fastest:
+every CTA first builds, from the device-side offsets/counts (clamped into [0, M)), the inclusive
+prefix of work items per expert in shared memory; CTA b then takes items b, b + grid, ...
+(producer and consumers walk the same sequence). Idle experts own no item; no host sync; the
+grid is fixed, so CUDA graphs replay with any routing.
+
+Invariants:
+  * every global access is in bounds: expert ranges are clamped into [0, M); the TMA box may
+    cover rows past the expert (their MMA columns are never stored) or past M (zero-filled);
+    weight copies index expert e < E, tile m < N / tile_m, k step < K / 64;
+  * nothing is written outside [start_e, start_e + count_e) x [the tile's weight rows];
+  * stage s's i-th fill waits for the consumers' i-th release (empty parity), its i-th read for
+    the i-th fill (full parity); one running step counter per role keeps them in lockstep.
+"""
+
+import cutlass
+import cutlass.cute as cute
+from cutlass import BFloat16, Float32, Int32, Int64, Uint8, const_expr
+from cutlass.cute.nvgpu import cpasync, warpgroup
+
+from .ptx import (bulk_g2s, decode_k16, hold, lds_v2, lds_v4, mbar_arrive, mbar_wait, scale_pair, sw128_desc,
+                  wg_commit, wg_fence, wg_wait, wgmma_rs)
+
+BLOB_BYTES = 2048  # one (m64, k64) blob tile: 128 threads x 16 B
+STRIP_BYTES = 256  # its scales: 32 row pairs x 4 k16 blocks x 2
+EPI_SCALE = 128.0  # 2^7: undoes the decode's v * s * 2^-7
+PRODUCER_REGS = 40
+CONSUMER_REGS = 232
+
+
+class W4A16WsKernel:
+    def __init__(self, n: int, k: int, experts: int, grouped: bool, tile_m: int, tile_n: int, stages: int,
+                 sm_count: int):
+        assert n % tile_m == 0 and k % 64 == 0 and tile_m in (128, 256) and tile_n in (64, 128, 256)
+        self.n, self.k, self.experts, self.grouped = n, k, experts, grouped
+        self.tile_m, self.tile_n, self.stages, self.sm_count = tile_m, tile_n, stages, sm_count
+        self.mt = n // tile_m  # weight tiles per expert
+        self.kt = k // 64  # k64 steps
+        self.blocks = tile_m // 64  # m64 blocks per CTA tile
+        self.rb = self.blocks // 2  # per consumer warpgroup
+        self.act_bytes = tile_n * 128  # one activation stage
+        self.w_bytes = self.blocks * (BLOB_BYTES + STRIP_BYTES)  # one weight stage
+        self.tx = self.act_bytes + self.w_bytes
+        self.acc_n = tile_n // 2  # fp32 accumulators per thread per m64 block
+
+    # ------------------------------------------------------------------ host side
+    @cute.jit
+    def grouped_call(self, act: cute.Tensor, blob: cute.Tensor, sf: cute.Tensor, alpha: cute.Tensor,
+                     offsets: cute.Tensor, counts: cute.Tensor, out: cute.Tensor, stream):
+        self._launch(act, blob, sf, alpha, offsets, counts, out, stream)
+
+    @cute.jit
+    def dense_call(self, act: cute.Tensor, blob: cute.Tensor, sf: cute.Tensor, alpha: cute.Tensor,
+                   out: cute.Tensor, stream):
+        # no offsets/counts: alpha stands in for them (const-folded away in dense mode)
+        self._launch(act, blob, sf, alpha, alpha, alpha, out, stream)
+
+    @cute.jit
+    def _launch(self, act, blob, sf, alpha, offsets, counts, out, stream):
+        atom_l = warpgroup.make_smem_layout_atom(warpgroup.SmemLayoutAtomKind.K_SW128, BFloat16)
+        staged = cute.tile_to_shape(atom_l, (self.tile_n, 64, self.stages), order=(0, 1, 2))
+        one = cute.slice_(staged, (None, None, 0))
+        tma_atom, tma_act = cpasync.make_tiled_tma_atom(cpasync.CopyBulkTensorTileG2SOp(), act, one,
+                                                        (self.tile_n, 64))
+        self.kernel(tma_atom, tma_act, staged, blob, sf, alpha, offsets, counts, out, act.shape[0]).launch(
+            grid=[self.sm_count, 1, 1], block=[384, 1, 1], stream=stream, min_blocks_per_mp=1)
+
+    # ------------------------------------------------------------------ device side
+    @cute.kernel
+    def kernel(self, tma_atom: cute.CopyAtom, tma_act: cute.Tensor, staged: cute.ComposedLayout,
+               blob: cute.Tensor, sf: cute.Tensor, alpha: cute.Tensor, offsets: cute.Tensor,
+               counts: cute.Tensor, out: cute.Tensor, m_rows: Int32):
+        tidx, _, _ = cute.arch.thread_idx()
+        bid, _, _ = cute.arch.block_idx()
+        grid, _, _ = cute.arch.grid_dim()
+        wg = tidx // 128
+        warp = tidx // 32
+        lane = tidx % 32
+        S, E = self.stages, self.experts
+
+        smem = cutlass.utils.SmemAllocator()
+        s_act = smem.allocate_tensor(BFloat16, staged.outer, byte_alignment=1024, swizzle=staged.inner)
+        s_w = smem.allocate_tensor(Uint8, cute.make_layout(S * self.w_bytes), byte_alignment=128)
+        bars = smem.allocate_array(Int64, 2 * S, byte_alignment=8)  # full[0, S), empty[S, 2S)
+        s_pre = smem.allocate_tensor(Int32, cute.make_layout(E), byte_alignment=4)  # inclusive work prefix
+        s_start = smem.allocate_tensor(Int32, cute.make_layout(E), byte_alignment=4)
+        s_cnt = smem.allocate_tensor(Int32, cute.make_layout(E), byte_alignment=4)
+        act_base = s_act.iterator.toint()
+        w_base = s_w.iterator.toint()
+        bar_base = bars.toint()
+
+        if tidx == 0:
+            for s in cutlass.range_constexpr(S):
+                cute.arch.mbarrier_init(bars + s, 1)  # the producer's arrive (+ tx bytes)
+                cute.arch.mbarrier_init(bars + (S + s), 8)  # one arrive per consumer warp
+            cute.arch.mbarrier_init_fence()
+        if warp == 1:
+            cpasync.prefetch_descriptor(tma_atom)
+        if warp == 0:
+            self._build_prefix(offsets, counts, m_rows, lane, s_pre, s_start, s_cnt)
+        cute.arch.sync_threads()
+
+        total = s_pre[E - 1]
+        mine = cutlass.max((total - bid + grid - 1) // grid, Int32(0))
+        if wg == 0:
+            cute.arch.setmaxregister_decrease(PRODUCER_REGS)
+            if tidx == 0:
+                it = Int32(0)
+                for i in cutlass.range(mine, unroll=1):
+                    e, j, m = self._locate(bid + i * grid, s_pre)
+                    row0 = s_start[e] + j * self.tile_n
+                    g_act = cute.local_tile(cute.domain_offset((row0, 0), tma_act), (self.tile_n, 64), (0, None))
+                    t_s, t_g = cpasync.tma_partition(tma_atom, 0, cute.make_layout(1), cute.group_modes(s_act, 0, 2),
+                                                     cute.group_modes(g_act, 0, 2))
+                    # blob/strip byte offsets of (expert e, m64 block m * blocks, k step 0)
+                    g0 = e * (self.n // 64) + m * self.blocks
+                    for kt in cutlass.range(self.kt, unroll=1):
+                        s = it % S
+                        mbar_wait(bar_base + (S + s) * 8, ((it // S) & 1) ^ 1)
+                        cute.arch.mbarrier_arrive_and_expect_tx(bars + s, self.tx)
+                        cute.copy(tma_atom, t_g[None, kt], t_s[None, s], tma_bar_ptr=bars + s)
+                        dst = w_base + s * self.w_bytes
+                        for b in cutlass.range_constexpr(self.blocks):
+                            tile = Int64(g0 + b) * self.kt + kt
+                            bulk_g2s(dst + b * BLOB_BYTES, blob.iterator.toint() + tile * BLOB_BYTES, BLOB_BYTES,
+                                     bar_base + s * 8)
+                            bulk_g2s(dst + self.blocks * BLOB_BYTES + b * STRIP_BYTES,
+                                     sf.iterator.toint() + tile * STRIP_BYTES, STRIP_BYTES, bar_base + s * 8)
+                        it += 1
+        else:
+            cute.arch.setmaxregister_increase(CONSUMER_REGS)
+            self._consume(wg - 1, tidx % 128, lane, mine, bid, grid, s_pre, s_start, s_cnt, act_base, w_base,
+                          bar_base, alpha, out)
+
+    @cute.jit
+    def _build_prefix(self, offsets, counts, m_rows, lane, s_pre, s_start, s_cnt):
+        """Warp 0: clamp every expert's (start, count) into [0, M), and write the inclusive prefix
+        of work items (token tiles x weight tiles) per expert: lane l scans experts [l P, l P + P)
+        serially, then one warp-wide inclusive scan of the lane sums."""
+        E = self.experts
+        P = (E + 31) // 32
+        own = Int32(0)
+        for i in cutlass.range_constexpr(P):
+            e = lane * P + i
+            if e < E:
+                st = Int32(0)
+                c = m_rows
+                if const_expr(self.grouped):
+                    st = cutlass.min(cutlass.max(offsets[e], 0), m_rows)
+                    c = cutlass.min(cutlass.max(counts[e], 0), m_rows - st)
+                s_start[e] = st
+                s_cnt[e] = c
+                own += (c + (self.tile_n - 1)) // self.tile_n * self.mt
+                s_pre[e] = own
+        incl = own
+        for d in cutlass.range_constexpr(5):
+            y = cute.arch.shuffle_sync_up(incl, 1 << d)
+            if lane >= (1 << d):
+                incl += y
+        excl = incl - own
+        for i in cutlass.range_constexpr(P):
+            e = lane * P + i
+            if e < E:
+                s_pre[e] = s_pre[e] + excl
+
+    @cute.jit
+    def _locate(self, w, s_pre):
+        """Work item w (< total) -> (expert e, token tile j, weight tile m): e = the number of
+        experts whose inclusive prefix is <= w (binary lifting over s_pre)."""
+        E = self.experts
+        e = Int32(0)
+        for i in cutlass.range_constexpr(E.bit_length() - 1, -1, -1):
+            if e + (1 << i) <= E:
+                if s_pre[e + (1 << i) - 1] <= w:
+                    e = e + (1 << i)
+        before = Int32(0)
+        if e > 0:
+            before = s_pre[e - 1]
+        local = w - before
+        j = local // self.mt
+        return e, j, local - j * self.mt
+
+    @cute.jit
+    def _consume(self, cw, tw, lane, mine, bid, grid, s_pre, s_start, s_cnt, act_base, w_base, bar_base, alpha,
+                 out):
+        S, rb, an = self.stages, self.rb, self.acc_n
+        wq = tw // 32
+        acc = cute.make_rmem_tensor(cute.make_layout((an, rb)), Float32)
+        it = Int32(0)
+        for i in cutlass.range(mine, unroll=1):
+            e, j, m = self._locate(bid + i * grid, s_pre)
+            acc.fill(0.0)
+            for kt in cutlass.range(self.kt, unroll=1):
+                s = it % S
+                mbar_wait(bar_base + s * 8, (it // S) & 1)
+                wsm = w_base + s * self.w_bytes
+                frags = []
+                for r in cutlass.range_constexpr(rb):
+                    blk = cw * rb + r
+                    x = lds_v4(wsm + blk * BLOB_BYTES + tw * 16)
+                    sc = lds_v2(wsm + self.blocks * BLOB_BYTES + blk * STRIP_BYTES + (tw // 4) * 8)
+                    for b in cutlass.range_constexpr(4):
+                        s_lo, s_hi = scale_pair(sc[b // 2], b % 2)
+                        frags.append(decode_k16(x[b], s_lo, s_hi))
+                abase = act_base + s * self.act_bytes
+                wg_fence()
+                for r in cutlass.range_constexpr(rb):
+                    for b in cutlass.range_constexpr(4):
+                        new = wgmma_rs([acc[q, r] for q in range(an)], frags[r * 4 + b], sw128_desc(abase + b * 32),
+                                       self.tile_n)
+                        for q in cutlass.range_constexpr(an):
+                            acc[q, r] = new[q]
+                wg_commit()
+                wg_wait(1)  # the previous step's group is done: its stage can be refilled
+                if kt > 0:
+                    if lane == 0:
+                        mbar_arrive(bar_base + (S + (it + S - 1) % S) * 8)
+                it += 1
+            wg_wait(0)
+            if lane == 0:
+                mbar_arrive(bar_base + (S + (it + S - 1) % S) * 8)
+            for r in cutlass.range_constexpr(rb):
+                vals = hold([acc[q, r] for q in range(an)])
+                for q in cutlass.range_constexpr(an):
+                    acc[q, r] = vals[q]
+            self._epilogue(acc, cw, wq, lane, e, j, m, s_start, s_cnt, alpha, out)
+
+    @cute.jit
+    def _epilogue(self, acc, cw, wq, lane, e, j, m, s_start, s_cnt, alpha, out):
+        """acc[4 jj + q, r] = (row 16 wq + lane / 4 + 8 (q / 2) of block r, token 8 jj + 2 (lane % 4)
+        + q % 2) -> out[start + token, weight row] * alpha * 2^7, tokens < count only."""
+        start = s_start[e]
+        cnt = s_cnt[e]
+        tok0 = j * self.tile_n
+        g = lane // 4
+        c = lane % 4
+        for r in cutlass.range_constexpr(self.rb):
+            row_a = m * self.tile_m + (cw * self.rb + r) * 64 + 16 * wq + g
+            al = cute.make_rmem_tensor(cute.make_layout(2), Float32)
+            for h in cutlass.range_constexpr(2):
+                if const_expr(self.grouped):
+                    al[h] = alpha[e, row_a + 8 * h] * EPI_SCALE
+                else:
+                    al[h] = alpha[row_a + 8 * h] * EPI_SCALE
+            for jj in cutlass.range_constexpr(self.tile_n // 8):
+                for q in cutlass.range_constexpr(4):
+                    tok = tok0 + 8 * jj + 2 * c + q % 2
+                    if tok < cnt:
+                        out[start + tok, row_a + 8 * (q // 2)] = (acc[4 * jj + q, r] * al[q // 2]).to(BFloat16)
+
+
+def make_kernel(p, grouped: bool):
+    k = W4A16WsKernel(p.n, p.k, p.experts, grouped, p.tile_m, p.tile_n, p.stages, p.sm_count)
+    return k.grouped_call if grouped else k.dense_call
+
+
+def fake_args(p, grouped: bool):
+    """Fake compile arguments: rows symbolic, everything else static."""
+    fake = cute.runtime.make_fake_compact_tensor
+    stream = cute.runtime.make_fake_stream(use_tvm_ffi_env_stream=True)
+    m = cute.sym_int()
+    g, kt = p.n // 64, p.k // 64
+    act = fake(BFloat16, (m, p.k), stride_order=(1, 0), assumed_align=16)
+    out = fake(BFloat16, (m, p.n), stride_order=(1, 0), assumed_align=4)
+    if not grouped:
+        blob = fake(Uint8, (g, kt, 128, 16), stride_order=(3, 2, 1, 0), assumed_align=16)
+        sf = fake(Uint8, (g, kt, 32, 4, 2), stride_order=(4, 3, 2, 1, 0), assumed_align=16)
+        alpha = fake(Float32, (p.n,), stride_order=(0,), assumed_align=4)
+        return act, blob, sf, alpha, out, stream
+    e = p.experts
+    blob = fake(Uint8, (e, g, kt, 128, 16), stride_order=(4, 3, 2, 1, 0), assumed_align=16)
+    sf = fake(Uint8, (e, g, kt, 32, 4, 2), stride_order=(5, 4, 3, 2, 1, 0), assumed_align=16)
+    alpha = fake(Float32, (e, p.n), stride_order=(1, 0), assumed_align=4)
+    offsets = fake(Int32, (e + 1,), stride_order=(0,), assumed_align=4)
+    counts = fake(Int32, (e,), stride_order=(0,), assumed_align=4)
+    return act, blob, sf, alpha, offsets, counts, out, stream

@@ -1,0 +1,131 @@
+"""w4a16_ws_grouped_gemm / w4a16_ws_gemm (our persistent warp-specialized Hopper W4A16 kernel)
+against the float64 reference over the exactly dequantized weights, on fresh random data with
+NaN-poisoned outputs: every counted row of every expert written and right, padding rows and rows
+outside every expert untouched, per-expert two-valued alpha (a wrong expert or row mapping
+shows), uniform / skewed / single / empty groupings, CUDA-graph replay with new data and new
+offsets, corrupt offsets/counts clamped (no fault, a correct call afterwards still works), and
+refusals before launch."""
+
+import pytest
+import torch
+
+from nvfp4_aot.kernels import get_family
+from nvfp4_aot.runtime.errors import Nvfp4AotError
+
+from .graphs import capture, replay_without_allocating
+
+pytestmark = pytest.mark.gpu
+
+GFAM = get_family("w4a16_ws_grouped_gemm")
+DFAM = get_family("w4a16_ws_gemm")
+DEV = torch.device("cuda")
+DISTS = ("uniform", "skewed", "single", "empty")
+# rows: fewer than one token tile, a few tiles with odd tails, many tiles
+MS = (37, 300, 1000, 5001)
+DENSE_MS = (1, 100, 129, 2000)
+
+
+def ops(store, fam, small=True):
+    found = [op for op in store.ops.values() if op.spec["family"] == fam.name]
+    if small:  # the correctness tests run the small problems (the benchmark runs the big ones)
+        found = [op for op in found if op.spec["problem"]["n"] * op.spec["problem"]["k"] <= 1 << 22]
+    if not found:
+        pytest.skip(f"no small {fam.name} op in the store")
+    return found
+
+
+def names(fam, op):
+    return [a.name for a in op.kernel_for(1).validator.args]
+
+
+def run(fam, op, m, seed, **kw):
+    params = fam.parse_params(op.kernel_for(m).record["params"])
+    inputs = fam.make_inputs(params, m, DEV, seed, **kw)
+    want = fam.reference(params, inputs)
+    op(*[inputs[n] for n in names(fam, op)])
+    torch.cuda.synchronize()
+    return fam.check(params, inputs, want), inputs, params
+
+
+def test_grouped_matches_reference(store, seed):
+    failures, real = [], 0
+    for op in ops(store, GFAM):
+        for i, m in enumerate(MS):
+            for d, dist in enumerate(DISTS):
+                bad, inputs, _ = run(GFAM, op, m, seed + 10 * i + d, dist=dist)
+                real += int(inputs["counts"].sum())
+                failures += [f"{op.name} M={m} {dist}: {b}" for b in bad]
+    assert not failures, "\n".join(failures)
+    assert real > 0, "no real rows were checked"
+
+
+def test_dense_matches_reference(store, seed):
+    failures = []
+    for op in ops(store, DFAM):
+        for i, m in enumerate(DENSE_MS):
+            bad, _, _ = run(DFAM, op, m, seed + i)
+            failures += [f"{op.name} M={m}: {b}" for b in bad]
+    assert not failures, "\n".join(failures)
+
+
+def test_all_groups_empty_writes_nothing(store, seed):
+    op = ops(store, GFAM)[0]
+    params = GFAM.parse_params(op.kernel_for(500).record["params"])
+    inputs = GFAM.make_inputs(params, 500, DEV, seed)
+    inputs["counts"].zero_()
+    op(*[inputs[n] for n in names(GFAM, op)])
+    torch.cuda.synchronize()
+    assert torch.isnan(inputs["out"].float()).all()
+
+
+def test_graph_replay_new_data_and_offsets(store, seed):
+    op = ops(store, GFAM)[0]
+    m = 3000
+    params = GFAM.parse_params(op.kernel_for(m).record["params"])
+    buf = GFAM.make_inputs(params, m, DEV, seed)
+    nm = names(GFAM, op)
+    args = [buf[n] for n in nm]
+    op(*args)
+    graph, _ = capture(lambda: op(*args))
+    for i, dist in enumerate(DISTS):
+        fresh = GFAM.make_inputs(params, m, DEV, seed + 100 + i, dist=dist)
+        for n in nm:
+            buf[n].copy_(fresh[n])
+        assert int(fresh["counts"].sum()) > 0
+        replay_without_allocating(graph, f"replay {i} ({dist})")
+        assert GFAM.check(params, buf, GFAM.reference(params, fresh)) == [], f"replay {i} ({dist})"
+
+
+def test_corrupt_offsets_are_clamped(store, seed):
+    """offsets/counts past M, negative, non-monotone, overlapping: wrong rows allowed, no fault,
+    nothing written at or past M (the buffer is a view into a larger poisoned one), and a
+    correct call afterwards still works."""
+    op = ops(store, GFAM)[0]
+    m = 1200
+    params = GFAM.parse_params(op.kernel_for(m).record["params"])
+    inputs = GFAM.make_inputs(params, m, DEV, seed)
+    e = params.experts
+    big = torch.full((m + 300, params.n), float("nan"), dtype=torch.bfloat16, device=DEV)
+    inputs["out"] = big[:m]
+    nm = names(GFAM, op)
+    for offs, cnts in (([m * 4] * (e + 1), [500] * e), ([-100] * (e + 1), [m * 3] * e),
+                       (list(range(e + 1))[::-1], [1 << 30] * e), ([m - 5] * (e + 1), [-7] * e)):
+        inputs["offsets"].copy_(torch.tensor(offs, dtype=torch.int32))
+        inputs["counts"].copy_(torch.tensor(cnts, dtype=torch.int32))
+        op(*[inputs[n] for n in nm])
+        torch.cuda.synchronize()
+        assert torch.isnan(big[m:].float()).all(), f"wrote past M with offsets {offs[:3]}, counts {cnts[:3]}"
+    bad, _, _ = run(GFAM, op, m, seed + 1)
+    assert bad == [], bad
+
+
+def test_bad_inputs_refused_before_launch(store, seed):
+    op = ops(store, GFAM)[0]
+    _, inputs, params = run(GFAM, op, 512, seed)
+    nm = names(GFAM, op)
+    for name, bad_value in (("act", inputs["act"].float()), ("offsets", inputs["offsets"][:-1]),
+                            ("alpha", inputs["alpha"][:, :-1]), ("blob", inputs["blob"][:, :-1])):
+        bad = dict(inputs)
+        bad[name] = bad_value
+        with pytest.raises(Nvfp4AotError, match=name):
+            op(*[bad[n] for n in nm])
