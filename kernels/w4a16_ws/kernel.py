@@ -201,6 +201,10 @@ class W4A16WsKernel:
     @cute.jit
     def _consume(self, cw, tw, lane, mine, bid, grid, s_pre, s_start, s_cnt, act_base, w_base, bar_base, alpha,
                  out):
+        """Consumer warpgroup cw. The k loop runs two steps per iteration, traced separately: each
+        step's decoded A fragments are then distinct PTX registers from the previous step's, which
+        its wgmmas may still be reading (PTX: writing an in-flight wgmma's A registers is undefined;
+        with one traced step the loop back edge reuses them, and the GPU tests caught wrong rows)."""
         S, rb, an = self.stages, self.rb, self.acc_n
         wq = tw // 32
         acc = cute.make_rmem_tensor(cute.make_layout((an, rb)), Float32)
@@ -208,40 +212,58 @@ class W4A16WsKernel:
         for i in cutlass.range(mine, unroll=1):
             e, j, m = self._locate(bid + i * grid, s_pre)
             acc.fill(0.0)
-            for kt in cutlass.range(self.kt, unroll=1):
-                s = it % S
-                mbar_wait(bar_base + s * 8, (it // S) & 1)
-                wsm = w_base + s * self.w_bytes
-                frags = []
-                for r in cutlass.range_constexpr(rb):
-                    blk = cw * rb + r
-                    x = lds_v4(wsm + blk * BLOB_BYTES + tw * 16)
-                    sc = lds_v2(wsm + self.blocks * BLOB_BYTES + blk * STRIP_BYTES + (tw // 4) * 8)
-                    for b in cutlass.range_constexpr(4):
-                        s_lo, s_hi = scale_pair(sc[b // 2], b % 2)
-                        frags.append(decode_k16(x[b], s_lo, s_hi))
-                abase = act_base + s * self.act_bytes
-                wg_fence()
-                for r in cutlass.range_constexpr(rb):
-                    for b in cutlass.range_constexpr(4):
-                        new = wgmma_rs([acc[q, r] for q in range(an)], frags[r * 4 + b], sw128_desc(abase + b * 32),
-                                       self.tile_n)
-                        for q in cutlass.range_constexpr(an):
-                            acc[q, r] = new[q]
-                wg_commit()
-                wg_wait(1)  # the previous step's group is done: its stage can be refilled
-                if kt > 0:
-                    if lane == 0:
-                        mbar_arrive(bar_base + (S + (it + S - 1) % S) * 8)
+            for kk in cutlass.range(self.kt // 2, unroll=1):
+                self._kstep(acc, it, cw, tw, act_base, w_base, bar_base)
+                if kk > 0:
+                    self._release(bar_base, it - 1, lane)
+                self._kstep(acc, it + 1, cw, tw, act_base, w_base, bar_base)
+                self._release(bar_base, it, lane)
+                it += 2
+            if const_expr(self.kt % 2 == 1):
+                self._kstep(acc, it, cw, tw, act_base, w_base, bar_base)
+                if const_expr(self.kt > 1):
+                    self._release(bar_base, it - 1, lane)
                 it += 1
             wg_wait(0)
-            if lane == 0:
-                mbar_arrive(bar_base + (S + (it + S - 1) % S) * 8)
+            self._release(bar_base, it - 1, lane)
             for r in cutlass.range_constexpr(rb):
                 vals = hold([acc[q, r] for q in range(an)])
                 for q in cutlass.range_constexpr(an):
                     acc[q, r] = vals[q]
             self._epilogue(acc, cw, wq, lane, e, j, m, s_start, s_cnt, alpha, out)
+
+    @cute.jit
+    def _release(self, bar_base, step, lane):
+        """The stage of pipeline step `step` is no longer read by this warp: one arrive per warp."""
+        if lane == 0:
+            mbar_arrive(bar_base + (self.stages + step % self.stages) * 8)
+
+    @cute.jit
+    def _kstep(self, acc, step, cw, tw, act_base, w_base, bar_base):
+        """Pipeline step `step` (one k64 slice): wait for its stage, decode this warpgroup's rb m64
+        blocks, issue rb x 4 wgmmas as one group, then wait until only that group is in flight."""
+        S, rb, an = self.stages, self.rb, self.acc_n
+        s = step % S
+        mbar_wait(bar_base + s * 8, (step // S) & 1)
+        wsm = w_base + s * self.w_bytes
+        frags = []
+        for r in cutlass.range_constexpr(rb):
+            blk = cw * rb + r
+            x = lds_v4(wsm + blk * BLOB_BYTES + tw * 16)
+            sc = lds_v2(wsm + self.blocks * BLOB_BYTES + blk * STRIP_BYTES + (tw // 4) * 8)
+            for b in cutlass.range_constexpr(4):
+                s_lo, s_hi = scale_pair(sc[b // 2], b % 2)
+                frags.append(decode_k16(x[b], s_lo, s_hi))
+        abase = act_base + s * self.act_bytes
+        wg_fence()
+        for r in cutlass.range_constexpr(rb):
+            for b in cutlass.range_constexpr(4):
+                new = wgmma_rs([acc[q, r] for q in range(an)], frags[r * 4 + b], sw128_desc(abase + b * 32),
+                               self.tile_n)
+                for q in cutlass.range_constexpr(an):
+                    acc[q, r] = new[q]
+        wg_commit()
+        wg_wait(1)  # the previous step's group is done: the caller releases its stage
 
     @cute.jit
     def _epilogue(self, acc, cw, wq, lane, e, j, m, s_start, s_cnt, alpha, out):

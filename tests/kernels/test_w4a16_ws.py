@@ -1,0 +1,119 @@
+"""w4a16_ws_grouped_gemm / w4a16_ws_gemm on the CPU box: registration, signature (THE Hopper
+W4A16 weight layout), refusals, the groupings, the reference and a check that can fail, and
+(slow) a real build + verify of one variant per family (cute.compile on fake tensors, ptxas)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from nvfp4_aot.kernels import eval_dim, families, get_family
+from nvfp4_aot.kernels.w4a16_ws import random_groups, smem_bytes
+
+GROUPED = get_family("w4a16_ws_grouped_gemm")
+DENSE = get_family("w4a16_ws_gemm")
+CPU = torch.device("cpu")
+
+
+def params(fam=GROUPED, **kw):
+    base = {"n": 6144, "k": 7168, "experts": 48} if fam is GROUPED else {"n": 2048, "k": 7168}
+    return fam.parse_params({**base, **kw})
+
+
+def test_registered_and_signature():
+    assert families()["w4a16_ws_grouped_gemm"] is GROUPED and families()["w4a16_ws_gemm"] is DENSE
+    sig = GROUPED.signature(params())
+    env = {**sig.static, "M": 5}
+    shapes = {a.name: tuple(eval_dim(d, env) for d in a.shape) for a in sig.args}
+    assert shapes == {"act": (5, 7168), "blob": (48, 96, 112, 128, 16), "sf": (48, 96, 112, 32, 4, 2),
+                      "alpha": (48, 6144), "offsets": (49,), "counts": (48,), "out": (5, 6144)}
+    sig = DENSE.signature(params(DENSE))
+    env = {**sig.static, "M": 3}
+    shapes = {a.name: tuple(eval_dim(d, env) for d in a.shape) for a in sig.args}
+    assert shapes == {"act": (3, 7168), "blob": (32, 112, 128, 16), "sf": (32, 112, 32, 4, 2), "alpha": (2048,),
+                      "out": (3, 2048)}
+    assert [a.name for a in sig.args if a.output] == ["out"]
+
+
+def test_can_implement_names_the_problem():
+    for tun in ({}, {"tile_m": 256}, {"tile_n": 256}, {"tile_n": 64, "stages": 12}, {"tile_m": 256, "stages": 8}):
+        assert GROUPED.can_implement(params(**tun), "sm_90a") == [], tun
+    assert any("sm_100a" in r for r in GROUPED.can_implement(params(), "sm_100a"))
+    msgs = " | ".join(GROUPED.can_implement(params(n=100, k=300, tile_m=64, tile_n=32, stages=1), "sm_90a"))
+    for frag in ("k=300", "tile_m=64", "tile_n=32", "stages=1"):
+        assert frag in msgs, frag
+    assert any("n=320" in r for r in GROUPED.can_implement(params(n=320), "sm_90a"))
+    assert any("accumulators" in r for r in GROUPED.can_implement(params(tile_m=256, tile_n=256), "sm_90a"))
+    big = params(tile_n=256, stages=7)
+    assert smem_bytes(128, 256, 7, 48) > 227 * 1024
+    assert any("shared memory" in r and "stages=7" in r for r in GROUPED.can_implement(big, "sm_90a"))
+    assert any("dense family" in r for r in DENSE.can_implement(params(DENSE, experts=2), "sm_90a"))
+
+
+@pytest.mark.parametrize("dist", ["uniform", "skewed", "single", "empty"])
+def test_random_groups_fit(dist):
+    gen = torch.Generator().manual_seed(3)
+    off, cnt = random_groups(1000, 8, dist, gen)
+    assert int(off[0]) == 0 and int(off[-1]) <= 1000 and (off[1:] >= off[:-1]).all()
+    assert ((cnt >= 0) & (cnt <= off[1:] - off[:-1])).all() and int(cnt.sum()) > 0
+
+
+def test_reference_and_a_check_that_fails():
+    """The reference matches a per-row float64 recomputation with each row's own expert and alpha;
+    the check passes it and fails a swapped expert, an unwritten row and a write into padding."""
+    from nvfp4_aot.kernels.quack_w4a16.layout import dequantize
+
+    p = GROUPED.parse_params({"n": 128, "k": 128, "experts": 3})
+    inputs = GROUPED.make_inputs(p, 400, CPU, seed=9, dist="uniform")
+    want = GROUPED.reference(p, inputs)
+    off, cnt = inputs["offsets"].tolist(), inputs["counts"].tolist()
+    for e in range(p.experts):
+        for r in (off[e], off[e] + cnt[e] - 1) if cnt[e] else ():
+            w = dequantize(inputs["w_q"][e], inputs["w_sf"][e]).double()
+            row = (inputs["act"][r].double() @ w.T) * inputs["alpha"][e].double()
+            assert torch.allclose(want["out"][r], row, rtol=1e-12, atol=0)
+    kernel_args = {k: v for k, v in inputs.items() if k not in ("w_q", "w_sf")}  # inverts the layout
+    assert torch.equal(GROUPED.reference(p, kernel_args)["out"].nan_to_num(7), want["out"].nan_to_num(7))
+    got = {"out": want["out"].to(torch.bfloat16)}
+    assert GROUPED.check(p, got, want) == []
+    swapped = dict(inputs)
+    swapped["alpha"] = inputs["alpha"].flip(0)
+    assert GROUPED.check(p, {"out": GROUPED.reference(p, swapped)["out"].to(torch.bfloat16)}, want)
+    unwritten = got["out"].clone()
+    unwritten[off[0]] = float("nan")
+    assert GROUPED.check(p, {"out": unwritten}, want)
+    pad = [r for r in range(400) if torch.isnan(want["out"][r]).all()]
+    assert pad, "the grouping left no padding row"
+    stray = got["out"].clone()
+    stray[pad[0]] = 1.0
+    assert any("outside" in b for b in GROUPED.check(p, {"out": stray}, want))
+
+
+MANIFEST = """
+archs = ["sm_90a"]
+[[op]]
+family = "w4a16_ws_grouped_gemm"
+problem = { n = 256, k = 192, experts = 3 }
+buckets = [ { m = [1, 65536], tuning = { tile_m = 256, tile_n = 128, stages = 4 } } ]
+[[op]]
+family = "w4a16_ws_gemm"
+problem = { n = 128, k = 128 }
+buckets = [ { m = [1, 65536], tuning = { tile_m = 128, tile_n = 64, stages = 2 } } ]
+"""
+
+
+@pytest.mark.slow
+def test_build_and_verify(tmp_path):
+    manifest = tmp_path / "g.toml"
+    manifest.write_text(MANIFEST)
+    out = tmp_path / "artifacts"
+    r = subprocess.run([sys.executable, "-m", "nvfp4_aot.build.cli", "compile", str(manifest), "-o", str(out),
+                        "--json", "-j", "1"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    summary = json.loads(r.stdout)["manifests"]["g"]
+    assert len(summary["built"]) == 2 and not summary["failed"], summary
+    r = subprocess.run([sys.executable, "-m", "nvfp4_aot.build.cli", "verify", str(out), "--json"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and json.loads(r.stdout)["ok"], r.stdout + r.stderr
