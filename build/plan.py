@@ -336,16 +336,26 @@ class Planner:
                 if not decls and MoERunner.ops(h, i, experts, top_k, arch):
                     self.unsupported.append(f"{arch}: MoERunner h={h}, i={i}: config.json swiglu_limit {self.swiglu_limit} "
                                             f"(clamped SwiGLU) has no path on {arch} <- {where}")
-                ok = True
-                for d in decls:
-                    rows = {"tokens": f"M = tokens <= {T}",
-                            "slots": f"M = token-slots (tokens x top-{top_k}) <= {d.m_of(T)}",
-                            "capacity": f"M = grouped rows (token-slots, each expert padded to {d.pad}) <= {d.m_of(T)}"}[d.rows]
-                    lines = [f"  {self.describe(uses[d.weights])}"] if d.weights else [experts_line]
-                    ok = self.add(d, arch, [self.title(d, f"; {rows}")] + lines, f" <- {where}") and ok
-                if decls and not ok:  # the runner opens all of its ops: without one, none serves
+
+                def add_all(ds) -> bool:
+                    ok = True
+                    for d in ds:
+                        rows = {"tokens": f"M = tokens <= {T}",
+                                "slots": f"M = token-slots (tokens x top-{top_k}) <= {d.m_of(T)}",
+                                "capacity": f"M = grouped rows (token-slots, each expert padded to {d.pad}) <= {d.m_of(T)}"}[d.rows]
+                        lines = [f"  {self.describe(uses[d.weights])}"] if d.weights else [experts_line]
+                        ok = self.add(d, arch, [self.title(d, f"; {rows}")] + lines, f" <- {where}") and ok
+                    return ok
+
+                need = [d for d in decls if not d.optional]
+                extra = [d for d in decls if d.optional]  # the prefill path: all of it or none
+                if need and not add_all(need):  # the runner opens all of its ops: without one, none serves
                     self.drop(decls, arch)
-                    self.unsupported.append(f"{arch}: MoERunner h={h}, i={i}: nothing planned for it (it needs all {len(decls)} ops) <- {where}")
+                    self.unsupported.append(f"{arch}: MoERunner h={h}, i={i}: nothing planned for it (it needs all {len(need)} ops) <- {where}")
+                elif extra and not add_all(extra):
+                    self.drop(extra, arch)
+                    self.unsupported.append(f"{arch}: MoERunner h={h}, i={i}: no prefill path (it needs all {len(extra)} "
+                                            f"prefill ops); its decode path serves every token count <- {where}")
 
     def plan(self) -> Plan:
         self.plan_linears()
@@ -405,7 +415,8 @@ class Planner:
             "Assumed: attention, dense-MLP and shared-expert GEMMs replicated at full size on every rank (data-parallel attention).",
             f"Token buckets: CUDA-graph capture sizes {_sizes_text(self.sizes)} (vLLM pads a batch up to the next one),",
             f"  max_num_batched_tokens {s.max_num_batched_tokens}; the grouped GEMMs and silu ops reach max_num_batched_tokens x top-k",
-            "  token-slots (unpadded; on sm_100a each expert's rows padded to 128); moe_route / moe_permute* / moe_combine see tokens.",
+            "  token-slots (decode: unpadded; prefill and sm_100a: each expert's rows padded, to the quack grouped GEMM's tile_n",
+            "  on sm_90a, to 128 on sm_100a); moe_route / moe_permute* / moe_combine see tokens.",
         ]
         return [x for x in lines if x]
 

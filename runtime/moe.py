@@ -1,16 +1,25 @@
 """MoERunner: the routed-expert path of one MoE layer, served from the artifact store.
 
 Hopper (sm_90a), all launches on the current stream, in this order:
-    moe_route    topk_ids (GLOBAL ids) -> counts, offsets, slot_of, src_token   (pad = 1)
-    moe_permute  hidden -> xg (rows grouped by local expert)
-    w4a16_grouped_gemm  L1: xg . W13^T -> h1 [rows, 2I] (gate | up)
+    moe_route    topk_ids (GLOBAL ids) -> counts, offsets, slot_of, src_token   (pad P)
+    moe_permute  hidden -> xg (rows grouped by local expert, padding rows zero)
+    L1           xg . W13^T -> h1 [rows, 2I] (gate | up)
     moe_silu_mul h1 -> a2 [rows, I]   (swiglu_limit L: silu(min(gate, L)) * clamp(up, -L, L))
-    w4a16_grouped_gemm  L2: a2 . W2^T -> y [rows, H]
+    L2           a2 . W2^T -> y [rows, H]
     moe_combine  y, slot_of, topk_weights -> out [M, H]
-Groups are not padded (pad = 1): our W4A16 GEMM has no tile alignment to honour, so the rows
-are exactly M * topk and the glue kernels never touch padding (at decode that is 6 rows per
-token instead of thousands). Slots routed to experts of other ranks get slot_of = -1 and
-contribute nothing here (their rank adds them).
+Two paths, picked on the host from the token count T (a shape: fixed per CUDA graph, no sync),
+by the average routed slots per local expert t = T * top_k / E against PREFILL (one place):
+  decode  (t <= PREFILL[0][0]): P = 1, L1/L2 on our w4a16_grouped_gemm (offsets + counts): groups
+          unpadded, rows exactly T * top_k, so the glue never touches padding (at decode that is
+          6 rows per token instead of thousands);
+  prefill (t above a PREFILL row): P = that row's pad, L1/L2 on quack_w4a16_grouped_gemm with
+          tile_n = P (quack's persistent warp-specialized W4A16 kernel; it wants every group to
+          start at a multiple of its tile_n): rows = capacity(T, top_k, E, P), padding rows
+          computed on zeros and ignored by combine.
+Both kernels read the same expert weights (the shared layout contract, docs/ARCHITECTURE.md).
+The prefill ops are optional: a store without all of them serves every T on the decode path.
+Slots routed to experts of other ranks get slot_of = -1 and contribute nothing here (their rank
+adds them).
 
 Graph safety: buffers are allocated once, sized from max_tokens (vLLM's
 max_num_batched_tokens, so warm-up at the full size fits), and shared by every runner of the
@@ -32,21 +41,30 @@ import torch
 
 from .declare import OpDecl, missing_ops, open_ops
 from .errors import ArgumentError, MissingVariantError
-from .layout import GROUP_PAD
+from .layout import GROUP_PAD, capacity
 from .weights import expert_alpha, expert_operands
 
 PAD = GROUP_PAD["sm_90a"]
+# Prefill tiers: (t, P) = above t routed slots per local expert on average (T * top_k / E > t),
+# route pads each group to P and L1/L2 run on quack_w4a16_grouped_gemm with tile_n = P. From the
+# H200 sweep (docs/PERFORMANCE.md 2026-12-02 (k), 48 experts): ours beats quack's 128x128 tile
+# at t = 64 (L1 803 vs 1010 us) and loses from t ~ 80 (quack is flat up to 128 rows per group,
+# ours linear); 128x256 beats 128x128 once groups exceed 128 rows (t = 256: 1592 vs 1926 us).
+PREFILL = ((80, 128), (128, 256))
 _RUNNER = "MoERunner (runtime/moe.py) "
 _WS_LOCK = threading.Lock()
 _WORKSPACES: dict[tuple, dict[str, torch.Tensor]] = {}
 
 
-def workspace(device, experts: int, hidden: int, inter: int, topk: int, max_tokens: int) -> dict[str, torch.Tensor]:
-    key = (str(device), experts, hidden, inter, topk, max_tokens)
+def workspace(device, experts: int, hidden: int, inter: int, topk: int, max_tokens: int,
+              rows: int | None = None) -> dict[str, torch.Tensor]:
+    """Buffers for up to max_tokens tokens and `rows` grouped rows (default max_tokens * topk:
+    unpadded; the prefill path passes the largest padded capacity it can see)."""
+    rows = max(rows or 0, max_tokens * topk)
+    key = (str(device), experts, hidden, inter, topk, max_tokens, rows)
     with _WS_LOCK:
         ws = _WORKSPACES.get(key)
         if ws is None:
-            rows = max_tokens * topk
             i32 = dict(dtype=torch.int32, device=device)
             bf = dict(dtype=torch.bfloat16, device=device)
             ws = {
@@ -84,15 +102,24 @@ def check_groups(offsets: torch.Tensor, counts: torch.Tensor, rows: int) -> None
         raise ArgumentError(f"counts: counts[{e}] = {int(cnt[e])} outside [0, offsets[{e + 1}] - offsets[{e}] = {int(step[e])}]")
 
 
+def prefill_tiers(experts: int, top_k: int) -> list[tuple[int, int | None, int]]:
+    """PREFILL in tokens for `experts` local experts and top-k: (above, upto, pad) rows, tier j
+    serving above < T <= upto (T * top_k / E > t  <=>  T > t * E // top_k)."""
+    lows = [t * experts // top_k for t, _ in PREFILL]
+    return [(lo, lows[j + 1] if j + 1 < len(lows) else None, p) for j, (lo, (_, p)) in enumerate(zip(lows, PREFILL))]
+
+
 class MoERunner:
     runner_name = "MoERunner"
 
     @classmethod
-    def ops(cls, hidden: int, intermediate: int, experts: int, top_k: int, arch: str, swiglu_limit: float = 0.0) -> list[OpDecl]:
+    def ops(cls, hidden: int, intermediate: int, experts: int, top_k: int, arch: str, swiglu_limit: float = 0.0,
+            prefill: bool = True) -> list[OpDecl]:
         """The ops one MoE layer needs on `arch` (runtime/declare.py): `experts` local experts
         (global / EP size), hidden H, intermediate I, top-k, and a SwiGLU clamp `swiglu_limit`
-        (DeepSeek-V4: 10; 0 none). In launch order. None where the runner has no path: sm_100a
-        with a clamp (moe_silu_mul_quantize does not clamp)."""
+        (DeepSeek-V4: 10; 0 none). sm_90a: the decode path in launch order, then each prefill
+        tier's own ops (optional; `prefill` False: the decode path serves every T). None where
+        the runner has no path: sm_100a with a clamp (moe_silu_mul_quantize does not clamp)."""
         if arch == "sm_100a":
             if swiglu_limit:
                 return []
@@ -102,21 +129,40 @@ class MoERunner:
         if arch != "sm_90a":
             return []
         h, i, e, k = hidden, intermediate, experts, top_k
-        lay = dict(keyed="layer", top_k=k, experts=e, pad=PAD, runner=cls.runner_name)
-        return [
+        tiers = prefill_tiers(e, k) if prefill else []
+        lay = dict(keyed="layer", top_k=k, experts=e, runner=cls.runner_name)
+        dec = dict(lay, pad=PAD, m_upto=tiers[0][0] if tiers else None)
+        upto = f" for T <= {tiers[0][0]} tokens (<= {PREFILL[0][0]} slots per expert)" if tiers else ""
+        decls = [
             OpDecl("route", "moe_route", {"experts": e, "topk": k, "pad": PAD}, "tokens",
-                   f"{_RUNNER}routing: topk ids -> rows grouped by local expert", **lay),
+                   f"{_RUNNER}routing: topk ids -> rows grouped by local expert, unpadded{upto}", **dec),
             OpDecl("permute", "moe_permute", {"h": h, "topk": k, "experts": e, "pad": PAD}, "tokens",
-                   f"{_RUNNER}gathers the hidden states into the grouped rows", **lay),
+                   f"{_RUNNER}gathers the hidden states into the grouped rows{upto}", **dec),
             OpDecl("l1", "w4a16_grouped_gemm", {"n": 2 * i, "k": h, "experts": e}, "slots",
-                   f"{_RUNNER}L1 (gate | up), all local experts in one launch", weights="w13", **lay),
-            OpDecl("silu", "moe_silu_mul", {"i": i, "limit": float(swiglu_limit)}, "slots",
-                   f"{_RUNNER}silu(gate) * up between L1 and L2" + (f" (clamped at {swiglu_limit})" if swiglu_limit else ""), **lay),
-            OpDecl("l2", "w4a16_grouped_gemm", {"n": h, "k": i, "experts": e}, "slots", f"{_RUNNER}L2 (down)",
-                   weights="w2", **lay),
+                   f"{_RUNNER}L1 (gate | up), all local experts in one launch{upto}", weights="w13", **dec),
+            # one silu op for both paths: its rows are the largest the runner can send (padded)
+            OpDecl("silu", "moe_silu_mul", {"i": i, "limit": float(swiglu_limit)}, "capacity" if tiers else "slots",
+                   f"{_RUNNER}silu(gate) * up between L1 and L2" + (f" (clamped at {swiglu_limit})" if swiglu_limit else ""),
+                   **dict(lay, pad=max((p for _, _, p in tiers), default=PAD))),
+            OpDecl("l2", "w4a16_grouped_gemm", {"n": h, "k": i, "experts": e}, "slots", f"{_RUNNER}L2 (down){upto}",
+                   weights="w2", **dec),
             OpDecl("combine", "moe_combine", {"h": h, "topk": k}, "tokens",
                    f"{_RUNNER}top-k weighted sum of each token's rows", **lay),
         ]
+        for lo, hi, p in tiers:
+            pre = dict(lay, pad=p, m_above=lo, m_upto=hi, optional=True)
+            rng = f"prefill, {lo} < T{f' <= {hi}' if hi else ''} tokens: groups padded to {p}"
+            decls += [
+                OpDecl(f"route_{p}", "moe_route", {"experts": e, "topk": k, "pad": p}, "tokens",
+                       f"{_RUNNER}routing ({rng})", **pre),
+                OpDecl(f"permute_{p}", "moe_permute", {"h": h, "topk": k, "experts": e, "pad": p}, "tokens",
+                       f"{_RUNNER}gathers the hidden states ({rng})", **pre),
+                OpDecl(f"l1_{p}", "quack_w4a16_grouped_gemm", {"n": 2 * i, "k": h, "experts": e, "tile_n": p}, "capacity",
+                       f"{_RUNNER}L1 ({rng})", weights="w13", **pre),
+                OpDecl(f"l2_{p}", "quack_w4a16_grouped_gemm", {"n": h, "k": i, "experts": e, "tile_n": p}, "capacity",
+                       f"{_RUNNER}L2 ({rng})", weights="w2", **pre),
+            ]
+        return decls
 
     def __init__(self, store, *, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, expert_start: int,
                  top_k: int, max_tokens: int, device: Any = None, swiglu_limit: float | None = None):
@@ -143,13 +189,35 @@ class MoERunner:
             raise ArgumentError(f"w2 must be [E, H, I/2] = [{e}, {self.hidden}, {self.intermediate // 2}], got {tuple(w2.shape)}")
         self.top_k, self.max_tokens, self.device = top_k, max_tokens, device
         h, i = self.hidden, self.intermediate
-        self.decls = open_ops(self, store, self.ops(h, i, e, top_k, store.arch, swiglu_limit=self.swiglu_limit))
+        decls = self.ops(h, i, e, top_k, store.arch, swiglu_limit=self.swiglu_limit)
+        self.decls = open_ops(self, store, decls)
+        self.tiers = prefill_tiers(e, top_k)
+        if len(self.decls) < len(decls):  # some prefill op not in the store: decode serves every T
+            for d in decls[len(self.ops(h, i, e, top_k, store.arch, self.swiglu_limit, prefill=False)):]:
+                setattr(self, d.attr, None)
+            self.decls = open_ops(self, store, self.ops(h, i, e, top_k, store.arch, self.swiglu_limit, prefill=False))
+            self.tiers = []
         self.w13 = expert_operands(w13, w13_scale, "w4a16", device)["packed"]
         self.w2 = expert_operands(w2, w2_scale, "w4a16", device)["packed"]
+        self.q13 = self.q2 = None
+        if self.tiers:  # quack's layout (blob, strip) for the prefill GEMMs: a second copy until
+            # the w4a16 families read quack's layout too (docs/ARCHITECTURE.md, weight layout)
+            self.q13 = tuple(expert_operands(w13, w13_scale, "quack_w4a16", device).values())
+            self.q2 = tuple(expert_operands(w2, w2_scale, "quack_w4a16", device).values())
         self.alpha13 = expert_alpha(w13_scale_2, e, 2 * i, device, "w13")  # [E, 2] gate/up: per row
         self.alpha2 = expert_alpha(w2_scale_2, e, h, device, "w2")
         self.expert_start = torch.tensor([expert_start], dtype=torch.int32, device=device)
-        self.ws = workspace(device, e, h, i, top_k, max_tokens)
+        # the largest grouped row count any path reaches at max_tokens (capacity is monotone in T)
+        rows = max([capacity(min(max_tokens, hi or max_tokens), top_k, e, p) for lo, hi, p in self.tiers
+                    if max_tokens > lo] + [max_tokens * top_k])
+        self.ws = workspace(device, e, h, i, top_k, max_tokens, rows)
+
+    def pad_for(self, tokens: int) -> int:
+        """The route pad (1: decode path; else the prefill tier's tile_n) for a batch of T tokens."""
+        for lo, hi, p in self.tiers:
+            if tokens > lo and (hi is None or tokens <= hi):
+                return p
+        return PAD
 
     def calibrate(self, hidden: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.Tensor) -> None:
         """Warm-up with real activations. sm_100a: sets the activation global scales (L1 and L2
@@ -178,20 +246,30 @@ class MoERunner:
             raise ArgumentError(f"hidden: M={m} tokens exceeds the runner's max_tokens={self.max_tokens} (buffers are sized from it)")
         if check == "full":
             self._check_routing(topk_ids, total_experts)
-        rows = m * self.top_k
+        pad = self.pad_for(m)
+        rows = capacity(m, self.top_k, self.num_experts, pad)  # pad 1: m * top_k
         ws = self.ws
         counts, offsets = ws["counts"], ws["offsets"]
         slot_of, src = ws["slot_of"][:m], ws["src_token"][:rows]
         xg, h1, a2, y = ws["xg"][:rows], ws["h1"][:rows], ws["a2"][:rows], ws["y"][:rows]
         if out is None:
             out = torch.empty((m, self.hidden), dtype=torch.bfloat16, device=hidden.device)
-        self.route(topk_ids, self.expert_start, counts, offsets, slot_of, src, check=check)
+        if pad == PAD:
+            route, permute = self.route, self.permute
+        else:
+            route, permute = getattr(self, f"route_{pad}"), getattr(self, f"permute_{pad}")
+        route(topk_ids, self.expert_start, counts, offsets, slot_of, src, check=check)
         if check == "full":
             check_groups(offsets, counts, rows)
-        self.permute(hidden, src, xg, check=check)
-        self.l1(xg, self.w13, self.alpha13, offsets, counts, h1, check=check)
-        self.silu(h1, a2, check=check)
-        self.l2(a2, self.w2, self.alpha2, offsets, counts, y, check=check)
+        permute(hidden, src, xg, check=check)
+        if pad == PAD:
+            self.l1(xg, self.w13, self.alpha13, offsets, counts, h1, check=check)
+            self.silu(h1, a2, check=check)
+            self.l2(a2, self.w2, self.alpha2, offsets, counts, y, check=check)
+        else:  # quack's kernel: no counts (padding rows are computed on permute's zeros)
+            getattr(self, f"l1_{pad}")(xg, *self.q13, self.alpha13, offsets, h1, check=check)
+            self.silu(h1, a2, check=check)
+            getattr(self, f"l2_{pad}")(a2, *self.q2, self.alpha2, offsets, y, check=check)
         self.combine(y, slot_of, topk_weights, out, check=check)
         return out
 

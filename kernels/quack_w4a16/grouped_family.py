@@ -6,6 +6,9 @@ persistent warp-specialized SM90 W4A16 kernel, one launch for all experts (group
 Contract: offsets[0] = 0, monotone, every offsets[e] a multiple of tile_n (the route kernel
 with pad = tile_n), offsets[E] <= M. Each expert's rows are padded to tile_n; padding rows of
 out get act's padding rows times W_e (whatever act holds there: the caller ignores them).
+tile_n is a problem parameter, not a tuning: it is the offsets' alignment, a contract with the
+routing (MoERunner declares route pad = tile_n and this op's tile_n together), so a bucket can
+never silently pick a tile_n the offsets do not honour; only tile_m is tuned per bucket.
 Weights in quack's layout per expert (prepare.prepare_weights), stacked: [E, N/64, K/64, ...].
 For the prefill buckets (many tokens per expert): at t tokens/expert a tile_n-row tile wastes
 (tile_n - t mod tile_n) rows per expert; decode stays on w4a16_grouped_gemm.
@@ -49,7 +52,8 @@ def padded_groups(sizes, tile_n: int):
 class QuackW4A16GroupedFamily(Family):
     name = "quack_w4a16_grouped_gemm"
     params_type = GroupedParams
-    problem_keys = ("n", "k", "experts")
+    problem_keys = ("n", "k", "experts", "tile_n")
+    tiles = ((None, {"tile_m": 128}),)  # 128 x 128 / 128 x 256 measured best (docs/PERFORMANCE.md (k))
     archs = ("sm_90a",)
     modules = (
         "nvfp4_aot.kernels.quack_w4a16",
@@ -128,14 +132,16 @@ class QuackW4A16GroupedFamily(Family):
 
     def reference(self, p: GroupedParams, inputs: Mapping[str, Any]):
         """float64 per expert on its real rows; every other row is NaN (the check compares real
-        rows only), whatever out holds (callers may compute the reference after the launch)."""
+        rows only), whatever out holds (callers may compute the reference after the launch).
+        Without "counts" (the kernel's own arguments, e.g. a reference-backed store) every row of
+        each group [offsets[e], offsets[e + 1]) is computed, padding included, as the kernel does."""
         import torch
 
         from .prepare import dequantize, unprepare_weights
 
         out = torch.full(tuple(inputs["out"].shape), float("nan"), dtype=torch.float64, device=inputs["out"].device)
         off = inputs["offsets"].cpu().tolist()
-        cnt = inputs["counts"].cpu().tolist()
+        cnt = inputs["counts"].cpu().tolist() if "counts" in inputs else [b - a for a, b in zip(off, off[1:])]
         for e in range(p.experts):
             if not cnt[e]:
                 continue

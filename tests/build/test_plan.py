@@ -17,6 +17,8 @@ from nvfp4_aot.build.manifest import load_manifest
 from nvfp4_aot.build.plan import make_buckets, pick, vllm_capture_sizes
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.runtime.checkpoint import Checkpoint, name_patterns
+from nvfp4_aot.runtime.layout import capacity
+from nvfp4_aot.runtime.moe import PREFILL, prefill_tiers
 from synthetic_ckpt import EXPECTED_GEMMS, ROOT, SMALL_CONFIG, fixture, rewrite_tensor, set_config
 
 # tile tables live beside their families
@@ -163,10 +165,19 @@ def test_hopper_plan_covers_what_the_runtime_opens(hopper_ckpt, tmp_path):
         ("moe_route", (("experts", E), ("pad", 1), ("topk", top_k))): T,
         ("moe_permute", (("experts", E), ("h", h), ("pad", 1), ("topk", top_k))): T,
         ("w4a16_grouped_gemm", (("experts", E), ("k", h), ("n", 2 * i))): T * top_k,
-        ("moe_silu_mul", (("i", i), ("limit", 0.0))): T * top_k,  # limit: the SwiGLU clamp (none here)
+        # limit: the SwiGLU clamp (none here); one silu op for both paths: the largest padded rows
+        ("moe_silu_mul", (("i", i), ("limit", 0.0))): capacity(T, top_k, E, PREFILL[-1][1]),
         ("w4a16_grouped_gemm", (("experts", E), ("k", i), ("n", h))): T * top_k,
         ("moe_combine", (("h", h), ("topk", top_k))): T,
     }
+    for _, _, p in prefill_tiers(E, top_k):  # the prefill path per tier: route pad = quack's tile_n
+        want |= {
+            ("moe_route", (("experts", E), ("pad", p), ("topk", top_k))): T,
+            ("moe_permute", (("experts", E), ("h", h), ("pad", p), ("topk", top_k))): T,
+            ("quack_w4a16_grouped_gemm", (("experts", E), ("k", h), ("n", 2 * i), ("tile_n", p))): capacity(T, top_k, E, p),
+            ("quack_w4a16_grouped_gemm", (("experts", E), ("k", i), ("n", h), ("tile_n", p))): capacity(T, top_k, E, p),
+        }
+    assert len(prefill_tiers(E, top_k)) == 2 and prefill_tiers(E, top_k)[0][0] < T  # both reachable here
     got = {(o["family"], tuple(sorted(o["problem"].items()))): o for o in s["ops"] if "sm_90a" in o["archs"]}
     assert set(got) == set(want)
     for key, cap in want.items():
@@ -174,8 +185,9 @@ def test_hopper_plan_covers_what_the_runtime_opens(hopper_ckpt, tmp_path):
         assert "sm_90a" in got[key]["archs"] and b[0][0] == 1 and b[-1][1] == cap, key
         assert all(y[0] == x[1] + 1 for x, y in zip(b, b[1:])), key
     # the MoE ops come in the runner's launch order, after the dense GEMMs
-    moe = [o["family"] for o in s["ops"] if "sm_90a" in o["archs"] and (o["family"].startswith("moe_") or o["family"] == "w4a16_grouped_gemm")]
-    assert moe == ["moe_route", "moe_permute", "w4a16_grouped_gemm", "moe_silu_mul", "w4a16_grouped_gemm", "moe_combine"]
+    moe = [o["family"] for o in s["ops"] if "sm_90a" in o["archs"] and (o["family"].startswith("moe_") or "grouped" in o["family"])]
+    prefill = ["moe_route", "moe_permute", "quack_w4a16_grouped_gemm", "quack_w4a16_grouped_gemm"]
+    assert moe == ["moe_route", "moe_permute", "w4a16_grouped_gemm", "moe_silu_mul", "w4a16_grouped_gemm", "moe_combine"] + prefill * 2
     # Blackwell: Nvfp4Linear's block-scaled GEMM per dense (N, K), MoERunner's sm_100a ops per MoE shape
     bw = {(o["problem"]["n"], o["problem"]["k"]): o for o in s["ops"] if o["family"] == "quack_nvfp4_gemm"}
     assert set(bw) == dense and all(o["buckets"][-1][1] == T for o in bw.values())
@@ -257,7 +269,7 @@ def test_capture_sizes_and_token_cap_options(small_ckpt, hopper_ckpt, tmp_path):
     ops = {o["family"]: o for o in s["ops"]}
     assert ops["moe_route"]["buckets"] == [[1, 120], [121, 200]]  # tokens, padded: 121..128 run at 200
     assert ops["w4a16_grouped_gemm"]["buckets"] == [[1, 192], [193, 400]]  # token-slots, unpadded
-    assert ops["moe_silu_mul"]["buckets"] == [[1, 128], [129, 400]]
+    assert ops["moe_silu_mul"]["buckets"] == [[1, 128], [129, capacity(200, 2, 8, PREFILL[-1][1])]]  # prefill: padded
 
 
 def test_token_counts_beyond_a_family_are_reported(small_ckpt, tmp_path):
