@@ -1,6 +1,7 @@
 """Whole routed-expert MoE layer on Hopper (DeepSeek-V4 EP8: 48 local experts, H 7168, I 3072,
-top-6, every slot routed to this rank's experts): MoERunner (route, permute, our grouped W4A16
-L1/L2, silu_mul, combine) against a torch bf16 pipeline (argsort grouping, two
+top-6, every slot routed to this rank's experts): MoERunner (route, permute, grouped W4A16
+L1/L2: ours at decode, quack's grouped kernel on padded groups at prefill (the "path" column:
+route pad 1 or quack's tile_n), silu_mul, combine) against a torch bf16 pipeline (argsort grouping, two
 torch._grouped_mm, silu*up, index_add_ combine) in the same run, both timed as CUDA graphs.
 Also the glue kernels' share of the runner's time (route + permute + silu_mul + combine), and
 the runner's GEMM FLOP rate (2 x tokens x top-k x 3 H I) against the dense bf16 peak."""
@@ -13,6 +14,7 @@ from common import bf16_peak, device_name, tflops, time_cuda
 from nvfp4_aot.kernels.moe_glue.ref import make_routing
 from nvfp4_aot.kernels.quack_w4a16.prepare import random_nvfp4_weights
 from nvfp4_aot.runtime import MoERunner, open_store
+from nvfp4_aot.runtime.layout import capacity
 
 E, H, I, TOPK = 48, 7168, 3072, 6
 
@@ -35,7 +37,7 @@ def torch_moe(x, ids, w, w13, w2, counts, offs):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--store", default="artifacts")
-    ap.add_argument("--tokens", type=int, nargs="*", default=[1, 4, 16, 64, 8192])
+    ap.add_argument("--tokens", type=int, nargs="*", default=[1, 4, 16, 64, 1024, 8192])
     a = ap.parse_args()
     store = open_store(a.store)
     store.prime()
@@ -58,7 +60,7 @@ def main() -> None:
     offs = torch.zeros(E, dtype=torch.int32, device=dev)
     print(f"device: {device_name()}; MoE layer, {E} local experts, H {H}, I {I}, top-{TOPK}, all slots local")
     peak = bf16_peak()
-    print(f"{'tokens':>6} {'runner us':>10} {'torch bf16 us':>14} {'speed-up':>9} {'glue us':>8} {'glue share':>10}"
+    print(f"{'tokens':>6} {'path':>9} {'runner us':>10} {'torch bf16 us':>14} {'speed-up':>9} {'glue us':>8} {'glue share':>10}"
           "  runner GEMM rate")
     for m in a.tokens:
         ids, start = make_routing(m, TOPK, E, seed=m, mode="local")
@@ -68,18 +70,22 @@ def main() -> None:
         out = torch.empty((m, H), dtype=torch.bfloat16, device=dev)
         t_run = time_cuda(lambda: runner(x, ids, w, out=out, check=False), reps=10)
         t_torch = time_cuda(lambda: torch_moe(x, ids, w, w13, w2, counts, offs), reps=5)
-        ws, rows = runner.ws, m * TOPK
+        pad = runner.pad_for(m)
+        ws, rows = runner.ws, capacity(m, TOPK, E, pad)
+        route = runner.route if pad == 1 else getattr(runner, f"route_{pad}")
+        permute = runner.permute if pad == 1 else getattr(runner, f"permute_{pad}")
+        path = "ours" if pad == 1 else f"quack/{pad}"
         glue = [
-            lambda: runner.route(ids, runner.expert_start, ws["counts"], ws["offsets"], ws["slot_of"][:m],
-                                 ws["src_token"][:rows], check=False),
-            lambda: runner.permute(x, ws["src_token"][:rows], ws["xg"][:rows], check=False),
+            lambda: route(ids, runner.expert_start, ws["counts"], ws["offsets"], ws["slot_of"][:m],
+                          ws["src_token"][:rows], check=False),
+            lambda: permute(x, ws["src_token"][:rows], ws["xg"][:rows], check=False),
             lambda: runner.silu(ws["h1"][:rows], ws["a2"][:rows], check=False),
             lambda: runner.combine(ws["y"][:rows], ws["slot_of"][:m], w, out, check=False),
         ]
         runner(x, ids, w, out=out, check=False)  # real routing state for the glue timings
         t_glue = sum(time_cuda(f, reps=10) for f in glue)
         fl = 2.0 * m * TOPK * 3 * H * I
-        print(f"{m:>6} {t_run * 1e6:>10.0f} {t_torch * 1e6:>14.0f} {t_torch / t_run:>8.2f}x {t_glue * 1e6:>8.1f} "
+        print(f"{m:>6} {path:>9} {t_run * 1e6:>10.0f} {t_torch * 1e6:>14.0f} {t_torch / t_run:>8.2f}x {t_glue * 1e6:>8.1f} "
               f"{t_glue / t_run:>10.1%}  {tflops(fl, t_run, peak)}")
 
 

@@ -24,6 +24,7 @@ E, H, I, TOPK, MAX_TOKENS = 48, 7168, 3072, 6, 8192
 DEV = torch.device("cuda")
 MOE_TOL = 1e-2
 CAPTURE_SIZES = (1, 2, 4, 8, 16, 24, 32, 64, 128, 256, 512)
+PREFILL_SIZES = (641, 1024, 2048)  # MoERunner's prefill path (runtime/moe.py PREFILL)
 
 
 def _unit_alpha(q, sf, k):
@@ -84,24 +85,32 @@ def _check(runner, expert_weights, m, seed, mode):
     if want.norm() == 0:
         return None if bool((got == 0).all()) else f"M={m} {mode}: nonzero output with no local slot"
     err = ((got - want).norm() / want.norm()).item()
-    print(f"M={m:5} {mode:14} rel err {err:.2e}")
+    print(f"M={m:5} {mode:14} pad {runner.pad_for(m):3} rel err {err:.2e}")
     return None if err <= MOE_TOL else f"M={m} {mode}: relative Frobenius error {err:.3e} > {MOE_TOL}"
 
 
 def test_moe_layer_matches_fp64_reference(layer):
     runner, ew, seed = layer
     fails = []
+    # decode (T <= 640: <= 80 slots per expert), prefill on quack's grouped GEMM padded to 128
+    # (640 < T <= 1024) and to 256 (above): both edges of each
+    assert [runner.pad_for(m) for m in (640, 641, 1024, 1025)] == [1, 128, 128, 256]
     for i, m in enumerate((1, 2, 3, 7, 33, 128, 129, 1000)):
         for j, mode in enumerate(ROUTINGS):
             fails.append(_check(runner, ew, m, seed + 31 * i + j, mode))
+    for i, m in enumerate((640, 641, 1024, 1025, 2048)):  # the path edges (1000: every routing above)
+        for j, mode in enumerate(("local", "skewed", "empty_experts")):
+            fails.append(_check(runner, ew, m, seed + 500 + 31 * i + j, mode))
     fails.append(_check(runner, ew, MAX_TOKENS, seed + 7, "uniform"))
     fails = [f for f in fails if f]
     assert not fails, "\n".join(fails)
 
 
 def test_moe_graph_capture_at_vllm_sizes(layer):
+    """Decode sizes (vLLM's capture sizes) and prefill sizes of both padded tiers."""
     runner, _, seed = layer
-    for n, m in enumerate(CAPTURE_SIZES):
+    assert {runner.pad_for(m) for m in PREFILL_SIZES} == {128, 256}
+    for n, m in enumerate(CAPTURE_SIZES + PREFILL_SIZES):
         x, ids, w, start = _inputs(m, seed + n, "local")
         runner.expert_start.fill_(start)
         out = torch.empty((m, H), dtype=torch.bfloat16, device=DEV)

@@ -55,6 +55,10 @@ class RefOp:
 
             bad = check_offsets(inputs["offsets"], inputs["a"].shape[0])
             assert not bad, f"{self.name}: {bad}"
+        if self.fam.name == "quack_w4a16_grouped_gemm":  # its contract: groups start at multiples of tile_n
+            off = inputs["offsets"].tolist()
+            assert off[0] == 0 and all(a <= b for a, b in zip(off, off[1:])) and off[-1] <= inputs["act"].shape[0], off
+            assert all(o % self.params.tile_n == 0 for o in off), f"{self.name}: offsets {off} not multiples of tile_n"
         want = self.fam.reference(self.params, inputs)
         for a, t in zip(self.sig.args, args):
             if a.output:

@@ -172,3 +172,103 @@ def test_unequal_gate_up_global_scales_are_honoured_on_both_archs(arch):
     gs1, gs2 = runner._sm100.gs1, runner._sm100.gs2
     qa = _quant_aware_ref(x, ids, w, ew_gate_only, start, gs1, gs2, ratio)
     assert _rel(out, qa) <= 1e-2, _rel(out, qa)
+
+
+# ---------------------------------------------------------------- sm_90a: decode and prefill paths
+class _NoQuackGrouped(RefStore):
+    """A store without quack_w4a16_grouped_gemm (e.g. built from an older manifest)."""
+
+    def op(self, family, **problem):
+        if family == "quack_w4a16_grouped_gemm":
+            raise MissingVariantError(f"{family}: not in this store")
+        return super().op(family, **problem)
+
+
+def _calls(runner, attr):
+    op = getattr(runner, attr)
+    return 0 if op is None else op.calls
+
+
+def test_prefill_tiers_are_declared_with_route_pad_equal_to_tile_n():
+    """Each prefill tier declares its route, permute and both quack GEMMs with one pad = tile_n
+    and one token range, the ranges meet the decode path's end and each other, optional (a store
+    without them serves every T on the decode path)."""
+    from nvfp4_aot.runtime.moe import PREFILL, prefill_tiers
+
+    for e, k in ((4, 2), (48, 6), (32, 6), (256, 8)):
+        decls = MoERunner.ops(512, 256, e, k, "sm_90a")
+        tiers = prefill_tiers(e, k)
+        assert [p for _, _, p in tiers] == [p for _, p in PREFILL]
+        assert tiers[-1][1] is None and all(a[1] == b[0] for a, b in zip(tiers, tiers[1:]))
+        dec = [d for d in decls if d.attr in ("route", "permute", "l1", "l2")]
+        assert {(d.pad, d.m_above, d.m_upto, d.optional) for d in dec} == {(1, 0, tiers[0][0], False)}
+        for lo, hi, p in tiers:
+            mine = [d for d in decls if d.m_above == lo]
+            assert sorted(d.attr for d in mine) == sorted(f"{a}_{p}" for a in ("route", "permute", "l1", "l2"))
+            assert all(d.optional and d.m_upto == hi and d.pad == p for d in mine)
+            assert all(d.problem.get("pad", d.problem.get("tile_n")) == p for d in mine)
+            for t in (lo, lo + 1):  # t * k / e slots per expert: above the tier's t exactly from lo + 1
+                assert (t * k / e > PREFILL[[q for _, q in PREFILL].index(p)][0]) == (t == lo + 1)
+        silu = next(d for d in decls if d.attr == "silu")
+        assert silu.rows == "capacity" and silu.pad == max(p for _, p in PREFILL)
+
+
+@pytest.mark.parametrize("mode", ["uniform", "skewed", "one_expert", "empty_experts"])
+def test_hopper_runner_both_paths_at_the_threshold_edges(mode):
+    """E 4, top-2: decode for T <= 160 (80 slots per expert), groups padded to 128 on quack's
+    grouped GEMM for 160 < T <= 256, to 256 above. Every T at and around both edges matches the
+    float64 reference, runs on exactly the path's ops, and route's offsets honour the pad."""
+    from nvfp4_aot.runtime.layout import capacity
+    from nvfp4_aot.runtime.moe import prefill_tiers
+
+    t, ew = _layer(3)
+    runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu")
+    assert runner.tiers == prefill_tiers(E, TOPK) == [(160, 256, 128), (256, None, 256)]
+    assert runner.ws["xg"].shape[0] >= capacity(300, TOPK, E, 256) > 300 * TOPK
+    for m, pad, l1 in ((1, 1, "l1"), (160, 1, "l1"), (161, 128, "l1_128"), (256, 128, "l1_128"),
+                       (257, 256, "l1_256"), (300, 256, "l1_256")):
+        assert runner.pad_for(m) == pad
+        x, ids, w, start = _batch(m, 50 + m, mode)
+        runner.expert_start.fill_(start)
+        before = {a: _calls(runner, a) for a in ("l1", "l2", "l1_128", "l2_128", "l1_256", "l2_256", "silu")}
+        out = runner(x, ids, w)
+        after = {a: _calls(runner, a) for a in before}
+        ran = {a for a in before if after[a] != before[a]}
+        assert ran == {l1, l1.replace("l1", "l2"), "silu"}, (m, ran)
+        off = runner.ws["offsets"].tolist()
+        cnt = runner.ws["counts"].tolist()
+        assert all(o % pad == 0 for o in off) and off[-1] <= capacity(m, TOPK, E, pad), (m, off)
+        assert all(off[e + 1] - off[e] == -(-c // pad) * pad for e, c in enumerate(cnt)), (m, off, cnt)
+        want = moe_ref(x, ids, w, ew, E, start)
+        if want.norm() > 0:
+            assert _rel(out, want) <= 1e-2, (mode, m, _rel(out, want))
+        else:
+            assert bool((out == 0).all()), (mode, m)
+    assert runner.missing([1, 160, 161, 256, 257, 300]) == []
+    assert any("max_tokens" in s for s in runner.missing([301]))
+
+
+def test_hopper_runner_check_full_on_padded_groups():
+    """check="full" validates the padded grouped layout on the host (offsets multiples of the pad,
+    counts within their groups) and still matches the reference."""
+    t, ew = _layer(5)
+    runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu")
+    x, ids, w, start = _batch(200, 77, "skewed")
+    runner.expert_start.fill_(start)
+    out = runner(x, ids, w, check="full", total_experts=int(ids.max()) + 1)
+    assert _rel(out, moe_ref(x, ids, w, ew, E, start)) <= 1e-2
+
+
+def test_hopper_runner_without_quack_grouped_serves_every_t_on_the_decode_path():
+    t, ew = _layer(6)
+    runner = MoERunner(_NoQuackGrouped("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu")
+    assert runner.tiers == [] and runner.q13 is None and runner.route_128 is None and runner.l1_256 is None
+    assert all(not d.optional and d.m_upto is None for d in runner.decls)
+    assert runner.pad_for(300) == 1
+    x, ids, w, start = _batch(300, 8, "uniform")
+    runner.expert_start.fill_(start)
+    before = runner.l1.calls
+    out = runner(x, ids, w)
+    assert runner.l1.calls == before + 1
+    assert _rel(out, moe_ref(x, ids, w, ew, E, start)) <= 1e-2
+    assert runner.missing([1, 300]) == []
