@@ -38,6 +38,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--store", default="artifacts")
     ap.add_argument("--tokens", type=int, nargs="*", default=[1, 4, 16, 64, 1024, 8192])
+    ap.add_argument("--all-paths", action="store_true",
+                    help="also time the paths MoERunner does not pick at each token count (marked *): the data behind PREFILL")
     a = ap.parse_args()
     store = open_store(a.store)
     store.prime()
@@ -87,6 +89,16 @@ def main() -> None:
         fl = 2.0 * m * TOPK * 3 * H * I
         print(f"{m:>6} {path:>9} {t_run * 1e6:>10.0f} {t_torch * 1e6:>14.0f} {t_torch / t_run:>8.2f}x {t_glue * 1e6:>8.1f} "
               f"{t_glue / t_run:>10.1%}  {tflops(fl, t_run, peak)}")
+        if a.all_paths:  # the other paths at this token count (runner.tiers forced for the timing only)
+            tiers = runner.tiers
+            for p in [1] + [p for _, _, p in tiers]:
+                if p == pad or capacity(m, TOPK, E, p) > ws["xg"].shape[0]:
+                    continue
+                runner.tiers = [(0, None, p)] if p > 1 else []
+                t_p = time_cuda(lambda: runner(x, ids, w, out=out, check=False), reps=10)
+                runner.tiers = tiers
+                name = "ours*" if p == 1 else f"quack/{p}*"
+                print(f"{m:>6} {name:>9} {t_p * 1e6:>10.0f} {'':>14} {t_torch / t_p:>8.2f}x {'':>8} {'':>10}  {tflops(fl, t_p, peak)}")
 
 
 if __name__ == "__main__":

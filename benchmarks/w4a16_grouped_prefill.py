@@ -3,8 +3,9 @@ expert: quack_w4a16_grouped_gemm (quack's persistent warp-specialized SM90 W4A16
 the expert groups, groups padded to its tile_n) and our w4a16_grouped_gemm (unpadded groups),
 against torch bf16 torch._grouped_mm over the same groups, all in the same run, device time
 from CUDA-graph replays. TFLOP/s counts real rows only (2 t E N K); "pk" = fraction of the
-dense bf16 peak. Each --quack store's quack_w4a16_grouped_gemm op serves the padded row count
-with the variant its buckets pick (a sweep passes one store per tiling, each with one bucket).
+dense bf16 peak. Each --quack store's quack_w4a16_grouped_gemm ops (one per tile_n, a problem
+parameter) are timed on groups padded to their tile_n, tile_m as their buckets pick (a sweep
+passes one store per tile_m).
 
     python benchmarks/w4a16_grouped_prefill.py --quack artifacts --ours artifacts"""
 
@@ -15,7 +16,7 @@ from common import bf16_peak, device_name, tflops, time_cuda
 
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.quack_w4a16.grouped_family import padded_groups
-from nvfp4_aot.runtime import open_store
+from nvfp4_aot.runtime import MissingVariantError, open_store
 
 SHAPES = {"L1": (6144, 7168), "L2": (7168, 3072)}
 E = 48
@@ -40,12 +41,17 @@ def main() -> None:
         w16 = torch.randn((E, n, k), device=dev, dtype=torch.bfloat16).transpose(1, 2)
         tmax = max(a.tokens)
         qbufs = []
-        for s in qstores:
-            op = s.op("quack_w4a16_grouped_gemm", n=n, k=k, experts=E)
-            rows_max = E * -(-tmax // 256) * 256
-            p = qfam.parse_params(op.kernel_for(rows_max).record["params"])
-            b = qfam.make_inputs(p, rows_max, dev, seed=1)
-            qbufs.append((op, p, b))
+        for s in qstores:  # every tile_n (a problem parameter: one op each) of this shape
+            for tn in sorted({int(o.kernel_for(1).record["params"]["tile_n"]) for o in s.ops.values()
+                              if o.spec["family"] == qfam.name}):
+                try:
+                    op = s.op("quack_w4a16_grouped_gemm", n=n, k=k, experts=E, tile_n=tn)
+                except MissingVariantError:
+                    continue
+                rows_max = E * -(-tmax // 256) * 256
+                p = qfam.parse_params(op.kernel_for(rows_max).record["params"])
+                b = qfam.make_inputs(p, rows_max, dev, seed=1)
+                qbufs.append((op, p, b))
         for t in a.tokens:
             fl = 2.0 * t * E * n * k
             act = torch.randn((t * E, k), device=dev, dtype=torch.bfloat16)
@@ -65,14 +71,10 @@ def main() -> None:
                 line += f" | ours {to * 1e6:7.0f} us ({tb / to:4.2f}x bf16)"
                 del b, args
             for op, _, b in qbufs:
-                # groups padded to the tile_n of the variant that serves the padded row count
-                rows = t * E
-                for _ in range(3):
-                    p = qfam.parse_params(op.kernel_for(rows).record["params"])
-                    offs, _ = padded_groups([t] * E, p.tile_n)
-                    if int(offs[-1]) == rows:
-                        break
-                    rows = int(offs[-1])
+                # groups padded to the op's tile_n (the route pad MoERunner declares with it)
+                offs, _ = padded_groups([t] * E, p.tile_n)
+                rows = int(offs[-1])
+                p = qfam.parse_params(op.kernel_for(rows).record["params"])
                 b["offsets"].copy_(offs)
                 args = [b["act"][:rows], b["blob"], b["sf"], b["alpha"], b["offsets"], b["out"][:rows]]
                 tq = time_cuda(lambda: op(*args, check=False), reps=5)

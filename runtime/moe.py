@@ -46,11 +46,13 @@ from .weights import expert_alpha, expert_operands
 
 PAD = GROUP_PAD["sm_90a"]
 # Prefill tiers: (t, P) = above t routed slots per local expert on average (T * top_k / E > t),
-# route pads each group to P and L1/L2 run on quack_w4a16_grouped_gemm with tile_n = P. From the
-# H200 sweep (docs/PERFORMANCE.md 2026-12-02 (k), 48 experts): ours beats quack's 128x128 tile
-# at t = 64 (L1 803 vs 1010 us) and loses from t ~ 80 (quack is flat up to 128 rows per group,
-# ours linear); 128x256 beats 128x128 once groups exceed 128 rows (t = 256: 1592 vs 1926 us).
-PREFILL = ((80, 128), (128, 256))
+# route pads each group to P and L1/L2 run on quack_w4a16_grouped_gemm with tile_n = P. Measured
+# on an H200 with the whole layer on each path (benchmarks/moe_layer.py --all-paths, 48 experts,
+# top-6, docs/PERFORMANCE.md 2026-12-02 "MoERunner prefill"): ours and quack/128 tie at t = 32
+# (T = 256: 1307 / 1300 us), quack/128 wins from there (t = 64: 1945 vs 1432 us; ours grows
+# linearly, quack/128 is flat up to 128 rows per group); quack/128 beats quack/256 up to t = 128
+# (T = 1024: 2180 vs 2349 us), quack/256 above (T = 1025: 2244 vs 2313; 8192: 11103 vs 12924).
+PREFILL = ((32, 128), (128, 256))
 _RUNNER = "MoERunner (runtime/moe.py) "
 _WS_LOCK = threading.Lock()
 _WORKSPACES: dict[tuple, dict[str, torch.Tensor]] = {}

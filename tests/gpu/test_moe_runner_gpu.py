@@ -24,7 +24,7 @@ E, H, I, TOPK, MAX_TOKENS = 48, 7168, 3072, 6, 8192
 DEV = torch.device("cuda")
 MOE_TOL = 1e-2
 CAPTURE_SIZES = (1, 2, 4, 8, 16, 24, 32, 64, 128, 256, 512)
-PREFILL_SIZES = (641, 1024, 2048)  # MoERunner's prefill path (runtime/moe.py PREFILL)
+PREFILL_SIZES = (1024, 2048)  # MoERunner's prefill path (runtime/moe.py PREFILL)
 
 
 def _unit_alpha(q, sf, k):
@@ -92,13 +92,13 @@ def _check(runner, expert_weights, m, seed, mode):
 def test_moe_layer_matches_fp64_reference(layer):
     runner, ew, seed = layer
     fails = []
-    # decode (T <= 640: <= 80 slots per expert), prefill on quack's grouped GEMM padded to 128
-    # (640 < T <= 1024) and to 256 (above): both edges of each
-    assert [runner.pad_for(m) for m in (640, 641, 1024, 1025)] == [1, 128, 128, 256]
+    # decode (T <= 256: <= 32 slots per expert), prefill on quack's grouped GEMM padded to 128
+    # (256 < T <= 1024) and to 256 (above): both edges of each
+    assert [runner.pad_for(m) for m in (256, 257, 1024, 1025)] == [1, 128, 128, 256]
     for i, m in enumerate((1, 2, 3, 7, 33, 128, 129, 1000)):
         for j, mode in enumerate(ROUTINGS):
             fails.append(_check(runner, ew, m, seed + 31 * i + j, mode))
-    for i, m in enumerate((640, 641, 1024, 1025, 2048)):  # the path edges (1000: every routing above)
+    for i, m in enumerate((256, 257, 1024, 1025, 2048)):  # the path edges (1000: every routing above)
         for j, mode in enumerate(("local", "skewed", "empty_experts")):
             fails.append(_check(runner, ew, m, seed + 500 + 31 * i + j, mode))
     fails.append(_check(runner, ew, MAX_TOKENS, seed + 7, "uniform"))

@@ -18,8 +18,8 @@ pytestmark = pytest.mark.gpu
 FAM = get_family("quack_w4a16_grouped_gemm")
 DEV = torch.device("cuda")
 DISTS = ("uniform", "skewed", "single", "empty")
-# rows of act: a few tiles (no real rows: every group empty), both default-manifest buckets
-# (<= 9216: tile_n 128; above: 256) with room for real rows after padding, odd sizes
+# rows of act: a few tiles (no real rows: every group empty), sizes with room for real rows after
+# padding to either tile_n of the default manifest (128, 256: one op each), odd sizes
 MS = (300, 9000, 6144 + 48 * 127, 20001)
 NAMES = [a.name for a in FAM.signature(FAM.parse_params({"n": 256, "k": 256, "experts": 2})).args]
 

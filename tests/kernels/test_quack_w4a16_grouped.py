@@ -121,8 +121,8 @@ MANIFEST = """
 archs = ["sm_90a"]
 [[op]]
 family = "quack_w4a16_grouped_gemm"
-problem = { n = 256, k = 128, experts = 3 }
-buckets = [ { m = [1, 65536], tuning = { tile_m = 128, tile_n = 128 } } ]
+problem = { n = 256, k = 128, experts = 3, tile_n = 128 }
+buckets = [ { m = [1, 65536], tuning = { tile_m = 128 } } ]
 """
 
 

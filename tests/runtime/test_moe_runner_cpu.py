@@ -215,17 +215,17 @@ def test_prefill_tiers_are_declared_with_route_pad_equal_to_tile_n():
 
 @pytest.mark.parametrize("mode", ["uniform", "skewed", "one_expert", "empty_experts"])
 def test_hopper_runner_both_paths_at_the_threshold_edges(mode):
-    """E 4, top-2: decode for T <= 160 (80 slots per expert), groups padded to 128 on quack's
-    grouped GEMM for 160 < T <= 256, to 256 above. Every T at and around both edges matches the
+    """E 4, top-2: decode for T <= 64 (32 slots per expert), groups padded to 128 on quack's
+    grouped GEMM for 64 < T <= 256, to 256 above. Every T at and around both edges matches the
     float64 reference, runs on exactly the path's ops, and route's offsets honour the pad."""
     from nvfp4_aot.runtime.layout import capacity
     from nvfp4_aot.runtime.moe import prefill_tiers
 
     t, ew = _layer(3)
     runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu")
-    assert runner.tiers == prefill_tiers(E, TOPK) == [(160, 256, 128), (256, None, 256)]
+    assert runner.tiers == prefill_tiers(E, TOPK) == [(64, 256, 128), (256, None, 256)]
     assert runner.ws["xg"].shape[0] >= capacity(300, TOPK, E, 256) > 300 * TOPK
-    for m, pad, l1 in ((1, 1, "l1"), (160, 1, "l1"), (161, 128, "l1_128"), (256, 128, "l1_128"),
+    for m, pad, l1 in ((1, 1, "l1"), (64, 1, "l1"), (65, 128, "l1_128"), (256, 128, "l1_128"),
                        (257, 256, "l1_256"), (300, 256, "l1_256")):
         assert runner.pad_for(m) == pad
         x, ids, w, start = _batch(m, 50 + m, mode)
@@ -244,7 +244,7 @@ def test_hopper_runner_both_paths_at_the_threshold_edges(mode):
             assert _rel(out, want) <= 1e-2, (mode, m, _rel(out, want))
         else:
             assert bool((out == 0).all()), (mode, m)
-    assert runner.missing([1, 160, 161, 256, 257, 300]) == []
+    assert runner.missing([1, 64, 65, 256, 257, 300]) == []
     assert any("max_tokens" in s for s in runner.missing([301]))
 
 
