@@ -53,9 +53,15 @@ def test_committed_manifest_is_what_plan_writes(planned, model):
         ("moe_silu_mul", (("i", i), ("limit", 10.0))),  # config.json swiglu_limit: clamped SwiGLU
         ("w4a16_grouped_gemm", (("experts", local), ("k", i), ("n", h))),
         ("moe_combine", (("h", h), ("topk", 6))),
-    }  # MoERunner's six ops only: nothing else in these checkpoints is NVFP4
+    } | {  # and per prefill tier: route / permute padded to P, quack's grouped L1 / L2 with tile_n = P
+        op for p in (128, 256) for op in (
+            ("moe_route", (("experts", local), ("pad", p), ("topk", 6))),
+            ("moe_permute", (("experts", local), ("h", h), ("pad", p), ("topk", 6))),
+            ("quack_w4a16_grouped_gemm", (("experts", local), ("k", h), ("n", 2 * i), ("tile_n", p))),
+            ("quack_w4a16_grouped_gemm", (("experts", local), ("k", i), ("n", h), ("tile_n", p))))
+    }  # MoERunner's ops only: nothing else in these checkpoints is NVFP4
     assert not [o for o in summary["ops"] if o["family"] in ("w4a16_gemm", "quack_w4a16_gemm")]
-    assert summary["per_arch"] == {"sm_90a": 14, "sm_100a": 0}
+    assert summary["per_arch"] == {"sm_90a": 26, "sm_100a": 0}
     assert summary["unsupported"] == [  # the sm_100a runner's moe_silu_mul_quantize has no clamp
         f"sm_100a: MoERunner h={h}, i={i}: config.json swiglu_limit 10.0 (clamped SwiGLU) has no path on sm_100a "
         f"<- layers.{{0-{layers - 1}}}.ffn.experts.{{0-{e - 1}}}"
