@@ -53,6 +53,10 @@ PAD = GROUP_PAD["sm_90a"]
 # linearly, quack/128 is flat up to 128 rows per group); quack/128 beats quack/256 up to t = 128
 # (T = 1024: 2180 vs 2349 us), quack/256 above (T = 1025: 2244 vs 2313; 8192: 11103 vs 12924).
 PREFILL = ((32, 128), (128, 256))
+# The weight layout (runtime/weights.py OPERANDS) each expert GEMM family reads. Until the w4a16
+# families adopt quack's blob/strip layout (the shared layout contract) a runner with a prefill
+# tier holds the experts twice; then this maps both to "quack_w4a16" and it holds one copy.
+LAYOUT = {"w4a16_grouped_gemm": "w4a16", "quack_w4a16_grouped_gemm": "quack_w4a16"}
 _RUNNER = "MoERunner (runtime/moe.py) "
 _WS_LOCK = threading.Lock()
 _WORKSPACES: dict[tuple, dict[str, torch.Tensor]] = {}
@@ -199,13 +203,18 @@ class MoERunner:
                 setattr(self, d.attr, None)
             self.decls = open_ops(self, store, self.ops(h, i, e, top_k, store.arch, self.swiglu_limit, prefill=False))
             self.tiers = []
-        self.w13 = expert_operands(w13, w13_scale, "w4a16", device)["packed"]
-        self.w2 = expert_operands(w2, w2_scale, "w4a16", device)["packed"]
-        self.q13 = self.q2 = None
-        if self.tiers:  # quack's layout (blob, strip) for the prefill GEMMs: a second copy until
-            # the w4a16 families read quack's layout too (docs/ARCHITECTURE.md, weight layout)
-            self.q13 = tuple(expert_operands(w13, w13_scale, "quack_w4a16", device).values())
-            self.q2 = tuple(expert_operands(w2, w2_scale, "quack_w4a16", device).values())
+        # each opened GEMM's weight operands, every layout prepared once: GEMMs whose families
+        # read the same layout share one copy of the experts
+        made: dict[tuple[str, str], tuple[torch.Tensor, ...]] = {}
+        src = {"w13": (w13, w13_scale), "w2": (w2, w2_scale)}
+        self.operands: dict[str, tuple[torch.Tensor, ...]] = {}
+        for d in self.decls:
+            if d.weights:
+                key = (d.weights, LAYOUT[d.family])
+                if key not in made:
+                    made[key] = tuple(expert_operands(*src[d.weights], key[1], device).values())
+                self.operands[d.attr] = made[key]
+        self.layouts = sorted({lay for _, lay in made})
         self.alpha13 = expert_alpha(w13_scale_2, e, 2 * i, device, "w13")  # [E, 2] gate/up: per row
         self.alpha2 = expert_alpha(w2_scale_2, e, h, device, "w2")
         self.expert_start = torch.tensor([expert_start], dtype=torch.int32, device=device)
@@ -264,14 +273,15 @@ class MoERunner:
         if check == "full":
             check_groups(offsets, counts, rows)
         permute(hidden, src, xg, check=check)
+        ops = self.operands
         if pad == PAD:
-            self.l1(xg, self.w13, self.alpha13, offsets, counts, h1, check=check)
+            self.l1(xg, *ops["l1"], self.alpha13, offsets, counts, h1, check=check)
             self.silu(h1, a2, check=check)
-            self.l2(a2, self.w2, self.alpha2, offsets, counts, y, check=check)
+            self.l2(a2, *ops["l2"], self.alpha2, offsets, counts, y, check=check)
         else:  # quack's kernel: no counts (padding rows are computed on permute's zeros)
-            getattr(self, f"l1_{pad}")(xg, *self.q13, self.alpha13, offsets, h1, check=check)
+            getattr(self, f"l1_{pad}")(xg, *ops[f"l1_{pad}"], self.alpha13, offsets, h1, check=check)
             self.silu(h1, a2, check=check)
-            getattr(self, f"l2_{pad}")(a2, *self.q2, self.alpha2, offsets, y, check=check)
+            getattr(self, f"l2_{pad}")(a2, *ops[f"l2_{pad}"], self.alpha2, offsets, y, check=check)
         self.combine(y, slot_of, topk_weights, out, check=check)
         return out
 

@@ -219,11 +219,14 @@ def test_hopper_runner_both_paths_at_the_threshold_edges(mode):
     grouped GEMM for 64 < T <= 256, to 256 above. Every T at and around both edges matches the
     float64 reference, runs on exactly the path's ops, and route's offsets honour the pad."""
     from nvfp4_aot.runtime.layout import capacity
-    from nvfp4_aot.runtime.moe import prefill_tiers
+    from nvfp4_aot.runtime.moe import LAYOUT, prefill_tiers
 
     t, ew = _layer(3)
     runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu")
     assert runner.tiers == prefill_tiers(E, TOPK) == [(64, 256, 128), (256, None, 256)]
+    # tiers share their weights: one copy per layout (two until the w4a16 families read quack's)
+    assert runner.layouts == sorted(set(LAYOUT.values()))
+    assert runner.operands["l1_128"] is runner.operands["l1_256"] and runner.operands["l2_128"] is runner.operands["l2_256"]
     assert runner.ws["xg"].shape[0] >= capacity(300, TOPK, E, 256) > 300 * TOPK
     for m, pad, l1 in ((1, 1, "l1"), (64, 1, "l1"), (65, 128, "l1_128"), (256, 128, "l1_128"),
                        (257, 256, "l1_256"), (300, 256, "l1_256")):
@@ -262,7 +265,8 @@ def test_hopper_runner_check_full_on_padded_groups():
 def test_hopper_runner_without_quack_grouped_serves_every_t_on_the_decode_path():
     t, ew = _layer(6)
     runner = MoERunner(_NoQuackGrouped("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu")
-    assert runner.tiers == [] and runner.q13 is None and runner.route_128 is None and runner.l1_256 is None
+    assert runner.tiers == [] and runner.route_128 is None and runner.l1_256 is None
+    assert runner.layouts == ["w4a16"] and set(runner.operands) == {"l1", "l2"}  # one copy of the experts
     assert all(not d.optional and d.m_upto is None for d in runner.decls)
     assert runner.pad_for(300) == 1
     x, ids, w, start = _batch(300, 8, "uniform")
