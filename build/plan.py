@@ -332,7 +332,7 @@ class Planner:
             where = ", ".join(p.rpartition(".")[0] for p in name_patterns(g.name for g in uses["w13"].gemms))
             experts_line = f"  {where}  [routed experts: {experts} local, top-{top_k}, hidden {h}, intermediate {i}{self.ep}]"
             for arch in self.s.archs:
-                decls = MoERunner.ops(h, i, experts, top_k, arch, swiglu_limit=self.swiglu_limit)
+                decls = MoERunner.ops(h, i, experts, top_k, arch, swiglu_limit=self.swiglu_limit, max_tokens=T)
                 if not decls and MoERunner.ops(h, i, experts, top_k, arch):
                     self.unsupported.append(f"{arch}: MoERunner h={h}, i={i}: config.json swiglu_limit {self.swiglu_limit} "
                                             f"(clamped SwiGLU) has no path on {arch} <- {where}")

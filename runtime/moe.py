@@ -108,11 +108,13 @@ def check_groups(offsets: torch.Tensor, counts: torch.Tensor, rows: int) -> None
         raise ArgumentError(f"counts: counts[{e}] = {int(cnt[e])} outside [0, offsets[{e + 1}] - offsets[{e}] = {int(step[e])}]")
 
 
-def prefill_tiers(experts: int, top_k: int) -> list[tuple[int, int | None, int]]:
+def prefill_tiers(experts: int, top_k: int, max_tokens: int | None = None) -> list[tuple[int, int | None, int]]:
     """PREFILL in tokens for `experts` local experts and top-k: (above, upto, pad) rows, tier j
-    serving above < T <= upto (T * top_k / E > t  <=>  T > t * E // top_k)."""
+    serving above < T <= upto (T * top_k / E > t  <=>  T > t * E // top_k); only the tiers some
+    T <= max_tokens reaches (a decode-only runner opens, plans and prepares no prefill weights)."""
     lows = [t * experts // top_k for t, _ in PREFILL]
-    return [(lo, lows[j + 1] if j + 1 < len(lows) else None, p) for j, (lo, (_, p)) in enumerate(zip(lows, PREFILL))]
+    tiers = [(lo, lows[j + 1] if j + 1 < len(lows) else None, p) for j, (lo, (_, p)) in enumerate(zip(lows, PREFILL))]
+    return [t for t in tiers if max_tokens is None or t[0] < max_tokens]
 
 
 class MoERunner:
@@ -120,11 +122,12 @@ class MoERunner:
 
     @classmethod
     def ops(cls, hidden: int, intermediate: int, experts: int, top_k: int, arch: str, swiglu_limit: float = 0.0,
-            prefill: bool = True) -> list[OpDecl]:
+            prefill: bool = True, max_tokens: int | None = None) -> list[OpDecl]:
         """The ops one MoE layer needs on `arch` (runtime/declare.py): `experts` local experts
         (global / EP size), hidden H, intermediate I, top-k, and a SwiGLU clamp `swiglu_limit`
         (DeepSeek-V4: 10; 0 none). sm_90a: the decode path in launch order, then each prefill
-        tier's own ops (optional; `prefill` False: the decode path serves every T). None where
+        tier's own ops (optional; `prefill` False: the decode path serves every T), the tiers
+        that some T <= max_tokens reaches (None: all). None where
         the runner has no path: sm_100a with a clamp (moe_silu_mul_quantize does not clamp)."""
         if arch == "sm_100a":
             if swiglu_limit:
@@ -135,7 +138,7 @@ class MoERunner:
         if arch != "sm_90a":
             return []
         h, i, e, k = hidden, intermediate, experts, top_k
-        tiers = prefill_tiers(e, k) if prefill else []
+        tiers = prefill_tiers(e, k, max_tokens) if prefill else []
         lay = dict(keyed="layer", top_k=k, experts=e, runner=cls.runner_name)
         dec = dict(lay, pad=PAD, m_upto=tiers[0][0] if tiers else None)
         upto = f" for T <= {tiers[0][0]} tokens (<= {PREFILL[0][0]} slots per expert)" if tiers else ""
@@ -195,13 +198,17 @@ class MoERunner:
             raise ArgumentError(f"w2 must be [E, H, I/2] = [{e}, {self.hidden}, {self.intermediate // 2}], got {tuple(w2.shape)}")
         self.top_k, self.max_tokens, self.device = top_k, max_tokens, device
         h, i = self.hidden, self.intermediate
-        decls = self.ops(h, i, e, top_k, store.arch, swiglu_limit=self.swiglu_limit)
+        for _, _, p in prefill_tiers(e, top_k):  # every tier's ops: None unless opened below
+            for a in ("route", "permute", "l1", "l2"):
+                setattr(self, f"{a}_{p}", None)
+        decls = self.ops(h, i, e, top_k, store.arch, swiglu_limit=self.swiglu_limit, max_tokens=max_tokens)
         self.decls = open_ops(self, store, decls)
-        self.tiers = prefill_tiers(e, top_k)
+        self.tiers = prefill_tiers(e, top_k, max_tokens)
         if len(self.decls) < len(decls):  # some prefill op not in the store: decode serves every T
-            for d in decls[len(self.ops(h, i, e, top_k, store.arch, self.swiglu_limit, prefill=False)):]:
+            decode = self.ops(h, i, e, top_k, store.arch, self.swiglu_limit, prefill=False)
+            for d in decls[len(decode):]:
                 setattr(self, d.attr, None)
-            self.decls = open_ops(self, store, self.ops(h, i, e, top_k, store.arch, self.swiglu_limit, prefill=False))
+            self.decls = open_ops(self, store, decode)
             self.tiers = []
         # each opened GEMM's weight operands, every layout prepared once: GEMMs whose families
         # read the same layout share one copy of the experts

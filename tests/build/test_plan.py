@@ -18,7 +18,7 @@ from nvfp4_aot.build.plan import make_buckets, pick, vllm_capture_sizes
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.runtime.checkpoint import Checkpoint, name_patterns
 from nvfp4_aot.runtime.layout import capacity
-from nvfp4_aot.runtime.moe import PREFILL, prefill_tiers
+from nvfp4_aot.runtime.moe import PREFILL, prefill_tiers  # noqa: F401
 from synthetic_ckpt import EXPECTED_GEMMS, ROOT, SMALL_CONFIG, fixture, rewrite_tensor, set_config
 
 # tile tables live beside their families
@@ -225,7 +225,7 @@ def test_plan_is_the_runners_declarations(hopper_ckpt, tmp_path):
     declared: dict = {}
     for arch in ("sm_90a", "sm_100a"):
         stacked = {(512, 512), (1024, 512)}  # q_a + kv / shared gate_up, dense gate_up: one or several scales
-        decls = MoERunner.ops(h, i, E, top_k, arch) + [d for n, k in dense for one in ({True, False} if (n, k) in stacked else {True})
+        decls = MoERunner.ops(h, i, E, top_k, arch, max_tokens=1024) + [d for n, k in dense for one in ({True, False} if (n, k) in stacked else {True})
                                                        for d in Nvfp4Linear.ops(n, k, arch, one_scale=one)]
         for d in decls:
             declared.setdefault((d.family, tuple(sorted(d.problem.items()))), set()).add(arch)
@@ -269,7 +269,13 @@ def test_capture_sizes_and_token_cap_options(small_ckpt, hopper_ckpt, tmp_path):
     ops = {o["family"]: o for o in s["ops"]}
     assert ops["moe_route"]["buckets"] == [[1, 120], [121, 200]]  # tokens, padded: 121..128 run at 200
     assert ops["w4a16_grouped_gemm"]["buckets"] == [[1, 192], [193, 400]]  # token-slots, unpadded
-    assert ops["moe_silu_mul"]["buckets"] == [[1, 128], [129, capacity(200, 2, 8, PREFILL[-1][1])]]  # prefill: padded
+    # prefill: padded rows, to the largest pad a T <= 200 reaches (8 experts, top-2: tile_n 128 only)
+    assert [p for _, _, p in prefill_tiers(8, 2, 200)] == [128]
+    assert ops["moe_silu_mul"]["buckets"] == [[1, 128], [129, capacity(200, 2, 8, 128)]]
+    assert {o["problem"]["tile_n"] for o in s["ops"] if o["family"] == "quack_w4a16_grouped_gemm"} == {128}
+    s = plan_json(hopper_ckpt, tmp_path / "d.toml", "--arch", "sm_90a", "--max-num-batched-tokens", "128")
+    assert not [o for o in s["ops"] if o["family"] == "quack_w4a16_grouped_gemm"]  # decode only: T <= 128 = 32 x 8 / 2
+    assert {o["problem"]["pad"] for o in s["ops"] if o["family"] == "moe_route"} == {1}
 
 
 def test_token_counts_beyond_a_family_are_reported(small_ckpt, tmp_path):

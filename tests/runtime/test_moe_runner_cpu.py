@@ -276,3 +276,14 @@ def test_hopper_runner_without_quack_grouped_serves_every_t_on_the_decode_path()
     assert runner.l1.calls == before + 1
     assert _rel(out, moe_ref(x, ids, w, ew, E, start)) <= 1e-2
     assert runner.missing([1, 300]) == []
+
+
+def test_a_decode_only_runner_opens_and_prepares_no_prefill_path():
+    """max_tokens <= the first tier's edge (E 4, top-2: T = 64): no prefill op is declared or
+    opened, and only our layout's copy of the experts is prepared."""
+    t, _ = _layer(7)
+    runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=64, device="cpu")
+    assert runner.tiers == [] and runner.layouts == ["w4a16"] and runner.route_128 is None and runner.l2_256 is None
+    assert not [d for d in runner.decls if d.optional] and runner.pad_for(64) == 1
+    assert [d.attr for d in MoERunner.ops(H, I, E, TOPK, "sm_90a", max_tokens=65) if d.optional] == [
+        "route_128", "permute_128", "l1_128", "l2_128"]
