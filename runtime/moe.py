@@ -16,7 +16,8 @@ by the average routed slots per local expert t = T * top_k / E against PREFILL (
           tile_n = P (quack's persistent warp-specialized W4A16 kernel; it wants every group to
           start at a multiple of its tile_n): rows = capacity(T, top_k, E, P), padding rows
           computed on zeros and ignored by combine.
-Both kernels read the same expert weights (the shared layout contract, docs/ARCHITECTURE.md).
+Weights are prepared once per layout the opened GEMMs read (LAYOUT): one copy as soon as both
+families read quack's blob/strip (the shared layout contract, docs/ARCHITECTURE.md), two before.
 The prefill ops are optional: a store without all of them serves every T on the decode path.
 Slots routed to experts of other ranks get slot_of = -1 and contribute nothing here (their rank
 adds them).
