@@ -37,3 +37,18 @@ def test_a_drifted_table_is_caught():
         table = get_family(op.family).tile_table(op.problem)
         stale = table[:-1] + ((None, {**dict(table[-1][1]), "nt": 99}),)
         assert drift(op, stale), op.name
+
+
+@pytest.mark.parametrize("experts", [48, 32])
+def test_the_default_manifest_serves_every_moe_runner_path(experts):
+    """DeepSeek-V4 EP8 / EP12 (H 7168, I 3072, top-6, with and without the SwiGLU clamp): every op
+    MoERunner declares on sm_90a up to 8192 tokens, decode and both prefill tiers, is in the
+    default manifest (else the runner would quietly fall back to its decode path)."""
+    from nvfp4_aot.runtime.moe import MoERunner
+
+    have = {(op.family, tuple(sorted(op.problem.items()))) for op in load_manifest(default_manifest_path()).ops
+            if "sm_90a" in op.archs}
+    for limit in (0.0, 10.0):
+        decls = MoERunner.ops(7168, 3072, experts, 6, "sm_90a", swiglu_limit=limit, max_tokens=8192)
+        assert any(d.optional for d in decls)
+        assert [d.attr for d in decls if (d.family, tuple(sorted(d.problem.items()))) not in have] == []
