@@ -38,6 +38,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--store", default="artifacts")
     ap.add_argument("--tokens", type=int, nargs="*", default=[1, 4, 16, 64, 1024, 8192])
+    ap.add_argument("--decode-only", action="store_true",
+                    help="MoERunner's default (prefill=False: one weight copy, our kernels at every T); "
+                         "without it the opt-in quack prefill tiers serve large T")
     ap.add_argument("--all-paths", action="store_true",
                     help="also time the paths MoERunner does not pick at each token count (marked *): the data behind PREFILL")
     a = ap.parse_args()
@@ -54,7 +57,8 @@ def main() -> None:
     runner = MoERunner(store, w13=torch.stack(q13), w13_scale=torch.stack(s13).view(torch.float8_e4m3fn),
                        w13_scale_2=torch.full((E,), 1e-4, device=dev), w2=torch.stack(q2),
                        w2_scale=torch.stack(s2).view(torch.float8_e4m3fn), w2_scale_2=torch.full((E,), 1e-4, device=dev),
-                       expert_start=0, top_k=TOPK, max_tokens=max(a.tokens))
+                       expert_start=0, top_k=TOPK, max_tokens=max(a.tokens),
+                       prefill=not a.decode_only)
     del q13, s13, q2, s2
     w13 = (torch.randn((E, 2 * I, H), device=dev, dtype=torch.bfloat16) * 0.01).transpose(1, 2)
     w2 = (torch.randn((E, H, I), device=dev, dtype=torch.bfloat16) * 0.01).transpose(1, 2)

@@ -18,7 +18,11 @@ by the average routed slots per local expert t = T * top_k / E against PREFILL (
           computed on zeros and ignored by combine.
 Weights are prepared once per layout the opened GEMMs read (LAYOUT): one copy as soon as both
 families read quack's blob/strip (the shared layout contract, docs/ARCHITECTURE.md), two before.
-The prefill ops are optional: a store without all of them serves every T on the decode path.
+The prefill path is opt-in (`prefill=True`): until our w4a16 families read quack's layout it
+needs the routed experts a second time (quack's blob/strip beside our packed layout: twice the
+expert memory, which DeepSeek-V4-Pro at EP8 on 141 GB parts cannot afford; Flash at EP4 can). The
+default (`prefill=False`) is one copy and our kernels for every T. The prefill ops are optional:
+a store without all of them serves every T on the decode path.
 Slots routed to experts of other ranks get slot_of = -1 and contribute nothing here (their rank
 adds them).
 
@@ -175,7 +179,10 @@ class MoERunner:
         return decls
 
     def __init__(self, store, *, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, expert_start: int,
-                 top_k: int, max_tokens: int, device: Any = None, swiglu_limit: float | None = None):
+                 top_k: int, max_tokens: int, device: Any = None, swiglu_limit: float | None = None,
+                 prefill: bool = False):
+        """prefill: serve T above the PREFILL edges on quack_w4a16_grouped_gemm (opt-in: a second copy
+        of the routed experts, see the module docstring); sm_90a only."""
         device = torch.device(device or "cuda")
         self._sm100 = None
         self.swiglu_limit = float(swiglu_limit or 0.0)  # 0: plain SwiGLU (the op's default)
@@ -202,9 +209,10 @@ class MoERunner:
         for _, _, p in prefill_tiers(e, top_k):  # every tier's ops: None unless opened below
             for a in ("route", "permute", "l1", "l2"):
                 setattr(self, f"{a}_{p}", None)
-        decls = self.ops(h, i, e, top_k, store.arch, swiglu_limit=self.swiglu_limit, max_tokens=max_tokens)
+        decls = self.ops(h, i, e, top_k, store.arch, swiglu_limit=self.swiglu_limit, prefill=prefill,
+                         max_tokens=max_tokens)
         self.decls = open_ops(self, store, decls)
-        self.tiers = prefill_tiers(e, top_k, max_tokens)
+        self.tiers = prefill_tiers(e, top_k, max_tokens) if prefill else []
         if len(self.decls) < len(decls):  # some prefill op not in the store: decode serves every T
             decode = self.ops(h, i, e, top_k, store.arch, self.swiglu_limit, prefill=False)
             for d in decls[len(decode):]:

@@ -14,6 +14,9 @@ rm -rf .gpu && mkdir -p .gpu/whl
   pytest==8.4.2 pluggy==1.6.0 iniconfig==2.1.0 packaging==25.0 safetensors==0.8.0 click==8.1.8  # click: `verify --run` there
 "$PY" -m nvfp4_aot.build.cli verify artifacts
 cp -r artifacts .gpu/artifacts && rm -rf .gpu/artifacts/tmp .gpu/artifacts/.lock
+# Optional families the default manifest does not hold but the GPU tests check (w4a16_ws).
+"$PY" -m nvfp4_aot.build.cli compile tests/gpu/ws_check.toml -o .gpu/artifacts
+rm -rf .gpu/artifacts/tmp .gpu/artifacts/.lock
 # The installed-store check: tests/gpu/ship_check.toml's variants (already in artifacts/, so
 # nothing compiles) as a store of their own, packed as nvfp4-aot-store-gpu-check into .gpu/ship/.
 rm -rf .gpu/ship-store && cp -r .gpu/artifacts .gpu/ship-store

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 ARTIFACTS_ENV = "NVFP4_AOT_ARTIFACTS"
+# Opt-in: MoERunner's prefill tiers on quack's grouped kernel (runtime/moe.py). They hold the routed
+# experts a second time (quack's layout), so they are off unless this is "1" (fits e.g. DeepSeek-V4-
+# Flash at EP4 on H200s, not Pro at EP8).
+MOE_PREFILL_ENV = "NVFP4_AOT_MOE_PREFILL"
 
 _STORES: dict[tuple[str, str], Any] = {}
 _LOCK = threading.Lock()
@@ -35,6 +39,14 @@ def artifacts_dir() -> str:
             f"by `nvfp4-build verify`); it is not set"
         )
     return path
+
+
+def moe_prefill() -> bool:
+    """$NVFP4_AOT_MOE_PREFILL: "1" turns MoERunner's quack prefill tiers on, "0"/unset leaves them off."""
+    v = os.environ.get(MOE_PREFILL_ENV, "0")
+    if v not in ("0", "1"):
+        raise RuntimeError(f"${MOE_PREFILL_ENV} must be 0 or 1, got {v!r}")
+    return v == "1"
 
 
 def _open(path: str, device: Any) -> Any:

@@ -47,7 +47,7 @@ def layer(store):
     t = dict(w13=torch.stack(w13), w13_scale=torch.stack(s13).view(torch.float8_e4m3fn),
              w13_scale_2=torch.tensor(a13, device=DEV), w2=torch.stack(w2),
              w2_scale=torch.stack(s2).view(torch.float8_e4m3fn), w2_scale_2=torch.tensor(a2, device=DEV))
-    runner = MoERunner(store, **t, expert_start=0, top_k=TOPK, max_tokens=MAX_TOKENS)
+    runner = MoERunner(store, **t, expert_start=0, top_k=TOPK, max_tokens=MAX_TOKENS, prefill=True)  # both paths
 
     def expert_weights(e):
         return (dequantize(t["w13"][e], t["w13_scale"][e].view(torch.uint8)).double() * a13[e],

@@ -222,7 +222,7 @@ def test_hopper_runner_both_paths_at_the_threshold_edges(mode):
     from nvfp4_aot.runtime.moe import LAYOUT, prefill_tiers
 
     t, ew = _layer(3)
-    runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu")
+    runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu", prefill=True)
     assert runner.tiers == prefill_tiers(E, TOPK) == [(64, 256, 128), (256, None, 256)]
     # tiers share their weights: one copy per layout (two until the w4a16 families read quack's)
     assert runner.layouts == sorted(set(LAYOUT.values()))
@@ -255,7 +255,7 @@ def test_hopper_runner_check_full_on_padded_groups():
     """check="full" validates the padded grouped layout on the host (offsets multiples of the pad,
     counts within their groups) and still matches the reference."""
     t, ew = _layer(5)
-    runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu")
+    runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu", prefill=True)
     x, ids, w, start = _batch(200, 77, "skewed")
     runner.expert_start.fill_(start)
     out = runner(x, ids, w, check="full", total_experts=int(ids.max()) + 1)
@@ -264,7 +264,7 @@ def test_hopper_runner_check_full_on_padded_groups():
 
 def test_hopper_runner_without_quack_grouped_serves_every_t_on_the_decode_path():
     t, ew = _layer(6)
-    runner = MoERunner(_NoQuackGrouped("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu")
+    runner = MoERunner(_NoQuackGrouped("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu", prefill=True)
     assert runner.tiers == [] and runner.route_128 is None and runner.l1_256 is None
     assert runner.layouts == ["w4a16"] and set(runner.operands) == {"l1", "l2"}  # one copy of the experts
     assert all(not d.optional and d.m_upto is None for d in runner.decls)
@@ -287,3 +287,21 @@ def test_a_decode_only_runner_opens_and_prepares_no_prefill_path():
     assert not [d for d in runner.decls if d.optional] and runner.pad_for(64) == 1
     assert [d.attr for d in MoERunner.ops(H, I, E, TOPK, "sm_90a", max_tokens=65) if d.optional] == [
         "route_128", "permute_128", "l1_128", "l2_128"]
+
+
+def test_the_default_runner_holds_one_copy_and_serves_every_t_on_the_decode_path():
+    """prefill=False (the default): even with max_tokens past every PREFILL edge and a store holding
+    the prefill ops, no prefill op is opened, only our layout's copy of the experts is prepared
+    (the quack tiers would need a second one), and large T runs on our grouped GEMM, right."""
+    t, ew = _layer(9)
+    runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu")
+    assert runner.tiers == [] and runner.layouts == ["w4a16"] and set(runner.operands) == {"l1", "l2"}
+    assert runner.route_128 is None and runner.l1_256 is None and not [d for d in runner.decls if d.optional]
+    assert runner.pad_for(300) == 1
+    x, ids, w, start = _batch(300, 10, "skewed")
+    runner.expert_start.fill_(start)
+    before = runner.l1.calls
+    out = runner(x, ids, w)
+    assert runner.l1.calls == before + 1
+    assert _rel(out, moe_ref(x, ids, w, ew, E, start)) <= 1e-2
+    assert runner.missing([1, 300]) == []
