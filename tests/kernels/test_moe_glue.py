@@ -3,11 +3,10 @@ and a build of every family at DeepSeek-V4 sizes for sm_90a and sm_100a."""
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
+from conftest import run_cli
 
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.family import compile_dim
@@ -268,16 +267,13 @@ def test_build_all_families_both_archs(tmp_path):
     manifest = tmp_path / "moe_glue.toml"
     manifest.write_text(BUILD_MANIFEST)
     out = tmp_path / "artifacts"
-    cmd = [sys.executable, "-m", "nvfp4_aot.build.cli", "compile", str(manifest), "-o", str(out), "--json"]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
+    run_cli("compile", str(manifest), "-o", str(out), "--json")
     entries = read_index(out)["entries"]
     assert len(entries) == 8  # route 2 buckets + silu 1 + combine 1, x 2 archs
     assert {(e["family"], e["arch"]) for e in entries.values()} == {
         (f, a) for f in ("moe_route", "moe_silu_mul", "moe_combine") for a in ("sm_90a", "sm_100a")
     }
-    r = subprocess.run([sys.executable, "-m", "nvfp4_aot.build.cli", "verify", "--load", str(out)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
+    run_cli("verify", "--load", str(out))
 
 
 # ----------------------------------------------------------------------------- permute, fused quantize
@@ -485,12 +481,9 @@ def test_build_fused_families_both_archs(tmp_path):
     manifest = tmp_path / "moe_fused.toml"
     manifest.write_text(FUSED_BUILD_MANIFEST)
     out = tmp_path / "artifacts"
-    cmd = [sys.executable, "-m", "nvfp4_aot.build.cli", "compile", str(manifest), "-o", str(out), "-j", "2", "--json"]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
+    run_cli("compile", str(manifest), "-o", str(out), "-j", "2", "--json")
     entries = read_index(out)["entries"]
     assert len(entries) == 8  # permute 2 buckets + permute_quantize 1 + silu_mul_quantize 1, x 2 archs
     fams = ("moe_permute", "moe_permute_quantize", "moe_silu_mul_quantize")
     assert {(e["family"], e["arch"]) for e in entries.values()} == {(f, a) for f in fams for a in ("sm_90a", "sm_100a")}
-    r = subprocess.run([sys.executable, "-m", "nvfp4_aot.build.cli", "verify", "--load", str(out)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
+    run_cli("verify", "--load", str(out))

@@ -3,11 +3,10 @@
 groupings, the reference and a check that can fail, and (slow) a real build + verify."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
+from conftest import run_cli
 
 from nvfp4_aot.kernels import eval_dim, families, get_family
 from nvfp4_aot.kernels.quack_w4a16.grouped_family import padded_groups
@@ -131,11 +130,8 @@ def test_build_and_verify(tmp_path):
     manifest = tmp_path / "g.toml"
     manifest.write_text(MANIFEST)
     out = tmp_path / "artifacts"
-    r = subprocess.run([sys.executable, "-m", "nvfp4_aot.build.cli", "compile", str(manifest), "-o", str(out),
-                        "--json", "-j", "1"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
+    r = run_cli("compile", str(manifest), "-o", str(out), "--json", "-j", "1")
     summary = json.loads(r.stdout)["manifests"]["g"]
     assert len(summary["built"]) == 1 and not summary["failed"], summary
-    r = subprocess.run([sys.executable, "-m", "nvfp4_aot.build.cli", "verify", str(out), "--json"],
-                       capture_output=True, text=True)
-    assert r.returncode == 0 and json.loads(r.stdout)["ok"], r.stdout + r.stderr
+    r = run_cli("verify", str(out), "--json")
+    assert json.loads(r.stdout)["ok"], r.stdout + r.stderr
