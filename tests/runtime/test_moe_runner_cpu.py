@@ -262,14 +262,24 @@ def test_hopper_runner_check_full_on_padded_groups():
     assert _rel(out, moe_ref(x, ids, w, ew, E, start)) <= 1e-2
 
 
-def test_hopper_runner_without_quack_grouped_serves_every_t_on_the_decode_path():
-    t, ew = _layer(6)
-    runner = MoERunner(_NoQuackGrouped("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu", prefill=True)
+@pytest.mark.parametrize("case", ["default", "no_quack_grouped"])
+def test_runner_without_prefill_tiers_holds_one_copy_and_serves_every_t_on_the_decode_path(case):
+    """No prefill tier, with max_tokens past every PREFILL edge: "default" is prefill=False (the
+    default) on a store holding the prefill ops (the quack tiers would need a second weight copy);
+    "no_quack_grouped" is prefill=True on a store without quack's grouped GEMM. Either way no prefill
+    op is opened, only our layout's copy of the experts is prepared, and large T runs on our
+    grouped GEMM, right."""
+    t, ew = _layer(9 if case == "default" else 6)
+    if case == "default":
+        runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu")
+    else:
+        runner = MoERunner(_NoQuackGrouped("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu",
+                           prefill=True)
     assert runner.tiers == [] and runner.route_128 is None and runner.l1_256 is None
     assert runner.layouts == ["w4a16"] and set(runner.operands) == {"l1", "l2"}  # one copy of the experts
     assert all(not d.optional and d.m_upto is None for d in runner.decls)
     assert runner.pad_for(300) == 1
-    x, ids, w, start = _batch(300, 8, "uniform")
+    x, ids, w, start = _batch(300, 10, "skewed") if case == "default" else _batch(300, 8, "uniform")
     runner.expert_start.fill_(start)
     before = runner.l1.calls
     out = runner(x, ids, w)
@@ -287,21 +297,3 @@ def test_a_decode_only_runner_opens_and_prepares_no_prefill_path():
     assert not [d for d in runner.decls if d.optional] and runner.pad_for(64) == 1
     assert [d.attr for d in MoERunner.ops(H, I, E, TOPK, "sm_90a", max_tokens=65) if d.optional] == [
         "route_128", "permute_128", "l1_128", "l2_128"]
-
-
-def test_the_default_runner_holds_one_copy_and_serves_every_t_on_the_decode_path():
-    """prefill=False (the default): even with max_tokens past every PREFILL edge and a store holding
-    the prefill ops, no prefill op is opened, only our layout's copy of the experts is prepared
-    (the quack tiers would need a second one), and large T runs on our grouped GEMM, right."""
-    t, ew = _layer(9)
-    runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu")
-    assert runner.tiers == [] and runner.layouts == ["w4a16"] and set(runner.operands) == {"l1", "l2"}
-    assert runner.route_128 is None and runner.l1_256 is None and not [d for d in runner.decls if d.optional]
-    assert runner.pad_for(300) == 1
-    x, ids, w, start = _batch(300, 10, "skewed")
-    runner.expert_start.fill_(start)
-    before = runner.l1.calls
-    out = runner(x, ids, w)
-    assert runner.l1.calls == before + 1
-    assert _rel(out, moe_ref(x, ids, w, ew, E, start)) <= 1e-2
-    assert runner.missing([1, 300]) == []
