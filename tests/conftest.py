@@ -3,6 +3,7 @@ nvfp4_aot.families entry-point group, as a third-party package would register on
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -39,6 +40,20 @@ def run_cli(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess
     if check and r.returncode:
         raise AssertionError(f"nvfp4-build {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}")
     return r
+
+
+def build_and_verify(tmp_path: Path, manifest_text: str, built: int, jobs: int = 1) -> tuple[Path, Path]:
+    """Compile `manifest_text` (as manifest "m") into tmp_path/artifacts through the CLI, assert that
+    exactly `built` variants were built and none failed, `verify --json` the store; return (store
+    root, manifest path)."""
+    manifest = tmp_path / "m.toml"
+    manifest.write_text(manifest_text)
+    out = tmp_path / "artifacts"
+    summary = json.loads(run_cli("compile", str(manifest), "-o", str(out), "--json", "-j", str(jobs)).stdout)["manifests"]["m"]
+    assert len(summary["built"]) == built and not summary["failed"], summary
+    r = run_cli("verify", str(out), "--json")
+    assert json.loads(r.stdout)["ok"], r.stdout + r.stderr
+    return out, manifest
 
 
 BLOCK_CUTLASS = """

@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 import torch
+from conftest import build_and_verify, run_cli
 
 from nvfp4_aot.kernels import eval_dim, families, get_family
 from nvfp4_aot.kernels.family import Signature
@@ -335,33 +336,21 @@ buckets = [
 """
 
 
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "nvfp4_aot.build.cli", *args], capture_output=True, text=True)
-
-
 @pytest.mark.slow
 def test_build_and_verify(tmp_path):
     from nvfp4_aot.runtime.store_format import ENTRIES_DIR, cubin_archs, read_index
 
-    manifest = tmp_path / "w4.toml"
-    manifest.write_text(MANIFEST)
-    out = tmp_path / "artifacts"
-    r = cli("compile", str(manifest), "-o", str(out), "--json", "-j", "2")
-    assert r.returncode == 0, r.stdout + r.stderr
-    summary = json.loads(r.stdout)["manifests"]["w4"]
-    assert len(summary["built"]) == 3 and not summary["failed"], summary
+    out, manifest = build_and_verify(tmp_path, MANIFEST, built=3, jobs=2)
     index = read_index(out)
     for key, rec in index["entries"].items():
         p = FAM.parse_params(rec["params"])
         assert rec["signature"] == FAM.signature(p).to_json()
         assert cubin_archs((out / ENTRIES_DIR / key / "kernel.so").read_bytes()) == {"sm_90a"}
-    (op,) = index["manifests"]["w4"]["ops"].values()
+    (op,) = index["manifests"]["m"]["ops"].values()
     assert [b["m"] for b in op["buckets"]] == [[1, 64], [65, 256], [257, 8192]]
-    r = cli("verify", str(out), "--json")
-    assert r.returncode == 0 and json.loads(r.stdout)["ok"], r.stdout + r.stderr
     # incremental: nothing to rebuild
-    r = cli("compile", str(manifest), "-o", str(out), "--json")
-    assert json.loads(r.stdout)["manifests"]["w4"]["skipped"] == 3, r.stdout
+    r = run_cli("compile", str(manifest), "-o", str(out), "--json")
+    assert json.loads(r.stdout)["manifests"]["m"]["skipped"] == 3, r.stdout
     # buckets differ in arity by the split-K scratch only: the op names both the sizes and the arity
     from nvfp4_aot.runtime import open_store
     from nvfp4_aot.runtime.errors import ArgumentError

@@ -2,11 +2,10 @@
 (weight tile e * MT + m of the stacked view is expert e's tile m, byte for byte), the padded
 groupings, the reference and a check that can fail, and (slow) a real build + verify."""
 
-import json
 
 import pytest
 import torch
-from conftest import run_cli
+from conftest import build_and_verify
 
 from nvfp4_aot.kernels import eval_dim, families, get_family
 from nvfp4_aot.kernels.quack_w4a16.grouped_family import padded_groups
@@ -127,11 +126,4 @@ buckets = [ { m = [1, 65536], tuning = { tile_m = 128 } } ]
 
 @pytest.mark.slow
 def test_build_and_verify(tmp_path):
-    manifest = tmp_path / "g.toml"
-    manifest.write_text(MANIFEST)
-    out = tmp_path / "artifacts"
-    r = run_cli("compile", str(manifest), "-o", str(out), "--json", "-j", "1")
-    summary = json.loads(r.stdout)["manifests"]["g"]
-    assert len(summary["built"]) == 1 and not summary["failed"], summary
-    r = run_cli("verify", str(out), "--json")
-    assert json.loads(r.stdout)["ok"], r.stdout + r.stderr
+    build_and_verify(tmp_path, MANIFEST, built=1)

@@ -2,11 +2,10 @@
 W4A16 weight layout), refusals, the groupings, the reference and a check that can fail, and
 (slow) a real build + verify of one variant per family (cute.compile on fake tensors, ptxas)."""
 
-import json
 
 import pytest
 import torch
-from conftest import run_cli
+from conftest import build_and_verify
 
 from nvfp4_aot.kernels import eval_dim, families, get_family
 from nvfp4_aot.kernels.w4a16_ws import random_groups, smem_bytes
@@ -105,14 +104,7 @@ buckets = [ { m = [1, 65536], tuning = { tile_m = 128, tile_n = 64, stages = 2 }
 
 @pytest.mark.slow
 def test_build_and_verify(tmp_path):
-    manifest = tmp_path / "g.toml"
-    manifest.write_text(MANIFEST)
-    out = tmp_path / "artifacts"
-    r = run_cli("compile", str(manifest), "-o", str(out), "--json", "-j", "1")
-    summary = json.loads(r.stdout)["manifests"]["g"]
-    assert len(summary["built"]) == 2 and not summary["failed"], summary
-    r = run_cli("verify", str(out), "--json")
-    assert json.loads(r.stdout)["ok"], r.stdout + r.stderr
+    build_and_verify(tmp_path, MANIFEST, built=2)
 
 
 def test_decode_replay_is_exact():
