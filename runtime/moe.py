@@ -144,8 +144,9 @@ class MoERunner:
         self.top_k, self.max_tokens, self.device = top_k, max_tokens, device
         h, i = self.hidden, self.intermediate
         self.decls = open_ops(self, store, self.ops(h, i, e, top_k, store.arch, swiglu_limit=self.swiglu_limit))
-        self.w13 = expert_operands(w13, w13_scale, "w4a16", device)["packed"]
-        self.w2 = expert_operands(w2, w2_scale, "w4a16", device)["packed"]
+        # (blob, strip) per GEMM: quack's nvfp4 layout, the one copy every Hopper W4A16 kernel reads
+        self.w13 = tuple(expert_operands(w13, w13_scale, "w4a16", device).values())
+        self.w2 = tuple(expert_operands(w2, w2_scale, "w4a16", device).values())
         self.alpha13 = expert_alpha(w13_scale_2, e, 2 * i, device, "w13")  # [E, 2] gate/up: per row
         self.alpha2 = expert_alpha(w2_scale_2, e, h, device, "w2")
         self.expert_start = torch.tensor([expert_start], dtype=torch.int32, device=device)
@@ -189,9 +190,9 @@ class MoERunner:
         if check == "full":
             check_groups(offsets, counts, rows)
         self.permute(hidden, src, xg, check=check)
-        self.l1(xg, self.w13, self.alpha13, offsets, counts, h1, check=check)
+        self.l1(xg, *self.w13, self.alpha13, offsets, counts, h1, check=check)
         self.silu(h1, a2, check=check)
-        self.l2(a2, self.w2, self.alpha2, offsets, counts, y, check=check)
+        self.l2(a2, *self.w2, self.alpha2, offsets, counts, y, check=check)
         self.combine(y, slot_of, topk_weights, out, check=check)
         return out
 

@@ -46,10 +46,17 @@ from typing import Any, Mapping
 from ..family import Arg, Family, Signature
 from ..tolerances import REL_FROBENIUS
 
-CHUNK_K = 256  # K per weight-layout chunk (4 k64 tiles): a layout constant, not a knob
-CHUNK_WORDS = 4 * 128 + 64  # int32 words per (16 rows, chunk): 4 x 512 B codes + 256 B scales
-CHUNK_BYTES = CHUNK_WORDS * 4  # one (16 rows, 256 K) chunk of the repacked weights
-SCALE_OFF = 512 * 4  # byte offset of the scale words inside a chunk
+K_STEP = 256  # K per mainloop step (4 k64 tiles of the weight layout): K must be a multiple
+BLOB_TILE = 128 * 16  # blob bytes per (64-row group, k64 tile); a 16-row slice owns 512 of them
+STRIP_TILE = 32 * 4 * 2  # strip bytes per (64-row group, k64 tile); a 16-row slice owns 64
+W_STEP_BYTES = 4 * (BLOB_TILE // 4 + STRIP_TILE // 4)  # one 16-row slice's codes + scales per K_STEP
+# decode constants (ptx.decode_block / scale_pair; prepare.emulate_weights replays them):
+# prmt selectors: byte 0 = low-nibble byte p, byte 2 = high-nibble byte p, bytes 1 and 3 = the
+# sign-replicated byte 0 of the low-nibble word (bit 7 is 0 there, so they are 0x00)
+DECODE_SEL = tuple(p | 0x80 | (4 + p) << 8 | 0x8000 for p in range(4))
+DECODE_MUL = (1 << 6) | (1 << 12)  # u * MUL = (u << 6) | (u << 12): the two fields never overlap
+DECODE_MASK = 0x81C081C0  # bf16x2 sign (15|31), exponent low bits (8..7|24..23), mantissa msb (6|22)
+SCALE_MUL = 0x7B007B00  # bf16x2 (2^119, 2^119)
 WARPS = (1, 2, 4, 8)
 ROW_BLOCKS = (1, 2, 4)
 N_TILES = (1, 2, 4, 8, 16)
@@ -60,8 +67,8 @@ REL_TOL = REL_FROBENIUS["bfloat16"]
 
 def stage_bytes(bt: int, warps: int, rb: int) -> int:
     """Shared memory of one split "wg" pipeline stage (stages > 1): the activations (bt tokens x
-    256 K, SW128 atoms) and each warp's rb weight chunks, rounded up to the 1024-byte atom."""
-    return -(-(bt * 512 + warps * rb * CHUNK_BYTES) // 1024) * 1024
+    256 K, SW128 atoms) and each warp's rb weight slices, rounded up to the 1024-byte atom."""
+    return -(-(bt * 512 + warps * rb * W_STEP_BYTES) // 1024) * 1024
 
 
 @dataclass(frozen=True)
@@ -78,9 +85,11 @@ class W4A16Params:
 
 def _reasons(p: W4A16Params) -> list[str]:
     r = []
-    if p.k < CHUNK_K or p.k % CHUNK_K:
-        r.append(f"k={p.k} must be a positive multiple of {CHUNK_K} (the weight layout's K chunk)")
-    if p.n < 16 * p.rb or p.n % (16 * p.rb):
+    if p.k < K_STEP or p.k % K_STEP:
+        r.append(f"k={p.k} must be a positive multiple of {K_STEP} (the mainloop's K step)")
+    if p.n < 64 or p.n % 64:
+        r.append(f"n={p.n} must be a positive multiple of 64 (the weight layout's row group)")
+    elif p.n % (16 * p.rb):
         r.append(f"n={p.n} must be a positive multiple of 16 * rb = {16 * p.rb}")
     if p.warps not in WARPS:
         r.append(f"warps={p.warps} must be one of {WARPS}")
@@ -140,22 +149,24 @@ class _Base(Family):
         import torch
 
         from ..quack_w4a16.prepare import random_nvfp4_weights
-        from .prepare import repack
+        from .layout import prepare_weights
 
-        qs, sfs, blobs = [], [], []
+        qs, sfs, blobs, strips = [], [], [], []
         for _ in range(p.experts):
             q, sf = random_nvfp4_weights(p.n, p.k, gen, device)
             qs.append(q)
             sfs.append(sf)
-            blobs.append(repack(q, sf))
+            blob, strip = prepare_weights(q, sf)
+            blobs.append(blob)
+            strips.append(strip)
         # per-row alpha: two halves with different global scales (the fused q_a + kv case)
         half = torch.rand((p.experts, 2), generator=gen, device=device) + 0.5
         alpha = half.repeat_interleave(torch.tensor([p.n // 2, p.n - p.n // 2], device=device), dim=1) * 2.0**-7
-        return torch.stack(qs), torch.stack(sfs), torch.stack(blobs), alpha.contiguous()
+        return torch.stack(qs), torch.stack(sfs), torch.stack(blobs), torch.stack(strips), alpha.contiguous()
 
     def reference(self, p: W4A16Params, inputs: Mapping[str, Any]):
         """float64 act . W^T * alpha per row, W dequantized exactly from the unprepared weights
-        (make_inputs keeps them as w_q / w_sf, not kernel arguments; else the repack is inverted). Rows outside every
+        (make_inputs keeps them as w_q / w_sf, not kernel arguments; else blob/sf are unprepared). Rows outside every
         expert's counted range are NaN in the reference: nothing may be written there."""
         import torch
 
@@ -165,11 +176,12 @@ class _Base(Family):
         want = torch.full((act.shape[0], p.n), float("nan"), dtype=torch.float64, device=act.device)
         if "w_q" in inputs:
             qs, sfs = inputs["w_q"], inputs["w_sf"]
-        else:  # kernel arguments only: invert the repack
-            from .prepare import unrepack
+        else:  # kernel arguments only: invert the layout
+            from .layout import unprepare_weights
 
-            blobs = inputs["w"].reshape(p.experts, p.n // 16, p.k // 256, -1)
-            qs, sfs = zip(*[unrepack(b) for b in blobs])
+            blobs = inputs["blob"].reshape(p.experts, p.n // 64, p.k // 64, 128, 16)
+            strips = inputs["sf"].reshape(p.experts, p.n // 64, p.k // 64, 32, 4, 2)
+            qs, sfs = zip(*[unprepare_weights(b, s) for b, s in zip(blobs, strips)])
         for e, (lo, hi) in enumerate(_row_ranges(self.grouped, inputs)):
             if hi > lo:
                 w = dequantize(qs[e], sfs[e]).double()
@@ -224,7 +236,8 @@ class DenseFamily(_Base):
         return Signature(
             (
                 Arg("act", "bfloat16", ("M", "K"), align=16),
-                Arg("w", "int32", ("N // 16", "K // 256", CHUNK_WORDS), align=16),
+                Arg("blob", "uint8", ("N // 64", "K // 64", 128, 16), align=16),
+                Arg("sf", "uint8", ("N // 64", "K // 64", 32, 4, 2), align=16),
                 Arg("alpha", "float32", ("N",), align=4),
                 Arg("out", "bfloat16", ("M", "N"), align=4, output=True),
             ),
@@ -235,10 +248,10 @@ class DenseFamily(_Base):
         import torch
 
         gen = torch.Generator(device=device).manual_seed(seed)
-        q, sf, blob, alpha = self._weights(p, gen, device)
+        q, sf, blob, strip, alpha = self._weights(p, gen, device)
         act = torch.randn((m, p.k), generator=gen, device=device).to(torch.bfloat16)
         out = torch.full((m, p.n), poison, dtype=torch.bfloat16, device=device)
-        return {"act": act, "w": blob[0], "alpha": alpha[0], "out": out, "w_q": q, "w_sf": sf}
+        return {"act": act, "blob": blob[0], "sf": strip[0], "alpha": alpha[0], "out": out, "w_q": q, "w_sf": sf}
 
 
 class GroupedFamily(_Base):
@@ -258,7 +271,8 @@ class GroupedFamily(_Base):
         return Signature(
             (
                 Arg("act", "bfloat16", ("M", "K"), align=16),
-                Arg("w", "int32", ("E", "N // 16", "K // 256", CHUNK_WORDS), align=16),
+                Arg("blob", "uint8", ("E", "N // 64", "K // 64", 128, 16), align=16),
+                Arg("sf", "uint8", ("E", "N // 64", "K // 64", 32, 4, 2), align=16),
                 Arg("alpha", "float32", ("E", "N"), align=4),
                 Arg("offsets", "int32", ("E + 1",), align=4),
                 Arg("counts", "int32", ("E",), align=4),
@@ -274,11 +288,12 @@ class GroupedFamily(_Base):
         import torch
 
         gen = torch.Generator(device=device).manual_seed(seed)
-        q, sf, blob, alpha = self._weights(p, gen, device)
+        q, sf, blob, strip, alpha = self._weights(p, gen, device)
         offsets, counts = random_groups(m, p.experts, dist, gen)
         act = torch.randn((m, p.k), generator=gen, device=device).to(torch.bfloat16)
         out = torch.full((m, p.n), poison, dtype=torch.bfloat16, device=device)
-        return {"act": act, "w": blob, "alpha": alpha, "offsets": offsets.to(device), "counts": counts.to(device),
+        return {"act": act, "blob": blob, "sf": strip, "alpha": alpha, "offsets": offsets.to(device),
+                "counts": counts.to(device),
                 "out": out, "w_q": q, "w_sf": sf}
 
 
