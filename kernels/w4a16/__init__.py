@@ -4,7 +4,10 @@ W is NVFP4 (E2M1 pairs, one E4M3 scale per 16 along K, an fp32 global scale fold
 per-row alpha), act and out bf16, fp32 accumulation on the tensor cores. Hopper has no FP4
 MMA, so weights are decoded to bf16 in registers and fed to bf16 MMAs.
 
-Two families share one kernel (kernel.py) and one weight layout (prepare.py):
+Two families share one kernel (kernel.py) and one weight layout, quack's nvfp4 layout
+(kernels/quack_w4a16/layout.py prepare_weights: blob uint8 [(E,) N/64, K/64, 128, 16] + strip
+uint8 [(E,) N/64, K/64, 32, 4, 2], natural K order): one prepared copy feeds these families and
+quack's quack_w4a16_* alike (prepare.py: how our kernels address it, and the CPU replay):
   w4a16_grouped_gemm  E experts in one launch. Rows of act are grouped by expert (moe_route's
                       layout): expert e owns rows [offsets[e], offsets[e] + counts[e]); rows
                       past counts[e] (padding) are neither read into results nor written. An
@@ -15,23 +18,27 @@ N halves have different global scales (q_a + kv) is one GEMM with a two-valued a
 
 Design (decode first: at <= 16 tokens per expert the GEMM is bound by weight bytes):
   * swap-AB: the MMA's M side is 16 weight rows, its N side 8 tokens (mma.sync m16n8k16).
-  * weights go global -> registers with one 16-byte load per lane per k64 tile, already in
-    MMA-fragment order (the host repack), so no shared memory and no shuffles for A.
-  * K is permuted inside each k64 tile so that lane t of a quad owns one whole 16-element
-    scale group (original K 16t..16t+15): the activation fragment is then two contiguous
-    16-byte loads per token row, and a lane needs one scale per row per k64 tile.
-  * decode: 2 shifts + 2 masks per bf16 pair put the E2M1 bits at bf16's (sign, exponent low
+  * a 16-row block rbi is warp slice rbi % 4 of 64-row group rbi // 4: per k64 tile its codes
+    are 512 contiguous blob bytes, one 16-byte load per lane already in MMA-fragment order (word
+    b = k16 block b, byte p = fragment register p), its scales 64 strip bytes (8 per lane: the
+    (row g, row g+8) pair of each block), so no shared memory and no shuffles for A.
+  * K is natural: the activation B fragment of block b is the 4-byte pairs at K 16b + 2t and
+    16b + 2t + 8 of token g (split "k": 8 LDG.32 per token row and k64 tile; split "n":
+    ldmatrix.x4 from staged rows; split "wg": plain 16-byte copies into 128-byte-swizzled rows).
+  * decode (ptx.decode_block): per register, prmt gathers the byte's two nibbles at bits 0..3 /
+    16..19, one multiply by 2^6 + 2^12 and a mask put the E2M1 bits at bf16's (sign, exponent low
     bits, mantissa msb), i.e. v * 2^-126 exactly (subnormal 0.5 included); one bf16x2 multiply
-    by (scale * 2^119) gives v * scale * 2^-7, exact (<= 6 significant bits, no over/underflow
-    for any finite E4M3 scale); the epilogue multiplies by alpha * 2^7 in fp32.
+    by the block's (scale * 2^119) of the register's row (a lane broadcast of one bf16x2 pair per
+    block) gives v * scale * 2^-7, exact (<= 6 significant bits, no over/underflow for any finite
+    E4M3 scale); the epilogue multiplies by alpha * 2^7 in fp32.
   * split = "k" (decode): split-K across the CTA's warps (a CTA = 16 * rb weight rows),
     reduced through shared memory: decode has 16-row slices of N x K to spread over 132 SMs.
   * split = "n" (small batches): warps split N, activations staged once per CTA in shared
-    memory; split = "wg" (prefill, wgmma.py): one warpgroup, the decoded fragments are the A
-    operand of HGMMA m64nNk16 from registers, activations come from 128-byte-swizzled shared
-    memory by descriptor (k-permuted on the way to match the repack).
-    stages = 2 | 3 (split "wg" only): the activations and each warp's weight chunks of the next
-    K chunks flow through a cp.async ring in shared memory while the current one is multiplied;
+    memory; split = "wg" (prefill, wgmma.py): one or two warpgroups, the decoded fragments are
+    the A operand of HGMMA m64nNk16 from registers (a warpgroup's 4 warps = one 64-row group),
+    activations come from 128-byte-swizzled shared memory by descriptor.
+    stages = 2 | 3 (split "wg" only): the activations and each warp's weight slices of the next
+    K steps flow through a cp.async ring in shared memory while the current one is multiplied;
     weights are read from it one k64 tile at a time, which keeps the wgmmas pipelined (see
     wgmma.py and docs/PERFORMANCE.md 2026-12-02).
 A CTA loops over its expert's token tiles (8 * nt tokens each) inside the launch: the grid is

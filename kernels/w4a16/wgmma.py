@@ -2,21 +2,19 @@
 
 One CTA = one or two warpgroups (4 or 8 warps), each 64 * rb weight rows of one expert, sharing the
 staged activations, looping over the
-expert's token tiles of BT = 8 * nt tokens (64 or 128). Per 256-wide K chunk:
-  * each warp loads its raw NVFP4 codes + scales (global -> registers, the same repacked
-    blob and decode as split "k"/"n": the RS-wgmma A fragment of a warp is exactly the
-    m16n8k16 A fragment of its 16 rows, four warps stacked along M);
+expert's token tiles of BT = 8 * nt tokens (64 or 128). Per 256-wide K step:
+  * each warp loads its raw NVFP4 codes + scales (global -> registers, the same blob/strip
+    and decode as split "k"/"n": the RS-wgmma A fragment of a warp is exactly the m16n8k16 A
+    fragment of its 16 rows, a warpgroup's four warps = the four slices of one 64-row group);
   * the CTA stages the chunk's activations (BT tokens x 256 K) in shared memory in the
     canonical K-major 128-byte-swizzle layout (row = 128 B of K, 16-byte chunk c of row n at
     c ^ (n % 8)), then fence.proxy.async so the async proxy (wgmma) sees the generic stores.
-    The MMA's k order is the repack's permuted one (logical k 2t+i | 2t+8+i of block b is
-    original K 16t + 4b + i | 16t + 4b + 2 + i within the k64 tile), so staging permutes the
-    4-byte pairs on the way (see wg_stage);
+    K is natural in the weight layout, so each 16-byte vector is staged whole;
   * per k64 tile: decode 4 k16 blocks x rb, wgmma.fence, rb x 4 wgmma.mma_async
     m64nBTk16 (A from registers, B by descriptor), commit; the chunk ends with wait_group 0
     before the next staging overwrites shared memory.
 stages > 1 (wgp_mainloop): the same per-chunk math, fed by an S-stage cp.async ring (activations
-laid out as above with 4-byte copies, weights copied verbatim per warp) and with the weights read
+laid out as above with 16-byte copies, weights copied verbatim per warp) and with the weights read
 from shared memory one k64 tile at a time; ptxas keeps the wgmmas in flight only when the registers
 allow it (C7511 otherwise: check with ptxas -v, docs/GPU.md).
 Accumulators: the m64nN f32 fragment is the m16n8 C fragment repeated over N / 8 columns, so
