@@ -17,8 +17,8 @@ import cutlass.cute as cute
 from cutlass import BFloat16, Float32, Int32, Int64, Uint8, const_expr
 
 from . import BLOB_TILE, K_STEP, STRIP_TILE
-from .ptx import (decode_block, ld_cached_b32, ld_cached_v4, ld_stream_v2, ld_stream_v4, ldmatrix_x4, mma_bf16,
-                  scale_pair, st_shared_v4)
+from .ptx import (decode_block, ld_cached_b32, ld_cached_v4, ld_stream_u16, ld_stream_v4, ldmatrix_x4, mma_bf16,
+                  quad_scales, st_shared_v4)
 from .wgmma import WgmmaMainloop
 
 EPI_SCALE = 128.0  # 2^7: undoes the decode's v * scale * 2^-7
@@ -134,7 +134,7 @@ class W4A16Kernel(WgmmaMainloop):
         if const_expr(self.wg):
             acc = cute.make_rmem_tensor(cute.make_layout((bt // 2, rb)), Float32)
         aw = cute.make_rmem_tensor(cute.make_layout((4, 4, rb)), Int32)  # raw codes (block, k64 tile, row block)
-        sw = cute.make_rmem_tensor(cute.make_layout((2, 4, rb)), Int32)  # scale words (block pair, k64 tile, row block)
+        sw = cute.make_rmem_tensor(cute.make_layout((4, rb)), Int32)  # lane t's scale pair (block t) per k64 tile
         af = cute.make_rmem_tensor(cute.make_layout((4, 4, rb)), Int32)  # decoded fragment (reg, block, row block)
         bw = cute.make_rmem_tensor(cute.make_layout(8), Int32)
         bwk = cute.make_rmem_tensor(cute.make_layout((8, nt)), Int32)
@@ -157,9 +157,7 @@ class W4A16Kernel(WgmmaMainloop):
                             aw[1, kt, r] = x1
                             aw[2, kt, r] = x2
                             aw[3, kt, r] = x3
-                            s0, s1 = ld_stream_v2(sbw[r] + Int64((4 * c + kt) * STRIP_TILE + g * 8))
-                            sw[0, kt, r] = s0
-                            sw[1, kt, r] = s1
+                            sw[kt, r] = ld_stream_u16(sbw[r] + Int64((4 * c + kt) * STRIP_TILE + g * 8 + t * 2))
                     if const_expr(self.wg):
                         self.wg_stage(sb, abase, row_bytes, tidx, c, tok0, cnt)
                         self.wg_chunk(acc, aw, sw, sb.iterator.toint())
@@ -183,8 +181,9 @@ class W4A16Kernel(WgmmaMainloop):
             for q in cutlass.range_constexpr(8):
                 bwk[q, j] = ld_cached_b32(arow[j] + koff + Int64(16 * q))
         for r in cutlass.range_constexpr(self.rb):
+            sp = quad_scales(sw[kt, r])
             for b in cutlass.range_constexpr(4):
-                r0, r1, r2, r3 = decode_block(aw[b, kt, r], scale_pair(sw[b // 2, kt, r], b % 2))
+                r0, r1, r2, r3 = decode_block(aw[b, kt, r], sp[b])
                 for j in cutlass.range_constexpr(self.nt):
                     d0, d1, d2, d3 = mma_bf16(r0, r1, r2, r3, bwk[2 * b, j], bwk[2 * b + 1, j],
                                               acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r])
@@ -196,8 +195,9 @@ class W4A16Kernel(WgmmaMainloop):
         fragments from shared memory (two ldmatrix.x4 each: matrix i = K 8i .. 8i + 7 of the 8
         token rows, i.e. b0b1 / b2b3 of blocks 2h, 2h + 1), rb * 4 MMAs per fragment."""
         for r in cutlass.range_constexpr(self.rb):
+            sp = quad_scales(sw[kt, r])
             for b in cutlass.range_constexpr(4):
-                r0, r1, r2, r3 = decode_block(aw[b, kt, r], scale_pair(sw[b // 2, kt, r], b % 2))
+                r0, r1, r2, r3 = decode_block(aw[b, kt, r], sp[b])
                 af[0, b, r], af[1, b, r], af[2, b, r], af[3, b, r] = r0, r1, r2, r3
         for j in cutlass.range_constexpr(self.nt):
             sa = sb.iterator.toint() + ((8 * j + lane % 8) * SB_ROW_WORDS + kt * 32 + (lane // 8) * 4) * 4

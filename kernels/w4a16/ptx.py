@@ -66,23 +66,50 @@ def ld_shared_v4(addr: Int32, *, loc=None, ip=None):
 
 
 @dsl_user_op
-def scale_pair(word: Int32, half: cutlass.Constexpr[int], *, loc=None, ip=None):
-    """Scale bytes (row g, row g+8) of one k16 block in 16-bit half `half` of a strip word ->
-    one bf16x2 register (S_g, S_g+8), S = float(e4m3) * 2^119: exact (4 significant bits) and
-    finite (448 * 2^119 < 2^128) for every finite E4M3 incl. zero, subnormals and negatives
-    (e4m3 -> f16 -> f32 -> bf16 are exact; the power-of-two multiply is exact)."""
-    src = "l" if half == 0 else "h"
+def scale_pair(half: Int32, *, loc=None, ip=None):
+    """The two E4M3 scale bytes (row g, row g+8) in the low 16 bits of `half` -> one bf16x2
+    register (S_g, S_g+8), S = float(e4m3) * 2^119: exact (4 significant bits) and finite
+    (448 * 2^119 < 2^128) for every finite E4M3 incl. zero, subnormals and negatives (e4m3 ->
+    f16 -> f32 -> bf16 are exact; the power-of-two multiply is exact)."""
     asm = (
         "{.reg .b16 l, h;\n\t.reg .b32 x, m;\n\t.reg .f32 f0, f1;\n\t"
         "mov.b32 {l, h}, $1;\n\t"
-        f"cvt.rn.f16x2.e4m3x2 x, {src};\n\t"
+        "cvt.rn.f16x2.e4m3x2 x, l;\n\t"
         "mov.b32 {l, h}, x;\n\t"
         "cvt.f32.f16 f0, l;\n\tcvt.f32.f16 f1, h;\n\t"
         "cvt.rn.bf16x2.f32 x, f1, f0;\n\t"
         f"mov.b32 m, {SCALE_MUL:#x};\n\t"
         "mul.rn.bf16x2 $0, x, m;}"
     )
-    return Int32(_asm(T.i32(), [Int32(word)], asm, "=r,r", loc, ip))
+    return Int32(_asm(T.i32(), [Int32(half)], asm, "=r,r", loc, ip))
+
+
+@dsl_user_op
+def quad_scales(half: Int32, *, loc=None, ip=None):
+    """Lane t of each quad holds the scale pair of k16 block t (strip bytes 2t, 2t + 1 of the
+    quad's 8): convert it once (scale_pair) and hand block b's result to every lane of the quad
+    (shfl.idx within 4-lane segments), 4x less conversion work than each lane converting all 4."""
+    s = scale_pair(half, loc=loc, ip=ip)
+    out = []
+    for b in range(4):
+        # side effects: a warp-synchronous op must not be moved (every lane reaches it: uniform flow)
+        out.append(Int32(llvm.inline_asm(T.i32(), [s.ir_value(loc=loc, ip=ip)],
+                                         f"shfl.sync.idx.b32 $0, $1, {b}, 0x1C03, 0xffffffff;", "=r,r",
+                                         has_side_effects=True, loc=loc, ip=ip)))
+    return tuple(out)
+
+
+@dsl_user_op
+def ld_stream_u16(addr: Int64, *, loc=None, ip=None):
+    """2 bytes (one lane's scale pair), zero-extended."""
+    return Int32(_asm(T.i32(), [Int64(addr)], "ld.global.nc.L1::no_allocate.u16 $0, [$1];", "=r,l", loc, ip))
+
+
+@dsl_user_op
+def ld_shared_u16(addr: Int32, *, loc=None, ip=None):
+    vals = [Int32(addr).ir_value(loc=loc, ip=ip)]
+    return Int32(llvm.inline_asm(T.i32(), vals, "ld.shared.u16 $0, [$1];", "=r,r", has_side_effects=True, loc=loc,
+                                 ip=ip))
 
 
 @dsl_user_op
@@ -122,14 +149,6 @@ def ldmatrix_x4(addr: Int32, *, loc=None, ip=None):
     res = llvm.inline_asm(_struct("i32", 4), vals, "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {$0, $1, $2, $3}, [$4];",
                           "=r,=r,=r,=r,r", has_side_effects=True, loc=loc, ip=ip)
     return _ints(res, 4, loc, ip)
-
-
-@dsl_user_op
-def ld_shared_v2(addr: Int32, *, loc=None, ip=None):
-    vals = [Int32(addr).ir_value(loc=loc, ip=ip)]
-    res = llvm.inline_asm(_struct("i32", 2), vals, "ld.shared.v2.b32 {$0, $1}, [$2];", "=r,=r,r",
-                          has_side_effects=True, loc=loc, ip=ip)
-    return _ints(res, 2, loc, ip)
 
 
 @dsl_user_op

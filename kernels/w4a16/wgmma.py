@@ -30,7 +30,7 @@ from cutlass.cutlass_dsl import T, dsl_user_op
 
 from . import BLOB_TILE, STRIP_TILE, W_STEP_BYTES, stage_bytes
 from .ptx import (_struct, cp_async_16, cp_async_16_ca, cp_async_commit, cp_async_wait, decode_block, ld_cached_v4,
-                  ld_shared_v2, ld_shared_v4, scale_pair, st_shared_v4)
+                  ld_shared_u16, ld_shared_v4, quad_scales, st_shared_v4)
 
 
 def _sync_asm(text, loc, ip):
@@ -179,7 +179,7 @@ class WgmmaMainloop:
     @cute.jit
     def wgp_chunk(self, acc, base, warp, lane):
         """wg_chunk with the weights read from the stage just in time, one k64 tile at a time
-        (4 + 2 words per row block instead of the step's 24 live across it): the registers this
+        (4 + 1 words per row block instead of the step's 24 live across it): the registers this
         frees let ptxas keep the wgmmas in flight while the next tile decodes (with the whole chunk
         in registers, rb = 2, nt = 16 needs ~254 and ptxas serializes every wgmma: C7511)."""
         bt, rb = self.bt, self.rb
@@ -188,9 +188,10 @@ class WgmmaMainloop:
             regs = []
             for r in cutlass.range_constexpr(rb):
                 x = ld_shared_v4(wsrc + r * W_STEP_BYTES + kt * 512 + lane * 16)
-                s = ld_shared_v2(wsrc + r * W_STEP_BYTES + 2048 + kt * 64 + (lane // 4) * 8)
+                # lane (g, t): block t's pair of rows g, g + 8 (strip bytes 8g + 2t, + 1)
+                sp = quad_scales(ld_shared_u16(wsrc + r * W_STEP_BYTES + 2048 + kt * 64 + lane * 2))
                 for b in cutlass.range_constexpr(4):
-                    regs.append(decode_block(x[b], scale_pair(s[b // 2], b % 2)))
+                    regs.append(decode_block(x[b], sp[b]))
             self._mma_tile(acc, regs, base, kt)
         self._settle(acc)
 
@@ -201,8 +202,9 @@ class WgmmaMainloop:
         for kt in cutlass.range_constexpr(4):
             regs = []
             for r in cutlass.range_constexpr(rb):
+                sp = quad_scales(sw[kt, r])
                 for b in cutlass.range_constexpr(4):
-                    regs.append(decode_block(aw[b, kt, r], scale_pair(sw[b // 2, kt, r], b % 2)))
+                    regs.append(decode_block(aw[b, kt, r], sp[b]))
             self._mma_tile(acc, regs, sbase, kt)
         self._settle(acc)
 
