@@ -17,12 +17,13 @@ import cutlass.cute as cute
 from cutlass import BFloat16, Float32, Int32, Int64, Uint8, const_expr
 
 from . import BLOB_TILE, K_STEP, STRIP_TILE
-from .ptx import (decode_block, ld_cached_b32, ld_cached_v4, ld_stream_u16, ld_stream_v4, ldmatrix_x4, mma_bf16,
+from .ptx import (decode_block, ld_cached_v4, ld_stream_u16, ld_stream_v4, ldmatrix_x4, mma_bf16,
                   quad_scales, st_shared_v4)
 from .wgmma import WgmmaMainloop
 
 EPI_SCALE = 128.0  # 2^7: undoes the decode's v * scale * 2^-7
 SB_ROW_WORDS = 132  # split "n": shared-memory words per staged token row (512 B + 16 B pad)
+KT_ROW_WORDS = 36  # split "k": words per staged token row of one k64 tile (128 B + 16 B pad)
 
 
 class W4A16Kernel(WgmmaMainloop):
@@ -96,7 +97,8 @@ class W4A16Kernel(WgmmaMainloop):
             red = sb
         else:
             red = smem.allocate_tensor(Float32, cute.make_layout((self.red_len, self.warps)), byte_alignment=16)
-            sb = red
+            # each warp's own staging rows (8 * nt tokens x one k64 tile) for ldmatrix
+            sb = smem.allocate_tensor(Int32, cute.make_layout(self.warps * bt * KT_ROW_WORDS), byte_alignment=16)
 
         start = Int32(0)
         cnt = m_rows
@@ -138,7 +140,6 @@ class W4A16Kernel(WgmmaMainloop):
         af = cute.make_rmem_tensor(cute.make_layout((4, 4, rb)), Int32)  # decoded fragment (reg, block, row block)
         bw = cute.make_rmem_tensor(cute.make_layout(8), Int32)
         bwk = cute.make_rmem_tensor(cute.make_layout((8, nt)), Int32)
-        arow = cute.make_rmem_tensor(cute.make_layout(nt), Int64)
 
         if const_expr(self.wg and self.stages > 1):
             self.wgp_mainloop(acc, sb, abase, row_bytes, wb, sbw, tidx, warp, lane, n_tiles, cnt,
@@ -147,8 +148,6 @@ class W4A16Kernel(WgmmaMainloop):
             for tt in cutlass.range(n_tiles):
                 tok0 = tt * bt
                 acc.fill(0.0)
-                for j in cutlass.range_constexpr(nt):
-                    arow[j] = abase + Int64(cutlass.min(tok0 + 8 * j + g, cnt - 1)) * row_bytes + Int64(t * 4)
                 for c in cutlass.range(c_first, self.chunks, c_step):
                     for r in cutlass.range_constexpr(rb):
                         for kt in cutlass.range_constexpr(4):
@@ -168,18 +167,32 @@ class W4A16Kernel(WgmmaMainloop):
                             if const_expr(self.split_n):
                                 self._mma_tile_smem(acc, aw, sw, af, bw, sb, kt, lane)
                             else:
-                                self._mma_tile_gmem(acc, aw, sw, bwk, arow, c, kt)
+                                self._mma_tile_staged(acc, aw, sw, bwk, sb, abase, row_bytes, warp, lane, c, kt,
+                                                      tok0, cnt)
                 self._epilogue(acc, red, alpha, out, lane, warp, tidx, rb0, by, start, cnt, tok0)
 
     @cute.jit
-    def _mma_tile_gmem(self, acc, aw, sw, bwk, arow, c, kt):
-        """split "k": all nt activation fragments from global (L1) first, then each decoded
-        block feeds nt MMAs at once (measured faster for decode than decoding all blocks first).
-        K is natural: block b's b0b1 / b2b3 are the 4-byte pairs at K 16b + 2t / 16b + 2t + 8."""
-        koff = Int64((c * 4 + kt) * 128)  # bytes: 64 bf16 per k64 tile
+    def _mma_tile_staged(self, acc, aw, sw, bwk, sb, abase, row_bytes, warp, lane, c, kt, tok0, cnt):
+        """split "k": the warp stages k64 tile kt of its token tile's rows in its own shared rows
+        (16-byte vectors, only rows inside the expert's count: the others feed MMA columns that
+        are never stored), then ldmatrix.x4 gives the natural-K B fragments (K is natural, so a
+        lane's pairs are 16 B apart: direct 4-byte global loads cost one L1 wavefront per token
+        row each); each decoded block then feeds nt MMAs at once."""
+        wsb = sb.iterator.toint() + warp * (self.bt * KT_ROW_WORDS * 4)
+        cute.arch.sync_warp()  # every lane's ldmatrix of the previous tile is done
+        for it in cutlass.range_constexpr(self.bt * 8 // 32):
+            row = it * 4 + lane // 8
+            if tok0 + row < cnt:
+                x0, x1, x2, x3 = ld_cached_v4(abase + Int64(tok0 + row) * row_bytes
+                                              + Int64((c * 4 + kt) * 128 + (lane % 8) * 16))
+                st_shared_v4(wsb + (row * KT_ROW_WORDS + (lane % 8) * 4) * 4, x0, x1, x2, x3)
+        cute.arch.sync_warp()
         for j in cutlass.range_constexpr(self.nt):
-            for q in cutlass.range_constexpr(8):
-                bwk[q, j] = ld_cached_b32(arow[j] + koff + Int64(16 * q))
+            sa = wsb + ((8 * j + lane % 8) * KT_ROW_WORDS + (lane // 8) * 4) * 4
+            y0, y1, y2, y3 = ldmatrix_x4(sa)
+            y4, y5, y6, y7 = ldmatrix_x4(sa + 64)
+            bwk[0, j], bwk[1, j], bwk[2, j], bwk[3, j] = y0, y1, y2, y3
+            bwk[4, j], bwk[5, j], bwk[6, j], bwk[7, j] = y4, y5, y6, y7
         for r in cutlass.range_constexpr(self.rb):
             sp = quad_scales(sw[kt, r])
             for b in cutlass.range_constexpr(4):

@@ -136,12 +136,6 @@ def decode_block(word: Int32, spair: Int32, *, loc=None, ip=None):
 
 
 @dsl_user_op
-def ld_cached_b32(addr: Int64, *, loc=None, ip=None):
-    """4 bytes of activations (one B-fragment register: a natural-K pair)."""
-    return Int32(_asm(T.i32(), [Int64(addr)], "ld.global.nc.b32 $0, [$1];", "=r,l", loc, ip))
-
-
-@dsl_user_op
 def ldmatrix_x4(addr: Int32, *, loc=None, ip=None):
     """Four 8x8 b16 matrices from shared memory (lane l gives row l % 8 of matrix l // 8): lane
     (g, t) gets (row g, cols 2t, 2t+1) of each, i.e. natural-K B fragments of 8 token rows."""
