@@ -111,6 +111,9 @@ def _reasons(p: W4A16Params) -> list[str]:
     elif p.stages > 1 and p.stages * stage_bytes(8 * p.nt, p.warps, p.rb) > SMEM_LIMIT:
         r.append(f"stages={p.stages} x (activations + weights) = {p.stages * stage_bytes(8 * p.nt, p.warps, p.rb)} B "
                  f"of shared memory > {SMEM_LIMIT}: lower stages, nt or rb")
+    if p.split == "k" and p.warps * 8 * p.nt * 528 + 512 * p.nt * p.rb * p.warps > SMEM_LIMIT:
+        r.append(f"split='k' stages each warp's 8 * nt token rows x 512 B (+ the reduction): warps={p.warps} x "
+                 f"nt={p.nt} needs more than {SMEM_LIMIT} B of shared memory; lower warps or nt")
     if p.split not in ("k", "n", "wg"):
         r.append(f"split={p.split!r} must be 'k' (warps split K), 'n' (warps split N) or 'wg' (warpgroup MMA)")
     elif p.split == "wg":

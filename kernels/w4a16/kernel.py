@@ -23,7 +23,7 @@ from .wgmma import WgmmaMainloop
 
 EPI_SCALE = 128.0  # 2^7: undoes the decode's v * scale * 2^-7
 SB_ROW_WORDS = 132  # split "n": shared-memory words per staged token row (512 B + 16 B pad)
-KT_ROW_WORDS = 36  # split "k": words per staged token row of one k64 tile (128 B + 16 B pad)
+
 
 
 class W4A16Kernel(WgmmaMainloop):
@@ -97,8 +97,8 @@ class W4A16Kernel(WgmmaMainloop):
             red = sb
         else:
             red = smem.allocate_tensor(Float32, cute.make_layout((self.red_len, self.warps)), byte_alignment=16)
-            # each warp's own staging rows (8 * nt tokens x one k64 tile) for ldmatrix
-            sb = smem.allocate_tensor(Int32, cute.make_layout(self.warps * bt * KT_ROW_WORDS), byte_alignment=16)
+            # each warp's own staging rows (8 * nt tokens x one K step) for ldmatrix
+            sb = smem.allocate_tensor(Int32, cute.make_layout(self.warps * bt * SB_ROW_WORDS), byte_alignment=16)
 
         start = Int32(0)
         cnt = m_rows
@@ -160,35 +160,37 @@ class W4A16Kernel(WgmmaMainloop):
                     if const_expr(self.wg):
                         self.wg_stage(sb, abase, row_bytes, tidx, c, tok0, cnt)
                         self.wg_chunk(acc, aw, sw, sb.iterator.toint())
-                    else:
-                        if const_expr(self.split_n):
-                            self._stage_activations(sb, abase, row_bytes, tidx, c, tok0, cnt)
+                    elif const_expr(self.split_n):
+                        self._stage_activations(sb, abase, row_bytes, tidx, c, tok0, cnt)
                         for kt in cutlass.range_constexpr(4):
-                            if const_expr(self.split_n):
-                                self._mma_tile_smem(acc, aw, sw, af, bw, sb, kt, lane)
-                            else:
-                                self._mma_tile_staged(acc, aw, sw, bwk, sb, abase, row_bytes, warp, lane, c, kt,
-                                                      tok0, cnt)
+                            self._mma_tile_smem(acc, aw, sw, af, bw, sb, kt, lane)
+                    else:
+                        wsb = sb.iterator.toint() + warp * (bt * SB_ROW_WORDS * 4)
+                        self._stage_warp(wsb, abase, row_bytes, lane, c, tok0, cnt)
+                        for kt in cutlass.range_constexpr(4):
+                            self._mma_tile_staged(acc, aw, sw, bwk, wsb, lane, kt)
                 self._epilogue(acc, red, alpha, out, lane, warp, tidx, rb0, by, start, cnt, tok0)
 
     @cute.jit
-    def _mma_tile_staged(self, acc, aw, sw, bwk, sb, abase, row_bytes, warp, lane, c, kt, tok0, cnt):
-        """split "k": the warp stages k64 tile kt of its token tile's rows in its own shared rows
-        (16-byte vectors, only rows inside the expert's count: the others feed MMA columns that
-        are never stored), then ldmatrix.x4 gives the natural-K B fragments (K is natural, so a
-        lane's pairs are 16 B apart: direct 4-byte global loads cost one L1 wavefront per token
-        row each); each decoded block then feeds nt MMAs at once."""
-        wsb = sb.iterator.toint() + warp * (self.bt * KT_ROW_WORDS * 4)
-        cute.arch.sync_warp()  # every lane's ldmatrix of the previous tile is done
-        for it in cutlass.range_constexpr(self.bt * 8 // 32):
-            row = it * 4 + lane // 8
+    def _stage_warp(self, wsb, abase, row_bytes, lane, c, tok0, cnt):
+        """split "k": the warp copies K step c of its token tile's rows into its own shared rows
+        (SB_ROW_WORDS apart, as split "n" lays them out), 16-byte vectors, only rows inside the
+        expert's count (the others feed MMA columns that are never stored). K is natural, so a
+        lane's B-fragment pairs are 16 B apart: direct 4-byte global loads would cost one L1
+        wavefront per token row each; ldmatrix from these rows gives the fragments instead."""
+        cute.arch.sync_warp()  # every lane's ldmatrix of the previous step is done
+        for row in cutlass.range_constexpr(self.bt):
             if tok0 + row < cnt:
-                x0, x1, x2, x3 = ld_cached_v4(abase + Int64(tok0 + row) * row_bytes
-                                              + Int64((c * 4 + kt) * 128 + (lane % 8) * 16))
-                st_shared_v4(wsb + (row * KT_ROW_WORDS + (lane % 8) * 4) * 4, x0, x1, x2, x3)
+                x0, x1, x2, x3 = ld_cached_v4(abase + Int64(tok0 + row) * row_bytes + Int64(c * 512 + lane * 16))
+                st_shared_v4(wsb + (row * SB_ROW_WORDS + lane * 4) * 4, x0, x1, x2, x3)
         cute.arch.sync_warp()
+
+    @cute.jit
+    def _mma_tile_staged(self, acc, aw, sw, bwk, wsb, lane, kt):
+        """split "k": the nt B fragments of k64 tile kt from the warp's staged rows (two
+        ldmatrix.x4 each), then each decoded block feeds nt MMAs at once."""
         for j in cutlass.range_constexpr(self.nt):
-            sa = wsb + ((8 * j + lane % 8) * KT_ROW_WORDS + (lane // 8) * 4) * 4
+            sa = wsb + ((8 * j + lane % 8) * SB_ROW_WORDS + kt * 32 + (lane // 8) * 4) * 4
             y0, y1, y2, y3 = ldmatrix_x4(sa)
             y4, y5, y6, y7 = ldmatrix_x4(sa + 64)
             bwk[0, j], bwk[1, j], bwk[2, j], bwk[3, j] = y0, y1, y2, y3
