@@ -266,12 +266,14 @@ class DenseFamily(_Base):
 
 class GroupedFamily(_Base):
     name = "w4a16_grouped_gemm"
-    # M = token-slots: <= 192 is <= 4 tokens per expert at 48 local experts, <= 768 <= 16; above,
-    # the warpgroup-MMA mode with a 2-stage cp.async ring (H200 sweep, docs/PERFORMANCE.md
-    # 2026-12-02: faster than split='n' and the 1-stage 'wg' at every t > 16 tokens/expert).
+    # M = token-slots: <= 192 is <= 4 tokens per expert at 48 local experts, <= 768 <= 16 (there
+    # split='n', one staging per CTA, beat every split='k' tiling on the shared nvfp4 layout:
+    # H200 sweep, docs/PERFORMANCE.md 2026-12-02 "one weight layout"); above, the warpgroup-MMA
+    # mode with a 2-stage cp.async ring (faster than split='n' and the 1-stage 'wg' at every
+    # t > 16 tokens/expert).
     tiles = (
         (192, {"warps": 4, "rb": 1, "nt": 1}),
-        (768, {"warps": 4, "rb": 4, "nt": 2}),
+        (768, {"warps": 4, "rb": 1, "nt": 2, "split": "n"}),
         (None, {"warps": 8, "rb": 2, "nt": 8, "split": "wg", "stages": 2}),
     )
     problem_keys = ("n", "k", "experts")
