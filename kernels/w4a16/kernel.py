@@ -28,8 +28,8 @@ SB_ROW_WORDS = 132  # split "n": shared-memory words per staged token row (512 B
 
 class W4A16Kernel(WgmmaMainloop):
     """split "k" (decode): one CTA = 16 * rb weight rows of one expert; its `warps` warps split K
-    chunk-wise (warp w takes chunks w, w + warps, ...), each loading its own activation
-    fragments (L1-resident), and reduce through shared memory.
+    chunk-wise (warp w takes chunks w, w + warps, ...), each staging its own activation rows
+    (L1-resident) for ldmatrix, and reduce through shared memory.
     split "n" (prefill): one CTA = 16 * rb * warps rows; each warp owns 16 * rb of them for the
     whole K, and the CTA stages each activation chunk (8 * nt tokens x 256 K) in shared memory
     once for all warps: activation traffic from L2 falls by the CTA's row count.

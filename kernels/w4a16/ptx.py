@@ -35,13 +35,6 @@ def ld_stream_v4(addr: Int64, *, loc=None, ip=None):
 
 
 @dsl_user_op
-def ld_stream_v2(addr: Int64, *, loc=None, ip=None):
-    res = _asm(_struct("i32", 2), [Int64(addr)],
-               "ld.global.nc.L1::no_allocate.v2.b32 {$0, $1}, [$2];", "=r,=r,l", loc, ip)
-    return _ints(res, 2, loc, ip)
-
-
-@dsl_user_op
 def ld_cached_v4(addr: Int64, *, loc=None, ip=None):
     """16 bytes of activations (read-only for the kernel's lifetime; shared by all warps)."""
     res = _asm(_struct("i32", 4), [Int64(addr)], "ld.global.nc.v4.b32 {$0, $1, $2, $3}, [$4];",
