@@ -16,13 +16,12 @@ by the average routed slots per local expert t = T * top_k / E against PREFILL (
           tile_n = P (quack's persistent warp-specialized W4A16 kernel; it wants every group to
           start at a multiple of its tile_n): rows = capacity(T, top_k, E, P), padding rows
           computed on zeros and ignored by combine.
-Weights are prepared once per layout the opened GEMMs read (LAYOUT): one copy as soon as both
-families read quack's blob/strip (the shared layout contract, docs/ARCHITECTURE.md), two before.
-The prefill path is opt-in (`prefill=True`): until our w4a16 families read quack's layout it
-needs the routed experts a second time (quack's blob/strip beside our packed layout: twice the
-expert memory, which DeepSeek-V4-Pro at EP8 on 141 GB parts cannot afford; Flash at EP4 can). The
-default (`prefill=False`) is one copy and our kernels for every T. The prefill ops are optional:
-a store without all of them serves every T on the decode path.
+Weights are prepared once per layout the opened GEMMs read (LAYOUT): both families read quack's
+blob/strip (the shared layout contract, docs/ARCHITECTURE.md), so decode and prefill share one copy.
+The prefill path is therefore on by default: its only extra memory is the workspace's padded rows
+(capacity(max_tokens) instead of max_tokens * top_k), shared by every layer of the same shapes.
+`prefill=False` keeps our kernels for every T. The prefill ops are optional: a store without all
+of them serves every T on the decode path.
 Slots routed to experts of other ranks get slot_of = -1 and contribute nothing here (their rank
 adds them).
 
@@ -58,10 +57,9 @@ PAD = GROUP_PAD["sm_90a"]
 # linearly, quack/128 is flat up to 128 rows per group); quack/128 beats quack/256 up to t = 128
 # (T = 1024: 2180 vs 2349 us), quack/256 above (T = 1025: 2244 vs 2313; 8192: 11103 vs 12924).
 PREFILL = ((32, 128), (128, 256))
-# The weight layout (runtime/weights.py OPERANDS) each expert GEMM family reads. Until the w4a16
-# families adopt quack's blob/strip layout (the shared layout contract) a runner with a prefill
-# tier holds the experts twice; then this maps both to "quack_w4a16" and it holds one copy.
-LAYOUT = {"w4a16_grouped_gemm": "w4a16", "quack_w4a16_grouped_gemm": "quack_w4a16"}
+# The weight layout (runtime/weights.py OPERANDS) each expert GEMM family reads: both read quack's
+# blob/strip (the shared layout contract), so the runner prepares the experts once for all paths.
+LAYOUT = {"w4a16_grouped_gemm": "quack_w4a16", "quack_w4a16_grouped_gemm": "quack_w4a16"}
 _RUNNER = "MoERunner (runtime/moe.py) "
 _WS_LOCK = threading.Lock()
 _WORKSPACES: dict[tuple, dict[str, torch.Tensor]] = {}
@@ -180,9 +178,9 @@ class MoERunner:
 
     def __init__(self, store, *, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, expert_start: int,
                  top_k: int, max_tokens: int, device: Any = None, swiglu_limit: float | None = None,
-                 prefill: bool = False):
-        """prefill: serve T above the PREFILL edges on quack_w4a16_grouped_gemm (opt-in: a second copy
-        of the routed experts, see the module docstring); sm_90a only."""
+                 prefill: bool = True):
+        """prefill: serve T above the PREFILL edges on quack_w4a16_grouped_gemm (default: it reads the
+        same weight copy as the decode path, see the module docstring); sm_90a only."""
         device = torch.device(device or "cuda")
         self._sm100 = None
         self.swiglu_limit = float(swiglu_limit or 0.0)  # 0: plain SwiGLU (the op's default)

@@ -224,9 +224,10 @@ def test_hopper_runner_both_paths_at_the_threshold_edges(mode):
     t, ew = _layer(3)
     runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu", prefill=True)
     assert runner.tiers == prefill_tiers(E, TOPK) == [(64, 256, 128), (256, None, 256)]
-    # tiers share their weights: one copy per layout (two until the w4a16 families read quack's)
-    assert runner.layouts == sorted(set(LAYOUT.values()))
-    assert runner.operands["l1_128"] is runner.operands["l1_256"] and runner.operands["l2_128"] is runner.operands["l2_256"]
+    # every path shares one copy of the experts: all GEMM families read quack's blob/strip
+    assert runner.layouts == sorted(set(LAYOUT.values())) == ["quack_w4a16"]
+    assert runner.operands["l1_128"] is runner.operands["l1_256"] is runner.operands["l1"]
+    assert runner.operands["l2_128"] is runner.operands["l2_256"] is runner.operands["l2"]
     assert runner.ws["xg"].shape[0] >= capacity(300, TOPK, E, 256) > 300 * TOPK
     for m, pad, l1 in ((1, 1, "l1"), (64, 1, "l1"), (65, 128, "l1_128"), (256, 128, "l1_128"),
                        (257, 256, "l1_256"), (300, 256, "l1_256")):
@@ -266,7 +267,7 @@ def test_hopper_runner_without_quack_grouped_serves_every_t_on_the_decode_path()
     t, ew = _layer(6)
     runner = MoERunner(_NoQuackGrouped("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu", prefill=True)
     assert runner.tiers == [] and runner.route_128 is None and runner.l1_256 is None
-    assert runner.layouts == ["w4a16"] and set(runner.operands) == {"l1", "l2"}  # one copy of the experts
+    assert runner.layouts == ["quack_w4a16"] and set(runner.operands) == {"l1", "l2"}  # one copy of the experts
     assert all(not d.optional and d.m_upto is None for d in runner.decls)
     assert runner.pad_for(300) == 1
     x, ids, w, start = _batch(300, 8, "uniform")
@@ -283,19 +284,18 @@ def test_a_decode_only_runner_opens_and_prepares_no_prefill_path():
     opened, and only our layout's copy of the experts is prepared."""
     t, _ = _layer(7)
     runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=64, device="cpu")
-    assert runner.tiers == [] and runner.layouts == ["w4a16"] and runner.route_128 is None and runner.l2_256 is None
+    assert runner.tiers == [] and runner.layouts == ["quack_w4a16"] and runner.route_128 is None and runner.l2_256 is None
     assert not [d for d in runner.decls if d.optional] and runner.pad_for(64) == 1
     assert [d.attr for d in MoERunner.ops(H, I, E, TOPK, "sm_90a", max_tokens=65) if d.optional] == [
         "route_128", "permute_128", "l1_128", "l2_128"]
 
 
-def test_the_default_runner_holds_one_copy_and_serves_every_t_on_the_decode_path():
-    """prefill=False (the default): even with max_tokens past every PREFILL edge and a store holding
-    the prefill ops, no prefill op is opened, only our layout's copy of the experts is prepared
-    (the quack tiers would need a second one), and large T runs on our grouped GEMM, right."""
+def test_prefill_false_serves_every_t_on_the_decode_path():
+    """prefill=False (opt-out; the default is on): even with max_tokens past every PREFILL edge and
+    a store holding the prefill ops, no prefill op is opened, and large T runs on our grouped GEMM, right."""
     t, ew = _layer(9)
-    runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu")
-    assert runner.tiers == [] and runner.layouts == ["w4a16"] and set(runner.operands) == {"l1", "l2"}
+    runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu", prefill=False)
+    assert runner.tiers == [] and runner.layouts == ["quack_w4a16"] and set(runner.operands) == {"l1", "l2"}
     assert runner.route_128 is None and runner.l1_256 is None and not [d for d in runner.decls if d.optional]
     assert runner.pad_for(300) == 1
     x, ids, w, start = _batch(300, 10, "skewed")
