@@ -59,6 +59,10 @@ PAD = GROUP_PAD["sm_90a"]
 PREFILL = ((32, 128), (128, 256))
 # The weight layout (runtime/weights.py OPERANDS) each expert GEMM family reads: both read quack's
 # blob/strip (the shared layout contract), so the runner prepares the experts once for all paths.
+# The K order of the decode path's GEMM inputs (runtime/layout.py ACT_ORDERS): permute and silu
+# write xg / a2 in it, our w4a16 L1 / L2 read it (split 'k' / 'n': two 16-byte loads per token row
+# and k64 tile). The prefill tiers stay natural (quack's kernel reads natural K).
+DECODE_ORDER = "quad"
 LAYOUT = {"w4a16_grouped_gemm": "quack_w4a16", "quack_w4a16_grouped_gemm": "quack_w4a16"}
 _RUNNER = "MoERunner (runtime/moe.py) "
 _WS_LOCK = threading.Lock()
@@ -145,19 +149,18 @@ class MoERunner:
         lay = dict(keyed="layer", top_k=k, experts=e, runner=cls.runner_name)
         dec = dict(lay, pad=PAD, m_upto=tiers[0][0] if tiers else None)
         upto = f" for T <= {tiers[0][0]} tokens (<= {PREFILL[0][0]} slots per expert)" if tiers else ""
+        clamp = f" (clamped at {swiglu_limit})" if swiglu_limit else ""
         decls = [
             OpDecl("route", "moe_route", {"experts": e, "topk": k, "pad": PAD}, "tokens",
                    f"{_RUNNER}routing: topk ids -> rows grouped by local expert, unpadded{upto}", **dec),
-            OpDecl("permute", "moe_permute", {"h": h, "topk": k, "experts": e, "pad": PAD}, "tokens",
-                   f"{_RUNNER}gathers the hidden states into the grouped rows{upto}", **dec),
-            OpDecl("l1", "w4a16_grouped_gemm", {"n": 2 * i, "k": h, "experts": e}, "slots",
+            OpDecl("permute", "moe_permute", {"h": h, "topk": k, "experts": e, "pad": PAD, "act_order": DECODE_ORDER},
+                   "tokens", f"{_RUNNER}gathers the hidden states into the grouped rows{upto}", **dec),
+            OpDecl("l1", "w4a16_grouped_gemm", {"n": 2 * i, "k": h, "experts": e, "act_order": DECODE_ORDER}, "slots",
                    f"{_RUNNER}L1 (gate | up), all local experts in one launch{upto}", weights="w13", **dec),
-            # one silu op for both paths: its rows are the largest the runner can send (padded)
-            OpDecl("silu", "moe_silu_mul", {"i": i, "limit": float(swiglu_limit)}, "capacity" if tiers else "slots",
-                   f"{_RUNNER}silu(gate) * up between L1 and L2" + (f" (clamped at {swiglu_limit})" if swiglu_limit else ""),
-                   **dict(lay, pad=max((p for _, _, p in tiers), default=PAD))),
-            OpDecl("l2", "w4a16_grouped_gemm", {"n": h, "k": i, "experts": e}, "slots", f"{_RUNNER}L2 (down){upto}",
-                   weights="w2", **dec),
+            OpDecl("silu", "moe_silu_mul", {"i": i, "limit": float(swiglu_limit), "act_order": DECODE_ORDER}, "slots",
+                   f"{_RUNNER}silu(gate) * up between L1 and L2{clamp}{upto}", **dec),
+            OpDecl("l2", "w4a16_grouped_gemm", {"n": h, "k": i, "experts": e, "act_order": DECODE_ORDER}, "slots",
+                   f"{_RUNNER}L2 (down){upto}", weights="w2", **dec),
             OpDecl("combine", "moe_combine", {"h": h, "topk": k}, "tokens",
                    f"{_RUNNER}top-k weighted sum of each token's rows", **lay),
         ]
@@ -174,6 +177,10 @@ class MoERunner:
                 OpDecl(f"l2_{p}", "quack_w4a16_grouped_gemm", {"n": h, "k": i, "experts": e, "tile_n": p}, "capacity",
                        f"{_RUNNER}L2 ({rng})", weights="w2", **pre),
             ]
+        if tiers:  # one natural-order silu for every prefill tier: rows = the largest padded capacity
+            decls.append(OpDecl("silu_pre", "moe_silu_mul", {"i": i, "limit": float(swiglu_limit)}, "capacity",
+                                f"{_RUNNER}silu(gate) * up (prefill, T > {tiers[0][0]} tokens){clamp}",
+                                **dict(lay, pad=max(p for _, _, p in tiers), m_above=tiers[0][0], optional=True)))
         return decls
 
     def __init__(self, store, *, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, expert_start: int,
@@ -207,6 +214,7 @@ class MoERunner:
         for _, _, p in prefill_tiers(e, top_k):  # every tier's ops: None unless opened below
             for a in ("route", "permute", "l1", "l2"):
                 setattr(self, f"{a}_{p}", None)
+        self.silu_pre = None
         decls = self.ops(h, i, e, top_k, store.arch, swiglu_limit=self.swiglu_limit, prefill=prefill,
                          max_tokens=max_tokens)
         self.decls = open_ops(self, store, decls)
@@ -294,7 +302,7 @@ class MoERunner:
             self.l2(a2, *ops["l2"], self.alpha2, offsets, counts, y, check=check)
         else:  # quack's kernel: no counts (padding rows are computed on permute's zeros)
             getattr(self, f"l1_{pad}")(xg, *ops[f"l1_{pad}"], self.alpha13, offsets, h1, check=check)
-            self.silu(h1, a2, check=check)
+            self.silu_pre(h1, a2, check=check)
             getattr(self, f"l2_{pad}")(a2, *ops[f"l2_{pad}"], self.alpha2, offsets, y, check=check)
         self.combine(y, slot_of, topk_weights, out, check=check)
         return out

@@ -25,6 +25,11 @@ Design (decode first: at <= 16 tokens per expert the GEMM is bound by weight byt
   * K is natural: the activation B fragment of block b is the 4-byte pairs at K 16b + 2t and
     16b + 2t + 8 of token g (split "k": 8 LDG.32 per token row and k64 tile; split "n":
     ldmatrix.x4 from staged rows; split "wg": plain 16-byte copies into 128-byte-swizzled rows).
+  * act_order = "quad" (split "k" / "n" only; runtime/layout.py): the producer (moe_permute /
+    moe_silu_mul with the same order) stores each k64 tile of a row so that lane t's eight
+    B-fragment words are the 32 bytes at 32t: split "k" reads a token row's fragments with two
+    16-byte loads straight from global memory (L1), no staging; split "n" with two 16-byte
+    shared loads. The weights are unchanged (one copy, natural K); only the activation side moves.
   * decode (ptx.decode_block): per register, prmt gathers the byte's two nibbles at bits 0..3 /
     16..19, one multiply by 2^6 + 2^12 and a mask put the E2M1 bits at bf16's (sign, exponent low
     bits, mantissa msb), i.e. v * 2^-126 exactly (subnormal 0.5 included); one bf16x2 multiply
@@ -49,6 +54,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Mapping
+
+from nvfp4_aot.runtime.layout import ACT_ORDERS
 
 from ..family import Arg, Family, Signature
 from ..tolerances import REL_FROBENIUS
@@ -88,6 +95,7 @@ class W4A16Params:
     nt: int = 1  # token tile = 8 * nt tokens (tuning: decode 1-2, prefill 4-8)
     split: str = "k"  # warps split K (decode) or N with activations staged in smem (prefill)
     stages: int = 1  # split "wg": 1 = synchronous staging; 2-3 = cp.async ring of K chunks (wgmma.py)
+    act_order: str = "natural"  # act's K order (runtime/layout.py ACT_ORDERS): "quad" for split k / n
 
 
 def _reasons(p: W4A16Params) -> list[str]:
@@ -111,7 +119,12 @@ def _reasons(p: W4A16Params) -> list[str]:
     elif p.stages > 1 and p.stages * stage_bytes(8 * p.nt, p.warps, p.rb) > SMEM_LIMIT:
         r.append(f"stages={p.stages} x (activations + weights) = {p.stages * stage_bytes(8 * p.nt, p.warps, p.rb)} B "
                  f"of shared memory > {SMEM_LIMIT}: lower stages, nt or rb")
-    if p.split == "k" and p.warps * 8 * p.nt * 528 + 512 * p.nt * p.rb * p.warps > SMEM_LIMIT:
+    if p.act_order not in ACT_ORDERS:
+        r.append(f"act_order={p.act_order!r} must be one of {ACT_ORDERS}")
+    elif p.act_order == "quad" and p.split not in ("k", "n"):
+        r.append(f"act_order='quad' is read by split 'k' and 'n' only (split={p.split!r} stages natural K for wgmma); "
+                 "use split 'k' or 'n', or act_order 'natural'")
+    if p.split == "k" and p.act_order == "natural" and p.warps * 8 * p.nt * 528 + 512 * p.nt * p.rb * p.warps > SMEM_LIMIT:
         r.append(f"split='k' stages each warp's 8 * nt token rows x 512 B (+ the reduction): warps={p.warps} x "
                  f"nt={p.nt} needs more than {SMEM_LIMIT} B of shared memory; lower warps or nt")
     if p.split not in ("k", "n", "wg"):
@@ -182,7 +195,12 @@ class _Base(Family):
 
         from ..quack_w4a16.prepare import dequantize
 
-        act = inputs["act"].double()
+        act = inputs["act"]
+        if p.act_order == "quad":  # the kernel reads K permuted; the math is on natural K
+            from nvfp4_aot.runtime.layout import quad_unorder
+
+            act = quad_unorder(act)
+        act = act.double()
         want = torch.full((act.shape[0], p.n), float("nan"), dtype=torch.float64, device=act.device)
         if "w_q" in inputs:
             qs, sfs = inputs["w_q"], inputs["w_sf"]
@@ -240,7 +258,7 @@ class DenseFamily(_Base):
 
     def tile_table(self, problem: Mapping[str, Any]):
         return self.narrow if problem["n"] < problem["k"] else self.wide
-    problem_keys = ("n", "k")
+    problem_keys = ("n", "k", "act_order")
 
     def signature(self, p: W4A16Params) -> Signature:
         return Signature(
@@ -257,9 +275,11 @@ class DenseFamily(_Base):
     def make_inputs(self, p: W4A16Params, m: int, device: Any, seed: int, poison: float = float("nan")):
         import torch
 
+        from nvfp4_aot.runtime.layout import act_order
+
         gen = torch.Generator(device=device).manual_seed(seed)
         q, sf, blob, strip, alpha = self._weights(p, gen, device)
-        act = torch.randn((m, p.k), generator=gen, device=device).to(torch.bfloat16)
+        act = act_order(torch.randn((m, p.k), generator=gen, device=device).to(torch.bfloat16), p.act_order)
         out = torch.full((m, p.n), poison, dtype=torch.bfloat16, device=device)
         return {"act": act, "blob": blob[0], "sf": strip[0], "alpha": alpha[0], "out": out, "w_q": q, "w_sf": sf}
 
@@ -276,7 +296,13 @@ class GroupedFamily(_Base):
         (768, {"warps": 4, "rb": 1, "nt": 2, "split": "n"}),
         (None, {"warps": 8, "rb": 2, "nt": 8, "split": "wg", "stages": 2}),
     )
-    problem_keys = ("n", "k", "experts")
+    # act_order "quad" (MoERunner's decode path): split 'wg' reads natural K only, so the last
+    # bucket stays on split 'n' (one staging per CTA, 32 tokens per tile). NOT yet measured on a GPU.
+    quad_tiles = tiles[:2] + ((None, {"warps": 4, "rb": 1, "nt": 4, "split": "n"}),)
+    problem_keys = ("n", "k", "experts", "act_order")
+
+    def tile_table(self, problem: Mapping[str, Any]):
+        return self.quad_tiles if problem.get("act_order") == "quad" else self.tiles
     grouped = True
 
     def signature(self, p: W4A16Params) -> Signature:
@@ -299,10 +325,12 @@ class GroupedFamily(_Base):
         each expert's rows followed by a random amount of padding."""
         import torch
 
+        from nvfp4_aot.runtime.layout import act_order
+
         gen = torch.Generator(device=device).manual_seed(seed)
         q, sf, blob, strip, alpha = self._weights(p, gen, device)
         offsets, counts = random_groups(m, p.experts, dist, gen)
-        act = torch.randn((m, p.k), generator=gen, device=device).to(torch.bfloat16)
+        act = act_order(torch.randn((m, p.k), generator=gen, device=device).to(torch.bfloat16), p.act_order)
         out = torch.full((m, p.n), poison, dtype=torch.bfloat16, device=device)
         return {"act": act, "blob": blob, "sf": strip, "alpha": alpha, "offsets": offsets.to(device),
                 "counts": counts.to(device),

@@ -17,7 +17,7 @@ import cutlass.cute as cute
 from cutlass import BFloat16, Float32, Int32, Int64, Uint8, const_expr
 
 from . import BLOB_TILE, K_STEP, STRIP_TILE
-from .ptx import (decode_block, ld_cached_v4, ld_stream_u16, ld_stream_v4, ldmatrix_x4, mma_bf16,
+from .ptx import (decode_block, ld_cached_v4, ld_shared_v4, ld_stream_u16, ld_stream_v4, ldmatrix_x4, mma_bf16,
                   quad_scales, st_shared_v4)
 from .wgmma import WgmmaMainloop
 
@@ -33,10 +33,17 @@ class W4A16Kernel(WgmmaMainloop):
     split "n" (prefill): one CTA = 16 * rb * warps rows; each warp owns 16 * rb of them for the
     whole K, and the CTA stages each activation chunk (8 * nt tokens x 256 K) in shared memory
     once for all warps: activation traffic from L2 falls by the CTA's row count.
-    Both loop over the expert's token tiles (8 * nt tokens) inside the launch."""
+    Both loop over the expert's token tiles (8 * nt tokens) inside the launch.
+    quad = act in quad order (runtime/layout.py; split "k" / "n"): lane (g, t) finds its eight
+    B-fragment words of a k64 tile of token row g at bytes 32t .. 32t + 31 of the tile, in
+    register order (word 2b + e = register e of k16 block b): split "k" loads them from global
+    memory with two 16-byte loads (no staging, no warp barriers), split "n" from the staged rows
+    with two 16-byte shared loads instead of ldmatrix."""
 
     def __init__(self, n: int, k: int, experts: int, grouped: bool, warps: int, rb: int, nt: int, split: str = "k",
-                 stages: int = 1):
+                 stages: int = 1, quad: bool = False):
+        assert not quad or split in ("k", "n")
+        self.quad = quad
         assert n % 64 == 0 and n % (16 * rb) == 0 and k % K_STEP == 0 and split in ("k", "n", "wg")
         assert stages == 1 or split == "wg"
         self.stages = stages
@@ -95,6 +102,9 @@ class W4A16Kernel(WgmmaMainloop):
         elif const_expr(self.split_n):
             sb = smem.allocate_tensor(Int32, cute.make_layout(bt * SB_ROW_WORDS), byte_alignment=16)
             red = sb
+        elif const_expr(self.quad):
+            red = smem.allocate_tensor(Float32, cute.make_layout((self.red_len, self.warps)), byte_alignment=16)
+            sb = red  # unused: split "k" on quad order reads its B fragments from global memory
         else:
             red = smem.allocate_tensor(Float32, cute.make_layout((self.red_len, self.warps)), byte_alignment=16)
             # each warp's own staging rows (8 * nt tokens x one K step) for ldmatrix
@@ -140,6 +150,7 @@ class W4A16Kernel(WgmmaMainloop):
         af = cute.make_rmem_tensor(cute.make_layout((4, 4, rb)), Int32)  # decoded fragment (reg, block, row block)
         bw = cute.make_rmem_tensor(cute.make_layout(8), Int32)
         bwk = cute.make_rmem_tensor(cute.make_layout((8, nt)), Int32)
+        arow = cute.make_rmem_tensor(cute.make_layout(nt), Int64)  # split "k", quad: lane's bytes of row g
 
         if const_expr(self.wg and self.stages > 1):
             self.wgp_mainloop(acc, sb, abase, row_bytes, wb, sbw, tidx, warp, lane, n_tiles, cnt,
@@ -148,6 +159,11 @@ class W4A16Kernel(WgmmaMainloop):
             for tt in cutlass.range(n_tiles):
                 tok0 = tt * bt
                 acc.fill(0.0)
+                if const_expr(self.quad and not self.split_n):
+                    # token row g of fragment j, clamped into the count (a clamped row feeds only
+                    # MMA columns that are never stored), at lane t's 32 bytes of each k64 tile
+                    for j in cutlass.range_constexpr(nt):
+                        arow[j] = abase + Int64(cutlass.min(tok0 + 8 * j + g, cnt - 1)) * row_bytes + Int64(t * 32)
                 for c in cutlass.range(c_first, self.chunks, c_step):
                     for r in cutlass.range_constexpr(rb):
                         for kt in cutlass.range_constexpr(4):
@@ -164,6 +180,9 @@ class W4A16Kernel(WgmmaMainloop):
                         self._stage_activations(sb, abase, row_bytes, tidx, c, tok0, cnt)
                         for kt in cutlass.range_constexpr(4):
                             self._mma_tile_smem(acc, aw, sw, af, bw, sb, kt, lane)
+                    elif const_expr(self.quad):
+                        for kt in cutlass.range_constexpr(4):
+                            self._mma_tile_gmem(acc, aw, sw, bwk, arow, c, kt)
                     else:
                         wsb = sb.iterator.toint() + warp * (bt * SB_ROW_WORDS * 4)
                         self._stage_warp(wsb, abase, row_bytes, lane, c, tok0, cnt)
@@ -184,6 +203,26 @@ class W4A16Kernel(WgmmaMainloop):
                 x0, x1, x2, x3 = ld_cached_v4(abase + Int64(tok0 + row) * row_bytes + Int64(c * 512 + lane * 16))
                 st_shared_v4(wsb + (row * SB_ROW_WORDS + lane * 4) * 4, x0, x1, x2, x3)
         cute.arch.sync_warp()
+
+    @cute.jit
+    def _mma_tile_gmem(self, acc, aw, sw, bwk, arow, c, kt):
+        """split "k", quad order: the nt B fragments of k64 tile kt straight from global memory
+        (L1): two 16-byte loads per token row at lane t's 32 bytes (bwk[2b + e] = register e of
+        k16 block b), then each decoded block feeds nt MMAs at once."""
+        koff = Int64((c * 4 + kt) * 128)  # bytes: 64 bf16 per k64 tile
+        for j in cutlass.range_constexpr(self.nt):
+            y0, y1, y2, y3 = ld_cached_v4(arow[j] + koff)
+            y4, y5, y6, y7 = ld_cached_v4(arow[j] + koff + Int64(16))
+            bwk[0, j], bwk[1, j], bwk[2, j], bwk[3, j] = y0, y1, y2, y3
+            bwk[4, j], bwk[5, j], bwk[6, j], bwk[7, j] = y4, y5, y6, y7
+        for r in cutlass.range_constexpr(self.rb):
+            sp = quad_scales(sw[kt, r])
+            for b in cutlass.range_constexpr(4):
+                r0, r1, r2, r3 = decode_block(aw[b, kt, r], sp[b])
+                for j in cutlass.range_constexpr(self.nt):
+                    d0, d1, d2, d3 = mma_bf16(r0, r1, r2, r3, bwk[2 * b, j], bwk[2 * b + 1, j],
+                                              acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r])
+                    acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r] = d0, d1, d2, d3
 
     @cute.jit
     def _mma_tile_staged(self, acc, aw, sw, bwk, wsb, lane, kt):
@@ -215,9 +254,14 @@ class W4A16Kernel(WgmmaMainloop):
                 r0, r1, r2, r3 = decode_block(aw[b, kt, r], sp[b])
                 af[0, b, r], af[1, b, r], af[2, b, r], af[3, b, r] = r0, r1, r2, r3
         for j in cutlass.range_constexpr(self.nt):
-            sa = sb.iterator.toint() + ((8 * j + lane % 8) * SB_ROW_WORDS + kt * 32 + (lane // 8) * 4) * 4
-            y0, y1, y2, y3 = ldmatrix_x4(sa)
-            y4, y5, y6, y7 = ldmatrix_x4(sa + 64)
+            if const_expr(self.quad):  # token row g's lane-t words: 32 bytes at 32 t of tile kt
+                sa = sb.iterator.toint() + ((8 * j + lane // 4) * SB_ROW_WORDS + kt * 32 + (lane % 4) * 8) * 4
+                y0, y1, y2, y3 = ld_shared_v4(sa)
+                y4, y5, y6, y7 = ld_shared_v4(sa + 16)
+            else:
+                sa = sb.iterator.toint() + ((8 * j + lane % 8) * SB_ROW_WORDS + kt * 32 + (lane // 8) * 4) * 4
+                y0, y1, y2, y3 = ldmatrix_x4(sa)
+                y4, y5, y6, y7 = ldmatrix_x4(sa + 64)
             bw[0], bw[1], bw[2], bw[3], bw[4], bw[5], bw[6], bw[7] = y0, y1, y2, y3, y4, y5, y6, y7
             for r in cutlass.range_constexpr(self.rb):
                 for b in cutlass.range_constexpr(4):
@@ -290,7 +334,8 @@ class W4A16Kernel(WgmmaMainloop):
 
 
 def make_kernel(p, grouped: bool):
-    k = W4A16Kernel(p.n, p.k, p.experts, grouped, p.warps, p.rb, p.nt, p.split, p.stages)
+    k = W4A16Kernel(p.n, p.k, p.experts, grouped, p.warps, p.rb, p.nt, p.split, p.stages,
+                    quad=p.act_order == "quad")
     return k.grouped_call if grouped else k.dense_call
 
 
