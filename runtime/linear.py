@@ -47,7 +47,8 @@ class Nvfp4Linear:
             qfam, qfrom = ("quack_w4a16_gemm", QUACK_FROM) if one_scale else ("quack_w4a16_rowalpha_gemm", QUACK_FROM_ROW_ALPHA)
             scales = "one global scale" if one_scale else "several global scales: per-row alpha"
             return [
-                OpDecl("op", "w4a16_gemm", p, "tokens", f"Nvfp4Linear (runtime/linear.py) for M <= {qfrom} (layers with "
+                # the input comes from the model: natural K (act_order spelled: the store's op ids do)
+                OpDecl("op", "w4a16_gemm", {**p, "act_order": "natural"}, "tokens", f"Nvfp4Linear (runtime/linear.py) for M <= {qfrom} (layers with "
                        f"{scales}); every M without quack's kernel for the layer",
                        keyed="gemm", weights="weight", m_upto=qfrom if quack else None, runner="Nvfp4Linear"),
                 *([OpDecl("quack_op", qfam, p, "tokens", f"Nvfp4Linear for M > {qfrom} (layers with {scales})",

@@ -170,7 +170,7 @@ class MoERunner:
             decls += [
                 OpDecl(f"route_{p}", "moe_route", {"experts": e, "topk": k, "pad": p}, "tokens",
                        f"{_RUNNER}routing ({rng})", **pre),
-                OpDecl(f"permute_{p}", "moe_permute", {"h": h, "topk": k, "experts": e, "pad": p}, "tokens",
+                OpDecl(f"permute_{p}", "moe_permute", {"h": h, "topk": k, "experts": e, "pad": p, "act_order": "natural"}, "tokens",
                        f"{_RUNNER}gathers the hidden states ({rng})", **pre),
                 OpDecl(f"l1_{p}", "quack_w4a16_grouped_gemm", {"n": 2 * i, "k": h, "experts": e, "tile_n": p}, "capacity",
                        f"{_RUNNER}L1 ({rng})", weights="w13", **pre),
@@ -178,7 +178,7 @@ class MoERunner:
                        f"{_RUNNER}L2 ({rng})", weights="w2", **pre),
             ]
         if tiers:  # one natural-order silu for every prefill tier: rows = the largest padded capacity
-            decls.append(OpDecl("silu_pre", "moe_silu_mul", {"i": i, "limit": float(swiglu_limit)}, "capacity",
+            decls.append(OpDecl("silu_pre", "moe_silu_mul", {"i": i, "limit": float(swiglu_limit), "act_order": "natural"}, "capacity",
                                 f"{_RUNNER}silu(gate) * up (prefill, T > {tiers[0][0]} tokens){clamp}",
                                 **dict(lay, pad=max(p for _, _, p in tiers), m_above=tiers[0][0], optional=True)))
         return decls

@@ -192,7 +192,7 @@ def test_silu_mul_quantize_random_inputs(store, seed):
 def test_silu_mul_quantize_equals_silu_mul_then_quantize(store, seed):
     """Bit for bit on general inputs: the fused kernel == quantize_ref of moe_silu_mul's own bf16
     output (same silu PTX, same rounding), i.e. fusing changed nothing but the memory traffic."""
-    silu = store.op("moe_silu_mul", i=I, limit=0.0)
+    silu = store.op("moe_silu_mul", i=I, limit=0.0, act_order="natural")
     failures = []
     for j, m in enumerate(FUSED_MS):
         params = SILU_Q.parse_params(store.op("moe_silu_mul_quantize", i=I).kernel_for(m).record["params"])
@@ -214,7 +214,7 @@ def test_cuda_graph_route_permute_quantize(store, seed):
     before every replay)."""
     m = 200
     route = store.op("moe_route", experts=E, topk=TOPK, pad=PAD)
-    perm = store.op("moe_permute", h=H, topk=TOPK, experts=E, pad=PAD)
+    perm = store.op("moe_permute", h=H, topk=TOPK, experts=E, pad=PAD, act_order="natural")
     permq = store.op("moe_permute_quantize", h=H, topk=TOPK, experts=E, pad=PAD)
     siluq = store.op("moe_silu_mul_quantize", i=I)
     cap = capacity(m, TOPK, E, PAD)
