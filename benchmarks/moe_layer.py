@@ -39,8 +39,8 @@ def main() -> None:
     ap.add_argument("--store", default="artifacts")
     ap.add_argument("--tokens", type=int, nargs="*", default=[1, 4, 16, 64, 1024, 8192])
     ap.add_argument("--decode-only", action="store_true",
-                    help="MoERunner's default (prefill=False: one weight copy, our kernels at every T); "
-                         "without it the opt-in quack prefill tiers serve large T")
+                    help="prefill=False: our kernels at every T; without it (MoERunner's default) the quack "
+                         "prefill tiers serve large T (both read the one weight copy)")
     ap.add_argument("--all-paths", action="store_true",
                     help="also time the paths MoERunner does not pick at each token count (marked *): the data behind PREFILL")
     a = ap.parse_args()

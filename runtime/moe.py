@@ -11,7 +11,8 @@ Two paths, picked on the host from the token count T (a shape: fixed per CUDA gr
 by the average routed slots per local expert t = T * top_k / E against PREFILL (one place):
   decode  (t <= PREFILL[0][0]): P = 1, L1/L2 on our w4a16_grouped_gemm (offsets + counts): groups
           unpadded, rows exactly T * top_k, so the glue never touches padding (at decode that is
-          6 rows per token instead of thousands);
+          6 rows per token instead of thousands); xg and a2 in quad activation order
+          (DECODE_ORDER, runtime/layout.py), written by permute / silu, read by L1 / L2;
   prefill (t above a PREFILL row): P = that row's pad, L1/L2 on quack_w4a16_grouped_gemm with
           tile_n = P (quack's persistent warp-specialized W4A16 kernel; it wants every group to
           start at a multiple of its tile_n): rows = capacity(T, top_k, E, P), padding rows
