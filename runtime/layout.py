@@ -47,6 +47,14 @@ def quad_word(w: int) -> int:
     return 8 * b + 4 * e + t
 
 
+def quad_vector_word(v, w):
+    """quad_word(4 v + w) in closed form, for the glue kernels that write quad order one 16-byte
+    vector v (0..7 of a tile) at a time with v known only at run time: word w (0..3) of vector v
+    holds natural word 16 (v % 2) + 4 w + v // 2 (tests/kernels/test_quad_order.py checks the
+    equality for every v, w)."""
+    return 16 * (v % 2) + 4 * w + v // 2
+
+
 def _quad_index(k: int):
     import torch
 
@@ -80,4 +88,4 @@ def act_order(x, order: str):
 
 
 __all__ = ["ACT_ORDERS", "GROUP_PAD", "QUAD_TILE", "act_order", "capacity", "capacity_expr", "quad_order",
-           "quad_unorder", "quad_word"]
+           "quad_unorder", "quad_vector_word", "quad_word"]

@@ -15,6 +15,8 @@ from cutlass._mlir import ir
 from cutlass._mlir.dialects import llvm
 from cutlass.cutlass_dsl import T, dsl_user_op
 
+from nvfp4_aot.runtime.layout import quad_vector_word
+
 from ..ptx import add_rn, aligned, inline_asm, mul_rn, pack_bf16x2, unpack_bf16x2  # noqa: F401
 
 VEC = 8  # bf16 per 16-byte vector (4 x b32 words)
@@ -68,9 +70,11 @@ def load_quad_words(ptr, row_off, c8, dst):
     natural row at element offset row_off into dst[0..3]. The 8 threads of a tile together read
     its whole 128 bytes, so a warp's loads still cover whole sectors."""
     v = c8 % 8
-    base = row_off + Int64((c8 // 8) * 64 + 2 * (16 * (v % 2) + v // 2))
+    base = row_off + Int64((c8 // 8) * 64)
     for w in range(4):  # plain Python: unrolled at trace time (this helper is not preprocessed)
-        src = cute.recast_tensor(cute.make_tensor(aligned(ptr, base + Int64(8 * w), 2), cute.make_layout(2)), Uint32)
+        # quad_vector_word: quad_word(4 v + w) in closed form (runtime/layout.py), on a runtime v
+        src = cute.recast_tensor(cute.make_tensor(aligned(ptr, base + Int64(2 * quad_vector_word(v, w)), 2),
+                                                  cute.make_layout(2)), Uint32)
         dst[w] = src[0]
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.quack_w4a16.prepare import dequantize, random_nvfp4_weights
 from nvfp4_aot.kernels.w4a16.prepare import emulate_weights, prepare_weights
-from nvfp4_aot.runtime.layout import act_order, quad_order, quad_unorder, quad_word
+from nvfp4_aot.runtime.layout import act_order, quad_order, quad_unorder, quad_vector_word, quad_word
 
 
 @settings(max_examples=20, deadline=None)
@@ -40,6 +40,8 @@ def test_quad_order_places_each_fragment_pair():
                     assert q[0, at].item() == k and q[0, at + 1].item() == k + 1
                     assert quad_word(8 * t + 2 * b + e) == 8 * b + 4 * e + t
     assert sorted(quad_word(w) for w in range(32)) == list(range(32))
+    # the glue kernels' closed form (load_quad_words) is the same map
+    assert all(quad_vector_word(v, w) == quad_word(4 * v + w) for v in range(8) for w in range(4))
 
 
 def test_quad_order_refuses_a_k_off_the_tile():
