@@ -70,11 +70,11 @@ def load_quad_words(ptr, row_off, c8, dst):
     natural row at element offset row_off into dst[0..3]. The 8 threads of a tile together read
     its whole 128 bytes, so a warp's loads still cover whole sectors."""
     v = c8 % 8
-    base = row_off + Int64((c8 // 8) * 64)
+    # word w of the vector is natural word quad_vector_word(v, 0) + 4 w (runtime/layout.py): one
+    # runtime base, then constant 16-byte steps
+    base = row_off + Int64((c8 // 8) * 64 + 2 * quad_vector_word(v, 0))
     for w in range(4):  # plain Python: unrolled at trace time (this helper is not preprocessed)
-        # quad_vector_word: quad_word(4 v + w) in closed form (runtime/layout.py), on a runtime v
-        src = cute.recast_tensor(cute.make_tensor(aligned(ptr, base + Int64(2 * quad_vector_word(v, w)), 2),
-                                                  cute.make_layout(2)), Uint32)
+        src = cute.recast_tensor(cute.make_tensor(aligned(ptr, base + Int64(8 * w), 2), cute.make_layout(2)), Uint32)
         dst[w] = src[0]
 
 

@@ -41,7 +41,8 @@ def test_quad_order_places_each_fragment_pair():
                     assert quad_word(8 * t + 2 * b + e) == 8 * b + 4 * e + t
     assert sorted(quad_word(w) for w in range(32)) == list(range(32))
     # the glue kernels' closed form (load_quad_words) is the same map
-    assert all(quad_vector_word(v, w) == quad_word(4 * v + w) for v in range(8) for w in range(4))
+    assert all(quad_vector_word(v, w) == quad_word(4 * v + w) == quad_vector_word(v, 0) + 4 * w
+               for v in range(8) for w in range(4))
 
 
 def test_quad_order_refuses_a_k_off_the_tile():
