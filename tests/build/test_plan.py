@@ -417,15 +417,17 @@ def test_dsv4_manifest_is_what_plan_produces(dsv4_plan):
     cap = (8192 * 6 + 48 * 127) // 128 * 128
     assert glue == [
         ("moe_route", {"experts": 48, "topk": 6, "pad": 1}, 8192, ["sm_90a"]),
-        ("moe_permute", {"h": 7168, "topk": 6, "experts": 48, "pad": 1}, 8192, ["sm_90a"]),
-        # one silu op for MoERunner's decode and prefill paths: the largest padded rows (pad 256)
-        ("moe_silu_mul", {"i": 3072, "limit": 0.0}, (8192 * 6 + 48 * 255) // 256 * 256, ["sm_90a"]),
+        # the decode path writes its GEMM inputs in quad order (runtime/layout.py), on the slots
+        ("moe_permute", {"h": 7168, "topk": 6, "experts": 48, "pad": 1, "act_order": "quad"}, 8192, ["sm_90a"]),
+        ("moe_silu_mul", {"i": 3072, "limit": 0.0, "act_order": "quad"}, 8192 * 6, ["sm_90a"]),
         ("moe_combine", {"h": 7168, "topk": 6}, 8192, ["sm_90a", "sm_100a"]),
         # the sm_90a prefill tiers' route / permute (pad = quack's tile_n); route pad 128 shared with sm_100a
         ("moe_route", {"experts": 48, "topk": 6, "pad": 128}, 8192, ["sm_90a", "sm_100a"]),
-        ("moe_permute", {"h": 7168, "topk": 6, "experts": 48, "pad": 128}, 8192, ["sm_90a"]),
+        ("moe_permute", {"h": 7168, "topk": 6, "experts": 48, "pad": 128, "act_order": "natural"}, 8192, ["sm_90a"]),
         ("moe_route", {"experts": 48, "topk": 6, "pad": 256}, 8192, ["sm_90a"]),
-        ("moe_permute", {"h": 7168, "topk": 6, "experts": 48, "pad": 256}, 8192, ["sm_90a"]),
+        ("moe_permute", {"h": 7168, "topk": 6, "experts": 48, "pad": 256, "act_order": "natural"}, 8192, ["sm_90a"]),
+        # one natural silu for both prefill tiers: the largest padded rows (pad 256)
+        ("moe_silu_mul", {"i": 3072, "limit": 0.0, "act_order": "natural"}, (8192 * 6 + 48 * 255) // 256 * 256, ["sm_90a"]),
         ("moe_permute_quantize", {"h": 7168, "topk": 6, "experts": 48, "pad": 128}, 8192, ["sm_100a"]),
         ("moe_silu_mul_quantize", {"i": 3072}, cap, ["sm_100a"]),
     ]
