@@ -296,9 +296,16 @@ class GroupedFamily(_Base):
         (768, {"warps": 4, "rb": 1, "nt": 2, "split": "n"}),
         (None, {"warps": 8, "rb": 2, "nt": 8, "split": "wg", "stages": 2}),
     )
-    # act_order "quad" (MoERunner's decode path): split 'wg' reads natural K only, so the last
-    # bucket stays on split 'n' (one staging per CTA, 32 tokens per tile). NOT yet measured on a GPU.
-    quad_tiles = tiles[:2] + ((None, {"warps": 4, "rb": 1, "nt": 4, "split": "n"}),)
+    # act_order "quad" (MoERunner's decode path; H200 sweep of 10 tilings at t = 1..32 tokens/expert,
+    # docs/PERFORMANCE.md 2026-12-02 "quad order"): <= 768 rows split 'n' with 8 warps (L1 / L2 at
+    # t = 16: 432 / 211 us, best of the sweep; every split 'k' tiling with nt 2 or rb > 1 was
+    # slower); split 'wg' reads natural K only, so above 768 rows split 'n' with 32-token tiles
+    # (one tile per expert up to t = 32, where the prefill tiers take over: 688 / 347 us at t = 32).
+    quad_tiles = (
+        tiles[0],
+        (768, {"warps": 8, "rb": 1, "nt": 2, "split": "n"}),
+        (None, {"warps": 4, "rb": 1, "nt": 4, "split": "n"}),
+    )
     problem_keys = ("n", "k", "experts", "act_order")
 
     def tile_table(self, problem: Mapping[str, Any]):
