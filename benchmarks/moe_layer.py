@@ -39,8 +39,8 @@ def main() -> None:
     ap.add_argument("--store", default="artifacts")
     ap.add_argument("--tokens", type=int, nargs="*", default=[1, 4, 16, 64, 1024, 8192])
     ap.add_argument("--decode-only", action="store_true",
-                    help="MoERunner's default (prefill=False: one weight copy, our kernels at every T); "
-                         "without it the opt-in quack prefill tiers serve large T")
+                    help="prefill=False: our kernels at every T; without it (MoERunner's default) the quack "
+                         "prefill tiers serve large T (both read the one weight copy)")
     ap.add_argument("--all-paths", action="store_true",
                     help="also time the paths MoERunner does not pick at each token count (marked *): the data behind PREFILL")
     a = ap.parse_args()
@@ -80,12 +80,13 @@ def main() -> None:
         ws, rows = runner.ws, capacity(m, TOPK, E, pad)
         route = runner.route if pad == 1 else getattr(runner, f"route_{pad}")
         permute = runner.permute if pad == 1 else getattr(runner, f"permute_{pad}")
+        silu = runner.silu if pad == 1 else runner.silu_pre  # decode: quad order; prefill: natural
         path = "ours" if pad == 1 else f"quack/{pad}"
         glue = [
             lambda: route(ids, runner.expert_start, ws["counts"], ws["offsets"], ws["slot_of"][:m],
                           ws["src_token"][:rows], check=False),
             lambda: permute(x, ws["src_token"][:rows], ws["xg"][:rows], check=False),
-            lambda: runner.silu(ws["h1"][:rows], ws["a2"][:rows], check=False),
+            lambda: silu(ws["h1"][:rows], ws["a2"][:rows], check=False),
             lambda: runner.combine(ws["y"][:rows], ws["slot_of"][:m], w, out, check=False),
         ]
         runner(x, ids, w, out=out, check=False)  # real routing state for the glue timings

@@ -36,12 +36,13 @@ def weight_bytes(n: int, k: int) -> int:
     return n * k // 2 + n * k // 16
 
 
-def grouped(store, bw, peak, e: int, dev, tokens) -> None:
+def grouped(store, bw, peak, e: int, dev, tokens, act_order: str = "quad") -> None:
+    """act_order: "quad" is what MoERunner's decode path runs (make_inputs permutes act to it)."""
     fam = get_family("w4a16_grouped_gemm")
     qfam = get_family("quack_w4a16_gemm")
-    print(f"\ngrouped, {e} experts: tokens/expert, ours | quack per expert | torch bf16 _grouped_mm")
+    print(f"\ngrouped, {e} experts, act_order {act_order}: tokens/expert, ours | quack per expert | torch bf16 _grouped_mm")
     for name, (n, k) in SHAPES.items():
-        op = store.op("w4a16_grouped_gemm", n=n, k=k, experts=e)
+        op = store.op("w4a16_grouped_gemm", n=n, k=k, experts=e, act_order=act_order)
         qop = store.op("quack_w4a16_gemm", n=n, k=k)
         floor = e * weight_bytes(n, k) / bw
         print(f"{name} ({n}x{k}): NVFP4 weights {e * weight_bytes(n, k) / 1e6:.0f} MB, floor {floor * 1e6:.0f} us")
@@ -95,7 +96,7 @@ def dense(store, bw, peak, dev, ms) -> None:
     print(f"\ndense: M, ours | quack | torch bf16 matmul | Nvfp4Linear serves (quack above M = {QUACK_FROM}; "
           f"two-scale: {QUACK_FROM_ROW_ALPHA})")
     for name, (n, k, scales) in DENSE.items():
-        op = store.op("w4a16_gemm", n=n, k=k)
+        op = store.op("w4a16_gemm", n=n, k=k, act_order="natural")
         qname, qop = _quack_op(store, n, k, scales)
         qfam = get_family(qname)
         w16 = torch.randn((n, k), device=dev, dtype=torch.bfloat16)
@@ -132,6 +133,8 @@ def main() -> None:
     ap.add_argument("--m", type=int, nargs="*", default=list(DENSE_MS), help="dense: rows")
     ap.add_argument("--skip-dense", action="store_true")
     ap.add_argument("--skip-grouped", action="store_true")
+    ap.add_argument("--act-order", nargs="*", default=["quad"], choices=["natural", "quad"],
+                    help="grouped: activation K order(s) to time (MoERunner's decode path runs quad)")
     a = ap.parse_args()
     store = open_store(a.store)
     store.prime()
@@ -142,7 +145,8 @@ def main() -> None:
           f"{f'{peak / 1e12:.0f} TFLOP/s' if peak else 'unknown for this part'}; torch {torch.__version__}")
     if not a.skip_grouped:
         for e in a.experts:
-            grouped(store, bw, peak, e, dev, a.tokens)
+            for order in a.act_order:
+                grouped(store, bw, peak, e, dev, a.tokens, order)
     if not a.skip_dense:
         dense(store, bw, peak, dev, a.m)
 

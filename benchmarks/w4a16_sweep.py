@@ -1,7 +1,8 @@
 """Tuning sweep of w4a16_grouped_gemm (L1 and L2, 48 experts, tokens per expert 1/16/128 or argv[2:],
-unpadded groups as MoERunner lays them out): one store per tuning (scripts/sweep_w4a16.sh
+unpadded groups as MoERunner lays them out; ACT_ORDER=quad for stores built with it): one store per tuning (scripts/sweep_w4a16.sh
 builds them), device time from graph replays, fraction of copy bandwidth on weight bytes."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def main(root: str, tokens: tuple[int, ...] = (1, 16, 128)) -> None:
         if d.name.startswith("quack_"):  # benchmarks/quack_w4a16_sweep.py
             continue
         for name, (n, k) in SHAPES.items():
-            op = store.op("w4a16_grouped_gemm", n=n, k=k, experts=E)
+            op = store.op("w4a16_grouped_gemm", n=n, k=k, experts=E, act_order=os.environ.get("ACT_ORDER", "natural"))
             res = []
             if name == "L2":  # correctness of every tuning: a ragged tile count (20 tokens/expert)
                 p = fam.parse_params(op.kernel_for(20 * E).record["params"])

@@ -3,6 +3,16 @@ runners and planner (which size buffers and buckets from it). Standard library o
 
 Grouped layout capacity: route's src_token has CAP = (M * topk + E * (pad - 1)) // pad * pad
 rows, enough for any routing (the bound is derived in kernels/moe_glue/__init__.py).
+
+Activation order (ACT_ORDERS) of a W4A16 GEMM input (its K axis), written by the glue that
+produces it and read by the GEMM (one knob on both sides, declared together by MoERunner):
+  "natural"  K in order (what the model, quack's kernels and split "wg" read);
+  "quad"     inside every k64 tile (64 bf16 = 128 bytes) of a row, lane t's eight mma.sync B
+             fragment words are contiguous: byte 32t + 8b + 4e holds the bf16 pair at
+             K = 16b + 8e + 2t (b = k16 block 0..3, e = fragment register 0..1, t = lane in quad
+             0..3), so split "k" / "n" load lane t's fragments of a token row with two 16-byte
+             loads at byte 32t (kernels/w4a16/kernel.py). K % 64 == 0.
+quad_word / quad_order / quad_unorder are the one definition (kernels and references use them).
 """
 
 from __future__ import annotations
@@ -25,4 +35,57 @@ def capacity(m: int, topk: int, experts: int, pad: int) -> int:
     return (m * topk + experts * (pad - 1)) // pad * pad
 
 
-__all__ = ["GROUP_PAD", "capacity", "capacity_expr"]
+ACT_ORDERS = ("natural", "quad")
+QUAD_TILE = 64  # bf16 per quad-order tile (one k64 tile of the weight layout)
+
+
+def quad_word(w: int) -> int:
+    """Quad order, in 4-byte words (bf16 pairs) of one 32-word tile: the natural word that quad
+    word w holds. w = 8t + 2b + e (byte 32t + 8b + 4e) holds K = 16b + 8e + 2t, natural word
+    8b + 4e + t."""
+    t, b, e = w // 8, (w % 8) // 2, w % 2
+    return 8 * b + 4 * e + t
+
+
+def quad_vector_word(v, w):
+    """quad_word(4 v + w) in closed form, for the glue kernels that write quad order one 16-byte
+    vector v (0..7 of a tile) at a time with v known only at run time: word w (0..3) of vector v
+    holds natural word 16 (v % 2) + 4 w + v // 2 (tests/kernels/test_quad_order.py checks the
+    equality for every v, w)."""
+    return 16 * (v % 2) + 4 * w + v // 2
+
+
+def _quad_index(k: int):
+    import torch
+
+    if k % QUAD_TILE:
+        raise ValueError(f"quad activation order needs K % {QUAD_TILE} == 0, got K = {k}")
+    words = torch.tensor([quad_word(w) for w in range(QUAD_TILE // 2)])
+    elems = torch.stack([2 * words, 2 * words + 1], dim=1).reshape(-1)  # quad elem j <- natural elems[j]
+    return (torch.arange(k // QUAD_TILE).unsqueeze(1) * QUAD_TILE + elems).reshape(-1)
+
+
+def quad_order(x):
+    """x [..., K] natural -> quad order along the last axis (a copy; torch, imported lazily)."""
+    return x[..., _quad_index(x.shape[-1]).to(x.device)].contiguous()
+
+
+def quad_unorder(x):
+    """The inverse of quad_order: x [..., K] in quad order -> natural order."""
+    import torch
+
+    idx = _quad_index(x.shape[-1]).to(x.device)
+    out = torch.empty_like(x)
+    out[..., idx] = x
+    return out
+
+
+def act_order(x, order: str):
+    """x (natural) in `order` (ACT_ORDERS)."""
+    if order not in ACT_ORDERS:
+        raise ValueError(f"act order {order!r} must be one of {ACT_ORDERS}")
+    return quad_order(x) if order == "quad" else x
+
+
+__all__ = ["ACT_ORDERS", "GROUP_PAD", "QUAD_TILE", "act_order", "capacity", "capacity_expr", "quad_order",
+           "quad_unorder", "quad_vector_word", "quad_word"]

@@ -47,7 +47,8 @@ class Nvfp4Linear:
             qfam, qfrom = ("quack_w4a16_gemm", QUACK_FROM) if one_scale else ("quack_w4a16_rowalpha_gemm", QUACK_FROM_ROW_ALPHA)
             scales = "one global scale" if one_scale else "several global scales: per-row alpha"
             return [
-                OpDecl("op", "w4a16_gemm", p, "tokens", f"Nvfp4Linear (runtime/linear.py) for M <= {qfrom} (layers with "
+                # the input comes from the model: natural K (act_order spelled: the store's op ids do)
+                OpDecl("op", "w4a16_gemm", {**p, "act_order": "natural"}, "tokens", f"Nvfp4Linear (runtime/linear.py) for M <= {qfrom} (layers with "
                        f"{scales}); every M without quack's kernel for the layer",
                        keyed="gemm", weights="weight", m_upto=qfrom if quack else None, runner="Nvfp4Linear"),
                 *([OpDecl("quack_op", qfam, p, "tokens", f"Nvfp4Linear for M > {qfrom} (layers with {scales})",
@@ -72,7 +73,9 @@ class Nvfp4Linear:
         device = torch.device(device or "cuda")
         self.n, self.k = weight.shape[0], weight.shape[1] * 2
         self.max_tokens = max_tokens
-        self.w = operands(weight.to(device), weight_scale.to(device), "w4a16")["packed"]
+        # one prepared copy (quack's nvfp4 layout) feeds w4a16_gemm and quack's kernel alike
+        q = operands(weight.to(device), weight_scale.to(device), "w4a16")
+        self.w = (q["blob"], q["strip"])
         self.alpha = row_alpha(weight_scale_2, self.n, part_sizes, device)
         # one global scale: quack's scalar-alpha kernel; several (q_a + kv): its per-row-alpha twin
         one_scale = self.alpha.numel() > 0 and bool((self.alpha == self.alpha[0]).all())
@@ -82,8 +85,7 @@ class Nvfp4Linear:
         if self.quack_op is None:  # not in the store: w4a16_gemm serves every M
             self.decls = self.ops(self.n, self.k, store.arch, quack=False, one_scale=one_scale)
         else:
-            q = operands(weight.to(device), weight_scale.to(device), "quack_w4a16")
-            self.quack = (self.quack_op, q["blob"], q["strip"], self.alpha[:1].clone() if one_scale else self.alpha)
+            self.quack = (self.quack_op, *self.w, self.alpha[:1].clone() if one_scale else self.alpha)
             self.quack_scratch = OpScratch(self.quack_op, max_tokens, device)
             if device.type == "cuda" and self.quack_scratch.buffers:
                 _check_split_k_residency(self.quack_op, max_tokens, device)
@@ -101,7 +103,7 @@ class Nvfp4Linear:
             qop, blob, strip, alpha = self.quack
             qop(x, blob, strip, alpha, out, *self.quack_scratch(m), check=check)
         else:
-            self.op(x, self.w, self.alpha, out, check=check)
+            self.op(x, *self.w, self.alpha, out, check=check)
         return out
 
 

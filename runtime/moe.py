@@ -11,18 +11,18 @@ Two paths, picked on the host from the token count T (a shape: fixed per CUDA gr
 by the average routed slots per local expert t = T * top_k / E against PREFILL (one place):
   decode  (t <= PREFILL[0][0]): P = 1, L1/L2 on our w4a16_grouped_gemm (offsets + counts): groups
           unpadded, rows exactly T * top_k, so the glue never touches padding (at decode that is
-          6 rows per token instead of thousands);
+          6 rows per token instead of thousands); xg and a2 in quad activation order
+          (DECODE_ORDER, runtime/layout.py), written by permute / silu, read by L1 / L2;
   prefill (t above a PREFILL row): P = that row's pad, L1/L2 on quack_w4a16_grouped_gemm with
           tile_n = P (quack's persistent warp-specialized W4A16 kernel; it wants every group to
           start at a multiple of its tile_n): rows = capacity(T, top_k, E, P), padding rows
           computed on zeros and ignored by combine.
-Weights are prepared once per layout the opened GEMMs read (LAYOUT): one copy as soon as both
-families read quack's blob/strip (the shared layout contract, docs/ARCHITECTURE.md), two before.
-The prefill path is opt-in (`prefill=True`): until our w4a16 families read quack's layout it
-needs the routed experts a second time (quack's blob/strip beside our packed layout: twice the
-expert memory, which DeepSeek-V4-Pro at EP8 on 141 GB parts cannot afford; Flash at EP4 can). The
-default (`prefill=False`) is one copy and our kernels for every T. The prefill ops are optional:
-a store without all of them serves every T on the decode path.
+Weights are prepared once per layout the opened GEMMs read (LAYOUT): both families read quack's
+blob/strip (the shared layout contract, docs/ARCHITECTURE.md), so decode and prefill share one copy.
+The prefill path is therefore on by default: its only extra memory is the workspace's padded rows
+(capacity(max_tokens) instead of max_tokens * top_k), shared by every layer of the same shapes.
+`prefill=False` keeps our kernels for every T. The prefill ops are optional: a store without all
+of them serves every T on the decode path.
 Slots routed to experts of other ranks get slot_of = -1 and contribute nothing here (their rank
 adds them).
 
@@ -58,10 +58,13 @@ PAD = GROUP_PAD["sm_90a"]
 # linearly, quack/128 is flat up to 128 rows per group); quack/128 beats quack/256 up to t = 128
 # (T = 1024: 2180 vs 2349 us), quack/256 above (T = 1025: 2244 vs 2313; 8192: 11103 vs 12924).
 PREFILL = ((32, 128), (128, 256))
-# The weight layout (runtime/weights.py OPERANDS) each expert GEMM family reads. Until the w4a16
-# families adopt quack's blob/strip layout (the shared layout contract) a runner with a prefill
-# tier holds the experts twice; then this maps both to "quack_w4a16" and it holds one copy.
-LAYOUT = {"w4a16_grouped_gemm": "w4a16", "quack_w4a16_grouped_gemm": "quack_w4a16"}
+# The weight layout (runtime/weights.py OPERANDS) each expert GEMM family reads: both read quack's
+# blob/strip (the shared layout contract), so the runner prepares the experts once for all paths.
+# The K order of the decode path's GEMM inputs (runtime/layout.py ACT_ORDERS): permute and silu
+# write xg / a2 in it, our w4a16 L1 / L2 read it (split 'k' / 'n': two 16-byte loads per token row
+# and k64 tile). The prefill tiers stay natural (quack's kernel reads natural K).
+DECODE_ORDER = "quad"
+LAYOUT = {"w4a16_grouped_gemm": "quack_w4a16", "quack_w4a16_grouped_gemm": "quack_w4a16"}
 _RUNNER = "MoERunner (runtime/moe.py) "
 _WS_LOCK = threading.Lock()
 _WORKSPACES: dict[tuple, dict[str, torch.Tensor]] = {}
@@ -147,19 +150,18 @@ class MoERunner:
         lay = dict(keyed="layer", top_k=k, experts=e, runner=cls.runner_name)
         dec = dict(lay, pad=PAD, m_upto=tiers[0][0] if tiers else None)
         upto = f" for T <= {tiers[0][0]} tokens (<= {PREFILL[0][0]} slots per expert)" if tiers else ""
+        clamp = f" (clamped at {swiglu_limit})" if swiglu_limit else ""
         decls = [
             OpDecl("route", "moe_route", {"experts": e, "topk": k, "pad": PAD}, "tokens",
                    f"{_RUNNER}routing: topk ids -> rows grouped by local expert, unpadded{upto}", **dec),
-            OpDecl("permute", "moe_permute", {"h": h, "topk": k, "experts": e, "pad": PAD}, "tokens",
-                   f"{_RUNNER}gathers the hidden states into the grouped rows{upto}", **dec),
-            OpDecl("l1", "w4a16_grouped_gemm", {"n": 2 * i, "k": h, "experts": e}, "slots",
+            OpDecl("permute", "moe_permute", {"h": h, "topk": k, "experts": e, "pad": PAD, "act_order": DECODE_ORDER},
+                   "tokens", f"{_RUNNER}gathers the hidden states into the grouped rows{upto}", **dec),
+            OpDecl("l1", "w4a16_grouped_gemm", {"n": 2 * i, "k": h, "experts": e, "act_order": DECODE_ORDER}, "slots",
                    f"{_RUNNER}L1 (gate | up), all local experts in one launch{upto}", weights="w13", **dec),
-            # one silu op for both paths: its rows are the largest the runner can send (padded)
-            OpDecl("silu", "moe_silu_mul", {"i": i, "limit": float(swiglu_limit)}, "capacity" if tiers else "slots",
-                   f"{_RUNNER}silu(gate) * up between L1 and L2" + (f" (clamped at {swiglu_limit})" if swiglu_limit else ""),
-                   **dict(lay, pad=max((p for _, _, p in tiers), default=PAD))),
-            OpDecl("l2", "w4a16_grouped_gemm", {"n": h, "k": i, "experts": e}, "slots", f"{_RUNNER}L2 (down){upto}",
-                   weights="w2", **dec),
+            OpDecl("silu", "moe_silu_mul", {"i": i, "limit": float(swiglu_limit), "act_order": DECODE_ORDER}, "slots",
+                   f"{_RUNNER}silu(gate) * up between L1 and L2{clamp}{upto}", **dec),
+            OpDecl("l2", "w4a16_grouped_gemm", {"n": h, "k": i, "experts": e, "act_order": DECODE_ORDER}, "slots",
+                   f"{_RUNNER}L2 (down){upto}", weights="w2", **dec),
             OpDecl("combine", "moe_combine", {"h": h, "topk": k}, "tokens",
                    f"{_RUNNER}top-k weighted sum of each token's rows", **lay),
         ]
@@ -169,20 +171,24 @@ class MoERunner:
             decls += [
                 OpDecl(f"route_{p}", "moe_route", {"experts": e, "topk": k, "pad": p}, "tokens",
                        f"{_RUNNER}routing ({rng})", **pre),
-                OpDecl(f"permute_{p}", "moe_permute", {"h": h, "topk": k, "experts": e, "pad": p}, "tokens",
+                OpDecl(f"permute_{p}", "moe_permute", {"h": h, "topk": k, "experts": e, "pad": p, "act_order": "natural"}, "tokens",
                        f"{_RUNNER}gathers the hidden states ({rng})", **pre),
                 OpDecl(f"l1_{p}", "quack_w4a16_grouped_gemm", {"n": 2 * i, "k": h, "experts": e, "tile_n": p}, "capacity",
                        f"{_RUNNER}L1 ({rng})", weights="w13", **pre),
                 OpDecl(f"l2_{p}", "quack_w4a16_grouped_gemm", {"n": h, "k": i, "experts": e, "tile_n": p}, "capacity",
                        f"{_RUNNER}L2 ({rng})", weights="w2", **pre),
             ]
+        if tiers:  # one natural-order silu for every prefill tier: rows = the largest padded capacity
+            decls.append(OpDecl("silu_pre", "moe_silu_mul", {"i": i, "limit": float(swiglu_limit), "act_order": "natural"}, "capacity",
+                                f"{_RUNNER}silu(gate) * up (prefill, T > {tiers[0][0]} tokens){clamp}",
+                                **dict(lay, pad=max(p for _, _, p in tiers), m_above=tiers[0][0], optional=True)))
         return decls
 
     def __init__(self, store, *, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, expert_start: int,
                  top_k: int, max_tokens: int, device: Any = None, swiglu_limit: float | None = None,
-                 prefill: bool = False):
-        """prefill: serve T above the PREFILL edges on quack_w4a16_grouped_gemm (opt-in: a second copy
-        of the routed experts, see the module docstring); sm_90a only."""
+                 prefill: bool = True):
+        """prefill: serve T above the PREFILL edges on quack_w4a16_grouped_gemm (default: it reads the
+        same weight copy as the decode path, see the module docstring); sm_90a only."""
         device = torch.device(device or "cuda")
         self._sm100 = None
         self.swiglu_limit = float(swiglu_limit or 0.0)  # 0: plain SwiGLU (the op's default)
@@ -209,6 +215,7 @@ class MoERunner:
         for _, _, p in prefill_tiers(e, top_k):  # every tier's ops: None unless opened below
             for a in ("route", "permute", "l1", "l2"):
                 setattr(self, f"{a}_{p}", None)
+        self.silu_pre = None
         decls = self.ops(h, i, e, top_k, store.arch, swiglu_limit=self.swiglu_limit, prefill=prefill,
                          max_tokens=max_tokens)
         self.decls = open_ops(self, store, decls)
@@ -296,7 +303,7 @@ class MoERunner:
             self.l2(a2, *ops["l2"], self.alpha2, offsets, counts, y, check=check)
         else:  # quack's kernel: no counts (padding rows are computed on permute's zeros)
             getattr(self, f"l1_{pad}")(xg, *ops[f"l1_{pad}"], self.alpha13, offsets, h1, check=check)
-            self.silu(h1, a2, check=check)
+            self.silu_pre(h1, a2, check=check)
             getattr(self, f"l2_{pad}")(a2, *ops[f"l2_{pad}"], self.alpha2, offsets, y, check=check)
         self.combine(y, slot_of, topk_weights, out, check=check)
         return out

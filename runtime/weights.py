@@ -24,8 +24,9 @@ only the tensors asked for are read (a rank reads its own experts, not the other
     moe.global_to_local[g]                                  # -1 where global expert g lives on another rank
 
 Layouts (`layouts=`, default ("quack_w4a16", "swizzled")):
-  "w4a16"        packed int32 [N/16, K/256, 576] (kernels/w4a16/layout.py: our W4A16 GEMMs)
-  "quack_w4a16"  blob [N/64, K/64, 128, 16] + strip [N/64, K/64, 32, 4, 2] (kernels/quack_w4a16/layout.py)
+  "quack_w4a16"  blob [N/64, K/64, 128, 16] + strip [N/64, K/64, 32, 4, 2] (kernels/quack_w4a16/layout.py):
+                 THE Hopper W4A16 layout, one copy for our w4a16 families and quack's
+  "w4a16"        the same tensors (an alias kept for callers naming our families)
   "swizzled"     q [N, K/2] as in the checkpoint + sf_swizzled [round_up(N, 128), K/16] in the 128x4
                  block-scaled layout (kernels/nvfp4_quantize/layout.py), per expert for expert stacks
 Global scales: `weight_scale_2` per stacked part ([P]; the kernels' alpha = weight_scale_2, a
@@ -49,7 +50,7 @@ from .checkpoint import FUSIONS, Checkpoint, CheckpointError, Linear, expert_ran
 from .errors import ArgumentError
 
 LAYOUTS = ("quack_w4a16", "swizzled")  # what load_* prepare by default
-OPERANDS = {"w4a16": ("packed",), "quack_w4a16": ("blob", "strip"), "swizzled": ("sf_swizzled",)}
+OPERANDS = {"w4a16": ("blob", "strip"), "quack_w4a16": ("blob", "strip"), "swizzled": ("sf_swizzled",)}
 _TORCH_DTYPES = {"U8": torch.uint8, "F8_E4M3": torch.float8_e4m3fn, "F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
 
 
@@ -123,11 +124,7 @@ def operands(q: torch.Tensor, sf: torch.Tensor, layout: str) -> dict[str, torch.
     """One NVFP4 matrix (q uint8 [N, K/2], sf E4M3 [N, K/16] row-major) -> the named operands of
     `layout` (OPERANDS[layout]); raises ValueError when the shape has no such layout."""
     sf = sf.view(torch.uint8) if sf.dtype != torch.uint8 else sf
-    if layout == "w4a16":
-        from nvfp4_aot.kernels.w4a16.layout import repack
-
-        return {"packed": repack(q, sf)}
-    if layout == "quack_w4a16":
+    if layout in ("w4a16", "quack_w4a16"):
         from nvfp4_aot.kernels.quack_w4a16.layout import prepare_weights
 
         blob, strip = prepare_weights(q, sf)
@@ -198,10 +195,9 @@ class LinearWeights:
     sf: torch.Tensor  # uint8 [N, K/16] E4M3 bits, row-major
     weight_scale_2: torch.Tensor  # fp32 [P]: per-part decode scale (alpha)
     input_scale: torch.Tensor | None  # fp32 [P] (calibration; see module docstring)
-    blob: torch.Tensor | None = None  # "quack_w4a16"
-    strip: torch.Tensor | None = None  # "quack_w4a16"
+    blob: torch.Tensor | None = None  # "quack_w4a16" (= "w4a16")
+    strip: torch.Tensor | None = None  # "quack_w4a16" (= "w4a16")
     sf_swizzled: torch.Tensor | None = None  # "swizzled"
-    packed: torch.Tensor | None = None  # "w4a16"
 
     @property
     def n(self) -> int:

@@ -16,6 +16,9 @@ rm -rf .gpu && mkdir -p .gpu/whl
 cp -r artifacts .gpu/artifacts && rm -rf .gpu/artifacts/tmp .gpu/artifacts/.lock
 # Optional families the default manifest does not hold but the GPU tests check (w4a16_ws).
 "$PY" -m nvfp4_aot.build.cli compile tests/gpu/ws_check.toml -o .gpu/artifacts
+# Small act_order = "quad" variants (w4a16 split k / n, permute, silu): test_w4a16_gpu.py runs
+# every w4a16 op of the store, so these K-tail / several-K-step shapes get checked too.
+"$PY" -m nvfp4_aot.build.cli compile tests/gpu/quad_check.toml -o .gpu/artifacts
 rm -rf .gpu/artifacts/tmp .gpu/artifacts/.lock
 # The installed-store check: tests/gpu/ship_check.toml's variants (already in artifacts/, so
 # nothing compiles) as a store of their own, packed as nvfp4-aot-store-gpu-check into .gpu/ship/.

@@ -42,8 +42,9 @@ def artifacts_dir() -> str:
 
 
 def moe_prefill() -> bool:
-    """$NVFP4_AOT_MOE_PREFILL: "1" turns MoERunner's quack prefill tiers on, "0"/unset leaves them off."""
-    v = os.environ.get(MOE_PREFILL_ENV, "0")
+    """$NVFP4_AOT_MOE_PREFILL: "1"/unset keeps MoERunner's quack prefill tiers on (they read the one
+    weight copy), "0" serves every T on our grouped GEMM."""
+    v = os.environ.get(MOE_PREFILL_ENV, "1")
     if v not in ("0", "1"):
         raise RuntimeError(f"${MOE_PREFILL_ENV} must be 0 or 1, got {v!r}")
     return v == "1"

@@ -30,6 +30,17 @@ SF_SWIZZLE_ROWS = 128  # rows of one 128x4 atom of the block-scaled scale layout
 QUANT_ITEM = 64  # elements per quantize item (4 scale blocks of 16)
 
 
+def act_order_reasons(order: str, name: str, value: int) -> list[str]:
+    """The output's K order (runtime/layout.py ACT_ORDERS): "quad" permutes within 64-column tiles."""
+    from nvfp4_aot.runtime.layout import ACT_ORDERS, QUAD_TILE
+
+    if order not in ACT_ORDERS:
+        return [f"act_order={order!r} must be one of {ACT_ORDERS}"]
+    if order == "quad" and value % QUAD_TILE:
+        return [f"act_order='quad' needs {name}={value} to be a multiple of {QUAD_TILE} (the quad tile)"]
+    return []
+
+
 def routing_reasons(topk: int, experts: int, pad: int) -> list[str]:
     r = []
     if not 1 <= topk <= 32:

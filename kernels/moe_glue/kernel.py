@@ -15,6 +15,8 @@ from cutlass._mlir import ir
 from cutlass._mlir.dialects import llvm
 from cutlass.cutlass_dsl import T, dsl_user_op
 
+from nvfp4_aot.runtime.layout import quad_vector_word
+
 from ..ptx import add_rn, aligned, inline_asm, mul_rn, pack_bf16x2, unpack_bf16x2  # noqa: F401
 
 VEC = 8  # bf16 per 16-byte vector (4 x b32 words)
@@ -61,6 +63,21 @@ def vec_words(ptr, off):
     return cute.recast_tensor(cute.make_tensor(aligned(ptr, off, VEC), cute.make_layout(VEC)), Uint32)
 
 
+def load_quad_words(ptr, row_off, c8, dst):
+    """Quad order (runtime/layout.py): output vector c8 of a row (8 bf16 = quad words 4v .. 4v + 3
+    of 64-column tile c8 // 8, v = c8 % 8) holds the natural words quad_word(4v + w) =
+    16 (v % 2) + 4 w + v // 2 of the tile, w = 0..3: four 4-byte loads (16 B apart) from the
+    natural row at element offset row_off into dst[0..3]. The 8 threads of a tile together read
+    its whole 128 bytes, so a warp's loads still cover whole sectors."""
+    v = c8 % 8
+    # word w of the vector is natural word quad_vector_word(v, 0) + 4 w (runtime/layout.py): one
+    # runtime base, then constant 16-byte steps
+    base = row_off + Int64((c8 // 8) * 64 + 2 * quad_vector_word(v, 0))
+    for w in range(4):  # plain Python: unrolled at trace time (this helper is not preprocessed)
+        src = cute.recast_tensor(cute.make_tensor(aligned(ptr, base + Int64(8 * w), 2), cute.make_layout(2)), Uint32)
+        dst[w] = src[0]
+
+
 # ---------------------------------------------------------------------------
 # silu_mul
 # ---------------------------------------------------------------------------
@@ -74,8 +91,9 @@ class SiluMulKernel:
     issues all its loads before computing (loads in flight = 2 * unroll * 16 B per thread).
     """
 
-    def __init__(self, i: int, threads: int = 256, unroll: int = 2, limit: float = 0.0):
-        assert i % VEC == 0 and i >= VEC and limit >= 0
+    def __init__(self, i: int, threads: int = 256, unroll: int = 2, limit: float = 0.0, quad: bool = False):
+        assert i % VEC == 0 and i >= VEC and limit >= 0 and (not quad or i % 64 == 0)
+        self.quad = quad  # out in quad order: gate / up gathered by load_quad_words (elementwise op)
         self.i = i
         self.limit = f32_literal(limit) if limit > 0 else None
         self.cols = i // VEC
@@ -103,9 +121,13 @@ class SiluMulKernel:
             if item < n_items:
                 row = Uint32(item) // self.cols
                 c8 = Uint32(item) - row * self.cols
-                off = Int64(row) * (2 * self.i) + Int64(c8 * VEC)
-                cute.autovec_copy(vec_words(x.iterator, off), rg[None, u])
-                cute.autovec_copy(vec_words(x.iterator, off + self.i), ru[None, u])
+                if const_expr(self.quad):
+                    load_quad_words(x.iterator, Int64(row) * (2 * self.i), c8, rg[None, u])
+                    load_quad_words(x.iterator, Int64(row) * (2 * self.i) + Int64(self.i), c8, ru[None, u])
+                else:
+                    off = Int64(row) * (2 * self.i) + Int64(c8 * VEC)
+                    cute.autovec_copy(vec_words(x.iterator, off), rg[None, u])
+                    cute.autovec_copy(vec_words(x.iterator, off + self.i), ru[None, u])
         for u in cutlass.range_constexpr(self.unroll):
             item = (bidx * self.unroll + u) * self.threads + tidx
             if item < n_items:
@@ -188,7 +210,7 @@ def _fake():
 
 
 def make_silu_mul(p):
-    return SiluMulKernel(p.i, threads=p.threads, unroll=p.unroll, limit=p.limit)
+    return SiluMulKernel(p.i, threads=p.threads, unroll=p.unroll, limit=p.limit, quad=p.act_order == "quad")
 
 
 def fake_args_silu_mul(p):

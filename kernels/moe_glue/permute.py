@@ -20,7 +20,7 @@ from cutlass import BFloat16, Float32, Int32, Int64, Uint8, Uint32
 
 from ..nvfp4_quantize.kernel import ELEMS_PER_ITEM, block_scales2, out_scale, quant8
 from ..ptx import absmax, aligned, pack_bf16x2, tree_max, unpack_bf16x2
-from .kernel import VEC, silu_mul, vec_words
+from .kernel import VEC, load_quad_words, silu_mul, vec_words
 
 SF_ATOM_BYTES = 512  # one 128-row x 4-column atom of the block-scaled layout
 
@@ -74,8 +74,9 @@ class MoePermuteKernel:
     H / 8 threads (L1 broadcast). Grid: ceil(CAP * H / 8 / (threads * unroll)), CAP from M.
     """
 
-    def __init__(self, h: int, threads: int = 256, unroll: int = 2):
-        assert h % VEC == 0 and h >= VEC
+    def __init__(self, h: int, threads: int = 256, unroll: int = 2, quad: bool = False):
+        assert h % VEC == 0 and h >= VEC and (not quad or h % 64 == 0)
+        self.quad = quad  # xg in quad order: each item gathers its words (load_quad_words)
         self.h = h
         self.cols = h // VEC
         self.threads = threads
@@ -105,7 +106,10 @@ class MoePermuteKernel:
                 c8 = Uint32(item) - row * self.cols
                 tok = src_token[Int32(row)]
                 if Uint32(tok) < Uint32(m):  # 0 <= tok < M (a negative tok wraps to >= 2^31)
-                    cute.autovec_copy(vec_words(x.iterator, Int64(tok) * self.h + Int64(c8 * VEC)), rv[None, u])
+                    if cutlass.const_expr(self.quad):
+                        load_quad_words(x.iterator, Int64(tok) * self.h, c8, rv[None, u])
+                    else:
+                        cute.autovec_copy(vec_words(x.iterator, Int64(tok) * self.h + Int64(c8 * VEC)), rv[None, u])
         for u in cutlass.range_constexpr(self.unroll):
             item = (bidx * self.unroll + u) * self.threads + tidx
             if item < n_items:
@@ -234,7 +238,7 @@ def _fake():
 
 
 def make_permute(p):
-    return MoePermuteKernel(p.h, threads=p.threads, unroll=p.unroll)
+    return MoePermuteKernel(p.h, threads=p.threads, unroll=p.unroll, quad=p.act_order == "quad")
 
 
 def fake_args_permute(p):

@@ -1,4 +1,6 @@
-"""moe_permute: gathers x into route's grouped rows (bf16 bit copy, zero padding rows)."""
+"""moe_permute: gathers x into route's grouped rows (bf16 bit copy, zero padding rows), in
+`act_order` (runtime/layout.py: "quad" permutes each 64-column tile for the w4a16 GEMM that
+reads xg with the same order; MoERunner's decode path)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Any, Mapping
 from nvfp4_aot.runtime.layout import capacity, capacity_expr
 
 from ..family import Arg, Family, Signature
-from .common import FUSED_MAX_M, VEC, int32_items_reasons, routing_reasons, threads_reason, vector_dim_reasons
+from .common import FUSED_MAX_M, VEC, act_order_reasons, int32_items_reasons, routing_reasons, threads_reason, vector_dim_reasons
 
 @dataclass(frozen=True)
 class PermuteParams:
@@ -18,6 +20,7 @@ class PermuteParams:
     pad: int = 128  # route's group padding
     threads: int = 256  # threads per CTA (tuning)
     unroll: int = 2  # 16-byte vectors per thread (tuning: loads in flight)
+    act_order: str = "natural"  # xg's column order (runtime/layout.py ACT_ORDERS)
 
 
 def permute_signature_static(p) -> dict[str, int]:
@@ -28,7 +31,7 @@ class PermuteFamily(Family):
     name = "moe_permute"
     tiles = ((128, {"threads": 128, "unroll": 1}), (None, {"threads": 256, "unroll": 2}))  # decode (M <= 128): narrower CTAs
     params_type = PermuteParams
-    problem_keys = ("h", "topk", "experts", "pad")
+    problem_keys = ("h", "topk", "experts", "pad", "act_order")
     max_m = FUSED_MAX_M
     modules = ("nvfp4_aot.kernels.moe_glue.spec_permute", "nvfp4_aot.kernels.moe_glue.permute")
 
@@ -36,6 +39,7 @@ class PermuteFamily(Family):
         r = super().can_implement(p, arch) + threads_reason(p.threads)
         r += vector_dim_reasons("h", p.h, "x and xg")
         r += routing_reasons(p.topk, p.experts, p.pad)
+        r += act_order_reasons(p.act_order, "h", p.h)
         if p.unroll not in (1, 2, 4):
             r.append(f"unroll={p.unroll} must be 1, 2 or 4")
         if not r:
@@ -64,9 +68,11 @@ class PermuteFamily(Family):
         return permute_inputs(p.h, p.topk, p.experts, p.pad, m, device, seed, poison)
 
     def reference(self, p: PermuteParams, inputs: Mapping[str, Any]):
+        from nvfp4_aot.runtime.layout import act_order
+
         from .ref import permute_ref
 
-        return {"xg": permute_ref(inputs["x"], inputs["src_token"])}
+        return {"xg": act_order(permute_ref(inputs["x"], inputs["src_token"]), p.act_order)}
 
     def check(self, p, got, want) -> list[str]:
         import torch

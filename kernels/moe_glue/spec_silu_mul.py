@@ -1,4 +1,5 @@
-"""moe_silu_mul: x [M, 2I] bf16 (gate | up) -> silu(gate) * up [M, I] bf16 (package docstring: numerics)."""
+"""moe_silu_mul: x [M, 2I] bf16 (gate | up) -> silu(gate) * up [M, I] bf16 (package docstring: numerics),
+out in `act_order` (runtime/layout.py: "quad" for the w4a16 L2 that reads it in that order)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any, Mapping
 
 from ..family import Arg, Family, Signature
 from ..tolerances import REL_FROBENIUS
-from .common import THREADS, threads_reason, vector_dim_reasons  # noqa: F401
+from .common import THREADS, act_order_reasons, threads_reason, vector_dim_reasons  # noqa: F401
 
 @dataclass(frozen=True)
 class SiluMulParams:
@@ -15,19 +16,21 @@ class SiluMulParams:
     limit: float = 0.0  # > 0: clamped SwiGLU, silu(min(gate, limit)) * clamp(up, -limit, limit) (DeepSeek-V4: 10)
     threads: int = 256  # threads per CTA (tuning)
     unroll: int = 2  # 16-byte output vectors per thread (tuning: loads in flight)
+    act_order: str = "natural"  # out's column order (runtime/layout.py ACT_ORDERS; x is natural)
 
 
 class SiluMulFamily(Family):
     name = "moe_silu_mul"
     tiles = ((128, {"threads": 128, "unroll": 1}), (None, {"threads": 256, "unroll": 2}))  # decode (M <= 128): narrower CTAs
     params_type = SiluMulParams
-    problem_keys = ("i", "limit")
+    problem_keys = ("i", "limit", "act_order")
     max_m = 1 << 20
     modules = ("nvfp4_aot.kernels.moe_glue.spec_silu_mul", "nvfp4_aot.kernels.moe_glue.kernel")
 
     def can_implement(self, p: SiluMulParams, arch: str) -> list[str]:
         r = super().can_implement(p, arch) + threads_reason(p.threads)
         r += vector_dim_reasons("i", p.i, "gate, up and out")
+        r += act_order_reasons(p.act_order, "i", p.i)
         if p.unroll not in (1, 2, 4):
             r.append(f"unroll={p.unroll} must be 1, 2 or 4")
         if not (0.0 <= p.limit < float("inf")):
@@ -61,7 +64,9 @@ class SiluMulFamily(Family):
         return {"x": x, "out": torch.full((m, p.i), poison, dtype=torch.bfloat16, device=device)}
 
     def reference(self, p: SiluMulParams, inputs: Mapping[str, Any]):
-        return {"out": silu_mul(inputs["x"], p.limit)}
+        from nvfp4_aot.runtime.layout import act_order
+
+        return {"out": act_order(silu_mul(inputs["x"], p.limit), p.act_order)}
 
     def check(self, p, got, want) -> list[str]:
         from .ref import rel_frobenius_errors

@@ -4,7 +4,10 @@ W is NVFP4 (E2M1 pairs, one E4M3 scale per 16 along K, an fp32 global scale fold
 per-row alpha), act and out bf16, fp32 accumulation on the tensor cores. Hopper has no FP4
 MMA, so weights are decoded to bf16 in registers and fed to bf16 MMAs.
 
-Two families share one kernel (kernel.py) and one weight layout (prepare.py):
+Two families share one kernel (kernel.py) and one weight layout, quack's nvfp4 layout
+(kernels/quack_w4a16/layout.py prepare_weights: blob uint8 [(E,) N/64, K/64, 128, 16] + strip
+uint8 [(E,) N/64, K/64, 32, 4, 2], natural K order): one prepared copy feeds these families and
+quack's quack_w4a16_* alike (prepare.py: how our kernels address it, and the CPU replay):
   w4a16_grouped_gemm  E experts in one launch. Rows of act are grouped by expert (moe_route's
                       layout): expert e owns rows [offsets[e], offsets[e] + counts[e]); rows
                       past counts[e] (padding) are neither read into results nor written. An
@@ -15,23 +18,32 @@ N halves have different global scales (q_a + kv) is one GEMM with a two-valued a
 
 Design (decode first: at <= 16 tokens per expert the GEMM is bound by weight bytes):
   * swap-AB: the MMA's M side is 16 weight rows, its N side 8 tokens (mma.sync m16n8k16).
-  * weights go global -> registers with one 16-byte load per lane per k64 tile, already in
-    MMA-fragment order (the host repack), so no shared memory and no shuffles for A.
-  * K is permuted inside each k64 tile so that lane t of a quad owns one whole 16-element
-    scale group (original K 16t..16t+15): the activation fragment is then two contiguous
-    16-byte loads per token row, and a lane needs one scale per row per k64 tile.
-  * decode: 2 shifts + 2 masks per bf16 pair put the E2M1 bits at bf16's (sign, exponent low
+  * a 16-row block rbi is warp slice rbi % 4 of 64-row group rbi // 4: per k64 tile its codes
+    are 512 contiguous blob bytes, one 16-byte load per lane already in MMA-fragment order (word
+    b = k16 block b, byte p = fragment register p), its scales 64 strip bytes (8 per lane: the
+    (row g, row g+8) pair of each block), so no shared memory and no shuffles for A.
+  * K is natural: the activation B fragment of block b is the 4-byte pairs at K 16b + 2t and
+    16b + 2t + 8 of token g (split "k": 8 LDG.32 per token row and k64 tile; split "n":
+    ldmatrix.x4 from staged rows; split "wg": plain 16-byte copies into 128-byte-swizzled rows).
+  * act_order = "quad" (split "k" / "n" only; runtime/layout.py): the producer (moe_permute /
+    moe_silu_mul with the same order) stores each k64 tile of a row so that lane t's eight
+    B-fragment words are the 32 bytes at 32t: split "k" reads a token row's fragments with two
+    16-byte loads straight from global memory (L1), no staging; split "n" with two 16-byte
+    shared loads. The weights are unchanged (one copy, natural K); only the activation side moves.
+  * decode (ptx.decode_block): per register, prmt gathers the byte's two nibbles at bits 0..3 /
+    16..19, one multiply by 2^6 + 2^12 and a mask put the E2M1 bits at bf16's (sign, exponent low
     bits, mantissa msb), i.e. v * 2^-126 exactly (subnormal 0.5 included); one bf16x2 multiply
-    by (scale * 2^119) gives v * scale * 2^-7, exact (<= 6 significant bits, no over/underflow
-    for any finite E4M3 scale); the epilogue multiplies by alpha * 2^7 in fp32.
+    by the block's (scale * 2^119) of the register's row (a lane broadcast of one bf16x2 pair per
+    block) gives v * scale * 2^-7, exact (<= 6 significant bits, no over/underflow for any finite
+    E4M3 scale); the epilogue multiplies by alpha * 2^7 in fp32.
   * split = "k" (decode): split-K across the CTA's warps (a CTA = 16 * rb weight rows),
     reduced through shared memory: decode has 16-row slices of N x K to spread over 132 SMs.
   * split = "n" (small batches): warps split N, activations staged once per CTA in shared
-    memory; split = "wg" (prefill, wgmma.py): one warpgroup, the decoded fragments are the A
-    operand of HGMMA m64nNk16 from registers, activations come from 128-byte-swizzled shared
-    memory by descriptor (k-permuted on the way to match the repack).
-    stages = 2 | 3 (split "wg" only): the activations and each warp's weight chunks of the next
-    K chunks flow through a cp.async ring in shared memory while the current one is multiplied;
+    memory; split = "wg" (prefill, wgmma.py): one or two warpgroups, the decoded fragments are
+    the A operand of HGMMA m64nNk16 from registers (a warpgroup's 4 warps = one 64-row group),
+    activations come from 128-byte-swizzled shared memory by descriptor.
+    stages = 2 | 3 (split "wg" only): the activations and each warp's weight slices of the next
+    K steps flow through a cp.async ring in shared memory while the current one is multiplied;
     weights are read from it one k64 tile at a time, which keeps the wgmmas pipelined (see
     wgmma.py and docs/PERFORMANCE.md 2026-12-02).
 A CTA loops over its expert's token tiles (8 * nt tokens each) inside the launch: the grid is
@@ -43,13 +55,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from nvfp4_aot.runtime.layout import ACT_ORDERS
+
 from ..family import Arg, Family, Signature
 from ..tolerances import REL_FROBENIUS
 
-CHUNK_K = 256  # K per weight-layout chunk (4 k64 tiles): a layout constant, not a knob
-CHUNK_WORDS = 4 * 128 + 64  # int32 words per (16 rows, chunk): 4 x 512 B codes + 256 B scales
-CHUNK_BYTES = CHUNK_WORDS * 4  # one (16 rows, 256 K) chunk of the repacked weights
-SCALE_OFF = 512 * 4  # byte offset of the scale words inside a chunk
+K_STEP = 256  # K per mainloop step (4 k64 tiles of the weight layout): K must be a multiple
+BLOB_TILE = 128 * 16  # blob bytes per (64-row group, k64 tile); a 16-row slice owns 512 of them
+STRIP_TILE = 32 * 4 * 2  # strip bytes per (64-row group, k64 tile); a 16-row slice owns 64
+W_STEP_BYTES = 4 * (BLOB_TILE // 4 + STRIP_TILE // 4)  # one 16-row slice's codes + scales per K_STEP
+# decode constants (ptx.decode_block / scale_pair; prepare.emulate_weights replays them):
+# prmt selectors: byte 0 = low-nibble byte p, byte 2 = high-nibble byte p, bytes 1 and 3 = the
+# sign-replicated byte 0 of the low-nibble word (bit 7 is 0 there, so they are 0x00)
+DECODE_SEL = tuple(p | 0x80 | (4 + p) << 8 | 0x8000 for p in range(4))
+DECODE_MUL = (1 << 6) | (1 << 12)  # u * MUL = (u << 6) | (u << 12): the two fields never overlap
+DECODE_MASK = 0x81C081C0  # bf16x2 sign (15|31), exponent low bits (8..7|24..23), mantissa msb (6|22)
+SCALE_MUL = 0x7B007B00  # bf16x2 (2^119, 2^119)
 WARPS = (1, 2, 4, 8)
 ROW_BLOCKS = (1, 2, 4)
 N_TILES = (1, 2, 4, 8, 16)
@@ -60,8 +81,8 @@ REL_TOL = REL_FROBENIUS["bfloat16"]
 
 def stage_bytes(bt: int, warps: int, rb: int) -> int:
     """Shared memory of one split "wg" pipeline stage (stages > 1): the activations (bt tokens x
-    256 K, SW128 atoms) and each warp's rb weight chunks, rounded up to the 1024-byte atom."""
-    return -(-(bt * 512 + warps * rb * CHUNK_BYTES) // 1024) * 1024
+    256 K, SW128 atoms) and each warp's rb weight slices, rounded up to the 1024-byte atom."""
+    return -(-(bt * 512 + warps * rb * W_STEP_BYTES) // 1024) * 1024
 
 
 @dataclass(frozen=True)
@@ -74,13 +95,16 @@ class W4A16Params:
     nt: int = 1  # token tile = 8 * nt tokens (tuning: decode 1-2, prefill 4-8)
     split: str = "k"  # warps split K (decode) or N with activations staged in smem (prefill)
     stages: int = 1  # split "wg": 1 = synchronous staging; 2-3 = cp.async ring of K chunks (wgmma.py)
+    act_order: str = "natural"  # act's K order (runtime/layout.py ACT_ORDERS): "quad" for split k / n
 
 
 def _reasons(p: W4A16Params) -> list[str]:
     r = []
-    if p.k < CHUNK_K or p.k % CHUNK_K:
-        r.append(f"k={p.k} must be a positive multiple of {CHUNK_K} (the weight layout's K chunk)")
-    if p.n < 16 * p.rb or p.n % (16 * p.rb):
+    if p.k < K_STEP or p.k % K_STEP:
+        r.append(f"k={p.k} must be a positive multiple of {K_STEP} (the mainloop's K step)")
+    if p.n < 64 or p.n % 64:
+        r.append(f"n={p.n} must be a positive multiple of 64 (the weight layout's row group)")
+    elif p.n % (16 * p.rb):
         r.append(f"n={p.n} must be a positive multiple of 16 * rb = {16 * p.rb}")
     if p.warps not in WARPS:
         r.append(f"warps={p.warps} must be one of {WARPS}")
@@ -95,6 +119,14 @@ def _reasons(p: W4A16Params) -> list[str]:
     elif p.stages > 1 and p.stages * stage_bytes(8 * p.nt, p.warps, p.rb) > SMEM_LIMIT:
         r.append(f"stages={p.stages} x (activations + weights) = {p.stages * stage_bytes(8 * p.nt, p.warps, p.rb)} B "
                  f"of shared memory > {SMEM_LIMIT}: lower stages, nt or rb")
+    if p.act_order not in ACT_ORDERS:
+        r.append(f"act_order={p.act_order!r} must be one of {ACT_ORDERS}")
+    elif p.act_order == "quad" and p.split not in ("k", "n"):
+        r.append(f"act_order='quad' is read by split 'k' and 'n' only (split={p.split!r} stages natural K for wgmma); "
+                 "use split 'k' or 'n', or act_order 'natural'")
+    if p.split == "k" and p.act_order == "natural" and p.warps * 8 * p.nt * 528 + 512 * p.nt * p.rb * p.warps > SMEM_LIMIT:
+        r.append(f"split='k' stages each warp's 8 * nt token rows x 512 B (+ the reduction): warps={p.warps} x "
+                 f"nt={p.nt} needs more than {SMEM_LIMIT} B of shared memory; lower warps or nt")
     if p.split not in ("k", "n", "wg"):
         r.append(f"split={p.split!r} must be 'k' (warps split K), 'n' (warps split N) or 'wg' (warpgroup MMA)")
     elif p.split == "wg":
@@ -140,36 +172,44 @@ class _Base(Family):
         import torch
 
         from ..quack_w4a16.prepare import random_nvfp4_weights
-        from .prepare import repack
+        from .layout import prepare_weights
 
-        qs, sfs, blobs = [], [], []
+        qs, sfs, blobs, strips = [], [], [], []
         for _ in range(p.experts):
             q, sf = random_nvfp4_weights(p.n, p.k, gen, device)
             qs.append(q)
             sfs.append(sf)
-            blobs.append(repack(q, sf))
+            blob, strip = prepare_weights(q, sf)
+            blobs.append(blob)
+            strips.append(strip)
         # per-row alpha: two halves with different global scales (the fused q_a + kv case)
         half = torch.rand((p.experts, 2), generator=gen, device=device) + 0.5
         alpha = half.repeat_interleave(torch.tensor([p.n // 2, p.n - p.n // 2], device=device), dim=1) * 2.0**-7
-        return torch.stack(qs), torch.stack(sfs), torch.stack(blobs), alpha.contiguous()
+        return torch.stack(qs), torch.stack(sfs), torch.stack(blobs), torch.stack(strips), alpha.contiguous()
 
     def reference(self, p: W4A16Params, inputs: Mapping[str, Any]):
         """float64 act . W^T * alpha per row, W dequantized exactly from the unprepared weights
-        (make_inputs keeps them as w_q / w_sf, not kernel arguments; else the repack is inverted). Rows outside every
+        (make_inputs keeps them as w_q / w_sf, not kernel arguments; else blob/sf are unprepared). Rows outside every
         expert's counted range are NaN in the reference: nothing may be written there."""
         import torch
 
         from ..quack_w4a16.prepare import dequantize
 
-        act = inputs["act"].double()
+        act = inputs["act"]
+        if p.act_order == "quad":  # the kernel reads K permuted; the math is on natural K
+            from nvfp4_aot.runtime.layout import quad_unorder
+
+            act = quad_unorder(act)
+        act = act.double()
         want = torch.full((act.shape[0], p.n), float("nan"), dtype=torch.float64, device=act.device)
         if "w_q" in inputs:
             qs, sfs = inputs["w_q"], inputs["w_sf"]
-        else:  # kernel arguments only: invert the repack
-            from .prepare import unrepack
+        else:  # kernel arguments only: invert the layout
+            from .layout import unprepare_weights
 
-            blobs = inputs["w"].reshape(p.experts, p.n // 16, p.k // 256, -1)
-            qs, sfs = zip(*[unrepack(b) for b in blobs])
+            blobs = inputs["blob"].reshape(p.experts, p.n // 64, p.k // 64, 128, 16)
+            strips = inputs["sf"].reshape(p.experts, p.n // 64, p.k // 64, 32, 4, 2)
+            qs, sfs = zip(*[unprepare_weights(b, s) for b, s in zip(blobs, strips)])
         for e, (lo, hi) in enumerate(_row_ranges(self.grouped, inputs)):
             if hi > lo:
                 w = dequantize(qs[e], sfs[e]).double()
@@ -218,13 +258,14 @@ class DenseFamily(_Base):
 
     def tile_table(self, problem: Mapping[str, Any]):
         return self.narrow if problem["n"] < problem["k"] else self.wide
-    problem_keys = ("n", "k")
+    problem_keys = ("n", "k", "act_order")
 
     def signature(self, p: W4A16Params) -> Signature:
         return Signature(
             (
                 Arg("act", "bfloat16", ("M", "K"), align=16),
-                Arg("w", "int32", ("N // 16", "K // 256", CHUNK_WORDS), align=16),
+                Arg("blob", "uint8", ("N // 64", "K // 64", 128, 16), align=16),
+                Arg("sf", "uint8", ("N // 64", "K // 64", 32, 4, 2), align=16),
                 Arg("alpha", "float32", ("N",), align=4),
                 Arg("out", "bfloat16", ("M", "N"), align=4, output=True),
             ),
@@ -234,31 +275,49 @@ class DenseFamily(_Base):
     def make_inputs(self, p: W4A16Params, m: int, device: Any, seed: int, poison: float = float("nan")):
         import torch
 
+        from nvfp4_aot.runtime.layout import act_order
+
         gen = torch.Generator(device=device).manual_seed(seed)
-        q, sf, blob, alpha = self._weights(p, gen, device)
-        act = torch.randn((m, p.k), generator=gen, device=device).to(torch.bfloat16)
+        q, sf, blob, strip, alpha = self._weights(p, gen, device)
+        act = act_order(torch.randn((m, p.k), generator=gen, device=device).to(torch.bfloat16), p.act_order)
         out = torch.full((m, p.n), poison, dtype=torch.bfloat16, device=device)
-        return {"act": act, "w": blob[0], "alpha": alpha[0], "out": out, "w_q": q, "w_sf": sf}
+        return {"act": act, "blob": blob[0], "sf": strip[0], "alpha": alpha[0], "out": out, "w_q": q, "w_sf": sf}
 
 
 class GroupedFamily(_Base):
     name = "w4a16_grouped_gemm"
-    # M = token-slots: <= 192 is <= 4 tokens per expert at 48 local experts, <= 768 <= 16; above,
-    # the warpgroup-MMA mode with a 2-stage cp.async ring (H200 sweep, docs/PERFORMANCE.md
-    # 2026-12-02: faster than split='n' and the 1-stage 'wg' at every t > 16 tokens/expert).
+    # M = token-slots: <= 192 is <= 4 tokens per expert at 48 local experts, <= 768 <= 16 (there
+    # split='n', one staging per CTA, beat every split='k' tiling on the shared nvfp4 layout:
+    # H200 sweep, docs/PERFORMANCE.md 2026-12-02 "one weight layout"); above, the warpgroup-MMA
+    # mode with a 2-stage cp.async ring (faster than split='n' and the 1-stage 'wg' at every
+    # t > 16 tokens/expert).
     tiles = (
         (192, {"warps": 4, "rb": 1, "nt": 1}),
-        (768, {"warps": 4, "rb": 4, "nt": 2}),
+        (768, {"warps": 4, "rb": 1, "nt": 2, "split": "n"}),
         (None, {"warps": 8, "rb": 2, "nt": 8, "split": "wg", "stages": 2}),
     )
-    problem_keys = ("n", "k", "experts")
+    # act_order "quad" (MoERunner's decode path; H200 sweep of 10 tilings at t = 1..32 tokens/expert,
+    # docs/PERFORMANCE.md 2026-12-02 "quad order"): <= 768 rows split 'n' with 8 warps (L1 / L2 at
+    # t = 16: 432 / 211 us, best of the sweep; every split 'k' tiling with nt 2 or rb > 1 was
+    # slower); split 'wg' reads natural K only, so above 768 rows split 'n' with 32-token tiles
+    # (one tile per expert up to t = 32, where the prefill tiers take over: 688 / 347 us at t = 32).
+    quad_tiles = (
+        tiles[0],
+        (768, {"warps": 8, "rb": 1, "nt": 2, "split": "n"}),
+        (None, {"warps": 4, "rb": 1, "nt": 4, "split": "n"}),
+    )
+    problem_keys = ("n", "k", "experts", "act_order")
+
+    def tile_table(self, problem: Mapping[str, Any]):
+        return self.quad_tiles if problem.get("act_order") == "quad" else self.tiles
     grouped = True
 
     def signature(self, p: W4A16Params) -> Signature:
         return Signature(
             (
                 Arg("act", "bfloat16", ("M", "K"), align=16),
-                Arg("w", "int32", ("E", "N // 16", "K // 256", CHUNK_WORDS), align=16),
+                Arg("blob", "uint8", ("E", "N // 64", "K // 64", 128, 16), align=16),
+                Arg("sf", "uint8", ("E", "N // 64", "K // 64", 32, 4, 2), align=16),
                 Arg("alpha", "float32", ("E", "N"), align=4),
                 Arg("offsets", "int32", ("E + 1",), align=4),
                 Arg("counts", "int32", ("E",), align=4),
@@ -273,12 +332,15 @@ class GroupedFamily(_Base):
         each expert's rows followed by a random amount of padding."""
         import torch
 
+        from nvfp4_aot.runtime.layout import act_order
+
         gen = torch.Generator(device=device).manual_seed(seed)
-        q, sf, blob, alpha = self._weights(p, gen, device)
+        q, sf, blob, strip, alpha = self._weights(p, gen, device)
         offsets, counts = random_groups(m, p.experts, dist, gen)
-        act = torch.randn((m, p.k), generator=gen, device=device).to(torch.bfloat16)
+        act = act_order(torch.randn((m, p.k), generator=gen, device=device).to(torch.bfloat16), p.act_order)
         out = torch.full((m, p.n), poison, dtype=torch.bfloat16, device=device)
-        return {"act": act, "w": blob, "alpha": alpha, "offsets": offsets.to(device), "counts": counts.to(device),
+        return {"act": act, "blob": blob, "sf": strip, "alpha": alpha, "offsets": offsets.to(device),
+                "counts": counts.to(device),
                 "out": out, "w_q": q, "w_sf": sf}
 
 

@@ -14,29 +14,37 @@ Invariants:
 
 import cutlass
 import cutlass.cute as cute
-from cutlass import BFloat16, Float32, Int32, Int64, const_expr
+from cutlass import BFloat16, Float32, Int32, Int64, Uint8, const_expr
 
-from . import CHUNK_BYTES, CHUNK_K, CHUNK_WORDS, SCALE_OFF
-from .ptx import (decode_block, ld_cached_v4, ld_shared_v4, ld_stream_v2, ld_stream_v4, mma_bf16, scale_pair,
-                  st_shared_v4)
+from . import BLOB_TILE, K_STEP, STRIP_TILE
+from .ptx import (decode_block, ld_cached_v4, ld_shared_v4, ld_stream_u16, ld_stream_v4, ldmatrix_x4, mma_bf16,
+                  quad_scales, st_shared_v4)
 from .wgmma import WgmmaMainloop
 
 EPI_SCALE = 128.0  # 2^7: undoes the decode's v * scale * 2^-7
 SB_ROW_WORDS = 132  # split "n": shared-memory words per staged token row (512 B + 16 B pad)
 
 
+
 class W4A16Kernel(WgmmaMainloop):
     """split "k" (decode): one CTA = 16 * rb weight rows of one expert; its `warps` warps split K
-    chunk-wise (warp w takes chunks w, w + warps, ...), each loading its own activation
-    fragments (L1-resident), and reduce through shared memory.
+    chunk-wise (warp w takes chunks w, w + warps, ...), each staging its own activation rows
+    (L1-resident) for ldmatrix, and reduce through shared memory.
     split "n" (prefill): one CTA = 16 * rb * warps rows; each warp owns 16 * rb of them for the
     whole K, and the CTA stages each activation chunk (8 * nt tokens x 256 K) in shared memory
     once for all warps: activation traffic from L2 falls by the CTA's row count.
-    Both loop over the expert's token tiles (8 * nt tokens) inside the launch."""
+    Both loop over the expert's token tiles (8 * nt tokens) inside the launch.
+    quad = act in quad order (runtime/layout.py; split "k" / "n"): lane (g, t) finds its eight
+    B-fragment words of a k64 tile of token row g at bytes 32t .. 32t + 31 of the tile, in
+    register order (word 2b + e = register e of k16 block b): split "k" loads them from global
+    memory with two 16-byte loads (no staging, no warp barriers), split "n" from the staged rows
+    with two 16-byte shared loads instead of ldmatrix."""
 
     def __init__(self, n: int, k: int, experts: int, grouped: bool, warps: int, rb: int, nt: int, split: str = "k",
-                 stages: int = 1):
-        assert n % (16 * rb) == 0 and k % CHUNK_K == 0 and split in ("k", "n", "wg")
+                 stages: int = 1, quad: bool = False):
+        assert not quad or split in ("k", "n")
+        self.quad = quad
+        assert n % 64 == 0 and n % (16 * rb) == 0 and k % K_STEP == 0 and split in ("k", "n", "wg")
         assert stages == 1 or split == "wg"
         self.stages = stages
         self.n, self.k, self.experts, self.grouped = n, k, experts, grouped
@@ -44,7 +52,8 @@ class W4A16Kernel(WgmmaMainloop):
         self.wg = split == "wg"
         assert not self.wg or (warps in (4, 8) and nt in (8, 16))
         self.rstride = 4 if self.wg else 1  # row-block stride between a warp's rb blocks
-        self.chunks = k // CHUNK_K
+        self.chunks = k // K_STEP
+        self.ktiles = k // 64  # k64 tiles of the weight layout
         self.blocks = n // 16  # 16-row blocks per expert
         self.cta_blocks = rb * (warps if (self.split_n or self.wg) else 1)
         assert self.blocks % self.cta_blocks == 0
@@ -54,25 +63,26 @@ class W4A16Kernel(WgmmaMainloop):
         assert not (self.split_n or self.wg) or (self.bt * 32) % self.threads == 0
 
     @cute.jit
-    def grouped_call(self, act: cute.Tensor, w: cute.Tensor, alpha: cute.Tensor, offsets: cute.Tensor,
-                     counts: cute.Tensor, out: cute.Tensor, stream):
-        self._launch(act, w, alpha, offsets, counts, out, stream)
+    def grouped_call(self, act: cute.Tensor, blob: cute.Tensor, sf: cute.Tensor, alpha: cute.Tensor,
+                     offsets: cute.Tensor, counts: cute.Tensor, out: cute.Tensor, stream):
+        self._launch(act, blob, sf, alpha, offsets, counts, out, stream)
 
     @cute.jit
-    def dense_call(self, act: cute.Tensor, w: cute.Tensor, alpha: cute.Tensor, out: cute.Tensor, stream):
+    def dense_call(self, act: cute.Tensor, blob: cute.Tensor, sf: cute.Tensor, alpha: cute.Tensor, out: cute.Tensor,
+                   stream):
         # offsets/counts are unused in dense mode (const-folded away); alpha stands in for them
-        self._launch(act, w, alpha, alpha, alpha, out, stream)
+        self._launch(act, blob, sf, alpha, alpha, alpha, out, stream)
 
     @cute.jit
-    def _launch(self, act, w, alpha, offsets, counts, out, stream):
-        self.kernel(act, w, alpha, offsets, counts, out, act.shape[0]).launch(
+    def _launch(self, act, blob, sf, alpha, offsets, counts, out, stream):
+        self.kernel(act, blob, sf, alpha, offsets, counts, out, act.shape[0]).launch(
             grid=[self.blocks // self.cta_blocks, self.experts, 1],
             block=[self.threads, 1, 1],
             stream=stream,
         )
 
     @cute.kernel
-    def kernel(self, act: cute.Tensor, w: cute.Tensor, alpha: cute.Tensor, offsets: cute.Tensor,
+    def kernel(self, act: cute.Tensor, blob: cute.Tensor, sf: cute.Tensor, alpha: cute.Tensor, offsets: cute.Tensor,
                counts: cute.Tensor, out: cute.Tensor, m_rows: Int32):
         tidx, _, _ = cute.arch.thread_idx()
         bx, by, _ = cute.arch.block_idx()
@@ -92,9 +102,13 @@ class W4A16Kernel(WgmmaMainloop):
         elif const_expr(self.split_n):
             sb = smem.allocate_tensor(Int32, cute.make_layout(bt * SB_ROW_WORDS), byte_alignment=16)
             red = sb
+        elif const_expr(self.quad):
+            red = smem.allocate_tensor(Float32, cute.make_layout((self.red_len, self.warps)), byte_alignment=16)
+            sb = red  # unused: split "k" on quad order reads its B fragments from global memory
         else:
             red = smem.allocate_tensor(Float32, cute.make_layout((self.red_len, self.warps)), byte_alignment=16)
-            sb = red
+            # each warp's own staging rows (8 * nt tokens x one K step) for ldmatrix
+            sb = smem.allocate_tensor(Int32, cute.make_layout(self.warps * bt * SB_ROW_WORDS), byte_alignment=16)
 
         start = Int32(0)
         cnt = m_rows
@@ -117,57 +131,84 @@ class W4A16Kernel(WgmmaMainloop):
             rb0 = (bx * (self.warps // 4) + warp // 4) * 4 * rb + warp % 4
             c_first, c_step = 0, 1
         row_bytes = Int64(self.k * 2)
-        wbase = w.iterator.toint() + Int64((by * self.blocks + rb0) * self.chunks) * CHUNK_BYTES
         abase = act.iterator.toint() + Int64(start) * row_bytes
+        # 16-row block rbi = (64-row group rbi // 4, warp slice rbi % 4): its k64 tile kt is
+        # blob[G, kt, 32 w : 32 w + 32] (512 B) and strip[G, kt, 8 w : 8 w + 8] (64 B)
+        wb = cute.make_rmem_tensor(cute.make_layout(rb), Int64)
+        sbw = cute.make_rmem_tensor(cute.make_layout(rb), Int64)
+        for r in cutlass.range_constexpr(rb):
+            rbi = rb0 + r * self.rstride
+            gt = Int64(by * (self.blocks // 4) + rbi // 4) * self.ktiles
+            wb[r] = blob.iterator.toint() + gt * BLOB_TILE + Int64((rbi % 4) * 512)
+            sbw[r] = sf.iterator.toint() + gt * STRIP_TILE + Int64((rbi % 4) * 64)
 
         acc = cute.make_rmem_tensor(cute.make_layout((4, nt, rb)), Float32)
         if const_expr(self.wg):
             acc = cute.make_rmem_tensor(cute.make_layout((bt // 2, rb)), Float32)
         aw = cute.make_rmem_tensor(cute.make_layout((4, 4, rb)), Int32)  # raw codes (block, k64 tile, row block)
-        sw = cute.make_rmem_tensor(cute.make_layout((2, rb)), Int32)
+        sw = cute.make_rmem_tensor(cute.make_layout((4, rb)), Int32)  # lane t's scale pair (block t) per k64 tile
         af = cute.make_rmem_tensor(cute.make_layout((4, 4, rb)), Int32)  # decoded fragment (reg, block, row block)
         bw = cute.make_rmem_tensor(cute.make_layout(8), Int32)
         bwk = cute.make_rmem_tensor(cute.make_layout((8, nt)), Int32)
-        arow = cute.make_rmem_tensor(cute.make_layout(nt), Int64)
+        arow = cute.make_rmem_tensor(cute.make_layout(nt), Int64)  # split "k", quad: lane's bytes of row g
 
         if const_expr(self.wg and self.stages > 1):
-            self.wgp_mainloop(acc, aw, sw, sb, abase, row_bytes, wbase, tidx, warp, lane, n_tiles, cnt,
+            self.wgp_mainloop(acc, sb, abase, row_bytes, wb, sbw, tidx, warp, lane, n_tiles, cnt,
                               red, alpha, out, rb0, by, start)
         else:
             for tt in cutlass.range(n_tiles):
                 tok0 = tt * bt
                 acc.fill(0.0)
-                for j in cutlass.range_constexpr(nt):
-                    arow[j] = abase + Int64(cutlass.min(tok0 + 8 * j + g, cnt - 1)) * row_bytes + Int64(t * 32)
+                if const_expr(self.quad and not self.split_n):
+                    # token row g of fragment j, clamped into the count (a clamped row feeds only
+                    # MMA columns that are never stored), at lane t's 32 bytes of each k64 tile
+                    for j in cutlass.range_constexpr(nt):
+                        arow[j] = abase + Int64(cutlass.min(tok0 + 8 * j + g, cnt - 1)) * row_bytes + Int64(t * 32)
                 for c in cutlass.range(c_first, self.chunks, c_step):
                     for r in cutlass.range_constexpr(rb):
-                        cbase = wbase + Int64(r * self.rstride * self.chunks + c) * CHUNK_BYTES
                         for kt in cutlass.range_constexpr(4):
-                            x0, x1, x2, x3 = ld_stream_v4(cbase + Int64(kt * 512 + lane * 16))
+                            x0, x1, x2, x3 = ld_stream_v4(wb[r] + Int64((4 * c + kt) * BLOB_TILE + lane * 16))
                             aw[0, kt, r] = x0
                             aw[1, kt, r] = x1
                             aw[2, kt, r] = x2
                             aw[3, kt, r] = x3
-                        s0, s1 = ld_stream_v2(cbase + Int64(SCALE_OFF + lane * 8))
-                        sw[0, r] = s0
-                        sw[1, r] = s1
+                            sw[kt, r] = ld_stream_u16(sbw[r] + Int64((4 * c + kt) * STRIP_TILE + g * 8 + t * 2))
                     if const_expr(self.wg):
                         self.wg_stage(sb, abase, row_bytes, tidx, c, tok0, cnt)
                         self.wg_chunk(acc, aw, sw, sb.iterator.toint())
-                    else:
-                        if const_expr(self.split_n):
-                            self._stage_activations(sb, abase, row_bytes, tidx, c, tok0, cnt)
+                    elif const_expr(self.split_n):
+                        self._stage_activations(sb, abase, row_bytes, tidx, c, tok0, cnt)
                         for kt in cutlass.range_constexpr(4):
-                            if const_expr(self.split_n):
-                                self._mma_tile_smem(acc, aw, sw, af, bw, sb, kt, g, t)
-                            else:
-                                self._mma_tile_gmem(acc, aw, sw, bwk, arow, c, kt)
+                            self._mma_tile_smem(acc, aw, sw, af, bw, sb, kt, lane)
+                    elif const_expr(self.quad):
+                        for kt in cutlass.range_constexpr(4):
+                            self._mma_tile_gmem(acc, aw, sw, bwk, arow, c, kt)
+                    else:
+                        wsb = sb.iterator.toint() + warp * (bt * SB_ROW_WORDS * 4)
+                        self._stage_warp(wsb, abase, row_bytes, lane, c, tok0, cnt)
+                        for kt in cutlass.range_constexpr(4):
+                            self._mma_tile_staged(acc, aw, sw, bwk, wsb, lane, kt)
                 self._epilogue(acc, red, alpha, out, lane, warp, tidx, rb0, by, start, cnt, tok0)
 
     @cute.jit
+    def _stage_warp(self, wsb, abase, row_bytes, lane, c, tok0, cnt):
+        """split "k": the warp copies K step c of its token tile's rows into its own shared rows
+        (SB_ROW_WORDS apart, as split "n" lays them out), 16-byte vectors, only rows inside the
+        expert's count (the others feed MMA columns that are never stored). K is natural, so a
+        lane's B-fragment pairs are 16 B apart: direct 4-byte global loads would cost one L1
+        wavefront per token row each; ldmatrix from these rows gives the fragments instead."""
+        cute.arch.sync_warp()  # every lane's ldmatrix of the previous step is done
+        for row in cutlass.range_constexpr(self.bt):
+            if tok0 + row < cnt:
+                x0, x1, x2, x3 = ld_cached_v4(abase + Int64(tok0 + row) * row_bytes + Int64(c * 512 + lane * 16))
+                st_shared_v4(wsb + (row * SB_ROW_WORDS + lane * 4) * 4, x0, x1, x2, x3)
+        cute.arch.sync_warp()
+
+    @cute.jit
     def _mma_tile_gmem(self, acc, aw, sw, bwk, arow, c, kt):
-        """split "k": all nt activation fragments from global (L1) first, then each decoded
-        block feeds nt MMAs at once (measured faster for decode than decoding all blocks first)."""
+        """split "k", quad order: the nt B fragments of k64 tile kt straight from global memory
+        (L1): two 16-byte loads per token row at lane t's 32 bytes (bwk[2b + e] = register e of
+        k16 block b), then each decoded block feeds nt MMAs at once."""
         koff = Int64((c * 4 + kt) * 128)  # bytes: 64 bf16 per k64 tile
         for j in cutlass.range_constexpr(self.nt):
             y0, y1, y2, y3 = ld_cached_v4(arow[j] + koff)
@@ -175,27 +216,52 @@ class W4A16Kernel(WgmmaMainloop):
             bwk[0, j], bwk[1, j], bwk[2, j], bwk[3, j] = y0, y1, y2, y3
             bwk[4, j], bwk[5, j], bwk[6, j], bwk[7, j] = y4, y5, y6, y7
         for r in cutlass.range_constexpr(self.rb):
-            s_lo, s_hi = scale_pair(sw[kt // 2, r], kt % 2)
+            sp = quad_scales(sw[kt, r])
             for b in cutlass.range_constexpr(4):
-                r0, r1, r2, r3 = decode_block(aw[b, kt, r], s_lo, s_hi)
+                r0, r1, r2, r3 = decode_block(aw[b, kt, r], sp[b])
                 for j in cutlass.range_constexpr(self.nt):
                     d0, d1, d2, d3 = mma_bf16(r0, r1, r2, r3, bwk[2 * b, j], bwk[2 * b + 1, j],
                                               acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r])
                     acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r] = d0, d1, d2, d3
 
     @cute.jit
-    def _mma_tile_smem(self, acc, aw, sw, af, bw, sb, kt, g, t):
-        """split "n": decode the warp's whole k64 tile once, then stream the nt activation
-        fragments from shared memory (two LDS.128 each), rb * 4 MMAs per fragment."""
+    def _mma_tile_staged(self, acc, aw, sw, bwk, wsb, lane, kt):
+        """split "k": the nt B fragments of k64 tile kt from the warp's staged rows (two
+        ldmatrix.x4 each), then each decoded block feeds nt MMAs at once."""
+        for j in cutlass.range_constexpr(self.nt):
+            sa = wsb + ((8 * j + lane % 8) * SB_ROW_WORDS + kt * 32 + (lane // 8) * 4) * 4
+            y0, y1, y2, y3 = ldmatrix_x4(sa)
+            y4, y5, y6, y7 = ldmatrix_x4(sa + 64)
+            bwk[0, j], bwk[1, j], bwk[2, j], bwk[3, j] = y0, y1, y2, y3
+            bwk[4, j], bwk[5, j], bwk[6, j], bwk[7, j] = y4, y5, y6, y7
         for r in cutlass.range_constexpr(self.rb):
-            s_lo, s_hi = scale_pair(sw[kt // 2, r], kt % 2)
+            sp = quad_scales(sw[kt, r])
             for b in cutlass.range_constexpr(4):
-                r0, r1, r2, r3 = decode_block(aw[b, kt, r], s_lo, s_hi)
+                r0, r1, r2, r3 = decode_block(aw[b, kt, r], sp[b])
+                for j in cutlass.range_constexpr(self.nt):
+                    d0, d1, d2, d3 = mma_bf16(r0, r1, r2, r3, bwk[2 * b, j], bwk[2 * b + 1, j],
+                                              acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r])
+                    acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r] = d0, d1, d2, d3
+
+    @cute.jit
+    def _mma_tile_smem(self, acc, aw, sw, af, bw, sb, kt, lane):
+        """split "n": decode the warp's whole k64 tile once, then stream the nt activation
+        fragments from shared memory (two ldmatrix.x4 each: matrix i = K 8i .. 8i + 7 of the 8
+        token rows, i.e. b0b1 / b2b3 of blocks 2h, 2h + 1), rb * 4 MMAs per fragment."""
+        for r in cutlass.range_constexpr(self.rb):
+            sp = quad_scales(sw[kt, r])
+            for b in cutlass.range_constexpr(4):
+                r0, r1, r2, r3 = decode_block(aw[b, kt, r], sp[b])
                 af[0, b, r], af[1, b, r], af[2, b, r], af[3, b, r] = r0, r1, r2, r3
         for j in cutlass.range_constexpr(self.nt):
-            sa = sb.iterator.toint() + ((8 * j + g) * SB_ROW_WORDS + kt * 32 + t * 8) * 4
-            y0, y1, y2, y3 = ld_shared_v4(sa)
-            y4, y5, y6, y7 = ld_shared_v4(sa + 16)
+            if const_expr(self.quad):  # token row g's lane-t words: 32 bytes at 32 t of tile kt
+                sa = sb.iterator.toint() + ((8 * j + lane // 4) * SB_ROW_WORDS + kt * 32 + (lane % 4) * 8) * 4
+                y0, y1, y2, y3 = ld_shared_v4(sa)
+                y4, y5, y6, y7 = ld_shared_v4(sa + 16)
+            else:
+                sa = sb.iterator.toint() + ((8 * j + lane % 8) * SB_ROW_WORDS + kt * 32 + (lane // 8) * 4) * 4
+                y0, y1, y2, y3 = ldmatrix_x4(sa)
+                y4, y5, y6, y7 = ldmatrix_x4(sa + 64)
             bw[0], bw[1], bw[2], bw[3], bw[4], bw[5], bw[6], bw[7] = y0, y1, y2, y3, y4, y5, y6, y7
             for r in cutlass.range_constexpr(self.rb):
                 for b in cutlass.range_constexpr(4):
@@ -268,7 +334,8 @@ class W4A16Kernel(WgmmaMainloop):
 
 
 def make_kernel(p, grouped: bool):
-    k = W4A16Kernel(p.n, p.k, p.experts, grouped, p.warps, p.rb, p.nt, p.split, p.stages)
+    k = W4A16Kernel(p.n, p.k, p.experts, grouped, p.warps, p.rb, p.nt, p.split, p.stages,
+                    quad=p.act_order == "quad")
     return k.grouped_call if grouped else k.dense_call
 
 
@@ -276,16 +343,18 @@ def fake_args(p, grouped: bool):
     fake = cute.runtime.make_fake_compact_tensor
     stream = cute.runtime.make_fake_stream(use_tvm_ffi_env_stream=True)
     m = cute.sym_int()
-    nb, c = p.n // 16, p.k // CHUNK_K
+    g, kt = p.n // 64, p.k // 64
     act = fake(BFloat16, (m, p.k), stride_order=(1, 0), assumed_align=16)
     out = fake(BFloat16, (m, p.n), stride_order=(1, 0), assumed_align=4)
     if not grouped:
-        w = fake(Int32, (nb, c, CHUNK_WORDS), stride_order=(2, 1, 0), assumed_align=16)
+        blob = fake(Uint8, (g, kt, 128, 16), stride_order=(3, 2, 1, 0), assumed_align=16)
+        sf = fake(Uint8, (g, kt, 32, 4, 2), stride_order=(4, 3, 2, 1, 0), assumed_align=16)
         alpha = fake(Float32, (p.n,), stride_order=(0,), assumed_align=4)
-        return act, w, alpha, out, stream
+        return act, blob, sf, alpha, out, stream
     e = p.experts
-    w = fake(Int32, (e, nb, c, CHUNK_WORDS), stride_order=(3, 2, 1, 0), assumed_align=16)
+    blob = fake(Uint8, (e, g, kt, 128, 16), stride_order=(4, 3, 2, 1, 0), assumed_align=16)
+    sf = fake(Uint8, (e, g, kt, 32, 4, 2), stride_order=(5, 4, 3, 2, 1, 0), assumed_align=16)
     alpha = fake(Float32, (e, p.n), stride_order=(1, 0), assumed_align=4)
     offsets = fake(Int32, (e + 1,), stride_order=(0,), assumed_align=4)
     counts = fake(Int32, (e,), stride_order=(0,), assumed_align=4)
-    return act, w, alpha, offsets, counts, out, stream
+    return act, blob, sf, alpha, offsets, counts, out, stream

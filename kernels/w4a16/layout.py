@@ -1,10 +1,7 @@
-"""w4a16 families' weight layout (production entry point): the repack into the kernel's
-[N/16, K/256, 576] int32 chunks, its inverse and a CPU emulation of the kernel's decode.
+"""w4a16 families' weight layout (production entry point): quack's nvfp4 layout, one prepared
+copy for our kernels and quack's (kernels/quack_w4a16/layout.py); prepare.py documents how our
+kernels address it and replays their decode on the CPU."""
 
-The implementation stays in prepare.py (its layout is documented there, next to the code);
-this module is the one production code imports.
-"""
+from ..quack_w4a16.layout import prepare_weights, unprepare_weights
 
-from .prepare import emulate_weights, repack, unrepack
-
-__all__ = ["emulate_weights", "repack", "unrepack"]
+__all__ = ["prepare_weights", "unprepare_weights"]

@@ -14,6 +14,7 @@ from cutlass._mlir.dialects import llvm
 from cutlass.cutlass_dsl import T, dsl_user_op
 
 from ..ptx import inline_asm as _asm  # the one pure inline-asm helper of every family
+from . import DECODE_MASK, DECODE_MUL, DECODE_SEL, SCALE_MUL
 
 
 def _ints(res, n, loc, ip):
@@ -34,13 +35,6 @@ def ld_stream_v4(addr: Int64, *, loc=None, ip=None):
 
 
 @dsl_user_op
-def ld_stream_v2(addr: Int64, *, loc=None, ip=None):
-    res = _asm(_struct("i32", 2), [Int64(addr)],
-               "ld.global.nc.L1::no_allocate.v2.b32 {$0, $1}, [$2];", "=r,=r,l", loc, ip)
-    return _ints(res, 2, loc, ip)
-
-
-@dsl_user_op
 def ld_cached_v4(addr: Int64, *, loc=None, ip=None):
     """16 bytes of activations (read-only for the kernel's lifetime; shared by all warps)."""
     res = _asm(_struct("i32", 4), [Int64(addr)], "ld.global.nc.v4.b32 {$0, $1, $2, $3}, [$4];",
@@ -56,12 +50,6 @@ def st_shared_v4(addr: Int32, x0: Int32, x1: Int32, x2: Int32, x3: Int32, *, loc
 
 
 @dsl_user_op
-def st_shared_b32(addr: Int32, x: Int32, *, loc=None, ip=None):
-    vals = [a.ir_value(loc=loc, ip=ip) for a in (Int32(addr), Int32(x))]
-    llvm.inline_asm(None, vals, "st.shared.b32 [$0], $1;", "r,r", has_side_effects=True, loc=loc, ip=ip)
-
-
-@dsl_user_op
 def ld_shared_v4(addr: Int32, *, loc=None, ip=None):
     # has_side_effects: the load must stay between the barriers that order it after the stores
     vals = [Int32(addr).ir_value(loc=loc, ip=ip)]
@@ -71,43 +59,82 @@ def ld_shared_v4(addr: Int32, *, loc=None, ip=None):
 
 
 @dsl_user_op
-def scale_pair(word: Int32, half: cutlass.Constexpr[int], *, loc=None, ip=None):
-    """Scale bytes (row g, row g+8) in 16-bit half `half` of `word` -> two bf16x2 registers
-    (s, s) with s = float(e4m3) * 2^119: exact (4 significant bits) and finite (448 * 2^119 <
-    2^128) for every finite E4M3, subnormals included."""
-    src = "l" if half == 0 else "h"
+def scale_pair(half: Int32, *, loc=None, ip=None):
+    """The two E4M3 scale bytes (row g, row g+8) in the low 16 bits of `half` -> one bf16x2
+    register (S_g, S_g+8), S = float(e4m3) * 2^119: exact (4 significant bits) and finite
+    (448 * 2^119 < 2^128) for every finite E4M3 incl. zero, subnormals and negatives (e4m3 ->
+    f16 -> f32 -> bf16 are exact; the power-of-two multiply is exact)."""
     asm = (
-        "{.reg .b16 l, h;\n\t.reg .b32 x;\n\t.reg .f32 f0, f1;\n\t"
-        "mov.b32 {l, h}, $2;\n\t"
-        f"cvt.rn.f16x2.e4m3x2 x, {src};\n\t"
+        "{.reg .b16 l, h;\n\t.reg .b32 x, m;\n\t.reg .f32 f0, f1;\n\t"
+        "mov.b32 {l, h}, $1;\n\t"
+        "cvt.rn.f16x2.e4m3x2 x, l;\n\t"
         "mov.b32 {l, h}, x;\n\t"
         "cvt.f32.f16 f0, l;\n\tcvt.f32.f16 f1, h;\n\t"
-        "mul.f32 f0, f0, 0f7B000000;\n\tmul.f32 f1, f1, 0f7B000000;\n\t"
-        "cvt.rn.bf16x2.f32 $0, f0, f0;\n\tcvt.rn.bf16x2.f32 $1, f1, f1;}"
+        "cvt.rn.bf16x2.f32 x, f1, f0;\n\t"
+        f"mov.b32 m, {SCALE_MUL:#x};\n\t"
+        "mul.rn.bf16x2 $0, x, m;}"
     )
-    return _ints(_asm(_struct("i32", 2), [Int32(word)], asm, "=r,=r,r", loc, ip), 2, loc, ip)
+    return Int32(_asm(T.i32(), [Int32(half)], asm, "=r,r", loc, ip))
 
 
 @dsl_user_op
-def decode_block(word: Int32, s_lo: Int32, s_hi: Int32, *, loc=None, ip=None):
-    """8 E2M1 codes (prepare.py's nibble order) -> the 4 A-fragment registers of one k16 block,
-    each v * scale * 2^-7 in bf16 (exact). Pair bits land at bf16 (sign 15|31, exponent low
-    bits 8..7|24..23, mantissa msb 6|22): v * 2^-126 including the 0.5 subnormal."""
-    def pair(src, s, out, scale):
-        return (
-            f"shl.b32 x, {src}, {s};\n\tshl.b32 y, {src}, {s + 6};\n\t"
-            "and.b32 x, x, 0x01C001C0;\n\tand.b32 y, y, 0x80008000;\n\tor.b32 x, x, y;\n\t"
-            f"mul.rn.bf16x2 {out}, x, {scale};\n\t"
-        )
+def quad_scales(half: Int32, *, loc=None, ip=None):
+    """Lane t of each quad holds the scale pair of k16 block t (strip bytes 2t, 2t + 1 of the
+    quad's 8): convert it once (scale_pair) and hand block b's result to every lane of the quad
+    (shfl.idx within 4-lane segments), 4x less conversion work than each lane converting all 4."""
+    s = scale_pair(half, loc=loc, ip=ip)
+    out = []
+    for b in range(4):
+        # side effects: a warp-synchronous op must not be moved (every lane reaches it: uniform flow)
+        out.append(Int32(llvm.inline_asm(T.i32(), [s.ir_value(loc=loc, ip=ip)],
+                                         f"shfl.sync.idx.b32 $0, $1, {b}, 0x1C03, 0xffffffff;", "=r,r",
+                                         has_side_effects=True, loc=loc, ip=ip)))
+    return tuple(out)
 
+
+@dsl_user_op
+def ld_stream_u16(addr: Int64, *, loc=None, ip=None):
+    """2 bytes (one lane's scale pair), zero-extended."""
+    return Int32(_asm(T.i32(), [Int64(addr)], "ld.global.nc.L1::no_allocate.u16 $0, [$1];", "=r,l", loc, ip))
+
+
+@dsl_user_op
+def ld_shared_u16(addr: Int32, *, loc=None, ip=None):
+    vals = [Int32(addr).ir_value(loc=loc, ip=ip)]
+    return Int32(llvm.inline_asm(T.i32(), vals, "ld.shared.u16 $0, [$1];", "=r,r", has_side_effects=True, loc=loc,
+                                 ip=ip))
+
+
+@dsl_user_op
+def decode_block(word: Int32, spair: Int32, *, loc=None, ip=None):
+    """One blob word (k16 block b of lane (g, t): byte p = fragment register p, low nibble = even
+    K) -> the 4 A-fragment registers, each v * scale * 2^-7 in bf16 (exact). Per register: prmt
+    puts the two nibbles at bits 0..3 and 16..19, one multiply by 2^6 + 2^12 moves magnitude bits
+    to bf16 (exponent low bits, mantissa msb) and the sign to 15|31, a mask keeps those: the pair
+    reads v * 2^-126 (0.5 as a subnormal included); times S (scale_pair, row g for registers 0
+    and 2, g+8 for 1 and 3, picked by a lane broadcast) it is v * scale * 2^-7."""
+    body = ""
+    for p in range(4):
+        lane = "sl" if p % 2 == 0 else "sh"
+        body += (f"prmt.b32 u, lo, hi, {DECODE_SEL[p]:#x};\n\tmul.lo.u32 u, u, {DECODE_MUL};\n\t"
+                 f"and.b32 u, u, {DECODE_MASK:#x};\n\tmul.rn.bf16x2 ${p}, u, {lane};\n\t")
     asm = (
-        "{.reg .b32 u, x, y;\n\t"
-        + pair("$4", 6, "$0", "$5") + pair("$4", 2, "$1", "$6")
-        + "shr.u32 u, $4, 8;\n\t"
-        + pair("u", 6, "$2", "$5") + pair("u", 2, "$3", "$6")
-        + "}"
+        "{.reg .b32 lo, hi, u, sl, sh;\n\t.reg .b16 l, h;\n\t"
+        "and.b32 lo, $4, 0x0F0F0F0F;\n\tshr.u32 hi, $4, 4;\n\tand.b32 hi, hi, 0x0F0F0F0F;\n\t"
+        "mov.b32 {l, h}, $5;\n\tmov.b32 sl, {l, l};\n\tmov.b32 sh, {h, h};\n\t"
+        + body + "}"
     )
-    res = _asm(_struct("i32", 4), [Int32(word), Int32(s_lo), Int32(s_hi)], asm, "=r,=r,=r,=r,r,r,r", loc, ip)
+    res = _asm(_struct("i32", 4), [Int32(word), Int32(spair)], asm, "=r,=r,=r,=r,r,r", loc, ip)
+    return _ints(res, 4, loc, ip)
+
+
+@dsl_user_op
+def ldmatrix_x4(addr: Int32, *, loc=None, ip=None):
+    """Four 8x8 b16 matrices from shared memory (lane l gives row l % 8 of matrix l // 8): lane
+    (g, t) gets (row g, cols 2t, 2t+1) of each, i.e. natural-K B fragments of 8 token rows."""
+    vals = [Int32(addr).ir_value(loc=loc, ip=ip)]
+    res = llvm.inline_asm(_struct("i32", 4), vals, "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {$0, $1, $2, $3}, [$4];",
+                          "=r,=r,=r,=r,r", has_side_effects=True, loc=loc, ip=ip)
     return _ints(res, 4, loc, ip)
 
 
@@ -123,11 +150,12 @@ def mma_bf16(a0, a1, a2, a3, b0, b1, c0, c1, c2, c3, *, loc=None, ip=None):
 
 
 @dsl_user_op
-def cp_async_4(dst: Int32, src: Int64, *, loc=None, ip=None):
-    """4 bytes global -> shared, asynchronously (through L1: the activations are re-read by the
+def cp_async_16_ca(dst: Int32, src: Int64, *, loc=None, ip=None):
+    """16 bytes global -> shared, asynchronously, through L1 (the activations are re-read by the
     CTAs of the other weight rows)."""
     vals = [a.ir_value(loc=loc, ip=ip) for a in (Int32(dst), Int64(src))]
-    llvm.inline_asm(None, vals, "cp.async.ca.shared.global [$0], [$1], 4;", "r,l", has_side_effects=True, loc=loc, ip=ip)
+    llvm.inline_asm(None, vals, "cp.async.ca.shared.global [$0], [$1], 16;", "r,l", has_side_effects=True, loc=loc,
+                    ip=ip)
 
 
 @dsl_user_op
@@ -147,10 +175,3 @@ def cp_async_commit(*, loc=None, ip=None):
 def cp_async_wait(pending: cutlass.Constexpr[int], *, loc=None, ip=None):
     """Wait until at most `pending` of this thread's newest cp.async groups are in flight."""
     llvm.inline_asm(None, [], f"cp.async.wait_group {pending};", "", has_side_effects=True, loc=loc, ip=ip)
-
-
-@dsl_user_op
-def ld_shared_b32(addr: Int32, *, loc=None, ip=None):
-    vals = [Int32(addr).ir_value(loc=loc, ip=ip)]
-    res = llvm.inline_asm(T.i32(), vals, "ld.shared.b32 $0, [$1];", "=r,r", has_side_effects=True, loc=loc, ip=ip)
-    return Int32(res)

@@ -2,21 +2,19 @@
 
 One CTA = one or two warpgroups (4 or 8 warps), each 64 * rb weight rows of one expert, sharing the
 staged activations, looping over the
-expert's token tiles of BT = 8 * nt tokens (64 or 128). Per 256-wide K chunk:
-  * each warp loads its raw NVFP4 codes + scales (global -> registers, the same repacked
-    blob and decode as split "k"/"n": the RS-wgmma A fragment of a warp is exactly the
-    m16n8k16 A fragment of its 16 rows, four warps stacked along M);
+expert's token tiles of BT = 8 * nt tokens (64 or 128). Per 256-wide K step:
+  * each warp loads its raw NVFP4 codes + scales (global -> registers, the same blob/strip
+    and decode as split "k"/"n": the RS-wgmma A fragment of a warp is exactly the m16n8k16 A
+    fragment of its 16 rows, a warpgroup's four warps = the four slices of one 64-row group);
   * the CTA stages the chunk's activations (BT tokens x 256 K) in shared memory in the
     canonical K-major 128-byte-swizzle layout (row = 128 B of K, 16-byte chunk c of row n at
     c ^ (n % 8)), then fence.proxy.async so the async proxy (wgmma) sees the generic stores.
-    The MMA's k order is the repack's permuted one (logical k 2t+i | 2t+8+i of block b is
-    original K 16t + 4b + i | 16t + 4b + 2 + i within the k64 tile), so staging permutes the
-    4-byte pairs on the way (see wg_stage);
+    K is natural in the weight layout, so each 16-byte vector is staged whole;
   * per k64 tile: decode 4 k16 blocks x rb, wgmma.fence, rb x 4 wgmma.mma_async
     m64nBTk16 (A from registers, B by descriptor), commit; the chunk ends with wait_group 0
     before the next staging overwrites shared memory.
 stages > 1 (wgp_mainloop): the same per-chunk math, fed by an S-stage cp.async ring (activations
-laid out as above with 4-byte copies, weights copied verbatim per warp) and with the weights read
+laid out as above with 16-byte copies, weights copied verbatim per warp) and with the weights read
 from shared memory one k64 tile at a time; ptxas keeps the wgmmas in flight only when the registers
 allow it (C7511 otherwise: check with ptxas -v, docs/GPU.md).
 Accumulators: the m64nN f32 fragment is the m16n8 C fragment repeated over N / 8 columns, so
@@ -30,9 +28,9 @@ from cutlass._mlir import ir
 from cutlass._mlir.dialects import llvm
 from cutlass.cutlass_dsl import T, dsl_user_op
 
-from . import CHUNK_BYTES, SCALE_OFF, stage_bytes
-from .ptx import (_struct, cp_async_4, cp_async_16, cp_async_commit, cp_async_wait, decode_block, ld_cached_v4,
-                  ld_shared_b32, ld_shared_v4, scale_pair, st_shared_b32)
+from . import BLOB_TILE, STRIP_TILE, W_STEP_BYTES, stage_bytes
+from .ptx import (_struct, cp_async_16, cp_async_16_ca, cp_async_commit, cp_async_wait, decode_block, ld_cached_v4,
+                  ld_shared_u16, ld_shared_v4, quad_scales, st_shared_v4)
 
 
 def _sync_asm(text, loc, ip):
@@ -102,28 +100,16 @@ class WgmmaMainloop:
     def wg_stage(self, sb, abase, row_bytes, tidx, c, tok0, cnt):
         cute.arch.sync_threads()  # the previous chunk's wgmmas were waited for by every warp
         bt = self.bt
-        # One warp stages one token row's 512 bytes per step (coalesced 16-byte loads), and
-        # each 4-byte pair goes to its logical k position: word wi of the vector at original K
-        # 16t + 8h (lane group t, half h) is block 2h + wi // 2, logical k 2t (+8 if wi odd).
-        # Measured on an H100 against a 4 x 4 register transpose with STS.128 (two lane
-        # mappings): these scalar stores with coalesced loads were the fastest (L1 t = 128:
-        # 1745 us vs 1873 / 2287 us).
+        # One warp stages one token row's 512 bytes per step (coalesced 16-byte loads); K is
+        # natural, so each 16-byte vector goes whole to its swizzled place (chunk ^ row % 8).
         for v in cutlass.range_constexpr(bt * 32 // self.threads):
             vi = v * self.threads + tidx
             tok = vi // 32
             kv = vi % 32
             row = cutlass.min(tok0 + tok, cnt - 1)
             x0, x1, x2, x3 = ld_cached_v4(abase + Int64(row) * row_bytes + Int64(c * 512 + kv * 16))
-            kt = kv // 8
-            q8 = kv % 8
-            t = q8 // 2
-            h = q8 % 2
-            srow = sb.iterator.toint() + kt * (bt * 128) + tok * 128
-            sw = (tok % 8) * 16
-            xs = (x0, x1, x2, x3)
-            for wi in cutlass.range_constexpr(4):
-                byte = (2 * h + wi // 2) * 32 + 4 * t + 16 * (wi % 2)
-                st_shared_b32(srow + (byte ^ sw), xs[wi])
+            srow = sb.iterator.toint() + (kv // 8) * (bt * 128) + tok * 128
+            st_shared_v4(srow + (((kv % 8) ^ (tok % 8)) * 16), x0, x1, x2, x3)
         fence_proxy_async()
         cute.arch.sync_threads()
 
@@ -132,7 +118,7 @@ class WgmmaMainloop:
         return stage_bytes(self.bt, self.warps, self.rb) // 4
 
     @cute.jit
-    def wgp_mainloop(self, acc, aw, sw, sb, abase, row_bytes, wbase, tidx, warp, lane, n_tiles, cnt,
+    def wgp_mainloop(self, acc, sb, abase, row_bytes, wb, sbw, tidx, warp, lane, n_tiles, cnt,
                      red, alpha, out, rb0, by, start):
         """stages > 1: an S-stage cp.async ring over the K chunks of each token tile. Chunk c
         lives in stage c % S; S - 1 chunks are in flight while chunk c is decoded and multiplied.
@@ -149,7 +135,7 @@ class WgmmaMainloop:
             cute.arch.sync_threads()  # the previous tile's last chunks are read by every warp
             for c in cutlass.range_constexpr(S - 1):
                 if c < self.chunks:
-                    self.wgp_issue(base0 + c * sbytes, abase, row_bytes, wbase, tidx, warp, lane, c, tok0, cnt)
+                    self.wgp_issue(base0 + c * sbytes, abase, row_bytes, wb, sbw, tidx, warp, lane, c, tok0, cnt)
                 cp_async_commit()
             for c in cutlass.range(self.chunks):
                 cp_async_wait(S - 2)
@@ -157,7 +143,7 @@ class WgmmaMainloop:
                 cute.arch.sync_threads()
                 nxt = c + (S - 1)
                 if nxt < self.chunks:
-                    self.wgp_issue(base0 + (nxt % S) * sbytes, abase, row_bytes, wbase, tidx, warp, lane, nxt,
+                    self.wgp_issue(base0 + (nxt % S) * sbytes, abase, row_bytes, wb, sbw, tidx, warp, lane, nxt,
                                    tok0, cnt)
                 cp_async_commit()
                 self.wgp_chunk(acc, base0 + (c % S) * sbytes, warp, lane)
@@ -165,11 +151,11 @@ class WgmmaMainloop:
             self._epilogue(acc, red, alpha, out, lane, warp, tidx, rb0, by, start, cnt, tok0)
 
     @cute.jit
-    def wgp_issue(self, base, abase, row_bytes, wbase, tidx, warp, lane, c, tok0, cnt):
-        """stages > 1: start copying chunk c into the stage at shared address `base` with cp.async
-        (no register round trip, no wait): the activations as wg_stage lays them out (4-byte
-        copies, since the repack's k permutation moves 4-byte pairs), then each warp's own rb
-        weight chunks verbatim (16-byte copies). The caller commits the group."""
+    def wgp_issue(self, base, abase, row_bytes, wb, sbw, tidx, warp, lane, c, tok0, cnt):
+        """stages > 1: start copying K step c into the stage at shared address `base` with cp.async
+        (no register round trip, no wait): the activations as wg_stage lays them out (16-byte
+        copies into the swizzled rows), then each warp's own rb weight slices: per row block the
+        4 k64 tiles' codes (4 x 512 B) then their scales (4 x 64 B). The caller commits the group."""
         bt = self.bt
         # a rolled loop: unrolled, ptxas hoists the bt * 32 / threads row pointers (invariant over
         # the chunks) into registers for the whole mainloop and then spills or serializes wgmmas
@@ -179,52 +165,46 @@ class WgmmaMainloop:
             kv = vi % 32
             row = cutlass.min(tok0 + tok, cnt - 1)
             src = abase + Int64(row) * row_bytes + Int64(c * 512 + kv * 16)
-            kt = kv // 8
-            q8 = kv % 8
-            t = q8 // 2
-            h = q8 % 2
-            srow = base + kt * (bt * 128) + tok * 128
-            sw = (tok % 8) * 16
-            for wi in cutlass.range_constexpr(4):
-                byte = (2 * h + wi // 2) * 32 + 4 * t + 16 * (wi % 2)
-                cp_async_4(srow + (byte ^ sw), src + Int64(4 * wi))
-        wdst = base + bt * 512 + warp * (self.rb * CHUNK_BYTES)
+            srow = base + (kv // 8) * (bt * 128) + tok * 128
+            cp_async_16_ca(srow + (((kv % 8) ^ (tok % 8)) * 16), src)
+        wdst = base + bt * 512 + warp * (self.rb * W_STEP_BYTES)
         for r in cutlass.range_constexpr(self.rb):
-            src = wbase + Int64(r * self.rstride * self.chunks + c) * CHUNK_BYTES
-            for i in cutlass.range_constexpr((CHUNK_BYTES // 16 + 31) // 32):
-                idx = i * 32 + lane
-                if idx < CHUNK_BYTES // 16:
-                    cp_async_16(wdst + r * CHUNK_BYTES + idx * 16, src + Int64(idx * 16))
+            for kt in cutlass.range_constexpr(4):
+                cp_async_16(wdst + r * W_STEP_BYTES + kt * 512 + lane * 16,
+                            wb[r] + Int64((4 * c + kt) * BLOB_TILE + lane * 16))
+            if lane < 16:
+                cp_async_16(wdst + r * W_STEP_BYTES + 2048 + lane * 16,
+                            sbw[r] + Int64((4 * c + lane // 4) * STRIP_TILE + (lane % 4) * 16))
 
     @cute.jit
     def wgp_chunk(self, acc, base, warp, lane):
         """wg_chunk with the weights read from the stage just in time, one k64 tile at a time
-        (4 + 1 words per row block instead of the chunk's 18 live across it): the registers this
+        (4 + 1 words per row block instead of the step's 24 live across it): the registers this
         frees let ptxas keep the wgmmas in flight while the next tile decodes (with the whole chunk
         in registers, rb = 2, nt = 16 needs ~254 and ptxas serializes every wgmma: C7511)."""
         bt, rb = self.bt, self.rb
-        wsrc = base + bt * 512 + warp * (rb * CHUNK_BYTES)
+        wsrc = base + bt * 512 + warp * (rb * W_STEP_BYTES)
         for kt in cutlass.range_constexpr(4):
             regs = []
             for r in cutlass.range_constexpr(rb):
-                x = ld_shared_v4(wsrc + r * CHUNK_BYTES + kt * 512 + lane * 16)
-                sword = ld_shared_b32(wsrc + r * CHUNK_BYTES + SCALE_OFF + lane * 8 + (kt // 2) * 4)
-                s_lo, s_hi = scale_pair(sword, kt % 2)
+                x = ld_shared_v4(wsrc + r * W_STEP_BYTES + kt * 512 + lane * 16)
+                # lane (g, t): block t's pair of rows g, g + 8 (strip bytes 8g + 2t, + 1)
+                sp = quad_scales(ld_shared_u16(wsrc + r * W_STEP_BYTES + 2048 + kt * 64 + lane * 2))
                 for b in cutlass.range_constexpr(4):
-                    regs.append(decode_block(x[b], s_lo, s_hi))
+                    regs.append(decode_block(x[b], sp[b]))
             self._mma_tile(acc, regs, base, kt)
         self._settle(acc)
 
     @cute.jit
     def wg_chunk(self, acc, aw, sw, sbase):
-        """One 256-wide K chunk: B (activations) at shared address sbase, A from aw/sw."""
+        """One 256-wide K step: B (activations) at shared address sbase, A from aw/sw."""
         rb = self.rb
         for kt in cutlass.range_constexpr(4):
             regs = []
             for r in cutlass.range_constexpr(rb):
-                s_lo, s_hi = scale_pair(sw[kt // 2, r], kt % 2)
+                sp = quad_scales(sw[kt, r])
                 for b in cutlass.range_constexpr(4):
-                    regs.append(decode_block(aw[b, kt, r], s_lo, s_hi))
+                    regs.append(decode_block(aw[b, kt, r], sp[b]))
             self._mma_tile(acc, regs, sbase, kt)
         self._settle(acc)
 

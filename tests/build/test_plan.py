@@ -23,7 +23,6 @@ from synthetic_ckpt import EXPECTED_GEMMS, ROOT, SMALL_CONFIG, fixture, rewrite_
 
 # tile tables live beside their families
 QUACK = get_family("quack_w4a16_gemm").tiles
-W4A16_GROUPED = get_family("w4a16_grouped_gemm").tiles
 W4A16_NARROW, W4A16_WIDE = get_family("w4a16_gemm").narrow, get_family("w4a16_gemm").wide
 DSV4_MANIFEST = ROOT / "manifests" / "deepseek_v4_pro_ep8.toml"
 
@@ -82,7 +81,9 @@ def test_plan_is_stable_and_complete(small_ckpt, tmp_path):
     m = load_manifest(a)
     assert summary["variants"] == len(m.variants())
     assert summary["per_arch"] == {arch: len([v for v in m.variants() if v.arch == arch]) for arch in ("sm_90a", "sm_100a")}
-    ops = {(op.family, tuple(sorted(op.problem.items()))): op for op in m.ops}
+    # (a loaded op's problem spells every default; act_order "natural" is left out of the key here)
+    ops = {(op.family, tuple(sorted((k, v) for k, v in op.problem.items() if (k, v) != ("act_order", "natural")))): op
+           for op in m.ops}
     T, top_k = 8192, SMALL_CONFIG["num_experts_per_tok"]
     unsupported = summary["unsupported"]
     # Blackwell: an NVFP4 x NVFP4 GEMM per dense (N, K) (Nvfp4Linear.ops; routed experts go to
@@ -163,11 +164,14 @@ def test_hopper_plan_covers_what_the_runtime_opens(hopper_ckpt, tmp_path):
     want |= {("quack_w4a16_rowalpha_gemm", (("k", k), ("n", n))): T for n, k in ((512, 512), (1024, 512))}  # stacked
     want |= {  # MoERunner: route / permute / combine on tokens, the rest on tokens x top-k rows
         ("moe_route", (("experts", E), ("pad", 1), ("topk", top_k))): T,
-        ("moe_permute", (("experts", E), ("h", h), ("pad", 1), ("topk", top_k))): T,
-        ("w4a16_grouped_gemm", (("experts", E), ("k", h), ("n", 2 * i))): T * top_k,
-        # limit: the SwiGLU clamp (none here); one silu op for both paths: the largest padded rows
+        # the decode path's GEMM inputs in quad order (runtime/layout.py), written by permute / silu
+        ("moe_permute", (("act_order", "quad"), ("experts", E), ("h", h), ("pad", 1), ("topk", top_k))): T,
+        ("w4a16_grouped_gemm", (("act_order", "quad"), ("experts", E), ("k", h), ("n", 2 * i))): T * top_k,
+        # limit: the SwiGLU clamp (none here); decode's silu writes quad order on the slots, the
+        # prefill tiers' one (natural) covers the largest padded rows
+        ("moe_silu_mul", (("act_order", "quad"), ("i", i), ("limit", 0.0))): T * top_k,
         ("moe_silu_mul", (("i", i), ("limit", 0.0))): capacity(T, top_k, E, PREFILL[-1][1]),
-        ("w4a16_grouped_gemm", (("experts", E), ("k", i), ("n", h))): T * top_k,
+        ("w4a16_grouped_gemm", (("act_order", "quad"), ("experts", E), ("k", i), ("n", h))): T * top_k,
         ("moe_combine", (("h", h), ("topk", top_k))): T,
     }
     for _, _, p in prefill_tiers(E, top_k):  # the prefill path per tier: route pad = quack's tile_n
@@ -178,7 +182,9 @@ def test_hopper_plan_covers_what_the_runtime_opens(hopper_ckpt, tmp_path):
             ("quack_w4a16_grouped_gemm", (("experts", E), ("k", i), ("n", h), ("tile_n", p))): capacity(T, top_k, E, p),
         }
     assert len(prefill_tiers(E, top_k)) == 2 and prefill_tiers(E, top_k)[0][0] < T  # both reachable here
-    got = {(o["family"], tuple(sorted(o["problem"].items()))): o for o in s["ops"] if "sm_90a" in o["archs"]}
+    # (act_order "natural", spelled by the runners for the store's op ids, is left out of the key here)
+    got = {(o["family"], tuple(sorted((k, v) for k, v in o["problem"].items() if (k, v) != ("act_order", "natural")))): o
+           for o in s["ops"] if "sm_90a" in o["archs"]}
     assert set(got) == set(want)
     for key, cap in want.items():
         b = got[key]["buckets"]
@@ -187,7 +193,7 @@ def test_hopper_plan_covers_what_the_runtime_opens(hopper_ckpt, tmp_path):
     # the MoE ops come in the runner's launch order, after the dense GEMMs
     moe = [o["family"] for o in s["ops"] if "sm_90a" in o["archs"] and (o["family"].startswith("moe_") or "grouped" in o["family"])]
     prefill = ["moe_route", "moe_permute", "quack_w4a16_grouped_gemm", "quack_w4a16_grouped_gemm"]
-    assert moe == ["moe_route", "moe_permute", "w4a16_grouped_gemm", "moe_silu_mul", "w4a16_grouped_gemm", "moe_combine"] + prefill * 2
+    assert moe == ["moe_route", "moe_permute", "w4a16_grouped_gemm", "moe_silu_mul", "w4a16_grouped_gemm", "moe_combine"] + prefill * 2 + ["moe_silu_mul"]
     # Blackwell: Nvfp4Linear's block-scaled GEMM per dense (N, K), MoERunner's sm_100a ops per MoE shape
     bw = {(o["problem"]["n"], o["problem"]["k"]): o for o in s["ops"] if o["family"] == "quack_nvfp4_gemm"}
     assert set(bw) == dense and all(o["buckets"][-1][1] == T for o in bw.values())
@@ -201,11 +207,13 @@ def test_hopper_plan_covers_what_the_runtime_opens(hopper_ckpt, tmp_path):
     ops = {(op.family, tuple(sorted(op.problem.items()))): op for op in m.ops}
     for (n, k) in dense:
         table = W4A16_NARROW if n < k else W4A16_WIDE
-        for bk in ops[("w4a16_gemm", (("k", k), ("n", n)))].buckets:
+        for bk in ops[("w4a16_gemm", (("act_order", "natural"), ("k", k), ("n", n)))].buckets:
             assert pick(table, bk.hi).items() <= dict(bk.params).items()
-    grouped = ops[("w4a16_grouped_gemm", (("experts", E), ("k", h), ("n", 2 * i)))]
+    # MoERunner's decode L1 reads quad order: the quad table (split 'n' where natural has 'wg')
+    grouped = ops[("w4a16_grouped_gemm", (("act_order", "quad"), ("experts", E), ("k", h), ("n", 2 * i)))]
     assert [(bk.lo, bk.hi) for bk in grouped.buckets] == [(1, 192), (193, 768), (769, T * top_k)]
-    assert all(pick(W4A16_GROUPED, bk.hi).items() <= dict(bk.params).items() for bk in grouped.buckets)
+    quad = get_family("w4a16_grouped_gemm").quad_tiles
+    assert all(pick(quad, bk.hi).items() <= dict(bk.params).items() for bk in grouped.buckets)
     text = (tmp_path / "h.toml").read_text()
     assert "# moe_route experts=4 topk=2 pad=1: MoERunner (runtime/moe.py)" in text
     assert "model.layers.{1-2}.mlp.experts.{0-7}  [routed experts: 4 local, top-2, hidden 512, intermediate 256; EP rank r of 2 holds experts 4r..4r+3]" in text
@@ -394,7 +402,7 @@ def dsv4_plan(tmp_path_factory):
 def test_dsv4_manifest_is_what_plan_produces(dsv4_plan):
     out, summary = dsv4_plan
     assert out.read_text() == DSV4_MANIFEST.read_text(), "re-run the commands in tests/fixtures/dsv4_headers/README.md"
-    assert summary["per_arch"] == {"sm_90a": 84, "sm_100a": 34}
+    assert summary["per_arch"] == {"sm_90a": 86, "sm_100a": 34}
     ops = summary["ops"]
     dense = {(2048, 7168), (65536, 1536), (7168, 2048), (6144, 7168), (7168, 3072)}  # attention + shared expert
     for fam in ("w4a16_gemm", "quack_w4a16_gemm"):
@@ -409,15 +417,17 @@ def test_dsv4_manifest_is_what_plan_produces(dsv4_plan):
     cap = (8192 * 6 + 48 * 127) // 128 * 128
     assert glue == [
         ("moe_route", {"experts": 48, "topk": 6, "pad": 1}, 8192, ["sm_90a"]),
-        ("moe_permute", {"h": 7168, "topk": 6, "experts": 48, "pad": 1}, 8192, ["sm_90a"]),
-        # one silu op for MoERunner's decode and prefill paths: the largest padded rows (pad 256)
-        ("moe_silu_mul", {"i": 3072, "limit": 0.0}, (8192 * 6 + 48 * 255) // 256 * 256, ["sm_90a"]),
+        # the decode path writes its GEMM inputs in quad order (runtime/layout.py), on the slots
+        ("moe_permute", {"h": 7168, "topk": 6, "experts": 48, "pad": 1, "act_order": "quad"}, 8192, ["sm_90a"]),
+        ("moe_silu_mul", {"i": 3072, "limit": 0.0, "act_order": "quad"}, 8192 * 6, ["sm_90a"]),
         ("moe_combine", {"h": 7168, "topk": 6}, 8192, ["sm_90a", "sm_100a"]),
         # the sm_90a prefill tiers' route / permute (pad = quack's tile_n); route pad 128 shared with sm_100a
         ("moe_route", {"experts": 48, "topk": 6, "pad": 128}, 8192, ["sm_90a", "sm_100a"]),
-        ("moe_permute", {"h": 7168, "topk": 6, "experts": 48, "pad": 128}, 8192, ["sm_90a"]),
+        ("moe_permute", {"h": 7168, "topk": 6, "experts": 48, "pad": 128, "act_order": "natural"}, 8192, ["sm_90a"]),
         ("moe_route", {"experts": 48, "topk": 6, "pad": 256}, 8192, ["sm_90a"]),
-        ("moe_permute", {"h": 7168, "topk": 6, "experts": 48, "pad": 256}, 8192, ["sm_90a"]),
+        ("moe_permute", {"h": 7168, "topk": 6, "experts": 48, "pad": 256, "act_order": "natural"}, 8192, ["sm_90a"]),
+        # one natural silu for both prefill tiers: the largest padded rows (pad 256)
+        ("moe_silu_mul", {"i": 3072, "limit": 0.0, "act_order": "natural"}, (8192 * 6 + 48 * 255) // 256 * 256, ["sm_90a"]),
         ("moe_permute_quantize", {"h": 7168, "topk": 6, "experts": 48, "pad": 128}, 8192, ["sm_100a"]),
         ("moe_silu_mul_quantize", {"i": 3072}, cap, ["sm_100a"]),
     ]
@@ -438,7 +448,7 @@ def test_dsv4_manifest_compiles_and_verifies(tmp_path):
     out = tmp_path / "artifacts"
     r = run_cli("compile", str(DSV4_MANIFEST), "-o", str(out), "-j", "2", "--json")
     s = json.loads(r.stdout)["manifests"]["deepseek_v4_pro_ep8"]
-    assert s["variants"] == len(s["built"]) == 118 and not s["failed"]
+    assert s["variants"] == len(s["built"]) == 120 and not s["failed"]
     assert json.loads(run_cli("verify", str(out), "--json").stdout)["ok"]
     n_ops = len(re.findall(r"^\[\[op\]\]", DSV4_MANIFEST.read_text(), re.M))
     assert len(json.loads((out / "index.json").read_text())["manifests"]["deepseek_v4_pro_ep8"]["ops"]) == n_ops

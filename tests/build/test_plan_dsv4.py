@@ -46,22 +46,24 @@ def test_committed_manifest_is_what_plan_writes(planned, model):
     local = e // EP[model]
     ops = {(o["family"], tuple(sorted(o["problem"].items()))): o for o in summary["ops"]}
     hopper = {k for k, o in ops.items() if o["archs"] == ["sm_90a"]}
+    q, nat = ("act_order", "quad"), ("act_order", "natural")  # decode: quad order; prefill: natural
     assert hopper == {
         ("moe_route", (("experts", local), ("pad", 1), ("topk", 6))),
-        ("moe_permute", (("experts", local), ("h", h), ("pad", 1), ("topk", 6))),
-        ("w4a16_grouped_gemm", (("experts", local), ("k", h), ("n", 2 * i))),
-        ("moe_silu_mul", (("i", i), ("limit", 10.0))),  # config.json swiglu_limit: clamped SwiGLU
-        ("w4a16_grouped_gemm", (("experts", local), ("k", i), ("n", h))),
+        ("moe_permute", (q, ("experts", local), ("h", h), ("pad", 1), ("topk", 6))),
+        ("w4a16_grouped_gemm", (q, ("experts", local), ("k", h), ("n", 2 * i))),
+        ("moe_silu_mul", (q, ("i", i), ("limit", 10.0))),  # config.json swiglu_limit: clamped SwiGLU
+        ("w4a16_grouped_gemm", (q, ("experts", local), ("k", i), ("n", h))),
         ("moe_combine", (("h", h), ("topk", 6))),
+        ("moe_silu_mul", (nat, ("i", i), ("limit", 10.0))),  # the prefill tiers' one
     } | {  # and per prefill tier: route / permute padded to P, quack's grouped L1 / L2 with tile_n = P
         op for p in (128, 256) for op in (
             ("moe_route", (("experts", local), ("pad", p), ("topk", 6))),
-            ("moe_permute", (("experts", local), ("h", h), ("pad", p), ("topk", 6))),
+            ("moe_permute", (nat, ("experts", local), ("h", h), ("pad", p), ("topk", 6))),
             ("quack_w4a16_grouped_gemm", (("experts", local), ("k", h), ("n", 2 * i), ("tile_n", p))),
             ("quack_w4a16_grouped_gemm", (("experts", local), ("k", i), ("n", h), ("tile_n", p))))
     }  # MoERunner's ops only: nothing else in these checkpoints is NVFP4
     assert not [o for o in summary["ops"] if o["family"] in ("w4a16_gemm", "quack_w4a16_gemm")]
-    assert summary["per_arch"] == {"sm_90a": 26, "sm_100a": 0}
+    assert summary["per_arch"] == {"sm_90a": 28, "sm_100a": 0}
     assert summary["unsupported"] == [  # the sm_100a runner's moe_silu_mul_quantize has no clamp
         f"sm_100a: MoERunner h={h}, i={i}: config.json swiglu_limit 10.0 (clamped SwiGLU) has no path on sm_100a "
         f"<- layers.{{0-{layers - 1}}}.ffn.experts.{{0-{e - 1}}}"
@@ -111,13 +113,13 @@ def test_ep_sizes_must_divide_the_experts(small_public, tmp_path, ep, ok):
 
 @pytest.mark.slow
 def test_public_manifests_compile_and_verify(tmp_path):
-    """Both committed manifests in full (52 variants, sm_90a; ~2 min on 2 cores)."""
+    """Both committed manifests in full (56 variants, sm_90a; ~2 min on 2 cores)."""
     out = tmp_path / "artifacts"
     r = run_cli("compile", *map(str, MANIFESTS.values()), "-o", str(out), "-j", "2", "--json")
     built = json.loads(r.stdout)["manifests"]
     for model, path in MANIFESTS.items():
         s = built[path.stem]
-        assert s["variants"] == len(s["built"]) == 26 and not s["failed"], s
+        assert s["variants"] == len(s["built"]) == 28 and not s["failed"], s
     assert json.loads(run_cli("verify", str(out), "--json").stdout)["ok"]
     index = json.loads((out / "index.json").read_text())
     for path in MANIFESTS.values():

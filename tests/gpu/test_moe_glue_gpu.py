@@ -63,11 +63,12 @@ def test_route_exact(store, mode, seed):
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.parametrize("order", ["natural", "quad"])  # quad: MoERunner's decode path (runtime/layout.py)
 @pytest.mark.parametrize("limit", [0.0, 10.0])  # 10: DeepSeek-V4's clamped SwiGLU (both clamps hit)
-def test_silu_mul(store, seed, limit):
+def test_silu_mul(store, seed, limit, order):
     failures = []
     for j, m in enumerate(MS):
-        bad = run_family(store, SILU, {"i": I, "limit": limit}, m, seed + j)
+        bad = run_family(store, SILU, {"i": I, "limit": limit, "act_order": order}, m, seed + j)
         if bad:
             failures.append(f"M={m} seed={seed + j}: {bad}")
     assert not failures, "\n".join(failures)
@@ -144,7 +145,21 @@ def test_permute_exact(store, experts, mode, seed):
     failures = []
     for j, m in enumerate(FUSED_MS):
         s = (seed + j) * len(ROUTINGS) + mode  # make_inputs picks ROUTINGS[s % 6] == ROUTINGS[mode]
-        bad = run_family(store, PERMUTE, {"h": H, "topk": TOPK, "experts": experts, "pad": PAD}, m, s)
+        bad = run_family(store, PERMUTE, {"h": H, "topk": TOPK, "experts": experts, "pad": PAD, "act_order": "natural"}, m, s)
+        if bad:
+            failures.append(f"M={m} E={experts} routing={ROUTINGS[mode]} seed={s}: {bad}")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("experts", FUSED_EXPERTS)
+@pytest.mark.parametrize("mode", range(len(ROUTINGS)), ids=ROUTINGS)
+def test_permute_quad_exact(store, experts, mode, seed):
+    """MoERunner's decode permute (pad 1, quad order: runtime/layout.py): the routed rows, each
+    64-column tile permuted, bit for bit against the reference (natural gather + quad_order)."""
+    failures = []
+    for j, m in enumerate(FUSED_MS):
+        s = (seed + j) * len(ROUTINGS) + mode
+        bad = run_family(store, PERMUTE, {"h": H, "topk": TOPK, "experts": experts, "pad": 1, "act_order": "quad"}, m, s)
         if bad:
             failures.append(f"M={m} E={experts} routing={ROUTINGS[mode]} seed={s}: {bad}")
     assert not failures, "\n".join(failures)
@@ -192,7 +207,7 @@ def test_silu_mul_quantize_random_inputs(store, seed):
 def test_silu_mul_quantize_equals_silu_mul_then_quantize(store, seed):
     """Bit for bit on general inputs: the fused kernel == quantize_ref of moe_silu_mul's own bf16
     output (same silu PTX, same rounding), i.e. fusing changed nothing but the memory traffic."""
-    silu = store.op("moe_silu_mul", i=I, limit=0.0)
+    silu = store.op("moe_silu_mul", i=I, limit=0.0, act_order="natural")
     failures = []
     for j, m in enumerate(FUSED_MS):
         params = SILU_Q.parse_params(store.op("moe_silu_mul_quantize", i=I).kernel_for(m).record["params"])
@@ -214,7 +229,7 @@ def test_cuda_graph_route_permute_quantize(store, seed):
     before every replay)."""
     m = 200
     route = store.op("moe_route", experts=E, topk=TOPK, pad=PAD)
-    perm = store.op("moe_permute", h=H, topk=TOPK, experts=E, pad=PAD)
+    perm = store.op("moe_permute", h=H, topk=TOPK, experts=E, pad=PAD, act_order="natural")
     permq = store.op("moe_permute_quantize", h=H, topk=TOPK, experts=E, pad=PAD)
     siluq = store.op("moe_silu_mul_quantize", i=I)
     cap = capacity(m, TOPK, E, PAD)

@@ -1,5 +1,6 @@
-"""CPU checks of the w4a16 families: the weight repack (round trip, and the kernel's own bit-level
-decode replayed in torch equals the exact dequantization), the validity predicate, the grouping
+"""CPU checks of the w4a16 families: their weights are quack's nvfp4 layout (prepare_weights), and
+the kernel's own bit-level decode replayed in torch on it equals the exact dequantization for
+every E2M1 code and every non-NaN E4M3 scale byte; the validity predicate, the grouping
 generator and that the checker really fails on wrong outputs."""
 
 import pytest
@@ -9,41 +10,65 @@ from hypothesis import strategies as st
 
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.quack_w4a16.prepare import dequantize, random_nvfp4_weights
-from nvfp4_aot.kernels.w4a16 import random_groups
-from nvfp4_aot.kernels.w4a16.prepare import emulate_weights, repack, unrepack
+from nvfp4_aot.kernels.w4a16 import DECODE_SEL, random_groups
+from nvfp4_aot.kernels.w4a16.prepare import emulate_weights, prepare_weights, prmt, unprepare_weights
 
 DENSE = get_family("w4a16_gemm")
 GROUPED = get_family("w4a16_grouped_gemm")
 
 
 @settings(max_examples=12, deadline=None)
-@given(nb=st.integers(1, 4), c=st.integers(1, 3), seed=st.integers(0, 2**31 - 1))
-def test_repack_round_trip_and_kernel_decode_is_exact(nb, c, seed):
-    g = torch.Generator().manual_seed(seed)
-    q, sf = random_nvfp4_weights(16 * nb, 256 * c, g, "cpu")
-    blob = repack(q, sf)
-    assert blob.shape == (nb, c, 576) and blob.dtype == torch.int32
-    q2, sf2 = unrepack(blob)
+@given(g=st.integers(1, 3), kt=st.integers(1, 5), seed=st.integers(0, 2**31 - 1))
+def test_kernel_decode_is_exact_on_random_weights(g, kt, seed):
+    gen = torch.Generator().manual_seed(seed)
+    q, sf = random_nvfp4_weights(64 * g, 64 * kt, gen, "cpu")
+    blob, strip = prepare_weights(q, sf)
+    q2, sf2 = unprepare_weights(blob, strip)
     assert torch.equal(q2, q) and torch.equal(sf2, sf)
-    # the decode's shifts/masks, the 2^-126 / 2^119 / 2^7 scale folding and the K permutation,
-    # replayed on the repacked words, give the exact weights: every bit lands where it should
-    assert torch.equal(emulate_weights(blob), dequantize(q, sf).double())
+    # the decode's prmt / multiply / mask, the 2^-126 / 2^119 / 2^7 scale folding and the
+    # fragment mapping, replayed on the blob words, give the exact weights
+    assert torch.equal(emulate_weights(blob, strip), dequantize(q, sf).double())
+
+
+def test_kernel_decode_is_exact_for_every_code_and_scale_byte():
+    """All 256 code bytes (every E2M1 pair) in every position, against all 254 non-NaN E4M3
+    scale bytes (zero, subnormals, negatives, 448) in every (row, group) position."""
+    scales = torch.tensor([b for b in range(256) if b & 0x7F != 0x7F], dtype=torch.uint8)  # 254 bytes
+    n, groups = 64, 64  # 4096 scale slots: every scale byte at many (row, group) positions
+    sf = scales[torch.arange(n * groups) * 37 % scales.numel()].reshape(n, groups)
+    codes = torch.arange(256, dtype=torch.uint8)
+    q = codes[(torch.arange(n * groups * 8) * 11 + torch.arange(n * groups * 8) // 256) % 256].reshape(n, groups * 8)
+    assert set(sf.unique().tolist()) == set(scales.tolist()) and q.unique().numel() == 256
+    blob, strip = prepare_weights(q, sf)
+    want = dequantize(q, sf).double()
+    got = emulate_weights(blob, strip)
+    assert torch.equal(torch.isnan(got), torch.isnan(want)) and not torch.isnan(want).any()
+    assert torch.equal(got, want)
+
+
+def test_prmt_selectors_place_the_nibbles():
+    lo, hi = torch.tensor([0x0D0C0B0A]), torch.tensor([0x04030201])
+    for p in range(4):
+        assert prmt(lo, hi, DECODE_SEL[p]).item() == (0x0A + p) | (0x01 + p) << 16
 
 
 def test_emulation_detects_a_wrong_layout():
     g = torch.Generator().manual_seed(1)
-    q, sf = random_nvfp4_weights(32, 512, g, "cpu")
-    blob = repack(q, sf)
+    q, sf = random_nvfp4_weights(64, 512, g, "cpu")
+    blob, strip = prepare_weights(q, sf)
     swapped = blob.clone()
-    swapped[:, :, [0, 1]] = blob[:, :, [1, 0]]  # two code words of lane 0 exchanged
-    assert not torch.equal(emulate_weights(swapped), dequantize(q, sf).double())
+    swapped[:, :, 0, [0, 1]] = blob[:, :, 0, [1, 0]]  # two code bytes (row halves) of lane 0 exchanged
+    assert not torch.equal(emulate_weights(swapped, strip), dequantize(q, sf).double())
+    s2 = strip.clone()
+    s2[:, :, 0, 0] = strip[:, :, 0, 1]  # block 0's scale of row g+8 used for row g
+    assert not torch.equal(emulate_weights(blob, s2), dequantize(q, sf).double())
 
 
-def test_repack_refuses_bad_shapes():
-    with pytest.raises(ValueError, match="K % 256"):
-        repack(torch.zeros((16, 64), dtype=torch.uint8), torch.zeros((16, 8), dtype=torch.uint8))
-    with pytest.raises(ValueError, match="weight_scale"):
-        repack(torch.zeros((16, 128), dtype=torch.uint8), torch.zeros((16, 8), dtype=torch.uint8))
+def test_prepare_refuses_bad_shapes():
+    with pytest.raises(ValueError, match="multiple of 64"):
+        prepare_weights(torch.zeros((16, 128), dtype=torch.uint8), torch.zeros((16, 16), dtype=torch.uint8))
+    with pytest.raises(ValueError, match="sf shape"):
+        prepare_weights(torch.zeros((64, 128), dtype=torch.uint8), torch.zeros((64, 8), dtype=torch.uint8))
 
 
 def test_can_implement_names_the_problem():
@@ -53,6 +78,9 @@ def test_can_implement_names_the_problem():
     bad = GROUPED.parse_params({"n": 100, "k": 300, "experts": 48, "warps": 3, "nt": 5})
     msgs = " | ".join(GROUPED.can_implement(bad, "sm_90a"))
     for frag in ("k=300", "n=100", "warps=3", "nt=5"):
+        assert frag in msgs
+    msgs = " | ".join(GROUPED.can_implement(GROUPED.parse_params({"n": 96, "k": 256, "rb": 2}), "sm_90a"))
+    for frag in ("n=96", "multiple of 64"):
         assert frag in msgs
     wg = GROUPED.parse_params({"n": 6144, "k": 7168, "experts": 48, "warps": 2, "nt": 16, "split": "wg"})
     assert any("split='wg' is one or two warpgroups" in r for r in GROUPED.can_implement(wg, "sm_90a"))
@@ -81,7 +109,7 @@ def test_random_groups_fit(dist):
 
 
 def test_checker_fails_on_wrong_output_and_stray_writes():
-    p = GROUPED.parse_params({"n": 32, "k": 256, "experts": 3})
+    p = GROUPED.parse_params({"n": 64, "k": 256, "experts": 3})
     inputs = GROUPED.make_inputs(p, 40, "cpu", seed=5, dist="skewed")
     want = GROUPED.reference(p, inputs)
     good = {"out": want["out"].to(torch.bfloat16)}

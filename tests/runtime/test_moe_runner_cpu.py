@@ -71,7 +71,7 @@ def test_hopper_runner_clamped_swiglu():
     reference is far off). sm_100a refuses it (moe_silu_mul_quantize has no clamp)."""
     t, ew = _layer(2)
     runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=64, device="cpu", swiglu_limit=10.0)
-    assert runner.silu.name.endswith("'limit': 10.0})")
+    assert runner.silu.params.limit == 10.0 and runner.silu.params.act_order == "quad"
     x, ids, w, start = _batch(37, 5, "uniform")
     x = (x.float() * 6).to(torch.bfloat16)
     runner.expert_start.fill_(start)
@@ -200,17 +200,21 @@ def test_prefill_tiers_are_declared_with_route_pad_equal_to_tile_n():
         tiers = prefill_tiers(e, k)
         assert [p for _, _, p in tiers] == [p for _, p in PREFILL]
         assert tiers[-1][1] is None and all(a[1] == b[0] for a, b in zip(tiers, tiers[1:]))
-        dec = [d for d in decls if d.attr in ("route", "permute", "l1", "l2")]
+        dec = [d for d in decls if d.attr in ("route", "permute", "l1", "silu", "l2")]
         assert {(d.pad, d.m_above, d.m_upto, d.optional) for d in dec} == {(1, 0, tiers[0][0], False)}
+        # the decode path's GEMM inputs are written and read in quad order, the prefill ones natural
+        assert {d.attr for d in dec if d.problem.get("act_order") == "quad"} == {"permute", "l1", "silu", "l2"}
+        assert not [d for d in decls if d.m_above and d.problem.get("act_order", "natural") != "natural"]
         for lo, hi, p in tiers:
-            mine = [d for d in decls if d.m_above == lo]
+            mine = [d for d in decls if d.m_above == lo and d.attr != "silu_pre"]
             assert sorted(d.attr for d in mine) == sorted(f"{a}_{p}" for a in ("route", "permute", "l1", "l2"))
             assert all(d.optional and d.m_upto == hi and d.pad == p for d in mine)
             assert all(d.problem.get("pad", d.problem.get("tile_n")) == p for d in mine)
             for t in (lo, lo + 1):  # t * k / e slots per expert: above the tier's t exactly from lo + 1
                 assert (t * k / e > PREFILL[[q for _, q in PREFILL].index(p)][0]) == (t == lo + 1)
-        silu = next(d for d in decls if d.attr == "silu")
+        silu = next(d for d in decls if d.attr == "silu_pre")
         assert silu.rows == "capacity" and silu.pad == max(p for _, p in PREFILL)
+        assert silu.optional and (silu.m_above, silu.m_upto) == (tiers[0][0], None)
 
 
 @pytest.mark.parametrize("mode", ["uniform", "skewed", "one_expert", "empty_experts"])
@@ -224,20 +228,21 @@ def test_hopper_runner_both_paths_at_the_threshold_edges(mode):
     t, ew = _layer(3)
     runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu", prefill=True)
     assert runner.tiers == prefill_tiers(E, TOPK) == [(64, 256, 128), (256, None, 256)]
-    # tiers share their weights: one copy per layout (two until the w4a16 families read quack's)
-    assert runner.layouts == sorted(set(LAYOUT.values()))
-    assert runner.operands["l1_128"] is runner.operands["l1_256"] and runner.operands["l2_128"] is runner.operands["l2_256"]
+    # every path shares one copy of the experts: all GEMM families read quack's blob/strip
+    assert runner.layouts == sorted(set(LAYOUT.values())) == ["quack_w4a16"]
+    assert runner.operands["l1_128"] is runner.operands["l1_256"] is runner.operands["l1"]
+    assert runner.operands["l2_128"] is runner.operands["l2_256"] is runner.operands["l2"]
     assert runner.ws["xg"].shape[0] >= capacity(300, TOPK, E, 256) > 300 * TOPK
     for m, pad, l1 in ((1, 1, "l1"), (64, 1, "l1"), (65, 128, "l1_128"), (256, 128, "l1_128"),
                        (257, 256, "l1_256"), (300, 256, "l1_256")):
         assert runner.pad_for(m) == pad
         x, ids, w, start = _batch(m, 50 + m, mode)
         runner.expert_start.fill_(start)
-        before = {a: _calls(runner, a) for a in ("l1", "l2", "l1_128", "l2_128", "l1_256", "l2_256", "silu")}
+        before = {a: _calls(runner, a) for a in ("l1", "l2", "l1_128", "l2_128", "l1_256", "l2_256", "silu", "silu_pre")}
         out = runner(x, ids, w)
         after = {a: _calls(runner, a) for a in before}
         ran = {a for a in before if after[a] != before[a]}
-        assert ran == {l1, l1.replace("l1", "l2"), "silu"}, (m, ran)
+        assert ran == {l1, l1.replace("l1", "l2"), "silu" if pad == 1 else "silu_pre"}, (m, ran)
         off = runner.ws["offsets"].tolist()
         cnt = runner.ws["counts"].tolist()
         assert all(o % pad == 0 for o in off) and off[-1] <= capacity(m, TOPK, E, pad), (m, off)
@@ -262,24 +267,24 @@ def test_hopper_runner_check_full_on_padded_groups():
     assert _rel(out, moe_ref(x, ids, w, ew, E, start)) <= 1e-2
 
 
-@pytest.mark.parametrize("case", ["default", "no_quack_grouped"])
+@pytest.mark.parametrize("case", ["prefill_false", "no_quack_grouped"])
 def test_runner_without_prefill_tiers_holds_one_copy_and_serves_every_t_on_the_decode_path(case):
-    """No prefill tier, with max_tokens past every PREFILL edge: "default" is prefill=False (the
-    default) on a store holding the prefill ops (the quack tiers would need a second weight copy);
-    "no_quack_grouped" is prefill=True on a store without quack's grouped GEMM. Either way no prefill
-    op is opened, only our layout's copy of the experts is prepared, and large T runs on our
-    grouped GEMM, right."""
-    t, ew = _layer(9 if case == "default" else 6)
-    if case == "default":
-        runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu")
+    """No prefill tier, with max_tokens past every PREFILL edge: "prefill_false" opts out
+    (prefill=False; the default is on) on a store holding the prefill ops; "no_quack_grouped" is
+    prefill=True on a store without quack's grouped GEMM. Either way no prefill op is opened, the
+    one copy of the experts is prepared, and large T runs on our grouped GEMM, right."""
+    t, ew = _layer(9 if case == "prefill_false" else 6)
+    if case == "prefill_false":
+        runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu",
+                           prefill=False)
     else:
         runner = MoERunner(_NoQuackGrouped("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu",
                            prefill=True)
     assert runner.tiers == [] and runner.route_128 is None and runner.l1_256 is None
-    assert runner.layouts == ["w4a16"] and set(runner.operands) == {"l1", "l2"}  # one copy of the experts
+    assert runner.layouts == ["quack_w4a16"] and set(runner.operands) == {"l1", "l2"}  # one copy of the experts
     assert all(not d.optional and d.m_upto is None for d in runner.decls)
     assert runner.pad_for(300) == 1
-    x, ids, w, start = _batch(300, 10, "skewed") if case == "default" else _batch(300, 8, "uniform")
+    x, ids, w, start = _batch(300, 10, "skewed") if case == "prefill_false" else _batch(300, 8, "uniform")
     runner.expert_start.fill_(start)
     before = runner.l1.calls
     out = runner(x, ids, w)
@@ -293,7 +298,7 @@ def test_a_decode_only_runner_opens_and_prepares_no_prefill_path():
     opened, and only our layout's copy of the experts is prepared."""
     t, _ = _layer(7)
     runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=64, device="cpu")
-    assert runner.tiers == [] and runner.layouts == ["w4a16"] and runner.route_128 is None and runner.l2_256 is None
+    assert runner.tiers == [] and runner.layouts == ["quack_w4a16"] and runner.route_128 is None and runner.l2_256 is None
     assert not [d for d in runner.decls if d.optional] and runner.pad_for(64) == 1
     assert [d.attr for d in MoERunner.ops(H, I, E, TOPK, "sm_90a", max_tokens=65) if d.optional] == [
-        "route_128", "permute_128", "l1_128", "l2_128"]
+        "route_128", "permute_128", "l1_128", "l2_128", "silu_pre"]

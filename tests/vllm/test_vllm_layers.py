@@ -206,16 +206,16 @@ def test_moe_end_to_end(vllm_config, store):
     assert ref.abs().sum() > 0 and torch.equal(y, ref)
 
 
-def test_moe_prefill_is_opt_in(vllm_config, store, monkeypatch):
-    """MoERunner's quack prefill tiers hold a second copy of the experts: off unless
-    NVFP4_AOT_MOE_PREFILL=1; any other value is a clear start-up error."""
+def test_moe_prefill_is_on_unless_turned_off(vllm_config, store, monkeypatch):
+    """MoERunner's quack prefill tiers read the one weight copy: on unless NVFP4_AOT_MOE_PREFILL=0;
+    any other value than 0/1 is a clear start-up error."""
     from vllm_plugin.artifacts import MOE_PREFILL_ENV, moe_prefill
 
-    monkeypatch.delenv(MOE_PREFILL_ENV, raising=False)
+    monkeypatch.setenv(MOE_PREFILL_ENV, "0")
     assert moe_prefill() is False
     _moe_layer(vllm_config, torch.Generator().manual_seed(6), prefix="m.l8.mlp.experts")
     assert FakeMoERunner.instances[-1].prefill is False
-    monkeypatch.setenv(MOE_PREFILL_ENV, "1")
+    monkeypatch.delenv(MOE_PREFILL_ENV, raising=False)
     _moe_layer(vllm_config, torch.Generator().manual_seed(7), prefix="m.l9.mlp.experts")
     assert FakeMoERunner.instances[-1].prefill is True
     monkeypatch.setenv(MOE_PREFILL_ENV, "yes")
