@@ -1,17 +1,22 @@
 """Nvfp4Linear: a dense NVFP4 linear layer served from the artifact store (no cutlass, no JIT).
 
-Hopper (sm_90a): our w4a16_gemm (kernels/w4a16) for every M; where the store also holds
-quack_w4a16_gemm for this (N, K) (one global scale) or quack_w4a16_rowalpha_gemm (several, e.g.
-q_a + kv: per-row alpha), M above QUACK_FROM (QUACK_FROM_ROW_ALPHA) goes to quack's WGMMA
-kernel instead (ours is a decode kernel: bandwidth-bound at small M, see docs/PERFORMANCE.md). Blackwell (sm_100a) needs activation quantization + the block-scaled
+Hopper (sm_90a), our kernels at every M: w4a16_gemm (kernels/w4a16, mma.sync, the decode
+kernel: bandwidth-bound, best at small M) up to decode_upto(N), and above it, where the store has
+it for this (N, K), w4a16_ws_gemm (kernels/w4a16_ws: warp-specialized wgmma, tile table per (N, K)
+and token bucket in kernels/w4a16_ws/tiles.py); without it w4a16_gemm serves every M. Both read
+the one prepared copy (quack's nvfp4 blob + strip) with a per-row alpha [N], so one- and
+two-scale layers (q_a + kv) take the same ops. quack's W4A16 kernels only when asked
+(`quack=True`: quack_w4a16_gemm above QUACK_FROM for one global scale, its per-row-alpha twin
+above QUACK_FROM_ROW_ALPHA for several); they stay a peer in the benchmarks. Measured choice:
+docs/PERFORMANCE.md (r). Blackwell (sm_100a) needs activation quantization + the block-scaled
 GEMM: not served by this class yet (it raises, naming what is missing).
 
 Graph safety: __call__ allocates only the output when none is given (the caller's allocator:
-the graph pool under capture), never syncs, and launches on the current stream. Buckets of
-quack's op built with serial split-K (split_k > 1: M up to a few hundred on narrow layers) take
-caller-owned flags + workspace: the layer allocates them once, sized for max_tokens, from the
-kernels' signatures (runtime/scratch.py), zeroed (the kernel leaves the flags zero after every
-call); so one layer must not run on two streams at once.
+the graph pool under capture), never syncs, and launches on the current stream. Our kernels take
+no scratch. Buckets of quack's op built with serial split-K (split_k > 1) take caller-owned
+flags + workspace: the layer allocates them once, sized for max_tokens, from the kernels'
+signatures (runtime/scratch.py), zeroed (the kernel leaves the flags zero after every call); so
+one layer must not run on two streams at once.
 """
 
 from __future__ import annotations
@@ -25,35 +30,52 @@ from .errors import MissingVariantError
 from .scratch import OpScratch
 from .weights import operands, parts_to_rows, row_alpha  # noqa: F401  (parts_to_rows re-exported)
 
-# M above which quack's WGMMA kernel beats our mma.sync decode kernel, measured on an H200
-# (docs/PERFORMANCE.md, 2026-12-02): every shape crosses over between 32 and 33 (our kernel's
-# M = 33 bucket costs 1.5x its M = 32 one); the two-scale q_a + kv (N = 2048: only 32 quack CTAs
-# of 64 rows at small M) does too since quack's split-K (64 before: 0.56x torch at M = 64, now 0.74x).
+# M up to which w4a16_gemm (mma.sync decode) beats w4a16_ws_gemm, measured on an H200
+# (docs/PERFORMANCE.md (r)): w4a16_gemm's M = 33 bucket costs 1.5x its M = 32 one, while ws's time
+# is flat in M up to its 64-token tile: ws wins from 33 on every shape with >= NARROW_TILES
+# weight tiles of 128 rows; narrower layers (q_a + kv, N = 2048: 16 tiles, so 16 busy SMs) keep
+# the decode kernel up to M = 64 (24-28 us vs ws's 42 us there).
+WS_FROM = 32
+WS_FROM_NARROW = 64
+NARROW_TILES = 32
+# quack (opt-in): M above which its WGMMA kernel beats w4a16_gemm (H200, 2026-12-02 splitk run).
 QUACK_FROM = 32
 QUACK_FROM_ROW_ALPHA = 32
 
 
+def decode_upto(n: int) -> int:
+    """The largest M Nvfp4Linear sends to w4a16_gemm when w4a16_ws_gemm serves the rest."""
+    return WS_FROM_NARROW if n // 128 < NARROW_TILES else WS_FROM
+
+
 class Nvfp4Linear:
     @classmethod
-    def ops(cls, n: int, k: int, arch: str, *, quack: bool = True, one_scale: bool = True) -> list[OpDecl]:
+    def ops(cls, n: int, k: int, arch: str, *, one_scale: bool = True, quack: bool = False,
+            upper: bool = True) -> list[OpDecl]:
         """The ops a dense NVFP4 GEMM [N, K] needs on `arch` (see runtime/declare.py). sm_90a:
-        w4a16_gemm for every M, or only up to the quack threshold when `quack` and the store has
-        quack's kernel for this layer: quack_w4a16_gemm above QUACK_FROM for one global scale,
-        quack_w4a16_rowalpha_gemm above QUACK_FROM_ROW_ALPHA for several (`one_scale` False).
+        w4a16_gemm for every M, or only up to decode_upto(n) with w4a16_ws_gemm above it (optional:
+        a store without it leaves w4a16_gemm every M; `upper` False declares that case). With
+        `quack`, quack's kernel instead of ws above QUACK_FROM: quack_w4a16_gemm for one global
+        scale, quack_w4a16_rowalpha_gemm above QUACK_FROM_ROW_ALPHA for several (`one_scale` False).
         sm_100a: activation quantize + global scale per input width and quack_nvfp4_gemm,
         planned for the block-scaled path this class does not serve yet."""
         p = {"n": n, "k": k}
         if arch == "sm_90a":
-            qfam, qfrom = ("quack_w4a16_gemm", QUACK_FROM) if one_scale else ("quack_w4a16_rowalpha_gemm", QUACK_FROM_ROW_ALPHA)
-            scales = "one global scale" if one_scale else "several global scales: per-row alpha"
+            if quack:
+                fam, upto = (("quack_w4a16_gemm", QUACK_FROM) if one_scale
+                             else ("quack_w4a16_rowalpha_gemm", QUACK_FROM_ROW_ALPHA))
+                what = "one global scale" if one_scale else "several global scales: per-row alpha"
+                text = f"Nvfp4Linear(quack=True) for M > {upto} (layers with {what})"
+            else:
+                fam, upto = "w4a16_ws_gemm", decode_upto(n)
+                text = f"Nvfp4Linear for M > {upto} (per-row alpha: one or several global scales)"
             return [
                 # the input comes from the model: natural K (act_order spelled: the store's op ids do)
-                OpDecl("op", "w4a16_gemm", {**p, "act_order": "natural"}, "tokens", f"Nvfp4Linear (runtime/linear.py) for M <= {qfrom} (layers with "
-                       f"{scales}); every M without quack's kernel for the layer",
-                       keyed="gemm", weights="weight", m_upto=qfrom if quack else None, runner="Nvfp4Linear"),
-                *([OpDecl("quack_op", qfam, p, "tokens", f"Nvfp4Linear for M > {qfrom} (layers with {scales})",
-                          keyed="gemm", weights="weight", optional=True, m_above=qfrom, runner="Nvfp4Linear")]
-                  if quack else []),
+                OpDecl("op", "w4a16_gemm", {**p, "act_order": "natural"}, "tokens",
+                       f"Nvfp4Linear (runtime/linear.py) for M <= {upto}; every M without {fam} for the layer",
+                       keyed="gemm", weights="weight", m_upto=upto if upper else None, runner="Nvfp4Linear"),
+                *([OpDecl("upper_op", fam, p, "tokens", text, keyed="gemm", weights="weight", optional=True,
+                          m_above=upto, runner="Nvfp4Linear")] if upper else []),
             ]
         if arch == "sm_100a":
             act = f"activations entering the NVFP4 x NVFP4 GEMMs with input width {k} (Hopper's W4A16 takes bf16)"
@@ -65,7 +87,9 @@ class Nvfp4Linear:
         return []
 
     def __init__(self, store, weight: torch.Tensor, weight_scale: torch.Tensor, weight_scale_2: torch.Tensor, *,
-                 max_tokens: int, part_sizes: Sequence[int] | None = None, device: Any = None):
+                 max_tokens: int, part_sizes: Sequence[int] | None = None, device: Any = None, quack: bool = False):
+        """quack=True: quack's WGMMA kernel above QUACK_FROM instead of our w4a16_ws_gemm (a peer,
+        opt-in; the store must hold it for this layer, else w4a16_gemm serves every M)."""
         if store.arch != "sm_90a":
             raise MissingVariantError(
                 f"Nvfp4Linear serves sm_90a (W4A16) only; {store.arch} needs NVFP4 activation quantization and the "
@@ -73,23 +97,26 @@ class Nvfp4Linear:
         device = torch.device(device or "cuda")
         self.n, self.k = weight.shape[0], weight.shape[1] * 2
         self.max_tokens = max_tokens
-        # one prepared copy (quack's nvfp4 layout) feeds w4a16_gemm and quack's kernel alike
+        # one prepared copy (quack's nvfp4 layout) feeds w4a16_gemm, w4a16_ws_gemm and quack's kernel alike
         q = operands(weight.to(device), weight_scale.to(device), "w4a16")
         self.w = (q["blob"], q["strip"])
         self.alpha = row_alpha(weight_scale_2, self.n, part_sizes, device)
         # one global scale: quack's scalar-alpha kernel; several (q_a + kv): its per-row-alpha twin
+        # (our kernels take the per-row alpha either way)
         one_scale = self.alpha.numel() > 0 and bool((self.alpha == self.alpha[0]).all())
-        self.quack_op = None
-        self.decls = open_ops(self, store, self.ops(self.n, self.k, store.arch, one_scale=one_scale))
-        self.quack = None
-        if self.quack_op is None:  # not in the store: w4a16_gemm serves every M
-            self.decls = self.ops(self.n, self.k, store.arch, quack=False, one_scale=one_scale)
+        self.upper_op = None
+        decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale, quack=quack)
+        self.decls = open_ops(self, store, decls)
+        self.upper, self.upper_from = None, 1 << 62
+        if self.upper_op is None:  # not in the store: w4a16_gemm serves every M
+            self.decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale, quack=quack, upper=False)
         else:
-            self.quack = (self.quack_op, *self.w, self.alpha[:1].clone() if one_scale else self.alpha)
-            self.quack_scratch = OpScratch(self.quack_op, max_tokens, device)
-            if device.type == "cuda" and self.quack_scratch.buffers:
-                _check_split_k_residency(self.quack_op, max_tokens, device)
-        self.quack_from = QUACK_FROM if one_scale else QUACK_FROM_ROW_ALPHA
+            self.upper_from = decls[1].m_above
+            alpha = self.alpha[:1].clone() if quack and one_scale else self.alpha
+            self.upper = (self.upper_op, *self.w, alpha)
+            self.upper_scratch = OpScratch(self.upper_op, max_tokens, device)
+            if device.type == "cuda" and self.upper_scratch.buffers:
+                _check_split_k_residency(self.upper_op, max_tokens, device)
         self.device = device
 
     def missing(self, token_counts: Iterable[int]) -> list[str]:
@@ -99,9 +126,9 @@ class Nvfp4Linear:
         m = x.shape[0]
         if out is None:
             out = torch.empty((m, self.n), dtype=torch.bfloat16, device=x.device)
-        if self.quack is not None and m > self.quack_from:
-            qop, blob, strip, alpha = self.quack
-            qop(x, blob, strip, alpha, out, *self.quack_scratch(m), check=check)
+        if m > self.upper_from:
+            uop, blob, strip, alpha = self.upper
+            uop(x, blob, strip, alpha, out, *self.upper_scratch(m), check=check)
         else:
             self.op(x, *self.w, self.alpha, out, check=check)
         return out

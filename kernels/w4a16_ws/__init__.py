@@ -198,6 +198,12 @@ class DenseFamily(_Base):
     name = "w4a16_ws_gemm"
     problem_keys = ("n", "k")
 
+    def tile_table(self, problem: Mapping[str, Any]):
+        """Measured per (n, k) and token bucket: tiles.py (Nvfp4Linear's tables)."""
+        from .tiles import dense_table
+
+        return dense_table(problem)
+
     def signature(self, p: WsParams) -> Signature:
         return Signature(
             (

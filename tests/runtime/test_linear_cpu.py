@@ -1,21 +1,25 @@
 """Nvfp4Linear on the CPU through the reference-backed store: it opens exactly the ops it
 declares (Nvfp4Linear.ops), its missing() checks exactly those at the token counts each serves,
-and both paths (ours up to QUACK_FROM, quack's above it) compute the checkpoint's GEMM."""
+and every path (w4a16_gemm up to decode_upto(N), w4a16_ws_gemm above it; quack's kernels above
+QUACK_FROM when asked) computes the checkpoint's GEMM."""
 
+import pytest
 import torch
 
 from nvfp4_aot.kernels.quack_w4a16.layout import dequantize
 from nvfp4_aot.kernels.quack_w4a16.prepare import random_nvfp4_weights
-from nvfp4_aot.runtime.linear import QUACK_FROM, QUACK_FROM_ROW_ALPHA, Nvfp4Linear
+from nvfp4_aot.runtime.errors import MissingVariantError
+from nvfp4_aot.runtime.linear import (NARROW_TILES, QUACK_FROM, QUACK_FROM_ROW_ALPHA, WS_FROM, WS_FROM_NARROW,
+                                      Nvfp4Linear, decode_upto)
 
 from ref_store import RefStore
 
 N, K = 256, 256
 
 
-def _weights(seed, scales):
+def _weights(seed, scales, n=N):
     g = torch.Generator().manual_seed(seed)
-    q, sf = random_nvfp4_weights(N, K, g, "cpu")
+    q, sf = random_nvfp4_weights(n, K, g, "cpu")
     return q, sf.view(torch.float8_e4m3fn), torch.tensor(scales, dtype=torch.float32)
 
 
@@ -23,48 +27,78 @@ def _rel(got, want):
     return ((got.double() - want).norm() / want.norm()).item()
 
 
-def test_one_scale_layer_uses_both_declared_paths():
-    q, sf, s2 = _weights(1, 0.01)
-    store = RefStore("sm_90a", max_m=QUACK_FROM)  # every bucket ends at QUACK_FROM
-    lin = Nvfp4Linear(store, q, sf, s2, max_tokens=4096, device="cpu")
-    assert [d.family for d in lin.decls] == ["w4a16_gemm", "quack_w4a16_gemm"] and lin.quack is not None
-    assert lin.missing([1, QUACK_FROM]) == []
-    # M above QUACK_FROM goes to quack, whose buckets end at QUACK_FROM here
-    assert lin.missing([QUACK_FROM + 1]) == [f"{lin.quack_op.name} M={QUACK_FROM + 1} (buckets end at {QUACK_FROM})"]
-    w = dequantize(q, sf.view(torch.uint8)).double() * 0.01
-    for m in (3, QUACK_FROM + 6):
+def _check(lin, q, sf, row_scale, ms):
+    w = dequantize(q, sf.view(torch.uint8)).double() * row_scale
+    for m in ms:
         x = torch.randn(m, K, generator=torch.Generator().manual_seed(m)).to(torch.bfloat16)
         assert _rel(lin(x), x.double() @ w.T) <= 1e-2, m
 
 
-def test_two_scale_layer_uses_the_row_alpha_quack_above_its_threshold():
+def test_decode_threshold_by_layer_width():
+    # narrow layers (few 128-row weight tiles: q_a + kv's N = 2048 has 16) keep the decode kernel longer
+    assert decode_upto(2048) == WS_FROM_NARROW and decode_upto(7168) == decode_upto(6144) == WS_FROM
+    assert decode_upto(128 * NARROW_TILES) == WS_FROM and decode_upto(128 * NARROW_TILES - 128) == WS_FROM_NARROW
+
+
+@pytest.mark.parametrize("scales", [0.01, [0.01, 0.03]], ids=["one_scale", "two_scales"])
+def test_our_kernels_serve_every_m(scales):
+    """Default: w4a16_gemm up to decode_upto(N), w4a16_ws_gemm above, one- and two-scale layers
+    alike (both take the per-row alpha); each op's buckets checked only at the M it serves."""
+    q, sf, s2 = _weights(1, scales)
+    upto = decode_upto(N)
+    parts = {"part_sizes": (192, 64)} if isinstance(scales, list) else {}
+    lin = Nvfp4Linear(RefStore("sm_90a", max_m=upto), q, sf, s2, max_tokens=4096, device="cpu", **parts)
+    assert [d.family for d in lin.decls] == ["w4a16_gemm", "w4a16_ws_gemm"] and lin.upper_from == upto
+    assert lin.missing([1, upto]) == []
+    # M above the threshold goes to ws, whose buckets end at upto here
+    assert lin.missing([upto + 1]) == [f"{lin.upper_op.name} M={upto + 1} (buckets end at {upto})"]
+    lin = Nvfp4Linear(RefStore("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", **parts)
+    row = torch.tensor([0.01] * 192 + [0.03] * 64, dtype=torch.float64)[:, None] if parts else 0.01
+    _check(lin, q, sf, row, (3, upto, upto + 6))
+    assert lin.op.calls == 2 and lin.upper_op.calls == 1
+
+
+def test_one_scale_layer_uses_quack_when_asked():
+    q, sf, s2 = _weights(1, 0.01)
+    store = RefStore("sm_90a", max_m=QUACK_FROM)  # every bucket ends at QUACK_FROM
+    lin = Nvfp4Linear(store, q, sf, s2, max_tokens=4096, device="cpu", quack=True)
+    assert [d.family for d in lin.decls] == ["w4a16_gemm", "quack_w4a16_gemm"] and lin.upper is not None
+    assert lin.missing([1, QUACK_FROM]) == []
+    # M above QUACK_FROM goes to quack, whose buckets end at QUACK_FROM here
+    assert lin.missing([QUACK_FROM + 1]) == [f"{lin.upper_op.name} M={QUACK_FROM + 1} (buckets end at {QUACK_FROM})"]
+    assert lin.upper[3].shape == (1,)  # quack's scalar alpha
+    _check(lin, q, sf, 0.01, (3, QUACK_FROM + 6))
+
+
+def test_two_scale_layer_uses_the_row_alpha_quack_when_asked():
     q, sf, s2 = _weights(2, [0.01, 0.03])
     end = QUACK_FROM_ROW_ALPHA - 1
-    lin = Nvfp4Linear(RefStore("sm_90a", max_m=end), q, sf, s2, max_tokens=4096, part_sizes=(192, 64), device="cpu")
+    lin = Nvfp4Linear(RefStore("sm_90a", max_m=end), q, sf, s2, max_tokens=4096, part_sizes=(192, 64), device="cpu",
+                      quack=True)
     assert [d.family for d in lin.decls] == ["w4a16_gemm", "quack_w4a16_rowalpha_gemm"]
     # ours serves M <= QUACK_FROM_ROW_ALPHA (buckets ending one short here), quack above it
     assert lin.missing([QUACK_FROM_ROW_ALPHA]) == [f"{lin.op.name} M={QUACK_FROM_ROW_ALPHA} (buckets end at {end})"]
-    assert lin.missing([QUACK_FROM_ROW_ALPHA + 1]) == [f"{lin.quack_op.name} M={QUACK_FROM_ROW_ALPHA + 1} (buckets end at {end})"]
-    w = dequantize(q, sf.view(torch.uint8)).double() * torch.tensor([0.01] * 192 + [0.03] * 64, dtype=torch.float64)[:, None]
-    for m in (5, QUACK_FROM_ROW_ALPHA + 6):
-        x = torch.randn(m, K, generator=torch.Generator().manual_seed(m)).to(torch.bfloat16)
-        assert _rel(lin(x), x.double() @ w.T) <= 1e-2, m
+    assert lin.missing([QUACK_FROM_ROW_ALPHA + 1]) == [f"{lin.upper_op.name} M={QUACK_FROM_ROW_ALPHA + 1} (buckets end at {end})"]
+    row = torch.tensor([0.01] * 192 + [0.03] * 64, dtype=torch.float64)[:, None]
+    lin = Nvfp4Linear(RefStore("sm_90a"), q, sf, s2, max_tokens=4096, part_sizes=(192, 64), device="cpu", quack=True)
+    _check(lin, q, sf, row, (5, QUACK_FROM_ROW_ALPHA + 6))
 
 
-def test_without_quack_in_the_store_ours_serves_every_m():
+@pytest.mark.parametrize("quack", [False, True])
+def test_without_the_upper_kernel_in_the_store_w4a16_gemm_serves_every_m(quack):
     q, sf, s2 = _weights(3, 0.02)
 
-    class NoQuack(RefStore):
+    class Only(RefStore):
         def op(self, family, **problem):
-            if family.startswith("quack_"):
-                from nvfp4_aot.runtime.errors import MissingVariantError
-
+            if family != "w4a16_gemm":
                 raise MissingVariantError(family)
             return super().op(family, **problem)
 
-    lin = Nvfp4Linear(NoQuack("sm_90a", max_m=QUACK_FROM), q, sf, s2, max_tokens=4096, device="cpu")
-    assert [d.family for d in lin.decls] == ["w4a16_gemm"] and lin.quack is None
-    assert lin.missing([QUACK_FROM + 1]) == [f"{lin.op.name} M={QUACK_FROM + 1} (buckets end at {QUACK_FROM})"]
+    lin = Nvfp4Linear(Only("sm_90a", max_m=QUACK_FROM), q, sf, s2, max_tokens=4096, device="cpu", quack=quack)
+    assert [d.family for d in lin.decls] == ["w4a16_gemm"] and lin.upper is None
+    assert lin.missing([WS_FROM_NARROW + 1]) == [f"{lin.op.name} M={WS_FROM_NARROW + 1} (buckets end at {QUACK_FROM})"]
+    lin = Nvfp4Linear(Only("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", quack=quack)
+    _check(lin, q, sf, 0.02, (7, 300))
 
 
 def test_split_k_buckets_get_zeroed_scratch_sized_for_max_tokens():
@@ -77,8 +111,8 @@ def test_split_k_buckets_get_zeroed_scratch_sized_for_max_tokens():
     tunings = {"quack_w4a16_gemm": [(64, {"tile_m": 64, "tile_n": 32, "split_k": 2}),
                                     (256, {"tile_m": 128, "tile_n": 64, "split_k": 4}),
                                     (4096, {"tile_m": 128, "tile_n": 128})]}
-    lin = Nvfp4Linear(RefStore("sm_90a", tunings=tunings), q, sf, s2, max_tokens=200, device="cpu")
-    scratch = lin.quack_scratch
+    lin = Nvfp4Linear(RefStore("sm_90a", tunings=tunings), q, sf, s2, max_tokens=200, device="cpu", quack=True)
+    scratch = lin.upper_scratch
     assert isinstance(scratch, OpScratch) and set(scratch.buffers) == {"flags", "workspace"}
     # largest use up to max_tokens: bucket [65, 256] at M = 200: 2 x 4 tiles of 128 x 64
     assert scratch.buffers["flags"].numel() == max(256 // 64 * 2, 256 // 128 * 4) == 8
@@ -91,12 +125,13 @@ def test_split_k_buckets_get_zeroed_scratch_sized_for_max_tokens():
     assert [a.shape for a in scratch(65)] == [(1, 2, 2), (1, 2, 2, 128 * 64)]
     assert scratch(64)[0].shape == (1, 4, 2) and scratch(300 - 100)[1].shape == (1, 2, 4, 8192)
     # M above max_tokens cannot get scratch: a clear error, not a silent overrun
-    import pytest
-
     from nvfp4_aot.runtime.errors import ArgumentError
 
     with pytest.raises(ArgumentError, match="max_tokens=200"):
         scratch(256)
     # buckets without split-K need none
-    lin2 = Nvfp4Linear(RefStore("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu")
-    assert lin2.quack_scratch.buffers == {} and lin2.quack_scratch(100) == ()
+    lin2 = Nvfp4Linear(RefStore("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", quack=True)
+    assert lin2.upper_scratch.buffers == {} and lin2.upper_scratch(100) == ()
+    # our w4a16_ws_gemm takes none
+    lin3 = Nvfp4Linear(RefStore("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu")
+    assert lin3.upper_op.name.startswith("w4a16_ws_gemm") and lin3.upper_scratch.buffers == {}

@@ -1,0 +1,136 @@
+"""Tiling sweep of our warp-specialized W4A16 GEMM in dense mode (w4a16_ws_gemm) on the five dense
+DeepSeek-V4 shapes, against, in the same run: torch bf16 matmul, quack's W4A16 GEMM (scalar alpha,
+or per-row alpha for the two-scale q_a + kv) as a store's `quack` manifest tiles it, and our
+mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph replays.
+
+  w4a16_ws_dense_sweep.py manifest > sweep.toml        # every candidate of CANDIDATES, one store
+  nvfp4-build compile sweep.toml manifests/default.toml --arch sm_90a -o ROOT -j 2   # (CPU box)
+  w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192
+
+The sweep manifest gives each shape one op whose bucket [i, i] holds candidate i (buckets only
+make the builder build every candidate into one store); `run` calls the store's kernels
+directly, each checked against the float64 reference at CHECK_MS (fresh NaN-poisoned output),
+then timed. The baselines come from the store's BASE_MANIFEST (default: "default"), opened
+separately (an op id may be tiled differently by two manifests). Cells: us (x torch bf16, % of
+the dense bf16 peak); "best" per M names the fastest candidate and its ratio to quack."""
+
+import os
+import sys
+
+# narrow shapes first (the grid-starved ones)
+SHAPES = {"q_a+kv": (2048, 7168, 2), "down": (7168, 3072, 1), "o_b": (7168, 2048, 1), "gate+up": (6144, 7168, 1),
+          "q_b": (65536, 1536, 1)}
+# (tile_m, tile_n, stages): every tile the family takes, each with a deep ring (small M streams
+# weights: bytes in flight per SM), plus shallower rings of the two small-M tiles
+CANDIDATES = [(128, 64, 12), (128, 64, 6), (256, 64, 12), (128, 128, 10), (128, 128, 6), (256, 128, 8),
+              (128, 256, 6)]
+MS = (33, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+CHECK_MS = (33, 256, 1000)
+OURS_MS = (16, 32, 33, 64)  # w4a16_gemm (Nvfp4Linear's decode kernel) timed here too
+
+
+def manifest() -> str:
+    out = ['archs = ["sm_90a"]']
+    for shape, (n, k, _) in SHAPES.items():
+        rows = [f"  {{ m = [{i + 1}, {i + 1}], tuning = {{ tile_m = {tm}, tile_n = {tn}, stages = {st} }} }},"
+                for i, (tm, tn, st) in enumerate(CANDIDATES)]
+        out += ["", f"# {shape}", "[[op]]", 'family = "w4a16_ws_gemm"', f"problem = {{ n = {n}, k = {k} }}",
+                "buckets = [", *rows, "]"]
+    return "\n".join(out) + "\n"
+
+
+def run(root: str, ms: list[int]) -> None:
+    import torch
+    from common import bf16_peak, device_name, time_cuda
+
+    from nvfp4_aot.kernels import get_family
+    from nvfp4_aot.runtime import open_store
+    from nvfp4_aot.runtime.scratch import OpScratch
+
+    dev = torch.device("cuda")
+    peak = bf16_peak()
+    store = open_store(root, manifest=os.environ.get("SWEEP_MANIFEST", "sweep"))
+    base = open_store(root, manifest=os.environ.get("BASE_MANIFEST", "default"))
+    store.prime()
+    base.prime()
+    fam = get_family("w4a16_ws_gemm")
+    print(f"device: {device_name()}; torch {torch.__version__}; w4a16_ws_gemm dense tiling sweep; cells: us "
+          "(x torch bf16, % of dense bf16 peak)")
+    failures = 0
+    mmax = max(ms)
+
+    def pk(m, n, k, t):
+        return f", {2.0 * m * n * k / t / peak:.0%}" if peak else ""
+
+    for shape, (n, k, scales) in SHAPES.items():
+        kerns = store.op(fam.name, n=n, k=k).kernels()
+        p0 = fam.parse_params(kerns[0].record["params"])
+        data = fam.make_inputs(p0, mmax, dev, seed=n + k)  # weights do not depend on the tiling
+        checks = [m for m in CHECK_MS if m <= mmax and (n * k <= 1 << 26 or m <= 256)]  # fp64 cost
+        want = {m: fam.reference(p0, {**data, "act": data["act"][:m], "out": data["out"][:m]})["out"] for m in checks}
+        w16 = torch.randn((n, k), device=dev, dtype=torch.bfloat16)
+        tb = {m: time_cuda(lambda: torch.matmul(data["act"][:m], w16.T), reps=10) for m in ms}
+        print(f"{shape} ({n}x{k}, {scales} global scale{'s' if scales > 1 else ''}) torch bf16 us: "
+              + " ".join(f"M={m}: {tb[m] * 1e6:.1f}" for m in ms))
+        # baselines: quack as the base manifest tiles it, our decode kernel at small M
+        qname = "quack_w4a16_gemm" if scales == 1 else "quack_w4a16_rowalpha_gemm"
+        tq = {}
+        try:
+            qop = base.op(qname, n=n, k=k)
+        except Exception:  # noqa: BLE001 (a base store without it)
+            qop = None
+        if qop is not None:
+            scratch = OpScratch(qop, mmax, dev)
+            alpha = data["alpha"] if scales > 1 else data["alpha"][:1].contiguous()
+            cells = []
+            for m in ms:
+                args = (data["act"][:m], data["blob"], data["sf"], alpha, data["out"][:m], *scratch(m))
+                tq[m] = time_cuda(lambda: qop(*args, check=False), reps=10)
+                cells.append(f"M={m}: {tq[m] * 1e6:6.1f} ({tb[m] / tq[m]:.2f}x{pk(m, n, k, tq[m])})")
+            print(f"  {'quack (' + qname.split('_')[-2] + ')':18}      | " + " | ".join(cells))
+        try:
+            oop = base.op("w4a16_gemm", n=n, k=k, act_order="natural")
+            cells = []
+            for m in OURS_MS:
+                args = (data["act"][:m], data["blob"], data["sf"], data["alpha"], data["out"][:m])
+                t = time_cuda(lambda: oop(*args, check=False), reps=10)
+                tbm = tb.get(m) or time_cuda(lambda: torch.matmul(data["act"][:m], w16.T), reps=10)
+                cells.append(f"M={m}: {t * 1e6:6.1f} ({tbm / t:.2f}x)")
+            print(f"  {'ours w4a16_gemm':18}      | " + " | ".join(cells))
+        except Exception as e:  # noqa: BLE001
+            print(f"  ours w4a16_gemm: not timed ({e})")
+        best = {}
+        for kern in kerns:
+            p = fam.parse_params(kern.record["params"])
+            cells, bad = [], []
+            for m in ms:
+                out = torch.full((m, n), float("nan"), dtype=torch.bfloat16, device=dev)
+                args = (data["act"][:m], data["blob"], data["sf"], data["alpha"], out)
+                if m in want:
+                    kern(*args)
+                    torch.cuda.synchronize()
+                    bad += [f"M={m}: {x}" for x in fam.check(p, {"out": out}, {"out": want[m]})]
+                t = time_cuda(lambda: kern(*args, check=False), reps=10)
+                tag = f"{p.tile_m}x{p.tile_n} s{p.stages}"
+                best[m] = min(best.get(m, (float("inf"), "")), (t, tag))
+                cells.append(f"M={m}: {t * 1e6:6.1f} ({tb[m] / t:.2f}x{pk(m, n, k, t)})")
+                del out
+            failures += bool(bad)
+            print(f"  {'ws ' + tag:18} {'OK  ' if not bad else 'FAIL'} | " + " | ".join(cells)
+                  + (f"  {bad[:3]}" if bad else ""), flush=True)
+        print("  best ws: " + " | ".join(
+            f"M={m}: {best[m][1]} {best[m][0] * 1e6:.1f} us ({tb[m] / best[m][0]:.2f}x torch"
+            + (f", {tq[m] / best[m][0]:.2f}x quack)" if m in tq else ")") for m in ms))
+        del data, want, w16
+        torch.cuda.empty_cache()
+    print(f"checks: {'all OK' if not failures else f'{failures} candidates FAILED'}")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["manifest"]:
+        sys.stdout.write(manifest())
+    elif sys.argv[1:2] == ["run"] and len(sys.argv) > 2:
+        run(sys.argv[2], [int(x) for x in sys.argv[3:]] or list(MS))
+    else:
+        sys.exit(__doc__)

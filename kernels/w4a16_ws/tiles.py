@@ -1,0 +1,34 @@
+"""Dense tile tables of w4a16_ws_gemm (Nvfp4Linear's kernel above its decode threshold).
+
+Measured on an H200 (benchmarks/w4a16_ws_dense_sweep.py: 7 tilings x M = 33..8192 on the five
+DeepSeek-V4 dense shapes, docs/PERFORMANCE.md section (r)). What the sweep shows: the token tile
+is what matters (tile_m 256 only pays on the very wide q_b at small M); 64 tokens while M is small
+(the grid is then N / 128 weight tiles, each streaming all of K: time flat in M), 128 in the
+middle, 256 for prefill; the stage count moves times by a few percent at most.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+
+def _t(tile_m: int, tile_n: int, stages: int) -> dict[str, int]:
+    return {"tile_m": tile_m, "tile_n": tile_n, "stages": stages}
+
+
+# Rule for an unmeasured shape (the one the one-scale 7168-wide shapes measured).
+DENSE = ((128, _t(128, 64, 6)), (384, _t(128, 128, 10)), (None, _t(128, 256, 6)))
+
+DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
+    (7168, 3072): DENSE,  # shared-expert down
+    (7168, 2048): DENSE,  # o_b
+    (6144, 7168): ((128, _t(128, 64, 12)), (384, _t(128, 128, 10)), (None, _t(128, 256, 6))),  # shared gate + up
+    # q_a + kv: 16 weight tiles of 128 rows; 64-token tiles until 8 token tiles fill more SMs
+    (2048, 7168): ((768, _t(128, 64, 6)), (1536, _t(128, 128, 6)), (None, _t(128, 256, 6))),
+    # q_b: 512 weight tiles; 256-row tiles are as fast at M <= 64 and fewer activation reloads
+    (65536, 1536): ((64, _t(256, 64, 12)), (192, _t(256, 128, 8)), (None, _t(128, 256, 6))),
+}
+
+
+def dense_table(problem: Mapping[str, Any]):
+    return DENSE_SHAPES.get((problem["n"], problem["k"]), DENSE)
