@@ -7,9 +7,10 @@ TFLOP/s = 2 M N K / time, "pk" = fraction of the device's dense bf16 tensor-core
 Grouped problems are laid out as MoERunner lays them out on Hopper: t tokens per expert,
 unpadded groups (route pad = 1), act rows = t * E.
 
-Dense: per M, our w4a16_gemm, quack's kernel (scalar alpha; per-row alpha for the two-scale
-q_a + kv layer), torch bf16 matmul, and what Nvfp4Linear serves at that M (runtime/linear.py's
-QUACK_FROM rule) with its ratio to torch.
+Dense: per M, our w4a16_gemm and w4a16_ws_gemm, quack's kernel (scalar alpha; per-row alpha for
+the two-scale q_a + kv layer), torch bf16 matmul, and what Nvfp4Linear serves at that M
+(runtime/linear.py: w4a16_gemm up to decode_upto(N), w4a16_ws_gemm above) with its ratios to torch
+and quack.
 """
 
 import argparse
@@ -20,14 +21,14 @@ from common import bf16_peak, copy_bandwidth, device_name, tflops, time_cuda
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.moe_glue import capacity
 from nvfp4_aot.runtime import open_store
-from nvfp4_aot.runtime.linear import QUACK_FROM, QUACK_FROM_ROW_ALPHA
+from nvfp4_aot.runtime.linear import decode_upto
 from nvfp4_aot.runtime.scratch import OpScratch
 
 SHAPES = {"L1": (6144, 7168), "L2": (7168, 3072)}
 # name: (N, K, global scales). q_a + kv is one GEMM with two global scales (per-row alpha).
 DENSE = {"shared gate+up": (6144, 7168, 1), "shared down": (7168, 3072, 1), "q_a+kv": (2048, 7168, 2),
          "o_b": (7168, 2048, 1), "q_b": (65536, 1536, 1)}
-DENSE_MS = (1, 16, 32, 64, 256, 1024, 4096, 8192)
+DENSE_MS = (1, 16, 32, 33, 64, 65, 128, 256, 512, 1024, 2048, 4096, 8192)
 TOKENS = (1, 4, 16, 64, 128, 512)
 TOPK, PAD = 6, 1  # MoERunner's layout on Hopper: unpadded groups
 
@@ -83,46 +84,59 @@ def grouped(store, bw, peak, e: int, dev, tokens, act_order: str = "quad") -> No
                   f"bf16 {tb * 1e6:7.0f} us ({tflops(fl, tb, peak)}; {tb / tours:4.2f}x ours)")
 
 
-def _quack_op(store, n, k, scales):
-    fam = "quack_w4a16_gemm" if scales == 1 else "quack_w4a16_rowalpha_gemm"
+def _op(store, fam, **problem):
     try:
-        return fam, store.op(fam, n=n, k=k)
-    except Exception:  # noqa: BLE001 (a store without it: Nvfp4Linear then serves ours at every M)
-        return fam, None
+        return store.op(fam, **problem)
+    except Exception:  # noqa: BLE001 (a store without it: Nvfp4Linear then serves w4a16_gemm at every M)
+        return None
 
 
 def dense(store, bw, peak, dev, ms) -> None:
+    """Per M: our w4a16_gemm (decode) and w4a16_ws_gemm, quack's (scalar alpha; per-row for the
+    two-scale q_a + kv), torch bf16 matmul, and what Nvfp4Linear serves by default
+    (runtime/linear.py: w4a16_gemm up to decode_upto(N), ws above), with its ratios to torch and
+    to quack. Every kernel reads the same prepared weights (one layout)."""
     fam = get_family("w4a16_gemm")
-    print(f"\ndense: M, ours | quack | torch bf16 matmul | Nvfp4Linear serves (quack above M = {QUACK_FROM}; "
-          f"two-scale: {QUACK_FROM_ROW_ALPHA})")
+    print("\ndense: M | ours w4a16_gemm | ours w4a16_ws_gemm | quack | torch bf16 matmul | Nvfp4Linear serves "
+          "(ours: w4a16_gemm up to decode_upto(N), ws above)")
     for name, (n, k, scales) in DENSE.items():
         op = store.op("w4a16_gemm", n=n, k=k, act_order="natural")
-        qname, qop = _quack_op(store, n, k, scales)
-        qfam = get_family(qname)
+        wop = _op(store, "w4a16_ws_gemm", n=n, k=k)
+        qname = "quack_w4a16_gemm" if scales == 1 else "quack_w4a16_rowalpha_gemm"
+        qop = _op(store, qname, n=n, k=k)
+        upto = decode_upto(n) if wop is not None else 1 << 62
         w16 = torch.randn((n, k), device=dev, dtype=torch.bfloat16)
-        print(f"{name} ({n}x{k}, {scales} global scale{'s' if scales > 1 else ''}): "
-              f"floor {weight_bytes(n, k) / bw * 1e6:.1f} us; quack: {qname if qop else 'not in store'}")
+        p = fam.parse_params(op.kernel_for(1).record["params"])
+        mmax = max(m for m in ms if m <= op.max_m)
+        b = fam.make_inputs(p, mmax, dev, seed=n + k)  # one weight copy for every kernel
+        qscratch = OpScratch(qop, mmax, dev) if qop is not None else None
+        qalpha = b["alpha"] if scales > 1 else b["alpha"][:1].contiguous()
+        print(f"{name} ({n}x{k}, {scales} global scale{'s' if scales > 1 else ''}): floor "
+              f"{weight_bytes(n, k) / bw * 1e6:.1f} us; ws: {'yes' if wop else 'not in store'}, w4a16_gemm up to M = "
+              f"{upto if wop else 'all'}; quack: {qname if qop else 'not in store'}")
         for m in ms:
-            if m > op.max_m:
+            if m > mmax:
                 continue
             reps = 10 if m <= 1024 else 3
-            p = fam.parse_params(op.kernel_for(m).record["params"])
-            b = fam.make_inputs(p, m, dev, seed=m)
-            args = [b[a.name] for a in op.kernel_for(m).validator.args]
-            to = time_cuda(lambda: op(*args, check=False), reps=reps)
-            tb = time_cuda(lambda: torch.matmul(b["act"], w16.T), reps=reps)
-            qs, served = "", to
+            args = (b["act"][:m], b["blob"], b["sf"], b["alpha"], b["out"][:m])
+            to = time_cuda(lambda: op(*args, check=False), reps=reps) if m <= max(upto, 256) else None
+            tw = time_cuda(lambda: wop(*args, check=False), reps=reps) if wop is not None and m > 16 else None
+            tq = None
             if qop is not None and m <= qop.max_m:
-                qb = qfam.make_inputs(qfam.parse_params(qop.kernel_for(m).record["params"]), m, dev, seed=m)
-                qargs = [qb[a.name] for a in qop.kernel_for(m).validator.args]
+                qargs = (b["act"][:m], b["blob"], b["sf"], qalpha, b["out"][:m], *qscratch(m))
                 tq = time_cuda(lambda: qop(*qargs, check=False), reps=reps)
-                qs = f"quack {tq * 1e6:7.1f} us | "
-                if m > (QUACK_FROM if scales == 1 else QUACK_FROM_ROW_ALPHA):
-                    served = tq
+            tb = time_cuda(lambda: torch.matmul(b["act"][:m], w16.T), reps=reps)
+            served = tw if m > upto else to
             fl = 2.0 * m * n * k
-            frac = weight_bytes(n, k) / to / bw
-            print(f"  M={m:>5}: ours {to * 1e6:7.1f} us ({frac:5.1%} of copy) | {qs}bf16 {tb * 1e6:7.1f} us | "
-                  f"served {served * 1e6:7.1f} us, {tflops(fl, served, peak)}, {tb / served:4.2f}x torch")
+
+            def us(t):
+                return f"{t * 1e6:7.1f} us" if t is not None else "      -   "
+
+            vq = f", {tq / served:4.2f}x quack" if tq is not None else ""
+            print(f"  M={m:>5}: w4a16 {us(to)} | ws {us(tw)} | quack {us(tq)} | bf16 {us(tb)} | served "
+                  f"{'ws   ' if m > upto else 'w4a16'} {us(served)}, {tflops(fl, served, peak)}, {tb / served:4.2f}x torch{vq}")
+        del b, w16
+        torch.cuda.empty_cache()
 
 
 def main() -> None:

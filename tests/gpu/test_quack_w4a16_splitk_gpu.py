@@ -1,7 +1,7 @@
 """quack's serial split-K (quack_w4a16_gemm / _rowalpha_gemm buckets with split_k > 1) on a Hopper
 GPU: every split-K bucket against the float64 reference (NaN-poisoned outputs, poisoned
 workspace), bitwise-repeatable calls, the flags back at zero after every call, one flag buffer
-shared by buckets of different tilings (as Nvfp4Linear shares it), and Nvfp4Linear captured into
+shared by buckets of different tilings (as Nvfp4Linear shares it), and Nvfp4Linear(quack=True) captured into
 CUDA graphs at several M replayed interleaved with fresh data: a flag left non-zero by any launch
 would make a later one skip its wait (wrong sums) or spin (the run's timeout)."""
 
@@ -76,9 +76,10 @@ def _linear_graphs(store, seed, qop):
     last_split = max(i for i, (_, hi) in enumerate(edges) if qop.scratch(hi))
     unsplit = [edges[last_split + 1][0]] if last_split + 1 < len(edges) else []
     ms = [m for m in split_ms(qop) if m > 32][:4] + unsplit
-    lin = Nvfp4Linear(store, q, sf.view(torch.float8_e4m3fn), s2, max_tokens=max(ms), part_sizes=parts, device=DEV)
-    assert lin.quack_op is qop and lin.quack_scratch.buffers, f"{qop.name}: Nvfp4Linear did not open it with scratch"
-    ms = [m for m in ms if m > lin.quack_from]
+    lin = Nvfp4Linear(store, q, sf.view(torch.float8_e4m3fn), s2, max_tokens=max(ms), part_sizes=parts, device=DEV,
+                      quack=True)
+    assert lin.upper_op is qop and lin.upper_scratch.buffers, f"{qop.name}: Nvfp4Linear(quack=True) did not open it with scratch"
+    ms = [m for m in ms if m > lin.upper_from]
     rows = torch.repeat_interleave(s2.double(), torch.tensor(parts, device=DEV)) if parts else s2.double()
     w = dequantize(q, sf).double() * rows.reshape(-1, 1)
     assert ms and any(qop.scratch(m) for m in ms), (qop.name, ms)
@@ -96,4 +97,4 @@ def _linear_graphs(store, seed, qop):
             want = xs[m].double() @ w.T
             bad = fam.check(fam.parse_params(qop.kernel_for(m).record["params"]), {"out": outs[m]}, {"out": want})
             assert not bad, f"{qop.name} round {r} M={m}: {bad}"
-    assert not lin.quack_scratch.buffers["flags"].any()
+    assert not lin.upper_scratch.buffers["flags"].any()
