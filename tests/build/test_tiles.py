@@ -53,3 +53,17 @@ def test_the_default_manifest_serves_every_moe_runner_path(experts):
         decls = MoERunner.ops(7168, 3072, experts, 6, "sm_90a", swiglu_limit=limit, max_tokens=8192)
         assert any(d.optional for d in decls)
         assert [d.attr for d in decls if (d.family, tuple(sorted(d.problem.items()))) not in have] == []
+
+
+def test_every_w4a16_ws_dense_tile_builds_for_its_shape():
+    """Each row of w4a16_ws_gemm's measured tables (kernels/w4a16_ws/tiles.py) passes the family's
+    own validity rule (shared memory, accumulators, n a multiple of tile_m) for the shape it tunes,
+    and the fallback rule for any shape both families of Nvfp4Linear take (n multiple of 128)."""
+    from nvfp4_aot.kernels.w4a16_ws.tiles import DENSE, DENSE_SHAPES
+
+    fam = get_family("w4a16_ws_gemm")
+    for (n, k), table in [*DENSE_SHAPES.items(), ((384, 512), DENSE)]:
+        assert fam.tile_table({"n": n, "k": k}) == table
+        assert table[-1][0] is None and [hi for hi, _ in table[:-1]] == sorted(hi for hi, _ in table[:-1])
+        for _, tuning in table:
+            assert fam.can_implement(fam.parse_params({"n": n, "k": k, **tuning}), "sm_90a") == [], (n, k, tuning)
