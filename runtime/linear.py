@@ -89,7 +89,8 @@ class Nvfp4Linear:
     def __init__(self, store, weight: torch.Tensor, weight_scale: torch.Tensor, weight_scale_2: torch.Tensor, *,
                  max_tokens: int, part_sizes: Sequence[int] | None = None, device: Any = None, quack: bool = False):
         """quack=True: quack's WGMMA kernel above QUACK_FROM instead of our w4a16_ws_gemm (a peer,
-        opt-in; the store must hold it for this layer, else w4a16_gemm serves every M)."""
+        opt-in; where the store lacks it for this layer, w4a16_ws_gemm serves above decode_upto as
+        by default, and without that w4a16_gemm serves every M)."""
         if store.arch != "sm_90a":
             raise MissingVariantError(
                 f"Nvfp4Linear serves sm_90a (W4A16) only; {store.arch} needs NVFP4 activation quantization and the "
@@ -107,9 +108,13 @@ class Nvfp4Linear:
         self.upper_op = None
         decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale, quack=quack)
         self.decls = open_ops(self, store, decls)
+        if self.upper_op is None and quack:  # quack asked for but not in the store: ours above decode_upto
+            quack = False
+            decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale)
+            self.decls = open_ops(self, store, decls)
         self.upper, self.upper_from = None, 1 << 62
         if self.upper_op is None:  # not in the store: w4a16_gemm serves every M
-            self.decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale, quack=quack, upper=False)
+            self.decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale, upper=False)
         else:
             self.upper_from = decls[1].m_above
             alpha = self.alpha[:1].clone() if quack and one_scale else self.alpha

@@ -20,6 +20,10 @@ ARTIFACTS_ENV = "NVFP4_AOT_ARTIFACTS"
 # experts a second time (quack's layout), so they are off unless this is "1" (fits e.g. DeepSeek-V4-
 # Flash at EP4 on H200s, not Pro at EP8).
 MOE_PREFILL_ENV = "NVFP4_AOT_MOE_PREFILL"
+# Opt-in: Nvfp4Linear on quack's dense W4A16 kernels above M = 32 instead of our w4a16_ws_gemm
+# (runtime/linear.py; faster at M = 33..256 on an H200, docs/PERFORMANCE.md (r)); the store must
+# hold them (manifests/default.toml does; `plan` does not plan them), else ours serve.
+LINEAR_QUACK_ENV = "NVFP4_AOT_LINEAR_QUACK"
 
 _STORES: dict[tuple[str, str], Any] = {}
 _LOCK = threading.Lock()
@@ -47,6 +51,15 @@ def moe_prefill() -> bool:
     v = os.environ.get(MOE_PREFILL_ENV, "1")
     if v not in ("0", "1"):
         raise RuntimeError(f"${MOE_PREFILL_ENV} must be 0 or 1, got {v!r}")
+    return v == "1"
+
+
+def linear_quack() -> bool:
+    """$NVFP4_AOT_LINEAR_QUACK: "1" serves dense layers above M = 32 on quack's kernels where the
+    store has them; "0"/unset on ours (w4a16_ws_gemm)."""
+    v = os.environ.get(LINEAR_QUACK_ENV, "0")
+    if v not in ("0", "1"):
+        raise RuntimeError(f"${LINEAR_QUACK_ENV} must be 0 or 1, got {v!r}")
     return v == "1"
 
 

@@ -84,6 +84,20 @@ def test_two_scale_layer_uses_the_row_alpha_quack_when_asked():
     _check(lin, q, sf, row, (5, QUACK_FROM_ROW_ALPHA + 6))
 
 
+def test_quack_asked_but_absent_falls_back_to_ws():
+    q, sf, s2 = _weights(5, 0.02)
+
+    class NoQuack(RefStore):
+        def op(self, family, **problem):
+            if family.startswith("quack_"):
+                raise MissingVariantError(family)
+            return super().op(family, **problem)
+
+    lin = Nvfp4Linear(NoQuack("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", quack=True)
+    assert [d.family for d in lin.decls] == ["w4a16_gemm", "w4a16_ws_gemm"] and lin.upper_from == decode_upto(N)
+    _check(lin, q, sf, 0.02, (7, 300))
+
+
 @pytest.mark.parametrize("quack", [False, True])
 def test_without_the_upper_kernel_in_the_store_w4a16_gemm_serves_every_m(quack):
     q, sf, s2 = _weights(3, 0.02)

@@ -223,6 +223,29 @@ def test_moe_prefill_is_on_unless_turned_off(vllm_config, store, monkeypatch):
         moe_prefill()
 
 
+def test_linear_quack_is_opt_in(vllm_config, store, monkeypatch):
+    """Dense layers run our kernels unless NVFP4_AOT_LINEAR_QUACK=1; other values: a clear error."""
+    from vllm.config import set_current_vllm_config
+    from vllm.model_executor.layers.linear import RowParallelLinear
+
+    from vllm_plugin.artifacts import LINEAR_QUACK_ENV, linear_quack
+
+    def build(prefix):
+        with set_current_vllm_config(vllm_config):
+            layer = RowParallelLinear(128, H, bias=False, quant_config=_cfg(), prefix=prefix)
+            _load_linear(layer, [random_nvfp4(H, 128, gen=torch.Generator().manual_seed(1))])
+            layer.quant_method.process_weights_after_loading(layer)
+        return FakeNvfp4Linear.instances[-1]
+
+    monkeypatch.delenv(LINEAR_QUACK_ENV, raising=False)
+    assert linear_quack() is False and build("m.l10.mlp.down_proj").quack is False
+    monkeypatch.setenv(LINEAR_QUACK_ENV, "1")
+    assert build("m.l11.mlp.down_proj").quack is True
+    monkeypatch.setenv(LINEAR_QUACK_ENV, "yes")
+    with pytest.raises(RuntimeError, match="must be 0 or 1"):
+        linear_quack()
+
+
 def test_coverage_gap_is_a_startup_error_naming_the_fix(vllm_config, monkeypatch):
     from vllm.config import set_current_vllm_config
     from vllm.model_executor.layers.linear import RowParallelLinear

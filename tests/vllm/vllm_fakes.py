@@ -62,8 +62,10 @@ class FakeStore:
 class FakeNvfp4Linear:
     instances: list["FakeNvfp4Linear"] = []
 
-    def __init__(self, store, weight, weight_scale, weight_scale_2, *, max_tokens, device=None, part_sizes=None):
+    def __init__(self, store, weight, weight_scale, weight_scale_2, *, max_tokens, device=None, part_sizes=None,
+                 quack=False):
         assert weight.dtype == torch.uint8 and weight_scale.dtype == torch.float8_e4m3fn
+        self.quack = quack
         assert weight_scale_2.dtype == torch.float32
         self.store, self.max_tokens, self.part_sizes = store, max_tokens, part_sizes
         self.n, self.k = weight.shape[0], weight.shape[1] * 2
