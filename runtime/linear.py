@@ -1,14 +1,15 @@
 """Nvfp4Linear: a dense NVFP4 linear layer served from the artifact store (no cutlass, no JIT).
 
-Hopper (sm_90a), our kernels at every M: w4a16_gemm (kernels/w4a16, mma.sync, the decode
-kernel: bandwidth-bound, best at small M) up to decode_upto(N), and above it, where the store has
-it for this (N, K), w4a16_ws_gemm (kernels/w4a16_ws: warp-specialized wgmma, tile table per (N, K)
-and token bucket in kernels/w4a16_ws/tiles.py); without it w4a16_gemm serves every M. Both read
-the one prepared copy (quack's nvfp4 blob + strip) with a per-row alpha [N], so one- and
-two-scale layers (q_a + kv) take the same ops. quack's W4A16 kernels only when asked
-(`quack=True`: quack_w4a16_gemm above QUACK_FROM for one global scale, its per-row-alpha twin
-above QUACK_FROM_ROW_ALPHA for several); they stay a peer in the benchmarks. Measured choice:
-docs/PERFORMANCE.md (r). Blackwell (sm_100a) needs activation quantization + the block-scaled
+Hopper (sm_90a): w4a16_gemm (kernels/w4a16, ours, mma.sync, the decode kernel: bandwidth-bound,
+best at small M) serves small M. Above it, by default (`quack=True`) quack's WGMMA kernel where
+the store has it for this layer: quack_w4a16_gemm above QUACK_FROM for one global scale, its
+per-row-alpha twin above QUACK_FROM_ROW_ALPHA for several (q_a + kv). It is the measured faster
+path at every M above the decode range on an H200 (docs/PERFORMANCE.md (r): ours reach 0.40-0.96x
+torch there, quack 0.76-1.06x). `quack=False` serves our own w4a16_ws_gemm (kernels/w4a16_ws:
+warp-specialized wgmma, tile table per (N, K) and token bucket in kernels/w4a16_ws/tiles.py) above
+decode_upto(N) instead; where the store lacks the chosen upper kernel the other one serves, and
+without either w4a16_gemm serves every M. All read the one prepared copy (quack's nvfp4 blob +
+strip); ours take the per-row alpha [N] for one- and two-scale layers alike. Blackwell (sm_100a) needs activation quantization + the block-scaled
 GEMM: not served by this class yet (it raises, naming what is missing).
 
 Graph safety: __call__ allocates only the output when none is given (the caller's allocator:
@@ -38,7 +39,7 @@ from .weights import operands, parts_to_rows, row_alpha  # noqa: F401  (parts_to
 WS_FROM = 32
 WS_FROM_NARROW = 64
 NARROW_TILES = 32
-# quack (opt-in): M above which its WGMMA kernel beats w4a16_gemm (H200, 2026-12-02 splitk run).
+# quack (the default upper kernel): M above which its WGMMA kernel beats w4a16_gemm (H200, 2026-12-02 splitk run).
 QUACK_FROM = 32
 QUACK_FROM_ROW_ALPHA = 32
 
@@ -50,13 +51,14 @@ def decode_upto(n: int) -> int:
 
 class Nvfp4Linear:
     @classmethod
-    def ops(cls, n: int, k: int, arch: str, *, one_scale: bool = True, quack: bool = False,
+    def ops(cls, n: int, k: int, arch: str, *, one_scale: bool = True, quack: bool = True,
             upper: bool = True) -> list[OpDecl]:
         """The ops a dense NVFP4 GEMM [N, K] needs on `arch` (see runtime/declare.py). sm_90a:
-        w4a16_gemm for every M, or only up to decode_upto(n) with w4a16_ws_gemm above it (optional:
-        a store without it leaves w4a16_gemm every M; `upper` False declares that case). With
-        `quack`, quack's kernel instead of ws above QUACK_FROM: quack_w4a16_gemm for one global
-        scale, quack_w4a16_rowalpha_gemm above QUACK_FROM_ROW_ALPHA for several (`one_scale` False).
+        w4a16_gemm for every M, or only up to a threshold with an optional upper kernel above it
+        (a store without it leaves w4a16_gemm every M; `upper` False declares that case): with
+        `quack` (default) quack_w4a16_gemm above QUACK_FROM for one global scale,
+        quack_w4a16_rowalpha_gemm above QUACK_FROM_ROW_ALPHA for several (`one_scale` False);
+        without, our w4a16_ws_gemm above decode_upto(n).
         sm_100a: activation quantize + global scale per input width and quack_nvfp4_gemm,
         planned for the block-scaled path this class does not serve yet."""
         p = {"n": n, "k": k}
@@ -65,10 +67,10 @@ class Nvfp4Linear:
                 fam, upto = (("quack_w4a16_gemm", QUACK_FROM) if one_scale
                              else ("quack_w4a16_rowalpha_gemm", QUACK_FROM_ROW_ALPHA))
                 what = "one global scale" if one_scale else "several global scales: per-row alpha"
-                text = f"Nvfp4Linear(quack=True) for M > {upto} (layers with {what})"
+                text = f"Nvfp4Linear for M > {upto} (layers with {what})"
             else:
                 fam, upto = "w4a16_ws_gemm", decode_upto(n)
-                text = f"Nvfp4Linear for M > {upto} (per-row alpha: one or several global scales)"
+                text = f"Nvfp4Linear(quack=False) for M > {upto} (per-row alpha: one or several global scales)"
             return [
                 # the input comes from the model: natural K (act_order spelled: the store's op ids do)
                 OpDecl("op", "w4a16_gemm", {**p, "act_order": "natural"}, "tokens",
@@ -87,10 +89,11 @@ class Nvfp4Linear:
         return []
 
     def __init__(self, store, weight: torch.Tensor, weight_scale: torch.Tensor, weight_scale_2: torch.Tensor, *,
-                 max_tokens: int, part_sizes: Sequence[int] | None = None, device: Any = None, quack: bool = False):
-        """quack=True: quack's WGMMA kernel above QUACK_FROM instead of our w4a16_ws_gemm (a peer,
-        opt-in; where the store lacks it for this layer, w4a16_ws_gemm serves above decode_upto as
-        by default, and without that w4a16_gemm serves every M)."""
+                 max_tokens: int, part_sizes: Sequence[int] | None = None, device: Any = None, quack: bool = True):
+        """quack=True (default): quack's WGMMA kernel above QUACK_FROM (measured faster, see the
+        module docstring); where the store lacks it for this layer, w4a16_ws_gemm serves above
+        decode_upto, and without that w4a16_gemm serves every M. quack=False: our w4a16_ws_gemm
+        above decode_upto (same fallback to w4a16_gemm)."""
         if store.arch != "sm_90a":
             raise MissingVariantError(
                 f"Nvfp4Linear serves sm_90a (W4A16) only; {store.arch} needs NVFP4 activation quantization and the "
@@ -105,13 +108,12 @@ class Nvfp4Linear:
         # one global scale: quack's scalar-alpha kernel; several (q_a + kv): its per-row-alpha twin
         # (our kernels take the per-row alpha either way)
         one_scale = self.alpha.numel() > 0 and bool((self.alpha == self.alpha[0]).all())
-        self.upper_op = None
-        decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale, quack=quack)
-        self.decls = open_ops(self, store, decls)
-        if self.upper_op is None and quack:  # quack asked for but not in the store: ours above decode_upto
-            quack = False
-            decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale)
+        for quack in (quack, not quack):  # the chosen upper kernel, else the other one
+            self.upper_op = None
+            decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale, quack=quack)
             self.decls = open_ops(self, store, decls)
+            if self.upper_op is not None:
+                break
         self.upper, self.upper_from = None, 1 << 62
         if self.upper_op is None:  # not in the store: w4a16_gemm serves every M
             self.decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale, upper=False)

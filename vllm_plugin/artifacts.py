@@ -20,9 +20,9 @@ ARTIFACTS_ENV = "NVFP4_AOT_ARTIFACTS"
 # experts a second time (quack's layout), so they are off unless this is "1" (fits e.g. DeepSeek-V4-
 # Flash at EP4 on H200s, not Pro at EP8).
 MOE_PREFILL_ENV = "NVFP4_AOT_MOE_PREFILL"
-# Opt-in: Nvfp4Linear on quack's dense W4A16 kernels above M = 32 instead of our w4a16_ws_gemm
-# (runtime/linear.py; faster at M = 33..256 on an H200, docs/PERFORMANCE.md (r)); the store must
-# hold them (manifests/default.toml does; `plan` does not plan them), else ours serve.
+# Nvfp4Linear above M = 32: "1"/unset quack's dense W4A16 kernels (faster at every such M on an H200,
+# docs/PERFORMANCE.md (r)), "0" our w4a16_ws_gemm (runtime/linear.py); the store must hold the
+# chosen kernel, else the other one serves.
 LINEAR_QUACK_ENV = "NVFP4_AOT_LINEAR_QUACK"
 
 _STORES: dict[tuple[str, str], Any] = {}
@@ -55,9 +55,9 @@ def moe_prefill() -> bool:
 
 
 def linear_quack() -> bool:
-    """$NVFP4_AOT_LINEAR_QUACK: "1" serves dense layers above M = 32 on quack's kernels where the
-    store has them; "0"/unset on ours (w4a16_ws_gemm)."""
-    v = os.environ.get(LINEAR_QUACK_ENV, "0")
+    """$NVFP4_AOT_LINEAR_QUACK: "1"/unset serves dense layers above M = 32 on quack's kernels where
+    the store has them (the measured faster path), "0" on ours (w4a16_ws_gemm)."""
+    v = os.environ.get(LINEAR_QUACK_ENV, "1")
     if v not in ("0", "1"):
         raise RuntimeError(f"${LINEAR_QUACK_ENV} must be 0 or 1, got {v!r}")
     return v == "1"

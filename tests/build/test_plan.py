@@ -97,17 +97,19 @@ def test_plan_is_stable_and_complete(small_ckpt, tmp_path):
             continue
         bw = ops[key]
         assert bw.archs == ("sm_100a",) and bw.buckets[0].lo == 1 and bw.buckets[-1].hi == cap
-    # Hopper: Nvfp4Linear's w4a16_gemm (+ our w4a16_ws_gemm above runtime/linear.py decode_upto)
-    # per dense (N, K) whose K the W4A16 layout takes (multiples of 256); the others are reported,
-    # no ws is planned where Nvfp4Linear cannot open w4a16_gemm, and quack only when asked
-    # (Nvfp4Linear(quack=True)), so never by plan. One- and two-scale layers take the same ops.
+    # Hopper: Nvfp4Linear's w4a16_gemm (+ quack_w4a16_gemm above M = 64) per dense (N, K) whose
+    # K the W4A16 layout takes (multiples of 256); the others are reported, and no quack is
+    # planned where Nvfp4Linear cannot open w4a16_gemm
     hopper = {(op.family, op.problem["n"], op.problem["k"]) for op in m.ops if op.archs == ("sm_90a",)}
+    # stacked GEMMs (q_a + kv 256 x 256, dense gate_up 768 x 256) get quack's per-row-alpha kernel
+    # too: Nvfp4Linear picks it when the parts' global scales differ (only the data says)
     assert hopper == {("w4a16_gemm", 256, 256), ("w4a16_gemm", 768, 256), ("w4a16_gemm", 192, 256),
-                      ("w4a16_ws_gemm", 256, 256), ("w4a16_ws_gemm", 768, 256)}
+                      ("quack_w4a16_gemm", 256, 256), ("quack_w4a16_gemm", 768, 256),
+                      ("quack_w4a16_rowalpha_gemm", 256, 256), ("quack_w4a16_rowalpha_gemm", 768, 256)}
     for (fam, n, k) in hopper:
         op = ops[(fam, (("k", k), ("n", n)))]
         assert op.buckets[0].lo == 1 and op.buckets[-1].hi == T  # dense uses only: tokens
-    assert any(u.startswith("sm_90a: w4a16_ws_gemm cannot implement n=192, k=256") and "runs w4a16_gemm for every M" in u for u in unsupported)
+    assert any(u.startswith("sm_90a: quack_w4a16_gemm cannot implement n=192, k=256") and "runs w4a16_gemm for every M" in u for u in unsupported)
     for n, k, who in ((128, 128, "q_b_proj"), (256, 128, "shared_experts.down_proj"), (256, 384, "mlp.down_proj")):
         assert any(u.startswith(f"sm_90a: w4a16_gemm cannot implement n={n}, k={k}") and who in u for u in unsupported)
     # routed experts: the MoE down_proj has K = 128, so MoERunner gets nothing on sm_90a (it
@@ -127,7 +129,7 @@ def test_plan_is_stable_and_complete(small_ckpt, tmp_path):
             op = next(o for o in m.ops if o.family == fam and o.problem["k"] == k)
             assert op.archs == ("sm_100a",) and op.buckets[-1].hi == cap
             assert all(op.problem[x] == v for x, v in extra)
-    assert len(m.ops) == 3 * 2 + 5 + 3 + 2 + 6  # quantize + global scale per K; Blackwell GEMMs; w4a16; w4a16_ws; sm_100a MoE
+    assert len(m.ops) == 3 * 2 + 5 + 3 + 2 + 2 + 6  # quantize + global scale per K; Blackwell GEMMs; w4a16; quack_w4a16 (+ row alpha); sm_100a MoE
     assert any("fp8_proj.weight: FP8 weight" in u for u in unsupported)
     # comments name the tensors and layers each variant serves
     text = a.read_text()
@@ -158,7 +160,8 @@ def test_hopper_plan_covers_what_the_runtime_opens(hopper_ckpt, tmp_path):
     h, i = HOPPER_CONFIG["hidden_size"], HOPPER_CONFIG["moe_intermediate_size"]
     dense = {(512, 512), (256, 256), (512, 256), (1024, 512)}  # attention, dense MLP, shared expert
     want = {("w4a16_gemm", (("k", k), ("n", n))): T for n, k in dense}
-    want |= {("w4a16_ws_gemm", (("k", k), ("n", n))): T for n, k in dense}  # stacked or not: per-row alpha
+    want |= {("quack_w4a16_gemm", (("k", k), ("n", n))): T for n, k in dense}
+    want |= {("quack_w4a16_rowalpha_gemm", (("k", k), ("n", n))): T for n, k in ((512, 512), (1024, 512))}  # stacked
     want |= {  # MoERunner: route / permute / combine on tokens, the rest on tokens x top-k rows
         ("moe_route", (("experts", E), ("pad", 1), ("topk", top_k))): T,
         # the decode path's GEMM inputs in quad order (runtime/layout.py), written by permute / silu
@@ -263,8 +266,8 @@ def test_ep_rank_changes_comments_not_variants(small_ckpt, tmp_path):
 def test_capture_sizes_and_token_cap_options(small_ckpt, hopper_ckpt, tmp_path):
     s = plan_json(small_ckpt, tmp_path / "m.toml", "--max-num-batched-tokens", "48", "--capture-sizes", "1,2,4,8,24,48")
     ops = {(o["family"], o["problem"].get("n"), o["problem"].get("k")): o for o in s["ops"]}
-    # padded: 9..16 run at 24 -> the M > 16 row (w4a16); ws's first row reaches M = 128
-    assert ops[("w4a16_ws_gemm", 768, 256)]["buckets"] == [[1, 48]]
+    # padded: 17..24 runs at 24 -> tile_n 32 (quack), 9..16 at 24 -> the M > 16 row (w4a16)
+    assert ops[("quack_w4a16_gemm", 768, 256)]["buckets"] == [[1, 8], [9, 24], [25, 48]]
     assert ops[("w4a16_gemm", 768, 256)]["buckets"] == [[1, 8], [9, 48]]
     assert ops[("quack_nvfp4_gemm", 256, 256)]["buckets"] == [[1, 48]]  # dense: tokens (routed experts: MoERunner)
     grouped = [o for o in s["ops"] if o["family"] == "quack_nvfp4_grouped_gemm"]
@@ -284,11 +287,11 @@ def test_capture_sizes_and_token_cap_options(small_ckpt, hopper_ckpt, tmp_path):
 
 
 def test_token_counts_beyond_a_family_are_reported(small_ckpt, tmp_path):
-    s = plan_json(small_ckpt, tmp_path / "m.toml", "--arch", "sm_100a", "--max-num-batched-tokens", "70000")
-    quack = next(o for o in s["ops"] if o["family"] == "quack_nvfp4_gemm" and o["problem"] == {"n": 256, "k": 256})
-    assert quack["buckets"][-1][1] == 65536
-    assert "quack_nvfp4_gemm n=256, k=256: token counts 65537..70000 exceed the family's max_m 65536; its buckets stop at 65536" in s["unsupported"]
-    assert not any(u.startswith("sm_90a") for u in s["unsupported"])  # only the planned arch reports
+    s = plan_json(small_ckpt, tmp_path / "m.toml", "--arch", "sm_90a", "--max-num-batched-tokens", "70000")
+    quack = next(o for o in s["ops"] if o["family"] == "quack_w4a16_gemm" and o["problem"] == {"n": 256, "k": 256})
+    assert quack["buckets"][-1] == [257, 65536]
+    assert "quack_w4a16_gemm n=256, k=256: token counts 65537..70000 exceed the family's max_m 65536; its buckets stop at 65536" in s["unsupported"]
+    assert not any(u.startswith("sm_100a") for u in s["unsupported"])  # only the planned arch reports
     code, out, _ = plan(small_ckpt, "--arch", "sm_90a")  # no -o: the manifest on stdout
     assert code == 0 and out.startswith("# Generated by `nvfp4-build plan`") and "[[op]]" in out
 

@@ -1,6 +1,6 @@
 """Nvfp4Linear on a Hopper GPU, the five dense DeepSeek-V4 shapes (q_a + kv with two global scales):
-our kernels at every M by default (w4a16_gemm up to decode_upto(N), w4a16_ws_gemm above, every
-bucket edge of both), quack's above QUACK_FROM when asked; against a float64 reference over the
+our kernels at every M with quack=False (w4a16_gemm up to decode_upto(N), w4a16_ws_gemm above, every
+bucket edge of both), quack's above QUACK_FROM (the default); against a float64 reference over the
 exactly dequantized weights (relative Frobenius error <= 3e-3), NaN-poisoned outputs; and CUDA
 graphs captured at token counts of every path, replayed interleaved with fresh inputs, no
 allocation during replay."""
@@ -46,7 +46,7 @@ def _err(out, want):
 
 @pytest.mark.parametrize("n,k,parts", SHAPES, ids=lambda v: str(v))
 def test_our_kernels_at_every_bucket_edge(store, seed, n, k, parts):
-    lin, wd, g = _layer(store, seed, n, k, parts)
+    lin, wd, g = _layer(store, seed, n, k, parts, quack=False)
     assert lin.upper is not None and lin.upper_op.spec["family"] == "w4a16_ws_gemm", "default store lacks w4a16_ws_gemm"
     assert lin.upper_from == decode_upto(n) and lin.op.spec["family"] == "w4a16_gemm"
     cap = M_CAP if n * k <= 1 << 26 else 600
@@ -65,8 +65,8 @@ def test_our_kernels_at_every_bucket_edge(store, seed, n, k, parts):
 
 
 @pytest.mark.parametrize("n,k,parts", [SHAPES[0], SHAPES[2]], ids=lambda v: str(v))
-def test_quack_when_asked(store, seed, n, k, parts):
-    lin, wd, g = _layer(store, seed, n, k, parts, quack=True)
+def test_quack_by_default(store, seed, n, k, parts):
+    lin, wd, g = _layer(store, seed, n, k, parts)
     fam = "quack_w4a16_rowalpha_gemm" if parts else "quack_w4a16_gemm"
     assert lin.upper is not None and lin.upper_op.spec["family"] == fam
     for m in (5, lin.upper_from + 1, 1000):
@@ -77,11 +77,13 @@ def test_quack_when_asked(store, seed, n, k, parts):
         assert _err(out, x.double() @ wd.T) <= TOL, m
 
 
+@pytest.mark.parametrize("quack", [True, False], ids=["quack", "ours"])
 @pytest.mark.parametrize("n,k,parts", [SHAPES[0], SHAPES[3]], ids=lambda v: str(v))
-def test_graphs_at_every_path_replay_interleaved(store, seed, n, k, parts):
-    """One graph per token count (decode kernel, each ws tile of the layer's table up to 2048),
-    replayed in alternating orders with fresh inputs: results vs float64, nothing allocated."""
-    lin, wd, g = _layer(store, seed, n, k, parts)
+def test_graphs_at_every_path_replay_interleaved(store, seed, n, k, parts, quack):
+    """One graph per token count (decode kernel, each bucket of the upper kernel up to 2048: quack
+    with its split-K scratch, or ws), replayed in alternating orders with fresh inputs: results vs
+    float64, nothing allocated."""
+    lin, wd, g = _layer(store, seed, n, k, parts, quack=quack)
     ms = sorted({3, lin.upper_from, lin.upper_from + 1} | {lo for lo, _ in lin.upper_op.bucket_edges()
                                                             if lin.upper_from < lo <= 2048} | {2000})
     xs = {m: torch.randn((m, k), generator=g, device=DEV).to(torch.bfloat16) for m in ms}

@@ -1,7 +1,7 @@
 """Nvfp4Linear on the CPU through the reference-backed store: it opens exactly the ops it
 declares (Nvfp4Linear.ops), its missing() checks exactly those at the token counts each serves,
-and every path (w4a16_gemm up to decode_upto(N), w4a16_ws_gemm above it; quack's kernels above
-QUACK_FROM when asked) computes the checkpoint's GEMM."""
+and every path (w4a16_gemm for small M; above it quack's kernels by default, our w4a16_ws_gemm with
+quack=False; each the fallback of the other) computes the checkpoint's GEMM."""
 
 import pytest
 import torch
@@ -42,26 +42,26 @@ def test_decode_threshold_by_layer_width():
 
 @pytest.mark.parametrize("scales", [0.01, [0.01, 0.03]], ids=["one_scale", "two_scales"])
 def test_our_kernels_serve_every_m(scales):
-    """Default: w4a16_gemm up to decode_upto(N), w4a16_ws_gemm above, one- and two-scale layers
+    """quack=False: w4a16_gemm up to decode_upto(N), w4a16_ws_gemm above, one- and two-scale layers
     alike (both take the per-row alpha); each op's buckets checked only at the M it serves."""
     q, sf, s2 = _weights(1, scales)
     upto = decode_upto(N)
     parts = {"part_sizes": (192, 64)} if isinstance(scales, list) else {}
-    lin = Nvfp4Linear(RefStore("sm_90a", max_m=upto), q, sf, s2, max_tokens=4096, device="cpu", **parts)
+    lin = Nvfp4Linear(RefStore("sm_90a", max_m=upto), q, sf, s2, max_tokens=4096, device="cpu", quack=False, **parts)
     assert [d.family for d in lin.decls] == ["w4a16_gemm", "w4a16_ws_gemm"] and lin.upper_from == upto
     assert lin.missing([1, upto]) == []
     # M above the threshold goes to ws, whose buckets end at upto here
     assert lin.missing([upto + 1]) == [f"{lin.upper_op.name} M={upto + 1} (buckets end at {upto})"]
-    lin = Nvfp4Linear(RefStore("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", **parts)
+    lin = Nvfp4Linear(RefStore("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", quack=False, **parts)
     row = torch.tensor([0.01] * 192 + [0.03] * 64, dtype=torch.float64)[:, None] if parts else 0.01
     _check(lin, q, sf, row, (3, upto, upto + 6))
     assert lin.op.calls == 2 and lin.upper_op.calls == 1
 
 
-def test_one_scale_layer_uses_quack_when_asked():
+def test_one_scale_layer_uses_quack_by_default():
     q, sf, s2 = _weights(1, 0.01)
     store = RefStore("sm_90a", max_m=QUACK_FROM)  # every bucket ends at QUACK_FROM
-    lin = Nvfp4Linear(store, q, sf, s2, max_tokens=4096, device="cpu", quack=True)
+    lin = Nvfp4Linear(store, q, sf, s2, max_tokens=4096, device="cpu")
     assert [d.family for d in lin.decls] == ["w4a16_gemm", "quack_w4a16_gemm"] and lin.upper is not None
     assert lin.missing([1, QUACK_FROM]) == []
     # M above QUACK_FROM goes to quack, whose buckets end at QUACK_FROM here
@@ -70,7 +70,7 @@ def test_one_scale_layer_uses_quack_when_asked():
     _check(lin, q, sf, 0.01, (3, QUACK_FROM + 6))
 
 
-def test_two_scale_layer_uses_the_row_alpha_quack_when_asked():
+def test_two_scale_layer_uses_the_row_alpha_quack_by_default():
     q, sf, s2 = _weights(2, [0.01, 0.03])
     end = QUACK_FROM_ROW_ALPHA - 1
     lin = Nvfp4Linear(RefStore("sm_90a", max_m=end), q, sf, s2, max_tokens=4096, part_sizes=(192, 64), device="cpu",
@@ -95,6 +95,20 @@ def test_quack_asked_but_absent_falls_back_to_ws():
 
     lin = Nvfp4Linear(NoQuack("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", quack=True)
     assert [d.family for d in lin.decls] == ["w4a16_gemm", "w4a16_ws_gemm"] and lin.upper_from == decode_upto(N)
+    _check(lin, q, sf, 0.02, (7, 300))
+
+
+def test_ws_asked_but_absent_falls_back_to_quack():
+    q, sf, s2 = _weights(6, 0.02)
+
+    class NoWs(RefStore):
+        def op(self, family, **problem):
+            if family == "w4a16_ws_gemm":
+                raise MissingVariantError(family)
+            return super().op(family, **problem)
+
+    lin = Nvfp4Linear(NoWs("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", quack=False)
+    assert [d.family for d in lin.decls] == ["w4a16_gemm", "quack_w4a16_gemm"] and lin.upper_from == QUACK_FROM
     _check(lin, q, sf, 0.02, (7, 300))
 
 
@@ -147,5 +161,5 @@ def test_split_k_buckets_get_zeroed_scratch_sized_for_max_tokens():
     lin2 = Nvfp4Linear(RefStore("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", quack=True)
     assert lin2.upper_scratch.buffers == {} and lin2.upper_scratch(100) == ()
     # our w4a16_ws_gemm takes none
-    lin3 = Nvfp4Linear(RefStore("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu")
+    lin3 = Nvfp4Linear(RefStore("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", quack=False)
     assert lin3.upper_op.name.startswith("w4a16_ws_gemm") and lin3.upper_scratch.buffers == {}

@@ -223,8 +223,9 @@ def test_moe_prefill_is_on_unless_turned_off(vllm_config, store, monkeypatch):
         moe_prefill()
 
 
-def test_linear_quack_is_opt_in(vllm_config, store, monkeypatch):
-    """Dense layers run our kernels unless NVFP4_AOT_LINEAR_QUACK=1; other values: a clear error."""
+def test_linear_quack_is_the_default_and_ours_opt_in(vllm_config, store, monkeypatch):
+    """Dense layers above M = 32 run quack's kernels unless NVFP4_AOT_LINEAR_QUACK=0 (ours);
+    other values: a clear error."""
     from vllm.config import set_current_vllm_config
     from vllm.model_executor.layers.linear import RowParallelLinear
 
@@ -238,9 +239,9 @@ def test_linear_quack_is_opt_in(vllm_config, store, monkeypatch):
         return FakeNvfp4Linear.instances[-1]
 
     monkeypatch.delenv(LINEAR_QUACK_ENV, raising=False)
-    assert linear_quack() is False and build("m.l10.mlp.down_proj").quack is False
-    monkeypatch.setenv(LINEAR_QUACK_ENV, "1")
-    assert build("m.l11.mlp.down_proj").quack is True
+    assert linear_quack() is True and build("m.l10.mlp.down_proj").quack is True
+    monkeypatch.setenv(LINEAR_QUACK_ENV, "0")
+    assert build("m.l11.mlp.down_proj").quack is False
     monkeypatch.setenv(LINEAR_QUACK_ENV, "yes")
     with pytest.raises(RuntimeError, match="must be 0 or 1"):
         linear_quack()
