@@ -36,12 +36,11 @@ import cutlass.cute as cute
 from cutlass import BFloat16, Float32, Int32, Int64, Uint8, const_expr
 from cutlass.cute.nvgpu import cpasync, warpgroup
 
-from .ptx import (bulk_g2s, decode_k16, hold, lds_v2, lds_v4, mbar_arrive, mbar_wait, scale_pair, sw128_desc,
+from .ptx import (bulk_g2s, decode_k16, hold, lds_v2, lds_v4, mbar_arrive, mbar_wait, scale_reg, sw128_desc,
                   wg_commit, wg_fence, wg_wait, wgmma_rs)
 
 BLOB_BYTES = 2048  # one (m64, k64) blob tile: 128 threads x 16 B
 STRIP_BYTES = 256  # its scales: 32 row pairs x 4 k16 blocks x 2
-EPI_SCALE = 128.0  # 2^7: undoes the decode's v * s * 2^-7
 PRODUCER_REGS = 40
 CONSUMER_REGS = 232
 
@@ -252,7 +251,8 @@ class W4A16WsKernel:
             x = lds_v4(wsm + blk * BLOB_BYTES + tw * 16)
             sc = lds_v2(wsm + self.blocks * BLOB_BYTES + blk * STRIP_BYTES + (tw // 4) * 8)
             for b in cutlass.range_constexpr(4):
-                s_lo, s_hi = scale_pair(sc[b // 2], b % 2)
+                s_lo = scale_reg(sc[b // 2], 2 * (b % 2))
+                s_hi = scale_reg(sc[b // 2], 2 * (b % 2) + 1)
                 frags.append(decode_k16(x[b], s_lo, s_hi))
         abase = act_base + s * self.act_bytes
         wg_fence()
@@ -268,7 +268,7 @@ class W4A16WsKernel:
     @cute.jit
     def _epilogue(self, acc, cw, wq, lane, e, j, m, s_start, s_cnt, alpha, out):
         """acc[4 jj + q, r] = (row 16 wq + lane / 4 + 8 (q / 2) of block r, token 8 jj + 2 (lane % 4)
-        + q % 2) -> out[start + token, weight row] * alpha * 2^7, tokens < count only."""
+        + q % 2) -> out[start + token, weight row] * alpha, tokens < count only."""
         start = s_start[e]
         cnt = s_cnt[e]
         tok0 = j * self.tile_n
@@ -279,9 +279,9 @@ class W4A16WsKernel:
             al = cute.make_rmem_tensor(cute.make_layout(2), Float32)
             for h in cutlass.range_constexpr(2):
                 if const_expr(self.grouped):
-                    al[h] = alpha[e, row_a + 8 * h] * EPI_SCALE
+                    al[h] = alpha[e, row_a + 8 * h]
                 else:
-                    al[h] = alpha[row_a + 8 * h] * EPI_SCALE
+                    al[h] = alpha[row_a + 8 * h]
             for jj in cutlass.range_constexpr(self.tile_n // 8):
                 for q in cutlass.range_constexpr(4):
                     tok = tok0 + 8 * jj + 2 * c + q % 2

@@ -32,51 +32,52 @@ def _effect(text, vals, cons, loc, ip):
 
 
 # ----------------------------------------------------------------------------- decode
-# E2M1 code s e1 e0 m -> bf16 bits (sign 15, exponent bits 8..7, mantissa msb 6) is the value
-# v * 2^-126 exactly (e = 0: the bf16 subnormal m * 2^-127 = (m * 0.5) * 2^-126). Per output
-# register R_j (byte j of the word): P = prmt(even nibbles, odd nibbles) puts the low code at
-# bits 0..3 and the high code at 16..19 (bytes 1 and 3 are don't-care: the masks drop them), then
-# R = ((P << 6) & 0x01C001C0) | ((P << 12) & 0x80008000). Multiplying by the scale pair
-# (s * 2^119, s * 2^119) in bf16 gives v * s * 2^-7 exactly (<= 6 significant bits, no over- or
-# underflow for any finite E4M3 s); the epilogue multiplies the fp32 sums by alpha * 2^7.
+# Table decode with byte permutes: a code's magnitude (3 bits) indexes an 8-byte table once for
+# the low and once for the high byte of bf16(|v| * 2^120) (LO_*, HI_* below); the sign bit goes
+# into bit 7 of the high byte; two more permutes interleave low/high bytes into the bf16x2
+# registers. The scale register is built from the E4M3 bits as bf16 bits ((b & 0x7F) << 4 |
+# sign): that is exactly s * 2^-120 for every finite E4M3 (subnormals become bf16 subnormals).
+# One bf16x2 multiply then gives v * s exactly (<= 6 significant bits, in range), so the
+# epilogue multiplies the fp32 sums by alpha alone. CPU replay: tests/kernels/test_w4a16_ws.py.
+# 15 integer ops per 8 codes + 4 multiplies (the shift/mask decode it replaces took 27 + 4).
+LUT_LO = (0xC0800000, 0xC0804000)  # low bytes of bf16(m * 2^120), m = 0, .5, 1, 1.5 | 2, 3, 4, 6
+LUT_HI = (0x7B7B7B00, 0x7C7C7C7C)  # high bytes (sign clear)
 
 
 @dsl_user_op
 def decode_k16(word: Int32, s_lo: Int32, s_hi: Int32, *, loc=None, ip=None):
-    """4 bytes of codes (a0..a3 of one k16 block) -> the 4 bf16x2 A registers, scaled: a0, a2 by
-    s_lo (row 16w + l), a1, a3 by s_hi (row + 8)."""
-    body = "{.reg .b32 ev, od, p, x, y;\n\t"
-    body += "and.b32 ev, $4, 0x0F0F0F0F;\n\tshr.u32 od, $4, 4;\n\tand.b32 od, od, 0x0F0F0F0F;\n\t"
-    for j in range(4):
-        sel = j | (j << 4) | ((4 + j) << 8) | ((4 + j) << 12)
-        scale = "$5" if j % 2 == 0 else "$6"
-        body += (
-            f"prmt.b32 p, ev, od, {sel:#x};\n\t"
-            "shl.b32 x, p, 6;\n\tshl.b32 y, p, 12;\n\t"
-            "and.b32 x, x, 0x01C001C0;\n\tand.b32 y, y, 0x80008000;\n\tor.b32 x, x, y;\n\t"
-            f"mul.rn.bf16x2 ${j}, x, {scale};\n\t"
-        )
-    body += "}"
+    """4 bytes of codes (a0..a3 of one k16 block, low nibble = lower k) -> the 4 bf16x2 A
+    registers v * s: a0, a2 times s_lo (row 16w + l), a1, a3 times s_hi (row + 8)."""
+    body = (
+        "{.reg .b32 xm, xh, xs, l03, h03, l47, h47, s03, s47, r0, r1, r2, r3;\n\t"
+        "and.b32 xm, $4, 0x77777777;\n\tshr.u32 xh, xm, 16;\n\t"
+        f"prmt.b32 l03, {LUT_LO[0]:#x}, {LUT_LO[1]:#x}, xm;\n\t"
+        f"prmt.b32 h03, {LUT_HI[0]:#x}, {LUT_HI[1]:#x}, xm;\n\t"
+        f"prmt.b32 l47, {LUT_LO[0]:#x}, {LUT_LO[1]:#x}, xh;\n\t"
+        f"prmt.b32 h47, {LUT_HI[0]:#x}, {LUT_HI[1]:#x}, xh;\n\t"
+        # byte k of x << 4 holds the sign of code 2k at bit 7, byte k of x that of code 2k + 1
+        "shl.b32 xs, $4, 4;\n\t"
+        "prmt.b32 s03, xs, $4, 0x5140;\n\tprmt.b32 s47, xs, $4, 0x7362;\n\t"
+        "and.b32 s03, s03, 0x80808080;\n\tand.b32 s47, s47, 0x80808080;\n\t"
+        "or.b32 h03, h03, s03;\n\tor.b32 h47, h47, s47;\n\t"
+        "prmt.b32 r0, l03, h03, 0x5140;\n\tprmt.b32 r1, l03, h03, 0x7362;\n\t"
+        "prmt.b32 r2, l47, h47, 0x5140;\n\tprmt.b32 r3, l47, h47, 0x7362;\n\t"
+        "mul.rn.bf16x2 $0, r0, $5;\n\tmul.rn.bf16x2 $1, r1, $6;\n\t"
+        "mul.rn.bf16x2 $2, r2, $5;\n\tmul.rn.bf16x2 $3, r3, $6;}"
+    )
     res = _asm(_struct("i32", 4), [Int32(word), Int32(s_lo), Int32(s_hi)], body, "=r,=r,=r,=r,r,r,r", loc, ip)
     return _ints(res, 4, loc, ip)
 
 
 @dsl_user_op
-def scale_pair(word: Int32, half: cutlass.Constexpr[int], *, loc=None, ip=None):
-    """The two E4M3 scale bytes in 16-bit half `half` of `word` (low byte: row 16w + l, high
-    byte: row + 8) -> two bf16x2 registers (s * 2^119, same) each. Exact: E4M3 -> f16 is exact,
-    2^119 keeps 448 * 2^119 < 2^128 and the smallest subnormal 2^-9 * 2^119 normal in bf16."""
-    src = "lo" if half == 0 else "hi"
-    body = (
-        "{.reg .b16 lo, hi;\n\t.reg .b32 h2;\n\t.reg .f32 f0, f1;\n\t"
-        "mov.b32 {lo, hi}, $2;\n\t"
-        f"cvt.rn.f16x2.e4m3x2 h2, {src};\n\t"
-        "mov.b32 {lo, hi}, h2;\n\t"
-        "cvt.f32.f16 f0, lo;\n\tcvt.f32.f16 f1, hi;\n\t"
-        "mul.f32 f0, f0, 0f7B000000;\n\tmul.f32 f1, f1, 0f7B000000;\n\t"
-        "cvt.rn.bf16x2.f32 $0, f0, f0;\n\tcvt.rn.bf16x2.f32 $1, f1, f1;}"
-    )
-    return _ints(_asm(_struct("i32", 2), [Int32(word)], body, "=r,=r,r", loc, ip), 2, loc, ip)
+def scale_reg(word: Int32, byte: cutlass.Constexpr[int], *, loc=None, ip=None):
+    """E4M3 scale byte `byte` of `word` -> bf16x2 (s * 2^-120, same), exact (see above)."""
+    sel = 4 | (byte << 4) | (4 << 8) | (byte << 12)  # bytes [0, b, 0, b]
+    body = ("{.reg .b32 d, t;\n\t"
+            f"prmt.b32 d, $1, 0, {sel:#x};\n\t"
+            "shr.u32 t, d, 4;\n\tand.b32 t, t, 0x07F007F0;\n\t"
+            "and.b32 d, d, 0x80008000;\n\tor.b32 $0, t, d;}")
+    return Int32(_asm(T.i32(), [Int32(word)], body, "=r,r", loc, ip))
 
 
 # ----------------------------------------------------------------------------- shared memory

@@ -107,33 +107,41 @@ def test_build_and_verify(tmp_path):
     build_and_verify(tmp_path, MANIFEST, built=2)
 
 
-def test_decode_replay_is_exact():
-    """Replay of ptx.decode_k16 / scale_pair's bit math on the CPU: every E2M1 code pair lands at
-    bf16 bits worth v * 2^-126 (the 0.5 subnormal included), and (s * 2^119) * (v * 2^-126) is
-    v * s * 2^-7 exactly for every finite E4M3 s (the epilogue multiplies by 2^7)."""
+def _prmt(a, b, sel):
+    src = [(a >> (8 * i)) & 0xFF for i in range(4)] + [(b >> (8 * i)) & 0xFF for i in range(4)]
+    return sum(src[(sel >> (4 * i)) & 7] << (8 * i) for i in range(4))
+
+
+def _bf16(bits):
     import struct
 
+    return struct.unpack("<f", struct.pack("<I", (bits & 0xFFFF) << 16))[0]
+
+
+def test_decode_replay_is_exact():
+    """Replay of ptx.decode_k16 / scale_reg step by step on the CPU (the same tables, selectors and
+    masks): every E2M1 code pair decodes to v * 2^120, every finite E4M3 byte to s * 2^-120, so the
+    kernel's bf16 product is v * s exactly."""
+    from nvfp4_aot.kernels.w4a16_ws.ptx import LUT_HI, LUT_LO
     from nvfp4_aot.runtime.nvfp4 import E2M1_VALUES
 
-    def bf16(bits):
-        return struct.unpack("<f", struct.pack("<I", (bits & 0xFFFF) << 16))[0]
-
-    def prmt(a, b, sel):
-        src = [(a >> (8 * i)) & 0xFF for i in range(4)] + [(b >> (8 * i)) & 0xFF for i in range(4)]
-        return sum(src[(sel >> (4 * i)) & 7] << (8 * i) for i in range(4))
-
     lut = list(E2M1_VALUES) + [-v for v in E2M1_VALUES]
-    for x in [b * 0x01010101 for b in range(256)] + [0x76543210, 0xFEDCBA98]:
-        ev, od = x & 0x0F0F0F0F, (x >> 4) & 0x0F0F0F0F
-        for j in range(4):
-            p = prmt(ev, od, j | (j << 4) | ((4 + j) << 8) | ((4 + j) << 12))
-            r = ((p << 6) & 0x01C001C0) | ((p << 12) & 0x80008000)
+    for x in [b * 0x01010101 for b in range(256)] + [0x76543210, 0xFEDCBA98, 0x8F0F7F80]:
+        xm, xs = x & 0x77777777, (x << 4) & 0xFFFFFFFF
+        planes = []
+        for sel, sgn in ((xm, _prmt(xs, x, 0x5140)), (xm >> 16, _prmt(xs, x, 0x7362))):
+            lo = _prmt(LUT_LO[0], LUT_LO[1], sel)
+            hi = _prmt(LUT_HI[0], LUT_HI[1], sel) | (sgn & 0x80808080)
+            planes += [_prmt(lo, hi, 0x5140), _prmt(lo, hi, 0x7362)]
+        for j, r in enumerate(planes):
             byte = (x >> (8 * j)) & 0xFF
-            assert bf16(r) * 2.0**126 == lut[byte & 15] and bf16(r >> 16) * 2.0**126 == lut[byte >> 4], hex(x)
-    e4m3 = torch.arange(256, dtype=torch.uint8).view(torch.float8_e4m3fn).float()
-    scaled = (e4m3 * 2.0**119).to(torch.bfloat16).float()
-    finite = torch.isfinite(e4m3)
-    assert torch.equal(scaled[finite], e4m3[finite] * 2.0**119)  # the scale register is exact
-    for v in E2M1_VALUES:  # and so is every product, down to the smallest subnormal scale
-        prod = (torch.tensor(v * 2.0**-126) * scaled[finite]).to(torch.bfloat16).double()
-        assert torch.equal(prod, v * e4m3[finite].double() * 2.0**-7)
+            assert _bf16(r) * 2.0**-120 == lut[byte & 15] and _bf16(r >> 16) * 2.0**-120 == lut[byte >> 4], hex(x)
+    e4m3 = torch.arange(256, dtype=torch.uint8).view(torch.float8_e4m3fn).float().tolist()
+    for b in range(256):
+        if b in (0x7F, 0xFF):  # NaN: not a valid scale
+            continue
+        for i in range(4):
+            w = b << (8 * i) | (0x5A5A5A5A & ~(0xFF << (8 * i)))
+            d = _prmt(w, 0, 4 | (i << 4) | (4 << 8) | (i << 12))
+            r = ((d >> 4) & 0x07F007F0) | (d & 0x80008000)
+            assert _bf16(r) * 2.0**120 == e4m3[b] and _bf16(r >> 16) * 2.0**120 == e4m3[b], hex(b)
