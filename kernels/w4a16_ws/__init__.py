@@ -52,6 +52,7 @@ class WsParams:
     tile_n: int = 128  # tokens per CTA tile (the wgmma N)
     stages: int = 6  # shared-memory ring depth (k64 steps in flight)
     sm_count: int = 132  # persistent grid (H100 SXM / H200: 132 SMs)
+    wgs: int = 2  # consumer warpgroups (4: one m64 block each at tile_m 256, more warps to hide the decode)
 
 
 def _reasons(p: WsParams) -> list[str]:
@@ -60,9 +61,9 @@ def _reasons(p: WsParams) -> list[str]:
         r.append(f"tile_m={p.tile_m} must be one of {TILE_MS}")
     if p.tile_n not in TILE_NS:
         r.append(f"tile_n={p.tile_n} must be one of {TILE_NS}")
-    if p.tile_m in TILE_MS and p.tile_n in TILE_NS and p.tile_m * p.tile_n // 256 > MAX_ACC:
-        r.append(f"tile_m * tile_n = {p.tile_m} x {p.tile_n} needs {p.tile_m * p.tile_n // 256} accumulators per "
-                 f"thread > {MAX_ACC}: lower one")
+    if p.tile_m in TILE_MS and p.tile_n in TILE_NS and p.wgs in (2, 4) and p.tile_m * p.tile_n // (128 * p.wgs) > MAX_ACC:
+        r.append(f"tile_m x tile_n = {p.tile_m} x {p.tile_n} needs {p.tile_m * p.tile_n // (128 * p.wgs)} accumulators "
+                 f"per thread > {MAX_ACC}: lower one")
     if p.tile_m in TILE_MS and (p.n < p.tile_m or p.n % p.tile_m):
         r.append(f"n={p.n} must be a positive multiple of tile_m={p.tile_m} (a weight tile never straddles experts)")
     if p.k < 64 or p.k % 64:
@@ -72,6 +73,13 @@ def _reasons(p: WsParams) -> list[str]:
     elif p.tile_m in TILE_MS and p.tile_n in TILE_NS and smem_bytes(p.tile_m, p.tile_n, p.stages, p.experts) > SMEM_LIMIT:
         r.append(f"stages={p.stages}: {smem_bytes(p.tile_m, p.tile_n, p.stages, p.experts)} B of shared memory > "
                  f"{SMEM_LIMIT}: lower stages or the tile")
+    if p.wgs not in (2, 4):
+        r.append(f"wgs={p.wgs} must be 2 or 4 (consumer warpgroups)")
+    elif p.tile_m in TILE_MS and (p.tile_m // 64) % p.wgs:
+        r.append(f"tile_m={p.tile_m} is {p.tile_m // 64} m64 blocks: not a multiple of wgs={p.wgs}")
+    elif p.tile_n in TILE_NS and p.wgs == 4 and p.tile_n > 64:
+        r.append(f"wgs=4 leaves 120 registers per consumer thread: tile_n={p.tile_n} > 64 makes ptxas serialize "
+                 "the wgmmas (C7512)")
     if not 1 <= p.experts <= 1024:
         r.append(f"experts={p.experts} must be in [1, 1024]")
     if not 1 <= p.sm_count <= 1024:

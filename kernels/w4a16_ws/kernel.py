@@ -41,20 +41,25 @@ from .ptx import (bulk_g2s, decode_k16, hold, lds_v2, lds_v4, mbar_arrive, mbar_
 
 BLOB_BYTES = 2048  # one (m64, k64) blob tile: 128 threads x 16 B
 STRIP_BYTES = 256  # its scales: 32 row pairs x 4 k16 blocks x 2
-PRODUCER_REGS = 40
-CONSUMER_REGS = 232
+REGS = 65536  # per SM: the producer warpgroup keeps PRODUCER_REGS, the consumers share the rest
+PRODUCER_REGS = 24
 
 
 class W4A16WsKernel:
     def __init__(self, n: int, k: int, experts: int, grouped: bool, tile_m: int, tile_n: int, stages: int,
-                 sm_count: int):
+                 sm_count: int, wgs: int = 2):
         assert n % tile_m == 0 and k % 64 == 0 and tile_m in (128, 256) and tile_n in (64, 128, 256)
         self.n, self.k, self.experts, self.grouped = n, k, experts, grouped
         self.tile_m, self.tile_n, self.stages, self.sm_count = tile_m, tile_n, stages, sm_count
         self.mt = n // tile_m  # weight tiles per expert
         self.kt = k // 64  # k64 steps
         self.blocks = tile_m // 64  # m64 blocks per CTA tile
-        self.rb = self.blocks // 2  # per consumer warpgroup
+        self.wgs = wgs  # consumer warpgroups
+        assert self.blocks % wgs == 0
+        self.rb = self.blocks // wgs  # m64 blocks per consumer warpgroup
+        self.threads = 128 * (wgs + 1)
+        # setmaxnreg: a multiple of 8, at most 256 (2 consumer warpgroups: 240; 4: 120)
+        self.consumer_regs = min(240, (REGS // 128 - PRODUCER_REGS) // wgs // 8 * 8)
         self.act_bytes = tile_n * 128  # one activation stage
         self.w_bytes = self.blocks * (BLOB_BYTES + STRIP_BYTES)  # one weight stage
         self.tx = self.act_bytes + self.w_bytes
@@ -80,7 +85,7 @@ class W4A16WsKernel:
         tma_atom, tma_act = cpasync.make_tiled_tma_atom(cpasync.CopyBulkTensorTileG2SOp(), act, one,
                                                         (self.tile_n, 64))
         self.kernel(tma_atom, tma_act, staged, blob, sf, alpha, offsets, counts, out, act.shape[0]).launch(
-            grid=[self.sm_count, 1, 1], block=[384, 1, 1], stream=stream, min_blocks_per_mp=1)
+            grid=[self.sm_count, 1, 1], block=[self.threads, 1, 1], stream=stream, min_blocks_per_mp=1)
 
     # ------------------------------------------------------------------ device side
     @cute.kernel
@@ -109,7 +114,7 @@ class W4A16WsKernel:
         if tidx == 0:
             for s in cutlass.range_constexpr(S):
                 cute.arch.mbarrier_init(bars + s, 1)  # the producer's arrive (+ tx bytes)
-                cute.arch.mbarrier_init(bars + (S + s), 8)  # one arrive per consumer warp
+                cute.arch.mbarrier_init(bars + (S + s), 4 * self.wgs)  # one arrive per consumer warp
             cute.arch.mbarrier_init_fence()
         if warp == 1:
             cpasync.prefetch_descriptor(tma_atom)
@@ -145,7 +150,7 @@ class W4A16WsKernel:
                                      sf.iterator.toint() + tile * STRIP_BYTES, STRIP_BYTES, bar_base + s * 8)
                         it += 1
         else:
-            cute.arch.setmaxregister_increase(CONSUMER_REGS)
+            cute.arch.setmaxregister_increase(self.consumer_regs)
             self._consume(wg - 1, tidx % 128, lane, mine, bid, grid, s_pre, s_start, s_cnt, act_base, w_base,
                           bar_base, alpha, out)
 
@@ -290,7 +295,7 @@ class W4A16WsKernel:
 
 
 def make_kernel(p, grouped: bool):
-    k = W4A16WsKernel(p.n, p.k, p.experts, grouped, p.tile_m, p.tile_n, p.stages, p.sm_count)
+    k = W4A16WsKernel(p.n, p.k, p.experts, grouped, p.tile_m, p.tile_n, p.stages, p.sm_count, p.wgs)
     return k.grouped_call if grouped else k.dense_call
 
 

@@ -36,7 +36,8 @@ def test_registered_and_signature():
 
 
 def test_can_implement_names_the_problem():
-    for tun in ({}, {"tile_m": 256}, {"tile_n": 256}, {"tile_n": 64, "stages": 12}, {"tile_m": 256, "stages": 8}):
+    for tun in ({}, {"tile_m": 256}, {"tile_n": 256}, {"tile_n": 64, "stages": 12}, {"tile_m": 256, "stages": 8},
+                {"tile_m": 256, "tile_n": 64, "wgs": 4}):
         assert GROUPED.can_implement(params(**tun), "sm_90a") == [], tun
     assert any("sm_100a" in r for r in GROUPED.can_implement(params(), "sm_100a"))
     msgs = " | ".join(GROUPED.can_implement(params(n=100, k=300, tile_m=64, tile_n=32, stages=1), "sm_90a"))
@@ -48,6 +49,9 @@ def test_can_implement_names_the_problem():
     assert smem_bytes(128, 256, 7, 48) > 227 * 1024
     assert any("shared memory" in r and "stages=7" in r for r in GROUPED.can_implement(big, "sm_90a"))
     assert any("dense family" in r for r in DENSE.can_implement(params(DENSE, experts=2), "sm_90a"))
+    assert any("wgs=3" in r for r in GROUPED.can_implement(params(wgs=3), "sm_90a"))
+    assert any("not a multiple of wgs=4" in r for r in GROUPED.can_implement(params(wgs=4, tile_n=64), "sm_90a"))
+    assert any("C7512" in r for r in GROUPED.can_implement(params(tile_m=256, wgs=4), "sm_90a"))
 
 
 @pytest.mark.parametrize("dist", ["uniform", "skewed", "single", "empty"])
