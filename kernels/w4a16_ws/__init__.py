@@ -78,7 +78,7 @@ def _reasons(p: WsParams) -> list[str]:
     elif p.tile_m in TILE_MS and (p.tile_m // 64) % p.wgs:
         r.append(f"tile_m={p.tile_m} is {p.tile_m // 64} m64 blocks: not a multiple of wgs={p.wgs}")
     elif p.tile_n in TILE_NS and p.wgs == 4 and p.tile_n > 64:
-        r.append(f"wgs=4 leaves 120 registers per consumer thread: tile_n={p.tile_n} > 64 makes ptxas serialize "
+        r.append(f"wgs=4 leaves 112 registers per consumer thread: tile_n={p.tile_n} > 64 makes ptxas serialize "
                  "the wgmmas (C7512)")
     if not 1 <= p.experts <= 1024:
         r.append(f"experts={p.experts} must be in [1, 1024]")

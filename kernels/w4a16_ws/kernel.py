@@ -58,8 +58,13 @@ class W4A16WsKernel:
         assert self.blocks % wgs == 0
         self.rb = self.blocks // wgs  # m64 blocks per consumer warpgroup
         self.threads = 128 * (wgs + 1)
-        # setmaxnreg: a multiple of 8, at most 256 (2 consumer warpgroups: 240; 4: 120)
-        self.consumer_regs = min(240, (REGS // 128 - PRODUCER_REGS) // wgs // 8 * 8)
+        # setmaxnreg moves registers inside the pool the CTA was launched with (ptxas gives a
+        # setmaxnreg kernel the launch-bound maximum, REGS / threads rounded down to 8): the
+        # consumers' increase must fit what the producer frees, or setmaxnreg.inc waits forever
+        # (a GPU hang: 4 consumer warpgroups asking 120 of a 96-register launch did exactly that).
+        launch = REGS // self.threads // 8 * 8
+        self.consumer_regs = min(240, (launch * self.threads - PRODUCER_REGS * 128) // (128 * wgs) // 8 * 8)
+        assert self.consumer_regs * 128 * wgs + PRODUCER_REGS * 128 <= launch * self.threads
         self.act_bytes = tile_n * 128  # one activation stage
         self.w_bytes = self.blocks * (BLOB_BYTES + STRIP_BYTES)  # one weight stage
         self.tx = self.act_bytes + self.w_bytes

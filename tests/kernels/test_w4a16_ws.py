@@ -149,3 +149,15 @@ def test_decode_replay_is_exact():
             d = _prmt(w, 0, 4 | (i << 4) | (4 << 8) | (i << 12))
             r = ((d >> 4) & 0x07F007F0) | (d & 0x80008000)
             assert _bf16(r) * 2.0**120 == e4m3[b] and _bf16(r >> 16) * 2.0**120 == e4m3[b], hex(b)
+
+
+@pytest.mark.parametrize("wgs,tile_m", [(2, 128), (2, 256), (4, 256)])
+def test_setmaxnreg_fits_the_launch_pool(wgs, tile_m):
+    """The consumers' setmaxnreg.inc must fit the registers the producer frees inside the CTA's
+    launch pool (else it waits forever: the 4-warpgroup variant hung an H200 run at 120 of 96)."""
+    from nvfp4_aot.kernels.w4a16_ws.kernel import PRODUCER_REGS, REGS, W4A16WsKernel
+
+    k = W4A16WsKernel(512, 256, 2, True, tile_m, 64, 4, 132, wgs)
+    launch = REGS // k.threads // 8 * 8
+    assert k.consumer_regs % 8 == 0 and k.consumer_regs <= 240
+    assert PRODUCER_REGS * 128 + k.consumer_regs * 128 * wgs <= launch * k.threads
