@@ -62,7 +62,9 @@ def main() -> None:
             for op, p in bufs:
                 args = [b["act"][:rows], b["blob"], b["sf"], b["alpha"], b["offsets"], b["counts"], b["out"][:rows]]
                 to = time_cuda(lambda: op(*args, check=False), reps=5)
-                line += (f" | ws{p.tile_m}x{p.tile_n}s{p.stages} {to * 1e6:7.0f} us ({tflops(fl, to, peak)}; "
+                tag = f"ws{p.tile_m}x{p.tile_n}s{p.stages}" + (f"w{p.wgs}" if p.wgs != 2 else "") + (
+                    f"p{p.pipe}" if p.pipe != 16 else "")
+                line += (f" | {tag} {to * 1e6:7.0f} us ({tflops(fl, to, peak)}; "
                          f"{tb / to:4.2f}x bf16)")
             for qop in qops:
                 qp = qfam.parse_params(qop.kernel_for(1).record["params"])

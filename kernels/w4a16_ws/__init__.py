@@ -31,6 +31,7 @@ from ..tolerances import REL_FROBENIUS
 
 TILE_MS = (128, 256)
 TILE_NS = (64, 128, 256)
+PIPES = (16, 64)
 MAX_ACC = 128  # fp32 accumulators per consumer thread (tile_m * tile_n / 256): registers
 SMEM_LIMIT = 227 * 1024  # Hopper's per-block opt-in shared memory
 REL_TOL = REL_FROBENIUS["bfloat16"]
@@ -53,6 +54,7 @@ class WsParams:
     stages: int = 6  # shared-memory ring depth (k64 steps in flight)
     sm_count: int = 132  # persistent grid (H100 SXM / H200: 132 SMs)
     wgs: int = 2  # consumer warpgroups (4: one m64 block each at tile_m 256, more warps to hide the decode)
+    pipe: int = 16  # k elements per wgmma commit group: 16 (decode interleaved per k16 block) or 64
 
 
 def _reasons(p: WsParams) -> list[str]:
@@ -80,6 +82,8 @@ def _reasons(p: WsParams) -> list[str]:
     elif p.tile_n in TILE_NS and p.wgs == 4 and p.tile_n > 64:
         r.append(f"wgs=4 leaves 112 registers per consumer thread: tile_n={p.tile_n} > 64 makes ptxas serialize "
                  "the wgmmas (C7512)")
+    if p.pipe not in PIPES:
+        r.append(f"pipe={p.pipe} must be one of {PIPES} (k elements per wgmma commit group)")
     if not 1 <= p.experts <= 1024:
         r.append(f"experts={p.experts} must be in [1, 1024]")
     if not 1 <= p.sm_count <= 1024:

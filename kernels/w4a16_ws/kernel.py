@@ -36,8 +36,8 @@ import cutlass.cute as cute
 from cutlass import BFloat16, Float32, Int32, Int64, Uint8, const_expr
 from cutlass.cute.nvgpu import cpasync, warpgroup
 
-from .ptx import (bulk_g2s, decode_k16, hold, lds_v2, lds_v4, mbar_arrive, mbar_wait, scale_reg, sw128_desc,
-                  wg_commit, wg_fence, wg_wait, wgmma_rs)
+from .ptx import (bulk_g2s, decode_k16, hold, lds_v2, lds_v4, lut_regs, mbar_arrive, mbar_wait, scale_pair,
+                  sw128_desc, wg_commit, wg_fence, wg_wait, wgmma_rs)
 
 BLOB_BYTES = 2048  # one (m64, k64) blob tile: 128 threads x 16 B
 STRIP_BYTES = 256  # its scales: 32 row pairs x 4 k16 blocks x 2
@@ -47,7 +47,7 @@ PRODUCER_REGS = 24
 
 class W4A16WsKernel:
     def __init__(self, n: int, k: int, experts: int, grouped: bool, tile_m: int, tile_n: int, stages: int,
-                 sm_count: int, wgs: int = 2):
+                 sm_count: int, wgs: int = 2, pipe: int = 16):
         assert n % tile_m == 0 and k % 64 == 0 and tile_m in (128, 256) and tile_n in (64, 128, 256)
         self.n, self.k, self.experts, self.grouped = n, k, experts, grouped
         self.tile_m, self.tile_n, self.stages, self.sm_count = tile_m, tile_n, stages, sm_count
@@ -55,6 +55,7 @@ class W4A16WsKernel:
         self.kt = k // 64  # k64 steps
         self.blocks = tile_m // 64  # m64 blocks per CTA tile
         self.wgs = wgs  # consumer warpgroups
+        self.pipe = pipe  # commit-group granularity of the k loop: 16 or 64 (k elements)
         assert self.blocks % wgs == 0
         self.rb = self.blocks // wgs  # m64 blocks per consumer warpgroup
         self.threads = 128 * (wgs + 1)
@@ -210,29 +211,21 @@ class W4A16WsKernel:
     @cute.jit
     def _consume(self, cw, tw, lane, mine, bid, grid, s_pre, s_start, s_cnt, act_base, w_base, bar_base, alpha,
                  out):
-        """Consumer warpgroup cw. The k loop runs two steps per iteration, traced separately: each
-        step's decoded A fragments are then distinct PTX registers from the previous step's, which
-        its wgmmas may still be reading (PTX: writing an in-flight wgmma's A registers is undefined;
-        with one traced step the loop back edge reuses them, and the GPU tests caught wrong rows)."""
-        S, rb, an = self.stages, self.rb, self.acc_n
+        """Consumer warpgroup cw: per work item, zero the accumulators, run the k loop (pipe 16 or
+        64, below), drain, release the last stage, store."""
+        rb, an = self.rb, self.acc_n
         wq = tw // 32
+        luts = lut_regs()
         acc = cute.make_rmem_tensor(cute.make_layout((an, rb)), Float32)
         it = Int32(0)
         for i in cutlass.range(mine, unroll=1):
             e, j, m = self._locate(bid + i * grid, s_pre)
             acc.fill(0.0)
-            for kk in cutlass.range(self.kt // 2, unroll=1):
-                self._kstep(acc, it, cw, tw, act_base, w_base, bar_base)
-                if kk > 0:
-                    self._release(bar_base, it - 1, lane)
-                self._kstep(acc, it + 1, cw, tw, act_base, w_base, bar_base)
-                self._release(bar_base, it, lane)
-                it += 2
-            if const_expr(self.kt % 2 == 1):
-                self._kstep(acc, it, cw, tw, act_base, w_base, bar_base)
-                if const_expr(self.kt > 1):
-                    self._release(bar_base, it - 1, lane)
-                it += 1
+            if const_expr(self.pipe == 16):
+                self._kloop16(acc, it, cw, tw, lane, act_base, w_base, bar_base, luts)
+            else:
+                self._kloop64(acc, it, cw, tw, lane, act_base, w_base, bar_base, luts)
+            it += self.kt
             wg_wait(0)
             self._release(bar_base, it - 1, lane)
             for r in cutlass.range_constexpr(rb):
@@ -247,8 +240,105 @@ class W4A16WsKernel:
         if lane == 0:
             mbar_arrive(bar_base + (self.stages + step % self.stages) * 8)
 
+    # ---------------------------------------------------------------- pipe 16 (k16 commit groups)
+    # One commit group per k16 block (rb wgmmas), the decode of block b + 1 issued between the
+    # wgmmas of blocks b - 1 and b, wait_group(2) after each issue. The A fragment has 4 slots (one
+    # per k16 block of a k64 step). Register invariant (PTX: writing an in-flight wgmma's A
+    # registers is undefined): slot b is rewritten only when its previous reader, the group 4
+    # blocks back, has retired: when block b + 1 is decoded, the groups issued end at b - 1 and at
+    # most 2 (b - 2, b - 1) are pending. So one traced k64 step per loop iteration is safe even
+    # though the loop reuses the slots' PTX registers. Stage invariant: at block 1 of step t the
+    # pending groups are step t's blocks 0 and 1, so step t - 1's stage (blob words, scales and the
+    # activation tile read by its wgmmas) is released there.
     @cute.jit
-    def _kstep(self, acc, step, cw, tw, act_base, w_base, bar_base):
+    def _load16(self, frag_x, frag_s, step, cw, tw, w_base, bar_base):
+        """Wait for step's stage, load this thread's blob words and scale words of its rb blocks."""
+        S, rb = self.stages, self.rb
+        s = step % S
+        mbar_wait(bar_base + s * 8, (step // S) & 1)
+        wsm = w_base + s * self.w_bytes
+        for r in cutlass.range_constexpr(rb):
+            blk = cw * rb + r
+            x = lds_v4(wsm + blk * BLOB_BYTES + tw * 16)
+            sc = lds_v2(wsm + self.blocks * BLOB_BYTES + blk * STRIP_BYTES + (tw // 4) * 8)
+            for w in cutlass.range_constexpr(4):
+                frag_x[w, r] = x[w]
+            for w in cutlass.range_constexpr(2):
+                frag_s[w, r] = sc[w]
+
+    @cute.jit
+    def _decode16(self, frag, frag_x, frag_s, b: cutlass.Constexpr[int], luts):
+        """k16 block b of the loaded words -> slot b of the A fragment (rb x 4 registers)."""
+        for r in cutlass.range_constexpr(self.rb):
+            pair = scale_pair(frag_s[b // 2, r], 2 * (b % 2))
+            vals = decode_k16(frag_x[b, r], luts[0], luts[1], pair)
+            for q in cutlass.range_constexpr(4):
+                frag[q, b, r] = vals[q]
+
+    @cute.jit
+    def _issue16(self, acc, frag, step, b: cutlass.Constexpr[int], act_base):
+        """The rb wgmmas of k16 block b of step `step` as one commit group."""
+        an = self.acc_n
+        desc = sw128_desc(act_base + (step % self.stages) * self.act_bytes + b * 32)
+        wg_fence()
+        for r in cutlass.range_constexpr(self.rb):
+            new = wgmma_rs([acc[q, r] for q in range(an)], [frag[q, b, r] for q in range(4)], desc, self.tile_n)
+            for q in cutlass.range_constexpr(an):
+                acc[q, r] = new[q]
+        wg_commit()
+
+    @cute.jit
+    def _kloop16(self, acc, it, cw, tw, lane, act_base, w_base, bar_base, luts):
+        rb = self.rb
+        frag = cute.make_rmem_tensor(cute.make_layout((4, 4, rb)), Int32)
+        frag_x = cute.make_rmem_tensor(cute.make_layout((4, rb)), Int32)
+        frag_s = cute.make_rmem_tensor(cute.make_layout((2, rb)), Int32)
+        self._load16(frag_x, frag_s, it, cw, tw, w_base, bar_base)
+        self._decode16(frag, frag_x, frag_s, 0, luts)
+        for t in cutlass.range(self.kt - 1, unroll=1):  # every step but the last: preload the next
+            step = it + t
+            for b in cutlass.range_constexpr(4):
+                if const_expr(b < 3):
+                    self._decode16(frag, frag_x, frag_s, b + 1, luts)
+                else:
+                    self._load16(frag_x, frag_s, step + 1, cw, tw, w_base, bar_base)
+                    self._decode16(frag, frag_x, frag_s, 0, luts)
+                self._issue16(acc, frag, step, b, act_base)
+                wg_wait(2)
+                if const_expr(b == 1):
+                    if t > 0:
+                        self._release(bar_base, step - 1, lane)
+        step = it + self.kt - 1
+        for b in cutlass.range_constexpr(4):
+            if const_expr(b < 3):
+                self._decode16(frag, frag_x, frag_s, b + 1, luts)
+            self._issue16(acc, frag, step, b, act_base)
+            if const_expr(b < 3):
+                wg_wait(2)
+            if const_expr(b == 1 and self.kt > 1):
+                self._release(bar_base, step - 1, lane)
+
+    # ---------------------------------------------------------------- pipe 64 (session 4's loop)
+    @cute.jit
+    def _kloop64(self, acc, it, cw, tw, lane, act_base, w_base, bar_base, luts):
+        """One commit group per k64 step. The loop runs two steps per iteration, traced
+        separately: each step's decoded A fragments are then distinct PTX registers from the
+        previous step's, which its wgmmas may still be reading (with one traced step the loop back
+        edge reuses them, and the GPU tests caught wrong rows)."""
+        for kk in cutlass.range(self.kt // 2, unroll=1):
+            self._kstep(acc, it, cw, tw, act_base, w_base, bar_base, luts)
+            if kk > 0:
+                self._release(bar_base, it - 1, lane)
+            self._kstep(acc, it + 1, cw, tw, act_base, w_base, bar_base, luts)
+            self._release(bar_base, it, lane)
+            it += 2
+        if const_expr(self.kt % 2 == 1):
+            self._kstep(acc, it, cw, tw, act_base, w_base, bar_base, luts)
+            if const_expr(self.kt > 1):
+                self._release(bar_base, it - 1, lane)
+
+    @cute.jit
+    def _kstep(self, acc, step, cw, tw, act_base, w_base, bar_base, luts):
         """Pipeline step `step` (one k64 slice): wait for its stage, decode this warpgroup's rb m64
         blocks, issue rb x 4 wgmmas as one group, then wait until only that group is in flight."""
         S, rb, an = self.stages, self.rb, self.acc_n
@@ -261,9 +351,7 @@ class W4A16WsKernel:
             x = lds_v4(wsm + blk * BLOB_BYTES + tw * 16)
             sc = lds_v2(wsm + self.blocks * BLOB_BYTES + blk * STRIP_BYTES + (tw // 4) * 8)
             for b in cutlass.range_constexpr(4):
-                s_lo = scale_reg(sc[b // 2], 2 * (b % 2))
-                s_hi = scale_reg(sc[b // 2], 2 * (b % 2) + 1)
-                frags.append(decode_k16(x[b], s_lo, s_hi))
+                frags.append(decode_k16(x[b], luts[0], luts[1], scale_pair(sc[b // 2], 2 * (b % 2))))
         abase = act_base + s * self.act_bytes
         wg_fence()
         for r in cutlass.range_constexpr(rb):
@@ -300,7 +388,7 @@ class W4A16WsKernel:
 
 
 def make_kernel(p, grouped: bool):
-    k = W4A16WsKernel(p.n, p.k, p.experts, grouped, p.tile_m, p.tile_n, p.stages, p.sm_count, p.wgs)
+    k = W4A16WsKernel(p.n, p.k, p.experts, grouped, p.tile_m, p.tile_n, p.stages, p.sm_count, p.wgs, p.pipe)
     return k.grouped_call if grouped else k.dense_call
 
 

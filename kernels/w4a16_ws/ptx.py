@@ -33,28 +33,48 @@ def _effect(text, vals, cons, loc, ip):
 
 # ----------------------------------------------------------------------------- decode
 # Table decode with byte permutes: a code's magnitude (3 bits) indexes an 8-byte table once for
-# the low and once for the high byte of bf16(|v| * 2^120) (LO_*, HI_* below); the sign bit goes
-# into bit 7 of the high byte; two more permutes interleave low/high bytes into the bf16x2
-# registers. The scale register is built from the E4M3 bits as bf16 bits ((b & 0x7F) << 4 |
-# sign): that is exactly s * 2^-120 for every finite E4M3 (subnormals become bf16 subnormals).
-# One bf16x2 multiply then gives v * s exactly (<= 6 significant bits, in range), so the
-# epilogue multiplies the fp32 sums by alpha alone. CPU replay: tests/kernels/test_w4a16_ws.py.
-# 15 integer ops per 8 codes + 4 multiplies (the shift/mask decode it replaces took 27 + 4).
+# the low and once for the high byte of bf16(|v| * 2^120) (LUT_LO, LUT_HI below); the sign bit
+# goes into bit 7 of the high byte; two more permutes interleave low/high bytes into the bf16x2
+# registers. The scale pair register is built from the E4M3 bits as bf16 bits ((b & 0x7F) << 4 |
+# sign << 15): exactly s * 2^-120 for every finite E4M3 (subnormals become bf16 subnormals). One
+# bf16x2 multiply by one lane of the pair (an HMUL2 source swizzle, no extra instruction) then
+# gives v * s exactly (<= 6 significant bits, in range), so the epilogue multiplies the fp32 sums
+# by alpha alone. CPU replay: tests/kernels/test_w4a16_ws.py.
+# Per 8 codes: 15 integer ops + 4 HMUL2; per scale pair (2 rows x one k16 block): 3 ops.
+# The tables' first words ride registers (a PRMT has one immediate slot, which ptxas gives to the
+# second word); they are laundered through %tid.x once per thread (lut_regs) so that ptxas can
+# neither make them uniform nor rematerialize them (UR -> R moves) inside the mainloop.
 LUT_LO = (0xC0800000, 0xC0804000)  # low bytes of bf16(m * 2^120), m = 0, .5, 1, 1.5 | 2, 3, 4, 6
 LUT_HI = (0x7B7B7B00, 0x7C7C7C7C)  # high bytes (sign clear)
 
 
 @dsl_user_op
-def decode_k16(word: Int32, s_lo: Int32, s_hi: Int32, *, loc=None, ip=None):
+def pinned(v: cutlass.Constexpr[int], *, loc=None, ip=None):
+    """The constant v in a per-thread register: (tid & 2^31) | v, tid < 2^31 (see above)."""
+    # one lop3 ((a & b) | c): ptxas folds a separate and.b32 (it knows tid < 1024), not this
+    body = f"{{.reg .b32 t;\n\tmov.u32 t, %tid.x;\n\tlop3.b32 $0, t, 0x80000000, {v:#x}, 0xEA;}}"
+    return Int32(_asm(T.i32(), [], body, "=r", loc, ip))
+
+
+def lut_regs():
+    """(LUT_LO[0], LUT_HI[0]) in pinned registers: once per consumer thread, before its loops."""
+    return pinned(LUT_LO[0]), pinned(LUT_HI[0])
+
+
+@dsl_user_op
+def decode_k16(word: Int32, lo_a: Int32, hi_a: Int32, pair: Int32, *, loc=None, ip=None):
     """4 bytes of codes (a0..a3 of one k16 block, low nibble = lower k) -> the 4 bf16x2 A
-    registers v * s: a0, a2 times s_lo (row 16w + l), a1, a3 times s_hi (row + 8)."""
+    registers v * s: a0, a2 times the pair's low lane (row 16w + l), a1, a3 times its high lane
+    (row + 8). lo_a, hi_a: lut_regs()."""
     body = (
-        "{.reg .b32 xm, xh, xs, l03, h03, l47, h47, s03, s47, r0, r1, r2, r3;\n\t"
+        "{.reg .b32 xm, xh, xs, l03, h03, l47, h47, s03, s47, r0, r1, r2, r3, sl, sh;\n\t"
+        ".reg .b16 pl, ph;\n\t"
+        "mov.b32 {pl, ph}, $7;\n\tmov.b32 sl, {pl, pl};\n\tmov.b32 sh, {ph, ph};\n\t"
         "and.b32 xm, $4, 0x77777777;\n\tshr.u32 xh, xm, 16;\n\t"
-        f"prmt.b32 l03, {LUT_LO[0]:#x}, {LUT_LO[1]:#x}, xm;\n\t"
-        f"prmt.b32 h03, {LUT_HI[0]:#x}, {LUT_HI[1]:#x}, xm;\n\t"
-        f"prmt.b32 l47, {LUT_LO[0]:#x}, {LUT_LO[1]:#x}, xh;\n\t"
-        f"prmt.b32 h47, {LUT_HI[0]:#x}, {LUT_HI[1]:#x}, xh;\n\t"
+        f"prmt.b32 l03, $5, {LUT_LO[1]:#x}, xm;\n\t"
+        f"prmt.b32 h03, $6, {LUT_HI[1]:#x}, xm;\n\t"
+        f"prmt.b32 l47, $5, {LUT_LO[1]:#x}, xh;\n\t"
+        f"prmt.b32 h47, $6, {LUT_HI[1]:#x}, xh;\n\t"
         # byte k of x << 4 holds the sign of code 2k at bit 7, byte k of x that of code 2k + 1
         "shl.b32 xs, $4, 4;\n\t"
         "prmt.b32 s03, xs, $4, 0x5140;\n\tprmt.b32 s47, xs, $4, 0x7362;\n\t"
@@ -62,21 +82,30 @@ def decode_k16(word: Int32, s_lo: Int32, s_hi: Int32, *, loc=None, ip=None):
         "or.b32 h03, h03, s03;\n\tor.b32 h47, h47, s47;\n\t"
         "prmt.b32 r0, l03, h03, 0x5140;\n\tprmt.b32 r1, l03, h03, 0x7362;\n\t"
         "prmt.b32 r2, l47, h47, 0x5140;\n\tprmt.b32 r3, l47, h47, 0x7362;\n\t"
-        "mul.rn.bf16x2 $0, r0, $5;\n\tmul.rn.bf16x2 $1, r1, $6;\n\t"
-        "mul.rn.bf16x2 $2, r2, $5;\n\tmul.rn.bf16x2 $3, r3, $6;}"
+        "mul.rn.bf16x2 $0, r0, sl;\n\tmul.rn.bf16x2 $1, r1, sh;\n\t"
+        "mul.rn.bf16x2 $2, r2, sl;\n\tmul.rn.bf16x2 $3, r3, sh;}"
     )
-    res = _asm(_struct("i32", 4), [Int32(word), Int32(s_lo), Int32(s_hi)], body, "=r,=r,=r,=r,r,r,r", loc, ip)
+    res = _asm(_struct("i32", 4), [Int32(word), Int32(lo_a), Int32(hi_a), Int32(pair)], body,
+               "=r,=r,=r,=r,r,r,r,r", loc, ip)
     return _ints(res, 4, loc, ip)
 
 
+def pair_selector(byte: int) -> int:
+    """prmt selector: bytes [b, sign(b) x 8, b + 1, sign(b + 1) x 8] of the scale word (a
+    selector nibble with bit 3 set replicates the selected byte's top bit)."""
+    return byte | ((8 | byte) << 4) | ((byte + 1) << 8) | ((8 | (byte + 1)) << 12)
+
+
+PAIR_MASK = 0x87F087F0  # after << 4: exponent+mantissa of each byte at bits 4..10, sign at bit 15
+
+
 @dsl_user_op
-def scale_reg(word: Int32, byte: cutlass.Constexpr[int], *, loc=None, ip=None):
-    """E4M3 scale byte `byte` of `word` -> bf16x2 (s * 2^-120, same), exact (see above)."""
-    sel = 4 | (byte << 4) | (4 << 8) | (byte << 12)  # bytes [0, b, 0, b]
-    body = ("{.reg .b32 d, t;\n\t"
-            f"prmt.b32 d, $1, 0, {sel:#x};\n\t"
-            "shr.u32 t, d, 4;\n\tand.b32 t, t, 0x07F007F0;\n\t"
-            "and.b32 d, d, 0x80008000;\n\tor.b32 $0, t, d;}")
+def scale_pair(word: Int32, byte: cutlass.Constexpr[int], *, loc=None, ip=None):
+    """E4M3 scale bytes `byte` (row 16w + l) and `byte` + 1 (row + 8) of `word` -> one bf16x2
+    (s_lo * 2^-120, s_hi * 2^-120), exact (see above): 3 ops."""
+    body = ("{.reg .b32 d;\n\t"
+            f"prmt.b32 d, $1, 0, {pair_selector(byte):#x};\n\t"
+            f"shl.b32 d, d, 4;\n\tand.b32 $0, d, {PAIR_MASK:#x};}}")
     return Int32(_asm(T.i32(), [Int32(word)], body, "=r,r", loc, ip))
 
 

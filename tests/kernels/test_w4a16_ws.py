@@ -52,6 +52,8 @@ def test_can_implement_names_the_problem():
     assert any("wgs=3" in r for r in GROUPED.can_implement(params(wgs=3), "sm_90a"))
     assert any("not a multiple of wgs=4" in r for r in GROUPED.can_implement(params(wgs=4, tile_n=64), "sm_90a"))
     assert any("C7512" in r for r in GROUPED.can_implement(params(tile_m=256, wgs=4), "sm_90a"))
+    assert any("pipe=32" in r for r in GROUPED.can_implement(params(pipe=32), "sm_90a"))
+    assert GROUPED.can_implement(params(pipe=64), "sm_90a") == []
 
 
 @pytest.mark.parametrize("dist", ["uniform", "skewed", "single", "empty"])
@@ -112,8 +114,15 @@ def test_build_and_verify(tmp_path):
 
 
 def _prmt(a, b, sel):
+    """PTX prmt.b32 (default mode): selector nibble i picks byte (nibble & 7) of b:a for result
+    byte i; with bit 3 set it replicates that byte's top bit instead."""
     src = [(a >> (8 * i)) & 0xFF for i in range(4)] + [(b >> (8 * i)) & 0xFF for i in range(4)]
-    return sum(src[(sel >> (4 * i)) & 7] << (8 * i) for i in range(4))
+    out = 0
+    for i in range(4):
+        nib = (sel >> (4 * i)) & 15
+        byte = src[nib & 7]
+        out |= ((0xFF if byte & 0x80 else 0) if nib & 8 else byte) << (8 * i)
+    return out
 
 
 def _bf16(bits):
@@ -123,9 +132,9 @@ def _bf16(bits):
 
 
 def test_decode_replay_is_exact():
-    """Replay of ptx.decode_k16 / scale_reg step by step on the CPU (the same tables, selectors and
-    masks): every E2M1 code pair decodes to v * 2^120, every finite E4M3 byte to s * 2^-120, so the
-    kernel's bf16 product is v * s exactly."""
+    """Replay of ptx.decode_k16 / scale_pair step by step on the CPU (the same tables, selectors and
+    masks): every E2M1 code pair decodes to v * 2^120, every pair of finite E4M3 bytes to the lanes (s_lo * 2^-120, s_hi * 2^-120) of one register, so
+    the kernel's bf16 product is v * s exactly."""
     from nvfp4_aot.kernels.w4a16_ws.ptx import LUT_HI, LUT_LO
     from nvfp4_aot.runtime.nvfp4 import E2M1_VALUES
 
@@ -140,15 +149,16 @@ def test_decode_replay_is_exact():
         for j, r in enumerate(planes):
             byte = (x >> (8 * j)) & 0xFF
             assert _bf16(r) * 2.0**-120 == lut[byte & 15] and _bf16(r >> 16) * 2.0**-120 == lut[byte >> 4], hex(x)
+    from nvfp4_aot.kernels.w4a16_ws.ptx import PAIR_MASK, pair_selector
+
     e4m3 = torch.arange(256, dtype=torch.uint8).view(torch.float8_e4m3fn).float().tolist()
-    for b in range(256):
-        if b in (0x7F, 0xFF):  # NaN: not a valid scale
-            continue
-        for i in range(4):
-            w = b << (8 * i) | (0x5A5A5A5A & ~(0xFF << (8 * i)))
-            d = _prmt(w, 0, 4 | (i << 4) | (4 << 8) | (i << 12))
-            r = ((d >> 4) & 0x07F007F0) | (d & 0x80008000)
-            assert _bf16(r) * 2.0**120 == e4m3[b] and _bf16(r >> 16) * 2.0**120 == e4m3[b], hex(b)
+    finite = [b for b in range(256) if b not in (0x7F, 0xFF)]  # NaN: not a valid scale
+    for lo in finite:
+        for hi in (finite if lo % 17 == 0 else (lo, 0x00, 0x80, 0x7E, 0xFE, 0x01)):
+            for i in (0, 2):  # the two pairs of a scale word (k16 blocks 0/2 and 1/3)
+                w = (lo << (8 * i)) | (hi << (8 * (i + 1))) | (0xA5 << (8 * (2 - i))) | (0x5A << (8 * (3 - i)))
+                r = (_prmt(w, 0, pair_selector(i)) << 4) & PAIR_MASK
+                assert _bf16(r) * 2.0**120 == e4m3[lo] and _bf16(r >> 16) * 2.0**120 == e4m3[hi], (hex(lo), hex(hi))
 
 
 @pytest.mark.parametrize("wgs,tile_m", [(2, 128), (2, 256), (4, 256)])
