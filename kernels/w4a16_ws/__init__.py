@@ -16,9 +16,10 @@ w4a16_ws_gemm          one weight matrix, M = act rows.
 Design (kernel.py): swap-AB, persistent grid of sm_count CTAs with a device-side grouped tile
 scheduler, one producer warp (TMA for the activations, 1-D bulk copies for weights and scales)
 feeding an S-stage mbarrier ring, two consumer warpgroups decoding NVFP4 into the RS-wgmma A
-operand with one wgmma group in flight during the next decode. Knobs: tile_m (weight rows per
-CTA tile: 128 or 256), tile_n (tokens per tile: 64, 128 or 256; accumulators tile_m * tile_n /
-256 per consumer thread), stages, sm_count.
+operand, the decode of the next k16 block (pipe 16) or k64 step (pipe 64) overlapping the
+wgmmas in flight. Knobs: tile_m (weight rows per CTA tile: 128 or 256), tile_n (tokens per tile:
+64, 128 or 256; accumulators tile_m * tile_n / (128 wgs) per consumer thread), stages, wgs
+(consumer warpgroups: 2 or 4), pipe (16 or 64), sm_count. Measured tilings: GROUPED_TILES.
 """
 
 from __future__ import annotations
@@ -238,10 +239,28 @@ class DenseFamily(_Base):
         return {"act": act, "blob": blob[0], "sf": sf[0], "alpha": alpha[0], "out": out, "w_q": qs, "w_sf": sfs}
 
 
+# Grouped tilings by tokens per expert t = rows / experts (H200 sweep, docs/PERFORMANCE.md
+# 2026-12-02 "session 5 ... w4a16_ws"): t <= 64 256 x 64 (L2: 4 consumer warpgroups), t <= 128
+# 256 x 128 with the pipe-64 loop, above 128 x 256 (pipe 16). Other shapes take the same rule.
+_T64 = {"tile_m": 256, "tile_n": 64, "stages": 8}
+_T128 = {"tile_m": 256, "tile_n": 128, "stages": 8, "pipe": 64}
+_T256 = {"tile_m": 128, "tile_n": 256, "stages": 6}
+GROUPED_TILES = {  # (n, k) -> per-t table ((t upper edge | None, tuning), ...)
+    (7168, 3072): ((64, {**_T64, "wgs": 4}), (128, _T128), (None, _T256)),
+}
+GROUPED_DEFAULT = ((64, _T64), (128, _T128), (None, _T256))
+
+
 class GroupedFamily(_Base):
     name = "w4a16_ws_grouped_gemm"
     problem_keys = ("n", "k", "experts")
     grouped = True
+
+    def tile_table(self, problem: Mapping[str, Any]):
+        """Token buckets by rows = t * experts (the runner's unpadded routed rows)."""
+        e = int(problem["experts"])
+        per_t = GROUPED_TILES.get((problem["n"], problem["k"]), GROUPED_DEFAULT)
+        return tuple((None if t is None else t * e, tun) for t, tun in per_t)
 
     def signature(self, p: WsParams) -> Signature:
         return Signature(

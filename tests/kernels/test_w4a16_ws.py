@@ -171,3 +171,27 @@ def test_setmaxnreg_fits_the_launch_pool(wgs, tile_m):
     launch = REGS // k.threads // 8 * 8
     assert k.consumer_regs % 8 == 0 and k.consumer_regs <= 240
     assert PRODUCER_REGS * 128 + k.consumer_regs * 128 * wgs <= launch * k.threads
+
+
+def test_grouped_tile_table_is_valid_for_the_dsv4_shapes():
+    """Every row of the measured table can be built for L1 / L2 at 48 experts, and the buckets are
+    per tokens per expert (rows = t * experts)."""
+    for n, k in ((6144, 7168), (7168, 3072)):
+        problem = {"n": n, "k": k, "experts": 48}
+        table = GROUPED.tile_table(problem)
+        assert [hi for hi, _ in table] == [64 * 48, 128 * 48, None]
+        for _, tun in table:
+            assert GROUPED.can_implement(GROUPED.parse_params({**problem, **tun}), "sm_90a") == [], tun
+
+
+def test_tuned_manifest_agrees_with_the_tile_table():
+    import tomllib
+    from pathlib import Path
+
+    from nvfp4_aot.build.plan import make_buckets
+
+    doc = tomllib.loads((Path(__file__).parents[2] / "manifests" / "w4a16_ws_tuned.toml").read_text())
+    for op in doc["op"]:
+        want = make_buckets(GROUPED.tile_table(op["problem"]), 65536, (), False)
+        got = [(b["m"][0], b["m"][1], b["tuning"]) for b in op["buckets"]]
+        assert got == want, op["problem"]
