@@ -1,7 +1,8 @@
 """Whole routed-expert MoE layer on Hopper (DeepSeek-V4 EP8: 48 local experts, H 7168, I 3072,
 top-6, every slot routed to this rank's experts): MoERunner (route, permute, grouped W4A16
-L1/L2: ours at decode, quack's grouped kernel on padded groups at prefill (the "path" column:
-route pad 1 or quack's tile_n), silu_mul, combine) against a torch bf16 pipeline (argsort grouping, two
+L1/L2: ours at decode ("ours"), at prefill our warp-specialized w4a16_ws kernel on unpadded
+groups ("ws") or quack's grouped kernel on groups padded to its tile_n ("quack/P"), as
+runtime/moe.py PREFILL picks; silu_mul, combine) against a torch bf16 pipeline (argsort grouping, two
 torch._grouped_mm, silu*up, index_add_ combine) in the same run, both timed as CUDA graphs.
 Also the glue kernels' share of the runner's time (route + permute + silu_mul + combine), and
 the runner's GEMM FLOP rate (2 x tokens x top-k x 3 H I) against the dense bf16 peak."""
@@ -32,6 +33,11 @@ def torch_moe(x, ids, w, w13, w2, counts, offs):
     out = torch.zeros_like(x)
     out.index_add_(0, order // TOPK, y * w.reshape(-1)[order].unsqueeze(1).to(y.dtype))
     return out
+
+
+def path_name(tier) -> str:
+    """The runner's path for a prefill tier (runner.tier_for): None = decode."""
+    return "ours" if tier is None else "ws" if tier == 1 else f"quack/{tier}"
 
 
 def main() -> None:
@@ -76,12 +82,12 @@ def main() -> None:
         out = torch.empty((m, H), dtype=torch.bfloat16, device=dev)
         t_run = time_cuda(lambda: runner(x, ids, w, out=out, check=False), reps=10)
         t_torch = time_cuda(lambda: torch_moe(x, ids, w, w13, w2, counts, offs), reps=5)
-        pad = runner.pad_for(m)
+        tier, pad = runner.tier_for(m), runner.pad_for(m)
         ws, rows = runner.ws, capacity(m, TOPK, E, pad)
-        route = runner.route if pad == 1 else getattr(runner, f"route_{pad}")
-        permute = runner.permute if pad == 1 else getattr(runner, f"permute_{pad}")
-        silu = runner.silu if pad == 1 else runner.silu_pre  # decode: quad order; prefill: natural
-        path = "ours" if pad == 1 else f"quack/{pad}"
+        route = runner.route if tier is None else getattr(runner, f"route_{tier}")
+        permute = runner.permute if tier is None else getattr(runner, f"permute_{tier}")
+        silu = runner.silu if tier is None else runner.silu_pre  # decode: quad order; prefill: natural
+        path = path_name(tier)
         glue = [
             lambda: route(ids, runner.expert_start, ws["counts"], ws["offsets"], ws["slot_of"][:m],
                           ws["src_token"][:rows], check=False),
@@ -96,13 +102,13 @@ def main() -> None:
               f"{t_glue / t_run:>10.1%}  {tflops(fl, t_run, peak)}")
         if a.all_paths:  # the other paths at this token count (runner.tiers forced for the timing only)
             tiers = runner.tiers
-            for p in [1] + [p for _, _, p in tiers]:
-                if p == pad or capacity(m, TOPK, E, p) > ws["xg"].shape[0]:
+            for p in [None] + [p for _, _, p in tiers]:
+                if p == tier or capacity(m, TOPK, E, p or 1) > ws["xg"].shape[0]:
                     continue
-                runner.tiers = [(0, None, p)] if p > 1 else []
+                runner.tiers = [(0, None, p)] if p is not None else []
                 t_p = time_cuda(lambda: runner(x, ids, w, out=out, check=False), reps=10)
                 runner.tiers = tiers
-                name = "ours*" if p == 1 else f"quack/{p}*"
+                name = path_name(p) + "*"
                 print(f"{m:>6} {name:>9} {t_p * 1e6:>10.0f} {'':>14} {t_torch / t_p:>8.2f}x {'':>8} {'':>10}  {tflops(fl, t_p, peak)}")
 
 

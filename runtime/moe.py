@@ -13,15 +13,19 @@ by the average routed slots per local expert t = T * top_k / E against PREFILL (
           unpadded, rows exactly T * top_k, so the glue never touches padding (at decode that is
           6 rows per token instead of thousands); xg and a2 in quad activation order
           (DECODE_ORDER, runtime/layout.py), written by permute / silu, read by L1 / L2;
-  prefill (t above a PREFILL row): P = that row's pad, L1/L2 on quack_w4a16_grouped_gemm with
-          tile_n = P (quack's persistent warp-specialized W4A16 kernel; it wants every group to
-          start at a multiple of its tile_n): rows = capacity(T, top_k, E, P), padding rows
-          computed on zeros and ignored by combine.
+  prefill (t above a PREFILL row), by that row's pad P:
+          P = 1: L1/L2 on our w4a16_ws_grouped_gemm (persistent warp-specialized wgmma kernel,
+          kernels/w4a16_ws: offsets + counts, no route padding), rows exactly T * top_k, natural
+          K order;
+          P > 1: L1/L2 on quack_w4a16_grouped_gemm with tile_n = P (quack's persistent
+          warp-specialized W4A16 kernel; it wants every group to start at a multiple of its
+          tile_n): rows = capacity(T, top_k, E, P), padding rows computed on zeros and ignored
+          by combine.
 Weights are prepared once per layout the opened GEMMs read (LAYOUT): both families read quack's
 blob/strip (the shared layout contract, docs/ARCHITECTURE.md), so decode and prefill share one copy.
 The prefill path is therefore on by default: its only extra memory is the workspace's padded rows
 (capacity(max_tokens) instead of max_tokens * top_k), shared by every layer of the same shapes.
-`prefill=False` keeps our kernels for every T. The prefill ops are optional: a store without all
+`prefill=False` keeps the decode path for every T. The prefill ops are optional: a store without all
 of them serves every T on the decode path.
 Slots routed to experts of other ranks get slot_of = -1 and contribute nothing here (their rank
 adds them).
@@ -51,20 +55,28 @@ from .weights import expert_alpha, expert_operands
 
 PAD = GROUP_PAD["sm_90a"]
 # Prefill tiers: (t, P) = above t routed slots per local expert on average (T * top_k / E > t),
-# route pads each group to P and L1/L2 run on quack_w4a16_grouped_gemm with tile_n = P. Measured
-# on an H200 with the whole layer on each path (benchmarks/moe_layer.py --all-paths, 48 experts,
-# top-6, docs/PERFORMANCE.md 2026-12-02 "MoERunner prefill"): ours and quack/128 tie at t = 32
-# (T = 256: 1307 / 1300 us), quack/128 wins from there (t = 64: 1945 vs 1432 us; ours grows
-# linearly, quack/128 is flat up to 128 rows per group); quack/128 beats quack/256 up to t = 128
-# (T = 1024: 2180 vs 2349 us), quack/256 above (T = 1025: 2244 vs 2313; 8192: 11103 vs 12924).
-PREFILL = ((32, 128), (128, 256))
+# route pads each group to P; P = 1: L1/L2 on our w4a16_ws_grouped_gemm (unpadded), P > 1: on
+# quack_w4a16_grouped_gemm with tile_n = P (PREFILL_GEMM). Measured on an H200 with the whole layer on
+# each path (benchmarks/moe_layer.py --all-paths, 48 experts, top-6, docs/PERFORMANCE.md
+# 2026-12-02 "MoERunner prefill"): our decode kernel and quack/128 tie at t = 32 (T = 256), the
+# prefill kernels win above; at 33..128 slots per expert the grouped GEMMs alone are faster on
+# w4a16_ws than on quack/128 (H200, 48 experts, t = 64: L1 674 vs 1122 us, L2 366 vs 485; t = 128:
+# 931 vs 1017, 476 vs 514; docs/PERFORMANCE.md "session 5 ... w4a16_ws"), above 128 quack/256 is
+# (t = 256: 1656 vs 1688, 790 vs 947; t = 512: 3167 vs 3327, 1672 vs 1780).
+PREFILL = ((32, 1), (128, 256))
+WS_GEMM, QUACK_GEMM = "w4a16_ws_grouped_gemm", "quack_w4a16_grouped_gemm"
+
+
+def prefill_gemm(pad: int) -> str:
+    """The grouped GEMM family of a prefill tier with route pad `pad` (1: ours, unpadded)."""
+    return WS_GEMM if pad == 1 else QUACK_GEMM
 # The weight layout (runtime/weights.py OPERANDS) each expert GEMM family reads: both read quack's
 # blob/strip (the shared layout contract), so the runner prepares the experts once for all paths.
 # The K order of the decode path's GEMM inputs (runtime/layout.py ACT_ORDERS): permute and silu
 # write xg / a2 in it, our w4a16 L1 / L2 read it (split 'k' / 'n': two 16-byte loads per token row
-# and k64 tile). The prefill tiers stay natural (quack's kernel reads natural K).
+# and k64 tile). The prefill tiers stay natural (w4a16_ws and quack's kernel read natural K by TMA).
 DECODE_ORDER = "quad"
-LAYOUT = {"w4a16_grouped_gemm": "quack_w4a16", "quack_w4a16_grouped_gemm": "quack_w4a16"}
+LAYOUT = {"w4a16_grouped_gemm": "quack_w4a16", WS_GEMM: "quack_w4a16", QUACK_GEMM: "quack_w4a16"}
 _RUNNER = "MoERunner (runtime/moe.py) "
 _WS_LOCK = threading.Lock()
 _WORKSPACES: dict[tuple, dict[str, torch.Tensor]] = {}
@@ -167,15 +179,20 @@ class MoERunner:
         ]
         for lo, hi, p in tiers:
             pre = dict(lay, pad=p, m_above=lo, m_upto=hi, optional=True)
-            rng = f"prefill, {lo} < T{f' <= {hi}' if hi else ''} tokens: groups padded to {p}"
+            if p == PAD:  # ours: unpadded groups, offsets + counts
+                rng = f"prefill, {lo} < T{f' <= {hi}' if hi else ''} tokens: groups unpadded"
+                gemm = {"experts": e}
+            else:
+                rng = f"prefill, {lo} < T{f' <= {hi}' if hi else ''} tokens: groups padded to {p}"
+                gemm = {"experts": e, "tile_n": p}
             decls += [
                 OpDecl(f"route_{p}", "moe_route", {"experts": e, "topk": k, "pad": p}, "tokens",
                        f"{_RUNNER}routing ({rng})", **pre),
                 OpDecl(f"permute_{p}", "moe_permute", {"h": h, "topk": k, "experts": e, "pad": p, "act_order": "natural"}, "tokens",
                        f"{_RUNNER}gathers the hidden states ({rng})", **pre),
-                OpDecl(f"l1_{p}", "quack_w4a16_grouped_gemm", {"n": 2 * i, "k": h, "experts": e, "tile_n": p}, "capacity",
+                OpDecl(f"l1_{p}", prefill_gemm(p), {"n": 2 * i, "k": h, **gemm}, "capacity",
                        f"{_RUNNER}L1 ({rng})", weights="w13", **pre),
-                OpDecl(f"l2_{p}", "quack_w4a16_grouped_gemm", {"n": h, "k": i, "experts": e, "tile_n": p}, "capacity",
+                OpDecl(f"l2_{p}", prefill_gemm(p), {"n": h, "k": i, **gemm}, "capacity",
                        f"{_RUNNER}L2 ({rng})", weights="w2", **pre),
             ]
         if tiers:  # one natural-order silu for every prefill tier: rows = the largest padded capacity
@@ -187,8 +204,8 @@ class MoERunner:
     def __init__(self, store, *, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, expert_start: int,
                  top_k: int, max_tokens: int, device: Any = None, swiglu_limit: float | None = None,
                  prefill: bool = True):
-        """prefill: serve T above the PREFILL edges on quack_w4a16_grouped_gemm (default: it reads the
-        same weight copy as the decode path, see the module docstring); sm_90a only."""
+        """prefill: serve T above the PREFILL edges on the prefill GEMMs (default: they read the same
+        weight copy as the decode path, see the module docstring); sm_90a only."""
         device = torch.device(device or "cuda")
         self._sm100 = None
         self.swiglu_limit = float(swiglu_limit or 0.0)  # 0: plain SwiGLU (the op's default)
@@ -246,12 +263,18 @@ class MoERunner:
                     if max_tokens > lo] + [max_tokens * top_k])
         self.ws = workspace(device, e, h, i, top_k, max_tokens, rows)
 
-    def pad_for(self, tokens: int) -> int:
-        """The route pad (1: decode path; else the prefill tier's tile_n) for a batch of T tokens."""
+    def tier_for(self, tokens: int) -> int | None:
+        """The prefill tier (its route pad: 1 = w4a16_ws, else quack's tile_n) serving a batch of T
+        tokens; None: the decode path."""
         for lo, hi, p in self.tiers:
             if tokens > lo and (hi is None or tokens <= hi):
                 return p
-        return PAD
+        return None
+
+    def pad_for(self, tokens: int) -> int:
+        """The route pad for a batch of T tokens (1: decode path and our prefill tier)."""
+        tier = self.tier_for(tokens)
+        return PAD if tier is None else tier
 
     def calibrate(self, hidden: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.Tensor) -> None:
         """Warm-up with real activations. sm_100a: sets the activation global scales (L1 and L2
@@ -280,7 +303,8 @@ class MoERunner:
             raise ArgumentError(f"hidden: M={m} tokens exceeds the runner's max_tokens={self.max_tokens} (buffers are sized from it)")
         if check == "full":
             self._check_routing(topk_ids, total_experts)
-        pad = self.pad_for(m)
+        tier = self.tier_for(m)
+        pad = PAD if tier is None else tier
         rows = capacity(m, self.top_k, self.num_experts, pad)  # pad 1: m * top_k
         ws = self.ws
         counts, offsets = ws["counts"], ws["offsets"]
@@ -288,19 +312,23 @@ class MoERunner:
         xg, h1, a2, y = ws["xg"][:rows], ws["h1"][:rows], ws["a2"][:rows], ws["y"][:rows]
         if out is None:
             out = torch.empty((m, self.hidden), dtype=torch.bfloat16, device=hidden.device)
-        if pad == PAD:
+        if tier is None:
             route, permute = self.route, self.permute
         else:
-            route, permute = getattr(self, f"route_{pad}"), getattr(self, f"permute_{pad}")
+            route, permute = getattr(self, f"route_{tier}"), getattr(self, f"permute_{tier}")
         route(topk_ids, self.expert_start, counts, offsets, slot_of, src, check=check)
         if check == "full":
             check_groups(offsets, counts, rows)
         permute(hidden, src, xg, check=check)
         ops = self.operands
-        if pad == PAD:
+        if tier is None:
             self.l1(xg, *ops["l1"], self.alpha13, offsets, counts, h1, check=check)
             self.silu(h1, a2, check=check)
             self.l2(a2, *ops["l2"], self.alpha2, offsets, counts, y, check=check)
+        elif tier == PAD:  # ours: unpadded groups (offsets + counts), natural order
+            getattr(self, f"l1_{tier}")(xg, *ops[f"l1_{tier}"], self.alpha13, offsets, counts, h1, check=check)
+            self.silu_pre(h1, a2, check=check)
+            getattr(self, f"l2_{tier}")(a2, *ops[f"l2_{tier}"], self.alpha2, offsets, counts, y, check=check)
         else:  # quack's kernel: no counts (padding rows are computed on permute's zeros)
             getattr(self, f"l1_{pad}")(xg, *ops[f"l1_{pad}"], self.alpha13, offsets, h1, check=check)
             self.silu_pre(h1, a2, check=check)

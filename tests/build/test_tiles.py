@@ -11,7 +11,7 @@ from nvfp4_aot.build.plan import pick
 from nvfp4_aot.kernels import get_family
 
 TUNED = ("w4a16_gemm", "w4a16_grouped_gemm", "w4a16_ws_gemm", "quack_w4a16_gemm", "quack_w4a16_rowalpha_gemm",
-         "quack_w4a16_grouped_gemm")
+         "quack_w4a16_grouped_gemm", "w4a16_ws_grouped_gemm")
 
 
 def _ops():

@@ -85,16 +85,16 @@ def _check(runner, expert_weights, m, seed, mode):
     if want.norm() == 0:
         return None if bool((got == 0).all()) else f"M={m} {mode}: nonzero output with no local slot"
     err = ((got - want).norm() / want.norm()).item()
-    print(f"M={m:5} {mode:14} pad {runner.pad_for(m):3} rel err {err:.2e}")
+    print(f"M={m:5} {mode:14} tier {runner.tier_for(m)} rel err {err:.2e}")
     return None if err <= MOE_TOL else f"M={m} {mode}: relative Frobenius error {err:.3e} > {MOE_TOL}"
 
 
 def test_moe_layer_matches_fp64_reference(layer):
     runner, ew, seed = layer
     fails = []
-    # decode (T <= 256: <= 32 slots per expert), prefill on quack's grouped GEMM padded to 128
-    # (256 < T <= 1024) and to 256 (above): both edges of each
-    assert [runner.pad_for(m) for m in (256, 257, 1024, 1025)] == [1, 128, 128, 256]
+    # decode (T <= 256: <= 32 slots per expert), prefill on our w4a16_ws grouped GEMM, unpadded
+    # (256 < T <= 1024), on quack's grouped GEMM padded to 256 (above): both edges of each
+    assert [runner.tier_for(m) for m in (256, 257, 1024, 1025)] == [None, 1, 1, 256]
     for i, m in enumerate((1, 2, 3, 7, 33, 128, 129, 1000)):
         for j, mode in enumerate(ROUTINGS):
             fails.append(_check(runner, ew, m, seed + 31 * i + j, mode))
@@ -107,9 +107,9 @@ def test_moe_layer_matches_fp64_reference(layer):
 
 
 def test_moe_graph_capture_at_vllm_sizes(layer):
-    """Decode sizes (vLLM's capture sizes) and prefill sizes of both padded tiers."""
+    """Decode sizes (vLLM's capture sizes) and prefill sizes of both prefill tiers."""
     runner, _, seed = layer
-    assert {runner.pad_for(m) for m in PREFILL_SIZES} == {128, 256}
+    assert {runner.tier_for(m) for m in PREFILL_SIZES} == {1, 256}
     for n, m in enumerate(CAPTURE_SIZES + PREFILL_SIZES):
         x, ids, w, start = _inputs(m, seed + n, "local")
         runner.expert_start.fill_(start)

@@ -190,10 +190,11 @@ def _calls(runner, attr):
 
 
 def test_prefill_tiers_are_declared_with_route_pad_equal_to_tile_n():
-    """Each prefill tier declares its route, permute and both quack GEMMs with one pad = tile_n
-    and one token range, the ranges meet the decode path's end and each other, optional (a store
+    """Each prefill tier declares its route, permute and both GEMMs with one pad and one token
+    range: pad 1 = our w4a16_ws_grouped_gemm (unpadded groups), pad P > 1 = quack's grouped GEMM
+    with tile_n = P; the ranges meet the decode path's end and each other, optional (a store
     without them serves every T on the decode path)."""
-    from nvfp4_aot.runtime.moe import PREFILL, prefill_tiers
+    from nvfp4_aot.runtime.moe import PREFILL, prefill_gemm, prefill_tiers
 
     for e, k in ((4, 2), (48, 6), (32, 6), (256, 8)):
         decls = MoERunner.ops(512, 256, e, k, "sm_90a")
@@ -209,7 +210,10 @@ def test_prefill_tiers_are_declared_with_route_pad_equal_to_tile_n():
             mine = [d for d in decls if d.m_above == lo and d.attr != "silu_pre"]
             assert sorted(d.attr for d in mine) == sorted(f"{a}_{p}" for a in ("route", "permute", "l1", "l2"))
             assert all(d.optional and d.m_upto == hi and d.pad == p for d in mine)
-            assert all(d.problem.get("pad", d.problem.get("tile_n")) == p for d in mine)
+            gemms = [d for d in mine if d.attr.startswith(("l1_", "l2_"))]
+            assert {d.family for d in gemms} == {prefill_gemm(p)}
+            assert all(d.problem.get("pad", d.problem.get("tile_n", 1)) == p for d in mine)
+            assert all(("tile_n" in d.problem) == (p > 1) for d in gemms)
             for t in (lo, lo + 1):  # t * k / e slots per expert: above the tier's t exactly from lo + 1
                 assert (t * k / e > PREFILL[[q for _, q in PREFILL].index(p)][0]) == (t == lo + 1)
         silu = next(d for d in decls if d.attr == "silu_pre")
@@ -219,30 +223,32 @@ def test_prefill_tiers_are_declared_with_route_pad_equal_to_tile_n():
 
 @pytest.mark.parametrize("mode", ["uniform", "skewed", "one_expert", "empty_experts"])
 def test_hopper_runner_both_paths_at_the_threshold_edges(mode):
-    """E 4, top-2: decode for T <= 64 (32 slots per expert), groups padded to 128 on quack's
-    grouped GEMM for 64 < T <= 256, to 256 above. Every T at and around both edges matches the
-    float64 reference, runs on exactly the path's ops, and route's offsets honour the pad."""
+    """E 4, top-2: decode for T <= 64 (32 slots per expert), unpadded groups on our w4a16_ws grouped
+    GEMM for 64 < T <= 256, groups padded to 256 on quack's above. Every T at and around both edges
+    matches the float64 reference, runs on exactly the path's ops, and route's offsets honour the
+    pad."""
     from nvfp4_aot.runtime.layout import capacity
     from nvfp4_aot.runtime.moe import LAYOUT, prefill_tiers
 
     t, ew = _layer(3)
     runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu", prefill=True)
-    assert runner.tiers == prefill_tiers(E, TOPK) == [(64, 256, 128), (256, None, 256)]
+    assert runner.tiers == prefill_tiers(E, TOPK) == [(64, 256, 1), (256, None, 256)]
     # every path shares one copy of the experts: all GEMM families read quack's blob/strip
     assert runner.layouts == sorted(set(LAYOUT.values())) == ["quack_w4a16"]
-    assert runner.operands["l1_128"] is runner.operands["l1_256"] is runner.operands["l1"]
-    assert runner.operands["l2_128"] is runner.operands["l2_256"] is runner.operands["l2"]
+    assert runner.operands["l1_1"] is runner.operands["l1_256"] is runner.operands["l1"]
+    assert runner.operands["l2_1"] is runner.operands["l2_256"] is runner.operands["l2"]
+    assert runner.l1_1.fam.name == "w4a16_ws_grouped_gemm" and runner.l1_256.fam.name == "quack_w4a16_grouped_gemm"
     assert runner.ws["xg"].shape[0] >= capacity(300, TOPK, E, 256) > 300 * TOPK
-    for m, pad, l1 in ((1, 1, "l1"), (64, 1, "l1"), (65, 128, "l1_128"), (256, 128, "l1_128"),
+    for m, pad, l1 in ((1, 1, "l1"), (64, 1, "l1"), (65, 1, "l1_1"), (256, 1, "l1_1"),
                        (257, 256, "l1_256"), (300, 256, "l1_256")):
-        assert runner.pad_for(m) == pad
+        assert runner.pad_for(m) == pad and runner.tier_for(m) == (None if l1 == "l1" else pad)
         x, ids, w, start = _batch(m, 50 + m, mode)
         runner.expert_start.fill_(start)
-        before = {a: _calls(runner, a) for a in ("l1", "l2", "l1_128", "l2_128", "l1_256", "l2_256", "silu", "silu_pre")}
+        before = {a: _calls(runner, a) for a in ("l1", "l2", "l1_1", "l2_1", "l1_256", "l2_256", "silu", "silu_pre")}
         out = runner(x, ids, w)
         after = {a: _calls(runner, a) for a in before}
         ran = {a for a in before if after[a] != before[a]}
-        assert ran == {l1, l1.replace("l1", "l2"), "silu" if pad == 1 else "silu_pre"}, (m, ran)
+        assert ran == {l1, l1.replace("l1", "l2"), "silu" if l1 == "l1" else "silu_pre"}, (m, ran)
         off = runner.ws["offsets"].tolist()
         cnt = runner.ws["counts"].tolist()
         assert all(o % pad == 0 for o in off) and off[-1] <= capacity(m, TOPK, E, pad), (m, off)
@@ -280,7 +286,7 @@ def test_runner_without_prefill_tiers_holds_one_copy_and_serves_every_t_on_the_d
     else:
         runner = MoERunner(_NoQuackGrouped("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu",
                            prefill=True)
-    assert runner.tiers == [] and runner.route_128 is None and runner.l1_256 is None
+    assert runner.tiers == [] and runner.route_1 is None and runner.l1_1 is None and runner.l1_256 is None
     assert runner.layouts == ["quack_w4a16"] and set(runner.operands) == {"l1", "l2"}  # one copy of the experts
     assert all(not d.optional and d.m_upto is None for d in runner.decls)
     assert runner.pad_for(300) == 1
@@ -298,7 +304,7 @@ def test_a_decode_only_runner_opens_and_prepares_no_prefill_path():
     opened, and only our layout's copy of the experts is prepared."""
     t, _ = _layer(7)
     runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=64, device="cpu")
-    assert runner.tiers == [] and runner.layouts == ["quack_w4a16"] and runner.route_128 is None and runner.l2_256 is None
+    assert runner.tiers == [] and runner.layouts == ["quack_w4a16"] and runner.route_1 is None and runner.l2_256 is None
     assert not [d for d in runner.decls if d.optional] and runner.pad_for(64) == 1
     assert [d.attr for d in MoERunner.ops(H, I, E, TOPK, "sm_90a", max_tokens=65) if d.optional] == [
-        "route_128", "permute_128", "l1_128", "l2_128", "silu_pre"]
+        "route_1", "permute_1", "l1_1", "l2_1", "silu_pre"]
