@@ -239,16 +239,19 @@ class DenseFamily(_Base):
         return {"act": act, "blob": blob[0], "sf": sf[0], "alpha": alpha[0], "out": out, "w_q": qs, "w_sf": sfs}
 
 
-# Grouped tilings by tokens per expert t = rows / experts (H200 sweep, docs/PERFORMANCE.md
-# 2026-12-02 "session 5 ... w4a16_ws"): t <= 64 256 x 64 (L2: 4 consumer warpgroups), t <= 128
-# 256 x 128 with the pipe-64 loop, above 128 x 256 (pipe 16). Other shapes take the same rule.
+# Grouped tilings by average tokens per expert t = rows / experts (H200 sweep, docs/PERFORMANCE.md
+# 2026-12-02 "session 5 ... w4a16_ws"): 256 x 64 (L2: 4 consumer warpgroups) up to t = 32, 256 x 128
+# with the pipe-64 loop up to 128, 128 x 256 (pipe 16) above. With uniform groups 256 x 64 wins up to
+# t = 64 (L1 674 vs 858 us), but routed groups vary around their mean: at t = 64 about half the
+# experts get more than 64 rows, i.e. two 256 x 64 token tiles each; one 256 x 128 tile covers
+# them (the MoE layer at 512 tokens measured 1513 us with the edge at 64; H200). Other shapes: same rule.
 _T64 = {"tile_m": 256, "tile_n": 64, "stages": 8}
 _T128 = {"tile_m": 256, "tile_n": 128, "stages": 8, "pipe": 64}
 _T256 = {"tile_m": 128, "tile_n": 256, "stages": 6}
 GROUPED_TILES = {  # (n, k) -> per-t table ((t upper edge | None, tuning), ...)
-    (7168, 3072): ((64, {**_T64, "wgs": 4}), (128, _T128), (None, _T256)),
+    (7168, 3072): ((32, {**_T64, "wgs": 4}), (128, _T128), (None, _T256)),
 }
-GROUPED_DEFAULT = ((64, _T64), (128, _T128), (None, _T256))
+GROUPED_DEFAULT = ((32, _T64), (128, _T128), (None, _T256))
 
 
 class GroupedFamily(_Base):

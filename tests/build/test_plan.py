@@ -174,12 +174,13 @@ def test_hopper_plan_covers_what_the_runtime_opens(hopper_ckpt, tmp_path):
         ("w4a16_grouped_gemm", (("act_order", "quad"), ("experts", E), ("k", i), ("n", h))): T * top_k,
         ("moe_combine", (("h", h), ("topk", top_k))): T,
     }
-    for _, _, p in prefill_tiers(E, top_k):  # the prefill path per tier: route pad = quack's tile_n
+    for _, _, p in prefill_tiers(E, top_k):  # the prefill path per tier: route pad 1 = ours, else quack's tile_n
+        gemm = (("w4a16_ws_grouped_gemm", ()) if p == 1 else ("quack_w4a16_grouped_gemm", (("tile_n", p),)))
         want |= {
             ("moe_route", (("experts", E), ("pad", p), ("topk", top_k))): T,
             ("moe_permute", (("experts", E), ("h", h), ("pad", p), ("topk", top_k))): T,
-            ("quack_w4a16_grouped_gemm", (("experts", E), ("k", h), ("n", 2 * i), ("tile_n", p))): capacity(T, top_k, E, p),
-            ("quack_w4a16_grouped_gemm", (("experts", E), ("k", i), ("n", h), ("tile_n", p))): capacity(T, top_k, E, p),
+            (gemm[0], (("experts", E), ("k", h), ("n", 2 * i)) + gemm[1]): capacity(T, top_k, E, p),
+            (gemm[0], (("experts", E), ("k", i), ("n", h)) + gemm[1]): capacity(T, top_k, E, p),
         }
     assert len(prefill_tiers(E, top_k)) == 2 and prefill_tiers(E, top_k)[0][0] < T  # both reachable here
     # (act_order "natural", spelled by the runners for the store's op ids, is left out of the key here)
@@ -192,8 +193,10 @@ def test_hopper_plan_covers_what_the_runtime_opens(hopper_ckpt, tmp_path):
         assert all(y[0] == x[1] + 1 for x, y in zip(b, b[1:])), key
     # the MoE ops come in the runner's launch order, after the dense GEMMs
     moe = [o["family"] for o in s["ops"] if "sm_90a" in o["archs"] and (o["family"].startswith("moe_") or "grouped" in o["family"])]
-    prefill = ["moe_route", "moe_permute", "quack_w4a16_grouped_gemm", "quack_w4a16_grouped_gemm"]
-    assert moe == ["moe_route", "moe_permute", "w4a16_grouped_gemm", "moe_silu_mul", "w4a16_grouped_gemm", "moe_combine"] + prefill * 2 + ["moe_silu_mul"]
+    # (the unpadded tier's route is the decode path's: one op)
+    ours = ["moe_permute", "w4a16_ws_grouped_gemm", "w4a16_ws_grouped_gemm"]
+    quack = ["moe_route", "moe_permute", "quack_w4a16_grouped_gemm", "quack_w4a16_grouped_gemm"]
+    assert moe == ["moe_route", "moe_permute", "w4a16_grouped_gemm", "moe_silu_mul", "w4a16_grouped_gemm", "moe_combine"] + ours + quack + ["moe_silu_mul"]
     # Blackwell: Nvfp4Linear's block-scaled GEMM per dense (N, K), MoERunner's sm_100a ops per MoE shape
     bw = {(o["problem"]["n"], o["problem"]["k"]): o for o in s["ops"] if o["family"] == "quack_nvfp4_gemm"}
     assert set(bw) == dense and all(o["buckets"][-1][1] == T for o in bw.values())
@@ -277,10 +280,12 @@ def test_capture_sizes_and_token_cap_options(small_ckpt, hopper_ckpt, tmp_path):
     ops = {o["family"]: o for o in s["ops"]}
     assert ops["moe_route"]["buckets"] == [[1, 120], [121, 200]]  # tokens, padded: 121..128 run at 200
     assert ops["w4a16_grouped_gemm"]["buckets"] == [[1, 192], [193, 400]]  # token-slots, unpadded
-    # prefill: padded rows, to the largest pad a T <= 200 reaches (8 experts, top-2: tile_n 128 only)
-    assert [p for _, _, p in prefill_tiers(8, 2, 200)] == [128]
-    assert ops["moe_silu_mul"]["buckets"] == [[1, 128], [129, capacity(200, 2, 8, 128)]]
-    assert {o["problem"]["tile_n"] for o in s["ops"] if o["family"] == "quack_w4a16_grouped_gemm"} == {128}
+    # prefill: rows padded to the largest pad a T <= 200 reaches (8 experts, top-2: only the
+    # unpadded w4a16_ws tier, so no quack grouped GEMM and silu's rows are T x top-k)
+    assert [p for _, _, p in prefill_tiers(8, 2, 200)] == [1]
+    assert ops["moe_silu_mul"]["buckets"] == [[1, 128], [129, capacity(200, 2, 8, 1)]]
+    assert not [o for o in s["ops"] if o["family"] == "quack_w4a16_grouped_gemm"]
+    assert {o["buckets"][-1][1] for o in s["ops"] if o["family"] == "w4a16_ws_grouped_gemm"} == {400}
     s = plan_json(hopper_ckpt, tmp_path / "d.toml", "--arch", "sm_90a", "--max-num-batched-tokens", "128")
     assert not [o for o in s["ops"] if o["family"] == "quack_w4a16_grouped_gemm"]  # decode only: T <= 128 = 32 x 8 / 2
     assert {o["problem"]["pad"] for o in s["ops"] if o["family"] == "moe_route"} == {1}
