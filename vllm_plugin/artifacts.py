@@ -46,8 +46,8 @@ def artifacts_dir() -> str:
 
 
 def moe_prefill() -> bool:
-    """$NVFP4_AOT_MOE_PREFILL: "1"/unset keeps MoERunner's quack prefill tiers on (they read the one
-    weight copy), "0" serves every T on our grouped GEMM."""
+    """$NVFP4_AOT_MOE_PREFILL: "1"/unset keeps MoERunner's prefill tiers on (w4a16_ws, then quack's
+    grouped GEMM; they read the one weight copy), "0" serves every T on our decode grouped GEMM."""
     v = os.environ.get(MOE_PREFILL_ENV, "1")
     if v not in ("0", "1"):
         raise RuntimeError(f"${MOE_PREFILL_ENV} must be 0 or 1, got {v!r}")
