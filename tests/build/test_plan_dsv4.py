@@ -55,15 +55,18 @@ def test_committed_manifest_is_what_plan_writes(planned, model):
         ("w4a16_grouped_gemm", (q, ("experts", local), ("k", i), ("n", h))),
         ("moe_combine", (("h", h), ("topk", 6))),
         ("moe_silu_mul", (nat, ("i", i), ("limit", 10.0))),  # the prefill tiers' one
-    } | {  # and per prefill tier: route / permute padded to P, quack's grouped L1 / L2 with tile_n = P
-        op for p in (128, 256) for op in (
-            ("moe_route", (("experts", local), ("pad", p), ("topk", 6))),
-            ("moe_permute", (nat, ("experts", local), ("h", h), ("pad", p), ("topk", 6))),
-            ("quack_w4a16_grouped_gemm", (("experts", local), ("k", h), ("n", 2 * i), ("tile_n", p))),
-            ("quack_w4a16_grouped_gemm", (("experts", local), ("k", i), ("n", h), ("tile_n", p))))
+    } | {  # the unpadded prefill tier: natural-order permute, our w4a16_ws grouped L1 / L2 (route: decode's)
+        ("moe_permute", (nat, ("experts", local), ("h", h), ("pad", 1), ("topk", 6))),
+        ("w4a16_ws_grouped_gemm", (("experts", local), ("k", h), ("n", 2 * i))),
+        ("w4a16_ws_grouped_gemm", (("experts", local), ("k", i), ("n", h))),
+    } | {  # and the padded one: route / permute padded to 256, quack's grouped L1 / L2 with tile_n 256
+        ("moe_route", (("experts", local), ("pad", 256), ("topk", 6))),
+        ("moe_permute", (nat, ("experts", local), ("h", h), ("pad", 256), ("topk", 6))),
+        ("quack_w4a16_grouped_gemm", (("experts", local), ("k", h), ("n", 2 * i), ("tile_n", 256))),
+        ("quack_w4a16_grouped_gemm", (("experts", local), ("k", i), ("n", h), ("tile_n", 256))),
     }  # MoERunner's ops only: nothing else in these checkpoints is NVFP4
     assert not [o for o in summary["ops"] if o["family"] in ("w4a16_gemm", "quack_w4a16_gemm")]
-    assert summary["per_arch"] == {"sm_90a": 28, "sm_100a": 0}
+    assert summary["per_arch"] == {"sm_90a": 30, "sm_100a": 0}
     assert summary["unsupported"] == [  # the sm_100a runner's moe_silu_mul_quantize has no clamp
         f"sm_100a: MoERunner h={h}, i={i}: config.json swiglu_limit 10.0 (clamped SwiGLU) has no path on sm_100a "
         f"<- layers.{{0-{layers - 1}}}.ffn.experts.{{0-{e - 1}}}"
