@@ -74,15 +74,19 @@ SCALE_MUL = 0x7B007B00  # bf16x2 (2^119, 2^119)
 WARPS = (1, 2, 4, 8)
 ROW_BLOCKS = (1, 2, 4)
 N_TILES = (1, 2, 4, 8, 16)
-STAGES = (1, 2, 3)
+STAGES = (1, 2, 3, 4)
 SMEM_LIMIT = 227 * 1024  # Hopper's per-block opt-in shared memory
 REL_TOL = REL_FROBENIUS["bfloat16"]
 
 
-def stage_bytes(bt: int, warps: int, rb: int) -> int:
-    """Shared memory of one split "wg" pipeline stage (stages > 1): the activations (bt tokens x
-    256 K, SW128 atoms) and each warp's rb weight slices, rounded up to the 1024-byte atom."""
-    return -(-(bt * 512 + warps * rb * W_STEP_BYTES) // 1024) * 1024
+ACT_ROW_BYTES = {"wg": 512, "n": 528}  # one staged token row of a K step: SW128 atoms | 512 B + 16 B pad
+
+
+def stage_bytes(bt: int, warps: int, rb: int, split: str = "wg") -> int:
+    """Shared memory of one cp.async ring stage (stages > 1, split "wg" or "n"): the activations
+    (bt tokens x 256 K: SW128 atoms for "wg", 528-byte padded rows for "n") and each warp's rb
+    weight slices (W_STEP_BYTES each), rounded up to the 1024-byte atom."""
+    return -(-(bt * ACT_ROW_BYTES[split] + warps * rb * W_STEP_BYTES) // 1024) * 1024
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ class W4A16Params:
     rb: int = 1  # 16-row blocks per CTA (tuning: activation reuse vs parallelism)
     nt: int = 1  # token tile = 8 * nt tokens (tuning: decode 1-2, prefill 4-8)
     split: str = "k"  # warps split K (decode) or N with activations staged in smem (prefill)
-    stages: int = 1  # split "wg": 1 = synchronous staging; 2-3 = cp.async ring of K chunks (wgmma.py)
+    stages: int = 1  # split "wg" / "n": 1 = synchronous staging; 2-4 = cp.async ring of K chunks (ring.py)
     act_order: str = "natural"  # act's K order (runtime/layout.py ACT_ORDERS): "quad" for split k / n
 
 
@@ -114,10 +118,12 @@ def _reasons(p: W4A16Params) -> list[str]:
         r.append(f"nt={p.nt} must be one of {N_TILES}")
     if p.stages not in STAGES:
         r.append(f"stages={p.stages} must be one of {STAGES}")
-    elif p.stages > 1 and p.split != "wg":
-        r.append(f"stages={p.stages}: the cp.async ring is a split='wg' mainloop (got split={p.split!r}); use stages=1")
-    elif p.stages > 1 and p.stages * stage_bytes(8 * p.nt, p.warps, p.rb) > SMEM_LIMIT:
-        r.append(f"stages={p.stages} x (activations + weights) = {p.stages * stage_bytes(8 * p.nt, p.warps, p.rb)} B "
+    elif p.stages > 1 and p.split not in ACT_ROW_BYTES:
+        r.append(f"stages={p.stages}: the cp.async ring is a split 'wg' / 'n' mainloop (got split={p.split!r}); use stages=1")
+    elif p.split == "wg" and p.stages > 3:
+        r.append(f"stages={p.stages}: split 'wg' rings have 2 or 3 stages (4 is a split 'n' depth)")
+    elif p.stages > 1 and p.stages * stage_bytes(8 * p.nt, p.warps, p.rb, p.split) > SMEM_LIMIT:
+        r.append(f"stages={p.stages} x (activations + weights) = {p.stages * stage_bytes(8 * p.nt, p.warps, p.rb, p.split)} B "
                  f"of shared memory > {SMEM_LIMIT}: lower stages, nt or rb")
     if p.act_order not in ACT_ORDERS:
         r.append(f"act_order={p.act_order!r} must be one of {ACT_ORDERS}")
@@ -151,6 +157,7 @@ class _Base(Family):
     params_type = W4A16Params
     archs = ("sm_90a",)  # mma.sync + bf16x2 multiply; Blackwell has FP4 tensor cores instead
     modules = ("nvfp4_aot.kernels.w4a16", "nvfp4_aot.kernels.w4a16.kernel", "nvfp4_aot.kernels.w4a16.wgmma",
+               "nvfp4_aot.kernels.w4a16.ring",
                "nvfp4_aot.kernels.w4a16.ptx", "nvfp4_aot.kernels.w4a16.prepare")
     # act/out rows are addressed with 64-bit offsets; 65536 is what the tests cover.
     max_m = 1 << 20

@@ -87,15 +87,22 @@ def test_can_implement_names_the_problem():
     ok = GROUPED.parse_params({"n": 6144, "k": 7168, "experts": 48, "warps": 4, "rb": 2, "nt": 16, "split": "wg"})
     assert GROUPED.can_implement(ok, "sm_90a") == []
     assert any("split='x'" in r for r in GROUPED.can_implement(GROUPED.parse_params({"n": 64, "k": 256, "split": "x"}), "sm_90a"))
-    # the cp.async ring (stages > 1): split 'wg' only, and within Hopper's shared memory
+    # the cp.async ring (stages > 1): split 'wg' (2-3 stages) and 'n' (2-4), within Hopper's shared memory
     base = {"n": 6144, "k": 7168, "experts": 48, "warps": 4, "split": "wg"}
     for tun in ({"rb": 1, "nt": 16, "stages": 2}, {"rb": 1, "nt": 16, "stages": 3}, {"rb": 2, "nt": 8, "stages": 3}):
         assert GROUPED.can_implement(GROUPED.parse_params({**base, **tun}), "sm_90a") == [], tun
     too_big = GROUPED.parse_params({**base, "rb": 2, "nt": 16, "stages": 3})
     assert any("shared memory" in r and "stages=3" in r for r in GROUPED.can_implement(too_big, "sm_90a"))
     assert any("stages=4" in r for r in GROUPED.can_implement(GROUPED.parse_params({**base, "stages": 4, "nt": 8}), "sm_90a"))
-    not_wg = GROUPED.parse_params({"n": 6144, "k": 7168, "experts": 48, "warps": 8, "nt": 8, "split": "n", "stages": 2})
-    assert any("split='wg' mainloop" in r for r in GROUPED.can_implement(not_wg, "sm_90a"))
+    ring_n = {"n": 6144, "k": 7168, "experts": 48, "warps": 8, "split": "n", "act_order": "quad"}
+    for tun in ({"nt": 2, "stages": 2}, {"nt": 2, "stages": 4}, {"rb": 2, "nt": 2, "stages": 3}, {"nt": 4, "stages": 3}):
+        assert GROUPED.can_implement(GROUPED.parse_params({**ring_n, **tun}), "sm_90a") == [], tun
+    # 4 x (64 rows x 528 B + 8 warps x 2 x 2304 B) = 282624 B
+    big_n = GROUPED.parse_params({**ring_n, "rb": 2, "nt": 8, "stages": 4})
+    assert any("shared memory" in r and "stages=4" in r for r in GROUPED.can_implement(big_n, "sm_90a"))
+    split_k = GROUPED.parse_params({"n": 6144, "k": 7168, "experts": 48, "warps": 4, "nt": 2, "stages": 2})
+    assert any("split 'wg' / 'n' mainloop" in r for r in GROUPED.can_implement(split_k, "sm_90a"))
+    assert any("stages=5" in r for r in GROUPED.can_implement(GROUPED.parse_params({**ring_n, "stages": 5}), "sm_90a"))
     assert any("dense family" in r for r in DENSE.can_implement(DENSE.parse_params({"n": 64, "k": 256, "experts": 2}), "sm_90a"))
 
 
