@@ -29,6 +29,32 @@ from .ptx import (cp_async_16, cp_async_16_ca, cp_async_commit, cp_async_wait, d
 from .wgmma import fence_proxy_async
 
 
+def act_slot(base, tok, kv, bt: int, wg: bool):
+    """Shared address (base + offset) of the 16-byte vector kv (K 8 kv .. 8 kv + 7 of the K step)
+    of staged token row tok. Plain arithmetic: traced with DSL integers by the kernel, replayed with
+    Python integers by tests/kernels/test_w4a16.py."""
+    if wg:  # SW128: 16-byte chunk kv % 8 of row tok at (kv % 8) ^ (tok % 8)
+        srow = base + (kv // 8) * (bt * 128) + tok * 128
+        return srow + (((kv % 8) ^ (tok % 8)) * 16)
+    return base + tok * ACT_ROW_BYTES["n"] + kv * 16
+
+
+def n_frag_slot(base, j, lane, kt, quad: bool):
+    """split "n": shared address of lane's B-fragment read of token fragment j, k64 tile kt: quad,
+    the first of its two 16-byte loads (row g = lane // 4, bytes 32 t .. 32 t + 31 of the tile);
+    natural, its ldmatrix.x4 row address (row lane % 8 of matrix lane // 8; the second x4 at + 64)."""
+    if quad:
+        return base + (8 * j + lane // 4) * ACT_ROW_BYTES["n"] + kt * 128 + (lane % 4) * 32
+    return base + (8 * j + lane % 8) * ACT_ROW_BYTES["n"] + kt * 128 + (lane // 8) * 16
+
+
+def w_slot(base, act_bytes: int, warp, rb: int):
+    """Shared address of warp's weights in a stage: after the activations, rb row blocks of
+    W_STEP_BYTES each (block r at + r W_STEP_BYTES): 4 x 512 B codes (k64 tile kt at 512 kt, lane's
+    16 bytes at 16 lane), then 4 x 64 B scales (tile kt at 2048 + 64 kt)."""
+    return base + act_bytes + warp * (rb * W_STEP_BYTES)
+
+
 class RingMainloop:
     """Mixed into W4A16Kernel for stages > 1 (see the module docstring)."""
 
@@ -86,17 +112,13 @@ class RingMainloop:
             kv = vi % 32
             row = cutlass.min(tok0 + tok, cnt - 1)
             src = abase + Int64(row) * row_bytes + Int64(c * 512 + kv * 16)
-            if const_expr(self.wg):  # SW128: 16-byte chunk kv % 8 of row tok at (kv % 8) ^ (tok % 8)
-                srow = base + (kv // 8) * (bt * 128) + tok * 128
-                cp_async_16_ca(srow + (((kv % 8) ^ (tok % 8)) * 16), src)
-            else:
-                cp_async_16_ca(base + tok * ACT_ROW_BYTES["n"] + kv * 16, src)
-        wdst = base + self.act_stage_bytes + warp * (self.rb * W_STEP_BYTES)
+            cp_async_16_ca(act_slot(base, tok, kv, bt, self.wg), src)
+        wdst = w_slot(base, self.act_stage_bytes, warp, self.rb)
         for r in cutlass.range_constexpr(self.rb):
             for kt in cutlass.range_constexpr(4):
                 cp_async_16(wdst + r * W_STEP_BYTES + kt * 512 + lane * 16,
                             wb[r] + Int64((4 * c + kt) * BLOB_TILE + lane * 16))
-            if lane < 16:
+            if lane < 16:  # tile lane // 4's 64 scale bytes, 16 per lane
                 cp_async_16(wdst + r * W_STEP_BYTES + 2048 + lane * 16,
                             sbw[r] + Int64((4 * c + lane // 4) * STRIP_TILE + (lane % 4) * 16))
 
@@ -107,8 +129,7 @@ class RingMainloop:
         (quad: two 16-byte shared loads of row g's 32 bytes at 32 t; natural: two ldmatrix.x4)
         feeds rb x 4 MMAs: every decoded weight fragment is reused across all 8 * nt tokens."""
         rb, nt = self.rb, self.nt
-        wsrc = base + self.act_stage_bytes + warp * (rb * W_STEP_BYTES)
-        row = ACT_ROW_BYTES["n"]
+        wsrc = w_slot(base, self.act_stage_bytes, warp, rb)
         for kt in cutlass.range_constexpr(4):
             af = []
             for r in cutlass.range_constexpr(rb):
@@ -118,11 +139,10 @@ class RingMainloop:
                 for b in cutlass.range_constexpr(4):
                     af.append(decode_block(x[b], sp[b]))
             for j in cutlass.range_constexpr(nt):
+                sa = n_frag_slot(base, j, lane, kt, self.quad)
                 if const_expr(self.quad):
-                    sa = base + (8 * j + lane // 4) * row + kt * 128 + (lane % 4) * 32
                     y = ld_shared_v4(sa) + ld_shared_v4(sa + 16)
                 else:
-                    sa = base + (8 * j + lane % 8) * row + kt * 128 + (lane // 8) * 16
                     y = ldmatrix_x4(sa) + ldmatrix_x4(sa + 64)
                 for r in cutlass.range_constexpr(rb):
                     for b in cutlass.range_constexpr(4):
@@ -132,4 +152,4 @@ class RingMainloop:
                         acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r] = d0, d1, d2, d3
 
 
-__all__ = ["RingMainloop"]
+__all__ = ["RingMainloop", "act_slot", "n_frag_slot", "w_slot"]
