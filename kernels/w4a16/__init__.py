@@ -313,15 +313,16 @@ class GroupedFamily(_Base):
         (768, {"warps": 4, "rb": 1, "nt": 2, "split": "n"}),
         (None, {"warps": 8, "rb": 2, "nt": 8, "split": "wg", "stages": 2}),
     )
-    # act_order "quad" (MoERunner's decode path; H200 sweep of 10 tilings at t = 1..32 tokens/expert,
-    # docs/PERFORMANCE.md 2026-12-02 "quad order"): <= 768 rows split 'n' with 8 warps (L1 / L2 at
-    # t = 16: 432 / 211 us, best of the sweep; every split 'k' tiling with nt 2 or rb > 1 was
-    # slower); split 'wg' reads natural K only, so above 768 rows split 'n' with 32-token tiles
-    # (one tile per expert up to t = 32, where the prefill tiers take over: 688 / 347 us at t = 32).
+    # act_order "quad" (MoERunner's decode path; H200 sweeps at t = 1..32 tokens/expert, docs/PERFORMANCE.md
+    # 2026-12-02 "dec16"): <= 192 rows split 'k' 8-token tiles (at the copy floor); above, split 'n'
+    # with the 2-stage cp.async ring and 2 row blocks per warp (each staged activation fragment feeds
+    # 8 MMAs): 16-token tiles up to 768 rows (t = 16: 434 / 215 us), 32-token tiles above (one tile
+    # per expert up to t = 32, where the prefill tiers take over: 587 / 299 us). Split 'wg' reads
+    # natural K only.
     quad_tiles = (
         tiles[0],
-        (768, {"warps": 8, "rb": 1, "nt": 2, "split": "n"}),
-        (None, {"warps": 4, "rb": 1, "nt": 4, "split": "n"}),
+        (768, {"warps": 4, "rb": 2, "nt": 2, "split": "n", "stages": 2}),
+        (None, {"warps": 4, "rb": 2, "nt": 4, "split": "n", "stages": 2}),
     )
     problem_keys = ("n", "k", "experts", "act_order")
 
