@@ -82,15 +82,11 @@ REL_TOL = REL_FROBENIUS["bfloat16"]
 ACT_ROW_BYTES = {"wg": 512, "n": 528}  # one staged token row of a K step: SW128 atoms | 512 B + 16 B pad
 
 
-RINGS = ("aw", "a")  # what the cp.async ring carries: activations + weights | activations only
-
-
-def stage_bytes(bt: int, warps: int, rb: int, split: str = "wg", ring: str = "aw") -> int:
+def stage_bytes(bt: int, warps: int, rb: int, split: str = "wg") -> int:
     """Shared memory of one cp.async ring stage (stages > 1, split "wg" or "n"): the activations
-    (bt tokens x 256 K: SW128 atoms for "wg", 528-byte padded rows for "n") and, with ring "aw",
-    each warp's rb weight slices (W_STEP_BYTES each), rounded up to the 1024-byte atom."""
-    w = warps * rb * W_STEP_BYTES if ring == "aw" else 0
-    return -(-(bt * ACT_ROW_BYTES[split] + w) // 1024) * 1024
+    (bt tokens x 256 K: SW128 atoms for "wg", 528-byte padded rows for "n") and each warp's rb
+    weight slices (W_STEP_BYTES each), rounded up to the 1024-byte atom."""
+    return -(-(bt * ACT_ROW_BYTES[split] + warps * rb * W_STEP_BYTES) // 1024) * 1024
 
 
 @dataclass(frozen=True)
@@ -104,7 +100,6 @@ class W4A16Params:
     split: str = "k"  # warps split K (decode) or N with activations staged in smem (prefill)
     stages: int = 1  # split "wg" / "n": 1 = synchronous staging; 2-4 = cp.async ring of K chunks (ring.py)
     act_order: str = "natural"  # act's K order (runtime/layout.py ACT_ORDERS): "quad" for split k / n
-    ring: str = "aw"  # stages > 1, split "n": the ring carries activations + weights ("aw") or activations only ("a")
 
 
 def _reasons(p: W4A16Params) -> list[str]:
@@ -127,14 +122,9 @@ def _reasons(p: W4A16Params) -> list[str]:
         r.append(f"stages={p.stages}: the cp.async ring is a split 'wg' / 'n' mainloop (got split={p.split!r}); use stages=1")
     elif p.split == "wg" and p.stages > 3:
         r.append(f"stages={p.stages}: split 'wg' rings have 2 or 3 stages (4 is a split 'n' depth)")
-    elif p.stages > 1 and p.stages * stage_bytes(8 * p.nt, p.warps, p.rb, p.split, p.ring) > SMEM_LIMIT:
-        r.append(f"stages={p.stages} x (activations + weights) = {p.stages * stage_bytes(8 * p.nt, p.warps, p.rb, p.split, p.ring)} B "
+    elif p.stages > 1 and p.stages * stage_bytes(8 * p.nt, p.warps, p.rb, p.split) > SMEM_LIMIT:
+        r.append(f"stages={p.stages} x (activations + weights) = {p.stages * stage_bytes(8 * p.nt, p.warps, p.rb, p.split)} B "
                  f"of shared memory > {SMEM_LIMIT}: lower stages, nt or rb")
-    if p.ring not in RINGS:
-        r.append(f"ring={p.ring!r} must be one of {RINGS}")
-    elif p.ring != "aw" and (p.split != "n" or p.stages < 2):
-        r.append(f"ring={p.ring!r} (activations only) is a split 'n' ring (stages > 1) option; got split={p.split!r}, "
-                 f"stages={p.stages}")
     if p.act_order not in ACT_ORDERS:
         r.append(f"act_order={p.act_order!r} must be one of {ACT_ORDERS}")
     elif p.act_order == "quad" and p.split not in ("k", "n"):

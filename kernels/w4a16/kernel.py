@@ -43,13 +43,12 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
     with two 16-byte shared loads instead of ldmatrix."""
 
     def __init__(self, n: int, k: int, experts: int, grouped: bool, warps: int, rb: int, nt: int, split: str = "k",
-                 stages: int = 1, quad: bool = False, ring: str = "aw"):
+                 stages: int = 1, quad: bool = False):
         assert not quad or split in ("k", "n")
         self.quad = quad
         assert n % 64 == 0 and n % (16 * rb) == 0 and k % K_STEP == 0 and split in ("k", "n", "wg")
         assert stages == 1 or split in ("wg", "n")
         self.stages = stages
-        self.wring = ring == "aw"  # ring.py: the weights travel through the ring too
         self.n, self.k, self.experts, self.grouped = n, k, experts, grouped
         self.warps, self.rb, self.nt, self.split_n = warps, rb, nt, split == "n"
         self.wg = split == "wg"
@@ -156,7 +155,7 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         arow = cute.make_rmem_tensor(cute.make_layout(nt), Int64)  # split "k", quad: lane's bytes of row g
 
         if const_expr(self.stages > 1):
-            self.ring_mainloop(acc, sb, abase, row_bytes, wb, sbw, aw, sw, tidx, warp, lane, n_tiles, cnt,
+            self.ring_mainloop(acc, sb, abase, row_bytes, wb, sbw, tidx, warp, lane, n_tiles, cnt,
                                red, alpha, out, rb0, by, start)
         else:
             for tt in cutlass.range(n_tiles):
@@ -168,7 +167,14 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
                     for j in cutlass.range_constexpr(nt):
                         arow[j] = abase + Int64(cutlass.min(tok0 + 8 * j + g, cnt - 1)) * row_bytes + Int64(t * 32)
                 for c in cutlass.range(c_first, self.chunks, c_step):
-                    self.load_weights(aw, sw, wb, sbw, c, lane, g, t)
+                    for r in cutlass.range_constexpr(rb):
+                        for kt in cutlass.range_constexpr(4):
+                            x0, x1, x2, x3 = ld_stream_v4(wb[r] + Int64((4 * c + kt) * BLOB_TILE + lane * 16))
+                            aw[0, kt, r] = x0
+                            aw[1, kt, r] = x1
+                            aw[2, kt, r] = x2
+                            aw[3, kt, r] = x3
+                            sw[kt, r] = ld_stream_u16(sbw[r] + Int64((4 * c + kt) * STRIP_TILE + g * 8 + t * 2))
                     if const_expr(self.wg):
                         self.wg_stage(sb, abase, row_bytes, tidx, c, tok0, cnt)
                         self.wg_chunk(acc, aw, sw, sb.iterator.toint())
@@ -185,19 +191,6 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
                         for kt in cutlass.range_constexpr(4):
                             self._mma_tile_staged(acc, aw, sw, bwk, wsb, lane, kt)
                 self._epilogue(acc, red, alpha, out, lane, warp, tidx, rb0, by, start, cnt, tok0)
-
-    @cute.jit
-    def load_weights(self, aw, sw, wb, sbw, c, lane, g, t):
-        """K step c of the warp's rb row blocks, global -> registers: per k64 tile the lane's 16
-        code bytes (aw[b, kt, r] = word b) and its 2 scale bytes (block t's pair of rows g, g + 8)."""
-        for r in cutlass.range_constexpr(self.rb):
-            for kt in cutlass.range_constexpr(4):
-                x0, x1, x2, x3 = ld_stream_v4(wb[r] + Int64((4 * c + kt) * BLOB_TILE + lane * 16))
-                aw[0, kt, r] = x0
-                aw[1, kt, r] = x1
-                aw[2, kt, r] = x2
-                aw[3, kt, r] = x3
-                sw[kt, r] = ld_stream_u16(sbw[r] + Int64((4 * c + kt) * STRIP_TILE + g * 8 + t * 2))
 
     @cute.jit
     def _stage_warp(self, wsb, abase, row_bytes, lane, c, tok0, cnt):
@@ -344,7 +337,7 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
 
 def make_kernel(p, grouped: bool):
     k = W4A16Kernel(p.n, p.k, p.experts, grouped, p.warps, p.rb, p.nt, p.split, p.stages,
-                    quad=p.act_order == "quad", ring=p.ring)
+                    quad=p.act_order == "quad")
     return k.grouped_call if grouped else k.dense_call
 
 

@@ -60,14 +60,14 @@ class RingMainloop:
 
     @property
     def stage_words(self) -> int:
-        return stage_bytes(self.bt, self.warps, self.rb, "wg" if self.wg else "n", "aw" if self.wring else "a") // 4
+        return stage_bytes(self.bt, self.warps, self.rb, "wg" if self.wg else "n") // 4
 
     @property
     def act_stage_bytes(self) -> int:
         return self.bt * ACT_ROW_BYTES["wg" if self.wg else "n"]
 
     @cute.jit
-    def ring_mainloop(self, acc, sb, abase, row_bytes, wb, sbw, aw, sw, tidx, warp, lane, n_tiles, cnt,
+    def ring_mainloop(self, acc, sb, abase, row_bytes, wb, sbw, tidx, warp, lane, n_tiles, cnt,
                       red, alpha, out, rb0, by, start):
         S = self.stages
         base0 = sb.iterator.toint()
@@ -81,10 +81,6 @@ class RingMainloop:
                     self.ring_issue(base0 + c * sbytes, abase, row_bytes, wb, sbw, tidx, warp, lane, c, tok0, cnt)
                 cp_async_commit()
             for c in cutlass.range(self.chunks):
-                if const_expr(not self.wring):
-                    # ring "a": chunk c's weights into registers, issued before the barrier (ptxas
-                    # keeps global loads on their side of it), so their latency overlaps the wait
-                    self.load_weights(aw, sw, wb, sbw, c, lane, lane // 4, lane % 4)
                 cp_async_wait(S - 2)
                 if const_expr(self.wg):
                     fence_proxy_async()  # wgmma reads the stage through the async proxy
@@ -97,7 +93,7 @@ class RingMainloop:
                 if const_expr(self.wg):
                     self.wgp_chunk(acc, base0 + (c % S) * sbytes, warp, lane)
                 else:
-                    self.n_chunk(acc, base0 + (c % S) * sbytes, warp, lane, aw, sw)
+                    self.n_chunk(acc, base0 + (c % S) * sbytes, warp, lane)
             cp_async_wait(0)  # only empty groups are left; keeps the next tile's count exact
             self._epilogue(acc, red, alpha, out, lane, warp, tidx, rb0, by, start, cnt, tok0)
 
@@ -117,18 +113,17 @@ class RingMainloop:
             row = cutlass.min(tok0 + tok, cnt - 1)
             src = abase + Int64(row) * row_bytes + Int64(c * 512 + kv * 16)
             cp_async_16_ca(act_slot(base, tok, kv, bt, self.wg), src)
-        if const_expr(self.wring):
-            wdst = w_slot(base, self.act_stage_bytes, warp, self.rb)
-            for r in cutlass.range_constexpr(self.rb):
-                for kt in cutlass.range_constexpr(4):
-                    cp_async_16(wdst + r * W_STEP_BYTES + kt * 512 + lane * 16,
-                                wb[r] + Int64((4 * c + kt) * BLOB_TILE + lane * 16))
-                if lane < 16:  # tile lane // 4's 64 scale bytes, 16 per lane
-                    cp_async_16(wdst + r * W_STEP_BYTES + 2048 + lane * 16,
-                                sbw[r] + Int64((4 * c + lane // 4) * STRIP_TILE + (lane % 4) * 16))
+        wdst = w_slot(base, self.act_stage_bytes, warp, self.rb)
+        for r in cutlass.range_constexpr(self.rb):
+            for kt in cutlass.range_constexpr(4):
+                cp_async_16(wdst + r * W_STEP_BYTES + kt * 512 + lane * 16,
+                            wb[r] + Int64((4 * c + kt) * BLOB_TILE + lane * 16))
+            if lane < 16:  # tile lane // 4's 64 scale bytes, 16 per lane
+                cp_async_16(wdst + r * W_STEP_BYTES + 2048 + lane * 16,
+                            sbw[r] + Int64((4 * c + lane // 4) * STRIP_TILE + (lane % 4) * 16))
 
     @cute.jit
-    def n_chunk(self, acc, base, warp, lane, aw, sw):
+    def n_chunk(self, acc, base, warp, lane):
         """split "n", one K step from the stage at `base`: per k64 tile, the warp's rb x 4 blocks
         are decoded once from the staged codes and scales, then each of the nt token fragments
         (quad: two 16-byte shared loads of row g's 32 bytes at 32 t; natural: two ldmatrix.x4)
@@ -138,13 +133,9 @@ class RingMainloop:
         for kt in cutlass.range_constexpr(4):
             af = []
             for r in cutlass.range_constexpr(rb):
-                if const_expr(self.wring):
-                    x = ld_shared_v4(wsrc + r * W_STEP_BYTES + kt * 512 + lane * 16)
-                    # lane (g, t): block t's pair of rows g, g + 8 (strip bytes 8g + 2t, + 1)
-                    sp = quad_scales(ld_shared_u16(wsrc + r * W_STEP_BYTES + 2048 + kt * 64 + lane * 2))
-                else:  # ring "a": the registers load_weights filled
-                    x = (aw[0, kt, r], aw[1, kt, r], aw[2, kt, r], aw[3, kt, r])
-                    sp = quad_scales(sw[kt, r])
+                x = ld_shared_v4(wsrc + r * W_STEP_BYTES + kt * 512 + lane * 16)
+                # lane (g, t): block t's pair of rows g, g + 8 (strip bytes 8g + 2t, + 1)
+                sp = quad_scales(ld_shared_u16(wsrc + r * W_STEP_BYTES + 2048 + kt * 64 + lane * 2))
                 for b in cutlass.range_constexpr(4):
                     af.append(decode_block(x[b], sp[b]))
             for j in cutlass.range_constexpr(nt):
