@@ -42,10 +42,12 @@ Design (decode first: at <= 16 tokens per expert the GEMM is bound by weight byt
     memory; split = "wg" (prefill, wgmma.py): one or two warpgroups, the decoded fragments are
     the A operand of HGMMA m64nNk16 from registers (a warpgroup's 4 warps = one 64-row group),
     activations come from 128-byte-swizzled shared memory by descriptor.
-    stages = 2 | 3 (split "wg" only): the activations and each warp's weight slices of the next
-    K steps flow through a cp.async ring in shared memory while the current one is multiplied;
-    weights are read from it one k64 tile at a time, which keeps the wgmmas pipelined (see
-    wgmma.py and docs/PERFORMANCE.md 2026-12-02).
+    stages = 2 | 3 (split "wg") or 2..4 (split "n"), ring.py: the activations and each warp's
+    weight slices of the next K steps flow through a cp.async ring in shared memory while the
+    current one is multiplied; weights are read from it one k64 tile at a time, which keeps the
+    wgmmas pipelined (wgmma.py) and, for split "n", takes the raw codes out of registers so
+    that 2 row blocks per warp (each staged activation fragment feeding 8 MMAs) fit in 71-114
+    registers (docs/PERFORMANCE.md 2026-12-02, "dec16").
 A CTA loops over its expert's token tiles (8 * nt tokens each) inside the launch: the grid is
 fixed (N / (16 rb), E), so capture never depends on routing.
 """
