@@ -1,6 +1,7 @@
 """Tuning sweep of w4a16_grouped_gemm (L1 and L2, 48 experts, tokens per expert 1/16/128 or argv[2:],
 unpadded groups as MoERunner lays them out; ACT_ORDER=quad for stores built with it): one store per tuning (scripts/sweep_w4a16.sh
-builds them), device time from graph replays, fraction of copy bandwidth on weight bytes."""
+builds them), device time from graph replays, fraction of copy bandwidth on weight bytes. The inputs of
+each (shape, token count) are made once and shared by every tuning (weights do not depend on it)."""
 
 import os
 import sys
@@ -31,6 +32,20 @@ def dense(store, name, bw, dev) -> None:
         print(f"{name:20} {shape:8}: " + " | ".join(res))
 
 
+_INPUTS: dict = {}
+
+
+def inputs(fam, p, rows: int, seed: int, dev):
+    """make_inputs once per (n, k, experts, act_order, rows, seed); the tuning fields of p do not
+    change what it makes. The output is re-poisoned for every use."""
+    key = (p.n, p.k, p.experts, p.act_order, rows, seed)
+    if key not in _INPUTS:
+        _INPUTS[key] = fam.make_inputs(p, rows, dev, seed=seed)
+    b = _INPUTS[key]
+    b["out"].fill_(float("nan"))
+    return b
+
+
 def main(root: str, tokens: tuple[int, ...] = (1, 16, 128)) -> None:
     fam = get_family("w4a16_grouped_gemm")
     bw = copy_bandwidth()
@@ -49,14 +64,14 @@ def main(root: str, tokens: tuple[int, ...] = (1, 16, 128)) -> None:
             res = []
             if name == "L2":  # correctness of every tuning: a ragged tile count (20 tokens/expert)
                 p = fam.parse_params(op.kernel_for(20 * E).record["params"])
-                b = fam.make_inputs(p, 20 * E, dev, seed=20)
+                b = inputs(fam, p, 20 * E, 20, dev)
                 op(*[b[a.name] for a in op.kernel_for(20 * E).validator.args])
                 bad = fam.check(p, b, fam.reference(p, b))
                 res.append("CHECK OK" if not bad else f"CHECK FAILED {bad}")
             for t in tokens:
                 rows = t * E
                 p = fam.parse_params(op.kernel_for(rows).record["params"])
-                b = fam.make_inputs(p, rows, dev, seed=t)
+                b = inputs(fam, p, rows, t, dev)
                 b["offsets"].copy_(torch.arange(E + 1, device=dev, dtype=torch.int32) * t)
                 b["counts"].fill_(t)
                 args = [b[a.name] for a in op.kernel_for(rows).validator.args]

@@ -42,10 +42,12 @@ Design (decode first: at <= 16 tokens per expert the GEMM is bound by weight byt
     memory; split = "wg" (prefill, wgmma.py): one or two warpgroups, the decoded fragments are
     the A operand of HGMMA m64nNk16 from registers (a warpgroup's 4 warps = one 64-row group),
     activations come from 128-byte-swizzled shared memory by descriptor.
-    stages = 2 | 3 (split "wg" only): the activations and each warp's weight slices of the next
-    K steps flow through a cp.async ring in shared memory while the current one is multiplied;
-    weights are read from it one k64 tile at a time, which keeps the wgmmas pipelined (see
-    wgmma.py and docs/PERFORMANCE.md 2026-12-02).
+    stages = 2 | 3 (split "wg") or 2..4 (split "n"), ring.py: the activations and each warp's
+    weight slices of the next K steps flow through a cp.async ring in shared memory while the
+    current one is multiplied; weights are read from it one k64 tile at a time, which keeps the
+    wgmmas pipelined (wgmma.py) and, for split "n", takes the raw codes out of registers so
+    that 2 row blocks per warp (each staged activation fragment feeding 8 MMAs) fit in 71-114
+    registers (docs/PERFORMANCE.md 2026-12-02, "dec16").
 A CTA loops over its expert's token tiles (8 * nt tokens each) inside the launch: the grid is
 fixed (N / (16 rb), E), so capture never depends on routing.
 """
@@ -74,15 +76,19 @@ SCALE_MUL = 0x7B007B00  # bf16x2 (2^119, 2^119)
 WARPS = (1, 2, 4, 8)
 ROW_BLOCKS = (1, 2, 4)
 N_TILES = (1, 2, 4, 8, 16)
-STAGES = (1, 2, 3)
+STAGES = (1, 2, 3, 4)
 SMEM_LIMIT = 227 * 1024  # Hopper's per-block opt-in shared memory
 REL_TOL = REL_FROBENIUS["bfloat16"]
 
 
-def stage_bytes(bt: int, warps: int, rb: int) -> int:
-    """Shared memory of one split "wg" pipeline stage (stages > 1): the activations (bt tokens x
-    256 K, SW128 atoms) and each warp's rb weight slices, rounded up to the 1024-byte atom."""
-    return -(-(bt * 512 + warps * rb * W_STEP_BYTES) // 1024) * 1024
+ACT_ROW_BYTES = {"wg": 512, "n": 528}  # one staged token row of a K step: SW128 atoms | 512 B + 16 B pad
+
+
+def stage_bytes(bt: int, warps: int, rb: int, split: str = "wg") -> int:
+    """Shared memory of one cp.async ring stage (stages > 1, split "wg" or "n"): the activations
+    (bt tokens x 256 K: SW128 atoms for "wg", 528-byte padded rows for "n") and each warp's rb
+    weight slices (W_STEP_BYTES each), rounded up to the 1024-byte atom."""
+    return -(-(bt * ACT_ROW_BYTES[split] + warps * rb * W_STEP_BYTES) // 1024) * 1024
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,7 @@ class W4A16Params:
     rb: int = 1  # 16-row blocks per CTA (tuning: activation reuse vs parallelism)
     nt: int = 1  # token tile = 8 * nt tokens (tuning: decode 1-2, prefill 4-8)
     split: str = "k"  # warps split K (decode) or N with activations staged in smem (prefill)
-    stages: int = 1  # split "wg": 1 = synchronous staging; 2-3 = cp.async ring of K chunks (wgmma.py)
+    stages: int = 1  # split "wg" / "n": 1 = synchronous staging; 2-4 = cp.async ring of K chunks (ring.py)
     act_order: str = "natural"  # act's K order (runtime/layout.py ACT_ORDERS): "quad" for split k / n
 
 
@@ -114,10 +120,12 @@ def _reasons(p: W4A16Params) -> list[str]:
         r.append(f"nt={p.nt} must be one of {N_TILES}")
     if p.stages not in STAGES:
         r.append(f"stages={p.stages} must be one of {STAGES}")
-    elif p.stages > 1 and p.split != "wg":
-        r.append(f"stages={p.stages}: the cp.async ring is a split='wg' mainloop (got split={p.split!r}); use stages=1")
-    elif p.stages > 1 and p.stages * stage_bytes(8 * p.nt, p.warps, p.rb) > SMEM_LIMIT:
-        r.append(f"stages={p.stages} x (activations + weights) = {p.stages * stage_bytes(8 * p.nt, p.warps, p.rb)} B "
+    elif p.stages > 1 and p.split not in ACT_ROW_BYTES:
+        r.append(f"stages={p.stages}: the cp.async ring is a split 'wg' / 'n' mainloop (got split={p.split!r}); use stages=1")
+    elif p.split == "wg" and p.stages > 3:
+        r.append(f"stages={p.stages}: split 'wg' rings have 2 or 3 stages (4 is a split 'n' depth)")
+    elif p.stages > 1 and p.stages * stage_bytes(8 * p.nt, p.warps, p.rb, p.split) > SMEM_LIMIT:
+        r.append(f"stages={p.stages} x (activations + weights) = {p.stages * stage_bytes(8 * p.nt, p.warps, p.rb, p.split)} B "
                  f"of shared memory > {SMEM_LIMIT}: lower stages, nt or rb")
     if p.act_order not in ACT_ORDERS:
         r.append(f"act_order={p.act_order!r} must be one of {ACT_ORDERS}")
@@ -151,6 +159,7 @@ class _Base(Family):
     params_type = W4A16Params
     archs = ("sm_90a",)  # mma.sync + bf16x2 multiply; Blackwell has FP4 tensor cores instead
     modules = ("nvfp4_aot.kernels.w4a16", "nvfp4_aot.kernels.w4a16.kernel", "nvfp4_aot.kernels.w4a16.wgmma",
+               "nvfp4_aot.kernels.w4a16.ring",
                "nvfp4_aot.kernels.w4a16.ptx", "nvfp4_aot.kernels.w4a16.prepare")
     # act/out rows are addressed with 64-bit offsets; 65536 is what the tests cover.
     max_m = 1 << 20
@@ -296,15 +305,16 @@ class GroupedFamily(_Base):
         (768, {"warps": 4, "rb": 1, "nt": 2, "split": "n"}),
         (None, {"warps": 8, "rb": 2, "nt": 8, "split": "wg", "stages": 2}),
     )
-    # act_order "quad" (MoERunner's decode path; H200 sweep of 10 tilings at t = 1..32 tokens/expert,
-    # docs/PERFORMANCE.md 2026-12-02 "quad order"): <= 768 rows split 'n' with 8 warps (L1 / L2 at
-    # t = 16: 432 / 211 us, best of the sweep; every split 'k' tiling with nt 2 or rb > 1 was
-    # slower); split 'wg' reads natural K only, so above 768 rows split 'n' with 32-token tiles
-    # (one tile per expert up to t = 32, where the prefill tiers take over: 688 / 347 us at t = 32).
+    # act_order "quad" (MoERunner's decode path; H200 sweeps at t = 1..32 tokens/expert, docs/PERFORMANCE.md
+    # 2026-12-02 "dec16"): <= 192 rows split 'k' 8-token tiles (at the copy floor); above, split 'n'
+    # with the 2-stage cp.async ring and 2 row blocks per warp (each staged activation fragment feeds
+    # 8 MMAs): 16-token tiles up to 768 rows (t = 16: 434 / 215 us), 32-token tiles above (one tile
+    # per expert up to t = 32, where the prefill tiers take over: 587 / 299 us). Split 'wg' reads
+    # natural K only.
     quad_tiles = (
         tiles[0],
-        (768, {"warps": 8, "rb": 1, "nt": 2, "split": "n"}),
-        (None, {"warps": 4, "rb": 1, "nt": 4, "split": "n"}),
+        (768, {"warps": 4, "rb": 2, "nt": 2, "split": "n", "stages": 2}),
+        (None, {"warps": 4, "rb": 2, "nt": 4, "split": "n", "stages": 2}),
     )
     problem_keys = ("n", "k", "experts", "act_order")
 

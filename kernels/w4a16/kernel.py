@@ -19,6 +19,7 @@ from cutlass import BFloat16, Float32, Int32, Int64, Uint8, const_expr
 from . import BLOB_TILE, K_STEP, STRIP_TILE
 from .ptx import (decode_block, ld_cached_v4, ld_shared_v4, ld_stream_u16, ld_stream_v4, ldmatrix_x4, mma_bf16,
                   quad_scales, st_shared_v4)
+from .ring import RingMainloop
 from .wgmma import WgmmaMainloop
 
 EPI_SCALE = 128.0  # 2^7: undoes the decode's v * scale * 2^-7
@@ -26,13 +27,14 @@ SB_ROW_WORDS = 132  # split "n": shared-memory words per staged token row (512 B
 
 
 
-class W4A16Kernel(WgmmaMainloop):
+class W4A16Kernel(RingMainloop, WgmmaMainloop):
     """split "k" (decode): one CTA = 16 * rb weight rows of one expert; its `warps` warps split K
     chunk-wise (warp w takes chunks w, w + warps, ...), each staging its own activation rows
     (L1-resident) for ldmatrix, and reduce through shared memory.
     split "n" (prefill): one CTA = 16 * rb * warps rows; each warp owns 16 * rb of them for the
     whole K, and the CTA stages each activation chunk (8 * nt tokens x 256 K) in shared memory
-    once for all warps: activation traffic from L2 falls by the CTA's row count.
+    once for all warps: activation traffic from L2 falls by the CTA's row count. stages > 1:
+    activations and weights flow through a cp.async ring (ring.py), S - 1 K steps in flight.
     Both loop over the expert's token tiles (8 * nt tokens) inside the launch.
     quad = act in quad order (runtime/layout.py; split "k" / "n"): lane (g, t) finds its eight
     B-fragment words of a k64 tile of token row g at bytes 32t .. 32t + 31 of the tile, in
@@ -45,7 +47,7 @@ class W4A16Kernel(WgmmaMainloop):
         assert not quad or split in ("k", "n")
         self.quad = quad
         assert n % 64 == 0 and n % (16 * rb) == 0 and k % K_STEP == 0 and split in ("k", "n", "wg")
-        assert stages == 1 or split == "wg"
+        assert stages == 1 or split in ("wg", "n")
         self.stages = stages
         self.n, self.k, self.experts, self.grouped = n, k, experts, grouped
         self.warps, self.rb, self.nt, self.split_n = warps, rb, nt, split == "n"
@@ -93,7 +95,7 @@ class W4A16Kernel(WgmmaMainloop):
         rb, nt, bt = self.rb, self.nt, self.bt
 
         smem = cutlass.utils.SmemAllocator()
-        if const_expr(self.wg and self.stages > 1):
+        if const_expr(self.stages > 1):
             sb = smem.allocate_tensor(Int32, cute.make_layout(self.stages * self.stage_words), byte_alignment=1024)
             red = sb
         elif const_expr(self.wg):
@@ -152,9 +154,9 @@ class W4A16Kernel(WgmmaMainloop):
         bwk = cute.make_rmem_tensor(cute.make_layout((8, nt)), Int32)
         arow = cute.make_rmem_tensor(cute.make_layout(nt), Int64)  # split "k", quad: lane's bytes of row g
 
-        if const_expr(self.wg and self.stages > 1):
-            self.wgp_mainloop(acc, sb, abase, row_bytes, wb, sbw, tidx, warp, lane, n_tiles, cnt,
-                              red, alpha, out, rb0, by, start)
+        if const_expr(self.stages > 1):
+            self.ring_mainloop(acc, sb, abase, row_bytes, wb, sbw, tidx, warp, lane, n_tiles, cnt,
+                               red, alpha, out, rb0, by, start)
         else:
             for tt in cutlass.range(n_tiles):
                 tok0 = tt * bt

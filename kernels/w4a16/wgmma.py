@@ -13,8 +13,8 @@ expert's token tiles of BT = 8 * nt tokens (64 or 128). Per 256-wide K step:
   * per k64 tile: decode 4 k16 blocks x rb, wgmma.fence, rb x 4 wgmma.mma_async
     m64nBTk16 (A from registers, B by descriptor), commit; the chunk ends with wait_group 0
     before the next staging overwrites shared memory.
-stages > 1 (wgp_mainloop): the same per-chunk math, fed by an S-stage cp.async ring (activations
-laid out as above with 16-byte copies, weights copied verbatim per warp) and with the weights read
+stages > 1 (ring.py's ring_mainloop + wgp_chunk): the same per-chunk math, fed by an S-stage cp.async
+ring (activations laid out as above with 16-byte copies, weights copied verbatim per warp) and with the weights read
 from shared memory one k64 tile at a time; ptxas keeps the wgmmas in flight only when the registers
 allow it (C7511 otherwise: check with ptxas -v, docs/GPU.md).
 Accumulators: the m64nN f32 fragment is the m16n8 C fragment repeated over N / 8 columns, so
@@ -23,14 +23,12 @@ the epilogue's (row, token) mapping is the split "k" one with j = column tile.
 
 import cutlass
 import cutlass.cute as cute
-from cutlass import Float32, Int32, Int64, const_expr
-from cutlass._mlir import ir
+from cutlass import Float32, Int32, Int64
 from cutlass._mlir.dialects import llvm
 from cutlass.cutlass_dsl import T, dsl_user_op
 
-from . import BLOB_TILE, STRIP_TILE, W_STEP_BYTES, stage_bytes
-from .ptx import (_struct, cp_async_16, cp_async_16_ca, cp_async_commit, cp_async_wait, decode_block, ld_cached_v4,
-                  ld_shared_u16, ld_shared_v4, quad_scales, st_shared_v4)
+from . import W_STEP_BYTES
+from .ptx import _struct, decode_block, ld_cached_v4, ld_shared_u16, ld_shared_v4, quad_scales, st_shared_v4
 
 
 def _sync_asm(text, loc, ip):
@@ -112,69 +110,6 @@ class WgmmaMainloop:
             st_shared_v4(srow + (((kv % 8) ^ (tok % 8)) * 16), x0, x1, x2, x3)
         fence_proxy_async()
         cute.arch.sync_threads()
-
-    @property
-    def stage_words(self) -> int:
-        return stage_bytes(self.bt, self.warps, self.rb) // 4
-
-    @cute.jit
-    def wgp_mainloop(self, acc, sb, abase, row_bytes, wb, sbw, tidx, warp, lane, n_tiles, cnt,
-                     red, alpha, out, rb0, by, start):
-        """stages > 1: an S-stage cp.async ring over the K chunks of each token tile. Chunk c
-        lives in stage c % S; S - 1 chunks are in flight while chunk c is decoded and multiplied.
-        Per chunk: wait for this thread's copies of chunk c (at most S - 2 newer groups pending),
-        fence them into the async proxy, barrier (every thread's copies landed, and every warp
-        has finished the wgmmas of chunk c - 1, whose stage the next copy overwrites), issue
-        chunk c + S - 1 (an empty group past the end keeps the group count uniform), compute."""
-        S = self.stages
-        base0 = sb.iterator.toint()
-        sbytes = self.stage_words * 4
-        for tt in cutlass.range(n_tiles):
-            tok0 = tt * self.bt
-            acc.fill(0.0)
-            cute.arch.sync_threads()  # the previous tile's last chunks are read by every warp
-            for c in cutlass.range_constexpr(S - 1):
-                if c < self.chunks:
-                    self.wgp_issue(base0 + c * sbytes, abase, row_bytes, wb, sbw, tidx, warp, lane, c, tok0, cnt)
-                cp_async_commit()
-            for c in cutlass.range(self.chunks):
-                cp_async_wait(S - 2)
-                fence_proxy_async()
-                cute.arch.sync_threads()
-                nxt = c + (S - 1)
-                if nxt < self.chunks:
-                    self.wgp_issue(base0 + (nxt % S) * sbytes, abase, row_bytes, wb, sbw, tidx, warp, lane, nxt,
-                                   tok0, cnt)
-                cp_async_commit()
-                self.wgp_chunk(acc, base0 + (c % S) * sbytes, warp, lane)
-            cp_async_wait(0)  # only empty groups are left; keeps the next tile's count exact
-            self._epilogue(acc, red, alpha, out, lane, warp, tidx, rb0, by, start, cnt, tok0)
-
-    @cute.jit
-    def wgp_issue(self, base, abase, row_bytes, wb, sbw, tidx, warp, lane, c, tok0, cnt):
-        """stages > 1: start copying K step c into the stage at shared address `base` with cp.async
-        (no register round trip, no wait): the activations as wg_stage lays them out (16-byte
-        copies into the swizzled rows), then each warp's own rb weight slices: per row block the
-        4 k64 tiles' codes (4 x 512 B) then their scales (4 x 64 B). The caller commits the group."""
-        bt = self.bt
-        # a rolled loop: unrolled, ptxas hoists the bt * 32 / threads row pointers (invariant over
-        # the chunks) into registers for the whole mainloop and then spills or serializes wgmmas
-        for v in cutlass.range(bt * 32 // self.threads, unroll=1):
-            vi = v * self.threads + tidx
-            tok = vi // 32
-            kv = vi % 32
-            row = cutlass.min(tok0 + tok, cnt - 1)
-            src = abase + Int64(row) * row_bytes + Int64(c * 512 + kv * 16)
-            srow = base + (kv // 8) * (bt * 128) + tok * 128
-            cp_async_16_ca(srow + (((kv % 8) ^ (tok % 8)) * 16), src)
-        wdst = base + bt * 512 + warp * (self.rb * W_STEP_BYTES)
-        for r in cutlass.range_constexpr(self.rb):
-            for kt in cutlass.range_constexpr(4):
-                cp_async_16(wdst + r * W_STEP_BYTES + kt * 512 + lane * 16,
-                            wb[r] + Int64((4 * c + kt) * BLOB_TILE + lane * 16))
-            if lane < 16:
-                cp_async_16(wdst + r * W_STEP_BYTES + 2048 + lane * 16,
-                            sbw[r] + Int64((4 * c + lane // 4) * STRIP_TILE + (lane % 4) * 16))
 
     @cute.jit
     def wgp_chunk(self, acc, base, warp, lane):

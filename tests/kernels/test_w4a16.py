@@ -87,15 +87,22 @@ def test_can_implement_names_the_problem():
     ok = GROUPED.parse_params({"n": 6144, "k": 7168, "experts": 48, "warps": 4, "rb": 2, "nt": 16, "split": "wg"})
     assert GROUPED.can_implement(ok, "sm_90a") == []
     assert any("split='x'" in r for r in GROUPED.can_implement(GROUPED.parse_params({"n": 64, "k": 256, "split": "x"}), "sm_90a"))
-    # the cp.async ring (stages > 1): split 'wg' only, and within Hopper's shared memory
+    # the cp.async ring (stages > 1): split 'wg' (2-3 stages) and 'n' (2-4), within Hopper's shared memory
     base = {"n": 6144, "k": 7168, "experts": 48, "warps": 4, "split": "wg"}
     for tun in ({"rb": 1, "nt": 16, "stages": 2}, {"rb": 1, "nt": 16, "stages": 3}, {"rb": 2, "nt": 8, "stages": 3}):
         assert GROUPED.can_implement(GROUPED.parse_params({**base, **tun}), "sm_90a") == [], tun
     too_big = GROUPED.parse_params({**base, "rb": 2, "nt": 16, "stages": 3})
     assert any("shared memory" in r and "stages=3" in r for r in GROUPED.can_implement(too_big, "sm_90a"))
     assert any("stages=4" in r for r in GROUPED.can_implement(GROUPED.parse_params({**base, "stages": 4, "nt": 8}), "sm_90a"))
-    not_wg = GROUPED.parse_params({"n": 6144, "k": 7168, "experts": 48, "warps": 8, "nt": 8, "split": "n", "stages": 2})
-    assert any("split='wg' mainloop" in r for r in GROUPED.can_implement(not_wg, "sm_90a"))
+    ring_n = {"n": 6144, "k": 7168, "experts": 48, "warps": 8, "split": "n", "act_order": "quad"}
+    for tun in ({"nt": 2, "stages": 2}, {"nt": 2, "stages": 4}, {"rb": 2, "nt": 2, "stages": 3}, {"nt": 4, "stages": 3}):
+        assert GROUPED.can_implement(GROUPED.parse_params({**ring_n, **tun}), "sm_90a") == [], tun
+    # 4 x (64 rows x 528 B + 8 warps x 2 x 2304 B) = 282624 B
+    big_n = GROUPED.parse_params({**ring_n, "rb": 2, "nt": 8, "stages": 4})
+    assert any("shared memory" in r and "stages=4" in r for r in GROUPED.can_implement(big_n, "sm_90a"))
+    split_k = GROUPED.parse_params({"n": 6144, "k": 7168, "experts": 48, "warps": 4, "nt": 2, "stages": 2})
+    assert any("split 'wg' / 'n' mainloop" in r for r in GROUPED.can_implement(split_k, "sm_90a"))
+    assert any("stages=5" in r for r in GROUPED.can_implement(GROUPED.parse_params({**ring_n, "stages": 5}), "sm_90a"))
     assert any("dense family" in r for r in DENSE.can_implement(DENSE.parse_params({"n": 64, "k": 256, "experts": 2}), "sm_90a"))
 
 
@@ -123,3 +130,48 @@ def test_checker_fails_on_wrong_output_and_stray_writes():
         stray = good["out"].clone()
         stray[~rows] = 0
         assert any("outside" in m for m in GROUPED.check(p, {"out": stray}, want))
+
+
+@pytest.mark.parametrize("nt", [1, 2, 4])
+def test_ring_stage_addresses_feed_the_fragments(nt):
+    """split 'n' cp.async ring (kernels/w4a16/ring.py), replayed with its own address helpers on
+    random bytes: the activation copies tile the stage without overlap, and every lane's reads of
+    token fragment j, k64 tile kt return the bytes its fragment needs: quad, row g's 32 bytes at
+    32 t of the tile (what split 'k' reads from global memory); natural, ldmatrix row lane % 8 of
+    matrix lane // 8 = K 8 (lane // 8) .. + 7 (and + 32 for the second x4). The weight slots of
+    every (warp, row block) are disjoint and fill the stage (up to the 1024-byte rounding)."""
+    from nvfp4_aot.kernels.w4a16 import W_STEP_BYTES, stage_bytes
+    from nvfp4_aot.kernels.w4a16.ring import act_slot, n_frag_slot, w_slot
+
+    bt = 8 * nt
+    gen = torch.Generator().manual_seed(nt)
+    chunk = torch.randint(0, 256, (bt, 512), generator=gen, dtype=torch.uint8)  # one K step of bt rows
+    act_bytes = bt * 528
+    stage = torch.zeros(act_bytes, dtype=torch.uint8)
+    owner = torch.full((act_bytes,), -1)
+    for tok in range(bt):
+        for kv in range(32):
+            a = act_slot(0, tok, kv, bt, False)
+            assert (owner[a:a + 16] == -1).all() and a + 16 <= act_bytes
+            owner[a:a + 16] = tok * 32 + kv
+            stage[a:a + 16] = chunk[tok, 16 * kv:16 * kv + 16]
+    for j in range(nt):
+        for kt in range(4):
+            for lane in range(32):
+                a = n_frag_slot(0, j, lane, kt, True)
+                row, t = 8 * j + lane // 4, lane % 4
+                assert torch.equal(stage[a:a + 32], chunk[row, 128 * kt + 32 * t:128 * kt + 32 * t + 32])
+                a = n_frag_slot(0, j, lane, kt, False)
+                row, i = 8 * j + lane % 8, lane // 8
+                for x4 in range(2):
+                    lo = 128 * kt + 64 * x4 + 16 * i
+                    assert torch.equal(stage[a + 64 * x4:a + 64 * x4 + 16], chunk[row, lo:lo + 16])
+    # SW128 ("wg"): a bijection of the 16-byte vectors onto bt * 512 bytes
+    slots = {act_slot(0, tok, kv, bt, True) for tok in range(bt) for kv in range(32)}
+    assert len(slots) == bt * 32 and all(s % 16 == 0 and 0 <= s < bt * 512 for s in slots)
+    for warps, rb in ((4, 1), (8, 1), (4, 2), (8, 2)):
+        ranges = sorted((w_slot(0, act_bytes, w, rb) + r * W_STEP_BYTES, W_STEP_BYTES)
+                        for w in range(warps) for r in range(rb))
+        assert all(a + n <= b for (a, n), (b, _) in zip(ranges, ranges[1:])) and ranges[0][0] >= act_bytes
+        assert ranges[-1][0] + W_STEP_BYTES <= stage_bytes(bt, warps, rb, "n") < ranges[-1][0] + W_STEP_BYTES + 1024
+

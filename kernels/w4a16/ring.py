@@ -1,0 +1,155 @@
+"""The cp.async ring mainloop of the w4a16 kernels (stages > 1), shared by split "wg" (warpgroup
+MMA, wgmma.py) and split "n" (mma.sync, here).
+
+Why split "n" has it (docs/PERFORMANCE.md 2026-12-02 "session 5, dec16"): with registers as the
+only staging, ptxas sinks each k64 tile's weight loads down to their first use (the PTX has them
+at the top of the K step; SASS issues them one k64 tile at a time), so a warp keeps ~16 B per lane
+of weights in flight and the grid relies on occupancy to reach the copy bandwidth; the 16-32
+token tilings (nt 2-4, rb > 1) need 71-186 registers and lose it. Here S - 1 whole K steps
+(activations + every warp's weights) are in flight as cp.async groups, which ptxas cannot sink.
+
+Per token tile: a barrier (the previous tile's readers are done), S - 1 chunks issued, then per
+chunk c: wait for this thread's copies of chunk c (at most S - 2 newer groups pending), barrier
+(every thread's copies landed, and every warp has finished chunk c - 1, whose stage the next copy
+overwrites), issue chunk c + S - 1 (an empty group past the end keeps the group count uniform),
+compute chunk c from stage c % S.
+Stage layout (bytes): activations (bt token rows: "wg" 128-byte-swizzled K-major atoms, "n" rows
+of ACT_ROW_BYTES["n"] = 528, the layout of the synchronous split "n" staging), then per warp and
+row block W_STEP_BYTES: the 4 k64 tiles' codes (4 x 512 B, lane order as in global memory) and
+their scales (4 x 64 B).
+"""
+
+import cutlass
+import cutlass.cute as cute
+from cutlass import Int64, const_expr
+
+from . import ACT_ROW_BYTES, BLOB_TILE, STRIP_TILE, W_STEP_BYTES, stage_bytes
+from .ptx import (cp_async_16, cp_async_16_ca, cp_async_commit, cp_async_wait, decode_block, ld_shared_u16,
+                  ld_shared_v4, ldmatrix_x4, mma_bf16, quad_scales)
+from .wgmma import fence_proxy_async
+
+
+def act_slot(base, tok, kv, bt: int, wg: bool):
+    """Shared address (base + offset) of the 16-byte vector kv (K 8 kv .. 8 kv + 7 of the K step)
+    of staged token row tok. Plain arithmetic: traced with DSL integers by the kernel, replayed with
+    Python integers by tests/kernels/test_w4a16.py."""
+    if wg:  # SW128: 16-byte chunk kv % 8 of row tok at (kv % 8) ^ (tok % 8)
+        srow = base + (kv // 8) * (bt * 128) + tok * 128
+        return srow + (((kv % 8) ^ (tok % 8)) * 16)
+    return base + tok * ACT_ROW_BYTES["n"] + kv * 16
+
+
+def n_frag_slot(base, j, lane, kt, quad: bool):
+    """split "n": shared address of lane's B-fragment read of token fragment j, k64 tile kt: quad,
+    the first of its two 16-byte loads (row g = lane // 4, bytes 32 t .. 32 t + 31 of the tile);
+    natural, its ldmatrix.x4 row address (row lane % 8 of matrix lane // 8; the second x4 at + 64)."""
+    if quad:
+        return base + (8 * j + lane // 4) * ACT_ROW_BYTES["n"] + kt * 128 + (lane % 4) * 32
+    return base + (8 * j + lane % 8) * ACT_ROW_BYTES["n"] + kt * 128 + (lane // 8) * 16
+
+
+def w_slot(base, act_bytes: int, warp, rb: int):
+    """Shared address of warp's weights in a stage: after the activations, rb row blocks of
+    W_STEP_BYTES each (block r at + r W_STEP_BYTES): 4 x 512 B codes (k64 tile kt at 512 kt, lane's
+    16 bytes at 16 lane), then 4 x 64 B scales (tile kt at 2048 + 64 kt)."""
+    return base + act_bytes + warp * (rb * W_STEP_BYTES)
+
+
+class RingMainloop:
+    """Mixed into W4A16Kernel for stages > 1 (see the module docstring)."""
+
+    @property
+    def stage_words(self) -> int:
+        return stage_bytes(self.bt, self.warps, self.rb, "wg" if self.wg else "n") // 4
+
+    @property
+    def act_stage_bytes(self) -> int:
+        return self.bt * ACT_ROW_BYTES["wg" if self.wg else "n"]
+
+    @cute.jit
+    def ring_mainloop(self, acc, sb, abase, row_bytes, wb, sbw, tidx, warp, lane, n_tiles, cnt,
+                      red, alpha, out, rb0, by, start):
+        S = self.stages
+        base0 = sb.iterator.toint()
+        sbytes = self.stage_words * 4
+        for tt in cutlass.range(n_tiles):
+            tok0 = tt * self.bt
+            acc.fill(0.0)
+            cute.arch.sync_threads()  # the previous tile's last chunks are read by every warp
+            for c in cutlass.range_constexpr(S - 1):
+                if c < self.chunks:
+                    self.ring_issue(base0 + c * sbytes, abase, row_bytes, wb, sbw, tidx, warp, lane, c, tok0, cnt)
+                cp_async_commit()
+            for c in cutlass.range(self.chunks):
+                cp_async_wait(S - 2)
+                if const_expr(self.wg):
+                    fence_proxy_async()  # wgmma reads the stage through the async proxy
+                cute.arch.sync_threads()
+                nxt = c + (S - 1)
+                if nxt < self.chunks:
+                    self.ring_issue(base0 + (nxt % S) * sbytes, abase, row_bytes, wb, sbw, tidx, warp, lane, nxt,
+                                    tok0, cnt)
+                cp_async_commit()
+                if const_expr(self.wg):
+                    self.wgp_chunk(acc, base0 + (c % S) * sbytes, warp, lane)
+                else:
+                    self.n_chunk(acc, base0 + (c % S) * sbytes, warp, lane)
+            cp_async_wait(0)  # only empty groups are left; keeps the next tile's count exact
+            self._epilogue(acc, red, alpha, out, lane, warp, tidx, rb0, by, start, cnt, tok0)
+
+    @cute.jit
+    def ring_issue(self, base, abase, row_bytes, wb, sbw, tidx, warp, lane, c, tok0, cnt):
+        """Start copying K step c into the stage at shared address `base` (no register round
+        trip, no wait): the activations (16-byte copies of token rows clamped into the expert's
+        count: a clamped row feeds only MMA columns that are never stored), then each warp's own
+        rb weight slices. The caller commits the group."""
+        bt = self.bt
+        # a rolled loop: unrolled, ptxas hoists the bt * 32 / threads row pointers (invariant over
+        # the chunks) into registers for the whole mainloop and then spills or serializes wgmmas
+        for v in cutlass.range(bt * 32 // self.threads, unroll=1):
+            vi = v * self.threads + tidx
+            tok = vi // 32
+            kv = vi % 32
+            row = cutlass.min(tok0 + tok, cnt - 1)
+            src = abase + Int64(row) * row_bytes + Int64(c * 512 + kv * 16)
+            cp_async_16_ca(act_slot(base, tok, kv, bt, self.wg), src)
+        wdst = w_slot(base, self.act_stage_bytes, warp, self.rb)
+        for r in cutlass.range_constexpr(self.rb):
+            for kt in cutlass.range_constexpr(4):
+                cp_async_16(wdst + r * W_STEP_BYTES + kt * 512 + lane * 16,
+                            wb[r] + Int64((4 * c + kt) * BLOB_TILE + lane * 16))
+            if lane < 16:  # tile lane // 4's 64 scale bytes, 16 per lane
+                cp_async_16(wdst + r * W_STEP_BYTES + 2048 + lane * 16,
+                            sbw[r] + Int64((4 * c + lane // 4) * STRIP_TILE + (lane % 4) * 16))
+
+    @cute.jit
+    def n_chunk(self, acc, base, warp, lane):
+        """split "n", one K step from the stage at `base`: per k64 tile, the warp's rb x 4 blocks
+        are decoded once from the staged codes and scales, then each of the nt token fragments
+        (quad: two 16-byte shared loads of row g's 32 bytes at 32 t; natural: two ldmatrix.x4)
+        feeds rb x 4 MMAs: every decoded weight fragment is reused across all 8 * nt tokens."""
+        rb, nt = self.rb, self.nt
+        wsrc = w_slot(base, self.act_stage_bytes, warp, rb)
+        for kt in cutlass.range_constexpr(4):
+            af = []
+            for r in cutlass.range_constexpr(rb):
+                x = ld_shared_v4(wsrc + r * W_STEP_BYTES + kt * 512 + lane * 16)
+                # lane (g, t): block t's pair of rows g, g + 8 (strip bytes 8g + 2t, + 1)
+                sp = quad_scales(ld_shared_u16(wsrc + r * W_STEP_BYTES + 2048 + kt * 64 + lane * 2))
+                for b in cutlass.range_constexpr(4):
+                    af.append(decode_block(x[b], sp[b]))
+            for j in cutlass.range_constexpr(nt):
+                sa = n_frag_slot(base, j, lane, kt, self.quad)
+                if const_expr(self.quad):
+                    y = ld_shared_v4(sa) + ld_shared_v4(sa + 16)
+                else:
+                    y = ldmatrix_x4(sa) + ldmatrix_x4(sa + 64)
+                for r in cutlass.range_constexpr(rb):
+                    for b in cutlass.range_constexpr(4):
+                        a0, a1, a2, a3 = af[r * 4 + b]
+                        d0, d1, d2, d3 = mma_bf16(a0, a1, a2, a3, y[2 * b], y[2 * b + 1],
+                                                  acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r])
+                        acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r] = d0, d1, d2, d3
+
+
+__all__ = ["RingMainloop", "act_slot", "n_frag_slot", "w_slot"]
