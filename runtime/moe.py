@@ -147,14 +147,12 @@ class MoERunner:
         (global / EP size), hidden H, intermediate I, top-k, and a SwiGLU clamp `swiglu_limit`
         (DeepSeek-V4: 10; 0 none). sm_90a: the decode path in launch order, then each prefill
         tier's own ops (optional; `prefill` False: the decode path serves every T), the tiers
-        that some T <= max_tokens reaches (None: all). None where
-        the runner has no path: sm_100a with a clamp (moe_silu_mul_quantize does not clamp)."""
+        that some T <= max_tokens reaches (None: all). sm_100a: runtime/moe_sm100.py's path
+        (the clamp in moe_silu_mul_quantize). None where the runner has no path (another arch)."""
         if arch == "sm_100a":
-            if swiglu_limit:
-                return []
             from .moe_sm100 import Sm100MoE
 
-            return Sm100MoE.ops(hidden, intermediate, experts, top_k, arch)
+            return Sm100MoE.ops(hidden, intermediate, experts, top_k, arch, swiglu_limit=swiglu_limit)
         if arch != "sm_90a":
             return []
         h, i, e, k = hidden, intermediate, experts, top_k
@@ -210,14 +208,12 @@ class MoERunner:
         self._sm100 = None
         self.swiglu_limit = float(swiglu_limit or 0.0)  # 0: plain SwiGLU (the op's default)
         if store.arch == "sm_100a":
-            if self.swiglu_limit:
-                raise MissingVariantError(f"MoERunner: swiglu_limit={swiglu_limit} has no sm_100a path (moe_silu_mul_quantize does not clamp)")
             # NVFP4 activations on the block-scaled GEMMs: never run here (runtime/moe_sm100.py)
             from .moe_sm100 import Sm100MoE
 
             self._sm100 = Sm100MoE(store, w13=w13, w13_scale=w13_scale, w13_scale_2=w13_scale_2, w2=w2,
                                    w2_scale=w2_scale, w2_scale_2=w2_scale_2, expert_start=expert_start,
-                                   top_k=top_k, max_tokens=max_tokens, device=device)
+                                   top_k=top_k, max_tokens=max_tokens, device=device, swiglu_limit=self.swiglu_limit)
             for a in ("num_experts", "hidden", "intermediate", "top_k", "max_tokens", "device", "expert_start"):
                 setattr(self, a, getattr(self._sm100, a))
             return

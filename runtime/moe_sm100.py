@@ -8,7 +8,8 @@ whether it runs correctly on a B200 is unverified.
     moe_permute_quantize   hidden -> NVFP4 codes + scales swizzled over the padded rows (which
                            is the per-expert swizzle, since groups start at multiples of 128)
     quack_nvfp4_grouped_gemm  L1, alpha[e] = gate scale[e] / gs1 (both halves)
-    moe_silu_mul_quantize  -> NVFP4 input of L2 under gs2
+    moe_silu_mul_quantize  -> NVFP4 input of L2 under gs2 (with `swiglu_limit` L > 0, DeepSeek-V4's
+                           clamped SwiGLU silu(min(gate, L)) * clamp(up, -L, L), as sm_90a's moe_silu_mul)
     quack_nvfp4_grouped_gemm  L2, alpha[e] = w2_scale_2[e] * (up / gate scale)[e] / gs2
 The block-scaled GEMM has one alpha per expert: with unequal gate/up global scales ([E, 2]) L1's
 up half comes out divided by up/gate, which L2's alpha restores exactly (silu(gate) * up is linear
@@ -41,9 +42,11 @@ class Sm100MoE:
     runner_name = "MoERunner"
 
     @classmethod
-    def ops(cls, hidden: int, intermediate: int, experts: int, top_k: int, arch: str = "sm_100a") -> list[OpDecl]:
+    def ops(cls, hidden: int, intermediate: int, experts: int, top_k: int, arch: str = "sm_100a",
+            swiglu_limit: float = 0.0) -> list[OpDecl]:
         """MoERunner.ops on sm_100a (runtime/declare.py), in launch order."""
         h, i, e, k = hidden, intermediate, experts, top_k
+        clamp = f" (clamped at {swiglu_limit})" if swiglu_limit else ""
         lay = dict(keyed="layer", top_k=k, experts=e, pad=PAD, runner=cls.runner_name)
         return [
             OpDecl("route", "moe_route", {"experts": e, "topk": k, "pad": PAD}, "tokens",
@@ -52,8 +55,8 @@ class Sm100MoE:
                    f"{_RUNNER}gathers the hidden states into the grouped rows, quantized to NVFP4", **lay),
             OpDecl("l1", "quack_nvfp4_grouped_gemm", {"experts": e, "n": 2 * i, "k": h}, "capacity",
                    f"{_RUNNER}L1 (gate | up), block-scaled, all local experts in one launch", weights="w13", **lay),
-            OpDecl("silu_q", "moe_silu_mul_quantize", {"i": i}, "capacity",
-                   f"{_RUNNER}silu(gate) * up quantized to NVFP4 between L1 and L2", **lay),
+            OpDecl("silu_q", "moe_silu_mul_quantize", {"i": i, "limit": float(swiglu_limit)}, "capacity",
+                   f"{_RUNNER}silu(gate) * up quantized to NVFP4 between L1 and L2{clamp}", **lay),
             OpDecl("l2", "quack_nvfp4_grouped_gemm", {"experts": e, "n": h, "k": i}, "capacity",
                    f"{_RUNNER}L2 (down), block-scaled", weights="w2", **lay),
             OpDecl("combine", "moe_combine", {"h": h, "topk": k}, "tokens",
@@ -61,12 +64,13 @@ class Sm100MoE:
         ]
 
     def __init__(self, store, *, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, expert_start: int,
-                 top_k: int, max_tokens: int, device: Any):
+                 top_k: int, max_tokens: int, device: Any, swiglu_limit: float = 0.0):
         e, two_i, h_half = w13.shape
         h, i = h_half * 2, two_i // 2
         self.num_experts, self.hidden, self.intermediate = e, h, i
         self.top_k, self.max_tokens, self.device = top_k, max_tokens, device
-        self.decls = open_ops(self, store, self.ops(h, i, e, top_k))
+        self.swiglu_limit = float(swiglu_limit)
+        self.decls = open_ops(self, store, self.ops(h, i, e, top_k, swiglu_limit=self.swiglu_limit))
         self.w13 = w13.to(device).contiguous()
         self.w13_sf = expert_operands(w13, w13_scale, "swizzled", device)["sf_swizzled"]
         self.w2 = w2.to(device).contiguous()
@@ -127,7 +131,7 @@ class Sm100MoE:
 
         h1 = self.ws["h1"][:cap]
         valid = self.ws["src_token"][:cap] >= 0
-        act = silu_mul(h1[valid]) if bool(valid.any()) else h1[:0, : self.intermediate]
+        act = silu_mul(h1[valid], self.swiglu_limit) if bool(valid.any()) else h1[:0, : self.intermediate]
         self._set_scale(1, float(act.float().abs().amax()) if act.numel() else 0.0)
         self.calibrated = True
 

@@ -41,6 +41,11 @@ def act_order_reasons(order: str, name: str, value: int) -> list[str]:
     return []
 
 
+def limit_reasons(limit: float) -> list[str]:
+    """The clamped-SwiGLU limit of moe_silu_mul / moe_silu_mul_quantize (0: no clamp)."""
+    return [] if 0.0 <= limit < float("inf") else [f"limit={limit} must be a finite number >= 0 (0: no clamp)"]
+
+
 def routing_reasons(topk: int, experts: int, pad: int) -> list[str]:
     r = []
     if not 1 <= topk <= 32:

@@ -20,7 +20,7 @@ from cutlass import BFloat16, Float32, Int32, Int64, Uint8, Uint32
 
 from ..nvfp4_quantize.kernel import ELEMS_PER_ITEM, block_scales2, out_scale, quant8
 from ..ptx import absmax, aligned, pack_bf16x2, tree_max, unpack_bf16x2
-from .kernel import VEC, load_quad_words, silu_mul, vec_words
+from .kernel import VEC, clamp_swiglu, f32_literal, load_quad_words, silu_mul, vec_words
 
 SF_ATOM_BYTES = 512  # one 128-row x 4-column atom of the block-scaled layout
 
@@ -172,19 +172,21 @@ class MoePermuteQuantizeKernel:
 # silu_mul + quantize
 # ---------------------------------------------------------------------------
 class SiluMulQuantizeKernel:
-    """h = bf16(silu(x[:, :I]) * x[:, I:]) (moe_silu_mul's values), then q, sf = NVFP4(h) with
-    swizzled scales over round_up(M, 128) rows (rows [M, Mpad) get zero scale words). The
-    bf16 intermediate never leaves registers.
+    """h = bf16(silu(x[:, :I]) * x[:, I:]) (moe_silu_mul's values; with limit L > 0 its clamped
+    SwiGLU bf16(silu(min(g, L)) * clamp(u, -L, L)), the same clamp_swiglu PTX), then q, sf =
+    NVFP4(h) with swizzled scales over round_up(M, 128) rows (rows [M, Mpad) get zero scale
+    words). The bf16 intermediate never leaves registers.
 
     One item = (row, 64-column group g of the output): 128 B of gate and 128 B of up loaded
     directly, 32 B of q and one scale word out; items numbered row-major over Mpad rows.
     """
 
-    def __init__(self, i: int, threads: int = 128):
-        assert i % ELEMS_PER_ITEM == 0 and i >= ELEMS_PER_ITEM
+    def __init__(self, i: int, threads: int = 128, limit: float = 0.0):
+        assert i % ELEMS_PER_ITEM == 0 and i >= ELEMS_PER_ITEM and limit >= 0
         self.i = i
         self.groups = i // ELEMS_PER_ITEM
         self.threads = threads
+        self.limit = f32_literal(limit) if limit > 0 else None  # None: no clamp, the PTX of limit 0 unchanged
 
     @cute.jit
     def __call__(self, x: cute.Tensor, global_scale: cute.Tensor, q: cute.Tensor, sf: cute.Tensor, stream):
@@ -221,6 +223,9 @@ class SiluMulQuantizeKernel:
             for j in cutlass.range_constexpr(ELEMS_PER_ITEM // 2):
                 g0, g1 = unpack_bf16x2(wg[j])
                 u0, u1 = unpack_bf16x2(wu[j])
+                if cutlass.const_expr(self.limit is not None):
+                    g0, u0 = clamp_swiglu(g0, u0, self.limit)
+                    g1, u1 = clamp_swiglu(g1, u1, self.limit)
                 hw[j] = pack_bf16x2(silu_mul(g0, u0), silu_mul(g1, u1))
             rq = cute.make_rmem_tensor(cute.make_layout(8), Uint32)
             sf_word = quantize64(hw, gs, rq)
@@ -268,7 +273,7 @@ def fake_args_permute_quantize(p):
 
 
 def make_silu_mul_quantize(p):
-    return SiluMulQuantizeKernel(p.i, threads=p.threads)
+    return SiluMulQuantizeKernel(p.i, threads=p.threads, limit=p.limit)
 
 
 def fake_args_silu_mul_quantize(p):

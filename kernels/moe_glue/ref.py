@@ -259,7 +259,8 @@ def permute_quantize_inputs(h: int, topk: int, experts: int, pad: int, m: int, d
 SILU_MUL_QUANTIZE_MODES = ("random", "exact")
 
 
-def silu_mul_quantize_inputs(i: int, m: int, device: Any, seed: int, poison: int = 0xFF, mode: str | None = None):
+def silu_mul_quantize_inputs(i: int, m: int, device: Any, seed: int, poison: int = 0xFF, mode: str | None = None,
+                             limit: float = 0.0):
     """x [m, 2i] bf16 (gate | up), a global scale, poisoned q / sf.
 
     random  gate N(0,1) * 2^[-3, 3] per row (silu's saturating regions, |g| up to ~24), up with
@@ -269,11 +270,16 @@ def silu_mul_quantize_inputs(i: int, m: int, device: Any, seed: int, poison: int
             up = +-c' * 2^e' with c' in [8, 15]: g * u has <= 8 significant bits, exact in bf16,
             so kernel and torch agree on h bit for bit (even a 1-ulp fp32 error could not move
             the bf16 rounding) and the quantized output must be bit-exact.
-    The default mode alternates with the seed (seed % 2).
-    gs: 2688 / amax(silu_mul_ref(x)) times 0.3x .. 3x (saturation paths)."""
+    The default mode alternates with the seed (seed % 2); with a clamp (limit > 0) it is always
+    "random", whose gate (|g| up to ~24) and up (block octaves up to 2^5) cross both clamps at
+    DeepSeek-V4's limit 10: "exact" has no clamped form (silu(g) == g in fp32 needs 1 + e^-g to
+    round to 1, g >= ~16.6, so a clamped gate g <= L = 10 is never exact) and is refused with a limit.
+    gs: 2688 / amax(silu_mul_ref(x, limit)) times 0.3x .. 3x (saturation paths)."""
     from ..nvfp4_quantize.ref import SF_BLOCK, global_scale_ref, random_activations
 
-    mode = mode or SILU_MUL_QUANTIZE_MODES[seed % 2]
+    mode = mode or ("random" if limit > 0 else SILU_MUL_QUANTIZE_MODES[seed % 2])
+    if mode == "exact" and limit > 0:
+        raise ValueError(f"mode 'exact' has no clamped form (limit={limit}): silu(min(g, limit)) is not exact in fp32")
     gen = torch.Generator(device=device).manual_seed(seed)
     if mode == "random":
         gate = torch.randn((m, i), generator=gen, device=device)
@@ -291,7 +297,7 @@ def silu_mul_quantize_inputs(i: int, m: int, device: Any, seed: int, poison: int
     else:
         raise ValueError(f"unknown mode {mode!r}; known: {SILU_MUL_QUANTIZE_MODES}")
     x = torch.cat([gate, up], dim=1).to(torch.bfloat16).contiguous()
-    gs = global_scale_ref(silu_mul_ref(x)) * _scale_factor(seed)
+    gs = global_scale_ref(silu_mul_ref(x, limit)) * _scale_factor(seed)
     mp = -(-m // 128) * 128
     return {
         "x": x,
@@ -301,11 +307,12 @@ def silu_mul_quantize_inputs(i: int, m: int, device: Any, seed: int, poison: int
     }
 
 
-def silu_mul_quantize_ref(x: torch.Tensor, global_scale: torch.Tensor):
-    """quantize_ref(silu_mul_ref(x), gs, "swizzled"): torch's silu, rounded to bf16, quantized."""
+def silu_mul_quantize_ref(x: torch.Tensor, global_scale: torch.Tensor, limit: float = 0.0):
+    """quantize_ref(silu_mul_ref(x, limit), gs, "swizzled"): torch's (clamped) silu * up, rounded
+    to bf16, quantized."""
     from ..nvfp4_quantize.ref import quantize_ref
 
-    return quantize_ref(silu_mul_ref(x), global_scale, "swizzled")
+    return quantize_ref(silu_mul_ref(x, limit), global_scale, "swizzled")
 
 
 def nvfp4_rel_error(q: torch.Tensor, sf: torch.Tensor, global_scale: torch.Tensor, exact: torch.Tensor) -> float:
@@ -317,21 +324,25 @@ def nvfp4_rel_error(q: torch.Tensor, sf: torch.Tensor, global_scale: torch.Tenso
     return float((d - exact).norm() / exact.norm().clamp_min(1e-300))
 
 
-def silu_mul_exact(x: torch.Tensor) -> torch.Tensor:
-    """silu(gate) * up in float64 from the bf16 inputs (no intermediate rounding)."""
+def silu_mul_exact(x: torch.Tensor, limit: float = 0.0) -> torch.Tensor:
+    """silu(gate) * up in float64 from the bf16 inputs (no intermediate rounding); limit > 0
+    clamps first, as silu_mul_ref does (gate <= limit, -limit <= up <= limit: exact)."""
     i = x.shape[1] // 2
     xd = x.double()
-    return torch.nn.functional.silu(xd[:, :i]) * xd[:, i:]
+    g, u = xd[:, :i], xd[:, i:]
+    if limit > 0:
+        g, u = g.clamp(max=limit), u.clamp(-limit, limit)
+    return torch.nn.functional.silu(g) * u
 
 
 def silu_mul_quantize_errors(got: Mapping[str, torch.Tensor], want: Mapping[str, torch.Tensor],
-                             max_diff_frac: float, max_diff_abs: int, rel_slack: float) -> list[str]:
+                             max_diff_frac: float, max_diff_abs: int, rel_slack: float, limit: float = 0.0) -> list[str]:
     """Mismatches of a fused SiLU * up + NVFP4 result (see SILU_MUL_QUANTIZE_* in the package):
     (1) shapes and dtypes equal the reference's; (2) at most max_diff_abs + max_diff_frac * n
     bytes of q, and of sf, differ from the reference (codes / scales of h values that differ in
     the last bf16 bit); (3) when got holds the inputs x and global_scale: the kernel's
     dequantized output is within rel_slack (relative Frobenius, absolute) of the reference
-    pipeline's own NVFP4 error vs float64 silu(gate) * up."""
+    pipeline's own NVFP4 error vs float64 silu(gate) * up (clamped at `limit` when > 0)."""
     bad = []
     for n in ("q", "sf"):
         g, w = got[n], want[n]
@@ -350,7 +361,7 @@ def silu_mul_quantize_errors(got: Mapping[str, torch.Tensor], want: Mapping[str,
     m = got["q"].shape[0]
     if m == 0:
         return bad
-    exact = silu_mul_exact(got["x"])
+    exact = silu_mul_exact(got["x"], limit)
     gs = got["global_scale"]
     e_ref = nvfp4_rel_error(want["q"], want["sf"], gs, exact)
     e_got = nvfp4_rel_error(got["q"], got["sf"], gs, exact)

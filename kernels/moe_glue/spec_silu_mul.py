@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from ..family import Arg, Family, Signature
 from ..tolerances import REL_FROBENIUS
-from .common import THREADS, act_order_reasons, threads_reason, vector_dim_reasons  # noqa: F401
+from .common import THREADS, act_order_reasons, limit_reasons, threads_reason, vector_dim_reasons  # noqa: F401
 
 @dataclass(frozen=True)
 class SiluMulParams:
@@ -33,9 +33,7 @@ class SiluMulFamily(Family):
         r += act_order_reasons(p.act_order, "i", p.i)
         if p.unroll not in (1, 2, 4):
             r.append(f"unroll={p.unroll} must be 1, 2 or 4")
-        if not (0.0 <= p.limit < float("inf")):
-            r.append(f"limit={p.limit} must be a finite number >= 0 (0: no clamp)")
-        return r
+        return r + limit_reasons(p.limit)
 
     def signature(self, p: SiluMulParams) -> Signature:
         return Signature(

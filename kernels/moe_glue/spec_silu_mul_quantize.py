@@ -1,4 +1,5 @@
-"""moe_silu_mul_quantize: silu(gate) * up (never stored) -> NVFP4 q + swizzled scales."""
+"""moe_silu_mul_quantize: silu(gate) * up (never stored) -> NVFP4 q + swizzled scales; with
+`limit` > 0 the clamped SwiGLU of moe_silu_mul (DeepSeek-V4's swiglu_limit), the same PTX."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..family import Arg, Family, Signature
-from .common import FUSED_MAX_M, QUANT_THREADS, quant_dim_reasons
+from .common import FUSED_MAX_M, QUANT_THREADS, limit_reasons, quant_dim_reasons
 
 # silu_mul_quantize accuracy (the kernels/tolerances.py rules, specialised here).
 # The quantizer is nvfp4_quantize's and is checked bit for bit (tests/gpu) on inputs where the
@@ -41,6 +42,7 @@ SILU_MUL_QUANTIZE_REL_SLACK = 1e-3
 @dataclass(frozen=True)
 class SiluMulQuantizeParams:
     i: int  # intermediate size: x [M, 2I] -> q [M, I/2], sf [round_up(M, 128), I/16]
+    limit: float = 0.0  # > 0: clamped SwiGLU, silu(min(gate, limit)) * clamp(up, -limit, limit) (DeepSeek-V4: 10)
     threads: int = 128  # threads per CTA (tuning)
 
 
@@ -48,7 +50,7 @@ class SiluMulQuantizeFamily(Family):
     name = "moe_silu_mul_quantize"
     tiles = ((128, {"threads": 64}), (None, {"threads": 128}))  # decode (M <= 128): narrower CTAs
     params_type = SiluMulQuantizeParams
-    problem_keys = ("i",)
+    problem_keys = ("i", "limit")
     max_m = FUSED_MAX_M
     modules = ("nvfp4_aot.kernels.moe_glue.spec_silu_mul_quantize", "nvfp4_aot.kernels.moe_glue.permute")
 
@@ -57,7 +59,7 @@ class SiluMulQuantizeFamily(Family):
         if p.threads not in QUANT_THREADS:
             r.append(f"threads={p.threads} must be one of {QUANT_THREADS}")
         r += quant_dim_reasons("i", p.i)
-        return r
+        return r + limit_reasons(p.limit)
 
     def signature(self, p: SiluMulQuantizeParams) -> Signature:
         return Signature(
@@ -78,19 +80,19 @@ class SiluMulQuantizeFamily(Family):
     def make_inputs(self, p: SiluMulQuantizeParams, m: int, device: Any, seed: int, poison: int = 0xFF, mode=None):
         from .ref import silu_mul_quantize_inputs
 
-        return silu_mul_quantize_inputs(p.i, m, device, seed, poison, mode)
+        return silu_mul_quantize_inputs(p.i, m, device, seed, poison, mode, p.limit)
 
     def reference(self, p: SiluMulQuantizeParams, inputs: Mapping[str, Any]):
         from .ref import silu_mul_quantize_ref
 
-        q, sf = silu_mul_quantize_ref(inputs["x"], inputs["global_scale"])
+        q, sf = silu_mul_quantize_ref(inputs["x"], inputs["global_scale"], p.limit)
         return {"q": q, "sf": sf}
 
     def check(self, p, got, want) -> list[str]:
         from .ref import silu_mul_quantize_errors
 
         return silu_mul_quantize_errors(got, want, SILU_MUL_QUANTIZE_MAX_DIFF_FRAC, SILU_MUL_QUANTIZE_MAX_DIFF_ABS,
-                                        SILU_MUL_QUANTIZE_REL_SLACK)
+                                        SILU_MUL_QUANTIZE_REL_SLACK, p.limit)
 
 
 FAMILY = SiluMulQuantizeFamily()

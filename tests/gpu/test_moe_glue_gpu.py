@@ -35,6 +35,7 @@ SILU_Q = get_family("moe_silu_mul_quantize")
 FUSED_MS = (1, 2, 3, 7, 33, 128, 129, 1000, 8192)
 FUSED_EXPERTS = (48, 32)  # the default manifest's permute / permute_quantize entries
 POISONS = (0xFF, 0x5A)  # quantized outputs: a byte left unwritten cannot match under both
+LIMITS = (0.0, 10.0)  # moe_silu_mul(_quantize) limit: none, DeepSeek-V4's swiglu_limit (default manifest)
 DEV = torch.device("cuda")
 
 
@@ -186,33 +187,38 @@ def test_silu_mul_quantize_exact_inputs(store, seed):
     failures = []
     for j, m in enumerate(FUSED_MS):
         for poison in POISONS:
-            bad = run_family(store, SILU_Q, {"i": I}, m, seed + j, exact=True, poison=poison, mode="exact")
+            bad = run_family(store, SILU_Q, {"i": I, "limit": 0.0}, m, seed + j, exact=True, poison=poison, mode="exact")
             if bad:
                 failures.append(f"M={m} seed={seed + j} poison={poison:#x}: {bad}")
     assert not failures, "\n".join(failures)
 
 
-def test_silu_mul_quantize_random_inputs(store, seed):
+@pytest.mark.parametrize("limit", LIMITS)
+def test_silu_mul_quantize_random_inputs(store, seed, limit):
     """General inputs: the family check (near-tie byte differences bounded, dequantized error vs
-    float64 silu * up within the reference pipeline's NVFP4 error + slack)."""
+    float64 (clamped) silu * up within the reference pipeline's NVFP4 error + slack)."""
     failures = []
     for j, m in enumerate(FUSED_MS + (capacity(8192, TOPK, E, PAD),)):  # + grouped rows at 8192 tokens
         for poison in POISONS:
-            bad = run_family(store, SILU_Q, {"i": I}, m, seed + j, poison=poison, mode="random")
+            bad = run_family(store, SILU_Q, {"i": I, "limit": limit}, m, seed + j, poison=poison, mode="random")
             if bad:
                 failures.append(f"M={m} seed={seed + j} poison={poison:#x}: {bad}")
     assert not failures, "\n".join(failures)
 
 
-def test_silu_mul_quantize_equals_silu_mul_then_quantize(store, seed):
+@pytest.mark.parametrize("limit", LIMITS)
+def test_silu_mul_quantize_equals_silu_mul_then_quantize(store, seed, limit):
     """Bit for bit on general inputs: the fused kernel == quantize_ref of moe_silu_mul's own bf16
-    output (same silu PTX, same rounding), i.e. fusing changed nothing but the memory traffic."""
-    silu = store.op("moe_silu_mul", i=I, limit=0.0, act_order="natural")
+    output (same silu and clamp PTX, same rounding), i.e. fusing changed nothing but the memory
+    traffic; with limit 10 (DeepSeek-V4's clamped SwiGLU) too: the clamp the sm_100a runner needs
+    is checked here on Hopper, where the same CUDA-core kernel runs."""
+    silu = store.op("moe_silu_mul", i=I, limit=limit, act_order="natural")
+    siluq = store.op("moe_silu_mul_quantize", i=I, limit=limit)
     failures = []
     for j, m in enumerate(FUSED_MS):
-        params = SILU_Q.parse_params(store.op("moe_silu_mul_quantize", i=I).kernel_for(m).record["params"])
+        params = SILU_Q.parse_params(siluq.kernel_for(m).record["params"])
         inputs = SILU_Q.make_inputs(params, m, DEV, seed + j, mode="random")
-        store.op("moe_silu_mul_quantize", i=I)(inputs["x"], inputs["global_scale"], inputs["q"], inputs["sf"])
+        siluq(inputs["x"], inputs["global_scale"], inputs["q"], inputs["sf"])
         h = torch.full((m, I), float("nan"), dtype=torch.bfloat16, device=DEV)
         silu(inputs["x"], h)
         torch.cuda.synchronize()
@@ -231,7 +237,7 @@ def test_cuda_graph_route_permute_quantize(store, seed):
     route = store.op("moe_route", experts=E, topk=TOPK, pad=PAD)
     perm = store.op("moe_permute", h=H, topk=TOPK, experts=E, pad=PAD, act_order="natural")
     permq = store.op("moe_permute_quantize", h=H, topk=TOPK, experts=E, pad=PAD)
-    siluq = store.op("moe_silu_mul_quantize", i=I)
+    siluq = store.op("moe_silu_mul_quantize", i=I, limit=0.0)
     cap = capacity(m, TOPK, E, PAD)
     i32 = dict(dtype=torch.int32, device=DEV)
     u8 = dict(dtype=torch.uint8, device=DEV)

@@ -193,6 +193,7 @@ def test_make_inputs_check_roundtrip():
         (PERMUTE, {"h": 64, "topk": 6, "experts": 8}),
         (PERMUTE_Q, {"h": 128, "topk": 6, "experts": 8}),
         (SILU_Q, {"i": 128}),
+        (SILU_Q, {"i": 128, "limit": 10.0}),
     ]:
         p = fam.parse_params(params)
         for m in (1, 3, 130):
@@ -389,15 +390,16 @@ def test_silu_mul_quantize_exact_mode_inputs_are_exact():
     assert len(set(sf.flatten().tolist())) > 20 and (sf == 0).any()
 
 
-def test_silu_mul_quantize_check():
-    p = SILU_Q.parse_params({"i": 256})
-    for seed in (1, 2):  # random, exact
+@pytest.mark.parametrize("limit", [0.0, 10.0])
+def test_silu_mul_quantize_check(limit):
+    p = SILU_Q.parse_params({"i": 256, "limit": limit})
+    for seed in (1, 2):  # random, exact (limit 0); random twice (limit 10)
         inp = SILU_Q.make_inputs(p, 70, "cpu", seed)
         assert inp["sf"].shape == (128, 16) and inp["q"].shape == (70, 128)
         want = SILU_Q.reference(p, inp)
         assert SILU_Q.check(p, {**inp, **want}, want) == []
-        # the reference itself is NVFP4-accurate vs float64 silu * up
-        e = nvfp4_rel_error(want["q"], want["sf"], inp["global_scale"], silu_mul_exact(inp["x"]))
+        # the reference itself is NVFP4-accurate vs float64 (clamped) silu * up
+        e = nvfp4_rel_error(want["q"], want["sf"], inp["global_scale"], silu_mul_exact(inp["x"], limit))
         assert 0 < e < 0.4
         # a few near-tie differences pass, a systematic one does not
         q = want["q"].clone()
@@ -409,6 +411,27 @@ def test_silu_mul_quantize_check():
         # rows past M in the swizzled buffer must be zero
         sf = unswizzle_sf(want["sf"], 128).clone()
         assert not sf[70:].any()
+
+
+def test_silu_mul_quantize_clamp():
+    """limit 10 (DeepSeek-V4's swiglu_limit, the sm_100a MoERunner's silu_q): the reference is
+    quantize_ref of moe_silu_mul's clamped bf16 values, the inputs cross both clamps, a kernel
+    that forgot the clamp fails the check, and "exact" mode (no clamped form) is refused."""
+    p = SILU_Q.parse_params({"i": 256, "limit": 10})
+    assert p.limit == 10.0 and SILU_Q.can_implement(p, "sm_100a") == []
+    assert "limit=-1.0 must be a finite number >= 0" in "; ".join(
+        SILU_Q.can_implement(SILU_Q.parse_params({"i": 256, "limit": -1.0}), "sm_100a"))
+    inp = SILU_Q.make_inputs(p, 200, "cpu", 3)
+    x = inp["x"].float()
+    assert (x[:, :256] > 10).float().mean() > 0.01 and (x[:, 256:].abs() > 10).float().mean() > 0.01
+    want = SILU_Q.reference(p, inp)
+    q, sf = quantize_ref(silu_mul_ref(inp["x"], 10.0), inp["global_scale"], "swizzled")
+    assert torch.equal(want["q"], q) and torch.equal(want["sf"], sf)
+    nq, nsf = quantize_ref(silu_mul_ref(inp["x"]), inp["global_scale"], "swizzled")  # no clamp
+    assert SILU_Q.check(p, {**inp, "q": nq, "sf": nsf}, want)
+    assert SILU_Q.check(SILU_Q.parse_params({"i": 256}), {**inp, **want}, {"q": nq, "sf": nsf})
+    with pytest.raises(ValueError, match="no clamped form"):
+        SILU_Q.make_inputs(p, 8, "cpu", 0, mode="exact")
 
 
 def test_fused_signatures():
@@ -469,7 +492,7 @@ buckets = [ { m = [1, 8192], tuning = { threads = 64 } } ]
 
 [[op]]
 family = "moe_silu_mul_quantize"
-problem = { i = 3072 }
+problem = { i = 3072, limit = [0.0, 10.0] }
 buckets = [ { m = [1, 8192], tuning = { threads = 256 } } ]
 """
 
@@ -483,7 +506,40 @@ def test_build_fused_families_both_archs(tmp_path):
     out = tmp_path / "artifacts"
     run_cli("compile", str(manifest), "-o", str(out), "-j", "2", "--json")
     entries = read_index(out)["entries"]
-    assert len(entries) == 8  # permute 2 buckets + permute_quantize 1 + silu_mul_quantize 1, x 2 archs
+    assert len(entries) == 10  # permute 2 buckets + permute_quantize 1 + silu_mul_quantize 2 limits, x 2 archs
     fams = ("moe_permute", "moe_permute_quantize", "moe_silu_mul_quantize")
     assert {(e["family"], e["arch"]) for e in entries.values()} == {(f, a) for f in fams for a in ("sm_90a", "sm_100a")}
     run_cli("verify", "--load", str(out))
+
+
+CLAMP_CHECK = """
+import pathlib, sys
+import cutlass.cute as cute
+from nvfp4_aot.kernels import get_family
+
+fam = get_family("moe_silu_mul_quantize")
+for limit, clamped in ((0.0, False), (10.0, True)):
+    p = fam.parse_params({"i": 256, "limit": limit})
+    fn, args = fam.compile_args(p, "sm_100a")
+    cute.compile(fn, *args, options="--gpu-arch sm_100a --enable-tvm-ffi")
+    (f,) = pathlib.Path(sys.argv[1]).glob("*.ptx")
+    text = f.read_text()
+    f.unlink()
+    # min(g, 10), max(u, -10), min(u, 10) as PTX immediates (moe_glue/kernel.py clamp_swiglu)
+    assert all(c in text for c in ("min.f32", "0f41200000", "0fC1200000")) == clamped, limit
+print("OK")
+"""
+
+
+@pytest.mark.slow
+def test_silu_mul_quantize_clamp_reaches_sm100a_device_code(tmp_path):
+    """The sm_100a MoERunner's silu_q with limit 10 carries the clamp in its PTX, limit 0 none
+    (compiled only: no Blackwell GPU here; the same kernel's numerics are checked on Hopper)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CUTE_DSL_ARCH": "sm_100a", "CUDA_VISIBLE_DEVICES": "", "CUTE_DSL_NO_CACHE": "1",
+           "CUTE_DSL_KEEP": "ptx", "CUTE_DSL_DUMP_DIR": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", CLAMP_CHECK, str(tmp_path)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and r.stdout.strip().endswith("OK"), r.stdout + r.stderr

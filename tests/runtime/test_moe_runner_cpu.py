@@ -68,7 +68,7 @@ def test_hopper_runner_matches_fp64(mode):
 def test_hopper_runner_clamped_swiglu():
     """swiglu_limit (DeepSeek-V4: 10): the runner opens moe_silu_mul with that limit and matches
     the clamped float64 reference; with x scaled up, gate/up cross the limit (the unclamped
-    reference is far off). sm_100a refuses it (moe_silu_mul_quantize has no clamp)."""
+    reference is far off). sm_100a: test_blackwell_runner_clamped_swiglu."""
     t, ew = _layer(2)
     runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=64, device="cpu", swiglu_limit=10.0)
     assert runner.silu.params.limit == 10.0 and runner.silu.params.act_order == "quad"
@@ -78,15 +78,14 @@ def test_hopper_runner_clamped_swiglu():
     out = runner(x, ids, w)
     assert _rel(out, moe_ref(x, ids, w, ew, E, start, swiglu_limit=10.0)) <= 1e-2
     assert _rel(out, moe_ref(x, ids, w, ew, E, start)) > 5e-2
-    with pytest.raises(MissingVariantError, match="swiglu_limit"):
-        MoERunner(RefStore("sm_100a"), **t, expert_start=0, top_k=TOPK, max_tokens=64, device="cpu", swiglu_limit=10.0)
 
 
-def _quant_aware_ref(x, ids, w, ew, start, gs1, gs2, ratio=None):
+def _quant_aware_ref(x, ids, w, ew, start, gs1, gs2, ratio=None, limit=0.0):
     """moe_ref with the activations NVFP4-quantized where the sm_100a path quantizes them (per
     token row, so gathering first or not is the same), h1 and the silu output rounded to bf16
     where the kernels store bf16; `ratio[e]` (optional) scales expert e's L2 output before its
-    bf16 rounding, as the sm_100a path folds an up/gate global-scale ratio into L2's alpha."""
+    bf16 rounding, as the sm_100a path folds an up/gate global-scale ratio into L2's alpha;
+    `limit` > 0 clamps SwiGLU as silu_mul_ref does."""
     def qdq(v, gs):
         q, sf = quantize_ref(v, gs, "swizzled")
         return dequantize_ref(q, sf, gs, "swizzled")[: v.shape[0]].double()
@@ -98,7 +97,7 @@ def _quant_aware_ref(x, ids, w, ew, start, gs1, gs2, ratio=None):
         if tok.numel():
             w13, w2 = ew(e)
             h1 = (qdq(x[tok], gs1) @ w13.T).to(torch.bfloat16)
-            a = qdq(silu_mul_ref(h1), gs2)
+            a = qdq(silu_mul_ref(h1, limit), gs2)
             y = a @ w2.T if ratio is None else (a @ w2.T) * float(ratio[e])
             out.index_add_(0, tok, y.to(torch.bfloat16).double() * w[tok, kk].double().unsqueeze(1))
     return out
@@ -130,6 +129,27 @@ def test_blackwell_runner_logic_against_references():
         "moe_route", "moe_permute_quantize", "quack_nvfp4_grouped_gemm", "moe_silu_mul_quantize", "moe_combine"}
     assert runner.missing([1, 64]) == []
     assert any("max_tokens" in s for s in runner.missing([65]))
+
+
+def test_blackwell_runner_clamped_swiglu():
+    """swiglu_limit (DeepSeek-V4: 10) on sm_100a: the runner opens moe_silu_mul_quantize with that
+    limit, calibrates gs2 on the clamped activations and matches the clamped quantization-aware
+    reference; with x scaled up gate/up cross the limit, so the unclamped references are far off.
+    (Logic only: the kernel's clamp is moe_silu_mul's PTX, checked against the same reference on
+    Hopper by tests/gpu/test_moe_glue_gpu.py; no Blackwell GPU here.)"""
+    t, ew = _layer(2)
+    runner = MoERunner(RefStore("sm_100a"), **t, expert_start=0, top_k=TOPK, max_tokens=64, device="cpu", swiglu_limit=10.0)
+    assert runner.swiglu_limit == 10.0 and runner._sm100.silu_q.params.limit == 10.0
+    x, ids, w, start = _batch(37, 5, "local")
+    x = (x.float() * 6).to(torch.bfloat16)
+    ids = ids % E + start
+    runner.expert_start.fill_(start)
+    runner.calibrate(x, ids, w)
+    gs1, gs2 = runner._sm100.gs1.clone(), runner._sm100.gs2.clone()
+    out = runner(x, ids, w)
+    assert _rel(out, _quant_aware_ref(x, ids, w, ew, start, gs1, gs2, limit=10.0)) <= 1e-2
+    assert _rel(out, _quant_aware_ref(x, ids, w, ew, start, gs1, gs2)) > 5e-2  # measured 0.0017 vs 0.19
+    assert _rel(out, moe_ref(x, ids, w, ew, E, start, swiglu_limit=10.0)) <= 0.25  # NVFP4 activations twice
 
 
 def _unequal_gate_up(seed):
