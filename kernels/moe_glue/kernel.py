@@ -17,6 +17,7 @@ from cutlass.cutlass_dsl import T, dsl_user_op
 
 from nvfp4_aot.runtime.layout import quad_vector_word
 
+from ..dsl import fake_row_major, fake_stream, launch_1d
 from ..ptx import add_rn, aligned, inline_asm, mul_rn, pack_bf16x2, unpack_bf16x2  # noqa: F401
 
 VEC = 8  # bf16 per 16-byte vector (4 x b32 words)
@@ -103,12 +104,7 @@ class SiluMulKernel:
     @cute.jit
     def __call__(self, x: cute.Tensor, out: cute.Tensor, stream):
         n_items = x.shape[0] * self.cols
-        per_cta = self.threads * self.unroll
-        self.kernel(x, out, n_items).launch(
-            grid=[cutlass.max(cute.ceil_div(n_items, per_cta), 1), 1, 1],
-            block=[self.threads, 1, 1],
-            stream=stream,
-        )
+        launch_1d(self.kernel(x, out, n_items), n_items, self.threads, stream, self.unroll)
 
     @cute.kernel
     def kernel(self, x: cute.Tensor, out: cute.Tensor, n_items: Int32):
@@ -164,11 +160,7 @@ class CombineKernel:
     @cute.jit
     def __call__(self, y: cute.Tensor, slot_of: cute.Tensor, weights: cute.Tensor, out: cute.Tensor, stream):
         n_items = out.shape[0] * self.cols
-        self.kernel(y, slot_of, weights, out, n_items, y.shape[0]).launch(
-            grid=[cutlass.max(cute.ceil_div(n_items, self.threads), 1), 1, 1],
-            block=[self.threads, 1, 1],
-            stream=stream,
-        )
+        launch_1d(self.kernel(y, slot_of, weights, out, n_items, y.shape[0]), n_items, self.threads, stream)
 
     @cute.kernel
     def kernel(self, y: cute.Tensor, slot_of: cute.Tensor, weights: cute.Tensor, out: cute.Tensor,
@@ -205,20 +197,13 @@ class CombineKernel:
 # ---------------------------------------------------------------------------
 # Build helpers
 # ---------------------------------------------------------------------------
-def _fake():
-    return cute.runtime.make_fake_compact_tensor, cute.runtime.make_fake_stream(use_tvm_ffi_env_stream=True)
-
-
 def make_silu_mul(p):
     return SiluMulKernel(p.i, threads=p.threads, unroll=p.unroll, limit=p.limit, quad=p.act_order == "quad")
 
 
 def fake_args_silu_mul(p):
-    fake, stream = _fake()
     m = cute.sym_int()  # one SymInt shared by every tensor with M rows
-    x = fake(BFloat16, (m, 2 * p.i), stride_order=(1, 0), assumed_align=16)
-    out = fake(BFloat16, (m, p.i), stride_order=(1, 0), assumed_align=16)
-    return x, out, stream
+    return fake_row_major(BFloat16, (m, 2 * p.i), 16), fake_row_major(BFloat16, (m, p.i), 16), fake_stream()
 
 
 def make_combine(p):
@@ -226,13 +211,9 @@ def make_combine(p):
 
 
 def fake_args_combine(p):
-    fake, stream = _fake()
     m, r = cute.sym_int(), cute.sym_int()
-    y = fake(BFloat16, (r, p.h), stride_order=(1, 0), assumed_align=16)
-    slot_of = fake(Int32, (m, p.topk), stride_order=(1, 0), assumed_align=4)
-    weights = fake(Float32, (m, p.topk), stride_order=(1, 0), assumed_align=4)
-    out = fake(BFloat16, (m, p.h), stride_order=(1, 0), assumed_align=16)
-    return y, slot_of, weights, out, stream
+    return (fake_row_major(BFloat16, (r, p.h), 16), fake_row_major(Int32, (m, p.topk), 4),
+            fake_row_major(Float32, (m, p.topk), 4), fake_row_major(BFloat16, (m, p.h), 16), fake_stream())
 
 
 __all__ = ["SiluMulKernel", "CombineKernel", "make_silu_mul", "make_combine"]

@@ -18,7 +18,8 @@ import cutlass
 import cutlass.cute as cute
 from cutlass import BFloat16, Float32, Int32, Int64, Uint8, Uint32
 
-from ..nvfp4_quantize.kernel import ELEMS_PER_ITEM, block_scales2, out_scale, quant8
+from ..dsl import fake_row_major, fake_stream, launch_1d
+from ..nvfp4_quantize.kernel import ELEMS_PER_ITEM, block_scales2, fake_quantized, out_scale, quant8
 from ..ptx import absmax, aligned, pack_bf16x2, tree_max, unpack_bf16x2
 from .kernel import VEC, clamp_swiglu, f32_literal, load_quad_words, silu_mul, vec_words
 
@@ -85,12 +86,7 @@ class MoePermuteKernel:
     @cute.jit
     def __call__(self, x: cute.Tensor, src_token: cute.Tensor, xg: cute.Tensor, stream):
         n_items = src_token.shape[0] * self.cols
-        per_cta = self.threads * self.unroll
-        self.kernel(x, src_token, xg, n_items, x.shape[0]).launch(
-            grid=[cutlass.max(cute.ceil_div(n_items, per_cta), 1), 1, 1],
-            block=[self.threads, 1, 1],
-            stream=stream,
-        )
+        launch_1d(self.kernel(x, src_token, xg, n_items, x.shape[0]), n_items, self.threads, stream, self.unroll)
 
     @cute.kernel
     def kernel(self, x: cute.Tensor, src_token: cute.Tensor, xg: cute.Tensor, n_items: Int32, m: Int32):
@@ -138,11 +134,7 @@ class MoePermuteQuantizeKernel:
     def __call__(self, x: cute.Tensor, src_token: cute.Tensor, global_scale: cute.Tensor, q: cute.Tensor,
                  sf: cute.Tensor, stream):
         n_total = src_token.shape[0] * self.groups
-        self.kernel(x, src_token, global_scale, q, sf, n_total, x.shape[0]).launch(
-            grid=[cutlass.max(cute.ceil_div(n_total, self.threads), 1), 1, 1],
-            block=[self.threads, 1, 1],
-            stream=stream,
-        )
+        launch_1d(self.kernel(x, src_token, global_scale, q, sf, n_total, x.shape[0]), n_total, self.threads, stream)
 
     @cute.kernel
     def kernel(self, x: cute.Tensor, src_token: cute.Tensor, global_scale: cute.Tensor, q: cute.Tensor,
@@ -192,11 +184,7 @@ class SiluMulQuantizeKernel:
     def __call__(self, x: cute.Tensor, global_scale: cute.Tensor, q: cute.Tensor, sf: cute.Tensor, stream):
         n_items = x.shape[0] * self.groups
         n_total = sf.shape[0] * self.groups  # sf has round_up(M, 128) rows (checked by the runtime)
-        self.kernel(x, global_scale, q, sf, n_items, n_total).launch(
-            grid=[cutlass.max(cute.ceil_div(n_total, self.threads), 1), 1, 1],
-            block=[self.threads, 1, 1],
-            stream=stream,
-        )
+        launch_1d(self.kernel(x, global_scale, q, sf, n_items, n_total), n_total, self.threads, stream)
 
     @cute.kernel
     def kernel(self, x: cute.Tensor, global_scale: cute.Tensor, q: cute.Tensor, sf: cute.Tensor,
@@ -238,22 +226,15 @@ class SiluMulQuantizeKernel:
 # ---------------------------------------------------------------------------
 # Build helpers
 # ---------------------------------------------------------------------------
-def _fake():
-    return cute.runtime.make_fake_compact_tensor, cute.runtime.make_fake_stream(use_tvm_ffi_env_stream=True)
-
-
 def make_permute(p):
     return MoePermuteKernel(p.h, threads=p.threads, unroll=p.unroll, quad=p.act_order == "quad")
 
 
 def fake_args_permute(p):
-    fake, stream = _fake()
     m = cute.sym_int()
     cap = cute.sym_int()  # CAP = capacity_expr() of M, checked by the runtime
-    x = fake(BFloat16, (m, p.h), stride_order=(1, 0), assumed_align=16)
-    src_token = fake(Int32, (cap,), assumed_align=4)
-    xg = fake(BFloat16, (cap, p.h), stride_order=(1, 0), assumed_align=16)
-    return x, src_token, xg, stream
+    return (fake_row_major(BFloat16, (m, p.h), 16), fake_row_major(Int32, (cap,), 4),
+            fake_row_major(BFloat16, (cap, p.h), 16), fake_stream())
 
 
 def make_permute_quantize(p):
@@ -261,15 +242,11 @@ def make_permute_quantize(p):
 
 
 def fake_args_permute_quantize(p):
-    fake, stream = _fake()
     m = cute.sym_int()
     cap = cute.sym_int(divisibility=128)  # a multiple of PAD, PAD % 128 == 0
-    x = fake(BFloat16, (m, p.h), stride_order=(1, 0), assumed_align=16)
-    src_token = fake(Int32, (cap,), assumed_align=4)
-    gs = fake(Float32, (1,), assumed_align=4)
-    q = fake(Uint8, (cap, p.h // 2), stride_order=(1, 0), assumed_align=16)
-    sf = fake(Uint8, (cap, p.h // 16), stride_order=(1, 0), assumed_align=4)
-    return x, src_token, gs, q, sf, stream
+    x = fake_row_major(BFloat16, (m, p.h), 16)
+    src_token = fake_row_major(Int32, (cap,), 4)
+    return (x, src_token, *fake_quantized(cap, p.h, cap), fake_stream())
 
 
 def make_silu_mul_quantize(p):
@@ -277,14 +254,9 @@ def make_silu_mul_quantize(p):
 
 
 def fake_args_silu_mul_quantize(p):
-    fake, stream = _fake()
     m = cute.sym_int()
     mpad = cute.sym_int(divisibility=128)  # round_up(M, 128), checked by the runtime
-    x = fake(BFloat16, (m, 2 * p.i), stride_order=(1, 0), assumed_align=16)
-    gs = fake(Float32, (1,), assumed_align=4)
-    q = fake(Uint8, (m, p.i // 2), stride_order=(1, 0), assumed_align=16)
-    sf = fake(Uint8, (mpad, p.i // 16), stride_order=(1, 0), assumed_align=4)
-    return x, gs, q, sf, stream
+    return (fake_row_major(BFloat16, (m, 2 * p.i), 16), *fake_quantized(m, p.i, mpad), fake_stream())
 
 
 __all__ = ["MoePermuteKernel", "MoePermuteQuantizeKernel", "SiluMulQuantizeKernel"]

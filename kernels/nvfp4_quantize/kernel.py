@@ -37,6 +37,7 @@ from cutlass.cute.nvgpu import cpasync
 
 from nvfp4_aot.runtime.nvfp4 import GS_NUMERATOR  # 448 (e4m3 max) * 6 (e2m1 max)
 
+from ..dsl import fake_row_major, fake_stream, launch_1d
 from ..ptx import absmax, aligned, div_rn, fmax, inline_asm, inline_asm_struct, tree_max, unpack_bf16x2  # noqa: F401
 
 ELEMS_PER_ITEM = 64  # one thread item = 4 scale blocks of 16 = 128 B of bf16
@@ -167,11 +168,7 @@ class Nvfp4QuantizeKernel:
         rows_out = sf.shape[0] if const_expr(self.swizzled) else m
         n_items = m * self.groups
         n_total = rows_out * self.groups
-        self.kernel(x, global_scale, q, sf, n_items, n_total).launch(
-            grid=[cutlass.max(cute.ceil_div(n_total, self.threads), 1), 1, 1],  # M may be 0
-            block=[self.threads, 1, 1],
-            stream=stream,
-        )
+        launch_1d(self.kernel(x, global_scale, q, sf, n_items, n_total), n_total, self.threads, stream)
 
     @cute.kernel
     def kernel(self, x: cute.Tensor, global_scale: cute.Tensor, q: cute.Tensor, sf: cute.Tensor,
@@ -370,23 +367,20 @@ def make_kernel(kind: str, params: dict):
     raise ValueError(f"unknown kind {kind!r}")
 
 
+def fake_quantized(rows, k: int, sf_rows) -> tuple:
+    """Fake (global_scale, q [rows, K/2], sf [sf_rows, K/16]) of every NVFP4-quantizing entry point
+    (here and moe_glue's fused ones), alignments as their signatures promise."""
+    return (fake_row_major(Float32, (1,), 4), fake_row_major(Uint8, (rows, k // 2), 16),
+            fake_row_major(Uint8, (sf_rows, k // 16), 4))
+
+
 def fake_args(kind: str, params: dict):
     k = params["k"]
     m = cute.sym_int()  # one SymInt object shared by every tensor with M rows
-    fake = cute.runtime.make_fake_compact_tensor
-    x = fake(BFloat16, (m, k), stride_order=(1, 0), assumed_align=16)
-    stream = cute.runtime.make_fake_stream(use_tvm_ffi_env_stream=True)
+    x = fake_row_major(BFloat16, (m, k), 16)
     if kind == "quantize":
-        gs = fake(Float32, (1,), assumed_align=4)
-        q = fake(Uint8, (m, k // 2), stride_order=(1, 0), assumed_align=16)
-        if params["sf_layout"] == "swizzled":
-            mpad = cute.sym_int(divisibility=128)
-            sf = fake(Uint8, (mpad, k // 16), stride_order=(1, 0), assumed_align=4)
-        else:
-            sf = fake(Uint8, (m, k // 16), stride_order=(1, 0), assumed_align=4)
-        return x, gs, q, sf, stream
+        mpad = cute.sym_int(divisibility=128) if params["sf_layout"] == "swizzled" else m
+        return (x, *fake_quantized(m, k, mpad), fake_stream())
     if kind == "global_scale":
-        gs_out = fake(Float32, (1,), assumed_align=4)
-        ws = fake(Float32, (_num_partials(params),), assumed_align=4)
-        return x, gs_out, ws, stream
+        return x, fake_row_major(Float32, (1,), 4), fake_row_major(Float32, (_num_partials(params),), 4), fake_stream()
     raise ValueError(f"unknown kind {kind!r}")

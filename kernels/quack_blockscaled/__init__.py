@@ -40,8 +40,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from ..checks import rel_frobenius_errors
 from ..family import Arg, Family, Signature
 from ..tolerances import REL_FROBENIUS
+from ..validity import in_range, multiple_of, one_of
 
 ARCH = "sm_100a"
 TILE_MS = (128, 256)
@@ -74,25 +76,15 @@ def _reasons(name: str, p: DenseParams, arch: str) -> list[str]:
     r = []
     if arch != ARCH:
         r.append(f"{name} needs {ARCH}: it runs tcgen05 block-scaled MMA (kind::mxf4nvf4), which {arch} lacks")
-    if p.n < 128 or p.n % 128:
-        r.append(f"n={p.n} must be a positive multiple of 128 (whole 128-row scale tiles of B)")
-    if p.k < 64 or p.k % 64:
-        r.append(f"k={p.k} must be a positive multiple of 64 (one 128x4 scale atom covers 64 along K)")
-    if p.tile_m not in TILE_MS:
-        r.append(f"tile_m={p.tile_m} must be one of {TILE_MS}")
-    if p.tile_n not in TILE_NS:
-        r.append(f"tile_n={p.tile_n} must be one of {TILE_NS}")
-    if p.cluster_m not in CLUSTERS:
-        r.append(f"cluster_m={p.cluster_m} must be one of {CLUSTERS}")
-    elif p.tile_m == 256 and p.cluster_m % 2:
+    r += multiple_of("n", p.n, 128, "whole 128-row scale tiles of B")
+    r += multiple_of("k", p.k, 64, "one 128x4 scale atom covers 64 along K")
+    r += one_of("tile_m", p.tile_m, TILE_MS) + one_of("tile_n", p.tile_n, TILE_NS)
+    r += one_of("cluster_m", p.cluster_m, CLUSTERS)
+    if p.cluster_m in CLUSTERS and p.tile_m == 256 and p.cluster_m % 2:
         r.append(f"cluster_m={p.cluster_m} must be even with tile_m=256 (2-CTA MMA pairs)")
-    if p.cluster_n not in CLUSTERS:
-        r.append(f"cluster_n={p.cluster_n} must be one of {CLUSTERS}")
-    if not 1 <= p.max_swizzle_size <= 16:
-        r.append(f"max_swizzle_size={p.max_swizzle_size} must be in [1, 16]")
-    if not p.cluster_m * p.cluster_n <= p.sm_count <= 1024:
-        r.append(f"sm_count={p.sm_count} must be in [cluster_m * cluster_n, 1024]")
-    return r
+    r += one_of("cluster_n", p.cluster_n, CLUSTERS)
+    r += in_range("max_swizzle_size", p.max_swizzle_size, 1, 16)
+    return r + in_range("sm_count", p.sm_count, p.cluster_m * p.cluster_n, 1024, lo_name="cluster_m * cluster_n")
 
 
 class _BlockScaledFamily(Family):
@@ -112,6 +104,27 @@ class _BlockScaledFamily(Family):
     def can_implement(self, p: Any, arch: str) -> list[str]:
         return _reasons(self.name, p, arch)
 
+    def signature(self, p: Any) -> Signature:
+        """Dense: B [N, K/2] and one alpha. Grouped: B per expert [E, N, K/2], the offsets, alpha [E]."""
+        e = ("E",) if self.grouped else ()
+        return Signature(
+            (
+                Arg("a", "uint8", ("M", "K // 2"), align=16),
+                Arg("a_sf", "uint8", ("round_up(M, 128)", "K // 16"), align=16),
+                Arg("b", "uint8", (*e, "N", "K // 2"), align=16),
+                Arg("b_sf", "uint8", (*e, "N", "K // 16"), align=16),
+                *((Arg("offsets", "int32", ("E + 1",), align=16),) if self.grouped else ()),
+                Arg("alpha", "float32", e or (1,), align=4),
+                Arg("out", "bfloat16", ("M", "N"), align=16, output=True),
+            ),
+            static={**({"E": p.experts} if self.grouped else {}), "N": p.n, "K": p.k},
+        )
+
+    def make_inputs(self, p: Any, m: int, device: Any, seed: int):
+        from . import ref
+
+        return ref.make_inputs(p.n, p.k, m, p.experts if self.grouped else None, device, seed)
+
     def compile_args(self, p: Any, arch: str):
         from . import kernel
 
@@ -123,9 +136,7 @@ class _BlockScaledFamily(Family):
         return {"out": ref.gemm_ref(inputs, grouped=self.grouped)}
 
     def check(self, p: Any, got: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:
-        from .ref import compare
-
-        return compare(got["out"], want["out"], REL_TOL)
+        return rel_frobenius_errors("out", got["out"], want["out"], REL_TOL)
 
 
 class DenseFamily(_BlockScaledFamily):
@@ -134,24 +145,6 @@ class DenseFamily(_BlockScaledFamily):
     tiles = ((256, {"tile_m": 128, "tile_n": 128}), (None, {"tile_m": 256, "tile_n": 256, "cluster_m": 2}))
     params_type = DenseParams
     problem_keys = ("n", "k")
-
-    def signature(self, p: DenseParams) -> Signature:
-        return Signature(
-            (
-                Arg("a", "uint8", ("M", "K // 2"), align=16),
-                Arg("a_sf", "uint8", ("round_up(M, 128)", "K // 16"), align=16),
-                Arg("b", "uint8", ("N", "K // 2"), align=16),
-                Arg("b_sf", "uint8", ("N", "K // 16"), align=16),
-                Arg("alpha", "float32", (1,), align=4),
-                Arg("out", "bfloat16", ("M", "N"), align=16, output=True),
-            ),
-            static={"N": p.n, "K": p.k},
-        )
-
-    def make_inputs(self, p: DenseParams, m: int, device: Any, seed: int):
-        from . import ref
-
-        return ref.make_inputs(p.n, p.k, m, None, device, seed)
 
 
 class GroupedFamily(_BlockScaledFamily):
@@ -163,31 +156,10 @@ class GroupedFamily(_BlockScaledFamily):
     grouped = True
 
     def can_implement(self, p: GroupedParams, arch: str) -> list[str]:
-        r = super().can_implement(p, arch)
-        if not 1 <= p.experts <= MAX_EXPERTS:
-            r.append(f"experts={p.experts} must be in [1, {MAX_EXPERTS}]")
+        r = super().can_implement(p, arch) + in_range("experts", p.experts, 1, MAX_EXPERTS)
         if self.max_m * p.k >= 2**31:
             r.append(f"k={p.k} too large: max_m * K = {self.max_m * p.k} must stay below 2^31 (row offsets)")
         return r
-
-    def signature(self, p: GroupedParams) -> Signature:
-        return Signature(
-            (
-                Arg("a", "uint8", ("M", "K // 2"), align=16),
-                Arg("a_sf", "uint8", ("round_up(M, 128)", "K // 16"), align=16),
-                Arg("b", "uint8", ("E", "N", "K // 2"), align=16),
-                Arg("b_sf", "uint8", ("E", "N", "K // 16"), align=16),
-                Arg("offsets", "int32", ("E + 1",), align=16),
-                Arg("alpha", "float32", ("E",), align=4),
-                Arg("out", "bfloat16", ("M", "N"), align=16, output=True),
-            ),
-            static={"E": p.experts, "N": p.n, "K": p.k},
-        )
-
-    def make_inputs(self, p: GroupedParams, m: int, device: Any, seed: int):
-        from . import ref
-
-        return ref.make_inputs(p.n, p.k, m, p.experts, device, seed)
 
 
 DENSE_FAMILY = DenseFamily()

@@ -38,17 +38,18 @@ from __future__ import annotations
 
 import contextlib
 
-from ..quack_support import import_quack_package  # noqa: E402
+from ..quack_support import import_quack_package, scheduler_options, set_trace_flags  # noqa: E402
 
 import_quack_package()
+
+from ..dsl import fake_row_major, fake_stream  # noqa: E402  (after quack.dsl: its patches come first)
 
 import cutlass  # noqa: E402
 import cutlass.cute as cute  # noqa: E402
 from cutlass import BFloat16, Float4E2M1FN, Float8E4M3FN, Float32, Int32, Uint8  # noqa: E402
-from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream, make_fake_tensor  # noqa: E402
+from cutlass.cute.runtime import make_fake_tensor  # noqa: E402
 from quack.epilogue.ops import Scalar  # noqa: E402
 from quack.gemm_default_epi import GemmDefaultSm100  # noqa: E402
-from quack.tile_scheduler import TileSchedulerOptions  # noqa: E402
 from quack.varlen_utils import VarlenArguments, VarlenManager  # noqa: E402
 
 from nvfp4_aot.runtime.nvfp4 import SF_BLOCK as SF_VEC  # noqa: E402  (one E4M3 scale per 16 along K)
@@ -149,7 +150,7 @@ class BlockScaledGemm:
         cls = ExpertAlphaGemmSm100 if grouped else GemmDefaultSm100
         self.gemm_cls = cls
         # compile_gemm_kernel's SM100 construction for a block-scaled call
-        self.gemm = cls(
+        self.gemm = set_trace_flags(cls(
             Float32,  # accumulator (tcgen05 block-scaled MMA accumulates in f32 only)
             Float4E2M1FN,  # a_dtype (ignored by GemmSm100, passed as quack does)
             (p.tile_m, p.tile_n),  # K tile = 4 MMA instructions of K 64 (kind::mxf4nvf4)
@@ -162,11 +163,7 @@ class BlockScaledGemm:
             use_pdl=p.use_pdl,
             a_mma_dtype=Float4E2M1FN,
             b_mma_dtype=Float4E2M1FN,
-        )
-        self.gemm.b_transposed = False
-        self.gemm.a_transposed = False
-        self.gemm.cd_transposed = False
-        self.gemm.cd_packed = None
+        ), cd_transposed=False)
         self.max_active_clusters = p.sm_count // (p.cluster_m * p.cluster_n)
         self.max_swizzle_size = p.max_swizzle_size
 
@@ -197,18 +194,10 @@ class BlockScaledGemm:
             mSFB = _sf_view(b_sf, (), n, k)
             varlen = None
             epi = self.gemm_cls.EpilogueArguments(alpha=alpha.iterator)  # Scalar, pointer mode
-        sched = TileSchedulerOptions(
-            max_active_clusters=Int32(self.max_active_clusters),
-            max_swizzle_size=Int32(self.max_swizzle_size),
-        )
+        sched = scheduler_options(self.max_active_clusters, self.max_swizzle_size)
         with patch_sfa_offsets() if self.grouped else contextlib.nullcontext():
             # (mA, mB, mD, mC, epilogue_args, scheduler_args, varlen_args, stream, mSFA, mSFB)
             self.gemm(mA, mB, out, None, epi, sched, varlen, stream, mSFA, mSFB)
-
-
-def _compact(dtype, shape, align):
-    order = tuple(range(len(shape) - 1, -1, -1))  # row-major
-    return make_fake_compact_tensor(dtype, shape, stride_order=order, assumed_align=align)
 
 
 def fake_args(p, grouped: bool) -> tuple:
@@ -217,20 +206,20 @@ def fake_args(p, grouped: bool) -> tuple:
     everything else is static. Alignments are the ones the signature promises (TMA: 16 B)."""
     m, m_sf = cute.sym_int(), cute.sym_int(divisibility=SF_ATOM_ROWS)
     n, k = p.n, p.k
-    args = [_compact(Uint8, (m, k // 2), 16), _compact(Uint8, (m_sf, k // SF_VEC), 16)]
+    args = [fake_row_major(Uint8, (m, k // 2), 16), fake_row_major(Uint8, (m_sf, k // SF_VEC), 16)]
     if grouped:
         e = p.experts
-        args += [_compact(Uint8, (e, n, k // 2), 16), _compact(Uint8, (e, n, k // SF_VEC), 16)]
-        args += [_compact(Int32, (e + 1,), 16), _compact(Float32, (e,), 4)]
+        args += [fake_row_major(Uint8, (e, n, k // 2), 16), fake_row_major(Uint8, (e, n, k // SF_VEC), 16)]
+        args += [fake_row_major(Int32, (e + 1,), 16), fake_row_major(Float32, (e,), 4)]
     else:
-        args += [_compact(Uint8, (n, k // 2), 16), _compact(Uint8, (n, k // SF_VEC), 16)]
-        args += [_compact(Float32, (1,), 4)]
+        args += [fake_row_major(Uint8, (n, k // 2), 16), fake_row_major(Uint8, (n, k // SF_VEC), 16)]
+        args += [fake_row_major(Float32, (1,), 4)]
     if grouped:  # symbolic row stride: see _ragged_safe_out
         stride = (cute.sym_int64(divisibility=128 // BFloat16.width), 1)
         out = make_fake_tensor(BFloat16, (m, n), stride=stride, assumed_align=16)
     else:
-        out = _compact(BFloat16, (m, n), 16)
-    args += [out, make_fake_stream(use_tvm_ffi_env_stream=True)]
+        out = fake_row_major(BFloat16, (m, n), 16)
+    args += [out, fake_stream()]
     return tuple(args)
 
 

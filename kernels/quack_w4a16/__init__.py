@@ -46,8 +46,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from ..checks import rel_frobenius_errors
 from ..family import Arg, Family, Signature, eval_dim
 from ..tolerances import REL_FROBENIUS
+from ..validity import in_range, multiple_of, one_of
 
 TILE_MS = (64, 128)
 TILE_NS = (16, 32, 64, 128, 192, 256)  # quack's W4 tile_n candidates (tile_N % 16, <= 256)
@@ -67,6 +69,32 @@ class W4A16Params:
     use_pdl: bool = True  # programmatic dependent launch (quack default)
     sm_count: int = 132  # persistent grid = sm_count // cluster_n CTAs (H100 SXM / H200: 132)
     split_k: int = 1  # serial split-K factor (> 1: flags + workspace scratch arguments)
+
+
+def k_reasons(k: int) -> list[str]:
+    return multiple_of("k", k, 64, "one blob tile is 64 along K")
+
+
+def weight_args(*lead: str) -> tuple[Arg, Arg]:
+    """blob and strip ("sf") of the shared Hopper W4A16 layout (layout.py), `lead` dims first
+    (grouped: "E")."""
+    return (
+        Arg("blob", "uint8", (*lead, "N // 64", "K // 64", 128, 16), align=16),
+        Arg("sf", "uint8", (*lead, "N // 64", "K // 64", 32, 4, 2), align=16),
+    )
+
+
+def reference_weights(inputs: Mapping[str, Any], e: int | None = None) -> Any:
+    """Expert e's (dense: the) weights, dequantized exactly to float64: from the unprepared
+    weights when make_inputs provided them ("w_q", "w_sf"), else by inverting the layout, so
+    a reference never depends on the layout transform it is meant to check."""
+    from .prepare import dequantize, unprepare_weights
+
+    if "w_q" in inputs:
+        q, sf = (inputs["w_q"], inputs["w_sf"]) if e is None else (inputs["w_q"][e], inputs["w_sf"][e])
+    else:
+        q, sf = unprepare_weights(*((inputs["blob"], inputs["sf"]) if e is None else (inputs["blob"][e], inputs["sf"][e])))
+    return dequantize(q, sf).double()
 
 
 class QuackW4A16Family(Family):
@@ -120,24 +148,12 @@ class QuackW4A16Family(Family):
         return self.SHAPE_TILES.get((problem["n"], problem["k"]), self.tiles)
 
     def can_implement(self, p: W4A16Params, arch: str) -> list[str]:
-        r = super().can_implement(p, arch)
-        if p.n < 128 or p.n % 128:
-            r.append(f"n={p.n} must be a positive multiple of 128 (quack pads weights to 128 rows)")
-        if p.k < 64 or p.k % 64:
-            r.append(f"k={p.k} must be a positive multiple of 64 (one blob tile is 64 along K)")
-        if p.tile_m not in TILE_MS:
-            r.append(f"tile_m={p.tile_m} must be one of {TILE_MS}")
-        if p.tile_n not in TILE_NS:
-            r.append(f"tile_n={p.tile_n} must be one of {TILE_NS}")
-        if p.cluster_n not in CLUSTER_NS:
-            r.append(f"cluster_n={p.cluster_n} must be one of {CLUSTER_NS}")
-        if not 1 <= p.max_swizzle_size <= 16:
-            r.append(f"max_swizzle_size={p.max_swizzle_size} must be in [1, 16]")
-        if not p.cluster_n <= p.sm_count <= 1024:
-            r.append(f"sm_count={p.sm_count} must be in [cluster_n, 1024]")
-        if p.split_k not in SPLIT_KS:
-            r.append(f"split_k={p.split_k} must be one of {SPLIT_KS}")
-        elif p.split_k > 1:
+        r = super().can_implement(p, arch) + multiple_of("n", p.n, 128, "quack pads weights to 128 rows")
+        r += k_reasons(p.k) + one_of("tile_m", p.tile_m, TILE_MS) + one_of("tile_n", p.tile_n, TILE_NS)
+        r += one_of("cluster_n", p.cluster_n, CLUSTER_NS) + in_range("max_swizzle_size", p.max_swizzle_size, 1, 16)
+        r += in_range("sm_count", p.sm_count, p.cluster_n, 1024, lo_name="cluster_n")
+        r += one_of("split_k", p.split_k, SPLIT_KS)
+        if p.split_k in SPLIT_KS and p.split_k > 1:
             if p.cluster_n != 1:
                 r.append(f"split_k={p.split_k} needs cluster_n=1 (a cluster's residency depends on the GPC layout)")
             if p.k % 64 == 0 and p.k // 64 < 4 * p.split_k:
@@ -159,8 +175,7 @@ class QuackW4A16Family(Family):
         return Signature(
             (
                 Arg("act", "bfloat16", ("M", "K"), align=16),
-                Arg("blob", "uint8", ("N // 64", "K // 64", 128, 16), align=16),
-                Arg("sf", "uint8", ("N // 64", "K // 64", 32, 4, 2), align=16),
+                *weight_args(),
                 Arg("alpha", "float32", (1,), align=4),
                 Arg("out", "bfloat16", ("M", "N"), align=16, output=True),
                 *self.scratch_args(p),
@@ -195,31 +210,16 @@ class QuackW4A16Family(Family):
         return inputs
 
     def reference(self, p: W4A16Params, inputs: Mapping[str, Any]):
-        """float64 act @ W^T * alpha with W dequantized exactly (from the unprepared weights
-        when make_inputs provided them, else by inverting the layout)."""
-        from .prepare import dequantize, unprepare_weights
+        """float64 act @ W^T * alpha with W dequantized exactly (reference_weights)."""
+        w = reference_weights(inputs)
+        return {"out": (inputs["act"].double() @ w.T) * inputs["alpha"].double().reshape(self._alpha_shape)}
 
-        if "w_q" in inputs:
-            q, sf = inputs["w_q"], inputs["w_sf"]
-        else:
-            q, sf = unprepare_weights(inputs["blob"], inputs["sf"])
-        w = dequantize(q, sf).double()
-        return {"out": (inputs["act"].double() @ w.T) * inputs["alpha"].double().reshape(())}
+    _alpha_shape: tuple = ()  # scalar alpha; the row-alpha family's broadcasts over N
 
     def check(self, p: W4A16Params, got: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:
-        import torch
-
-        g, w = got["out"], want["out"]
         if p.split_k > 1 and "flags" in got and bool(got["flags"].any()):
             return [f"flags: {int(got['flags'].count_nonzero())} split-K flags not cleaned back to 0 after the call"]
-        if tuple(g.shape) != tuple(w.shape):
-            return [f"out: shape {tuple(g.shape)} != {tuple(w.shape)}"]
-        bad = ~torch.isfinite(g)
-        if bad.any():
-            first = bad.nonzero()[0].tolist()
-            return [f"out: {int(bad.sum())} of {g.numel()} values non-finite (unwritten poison?), first at {first}"]
-        err = ((g.double() - w).norm() / w.norm().clamp_min(1e-300)).item()
-        return [] if err <= REL_TOL else [f"out: relative Frobenius error {err:.3e} > {REL_TOL:.0e}"]
+        return rel_frobenius_errors("out", got["out"], want["out"], REL_TOL)
 
 
 class QuackW4A16RowAlphaFamily(QuackW4A16Family):
@@ -251,15 +251,7 @@ class QuackW4A16RowAlphaFamily(QuackW4A16Family):
         inputs["alpha"] = half.repeat_interleave(sizes).contiguous()
         return inputs
 
-    def reference(self, p: W4A16Params, inputs: Mapping[str, Any]):
-        from .prepare import dequantize, unprepare_weights
-
-        if "w_q" in inputs:
-            q, sf = inputs["w_q"], inputs["w_sf"]
-        else:
-            q, sf = unprepare_weights(inputs["blob"], inputs["sf"])
-        w = dequantize(q, sf).double()
-        return {"out": (inputs["act"].double() @ w.T) * inputs["alpha"].double().reshape(1, -1)}
+    _alpha_shape = (1, -1)
 
 
 FAMILY = QuackW4A16Family()

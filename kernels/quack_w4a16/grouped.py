@@ -32,19 +32,24 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..quack_support import import_quack_package  # noqa: E402
+from ..quack_support import import_quack_package, scheduler_options  # noqa: E402
 
 import_quack_package()
 
 import cutlass  # noqa: E402
 import cutlass.cute as cute  # noqa: E402
-from cutlass import BFloat16, Float32, Int32, Uint8, const_expr  # noqa: E402
-from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream  # noqa: E402
-from quack.operand_transform.host import as_transform_mod  # noqa: E402
-from quack.operand_transform.transform import TransformAOperand  # noqa: E402
-from quack.tile_scheduler import TileScheduler, TileSchedulerOptions, WorkTileInfo  # noqa: E402
+from cutlass import Int32, const_expr  # noqa: E402
+from quack.tile_scheduler import TileScheduler, WorkTileInfo  # noqa: E402
 
-from .kernel import _ROW_MINT_KEY, FORMAT, answer_device_queries_for_sm90, operand_views, w4a16_row_alpha  # noqa: E402
+from .kernel import (  # noqa: E402
+    _ROW_MINT_KEY,
+    answer_device_queries_for_sm90,
+    fake_args as dense_fake_args,
+    make_w4a16_gemm,
+    operand_views,
+    transform_operand,
+    w4a16_row_alpha,
+)
 
 
 class GroupedTileScheduler(TileScheduler):
@@ -119,24 +124,7 @@ class W4A16GroupedGemm:
                 return super().epi_begin(params, epi_smem_tensors, epi_tile, tiled_copy_t2r, tiled_copy_r2s, local,
                                          varlen_manager, epilogue_barrier, tidx, tRS_rD_layout)  # fmt: skip
 
-        transform = as_transform_mod(FORMAT)
-        assert transform.owned_fmt.tile_k == 64 and transform.owned_fmt.sf_bytes == 256, "quack nvfp4 layout moved"
-        self.gemm = Gemm(
-            Float32,
-            transform.owned_fmt.mma_dtype,
-            (tile_m, tile_n, transform.owned_fmt.tile_k),
-            (1, 1, 1),
-            pingpong=False,
-            is_persistent=True,
-            use_pdl=False,
-            transform_a=transform,
-            gather_A=False,
-            concat_layout=None,
-        )
-        self.gemm.b_transposed = False
-        self.gemm.a_transposed = False
-        self.gemm.cd_transposed = True
-        self.gemm.cd_packed = None
+        self.gemm = make_w4a16_gemm(Gemm, tile_m, tile_n, 1, use_pdl=False)
         self.n, self.experts = n, experts
         # the stacked blob/strip is the dense layout of E * N weight rows
         self.blob_view, self.strip_view = operand_views(experts * n, k, tile_m)
@@ -149,40 +137,17 @@ class W4A16GroupedGemm:
         self._trace(act, blob, strip, alpha, offsets, out, stream)
 
     def _trace(self, act, blob, strip, alpha, offsets, out, stream) -> None:
-        (a_shape, a_stride), (s_shape, s_stride) = self.blob_view, self.strip_view
-        operand = TransformAOperand(
-            cute.make_tensor(blob.iterator, cute.make_layout(a_shape, stride=a_stride)),
-            cute.make_tensor(strip.iterator, cute.make_layout(s_shape, stride=s_stride)),
-        )
+        operand = transform_operand(blob, strip, (self.blob_view, self.strip_view))
         alpha_rows = cute.make_tensor(alpha.iterator, cute.make_layout(self.experts * self.n))
         epi = self.gemm.EpilogueArguments(alpha=alpha_rows)
-        sched = TileSchedulerOptions(
-            max_active_clusters=Int32(self.max_active_clusters),
-            max_swizzle_size=Int32(self.max_swizzle_size),
-            batch_idx_permute=offsets,
-        )
+        sched = scheduler_options(self.max_active_clusters, self.max_swizzle_size, batch_idx_permute=offsets)
         with answer_device_queries_for_sm90():
             self.gemm(operand, act, out, None, epi, sched, None, stream, None, None)
 
 
 def fake_args(n: int, k: int, experts: int) -> tuple:
     """Fake (act, blob, strip, alpha, offsets, out, stream): rows symbolic, the rest static."""
-    m = cute.sym_int()
-    g, kt = n // 64, k // 64
-
-    def compact(dtype, shape, align):
-        order = tuple(range(len(shape) - 1, -1, -1))
-        return make_fake_compact_tensor(dtype, shape, stride_order=order, assumed_align=align)
-
-    return (
-        compact(BFloat16, (m, k), 16),
-        compact(Uint8, (experts, g, kt, 128, 16), 16),
-        compact(Uint8, (experts, g, kt, 32, 4, 2), 16),
-        compact(Float32, (experts, n), 4),
-        compact(Int32, (experts + 1,), 4),
-        compact(BFloat16, (m, n), 16),
-        make_fake_stream(use_tvm_ffi_env_stream=True),
-    )
+    return dense_fake_args(n, k, experts=experts)
 
 
 def make_kernel(p) -> W4A16GroupedGemm:

@@ -19,8 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from ..checks import rel_frobenius_errors
 from ..family import Arg, Family, Signature
-from . import REL_TOL
+from ..validity import in_range, multiple_of, one_of
+from . import REL_TOL, k_reasons, reference_weights, weight_args
 
 TILE_MS = (64, 128)
 TILE_NS = (16, 32, 64, 128, 192, 256)  # quack W4 tile_n candidates (<= 32: 2 CTAs per SM)
@@ -67,27 +69,16 @@ class QuackW4A16GroupedFamily(Family):
     max_m = 65536
 
     def can_implement(self, p: GroupedParams, arch: str) -> list[str]:
-        r = super().can_implement(p, arch)
-        if p.tile_m not in TILE_MS:
-            r.append(f"tile_m={p.tile_m} must be one of {TILE_MS}")
-        if p.tile_n not in TILE_NS:
-            r.append(f"tile_n={p.tile_n} must be one of {TILE_NS}")
-        if p.n < p.tile_m or p.n % p.tile_m:
-            r.append(f"n={p.n} must be a positive multiple of tile_m={p.tile_m} (a weight tile never straddles experts)")
-        if p.k < 64 or p.k % 64:
-            r.append(f"k={p.k} must be a positive multiple of 64 (one blob tile is 64 along K)")
-        if not 1 <= p.experts <= 512:
-            r.append(f"experts={p.experts} must be in [1, 512]")
-        if not 1 <= p.sm_count <= 1024:
-            r.append(f"sm_count={p.sm_count} must be in [1, 1024]")
-        return r
+        r = super().can_implement(p, arch) + one_of("tile_m", p.tile_m, TILE_MS) + one_of("tile_n", p.tile_n, TILE_NS)
+        r += multiple_of("n", p.n, p.tile_m, f"tile_m={p.tile_m}: a weight tile never straddles experts")
+        r += k_reasons(p.k) + in_range("experts", p.experts, 1, 512)
+        return r + in_range("sm_count", p.sm_count, 1, 1024)
 
     def signature(self, p: GroupedParams) -> Signature:
         return Signature(
             (
                 Arg("act", "bfloat16", ("M", "K"), align=16),
-                Arg("blob", "uint8", ("E", "N // 64", "K // 64", 128, 16), align=16),
-                Arg("sf", "uint8", ("E", "N // 64", "K // 64", 32, 4, 2), align=16),
+                *weight_args("E"),
                 Arg("alpha", "float32", ("E", "N"), align=4),
                 Arg("offsets", "int32", ("E + 1",), align=4),
                 Arg("out", "bfloat16", ("M", "N"), align=16, output=True),
@@ -137,38 +128,26 @@ class QuackW4A16GroupedFamily(Family):
         each group [offsets[e], offsets[e + 1]) is computed, padding included, as the kernel does."""
         import torch
 
-        from .prepare import dequantize, unprepare_weights
-
         out = torch.full(tuple(inputs["out"].shape), float("nan"), dtype=torch.float64, device=inputs["out"].device)
         off = inputs["offsets"].cpu().tolist()
         cnt = inputs["counts"].cpu().tolist() if "counts" in inputs else [b - a for a, b in zip(off, off[1:])]
         for e in range(p.experts):
             if not cnt[e]:
                 continue
-            if "w_q" in inputs:
-                q, sf = inputs["w_q"][e], inputs["w_sf"][e]
-            else:
-                q, sf = unprepare_weights(inputs["blob"][e], inputs["sf"][e])
-            w = dequantize(q, sf).double()
+            w = reference_weights(inputs, e)
             rows = slice(off[e], off[e] + cnt[e])
             out[rows] = (inputs["act"][rows].double() @ w.T) * inputs["alpha"][e].double()
         return {"out": out}
 
     def check(self, p: GroupedParams, got: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:
+        """The real rows (those the reference computed; it leaves the rest NaN) only."""
         import torch
 
         g, w = got["out"], want["out"]
         if tuple(g.shape) != tuple(w.shape):
             return [f"out: shape {tuple(g.shape)} != {tuple(w.shape)}"]
-        real = torch.isfinite(w).all(dim=1)  # real rows (the reference left the rest poisoned)
-        gr, wr = g[real].double(), w[real]
-        if not gr.numel():
-            return []
-        bad = ~torch.isfinite(gr)
-        if bad.any():
-            return [f"out: {int(bad.sum())} of {gr.numel()} real-row values non-finite (unwritten poison?)"]
-        err = ((gr - wr).norm() / wr.norm().clamp_min(1e-300)).item()
-        return [] if err <= REL_TOL else [f"out: relative Frobenius error {err:.3e} > {REL_TOL:.0e}"]
+        real = torch.isfinite(w).all(dim=1)
+        return rel_frobenius_errors("out (real rows)", g[real], w[real], REL_TOL)
 
 
 FAMILY = QuackW4A16GroupedFamily()

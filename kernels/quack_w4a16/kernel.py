@@ -38,15 +38,16 @@ from __future__ import annotations
 
 import contextlib
 
-from ..quack_support import import_quack_package  # noqa: E402
+from ..quack_support import import_quack_package, scheduler_options, set_trace_flags  # noqa: E402
 
 import_quack_package()
+
+from ..dsl import fake_row_major, fake_stream  # noqa: E402  (after quack.dsl: its patches come first)
 
 import cutlass.base_dsl.runtime.cuda as _dsl_cuda  # noqa: E402
 import cutlass.cute as cute  # noqa: E402
 import torch  # noqa: E402
 from cutlass import BFloat16, Float32, Int32, Uint8  # noqa: E402
-from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream  # noqa: E402
 from quack.epilogue.frontend import gemm_epilogue  # noqa: E402
 from quack.compile_utils import make_fake_tensor  # noqa: E402
 from quack.epilogue.ops import RowVecLoad  # noqa: E402
@@ -55,7 +56,6 @@ from quack.gemm_w4 import _w4a16_alpha  # noqa: E402
 from quack.operand_transform.host import _w4_views, as_transform_mod  # noqa: E402
 from quack.operand_transform.transform import TransformAOperand  # noqa: E402
 from quack.rounding import RoundingMode  # noqa: E402
-from quack.tile_scheduler import TileSchedulerOptions  # noqa: E402
 
 FORMAT = "nvfp4"
 # CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR of every sm_90 part (H100, H200,
@@ -114,6 +114,37 @@ def operand_views(n: int, k: int, tile_m: int) -> tuple[tuple, tuple]:
     return (tuple(a.shape), tuple(a.stride())), (tuple(s.shape), tuple(s.stride()))
 
 
+def make_w4a16_gemm(gemm_cls, tile_m: int, tile_n: int, cluster_n: int, use_pdl: bool, **split_kw):
+    """quack's W4A16 GemmSm90 as its compile_gemm_kernel constructs it (fp32 acc, bf16 MMA, tile
+    (tile_m, tile_n, 64), cluster (1, cluster_n, 1), cooperative, persistent, the nvfp4 transform
+    on A), trace flags set; split_kw only when split-K (the ctor's default is 1)."""
+    transform = as_transform_mod(FORMAT)
+    assert transform.owned_fmt.tile_k == 64 and transform.owned_fmt.sf_bytes == 256, "quack nvfp4 layout moved"
+    gemm = gemm_cls(
+        Float32,  # accumulator
+        transform.owned_fmt.mma_dtype,  # bf16: what the nvfp4 decode produces
+        (tile_m, tile_n, transform.owned_fmt.tile_k),
+        (1, cluster_n, 1),
+        pingpong=False,  # W4 is cooperative only
+        is_persistent=True,
+        use_pdl=use_pdl,
+        transform_a=transform,
+        gather_A=False,
+        concat_layout=None,
+        **split_kw,
+    )
+    return set_trace_flags(gemm, cd_transposed=True)  # a layout-owning transform writes D = out^T
+
+
+def transform_operand(blob: cute.Tensor, strip: cute.Tensor, views: tuple) -> TransformAOperand:
+    """quack's A operand: the contiguous blob / strip re-viewed as operand_views says (trace time)."""
+    (a_shape, a_stride), (s_shape, s_stride) = views
+    return TransformAOperand(
+        cute.make_tensor(blob.iterator, cute.make_layout(a_shape, stride=a_stride)),
+        cute.make_tensor(strip.iterator, cute.make_layout(s_shape, stride=s_stride)),
+    )
+
+
 class W4A16Gemm:
     """out[M, N] = bf16((act[M, K] @ dequant(blob, strip)^T) * alpha), one compiled variant."""
 
@@ -124,26 +155,7 @@ class W4A16Gemm:
         # quack's compile_gemm_kernel passes split_k only when != 1 (the ctor default is 1)
         split_kw = {"split_k": split_k, "split_k_mode": SplitKMode.SERIAL} if split_k != 1 else {}
         self.gemm_cls = w4a16_row_alpha._mint(*_ROW_MINT_KEY) if row_alpha else _w4a16_alpha._mint(*_MINT_KEY)
-        transform = as_transform_mod(FORMAT)
-        assert transform.owned_fmt.tile_k == 64 and transform.owned_fmt.sf_bytes == 256, "quack nvfp4 layout moved"
-        self.gemm = self.gemm_cls(
-            Float32,  # accumulator
-            transform.owned_fmt.mma_dtype,  # bf16: what the nvfp4 decode produces
-            (tile_m, tile_n, transform.owned_fmt.tile_k),
-            (1, cluster_n, 1),
-            pingpong=False,  # W4 is cooperative only
-            is_persistent=True,
-            use_pdl=use_pdl,
-            transform_a=transform,
-            gather_A=False,
-            concat_layout=None,
-            **split_kw,
-        )
-        # compile_gemm_kernel's trace flags for a layout-owning transform
-        self.gemm.b_transposed = False
-        self.gemm.a_transposed = False
-        self.gemm.cd_transposed = True
-        self.gemm.cd_packed = None
+        self.gemm = make_w4a16_gemm(self.gemm_cls, tile_m, tile_n, cluster_n, use_pdl, **split_kw)
         self.blob_view, self.strip_view = operand_views(n, k, tile_m)
         self.max_active_clusters = sm_count // cluster_n
         self.max_swizzle_size = max_swizzle_size
@@ -156,11 +168,7 @@ class W4A16Gemm:
     def _trace(self, act, blob, strip, alpha, out, flags, workspace, stream) -> None:
         """Plain Python, run once while cute.compile traces __call__ (so the device-query
         patch is scoped to exactly the DSL code that needs it)."""
-        (a_shape, a_stride), (s_shape, s_stride) = self.blob_view, self.strip_view
-        operand = TransformAOperand(
-            cute.make_tensor(blob.iterator, cute.make_layout(a_shape, stride=a_stride)),
-            cute.make_tensor(strip.iterator, cute.make_layout(s_shape, stride=s_stride)),
-        )
+        operand = transform_operand(blob, strip, (self.blob_view, self.strip_view))
         # Scalar op in pointer mode, or the per-row vector (cp.async'd into shared memory per tile)
         split = {}
         if flags is not None:
@@ -168,10 +176,7 @@ class W4A16Gemm:
             split = {"split_k_semaphore": cute.make_tensor(flags.iterator, cute.select(flags.layout, mode=[1, 2, 0])),
                      "split_k_workspace": cute.make_tensor(workspace.iterator, cute.select(workspace.layout, mode=[3, 1, 2, 0]))}
         epi = self.gemm_cls.EpilogueArguments(alpha=alpha if self.row_alpha else alpha.iterator, **split)
-        sched = TileSchedulerOptions(
-            max_active_clusters=Int32(self.max_active_clusters),
-            max_swizzle_size=Int32(self.max_swizzle_size),
-        )
+        sched = scheduler_options(self.max_active_clusters, self.max_swizzle_size)
         with answer_device_queries_for_sm90():
             # (mA, mB, mD, mC, epilogue_args, scheduler_args, varlen_args, stream, mSFA, mSFB)
             self.gemm(operand, act, out, None, epi, sched, None, stream, None, None)
@@ -196,25 +201,24 @@ def fake_scratch() -> tuple:
     )
 
 
-def fake_args(n: int, k: int, row_alpha: bool = False, split_k: int = 1) -> tuple:
-    """Fake (act, blob, strip, alpha, out, [flags, workspace,] stream): M symbolic (shared by act
-    and out), the rest static, all row-major compact; alignments as the runtime signature
-    promises; the split-K scratch as fake_scratch says."""
+def fake_args(n: int, k: int, row_alpha: bool = False, split_k: int = 1, experts: int | None = None) -> tuple:
+    """Fake (act, blob, strip, alpha, [offsets,] out, [flags, workspace,] stream) of the dense
+    entry points and (experts given) the grouped one (grouped.py): M symbolic (shared by act and
+    out), the rest static, all row-major compact; alignments as the runtime signatures promise;
+    the split-K scratch as fake_scratch says. Grouped: blob / strip / alpha per expert."""
     m = cute.sym_int()
     g, kt = n // 64, k // 64
-
-    def compact(dtype, shape, align):
-        order = tuple(range(len(shape) - 1, -1, -1))  # row-major
-        return make_fake_compact_tensor(dtype, shape, stride_order=order, assumed_align=align)
-
+    lead = (experts,) if experts else ()
+    alpha = (experts, n) if experts else (n,) if row_alpha else (1,)
     return (
-        compact(BFloat16, (m, k), 16),
-        compact(Uint8, (g, kt, 128, 16), 16),
-        compact(Uint8, (g, kt, 32, 4, 2), 16),
-        compact(Float32, (n,) if row_alpha else (1,), 4),
-        compact(BFloat16, (m, n), 16),
+        fake_row_major(BFloat16, (m, k), 16),
+        fake_row_major(Uint8, (*lead, g, kt, 128, 16), 16),
+        fake_row_major(Uint8, (*lead, g, kt, 32, 4, 2), 16),
+        fake_row_major(Float32, alpha, 4),
+        *((fake_row_major(Int32, (experts + 1,), 4),) if experts else ()),
+        fake_row_major(BFloat16, (m, n), 16),
         *(fake_scratch() if split_k > 1 else ()),
-        make_fake_stream(use_tvm_ffi_env_stream=True),
+        fake_stream(),
     )
 
 
