@@ -3,19 +3,24 @@ counts, route's ranges, int32 index bounds. No torch, no cutlass."""
 
 from __future__ import annotations
 
+from ..validity import in_range, multiple_of, one_of
+
 VEC = 8  # bf16 elements per 16-byte vector
 THREADS = (64, 128, 256, 512, 1024)
+UNROLLS = (1, 2, 4)  # 16-byte vectors per thread (loads in flight)
 
 
 def threads_reason(threads: int) -> list[str]:
-    return [] if threads in THREADS else [f"threads={threads} must be one of {THREADS}"]
+    return one_of("threads", threads, THREADS)
+
+
+def unroll_reason(unroll: int) -> list[str]:
+    return one_of("unroll", unroll, UNROLLS)
 
 
 def vector_dim_reasons(name: str, value: int, tensors: str) -> list[str]:
     """A feature dim read and written as 16-byte vectors, indexed with int32 up to max_m rows."""
-    r = []
-    if value < VEC or value % VEC:
-        r.append(f"{name}={value} must be a positive multiple of {VEC} (16-byte vectors of {tensors})")
+    r = multiple_of(name, value, VEC, f"16-byte vectors of {tensors}")
     if value > 1 << 16:
         r.append(f"{name}={value} must be <= 65536 (int32 vector index at M = max_m)")
     return r
@@ -46,15 +51,9 @@ def limit_reasons(limit: float) -> list[str]:
     return [] if 0.0 <= limit < float("inf") else [f"limit={limit} must be a finite number >= 0 (0: no clamp)"]
 
 
-def routing_reasons(topk: int, experts: int, pad: int) -> list[str]:
-    r = []
-    if not 1 <= topk <= 32:
-        r.append(f"topk={topk} must be in [1, 32] (route's range)")
-    if not 1 <= experts <= 1024:
-        r.append(f"experts={experts} must be in [1, 1024] (route's range)")
-    if not 1 <= pad <= 1024:
-        r.append(f"pad={pad} must be in [1, 1024] (route's range)")
-    return r
+def routing_reasons(topk: int, experts: int, pad: int, why: str = "route's range") -> list[str]:
+    """route's ranges (also of every op laid out by route: the same topk, experts, pad)."""
+    return in_range("topk", topk, 1, 32, why) + in_range("experts", experts, 1, 1024, why) + in_range("pad", pad, 1, 1024, why)
 
 
 def int32_items_reasons(name: str, rows_at_max: int, per_row: int, what: str) -> list[str]:
@@ -65,9 +64,10 @@ def int32_items_reasons(name: str, rows_at_max: int, per_row: int, what: str) ->
     return []
 
 
-def quant_dim_reasons(name: str, value: int) -> list[str]:
-    if value < QUANT_ITEM or value % QUANT_ITEM:
-        return [f"{name}={value} must be a positive multiple of {QUANT_ITEM} (4 scale blocks of 16 per thread item)"]
+def quant_reasons(threads: int, name: str, value: int) -> list[str]:
+    """The fused NVFP4 quantizers' CTA size and quantized dim (nvfp4_quantize's item: 64 elements)."""
+    r = one_of("threads", threads, QUANT_THREADS)
+    r += multiple_of(name, value, QUANT_ITEM, "4 scale blocks of 16 per thread item")
     if value > 1 << 16:
-        return [f"{name}={value} must be <= 65536"]
-    return []
+        r.append(f"{name}={value} must be <= 65536")
+    return r

@@ -11,14 +11,12 @@ import struct
 import cutlass
 import cutlass.cute as cute
 from cutlass import BFloat16, Float32, Int32, Int64, Uint32, const_expr
-from cutlass._mlir import ir
-from cutlass._mlir.dialects import llvm
 from cutlass.cutlass_dsl import T, dsl_user_op
 
 from nvfp4_aot.runtime.layout import quad_vector_word
 
 from ..dsl import fake_row_major, fake_stream, launch_1d
-from ..ptx import add_rn, aligned, inline_asm, mul_rn, pack_bf16x2, unpack_bf16x2  # noqa: F401
+from ..ptx import add_rn, aligned, inline_asm, inline_asm_struct, mul_rn, pack_bf16x2, unpack_bf16x2  # noqa: F401
 
 VEC = 8  # bf16 per 16-byte vector (4 x b32 words)
 
@@ -51,12 +49,10 @@ def f32_literal(x: float) -> str:
 def clamp_swiglu(g: Float32, u: Float32, limit: str, *, loc=None, ip=None):
     """(min(g, L), min(max(u, -L), L)) for the fp32 immediate L = `limit` (f32_literal):
     DeepSeek-V4's clamped SwiGLU inputs (vLLM's swiglu_limit; exact, no rounding)."""
-    st = ir.Type.parse("!llvm.struct<(f32, f32)>")
     neg = "0f" + format(int(limit[2:], 16) ^ 0x80000000, "08X")
     asm = f"min.f32 $0, $2, {limit};\n\tmax.f32 $1, $3, {neg};\n\tmin.f32 $1, $1, {limit};"
-    res = inline_asm(st, [Float32(g), Float32(u)], asm, "=f,=f,f,f", loc, ip)
-    return (Float32(llvm.extractvalue(T.f32(), res, [0], loc=loc, ip=ip)),
-            Float32(llvm.extractvalue(T.f32(), res, [1], loc=loc, ip=ip)))
+    g, u = inline_asm_struct(2, T.f32(), [Float32(g), Float32(u)], asm, "=f,=f,f,f", loc, ip)
+    return Float32(g), Float32(u)
 
 
 def vec_words(ptr, off):

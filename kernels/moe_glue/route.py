@@ -27,6 +27,7 @@ import cutlass
 import cutlass.cute as cute
 from cutlass import Int32, Uint32
 
+from ..dsl import fake_row_major, fake_stream
 from ..ptx import aligned
 
 
@@ -86,19 +87,28 @@ class MoeRouteKernel:
     def _round_up(self, c: Int32) -> Int32:
         return Int32((Uint32(c) + (self.pad - 1)) // self.pad * self.pad)
 
+    def _cta(self, topk_ids: cute.Tensor, expert_start: cute.Tensor, n: Int32):
+        """Both kernels' prologue (plain Python run at trace time, no control flow): thread, CTA,
+        warp and lane ids (warp_idx is a full-warp op: here, before any branch), the shared
+        allocator with the CTA-sum buffer first, this CTA's expert start + e, the sentinel that
+        pads a partial group (never equal to the target) and topk_ids as a flat [N] view."""
+        tidx, _, _ = cute.arch.thread_idx()
+        bidx, _, _ = cute.arch.block_idx()
+        warp = cute.arch.warp_idx()
+        lane = cute.arch.lane_idx()
+        smem = cutlass.utils.SmemAllocator()
+        red = smem.allocate_tensor(Int32, cute.make_layout(self.nwarps), byte_alignment=16)
+        start = expert_start[0]
+        target = start + bidx
+        sentinel = -1 - target
+        ids = cute.make_tensor(topk_ids.iterator, cute.make_layout(n))
+        return tidx, bidx, warp, lane, smem, red, start, target, sentinel, ids
+
     # ------------------------------------------------------------------ kernels
     @cute.kernel
     def count_kernel(self, topk_ids: cute.Tensor, expert_start: cute.Tensor, counts: cute.Tensor,
                      n: Int32, n_steps: Int32):
-        tidx, _, _ = cute.arch.thread_idx()
-        bidx, _, _ = cute.arch.block_idx()
-        warp = cute.arch.warp_idx()  # full-warp op: here, before any branch
-        lane = cute.arch.lane_idx()
-        smem = cutlass.utils.SmemAllocator()
-        red = smem.allocate_tensor(Int32, cute.make_layout(self.nwarps), byte_alignment=16)
-        target = expert_start[0] + bidx
-        sentinel = -1 - target
-        ids = cute.make_tensor(topk_ids.iterator, cute.make_layout(n))
+        tidx, bidx, warp, lane, _, red, _, target, sentinel, ids = self._cta(topk_ids, expert_start, n)
         cnt = Int32(0)
         for s in cutlass.range(n_steps):
             r = self._load_group(topk_ids, ids, s * self.step + tidx * self.vec, n, sentinel)
@@ -113,17 +123,8 @@ class MoeRouteKernel:
     def scatter_kernel(self, topk_ids: cute.Tensor, expert_start: cute.Tensor, counts: cute.Tensor,
                        offsets: cute.Tensor, slot_of: cute.Tensor, src_token: cute.Tensor,
                        n: Int32, n_steps: Int32, cap: Int32):
-        tidx, _, _ = cute.arch.thread_idx()
-        bidx, _, _ = cute.arch.block_idx()
-        warp = cute.arch.warp_idx()  # full-warp op: here, before any branch
-        lane = cute.arch.lane_idx()
-        smem = cutlass.utils.SmemAllocator()
-        red = smem.allocate_tensor(Int32, cute.make_layout(self.nwarps), byte_alignment=16)
+        tidx, bidx, warp, lane, smem, red, start, target, sentinel, ids = self._cta(topk_ids, expert_start, n)
         scan = smem.allocate_tensor(Int32, cute.make_layout((self.nwarps, 2)), byte_alignment=16)
-        start = expert_start[0]
-        target = start + bidx
-        sentinel = -1 - target
-        ids = cute.make_tensor(topk_ids.iterator, cute.make_layout(n))
         slots = cute.make_tensor(slot_of.iterator, cute.make_layout(n))
         src = cute.make_tensor(src_token.iterator, cute.make_layout(cap))
 
@@ -195,14 +196,7 @@ def make_route(p):
 
 
 def fake_args_route(p):
-    fake = cute.runtime.make_fake_compact_tensor
     m = cute.sym_int()  # one SymInt shared by every tensor with M rows
     cap = cute.sym_int()  # CAP = (M * topk + E * (pad - 1)) // pad * pad, checked by the runtime
-    ids = fake(Int32, (m, p.topk), stride_order=(1, 0), assumed_align=16)
-    start = fake(Int32, (1,), assumed_align=4)
-    counts = fake(Int32, (p.experts,), assumed_align=4)
-    offsets = fake(Int32, (p.experts + 1,), assumed_align=4)
-    slot_of = fake(Int32, (m, p.topk), stride_order=(1, 0), assumed_align=4)
-    src_token = fake(Int32, (cap,), assumed_align=4)
-    stream = cute.runtime.make_fake_stream(use_tvm_ffi_env_stream=True)
-    return ids, start, counts, offsets, slot_of, src_token, stream
+    shapes = (((m, p.topk), 16), ((1,), 4), ((p.experts,), 4), ((p.experts + 1,), 4), ((m, p.topk), 4), ((cap,), 4))
+    return (*(fake_row_major(Int32, shape, align) for shape, align in shapes), fake_stream())

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..family import Arg, Family, Signature
+from ..validity import in_range
 from .common import threads_reason, vector_dim_reasons
 
 @dataclass(frozen=True)
@@ -25,10 +26,7 @@ class CombineFamily(Family):
 
     def can_implement(self, p: CombineParams, arch: str) -> list[str]:
         r = super().can_implement(p, arch) + threads_reason(p.threads)
-        r += vector_dim_reasons("h", p.h, "y and out")
-        if not 1 <= p.topk <= 32:
-            r.append(f"topk={p.topk} must be in [1, 32] (unrolled)")
-        return r
+        return r + vector_dim_reasons("h", p.h, "y and out") + in_range("topk", p.topk, 1, 32, "unrolled")
 
     def signature(self, p: CombineParams) -> Signature:
         return Signature(

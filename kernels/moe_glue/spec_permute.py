@@ -10,7 +10,16 @@ from typing import Any, Mapping
 from nvfp4_aot.runtime.layout import capacity, capacity_expr
 
 from ..family import Arg, Family, Signature
-from .common import FUSED_MAX_M, VEC, act_order_reasons, int32_items_reasons, routing_reasons, threads_reason, vector_dim_reasons
+from .common import (
+    FUSED_MAX_M,
+    VEC,
+    act_order_reasons,
+    int32_items_reasons,
+    routing_reasons,
+    threads_reason,
+    unroll_reason,
+    vector_dim_reasons,
+)
 
 @dataclass(frozen=True)
 class PermuteParams:
@@ -39,9 +48,7 @@ class PermuteFamily(Family):
         r = super().can_implement(p, arch) + threads_reason(p.threads)
         r += vector_dim_reasons("h", p.h, "x and xg")
         r += routing_reasons(p.topk, p.experts, p.pad)
-        r += act_order_reasons(p.act_order, "h", p.h)
-        if p.unroll not in (1, 2, 4):
-            r.append(f"unroll={p.unroll} must be 1, 2 or 4")
+        r += act_order_reasons(p.act_order, "h", p.h) + unroll_reason(p.unroll)
         if not r:
             r += int32_items_reasons(f"h={p.h}", capacity(self.max_m, p.topk, p.experts, p.pad), p.h // VEC, "16-byte vectors")
         return r

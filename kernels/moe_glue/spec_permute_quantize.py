@@ -8,7 +8,8 @@ from typing import Any, Mapping
 from nvfp4_aot.runtime.layout import capacity, capacity_expr
 
 from ..family import Arg, Family, Signature
-from .common import FUSED_MAX_M, QUANT_ITEM, QUANT_THREADS, SF_SWIZZLE_ROWS, int32_items_reasons, quant_dim_reasons, routing_reasons
+from ..nvfp4_quantize import quantized_args
+from .common import FUSED_MAX_M, QUANT_ITEM, SF_SWIZZLE_ROWS, int32_items_reasons, quant_reasons, routing_reasons
 from .spec_permute import permute_signature_static
 
 @dataclass(frozen=True)
@@ -29,10 +30,7 @@ class PermuteQuantizeFamily(Family):
     modules = ("nvfp4_aot.kernels.moe_glue.spec_permute_quantize", "nvfp4_aot.kernels.moe_glue.permute")
 
     def can_implement(self, p: PermuteQuantizeParams, arch: str) -> list[str]:
-        r = super().can_implement(p, arch)
-        if p.threads not in QUANT_THREADS:
-            r.append(f"threads={p.threads} must be one of {QUANT_THREADS}")
-        r += quant_dim_reasons("h", p.h)
+        r = super().can_implement(p, arch) + quant_reasons(p.threads, "h", p.h)
         r += routing_reasons(p.topk, p.experts, p.pad)
         if p.pad % SF_SWIZZLE_ROWS:
             r.append(f"pad={p.pad} must be a multiple of {SF_SWIZZLE_ROWS}: each expert's rows must start on a "
@@ -48,9 +46,7 @@ class PermuteQuantizeFamily(Family):
             (
                 Arg("x", "bfloat16", ("M", "H"), align=16),
                 Arg("src_token", "int32", (cap,), align=4),
-                Arg("global_scale", "float32", (1,), align=4),
-                Arg("q", "uint8", (cap, "H // 2"), align=16, output=True),
-                Arg("sf", "uint8", (cap, "H // 16"), align=4, output=True),
+                *quantized_args(cap, "H", cap),
             ),
             static=permute_signature_static(p),
         )

@@ -8,7 +8,8 @@ from typing import Any, Mapping
 from nvfp4_aot.runtime.layout import capacity_expr
 
 from ..family import Arg, Family, Signature
-from .common import threads_reason
+from ..validity import one_of
+from .common import routing_reasons, threads_reason
 
 @dataclass(frozen=True)
 class RouteParams:
@@ -29,15 +30,8 @@ class RouteFamily(Family):
 
     def can_implement(self, p: RouteParams, arch: str) -> list[str]:
         r = super().can_implement(p, arch) + threads_reason(p.threads)
-        if not 1 <= p.experts <= 1024:
-            r.append(f"experts={p.experts} must be in [1, 1024] (one CTA per local expert)")
-        if not 1 <= p.topk <= 32:
-            r.append(f"topk={p.topk} must be in [1, 32]")
-        if not 1 <= p.pad <= 1024:
-            r.append(f"pad={p.pad} must be in [1, 1024]")
-        if p.vec not in (4, 8, 16):
-            r.append(f"vec={p.vec} must be 4, 8 or 16 (16-byte loads of topk_ids)")
-        return r
+        r += routing_reasons(p.topk, p.experts, p.pad, "one CTA per local expert")
+        return r + one_of("vec", p.vec, (4, 8, 16), "16-byte loads of topk_ids")
 
     def signature(self, p: RouteParams) -> Signature:
         return Signature(

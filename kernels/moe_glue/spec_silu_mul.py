@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from ..family import Arg, Family, Signature
 from ..tolerances import REL_FROBENIUS
-from .common import THREADS, act_order_reasons, limit_reasons, threads_reason, vector_dim_reasons  # noqa: F401
+from .common import THREADS, act_order_reasons, limit_reasons, threads_reason, unroll_reason, vector_dim_reasons  # noqa: F401
 
 @dataclass(frozen=True)
 class SiluMulParams:
@@ -30,10 +30,7 @@ class SiluMulFamily(Family):
     def can_implement(self, p: SiluMulParams, arch: str) -> list[str]:
         r = super().can_implement(p, arch) + threads_reason(p.threads)
         r += vector_dim_reasons("i", p.i, "gate, up and out")
-        r += act_order_reasons(p.act_order, "i", p.i)
-        if p.unroll not in (1, 2, 4):
-            r.append(f"unroll={p.unroll} must be 1, 2 or 4")
-        return r + limit_reasons(p.limit)
+        return r + act_order_reasons(p.act_order, "i", p.i) + unroll_reason(p.unroll) + limit_reasons(p.limit)
 
     def signature(self, p: SiluMulParams) -> Signature:
         return Signature(

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..family import Arg, Family, Signature
-from .common import FUSED_MAX_M, QUANT_THREADS, limit_reasons, quant_dim_reasons
+from ..nvfp4_quantize import quantized_args
+from .common import FUSED_MAX_M, limit_reasons, quant_reasons
 
 # silu_mul_quantize accuracy (the kernels/tolerances.py rules, specialised here).
 # The quantizer is nvfp4_quantize's and is checked bit for bit (tests/gpu) on inputs where the
@@ -55,20 +56,11 @@ class SiluMulQuantizeFamily(Family):
     modules = ("nvfp4_aot.kernels.moe_glue.spec_silu_mul_quantize", "nvfp4_aot.kernels.moe_glue.permute")
 
     def can_implement(self, p: SiluMulQuantizeParams, arch: str) -> list[str]:
-        r = super().can_implement(p, arch)
-        if p.threads not in QUANT_THREADS:
-            r.append(f"threads={p.threads} must be one of {QUANT_THREADS}")
-        r += quant_dim_reasons("i", p.i)
-        return r + limit_reasons(p.limit)
+        return super().can_implement(p, arch) + quant_reasons(p.threads, "i", p.i) + limit_reasons(p.limit)
 
     def signature(self, p: SiluMulQuantizeParams) -> Signature:
         return Signature(
-            (
-                Arg("x", "bfloat16", ("M", "I * 2"), align=16),
-                Arg("global_scale", "float32", (1,), align=4),
-                Arg("q", "uint8", ("M", "I // 2"), align=16, output=True),
-                Arg("sf", "uint8", ("round_up(M, 128)", "I // 16"), align=4, output=True),
-            ),
+            (Arg("x", "bfloat16", ("M", "I * 2"), align=16), *quantized_args("M", "I", "round_up(M, 128)")),
             static={"I": p.i},
         )
 

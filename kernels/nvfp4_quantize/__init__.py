@@ -23,6 +23,7 @@ from nvfp4_aot.runtime.nvfp4 import E2M1_MAX as FP4_MAX  # noqa: F401  (re-expor
 from nvfp4_aot.runtime.nvfp4 import E2M1_VALUES, E4M3_MAX, GS_NUMERATOR, SF_BLOCK, round_up  # noqa: F401
 
 from ..family import Arg, Family, Signature
+from ..validity import in_range, multiple_of, one_of
 
 SF_LAYOUTS = ("swizzled", "rowmajor")
 # E2M1 round-to-nearest-even as threshold tests: ">" where the tie goes down to the even
@@ -48,11 +49,18 @@ class GlobalScaleParams:
     partials: int = 1024  # CTAs of the partial-max pass == workspace floats (tuning)
 
 
+def quantized_args(rows: str, k: str, sf_rows: str) -> tuple[Arg, Arg, Arg]:
+    """(global_scale, q, sf) of every entry point that quantizes to NVFP4 (here and moe_glue's
+    fused ones): rows x k values -> codes [rows, k/2], scale bytes [sf_rows, k/16]."""
+    return (
+        Arg("global_scale", "float32", (1,), align=4),
+        Arg("q", "uint8", (rows, f"{k} // 2"), align=16, output=True),
+        Arg("sf", "uint8", (sf_rows, f"{k} // 16"), align=4, output=True),
+    )
+
+
 def _shape_reasons(k: int) -> list[str]:
-    reasons = []
-    if k < 64 or k % 64:
-        reasons.append(f"k={k} must be a positive multiple of 64 (4 scale blocks per thread)")
-    return reasons
+    return multiple_of("k", k, 64, "4 scale blocks per thread")
 
 
 class QuantizeFamily(Family):
@@ -64,22 +72,13 @@ class QuantizeFamily(Family):
     modules = ("nvfp4_aot.kernels.nvfp4_quantize", "nvfp4_aot.kernels.nvfp4_quantize.kernel")
 
     def can_implement(self, p: QuantizeParams, arch: str) -> list[str]:
-        reasons = super().can_implement(p, arch) + _shape_reasons(p.k)
-        if p.sf_layout not in SF_LAYOUTS:
-            reasons.append(f"sf_layout={p.sf_layout!r} must be one of {SF_LAYOUTS}")
-        if p.threads not in (64, 128, 256, 512):
-            reasons.append(f"threads={p.threads} must be 64, 128, 256 or 512")
-        return reasons
+        reasons = super().can_implement(p, arch) + _shape_reasons(p.k) + one_of("sf_layout", p.sf_layout, SF_LAYOUTS)
+        return reasons + one_of("threads", p.threads, (64, 128, 256, 512))
 
     def signature(self, p: QuantizeParams) -> Signature:
         sf_rows = "round_up(M, 128)" if p.sf_layout == "swizzled" else "M"
         return Signature(
-            (
-                Arg("x", "bfloat16", ("M", "K"), align=16),
-                Arg("global_scale", "float32", (1,), align=4),
-                Arg("q", "uint8", ("M", "K // 2"), align=16, output=True),
-                Arg("sf", "uint8", (sf_rows, "K // 16"), align=4, output=True),
-            ),
+            (Arg("x", "bfloat16", ("M", "K"), align=16), *quantized_args("M", "K", sf_rows)),
             static={"K": p.k},
         )
 
@@ -125,12 +124,8 @@ class GlobalScaleFamily(Family):
     modules = ("nvfp4_aot.kernels.nvfp4_quantize", "nvfp4_aot.kernels.nvfp4_quantize.kernel")
 
     def can_implement(self, p: GlobalScaleParams, arch: str) -> list[str]:
-        reasons = super().can_implement(p, arch) + _shape_reasons(p.k)
-        if p.threads not in (128, 256, 512):
-            reasons.append(f"threads={p.threads} must be 128, 256 or 512")
-        if not 1 <= p.partials <= 4096:
-            reasons.append(f"partials={p.partials} must be in [1, 4096]")
-        return reasons
+        reasons = super().can_implement(p, arch) + _shape_reasons(p.k) + one_of("threads", p.threads, (128, 256, 512))
+        return reasons + in_range("partials", p.partials, 1, 4096)
 
     def signature(self, p: GlobalScaleParams) -> Signature:
         return Signature(

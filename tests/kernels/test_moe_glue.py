@@ -471,7 +471,7 @@ def test_fused_can_implement():
     assert "experts=2000 must be in [1, 1024]" in reasons(PERMUTE_Q, h=128, topk=6, experts=2000)
     assert "threads=96 must be one of" in reasons(PERMUTE, h=64, topk=6, experts=8, threads=96)
     assert "threads=1024 must be one of (64, 128, 256, 512)" in reasons(SILU_Q, i=64, threads=1024)
-    assert "unroll=3 must be 1, 2 or 4" in reasons(PERMUTE, h=64, topk=6, experts=8, unroll=3)
+    assert "unroll=3 must be one of (1, 2, 4)" in reasons(PERMUTE, h=64, topk=6, experts=8, unroll=3)
     assert "must stay below 2^31 (int32 item index)" in reasons(PERMUTE, h=65536, topk=32, experts=1024, pad=1024)
     assert "moe_silu_mul_quantize is not available for sm_80" in "; ".join(
         SILU_Q.can_implement(SILU_Q.parse_params({"i": 3072}), "sm_80"))
