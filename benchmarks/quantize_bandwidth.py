@@ -15,24 +15,31 @@ from nvfp4_aot.kernels import get_family
 from nvfp4_aot.runtime import open_store
 
 
+def open_quantize(store_path: str):
+    """(store primed, the nvfp4_quantize family, copy bandwidth in B/s), the device line printed."""
+    store = open_store(store_path)
+    store.prime()
+    bw = copy_bandwidth()
+    print(f"device: {device_name()}; copy bandwidth {bw / 1e12:.2f} TB/s (read + write)")
+    return store, get_family("nvfp4_quantize"), bw
+
+
+def time_call(fam, p, m: int, call, reps: int) -> tuple[float, int]:
+    """(seconds per call, bytes moved) of `call` (an op or a kernel) on graph-replayed fresh inputs."""
+    return time_quantize(fam, p, m, lambda b: call(b["x"], b["global_scale"], b["q"], b["sf"], check=False), reps=reps)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--store", default="artifacts")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    store = open_store(args.store)
-    store.prime()
-    fam = get_family("nvfp4_quantize")
-    bw = copy_bandwidth()
-    print(f"device: {device_name()}; copy bandwidth {bw / 1e12:.2f} TB/s (read + write)")
+    store, fam, bw = open_quantize(args.store)
     rows = []
     for k in (7168, 3072):
         op = store.op("nvfp4_quantize", k=k, sf_layout="swizzled")
         for m in (1, 16, 128, 1024, 4096, 8192):
-            p = fam.parse_params(op.kernel_for(m).record["params"])
-            t, nbytes = time_quantize(
-                fam, p, m, lambda b: op(b["x"], b["global_scale"], b["q"], b["sf"], check=False), reps=30
-            )
+            t, nbytes = time_call(fam, fam.parse_params(op.kernel_for(m).record["params"]), m, op, reps=30)
             rows.append({"k": k, "m": m, "us": t * 1e6, "tbps": nbytes / t / 1e12, "frac": nbytes / t / bw})
     print(f"{'K':>6} {'M':>6} {'time us':>9} {'TB/s':>6} {'of copy':>8}")
     for r in rows:

@@ -3,10 +3,7 @@ several M, as a fraction of copy bandwidth measured in the same run (GPU, graph-
 
 import argparse
 
-from common import copy_bandwidth, device_name, time_quantize
-
-from nvfp4_aot.kernels import get_family
-from nvfp4_aot.runtime import open_store
+from quantize_bandwidth import open_quantize, time_call
 
 
 def main() -> None:
@@ -14,20 +11,14 @@ def main() -> None:
     ap.add_argument("--store", required=True)
     ap.add_argument("--m", type=int, nargs="+", default=[128, 1024, 4096, 8192])
     a = ap.parse_args()
-    store = open_store(a.store)
-    store.prime()
-    fam = get_family("nvfp4_quantize")
-    bw = copy_bandwidth()
-    print(f"device: {device_name()}; copy {bw / 1e12:.2f} TB/s")
+    store, fam, bw = open_quantize(a.store)
     kerns = sorted((k for k in store.kernels.values() if k.record["family"] == fam.name),
                    key=lambda k: (k.record["params"]["k"], k.record["params"]["stage_smem"], k.record["params"]["threads"]))
     for kern in kerns:
         p = fam.parse_params(kern.record["params"])
         row = []
         for m in a.m:
-            t, nbytes = time_quantize(
-                fam, p, m, lambda b: kern(b["x"], b["global_scale"], b["q"], b["sf"], check=False), reps=20
-            )
+            t, nbytes = time_call(fam, p, m, kern, reps=20)
             row.append(f"M={m}: {t * 1e6:6.2f}us {nbytes / t / bw:5.1%}")
         print(f"k={p.k} threads={p.threads:3} stage_smem={p.stage_smem!s:5} | " + " | ".join(row))
 

@@ -27,3 +27,16 @@ def fake_row_major(dtype, shape: tuple, align: int):
 def fake_stream():
     """The stream argument of every exported function: tvm-ffi's current stream."""
     return make_fake_stream(use_tvm_ffi_env_stream=True)
+
+
+def thread_block() -> tuple:
+    """(threadIdx.x, blockIdx.x) of a 1-D launch."""
+    tidx, _, _ = cute.arch.thread_idx()
+    bidx, _, _ = cute.arch.block_idx()
+    return tidx, bidx
+
+
+def flat_item(threads: int):
+    """This thread's item in a 1-D launch (launch_1d) of `threads`-thread CTAs, one item a thread."""
+    tidx, bidx = thread_block()
+    return bidx * threads + tidx

@@ -56,19 +56,39 @@ def build_and_verify(tmp_path: Path, manifest_text: str, built: int, jobs: int =
     return out, manifest
 
 
-BLOCK_CUTLASS = """
+def blocker(*more: str) -> str:
+    """Python source that makes importing cutlass, nvfp4_aot.build and the packages `more` fail."""
+    names = ("cutlass", "nvfp4_aot.build", *more)
+    return f"""
 import sys
 class Block:
     def find_spec(self, name, path=None, target=None):
-        if name == "cutlass" or name.startswith(("cutlass.", "nvfp4_aot.build")):
+        if name in {names!r} or name.startswith({tuple(n + "." for n in names)!r}):
             raise ImportError("runtime must not import " + name)
 sys.meta_path.insert(0, Block())
 """
 
 
-def run_without_cutlass(body: str) -> subprocess.CompletedProcess:
-    """Run `body` in a fresh interpreter in which importing cutlass or nvfp4_aot.build fails."""
-    return subprocess.run([sys.executable, "-c", BLOCK_CUTLASS + body], capture_output=True, text=True)
+BLOCK_CUTLASS = blocker()
+
+
+def run_without_cutlass(body: str, *more: str) -> subprocess.CompletedProcess:
+    """Run `body` in a fresh interpreter in which importing cutlass, nvfp4_aot.build (and the
+    packages `more`) fails."""
+    return subprocess.run([sys.executable, "-c", blocker(*more) + body], capture_output=True, text=True)
+
+
+def tamper_lib(store: Path, which: int = 0, at: int | None = None, mask: int = 1) -> str:
+    """Flip the bits `mask` of byte `at` (negative: from the end; None: the middle) of the
+    kernel.so of entry `which` (in key order) of `store`; return that entry's key."""
+    from nvfp4_aot.runtime.store_format import ENTRIES_DIR, read_index
+
+    key = sorted(read_index(store)["entries"])[which]
+    lib = store / ENTRIES_DIR / key / "kernel.so"
+    data = bytearray(lib.read_bytes())
+    data[len(data) // 2 if at is None else at] ^= mask
+    lib.write_bytes(bytes(data))
+    return key
 
 
 @pytest.fixture(scope="session")
@@ -86,11 +106,16 @@ def built_store(tmp_path_factory, small_manifest) -> Path:
     return out
 
 
+def _copy(src: Path, tmp_path: Path) -> Path:
+    """A test's own copy of a session-wide directory (under the same name), to mutate."""
+    dst = tmp_path / src.name
+    shutil.copytree(src, dst)
+    return dst
+
+
 @pytest.fixture
 def store_copy(built_store, tmp_path) -> Path:
-    dst = tmp_path / "artifacts"
-    shutil.copytree(built_store, dst)
-    return dst
+    return _copy(built_store, tmp_path)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -114,9 +139,7 @@ def small_ckpt(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def ckpt_copy(small_ckpt, tmp_path) -> Path:
-    dst = tmp_path / "small"
-    shutil.copytree(small_ckpt, dst)
-    return dst
+    return _copy(small_ckpt, tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -143,6 +166,4 @@ def small_public(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def public_copy(small_public, tmp_path) -> Path:
-    dst = tmp_path / "small_public"
-    shutil.copytree(small_public, dst)
-    return dst
+    return _copy(small_public, tmp_path)

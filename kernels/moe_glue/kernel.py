@@ -15,7 +15,7 @@ from cutlass.cutlass_dsl import T, dsl_user_op
 
 from nvfp4_aot.runtime.layout import quad_vector_word
 
-from ..dsl import fake_row_major, fake_stream, launch_1d
+from ..dsl import fake_row_major, fake_stream, flat_item, launch_1d, thread_block
 from ..ptx import add_rn, aligned, inline_asm, inline_asm_struct, mul_rn, pack_bf16x2, unpack_bf16x2  # noqa: F401
 
 VEC = 8  # bf16 per 16-byte vector (4 x b32 words)
@@ -104,8 +104,7 @@ class SiluMulKernel:
 
     @cute.kernel
     def kernel(self, x: cute.Tensor, out: cute.Tensor, n_items: Int32):
-        tidx, _, _ = cute.arch.thread_idx()
-        bidx, _, _ = cute.arch.block_idx()
+        tidx, bidx = thread_block()
         rg = cute.make_rmem_tensor(cute.make_layout((4, self.unroll)), Uint32)
         ru = cute.make_rmem_tensor(cute.make_layout((4, self.unroll)), Uint32)
         for u in cutlass.range_constexpr(self.unroll):
@@ -161,9 +160,7 @@ class CombineKernel:
     @cute.kernel
     def kernel(self, y: cute.Tensor, slot_of: cute.Tensor, weights: cute.Tensor, out: cute.Tensor,
                n_items: Int32, rows: Int32):
-        tidx, _, _ = cute.arch.thread_idx()
-        bidx, _, _ = cute.arch.block_idx()
-        item = bidx * self.threads + tidx
+        item = flat_item(self.threads)
         if item < n_items:
             tok = Uint32(item) // self.cols
             c8 = Uint32(item) - tok * self.cols

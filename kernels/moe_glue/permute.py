@@ -18,7 +18,7 @@ import cutlass
 import cutlass.cute as cute
 from cutlass import BFloat16, Float32, Int32, Int64, Uint8, Uint32
 
-from ..dsl import fake_row_major, fake_stream, launch_1d
+from ..dsl import fake_row_major, fake_stream, flat_item, launch_1d, thread_block
 from ..nvfp4_quantize.kernel import ELEMS_PER_ITEM, block_scales2, fake_quantized, out_scale, quant8
 from ..ptx import absmax, aligned, pack_bf16x2, tree_max, unpack_bf16x2
 from .kernel import VEC, clamp_swiglu, f32_literal, load_quad_words, silu_mul, vec_words
@@ -90,8 +90,7 @@ class MoePermuteKernel:
 
     @cute.kernel
     def kernel(self, x: cute.Tensor, src_token: cute.Tensor, xg: cute.Tensor, n_items: Int32, m: Int32):
-        tidx, _, _ = cute.arch.thread_idx()
-        bidx, _, _ = cute.arch.block_idx()
+        tidx, bidx = thread_block()
         rv = cute.make_rmem_tensor(cute.make_layout((4, self.unroll)), Uint32)
         for u in cutlass.range_constexpr(self.unroll):
             for j in cutlass.range_constexpr(4):
@@ -139,9 +138,7 @@ class MoePermuteQuantizeKernel:
     @cute.kernel
     def kernel(self, x: cute.Tensor, src_token: cute.Tensor, global_scale: cute.Tensor, q: cute.Tensor,
                sf: cute.Tensor, n_total: Int32, m: Int32):
-        tidx, _, _ = cute.arch.thread_idx()
-        bidx, _, _ = cute.arch.block_idx()
-        item = bidx * self.threads + tidx
+        item = flat_item(self.threads)
         gs = global_scale[0]
         if item < n_total:
             uitem = Uint32(item)
@@ -189,9 +186,7 @@ class SiluMulQuantizeKernel:
     @cute.kernel
     def kernel(self, x: cute.Tensor, global_scale: cute.Tensor, q: cute.Tensor, sf: cute.Tensor,
                n_items: Int32, n_total: Int32):
-        tidx, _, _ = cute.arch.thread_idx()
-        bidx, _, _ = cute.arch.block_idx()
-        item = bidx * self.threads + tidx
+        item = flat_item(self.threads)
         gs = global_scale[0]
         uitem = Uint32(item)
         row = uitem // self.groups

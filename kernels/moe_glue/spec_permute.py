@@ -32,8 +32,14 @@ class PermuteParams:
     act_order: str = "natural"  # xg's column order (runtime/layout.py ACT_ORDERS)
 
 
-def permute_signature_static(p) -> dict[str, int]:
-    return {"H": p.h, "TOPK": p.topk, "E": p.experts, "PAD": p.pad}
+def permute_signature(p, *outputs: Arg) -> Signature:
+    """The gathers' signature (moe_permute, moe_permute_quantize): x [M, H] and route's src_token
+    [CAP] in, `outputs` over the CAP grouped rows."""
+    cap = capacity_expr()
+    return Signature(
+        (Arg("x", "bfloat16", ("M", "H"), align=16), Arg("src_token", "int32", (cap,), align=4), *outputs),
+        static={"H": p.h, "TOPK": p.topk, "E": p.experts, "PAD": p.pad},
+    )
 
 
 class PermuteFamily(Family):
@@ -54,15 +60,7 @@ class PermuteFamily(Family):
         return r
 
     def signature(self, p: PermuteParams) -> Signature:
-        cap = capacity_expr()
-        return Signature(
-            (
-                Arg("x", "bfloat16", ("M", "H"), align=16),
-                Arg("src_token", "int32", (cap,), align=4),
-                Arg("xg", "bfloat16", (cap, "H"), align=16, output=True),
-            ),
-            static=permute_signature_static(p),
-        )
+        return permute_signature(p, Arg("xg", "bfloat16", (capacity_expr(), "H"), align=16, output=True))
 
     def compile_args(self, p: PermuteParams, arch: str):
         from . import permute

@@ -7,10 +7,10 @@ from typing import Any, Mapping
 
 from nvfp4_aot.runtime.layout import capacity, capacity_expr
 
-from ..family import Arg, Family, Signature
+from ..family import Family, Signature
 from ..nvfp4_quantize import quantized_args
 from .common import FUSED_MAX_M, QUANT_ITEM, SF_SWIZZLE_ROWS, int32_items_reasons, quant_reasons, routing_reasons
-from .spec_permute import permute_signature_static
+from .spec_permute import permute_signature
 
 @dataclass(frozen=True)
 class PermuteQuantizeParams:
@@ -42,14 +42,7 @@ class PermuteQuantizeFamily(Family):
 
     def signature(self, p: PermuteQuantizeParams) -> Signature:
         cap = capacity_expr()
-        return Signature(
-            (
-                Arg("x", "bfloat16", ("M", "H"), align=16),
-                Arg("src_token", "int32", (cap,), align=4),
-                *quantized_args(cap, "H", cap),
-            ),
-            static=permute_signature_static(p),
-        )
+        return permute_signature(p, *quantized_args(cap, "H", cap))
 
     def compile_args(self, p: PermuteQuantizeParams, arch: str):
         from . import permute

@@ -12,10 +12,10 @@ import zipfile
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, tamper_lib
 from nvfp4_aot.runtime import TamperedArtifactError, open_store
 from nvfp4_aot.runtime.installed import PACKAGE_META, resolve
-from nvfp4_aot.runtime.store_format import ENTRIES_DIR, INDEX_NAME, StoreFormatError, StoreIndex, load_index, read_index, store_digest
+from nvfp4_aot.runtime.store_format import INDEX_NAME, StoreFormatError, StoreIndex, load_index, read_index, store_digest
 
 
 def _drop_tables(root):
@@ -89,13 +89,9 @@ def test_tarball_unpacks_to_an_openable_store(built_store, tmp_path):
     assert r.returncode == 1 and "differs from its package" in r.stderr
 
 
-def test_pack_refusals(built_store, tmp_path):
-    bad = tmp_path / "bad"
-    shutil.copytree(built_store, bad)
-    key = sorted(read_index(bad)["entries"])[0]
-    lib = bad / ENTRIES_DIR / key / "kernel.so"
-    lib.write_bytes(lib.read_bytes()[:-1] + b"\x01")
-    r = run_cli("pack", str(bad), "--name", "small", "-o", str(tmp_path / "o"), check=False)
+def test_pack_refusals(built_store, store_copy, tmp_path):
+    key = tamper_lib(store_copy, at=-1)
+    r = run_cli("pack", str(store_copy), "--name", "small", "-o", str(tmp_path / "o"), check=False)
     assert r.returncode == 1 and "does not verify, refusing to pack" in r.stderr and key in r.stderr
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
     shard = tmp_path / "shard"
@@ -135,11 +131,7 @@ def test_open_and_verify_by_installed_name(built_store, tmp_path, monkeypatch):
     assert artifacts.get_store() == "store" and opened == ["small"]
     artifacts.reset_stores()
     # a flipped byte inside the installed store is refused by open and by both verifies
-    key = sorted(read_index(s.root)["entries"])[0]
-    lib = s.root / ENTRIES_DIR / key / "kernel.so"
-    data = bytearray(lib.read_bytes())
-    data[300] ^= 4
-    lib.write_bytes(bytes(data))
+    key = tamper_lib(s.root, at=300, mask=4)
     with pytest.raises(TamperedArtifactError, match=key):
         open_store("small", arch="sm_90a", load=False)
     assert main(["verify", "small"]) == 1

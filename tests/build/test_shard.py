@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import run_cli
+from conftest import run_cli, tamper_lib
 from nvfp4_aot.build.shard import SHARD_NAME, MergeError, Shard, _check_toolchain, merge_stores
 from nvfp4_aot.build.verify import verify_store
 from nvfp4_aot.runtime.store_format import ENTRIES_DIR, INDEX_NAME, META_NAME, StoreIndex, load_index, read_index, sha256_file
@@ -102,15 +102,9 @@ def test_conflicting_records_for_one_key_are_refused(built_store, tmp_path):
     assert r.returncode == 1 and "different records" in r.stderr
 
 
-def test_a_tampered_shard_is_refused(built_store, tmp_path):
-    bad = tmp_path / "bad"
-    shutil.copytree(built_store, bad)
-    key = sorted(read_index(bad)["entries"])[0]
-    lib = bad / ENTRIES_DIR / key / "kernel.so"
-    data = bytearray(lib.read_bytes())
-    data[200] ^= 1
-    lib.write_bytes(bytes(data))
-    r = run_cli("merge", str(bad), "-o", str(tmp_path / "m"), check=False)
+def test_a_tampered_shard_is_refused(store_copy, tmp_path):
+    key = tamper_lib(store_copy, at=200)
+    r = run_cli("merge", str(store_copy), "-o", str(tmp_path / "m"), check=False)
     assert r.returncode == 1 and "does not verify" in r.stderr and key in r.stderr
 
 

@@ -9,7 +9,7 @@ import time
 
 from click.testing import CliRunner
 
-from conftest import run_cli
+from conftest import run_cli, tamper_lib
 from nvfp4_aot.build.cli import main
 from nvfp4_aot.build.verify import verify_store
 from nvfp4_aot.runtime.store_format import ENTRIES_DIR, INDEX_NAME, TMP_DIR, cubin_archs, read_index
@@ -93,11 +93,7 @@ def test_sigkill_mid_build_leaves_a_verifiable_store(tmp_path, small_manifest):
 
 
 def test_verify_reports_flipped_byte(store_copy):
-    key = sorted(read_index(store_copy)["entries"])[0]
-    lib = store_copy / ENTRIES_DIR / key / "kernel.so"
-    data = bytearray(lib.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    lib.write_bytes(bytes(data))
+    key = tamper_lib(store_copy)
     r = CliRunner().invoke(main, ["verify", str(store_copy)])
     assert r.exit_code == 1
     assert f"entry {key}" in r.output and "tampered" in r.output

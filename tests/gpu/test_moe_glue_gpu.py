@@ -6,8 +6,13 @@ permute_quantize (+ silu_mul_quantize) captured in CUDA graphs and replayed with
 import pytest
 import torch
 
-from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.moe_glue import capacity
+from nvfp4_aot.kernels.moe_glue import COMBINE_FAMILY as COMBINE
+from nvfp4_aot.kernels.moe_glue import PERMUTE_FAMILY as PERMUTE
+from nvfp4_aot.kernels.moe_glue import PERMUTE_QUANTIZE_FAMILY as PERMUTE_Q
+from nvfp4_aot.kernels.moe_glue import ROUTE_FAMILY as ROUTE
+from nvfp4_aot.kernels.moe_glue import SILU_MUL_FAMILY as SILU
+from nvfp4_aot.kernels.moe_glue import SILU_MUL_QUANTIZE_FAMILY as SILU_Q
 from nvfp4_aot.kernels.moe_glue.ref import (
     ROUTINGS,
     combine_ref,
@@ -26,12 +31,6 @@ pytestmark = pytest.mark.gpu
 
 MS = (1, 2, 3, 127, 128, 129, 1000, 8192)
 E, TOPK, PAD, H, I = 48, 6, 128, 7168, 3072
-ROUTE = get_family("moe_route")
-SILU = get_family("moe_silu_mul")
-COMBINE = get_family("moe_combine")
-PERMUTE = get_family("moe_permute")
-PERMUTE_Q = get_family("moe_permute_quantize")
-SILU_Q = get_family("moe_silu_mul_quantize")
 FUSED_MS = (1, 2, 3, 7, 33, 128, 129, 1000, 8192)
 FUSED_EXPERTS = (48, 32)  # the default manifest's permute / permute_quantize entries
 POISONS = (0xFF, 0x5A)  # quantized outputs: a byte left unwritten cannot match under both
@@ -138,29 +137,18 @@ def test_cuda_graph_route_then_combine(store, seed):
 # ----------------------------------------------------------------------------- permute, fused quantize
 
 
+@pytest.mark.parametrize("pad,order", [(PAD, "natural"), (1, "quad")], ids=["natural", "quad"])
 @pytest.mark.parametrize("experts", FUSED_EXPERTS)
 @pytest.mark.parametrize("mode", range(len(ROUTINGS)), ids=ROUTINGS)
-def test_permute_exact(store, experts, mode, seed):
+def test_permute_exact(store, experts, mode, seed, pad, order):
     """Bit copy of the routed token rows, zero padding rows (xg poisoned with NaN; src_token
-    also holds planted out-of-range indices M, -5, 2^31 - 1 in padding rows)."""
+    also holds planted out-of-range indices M, -5, 2^31 - 1 in padding rows); and MoERunner's
+    decode permute (pad 1, quad order: runtime/layout.py): the routed rows, each 64-column tile
+    permuted, bit for bit against the reference (natural gather + quad_order)."""
     failures = []
     for j, m in enumerate(FUSED_MS):
         s = (seed + j) * len(ROUTINGS) + mode  # make_inputs picks ROUTINGS[s % 6] == ROUTINGS[mode]
-        bad = run_family(store, PERMUTE, {"h": H, "topk": TOPK, "experts": experts, "pad": PAD, "act_order": "natural"}, m, s)
-        if bad:
-            failures.append(f"M={m} E={experts} routing={ROUTINGS[mode]} seed={s}: {bad}")
-    assert not failures, "\n".join(failures)
-
-
-@pytest.mark.parametrize("experts", FUSED_EXPERTS)
-@pytest.mark.parametrize("mode", range(len(ROUTINGS)), ids=ROUTINGS)
-def test_permute_quad_exact(store, experts, mode, seed):
-    """MoERunner's decode permute (pad 1, quad order: runtime/layout.py): the routed rows, each
-    64-column tile permuted, bit for bit against the reference (natural gather + quad_order)."""
-    failures = []
-    for j, m in enumerate(FUSED_MS):
-        s = (seed + j) * len(ROUTINGS) + mode
-        bad = run_family(store, PERMUTE, {"h": H, "topk": TOPK, "experts": experts, "pad": 1, "act_order": "quad"}, m, s)
+        bad = run_family(store, PERMUTE, {"h": H, "topk": TOPK, "experts": experts, "pad": pad, "act_order": order}, m, s)
         if bad:
             failures.append(f"M={m} E={experts} routing={ROUTINGS[mode]} seed={s}: {bad}")
     assert not failures, "\n".join(failures)

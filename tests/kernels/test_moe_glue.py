@@ -8,9 +8,14 @@ import pytest
 import torch
 from conftest import run_cli
 
-from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.family import compile_dim
 from nvfp4_aot.kernels.moe_glue import capacity, capacity_expr
+from nvfp4_aot.kernels.moe_glue import COMBINE_FAMILY as COMBINE
+from nvfp4_aot.kernels.moe_glue import PERMUTE_FAMILY as PERMUTE
+from nvfp4_aot.kernels.moe_glue import PERMUTE_QUANTIZE_FAMILY as PERMUTE_Q
+from nvfp4_aot.kernels.moe_glue import ROUTE_FAMILY as ROUTE
+from nvfp4_aot.kernels.moe_glue import SILU_MUL_FAMILY as SILU
+from nvfp4_aot.kernels.moe_glue import SILU_MUL_QUANTIZE_FAMILY as SILU_Q
 from nvfp4_aot.kernels.moe_glue.ref import (
     ROUTINGS,
     combine_inputs,
@@ -26,12 +31,6 @@ from nvfp4_aot.kernels.moe_glue.ref import (
 )
 from nvfp4_aot.kernels.nvfp4_quantize.ref import quantize_ref, swizzle_sf, unswizzle_sf
 
-ROUTE = get_family("moe_route")
-SILU = get_family("moe_silu_mul")
-COMBINE = get_family("moe_combine")
-PERMUTE = get_family("moe_permute")
-PERMUTE_Q = get_family("moe_permute_quantize")
-SILU_Q = get_family("moe_silu_mul_quantize")
 
 
 # ----------------------------------------------------------------------------- naive loops

@@ -2,25 +2,16 @@
 readable without the kernels package: the runtime opens a store and validates calls from the
 index records alone."""
 
-import subprocess
-import sys
 import textwrap
 
 import pytest
+from conftest import run_without_cutlass
 
 from nvfp4_aot.runtime.signature import Arg, Signature, SignatureError
 
-BLOCK_KERNELS = """
-import sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name == "cutlass" or name.startswith(("cutlass.", "nvfp4_aot.build", "nvfp4_aot.kernels")):
-            raise ImportError("runtime must not import " + name)
-sys.meta_path.insert(0, Block())
-"""
-
 
 def test_runtime_opens_a_store_without_kernels(built_store):
+    """Neither cutlass nor nvfp4_aot.build nor nvfp4_aot.kernels (each import would fail)."""
     body = textwrap.dedent(f"""
         import nvfp4_aot.runtime as rt, torch
         s = rt.open({str(built_store)!r}, arch="sm_90a")
@@ -29,16 +20,16 @@ def test_runtime_opens_a_store_without_kernels(built_store):
             op(torch.randn(2, 64), torch.empty(2, 64))
         except rt.ArgumentError as e:
             print("refused:", e)
+        assert "cutlass" not in sys.modules
         print("loaded", len(s.kernels), sorted(m for m in sys.modules if m.startswith("nvfp4_aot.kernels")))
     """)
-    r = subprocess.run([sys.executable, "-c", BLOCK_KERNELS + body], capture_output=True, text=True)
+    r = run_without_cutlass(body, "nvfp4_aot.kernels")
     assert r.returncode == 0, r.stderr
     assert "loaded 4 []" in r.stdout and "refused:" in r.stdout
 
 
 def test_blocker_really_blocks_kernels():
-    r = subprocess.run([sys.executable, "-c", BLOCK_KERNELS + "import nvfp4_aot.kernels.family"],
-                       capture_output=True, text=True)
+    r = run_without_cutlass("import nvfp4_aot.kernels.family", "nvfp4_aot.kernels")
     assert r.returncode != 0 and "runtime must not import nvfp4_aot.kernels" in r.stderr
 
 
