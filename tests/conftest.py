@@ -106,6 +106,23 @@ def built_store(tmp_path_factory, small_manifest) -> Path:
     return out
 
 
+def check_grouped_reference_rows(inputs, out, experts: int) -> list[int]:
+    """A grouped W4A16 family's reference `out` against a per-row float64 recomputation with each
+    row's own expert weights (exactly dequantized) and alpha, on the first and last real row of
+    every expert (make_inputs' "offsets" / "counts" / "w_q" / "w_sf"); returns the offsets."""
+    import torch
+
+    from nvfp4_aot.kernels.quack_w4a16.layout import dequantize
+
+    off, cnt = inputs["offsets"].tolist(), inputs["counts"].tolist()
+    for e in range(experts):
+        for r in (off[e], off[e] + cnt[e] - 1) if cnt[e] else ():
+            w = dequantize(inputs["w_q"][e], inputs["w_sf"][e]).double()
+            row = (inputs["act"][r].double() @ w.T) * inputs["alpha"][e].double()
+            assert torch.allclose(out[r], row, rtol=1e-12, atol=0), (e, r)
+    return off
+
+
 def _copy(src: Path, tmp_path: Path) -> Path:
     """A test's own copy of a session-wide directory (under the same name), to mutate."""
     dst = tmp_path / src.name

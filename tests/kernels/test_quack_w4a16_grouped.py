@@ -5,7 +5,7 @@ groupings, the reference and a check that can fail, and (slow) a real build + ve
 
 import pytest
 import torch
-from conftest import build_and_verify
+from conftest import build_and_verify, check_grouped_reference_rows
 
 from nvfp4_aot.kernels import eval_dim, families, get_family
 from nvfp4_aot.kernels.quack_w4a16.grouped_family import padded_groups
@@ -94,17 +94,10 @@ def test_make_inputs_aligned_groups_and_validator(dist):
 def test_reference_and_a_check_that_fails():
     """The reference matches a per-row float64 recomputation with each row's own expert and alpha;
     the check passes it, leaves padding rows alone, and fails a swapped expert or unwritten rows."""
-    from nvfp4_aot.kernels.quack_w4a16.prepare import dequantize
-
     p = FAM.parse_params({"n": 128, "k": 64, "experts": 3, "tile_n": 64})
     inputs = FAM.make_inputs(p, 512, CPU, seed=9, dist="uniform")
     want = FAM.reference(p, inputs)
-    off, cnt = inputs["offsets"].tolist(), inputs["counts"].tolist()
-    for e in range(p.experts):
-        for r in (off[e], off[e] + cnt[e] - 1) if cnt[e] else ():
-            w = dequantize(inputs["w_q"][e], inputs["w_sf"][e]).double()
-            row = (inputs["act"][r].double() @ w.T) * inputs["alpha"][e].double()
-            assert torch.allclose(want["out"][r], row, rtol=1e-12, atol=0)
+    off = check_grouped_reference_rows(inputs, want["out"], p.experts)
     got = {"out": want["out"].to(torch.bfloat16)}
     assert FAM.check(p, got, want) == []
     swapped = dict(inputs)

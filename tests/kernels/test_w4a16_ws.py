@@ -5,7 +5,7 @@ W4A16 weight layout), refusals, the groupings, the reference and a check that ca
 
 import pytest
 import torch
-from conftest import build_and_verify
+from conftest import build_and_verify, check_grouped_reference_rows
 
 from nvfp4_aot.kernels import eval_dim, families, get_family
 from nvfp4_aot.kernels.w4a16_ws import random_groups, smem_bytes
@@ -67,17 +67,10 @@ def test_random_groups_fit(dist):
 def test_reference_and_a_check_that_fails():
     """The reference matches a per-row float64 recomputation with each row's own expert and alpha;
     the check passes it and fails a swapped expert, an unwritten row and a write into padding."""
-    from nvfp4_aot.kernels.quack_w4a16.layout import dequantize
-
     p = GROUPED.parse_params({"n": 128, "k": 128, "experts": 3})
     inputs = GROUPED.make_inputs(p, 400, CPU, seed=9, dist="uniform")
     want = GROUPED.reference(p, inputs)
-    off, cnt = inputs["offsets"].tolist(), inputs["counts"].tolist()
-    for e in range(p.experts):
-        for r in (off[e], off[e] + cnt[e] - 1) if cnt[e] else ():
-            w = dequantize(inputs["w_q"][e], inputs["w_sf"][e]).double()
-            row = (inputs["act"][r].double() @ w.T) * inputs["alpha"][e].double()
-            assert torch.allclose(want["out"][r], row, rtol=1e-12, atol=0)
+    off = check_grouped_reference_rows(inputs, want["out"], p.experts)
     kernel_args = {k: v for k, v in inputs.items() if k not in ("w_q", "w_sf")}  # inverts the layout
     assert torch.equal(GROUPED.reference(p, kernel_args)["out"].nan_to_num(7), want["out"].nan_to_num(7))
     got = {"out": want["out"].to(torch.bfloat16)}
