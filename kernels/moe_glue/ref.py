@@ -171,18 +171,6 @@ def exact_errors(got: Mapping[str, torch.Tensor], want: Mapping[str, torch.Tenso
     return bad
 
 
-def rel_frobenius_errors(name: str, got: torch.Tensor, want: torch.Tensor, tol: float) -> list[str]:
-    if got.shape != want.shape:
-        return [f"{name}: shape {tuple(got.shape)} != {tuple(want.shape)}"]
-    nan = torch.isnan(got)
-    if bool(nan.any()):
-        i = nan.nonzero()[0].tolist()
-        return [f"{name}: {int(nan.sum())} NaN outputs (unwritten?), first at {i}"]
-    g, w = got.double(), want.double()
-    err = float((g - w).norm() / w.norm().clamp_min(1e-30))
-    return [] if err <= tol else [f"{name}: relative Frobenius error {err:.3e} > {tol:.1e}"]
-
-
 # ----------------------------------------------------------------------------- permute (+ quantize)
 
 

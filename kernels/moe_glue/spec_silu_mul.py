@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from ..checks import rel_frobenius_errors
 from ..family import Arg, Family, Signature
 from ..tolerances import REL_FROBENIUS
 from .common import THREADS, act_order_reasons, limit_reasons, threads_reason, unroll_reason, vector_dim_reasons  # noqa: F401
@@ -64,8 +65,6 @@ class SiluMulFamily(Family):
         return {"out": act_order(silu_mul(inputs["x"], p.limit), p.act_order)}
 
     def check(self, p, got, want) -> list[str]:
-        from .ref import rel_frobenius_errors
-
         return rel_frobenius_errors("out", got["out"], want["out"], REL_FROBENIUS["bfloat16"])
 
 

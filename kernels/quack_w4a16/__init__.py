@@ -209,12 +209,12 @@ class QuackW4A16Family(Family):
                               else torch.full(shape, poison, dtype=torch.float32, device=device))
         return inputs
 
+    _alpha_shape: tuple = ()  # reference's view of alpha: a scalar; the row-alpha family's broadcasts over N
+
     def reference(self, p: W4A16Params, inputs: Mapping[str, Any]):
         """float64 act @ W^T * alpha with W dequantized exactly (reference_weights)."""
         w = reference_weights(inputs)
         return {"out": (inputs["act"].double() @ w.T) * inputs["alpha"].double().reshape(self._alpha_shape)}
-
-    _alpha_shape: tuple = ()  # scalar alpha; the row-alpha family's broadcasts over N
 
     def check(self, p: W4A16Params, got: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:
         if p.split_k > 1 and "flags" in got and bool(got["flags"].any()):

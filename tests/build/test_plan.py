@@ -434,7 +434,7 @@ def test_dsv4_manifest_is_what_plan_produces(dsv4_plan):
         # one natural silu for both prefill tiers: the largest padded rows (pad 256)
         ("moe_silu_mul", {"i": 3072, "limit": 0.0, "act_order": "natural"}, (8192 * 6 + 48 * 255) // 256 * 256, ["sm_90a"]),
         ("moe_permute_quantize", {"h": 7168, "topk": 6, "experts": 48, "pad": 128}, 8192, ["sm_100a"]),
-        ("moe_silu_mul_quantize", {"i": 3072}, cap, ["sm_100a"]),
+        ("moe_silu_mul_quantize", {"i": 3072, "limit": 0.0}, cap, ["sm_100a"]),  # this fixture's config has no swiglu_limit
     ]
     bw_grouped = {(o["problem"]["n"], o["problem"]["k"]): o for o in ops if o["family"] == "quack_nvfp4_grouped_gemm"}
     assert set(bw_grouped) == {(6144, 7168), (7168, 3072)} and all(o["buckets"][-1][1] == cap for o in bw_grouped.values())
