@@ -106,21 +106,30 @@ def built_store(tmp_path_factory, small_manifest) -> Path:
     return out
 
 
-def check_grouped_reference_rows(inputs, out, experts: int) -> list[int]:
-    """A grouped W4A16 family's reference `out` against a per-row float64 recomputation with each
-    row's own expert weights (exactly dequantized) and alpha, on the first and last real row of
-    every expert (make_inputs' "offsets" / "counts" / "w_q" / "w_sf"); returns the offsets."""
+def check_grouped_reference(fam, p, inputs, want) -> dict:
+    """A grouped W4A16 family's reference and check: `want` (its reference of make_inputs'
+    `inputs`) equals a per-row float64 recomputation with each row's own expert weights (exactly
+    dequantized) and alpha on the first and last real row of every expert; the check passes the
+    reference rounded to bf16 and fails swapped experts' alphas and an unwritten (NaN) real row.
+    Returns that passing output {"out": ...}."""
     import torch
 
     from nvfp4_aot.kernels.quack_w4a16.layout import dequantize
 
     off, cnt = inputs["offsets"].tolist(), inputs["counts"].tolist()
-    for e in range(experts):
+    for e in range(p.experts):
         for r in (off[e], off[e] + cnt[e] - 1) if cnt[e] else ():
             w = dequantize(inputs["w_q"][e], inputs["w_sf"][e]).double()
             row = (inputs["act"][r].double() @ w.T) * inputs["alpha"][e].double()
-            assert torch.allclose(out[r], row, rtol=1e-12, atol=0), (e, r)
-    return off
+            assert torch.allclose(want["out"][r], row, rtol=1e-12, atol=0), (e, r)
+    got = {"out": want["out"].to(torch.bfloat16)}
+    assert fam.check(p, got, want) == []
+    swapped = {**inputs, "alpha": inputs["alpha"].flip(0)}
+    assert fam.check(p, {"out": fam.reference(p, swapped)["out"].to(torch.bfloat16)}, want)
+    unwritten = got["out"].clone()
+    unwritten[off[0]] = float("nan")
+    assert fam.check(p, {"out": unwritten}, want)
+    return got
 
 
 def _copy(src: Path, tmp_path: Path) -> Path:

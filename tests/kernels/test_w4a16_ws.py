@@ -5,7 +5,7 @@ W4A16 weight layout), refusals, the groupings, the reference and a check that ca
 
 import pytest
 import torch
-from conftest import build_and_verify, check_grouped_reference_rows
+from conftest import build_and_verify, check_grouped_reference
 
 from nvfp4_aot.kernels import eval_dim, families, get_family
 from nvfp4_aot.kernels.w4a16_ws import random_groups, smem_bytes
@@ -70,17 +70,9 @@ def test_reference_and_a_check_that_fails():
     p = GROUPED.parse_params({"n": 128, "k": 128, "experts": 3})
     inputs = GROUPED.make_inputs(p, 400, CPU, seed=9, dist="uniform")
     want = GROUPED.reference(p, inputs)
-    off = check_grouped_reference_rows(inputs, want["out"], p.experts)
+    got = check_grouped_reference(GROUPED, p, inputs, want)
     kernel_args = {k: v for k, v in inputs.items() if k not in ("w_q", "w_sf")}  # inverts the layout
     assert torch.equal(GROUPED.reference(p, kernel_args)["out"].nan_to_num(7), want["out"].nan_to_num(7))
-    got = {"out": want["out"].to(torch.bfloat16)}
-    assert GROUPED.check(p, got, want) == []
-    swapped = dict(inputs)
-    swapped["alpha"] = inputs["alpha"].flip(0)
-    assert GROUPED.check(p, {"out": GROUPED.reference(p, swapped)["out"].to(torch.bfloat16)}, want)
-    unwritten = got["out"].clone()
-    unwritten[off[0]] = float("nan")
-    assert GROUPED.check(p, {"out": unwritten}, want)
     pad = [r for r in range(400) if torch.isnan(want["out"][r]).all()]
     assert pad, "the grouping left no padding row"
     stray = got["out"].clone()
