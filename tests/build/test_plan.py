@@ -407,7 +407,7 @@ def dsv4_plan(tmp_path_factory):
 def test_dsv4_manifest_is_what_plan_produces(dsv4_plan):
     out, summary = dsv4_plan
     assert out.read_text() == DSV4_MANIFEST.read_text(), "re-run the commands in tests/fixtures/dsv4_headers/README.md"
-    assert summary["per_arch"] == {"sm_90a": 86, "sm_100a": 34}
+    assert summary["per_arch"] == {"sm_90a": 88, "sm_100a": 34}
     ops = summary["ops"]
     dense = {(2048, 7168), (65536, 1536), (7168, 2048), (6144, 7168), (7168, 3072)}  # attention + shared expert
     for fam in ("w4a16_gemm", "quack_w4a16_gemm"):
@@ -426,13 +426,14 @@ def test_dsv4_manifest_is_what_plan_produces(dsv4_plan):
         ("moe_permute", {"h": 7168, "topk": 6, "experts": 48, "pad": 1, "act_order": "quad"}, 8192, ["sm_90a"]),
         ("moe_silu_mul", {"i": 3072, "limit": 0.0, "act_order": "quad"}, 8192 * 6, ["sm_90a"]),
         ("moe_combine", {"h": 7168, "topk": 6}, 8192, ["sm_90a", "sm_100a"]),
-        # the sm_90a prefill tiers' route / permute (pad = quack's tile_n); route pad 128 shared with sm_100a
-        ("moe_route", {"experts": 48, "topk": 6, "pad": 128}, 8192, ["sm_90a", "sm_100a"]),
-        ("moe_permute", {"h": 7168, "topk": 6, "experts": 48, "pad": 128, "act_order": "natural"}, 8192, ["sm_90a"]),
+        # the sm_90a prefill tiers: unpadded (w4a16_ws, decode's route, a natural-order permute),
+        # then route / permute padded to quack's tile_n 256
+        ("moe_permute", {"h": 7168, "topk": 6, "experts": 48, "pad": 1, "act_order": "natural"}, 8192, ["sm_90a"]),
         ("moe_route", {"experts": 48, "topk": 6, "pad": 256}, 8192, ["sm_90a"]),
         ("moe_permute", {"h": 7168, "topk": 6, "experts": 48, "pad": 256, "act_order": "natural"}, 8192, ["sm_90a"]),
         # one natural silu for both prefill tiers: the largest padded rows (pad 256)
         ("moe_silu_mul", {"i": 3072, "limit": 0.0, "act_order": "natural"}, (8192 * 6 + 48 * 255) // 256 * 256, ["sm_90a"]),
+        ("moe_route", {"experts": 48, "topk": 6, "pad": 128}, 8192, ["sm_100a"]),  # the sm_100a path's, pad 128
         ("moe_permute_quantize", {"h": 7168, "topk": 6, "experts": 48, "pad": 128}, 8192, ["sm_100a"]),
         ("moe_silu_mul_quantize", {"i": 3072, "limit": 0.0}, cap, ["sm_100a"]),  # this fixture's config has no swiglu_limit
     ]
