@@ -8,9 +8,9 @@ Grouped problems are laid out as MoERunner lays them out on Hopper: t tokens per
 unpadded groups (route pad = 1), act rows = t * E.
 
 Dense: per M, our w4a16_gemm and w4a16_ws_gemm, quack's kernel (scalar alpha; per-row alpha for
-the two-scale q_a + kv layer), torch bf16 matmul, and what Nvfp4Linear serves at that M
-(runtime/linear.py: w4a16_gemm up to decode_upto(N), w4a16_ws_gemm above) with its ratios to torch
-and quack.
+the two-scale q_a + kv layer), torch bf16 matmul, what Nvfp4Linear serves at that M by default
+(runtime/linear.py: w4a16_gemm, quack above M = 32) and with quack=False (w4a16_gemm up to
+decode_upto(N), w4a16_ws_gemm above), with ratios to torch and quack.
 """
 
 import argparse
@@ -21,7 +21,7 @@ from common import bf16_peak, copy_bandwidth, device_name, tflops, time_cuda
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.moe_glue import capacity
 from nvfp4_aot.runtime import open_store
-from nvfp4_aot.runtime.linear import decode_upto
+from nvfp4_aot.runtime.linear import QUACK_FROM, QUACK_FROM_ROW_ALPHA, decode_upto
 from nvfp4_aot.runtime.scratch import OpScratch
 
 SHAPES = {"L1": (6144, 7168), "L2": (7168, 3072)}
@@ -94,11 +94,13 @@ def _op(store, fam, **problem):
 def dense(store, bw, peak, dev, ms) -> None:
     """Per M: our w4a16_gemm (decode) and w4a16_ws_gemm, quack's (scalar alpha; per-row for the
     two-scale q_a + kv), torch bf16 matmul, and what Nvfp4Linear serves by default
-    (runtime/linear.py: w4a16_gemm up to decode_upto(N), ws above), with its ratios to torch and
-    to quack. Every kernel reads the same prepared weights (one layout)."""
+    (runtime/linear.py: w4a16_gemm up to QUACK_FROM, quack above; where the store lacks quack, ws
+    above decode_upto(N)) with its ratio to torch, and our own path (`quack=False`: w4a16_gemm up
+    to decode_upto(N), ws above) with its ratios to torch and to quack. Every kernel reads the
+    same prepared weights (one layout)."""
     fam = get_family("w4a16_gemm")
-    print("\ndense: M | ours w4a16_gemm | ours w4a16_ws_gemm | quack | torch bf16 matmul | Nvfp4Linear serves "
-          "(ours: w4a16_gemm up to decode_upto(N), ws above)")
+    print("\ndense: M | ours w4a16_gemm | ours w4a16_ws_gemm | quack | torch bf16 matmul | Nvfp4Linear's default "
+          "(w4a16_gemm, quack above M = 32) | ours only (quack=False: w4a16_gemm up to decode_upto(N), ws above)")
     for name, (n, k, scales) in DENSE.items():
         op = store.op("w4a16_gemm", n=n, k=k, act_order="natural")
         wop = _op(store, "w4a16_ws_gemm", n=n, k=k)
@@ -126,15 +128,18 @@ def dense(store, bw, peak, dev, ms) -> None:
                 qargs = (b["act"][:m], b["blob"], b["sf"], qalpha, b["out"][:m], *qscratch(m))
                 tq = time_cuda(lambda: qop(*qargs, check=False), reps=reps)
             tb = time_cuda(lambda: torch.matmul(b["act"][:m], w16.T), reps=reps)
-            served = tw if m > upto else to
+            served = tw if m > upto else to  # ours only
+            qfrom = QUACK_FROM if scales == 1 else QUACK_FROM_ROW_ALPHA
+            dname, dflt = ("quack", tq) if tq is not None and m > qfrom else ("ws   ", tw) if m > upto else ("w4a16", to)
             fl = 2.0 * m * n * k
 
             def us(t):
                 return f"{t * 1e6:7.1f} us" if t is not None else "      -   "
 
             vq = f", {tq / served:4.2f}x quack" if tq is not None else ""
-            print(f"  M={m:>5}: w4a16 {us(to)} | ws {us(tw)} | quack {us(tq)} | bf16 {us(tb)} | served "
-                  f"{'ws   ' if m > upto else 'w4a16'} {us(served)}, {tflops(fl, served, peak)}, {tb / served:4.2f}x torch{vq}")
+            print(f"  M={m:>5}: w4a16 {us(to)} | ws {us(tw)} | quack {us(tq)} | bf16 {us(tb)} | default {dname} "
+                  f"{us(dflt)}, {tflops(fl, dflt, peak)}, {tb / dflt:4.2f}x torch | ours "
+                  f"{'ws   ' if m > upto else 'w4a16'} {us(served)}, {tb / served:4.2f}x torch{vq}")
         del b, w16
         torch.cuda.empty_cache()
 
