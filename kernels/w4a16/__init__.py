@@ -172,9 +172,10 @@ class _Base(Family):
         return r
 
     def compile_args(self, p: W4A16Params, arch: str):
+        from ..w4a16_device import fake_args
         from . import kernel
 
-        return kernel.make_kernel(p, self.grouped), kernel.fake_args(p, self.grouped)
+        return kernel.make_kernel(p, self.grouped), fake_args(p, self.grouped)
 
     # -- tests ------------------------------------------------------------------
     def _weights(self, p: W4A16Params, gen, device):

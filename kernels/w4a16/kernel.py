@@ -14,7 +14,7 @@ Invariants:
 
 import cutlass
 import cutlass.cute as cute
-from cutlass import BFloat16, Float32, Int32, Int64, Uint8, const_expr
+from cutlass import BFloat16, Float32, Int32, Int64, const_expr
 
 from . import BLOB_TILE, K_STEP, STRIP_TILE
 from .ptx import (decode_block, ld_cached_v4, ld_shared_v4, ld_stream_u16, ld_stream_v4, ldmatrix_x4, mma_bf16,
@@ -339,24 +339,3 @@ def make_kernel(p, grouped: bool):
     k = W4A16Kernel(p.n, p.k, p.experts, grouped, p.warps, p.rb, p.nt, p.split, p.stages,
                     quad=p.act_order == "quad")
     return k.grouped_call if grouped else k.dense_call
-
-
-def fake_args(p, grouped: bool):
-    fake = cute.runtime.make_fake_compact_tensor
-    stream = cute.runtime.make_fake_stream(use_tvm_ffi_env_stream=True)
-    m = cute.sym_int()
-    g, kt = p.n // 64, p.k // 64
-    act = fake(BFloat16, (m, p.k), stride_order=(1, 0), assumed_align=16)
-    out = fake(BFloat16, (m, p.n), stride_order=(1, 0), assumed_align=4)
-    if not grouped:
-        blob = fake(Uint8, (g, kt, 128, 16), stride_order=(3, 2, 1, 0), assumed_align=16)
-        sf = fake(Uint8, (g, kt, 32, 4, 2), stride_order=(4, 3, 2, 1, 0), assumed_align=16)
-        alpha = fake(Float32, (p.n,), stride_order=(0,), assumed_align=4)
-        return act, blob, sf, alpha, out, stream
-    e = p.experts
-    blob = fake(Uint8, (e, g, kt, 128, 16), stride_order=(4, 3, 2, 1, 0), assumed_align=16)
-    sf = fake(Uint8, (e, g, kt, 32, 4, 2), stride_order=(5, 4, 3, 2, 1, 0), assumed_align=16)
-    alpha = fake(Float32, (e, p.n), stride_order=(1, 0), assumed_align=4)
-    offsets = fake(Int32, (e + 1,), stride_order=(0,), assumed_align=4)
-    counts = fake(Int32, (e,), stride_order=(0,), assumed_align=4)
-    return act, blob, sf, alpha, offsets, counts, out, stream

@@ -9,20 +9,16 @@ Every bit-level step here is replayed on the CPU by prepare.emulate_weights.
 
 import cutlass
 from cutlass import Float32, Int32, Int64
-from cutlass._mlir import ir
 from cutlass._mlir.dialects import llvm
 from cutlass.cutlass_dsl import T, dsl_user_op
 
 from ..ptx import inline_asm as _asm  # the one pure inline-asm helper of every family
+from ..w4a16_device import struct_type as _struct
 from . import DECODE_MASK, DECODE_MUL, DECODE_SEL, SCALE_MUL
 
 
 def _ints(res, n, loc, ip):
     return tuple(Int32(llvm.extractvalue(T.i32(), res, [i], loc=loc, ip=ip)) for i in range(n))
-
-
-def _struct(ty, n):
-    return ir.Type.parse("!llvm.struct<(" + ", ".join([ty] * n) + ")>")
 
 
 @dsl_user_op

@@ -23,10 +23,10 @@ import cutlass
 import cutlass.cute as cute
 from cutlass import Int64, const_expr
 
+from ..w4a16_device import fence_proxy_async
 from . import ACT_ROW_BYTES, BLOB_TILE, STRIP_TILE, W_STEP_BYTES, stage_bytes
 from .ptx import (cp_async_16, cp_async_16_ca, cp_async_commit, cp_async_wait, decode_block, ld_shared_u16,
                   ld_shared_v4, ldmatrix_x4, mma_bf16, quad_scales)
-from .wgmma import fence_proxy_async
 
 
 def act_slot(base, tok, kv, bt: int, wg: bool):

@@ -23,72 +23,11 @@ the epilogue's (row, token) mapping is the split "k" one with j = column tile.
 
 import cutlass
 import cutlass.cute as cute
-from cutlass import Float32, Int32, Int64
-from cutlass._mlir.dialects import llvm
-from cutlass.cutlass_dsl import T, dsl_user_op
+from cutlass import Int64
 
+from ..w4a16_device import fence_proxy_async, hold, sw128_desc, wg_commit, wg_fence, wg_wait, wgmma_rs
 from . import W_STEP_BYTES
-from .ptx import _struct, decode_block, ld_cached_v4, ld_shared_u16, ld_shared_v4, quad_scales, st_shared_v4
-
-
-def _sync_asm(text, loc, ip):
-    llvm.inline_asm(None, [], text, "", has_side_effects=True, loc=loc, ip=ip)
-
-
-@dsl_user_op
-def wg_fence(*, loc=None, ip=None):
-    _sync_asm("wgmma.fence.sync.aligned;", loc, ip)
-
-
-@dsl_user_op
-def wg_commit(*, loc=None, ip=None):
-    _sync_asm("wgmma.commit_group.sync.aligned;", loc, ip)
-
-
-@dsl_user_op
-def wg_wait0(*, loc=None, ip=None):
-    _sync_asm("wgmma.wait_group.sync.aligned 0;", loc, ip)
-
-
-@dsl_user_op
-def fence_proxy_async(*, loc=None, ip=None):
-    _sync_asm("fence.proxy.async.shared::cta;", loc, ip)
-
-
-@dsl_user_op
-def fence_operands(vals, *, loc=None, ip=None):
-    """Pass fp32 registers through an empty volatile asm: reads of the accumulators cannot be
-    hoisted above the preceding wgmma.wait_group (the compiler sees no data dependence)."""
-    n = len(vals)
-    cons = ",".join(["=f"] * n + [str(i) for i in range(n)])
-    res = llvm.inline_asm(_struct("f32", n), [Float32(v).ir_value(loc=loc, ip=ip) for v in vals], "", cons,
-                          has_side_effects=True, loc=loc, ip=ip)
-    return [Float32(llvm.extractvalue(T.f32(), res, [i], loc=loc, ip=ip)) for i in range(n)]
-
-
-@dsl_user_op
-def wgmma_rs(acc, a0, a1, a2, a3, desc: Int64, n: cutlass.Constexpr[int], *, loc=None, ip=None):
-    """acc (n / 2 fp32 per thread) += A (64 x 16 bf16 from registers) . B (16 x n, descriptor)."""
-    m = n // 2
-    outs = ", ".join(f"${i}" for i in range(m))
-    asm = (
-        "{.reg .pred p;\n\t"
-        f"setp.ne.b32 p, ${m + 5}, 0;\n\t"
-        f"wgmma.mma_async.sync.aligned.m64n{n}k16.f32.bf16.bf16 {{{outs}}}, "
-        f"{{${m}, ${m + 1}, ${m + 2}, ${m + 3}}}, ${m + 4}, p, 1, 1, 0;}}"
-    )
-    cons = ",".join(["=f"] * m + ["r"] * 4 + ["l", "r"] + [str(i) for i in range(m)])
-    args = [Int32(a0), Int32(a1), Int32(a2), Int32(a3), Int64(desc), Int32(1)] + [Float32(v) for v in acc]
-    res = llvm.inline_asm(_struct("f32", m), [x.ir_value(loc=loc, ip=ip) for x in args], asm, cons,
-                          has_side_effects=True, loc=loc, ip=ip)
-    return [Float32(llvm.extractvalue(T.f32(), res, [i], loc=loc, ip=ip)) for i in range(m)]
-
-
-def smem_desc(addr: Int32) -> Int64:
-    """GMMA descriptor of a K-major, 128-byte-swizzled operand at shared address `addr`
-    (1024-byte aligned atoms of 8 rows x 128 B): start >> 4, LBO 1 (unused by SW128 K-major),
-    SBO 1024 B >> 4 = 64, layout type 1 (SWIZZLE_128B) in bits 62-63."""
-    return (Int64(addr >> 4) & Int64(0x3FFF)) | Int64(1 << 16) | Int64(64 << 32) | Int64(1 << 62)
+from .ptx import decode_block, ld_cached_v4, ld_shared_u16, ld_shared_v4, quad_scales, st_shared_v4
 
 
 class WgmmaMainloop:
@@ -152,9 +91,8 @@ class WgmmaMainloop:
         wg_fence()
         for r in range(rb):
             for b in range(4):
-                desc = smem_desc(sbase + kt * (bt * 128) + b * 32)
-                a0, a1, a2, a3 = regs[r * 4 + b]
-                new = wgmma_rs([acc[i, r] for i in range(m)], a0, a1, a2, a3, desc, bt)
+                desc = sw128_desc(sbase + kt * (bt * 128) + b * 32)
+                new = wgmma_rs([acc[i, r] for i in range(m)], regs[r * 4 + b], desc, bt)
                 for i in range(m):
                     acc[i, r] = new[i]
         wg_commit()
@@ -162,11 +100,11 @@ class WgmmaMainloop:
     def _settle(self, acc):
         """Wait for every wgmma group, then fence the accumulators before registers are read."""
         m = self.bt // 2
-        wg_wait0()
+        wg_wait(0)
         for r in range(self.rb):
-            vals = fence_operands([acc[i, r] for i in range(m)])
+            vals = hold([acc[i, r] for i in range(m)])
             for i in range(m):
                 acc[i, r] = vals[i]
 
 
-__all__ = ["WgmmaMainloop", "smem_desc", "wgmma_rs"]
+__all__ = ["WgmmaMainloop"]

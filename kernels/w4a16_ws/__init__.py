@@ -155,9 +155,10 @@ class _Base(Family):
         return r
 
     def compile_args(self, p: WsParams, arch: str):
+        from ..w4a16_device import fake_args
         from . import kernel
 
-        return kernel.make_kernel(p, self.grouped), kernel.fake_args(p, self.grouped)
+        return kernel.make_kernel(p, self.grouped), fake_args(p, self.grouped)
 
     def reference(self, p: WsParams, inputs: Mapping[str, Any]):
         """float64 act . W_e^T * alpha[e] per expert's counted rows, W dequantized exactly (from

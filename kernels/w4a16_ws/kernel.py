@@ -36,8 +36,8 @@ import cutlass.cute as cute
 from cutlass import BFloat16, Float32, Int32, Int64, Uint8, const_expr
 from cutlass.cute.nvgpu import cpasync, warpgroup
 
-from .ptx import (bulk_g2s, decode_k16, hold, lds_v2, lds_v4, lut_regs, mbar_arrive, mbar_wait, scale_pair,
-                  sw128_desc, wg_commit, wg_fence, wg_wait, wgmma_rs)
+from ..w4a16_device import hold, sw128_desc, wg_commit, wg_fence, wg_wait, wgmma_rs
+from .ptx import bulk_g2s, decode_k16, lds_v2, lds_v4, lut_regs, mbar_arrive, mbar_wait, scale_pair
 
 BLOB_BYTES = 2048  # one (m64, k64) blob tile: 128 threads x 16 B
 STRIP_BYTES = 256  # its scales: 32 row pairs x 4 k16 blocks x 2
@@ -390,25 +390,3 @@ class W4A16WsKernel:
 def make_kernel(p, grouped: bool):
     k = W4A16WsKernel(p.n, p.k, p.experts, grouped, p.tile_m, p.tile_n, p.stages, p.sm_count, p.wgs, p.pipe)
     return k.grouped_call if grouped else k.dense_call
-
-
-def fake_args(p, grouped: bool):
-    """Fake compile arguments: rows symbolic, everything else static."""
-    fake = cute.runtime.make_fake_compact_tensor
-    stream = cute.runtime.make_fake_stream(use_tvm_ffi_env_stream=True)
-    m = cute.sym_int()
-    g, kt = p.n // 64, p.k // 64
-    act = fake(BFloat16, (m, p.k), stride_order=(1, 0), assumed_align=16)
-    out = fake(BFloat16, (m, p.n), stride_order=(1, 0), assumed_align=4)
-    if not grouped:
-        blob = fake(Uint8, (g, kt, 128, 16), stride_order=(3, 2, 1, 0), assumed_align=16)
-        sf = fake(Uint8, (g, kt, 32, 4, 2), stride_order=(4, 3, 2, 1, 0), assumed_align=16)
-        alpha = fake(Float32, (p.n,), stride_order=(0,), assumed_align=4)
-        return act, blob, sf, alpha, out, stream
-    e = p.experts
-    blob = fake(Uint8, (e, g, kt, 128, 16), stride_order=(4, 3, 2, 1, 0), assumed_align=16)
-    sf = fake(Uint8, (e, g, kt, 32, 4, 2), stride_order=(5, 4, 3, 2, 1, 0), assumed_align=16)
-    alpha = fake(Float32, (e, p.n), stride_order=(1, 0), assumed_align=4)
-    offsets = fake(Int32, (e + 1,), stride_order=(0,), assumed_align=4)
-    counts = fake(Int32, (e,), stride_order=(0,), assumed_align=4)
-    return act, blob, sf, alpha, offsets, counts, out, stream

@@ -1,6 +1,6 @@
 """Register-level PTX of the warp-specialized W4A16 kernel (kernel.py): the NVFP4 decode into the
 WGMMA A fragment, the E4M3 scale pair, 1-D bulk copies into the stage ring, mbarrier waits and
-the RS warpgroup MMA. Inline asm where the bit-level semantics must be exact and visible.
+the RS warpgroup MMA (kernels/w4a16_device.py). Inline asm where the bit-level semantics must be exact and visible.
 
 Fragment facts (PTX ISA, wgmma m64nNk16 with A in registers, bf16): thread (warp w of the
 warpgroup, lane 4l + c) holds a0 = (row 16w + l, k 2c..2c+1), a1 = (row + 8, same k),
@@ -10,16 +10,12 @@ exactly a0..a3 (layout.py: j = 4b + 2e + h), each byte two E2M1 codes, low nibbl
 """
 
 import cutlass
-from cutlass import Float32, Int32, Int64
-from cutlass._mlir import ir
+from cutlass import Int32, Int64
 from cutlass._mlir.dialects import llvm
 from cutlass.cutlass_dsl import T, dsl_user_op
 
 from ..ptx import inline_asm as _asm
-
-
-def _struct(ty: str, n: int):
-    return ir.Type.parse("!llvm.struct<(" + ", ".join([ty] * n) + ")>")
+from ..w4a16_device import struct_type as _struct
 
 
 def _ints(res, n, loc, ip):
@@ -147,56 +143,3 @@ def mbar_wait(mbar: Int32, phase: Int32, *, loc=None, ip=None):
 @dsl_user_op
 def mbar_arrive(mbar: Int32, *, loc=None, ip=None):
     _effect("mbarrier.arrive.shared::cta.b64 _, [$0];", [Int32(mbar)], "r", loc, ip)
-
-
-# ----------------------------------------------------------------------------- warpgroup MMA
-
-
-@dsl_user_op
-def wg_fence(*, loc=None, ip=None):
-    _effect("wgmma.fence.sync.aligned;", [], "", loc, ip)
-
-
-@dsl_user_op
-def wg_commit(*, loc=None, ip=None):
-    _effect("wgmma.commit_group.sync.aligned;", [], "", loc, ip)
-
-
-@dsl_user_op
-def wg_wait(pending: cutlass.Constexpr[int], *, loc=None, ip=None):
-    _effect(f"wgmma.wait_group.sync.aligned {pending};", [], "", loc, ip)
-
-
-@dsl_user_op
-def hold(vals, *, loc=None, ip=None):
-    """Pass fp32 registers through an empty volatile asm so that reads of the accumulators are not
-    hoisted above the preceding wgmma.wait_group (the compiler sees no data dependence)."""
-    n = len(vals)
-    cons = ",".join(["=f"] * n + [str(i) for i in range(n)])
-    res = llvm.inline_asm(_struct("f32", n), [Float32(v).ir_value(loc=loc, ip=ip) for v in vals], "", cons,
-                          has_side_effects=True, loc=loc, ip=ip)
-    return [Float32(llvm.extractvalue(T.f32(), res, [i], loc=loc, ip=ip)) for i in range(n)]
-
-
-@dsl_user_op
-def wgmma_rs(acc, a, desc: Int64, n: cutlass.Constexpr[int], *, loc=None, ip=None):
-    """acc (n / 2 fp32 per thread) += A (64 x 16 bf16, registers a[0..3]) . B (16 x n, K-major
-    SW128 descriptor); always accumulates (the caller zeroes acc once per tile)."""
-    m = n // 2
-    outs = ", ".join(f"${i}" for i in range(m))
-    asm = ("{.reg .pred p;\n\t"
-           f"setp.ne.b32 p, ${m + 5}, 0;\n\t"  # scale-d is a predicate operand
-           f"wgmma.mma_async.sync.aligned.m64n{n}k16.f32.bf16.bf16 {{{outs}}}, "
-           f"{{${m}, ${m + 1}, ${m + 2}, ${m + 3}}}, ${m + 4}, p, 1, 1, 0;}}")
-    cons = ",".join(["=f"] * m + ["r"] * 4 + ["l", "r"] + [str(i) for i in range(m)])
-    args = [Int32(x) for x in a] + [Int64(desc), Int32(1)] + [Float32(v) for v in acc]
-    res = llvm.inline_asm(_struct("f32", m), [x.ir_value(loc=loc, ip=ip) for x in args], asm, cons,
-                          has_side_effects=True, loc=loc, ip=ip)
-    return [Float32(llvm.extractvalue(T.f32(), res, [i], loc=loc, ip=ip)) for i in range(m)]
-
-
-def sw128_desc(addr: Int32) -> Int64:
-    """WGMMA descriptor of a K-major, 128-byte-swizzled operand at shared address `addr` (rows
-    of 128 B, 8-row atoms of 1024 B, atoms 1024-aligned): start >> 4, LBO 1 (unused by K-major
-    SW128), SBO 1024 >> 4, layout type SWIZZLE_128B (1) in bits 62-63."""
-    return (Int64(addr >> 4) & Int64(0x3FFF)) | Int64(1 << 16) | Int64(64 << 32) | Int64(1 << 62)
