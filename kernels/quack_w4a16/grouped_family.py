@@ -98,7 +98,7 @@ class QuackW4A16GroupedFamily(Family):
         mapping in the epilogue shows). "counts" (real rows per expert) is for the check only."""
         import torch
 
-        from ..w4a16 import random_groups
+        from ..w4a16_common import random_groups
         from .prepare import prepare_weights, random_nvfp4_weights
 
         gen = torch.Generator(device=device).manual_seed(seed)

@@ -59,8 +59,8 @@ from typing import Any, Mapping
 
 from nvfp4_aot.runtime.layout import ACT_ORDERS
 
-from ..family import Arg, Family, Signature
-from ..tolerances import REL_FROBENIUS
+from .. import w4a16_common as common
+from ..family import Family
 
 K_STEP = 256  # K per mainloop step (4 k64 tiles of the weight layout): K must be a multiple
 BLOB_TILE = 128 * 16  # blob bytes per (64-row group, k64 tile); a 16-row slice owns 512 of them
@@ -78,7 +78,6 @@ ROW_BLOCKS = (1, 2, 4)
 N_TILES = (1, 2, 4, 8, 16)
 STAGES = (1, 2, 3, 4)
 SMEM_LIMIT = 227 * 1024  # Hopper's per-block opt-in shared memory
-REL_TOL = REL_FROBENIUS["bfloat16"]
 
 
 ACT_ROW_BYTES = {"wg": 512, "n": 528}  # one staged token row of a K step: SW128 atoms | 512 B + 16 B pad
@@ -155,7 +154,9 @@ def _reasons(p: W4A16Params) -> list[str]:
     return r
 
 
-class _Base(Family):
+class _Base(common.W4A16Hooks, Family):
+    """Signature, inputs, reference and check: kernels/w4a16_common.py (shared with w4a16_ws)."""
+
     params_type = W4A16Params
     archs = ("sm_90a",)  # mma.sync + bf16x2 multiply; Blackwell has FP4 tensor cores instead
     modules = ("nvfp4_aot.kernels.w4a16", "nvfp4_aot.kernels.w4a16.kernel", "nvfp4_aot.kernels.w4a16.wgmma",
@@ -163,7 +164,6 @@ class _Base(Family):
                "nvfp4_aot.kernels.w4a16.ptx", "nvfp4_aot.kernels.w4a16.prepare")
     # act/out rows are addressed with 64-bit offsets; 65536 is what the tests cover.
     max_m = 1 << 20
-    grouped = False
 
     def can_implement(self, p: W4A16Params, arch: str) -> list[str]:
         r = super().can_implement(p, arch) + _reasons(p)
@@ -177,85 +177,8 @@ class _Base(Family):
 
         return kernel.make_kernel(p, self.grouped), fake_args(p, self.grouped)
 
-    # -- tests ------------------------------------------------------------------
-    def _weights(self, p: W4A16Params, gen, device):
-        import torch
-
-        from ..quack_w4a16.prepare import random_nvfp4_weights
-        from .layout import prepare_weights
-
-        qs, sfs, blobs, strips = [], [], [], []
-        for _ in range(p.experts):
-            q, sf = random_nvfp4_weights(p.n, p.k, gen, device)
-            qs.append(q)
-            sfs.append(sf)
-            blob, strip = prepare_weights(q, sf)
-            blobs.append(blob)
-            strips.append(strip)
-        # per-row alpha: two halves with different global scales (the fused q_a + kv case)
-        half = torch.rand((p.experts, 2), generator=gen, device=device) + 0.5
-        alpha = half.repeat_interleave(torch.tensor([p.n // 2, p.n - p.n // 2], device=device), dim=1) * 2.0**-7
-        return torch.stack(qs), torch.stack(sfs), torch.stack(blobs), torch.stack(strips), alpha.contiguous()
-
-    def reference(self, p: W4A16Params, inputs: Mapping[str, Any]):
-        """float64 act . W^T * alpha per row, W dequantized exactly from the unprepared weights
-        (make_inputs keeps them as w_q / w_sf, not kernel arguments; else blob/sf are unprepared). Rows outside every
-        expert's counted range are NaN in the reference: nothing may be written there."""
-        import torch
-
-        from ..quack_w4a16.prepare import dequantize
-
-        act = inputs["act"]
-        if p.act_order == "quad":  # the kernel reads K permuted; the math is on natural K
-            from nvfp4_aot.runtime.layout import quad_unorder
-
-            act = quad_unorder(act)
-        act = act.double()
-        want = torch.full((act.shape[0], p.n), float("nan"), dtype=torch.float64, device=act.device)
-        if "w_q" in inputs:
-            qs, sfs = inputs["w_q"], inputs["w_sf"]
-        else:  # kernel arguments only: invert the layout
-            from .layout import unprepare_weights
-
-            blobs = inputs["blob"].reshape(p.experts, p.n // 64, p.k // 64, 128, 16)
-            strips = inputs["sf"].reshape(p.experts, p.n // 64, p.k // 64, 32, 4, 2)
-            qs, sfs = zip(*[unprepare_weights(b, s) for b, s in zip(blobs, strips)])
-        for e, (lo, hi) in enumerate(_row_ranges(self.grouped, inputs)):
-            if hi > lo:
-                w = dequantize(qs[e], sfs[e]).double()
-                want[lo:hi] = (act[lo:hi] @ w.T) * inputs["alpha"].reshape(p.experts, p.n)[e].double()
-        return {"out": want}
-
-    def check(self, p: W4A16Params, got: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:
-        """Rows the reference computes: relative Frobenius error <= REL_TOL (bf16 output
-        rounding alone is ~1.7e-3 with fp32 accumulation). Other rows: left untouched (the
-        poison must survive, since padding rows are never written)."""
-        import torch
-
-        g, w = got["out"], want["out"]
-        if tuple(g.shape) != tuple(w.shape):
-            return [f"out: shape {tuple(g.shape)} != {tuple(w.shape)}"]
-        rows = ~torch.isnan(w).all(dim=1)
-        bad = []
-        if (~rows).any() and not torch.isnan(g[~rows].float()).all():
-            bad.append(f"out: {int((~torch.isnan(g[~rows].float())).sum())} values written in rows outside every expert's count")
-        gd, wd = g[rows].double(), w[rows]
-        if gd.numel():
-            nonfin = ~torch.isfinite(gd)
-            if nonfin.any():
-                return bad + [f"out: {int(nonfin.sum())} of {gd.numel()} computed values non-finite (unwritten poison?)"]
-            err = ((gd - wd).norm() / wd.norm().clamp_min(1e-300)).item()
-            if err > REL_TOL:
-                bad.append(f"out: relative Frobenius error {err:.3e} > {REL_TOL:.0e}")
-        return bad
-
-
-def _row_ranges(grouped: bool, inputs: Mapping[str, Any]) -> list[tuple[int, int]]:
-    if not grouped:
-        return [(0, inputs["act"].shape[0])]
-    off = inputs["offsets"].tolist()
-    cnt = inputs["counts"].tolist()
-    return [(off[e], off[e] + cnt[e]) for e in range(len(cnt))]
+    def act_order(self, p: W4A16Params) -> str:  # the K order make_inputs writes and reference reads
+        return p.act_order
 
 
 class DenseFamily(_Base):
@@ -269,30 +192,6 @@ class DenseFamily(_Base):
     def tile_table(self, problem: Mapping[str, Any]):
         return self.narrow if problem["n"] < problem["k"] else self.wide
     problem_keys = ("n", "k", "act_order")
-
-    def signature(self, p: W4A16Params) -> Signature:
-        return Signature(
-            (
-                Arg("act", "bfloat16", ("M", "K"), align=16),
-                Arg("blob", "uint8", ("N // 64", "K // 64", 128, 16), align=16),
-                Arg("sf", "uint8", ("N // 64", "K // 64", 32, 4, 2), align=16),
-                Arg("alpha", "float32", ("N",), align=4),
-                Arg("out", "bfloat16", ("M", "N"), align=4, output=True),
-            ),
-            static={"N": p.n, "K": p.k},
-        )
-
-    def make_inputs(self, p: W4A16Params, m: int, device: Any, seed: int, poison: float = float("nan")):
-        import torch
-
-        from nvfp4_aot.runtime.layout import act_order
-
-        gen = torch.Generator(device=device).manual_seed(seed)
-        q, sf, blob, strip, alpha = self._weights(p, gen, device)
-        act = act_order(torch.randn((m, p.k), generator=gen, device=device).to(torch.bfloat16), p.act_order)
-        out = torch.full((m, p.n), poison, dtype=torch.bfloat16, device=device)
-        return {"act": act, "blob": blob[0], "sf": strip[0], "alpha": alpha[0], "out": out, "w_q": q, "w_sf": sf}
-
 
 class GroupedFamily(_Base):
     name = "w4a16_grouped_gemm"
@@ -322,66 +221,6 @@ class GroupedFamily(_Base):
     def tile_table(self, problem: Mapping[str, Any]):
         return self.quad_tiles if problem.get("act_order") == "quad" else self.tiles
     grouped = True
-
-    def signature(self, p: W4A16Params) -> Signature:
-        return Signature(
-            (
-                Arg("act", "bfloat16", ("M", "K"), align=16),
-                Arg("blob", "uint8", ("E", "N // 64", "K // 64", 128, 16), align=16),
-                Arg("sf", "uint8", ("E", "N // 64", "K // 64", 32, 4, 2), align=16),
-                Arg("alpha", "float32", ("E", "N"), align=4),
-                Arg("offsets", "int32", ("E + 1",), align=4),
-                Arg("counts", "int32", ("E",), align=4),
-                Arg("out", "bfloat16", ("M", "N"), align=4, output=True),
-            ),
-            static={"N": p.n, "K": p.k, "E": p.experts},
-        )
-
-    def make_inputs(self, p: W4A16Params, m: int, device: Any, seed: int, poison: float = float("nan"),
-                    dist: str = "uniform"):
-        """Random grouping of m rows over the experts (dist: uniform | skewed | single | empty),
-        each expert's rows followed by a random amount of padding."""
-        import torch
-
-        from nvfp4_aot.runtime.layout import act_order
-
-        gen = torch.Generator(device=device).manual_seed(seed)
-        q, sf, blob, strip, alpha = self._weights(p, gen, device)
-        offsets, counts = random_groups(m, p.experts, dist, gen)
-        act = act_order(torch.randn((m, p.k), generator=gen, device=device).to(torch.bfloat16), p.act_order)
-        out = torch.full((m, p.n), poison, dtype=torch.bfloat16, device=device)
-        return {"act": act, "blob": blob, "sf": strip, "alpha": alpha, "offsets": offsets.to(device),
-                "counts": counts.to(device),
-                "out": out, "w_q": q, "w_sf": sf}
-
-
-def random_groups(m: int, experts: int, dist: str, gen) -> tuple[Any, Any]:
-    """(offsets [E + 1], counts [E]) int32 on the CPU: expert e owns rows [off[e], off[e] + c[e])
-    with off[e + 1] - off[e] - c[e] >= 0 padding rows; off[E] <= m."""
-    import torch
-
-    g = torch.Generator().manual_seed(int(torch.randint(0, 1 << 30, (1,), generator=gen, device=gen.device).item()))
-    if dist == "uniform":
-        w = torch.ones(experts)
-    elif dist == "skewed":
-        w = torch.rand(experts, generator=g) ** 4 + 1e-3
-    elif dist == "single":
-        w = torch.zeros(experts)
-        w[int(torch.randint(0, experts, (1,), generator=g))] = 1.0
-    elif dist == "empty":
-        w = (torch.rand(experts, generator=g) < 0.3).float()
-        if w.sum() == 0:
-            w[0] = 1.0
-    else:
-        raise ValueError(f"unknown distribution {dist!r}")
-    share = torch.multinomial(w / w.sum(), m, replacement=True, generator=g) if m else torch.zeros(0, dtype=torch.long)
-    sizes = torch.bincount(share, minlength=experts)  # rows per expert, sum == m
-    pad = (torch.rand(experts, generator=g) * 0.25 * sizes).long()  # some padding rows
-    counts = (sizes - pad).clamp_min(0)
-    offsets = torch.zeros(experts + 1, dtype=torch.long)
-    offsets[1:] = torch.cumsum(sizes, 0)
-    return offsets.to(torch.int32), counts.to(torch.int32)
-
 
 DENSE_FAMILY = DenseFamily()
 GROUPED_FAMILY = GroupedFamily()

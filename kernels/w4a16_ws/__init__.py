@@ -27,15 +27,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..family import Arg, Family, Signature
-from ..tolerances import REL_FROBENIUS
+from .. import w4a16_common as common
+from ..family import Family
 
 TILE_MS = (128, 256)
 TILE_NS = (64, 128, 256)
 PIPES = (16, 64)
 MAX_ACC = 128  # fp32 accumulators per consumer thread (tile_m * tile_n / 256): registers
 SMEM_LIMIT = 227 * 1024  # Hopper's per-block opt-in shared memory
-REL_TOL = REL_FROBENIUS["bfloat16"]
 
 
 def smem_bytes(tile_m: int, tile_n: int, stages: int, experts: int) -> int:
@@ -94,59 +93,14 @@ def _reasons(p: WsParams) -> list[str]:
     return r
 
 
-def random_weights(p: WsParams, gen, device):
-    """Per expert: random NVFP4 (q, sf), their blob/strip, and a per-row alpha with two halves of
-    different global scales (the fused q_a + kv case; a wrong row or expert mapping shows)."""
-    import torch
+class _Base(common.W4A16Hooks, Family):
+    """Signature, inputs, reference and check: kernels/w4a16_common.py (shared with w4a16)."""
 
-    from ..quack_w4a16.layout import prepare_weights
-    from ..quack_w4a16.prepare import random_nvfp4_weights
-
-    qs, sfs, blobs, strips = [], [], [], []
-    for _ in range(p.experts):
-        q, sf = random_nvfp4_weights(p.n, p.k, gen, device)
-        b, s = prepare_weights(q, sf)
-        qs.append(q), sfs.append(sf), blobs.append(b), strips.append(s)
-    half = (torch.rand((p.experts, 2), generator=gen, device=device) + 0.5) * 2.0**-7
-    alpha = half.repeat_interleave(torch.tensor([p.n // 2, p.n - p.n // 2], device=device), dim=1)
-    return qs, sfs, torch.stack(blobs).contiguous(), torch.stack(strips).contiguous(), alpha.contiguous()
-
-
-def random_groups(m: int, experts: int, dist: str, gen):
-    """(offsets [E + 1], counts [E]) int32 on the CPU: expert e owns rows [off[e], off[e] + c[e]),
-    followed by 0..25% padding rows; off[E] <= m. dist: uniform | skewed | single | empty."""
-    import torch
-
-    g = torch.Generator().manual_seed(int(torch.randint(0, 1 << 30, (1,), generator=gen, device=gen.device).item()))
-    if dist == "uniform":
-        w = torch.ones(experts)
-    elif dist == "skewed":
-        w = torch.rand(experts, generator=g) ** 4 + 1e-3
-    elif dist == "single":
-        w = torch.zeros(experts)
-        w[int(torch.randint(0, experts, (1,), generator=g))] = 1.0
-    elif dist == "empty":
-        w = (torch.rand(experts, generator=g) < 0.3).float()
-        if w.sum() == 0:
-            w[0] = 1.0
-    else:
-        raise ValueError(f"unknown distribution {dist!r}")
-    share = torch.multinomial(w / w.sum(), m, replacement=True, generator=g) if m else torch.zeros(0, dtype=torch.long)
-    sizes = torch.bincount(share, minlength=experts)
-    pad = (torch.rand(experts, generator=g) * 0.25 * sizes).long()
-    counts = (sizes - pad).clamp_min(0)
-    offsets = torch.zeros(experts + 1, dtype=torch.long)
-    offsets[1:] = torch.cumsum(sizes, 0)
-    return offsets.to(torch.int32), counts.to(torch.int32)
-
-
-class _Base(Family):
     params_type = WsParams
     archs = ("sm_90a",)  # wgmma + setmaxnreg; Blackwell has FP4 tensor cores instead
     modules = ("nvfp4_aot.kernels.w4a16_ws", "nvfp4_aot.kernels.w4a16_ws.kernel", "nvfp4_aot.kernels.w4a16_ws.ptx",
                "nvfp4_aot.kernels.quack_w4a16.layout")
     max_m = 1 << 20
-    grouped = False
 
     def can_implement(self, p: WsParams, arch: str) -> list[str]:
         r = super().can_implement(p, arch) + _reasons(p)
@@ -160,53 +114,6 @@ class _Base(Family):
 
         return kernel.make_kernel(p, self.grouped), fake_args(p, self.grouped)
 
-    def reference(self, p: WsParams, inputs: Mapping[str, Any]):
-        """float64 act . W_e^T * alpha[e] per expert's counted rows, W dequantized exactly (from
-        make_inputs' w_q / w_sf, else by inverting the layout). Other rows: NaN (never written)."""
-        import torch
-
-        from ..quack_w4a16.layout import dequantize, unprepare_weights
-
-        act = inputs["act"].double()
-        want = torch.full((act.shape[0], p.n), float("nan"), dtype=torch.float64, device=act.device)
-        alpha = inputs["alpha"].reshape(p.experts, p.n).double()
-        blob = inputs["blob"].reshape(p.experts, p.n // 64, p.k // 64, 128, 16)
-        sf = inputs["sf"].reshape(p.experts, p.n // 64, p.k // 64, 32, 4, 2)
-        for e, (lo, hi) in enumerate(self._ranges(inputs)):
-            if hi > lo:
-                q, s = (inputs["w_q"][e], inputs["w_sf"][e]) if "w_q" in inputs else unprepare_weights(blob[e], sf[e])
-                w = dequantize(q, s).double()
-                want[lo:hi] = (act[lo:hi] @ w.T) * alpha[e]
-        return {"out": want}
-
-    def _ranges(self, inputs) -> list[tuple[int, int]]:
-        if not self.grouped:
-            return [(0, inputs["act"].shape[0])]
-        off, cnt = inputs["offsets"].tolist(), inputs["counts"].tolist()
-        return [(off[e], off[e] + cnt[e]) for e in range(len(cnt))]
-
-    def check(self, p: WsParams, got: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:
-        """Computed rows: relative Frobenius error <= REL_TOL. Other rows: the poison survives."""
-        import torch
-
-        g, w = got["out"], want["out"]
-        if tuple(g.shape) != tuple(w.shape):
-            return [f"out: shape {tuple(g.shape)} != {tuple(w.shape)}"]
-        rows = ~torch.isnan(w).all(dim=1)
-        bad = []
-        if (~rows).any() and not torch.isnan(g[~rows].float()).all():
-            bad.append(f"out: {int((~torch.isnan(g[~rows].float())).sum())} values written in rows outside every "
-                       "expert's count")
-        gd, wd = g[rows].double(), w[rows]
-        if gd.numel():
-            nonfin = ~torch.isfinite(gd)
-            if nonfin.any():
-                return bad + [f"out: {int(nonfin.sum())} of {gd.numel()} computed values non-finite (unwritten poison?)"]
-            err = ((gd - wd).norm() / wd.norm().clamp_min(1e-300)).item()
-            if err > REL_TOL:
-                bad.append(f"out: relative Frobenius error {err:.3e} > {REL_TOL:.0e}")
-        return bad
-
 
 class DenseFamily(_Base):
     name = "w4a16_ws_gemm"
@@ -217,27 +124,6 @@ class DenseFamily(_Base):
         from .tiles import dense_table
 
         return dense_table(problem)
-
-    def signature(self, p: WsParams) -> Signature:
-        return Signature(
-            (
-                Arg("act", "bfloat16", ("M", "K"), align=16),
-                Arg("blob", "uint8", ("N // 64", "K // 64", 128, 16), align=16),
-                Arg("sf", "uint8", ("N // 64", "K // 64", 32, 4, 2), align=16),
-                Arg("alpha", "float32", ("N",), align=4),
-                Arg("out", "bfloat16", ("M", "N"), align=4, output=True),
-            ),
-            static={"N": p.n, "K": p.k},
-        )
-
-    def make_inputs(self, p: WsParams, m: int, device: Any, seed: int, poison: float = float("nan")):
-        import torch
-
-        gen = torch.Generator(device=device).manual_seed(seed)
-        qs, sfs, blob, sf, alpha = random_weights(p, gen, device)
-        act = torch.randn((m, p.k), generator=gen, device=device).to(torch.bfloat16)
-        out = torch.full((m, p.n), poison, dtype=torch.bfloat16, device=device)
-        return {"act": act, "blob": blob[0], "sf": sf[0], "alpha": alpha[0], "out": out, "w_q": qs, "w_sf": sfs}
 
 
 # Grouped tilings by average tokens per expert t = rows / experts (H200 sweep, docs/PERFORMANCE.md
@@ -265,34 +151,6 @@ class GroupedFamily(_Base):
         e = int(problem["experts"])
         per_t = GROUPED_TILES.get((problem["n"], problem["k"]), GROUPED_DEFAULT)
         return tuple((None if t is None else t * e, tun) for t, tun in per_t)
-
-    def signature(self, p: WsParams) -> Signature:
-        return Signature(
-            (
-                Arg("act", "bfloat16", ("M", "K"), align=16),
-                Arg("blob", "uint8", ("E", "N // 64", "K // 64", 128, 16), align=16),
-                Arg("sf", "uint8", ("E", "N // 64", "K // 64", 32, 4, 2), align=16),
-                Arg("alpha", "float32", ("E", "N"), align=4),
-                Arg("offsets", "int32", ("E + 1",), align=4),
-                Arg("counts", "int32", ("E",), align=4),
-                Arg("out", "bfloat16", ("M", "N"), align=4, output=True),
-            ),
-            static={"N": p.n, "K": p.k, "E": p.experts},
-        )
-
-    def make_inputs(self, p: WsParams, m: int, device: Any, seed: int, poison: float = float("nan"),
-                    dist: str = "uniform"):
-        """m rows of act grouped over the experts (dist: uniform | skewed | single | empty), each
-        expert's rows followed by some padding rows (never written)."""
-        import torch
-
-        gen = torch.Generator(device=device).manual_seed(seed)
-        qs, sfs, blob, sf, alpha = random_weights(p, gen, device)
-        offsets, counts = random_groups(m, p.experts, dist, gen)
-        act = torch.randn((m, p.k), generator=gen, device=device).to(torch.bfloat16)
-        out = torch.full((m, p.n), poison, dtype=torch.bfloat16, device=device)
-        return {"act": act, "blob": blob, "sf": sf, "alpha": alpha, "offsets": offsets.to(device),
-                "counts": counts.to(device), "out": out, "w_q": qs, "w_sf": sfs}
 
 
 DENSE_FAMILY = DenseFamily()

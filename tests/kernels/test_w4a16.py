@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.quack_w4a16.prepare import dequantize, random_nvfp4_weights
-from nvfp4_aot.kernels.w4a16 import DECODE_SEL, random_groups
+from nvfp4_aot.kernels.w4a16 import DECODE_SEL
+from nvfp4_aot.kernels.w4a16_common import random_groups
 from nvfp4_aot.kernels.w4a16.prepare import emulate_weights, prepare_weights, prmt, unprepare_weights
 
 DENSE = get_family("w4a16_gemm")
@@ -108,11 +109,14 @@ def test_can_implement_names_the_problem():
 
 @pytest.mark.parametrize("dist", ["uniform", "skewed", "single", "empty"])
 def test_random_groups_fit(dist):
+    """Both W4A16 families' grouping (kernels/w4a16_common.py): every expert's counted rows and
+    padding inside [0, m), sizes summing to m, some rows counted."""
     g = torch.Generator().manual_seed(3)
     for m in (0, 1, 7, 1000):
         off, cnt = random_groups(m, 8, dist, g)
         assert off[0] == 0 and off[-1] == m
         assert torch.all(off[1:] - off[:-1] >= cnt) and torch.all(cnt >= 0)
+        assert m == 0 or int(cnt.sum()) > 0
 
 
 def test_checker_fails_on_wrong_output_and_stray_writes():

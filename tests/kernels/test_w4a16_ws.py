@@ -8,7 +8,7 @@ import torch
 from conftest import build_and_verify, check_grouped_reference
 
 from nvfp4_aot.kernels import eval_dim, families, get_family
-from nvfp4_aot.kernels.w4a16_ws import random_groups, smem_bytes
+from nvfp4_aot.kernels.w4a16_ws import smem_bytes
 
 GROUPED = get_family("w4a16_ws_grouped_gemm")
 DENSE = get_family("w4a16_ws_gemm")
@@ -54,14 +54,6 @@ def test_can_implement_names_the_problem():
     assert any("C7512" in r for r in GROUPED.can_implement(params(tile_m=256, wgs=4), "sm_90a"))
     assert any("pipe=32" in r for r in GROUPED.can_implement(params(pipe=32), "sm_90a"))
     assert GROUPED.can_implement(params(pipe=64), "sm_90a") == []
-
-
-@pytest.mark.parametrize("dist", ["uniform", "skewed", "single", "empty"])
-def test_random_groups_fit(dist):
-    gen = torch.Generator().manual_seed(3)
-    off, cnt = random_groups(1000, 8, dist, gen)
-    assert int(off[0]) == 0 and int(off[-1]) <= 1000 and (off[1:] >= off[:-1]).all()
-    assert ((cnt >= 0) & (cnt <= off[1:] - off[:-1])).all() and int(cnt.sum()) > 0
 
 
 def test_reference_and_a_check_that_fails():
