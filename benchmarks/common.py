@@ -1,8 +1,12 @@
-"""Timing helpers shared by the GPU benchmarks: CUDA-graph timing, medians, copy bandwidth."""
+"""Helpers shared by the GPU benchmarks: CUDA-graph timing, medians, copy bandwidth, the grouped
+bf16 baseline, opening stores, the sweeps' command line."""
 
 import statistics
+import sys
 
 import torch
+
+from nvfp4_aot.runtime import open_store
 
 
 def device_name() -> str:
@@ -88,3 +92,40 @@ def time_quantize(fam, p, m: int, launch, reps: int) -> tuple[float, int]:
     it = iter(range(1 << 30))
     # rotates buffers at capture time: the graph holds distinct inputs
     return time_cuda(lambda: launch(bufs[next(it) % nbuf]), reps=reps), nbytes
+
+
+def open_stores(*paths):
+    """Each store path opened and primed (every kernel loaded before any timing); None stays None."""
+    stores = [open_store(p) if p else None for p in paths]
+    for s in stores:
+        if s is not None:
+            s.prime()
+    return stores
+
+
+def grouped_bf16(t: int, w16, peak: float | None) -> tuple[float, float, str]:
+    """The grouped prefill baseline: torch bf16 _grouped_mm of E equal groups of t rows against
+    w16 [E, K, N]: (flops, seconds, the line's opening cell with the device time and TFLOP/s)."""
+    e, k, n = w16.shape
+    fl = 2.0 * t * e * n * k
+    act = torch.randn((t * e, k), device=w16.device, dtype=torch.bfloat16)
+    goffs = torch.arange(1, e + 1, device=w16.device, dtype=torch.int32) * t
+    tb = time_cuda(lambda: torch._grouped_mm(act, w16, offs=goffs), reps=5)
+    return fl, tb, f"  t={t:>4}: bf16 {tb * 1e6:7.0f} us ({tflops(fl, tb, peak)})"
+
+
+def exit_on_failures(failures: int) -> None:
+    """A sweep's last line and exit status: 1 when any candidate failed its check."""
+    print(f"checks: {'all OK' if not failures else f'{failures} candidates FAILED'}")
+    sys.exit(1 if failures else 0)
+
+
+def sweep_cli(doc: str, manifest, run, default_ms) -> None:
+    """A sweep's command line: `manifest` prints its manifest, `run STORE [M ...]` runs it (M
+    default: default_ms); anything else prints the module docstring and exits 1."""
+    if sys.argv[1:2] == ["manifest"]:
+        sys.stdout.write(manifest())
+    elif sys.argv[1:2] == ["run"] and len(sys.argv) > 2:
+        run(sys.argv[2], [int(x) for x in sys.argv[3:]] or list(default_ms))
+    else:
+        sys.exit(doc)

@@ -12,7 +12,6 @@ flags zero again after the call), then timed from CUDA-graph replays (split-K va
 their flags across the replays: the kernel cleans them). Cells: us (x torch bf16, % of peak)."""
 
 import os
-import sys
 
 # narrow shapes first (the ones split-K is for)
 SHAPES = {"q_a+kv": (2048, 7168, 2), "down": (7168, 3072, 1), "o_b": (7168, 2048, 1), "gate+up": (6144, 7168, 1),
@@ -46,7 +45,7 @@ def manifest() -> str:
 
 def run(root: str, ms: list[int]) -> None:
     import torch
-    from common import bf16_peak, device_name, time_cuda
+    from common import bf16_peak, device_name, exit_on_failures, time_cuda
 
     from nvfp4_aot.kernels import get_family
     from nvfp4_aot.runtime import open_store
@@ -113,14 +112,10 @@ def run(root: str, ms: list[int]) -> None:
             print(f"  {tag:14} {'OK  ' if not bad else 'FAIL'} | " + " | ".join(cells) + (f"  {bad[:3]}" if bad else ""))
         del data, want
         print("  best: " + " | ".join(f"M={m}: {best[m][1]} {best[m][0] * 1e6:.1f} us ({tb[m] / best[m][0]:.2f}x)" for m in ms))
-    print(f"checks: {'all OK' if not failures else f'{failures} candidates FAILED'}")
-    sys.exit(1 if failures else 0)
+    exit_on_failures(failures)
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["manifest"]:
-        sys.stdout.write(manifest())
-    elif sys.argv[1:2] == ["run"] and len(sys.argv) > 2:
-        run(sys.argv[2], [int(x) for x in sys.argv[3:]] or [33, 64, 128, 256, 1024])
-    else:
-        sys.exit(__doc__)
+    from common import sweep_cli
+
+    sweep_cli(__doc__, manifest, run, (33, 64, 128, 256, 1024))

@@ -12,11 +12,11 @@ passes one store per tile_m).
 import argparse
 
 import torch
-from common import bf16_peak, device_name, tflops, time_cuda
+from common import bf16_peak, device_name, grouped_bf16, open_stores, tflops, time_cuda
 
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.quack_w4a16.grouped_family import padded_groups
-from nvfp4_aot.runtime import MissingVariantError, open_store
+from nvfp4_aot.runtime import MissingVariantError
 
 SHAPES = {"L1": (6144, 7168), "L2": (7168, 3072)}
 E = 48
@@ -32,10 +32,7 @@ def main() -> None:
     peak = bf16_peak()
     print(f"device: {device_name()}; torch {torch.__version__}; {E} experts")
     qfam, ofam = get_family("quack_w4a16_grouped_gemm"), get_family("w4a16_grouped_gemm")
-    qstores = [open_store(s) for s in a.quack]
-    ostore = open_store(a.ours) if a.ours else None
-    for s in qstores + ([ostore] if ostore else []):
-        s.prime()
+    *qstores, ostore = open_stores(*a.quack, a.ours)
     for name, (n, k) in SHAPES.items():
         print(f"\n{name} ({n}x{k}): t tokens/expert | torch bf16 _grouped_mm | ours | quack grouped per tiling")
         w16 = torch.randn((E, n, k), device=dev, dtype=torch.bfloat16).transpose(1, 2)
@@ -53,11 +50,7 @@ def main() -> None:
                 b = qfam.make_inputs(p, rows_max, dev, seed=1)
                 qbufs.append((op, p, b))
         for t in a.tokens:
-            fl = 2.0 * t * E * n * k
-            act = torch.randn((t * E, k), device=dev, dtype=torch.bfloat16)
-            goffs = torch.arange(1, E + 1, device=dev, dtype=torch.int32) * t
-            tb = time_cuda(lambda: torch._grouped_mm(act, w16, offs=goffs), reps=5)
-            line = f"  t={t:>4}: bf16 {tb * 1e6:7.0f} us ({tflops(fl, tb, peak)})"
+            fl, tb, line = grouped_bf16(t, w16, peak)
             if ostore and t >= 64:  # the store holds the prefill (split="wg") variant only
                 op = ostore.op("w4a16_grouped_gemm", n=n, k=k, experts=E)
                 rows = t * E

@@ -10,11 +10,10 @@ rows only (2 t E N K); "pk" = fraction of the dense bf16 peak. One --ours store 
 import argparse
 
 import torch
-from common import bf16_peak, device_name, tflops, time_cuda
+from common import bf16_peak, device_name, grouped_bf16, open_stores, tflops, time_cuda
 
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.quack_w4a16.grouped_family import padded_groups
-from nvfp4_aot.runtime import open_store
 
 SHAPES = {"L1": (6144, 7168), "L2": (7168, 3072)}
 E = 48
@@ -30,36 +29,26 @@ def main() -> None:
     peak = bf16_peak()
     print(f"device: {device_name()}; torch {torch.__version__}; {E} experts")
     fam, qfam = get_family("w4a16_ws_grouped_gemm"), get_family("quack_w4a16_grouped_gemm")
-    stores = [open_store(s) for s in a.ours]
-    qstore = open_store(a.quack) if a.quack else None
-    for s in stores + ([qstore] if qstore else []):
-        s.prime()
+    *stores, qstore = open_stores(*a.ours, a.quack)
     tmax = max(a.tokens)
     for name, (n, k) in SHAPES.items():
         print(f"\n{name} ({n}x{k}): t tokens/expert | torch bf16 _grouped_mm | ours per tiling | quack grouped")
         w16 = torch.randn((E, n, k), device=dev, dtype=torch.bfloat16).transpose(1, 2)
-        bufs = []
-        for s in stores:
-            op = s.op("w4a16_ws_grouped_gemm", n=n, k=k, experts=E)
-            p = fam.parse_params(op.kernel_for(tmax * E).record["params"])
-            if not bufs:
-                b = fam.make_inputs(p, tmax * E, dev, seed=1)
-            bufs.append((op, p))
+        ops = [s.op("w4a16_ws_grouped_gemm", n=n, k=k, experts=E) for s in stores]
+        # one buffer for every op and t (inputs depend on n, k, experts only)
+        b = fam.make_inputs(fam.parse_params(ops[0].kernel_for(tmax * E).record["params"]), tmax * E, dev, seed=1)
         qops = []  # one quack op per tile_n (a problem parameter: the groups' padding)
         for o in (qstore.ops.values() if qstore else ()):
             qp = o.kernel_for(1).record["params"]
             if o.spec["family"] == qfam.name and (qp["n"], qp["k"], qp["experts"]) == (n, k, E):
                 qops.append(o)
         for t in a.tokens:
-            fl = 2.0 * t * E * n * k
+            fl, tb, line = grouped_bf16(t, w16, peak)
             rows = t * E
-            act = torch.randn((rows, k), device=dev, dtype=torch.bfloat16)
-            goffs = torch.arange(1, E + 1, device=dev, dtype=torch.int32) * t
-            tb = time_cuda(lambda: torch._grouped_mm(act, w16, offs=goffs), reps=5)
-            line = f"  t={t:>4}: bf16 {tb * 1e6:7.0f} us ({tflops(fl, tb, peak)})"
             b["offsets"].copy_(torch.arange(0, E + 1, dtype=torch.int32) * t)
             b["counts"].fill_(t)
-            for op, p in bufs:
+            for op in ops:
+                p = fam.parse_params(op.kernel_for(rows).record["params"])  # the tiling the op runs at these rows
                 args = [b["act"][:rows], b["blob"], b["sf"], b["alpha"], b["offsets"], b["counts"], b["out"][:rows]]
                 to = time_cuda(lambda: op(*args, check=False), reps=5)
                 tag = f"ws{p.tile_m}x{p.tile_n}s{p.stages}" + (f"w{p.wgs}" if p.wgs != 2 else "") + (
@@ -77,7 +66,7 @@ def main() -> None:
                     tq = time_cuda(lambda: qop(*qargs, check=False), reps=5)
                     line += f" | quack{qp.tile_m}x{qp.tile_n} {tq * 1e6:7.0f} us ({tb / tq:4.2f}x bf16)"
             print(line, flush=True)
-        del b, bufs, w16
+        del b, ops, w16
         torch.cuda.empty_cache()
 
 

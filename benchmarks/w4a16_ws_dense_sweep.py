@@ -15,7 +15,6 @@ separately (an op id may be tiled differently by two manifests). Cells: us (x to
 the dense bf16 peak); "best" per M names the fastest candidate and its ratio to quack."""
 
 import os
-import sys
 
 # narrow shapes first (the grid-starved ones)
 SHAPES = {"q_a+kv": (2048, 7168, 2), "down": (7168, 3072, 1), "o_b": (7168, 2048, 1), "gate+up": (6144, 7168, 1),
@@ -41,7 +40,7 @@ def manifest() -> str:
 
 def run(root: str, ms: list[int]) -> None:
     import torch
-    from common import bf16_peak, device_name, time_cuda
+    from common import bf16_peak, device_name, exit_on_failures, time_cuda
 
     from nvfp4_aot.kernels import get_family
     from nvfp4_aot.runtime import open_store
@@ -123,14 +122,10 @@ def run(root: str, ms: list[int]) -> None:
             + (f", {tq[m] / best[m][0]:.2f}x quack)" if m in tq else ")") for m in ms))
         del data, want, w16
         torch.cuda.empty_cache()
-    print(f"checks: {'all OK' if not failures else f'{failures} candidates FAILED'}")
-    sys.exit(1 if failures else 0)
+    exit_on_failures(failures)
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["manifest"]:
-        sys.stdout.write(manifest())
-    elif sys.argv[1:2] == ["run"] and len(sys.argv) > 2:
-        run(sys.argv[2], [int(x) for x in sys.argv[3:]] or list(MS))
-    else:
-        sys.exit(__doc__)
+    from common import sweep_cli
+
+    sweep_cli(__doc__, manifest, run, MS)
