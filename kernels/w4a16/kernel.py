@@ -217,14 +217,7 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
             y4, y5, y6, y7 = ld_cached_v4(arow[j] + koff + Int64(16))
             bwk[0, j], bwk[1, j], bwk[2, j], bwk[3, j] = y0, y1, y2, y3
             bwk[4, j], bwk[5, j], bwk[6, j], bwk[7, j] = y4, y5, y6, y7
-        for r in cutlass.range_constexpr(self.rb):
-            sp = quad_scales(sw[kt, r])
-            for b in cutlass.range_constexpr(4):
-                r0, r1, r2, r3 = decode_block(aw[b, kt, r], sp[b])
-                for j in cutlass.range_constexpr(self.nt):
-                    d0, d1, d2, d3 = mma_bf16(r0, r1, r2, r3, bwk[2 * b, j], bwk[2 * b + 1, j],
-                                              acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r])
-                    acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r] = d0, d1, d2, d3
+        self._mma_blocks(acc, aw, sw, bwk, kt)
 
     @cute.jit
     def _mma_tile_staged(self, acc, aw, sw, bwk, wsb, lane, kt):
@@ -236,11 +229,17 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
             y4, y5, y6, y7 = ldmatrix_x4(sa + 64)
             bwk[0, j], bwk[1, j], bwk[2, j], bwk[3, j] = y0, y1, y2, y3
             bwk[4, j], bwk[5, j], bwk[6, j], bwk[7, j] = y4, y5, y6, y7
-        for r in cutlass.range_constexpr(self.rb):
+        self._mma_blocks(acc, aw, sw, bwk, kt)
+
+    # Plain Python helper, unrolled while the two split "k" tile bodies above are traced (they
+    # differ only in where the B fragments bwk come from).
+    def _mma_blocks(self, acc, aw, sw, bwk, kt):
+        """Each of the rb x 4 blocks of k64 tile kt decoded once, then nt MMAs with bwk's fragments."""
+        for r in range(self.rb):
             sp = quad_scales(sw[kt, r])
-            for b in cutlass.range_constexpr(4):
+            for b in range(4):
                 r0, r1, r2, r3 = decode_block(aw[b, kt, r], sp[b])
-                for j in cutlass.range_constexpr(self.nt):
+                for j in range(self.nt):
                     d0, d1, d2, d3 = mma_bf16(r0, r1, r2, r3, bwk[2 * b, j], bwk[2 * b + 1, j],
                                               acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r])
                     acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r] = d0, d1, d2, d3

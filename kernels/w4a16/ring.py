@@ -122,6 +122,19 @@ class RingMainloop:
                 cp_async_16(wdst + r * W_STEP_BYTES + 2048 + lane * 16,
                             sbw[r] + Int64((4 * c + lane // 4) * STRIP_TILE + (lane % 4) * 16))
 
+    # Plain Python helper, unrolled while n_chunk / wgmma.wgp_chunk are traced.
+    def staged_blocks(self, wsrc, kt, lane):
+        """The decoded A fragments of k64 tile kt of the warp's staged weights at wsrc (w_slot):
+        rb row blocks x 4 k16 blocks, each decode_block of the lane's code word and scale pair."""
+        regs = []
+        for r in range(self.rb):
+            x = ld_shared_v4(wsrc + r * W_STEP_BYTES + kt * 512 + lane * 16)
+            # lane (g, t): block t's pair of rows g, g + 8 (strip bytes 8g + 2t, + 1)
+            sp = quad_scales(ld_shared_u16(wsrc + r * W_STEP_BYTES + 2048 + kt * 64 + lane * 2))
+            for b in range(4):
+                regs.append(decode_block(x[b], sp[b]))
+        return regs
+
     @cute.jit
     def n_chunk(self, acc, base, warp, lane):
         """split "n", one K step from the stage at `base`: per k64 tile, the warp's rb x 4 blocks
@@ -131,13 +144,7 @@ class RingMainloop:
         rb, nt = self.rb, self.nt
         wsrc = w_slot(base, self.act_stage_bytes, warp, rb)
         for kt in cutlass.range_constexpr(4):
-            af = []
-            for r in cutlass.range_constexpr(rb):
-                x = ld_shared_v4(wsrc + r * W_STEP_BYTES + kt * 512 + lane * 16)
-                # lane (g, t): block t's pair of rows g, g + 8 (strip bytes 8g + 2t, + 1)
-                sp = quad_scales(ld_shared_u16(wsrc + r * W_STEP_BYTES + 2048 + kt * 64 + lane * 2))
-                for b in cutlass.range_constexpr(4):
-                    af.append(decode_block(x[b], sp[b]))
+            af = self.staged_blocks(wsrc, kt, lane)
             for j in cutlass.range_constexpr(nt):
                 sa = n_frag_slot(base, j, lane, kt, self.quad)
                 if const_expr(self.quad):

@@ -26,8 +26,8 @@ import cutlass.cute as cute
 from cutlass import Int64
 
 from ..w4a16_device import fence_proxy_async, hold, sw128_desc, wg_commit, wg_fence, wg_wait, wgmma_rs
-from . import W_STEP_BYTES
-from .ptx import decode_block, ld_cached_v4, ld_shared_u16, ld_shared_v4, quad_scales, st_shared_v4
+from .ptx import decode_block, ld_cached_v4, quad_scales, st_shared_v4
+from .ring import w_slot
 
 
 class WgmmaMainloop:
@@ -56,17 +56,9 @@ class WgmmaMainloop:
         (4 + 1 words per row block instead of the step's 24 live across it): the registers this
         frees let ptxas keep the wgmmas in flight while the next tile decodes (with the whole chunk
         in registers, rb = 2, nt = 16 needs ~254 and ptxas serializes every wgmma: C7511)."""
-        bt, rb = self.bt, self.rb
-        wsrc = base + bt * 512 + warp * (rb * W_STEP_BYTES)
+        wsrc = w_slot(base, self.act_stage_bytes, warp, self.rb)
         for kt in cutlass.range_constexpr(4):
-            regs = []
-            for r in cutlass.range_constexpr(rb):
-                x = ld_shared_v4(wsrc + r * W_STEP_BYTES + kt * 512 + lane * 16)
-                # lane (g, t): block t's pair of rows g, g + 8 (strip bytes 8g + 2t, + 1)
-                sp = quad_scales(ld_shared_u16(wsrc + r * W_STEP_BYTES + 2048 + kt * 64 + lane * 2))
-                for b in cutlass.range_constexpr(4):
-                    regs.append(decode_block(x[b], sp[b]))
-            self._mma_tile(acc, regs, base, kt)
+            self._mma_tile(acc, self.staged_blocks(wsrc, kt, lane), base, kt)
         self._settle(acc)
 
     @cute.jit
