@@ -168,11 +168,32 @@ def check(got: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:
 
 
 class W4A16Hooks:
-    """Family hooks of both W4A16 families (mixed in before Family): the signature and the test
-    hooks above, dense or grouped by the class's `grouped`; `act_order(p)` is the K order the
-    kernel reads act in (w4a16 has an act_order knob; w4a16_ws reads natural K)."""
+    """Family hooks of both W4A16 families (mixed in before Family), dense or grouped by the
+    class's `grouped`: can_implement (the family's `reasons(p)` plus the dense family's one
+    weight matrix), compile_args (`kernel_module`'s make_kernel + the shared fake_args), the
+    signature and the test hooks above; `act_order(p)` is the K order the kernel reads act in
+    (w4a16 has an act_order knob; w4a16_ws reads natural K)."""
 
     grouped = False
+    grouped_name = ""  # the grouped family: what the dense family's experts != 1 error points to
+    kernel_module = ""  # dotted name of the family's kernel module (make_kernel(p, grouped))
+    max_m = 1 << 20  # act/out rows are addressed with 64-bit offsets; 65536 is what the tests cover
+
+    def reasons(self, p) -> list[str]:
+        raise NotImplementedError
+
+    def can_implement(self, p, arch: str) -> list[str]:
+        r = super().can_implement(p, arch) + self.reasons(p)
+        if not self.grouped and p.experts != 1:
+            r.append(f"experts={p.experts}: the dense family has one weight matrix (use {self.grouped_name})")
+        return r
+
+    def compile_args(self, p, arch: str):
+        import importlib
+
+        from .w4a16_device import fake_args
+
+        return importlib.import_module(self.kernel_module).make_kernel(p, self.grouped), fake_args(p, self.grouped)
 
     def act_order(self, p) -> str:
         return "natural"

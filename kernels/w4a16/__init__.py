@@ -155,27 +155,17 @@ def _reasons(p: W4A16Params) -> list[str]:
 
 
 class _Base(common.W4A16Hooks, Family):
-    """Signature, inputs, reference and check: kernels/w4a16_common.py (shared with w4a16_ws)."""
+    """can_implement, compile_args, signature, inputs, reference and check: kernels/w4a16_common.py
+    (shared with w4a16_ws); this family adds its params, validity rules and kernel."""
 
     params_type = W4A16Params
     archs = ("sm_90a",)  # mma.sync + bf16x2 multiply; Blackwell has FP4 tensor cores instead
     modules = ("nvfp4_aot.kernels.w4a16", "nvfp4_aot.kernels.w4a16.kernel", "nvfp4_aot.kernels.w4a16.wgmma",
                "nvfp4_aot.kernels.w4a16.ring",
                "nvfp4_aot.kernels.w4a16.ptx", "nvfp4_aot.kernels.w4a16.prepare")
-    # act/out rows are addressed with 64-bit offsets; 65536 is what the tests cover.
-    max_m = 1 << 20
-
-    def can_implement(self, p: W4A16Params, arch: str) -> list[str]:
-        r = super().can_implement(p, arch) + _reasons(p)
-        if not self.grouped and p.experts != 1:
-            r.append(f"experts={p.experts}: the dense family has one weight matrix (use w4a16_grouped_gemm)")
-        return r
-
-    def compile_args(self, p: W4A16Params, arch: str):
-        from ..w4a16_device import fake_args
-        from . import kernel
-
-        return kernel.make_kernel(p, self.grouped), fake_args(p, self.grouped)
+    kernel_module = "nvfp4_aot.kernels.w4a16.kernel"
+    grouped_name = "w4a16_grouped_gemm"
+    reasons = staticmethod(_reasons)
 
     def act_order(self, p: W4A16Params) -> str:  # the K order make_inputs writes and reference reads
         return p.act_order

@@ -94,25 +94,16 @@ def _reasons(p: WsParams) -> list[str]:
 
 
 class _Base(common.W4A16Hooks, Family):
-    """Signature, inputs, reference and check: kernels/w4a16_common.py (shared with w4a16)."""
+    """can_implement, compile_args, signature, inputs, reference and check: kernels/w4a16_common.py
+    (shared with w4a16); this family adds its params, validity rules and kernel."""
 
     params_type = WsParams
     archs = ("sm_90a",)  # wgmma + setmaxnreg; Blackwell has FP4 tensor cores instead
     modules = ("nvfp4_aot.kernels.w4a16_ws", "nvfp4_aot.kernels.w4a16_ws.kernel", "nvfp4_aot.kernels.w4a16_ws.ptx",
                "nvfp4_aot.kernels.quack_w4a16.layout")
-    max_m = 1 << 20
-
-    def can_implement(self, p: WsParams, arch: str) -> list[str]:
-        r = super().can_implement(p, arch) + _reasons(p)
-        if not self.grouped and p.experts != 1:
-            r.append(f"experts={p.experts}: the dense family has one weight matrix (use w4a16_ws_grouped_gemm)")
-        return r
-
-    def compile_args(self, p: WsParams, arch: str):
-        from ..w4a16_device import fake_args
-        from . import kernel
-
-        return kernel.make_kernel(p, self.grouped), fake_args(p, self.grouped)
+    kernel_module = "nvfp4_aot.kernels.w4a16_ws.kernel"
+    grouped_name = "w4a16_ws_grouped_gemm"
+    reasons = staticmethod(_reasons)
 
 
 class DenseFamily(_Base):
