@@ -28,13 +28,15 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .. import w4a16_common as common
-from ..family import Family
+from ..family import Arg, Family, Signature
 
 TILE_MS = (128, 256)
 TILE_NS = (64, 128, 256)
 PIPES = (16, 64)
 MAX_ACC = 128  # fp32 accumulators per consumer thread (tile_m * tile_n / 256): registers
 SMEM_LIMIT = 227 * 1024  # Hopper's per-block opt-in shared memory
+SPLIT_KS = (1, 2, 3, 4, 6, 7, 8)  # dense split-K factors (kernel.py _split_reduce)
+MIN_SPLIT_STEPS = 4  # k64 steps per split: below that the reduction outweighs the split
 
 
 def smem_bytes(tile_m: int, tile_n: int, stages: int, experts: int) -> int:
@@ -55,6 +57,7 @@ class WsParams:
     sm_count: int = 132  # persistent grid (H100 SXM / H200: 132 SMs)
     wgs: int = 2  # consumer warpgroups (4: one m64 block each at tile_m 256, more warps to hide the decode)
     pipe: int = 16  # k elements per wgmma commit group: 16 (decode interleaved per k16 block) or 64
+    split_k: int = 1  # dense only: K splits per output tile (> 1: flags + workspace scratch arguments)
 
 
 def _reasons(p: WsParams) -> list[str]:
@@ -84,6 +87,11 @@ def _reasons(p: WsParams) -> list[str]:
                  "the wgmmas (C7512)")
     if p.pipe not in PIPES:
         r.append(f"pipe={p.pipe} must be one of {PIPES} (k elements per wgmma commit group)")
+    if p.split_k not in SPLIT_KS:
+        r.append(f"split_k={p.split_k} must be one of {SPLIT_KS}")
+    elif p.split_k > 1 and p.k % 64 == 0 and (p.k // 64 % p.split_k or p.k // 64 // p.split_k < MIN_SPLIT_STEPS):
+        r.append(f"split_k={p.split_k} must divide the k={p.k} // 64 k64 steps into splits of at least "
+                 f"{MIN_SPLIT_STEPS}")
     if not 1 <= p.experts <= 1024:
         r.append(f"experts={p.experts} must be in [1, 1024]")
     if not 1 <= p.sm_count <= 1024:
@@ -105,6 +113,12 @@ class _Base(common.W4A16Hooks, Family):
     grouped_name = "w4a16_ws_grouped_gemm"
     reasons = staticmethod(_reasons)
 
+    def can_implement(self, p: WsParams, arch: str) -> list[str]:
+        r = super().can_implement(p, arch)
+        if self.grouped and p.split_k != 1:
+            r.append(f"split_k={p.split_k}: the grouped family does not split K (split_k must be 1)")
+        return r
+
 
 class DenseFamily(_Base):
     name = "w4a16_ws_gemm"
@@ -115,6 +129,48 @@ class DenseFamily(_Base):
         from .tiles import dense_table
 
         return dense_table(problem)
+
+    def scratch_args(self, p: WsParams) -> tuple[Arg, ...]:
+        """Split-K scratch (kernel.py _split_reduce), per output tile (token tile, weight tile):
+        flags int32 [4 x wgs consumer warps], zero before the first call and left zero by every
+        call; workspace fp32 [split_k x tile_m x tile_n], never read before written. None unsplit."""
+        if p.split_k == 1:
+            return ()
+        tiles = (f"cdiv(M, {p.tile_n})", f"N // {p.tile_m}")
+        return (
+            Arg("flags", "int32", (*tiles, 4 * p.wgs), align=4, scratch=True),
+            Arg("workspace", "float32", (*tiles, p.split_k * p.tile_m * p.tile_n), align=16, scratch=True),
+        )
+
+    def signature(self, p: WsParams) -> Signature:
+        sig = super().signature(p)
+        return Signature((*sig.args, *self.scratch_args(p)), static=sig.static)
+
+    def compile_args(self, p: WsParams, arch: str):
+        fn, args = super().compile_args(p, arch)
+        if p.split_k == 1:
+            return fn, args
+        from .kernel import split_fake_args
+
+        return fn, (*args[:-1], *split_fake_args(p), args[-1])  # (..., out, flags, workspace, stream)
+
+    def make_inputs(self, p: WsParams, m: int, device: Any, seed: int, poison: float = float("nan"),
+                    dist: str = "uniform"):
+        """Split-K: flags zeroed (the contract), workspace poisoned (never read before written)."""
+        import torch
+
+        inputs = super().make_inputs(p, m, device, seed, poison, dist)
+        if p.split_k > 1:
+            tiles = (-(-m // p.tile_n), p.n // p.tile_m)
+            inputs["flags"] = torch.zeros((*tiles, 4 * p.wgs), dtype=torch.int32, device=device)
+            inputs["workspace"] = torch.full((*tiles, p.split_k * p.tile_m * p.tile_n), poison, dtype=torch.float32,
+                                             device=device)
+        return inputs
+
+    def check(self, p: WsParams, got: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:
+        if p.split_k > 1 and "flags" in got and bool(got["flags"].any()):
+            return [f"flags: {int(got['flags'].count_nonzero())} split-K flags not reset to 0 after the call"]
+        return super().check(p, got, want)
 
 
 # Grouped tilings by average tokens per expert t = rows / experts (H200 sweep, docs/PERFORMANCE.md

@@ -37,7 +37,8 @@ from cutlass import BFloat16, Float32, Int32, Int64, Uint8, const_expr
 from cutlass.cute.nvgpu import cpasync, warpgroup
 
 from ..w4a16_device import hold, sw128_desc, wg_commit, wg_fence, wg_wait, wgmma_rs
-from .ptx import bulk_g2s, decode_k16, lds_v2, lds_v4, lut_regs, mbar_arrive, mbar_wait, scale_pair
+from .ptx import (atom_add_gpu, bulk_g2s, decode_k16, fence_gpu, lds_v2, lds_v4, ldg_cg_f32, lut_regs, mbar_arrive,
+                  mbar_wait, scale_pair, stg_f32, stg_s32)
 
 BLOB_BYTES = 2048  # one (m64, k64) blob tile: 128 threads x 16 B
 STRIP_BYTES = 256  # its scales: 32 row pairs x 4 k16 blocks x 2
@@ -47,12 +48,15 @@ PRODUCER_REGS = 24
 
 class W4A16WsKernel:
     def __init__(self, n: int, k: int, experts: int, grouped: bool, tile_m: int, tile_n: int, stages: int,
-                 sm_count: int, wgs: int = 2, pipe: int = 16):
+                 sm_count: int, wgs: int = 2, pipe: int = 16, split_k: int = 1):
         assert n % tile_m == 0 and k % 64 == 0 and tile_m in (128, 256) and tile_n in (64, 128, 256)
+        assert split_k == 1 or (not grouped and (k // 64) % split_k == 0)
         self.n, self.k, self.experts, self.grouped = n, k, experts, grouped
         self.tile_m, self.tile_n, self.stages, self.sm_count = tile_m, tile_n, stages, sm_count
         self.mt = n // tile_m  # weight tiles per expert
         self.kt = k // 64  # k64 steps
+        self.split_k = split_k  # dense split-K: K splits per output tile (1: no split, no scratch)
+        self.ks = self.kt // split_k  # k64 steps per work item
         self.blocks = tile_m // 64  # m64 blocks per CTA tile
         self.wgs = wgs  # consumer warpgroups
         self.pipe = pipe  # commit-group granularity of the k loop: 16 or 64 (k elements)
@@ -84,20 +88,43 @@ class W4A16WsKernel:
         self._launch(act, blob, sf, alpha, alpha, alpha, out, stream)
 
     @cute.jit
-    def _launch(self, act, blob, sf, alpha, offsets, counts, out, stream):
+    def dense_split_call(self, act: cute.Tensor, blob: cute.Tensor, sf: cute.Tensor, alpha: cute.Tensor,
+                         out: cute.Tensor, flags: cute.Tensor, workspace: cute.Tensor, stream):
+        self._launch(act, blob, sf, alpha, alpha, alpha, out, stream, flags, workspace)
+
+    @cute.jit
+    def _launch(self, act, blob, sf, alpha, offsets, counts, out, stream, flags=None, workspace=None):
         atom_l = warpgroup.make_smem_layout_atom(warpgroup.SmemLayoutAtomKind.K_SW128, BFloat16)
         staged = cute.tile_to_shape(atom_l, (self.tile_n, 64, self.stages), order=(0, 1, 2))
         one = cute.slice_(staged, (None, None, 0))
         tma_atom, tma_act = cpasync.make_tiled_tma_atom(cpasync.CopyBulkTensorTileG2SOp(), act, one,
                                                         (self.tile_n, 64))
-        self.kernel(tma_atom, tma_act, staged, blob, sf, alpha, offsets, counts, out, act.shape[0]).launch(
-            grid=[self.sm_count, 1, 1], block=[self.threads, 1, 1], stream=stream, min_blocks_per_mp=1)
+        if const_expr(self.split_k == 1):
+            self.kernel(tma_atom, tma_act, staged, blob, sf, alpha, offsets, counts, out, act.shape[0]).launch(
+                grid=[self.sm_count, 1, 1], block=[self.threads, 1, 1], stream=stream, min_blocks_per_mp=1)
+        else:
+            self.kernel_split(tma_atom, tma_act, staged, blob, sf, alpha, out, act.shape[0], flags, workspace).launch(
+                grid=[self.sm_count, 1, 1], block=[self.threads, 1, 1], stream=stream, min_blocks_per_mp=1)
 
     # ------------------------------------------------------------------ device side
     @cute.kernel
     def kernel(self, tma_atom: cute.CopyAtom, tma_act: cute.Tensor, staged: cute.ComposedLayout,
                blob: cute.Tensor, sf: cute.Tensor, alpha: cute.Tensor, offsets: cute.Tensor,
                counts: cute.Tensor, out: cute.Tensor, m_rows: Int32):
+        # split_k == 1: flags / workspace stand-ins, never touched (the kernel's parameters and code
+        # are those of the unsplit kernel)
+        self._body(tma_atom, tma_act, staged, blob, sf, alpha, offsets, counts, out, m_rows, alpha, alpha)
+
+    @cute.kernel
+    def kernel_split(self, tma_atom: cute.CopyAtom, tma_act: cute.Tensor, staged: cute.ComposedLayout,
+                     blob: cute.Tensor, sf: cute.Tensor, alpha: cute.Tensor, out: cute.Tensor, m_rows: Int32,
+                     flags: cute.Tensor, workspace: cute.Tensor):
+        self._body(tma_atom, tma_act, staged, blob, sf, alpha, alpha, alpha, out, m_rows, flags, workspace)
+
+    @cute.jit
+    def _body(self, tma_atom: cute.CopyAtom, tma_act: cute.Tensor, staged: cute.ComposedLayout,
+              blob: cute.Tensor, sf: cute.Tensor, alpha: cute.Tensor, offsets: cute.Tensor,
+              counts: cute.Tensor, out: cute.Tensor, m_rows: Int32, flags: cute.Tensor, workspace: cute.Tensor):
         tidx, _, _ = cute.arch.thread_idx()
         bid, _, _ = cute.arch.block_idx()
         grid, _, _ = cute.arch.grid_dim()
@@ -128,21 +155,27 @@ class W4A16WsKernel:
             self._build_prefix(offsets, counts, m_rows, lane, s_pre, s_start, s_cnt)
         cute.arch.sync_threads()
 
-        total = s_pre[E - 1]
+        total = s_pre[E - 1] * self.split_k  # split-K: item w = split_k * (output tile) + split
         mine = cutlass.max((total - bid + grid - 1) // grid, Int32(0))
         if wg == 0:
             cute.arch.setmaxregister_decrease(PRODUCER_REGS)
             if tidx == 0:
                 it = Int32(0)
                 for i in cutlass.range(mine, unroll=1):
-                    e, j, m = self._locate(bid + i * grid, s_pre)
+                    w = bid + i * grid
+                    k0 = Int32(0)
+                    if const_expr(self.split_k > 1):
+                        k0 = (w % self.split_k) * self.ks
+                        w = w // self.split_k
+                    e, j, m = self._locate(w, s_pre)
                     row0 = s_start[e] + j * self.tile_n
                     g_act = cute.local_tile(cute.domain_offset((row0, 0), tma_act), (self.tile_n, 64), (0, None))
                     t_s, t_g = cpasync.tma_partition(tma_atom, 0, cute.make_layout(1), cute.group_modes(s_act, 0, 2),
                                                      cute.group_modes(g_act, 0, 2))
                     # blob/strip byte offsets of (expert e, m64 block m * blocks, k step 0)
                     g0 = e * (self.n // 64) + m * self.blocks
-                    for kt in cutlass.range(self.kt, unroll=1):
+                    for kk in cutlass.range(self.ks, unroll=1):
+                        kt = k0 + kk
                         s = it % S
                         mbar_wait(bar_base + (S + s) * 8, ((it // S) & 1) ^ 1)
                         cute.arch.mbarrier_arrive_and_expect_tx(bars + s, self.tx)
@@ -158,7 +191,7 @@ class W4A16WsKernel:
         else:
             cute.arch.setmaxregister_increase(self.consumer_regs)
             self._consume(wg - 1, tidx % 128, lane, mine, bid, grid, s_pre, s_start, s_cnt, act_base, w_base,
-                          bar_base, alpha, out)
+                          bar_base, alpha, out, flags, workspace)
 
     @cute.jit
     def _build_prefix(self, offsets, counts, m_rows, lane, s_pre, s_start, s_cnt):
@@ -210,7 +243,7 @@ class W4A16WsKernel:
 
     @cute.jit
     def _consume(self, cw, tw, lane, mine, bid, grid, s_pre, s_start, s_cnt, act_base, w_base, bar_base, alpha,
-                 out):
+                 out, flags, workspace):
         """Consumer warpgroup cw: per work item, zero the accumulators, run the k loop (pipe 16 or
         64, below), drain, release the last stage, store."""
         rb, an = self.rb, self.acc_n
@@ -219,20 +252,28 @@ class W4A16WsKernel:
         acc = cute.make_rmem_tensor(cute.make_layout((an, rb)), Float32)
         it = Int32(0)
         for i in cutlass.range(mine, unroll=1):
-            e, j, m = self._locate(bid + i * grid, s_pre)
+            w = bid + i * grid
+            split = Int32(0)
+            if const_expr(self.split_k > 1):
+                split = w % self.split_k
+                w = w // self.split_k
+            e, j, m = self._locate(w, s_pre)
             acc.fill(0.0)
             if const_expr(self.pipe == 16):
                 self._kloop16(acc, it, cw, tw, lane, act_base, w_base, bar_base, luts)
             else:
                 self._kloop64(acc, it, cw, tw, lane, act_base, w_base, bar_base, luts)
-            it += self.kt
+            it += self.ks
             wg_wait(0)
             self._release(bar_base, it - 1, lane)
             for r in cutlass.range_constexpr(rb):
                 vals = hold([acc[q, r] for q in range(an)])
                 for q in cutlass.range_constexpr(an):
                     acc[q, r] = vals[q]
-            self._epilogue(acc, cw, wq, lane, e, j, m, s_start, s_cnt, alpha, out)
+            if const_expr(self.split_k == 1):
+                self._epilogue(acc, cw, wq, lane, e, j, m, s_start, s_cnt, alpha, out)
+            else:
+                self._split_reduce(acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out)
 
     @cute.jit
     def _release(self, bar_base, step, lane):
@@ -295,7 +336,7 @@ class W4A16WsKernel:
         frag_s = cute.make_rmem_tensor(cute.make_layout((2, rb)), Int32)
         self._load16(frag_x, frag_s, it, cw, tw, w_base, bar_base)
         self._decode16(frag, frag_x, frag_s, 0, luts)
-        for t in cutlass.range(self.kt - 1, unroll=1):  # every step but the last: preload the next
+        for t in cutlass.range(self.ks - 1, unroll=1):  # every step but the last: preload the next
             step = it + t
             for b in cutlass.range_constexpr(4):
                 if const_expr(b < 3):
@@ -308,14 +349,14 @@ class W4A16WsKernel:
                 if const_expr(b == 1):
                     if t > 0:
                         self._release(bar_base, step - 1, lane)
-        step = it + self.kt - 1
+        step = it + self.ks - 1
         for b in cutlass.range_constexpr(4):
             if const_expr(b < 3):
                 self._decode16(frag, frag_x, frag_s, b + 1, luts)
             self._issue16(acc, frag, step, b, act_base)
             if const_expr(b < 3):
                 wg_wait(2)
-            if const_expr(b == 1 and self.kt > 1):
+            if const_expr(b == 1 and self.ks > 1):
                 self._release(bar_base, step - 1, lane)
 
     # ---------------------------------------------------------------- pipe 64 (session 4's loop)
@@ -325,16 +366,16 @@ class W4A16WsKernel:
         separately: each step's decoded A fragments are then distinct PTX registers from the
         previous step's, which its wgmmas may still be reading (with one traced step the loop back
         edge reuses them, and the GPU tests caught wrong rows)."""
-        for kk in cutlass.range(self.kt // 2, unroll=1):
+        for kk in cutlass.range(self.ks // 2, unroll=1):
             self._kstep(acc, it, cw, tw, act_base, w_base, bar_base, luts)
             if kk > 0:
                 self._release(bar_base, it - 1, lane)
             self._kstep(acc, it + 1, cw, tw, act_base, w_base, bar_base, luts)
             self._release(bar_base, it, lane)
             it += 2
-        if const_expr(self.kt % 2 == 1):
+        if const_expr(self.ks % 2 == 1):
             self._kstep(acc, it, cw, tw, act_base, w_base, bar_base, luts)
-            if const_expr(self.kt > 1):
+            if const_expr(self.ks > 1):
                 self._release(bar_base, it - 1, lane)
 
     @cute.jit
@@ -364,6 +405,44 @@ class W4A16WsKernel:
         wg_wait(1)  # the previous step's group is done: the caller releases its stage
 
     @cute.jit
+    def _split_reduce(self, acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out):
+        """Dense split-K, per warp (its accumulators are exactly its 16 rows of each m64 block):
+        store the partial sums to the warp's region of this split in the workspace, fence, and
+        count the arrival on the warp's int32 flag; the warp that arrives last (old == split_k - 1)
+        sums the split_k regions in split order (deterministic), resets the flag to 0 (so the
+        scratch is zero again after every call: graph replays need no memset) and runs the
+        epilogue. No thread ever waits on another CTA, so there is no residency requirement.
+        Workspace per (output tile, warp, split): 32 lanes x acc_n x rb fp32, lane fastest
+        (coalesced); flags per (output tile, warp)."""
+        S, rb, an = self.split_k, self.rb, self.acc_n
+        per = 32 * an * rb  # floats of one warp's partial
+        slot = (j * self.mt + m) * (4 * self.wgs) + cw * 4 + wq
+        base = workspace.iterator.toint() + (Int64(slot) * (S * per) + lane) * 4
+        mine = base + Int64(split) * (per * 4)
+        for r in cutlass.range_constexpr(rb):
+            for q in cutlass.range_constexpr(an):
+                stg_f32(mine + (r * an + q) * 128, acc[q, r])
+        fence_gpu()  # this thread's partial stores, then (via the warp sync) lane 0's arrival
+        cute.arch.sync_warp()
+        flag = flags.iterator.toint() + Int64(slot) * 4
+        old = Int32(0)
+        if lane == 0:
+            old = atom_add_gpu(flag, Int32(1))
+        old = cute.arch.shuffle_sync(old, 0)
+        if old == S - 1:
+            fence_gpu()  # the other splits' partials (released before their arrivals) are visible
+            for r in cutlass.range_constexpr(rb):
+                for q in cutlass.range_constexpr(an):
+                    acc[q, r] = ldg_cg_f32(base + (r * an + q) * 128)
+            for s2 in cutlass.range_constexpr(1, S):
+                for r in cutlass.range_constexpr(rb):
+                    for q in cutlass.range_constexpr(an):
+                        acc[q, r] = acc[q, r] + ldg_cg_f32(base + s2 * (per * 4) + (r * an + q) * 128)
+            if lane == 0:
+                stg_s32(flag, Int32(0))
+            self._epilogue(acc, cw, wq, lane, Int32(0), j, m, s_start, s_cnt, alpha, out)
+
+    @cute.jit
     def _epilogue(self, acc, cw, wq, lane, e, j, m, s_start, s_cnt, alpha, out):
         """acc[4 jj + q, r] = (row 16 wq + lane / 4 + 8 (q / 2) of block r, token 8 jj + 2 (lane % 4)
         + q % 2) -> out[start + token, weight row] * alpha, tokens < count only."""
@@ -388,5 +467,16 @@ class W4A16WsKernel:
 
 
 def make_kernel(p, grouped: bool):
-    k = W4A16WsKernel(p.n, p.k, p.experts, grouped, p.tile_m, p.tile_n, p.stages, p.sm_count, p.wgs, p.pipe)
-    return k.grouped_call if grouped else k.dense_call
+    split = getattr(p, "split_k", 1)
+    k = W4A16WsKernel(p.n, p.k, p.experts, grouped, p.tile_m, p.tile_n, p.stages, p.sm_count, p.wgs, p.pipe, split)
+    return k.grouped_call if grouped else (k.dense_split_call if split > 1 else k.dense_call)
+
+
+def split_fake_args(p):
+    """Fake (flags, workspace) of a split-K variant (the dense family's scratch_args): [token
+    tiles (symbolic), weight tiles, ...], contiguous; they go between out and the stream."""
+    fake = cute.runtime.make_fake_compact_tensor
+    tt = cute.sym_int()
+    flags = fake(Int32, (tt, p.n // p.tile_m, 4 * p.wgs), stride_order=(2, 1, 0), assumed_align=4)
+    ws = fake(Float32, (tt, p.n // p.tile_m, p.split_k * p.tile_m * p.tile_n), stride_order=(2, 1, 0), assumed_align=16)
+    return flags, ws

@@ -10,7 +10,7 @@ exactly a0..a3 (layout.py: j = 4b + 2e + h), each byte two E2M1 codes, low nibbl
 """
 
 import cutlass
-from cutlass import Int32, Int64
+from cutlass import Float32, Int32, Int64
 from cutlass._mlir.dialects import llvm
 from cutlass.cutlass_dsl import T, dsl_user_op
 
@@ -143,3 +143,39 @@ def mbar_wait(mbar: Int32, phase: Int32, *, loc=None, ip=None):
 @dsl_user_op
 def mbar_arrive(mbar: Int32, *, loc=None, ip=None):
     _effect("mbarrier.arrive.shared::cta.b64 _, [$0];", [Int32(mbar)], "r", loc, ip)
+
+
+# ----------------------------------------------------------------------------- split-K reduction
+# Global memory of the dense split-K reduction (kernel.py _split_reduce), all volatile asm so
+# that none moves across the fences / the arrival atomic around it.
+
+
+@dsl_user_op
+def stg_f32(addr: Int64, v: Float32, *, loc=None, ip=None):
+    _effect("st.global.f32 [$0], $1;", [Int64(addr), Float32(v)], "l,f", loc, ip)
+
+
+@dsl_user_op
+def stg_s32(addr: Int64, v: Int32, *, loc=None, ip=None):
+    _effect("st.relaxed.gpu.global.s32 [$0], $1;", [Int64(addr), Int32(v)], "l,r", loc, ip)
+
+
+@dsl_user_op
+def ldg_cg_f32(addr: Int64, *, loc=None, ip=None):
+    """A load cached in L2 only: the value was written by another SM (L1 is not coherent)."""
+    return Float32(llvm.inline_asm(T.f32(), [Int64(addr).ir_value(loc=loc, ip=ip)], "ld.global.cg.f32 $0, [$1];",
+                                   "=f,l", has_side_effects=True, loc=loc, ip=ip))
+
+
+@dsl_user_op
+def fence_gpu(*, loc=None, ip=None):
+    """fence.acq_rel.gpu (membar.gl): this thread's earlier writes are visible GPU-wide before its later ones."""
+    _effect("fence.acq_rel.gpu;", [], "", loc, ip)
+
+
+@dsl_user_op
+def atom_add_gpu(addr: Int64, v: Int32, *, loc=None, ip=None):
+    """atomicAdd on a global int32 (GPU scope, acq_rel); returns the old value."""
+    return Int32(llvm.inline_asm(T.i32(), [Int64(addr).ir_value(loc=loc, ip=ip), Int32(v).ir_value(loc=loc, ip=ip)],
+                                 "atom.acq_rel.gpu.global.add.s32 $0, [$1], $2;", "=r,l,r", has_side_effects=True,
+                                 loc=loc, ip=ip))
