@@ -46,6 +46,25 @@ REGS = 65536  # per SM: the producer warpgroup keeps PRODUCER_REGS, the consumer
 PRODUCER_REGS = 24
 
 
+# Split-K index math, plain arithmetic shared by the kernel (on DSL integers) and the CPU emulation
+# of the schedule and reduction (tests/kernels/test_w4a16_ws_split.py).
+def split_item(w, split_k: int, ks: int):
+    """Work item w -> (output item, first k64 step): the split_k splits of an output tile are
+    consecutive items; split s runs k64 steps [s ks, (s + 1) ks)."""
+    return w // split_k, (w % split_k) * ks
+
+
+def reduce_slot(j, m, cw, wq, mt: int, wgs: int):
+    """The (output tile (token tile j, weight tile m), consumer warp) slot: its flag index."""
+    return (j * mt + m) * (4 * wgs) + cw * 4 + wq
+
+
+def ws_index(slot, split, lane, idx, split_k: int, per: int):
+    """fp32 index in the workspace of accumulator idx (< per / 32) of lane `lane` of a slot's
+    partial of split `split`: [slot][split][idx][lane] (lane fastest: coalesced)."""
+    return (slot * split_k + split) * per + idx * 32 + lane
+
+
 class W4A16WsKernel:
     def __init__(self, n: int, k: int, experts: int, grouped: bool, tile_m: int, tile_n: int, stages: int,
                  sm_count: int, wgs: int = 2, pipe: int = 16, split_k: int = 1):
@@ -165,8 +184,7 @@ class W4A16WsKernel:
                     w = bid + i * grid
                     k0 = Int32(0)
                     if const_expr(self.split_k > 1):
-                        k0 = (w % self.split_k) * self.ks
-                        w = w // self.split_k
+                        w, k0 = split_item(w, self.split_k, self.ks)
                     e, j, m = self._locate(w, s_pre)
                     row0 = s_start[e] + j * self.tile_n
                     g_act = cute.local_tile(cute.domain_offset((row0, 0), tma_act), (self.tile_n, 64), (0, None))
@@ -255,8 +273,8 @@ class W4A16WsKernel:
             w = bid + i * grid
             split = Int32(0)
             if const_expr(self.split_k > 1):
-                split = w % self.split_k
-                w = w // self.split_k
+                w, k0 = split_item(w, self.split_k, self.ks)
+                split = k0 // self.ks
             e, j, m = self._locate(w, s_pre)
             acc.fill(0.0)
             if const_expr(self.pipe == 16):
@@ -416,12 +434,11 @@ class W4A16WsKernel:
         (coalesced); flags per (output tile, warp)."""
         S, rb, an = self.split_k, self.rb, self.acc_n
         per = 32 * an * rb  # floats of one warp's partial
-        slot = (j * self.mt + m) * (4 * self.wgs) + cw * 4 + wq
-        base = workspace.iterator.toint() + (Int64(slot) * (S * per) + lane) * 4
-        mine = base + Int64(split) * (per * 4)
+        slot = Int64(reduce_slot(j, m, cw, wq, self.mt, self.wgs))
+        ws = workspace.iterator.toint()
         for r in cutlass.range_constexpr(rb):
             for q in cutlass.range_constexpr(an):
-                stg_f32(mine + (r * an + q) * 128, acc[q, r])
+                stg_f32(ws + ws_index(slot, Int64(split), lane, r * an + q, S, per) * 4, acc[q, r])
         fence_gpu()  # this thread's partial stores, then (via the warp sync) lane 0's arrival
         cute.arch.sync_warp()
         flag = flags.iterator.toint() + Int64(slot) * 4
@@ -433,11 +450,11 @@ class W4A16WsKernel:
             fence_gpu()  # the other splits' partials (released before their arrivals) are visible
             for r in cutlass.range_constexpr(rb):
                 for q in cutlass.range_constexpr(an):
-                    acc[q, r] = ldg_cg_f32(base + (r * an + q) * 128)
+                    acc[q, r] = ldg_cg_f32(ws + ws_index(slot, 0, lane, r * an + q, S, per) * 4)
             for s2 in cutlass.range_constexpr(1, S):
                 for r in cutlass.range_constexpr(rb):
                     for q in cutlass.range_constexpr(an):
-                        acc[q, r] = acc[q, r] + ldg_cg_f32(base + s2 * (per * 4) + (r * an + q) * 128)
+                        acc[q, r] = acc[q, r] + ldg_cg_f32(ws + ws_index(slot, s2, lane, r * an + q, S, per) * 4)
             if lane == 0:
                 stg_s32(flag, Int32(0))
             self._epilogue(acc, cw, wq, lane, Int32(0), j, m, s_start, s_cnt, alpha, out)

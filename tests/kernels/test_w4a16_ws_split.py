@@ -1,0 +1,127 @@
+"""w4a16_ws_gemm's dense split-K on the CPU box: the validity rule, the scratch signature, a check
+that catches flags left non-zero, and an emulation of the persistent split schedule and of the
+last-arriver reduction with the kernel's own index functions (kernel.py split_item, reduce_slot,
+ws_index), under random arrival orders."""
+
+import math
+import random
+
+import pytest
+import torch
+
+from nvfp4_aot.kernels import eval_dim, get_family
+from nvfp4_aot.kernels.w4a16_ws.kernel import reduce_slot, split_item, ws_index
+
+DENSE = get_family("w4a16_ws_gemm")
+GROUPED = get_family("w4a16_ws_grouped_gemm")
+
+
+def dense(**kw):
+    return DENSE.parse_params({"n": 2048, "k": 7168, **kw})
+
+
+def test_split_k_validity():
+    assert DENSE.can_implement(dense(tile_n=64, split_k=8), "sm_90a") == []  # 112 k64 steps / 8
+    assert DENSE.can_implement(dense(split_k=7), "sm_90a") == []
+    assert any("split_k=5" in r for r in DENSE.can_implement(dense(split_k=5), "sm_90a"))
+    # 48 k64 steps: 3 divides, 7 does not; 32 steps in splits of 8: at least 4 each
+    assert DENSE.can_implement(dense(n=7168, k=3072, split_k=3), "sm_90a") == []
+    assert any("divide" in r for r in DENSE.can_implement(dense(n=7168, k=3072, split_k=7), "sm_90a"))
+    assert any("at least 4" in r for r in DENSE.can_implement(dense(n=7168, k=448, split_k=7), "sm_90a"))
+    g = GROUPED.parse_params({"n": 6144, "k": 7168, "experts": 48, "split_k": 2})
+    assert any("grouped family does not split K" in r for r in GROUPED.can_implement(g, "sm_90a"))
+
+
+def test_split_k_signature_has_trailing_scratch():
+    assert all(not a.scratch for a in DENSE.signature(dense()).args)  # unsplit: today's signature
+    p = dense(tile_m=128, tile_n=64, split_k=4)
+    sig = DENSE.signature(p)
+    env = {**sig.static, "M": 65}
+    shapes = {a.name: tuple(eval_dim(d, env) for d in a.shape) for a in sig.args if a.scratch}
+    assert [a.name for a in sig.args][-2:] == ["flags", "workspace"]
+    assert shapes == {"flags": (2, 16, 8), "workspace": (2, 16, 4 * 128 * 64)}
+
+
+def test_check_catches_flags_left_set():
+    p = dense(n=256, k=512, tile_m=128, tile_n=64, split_k=2)
+    inp = DENSE.make_inputs(p, 5, torch.device("cpu"), seed=1)
+    assert not inp["flags"].any() and torch.isnan(inp["workspace"]).all()
+    want = DENSE.reference(p, inp)
+    got = {"out": want["out"].to(torch.bfloat16), "flags": inp["flags"].clone()}
+    assert DENSE.check(p, got, want) == []
+    got["flags"][0, 1, 3] = 1
+    assert "not reset" in DENSE.check(p, got, want)[0]
+
+
+@pytest.mark.parametrize("m,n,k,tile_m,tile_n,split_k,grid", [
+    (64, 2048, 7168, 128, 64, 8, 132), (256, 7168, 3072, 128, 64, 3, 132), (33, 7168, 2048, 128, 128, 2, 132),
+    (1000, 512, 1024, 256, 64, 4, 7), (5, 256, 512, 128, 64, 2, 3)])
+def test_split_schedule_covers_every_k_step_once(m, n, k, tile_m, tile_n, split_k, grid):
+    """The producer's and consumers' walk (CTA b: items b, b + grid, ...) over token tiles x weight
+    tiles x splits covers every (token tile, weight tile, k64 step) exactly once."""
+    mt, kt = n // tile_m, k // 64
+    ks = kt // split_k
+    total = -(-m // tile_n) * mt * split_k
+    seen = {}
+    for b in range(grid):
+        for i in range(max((total - b + grid - 1) // grid, 0)):
+            item, k0 = split_item(b + i * grid, split_k, ks)
+            j, mm = divmod(item, mt)  # _locate, dense (one expert)
+            for kk in range(ks):
+                key = (j, mm, k0 + kk)
+                assert key not in seen
+                seen[key] = b
+    assert len(seen) == -(-m // tile_n) * mt * kt
+
+
+@pytest.mark.parametrize("split_k,wgs,rb,an", [(2, 2, 1, 32), (3, 2, 2, 32), (8, 2, 1, 32), (4, 4, 1, 32), (7, 2, 1, 64)])
+def test_last_arriver_reduction_emulated(split_k, wgs, rb, an):
+    """Every (output tile, consumer warp) slot: split_k warps arrive in a random order, each stores
+    its partial at ws_index, then increments the slot's flag; the one that sees split_k - 1 sums
+    the split_k partials in split order and resets the flag. Result: the exact split-order fp32
+    sum whatever the arrival order, flags all zero after, every workspace index inside the
+    signature's buffer and written by exactly one (slot, split, lane, accumulator)."""
+    rng = random.Random(split_k * 31 + wgs)
+    tiles_j, mt = 3, 2
+    per = 32 * an * rb
+    p = dense(n=mt * 64 * wgs * rb, k=64 * 4 * split_k, tile_m=64 * wgs * rb, tile_n=2 * an, wgs=wgs,
+              split_k=split_k, stages=2)
+    env = {"N": p.n, "K": p.k, "M": tiles_j * p.tile_n}
+    sizes = {a.name: math.prod(eval_dim(d, env) for d in a.shape) for a in DENSE.signature(p).args if a.scratch}
+    flags = torch.zeros(sizes["flags"], dtype=torch.int32)
+    ws = torch.full((sizes["workspace"],), float("nan"), dtype=torch.float32)
+    owner = {}
+    parts = torch.randn(tiles_j, mt, wgs, 4, split_k, 32, per // 32)
+    outs = {}
+    for j in range(tiles_j):
+        for m in range(mt):
+            for cw in range(wgs):
+                for wq in range(4):
+                    slot = reduce_slot(j, m, cw, wq, mt, wgs)
+                    assert slot < sizes["flags"]
+                    order = list(range(split_k))
+                    rng.shuffle(order)
+                    for s in order:
+                        for lane in range(32):
+                            for idx in range(per // 32):
+                                i = ws_index(slot, s, lane, idx, split_k, per)
+                                assert owner.setdefault(i, (slot, s, lane, idx)) == (slot, s, lane, idx)
+                                ws[i] = parts[j, m, cw, wq, s, lane, idx]
+                        old = int(flags[slot])
+                        flags[slot] += 1
+                        if old == split_k - 1:
+                            acc = torch.stack([ws[[ws_index(slot, s2, ln, ix, split_k, per) for ln in range(32)
+                                                   for ix in range(per // 32)]] for s2 in range(split_k)])
+                            total = acc[0].clone()
+                            for s2 in range(1, split_k):
+                                total = total + acc[s2]
+                            flags[slot] = 0
+                            outs[(j, m, cw, wq)] = total
+                    assert (j, m, cw, wq) in outs
+    assert not flags.any()
+    assert len(owner) == sizes["workspace"] and max(owner) == sizes["workspace"] - 1
+    for (j, m, cw, wq), got in outs.items():
+        want = parts[j, m, cw, wq, 0].reshape(-1).clone()
+        for s in range(1, split_k):
+            want = want + parts[j, m, cw, wq, s].reshape(-1)
+        assert torch.equal(got, want)
