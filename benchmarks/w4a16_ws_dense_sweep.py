@@ -4,6 +4,7 @@ or per-row alpha for the two-scale q_a + kv) as a store's `quack` manifest tiles
 mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph replays.
 
   w4a16_ws_dense_sweep.py manifest > sweep.toml        # every candidate of CANDIDATES, one store
+  w4a16_ws_dense_sweep.py manifest --split > sweep.toml   # SPLIT_CANDIDATES instead (split-K, M <= 256)
   nvfp4-build compile sweep.toml manifests/default.toml --arch sm_90a -o ROOT -j 2   # (CPU box)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192
 
@@ -14,7 +15,9 @@ then timed. The baselines come from the store's BASE_MANIFEST (default: "default
 separately (an op id may be tiled differently by two manifests). Cells: us (x torch bf16, % of
 the dense bf16 peak); "best" per M names the fastest candidate and its ratio to quack."""
 
+import math
 import os
+import sys
 
 # narrow shapes first (the grid-starved ones)
 SHAPES = {"q_a+kv": (2048, 7168, 2), "down": (7168, 3072, 1), "o_b": (7168, 2048, 1), "gate+up": (6144, 7168, 1),
@@ -23,16 +26,32 @@ SHAPES = {"q_a+kv": (2048, 7168, 2), "down": (7168, 3072, 1), "o_b": (7168, 2048
 # weights: bytes in flight per SM), plus shallower rings of the two small-M tiles
 CANDIDATES = [(128, 64, 12), (128, 64, 6), (256, 64, 12), (128, 128, 10), (128, 128, 6), (256, 128, 8),
               (128, 256, 6)]
+# split-K candidates per shape (tile_m, tile_n, stages, split_k), each with its unsplit twin: the
+# splits that bring tiles x splits close to (not over) 132 SMs at M = 64 .. 256 (PERFORMANCE.md (r))
+SPLIT_CANDIDATES = {
+    "q_a+kv": [(128, 64, 6, 1), (128, 64, 6, 4), (128, 64, 6, 7), (128, 64, 6, 8), (128, 128, 6, 4),
+               (128, 128, 6, 8), (128, 256, 6, 8)],
+    "down": [(128, 64, 6, 1), (128, 64, 6, 2), (128, 64, 6, 3), (128, 128, 10, 1), (128, 128, 10, 2),
+             (128, 128, 10, 3)],
+    "o_b": [(128, 64, 6, 1), (128, 64, 6, 2), (128, 64, 6, 4), (128, 128, 10, 1), (128, 128, 10, 2),
+            (128, 128, 10, 4)],
+    "gate+up": [(128, 64, 12, 1), (128, 64, 12, 2), (128, 64, 12, 4), (128, 128, 10, 1), (128, 128, 10, 2),
+                (128, 128, 10, 4)],
+}
 MS = (33, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
-CHECK_MS = (33, 256, 1000)
+CHECK_MS = (33, 64, 256, 1000)
 OURS_MS = (16, 32, 33, 64)  # w4a16_gemm (Nvfp4Linear's decode kernel) timed here too
 
 
-def manifest() -> str:
+def manifest(split: bool = False) -> str:
     out = ['archs = ["sm_90a"]']
     for shape, (n, k, _) in SHAPES.items():
-        rows = [f"  {{ m = [{i + 1}, {i + 1}], tuning = {{ tile_m = {tm}, tile_n = {tn}, stages = {st} }} }},"
-                for i, (tm, tn, st) in enumerate(CANDIDATES)]
+        cands = SPLIT_CANDIDATES.get(shape, []) if split else [(*c, 1) for c in CANDIDATES]
+        if not cands:
+            continue
+        rows = [f"  {{ m = [{i + 1}, {i + 1}], tuning = {{ tile_m = {tm}, tile_n = {tn}, stages = {st}"
+                + (f", split_k = {sk}" if sk > 1 else "") + " } },"
+                for i, (tm, tn, st, sk) in enumerate(cands)]
         out += ["", f"# {shape}", "[[op]]", 'family = "w4a16_ws_gemm"', f"problem = {{ n = {n}, k = {k} }}",
                 "buckets = [", *rows, "]"]
     return "\n".join(out) + "\n"
@@ -42,7 +61,7 @@ def run(root: str, ms: list[int]) -> None:
     import torch
     from common import bf16_peak, device_name, exit_on_failures, time_cuda
 
-    from nvfp4_aot.kernels import get_family
+    from nvfp4_aot.kernels import eval_dim, get_family
     from nvfp4_aot.runtime import open_store
     from nvfp4_aot.runtime.scratch import OpScratch
 
@@ -62,7 +81,10 @@ def run(root: str, ms: list[int]) -> None:
         return f", {2.0 * m * n * k / t / peak:.0%}" if peak else ""
 
     for shape, (n, k, scales) in SHAPES.items():
-        kerns = store.op(fam.name, n=n, k=k).kernels()
+        try:
+            kerns = store.op(fam.name, n=n, k=k).kernels()
+        except Exception:  # noqa: BLE001 (a sweep store without this shape)
+            continue
         p0 = fam.parse_params(kerns[0].record["params"])
         data = fam.make_inputs(p0, mmax, dev, seed=n + k)  # weights do not depend on the tiling
         checks = [m for m in CHECK_MS if m <= mmax and (n * k <= 1 << 26 or m <= 256)]  # fp64 cost
@@ -102,15 +124,24 @@ def run(root: str, ms: list[int]) -> None:
         for kern in kerns:
             p = fam.parse_params(kern.record["params"])
             cells, bad = [], []
+            # split-K scratch: zeroed flags + workspace at mmax, contiguous prefixes per m (as OpScratch)
+            sdims = [(a.name, a.shape) for a in fam.signature(p).args if a.scratch]
+            env = {"N": n, "K": k, "M": mmax}
+            sbuf = {nm: torch.zeros(math.prod(eval_dim(d, env) for d in sh), device=dev,
+                                    dtype=torch.int32 if nm == "flags" else torch.float32) for nm, sh in sdims}
             for m in ms:
                 out = torch.full((m, n), float("nan"), dtype=torch.bfloat16, device=dev)
-                args = (data["act"][:m], data["blob"], data["sf"], data["alpha"], out)
+                sc = {nm: sbuf[nm][:math.prod(shp)].view(shp) for nm, sh in sdims
+                      for shp in [tuple(eval_dim(d, {**env, "M": m}) for d in sh)]}
+                args = (data["act"][:m], data["blob"], data["sf"], data["alpha"], out, *sc.values())
                 if m in want:
-                    kern(*args)
-                    torch.cuda.synchronize()
-                    bad += [f"M={m}: {x}" for x in fam.check(p, {"out": out}, {"out": want[m]})]
+                    for _ in range(2):  # twice: the second call proves the flags came back to zero
+                        out.fill_(float("nan"))
+                        kern(*args)
+                        torch.cuda.synchronize()
+                        bad += [f"M={m}: {x}" for x in fam.check(p, {"out": out, **sc}, {"out": want[m]})]
                 t = time_cuda(lambda: kern(*args, check=False), reps=10)
-                tag = f"{p.tile_m}x{p.tile_n} s{p.stages}"
+                tag = f"{p.tile_m}x{p.tile_n} s{p.stages}" + (f" k{p.split_k}" if p.split_k > 1 else "")
                 best[m] = min(best.get(m, (float("inf"), "")), (t, tag))
                 cells.append(f"M={m}: {t * 1e6:6.1f} ({tb[m] / t:.2f}x{pk(m, n, k, t)})")
                 del out
@@ -128,4 +159,4 @@ def run(root: str, ms: list[int]) -> None:
 if __name__ == "__main__":
     from common import sweep_cli
 
-    sweep_cli(__doc__, manifest, run, MS)
+    sweep_cli(__doc__, lambda: manifest(split="--split" in sys.argv), run, MS)

@@ -129,3 +129,38 @@ def test_bad_inputs_refused_before_launch(store, seed):
         bad[name] = bad_value
         with pytest.raises(Nvfp4AotError, match=name):
             op(*[bad[n] for n in nm])
+
+
+def test_dense_split_k_self_cleans_and_replays(store, seed):
+    """Split-K variants (flags + workspace scratch): one scratch pair reused across calls, M's and
+    graph replays, never re-zeroed by the caller: every call right (fresh poison), flags back to 0
+    after each (the last-arriving split resets them), workspace never needs clearing."""
+    split = [op for op in ops(store, DFAM) if any(a.scratch for a in op.kernel_for(1).validator.args)]
+    if not split:
+        pytest.skip("no split-K w4a16_ws_gemm op in the store")
+    failures = []
+    for op in split:
+        mmax = max(DENSE_MS)
+        for i, m in enumerate(DENSE_MS):
+            params = DFAM.parse_params(op.kernel_for(m).record["params"])
+            inputs = DFAM.make_inputs(params, m, DEV, seed + 7 * i)
+            want = DFAM.reference(params, inputs)
+            args = [inputs[n] for n in names(DFAM, op)]
+            for call in range(2):
+                inputs["out"].fill_(float("nan"))
+                op(*args)
+                torch.cuda.synchronize()
+                failures += [f"{op.name} M={m} call {call}: {b}" for b in DFAM.check(params, inputs, want)]
+        params = DFAM.parse_params(op.kernel_for(mmax).record["params"])
+        buf = DFAM.make_inputs(params, mmax, DEV, seed)
+        args = [buf[n] for n in names(DFAM, op)]
+        op(*args)
+        graph, _ = capture(lambda: op(*args))
+        for r in range(3):
+            fresh = DFAM.make_inputs(params, mmax, DEV, seed + 100 + r)
+            for n in ("act", "blob", "sf", "alpha"):
+                buf[n].copy_(fresh[n])
+            buf["out"].fill_(float("nan"))
+            replay_without_allocating(graph, f"{op.name} replay {r}")
+            failures += [f"{op.name} replay {r}: {b}" for b in DFAM.check(params, buf, DFAM.reference(params, fresh))]
+    assert not failures, "\n".join(failures)
