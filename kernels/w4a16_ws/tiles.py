@@ -5,6 +5,13 @@ DeepSeek-V4 dense shapes, docs/PERFORMANCE.md section (r)). What the sweep shows
 is what matters (tile_m 256 only pays on the very wide q_b at small M); 64 tokens while M is small
 (the grid is then N / 128 weight tiles, each streaming all of K: time flat in M), 128 in the
 middle, 256 for prefill; the stage count moves times by a few percent at most.
+
+Split-K (split_k > 1, kernel.py _split_reduce; H200 sweep `w4a16_ws_dense_sweep.py manifest
+--split`, docs/PERFORMANCE.md "wssplit"): it pays exactly where token tiles x weight tiles x
+splits stays within one wave of 132 SMs: q_a+kv (16 weight tiles of 128 rows) split 8 at M <= 64
+(39 -> 11.7 us), 4 up to 256; gate+up (48) split 2 up to 128; down / o_b (56) split 2 at
+M <= 64. A second wave costs more than the split saves (e.g. down 128 x 64 split 2 at M = 128:
+25.5 vs 19.1 us unsplit).
 """
 
 from __future__ import annotations
@@ -12,19 +19,22 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 
-def _t(tile_m: int, tile_n: int, stages: int) -> dict[str, int]:
-    return {"tile_m": tile_m, "tile_n": tile_n, "stages": stages}
+def _t(tile_m: int, tile_n: int, stages: int, split_k: int = 1) -> dict[str, int]:
+    return {"tile_m": tile_m, "tile_n": tile_n, "stages": stages, **({"split_k": split_k} if split_k > 1 else {})}
 
 
 # Rule for an unmeasured shape (the one the one-scale 7168-wide shapes measured).
-DENSE = ((128, _t(128, 64, 6)), (384, _t(128, 128, 10)), (None, _t(128, 256, 6)))
+DENSE = ((64, _t(128, 64, 6, 2)), (128, _t(128, 64, 6)), (384, _t(128, 128, 10)), (None, _t(128, 256, 6)))
 
 DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
     (7168, 3072): DENSE,  # shared-expert down
     (7168, 2048): DENSE,  # o_b
-    (6144, 7168): ((128, _t(128, 64, 12)), (384, _t(128, 128, 10)), (None, _t(128, 256, 6))),  # shared gate + up
-    # q_a + kv: 16 weight tiles of 128 rows; 64-token tiles until 8 token tiles fill more SMs
-    (2048, 7168): ((768, _t(128, 64, 6)), (1536, _t(128, 128, 6)), (None, _t(128, 256, 6))),
+    (6144, 7168): ((64, _t(128, 64, 12, 2)), (128, _t(128, 128, 10, 2)), (384, _t(128, 128, 10)),
+                   (None, _t(128, 256, 6))),  # shared gate + up
+    # q_a + kv: 16 weight tiles of 128 rows: split-K to 256, then 64-token tiles until 8 token
+    # tiles fill more SMs
+    (2048, 7168): ((64, _t(128, 64, 6, 8)), (128, _t(128, 64, 6, 4)), (256, _t(128, 128, 6, 4)),
+                   (768, _t(128, 64, 6)), (1536, _t(128, 128, 6)), (None, _t(128, 256, 6))),
     # q_b: 512 weight tiles; 256-row tiles are as fast at M <= 64 and fewer activation reloads
     (65536, 1536): ((64, _t(256, 64, 12)), (192, _t(256, 128, 8)), (None, _t(128, 256, 6))),
 }
