@@ -13,11 +13,11 @@ strip); ours take the per-row alpha [N] for one- and two-scale layers alike. Bla
 GEMM: not served by this class yet (it raises, naming what is missing).
 
 Graph safety: __call__ allocates only the output when none is given (the caller's allocator:
-the graph pool under capture), never syncs, and launches on the current stream. Our kernels take
-no scratch. Buckets of quack's op built with serial split-K (split_k > 1) take caller-owned
-flags + workspace: the layer allocates them once, sized for max_tokens, from the kernels'
-signatures (runtime/scratch.py), zeroed (the kernel leaves the flags zero after every call); so
-one layer must not run on two streams at once.
+the graph pool under capture), never syncs, and launches on the current stream. Buckets built
+with split-K (quack's serial split_k > 1, or w4a16_ws_gemm's last-arriver split_k > 1) take
+caller-owned flags + workspace: the layer allocates them once, sized for max_tokens, from the
+kernels' signatures (runtime/scratch.py), zeroed (the kernels leave the flags zero after every
+call); so one layer must not run on two streams at once.
 """
 
 from __future__ import annotations
@@ -122,7 +122,8 @@ class Nvfp4Linear:
             alpha = self.alpha[:1].clone() if quack and one_scale else self.alpha
             self.upper = (self.upper_op, *self.w, alpha)
             self.upper_scratch = OpScratch(self.upper_op, max_tokens, device)
-            if device.type == "cuda" and self.upper_scratch.buffers:
+            # quack's serial split-K spins on other CTAs; w4a16_ws_gemm's last-arriver split-K does not
+            if device.type == "cuda" and self.upper_scratch.buffers and quack:
                 _check_split_k_residency(self.upper_op, max_tokens, device)
         self.device = device
 
