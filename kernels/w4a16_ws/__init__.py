@@ -19,7 +19,9 @@ feeding an S-stage mbarrier ring, two consumer warpgroups decoding NVFP4 into th
 operand, the decode of the next k16 block (pipe 16) or k64 step (pipe 64) overlapping the
 wgmmas in flight. Knobs: tile_m (weight rows per CTA tile: 128 or 256), tile_n (tokens per tile:
 64, 128 or 256; accumulators tile_m * tile_n / (128 wgs) per consumer thread), stages, wgs
-(consumer warpgroups: 2 or 4), pipe (16 or 64), sm_count. Measured tilings: GROUPED_TILES.
+(consumer warpgroups: 2 or 4), pipe (16 or 64), sm_count, split_k (dense only: K splits per output
+tile, reduced by the last-arriving split through caller-owned flags + workspace scratch; kernel.py
+_split_reduce). Measured tilings: GROUPED_TILES, tiles.py.
 """
 
 from __future__ import annotations

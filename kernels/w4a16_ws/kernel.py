@@ -20,7 +20,9 @@ Persistent grid (sm_count CTAs) over work = (expert, token tile j, weight tile m
 every CTA first builds, from the device-side offsets/counts (clamped into [0, M)), the inclusive
 prefix of work items per expert in shared memory; CTA b then takes items b, b + grid, ...
 (producer and consumers walk the same sequence). Idle experts own no item; no host sync; the
-grid is fixed, so CUDA graphs replay with any routing.
+grid is fixed, so CUDA graphs replay with any routing. Dense split-K (split_k > 1): every output
+tile is split_k consecutive items over K ranges, reduced through caller-owned scratch by the
+last-arriving split (_split_reduce; no spin, so no residency requirement).
 
 Invariants:
   * every global access is in bounds: expert ranges are clamped into [0, M); the TMA box may
