@@ -33,12 +33,10 @@ from .weights import operands, parts_to_rows, row_alpha  # noqa: F401  (parts_to
 
 # M up to which w4a16_gemm (mma.sync decode) beats w4a16_ws_gemm, measured on an H200
 # (docs/PERFORMANCE.md (r)): w4a16_gemm's M = 33 bucket costs 1.5x its M = 32 one, while ws's time
-# is flat in M up to its 64-token tile: ws wins from 33 on every shape with >= NARROW_TILES
-# weight tiles of 128 rows; narrower layers (q_a + kv, N = 2048: 16 tiles, so 16 busy SMs) keep
-# the decode kernel up to M = 64 (24-28 us vs ws's 42 us there).
+# is flat in M up to its 64-token tile: ws wins from 33 on every shape. The narrow q_a + kv (N =
+# 2048: 16 weight tiles) kept the decode kernel up to M = 64 (24-28 us vs ws's 42 us) until ws's
+# split-K buckets (split 8: 11.7 us at M = 64; PERFORMANCE.md "wssplit"), so one threshold now.
 WS_FROM = 32
-WS_FROM_NARROW = 64
-NARROW_TILES = 32
 # quack (the default upper kernel): M above which its WGMMA kernel beats w4a16_gemm (H200, 2026-12-02 splitk run).
 QUACK_FROM = 32
 QUACK_FROM_ROW_ALPHA = 32
@@ -46,7 +44,7 @@ QUACK_FROM_ROW_ALPHA = 32
 
 def decode_upto(n: int) -> int:
     """The largest M Nvfp4Linear sends to w4a16_gemm when w4a16_ws_gemm serves the rest."""
-    return WS_FROM_NARROW if n // 128 < NARROW_TILES else WS_FROM
+    return WS_FROM
 
 
 class Nvfp4Linear:

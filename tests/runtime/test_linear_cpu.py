@@ -9,7 +9,7 @@ import torch
 from nvfp4_aot.kernels.quack_w4a16.layout import dequantize
 from nvfp4_aot.kernels.quack_w4a16.prepare import random_nvfp4_weights
 from nvfp4_aot.runtime.errors import MissingVariantError
-from nvfp4_aot.runtime.linear import (NARROW_TILES, QUACK_FROM, QUACK_FROM_ROW_ALPHA, WS_FROM, WS_FROM_NARROW,
+from nvfp4_aot.runtime.linear import (QUACK_FROM, QUACK_FROM_ROW_ALPHA, WS_FROM,
                                       Nvfp4Linear, decode_upto)
 
 from ref_store import RefStore
@@ -34,10 +34,9 @@ def _check(lin, q, sf, row_scale, ms):
         assert _rel(lin(x), x.double() @ w.T) <= 1e-2, m
 
 
-def test_decode_threshold_by_layer_width():
-    # narrow layers (few 128-row weight tiles: q_a + kv's N = 2048 has 16) keep the decode kernel longer
-    assert decode_upto(2048) == WS_FROM_NARROW and decode_upto(7168) == decode_upto(6144) == WS_FROM
-    assert decode_upto(128 * NARROW_TILES) == WS_FROM and decode_upto(128 * NARROW_TILES - 128) == WS_FROM_NARROW
+def test_decode_threshold_is_one_for_every_layer_width():
+    # narrow q_a + kv (N = 2048) included since ws's split-K buckets (PERFORMANCE.md "wssplit")
+    assert decode_upto(2048) == decode_upto(7168) == decode_upto(6144) == WS_FROM
 
 
 @pytest.mark.parametrize("scales", [0.01, [0.01, 0.03]], ids=["one_scale", "two_scales"])
@@ -124,7 +123,7 @@ def test_without_the_upper_kernel_in_the_store_w4a16_gemm_serves_every_m(quack):
 
     lin = Nvfp4Linear(Only("sm_90a", max_m=QUACK_FROM), q, sf, s2, max_tokens=4096, device="cpu", quack=quack)
     assert [d.family for d in lin.decls] == ["w4a16_gemm"] and lin.upper is None
-    assert lin.missing([WS_FROM_NARROW + 1]) == [f"{lin.op.name} M={WS_FROM_NARROW + 1} (buckets end at {QUACK_FROM})"]
+    assert lin.missing([2 * QUACK_FROM + 1]) == [f"{lin.op.name} M={2 * QUACK_FROM + 1} (buckets end at {QUACK_FROM})"]
     lin = Nvfp4Linear(Only("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", quack=quack)
     _check(lin, q, sf, 0.02, (7, 300))
 
