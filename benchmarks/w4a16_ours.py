@@ -112,6 +112,7 @@ def dense(store, bw, peak, dev, ms) -> None:
         mmax = max(m for m in ms if m <= op.max_m)
         b = fam.make_inputs(p, mmax, dev, seed=n + k)  # one weight copy for every kernel
         qscratch = OpScratch(qop, mmax, dev) if qop is not None else None
+        wscratch = OpScratch(wop, mmax, dev) if wop is not None else None  # ws split-K buckets
         qalpha = b["alpha"] if scales > 1 else b["alpha"][:1].contiguous()
         print(f"{name} ({n}x{k}, {scales} global scale{'s' if scales > 1 else ''}): floor "
               f"{weight_bytes(n, k) / bw * 1e6:.1f} us; ws: {'yes' if wop else 'not in store'}, w4a16_gemm up to M = "
@@ -122,7 +123,8 @@ def dense(store, bw, peak, dev, ms) -> None:
             reps = 10 if m <= 1024 else 3
             args = (b["act"][:m], b["blob"], b["sf"], b["alpha"], b["out"][:m])
             to = time_cuda(lambda: op(*args, check=False), reps=reps) if m <= max(upto, 256) else None
-            tw = time_cuda(lambda: wop(*args, check=False), reps=reps) if wop is not None and m > 16 else None
+            tw = (time_cuda(lambda: wop(*args, *wscratch(m), check=False), reps=reps)
+                  if wop is not None and m > 16 else None)
             tq = None
             if qop is not None and m <= qop.max_m:
                 qargs = (b["act"][:m], b["blob"], b["sf"], qalpha, b["out"][:m], *qscratch(m))
