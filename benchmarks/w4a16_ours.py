@@ -10,7 +10,7 @@ unpadded groups (route pad = 1), act rows = t * E.
 Dense: per M, our w4a16_gemm and w4a16_ws_gemm, quack's kernel (scalar alpha; per-row alpha for
 the two-scale q_a + kv layer), torch bf16 matmul, what Nvfp4Linear serves at that M by default
 (runtime/linear.py: w4a16_gemm, quack above M = 32) and with quack=False (w4a16_gemm up to
-decode_upto(N), w4a16_ws_gemm above), with ratios to torch and quack.
+WS_FROM, w4a16_ws_gemm above), with ratios to torch and quack.
 """
 
 import argparse
@@ -21,7 +21,7 @@ from common import bf16_peak, copy_bandwidth, device_name, tflops, time_cuda
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.moe_glue import capacity
 from nvfp4_aot.runtime import open_store
-from nvfp4_aot.runtime.linear import QUACK_FROM, QUACK_FROM_ROW_ALPHA, decode_upto
+from nvfp4_aot.runtime.linear import QUACK_FROM, QUACK_FROM_ROW_ALPHA, WS_FROM
 from nvfp4_aot.runtime.scratch import OpScratch
 
 SHAPES = {"L1": (6144, 7168), "L2": (7168, 3072)}
@@ -95,18 +95,18 @@ def dense(store, bw, peak, dev, ms) -> None:
     """Per M: our w4a16_gemm (decode) and w4a16_ws_gemm, quack's (scalar alpha; per-row for the
     two-scale q_a + kv), torch bf16 matmul, and what Nvfp4Linear serves by default
     (runtime/linear.py: w4a16_gemm up to QUACK_FROM, quack above; where the store lacks quack, ws
-    above decode_upto(N)) with its ratio to torch, and our own path (`quack=False`: w4a16_gemm up
-    to decode_upto(N), ws above) with its ratios to torch and to quack. Every kernel reads the
+    above WS_FROM) with its ratio to torch, and our own path (`quack=False`: w4a16_gemm up
+    to WS_FROM, ws above) with its ratios to torch and to quack. Every kernel reads the
     same prepared weights (one layout)."""
     fam = get_family("w4a16_gemm")
     print("\ndense: M | ours w4a16_gemm | ours w4a16_ws_gemm | quack | torch bf16 matmul | Nvfp4Linear's default "
-          "(w4a16_gemm, quack above M = 32) | ours only (quack=False: w4a16_gemm up to decode_upto(N), ws above)")
+          "(w4a16_gemm, quack above M = 32) | ours only (quack=False: w4a16_gemm up to WS_FROM, ws above)")
     for name, (n, k, scales) in DENSE.items():
         op = store.op("w4a16_gemm", n=n, k=k, act_order="natural")
         wop = _op(store, "w4a16_ws_gemm", n=n, k=k)
         qname = "quack_w4a16_gemm" if scales == 1 else "quack_w4a16_rowalpha_gemm"
         qop = _op(store, qname, n=n, k=k)
-        upto = decode_upto(n) if wop is not None else 1 << 62
+        upto = WS_FROM if wop is not None else 1 << 62
         w16 = torch.randn((n, k), device=dev, dtype=torch.bfloat16)
         p = fam.parse_params(op.kernel_for(1).record["params"])
         mmax = max(m for m in ms if m <= op.max_m)

@@ -7,7 +7,7 @@ per-row-alpha twin above QUACK_FROM_ROW_ALPHA for several (q_a + kv). It is the 
 path at every M above the decode range on an H200 (docs/PERFORMANCE.md (r): ours reach 0.40-0.96x
 torch there, quack 0.76-1.06x). `quack=False` serves our own w4a16_ws_gemm (kernels/w4a16_ws:
 warp-specialized wgmma, tile table per (N, K) and token bucket in kernels/w4a16_ws/tiles.py) above
-decode_upto(N) instead; where the store lacks the chosen upper kernel the other one serves, and
+WS_FROM instead; where the store lacks the chosen upper kernel the other one serves, and
 without either w4a16_gemm serves every M. All read the one prepared copy (quack's nvfp4 blob +
 strip); ours take the per-row alpha [N] for one- and two-scale layers alike. Blackwell (sm_100a) needs activation quantization + the block-scaled
 GEMM: not served by this class yet (it raises, naming what is missing).
@@ -36,15 +36,10 @@ from .weights import operands, parts_to_rows, row_alpha  # noqa: F401  (parts_to
 # is flat in M up to its 64-token tile: ws wins from 33 on every shape. The narrow q_a + kv (N =
 # 2048: 16 weight tiles) kept the decode kernel up to M = 64 (24-28 us vs ws's 42 us) until ws's
 # split-K buckets (split 8: 11.7 us at M = 64; PERFORMANCE.md "wssplit"), so one threshold now.
-WS_FROM = 32
+WS_FROM = 32  # Nvfp4Linear(quack=False): w4a16_gemm up to here, w4a16_ws_gemm above
 # quack (the default upper kernel): M above which its WGMMA kernel beats w4a16_gemm (H200, 2026-12-02 splitk run).
 QUACK_FROM = 32
 QUACK_FROM_ROW_ALPHA = 32
-
-
-def decode_upto(n: int) -> int:
-    """The largest M Nvfp4Linear sends to w4a16_gemm when w4a16_ws_gemm serves the rest."""
-    return WS_FROM
 
 
 class Nvfp4Linear:
@@ -56,7 +51,7 @@ class Nvfp4Linear:
         (a store without it leaves w4a16_gemm every M; `upper` False declares that case): with
         `quack` (default) quack_w4a16_gemm above QUACK_FROM for one global scale,
         quack_w4a16_rowalpha_gemm above QUACK_FROM_ROW_ALPHA for several (`one_scale` False);
-        without, our w4a16_ws_gemm above decode_upto(n).
+        without, our w4a16_ws_gemm above WS_FROM.
         sm_100a: activation quantize + global scale per input width and quack_nvfp4_gemm,
         planned for the block-scaled path this class does not serve yet."""
         p = {"n": n, "k": k}
@@ -67,7 +62,7 @@ class Nvfp4Linear:
                 what = "one global scale" if one_scale else "several global scales: per-row alpha"
                 text = f"Nvfp4Linear for M > {upto} (layers with {what})"
             else:
-                fam, upto = "w4a16_ws_gemm", decode_upto(n)
+                fam, upto = "w4a16_ws_gemm", WS_FROM
                 text = f"Nvfp4Linear(quack=False) for M > {upto} (per-row alpha: one or several global scales)"
             return [
                 # the input comes from the model: natural K (act_order spelled: the store's op ids do)
@@ -90,8 +85,8 @@ class Nvfp4Linear:
                  max_tokens: int, part_sizes: Sequence[int] | None = None, device: Any = None, quack: bool = True):
         """quack=True (default): quack's WGMMA kernel above QUACK_FROM (measured faster, see the
         module docstring); where the store lacks it for this layer, w4a16_ws_gemm serves above
-        decode_upto, and without that w4a16_gemm serves every M. quack=False: our w4a16_ws_gemm
-        above decode_upto (same fallback to w4a16_gemm)."""
+        WS_FROM, and without that w4a16_gemm serves every M. quack=False: our w4a16_ws_gemm
+        above WS_FROM (same fallback to w4a16_gemm)."""
         if store.arch != "sm_90a":
             raise MissingVariantError(
                 f"Nvfp4Linear serves sm_90a (W4A16) only; {store.arch} needs NVFP4 activation quantization and the "

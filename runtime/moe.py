@@ -69,7 +69,9 @@ WS_GEMM, QUACK_GEMM = "w4a16_ws_grouped_gemm", "quack_w4a16_grouped_gemm"
 
 def prefill_gemm(pad: int) -> str:
     """The grouped GEMM family of a prefill tier with route pad `pad` (1: ours, unpadded)."""
-    return WS_GEMM if pad == 1 else QUACK_GEMM
+    return WS_GEMM if pad == PAD else QUACK_GEMM
+
+
 # The weight layout (runtime/weights.py OPERANDS) each expert GEMM family reads: both read quack's
 # blob/strip (the shared layout contract), so the runner prepares the experts once for all paths.
 # The K order of the decode path's GEMM inputs (runtime/layout.py ACT_ORDERS): permute and silu

@@ -1,5 +1,5 @@
 """Nvfp4Linear on a Hopper GPU, the five dense DeepSeek-V4 shapes (q_a + kv with two global scales):
-our kernels at every M with quack=False (w4a16_gemm up to decode_upto(N), w4a16_ws_gemm above, every
+our kernels at every M with quack=False (w4a16_gemm up to WS_FROM, w4a16_ws_gemm above, every
 bucket edge of both), quack's above QUACK_FROM (the default); against a float64 reference over the
 exactly dequantized weights (relative Frobenius error <= 3e-3), NaN-poisoned outputs; and CUDA
 graphs captured at token counts of every path, replayed interleaved with fresh inputs, no
@@ -10,7 +10,7 @@ import torch
 
 from nvfp4_aot.kernels.quack_w4a16.prepare import dequantize, random_nvfp4_weights
 from nvfp4_aot.runtime import Nvfp4Linear
-from nvfp4_aot.runtime.linear import decode_upto
+from nvfp4_aot.runtime.linear import WS_FROM
 
 from .graphs import capture, replay_without_allocating
 
@@ -48,7 +48,7 @@ def _err(out, want):
 def test_our_kernels_at_every_bucket_edge(store, seed, n, k, parts):
     lin, wd, g = _layer(store, seed, n, k, parts, quack=False)
     assert lin.upper is not None and lin.upper_op.spec["family"] == "w4a16_ws_gemm", "default store lacks w4a16_ws_gemm"
-    assert lin.upper_from == decode_upto(n) and lin.op.spec["family"] == "w4a16_gemm"
+    assert lin.upper_from == WS_FROM and lin.op.spec["family"] == "w4a16_gemm"
     cap = M_CAP if n * k <= 1 << 26 else 600
     bad = []
     for m in _edges(lin, cap):

@@ -9,8 +9,7 @@ import torch
 from nvfp4_aot.kernels.quack_w4a16.layout import dequantize
 from nvfp4_aot.kernels.quack_w4a16.prepare import random_nvfp4_weights
 from nvfp4_aot.runtime.errors import MissingVariantError
-from nvfp4_aot.runtime.linear import (QUACK_FROM, QUACK_FROM_ROW_ALPHA, WS_FROM,
-                                      Nvfp4Linear, decode_upto)
+from nvfp4_aot.runtime.linear import QUACK_FROM, QUACK_FROM_ROW_ALPHA, WS_FROM, Nvfp4Linear
 
 from ref_store import RefStore
 
@@ -34,17 +33,12 @@ def _check(lin, q, sf, row_scale, ms):
         assert _rel(lin(x), x.double() @ w.T) <= 1e-2, m
 
 
-def test_decode_threshold_is_one_for_every_layer_width():
-    # narrow q_a + kv (N = 2048) included since ws's split-K buckets (PERFORMANCE.md "wssplit")
-    assert decode_upto(2048) == decode_upto(7168) == decode_upto(6144) == WS_FROM
-
-
 @pytest.mark.parametrize("scales", [0.01, [0.01, 0.03]], ids=["one_scale", "two_scales"])
 def test_our_kernels_serve_every_m(scales):
-    """quack=False: w4a16_gemm up to decode_upto(N), w4a16_ws_gemm above, one- and two-scale layers
+    """quack=False: w4a16_gemm up to WS_FROM, w4a16_ws_gemm above, one- and two-scale layers
     alike (both take the per-row alpha); each op's buckets checked only at the M it serves."""
     q, sf, s2 = _weights(1, scales)
-    upto = decode_upto(N)
+    upto = WS_FROM
     parts = {"part_sizes": (192, 64)} if isinstance(scales, list) else {}
     lin = Nvfp4Linear(RefStore("sm_90a", max_m=upto), q, sf, s2, max_tokens=4096, device="cpu", quack=False, **parts)
     assert [d.family for d in lin.decls] == ["w4a16_gemm", "w4a16_ws_gemm"] and lin.upper_from == upto
@@ -93,7 +87,7 @@ def test_quack_asked_but_absent_falls_back_to_ws():
             return super().op(family, **problem)
 
     lin = Nvfp4Linear(NoQuack("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", quack=True)
-    assert [d.family for d in lin.decls] == ["w4a16_gemm", "w4a16_ws_gemm"] and lin.upper_from == decode_upto(N)
+    assert [d.family for d in lin.decls] == ["w4a16_gemm", "w4a16_ws_gemm"] and lin.upper_from == WS_FROM
     _check(lin, q, sf, 0.02, (7, 300))
 
 
