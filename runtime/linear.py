@@ -95,7 +95,7 @@ class Nvfp4Linear:
         self.n, self.k = weight.shape[0], weight.shape[1] * 2
         self.max_tokens = max_tokens
         # one prepared copy (quack's nvfp4 layout) feeds w4a16_gemm, w4a16_ws_gemm and quack's kernel alike
-        q = operands(weight.to(device), weight_scale.to(device), "w4a16")
+        q = operands(weight.to(device), weight_scale.to(device), "quack_w4a16")
         self.w = (q["blob"], q["strip"])
         self.alpha = row_alpha(weight_scale_2, self.n, part_sizes, device)
         # one global scale: quack's scalar-alpha kernel; several (q_a + kv): its per-row-alpha twin

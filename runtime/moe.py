@@ -67,6 +67,11 @@ PREFILL = ((32, 1), (128, 256))
 WS_GEMM, QUACK_GEMM = "w4a16_ws_grouped_gemm", "quack_w4a16_grouped_gemm"
 
 
+def tier_pad(tier: int | None) -> int:
+    """The route pad of a tier (MoERunner.tier_for's answer): None (the decode path) pads to PAD."""
+    return PAD if tier is None else tier
+
+
 def prefill_gemm(pad: int) -> str:
     """The grouped GEMM family of a prefill tier with route pad `pad` (1: ours, unpadded)."""
     return WS_GEMM if pad == PAD else QUACK_GEMM
@@ -271,8 +276,7 @@ class MoERunner:
 
     def pad_for(self, tokens: int) -> int:
         """The route pad for a batch of T tokens (1: decode path and our prefill tier)."""
-        tier = self.tier_for(tokens)
-        return PAD if tier is None else tier
+        return tier_pad(self.tier_for(tokens))
 
     def calibrate(self, hidden: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.Tensor) -> None:
         """Warm-up with real activations. sm_100a: sets the activation global scales (L1 and L2
@@ -302,7 +306,7 @@ class MoERunner:
         if check == "full":
             self._check_routing(topk_ids, total_experts)
         tier = self.tier_for(m)
-        pad = PAD if tier is None else tier
+        pad = tier_pad(tier)
         rows = capacity(m, self.top_k, self.num_experts, pad)  # pad 1: m * top_k
         ws = self.ws
         counts, offsets = ws["counts"], ws["offsets"]

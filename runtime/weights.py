@@ -26,7 +26,6 @@ only the tensors asked for are read (a rank reads its own experts, not the other
 Layouts (`layouts=`, default ("quack_w4a16", "swizzled")):
   "quack_w4a16"  blob [N/64, K/64, 128, 16] + strip [N/64, K/64, 32, 4, 2] (kernels/quack_w4a16/layout.py):
                  THE Hopper W4A16 layout, one copy for our w4a16 families and quack's
-  "w4a16"        the same tensors (an alias kept for callers naming our families)
   "swizzled"     q [N, K/2] as in the checkpoint + sf_swizzled [round_up(N, 128), K/16] in the 128x4
                  block-scaled layout (kernels/nvfp4_quantize/layout.py), per expert for expert stacks
 Global scales: `weight_scale_2` per stacked part ([P]; the kernels' alpha = weight_scale_2, a
@@ -50,7 +49,7 @@ from .checkpoint import FUSIONS, Checkpoint, CheckpointError, Linear, expert_ran
 from .errors import ArgumentError
 
 LAYOUTS = ("quack_w4a16", "swizzled")  # what load_* prepare by default
-OPERANDS = {"w4a16": ("blob", "strip"), "quack_w4a16": ("blob", "strip"), "swizzled": ("sf_swizzled",)}
+OPERANDS = {"quack_w4a16": ("blob", "strip"), "swizzled": ("sf_swizzled",)}
 _TORCH_DTYPES = {"U8": torch.uint8, "F8_E4M3": torch.float8_e4m3fn, "F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
 
 
@@ -124,7 +123,7 @@ def operands(q: torch.Tensor, sf: torch.Tensor, layout: str) -> dict[str, torch.
     """One NVFP4 matrix (q uint8 [N, K/2], sf E4M3 [N, K/16] row-major) -> the named operands of
     `layout` (OPERANDS[layout]); raises ValueError when the shape has no such layout."""
     sf = sf.view(torch.uint8) if sf.dtype != torch.uint8 else sf
-    if layout in ("w4a16", "quack_w4a16"):
+    if layout == "quack_w4a16":
         from nvfp4_aot.kernels.quack_w4a16.layout import prepare_weights
 
         blob, strip = prepare_weights(q, sf)
@@ -195,8 +194,8 @@ class LinearWeights:
     sf: torch.Tensor  # uint8 [N, K/16] E4M3 bits, row-major
     weight_scale_2: torch.Tensor  # fp32 [P]: per-part decode scale (alpha)
     input_scale: torch.Tensor | None  # fp32 [P] (calibration; see module docstring)
-    blob: torch.Tensor | None = None  # "quack_w4a16" (= "w4a16")
-    strip: torch.Tensor | None = None  # "quack_w4a16" (= "w4a16")
+    blob: torch.Tensor | None = None  # "quack_w4a16"
+    strip: torch.Tensor | None = None  # "quack_w4a16"
     sf_swizzled: torch.Tensor | None = None  # "swizzled"
 
     @property

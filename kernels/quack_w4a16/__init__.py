@@ -46,7 +46,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..checks import rel_frobenius_errors
+from ..checks import rel_frobenius_errors, split_flags_errors
 from ..family import Arg, Family, Signature, eval_dim
 from ..tolerances import REL_FROBENIUS
 from ..validity import in_range, multiple_of, one_of
@@ -217,9 +217,7 @@ class QuackW4A16Family(Family):
         return {"out": (inputs["act"].double() @ w.T) * inputs["alpha"].double().reshape(self._alpha_shape)}
 
     def check(self, p: W4A16Params, got: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:
-        if p.split_k > 1 and "flags" in got and bool(got["flags"].any()):
-            return [f"flags: {int(got['flags'].count_nonzero())} split-K flags not cleaned back to 0 after the call"]
-        return rel_frobenius_errors("out", got["out"], want["out"], REL_TOL)
+        return split_flags_errors(got) or rel_frobenius_errors("out", got["out"], want["out"], REL_TOL)
 
 
 class QuackW4A16RowAlphaFamily(QuackW4A16Family):

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .. import w4a16_common as common
+from ..checks import split_flags_errors
 from ..family import Arg, Family, Signature
 
 TILE_MS = (128, 256)
@@ -170,9 +171,7 @@ class DenseFamily(_Base):
         return inputs
 
     def check(self, p: WsParams, got: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:
-        if p.split_k > 1 and "flags" in got and bool(got["flags"].any()):
-            return [f"flags: {int(got['flags'].count_nonzero())} split-K flags not reset to 0 after the call"]
-        return super().check(p, got, want)
+        return split_flags_errors(got) or super().check(p, got, want)
 
 
 # Grouped tilings by average tokens per expert t = rows / experts (H200 sweep, docs/PERFORMANCE.md

@@ -220,7 +220,7 @@ def test_dsv4_weights_read_only_the_ranks_experts(small_public, monkeypatch):
     read = []
     real = weights._Files.get
     monkeypatch.setattr(weights._Files, "get", lambda self, name: read.append(name) or real(self, name))
-    moe = weights.load_moe_experts(ck, 1, ep_size=4, ep_rank=3, layouts=("w4a16",))
+    moe = weights.load_moe_experts(ck, 1, ep_size=4, ep_rank=3, layouts=("quack_w4a16",))
     assert moe.local_to_global.tolist() == [6, 7] and moe.w13.q.shape == (2, 2 * SMALL_PUBLIC["moe_intermediate_size"], SMALL_PUBLIC["hidden_size"] // 2)
     assert {n.rsplit(".", 1)[0] for n in read} == {f"layers.1.ffn.experts.{e}.{w}" for e in (6, 7) for w in ("w1", "w3", "w2")}
     assert weights.load_layer(ck, 1, 4, 3, layouts=())["experts"].ep_rank == 3 and len(weights.load_layer(ck, 1, 4, 3, layouts=())) == 1

@@ -85,7 +85,7 @@ def test_split_k_signature_adds_quacks_flag_and_workspace_buffers():
         inputs["out"].copy_(want["out"])
         assert fam.check(p, inputs, want) == []
         inputs["flags"][0, 3, 1] = 2
-        assert "not cleaned" in fam.check(p, inputs, want)[0]
+        assert "not reset to 0" in fam.check(p, inputs, want)[0]
     assert not any(a.scratch for a in FAM.signature(params()).args)
 
 
