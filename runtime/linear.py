@@ -1,14 +1,15 @@
 """Nvfp4Linear: a dense NVFP4 linear layer served from the artifact store (no cutlass, no JIT).
 
 Hopper (sm_90a): w4a16_gemm (kernels/w4a16, ours, mma.sync, the decode kernel: bandwidth-bound,
-best at small M) serves small M. Above it, by default (`quack=True`) quack's WGMMA kernel where
-the store has it for this layer: quack_w4a16_gemm above QUACK_FROM for one global scale, its
-per-row-alpha twin above QUACK_FROM_ROW_ALPHA for several (q_a + kv). It is the measured faster
-path at every M above the decode range on an H200 (docs/PERFORMANCE.md (r): ours reach 0.40-0.96x
-torch there, quack 0.76-1.06x). `quack=False` serves our own w4a16_ws_gemm (kernels/w4a16_ws:
-warp-specialized wgmma, tile table per (N, K) and token bucket in kernels/w4a16_ws/tiles.py) above
-WS_FROM instead; where the store lacks the chosen upper kernel the other one serves, and
-without either w4a16_gemm serves every M. All read the one prepared copy (quack's nvfp4 blob +
+best at small M) serves small M. Above it, by default (`quack=True`), per layer shape: our
+w4a16_ws_gemm (kernels/w4a16_ws: warp-specialized wgmma, tile table per (N, K) and token bucket in
+kernels/w4a16_ws/tiles.py) up to tiles.WS_OVER_QUACK[(N, K)] where it measured at least as fast as
+quack (H200, docs/PERFORMANCE.md "session 6, wssmall": q_a + kv to M = 128, q_b and gate + up to
+64), then quack's WGMMA kernel: quack_w4a16_gemm above for one global scale, its per-row-alpha
+twin for several (q_a + kv); quack is the measured faster path at the other M of the decode-to-
+prefill range. `quack=False` serves w4a16_ws_gemm at every M above WS_FROM instead. Where the
+store lacks one of the two upper kernels the other serves its range, and without either
+w4a16_gemm serves every M. All read the one prepared copy (quack's nvfp4 blob +
 strip); ours take the per-row alpha [N] for one- and two-scale layers alike. Blackwell (sm_100a) needs activation quantization + the block-scaled
 GEMM: not served by this class yet (it raises, naming what is missing).
 
@@ -26,6 +27,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from ..kernels.w4a16_ws.tiles import WS_OVER_QUACK
 from .declare import OpDecl, covered, missing_ops, open_ops  # noqa: F401  (covered re-exported)
 from .errors import MissingVariantError
 from .scratch import OpScratch
@@ -43,15 +45,21 @@ QUACK_FROM_ROW_ALPHA = 32
 
 
 class Nvfp4Linear:
+    @staticmethod
+    def ws_upto(n: int, k: int) -> int:
+        """quack=True: the M up to which w4a16_ws_gemm serves before quack (WS_FROM: none)."""
+        return max(WS_OVER_QUACK.get((n, k), WS_FROM), WS_FROM)
+
     @classmethod
     def ops(cls, n: int, k: int, arch: str, *, one_scale: bool = True, quack: bool = True,
-            upper: bool = True) -> list[OpDecl]:
+            upper: bool = True, mid: bool = True) -> list[OpDecl]:
         """The ops a dense NVFP4 GEMM [N, K] needs on `arch` (see runtime/declare.py). sm_90a:
-        w4a16_gemm for every M, or only up to a threshold with an optional upper kernel above it
-        (a store without it leaves w4a16_gemm every M; `upper` False declares that case): with
-        `quack` (default) quack_w4a16_gemm above QUACK_FROM for one global scale,
-        quack_w4a16_rowalpha_gemm above QUACK_FROM_ROW_ALPHA for several (`one_scale` False);
-        without, our w4a16_ws_gemm above WS_FROM.
+        w4a16_gemm for every M, or only up to a threshold with optional upper kernels above it
+        (a store without them leaves w4a16_gemm every M; `upper` False declares that case): with
+        `quack` (default) our w4a16_ws_gemm above WS_FROM up to ws_upto(n, k) where that is above
+        WS_FROM (`mid` False leaves it out: the store lacks it), then quack_w4a16_gemm for one
+        global scale, quack_w4a16_rowalpha_gemm for several (`one_scale` False); without `quack`,
+        our w4a16_ws_gemm above WS_FROM.
         sm_100a: activation quantize + global scale per input width and quack_nvfp4_gemm,
         planned for the block-scaled path this class does not serve yet."""
         p = {"n": n, "k": k}
@@ -60,17 +68,24 @@ class Nvfp4Linear:
                 fam, upto = (("quack_w4a16_gemm", QUACK_FROM) if one_scale
                              else ("quack_w4a16_rowalpha_gemm", QUACK_FROM_ROW_ALPHA))
                 what = "one global scale" if one_scale else "several global scales: per-row alpha"
-                text = f"Nvfp4Linear for M > {upto} (layers with {what})"
+                ws_to = cls.ws_upto(n, k) if mid else upto
+                text = f"Nvfp4Linear for M > {ws_to} (layers with {what})"
             else:
                 fam, upto = "w4a16_ws_gemm", WS_FROM
                 text = f"Nvfp4Linear(quack=False) for M > {upto} (per-row alpha: one or several global scales)"
+            above = ws_to if quack else upto
+            middle = ([OpDecl("mid_op", "w4a16_ws_gemm", p, "tokens",
+                              f"Nvfp4Linear for {upto} < M <= {ws_to} (measured at least as fast as quack there)",
+                              keyed="gemm", weights="weight", optional=True, m_above=upto, m_upto=ws_to,
+                              runner="Nvfp4Linear")] if upper and quack and ws_to > upto else [])
             return [
                 # the input comes from the model: natural K (act_order spelled: the store's op ids do)
                 OpDecl("op", "w4a16_gemm", {**p, "act_order": "natural"}, "tokens",
                        f"Nvfp4Linear (runtime/linear.py) for M <= {upto}; every M without {fam} for the layer",
                        keyed="gemm", weights="weight", m_upto=upto if upper else None, runner="Nvfp4Linear"),
+                *middle,
                 *([OpDecl("upper_op", fam, p, "tokens", text, keyed="gemm", weights="weight", optional=True,
-                          m_above=upto, runner="Nvfp4Linear")] if upper else []),
+                          m_above=above, runner="Nvfp4Linear")] if upper else []),
             ]
         if arch == "sm_100a":
             act = f"activations entering the NVFP4 x NVFP4 GEMMs with input width {k} (Hopper's W4A16 takes bf16)"
@@ -83,10 +98,10 @@ class Nvfp4Linear:
 
     def __init__(self, store, weight: torch.Tensor, weight_scale: torch.Tensor, weight_scale_2: torch.Tensor, *,
                  max_tokens: int, part_sizes: Sequence[int] | None = None, device: Any = None, quack: bool = True):
-        """quack=True (default): quack's WGMMA kernel above QUACK_FROM (measured faster, see the
-        module docstring); where the store lacks it for this layer, w4a16_ws_gemm serves above
-        WS_FROM, and without that w4a16_gemm serves every M. quack=False: our w4a16_ws_gemm
-        above WS_FROM (same fallback to w4a16_gemm)."""
+        """quack=True (default): w4a16_ws_gemm above WS_FROM up to ws_upto(N, K), quack's WGMMA
+        kernel above (measured faster, see the module docstring); where the store lacks one of the
+        two, the other serves all M above WS_FROM, and without either w4a16_gemm serves every M.
+        quack=False: our w4a16_ws_gemm above WS_FROM (same fallbacks)."""
         if store.arch != "sm_90a":
             raise MissingVariantError(
                 f"Nvfp4Linear serves sm_90a (W4A16) only; {store.arch} needs NVFP4 activation quantization and the "
@@ -102,22 +117,34 @@ class Nvfp4Linear:
         # (our kernels take the per-row alpha either way)
         one_scale = self.alpha.numel() > 0 and bool((self.alpha == self.alpha[0]).all())
         for quack in (quack, not quack):  # the chosen upper kernel, else the other one
-            self.upper_op = None
+            self.upper_op = self.mid_op = None
             decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale, quack=quack)
             self.decls = open_ops(self, store, decls)
+            if self.upper_op is not None and self.mid_op is None and len(decls) == 3:  # no ws: quack from WS_FROM
+                decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale, quack=quack, mid=False)
+                self.decls = open_ops(self, store, decls)
             if self.upper_op is not None:
                 break
-        self.upper, self.upper_from = None, 1 << 62
+        # (m_upto, op, alpha, scratch) of each kernel above w4a16_gemm, in increasing M
+        self.paths: list[tuple[int | None, Any, torch.Tensor, OpScratch]] = []
+        self.upper, self.upper_from, self.mid_from = None, 1 << 62, 1 << 62
         if self.upper_op is None:  # not in the store: w4a16_gemm serves every M
             self.decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale, upper=False)
         else:
-            self.upper_from = decls[1].m_above
+            if self.mid_op is not None:
+                mid = next(d for d in decls if d.attr == "mid_op")
+                self.mid_from = mid.m_above
+                self.mid_scratch = OpScratch(self.mid_op, max_tokens, device)
+                self.paths.append((mid.m_upto, self.mid_op, self.alpha, self.mid_scratch))
+            self.upper_from = decls[-1].m_above
             alpha = self.alpha[:1].clone() if quack and one_scale else self.alpha
             self.upper = (self.upper_op, *self.w, alpha)
             self.upper_scratch = OpScratch(self.upper_op, max_tokens, device)
+            self.paths.append((None, self.upper_op, alpha, self.upper_scratch))
             # quack's serial split-K spins on other CTAs; w4a16_ws_gemm's last-arriver split-K does not
             if device.type == "cuda" and self.upper_scratch.buffers and quack:
                 _check_split_k_residency(self.upper_op, max_tokens, device)
+        self.lower_upto = min(self.mid_from, self.upper_from)  # w4a16_gemm serves M up to here
         self.device = device
 
     def missing(self, token_counts: Iterable[int]) -> list[str]:
@@ -127,12 +154,14 @@ class Nvfp4Linear:
         m = x.shape[0]
         if out is None:
             out = torch.empty((m, self.n), dtype=torch.bfloat16, device=x.device)
-        if m > self.upper_from:
-            uop, blob, strip, alpha = self.upper
-            uop(x, blob, strip, alpha, out, *self.upper_scratch(m), check=check)
-        else:
+        if m <= self.lower_upto:
             self.op(x, *self.w, self.alpha, out, check=check)
-        return out
+            return out
+        for upto, op, alpha, scratch in self.paths:
+            if upto is None or m <= upto:
+                op(x, *self.w, alpha, out, *scratch(m), check=check)
+                return out
+        raise AssertionError("unreachable: the last path has no upper bound")
 
 
 def _check_split_k_residency(op: Any, max_tokens: int, device: Any) -> None:

@@ -56,7 +56,9 @@ def moe_prefill() -> bool:
 
 def linear_quack() -> bool:
     """$NVFP4_AOT_LINEAR_QUACK: "1"/unset serves dense layers above M = 32 on quack's kernels where
-    the store has them (the measured faster path), "0" on ours (w4a16_ws_gemm)."""
+    the store has them (the measured faster path), except the layer shapes and M where ours measured
+    at least as fast (runtime/linear.py, kernels/w4a16_ws/tiles.py WS_OVER_QUACK); "0" on ours
+    (w4a16_ws_gemm) at every M above 32."""
     v = os.environ.get(LINEAR_QUACK_ENV, "1")
     if v not in ("0", "1"):
         raise RuntimeError(f"${LINEAR_QUACK_ENV} must be 0 or 1, got {v!r}")

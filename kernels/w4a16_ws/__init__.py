@@ -21,10 +21,8 @@ wgmmas in flight. Knobs: tile_m (weight rows per CTA tile: 128 or 256), tile_n (
 64, 128 or 256; accumulators tile_m * tile_n / (128 wgs) per consumer thread), stages, wgs
 (consumer warpgroups: 2 or 4), pipe (16 or 64), sm_count, split_k (dense only: K splits per output
 tile, reduced by the last-arriving split through caller-owned flags + workspace scratch; kernel.py
-_split_reduce), cluster (dense split-K only: the splits of a tile as one thread-block cluster
-reducing through distributed shared memory, no scratch), pdl (dense only: programmatic dependent
-launch, the prologue and first weight loads overlap the previous kernel). Measured tilings:
-GROUPED_TILES, tiles.py.
+_split_reduce), pdl (dense only: programmatic dependent launch, the prologue and the first
+weight loads overlap the previous kernel). Measured tilings: GROUPED_TILES, tiles.py.
 """
 
 from __future__ import annotations
@@ -45,12 +43,11 @@ SPLIT_KS = (1, 2, 3, 4, 6, 7, 8)  # dense split-K factors (kernel.py _split_redu
 MIN_SPLIT_STEPS = 4  # k64 steps per split: below that the reduction outweighs the split
 
 
-def smem_bytes(tile_m: int, tile_n: int, stages: int, experts: int, cluster: bool = False) -> int:
+def smem_bytes(tile_m: int, tile_n: int, stages: int, experts: int) -> int:
     """Shared memory of one CTA: the stage ring (activations tile_n x 128 B, weights tile_m / 64
-    blob tiles + strips), the mbarriers and the scheduler's three int32 arrays, with alignment;
-    cluster split-K adds the fp32 partial tile and 16 mbarriers."""
+    blob tiles + strips), the mbarriers and the scheduler's three int32 arrays, with alignment."""
     ring = stages * (tile_n * 128 + (tile_m // 64) * (2048 + 256))
-    return 1024 + ring + 16 * stages + 12 * experts + 64 + (tile_m * tile_n * 4 + 16 + 128 if cluster else 0)
+    return 1024 + ring + 16 * stages + 12 * experts + 64
 
 
 @dataclass(frozen=True)
@@ -65,7 +62,6 @@ class WsParams:
     wgs: int = 2  # consumer warpgroups (4: one m64 block each at tile_m 256, more warps to hide the decode)
     pipe: int = 16  # k elements per wgmma commit group: 16 (decode interleaved per k16 block) or 64
     split_k: int = 1  # dense only: K splits per output tile (> 1: flags + workspace scratch arguments)
-    cluster: bool = False  # dense split-K only: splits of a tile = one cluster, DSMEM reduction, no scratch
     pdl: bool = False  # dense only: programmatic dependent launch (griddepcontrol; weights prefetched first)
 
 
@@ -84,10 +80,9 @@ def _reasons(p: WsParams) -> list[str]:
         r.append(f"k={p.k} must be a positive multiple of 64 (the layout's k64 tile)")
     if not 2 <= p.stages <= 12:
         r.append(f"stages={p.stages} must be in [2, 12]")
-    elif (p.tile_m in TILE_MS and p.tile_n in TILE_NS
-          and smem_bytes(p.tile_m, p.tile_n, p.stages, p.experts, p.cluster) > SMEM_LIMIT):
-        r.append(f"stages={p.stages}: {smem_bytes(p.tile_m, p.tile_n, p.stages, p.experts, p.cluster)} B of shared "
-                 f"memory > {SMEM_LIMIT}: lower stages or the tile")
+    elif p.tile_m in TILE_MS and p.tile_n in TILE_NS and smem_bytes(p.tile_m, p.tile_n, p.stages, p.experts) > SMEM_LIMIT:
+        r.append(f"stages={p.stages}: {smem_bytes(p.tile_m, p.tile_n, p.stages, p.experts)} B of shared memory > "
+                 f"{SMEM_LIMIT}: lower stages or the tile")
     if p.wgs not in (2, 4):
         r.append(f"wgs={p.wgs} must be 2 or 4 (consumer warpgroups)")
     elif p.tile_m in TILE_MS and (p.tile_m // 64) % p.wgs:
@@ -102,10 +97,6 @@ def _reasons(p: WsParams) -> list[str]:
     elif p.split_k > 1 and p.k % 64 == 0 and (p.k // 64 % p.split_k or p.k // 64 // p.split_k < MIN_SPLIT_STEPS):
         r.append(f"split_k={p.split_k} must divide the k={p.k} // 64 k64 steps into splits of at least "
                  f"{MIN_SPLIT_STEPS}")
-    if p.cluster and p.split_k < 2:
-        r.append("cluster=true needs split_k >= 2 (the cluster is the splits of one output tile)")
-    if p.cluster and p.split_k > p.sm_count:
-        r.append(f"cluster=true: split_k={p.split_k} CTAs per cluster > sm_count={p.sm_count}")
     if not 1 <= p.experts <= 1024:
         r.append(f"experts={p.experts} must be in [1, 1024]")
     if not 1 <= p.sm_count <= 1024:
@@ -122,7 +113,7 @@ class _Base(common.W4A16Hooks, Family):
     params_type = WsParams
     archs = ("sm_90a",)  # wgmma + setmaxnreg; Blackwell has FP4 tensor cores instead
     modules = ("nvfp4_aot.kernels.w4a16_ws", "nvfp4_aot.kernels.w4a16_ws.kernel", "nvfp4_aot.kernels.w4a16_ws.ptx",
-               "nvfp4_aot.kernels.w4a16_ws.cluster", "nvfp4_aot.kernels.quack_w4a16.layout")
+               "nvfp4_aot.kernels.quack_w4a16.layout")
     kernel_module = "nvfp4_aot.kernels.w4a16_ws.kernel"
     grouped_name = "w4a16_ws_grouped_gemm"
     reasons = staticmethod(_reasons)
@@ -131,8 +122,8 @@ class _Base(common.W4A16Hooks, Family):
         r = super().can_implement(p, arch)
         if self.grouped and p.split_k != 1:
             r.append(f"split_k={p.split_k}: the grouped family does not split K (split_k must be 1)")
-        if self.grouped and (p.cluster or p.pdl):
-            r.append("cluster / pdl are dense-only knobs (the grouped family takes neither)")
+        if self.grouped and p.pdl:
+            r.append("pdl is a dense-only knob (the grouped family does not take it)")
         return r
 
 
@@ -149,9 +140,8 @@ class DenseFamily(_Base):
     def scratch_args(self, p: WsParams) -> tuple[Arg, ...]:
         """Split-K scratch (kernel.py _split_reduce), per output tile (token tile, weight tile):
         flags int32 [4 x wgs consumer warps], zero before the first call and left zero by every
-        call; workspace fp32 [split_k x tile_m x tile_n], never read before written. None unsplit
-        or with the cluster reduction (shared memory only)."""
-        if p.split_k == 1 or p.cluster:
+        call; workspace fp32 [split_k x tile_m x tile_n], never read before written. None unsplit."""
+        if p.split_k == 1:
             return ()
         tiles = (f"cdiv(M, {p.tile_n})", f"N // {p.tile_m}")
         return (
@@ -165,7 +155,7 @@ class DenseFamily(_Base):
 
     def compile_args(self, p: WsParams, arch: str):
         fn, args = super().compile_args(p, arch)
-        if p.split_k == 1 or p.cluster:
+        if p.split_k == 1:
             return fn, args
         from .kernel import split_fake_args
 
@@ -177,7 +167,7 @@ class DenseFamily(_Base):
         import torch
 
         inputs = super().make_inputs(p, m, device, seed, poison, dist)
-        if p.split_k > 1 and not p.cluster:
+        if p.split_k > 1:
             tiles = (-(-m // p.tile_n), p.n // p.tile_m)
             inputs["flags"] = torch.zeros((*tiles, 4 * p.wgs), dtype=torch.int32, device=device)
             inputs["workspace"] = torch.full((*tiles, p.split_k * p.tile_m * p.tile_n), poison, dtype=torch.float32,

@@ -22,7 +22,10 @@ prefix of work items per expert in shared memory; CTA b then takes items b, b + 
 (producer and consumers walk the same sequence). Idle experts own no item; no host sync; the
 grid is fixed, so CUDA graphs replay with any routing. Dense split-K (split_k > 1): every output
 tile is split_k consecutive items over K ranges, reduced through caller-owned scratch by the
-last-arriving split (_split_reduce; no spin, so no residency requirement).
+last-arriving split (_split_reduce; no spin, so no residency requirement). Dense launches
+only CTAs with work (grid = min(sm_count, items): M is known at launch); with pdl the launch is
+a programmatic dependent one (the prologue and the first ring of weight loads overlap the
+previous kernel's tail; the activation loads, and so every write, wait for it to complete).
 
 Invariants:
   * every global access is in bounds: expert ranges are clamped into [0, M); the TMA box may
@@ -39,7 +42,6 @@ from cutlass import BFloat16, Float32, Int32, Int64, Uint8, const_expr
 from cutlass.cute.nvgpu import cpasync, warpgroup
 
 from ..w4a16_device import hold, sw128_desc, wg_commit, wg_fence, wg_wait, wgmma_rs
-from .cluster import ldc_f32, mapa, mbar_arrive_remote, mbar_wait_cluster, sts_f32
 from .ptx import (atom_add_gpu, bulk_g2s, decode_k16, fence_gpu, lds_v2, lds_v4, ldg_cg_f32, lut_regs, mbar_arrive,
                   mbar_wait, scale_pair, stg_f32, stg_s32)
 
@@ -70,18 +72,14 @@ def ws_index(slot, split, lane, idx, split_k: int, per: int):
 
 class W4A16WsKernel:
     def __init__(self, n: int, k: int, experts: int, grouped: bool, tile_m: int, tile_n: int, stages: int,
-                 sm_count: int, wgs: int = 2, pipe: int = 16, split_k: int = 1, pdl: bool = False,
-                 cluster: bool = False):
+                 sm_count: int, wgs: int = 2, pipe: int = 16, split_k: int = 1, pdl: bool = False):
         assert n % tile_m == 0 and k % 64 == 0 and tile_m in (128, 256) and tile_n in (64, 128, 256)
         assert split_k == 1 or (not grouped and (k // 64) % split_k == 0)
-        assert not grouped or not (pdl or cluster)
-        assert not cluster or 2 <= split_k <= 8
-        # dense launch knobs (scheduler side): pdl = programmatic dependent launch (the prologue and
+        assert not grouped or not pdl
+        # dense launch knob (scheduler side): pdl = programmatic dependent launch (the prologue and
         # the first ring of weight loads overlap the previous kernel; everything that reads the
-        # activations or writes out / scratch waits for it: griddepcontrol.wait); cluster = the
-        # split_k splits of an output tile run as one thread-block cluster and reduce through
-        # distributed shared memory (_cluster_reduce) instead of global scratch
-        self.pdl, self.cluster = pdl, cluster
+        # activations or writes out / scratch waits for it: griddepcontrol.wait)
+        self.pdl = pdl
         self.n, self.k, self.experts, self.grouped = n, k, experts, grouped
         self.tile_m, self.tile_n, self.stages, self.sm_count = tile_m, tile_n, stages, sm_count
         self.mt = n // tile_m  # weight tiles per expert
@@ -132,22 +130,14 @@ class W4A16WsKernel:
                                                         (self.tile_n, 64))
         grid = self.sm_count
         if const_expr(not self.grouped):
-            # dense: M is known at launch, so launch no CTA without work (at most sm_count; a
-            # cluster launch a multiple of split_k: the splits of a tile are one cluster)
+            # dense: M is known at launch, so launch no CTA without work (at most sm_count)
             tiles = (act.shape[0] + (self.tile_n - 1)) // self.tile_n * self.mt
-            if const_expr(self.cluster):
-                grid = cutlass.max(cutlass.min(tiles, self.sm_count // self.split_k), 1) * self.split_k
-            else:
-                grid = cutlass.max(cutlass.min(tiles * self.split_k, self.sm_count), 1)
+            grid = cutlass.max(cutlass.min(tiles * self.split_k, self.sm_count), 1)
         kw = {"grid": [grid, 1, 1], "block": [self.threads, 1, 1], "stream": stream, "min_blocks_per_mp": 1}
         if const_expr(self.pdl):
             kw["use_pdl"] = True
-        if const_expr(self.cluster):
-            kw["cluster"] = [self.split_k, 1, 1]
         if const_expr(self.split_k == 1):
             self.kernel(tma_atom, tma_act, staged, blob, sf, alpha, offsets, counts, out, act.shape[0]).launch(**kw)
-        elif const_expr(self.cluster):
-            self.kernel_cluster(tma_atom, tma_act, staged, blob, sf, alpha, out, act.shape[0]).launch(**kw)
         else:
             self.kernel_split(tma_atom, tma_act, staged, blob, sf, alpha, out, act.shape[0], flags, workspace).launch(**kw)
 
@@ -165,12 +155,6 @@ class W4A16WsKernel:
                      blob: cute.Tensor, sf: cute.Tensor, alpha: cute.Tensor, out: cute.Tensor, m_rows: Int32,
                      flags: cute.Tensor, workspace: cute.Tensor):
         self._body(tma_atom, tma_act, staged, blob, sf, alpha, alpha, alpha, out, m_rows, flags, workspace)
-
-    @cute.kernel
-    def kernel_cluster(self, tma_atom: cute.CopyAtom, tma_act: cute.Tensor, staged: cute.ComposedLayout,
-                       blob: cute.Tensor, sf: cute.Tensor, alpha: cute.Tensor, out: cute.Tensor, m_rows: Int32):
-        # cluster split-K: no scratch (flags / workspace stand-ins, never touched)
-        self._body(tma_atom, tma_act, staged, blob, sf, alpha, alpha, alpha, out, m_rows, alpha, alpha)
 
     @cute.jit
     def _body(self, tma_atom: cute.CopyAtom, tma_act: cute.Tensor, staged: cute.ComposedLayout,
@@ -191,13 +175,6 @@ class W4A16WsKernel:
         s_pre = smem.allocate_tensor(Int32, cute.make_layout(E), byte_alignment=4)  # inclusive work prefix
         s_start = smem.allocate_tensor(Int32, cute.make_layout(E), byte_alignment=4)
         s_cnt = smem.allocate_tensor(Int32, cute.make_layout(E), byte_alignment=4)
-        if const_expr(self.cluster):
-            # per consumer warp: its fp32 partial (lane fastest) and two mbarriers (ready: on the
-            # leader, the peers' 32 lanes each arrive; free: on a peer, the leader's 32 lanes)
-            s_red = smem.allocate_tensor(Float32, cute.make_layout(self.tile_m * self.tile_n), byte_alignment=16)
-            cbars = smem.allocate_array(Int64, 8 * self.wgs, byte_alignment=8)
-            self._red_base = s_red.iterator.toint()
-            self._cbar_base = cbars.toint()
         act_base = s_act.iterator.toint()
         w_base = s_w.iterator.toint()
         bar_base = bars.toint()
@@ -206,19 +183,12 @@ class W4A16WsKernel:
             for s in cutlass.range_constexpr(S):
                 cute.arch.mbarrier_init(bars + s, 1)  # the producer's arrive (+ tx bytes)
                 cute.arch.mbarrier_init(bars + (S + s), 4 * self.wgs)  # one arrive per consumer warp
-            if const_expr(self.cluster):
-                for i in cutlass.range_constexpr(4 * self.wgs):
-                    cute.arch.mbarrier_init(cbars + i, 32 * (self.split_k - 1))
-                    cute.arch.mbarrier_init(cbars + (4 * self.wgs + i), 32)
             cute.arch.mbarrier_init_fence()
         if warp == 1:
             cpasync.prefetch_descriptor(tma_atom)
         if warp == 0:
             self._build_prefix(offsets, counts, m_rows, lane, s_pre, s_start, s_cnt)
         cute.arch.sync_threads()
-        if const_expr(self.cluster):  # every CTA's mbarriers exist before any remote arrival
-            cute.arch.cluster_arrive()
-            cute.arch.cluster_wait()
         if const_expr(self.pdl):  # the next kernel may start its prologue (it waits for us to finish)
             cute.arch.griddepcontrol_launch_dependents()
 
@@ -509,8 +479,7 @@ class W4A16WsKernel:
 
     @cute.jit
     def _split_reduce(self, acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out):
-        """Dense split-K, per warp (its accumulators are exactly its 16 rows of each m64 block),
-        through shared memory of a cluster (cluster=True: _cluster_reduce) or global scratch:
+        """Dense split-K, per warp (its accumulators are exactly its 16 rows of each m64 block):
         store the partial sums to the warp's region of this split in the workspace, fence, and
         count the arrival on the warp's int32 flag; the warp that arrives last (old == split_k - 1)
         sums the split_k regions in split order (deterministic), resets the flag to 0 (so the
@@ -518,50 +487,6 @@ class W4A16WsKernel:
         epilogue. No thread ever waits on another CTA, so there is no residency requirement.
         Workspace per (output tile, warp, split): 32 lanes x acc_n x rb fp32, lane fastest
         (coalesced); flags per (output tile, warp)."""
-        if const_expr(self.cluster):
-            self._cluster_reduce(acc, cw, wq, lane, j, m, split, s_start, s_cnt, alpha, out)
-        else:
-            self._global_reduce(acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out)
-
-    @cute.jit
-    def _cluster_reduce(self, acc, cw, wq, lane, j, m, split, s_start, s_cnt, alpha, out):
-        """Cluster split-K, per consumer warp: the split_k CTAs of a cluster run the splits of
-        one output tile (rank = split; the schedule maps item w = split_k t + s of CTA bid = split_k
-        c + s to cluster c, tile t = c, c + clusters, ...). A peer (split > 0) stores its partial to
-        its own shared memory, arrives on the leader's `ready` mbarrier (release, cluster scope)
-        and waits on its own `free` mbarrier before its shared memory may be rewritten or freed.
-        The leader (split 0) waits on `ready`, adds the peers' partials read over DSMEM in split
-        order (deterministic, the same order as the global reduction), arrives on every peer's
-        `free` and runs the epilogue. Phase parity = the tile's ordinal in the CTA's sequence."""
-        S, rb, an = self.split_k, self.rb, self.acc_n
-        per = 32 * an * rb
-        wid = cw * 4 + wq
-        slot = self._red_base + wid * (per * 4)
-        ready = self._cbar_base + wid * 8
-        free = self._cbar_base + (4 * self.wgs + wid) * 8
-        bid, _, _ = cute.arch.block_idx()
-        grid, _, _ = cute.arch.grid_dim()
-        par = ((j * self.mt + m - bid // S) // (grid // S)) & 1
-        if split == 0:
-            mbar_wait_cluster(ready, par)
-            for s2 in cutlass.range_constexpr(1, S):
-                src = mapa(slot, Int32(s2))
-                for r in cutlass.range_constexpr(rb):
-                    for q in cutlass.range_constexpr(an):
-                        acc[q, r] = acc[q, r] + ldc_f32(src + ((r * an + q) * 32 + lane) * 4)
-            for s2 in cutlass.range_constexpr(1, S):
-                mbar_arrive_remote(mapa(free, Int32(s2)))
-            self._epilogue(acc, cw, wq, lane, Int32(0), j, m, s_start, s_cnt, alpha, out)
-        else:
-            for r in cutlass.range_constexpr(rb):
-                for q in cutlass.range_constexpr(an):
-                    sts_f32(slot + ((r * an + q) * 32 + lane) * 4, acc[q, r])
-            mbar_arrive_remote(mapa(ready, Int32(0)))
-            mbar_wait_cluster(free, par)
-
-    @cute.jit
-    def _global_reduce(self, acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out):
-        """Global split-K reduction (_split_reduce's default)."""
         S, rb, an = self.split_k, self.rb, self.acc_n
         per = 32 * an * rb  # floats of one warp's partial
         slot = Int64(reduce_slot(j, m, cw, wq, self.mt, self.wgs))
@@ -615,10 +540,9 @@ class W4A16WsKernel:
 
 def make_kernel(p, grouped: bool):
     split = getattr(p, "split_k", 1)
-    pdl, cluster = bool(getattr(p, "pdl", False)), bool(getattr(p, "cluster", False))
     k = W4A16WsKernel(p.n, p.k, p.experts, grouped, p.tile_m, p.tile_n, p.stages, p.sm_count, p.wgs, p.pipe, split,
-                      pdl, cluster)
-    return k.grouped_call if grouped else (k.dense_split_call if split > 1 and not cluster else k.dense_call)
+                      bool(getattr(p, "pdl", False)))
+    return k.grouped_call if grouped else (k.dense_split_call if split > 1 else k.dense_call)
 
 
 def split_fake_args(p):

@@ -166,18 +166,17 @@ def test_dense_split_k_self_cleans_and_replays(store, seed):
     assert not failures, "\n".join(failures)
 
 
-def test_dense_launch_modes_chain(store, seed):
-    """pdl / cluster variants of a square layer (N == K) run back to back on one stream, each
+def test_dense_pdl_chain(store, seed):
+    """pdl variants of a square layer (N == K) run back to back on one stream, each
     call's input the previous call's output and its output the buffer the previous call read
     (read-after-write and write-after-read across a programmatic dependent launch), eagerly and
     replayed from a CUDA graph that also re-poisons the intermediate: every step right against
     the float64 reference of the input it actually had."""
     mode = [op for op in ops(store, DFAM)
             if op.spec["problem"]["n"] == op.spec["problem"]["k"]
-            and any(r["params"].get("pdl") or r["params"].get("cluster") for r in (op.kernel_for(m).record
-                                                                                  for m in DENSE_MS))]
+            and any(op.kernel_for(m).record["params"].get("pdl") for m in DENSE_MS)]
     if not mode:
-        pytest.skip("no square pdl / cluster w4a16_ws_gemm op in the store")
+        pytest.skip("no square pdl w4a16_ws_gemm op in the store")
     failures = []
     for op in mode:
         for i, m in enumerate(DENSE_MS):
