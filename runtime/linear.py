@@ -4,7 +4,7 @@ Hopper (sm_90a): w4a16_gemm (kernels/w4a16, ours, mma.sync, the decode kernel: b
 best at small M) serves small M. Above it, by default (`quack=True`), per layer shape: our
 w4a16_ws_gemm (kernels/w4a16_ws: warp-specialized wgmma, tile table per (N, K) and token bucket in
 kernels/w4a16_ws/tiles.py) up to tiles.WS_OVER_QUACK[(N, K)] where it measured at least as fast as
-quack (H200, docs/PERFORMANCE.md "session 6, wssmall": q_a + kv to M = 128, q_b and gate + up to
+quack (H200, docs/PERFORMANCE.md "session 6, wssmall": q_a + kv to M = 128, gate + up to
 64), then quack's WGMMA kernel: quack_w4a16_gemm above for one global scale, its per-row-alpha
 twin for several (q_a + kv); quack is the measured faster path at the other M of the decode-to-
 prefill range. `quack=False` serves w4a16_ws_gemm at every M above WS_FROM instead. Where the

@@ -57,9 +57,10 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
 # docs/PERFORMANCE.md "session 6, wssmall"); shapes not listed go to quack right above the
 # decode range. `plan` declares w4a16_ws_gemm for these layers (Nvfp4Linear.ops).
 WS_OVER_QUACK: dict[tuple[int, int], int] = {
-    (2048, 7168): 128,  # q_a + kv: split-K 8 / 4 with pdl, 1.16-1.24x quack at M = 33-64, par at 128
-    (65536, 1536): 64,  # q_b: 256 x 64, 1.03-1.07x quack at M = 33-64
-    (6144, 7168): 64,  # shared gate + up: split 2 with pdl, par with quack at M = 33-64
+    (2048, 7168): 128,  # q_a + kv: split-K 8 / 4 with pdl: 1.19-1.25x quack at M = 33-64, 1.07x at 128
+    (6144, 7168): 64,  # shared gate + up: split 2 with pdl: 1.00-1.01x quack at M = 33-64
+    # q_b (65536 x 1536) not: 256 x 64 measured 0.95-0.98x quack at M = 33-64 in one run, 1.03-1.07x
+    # in the other; down and o_b lose (0.83-0.89x at M = 33-64)
 }
 
 
