@@ -20,9 +20,10 @@ ARTIFACTS_ENV = "NVFP4_AOT_ARTIFACTS"
 # experts a second time (quack's layout), so they are off unless this is "1" (fits e.g. DeepSeek-V4-
 # Flash at EP4 on H200s, not Pro at EP8).
 MOE_PREFILL_ENV = "NVFP4_AOT_MOE_PREFILL"
-# Nvfp4Linear above M = 32: "1"/unset quack's dense W4A16 kernels (faster at every such M on an H200,
-# docs/PERFORMANCE.md (r)), "0" our w4a16_ws_gemm (runtime/linear.py); the store must hold the
-# chosen kernel, else the other one serves.
+# Nvfp4Linear above M = 32: "1"/unset quack's dense W4A16 kernels except where our w4a16_ws_gemm
+# measured at least as fast (runtime/linear.py, kernels/w4a16_ws/tiles.py WS_OVER_QUACK; H200,
+# docs/PERFORMANCE.md "session 6, wssmall"), "0" our w4a16_ws_gemm at every such M; where the store
+# lacks one of the two the other serves.
 LINEAR_QUACK_ENV = "NVFP4_AOT_LINEAR_QUACK"
 
 _STORES: dict[tuple[str, str], Any] = {}
