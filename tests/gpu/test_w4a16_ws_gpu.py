@@ -34,15 +34,16 @@ def ops(store, fam, small=True):
     return found
 
 
-def names(fam, op):
-    return [a.name for a in op.kernel_for(1).validator.args]
+def names(fam, op, m=1):
+    """The argument names of the kernel serving m (buckets of one op may differ: split-K scratch)."""
+    return [a.name for a in op.kernel_for(m).validator.args]
 
 
 def run(fam, op, m, seed, **kw):
     params = fam.parse_params(op.kernel_for(m).record["params"])
     inputs = fam.make_inputs(params, m, DEV, seed, **kw)
     want = fam.reference(params, inputs)
-    op(*[inputs[n] for n in names(fam, op)])
+    op(*[inputs[n] for n in names(fam, op, m)])
     torch.cuda.synchronize()
     return fam.check(params, inputs, want), inputs, params
 
@@ -145,7 +146,7 @@ def test_dense_split_k_self_cleans_and_replays(store, seed):
             params = DFAM.parse_params(op.kernel_for(m).record["params"])
             inputs = DFAM.make_inputs(params, m, DEV, seed + 7 * i)
             want = DFAM.reference(params, inputs)
-            args = [inputs[n] for n in names(DFAM, op)]
+            args = [inputs[n] for n in names(DFAM, op, m)]
             for call in range(2):
                 inputs["out"].fill_(float("nan"))
                 op(*args)
@@ -153,7 +154,7 @@ def test_dense_split_k_self_cleans_and_replays(store, seed):
                 failures += [f"{op.name} M={m} call {call}: {b}" for b in DFAM.check(params, inputs, want)]
         params = DFAM.parse_params(op.kernel_for(mmax).record["params"])
         buf = DFAM.make_inputs(params, mmax, DEV, seed)
-        args = [buf[n] for n in names(DFAM, op)]
+        args = [buf[n] for n in names(DFAM, op, mmax)]
         op(*args)
         graph, _ = capture(lambda: op(*args))
         for r in range(3):
@@ -182,7 +183,7 @@ def test_dense_pdl_chain(store, seed):
         for i, m in enumerate(DENSE_MS):
             params = DFAM.parse_params(op.kernel_for(m).record["params"])
             inp = DFAM.make_inputs(params, m, DEV, seed + 11 * i)
-            scratch = [inp[n] for n in names(DFAM, op) if n in ("flags", "workspace")]
+            scratch = [inp[n] for n in names(DFAM, op, m) if n in ("flags", "workspace")]
             x0, x1 = inp["act"], inp["out"]
 
             def chain():
