@@ -9,8 +9,8 @@ unpadded groups (route pad = 1), act rows = t * E.
 
 Dense: per M, our w4a16_gemm and w4a16_ws_gemm, quack's kernel (scalar alpha; per-row alpha for
 the two-scale q_a + kv layer), torch bf16 matmul, what Nvfp4Linear serves at that M by default
-(runtime/linear.py: w4a16_gemm up to WS_FROM, w4a16_ws_gemm up to Nvfp4Linear.ws_upto(N, K),
-quack above) and with quack=False (w4a16_gemm up to WS_FROM, w4a16_ws_gemm above), with ratios
+(runtime/linear.py: w4a16_gemm up to WS_FROM, w4a16_ws_gemm on Nvfp4Linear.ws_ranges(N, K),
+quack at the other M) and with quack=False (w4a16_gemm up to WS_FROM, w4a16_ws_gemm above), with ratios
 to torch and quack.
 """
 
@@ -101,7 +101,7 @@ def dense(store, bw, peak, dev, ms) -> None:
     same prepared weights (one layout)."""
     fam = get_family("w4a16_gemm")
     print("\ndense: M | ours w4a16_gemm | ours w4a16_ws_gemm | quack | torch bf16 matmul | Nvfp4Linear's default "
-          "(w4a16_gemm up to WS_FROM, ws up to ws_upto(N, K), quack above) | ours only (quack=False: w4a16_gemm up "
+          "(w4a16_gemm up to WS_FROM, ws on ws_ranges(N, K), quack at the other M) | ours only (quack=False: w4a16_gemm up "
           "to WS_FROM, ws above)")
     for name, (n, k, scales) in DENSE.items():
         op = store.op("w4a16_gemm", n=n, k=k, act_order="natural")
@@ -116,10 +116,10 @@ def dense(store, bw, peak, dev, ms) -> None:
         qscratch = OpScratch(qop, mmax, dev) if qop is not None else None
         wscratch = OpScratch(wop, mmax, dev) if wop is not None else None  # ws split-K buckets
         qalpha = b["alpha"] if scales > 1 else b["alpha"][:1].contiguous()
-        ws_upto = Nvfp4Linear.ws_upto(n, k)
+        ranges = Nvfp4Linear.ws_ranges(n, k)
         print(f"{name} ({n}x{k}, {scales} global scale{'s' if scales > 1 else ''}): floor "
               f"{weight_bytes(n, k) / bw * 1e6:.1f} us; ws: {'yes' if wop else 'not in store'}, w4a16_gemm up to M = "
-              f"{upto if wop else 'all'}; quack: {qname if qop else 'not in store'}; default: ws up to M = {ws_upto}")
+              f"{upto if wop else 'all'}; quack: {qname if qop else 'not in store'}; default: ws at M in {' '.join(f'({a}, {b}]' for a, b in ranges) or 'none'}")
         for m in ms:
             if m > mmax:
                 continue
@@ -135,7 +135,7 @@ def dense(store, bw, peak, dev, ms) -> None:
             tb = time_cuda(lambda: torch.matmul(b["act"][:m], w16.T), reps=reps)
             served = tw if m > upto else to  # ours only
             qfrom = QUACK_FROM if scales == 1 else QUACK_FROM_ROW_ALPHA
-            dname, dflt = (("ws   ", tw) if tw is not None and qfrom < m <= ws_upto
+            dname, dflt = (("ws   ", tw) if tw is not None and any(a < m <= b for a, b in ranges)
                            else ("quack", tq) if tq is not None and m > qfrom
                            else ("ws   ", tw) if m > upto else ("w4a16", to))
             fl = 2.0 * m * n * k

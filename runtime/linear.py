@@ -46,9 +46,10 @@ QUACK_FROM_ROW_ALPHA = 32
 
 class Nvfp4Linear:
     @staticmethod
-    def ws_upto(n: int, k: int) -> int:
-        """quack=True: the M up to which w4a16_ws_gemm serves before quack (WS_FROM: none)."""
-        return max(WS_OVER_QUACK.get((n, k), WS_FROM), WS_FROM)
+    def ws_ranges(n: int, k: int) -> tuple[tuple[int, int], ...]:
+        """quack=True: the M ranges (lo, hi] above WS_FROM where w4a16_ws_gemm serves instead of
+        quack (tiles.WS_OVER_QUACK; empty: quack serves every M above WS_FROM)."""
+        return tuple((max(lo, WS_FROM), hi) for lo, hi in WS_OVER_QUACK.get((n, k), ()) if hi > max(lo, WS_FROM))
 
     @classmethod
     def ops(cls, n: int, k: int, arch: str, *, one_scale: bool = True, quack: bool = True,
@@ -56,10 +57,10 @@ class Nvfp4Linear:
         """The ops a dense NVFP4 GEMM [N, K] needs on `arch` (see runtime/declare.py). sm_90a:
         w4a16_gemm for every M, or only up to a threshold with optional upper kernels above it
         (a store without them leaves w4a16_gemm every M; `upper` False declares that case): with
-        `quack` (default) our w4a16_ws_gemm above WS_FROM up to ws_upto(n, k) where that is above
-        WS_FROM (`mid` False leaves it out: the store lacks it), then quack_w4a16_gemm for one
-        global scale, quack_w4a16_rowalpha_gemm for several (`one_scale` False); without `quack`,
-        our w4a16_ws_gemm above WS_FROM.
+        `quack` (default) our w4a16_ws_gemm on the M ranges ws_ranges(n, k) (`mid` False leaves it
+        out: the store lacks it) and quack_w4a16_gemm for one global scale, quack_w4a16_rowalpha_gemm
+        for several (`one_scale` False), on the other M above WS_FROM; without `quack`, our
+        w4a16_ws_gemm above WS_FROM.
         sm_100a: activation quantize + global scale per input width and quack_nvfp4_gemm,
         planned for the block-scaled path this class does not serve yet."""
         p = {"n": n, "k": k}
@@ -68,16 +69,19 @@ class Nvfp4Linear:
                 fam, upto = (("quack_w4a16_gemm", QUACK_FROM) if one_scale
                              else ("quack_w4a16_rowalpha_gemm", QUACK_FROM_ROW_ALPHA))
                 what = "one global scale" if one_scale else "several global scales: per-row alpha"
-                ws_to = cls.ws_upto(n, k) if mid else upto
-                text = f"Nvfp4Linear for M > {ws_to} (layers with {what})"
+                ranges = cls.ws_ranges(n, k) if mid and upper else ()
+                # quack's first M: above a leading ws range that starts at the threshold
+                above = ranges[0][1] if ranges and ranges[0][0] == upto else upto
+                text = f"Nvfp4Linear for M > {above}{' outside the ranges above' if ranges else ''} (layers with {what})"
             else:
-                fam, upto = "w4a16_ws_gemm", WS_FROM
+                fam, upto, ranges = "w4a16_ws_gemm", WS_FROM, ()
+                above = upto
                 text = f"Nvfp4Linear(quack=False) for M > {upto} (per-row alpha: one or several global scales)"
-            above = ws_to if quack else upto
+            spans = ", ".join(f"{lo} < M <= {hi}" for lo, hi in ranges)
             middle = ([OpDecl("mid_op", "w4a16_ws_gemm", p, "tokens",
-                              f"Nvfp4Linear for {upto} < M <= {ws_to} (measured at least as fast as quack there)",
-                              keyed="gemm", weights="weight", optional=True, m_above=upto, m_upto=ws_to,
-                              runner="Nvfp4Linear")] if upper and quack and ws_to > upto else [])
+                              f"Nvfp4Linear for {spans} (measured at least as fast as quack there)",
+                              keyed="gemm", weights="weight", optional=True, m_above=ranges[0][0],
+                              m_upto=ranges[-1][1], runner="Nvfp4Linear")] if ranges else [])
             return [
                 # the input comes from the model: natural K (act_order spelled: the store's op ids do)
                 OpDecl("op", "w4a16_gemm", {**p, "act_order": "natural"}, "tokens",
@@ -98,9 +102,10 @@ class Nvfp4Linear:
 
     def __init__(self, store, weight: torch.Tensor, weight_scale: torch.Tensor, weight_scale_2: torch.Tensor, *,
                  max_tokens: int, part_sizes: Sequence[int] | None = None, device: Any = None, quack: bool = True):
-        """quack=True (default): w4a16_ws_gemm above WS_FROM up to ws_upto(N, K), quack's WGMMA
-        kernel above (measured faster, see the module docstring); where the store lacks one of the
-        two, the other serves all M above WS_FROM, and without either w4a16_gemm serves every M.
+        """quack=True (default): w4a16_ws_gemm on the M ranges ws_ranges(N, K), quack's WGMMA kernel
+        on the other M above WS_FROM (measured faster there, see the module docstring); where the
+        store lacks one of the two, the other serves all M above WS_FROM, and without either
+        w4a16_gemm serves every M.
         quack=False: our w4a16_ws_gemm above WS_FROM (same fallbacks)."""
         if store.arch != "sm_90a":
             raise MissingVariantError(
@@ -125,26 +130,23 @@ class Nvfp4Linear:
                 self.decls = open_ops(self, store, decls)
             if self.upper_op is not None:
                 break
-        # (m_upto, op, alpha, scratch) of each kernel above w4a16_gemm, in increasing M
-        self.paths: list[tuple[int | None, Any, torch.Tensor, OpScratch]] = []
-        self.upper, self.upper_from, self.mid_from = None, 1 << 62, 1 << 62
+        # w4a16_gemm serves M <= lower_upto; above it mid_op (w4a16_ws_gemm) M in ws_ranges, the
+        # upper kernel every other M (ws_spans: ws_ranges(N, K) when both are open, else empty)
+        self.upper, self.lower_upto, self.upper_from, self.ws_spans = None, 1 << 62, 1 << 62, ()
         if self.upper_op is None:  # not in the store: w4a16_gemm serves every M
             self.decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale, upper=False)
         else:
+            self.lower_upto = decls[0].m_upto
             if self.mid_op is not None:
-                mid = next(d for d in decls if d.attr == "mid_op")
-                self.mid_from = mid.m_above
+                self.ws_spans = self.ws_ranges(self.n, self.k)
                 self.mid_scratch = OpScratch(self.mid_op, max_tokens, device)
-                self.paths.append((mid.m_upto, self.mid_op, self.alpha, self.mid_scratch))
             self.upper_from = decls[-1].m_above
             alpha = self.alpha[:1].clone() if quack and one_scale else self.alpha
             self.upper = (self.upper_op, *self.w, alpha)
             self.upper_scratch = OpScratch(self.upper_op, max_tokens, device)
-            self.paths.append((None, self.upper_op, alpha, self.upper_scratch))
             # quack's serial split-K spins on other CTAs; w4a16_ws_gemm's last-arriver split-K does not
             if device.type == "cuda" and self.upper_scratch.buffers and quack:
                 _check_split_k_residency(self.upper_op, max_tokens, device)
-        self.lower_upto = min(self.mid_from, self.upper_from)  # w4a16_gemm serves M up to here
         self.device = device
 
     def missing(self, token_counts: Iterable[int]) -> list[str]:
@@ -156,12 +158,12 @@ class Nvfp4Linear:
             out = torch.empty((m, self.n), dtype=torch.bfloat16, device=x.device)
         if m <= self.lower_upto:
             self.op(x, *self.w, self.alpha, out, check=check)
-            return out
-        for upto, op, alpha, scratch in self.paths:
-            if upto is None or m <= upto:
-                op(x, *self.w, alpha, out, *scratch(m), check=check)
-                return out
-        raise AssertionError("unreachable: the last path has no upper bound")
+        elif any(lo < m <= hi for lo, hi in self.ws_spans):
+            self.mid_op(x, *self.w, self.alpha, out, *self.mid_scratch(m), check=check)
+        else:
+            uop, blob, strip, alpha = self.upper
+            uop(x, blob, strip, alpha, out, *self.upper_scratch(m), check=check)
+        return out
 
 
 def _check_split_k_residency(op: Any, max_tokens: int, device: Any) -> None:

@@ -51,16 +51,25 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
 }
 
 
-# Nvfp4Linear's default path (quack=True, runtime/linear.py): per (n, k), the M up to which it
-# serves w4a16_ws_gemm (above its decode threshold) before quack's kernel, because ours measured at
-# least as fast as quack there (H200 sweep `w4a16_ws_dense_sweep.py manifest --small`,
-# docs/PERFORMANCE.md "session 6, wssmall"); shapes not listed go to quack right above the
-# decode range. `plan` declares w4a16_ws_gemm for these layers (Nvfp4Linear.ops).
-WS_OVER_QUACK: dict[tuple[int, int], int] = {
-    (2048, 7168): 128,  # q_a + kv: split-K 8 / 4 with pdl: 1.19-1.25x quack at M = 33-64, 1.07x at 128
-    (6144, 7168): 64,  # shared gate + up: split 2 with pdl: 1.00-1.01x quack at M = 33-64
-    # q_b (65536 x 1536) not: 256 x 64 measured 0.95-0.98x quack at M = 33-64 in one run, 1.03-1.07x
-    # in the other; down and o_b lose (0.83-0.89x at M = 33-64)
+# Nvfp4Linear's default path (quack=True, runtime/linear.py): per (n, k), the M ranges (lo, hi]
+# above its decode threshold where it serves w4a16_ws_gemm instead of quack's kernel, because ours
+# measured at least as fast there on an H200 (benchmarks/w4a16_ours.py at M = 33, 64, 65, 72, 96,
+# 128, 129, 136, 192, 256; docs/PERFORMANCE.md "session 6, wssmall"). Each range's ends were
+# measured (and every M between lies in one bucket of each kernel). quack is slow at the low end
+# of its wide token buckets (tile_n 128 for 65-128, 256 for 129-384: e.g. down 20.6 us at M = 65
+# vs 13.5 at 128, 36.2 at 136 vs 17.5 at 256), where ours is flat. `plan` declares
+# w4a16_ws_gemm for these layers (Nvfp4Linear.ops).
+WS_OVER_QUACK: dict[tuple[int, int], tuple[tuple[int, int], ...]] = {
+    # q_a + kv: split-K 8 / 4 with pdl: 1.19-1.25x quack at M = 33-64, 1.07-1.36x at 65-128,
+    # 1.24-1.41x at 129-192 (0.93x at 256)
+    (2048, 7168): ((32, 192),),
+    # gate + up: split 2 with pdl 1.00-1.01x quack at 33-64, 1.30x at 65-72 (0.93x at 96), 1.10-1.53x at 129-192
+    (6144, 7168): ((32, 72), (128, 192)),
+    # down, o_b: 0.83-0.89x quack at 33-64; 1.04-1.10x at 65-72 (0.86x at 96), 1.09-1.42x at 129-192
+    (7168, 3072): ((64, 72), (128, 192)),
+    (7168, 2048): ((64, 72), (128, 192)),
+    # q_b (65536 x 1536) not: 0.95-0.98x quack at M = 33-64 in one run (1.03-1.07x in the other),
+    # 1.02-1.04x at 65-72, 0.90-0.96x above
 }
 
 

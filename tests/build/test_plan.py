@@ -407,7 +407,7 @@ def dsv4_plan(tmp_path_factory):
 def test_dsv4_manifest_is_what_plan_produces(dsv4_plan):
     out, summary = dsv4_plan
     assert out.read_text() == DSV4_MANIFEST.read_text(), "re-run the commands in tests/fixtures/dsv4_headers/README.md"
-    # sm_90a 88 + 9: w4a16_ws_gemm for the two shapes where Nvfp4Linear's default path serves it
+XX
     # below quack (kernels/w4a16_ws/tiles.py WS_OVER_QUACK: q_a + kv 5 buckets, gate + up 4)
     assert summary["per_arch"] == {"sm_90a": 97, "sm_100a": 34}
     ops = summary["ops"]

@@ -1,7 +1,7 @@
 """Nvfp4Linear on a Hopper GPU, the five dense DeepSeek-V4 shapes (q_a + kv with two global scales):
 our kernels at every M with quack=False (w4a16_gemm up to WS_FROM, w4a16_ws_gemm above, every
-bucket edge of both), and the default path (w4a16_gemm, w4a16_ws_gemm up to ws_upto(N, K), quack
-above: every bucket edge of each, at the M it serves); against a float64 reference over the
+bucket edge of both), and the default path (w4a16_gemm, w4a16_ws_gemm on ws_ranges(N, K), quack
+on the other M: every bucket edge of each, at the M it serves); against a float64 reference over the
 exactly dequantized weights (relative Frobenius error <= 3e-3), NaN-poisoned outputs; and CUDA
 graphs captured at token counts of every path, replayed interleaved with fresh inputs, no
 allocation during replay."""
@@ -33,12 +33,16 @@ def _layer(store, seed, n, k, parts, **kw):
 
 
 def _segments(lin):
-    """(above, upto, op): the M range (above, upto] each of the layer's kernels serves."""
+    """(above, upto, op): the M ranges (above, upto] the layer's kernels serve, in order."""
     segs, lo = [(0, lin.lower_upto, lin.op)], lin.lower_upto
-    for upto, op, _, _ in lin.paths:
-        segs.append((lo, upto if upto is not None else 1 << 62, op))
-        lo = upto
-    return segs
+    if lin.upper is None:
+        return segs
+    for a, b in lin.ws_spans:
+        if a > lo:
+            segs.append((lo, a, lin.upper_op))
+        segs.append((a, b, lin.mid_op))
+        lo = b
+    return segs + [(lo, 1 << 62, lin.upper_op)]
 
 
 def _path(lin, m):
@@ -82,14 +86,13 @@ def test_our_kernels_at_every_bucket_edge(store, seed, n, k, parts):
 
 @pytest.mark.parametrize("n,k,parts", SHAPES, ids=lambda v: str(v))
 def test_default_path_at_every_bucket_edge(store, seed, n, k, parts):
-    """quack=True: w4a16_gemm up to WS_FROM, w4a16_ws_gemm up to ws_upto(N, K) (where listed), quack
-    (per-row alpha for the two-scale layer) above."""
+    """quack=True: w4a16_gemm up to WS_FROM, w4a16_ws_gemm on ws_ranges(N, K) (where listed), quack
+    (per-row alpha for the two-scale layer) on the other M."""
     lin, wd, g = _layer(store, seed, n, k, parts)
     fam = "quack_w4a16_rowalpha_gemm" if parts else "quack_w4a16_gemm"
     assert lin.upper is not None and lin.upper_op.spec["family"] == fam
-    ws_to = Nvfp4Linear.ws_upto(n, k)
-    assert lin.lower_upto == WS_FROM and lin.upper_from == ws_to
-    assert (lin.mid_op is not None) == (ws_to > WS_FROM) and (lin.mid_op is None or lin.mid_from == WS_FROM)
+    assert lin.lower_upto == WS_FROM and lin.ws_spans == Nvfp4Linear.ws_ranges(n, k)
+    assert (lin.mid_op is not None) == bool(lin.ws_spans)
     cap = M_CAP if n * k <= 1 << 26 else 600
     bad = []
     for m in _edges(lin, cap):
