@@ -5,7 +5,7 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
 
   w4a16_ws_dense_sweep.py manifest > sweep.toml        # every candidate of CANDIDATES, one store
   w4a16_ws_dense_sweep.py manifest --split > sweep.toml   # SPLIT_CANDIDATES instead (split-K, M <= 256)
-  w4a16_ws_dense_sweep.py manifest --small > sweep.toml   # SMALL_CANDIDATES (cluster split-K, pdl; M <= 256)
+  w4a16_ws_dense_sweep.py manifest --small > sweep.toml   # SMALL_CANDIDATES (pdl, launch floor; M <= 256)
   nvfp4-build compile sweep.toml manifests/default.toml --arch sm_90a -o ROOT -j 2   # (CPU box)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192
 
@@ -41,25 +41,22 @@ SPLIT_CANDIDATES = {
     "gate+up": [(128, 64, 12, 1), (128, 64, 12, 2), (128, 64, 12, 4), (128, 128, 10, 1), (128, 128, 10, 2),
                 (128, 128, 10, 4)],
 }
-# small M (session 6, `wssmall`): the fixed cost per launch. Per shape, tunings (dicts): each new
-# launch mode (cl = cluster split-K through DSMEM, pdl = programmatic dependent launch) next to
-# the committed bucket it would replace (tiles.py before: global split-K, no pdl)
+# small M (session 6, `wssmall`): the fixed cost per launch. Per shape, tunings (dicts): the pdl
+# launch (programmatic dependent launch) next to the bucket it replaced (global split-K, no pdl),
+# and a launch-floor shape (one k64 step on 132 CTAs). (The session's run also had cluster split-K
+# candidates, a mode measured slower and removed: docs/PERFORMANCE.md "session 6, wssmall".)
 _B = {"tile_m": 128, "tile_n": 64, "stages": 6}
 _C = {"tile_m": 128, "tile_n": 128}
 SMALL_CANDIDATES = {
-    "q_a+kv": [{**_B, "split_k": 8}, {**_B, "split_k": 8, "pdl": True}, {**_B, "split_k": 8, "cluster": True},
-               {**_B, "split_k": 8, "cluster": True, "pdl": True}, {**_B, "split_k": 4},
-               {**_B, "split_k": 4, "cluster": True, "pdl": True}, {**_C, "stages": 6, "split_k": 4},
-               {**_C, "stages": 6, "split_k": 4, "cluster": True, "pdl": True},
-               {**_C, "stages": 6, "split_k": 8, "cluster": True, "pdl": True}],
-    "down": [{**_B, "split_k": 2}, {**_B, "split_k": 2, "cluster": True, "pdl": True}, {**_B, "pdl": True},
-             {**_C, "stages": 7, "split_k": 2, "cluster": True, "pdl": True}, {**_C, "stages": 10},
-             {**_C, "stages": 10, "pdl": True}],
-    "o_b": [{**_B, "split_k": 2}, {**_B, "split_k": 2, "cluster": True, "pdl": True}, {**_B, "pdl": True},
-            {**_C, "stages": 7, "split_k": 2, "cluster": True, "pdl": True}, {**_C, "stages": 10},
-            {**_C, "stages": 10, "pdl": True}],
-    "gate+up": [{**_B, "stages": 12, "split_k": 2}, {**_B, "stages": 12, "split_k": 2, "cluster": True, "pdl": True},
-                {**_C, "stages": 10, "split_k": 2}, {**_C, "stages": 7, "split_k": 2, "cluster": True, "pdl": True},
+    "q_a+kv": [{**_B, "split_k": 8}, {**_B, "split_k": 8, "pdl": True}, {**_B, "split_k": 4},
+               {**_B, "split_k": 4, "pdl": True}, {**_C, "stages": 6, "split_k": 4},
+               {**_C, "stages": 6, "split_k": 4, "pdl": True}],
+    "down": [{**_B, "split_k": 2}, {**_B, "split_k": 2, "pdl": True}, {**_B, "pdl": True},
+             {**_C, "stages": 10}, {**_C, "stages": 10, "pdl": True}],
+    "o_b": [{**_B, "split_k": 2}, {**_B, "split_k": 2, "pdl": True}, {**_B, "pdl": True},
+            {**_C, "stages": 10}, {**_C, "stages": 10, "pdl": True}],
+    "gate+up": [{**_B, "stages": 12, "split_k": 2}, {**_B, "stages": 12, "split_k": 2, "pdl": True},
+                {**_C, "stages": 10, "split_k": 2}, {**_C, "stages": 10, "split_k": 2, "pdl": True},
                 {**_C, "stages": 10, "pdl": True}, {"tile_m": 128, "tile_n": 256, "stages": 6, "pdl": True}],
     "q_b": [{"tile_m": 256, "tile_n": 64, "stages": 12}, {"tile_m": 256, "tile_n": 64, "stages": 12, "pdl": True},
             {"tile_m": 256, "tile_n": 128, "stages": 8, "pdl": True},
@@ -181,7 +178,7 @@ def run(root: str, ms: list[int]) -> None:
                         bad += [f"M={m}: {x}" for x in fam.check(p, {"out": out, **sc}, {"out": want[m]})]
                 t = time_cuda(lambda: kern(*args, check=False), reps=10)
                 tag = (f"{p.tile_m}x{p.tile_n} s{p.stages}" + (f" k{p.split_k}" if p.split_k > 1 else "")
-                       + (" cl" if p.cluster else "") + (" pdl" if p.pdl else ""))
+                       + (" pdl" if p.pdl else ""))
                 best[m] = min(best.get(m, (float("inf"), "")), (t, tag))
                 cells.append(f"M={m}: {t * 1e6:6.1f} ({tb[m] / t:.2f}x{pk(m, n, k, t)})")
                 del out
