@@ -9,8 +9,9 @@ unpadded groups (route pad = 1), act rows = t * E.
 
 Dense: per M, our w4a16_gemm and w4a16_ws_gemm, quack's kernel (scalar alpha; per-row alpha for
 the two-scale q_a + kv layer), torch bf16 matmul, what Nvfp4Linear serves at that M by default
-(runtime/linear.py: w4a16_gemm, quack above M = 32) and with quack=False (w4a16_gemm up to
-WS_FROM, w4a16_ws_gemm above), with ratios to torch and quack.
+(runtime/linear.py: w4a16_gemm up to WS_FROM, w4a16_ws_gemm on Nvfp4Linear.ws_ranges(N, K),
+quack at the other M) and with quack=False (w4a16_gemm up to WS_FROM, w4a16_ws_gemm above), with ratios
+to torch and quack.
 """
 
 import argparse
@@ -21,7 +22,7 @@ from common import bf16_peak, copy_bandwidth, device_name, tflops, time_cuda
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.moe_glue import capacity
 from nvfp4_aot.runtime import open_store
-from nvfp4_aot.runtime.linear import QUACK_FROM, QUACK_FROM_ROW_ALPHA, WS_FROM
+from nvfp4_aot.runtime.linear import QUACK_FROM, QUACK_FROM_ROW_ALPHA, WS_FROM, Nvfp4Linear
 from nvfp4_aot.runtime.scratch import OpScratch
 
 SHAPES = {"L1": (6144, 7168), "L2": (7168, 3072)}
@@ -100,7 +101,8 @@ def dense(store, bw, peak, dev, ms) -> None:
     same prepared weights (one layout)."""
     fam = get_family("w4a16_gemm")
     print("\ndense: M | ours w4a16_gemm | ours w4a16_ws_gemm | quack | torch bf16 matmul | Nvfp4Linear's default "
-          "(w4a16_gemm, quack above M = 32) | ours only (quack=False: w4a16_gemm up to WS_FROM, ws above)")
+          "(w4a16_gemm up to WS_FROM, ws on ws_ranges(N, K), quack at the other M) | ours only (quack=False: w4a16_gemm up "
+          "to WS_FROM, ws above)")
     for name, (n, k, scales) in DENSE.items():
         op = store.op("w4a16_gemm", n=n, k=k, act_order="natural")
         wop = _op(store, "w4a16_ws_gemm", n=n, k=k)
@@ -114,9 +116,10 @@ def dense(store, bw, peak, dev, ms) -> None:
         qscratch = OpScratch(qop, mmax, dev) if qop is not None else None
         wscratch = OpScratch(wop, mmax, dev) if wop is not None else None  # ws split-K buckets
         qalpha = b["alpha"] if scales > 1 else b["alpha"][:1].contiguous()
+        ranges = Nvfp4Linear.ws_ranges(n, k)
         print(f"{name} ({n}x{k}, {scales} global scale{'s' if scales > 1 else ''}): floor "
               f"{weight_bytes(n, k) / bw * 1e6:.1f} us; ws: {'yes' if wop else 'not in store'}, w4a16_gemm up to M = "
-              f"{upto if wop else 'all'}; quack: {qname if qop else 'not in store'}")
+              f"{upto if wop else 'all'}; quack: {qname if qop else 'not in store'}; default: ws at M in {' '.join(f'({a}, {b}]' for a, b in ranges) or 'none'}")
         for m in ms:
             if m > mmax:
                 continue
@@ -132,15 +135,18 @@ def dense(store, bw, peak, dev, ms) -> None:
             tb = time_cuda(lambda: torch.matmul(b["act"][:m], w16.T), reps=reps)
             served = tw if m > upto else to  # ours only
             qfrom = QUACK_FROM if scales == 1 else QUACK_FROM_ROW_ALPHA
-            dname, dflt = ("quack", tq) if tq is not None and m > qfrom else ("ws   ", tw) if m > upto else ("w4a16", to)
+            dname, dflt = (("ws   ", tw) if tw is not None and any(a < m <= b for a, b in ranges)
+                           else ("quack", tq) if tq is not None and m > qfrom
+                           else ("ws   ", tw) if m > upto else ("w4a16", to))
             fl = 2.0 * m * n * k
 
             def us(t):
                 return f"{t * 1e6:7.1f} us" if t is not None else "      -   "
 
             vq = f", {tq / served:4.2f}x quack" if tq is not None else ""
+            dq = f", {tq / dflt:4.2f}x quack" if tq is not None else ""
             print(f"  M={m:>5}: w4a16 {us(to)} | ws {us(tw)} | quack {us(tq)} | bf16 {us(tb)} | default {dname} "
-                  f"{us(dflt)}, {tflops(fl, dflt, peak)}, {tb / dflt:4.2f}x torch | ours "
+                  f"{us(dflt)}, {tflops(fl, dflt, peak)}, {tb / dflt:4.2f}x torch{dq} | ours "
                   f"{'ws   ' if m > upto else 'w4a16'} {us(served)}, {tb / served:4.2f}x torch{vq}")
         del b, w16
         torch.cuda.empty_cache()

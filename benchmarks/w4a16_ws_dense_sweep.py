@@ -5,6 +5,7 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
 
   w4a16_ws_dense_sweep.py manifest > sweep.toml        # every candidate of CANDIDATES, one store
   w4a16_ws_dense_sweep.py manifest --split > sweep.toml   # SPLIT_CANDIDATES instead (split-K, M <= 256)
+  w4a16_ws_dense_sweep.py manifest --small > sweep.toml   # SMALL_CANDIDATES (pdl, launch floor; M <= 256)
   nvfp4-build compile sweep.toml manifests/default.toml --arch sm_90a -o ROOT -j 2   # (CPU box)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192
 
@@ -21,7 +22,9 @@ import sys
 
 # narrow shapes first (the grid-starved ones)
 SHAPES = {"q_a+kv": (2048, 7168, 2), "down": (7168, 3072, 1), "o_b": (7168, 2048, 1), "gate+up": (6144, 7168, 1),
-          "q_b": (65536, 1536, 1)}
+          "q_b": (65536, 1536, 1),
+          # the launch floor: one k64 step per CTA, one CTA per SM (132 weight tiles of 128 rows)
+          "floor": (16896, 64, 1)}
 # (tile_m, tile_n, stages): every tile the family takes, each with a deep ring (small M streams
 # weights: bytes in flight per SM), plus shallower rings of the two small-M tiles
 CANDIDATES = [(128, 64, 12), (128, 64, 6), (256, 64, 12), (128, 128, 10), (128, 128, 6), (256, 128, 8),
@@ -38,20 +41,53 @@ SPLIT_CANDIDATES = {
     "gate+up": [(128, 64, 12, 1), (128, 64, 12, 2), (128, 64, 12, 4), (128, 128, 10, 1), (128, 128, 10, 2),
                 (128, 128, 10, 4)],
 }
+# small M (session 6, `wssmall`): the fixed cost per launch. Per shape, tunings (dicts): the pdl
+# launch (programmatic dependent launch) next to the bucket it replaced (global split-K, no pdl),
+# and a launch-floor shape (one k64 step on 132 CTAs). (The session's run also had cluster split-K
+# candidates, a mode measured slower and removed: docs/PERFORMANCE.md "session 6, wssmall".)
+_B = {"tile_m": 128, "tile_n": 64, "stages": 6}
+_C = {"tile_m": 128, "tile_n": 128}
+SMALL_CANDIDATES = {
+    "q_a+kv": [{**_B, "split_k": 8}, {**_B, "split_k": 8, "pdl": True}, {**_B, "split_k": 4},
+               {**_B, "split_k": 4, "pdl": True}, {**_C, "stages": 6, "split_k": 4},
+               {**_C, "stages": 6, "split_k": 4, "pdl": True}],
+    "down": [{**_B, "split_k": 2}, {**_B, "split_k": 2, "pdl": True}, {**_B, "pdl": True},
+             {**_C, "stages": 10}, {**_C, "stages": 10, "pdl": True}],
+    "o_b": [{**_B, "split_k": 2}, {**_B, "split_k": 2, "pdl": True}, {**_B, "pdl": True},
+            {**_C, "stages": 10}, {**_C, "stages": 10, "pdl": True}],
+    "gate+up": [{**_B, "stages": 12, "split_k": 2}, {**_B, "stages": 12, "split_k": 2, "pdl": True},
+                {**_C, "stages": 10, "split_k": 2}, {**_C, "stages": 10, "split_k": 2, "pdl": True},
+                {**_C, "stages": 10, "pdl": True}, {"tile_m": 128, "tile_n": 256, "stages": 6, "pdl": True}],
+    "q_b": [{"tile_m": 256, "tile_n": 64, "stages": 12}, {"tile_m": 256, "tile_n": 64, "stages": 12, "pdl": True},
+            {"tile_m": 256, "tile_n": 128, "stages": 8, "pdl": True},
+            {"tile_m": 128, "tile_n": 256, "stages": 6, "pdl": True}],
+    "floor": [{**_B, "stages": 2}, {**_B, "stages": 2, "pdl": True}],
+}
 MS = (33, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 CHECK_MS = (33, 64, 256, 1000)
 OURS_MS = (16, 32, 33, 64)  # w4a16_gemm (Nvfp4Linear's decode kernel) timed here too
 
 
-def manifest(split: bool = False) -> str:
+def _toml(v) -> str:
+    return "true" if v is True else "false" if v is False else str(v)
+
+
+def manifest(split: bool = False, small: bool = False) -> str:
     out = ['archs = ["sm_90a"]']
     for shape, (n, k, _) in SHAPES.items():
-        cands = SPLIT_CANDIDATES.get(shape, []) if split else [(*c, 1) for c in CANDIDATES]
+        if small:
+            cands = SMALL_CANDIDATES.get(shape, [])
+        elif shape == "floor":
+            continue
+        else:
+            tups = SPLIT_CANDIDATES.get(shape, []) if split else [(*c, 1) for c in CANDIDATES]
+            cands = [{"tile_m": tm, "tile_n": tn, "stages": st, **({"split_k": sk} if sk > 1 else {})}
+                     for tm, tn, st, sk in tups]
         if not cands:
             continue
-        rows = [f"  {{ m = [{i + 1}, {i + 1}], tuning = {{ tile_m = {tm}, tile_n = {tn}, stages = {st}"
-                + (f", split_k = {sk}" if sk > 1 else "") + " } },"
-                for i, (tm, tn, st, sk) in enumerate(cands)]
+        rows = [f"  {{ m = [{i + 1}, {i + 1}], tuning = {{ " + ", ".join(f"{a} = {_toml(v)}" for a, v in c.items())
+                + " } },"
+                for i, c in enumerate(cands)]
         out += ["", f"# {shape}", "[[op]]", 'family = "w4a16_ws_gemm"', f"problem = {{ n = {n}, k = {k} }}",
                 "buckets = [", *rows, "]"]
     return "\n".join(out) + "\n"
@@ -141,12 +177,13 @@ def run(root: str, ms: list[int]) -> None:
                         torch.cuda.synchronize()
                         bad += [f"M={m}: {x}" for x in fam.check(p, {"out": out, **sc}, {"out": want[m]})]
                 t = time_cuda(lambda: kern(*args, check=False), reps=10)
-                tag = f"{p.tile_m}x{p.tile_n} s{p.stages}" + (f" k{p.split_k}" if p.split_k > 1 else "")
+                tag = (f"{p.tile_m}x{p.tile_n} s{p.stages}" + (f" k{p.split_k}" if p.split_k > 1 else "")
+                       + (" pdl" if p.pdl else ""))
                 best[m] = min(best.get(m, (float("inf"), "")), (t, tag))
                 cells.append(f"M={m}: {t * 1e6:6.1f} ({tb[m] / t:.2f}x{pk(m, n, k, t)})")
                 del out
             failures += bool(bad)
-            print(f"  {'ws ' + tag:18} {'OK  ' if not bad else 'FAIL'} | " + " | ".join(cells)
+            print(f"  {'ws ' + tag:22} {'OK  ' if not bad else 'FAIL'} | " + " | ".join(cells)
                   + (f"  {bad[:3]}" if bad else ""), flush=True)
         print("  best ws: " + " | ".join(
             f"M={m}: {best[m][1]} {best[m][0] * 1e6:.1f} us ({tb[m] / best[m][0]:.2f}x torch"
@@ -159,4 +196,4 @@ def run(root: str, ms: list[int]) -> None:
 if __name__ == "__main__":
     from common import sweep_cli
 
-    sweep_cli(__doc__, lambda: manifest(split="--split" in sys.argv), run, MS)
+    sweep_cli(__doc__, lambda: manifest(split="--split" in sys.argv, small="--small" in sys.argv), run, MS)

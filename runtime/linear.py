@@ -1,14 +1,15 @@
 """Nvfp4Linear: a dense NVFP4 linear layer served from the artifact store (no cutlass, no JIT).
 
 Hopper (sm_90a): w4a16_gemm (kernels/w4a16, ours, mma.sync, the decode kernel: bandwidth-bound,
-best at small M) serves small M. Above it, by default (`quack=True`) quack's WGMMA kernel where
-the store has it for this layer: quack_w4a16_gemm above QUACK_FROM for one global scale, its
-per-row-alpha twin above QUACK_FROM_ROW_ALPHA for several (q_a + kv). It is the measured faster
-path at every M above the decode range on an H200 (docs/PERFORMANCE.md (r): ours reach 0.40-0.96x
-torch there, quack 0.76-1.06x). `quack=False` serves our own w4a16_ws_gemm (kernels/w4a16_ws:
-warp-specialized wgmma, tile table per (N, K) and token bucket in kernels/w4a16_ws/tiles.py) above
-WS_FROM instead; where the store lacks the chosen upper kernel the other one serves, and
-without either w4a16_gemm serves every M. All read the one prepared copy (quack's nvfp4 blob +
+best at small M) serves small M. Above it, by default (`quack=True`), per layer shape: our
+w4a16_ws_gemm (kernels/w4a16_ws: warp-specialized wgmma, tile table per (N, K) and token bucket in
+kernels/w4a16_ws/tiles.py) on the M ranges tiles.WS_OVER_QUACK[(N, K)] where it measured at least
+as fast as quack (H200, docs/PERFORMANCE.md "session 6, wssmall": q_a + kv 33-192, gate + up
+33-72 and 129-192, down and o_b 65-72 and 129-192), quack's WGMMA kernel at the other M:
+quack_w4a16_gemm for one global scale, its per-row-alpha twin for several (q_a + kv); quack is
+the measured faster path there. `quack=False` serves w4a16_ws_gemm at every M above WS_FROM instead. Where the
+store lacks one of the two upper kernels the other serves its range, and without either
+w4a16_gemm serves every M. All read the one prepared copy (quack's nvfp4 blob +
 strip); ours take the per-row alpha [N] for one- and two-scale layers alike. Blackwell (sm_100a) needs activation quantization + the block-scaled
 GEMM: not served by this class yet (it raises, naming what is missing).
 
@@ -26,6 +27,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from ..kernels.w4a16_ws.tiles import WS_OVER_QUACK
 from .declare import OpDecl, covered, missing_ops, open_ops  # noqa: F401  (covered re-exported)
 from .errors import MissingVariantError
 from .scratch import OpScratch
@@ -43,15 +45,22 @@ QUACK_FROM_ROW_ALPHA = 32
 
 
 class Nvfp4Linear:
+    @staticmethod
+    def ws_ranges(n: int, k: int) -> tuple[tuple[int, int], ...]:
+        """quack=True: the M ranges (lo, hi] above WS_FROM where w4a16_ws_gemm serves instead of
+        quack (tiles.WS_OVER_QUACK; empty: quack serves every M above WS_FROM)."""
+        return tuple((max(lo, WS_FROM), hi) for lo, hi in WS_OVER_QUACK.get((n, k), ()) if hi > max(lo, WS_FROM))
+
     @classmethod
     def ops(cls, n: int, k: int, arch: str, *, one_scale: bool = True, quack: bool = True,
-            upper: bool = True) -> list[OpDecl]:
+            upper: bool = True, mid: bool = True) -> list[OpDecl]:
         """The ops a dense NVFP4 GEMM [N, K] needs on `arch` (see runtime/declare.py). sm_90a:
-        w4a16_gemm for every M, or only up to a threshold with an optional upper kernel above it
-        (a store without it leaves w4a16_gemm every M; `upper` False declares that case): with
-        `quack` (default) quack_w4a16_gemm above QUACK_FROM for one global scale,
-        quack_w4a16_rowalpha_gemm above QUACK_FROM_ROW_ALPHA for several (`one_scale` False);
-        without, our w4a16_ws_gemm above WS_FROM.
+        w4a16_gemm for every M, or only up to a threshold with optional upper kernels above it
+        (a store without them leaves w4a16_gemm every M; `upper` False declares that case): with
+        `quack` (default) our w4a16_ws_gemm on the M ranges ws_ranges(n, k) (`mid` False leaves it
+        out: the store lacks it) and quack_w4a16_gemm for one global scale, quack_w4a16_rowalpha_gemm
+        for several (`one_scale` False), on the other M above WS_FROM; without `quack`, our
+        w4a16_ws_gemm above WS_FROM.
         sm_100a: activation quantize + global scale per input width and quack_nvfp4_gemm,
         planned for the block-scaled path this class does not serve yet."""
         p = {"n": n, "k": k}
@@ -60,17 +69,27 @@ class Nvfp4Linear:
                 fam, upto = (("quack_w4a16_gemm", QUACK_FROM) if one_scale
                              else ("quack_w4a16_rowalpha_gemm", QUACK_FROM_ROW_ALPHA))
                 what = "one global scale" if one_scale else "several global scales: per-row alpha"
-                text = f"Nvfp4Linear for M > {upto} (layers with {what})"
+                ranges = cls.ws_ranges(n, k) if mid and upper else ()
+                # quack's first M: above a leading ws range that starts at the threshold
+                above = ranges[0][1] if ranges and ranges[0][0] == upto else upto
+                text = f"Nvfp4Linear for M > {above}{' outside the ranges above' if ranges else ''} (layers with {what})"
             else:
-                fam, upto = "w4a16_ws_gemm", WS_FROM
+                fam, upto, ranges = "w4a16_ws_gemm", WS_FROM, ()
+                above = upto
                 text = f"Nvfp4Linear(quack=False) for M > {upto} (per-row alpha: one or several global scales)"
+            spans = ", ".join(f"{lo} < M <= {hi}" for lo, hi in ranges)
+            middle = ([OpDecl("mid_op", "w4a16_ws_gemm", p, "tokens",
+                              f"Nvfp4Linear for {spans} (measured at least as fast as quack there)",
+                              keyed="gemm", weights="weight", optional=True, m_above=ranges[0][0],
+                              m_upto=ranges[-1][1], runner="Nvfp4Linear")] if ranges else [])
             return [
                 # the input comes from the model: natural K (act_order spelled: the store's op ids do)
                 OpDecl("op", "w4a16_gemm", {**p, "act_order": "natural"}, "tokens",
                        f"Nvfp4Linear (runtime/linear.py) for M <= {upto}; every M without {fam} for the layer",
                        keyed="gemm", weights="weight", m_upto=upto if upper else None, runner="Nvfp4Linear"),
+                *middle,
                 *([OpDecl("upper_op", fam, p, "tokens", text, keyed="gemm", weights="weight", optional=True,
-                          m_above=upto, runner="Nvfp4Linear")] if upper else []),
+                          m_above=above, runner="Nvfp4Linear")] if upper else []),
             ]
         if arch == "sm_100a":
             act = f"activations entering the NVFP4 x NVFP4 GEMMs with input width {k} (Hopper's W4A16 takes bf16)"
@@ -83,10 +102,11 @@ class Nvfp4Linear:
 
     def __init__(self, store, weight: torch.Tensor, weight_scale: torch.Tensor, weight_scale_2: torch.Tensor, *,
                  max_tokens: int, part_sizes: Sequence[int] | None = None, device: Any = None, quack: bool = True):
-        """quack=True (default): quack's WGMMA kernel above QUACK_FROM (measured faster, see the
-        module docstring); where the store lacks it for this layer, w4a16_ws_gemm serves above
-        WS_FROM, and without that w4a16_gemm serves every M. quack=False: our w4a16_ws_gemm
-        above WS_FROM (same fallback to w4a16_gemm)."""
+        """quack=True (default): w4a16_ws_gemm on the M ranges ws_ranges(N, K), quack's WGMMA kernel
+        on the other M above WS_FROM (measured faster there, see the module docstring); where the
+        store lacks one of the two, the other serves all M above WS_FROM, and without either
+        w4a16_gemm serves every M.
+        quack=False: our w4a16_ws_gemm above WS_FROM (same fallbacks)."""
         if store.arch != "sm_90a":
             raise MissingVariantError(
                 f"Nvfp4Linear serves sm_90a (W4A16) only; {store.arch} needs NVFP4 activation quantization and the "
@@ -102,16 +122,25 @@ class Nvfp4Linear:
         # (our kernels take the per-row alpha either way)
         one_scale = self.alpha.numel() > 0 and bool((self.alpha == self.alpha[0]).all())
         for quack in (quack, not quack):  # the chosen upper kernel, else the other one
-            self.upper_op = None
+            self.upper_op = self.mid_op = None
             decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale, quack=quack)
             self.decls = open_ops(self, store, decls)
+            if self.upper_op is not None and self.mid_op is None and len(decls) == 3:  # no ws: quack from WS_FROM
+                decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale, quack=quack, mid=False)
+                self.decls = open_ops(self, store, decls)
             if self.upper_op is not None:
                 break
-        self.upper, self.upper_from = None, 1 << 62
+        # w4a16_gemm serves M <= lower_upto; above it mid_op (w4a16_ws_gemm) M in ws_ranges, the
+        # upper kernel every other M (ws_spans: ws_ranges(N, K) when both are open, else empty)
+        self.upper, self.lower_upto, self.upper_from, self.ws_spans = None, 1 << 62, 1 << 62, ()
         if self.upper_op is None:  # not in the store: w4a16_gemm serves every M
             self.decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale, upper=False)
         else:
-            self.upper_from = decls[1].m_above
+            self.lower_upto = decls[0].m_upto
+            if self.mid_op is not None:
+                self.ws_spans = self.ws_ranges(self.n, self.k)
+                self.mid_scratch = OpScratch(self.mid_op, max_tokens, device)
+            self.upper_from = decls[-1].m_above
             alpha = self.alpha[:1].clone() if quack and one_scale else self.alpha
             self.upper = (self.upper_op, *self.w, alpha)
             self.upper_scratch = OpScratch(self.upper_op, max_tokens, device)
@@ -127,11 +156,13 @@ class Nvfp4Linear:
         m = x.shape[0]
         if out is None:
             out = torch.empty((m, self.n), dtype=torch.bfloat16, device=x.device)
-        if m > self.upper_from:
+        if m <= self.lower_upto:
+            self.op(x, *self.w, self.alpha, out, check=check)
+        elif any(lo < m <= hi for lo, hi in self.ws_spans):
+            self.mid_op(x, *self.w, self.alpha, out, *self.mid_scratch(m), check=check)
+        else:
             uop, blob, strip, alpha = self.upper
             uop(x, blob, strip, alpha, out, *self.upper_scratch(m), check=check)
-        else:
-            self.op(x, *self.w, self.alpha, out, check=check)
         return out
 
 

@@ -20,9 +20,10 @@ ARTIFACTS_ENV = "NVFP4_AOT_ARTIFACTS"
 # experts a second time (quack's layout), so they are off unless this is "1" (fits e.g. DeepSeek-V4-
 # Flash at EP4 on H200s, not Pro at EP8).
 MOE_PREFILL_ENV = "NVFP4_AOT_MOE_PREFILL"
-# Nvfp4Linear above M = 32: "1"/unset quack's dense W4A16 kernels (faster at every such M on an H200,
-# docs/PERFORMANCE.md (r)), "0" our w4a16_ws_gemm (runtime/linear.py); the store must hold the
-# chosen kernel, else the other one serves.
+# Nvfp4Linear above M = 32: "1"/unset quack's dense W4A16 kernels except where our w4a16_ws_gemm
+# measured at least as fast (runtime/linear.py, kernels/w4a16_ws/tiles.py WS_OVER_QUACK; H200,
+# docs/PERFORMANCE.md "session 6, wssmall"), "0" our w4a16_ws_gemm at every such M; where the store
+# lacks one of the two the other serves.
 LINEAR_QUACK_ENV = "NVFP4_AOT_LINEAR_QUACK"
 
 _STORES: dict[tuple[str, str], Any] = {}
@@ -56,7 +57,9 @@ def moe_prefill() -> bool:
 
 def linear_quack() -> bool:
     """$NVFP4_AOT_LINEAR_QUACK: "1"/unset serves dense layers above M = 32 on quack's kernels where
-    the store has them (the measured faster path), "0" on ours (w4a16_ws_gemm)."""
+    the store has them (the measured faster path), except the layer shapes and M where ours measured
+    at least as fast (runtime/linear.py, kernels/w4a16_ws/tiles.py WS_OVER_QUACK); "0" on ours
+    (w4a16_ws_gemm) at every M above 32."""
     v = os.environ.get(LINEAR_QUACK_ENV, "1")
     if v not in ("0", "1"):
         raise RuntimeError(f"${LINEAR_QUACK_ENV} must be 0 or 1, got {v!r}")

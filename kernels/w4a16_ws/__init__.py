@@ -21,7 +21,8 @@ wgmmas in flight. Knobs: tile_m (weight rows per CTA tile: 128 or 256), tile_n (
 64, 128 or 256; accumulators tile_m * tile_n / (128 wgs) per consumer thread), stages, wgs
 (consumer warpgroups: 2 or 4), pipe (16 or 64), sm_count, split_k (dense only: K splits per output
 tile, reduced by the last-arriving split through caller-owned flags + workspace scratch; kernel.py
-_split_reduce). Measured tilings: GROUPED_TILES, tiles.py.
+_split_reduce), pdl (dense only: programmatic dependent launch, the prologue and the first
+weight loads overlap the previous kernel). Measured tilings: GROUPED_TILES, tiles.py.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class WsParams:
     wgs: int = 2  # consumer warpgroups (4: one m64 block each at tile_m 256, more warps to hide the decode)
     pipe: int = 16  # k elements per wgmma commit group: 16 (decode interleaved per k16 block) or 64
     split_k: int = 1  # dense only: K splits per output tile (> 1: flags + workspace scratch arguments)
+    pdl: bool = False  # dense only: programmatic dependent launch (griddepcontrol; weights prefetched first)
 
 
 def _reasons(p: WsParams) -> list[str]:
@@ -120,6 +122,8 @@ class _Base(common.W4A16Hooks, Family):
         r = super().can_implement(p, arch)
         if self.grouped and p.split_k != 1:
             r.append(f"split_k={p.split_k}: the grouped family does not split K (split_k must be 1)")
+        if self.grouped and p.pdl:
+            r.append("pdl is a dense-only knob (the grouped family does not take it)")
         return r
 
 

@@ -22,7 +22,10 @@ prefix of work items per expert in shared memory; CTA b then takes items b, b + 
 (producer and consumers walk the same sequence). Idle experts own no item; no host sync; the
 grid is fixed, so CUDA graphs replay with any routing. Dense split-K (split_k > 1): every output
 tile is split_k consecutive items over K ranges, reduced through caller-owned scratch by the
-last-arriving split (_split_reduce; no spin, so no residency requirement).
+last-arriving split (_split_reduce; no spin, so no residency requirement). Dense launches
+only CTAs with work (grid = min(sm_count, items): M is known at launch); with pdl the launch is
+a programmatic dependent one (the prologue and the first ring of weight loads overlap the
+previous kernel's tail; the activation loads, and so every write, wait for it to complete).
 
 Invariants:
   * every global access is in bounds: expert ranges are clamped into [0, M); the TMA box may
@@ -69,9 +72,14 @@ def ws_index(slot, split, lane, idx, split_k: int, per: int):
 
 class W4A16WsKernel:
     def __init__(self, n: int, k: int, experts: int, grouped: bool, tile_m: int, tile_n: int, stages: int,
-                 sm_count: int, wgs: int = 2, pipe: int = 16, split_k: int = 1):
+                 sm_count: int, wgs: int = 2, pipe: int = 16, split_k: int = 1, pdl: bool = False):
         assert n % tile_m == 0 and k % 64 == 0 and tile_m in (128, 256) and tile_n in (64, 128, 256)
         assert split_k == 1 or (not grouped and (k // 64) % split_k == 0)
+        assert not grouped or not pdl
+        # dense launch knob (scheduler side): pdl = programmatic dependent launch (the prologue and
+        # the first ring of weight loads overlap the previous kernel; everything that reads the
+        # activations or writes out / scratch waits for it: griddepcontrol.wait)
+        self.pdl = pdl
         self.n, self.k, self.experts, self.grouped = n, k, experts, grouped
         self.tile_m, self.tile_n, self.stages, self.sm_count = tile_m, tile_n, stages, sm_count
         self.mt = n // tile_m  # weight tiles per expert
@@ -120,12 +128,18 @@ class W4A16WsKernel:
         one = cute.slice_(staged, (None, None, 0))
         tma_atom, tma_act = cpasync.make_tiled_tma_atom(cpasync.CopyBulkTensorTileG2SOp(), act, one,
                                                         (self.tile_n, 64))
+        grid = self.sm_count
+        if const_expr(not self.grouped):
+            # dense: M is known at launch, so launch no CTA without work (at most sm_count)
+            tiles = (act.shape[0] + (self.tile_n - 1)) // self.tile_n * self.mt
+            grid = cutlass.max(cutlass.min(tiles * self.split_k, self.sm_count), 1)
+        kw = {"grid": [grid, 1, 1], "block": [self.threads, 1, 1], "stream": stream, "min_blocks_per_mp": 1}
+        if const_expr(self.pdl):
+            kw["use_pdl"] = True
         if const_expr(self.split_k == 1):
-            self.kernel(tma_atom, tma_act, staged, blob, sf, alpha, offsets, counts, out, act.shape[0]).launch(
-                grid=[self.sm_count, 1, 1], block=[self.threads, 1, 1], stream=stream, min_blocks_per_mp=1)
+            self.kernel(tma_atom, tma_act, staged, blob, sf, alpha, offsets, counts, out, act.shape[0]).launch(**kw)
         else:
-            self.kernel_split(tma_atom, tma_act, staged, blob, sf, alpha, out, act.shape[0], flags, workspace).launch(
-                grid=[self.sm_count, 1, 1], block=[self.threads, 1, 1], stream=stream, min_blocks_per_mp=1)
+            self.kernel_split(tma_atom, tma_act, staged, blob, sf, alpha, out, act.shape[0], flags, workspace).launch(**kw)
 
     # ------------------------------------------------------------------ device side
     @cute.kernel
@@ -175,6 +189,8 @@ class W4A16WsKernel:
         if warp == 0:
             self._build_prefix(offsets, counts, m_rows, lane, s_pre, s_start, s_cnt)
         cute.arch.sync_threads()
+        if const_expr(self.pdl):  # the next kernel may start its prologue (it waits for us to finish)
+            cute.arch.griddepcontrol_launch_dependents()
 
         total = s_pre[E - 1] * self.split_k  # split-K: item w = split_k * (output tile) + split
         mine = cutlass.max((total - bid + grid - 1) // grid, Int32(0))
@@ -182,6 +198,11 @@ class W4A16WsKernel:
             cute.arch.setmaxregister_decrease(PRODUCER_REGS)
             if tidx == 0:
                 it = Int32(0)
+                pre = Int32(0)  # steps of the first item whose weights were loaded before the wait
+                if const_expr(self.pdl):
+                    if mine > 0:
+                        pre = self._prefetch_weights(bid, s_pre, bars, bar_base, w_base, blob, sf)
+                    cute.arch.griddepcontrol_wait()  # the activations are the previous kernel's output
                 for i in cutlass.range(mine, unroll=1):
                     w = bid + i * grid
                     k0 = Int32(0)
@@ -197,21 +218,53 @@ class W4A16WsKernel:
                     for kk in cutlass.range(self.ks, unroll=1):
                         kt = k0 + kk
                         s = it % S
-                        mbar_wait(bar_base + (S + s) * 8, ((it // S) & 1) ^ 1)
-                        cute.arch.mbarrier_arrive_and_expect_tx(bars + s, self.tx)
+                        if const_expr(self.pdl):
+                            if it >= pre:
+                                mbar_wait(bar_base + (S + s) * 8, ((it // S) & 1) ^ 1)
+                                cute.arch.mbarrier_arrive_and_expect_tx(bars + s, self.tx)
+                                self._load_weights(w_base, bar_base, s, g0, kt, blob, sf)
+                        else:
+                            mbar_wait(bar_base + (S + s) * 8, ((it // S) & 1) ^ 1)
+                            cute.arch.mbarrier_arrive_and_expect_tx(bars + s, self.tx)
                         cute.copy(tma_atom, t_g[None, kt], t_s[None, s], tma_bar_ptr=bars + s)
-                        dst = w_base + s * self.w_bytes
-                        for b in cutlass.range_constexpr(self.blocks):
-                            tile = Int64(g0 + b) * self.kt + kt
-                            bulk_g2s(dst + b * BLOB_BYTES, blob.iterator.toint() + tile * BLOB_BYTES, BLOB_BYTES,
-                                     bar_base + s * 8)
-                            bulk_g2s(dst + self.blocks * BLOB_BYTES + b * STRIP_BYTES,
-                                     sf.iterator.toint() + tile * STRIP_BYTES, STRIP_BYTES, bar_base + s * 8)
+                        if const_expr(not self.pdl):
+                            self._load_weights(w_base, bar_base, s, g0, kt, blob, sf)
                         it += 1
         else:
             cute.arch.setmaxregister_increase(self.consumer_regs)
+            if const_expr(self.pdl):  # (the producer's wait already orders everything; kept explicit)
+                cute.arch.griddepcontrol_wait()
             self._consume(wg - 1, tidx % 128, lane, mine, bid, grid, s_pre, s_start, s_cnt, act_base, w_base,
                           bar_base, alpha, out, flags, workspace)
+
+    @cute.jit
+    def _load_weights(self, w_base, bar_base, s, g0, kt, blob, sf):
+        """The bulk copies of one stage's weights: per m64 block its blob tile and scale strip of
+        k step kt (g0 = the tile's first m64 block over all experts), completing on full[s]."""
+        dst = w_base + s * self.w_bytes
+        for b in cutlass.range_constexpr(self.blocks):
+            tile = Int64(g0 + b) * self.kt + kt
+            bulk_g2s(dst + b * BLOB_BYTES, blob.iterator.toint() + tile * BLOB_BYTES, BLOB_BYTES, bar_base + s * 8)
+            bulk_g2s(dst + self.blocks * BLOB_BYTES + b * STRIP_BYTES, sf.iterator.toint() + tile * STRIP_BYTES,
+                     STRIP_BYTES, bar_base + s * 8)
+
+    @cute.jit
+    def _prefetch_weights(self, bid, s_pre, bars, bar_base, w_base, blob, sf):
+        """pdl: before waiting for the previous kernel, fill the weights of the first min(stages,
+        ks) steps of this CTA's first item (weights never depend on it): arm each stage's full
+        barrier with the whole stage's bytes (its activation tile follows after the wait) and start
+        the weight copies. Stages are fresh, so no empty wait. Returns the number of such steps."""
+        pre = min(self.stages, self.ks)
+        w = bid
+        k0 = Int32(0)
+        if const_expr(self.split_k > 1):
+            w, k0 = split_item(w, self.split_k, self.ks)
+        e, j, m = self._locate(w, s_pre)
+        g0 = e * (self.n // 64) + m * self.blocks
+        for kk in cutlass.range_constexpr(pre):
+            cute.arch.mbarrier_arrive_and_expect_tx(bars + kk, self.tx)
+            self._load_weights(w_base, bar_base, kk, g0, k0 + kk, blob, sf)
+        return Int32(pre)
 
     @cute.jit
     def _build_prefix(self, offsets, counts, m_rows, lane, s_pre, s_start, s_cnt):
@@ -487,7 +540,8 @@ class W4A16WsKernel:
 
 def make_kernel(p, grouped: bool):
     split = getattr(p, "split_k", 1)
-    k = W4A16WsKernel(p.n, p.k, p.experts, grouped, p.tile_m, p.tile_n, p.stages, p.sm_count, p.wgs, p.pipe, split)
+    k = W4A16WsKernel(p.n, p.k, p.experts, grouped, p.tile_m, p.tile_n, p.stages, p.sm_count, p.wgs, p.pipe, split,
+                      bool(getattr(p, "pdl", False)))
     return k.grouped_call if grouped else (k.dense_split_call if split > 1 else k.dense_call)
 
 

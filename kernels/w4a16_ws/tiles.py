@@ -12,6 +12,14 @@ splits stays within one wave of 132 SMs: q_a+kv (16 weight tiles of 128 rows) sp
 (39 -> 11.7 us), 4 up to 256; gate+up (48) split 2 up to 128; down / o_b (56) split 2 at
 M <= 64. A second wave costs more than the split saves (e.g. down 128 x 64 split 2 at M = 128:
 25.5 vs 19.1 us unsplit).
+
+pdl (programmatic dependent launch, kernel.py; `w4a16_ws_dense_sweep.py manifest --small`,
+docs/PERFORMANCE.md "session 6, wssmall"): the launch floor (one k64 step on 132 CTAs) 3.5 ->
+2.7 us, and 0.7-1.3 us off the buckets up to M = 384 (e.g. q_a + kv split 8 at M = 33: 11.7 ->
+11.0 us; down 128 x 128 at M = 33-256: -0.9 to -1.4 us); set on every bucket up to 384 (the larger
+ones were not measured with it). Cluster split-K (the splits of a tile as one cluster reducing
+through DSMEM) was measured too and lost (q_a + kv split 8: 28 vs 11 us; split 4: 15.5 vs 14.5):
+not kept.
 """
 
 from __future__ import annotations
@@ -19,24 +27,49 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 
-def _t(tile_m: int, tile_n: int, stages: int, split_k: int = 1) -> dict[str, int]:
-    return {"tile_m": tile_m, "tile_n": tile_n, "stages": stages, **({"split_k": split_k} if split_k > 1 else {})}
+def _t(tile_m: int, tile_n: int, stages: int, split_k: int = 1, pdl: bool = False) -> dict[str, Any]:
+    return {"tile_m": tile_m, "tile_n": tile_n, "stages": stages, **({"split_k": split_k} if split_k > 1 else {}),
+            **({"pdl": True} if pdl else {})}
 
 
 # Rule for an unmeasured shape (the one the one-scale 7168-wide shapes measured).
-DENSE = ((64, _t(128, 64, 6, 2)), (128, _t(128, 64, 6)), (384, _t(128, 128, 10)), (None, _t(128, 256, 6)))
+DENSE = ((64, _t(128, 64, 6, 2, pdl=True)), (128, _t(128, 64, 6, pdl=True)), (384, _t(128, 128, 10, pdl=True)),
+         (None, _t(128, 256, 6)))
 
 DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
     (7168, 3072): DENSE,  # shared-expert down
     (7168, 2048): DENSE,  # o_b
-    (6144, 7168): ((64, _t(128, 64, 12, 2)), (128, _t(128, 128, 10, 2)), (384, _t(128, 128, 10)),
-                   (None, _t(128, 256, 6))),  # shared gate + up
+    (6144, 7168): ((64, _t(128, 64, 12, 2, pdl=True)), (128, _t(128, 128, 10, 2, pdl=True)),
+                   (384, _t(128, 128, 10, pdl=True)), (None, _t(128, 256, 6))),  # shared gate + up
     # q_a + kv: 16 weight tiles of 128 rows: split-K to 256, then 64-token tiles until 8 token
     # tiles fill more SMs
-    (2048, 7168): ((64, _t(128, 64, 6, 8)), (128, _t(128, 64, 6, 4)), (256, _t(128, 128, 6, 4)),
-                   (768, _t(128, 64, 6)), (1536, _t(128, 128, 6)), (None, _t(128, 256, 6))),
+    (2048, 7168): ((64, _t(128, 64, 6, 8, pdl=True)), (128, _t(128, 64, 6, 4, pdl=True)),
+                   (256, _t(128, 128, 6, 4, pdl=True)), (768, _t(128, 64, 6)), (1536, _t(128, 128, 6)),
+                   (None, _t(128, 256, 6))),
     # q_b: 512 weight tiles; 256-row tiles are as fast at M <= 64 and fewer activation reloads
-    (65536, 1536): ((64, _t(256, 64, 12)), (192, _t(256, 128, 8)), (None, _t(128, 256, 6))),
+    (65536, 1536): ((64, _t(256, 64, 12, pdl=True)), (192, _t(256, 128, 8, pdl=True)), (None, _t(128, 256, 6))),
+}
+
+
+# Nvfp4Linear's default path (quack=True, runtime/linear.py): per (n, k), the M ranges (lo, hi]
+# above its decode threshold where it serves w4a16_ws_gemm instead of quack's kernel, because ours
+# measured at least as fast there on an H200 (benchmarks/w4a16_ours.py at M = 33, 64, 65, 72, 96,
+# 128, 129, 136, 192, 256; docs/PERFORMANCE.md "session 6, wssmall"). Each range's ends were
+# measured (and every M between lies in one bucket of each kernel). quack is slow at the low end
+# of its wide token buckets (tile_n 128 for 65-128, 256 for 129-384: e.g. down 20.6 us at M = 65
+# vs 13.5 at 128, 36.2 at 136 vs 17.5 at 256), where ours is flat. `plan` declares
+# w4a16_ws_gemm for these layers (Nvfp4Linear.ops).
+WS_OVER_QUACK: dict[tuple[int, int], tuple[tuple[int, int], ...]] = {
+    # q_a + kv: split-K 8 / 4 with pdl: 1.19-1.25x quack at M = 33-64, 1.07-1.36x at 65-128,
+    # 1.24-1.41x at 129-192 (0.93x at 256)
+    (2048, 7168): ((32, 192),),
+    # gate + up: split 2 with pdl 1.00-1.01x quack at 33-64, 1.30x at 65-72 (0.93x at 96), 1.10-1.53x at 129-192
+    (6144, 7168): ((32, 72), (128, 192)),
+    # down, o_b: 0.83-0.89x quack at 33-64; 1.04-1.10x at 65-72 (0.86x at 96), 1.09-1.42x at 129-192
+    (7168, 3072): ((64, 72), (128, 192)),
+    (7168, 2048): ((64, 72), (128, 192)),
+    # q_b (65536 x 1536) not: 0.95-0.98x quack at M = 33-64 in one run (1.03-1.07x in the other),
+    # 1.02-1.04x at 65-72, 0.90-0.96x above
 }
 
 

@@ -1,6 +1,7 @@
 """Nvfp4Linear on a Hopper GPU, the five dense DeepSeek-V4 shapes (q_a + kv with two global scales):
 our kernels at every M with quack=False (w4a16_gemm up to WS_FROM, w4a16_ws_gemm above, every
-bucket edge of both), quack's above QUACK_FROM (the default); against a float64 reference over the
+bucket edge of both), and the default path (w4a16_gemm, w4a16_ws_gemm on ws_ranges(N, K), quack
+on the other M: every bucket edge of each, at the M it serves); against a float64 reference over the
 exactly dequantized weights (relative Frobenius error <= 3e-3), NaN-poisoned outputs; and CUDA
 graphs captured at token counts of every path, replayed interleaved with fresh inputs, no
 allocation during replay."""
@@ -31,12 +32,31 @@ def _layer(store, seed, n, k, parts, **kw):
     return lin, dequantize(q, sf).double() * alpha.double().to(DEV)[:, None], g
 
 
-def _edges(lin, cap):
-    """Token counts at every bucket edge of the op serving them, up to cap."""
+def _segments(lin):
+    """(above, upto, op): the M ranges (above, upto] the layer's kernels serve, in order."""
+    segs, lo = [(0, lin.lower_upto, lin.op)], lin.lower_upto
+    if lin.upper is None:
+        return segs
+    for a, b in lin.ws_spans:
+        if a > lo:
+            segs.append((lo, a, lin.upper_op))
+        segs.append((a, b, lin.mid_op))
+        lo = b
+    return segs + [(lo, 1 << 62, lin.upper_op)]
+
+
+def _path(lin, m):
+    return next(op.spec["family"] for lo, hi, op in _segments(lin) if lo < m <= hi)
+
+
+def _edges(lin, cap, firsts_only=False):
+    """Token counts at every bucket edge of the op serving them and at every path boundary, up to
+    cap (firsts_only: each bucket's first M and the boundaries)."""
     ms = {1, cap}
-    for op, lo_ok in ((lin.op, lambda m: m <= lin.upper_from), (lin.upper_op, lambda m: m > lin.upper_from)):
-        for lo, hi in (op.bucket_edges() if op is not None else ()):
-            ms |= {m for m in (lo, hi, lin.upper_from, lin.upper_from + 1) if m <= cap and lo_ok(m)}
+    for lo, hi, op in _segments(lin):
+        for a, b in op.bucket_edges():
+            ms |= {m for m in ((a, lo + 1, hi) if firsts_only else (a, b, lo, lo + 1, hi, hi + 1))
+                   if lo < m <= min(hi, cap)}
     return sorted(ms)
 
 
@@ -57,35 +77,44 @@ def test_our_kernels_at_every_bucket_edge(store, seed, n, k, parts):
         lin(x, out=out)
         torch.cuda.synchronize()
         err = _err(out, x.double() @ wd.T)
-        path = "ws" if m > lin.upper_from else "w4a16_gemm"
+        path = _path(lin, m)
         print(f"n={n} k={k} M={m} ({path}): rel err {err:.2e}")
         if not err <= TOL:  # NaN (an unwritten row) fails too
             bad.append(f"M={m} ({path}): {err:.2e}")
     assert not bad, f"n={n} k={k}: {bad}"
 
 
-@pytest.mark.parametrize("n,k,parts", [SHAPES[0], SHAPES[2]], ids=lambda v: str(v))
-def test_quack_by_default(store, seed, n, k, parts):
+@pytest.mark.parametrize("n,k,parts", SHAPES, ids=lambda v: str(v))
+def test_default_path_at_every_bucket_edge(store, seed, n, k, parts):
+    """quack=True: w4a16_gemm up to WS_FROM, w4a16_ws_gemm on ws_ranges(N, K) (where listed), quack
+    (per-row alpha for the two-scale layer) on the other M."""
     lin, wd, g = _layer(store, seed, n, k, parts)
     fam = "quack_w4a16_rowalpha_gemm" if parts else "quack_w4a16_gemm"
     assert lin.upper is not None and lin.upper_op.spec["family"] == fam
-    for m in (5, lin.upper_from + 1, 1000):
+    assert lin.lower_upto == WS_FROM and lin.ws_spans == Nvfp4Linear.ws_ranges(n, k)
+    assert (lin.mid_op is not None) == bool(lin.ws_spans)
+    cap = M_CAP if n * k <= 1 << 26 else 600
+    bad = []
+    for m in _edges(lin, cap):
         x = torch.randn((m, k), generator=g, device=DEV).to(torch.bfloat16)
         out = torch.full((m, n), float("nan"), dtype=torch.bfloat16, device=DEV)
         lin(x, out=out)
         torch.cuda.synchronize()
-        assert _err(out, x.double() @ wd.T) <= TOL, m
+        err = _err(out, x.double() @ wd.T)
+        print(f"n={n} k={k} M={m} ({_path(lin, m)}): rel err {err:.2e}")
+        if not err <= TOL:
+            bad.append(f"M={m} ({_path(lin, m)}): {err:.2e}")
+    assert not bad, f"n={n} k={k}: {bad}"
 
 
 @pytest.mark.parametrize("quack", [True, False], ids=["quack", "ours"])
 @pytest.mark.parametrize("n,k,parts", [SHAPES[0], SHAPES[3]], ids=lambda v: str(v))
 def test_graphs_at_every_path_replay_interleaved(store, seed, n, k, parts, quack):
-    """One graph per token count (decode kernel, each bucket of the upper kernel up to 2048: quack
-    with its split-K scratch, or ws), replayed in alternating orders with fresh inputs: results vs
-    float64, nothing allocated."""
+    """One graph per token count (decode kernel, each bucket of each kernel above it up to 2048:
+    ws with its split-K scratch and pdl launches, quack with its split-K scratch), replayed in
+    alternating orders with fresh inputs: results vs float64, nothing allocated."""
     lin, wd, g = _layer(store, seed, n, k, parts, quack=quack)
-    ms = sorted({3, lin.upper_from, lin.upper_from + 1} | {lo for lo, _ in lin.upper_op.bucket_edges()
-                                                            if lin.upper_from < lo <= 2048} | {2000})
+    ms = sorted(set(_edges(lin, 2048, firsts_only=True)) | {3, 2000})
     xs = {m: torch.randn((m, k), generator=g, device=DEV).to(torch.bfloat16) for m in ms}
     outs = {m: torch.empty((m, n), dtype=torch.bfloat16, device=DEV) for m in ms}
     for m in ms:

@@ -34,15 +34,16 @@ def ops(store, fam, small=True):
     return found
 
 
-def names(fam, op):
-    return [a.name for a in op.kernel_for(1).validator.args]
+def names(fam, op, m=1):
+    """The argument names of the kernel serving m (buckets of one op may differ: split-K scratch)."""
+    return [a.name for a in op.kernel_for(m).validator.args]
 
 
 def run(fam, op, m, seed, **kw):
     params = fam.parse_params(op.kernel_for(m).record["params"])
     inputs = fam.make_inputs(params, m, DEV, seed, **kw)
     want = fam.reference(params, inputs)
-    op(*[inputs[n] for n in names(fam, op)])
+    op(*[inputs[n] for n in names(fam, op, m)])
     torch.cuda.synchronize()
     return fam.check(params, inputs, want), inputs, params
 
@@ -145,7 +146,7 @@ def test_dense_split_k_self_cleans_and_replays(store, seed):
             params = DFAM.parse_params(op.kernel_for(m).record["params"])
             inputs = DFAM.make_inputs(params, m, DEV, seed + 7 * i)
             want = DFAM.reference(params, inputs)
-            args = [inputs[n] for n in names(DFAM, op)]
+            args = [inputs[n] for n in names(DFAM, op, m)]
             for call in range(2):
                 inputs["out"].fill_(float("nan"))
                 op(*args)
@@ -153,7 +154,7 @@ def test_dense_split_k_self_cleans_and_replays(store, seed):
                 failures += [f"{op.name} M={m} call {call}: {b}" for b in DFAM.check(params, inputs, want)]
         params = DFAM.parse_params(op.kernel_for(mmax).record["params"])
         buf = DFAM.make_inputs(params, mmax, DEV, seed)
-        args = [buf[n] for n in names(DFAM, op)]
+        args = [buf[n] for n in names(DFAM, op, mmax)]
         op(*args)
         graph, _ = capture(lambda: op(*args))
         for r in range(3):
@@ -163,4 +164,43 @@ def test_dense_split_k_self_cleans_and_replays(store, seed):
             buf["out"].fill_(float("nan"))
             replay_without_allocating(graph, f"{op.name} replay {r}")
             failures += [f"{op.name} replay {r}: {b}" for b in DFAM.check(params, buf, DFAM.reference(params, fresh))]
+    assert not failures, "\n".join(failures)
+
+
+def test_dense_pdl_chain(store, seed):
+    """pdl variants of a square layer (N == K) run back to back on one stream, each
+    call's input the previous call's output and its output the buffer the previous call read
+    (read-after-write and write-after-read across a programmatic dependent launch), eagerly and
+    replayed from a CUDA graph that also re-poisons the intermediate: every step right against
+    the float64 reference of the input it actually had."""
+    mode = [op for op in ops(store, DFAM)
+            if op.spec["problem"]["n"] == op.spec["problem"]["k"]
+            and any(op.kernel_for(m).record["params"].get("pdl") for m in DENSE_MS)]
+    if not mode:
+        pytest.skip("no square pdl w4a16_ws_gemm op in the store")
+    failures = []
+    for op in mode:
+        for i, m in enumerate(DENSE_MS):
+            params = DFAM.parse_params(op.kernel_for(m).record["params"])
+            inp = DFAM.make_inputs(params, m, DEV, seed + 11 * i)
+            scratch = [inp[n] for n in names(DFAM, op, m) if n in ("flags", "workspace")]
+            x0, x1 = inp["act"], inp["out"]
+
+            def chain():
+                x1.fill_(float("nan"))
+                op(x0, inp["blob"], inp["sf"], inp["alpha"], x1, *scratch)
+                op(x1, inp["blob"], inp["sf"], inp["alpha"], x0, *scratch)
+
+            for how in ("eager", "graph"):
+                graph = capture(chain)[0] if how == "graph" else None
+                for r in range(2):
+                    before = x0.clone()
+                    chain() if graph is None else replay_without_allocating(graph, f"{op.name} M={m} replay {r}")
+                    torch.cuda.synchronize()
+                    mid = x1.clone()
+                    for step, (a, got) in enumerate(((before, mid), (mid, x0))):
+                        want = DFAM.reference(params, {**inp, "act": a})
+                        failures += [f"{op.name} M={m} {how} {r} step {step}: {b}"
+                                     for b in DFAM.check(params, {**inp, "out": got}, want)]
+                    x0.copy_(torch.randn_like(x0))  # keep magnitudes bounded across rounds
     assert not failures, "\n".join(failures)

@@ -156,3 +156,36 @@ def test_split_k_buckets_get_zeroed_scratch_sized_for_max_tokens():
     # our w4a16_ws_gemm takes none
     lin3 = Nvfp4Linear(RefStore("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", quack=False)
     assert lin3.upper_op.name.startswith("w4a16_ws_gemm") and lin3.upper_scratch.buffers == {}
+
+
+@pytest.mark.parametrize("drop", [None, "w4a16_ws_gemm", "quack_w4a16_gemm"])
+def test_default_path_serves_ws_on_the_listed_ranges(monkeypatch, drop):
+    """quack=True on a shape of tiles.WS_OVER_QUACK: w4a16_gemm up to WS_FROM, w4a16_ws_gemm on the
+    listed M ranges, quack on the others; a store without one of the two upper kernels gives the
+    other every M above WS_FROM."""
+    from nvfp4_aot.kernels.w4a16_ws import tiles
+
+    monkeypatch.setitem(tiles.WS_OVER_QUACK, (N, K), ((0, 64), (128, 192)))
+    q, sf, s2 = _weights(7, 0.02)
+
+    class Drop(RefStore):
+        def op(self, family, **problem):
+            if family == drop:
+                raise MissingVariantError(family)
+            return super().op(family, **problem)
+
+    lin = Nvfp4Linear(Drop("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", quack=True)
+    fams = [d.family for d in lin.decls]
+    if drop is None:
+        assert fams == ["w4a16_gemm", "w4a16_ws_gemm", "quack_w4a16_gemm"]
+        assert (lin.lower_upto, lin.upper_from, lin.ws_spans) == (WS_FROM, 64, ((WS_FROM, 64), (128, 192)))
+        assert [(d.m_above, d.m_upto) for d in lin.decls] == [(0, WS_FROM), (WS_FROM, 192), (64, None)]
+    else:
+        assert fams == ["w4a16_gemm", "quack_w4a16_gemm" if drop == "w4a16_ws_gemm" else "w4a16_ws_gemm"]
+        assert lin.lower_upto == lin.upper_from == WS_FROM and lin.ws_spans == ()
+    _check(lin, q, sf, 0.02, (7, WS_FROM, WS_FROM + 1, 64, 65, 128, 129, 192, 193, 300))
+    assert lin.op.calls == 2
+    if drop is None:  # ws: 33, 64, 129, 192; quack: 65, 128, 193, 300
+        assert lin.mid_op.calls == 4 and lin.upper_op.calls == 4
+    else:
+        assert lin.upper_op.calls == 8
