@@ -57,7 +57,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from nvfp4_aot.runtime.layout import ACT_ORDERS
+from nvfp4_aot.runtime.layout import ACT_ORDERS, QUAD_ORDERS
 
 from .. import w4a16_common as common
 from ..family import Family
@@ -100,7 +100,7 @@ class W4A16Params:
     nt: int = 1  # token tile = 8 * nt tokens (tuning: decode 1-2, prefill 4-8)
     split: str = "k"  # warps split K (decode) or N with activations staged in smem (prefill)
     stages: int = 1  # split "wg" / "n": 1 = synchronous staging; 2-4 = cp.async ring of K chunks (ring.py)
-    act_order: str = "natural"  # act's K order (runtime/layout.py ACT_ORDERS): "quad" for split k / n
+    act_order: str = "natural"  # act's K order (runtime/layout.py ACT_ORDERS): "quad" / "quad8" for split k / n
 
 
 def _reasons(p: W4A16Params) -> list[str]:
@@ -128,8 +128,8 @@ def _reasons(p: W4A16Params) -> list[str]:
                  f"of shared memory > {SMEM_LIMIT}: lower stages, nt or rb")
     if p.act_order not in ACT_ORDERS:
         r.append(f"act_order={p.act_order!r} must be one of {ACT_ORDERS}")
-    elif p.act_order == "quad" and p.split not in ("k", "n"):
-        r.append(f"act_order='quad' is read by split 'k' and 'n' only (split={p.split!r} stages natural K for wgmma); "
+    elif p.act_order in QUAD_ORDERS and p.split not in ("k", "n"):
+        r.append(f"act_order={p.act_order!r} is read by split 'k' and 'n' only (split={p.split!r} stages natural K for wgmma); "
                  "use split 'k' or 'n', or act_order 'natural'")
     if p.split == "k" and p.act_order == "natural" and p.warps * 8 * p.nt * 528 + 512 * p.nt * p.rb * p.warps > SMEM_LIMIT:
         r.append(f"split='k' stages each warp's 8 * nt token rows x 512 B (+ the reduction): warps={p.warps} x "
@@ -209,7 +209,7 @@ class GroupedFamily(_Base):
     problem_keys = ("n", "k", "experts", "act_order")
 
     def tile_table(self, problem: Mapping[str, Any]):
-        return self.quad_tiles if problem.get("act_order") == "quad" else self.tiles
+        return self.quad_tiles if problem.get("act_order") in QUAD_ORDERS else self.tiles
     grouped = True
 
 DENSE_FAMILY = DenseFamily()

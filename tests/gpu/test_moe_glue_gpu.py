@@ -63,7 +63,7 @@ def test_route_exact(store, mode, seed):
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.parametrize("order", ["natural", "quad"])  # quad: MoERunner's decode path (runtime/layout.py)
+@pytest.mark.parametrize("order", ["natural", "quad", "quad8"])  # quad / quad8: MoERunner's decode path (runtime/layout.py)
 @pytest.mark.parametrize("limit", [0.0, 10.0])  # 10: DeepSeek-V4's clamped SwiGLU (both clamps hit)
 def test_silu_mul(store, seed, limit, order):
     failures = []
@@ -137,7 +137,7 @@ def test_cuda_graph_route_then_combine(store, seed):
 # ----------------------------------------------------------------------------- permute, fused quantize
 
 
-@pytest.mark.parametrize("pad,order", [(PAD, "natural"), (1, "quad")], ids=["natural", "quad"])
+@pytest.mark.parametrize("pad,order", [(PAD, "natural"), (1, "quad"), (1, "quad8")], ids=["natural", "quad", "quad8"])
 @pytest.mark.parametrize("experts", FUSED_EXPERTS)
 @pytest.mark.parametrize("mode", range(len(ROUTINGS)), ids=ROUTINGS)
 def test_permute_exact(store, experts, mode, seed, pad, order):
