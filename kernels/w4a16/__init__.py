@@ -195,15 +195,15 @@ class GroupedFamily(_Base):
         (768, {"warps": 4, "rb": 1, "nt": 2, "split": "n"}),
         (None, {"warps": 8, "rb": 2, "nt": 8, "split": "wg", "stages": 2}),
     )
-    # act_order "quad" (MoERunner's decode path; H200 sweeps at t = 1..32 tokens/expert, docs/PERFORMANCE.md
-    # 2026-12-02 "dec16"): <= 192 rows split 'k' 8-token tiles (at the copy floor); above, split 'n'
-    # with the 2-stage cp.async ring and 2 row blocks per warp (each staged activation fragment feeds
-    # 8 MMAs): 16-token tiles up to 768 rows (t = 16: 434 / 215 us), 32-token tiles above (one tile
-    # per expert up to t = 32, where the prefill tiers take over: 587 / 299 us). Split 'wg' reads
-    # natural K only.
+    # act_order "quad" / "quad8" (MoERunner's decode path runs quad8; H200 sweeps at t = 1..32
+    # tokens/expert, docs/PERFORMANCE.md 2026-12-02 "dec16" and "session 6, dec"): <= 192 rows split
+    # 'k' 8-token tiles (at the copy floor); above, split 'n' with the 2-stage cp.async ring and 2 row
+    # blocks per warp (each staged activation fragment feeds 8 MMAs): 16-token tiles over 8 warps up to
+    # 768 rows (t = 16, quad8: 428 / 211 us), 32-token tiles over 4 warps above (one tile per expert up
+    # to t = 32, where the prefill tiers take over: 586 / 304 us). Split 'wg' reads natural K only.
     quad_tiles = (
         tiles[0],
-        (768, {"warps": 4, "rb": 2, "nt": 2, "split": "n", "stages": 2}),
+        (768, {"warps": 8, "rb": 2, "nt": 2, "split": "n", "stages": 2}),
         (None, {"warps": 4, "rb": 2, "nt": 4, "split": "n", "stages": 2}),
     )
     problem_keys = ("n", "k", "experts", "act_order")
