@@ -30,12 +30,17 @@ Design (decode first: at <= 16 tokens per expert the GEMM is bound by weight byt
     B-fragment words are the 32 bytes at 32t: split "k" reads a token row's fragments with two
     16-byte loads straight from global memory (L1), no staging; split "n" with two 16-byte
     shared loads. The weights are unchanged (one copy, natural K); only the activation side moves.
+  * act_order = "quad8" (MoERunner's decode path): quad with each block's bf16 pairs crossed (K 2t
+    with 2t + 8, 2t + 1 with 2t + 9), the K order of decode_sel below; same loads as quad.
   * decode (ptx.decode_block): per register, prmt gathers the byte's two nibbles at bits 0..3 /
     16..19, one multiply by 2^6 + 2^12 and a mask put the E2M1 bits at bf16's (sign, exponent low
     bits, mantissa msb), i.e. v * 2^-126 exactly (subnormal 0.5 included); one bf16x2 multiply
     by the block's (scale * 2^119) of the register's row (a lane broadcast of one bf16x2 pair per
     block) gives v * scale * 2^-7, exact (<= 6 significant bits, no over/underflow for any finite
-    E4M3 scale); the epilogue multiplies by alpha * 2^7 in fp32.
+    E4M3 scale); the epilogue multiplies by alpha * 2^7 in fp32. quad8 (ptx.decode_sel): the same
+    bf16 values with no gather: a register pairs nibbles 16 bits apart, so one shift of the word
+    places both magnitudes and one shift of the even / odd nibbles' sign bits both signs, and a
+    lop3 bitselect merges them (17 instead of 19 SASS per block, 6 + 2 instead of 11 ALU-pipe ops).
   * split = "k" (decode): split-K across the CTA's warps (a CTA = 16 * rb weight rows),
     reduced through shared memory: decode has 16-row slices of N x K to spread over 132 SMs.
   * split = "n" (small batches): warps split N, activations staged once per CTA in shared
