@@ -22,7 +22,9 @@ from common import bf16_peak, copy_bandwidth, device_name, tflops, time_cuda
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.moe_glue import capacity
 from nvfp4_aot.runtime import open_store
+from nvfp4_aot.runtime.layout import ACT_ORDERS
 from nvfp4_aot.runtime.linear import QUACK_FROM, QUACK_FROM_ROW_ALPHA, WS_FROM, Nvfp4Linear
+from nvfp4_aot.runtime.moe import DECODE_ORDER
 from nvfp4_aot.runtime.scratch import OpScratch
 
 SHAPES = {"L1": (6144, 7168), "L2": (7168, 3072)}
@@ -38,8 +40,8 @@ def weight_bytes(n: int, k: int) -> int:
     return n * k // 2 + n * k // 16
 
 
-def grouped(store, bw, peak, e: int, dev, tokens, act_order: str = "quad") -> None:
-    """act_order: "quad" is what MoERunner's decode path runs (make_inputs permutes act to it)."""
+def grouped(store, bw, peak, e: int, dev, tokens, act_order: str = DECODE_ORDER) -> None:
+    """act_order: DECODE_ORDER is what MoERunner's decode path runs (make_inputs permutes act to it)."""
     fam = get_family("w4a16_grouped_gemm")
     qfam = get_family("quack_w4a16_gemm")
     print(f"\ngrouped, {e} experts, act_order {act_order}: tokens/expert, ours | quack per expert | torch bf16 _grouped_mm")
@@ -160,8 +162,8 @@ def main() -> None:
     ap.add_argument("--m", type=int, nargs="*", default=list(DENSE_MS), help="dense: rows")
     ap.add_argument("--skip-dense", action="store_true")
     ap.add_argument("--skip-grouped", action="store_true")
-    ap.add_argument("--act-order", nargs="*", default=["quad"], choices=["natural", "quad"],
-                    help="grouped: activation K order(s) to time (MoERunner's decode path runs quad)")
+    ap.add_argument("--act-order", nargs="*", default=[DECODE_ORDER], choices=list(ACT_ORDERS),
+                    help=f"grouped: activation K order(s) to time (MoERunner's decode path runs {DECODE_ORDER})")
     a = ap.parse_args()
     store = open_store(a.store)
     store.prime()

@@ -1,5 +1,6 @@
 """Tuning sweep of w4a16_grouped_gemm (L1 and L2, 48 experts, tokens per expert 1/16/128 or argv[2:],
-unpadded groups as MoERunner lays them out; ACT_ORDER=quad for stores built with it): one store per tuning (scripts/sweep_w4a16.sh
+unpadded groups as MoERunner lays them out; each store's act order is the one it was built with,
+ACT_ORDER picks one when a store has several): one store per tuning (scripts/sweep_w4a16.sh
 builds them), device time from graph replays, fraction of copy bandwidth on weight bytes. The inputs of
 each (shape, token count) are made once and shared by every tuning (weights do not depend on it)."""
 
@@ -12,6 +13,7 @@ from common import copy_bandwidth, device_name, time_cuda
 
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.runtime import open_store
+from nvfp4_aot.runtime.layout import ACT_ORDERS
 
 E = 48
 SHAPES = {"L1": (6144, 7168), "L2": (7168, 3072)}
@@ -46,6 +48,17 @@ def inputs(fam, p, rows: int, seed: int, dev):
     return b
 
 
+def grouped_op(store, n: int, k: int):
+    """The store's w4a16_grouped_gemm op of (n, k, E): ACT_ORDER's act order first, then any."""
+    want = os.environ.get("ACT_ORDER", "natural")
+    for order in (want, *[o for o in ACT_ORDERS if o != want]):
+        try:
+            return store.op("w4a16_grouped_gemm", n=n, k=k, experts=E, act_order=order)
+        except Exception:  # MissingVariantError: not built with this order
+            continue
+    raise SystemExit(f"{store.root}: no w4a16_grouped_gemm n={n} k={k} experts={E} in any act order {ACT_ORDERS}")
+
+
 def main(root: str, tokens: tuple[int, ...] = (1, 16, 128)) -> None:
     fam = get_family("w4a16_grouped_gemm")
     bw = copy_bandwidth()
@@ -60,7 +73,7 @@ def main(root: str, tokens: tuple[int, ...] = (1, 16, 128)) -> None:
         if d.name.startswith("quack_"):  # benchmarks/quack_w4a16_sweep.py
             continue
         for name, (n, k) in SHAPES.items():
-            op = store.op("w4a16_grouped_gemm", n=n, k=k, experts=E, act_order=os.environ.get("ACT_ORDER", "natural"))
+            op = grouped_op(store, n, k)
             res = []
             if name == "L2":  # correctness of every tuning: a ragged tile count (20 tokens/expert)
                 p = fam.parse_params(op.kernel_for(20 * E).record["params"])

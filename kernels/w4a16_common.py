@@ -126,10 +126,10 @@ def reference(p, inputs: Mapping[str, Any], grouped: bool, order: str = "natural
     from .quack_w4a16.layout import dequantize, unprepare_weights
 
     act = inputs["act"]
-    if order == "quad":  # the kernel reads K permuted; the math is on natural K
-        from nvfp4_aot.runtime.layout import quad_unorder
+    if order != "natural":  # the kernel reads K permuted; the math is on natural K
+        from nvfp4_aot.runtime.layout import act_unorder
 
-        act = quad_unorder(act)
+        act = act_unorder(act, order)
     act = act.double()
     want = torch.full((act.shape[0], p.n), float("nan"), dtype=torch.float64, device=act.device)
     alpha = inputs["alpha"].reshape(p.experts, p.n).double()

@@ -11,7 +11,7 @@ Two paths, picked on the host from the token count T (a shape: fixed per CUDA gr
 by the average routed slots per local expert t = T * top_k / E against PREFILL (one place):
   decode  (t <= PREFILL[0][0]): P = 1, L1/L2 on our w4a16_grouped_gemm (offsets + counts): groups
           unpadded, rows exactly T * top_k, so the glue never touches padding (at decode that is
-          6 rows per token instead of thousands); xg and a2 in quad activation order
+          6 rows per token instead of thousands); xg and a2 in quad8 activation order
           (DECODE_ORDER, runtime/layout.py), written by permute / silu, read by L1 / L2;
   prefill (t above a PREFILL row), by that row's pad P:
           P = 1: L1/L2 on our w4a16_ws_grouped_gemm (persistent warp-specialized wgmma kernel,
@@ -81,8 +81,10 @@ def prefill_gemm(pad: int) -> str:
 # blob/strip (the shared layout contract), so the runner prepares the experts once for all paths.
 # The K order of the decode path's GEMM inputs (runtime/layout.py ACT_ORDERS): permute and silu
 # write xg / a2 in it, our w4a16 L1 / L2 read it (split 'k' / 'n': two 16-byte loads per token row
-# and k64 tile). The prefill tiers stay natural (w4a16_ws and quack's kernel read natural K by TMA).
-DECODE_ORDER = "quad"
+# and k64 tile; quad8 pairs K as decode_sel does, kernels/w4a16/ptx.py: 3-7% faster than quad at
+# 4-32 tokens/expert on an H200, docs/PERFORMANCE.md "session 6, dec"). The prefill tiers stay
+# natural (w4a16_ws and quack's kernel read natural K by TMA).
+DECODE_ORDER = "quad8"
 LAYOUT = {"w4a16_grouped_gemm": "quack_w4a16", WS_GEMM: "quack_w4a16", QUACK_GEMM: "quack_w4a16"}
 _RUNNER = "MoERunner (runtime/moe.py) "
 _WS_LOCK = threading.Lock()

@@ -37,12 +37,12 @@ QUANT_ITEM = 64  # elements per quantize item (4 scale blocks of 16)
 
 def act_order_reasons(order: str, name: str, value: int) -> list[str]:
     """The output's K order (runtime/layout.py ACT_ORDERS): "quad" permutes within 64-column tiles."""
-    from nvfp4_aot.runtime.layout import ACT_ORDERS, QUAD_TILE
+    from nvfp4_aot.runtime.layout import ACT_ORDERS, QUAD_ORDERS, QUAD_TILE
 
     if order not in ACT_ORDERS:
         return [f"act_order={order!r} must be one of {ACT_ORDERS}"]
-    if order == "quad" and value % QUAD_TILE:
-        return [f"act_order='quad' needs {name}={value} to be a multiple of {QUAD_TILE} (the quad tile)"]
+    if order in QUAD_ORDERS and value % QUAD_TILE:
+        return [f"act_order={order!r} needs {name}={value} to be a multiple of {QUAD_TILE} (the quad tile)"]
     return []
 
 

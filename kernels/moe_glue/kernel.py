@@ -60,9 +60,10 @@ def vec_words(ptr, off):
     return cute.recast_tensor(cute.make_tensor(aligned(ptr, off, VEC), cute.make_layout(VEC)), Uint32)
 
 
-def load_quad_words(ptr, row_off, c8, dst):
+def load_quad_words(ptr, row_off, c8, dst, cross: bool = False):
     """Quad order (runtime/layout.py): output vector c8 of a row (8 bf16 = quad words 4v .. 4v + 3
-    of 64-column tile c8 // 8, v = c8 % 8) holds the natural words quad_word(4v + w) =
+    of 64-column tile c8 // 8, v = c8 % 8; cross: quad8, the same words with their bf16 pairs
+    crossed) holds the natural words quad_word(4v + w) =
     16 (v % 2) + 4 w + v // 2 of the tile, w = 0..3: four 4-byte loads (16 B apart) from the
     natural row at element offset row_off into dst[0..3]. The 8 threads of a tile together read
     its whole 128 bytes, so a warp's loads still cover whole sectors."""
@@ -73,6 +74,11 @@ def load_quad_words(ptr, row_off, c8, dst):
     for w in range(4):  # plain Python: unrolled at trace time (this helper is not preprocessed)
         src = cute.recast_tensor(cute.make_tensor(aligned(ptr, base + Int64(8 * w), 2), cute.make_layout(2)), Uint32)
         dst[w] = src[0]
+    if cross:  # quad8: words (2i, 2i + 1) = block b's (e = 0, e = 1) -> their low halves, their high halves
+        for i in range(2):
+            w0, w1 = dst[2 * i], dst[2 * i + 1]
+            dst[2 * i] = (w0 & Uint32(0xFFFF)) | (w1 << Uint32(16))
+            dst[2 * i + 1] = (w0 >> Uint32(16)) | (w1 & Uint32(0xFFFF0000))
 
 
 # ---------------------------------------------------------------------------
@@ -88,9 +94,11 @@ class SiluMulKernel:
     issues all its loads before computing (loads in flight = 2 * unroll * 16 B per thread).
     """
 
-    def __init__(self, i: int, threads: int = 256, unroll: int = 2, limit: float = 0.0, quad: bool = False):
+    def __init__(self, i: int, threads: int = 256, unroll: int = 2, limit: float = 0.0, quad: bool = False,
+                 cross: bool = False):
         assert i % VEC == 0 and i >= VEC and limit >= 0 and (not quad or i % 64 == 0)
         self.quad = quad  # out in quad order: gate / up gathered by load_quad_words (elementwise op)
+        self.cross = cross  # quad8
         self.i = i
         self.limit = f32_literal(limit) if limit > 0 else None
         self.cols = i // VEC
@@ -113,8 +121,8 @@ class SiluMulKernel:
                 row = Uint32(item) // self.cols
                 c8 = Uint32(item) - row * self.cols
                 if const_expr(self.quad):
-                    load_quad_words(x.iterator, Int64(row) * (2 * self.i), c8, rg[None, u])
-                    load_quad_words(x.iterator, Int64(row) * (2 * self.i) + Int64(self.i), c8, ru[None, u])
+                    load_quad_words(x.iterator, Int64(row) * (2 * self.i), c8, rg[None, u], self.cross)
+                    load_quad_words(x.iterator, Int64(row) * (2 * self.i) + Int64(self.i), c8, ru[None, u], self.cross)
                 else:
                     off = Int64(row) * (2 * self.i) + Int64(c8 * VEC)
                     cute.autovec_copy(vec_words(x.iterator, off), rg[None, u])
@@ -191,7 +199,8 @@ class CombineKernel:
 # Build helpers
 # ---------------------------------------------------------------------------
 def make_silu_mul(p):
-    return SiluMulKernel(p.i, threads=p.threads, unroll=p.unroll, limit=p.limit, quad=p.act_order == "quad")
+    return SiluMulKernel(p.i, threads=p.threads, unroll=p.unroll, limit=p.limit,
+                        quad=p.act_order in ("quad", "quad8"), cross=p.act_order == "quad8")
 
 
 def fake_args_silu_mul(p):

@@ -75,9 +75,10 @@ class MoePermuteKernel:
     H / 8 threads (L1 broadcast). Grid: ceil(CAP * H / 8 / (threads * unroll)), CAP from M.
     """
 
-    def __init__(self, h: int, threads: int = 256, unroll: int = 2, quad: bool = False):
+    def __init__(self, h: int, threads: int = 256, unroll: int = 2, quad: bool = False, cross: bool = False):
         assert h % VEC == 0 and h >= VEC and (not quad or h % 64 == 0)
         self.quad = quad  # xg in quad order: each item gathers its words (load_quad_words)
+        self.cross = cross  # quad8
         self.h = h
         self.cols = h // VEC
         self.threads = threads
@@ -102,7 +103,7 @@ class MoePermuteKernel:
                 tok = src_token[Int32(row)]
                 if Uint32(tok) < Uint32(m):  # 0 <= tok < M (a negative tok wraps to >= 2^31)
                     if cutlass.const_expr(self.quad):
-                        load_quad_words(x.iterator, Int64(tok) * self.h, c8, rv[None, u])
+                        load_quad_words(x.iterator, Int64(tok) * self.h, c8, rv[None, u], self.cross)
                     else:
                         cute.autovec_copy(vec_words(x.iterator, Int64(tok) * self.h + Int64(c8 * VEC)), rv[None, u])
         for u in cutlass.range_constexpr(self.unroll):
@@ -222,7 +223,8 @@ class SiluMulQuantizeKernel:
 # Build helpers
 # ---------------------------------------------------------------------------
 def make_permute(p):
-    return MoePermuteKernel(p.h, threads=p.threads, unroll=p.unroll, quad=p.act_order == "quad")
+    return MoePermuteKernel(p.h, threads=p.threads, unroll=p.unroll, quad=p.act_order in ("quad", "quad8"),
+                            cross=p.act_order == "quad8")
 
 
 def fake_args_permute(p):

@@ -30,12 +30,17 @@ Design (decode first: at <= 16 tokens per expert the GEMM is bound by weight byt
     B-fragment words are the 32 bytes at 32t: split "k" reads a token row's fragments with two
     16-byte loads straight from global memory (L1), no staging; split "n" with two 16-byte
     shared loads. The weights are unchanged (one copy, natural K); only the activation side moves.
+  * act_order = "quad8" (MoERunner's decode path): quad with each block's bf16 pairs crossed (K 2t
+    with 2t + 8, 2t + 1 with 2t + 9), the K order of decode_sel below; same loads as quad.
   * decode (ptx.decode_block): per register, prmt gathers the byte's two nibbles at bits 0..3 /
     16..19, one multiply by 2^6 + 2^12 and a mask put the E2M1 bits at bf16's (sign, exponent low
     bits, mantissa msb), i.e. v * 2^-126 exactly (subnormal 0.5 included); one bf16x2 multiply
     by the block's (scale * 2^119) of the register's row (a lane broadcast of one bf16x2 pair per
     block) gives v * scale * 2^-7, exact (<= 6 significant bits, no over/underflow for any finite
-    E4M3 scale); the epilogue multiplies by alpha * 2^7 in fp32.
+    E4M3 scale); the epilogue multiplies by alpha * 2^7 in fp32. quad8 (ptx.decode_sel): the same
+    bf16 values with no gather: a register pairs nibbles 16 bits apart, so one shift of the word
+    places both magnitudes and one shift of the even / odd nibbles' sign bits both signs, and a
+    lop3 bitselect merges them (17 instead of 19 SASS per block, 6 + 2 instead of 11 ALU-pipe ops).
   * split = "k" (decode): split-K across the CTA's warps (a CTA = 16 * rb weight rows),
     reduced through shared memory: decode has 16-row slices of N x K to spread over 132 SMs.
   * split = "n" (small batches): warps split N, activations staged once per CTA in shared
@@ -57,7 +62,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from nvfp4_aot.runtime.layout import ACT_ORDERS
+from nvfp4_aot.runtime.layout import ACT_ORDERS, QUAD_ORDERS
 
 from .. import w4a16_common as common
 from ..family import Family
@@ -100,7 +105,7 @@ class W4A16Params:
     nt: int = 1  # token tile = 8 * nt tokens (tuning: decode 1-2, prefill 4-8)
     split: str = "k"  # warps split K (decode) or N with activations staged in smem (prefill)
     stages: int = 1  # split "wg" / "n": 1 = synchronous staging; 2-4 = cp.async ring of K chunks (ring.py)
-    act_order: str = "natural"  # act's K order (runtime/layout.py ACT_ORDERS): "quad" for split k / n
+    act_order: str = "natural"  # act's K order (runtime/layout.py ACT_ORDERS): "quad" / "quad8" for split k / n
 
 
 def _reasons(p: W4A16Params) -> list[str]:
@@ -128,8 +133,8 @@ def _reasons(p: W4A16Params) -> list[str]:
                  f"of shared memory > {SMEM_LIMIT}: lower stages, nt or rb")
     if p.act_order not in ACT_ORDERS:
         r.append(f"act_order={p.act_order!r} must be one of {ACT_ORDERS}")
-    elif p.act_order == "quad" and p.split not in ("k", "n"):
-        r.append(f"act_order='quad' is read by split 'k' and 'n' only (split={p.split!r} stages natural K for wgmma); "
+    elif p.act_order in QUAD_ORDERS and p.split not in ("k", "n"):
+        r.append(f"act_order={p.act_order!r} is read by split 'k' and 'n' only (split={p.split!r} stages natural K for wgmma); "
                  "use split 'k' or 'n', or act_order 'natural'")
     if p.split == "k" and p.act_order == "natural" and p.warps * 8 * p.nt * 528 + 512 * p.nt * p.rb * p.warps > SMEM_LIMIT:
         r.append(f"split='k' stages each warp's 8 * nt token rows x 512 B (+ the reduction): warps={p.warps} x "
@@ -195,21 +200,21 @@ class GroupedFamily(_Base):
         (768, {"warps": 4, "rb": 1, "nt": 2, "split": "n"}),
         (None, {"warps": 8, "rb": 2, "nt": 8, "split": "wg", "stages": 2}),
     )
-    # act_order "quad" (MoERunner's decode path; H200 sweeps at t = 1..32 tokens/expert, docs/PERFORMANCE.md
-    # 2026-12-02 "dec16"): <= 192 rows split 'k' 8-token tiles (at the copy floor); above, split 'n'
-    # with the 2-stage cp.async ring and 2 row blocks per warp (each staged activation fragment feeds
-    # 8 MMAs): 16-token tiles up to 768 rows (t = 16: 434 / 215 us), 32-token tiles above (one tile
-    # per expert up to t = 32, where the prefill tiers take over: 587 / 299 us). Split 'wg' reads
-    # natural K only.
+    # act_order "quad" / "quad8" (MoERunner's decode path runs quad8; H200 sweeps at t = 1..32
+    # tokens/expert, docs/PERFORMANCE.md 2026-12-02 "dec16" and "session 6, dec"): <= 192 rows split
+    # 'k' 8-token tiles (at the copy floor); above, split 'n' with the 2-stage cp.async ring and 2 row
+    # blocks per warp (each staged activation fragment feeds 8 MMAs): 16-token tiles over 8 warps up to
+    # 768 rows (t = 16, quad8: 428 / 211 us), 32-token tiles over 4 warps above (one tile per expert up
+    # to t = 32, where the prefill tiers take over: 586 / 304 us). Split 'wg' reads natural K only.
     quad_tiles = (
         tiles[0],
-        (768, {"warps": 4, "rb": 2, "nt": 2, "split": "n", "stages": 2}),
+        (768, {"warps": 8, "rb": 2, "nt": 2, "split": "n", "stages": 2}),
         (None, {"warps": 4, "rb": 2, "nt": 4, "split": "n", "stages": 2}),
     )
     problem_keys = ("n", "k", "experts", "act_order")
 
     def tile_table(self, problem: Mapping[str, Any]):
-        return self.quad_tiles if problem.get("act_order") == "quad" else self.tiles
+        return self.quad_tiles if problem.get("act_order") in QUAD_ORDERS else self.tiles
     grouped = True
 
 DENSE_FAMILY = DenseFamily()

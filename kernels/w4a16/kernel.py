@@ -16,9 +16,11 @@ import cutlass
 import cutlass.cute as cute
 from cutlass import BFloat16, Float32, Int32, Int64, const_expr
 
+from nvfp4_aot.runtime.layout import QUAD_ORDERS
+
 from . import BLOB_TILE, K_STEP, STRIP_TILE
-from .ptx import (decode_block, ld_cached_v4, ld_shared_v4, ld_stream_u16, ld_stream_v4, ldmatrix_x4, mma_bf16,
-                  quad_scales, st_shared_v4)
+from .ptx import (decode_block, decode_sel, ld_cached_v4, ld_shared_v4, ld_stream_u16, ld_stream_v4,
+                  ldmatrix_x4, mma_bf16, quad_scales, st_shared_v4)
 from .ring import RingMainloop
 from .wgmma import WgmmaMainloop
 
@@ -43,9 +45,11 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
     with two 16-byte shared loads instead of ldmatrix."""
 
     def __init__(self, n: int, k: int, experts: int, grouped: bool, warps: int, rb: int, nt: int, split: str = "k",
-                 stages: int = 1, quad: bool = False):
+                 stages: int = 1, quad: bool = False, sel: bool = False):
         assert not quad or split in ("k", "n")
-        self.quad = quad
+        assert not sel or quad
+        self.quad = quad  # act_order "quad" or "quad8": lane t's B-fragment words contiguous
+        self.sel = sel  # act_order "quad8": its K order within each k16 block is decode_sel's
         assert n % 64 == 0 and n % (16 * rb) == 0 and k % K_STEP == 0 and split in ("k", "n", "wg")
         assert stages == 1 or split in ("wg", "n")
         self.stages = stages
@@ -231,6 +235,11 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
             bwk[4, j], bwk[5, j], bwk[6, j], bwk[7, j] = y4, y5, y6, y7
         self._mma_blocks(acc, aw, sw, bwk, kt)
 
+    # Plain Python helper, traced inline: the decode of one blob word in the act order's K order
+    # (quad8: decode_sel, whose A registers pair K 2t with 2t + 8, as quad8's B words do).
+    def decode(self, word, spair):
+        return decode_sel(word, spair) if self.sel else decode_block(word, spair)
+
     # Plain Python helper, unrolled while the two split "k" tile bodies above are traced (they
     # differ only in where the B fragments bwk come from).
     def _mma_blocks(self, acc, aw, sw, bwk, kt):
@@ -238,7 +247,7 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         for r in range(self.rb):
             sp = quad_scales(sw[kt, r])
             for b in range(4):
-                r0, r1, r2, r3 = decode_block(aw[b, kt, r], sp[b])
+                r0, r1, r2, r3 = self.decode(aw[b, kt, r], sp[b])
                 for j in range(self.nt):
                     d0, d1, d2, d3 = mma_bf16(r0, r1, r2, r3, bwk[2 * b, j], bwk[2 * b + 1, j],
                                               acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r])
@@ -252,7 +261,7 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         for r in cutlass.range_constexpr(self.rb):
             sp = quad_scales(sw[kt, r])
             for b in cutlass.range_constexpr(4):
-                r0, r1, r2, r3 = decode_block(aw[b, kt, r], sp[b])
+                r0, r1, r2, r3 = self.decode(aw[b, kt, r], sp[b])
                 af[0, b, r], af[1, b, r], af[2, b, r], af[3, b, r] = r0, r1, r2, r3
         for j in cutlass.range_constexpr(self.nt):
             if const_expr(self.quad):  # token row g's lane-t words: 32 bytes at 32 t of tile kt
@@ -336,5 +345,5 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
 
 def make_kernel(p, grouped: bool):
     k = W4A16Kernel(p.n, p.k, p.experts, grouped, p.warps, p.rb, p.nt, p.split, p.stages,
-                    quad=p.act_order == "quad")
+                    quad=p.act_order in QUAD_ORDERS, sel=p.act_order == "quad8")
     return k.grouped_call if grouped else k.dense_call

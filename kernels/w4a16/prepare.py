@@ -14,7 +14,11 @@ The decode (ptx.decode_block, scale_pair) per register p of a block: u = prmt(lo
 with lo / hi the low / high nibbles of the word's bytes, (u * (2^6 + 2^12)) & 0x81C081C0 =
 bf16x2 v * 2^-126 (exact, the 0.5 subnormal included), times the bf16x2 scale S = e4m3 * 2^119
 of row g + 8 (p & 1): v * scale * 2^-7 in bf16, exact; the epilogue multiplies by alpha * 2^7.
-`emulate_weights` replays exactly those operations in torch.
+`emulate_weights` replays exactly those operations in torch; `decode="sel"` replays
+ptx.decode_sel instead (act_order "quad8"): per register q, a = word shifted so that the nibble
+pair (K 2t + (q & 1), + 8 of row g + 8 (q >> 1)) has its magnitudes at SEL_MASK, b = the even or
+odd nibbles' sign bits shifted so that the pair's signs sit at bits 15 / 31, (a & SEL_MASK) |
+(b & ~SEL_MASK), times the same S.
 """
 
 from __future__ import annotations
@@ -23,6 +27,11 @@ import torch
 
 from ..quack_w4a16.layout import prepare_weights, unprepare_weights
 from . import DECODE_MASK, DECODE_MUL, DECODE_SEL, SCALE_MUL
+
+# decode_sel's constants (ptx.py imports cutlass; these are the same numbers, tests compare them)
+SEL_MASK = 0x01C001C0
+SEL_EVEN, SEL_ODD = 0x08080808, 0x80808080
+SEL_PLAN = ((6, "e", 12), (2, "o", 8), (-2, "e", 4), (-6, "o", 0))
 
 _M32 = 0xFFFFFFFF
 
@@ -49,10 +58,15 @@ def _bf16(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.bfloat16).double()
 
 
-def emulate_weights(blob: torch.Tensor, strip: torch.Tensor) -> torch.Tensor:
+def _shift(x: torch.Tensor, s: int) -> torch.Tensor:
+    return ((x << s) & _M32) if s >= 0 else (x >> -s)
+
+
+def emulate_weights(blob: torch.Tensor, strip: torch.Tensor, decode: str = "mul") -> torch.Tensor:
     """The [N, K] matrix the kernel multiplies (float64, scaled back by 2^7), rebuilt from (blob,
     strip) with the kernel's own bit operations and fragment semantics: equal to the exact
-    dequantization iff the layout, the decode and the fragment mapping agree (no GPU needed)."""
+    dequantization iff the layout, the decode and the fragment mapping agree (no GPU needed).
+    decode: "mul" (decode_block, act orders natural / quad) or "sel" (decode_sel, quad8)."""
     g, kt = blob.shape[:2]
     by = blob.reshape(g, kt, 4, 8, 4, 4, 4).to(torch.int64)  # G kt w l c b byte
     x = (by << (8 * torch.arange(4, device=blob.device))).sum(-1)  # the lane's word b
@@ -62,6 +76,16 @@ def emulate_weights(blob: torch.Tensor, strip: torch.Tensor) -> torch.Tensor:
     sm = _bf16_bits_to_double(torch.tensor(SCALE_MUL & 0xFFFF))
     scale = _bf16(_bf16(s) * sm)
     out = torch.empty(g, 4, 2, 8, kt, 4, 2, 4, 2, dtype=torch.float64, device=blob.device)  # G w h l kt b e c i
+    if decode == "sel":
+        sign = {"e": x & SEL_EVEN, "o": x & SEL_ODD}
+        for q, (ms, src, ss) in enumerate(SEL_PLAN):
+            a, b = _shift(x, ms), _shift(sign[src], ss)
+            bits = (a & SEL_MASK) | (b & ~SEL_MASK & _M32)
+            sc = scale[..., q >> 1].unsqueeze(4)  # row g + 8 (q >> 1)
+            for i in range(2):  # half i: K 2t + (q & 1) + 8 i, i.e. (e, c-pair index) = (i, q & 1)
+                v = _bf16_bits_to_double((bits >> (16 * i)) & 0xFFFF)
+                out[:, :, q >> 1, :, :, :, i, :, q & 1] = _bf16(v * sc).permute(0, 2, 3, 1, 5, 4)
+        return out.reshape(g * 64, kt * 64) * 2.0**7
     for p in range(4):
         u = prmt(lo, hi, DECODE_SEL[p])
         bits = ((u * DECODE_MUL) & _M32) & DECODE_MASK

@@ -171,3 +171,43 @@ def cp_async_commit(*, loc=None, ip=None):
 def cp_async_wait(pending: cutlass.Constexpr[int], *, loc=None, ip=None):
     """Wait until at most `pending` of this thread's newest cp.async groups are in flight."""
     llvm.inline_asm(None, [], f"cp.async.wait_group {pending};", "", has_side_effects=True, loc=loc, ip=ip)
+
+
+# act_order "quad8" (runtime/layout.py): the bitselect decode. Registers pair the nibbles 16 bits
+# apart in the blob word (k 2t with 2t + 8, and 2t + 1 with 2t + 9 of one row), so one shift of
+# the whole word puts both magnitudes at bf16 bits 6..8 / 22..24 and one shift of the word's
+# sign bits (even or odd nibbles, 8 bits apart: the extra ones land on bits the select ignores)
+# puts both signs at 15 / 31; lop3 picks magnitude bits at SEL_MASK and sign bits elsewhere.
+SEL_MASK = 0x01C001C0  # bf16x2 exponent low bits (8..7 | 24..23) and mantissa msb (6 | 22)
+SEL_EVEN, SEL_ODD = 0x08080808, 0x80808080  # the signs of the low / high nibbles of each byte
+# (magnitude shift, sign source, sign shift) per register q of decode_sel; shift < 0 is right.
+# q = 0 / 1: row g, k (2t, 2t+8) / (2t+1, 2t+9); q = 2 / 3: row g+8, same. Nibble i of the word
+# (bits 4i..4i+3) is (row g + 8 ((i >> 1) & 1), K 2t + (i & 1) + 8 (i >> 2)).
+SEL_PLAN = ((6, "e", 12), (2, "o", 8), (-2, "e", 4), (-6, "o", 0))
+SEL_REGS = (0, 2, 1, 3)  # mma A registers (a0a1, a2a3, a4a5, a6a7) = decode_sel results q
+
+
+def _shift(dst: str, src: str, s: int) -> str:
+    if s == 0:
+        return f"mov.b32 {dst}, {src};\n\t"
+    return f"shl.b32 {dst}, {src}, {s};\n\t" if s > 0 else f"shr.u32 {dst}, {src}, {-s};\n\t"
+
+
+@dsl_user_op
+def decode_sel(word: Int32, spair: Int32, *, loc=None, ip=None):
+    """act_order "quad8": one blob word -> the 4 A-fragment registers of a k16 block whose K is
+    permuted within the block (slot 2t+1 holds K 2t+8, slot 2t+8 holds K 2t+1: quad8's B words),
+    each v * scale * 2^-7 in bf16, bit-identical values to decode_block. Per register: two shifts (one may be shared), one lop3 (bitselect), one bf16x2
+    multiply; per word: two ands (the sign words)."""
+    body = ("and.b32 se, $4, %d;\n\tand.b32 so, $4, %d;\n\t" % (SEL_EVEN, SEL_ODD)
+            + "mov.b32 {l, h}, $5;\n\tmov.b32 sl, {l, l};\n\tmov.b32 sh, {h, h};\n\t"
+            + f"mov.b32 m, {SEL_MASK};\n\t")
+    for q, (ms, src, ss) in enumerate(SEL_PLAN):
+        body += _shift("a", "$4", ms) + _shift("b", "se" if src == "e" else "so", ss)
+        # lop3 0xE4 = (a & c) | (b & ~c): magnitude bits from a at SEL_MASK, sign bits from b
+        body += "lop3.b32 a, a, b, m, 0xE4;\n\t"
+        body += f"mul.rn.bf16x2 ${SEL_REGS[q]}, a, {'sl' if q < 2 else 'sh'};\n\t"
+    asm = "{.reg .b32 se, so, a, b, m, sl, sh;\n\t.reg .b16 l, h;\n\t" + body + "}"
+    res = _asm(_struct("i32", 4), [Int32(word), Int32(spair)], asm, "=r,=r,=r,=r,r,r", loc, ip)
+    return _ints(res, 4, loc, ip)
+

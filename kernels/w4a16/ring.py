@@ -25,7 +25,7 @@ from cutlass import Int64, const_expr
 
 from ..w4a16_device import fence_proxy_async
 from . import ACT_ROW_BYTES, BLOB_TILE, STRIP_TILE, W_STEP_BYTES, stage_bytes
-from .ptx import (cp_async_16, cp_async_16_ca, cp_async_commit, cp_async_wait, decode_block, ld_shared_u16,
+from .ptx import (cp_async_16, cp_async_16_ca, cp_async_commit, cp_async_wait, ld_shared_u16,
                   ld_shared_v4, ldmatrix_x4, mma_bf16, quad_scales)
 
 
@@ -132,7 +132,7 @@ class RingMainloop:
             # lane (g, t): block t's pair of rows g, g + 8 (strip bytes 8g + 2t, + 1)
             sp = quad_scales(ld_shared_u16(wsrc + r * W_STEP_BYTES + 2048 + kt * 64 + lane * 2))
             for b in range(4):
-                regs.append(decode_block(x[b], sp[b]))
+                regs.append(self.decode(x[b], sp[b]))
         return regs
 
     @cute.jit

@@ -18,7 +18,7 @@ from nvfp4_aot.build.plan import make_buckets, pick, vllm_capture_sizes
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.runtime.checkpoint import Checkpoint, name_patterns
 from nvfp4_aot.runtime.layout import capacity
-from nvfp4_aot.runtime.moe import PREFILL, prefill_tiers  # noqa: F401
+from nvfp4_aot.runtime.moe import DECODE_ORDER, PREFILL, prefill_tiers  # noqa: F401
 from synthetic_ckpt import EXPECTED_GEMMS, ROOT, SMALL_CONFIG, fixture, rewrite_tensor, set_config
 
 # tile tables live beside their families
@@ -164,14 +164,14 @@ def test_hopper_plan_covers_what_the_runtime_opens(hopper_ckpt, tmp_path):
     want |= {("quack_w4a16_rowalpha_gemm", (("k", k), ("n", n))): T for n, k in ((512, 512), (1024, 512))}  # stacked
     want |= {  # MoERunner: route / permute / combine on tokens, the rest on tokens x top-k rows
         ("moe_route", (("experts", E), ("pad", 1), ("topk", top_k))): T,
-        # the decode path's GEMM inputs in quad order (runtime/layout.py), written by permute / silu
-        ("moe_permute", (("act_order", "quad"), ("experts", E), ("h", h), ("pad", 1), ("topk", top_k))): T,
-        ("w4a16_grouped_gemm", (("act_order", "quad"), ("experts", E), ("k", h), ("n", 2 * i))): T * top_k,
+        # the decode path's GEMM inputs in DECODE_ORDER (runtime/layout.py), written by permute / silu
+        ("moe_permute", (("act_order", DECODE_ORDER), ("experts", E), ("h", h), ("pad", 1), ("topk", top_k))): T,
+        ("w4a16_grouped_gemm", (("act_order", DECODE_ORDER), ("experts", E), ("k", h), ("n", 2 * i))): T * top_k,
         # limit: the SwiGLU clamp (none here); decode's silu writes quad order on the slots, the
         # prefill tiers' one (natural) covers the largest padded rows
-        ("moe_silu_mul", (("act_order", "quad"), ("i", i), ("limit", 0.0))): T * top_k,
+        ("moe_silu_mul", (("act_order", DECODE_ORDER), ("i", i), ("limit", 0.0))): T * top_k,
         ("moe_silu_mul", (("i", i), ("limit", 0.0))): capacity(T, top_k, E, PREFILL[-1][1]),
-        ("w4a16_grouped_gemm", (("act_order", "quad"), ("experts", E), ("k", i), ("n", h))): T * top_k,
+        ("w4a16_grouped_gemm", (("act_order", DECODE_ORDER), ("experts", E), ("k", i), ("n", h))): T * top_k,
         ("moe_combine", (("h", h), ("topk", top_k))): T,
     }
     for _, _, p in prefill_tiers(E, top_k):  # the prefill path per tier: route pad 1 = ours, else quack's tile_n
@@ -213,7 +213,7 @@ def test_hopper_plan_covers_what_the_runtime_opens(hopper_ckpt, tmp_path):
         for bk in ops[("w4a16_gemm", (("act_order", "natural"), ("k", k), ("n", n)))].buckets:
             assert pick(table, bk.hi).items() <= dict(bk.params).items()
     # MoERunner's decode L1 reads quad order: the quad table (split 'n' where natural has 'wg')
-    grouped = ops[("w4a16_grouped_gemm", (("act_order", "quad"), ("experts", E), ("k", h), ("n", 2 * i)))]
+    grouped = ops[("w4a16_grouped_gemm", (("act_order", DECODE_ORDER), ("experts", E), ("k", h), ("n", 2 * i)))]
     assert [(bk.lo, bk.hi) for bk in grouped.buckets] == [(1, 192), (193, 768), (769, T * top_k)]
     quad = get_family("w4a16_grouped_gemm").quad_tiles
     assert all(pick(quad, bk.hi).items() <= dict(bk.params).items() for bk in grouped.buckets)
@@ -426,9 +426,9 @@ def test_dsv4_manifest_is_what_plan_produces(dsv4_plan):
     cap = (8192 * 6 + 48 * 127) // 128 * 128
     assert glue == [
         ("moe_route", {"experts": 48, "topk": 6, "pad": 1}, 8192, ["sm_90a"]),
-        # the decode path writes its GEMM inputs in quad order (runtime/layout.py), on the slots
-        ("moe_permute", {"h": 7168, "topk": 6, "experts": 48, "pad": 1, "act_order": "quad"}, 8192, ["sm_90a"]),
-        ("moe_silu_mul", {"i": 3072, "limit": 0.0, "act_order": "quad"}, 8192 * 6, ["sm_90a"]),
+        # the decode path writes its GEMM inputs in DECODE_ORDER (runtime/layout.py), on the slots
+        ("moe_permute", {"h": 7168, "topk": 6, "experts": 48, "pad": 1, "act_order": DECODE_ORDER}, 8192, ["sm_90a"]),
+        ("moe_silu_mul", {"i": 3072, "limit": 0.0, "act_order": DECODE_ORDER}, 8192 * 6, ["sm_90a"]),
         ("moe_combine", {"h": 7168, "topk": 6}, 8192, ["sm_90a", "sm_100a"]),
         # the sm_90a prefill tiers: unpadded (w4a16_ws, decode's route, a natural-order permute),
         # then route / permute padded to quack's tile_n 256

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from conftest import run_cli
 from nvfp4_aot.build.cli import main
+from nvfp4_aot.runtime.moe import DECODE_ORDER
 from nvfp4_aot.runtime.checkpoint import Checkpoint, CheckpointError, vllm_module
 from synthetic_ckpt import ROOT, SMALL_PUBLIC, rewrite_tensor, set_config
 
@@ -46,7 +47,7 @@ def test_committed_manifest_is_what_plan_writes(planned, model):
     local = e // EP[model]
     ops = {(o["family"], tuple(sorted(o["problem"].items()))): o for o in summary["ops"]}
     hopper = {k for k, o in ops.items() if "sm_90a" in o["archs"]}
-    q, nat = ("act_order", "quad"), ("act_order", "natural")  # decode: quad order; prefill: natural
+    q, nat = ("act_order", DECODE_ORDER), ("act_order", "natural")  # decode: DECODE_ORDER; prefill: natural
     assert hopper == {
         ("moe_route", (("experts", local), ("pad", 1), ("topk", 6))),
         ("moe_permute", (q, ("experts", local), ("h", h), ("pad", 1), ("topk", 6))),

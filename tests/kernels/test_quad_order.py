@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.quack_w4a16.prepare import dequantize, random_nvfp4_weights
 from nvfp4_aot.kernels.w4a16.prepare import emulate_weights, prepare_weights
-from nvfp4_aot.runtime.layout import act_order, quad_order, quad_unorder, quad_vector_word, quad_word
+from nvfp4_aot.runtime.layout import (act_order, act_unorder, quad8_elem, quad_order, quad_unorder, quad_vector_word,
+                                     quad_word)
 
 
 @settings(max_examples=20, deadline=None)
@@ -25,6 +26,21 @@ def test_quad_order_round_trips_and_permutes_within_tiles(rows, tiles, seed):
     for c in range(tiles):  # a permutation inside each 64-column tile
         assert torch.equal(q[:, 64 * c: 64 * c + 64].sort(dim=1).values, x[:, 64 * c: 64 * c + 64].sort(dim=1).values)
     assert torch.equal(act_order(x, "natural"), x) and torch.equal(act_order(x, "quad"), q)
+
+
+@settings(max_examples=10, deadline=None)
+@given(rows=st.integers(1, 4), tiles=st.integers(1, 4), seed=st.integers(0, 2**31 - 1))
+def test_quad8_is_quad_with_the_pairs_crossed(rows, tiles, seed):
+    """quad8 round-trips, and is quad with each (e = 0, e = 1) word pair's bf16 halves crossed:
+    what load_quad_words(cross=True) computes from the quad words it gathers."""
+    x = torch.randn((rows, 64 * tiles), generator=torch.Generator().manual_seed(seed)).to(torch.bfloat16)
+    q8 = act_order(x, "quad8")
+    assert torch.equal(act_unorder(q8, "quad8"), x) and not torch.equal(q8, act_order(x, "quad"))
+    qw = act_order(x, "quad").view(torch.int32).to(torch.int64) & 0xFFFFFFFF
+    w0, w1 = qw[:, 0::2], qw[:, 1::2]
+    crossed = torch.stack([(w0 & 0xFFFF) | ((w1 << 16) & 0xFFFFFFFF), (w0 >> 16) | (w1 & 0xFFFF0000)], dim=2)
+    assert torch.equal(crossed.reshape(rows, -1), q8.view(torch.int32).to(torch.int64) & 0xFFFFFFFF)
+    assert sorted(quad8_elem(j) for j in range(64)) == list(range(64))
 
 
 def test_quad_order_places_each_fragment_pair():
@@ -59,7 +75,13 @@ def _bf16_pair(word: torch.Tensor) -> torch.Tensor:
     return (bits << 16).view(torch.float32).double()
 
 
-def replay_quad_gemm(act: torch.Tensor, w: torch.Tensor, nt: int = 2) -> torch.Tensor:
+# mma slot s (0..15) of a k16 block -> the natural K its A / B element holds within the block:
+# quad (decode_block) the identity; quad8 (decode_sel: register pairs K 2t with 2t + 8, the
+# second A register of each row holds 2t + 1 with 2t + 9) slot 2t + 8e + h <- K 2t + e + 8h.
+SLOTS = {"quad": list(range(16)), "quad8": [2 * ((s % 8) // 2) + s // 8 + 8 * (s % 2) for s in range(16)]}
+
+
+def replay_quad_gemm(act: torch.Tensor, w: torch.Tensor, nt: int = 2, order: str = "quad") -> torch.Tensor:
     """out[M, N] as the split 'k' / 'n' quad path computes it, one warp's view at a time:
     A fragments (16 weight rows x k16 block b) from the decoded weights w [N, K] (float64, the
     kernel's: emulate_weights), B fragments of token fragment j read as the kernel reads them:
@@ -85,38 +107,42 @@ def replay_quad_gemm(act: torch.Tensor, w: torch.Tensor, nt: int = 2) -> torch.T
                             bmat[b, 2 * t + 8: 2 * t + 10, g] = _bf16_pair(bwk[2 * b + 1])  # b1
                     for b in range(4):
                         a = w[16 * rbi: 16 * rbi + 16, 64 * kt + 16 * b: 64 * kt + 16 * b + 16]  # A fragment block
+                        a = a[:, SLOTS[order]]  # the decode's K order within the block
                         out[tok0 + 8 * j: tok0 + 8 * j + 8, 16 * rbi: 16 * rbi + 16] += (a @ bmat[b]).T
     return out
 
 
-def test_quad_fragments_reproduce_the_gemm():
+@pytest.mark.parametrize("order", ["quad", "quad8"])
+def test_quad_fragments_reproduce_the_gemm(order):
     """Fresh random NVFP4 weights and bf16 activations: the quad replay equals act @ W^T (float64,
     exact up to summation order: bound 1e-12 relative), and the same replay on natural-order
     activations is far off (the test can fail)."""
     gen = torch.Generator().manual_seed(11)
     q, sf = random_nvfp4_weights(64, 192, gen, "cpu")
     blob, strip = prepare_weights(q, sf)
-    w = emulate_weights(blob, strip)
+    w = emulate_weights(blob, strip, "sel" if order == "quad8" else "mul")
     assert torch.equal(w, dequantize(q, sf).double())
     act = torch.randn((16, 192), generator=gen).to(torch.bfloat16)
     want = act.double() @ w.T
-    got = replay_quad_gemm(quad_order(act), w)
+    got = replay_quad_gemm(quad_order(act, order), w, order=order)
     assert ((got - want).norm() / want.norm()).item() < 1e-12
-    wrong = replay_quad_gemm(act, w)
-    assert ((wrong - want).norm() / want.norm()).item() > 0.5
+    for other in ("natural", *[o for o in ("quad", "quad8") if o != order]):  # the other orders are far off
+        wrong = replay_quad_gemm(act_order(act, other), w, order=order)
+        assert ((wrong - want).norm() / want.norm()).item() > 0.3
 
 
 @pytest.mark.parametrize("family,problem", [
     ("w4a16_grouped_gemm", {"n": 128, "k": 256, "experts": 3}),
     ("w4a16_gemm", {"n": 64, "k": 512}),
 ])
-def test_w4a16_quad_reference_is_natural_plus_permutation(family, problem):
+@pytest.mark.parametrize("order", ["quad", "quad8"])
+def test_w4a16_quad_reference_is_natural_plus_permutation(family, problem, order):
     fam = get_family(family)
     nat = fam.parse_params(problem)
-    quad = fam.parse_params({**problem, "act_order": "quad"})
+    quad = fam.parse_params({**problem, "act_order": order})
     assert fam.can_implement(quad, "sm_90a") == []
     a, b = fam.make_inputs(nat, 40, "cpu", seed=5), fam.make_inputs(quad, 40, "cpu", seed=5)
-    assert torch.equal(b["act"], quad_order(a["act"])) and not torch.equal(b["act"], a["act"])
+    assert torch.equal(b["act"], quad_order(a["act"], order)) and not torch.equal(b["act"], a["act"])
     wa, wb = fam.reference(nat, a)["out"], fam.reference(quad, b)["out"]
     assert torch.equal(torch.isnan(wa), torch.isnan(wb)) and torch.equal(wa.nan_to_num(), wb.nan_to_num())
     # the reference reads the order: natural-order act under quad params gives another result

@@ -19,8 +19,8 @@ GROUPED = get_family("w4a16_grouped_gemm")
 
 
 @settings(max_examples=12, deadline=None)
-@given(g=st.integers(1, 3), kt=st.integers(1, 5), seed=st.integers(0, 2**31 - 1))
-def test_kernel_decode_is_exact_on_random_weights(g, kt, seed):
+@given(g=st.integers(1, 3), kt=st.integers(1, 5), seed=st.integers(0, 2**31 - 1), decode=st.sampled_from(["mul", "sel"]))
+def test_kernel_decode_is_exact_on_random_weights(g, kt, seed, decode):
     gen = torch.Generator().manual_seed(seed)
     q, sf = random_nvfp4_weights(64 * g, 64 * kt, gen, "cpu")
     blob, strip = prepare_weights(q, sf)
@@ -28,10 +28,11 @@ def test_kernel_decode_is_exact_on_random_weights(g, kt, seed):
     assert torch.equal(q2, q) and torch.equal(sf2, sf)
     # the decode's prmt / multiply / mask, the 2^-126 / 2^119 / 2^7 scale folding and the
     # fragment mapping, replayed on the blob words, give the exact weights
-    assert torch.equal(emulate_weights(blob, strip), dequantize(q, sf).double())
+    assert torch.equal(emulate_weights(blob, strip, decode), dequantize(q, sf).double())
 
 
-def test_kernel_decode_is_exact_for_every_code_and_scale_byte():
+@pytest.mark.parametrize("decode", ["mul", "sel"])
+def test_kernel_decode_is_exact_for_every_code_and_scale_byte(decode):
     """All 256 code bytes (every E2M1 pair) in every position, against all 254 non-NaN E4M3
     scale bytes (zero, subnormals, negatives, 448) in every (row, group) position."""
     scales = torch.tensor([b for b in range(256) if b & 0x7F != 0x7F], dtype=torch.uint8)  # 254 bytes
@@ -42,9 +43,11 @@ def test_kernel_decode_is_exact_for_every_code_and_scale_byte():
     assert set(sf.unique().tolist()) == set(scales.tolist()) and q.unique().numel() == 256
     blob, strip = prepare_weights(q, sf)
     want = dequantize(q, sf).double()
-    got = emulate_weights(blob, strip)
+    got = emulate_weights(blob, strip, decode)
     assert torch.equal(torch.isnan(got), torch.isnan(want)) and not torch.isnan(want).any()
     assert torch.equal(got, want)
+    # signed zero: code 8 (-0) decodes to a bf16 -0 (sign bit set, magnitude 0) in both decodes
+    assert torch.equal(torch.signbit(got[want == 0]), torch.signbit(want[want == 0]))
 
 
 def test_prmt_selectors_place_the_nibbles():
@@ -53,16 +56,26 @@ def test_prmt_selectors_place_the_nibbles():
         assert prmt(lo, hi, DECODE_SEL[p]).item() == (0x0A + p) | (0x01 + p) << 16
 
 
-def test_emulation_detects_a_wrong_layout():
+@pytest.mark.parametrize("decode", ["mul", "sel"])
+def test_emulation_detects_a_wrong_layout(decode):
     g = torch.Generator().manual_seed(1)
     q, sf = random_nvfp4_weights(64, 512, g, "cpu")
     blob, strip = prepare_weights(q, sf)
     swapped = blob.clone()
     swapped[:, :, 0, [0, 1]] = blob[:, :, 0, [1, 0]]  # two code bytes (row halves) of lane 0 exchanged
-    assert not torch.equal(emulate_weights(swapped, strip), dequantize(q, sf).double())
+    assert not torch.equal(emulate_weights(swapped, strip, decode), dequantize(q, sf).double())
     s2 = strip.clone()
     s2[:, :, 0, 0] = strip[:, :, 0, 1]  # block 0's scale of row g+8 used for row g
-    assert not torch.equal(emulate_weights(blob, s2), dequantize(q, sf).double())
+    assert not torch.equal(emulate_weights(blob, s2, decode), dequantize(q, sf).double())
+
+
+def test_sel_constants_match_the_kernel():
+    """prepare.py restates decode_sel's constants (ptx.py imports cutlass): the same numbers."""
+    ptx = pytest.importorskip("nvfp4_aot.kernels.w4a16.ptx")
+    from nvfp4_aot.kernels.w4a16 import prepare
+
+    assert (ptx.SEL_MASK, ptx.SEL_EVEN, ptx.SEL_ODD, ptx.SEL_PLAN) == (
+        prepare.SEL_MASK, prepare.SEL_EVEN, prepare.SEL_ODD, prepare.SEL_PLAN)
 
 
 def test_prepare_refuses_bad_shapes():

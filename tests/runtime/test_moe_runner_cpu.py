@@ -15,6 +15,7 @@ from nvfp4_aot.kernels.moe_glue.ref import make_routing, silu_mul_ref
 from nvfp4_aot.kernels.nvfp4_quantize.ref import dequantize_ref, quantize_ref
 from nvfp4_aot.kernels.quack_w4a16.prepare import dequantize, random_nvfp4_weights
 from nvfp4_aot.runtime import ArgumentError, MoERunner
+from nvfp4_aot.runtime import moe
 from nvfp4_aot.runtime.moe import moe_ref
 
 from nvfp4_aot.runtime.errors import MissingVariantError  # noqa: E402
@@ -71,7 +72,7 @@ def test_hopper_runner_clamped_swiglu():
     reference is far off). sm_100a: test_blackwell_runner_clamped_swiglu."""
     t, ew = _layer(2)
     runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=64, device="cpu", swiglu_limit=10.0)
-    assert runner.silu.params.limit == 10.0 and runner.silu.params.act_order == "quad"
+    assert runner.silu.params.limit == 10.0 and runner.silu.params.act_order == moe.DECODE_ORDER
     x, ids, w, start = _batch(37, 5, "uniform")
     x = (x.float() * 6).to(torch.bfloat16)
     runner.expert_start.fill_(start)
@@ -224,7 +225,7 @@ def test_prefill_tiers_are_declared_with_route_pad_equal_to_tile_n():
         dec = [d for d in decls if d.attr in ("route", "permute", "l1", "silu", "l2")]
         assert {(d.pad, d.m_above, d.m_upto, d.optional) for d in dec} == {(1, 0, tiers[0][0], False)}
         # the decode path's GEMM inputs are written and read in quad order, the prefill ones natural
-        assert {d.attr for d in dec if d.problem.get("act_order") == "quad"} == {"permute", "l1", "silu", "l2"}
+        assert {d.attr for d in dec if d.problem.get("act_order") == moe.DECODE_ORDER} == {"permute", "l1", "silu", "l2"}
         assert not [d for d in decls if d.m_above and d.problem.get("act_order", "natural") != "natural"]
         for lo, hi, p in tiers:
             mine = [d for d in decls if d.m_above == lo and d.attr != "silu_pre"]
