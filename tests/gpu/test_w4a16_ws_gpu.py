@@ -83,7 +83,7 @@ def test_out_not_16_byte_aligned(store, seed):
             flat = torch.full((m * params.n + 16,), float("nan"), dtype=torch.bfloat16, device=DEV)
             inputs["out"] = flat[2:2 + m * params.n].view(m, params.n)
             assert inputs["out"].data_ptr() % 16 == 4
-            op(*[inputs[n] for n in names(fam, op)])
+            op(*[inputs[n] for n in names(fam, op, m)])
             torch.cuda.synchronize()
             bad = fam.check(params, inputs, want)
             if not (torch.isnan(flat[:2].float()).all() and torch.isnan(flat[2 + m * params.n:].float()).all()):
