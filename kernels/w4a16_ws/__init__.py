@@ -22,7 +22,11 @@ wgmmas in flight. Knobs: tile_m (weight rows per CTA tile: 128 or 256), tile_n (
 (consumer warpgroups: 2 or 4), pipe (16 or 64), sm_count, split_k (dense only: K splits per output
 tile, reduced by the last-arriving split through caller-owned flags + workspace scratch; kernel.py
 _split_reduce), pdl (dense only: programmatic dependent launch, the prologue and the first
-weight loads overlap the previous kernel). Measured tilings: GROUPED_TILES, tiles.py.
+weight loads overlap the previous kernel), epi (1: the bf16 tile leaves through shared memory with
+16-byte stores; 0: scalar stores from registers), raster (work order: bands of raster token tiles,
+or of -raster weight tiles, which decides how many CTAs read one activation / weight tile at once:
+kernel.py raster_item), depth (pipe 16: wgmma groups in flight, 2 or 3). Measured tilings:
+GROUPED_TILES, tiles.py.
 """
 
 from __future__ import annotations
@@ -37,17 +41,24 @@ from ..family import Arg, Family, Signature
 TILE_MS = (128, 256)
 TILE_NS = (64, 128, 256)
 PIPES = (16, 64)
+EPIS = (0, 1)  # epilogue: 0 = scalar bf16 stores from registers, 1 = staged through shared memory, 16-byte stores
+RASTERS = (1, 2, 4, 8, -4, -8, -16)  # work order (kernel.py raster_item): > 0 bands of token tiles, < 0 of weight tiles
+DEPTHS = (2, 3)  # pipe 16: wgmma groups left in flight by each wait (kernel.py, pipe 16)
 MAX_ACC = 128  # fp32 accumulators per consumer thread (tile_m * tile_n / 256): registers
 SMEM_LIMIT = 227 * 1024  # Hopper's per-block opt-in shared memory
 SPLIT_KS = (1, 2, 3, 4, 6, 7, 8)  # dense split-K factors (kernel.py _split_reduce)
 MIN_SPLIT_STEPS = 4  # k64 steps per split: below that the reduction outweighs the split
 
 
-def smem_bytes(tile_m: int, tile_n: int, stages: int, experts: int) -> int:
+EPI_WARP_BYTES = 512  # epi 1: one consumer warp's staging block (16 tokens x 16 weight rows, bf16)
+
+
+def smem_bytes(tile_m: int, tile_n: int, stages: int, experts: int, wgs: int = 2, epi: int = 0) -> int:
     """Shared memory of one CTA: the stage ring (activations tile_n x 128 B, weights tile_m / 64
-    blob tiles + strips), the mbarriers and the scheduler's three int32 arrays, with alignment."""
+    blob tiles + strips), epi 1's staging blocks (one per consumer warp), the mbarriers and the
+    scheduler's three int32 arrays, with alignment."""
     ring = stages * (tile_n * 128 + (tile_m // 64) * (2048 + 256))
-    return 1024 + ring + 16 * stages + 12 * experts + 64
+    return 1024 + ring + (EPI_WARP_BYTES * 4 * wgs if epi else 0) + 16 * stages + 12 * experts + 64
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,9 @@ class WsParams:
     pipe: int = 16  # k elements per wgmma commit group: 16 (decode interleaved per k16 block) or 64
     split_k: int = 1  # dense only: K splits per output tile (> 1: flags + workspace scratch arguments)
     pdl: bool = False  # dense only: programmatic dependent launch (griddepcontrol; weights prefetched first)
+    epi: int = 1  # epilogue: 1 = through shared memory (stmatrix, 16-byte stores), 0 = scalar stores from registers
+    raster: int = 1  # work order: > 0 token tiles per band (1: weight tile fastest), < 0 weight tiles per band
+    depth: int = 2  # pipe 16: wgmma groups in flight after each wait (3: decode after the wait, one more in flight)
 
 
 def _reasons(p: WsParams) -> list[str]:
@@ -80,9 +94,9 @@ def _reasons(p: WsParams) -> list[str]:
         r.append(f"k={p.k} must be a positive multiple of 64 (the layout's k64 tile)")
     if not 2 <= p.stages <= 12:
         r.append(f"stages={p.stages} must be in [2, 12]")
-    elif p.tile_m in TILE_MS and p.tile_n in TILE_NS and smem_bytes(p.tile_m, p.tile_n, p.stages, p.experts) > SMEM_LIMIT:
-        r.append(f"stages={p.stages}: {smem_bytes(p.tile_m, p.tile_n, p.stages, p.experts)} B of shared memory > "
-                 f"{SMEM_LIMIT}: lower stages or the tile")
+    elif p.tile_m in TILE_MS and p.tile_n in TILE_NS and p.wgs in (2, 4) and p.epi in EPIS and (
+            smem := smem_bytes(p.tile_m, p.tile_n, p.stages, p.experts, p.wgs, p.epi)) > SMEM_LIMIT:
+        r.append(f"stages={p.stages}: {smem} B of shared memory > {SMEM_LIMIT}: lower stages or the tile")
     if p.wgs not in (2, 4):
         r.append(f"wgs={p.wgs} must be 2 or 4 (consumer warpgroups)")
     elif p.tile_m in TILE_MS and (p.tile_m // 64) % p.wgs:
@@ -92,6 +106,17 @@ def _reasons(p: WsParams) -> list[str]:
                  "the wgmmas (C7512)")
     if p.pipe not in PIPES:
         r.append(f"pipe={p.pipe} must be one of {PIPES} (k elements per wgmma commit group)")
+    if p.raster not in RASTERS:
+        r.append(f"raster={p.raster} must be one of {RASTERS} (token (> 0) or weight (< 0) tiles per band of the "
+                 "work order)")
+    if p.epi not in EPIS:
+        r.append(f"epi={p.epi} must be one of {EPIS} (0: register stores, 1: through shared memory)")
+    if p.depth not in DEPTHS:
+        r.append(f"depth={p.depth} must be one of {DEPTHS} (wgmma groups in flight in the pipe-16 loop)")
+    elif p.depth != 2 and p.pipe != 16:
+        r.append(f"depth={p.depth} applies to the pipe-16 loop only (pipe={p.pipe}): use depth=2")
+    elif p.depth > 2 and p.stages < 3:
+        r.append(f"depth={p.depth} releases a stage one step later: stages={p.stages} must be >= 3")
     if p.split_k not in SPLIT_KS:
         r.append(f"split_k={p.split_k} must be one of {SPLIT_KS}")
     elif p.split_k > 1 and p.k % 64 == 0 and (p.k // 64 % p.split_k or p.k // 64 // p.split_k < MIN_SPLIT_STEPS):
@@ -113,6 +138,7 @@ class _Base(common.W4A16Hooks, Family):
     params_type = WsParams
     archs = ("sm_90a",)  # wgmma + setmaxnreg; Blackwell has FP4 tensor cores instead
     modules = ("nvfp4_aot.kernels.w4a16_ws", "nvfp4_aot.kernels.w4a16_ws.kernel", "nvfp4_aot.kernels.w4a16_ws.ptx",
+               "nvfp4_aot.kernels.w4a16_ws.epilogue",
                "nvfp4_aot.kernels.quack_w4a16.layout")
     kernel_module = "nvfp4_aot.kernels.w4a16_ws.kernel"
     grouped_name = "w4a16_ws_grouped_gemm"

@@ -12,11 +12,13 @@ and, per m64 weight block, two 1-D bulk copies: the block's 2048-byte blob tile 
 scale strip (quack's nvfp4 layout: both contiguous per (m64, k64)). Warpgroups 1 and 2 are
 consumers (registers raised): each owns tile_m / 2 weight rows (rb m64 blocks); per k64 step
 it waits for the full stage, reads its blob words and scales from shared memory, decodes them
-into the A fragments, issues rb x 4 wgmma m64n{tile_n}k16 as one group, then waits until only
-that group is in flight and releases the previous step's stage (one arrive per warp), so the
-decode of step k + 1 overlaps the MMAs of step k.
+into the A fragments and issues rb x 4 wgmma m64n{tile_n}k16 (pipe 64: one commit group per
+step; pipe 16: one per k16 block with depth 2 or 3 groups left in flight), releasing a stage once
+its wgmmas retired (one arrive per warp), so the decode overlaps the MMAs in flight. The tile
+leaves through the epilogue (epilogue.py: alpha, bf16, 16-byte stores via shared memory).
 
-Persistent grid (sm_count CTAs) over work = (expert, token tile j, weight tile m), m fastest:
+Persistent grid (sm_count CTAs) over work = (expert, token tile j, weight tile m) in the order
+of raster_item (raster 1: m fastest):
 every CTA first builds, from the device-side offsets/counts (clamped into [0, M)), the inclusive
 prefix of work items per expert in shared memory; CTA b then takes items b, b + grid, ...
 (producer and consumers walk the same sequence). Idle experts own no item; no host sync; the
@@ -31,7 +33,10 @@ Invariants:
   * every global access is in bounds: expert ranges are clamped into [0, M); the TMA box may
     cover rows past the expert (their MMA columns are never stored) or past M (zero-filled);
     weight copies index expert e < E, tile m < N / tile_m, k step < K / 64;
-  * nothing is written outside [start_e, start_e + count_e) x [the tile's weight rows];
+  * nothing is written outside [start_e, start_e + count_e) x [the tile's weight rows] (epi 1's
+    16-byte stores hold 8 weight rows of one token each, predicated on token < count);
+  * epi 1's staging block (512 bytes after the stage ring) belongs to one consumer warp: never
+    read or written by the producer or another warp, ordered by bar.warp.sync;
   * stage s's i-th fill waits for the consumers' i-th release (empty parity), its i-th read for
     the i-th fill (full parity); one running step counter per role keeps them in lockstep.
 """
@@ -42,6 +47,8 @@ from cutlass import BFloat16, Float32, Int32, Int64, Uint8, const_expr
 from cutlass.cute.nvgpu import cpasync, warpgroup
 
 from ..w4a16_device import hold, sw128_desc, wg_commit, wg_fence, wg_wait, wgmma_rs
+from . import EPI_WARP_BYTES
+from .epilogue import Epilogue
 from .ptx import (atom_add_gpu, bulk_g2s, decode_k16, fence_gpu, lds_v2, lds_v4, ldg_cg_f32, lut_regs, mbar_arrive,
                   mbar_wait, scale_pair, stg_f32, stg_s32)
 
@@ -59,6 +66,31 @@ def split_item(w, split_k: int, ks: int):
     return w // split_k, (w % split_k) * ks
 
 
+def raster_item(local, tiles, mt: int, g: int, vmin=min):
+    """An expert's local item index -> (token tile j, weight tile m) under raster g. g > 0: the
+    expert's `tiles` token tiles go in bands of g (the last band may be narrower), j fastest inside
+    a band: consecutive items (CTAs running at the same time) share a weight tile g at a time and
+    read each activation tile about grid / g times at once instead of up to grid (g = 1: m
+    fastest, every weight tile of a token tile in turn). g < 0: the mt weight tiles go in bands of
+    -g, m fastest inside, j across (quack's / CUTLASS's swizzle): concurrent CTAs read about -g
+    activation tiles' worth of weight tiles. A bijection onto [0, tiles) x [0, mt)
+    (tests/kernels/test_w4a16_ws.py)."""
+    if g > 0:
+        band = local // (g * mt)
+        j0 = band * g
+        ge = vmin(g, tiles - j0)
+        r = local - band * (g * mt)
+        m = r // ge
+        return j0 + r - m * ge, m
+    w = -g
+    band = local // (w * tiles)
+    m0 = band * w
+    we = vmin(w, mt - m0)
+    r = local - band * (w * tiles)
+    j = r // we
+    return j, m0 + r - j * we
+
+
 def reduce_slot(j, m, cw, wq, mt: int, wgs: int):
     """The (output tile (token tile j, weight tile m), consumer warp) slot: its flag index."""
     return (j * mt + m) * (4 * wgs) + cw * 4 + wq
@@ -70,9 +102,10 @@ def ws_index(slot, split, lane, idx, split_k: int, per: int):
     return (slot * split_k + split) * per + idx * 32 + lane
 
 
-class W4A16WsKernel:
+class W4A16WsKernel(Epilogue):
     def __init__(self, n: int, k: int, experts: int, grouped: bool, tile_m: int, tile_n: int, stages: int,
-                 sm_count: int, wgs: int = 2, pipe: int = 16, split_k: int = 1, pdl: bool = False):
+                 sm_count: int, wgs: int = 2, pipe: int = 16, split_k: int = 1, pdl: bool = False, epi: int = 0,
+                 depth: int = 2, raster: int = 1):
         assert n % tile_m == 0 and k % 64 == 0 and tile_m in (128, 256) and tile_n in (64, 128, 256)
         assert split_k == 1 or (not grouped and (k // 64) % split_k == 0)
         assert not grouped or not pdl
@@ -89,6 +122,12 @@ class W4A16WsKernel:
         self.blocks = tile_m // 64  # m64 blocks per CTA tile
         self.wgs = wgs  # consumer warpgroups
         self.pipe = pipe  # commit-group granularity of the k loop: 16 or 64 (k elements)
+        self.raster = raster  # token tiles per band of the item order (raster_item)
+        self.epi = epi  # 1: epilogue through shared memory (_epilogue_smem), 0: scalar stores (_epilogue_regs)
+        self.depth = depth  # pipe 16: wgmma groups left in flight by each wait (2 or 3)
+        # depth 3 releases step t - 1 only after loading step t + 1: a 2-stage ring would deadlock
+        assert depth in (2, 3) and (pipe == 16 or depth == 2) and (depth == 2 or stages >= 3)
+        self.epi_bytes = EPI_WARP_BYTES * 4 * wgs if epi else 0  # after the weight ring (one block per warp)
         assert self.blocks % wgs == 0
         self.rb = self.blocks // wgs  # m64 blocks per consumer warpgroup
         self.threads = 128 * (wgs + 1)
@@ -170,7 +209,7 @@ class W4A16WsKernel:
 
         smem = cutlass.utils.SmemAllocator()
         s_act = smem.allocate_tensor(BFloat16, staged.outer, byte_alignment=1024, swizzle=staged.inner)
-        s_w = smem.allocate_tensor(Uint8, cute.make_layout(S * self.w_bytes), byte_alignment=128)
+        s_w = smem.allocate_tensor(Uint8, cute.make_layout(S * self.w_bytes + self.epi_bytes), byte_alignment=128)
         bars = smem.allocate_array(Int64, 2 * S, byte_alignment=8)  # full[0, S), empty[S, 2S)
         s_pre = smem.allocate_tensor(Int32, cute.make_layout(E), byte_alignment=4)  # inclusive work prefix
         s_start = smem.allocate_tensor(Int32, cute.make_layout(E), byte_alignment=4)
@@ -300,7 +339,7 @@ class W4A16WsKernel:
     @cute.jit
     def _locate(self, w, s_pre):
         """Work item w (< total) -> (expert e, token tile j, weight tile m): e = the number of
-        experts whose inclusive prefix is <= w (binary lifting over s_pre)."""
+        experts whose inclusive prefix is <= w (binary lifting over s_pre); (j, m) by raster_item."""
         E = self.experts
         e = Int32(0)
         for i in cutlass.range_constexpr(E.bit_length() - 1, -1, -1):
@@ -311,8 +350,11 @@ class W4A16WsKernel:
         if e > 0:
             before = s_pre[e - 1]
         local = w - before
-        j = local // self.mt
-        return e, j, local - j * self.mt
+        if const_expr(self.raster == 1):
+            j = local // self.mt
+            return e, j, local - j * self.mt
+        j, m = raster_item(local, (s_pre[e] - before) // self.mt, self.mt, self.raster, cutlass.min)
+        return e, j, m
 
     @cute.jit
     def _consume(self, cw, tw, lane, mine, bid, grid, s_pre, s_start, s_cnt, act_base, w_base, bar_base, alpha,
@@ -323,6 +365,8 @@ class W4A16WsKernel:
         wq = tw // 32
         luts = lut_regs()
         acc = cute.make_rmem_tensor(cute.make_layout((an, rb)), Float32)
+        al = cute.make_rmem_tensor(cute.make_layout((2, rb)), Float32)
+        ebuf = w_base + self.stages * self.w_bytes + (cw * 4 + wq) * EPI_WARP_BYTES  # epi 1: this warp's block
         it = Int32(0)
         for i in cutlass.range(mine, unroll=1):
             w = bid + i * grid
@@ -331,6 +375,8 @@ class W4A16WsKernel:
                 w, k0 = split_item(w, self.split_k, self.ks)
                 split = k0 // self.ks
             e, j, m = self._locate(w, s_pre)
+            if const_expr(self.split_k == 1):
+                self._load_alpha(al, cw, wq, lane, e, m, alpha)  # its latency hides behind the k loop
             acc.fill(0.0)
             if const_expr(self.pipe == 16):
                 self._kloop16(acc, it, cw, tw, lane, act_base, w_base, bar_base, luts)
@@ -344,9 +390,10 @@ class W4A16WsKernel:
                 for q in cutlass.range_constexpr(an):
                     acc[q, r] = vals[q]
             if const_expr(self.split_k == 1):
-                self._epilogue(acc, cw, wq, lane, e, j, m, s_start, s_cnt, alpha, out)
+                self._epilogue(acc, al, ebuf, cw, wq, lane, e, j, m, s_start, s_cnt, out)
             else:
-                self._split_reduce(acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out)
+                self._split_reduce(acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out,
+                                   al, ebuf)
 
     @cute.jit
     def _release(self, bar_base, step, lane):
@@ -355,15 +402,18 @@ class W4A16WsKernel:
             mbar_arrive(bar_base + (self.stages + step % self.stages) * 8)
 
     # ---------------------------------------------------------------- pipe 16 (k16 commit groups)
-    # One commit group per k16 block (rb wgmmas), the decode of block b + 1 issued between the
-    # wgmmas of blocks b - 1 and b, wait_group(2) after each issue. The A fragment has 4 slots (one
-    # per k16 block of a k64 step). Register invariant (PTX: writing an in-flight wgmma's A
-    # registers is undefined): slot b is rewritten only when its previous reader, the group 4
-    # blocks back, has retired: when block b + 1 is decoded, the groups issued end at b - 1 and at
-    # most 2 (b - 2, b - 1) are pending. So one traced k64 step per loop iteration is safe even
-    # though the loop reuses the slots' PTX registers. Stage invariant: at block 1 of step t the
-    # pending groups are step t's blocks 0 and 1, so step t - 1's stage (blob words, scales and the
-    # activation tile read by its wgmmas) is released there.
+    # One commit group per k16 block (rb wgmmas), wait_group(D) after each issue (D = depth), the
+    # decode of block X + 1 issued before block X (D = 2: between the wgmmas of X - 1 and X) or
+    # after X's wait (D = 3). The A fragment has 4 slots (one per k16 block of a k64 step).
+    # Register invariant (PTX: writing an in-flight wgmma's A registers is undefined): slot
+    # X + 1 mod 4 is rewritten only when its previous reader, block X - 3, has retired: D = 2
+    # decodes after the wait that followed X - 1 (pending at most X - 2, X - 1), D = 3 after the
+    # wait that followed X (pending at most X - 2 .. X). So one traced k64 step per loop iteration
+    # is safe even though the loop reuses the slots' PTX registers. (8 slots with D = 4, two steps
+    # traced per iteration, was tried: ptxas serializes every wgmma, C7513.) Stage invariant: after
+    # block b of step t is issued and waited for, every block up to 4 t + b - D has retired, i.e.
+    # all of step t - 1 once b >= D - 1: step t - 1's stage (blob words, scales, activation tile)
+    # is released at block D - 1 of step t.
     @cute.jit
     def _load16(self, frag_x, frag_s, step, cw, tw, w_base, bar_base):
         """Wait for step's stage, load this thread's blob words and scale words of its rb blocks."""
@@ -402,6 +452,39 @@ class W4A16WsKernel:
         wg_commit()
 
     @cute.jit
+    def _step16(self, acc, frag, frag_x, frag_s, step, first, last: cutlass.Constexpr[bool], cw, tw, lane, act_base,
+                w_base, bar_base, luts):
+        """The 4 k16 blocks of step `step`; unless `last`, block 3 also loads the next step's words
+        and decodes its block 0. `first` (traced or a Python bool): the item's step 0, whose
+        predecessor belongs to the previous item (released by it)."""
+        D = self.depth
+        for b in cutlass.range_constexpr(4):
+            if const_expr(D == 2):
+                self._decode_next(frag, frag_x, frag_s, step, b, last, cw, tw, w_base, bar_base, luts)
+            self._issue16(acc, frag, step, b, act_base)
+            if const_expr(b < 3 or not last):
+                wg_wait(D)
+            if const_expr(D == 3):
+                self._decode_next(frag, frag_x, frag_s, step, b, last, cw, tw, w_base, bar_base, luts)
+            if const_expr(b == D - 1):
+                if const_expr(isinstance(first, bool)):
+                    if const_expr(not first):
+                        self._release(bar_base, step - 1, lane)
+                elif not first:
+                    self._release(bar_base, step - 1, lane)
+
+    @cute.jit
+    def _decode_next(self, frag, frag_x, frag_s, step, b: cutlass.Constexpr[int], last: cutlass.Constexpr[bool], cw, tw,
+                     w_base, bar_base, luts):
+        """Decode the block after block b of step `step` (block b + 1, or at b = 3 the next step's
+        block 0 after loading its words; nothing after the item's last block)."""
+        if const_expr(b < 3):
+            self._decode16(frag, frag_x, frag_s, b + 1, luts)
+        elif const_expr(not last):
+            self._load16(frag_x, frag_s, step + 1, cw, tw, w_base, bar_base)
+            self._decode16(frag, frag_x, frag_s, 0, luts)
+
+    @cute.jit
     def _kloop16(self, acc, it, cw, tw, lane, act_base, w_base, bar_base, luts):
         rb = self.rb
         frag = cute.make_rmem_tensor(cute.make_layout((4, 4, rb)), Int32)
@@ -409,28 +492,10 @@ class W4A16WsKernel:
         frag_s = cute.make_rmem_tensor(cute.make_layout((2, rb)), Int32)
         self._load16(frag_x, frag_s, it, cw, tw, w_base, bar_base)
         self._decode16(frag, frag_x, frag_s, 0, luts)
+        args = (cw, tw, lane, act_base, w_base, bar_base, luts)
         for t in cutlass.range(self.ks - 1, unroll=1):  # every step but the last: preload the next
-            step = it + t
-            for b in cutlass.range_constexpr(4):
-                if const_expr(b < 3):
-                    self._decode16(frag, frag_x, frag_s, b + 1, luts)
-                else:
-                    self._load16(frag_x, frag_s, step + 1, cw, tw, w_base, bar_base)
-                    self._decode16(frag, frag_x, frag_s, 0, luts)
-                self._issue16(acc, frag, step, b, act_base)
-                wg_wait(2)
-                if const_expr(b == 1):
-                    if t > 0:
-                        self._release(bar_base, step - 1, lane)
-        step = it + self.ks - 1
-        for b in cutlass.range_constexpr(4):
-            if const_expr(b < 3):
-                self._decode16(frag, frag_x, frag_s, b + 1, luts)
-            self._issue16(acc, frag, step, b, act_base)
-            if const_expr(b < 3):
-                wg_wait(2)
-            if const_expr(b == 1 and self.ks > 1):
-                self._release(bar_base, step - 1, lane)
+            self._step16(acc, frag, frag_x, frag_s, it + t, t == 0, False, *args)
+        self._step16(acc, frag, frag_x, frag_s, it + self.ks - 1, self.ks == 1, True, *args)
 
     # ---------------------------------------------------------------- pipe 64 (session 4's loop)
     @cute.jit
@@ -478,7 +543,7 @@ class W4A16WsKernel:
         wg_wait(1)  # the previous step's group is done: the caller releases its stage
 
     @cute.jit
-    def _split_reduce(self, acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out):
+    def _split_reduce(self, acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out, al, ebuf):
         """Dense split-K, per warp (its accumulators are exactly its 16 rows of each m64 block):
         store the partial sums to the warp's region of this split in the workspace, fence, and
         count the arrival on the warp's int32 flag; the warp that arrives last (old == split_k - 1)
@@ -512,36 +577,15 @@ class W4A16WsKernel:
                         acc[q, r] = acc[q, r] + ldg_cg_f32(ws + ws_index(slot, s2, lane, r * an + q, S, per) * 4)
             if lane == 0:
                 stg_s32(flag, Int32(0))
-            self._epilogue(acc, cw, wq, lane, Int32(0), j, m, s_start, s_cnt, alpha, out)
-
-    @cute.jit
-    def _epilogue(self, acc, cw, wq, lane, e, j, m, s_start, s_cnt, alpha, out):
-        """acc[4 jj + q, r] = (row 16 wq + lane / 4 + 8 (q / 2) of block r, token 8 jj + 2 (lane % 4)
-        + q % 2) -> out[start + token, weight row] * alpha, tokens < count only."""
-        start = s_start[e]
-        cnt = s_cnt[e]
-        tok0 = j * self.tile_n
-        g = lane // 4
-        c = lane % 4
-        for r in cutlass.range_constexpr(self.rb):
-            row_a = m * self.tile_m + (cw * self.rb + r) * 64 + 16 * wq + g
-            al = cute.make_rmem_tensor(cute.make_layout(2), Float32)
-            for h in cutlass.range_constexpr(2):
-                if const_expr(self.grouped):
-                    al[h] = alpha[e, row_a + 8 * h]
-                else:
-                    al[h] = alpha[row_a + 8 * h]
-            for jj in cutlass.range_constexpr(self.tile_n // 8):
-                for q in cutlass.range_constexpr(4):
-                    tok = tok0 + 8 * jj + 2 * c + q % 2
-                    if tok < cnt:
-                        out[start + tok, row_a + 8 * (q // 2)] = (acc[4 * jj + q, r] * al[q // 2]).to(BFloat16)
+            self._load_alpha(al, cw, wq, lane, Int32(0), m, alpha)
+            self._epilogue(acc, al, ebuf, cw, wq, lane, Int32(0), j, m, s_start, s_cnt, out)
 
 
 def make_kernel(p, grouped: bool):
     split = getattr(p, "split_k", 1)
     k = W4A16WsKernel(p.n, p.k, p.experts, grouped, p.tile_m, p.tile_n, p.stages, p.sm_count, p.wgs, p.pipe, split,
-                      bool(getattr(p, "pdl", False)))
+                      bool(getattr(p, "pdl", False)), getattr(p, "epi", 0), getattr(p, "depth", 2),
+                      getattr(p, "raster", 1))
     return k.grouped_call if grouped else (k.dense_split_call if split > 1 else k.dense_call)
 
 

@@ -179,3 +179,25 @@ def atom_add_gpu(addr: Int64, v: Int32, *, loc=None, ip=None):
     return Int32(llvm.inline_asm(T.i32(), [Int64(addr).ir_value(loc=loc, ip=ip), Int32(v).ir_value(loc=loc, ip=ip)],
                                  "atom.acq_rel.gpu.global.add.s32 $0, [$1], $2;", "=r,l,r", has_side_effects=True,
                                  loc=loc, ip=ip))
+
+
+# ----------------------------------------------------------------------------- epilogue
+# The shared-memory epilogue (kernel.py _epilogue_smem): fp32 accumulator pairs -> bf16x2 (ptx.pack_bf16x2), the
+# warp's 16 x 16 (weight rows x tokens) block transposed into shared memory by stmatrix, read back
+# as 16-byte rows of one token and stored with one 16-byte global store per lane.
+
+
+@dsl_user_op
+def stmatrix_x4_trans(addr: Int32, r0: Int32, r1: Int32, r2: Int32, r3: Int32, *, loc=None, ip=None):
+    """Four 8x8 bf16 matrices (lane 4g + c holds row g, columns 2c, 2c + 1 of each: the mma
+    accumulator fragment) stored transposed: memory row i of matrix q (address from lane 8q + i)
+    = column i of the fragment (8 values, 16 bytes)."""
+    _effect("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [$0], {$1, $2, $3, $4};",
+            [Int32(addr), Int32(r0), Int32(r1), Int32(r2), Int32(r3)], "r,r,r,r,r", loc, ip)
+
+
+@dsl_user_op
+def stg_v4_if(addr: Int64, a: Int32, b: Int32, c: Int32, d: Int32, pred: Int32, *, loc=None, ip=None):
+    """16-byte global store of (a, b, c, d) when pred != 0 (addr 16-byte aligned)."""
+    _effect("{.reg .pred p;\n\tsetp.ne.b32 p, $5, 0;\n\t@p st.global.v4.b32 [$0], {$1, $2, $3, $4};}",
+            [Int64(addr), Int32(a), Int32(b), Int32(c), Int32(d), Int32(pred)], "l,r,r,r,r,r", loc, ip)

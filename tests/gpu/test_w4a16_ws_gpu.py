@@ -69,6 +69,29 @@ def test_dense_matches_reference(store, seed):
     assert not failures, "\n".join(failures)
 
 
+def test_out_not_16_byte_aligned(store, seed):
+    """epi 1 stores 16 bytes at a time; an `out` view 4 bytes past a 16-byte boundary (the
+    signature asks 4-byte alignment) takes the scalar stores instead: right rows, nothing
+    written before or after the view."""
+    failures = []
+    for fam in (GFAM, DFAM):
+        for op in ops(store, fam):
+            m = 300
+            params = fam.parse_params(op.kernel_for(m).record["params"])
+            inputs = fam.make_inputs(params, m, DEV, seed)
+            want = fam.reference(params, inputs)
+            flat = torch.full((m * params.n + 16,), float("nan"), dtype=torch.bfloat16, device=DEV)
+            inputs["out"] = flat[2:2 + m * params.n].view(m, params.n)
+            assert inputs["out"].data_ptr() % 16 == 4
+            op(*[inputs[n] for n in names(fam, op, m)])
+            torch.cuda.synchronize()
+            bad = fam.check(params, inputs, want)
+            if not (torch.isnan(flat[:2].float()).all() and torch.isnan(flat[2 + m * params.n:].float()).all()):
+                bad.append("wrote outside the out view")
+            failures += [f"{op.name}: {b}" for b in bad]
+    assert not failures, "\n".join(failures)
+
+
 def test_all_groups_empty_writes_nothing(store, seed):
     op = ops(store, GFAM)[0]
     params = GFAM.parse_params(op.kernel_for(500).record["params"])

@@ -56,6 +56,40 @@ def test_can_implement_names_the_problem():
     assert GROUPED.can_implement(params(pipe=64), "sm_90a") == []
 
 
+def test_epi_depth_raster_knobs():
+    """epi's staging blocks count against shared memory; depth 3 only on the pipe-16 loop with a
+    ring of >= 3 stages; raster in RASTERS. The staging blocks fit the tilings the tables use."""
+    assert smem_bytes(128, 256, 6, 48, 2, 1) - smem_bytes(128, 256, 6, 48, 2, 0) == 4096
+    assert smem_bytes(256, 64, 8, 48, 4, 1) - smem_bytes(256, 64, 8, 48, 4, 0) == 8192
+    for tun in ({"tile_n": 256, "stages": 6}, {"tile_m": 256, "stages": 8}, {"tile_m": 256, "tile_n": 64, "stages": 8,
+                "wgs": 4}, {"tile_n": 256, "stages": 6, "depth": 3, "raster": 2},
+                {"epi": 0, "tile_n": 256, "stages": 6}, {"raster": -16}):
+        assert GROUPED.can_implement(params(**tun), "sm_90a") == [], tun
+    assert any("epi=2" in r for r in GROUPED.can_implement(params(epi=2), "sm_90a"))
+    assert any("depth=4" in r for r in GROUPED.can_implement(params(depth=4), "sm_90a"))
+    assert any("pipe-16 loop only" in r for r in GROUPED.can_implement(params(depth=3, pipe=64), "sm_90a"))
+    assert any("stages=2" in r for r in GROUPED.can_implement(params(depth=3, stages=2), "sm_90a"))
+    assert any("raster=3" in r for r in GROUPED.can_implement(params(raster=3), "sm_90a"))
+
+
+@pytest.mark.parametrize("g", [1, 2, 4, 8, -4, -8, -16])
+def test_raster_item_is_a_bijection(g):
+    """Every (token tile, weight tile) of an expert exactly once, token (g > 0) or weight tiles
+    (g < 0) in bands of |g|."""
+    from nvfp4_aot.kernels.w4a16_ws.kernel import raster_item
+
+    for tiles in (1, 2, 3, 5, 8, 13):
+        for mt in (1, 3, 16, 56):
+            got = [raster_item(i, tiles, mt, g) for i in range(tiles * mt)]
+            assert sorted(got) == [(j, m) for j in range(tiles) for m in range(mt)], (tiles, mt)
+            if g > 0:
+                assert all(j // g == i // (g * mt) for i, (j, _) in enumerate(got)), (tiles, mt)
+            else:
+                assert all(m // -g == i // (-g * tiles) for i, (_, m) in enumerate(got)), (tiles, mt)
+            if g == 1:
+                assert got == [(i // mt, i % mt) for i in range(tiles * mt)]
+
+
 def test_reference_and_a_check_that_fails():
     """The reference matches a per-row float64 recomputation with each row's own expert and alpha;
     the check passes it and fails a swapped expert, an unwritten row and a write into padding."""
