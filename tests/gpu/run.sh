@@ -5,6 +5,7 @@
 # BENCH_BUDGET_S=0 the benchmarks (a quick re-check of the tests after a rebuild)
 set -uo pipefail
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
+rm -rf /tmp/site  # a warm machine may hold another build of nvfp4_aot there (pip --target does not replace it)
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/whl/*.whl || exit 1
 mkdir -p /tmp/lib && xz -dc .gpu/lib/libcute_dsl_runtime.so.xz > /tmp/lib/libcute_dsl_runtime.so
 export PYTHONPATH=/tmp/site NVFP4_AOT_DSL_RUNTIME=/tmp/lib/libcute_dsl_runtime.so
