@@ -81,27 +81,30 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
 # its wide token buckets (tile_n 128 for 65-128, 256 for 129-384: e.g. down 20.6 us at M = 65 vs
 # 13.5 at 128, 36.2 at 136 vs 17.5 at 256), where ours is flat. Above 192: the `wstab` sweep at M =
 # 193, 256, 384, 385, 512, 768, 769, 1024, 1536, 1537, 2048, 4096, 8192 (docs/PERFORMANCE.md
-# "session 6, wstab"), a range's inner bucket edges (257, 513) argued from tile counts: both
-# kernels' tiles per SM round are the same there as at the measured end above them. `plan` declares
-# w4a16_ws_gemm for these layers (Nvfp4Linear.ops).
+# "session 6, wstab"). Two kinds of edge there were not measured but argued from tile counts (both
+# kernels tile tokens by 128 or 256 (swap-AB), and inside one tiling the time steps with the token
+# tiles): M = 257 (a range's lower end: both kernels run the same token tiles at 257 as at 384,
+# where ours measured 1.42-1.69x quack) and 513 (an inner edge of ours: the same tiles and rounds
+# of 132 SMs as at 768 for both). `plan` declares w4a16_ws_gemm for these layers (Nvfp4Linear.ops).
 WS_OVER_QUACK: dict[tuple[int, int], tuple[tuple[int, int], ...]] = {
     # q_a + kv: split-K 8 / 4 with pdl: 1.19-1.25x quack at M = 33-64, 1.07-1.36x at 65-128,
     # 1.24-1.41x at 129-192; split 4 / 2: 1.27 / 1.17 / 1.42x at 193 / 256 / 384, 1.40 / 1.07 /
     # 1.25x at 385 / 512 / 768 (0.82x at 1024, where quack's 64 x 256 is 39 us)
     (2048, 7168): ((32, 768),),
     # gate + up: split 2 with pdl 1.00-1.01x quack at 33-64, 1.30x at 65-72 (0.93x at 96), 1.10-1.53x
-    # at 129-192; 1.00 / 0.98 / 1.06x at 385 / 512 / 768 (128 x 256, then split 2 raster 4 depth 3);
-    # quack at 193-384 (0.93x at 193), 769-1536 (0.82x at 1024) and above (0.96x at 8192)
-    (6144, 7168): ((32, 72), (128, 192), (384, 768)),
+    # at 129-192; 128 x 256 1.55 / 1.00 / 0.98x at 384 / 385 / 512, split 2 raster 4 depth 3 1.06x at
+    # 768; quack at 193-256 (0.93-0.94x), 769-1536 (0.79x at 1024) and above (0.96x at 8192)
+    (6144, 7168): ((32, 72), (128, 192), (256, 768)),
     # down, o_b: 0.83-0.89x quack at 33-64; 1.04-1.10x at 65-72 (0.86x at 96), 1.09-1.42x at 129-192;
-    # 385-768: down 1.00 / 1.01 / 1.01x (a tie) at 385 / 512 / 768, o_b 1.05 / 1.04 / 1.03x; o_b
-    # 1537-8192 with raster -8 depth 3: 1.01 / 0.96 / 0.99 / 1.02x at 1537 / 2048 / 4096 / 8192
-    # (down there 0.99x at 1537: quack); 193-384 and 769-1536 quack (0.86-0.95x at 256 / 1024)
-    (7168, 3072): ((64, 72), (128, 192), (384, 768)),
-    (7168, 2048): ((64, 72), (128, 192), (384, 768), (1536, 8192)),
+    # 257-768 (128 x 256 to 512, 128 x 128 above): down 1.69 / 1.00 / 1.01 / 1.01x at 384 / 385 / 512
+    # / 768 (a tie from 385), o_b 1.65 / 1.05 / 1.04 / 1.03x; o_b 1537-8192 with raster -8 depth 3:
+    # 1.01 / 0.96 / 0.99 / 1.02x at 1537 / 2048 / 4096 / 8192 (down there 0.92x at 1537: quack);
+    # 193-256 and 769-1536 quack (0.86-0.94x at 256 / 1024)
+    (7168, 3072): ((64, 72), (128, 192), (256, 768)),
+    (7168, 2048): ((64, 72), (128, 192), (256, 768), (1536, 8192)),
     # q_b (65536 x 1536): 0.95-0.98x quack at M = 33-64 in one run (1.03-1.07x in the other),
     # 1.02-1.04x at 65-72, 0.90-0.96x at 73-192; 256 x 128 with pdl 1.07 / 0.96 / 1.24x at 193 /
-    # 256 / 384 (each kernel has the same tiles at 193 as at 256: a tie within noise); 0.93-0.96x above
+    # 256 / 384 (each kernel has the same tiles at 193 as at 256: a tie within noise); 0.92-0.99x above (1.08x at 769)
     (65536, 1536): ((192, 384),),
 }
 
