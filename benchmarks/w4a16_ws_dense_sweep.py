@@ -203,7 +203,8 @@ def run(root: str, ms: list[int]) -> None:
                         bad += [f"M={m}: {x}" for x in fam.check(p, {"out": out, **sc}, {"out": want[m]})]
                 t = time_cuda(lambda: kern(*args, check=False), reps=10)
                 tag = (f"{p.tile_m}x{p.tile_n} s{p.stages}" + (f" k{p.split_k}" if p.split_k > 1 else "")
-                       + (f" p{p.pipe}" if p.pipe != 16 else "") + (f" r{p.raster}" if p.raster != 1 else "") + (f" d{p.depth}" if p.depth != 2 else "")
+                       + (f" p{p.pipe}" if p.pipe != 16 else "") + (f" r{p.raster}" if p.raster != 1 else "")
+                       + (f" d{p.depth}" if p.depth != 2 else "")
                        + (" pdl" if p.pdl else ""))
                 best[m] = min(best.get(m, (float("inf"), "")), (t, tag))
                 cells.append(f"M={m}: {t * 1e6:6.1f} ({tb[m] / t:.2f}x{pk(m, n, k, t)})")
