@@ -6,6 +6,7 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
   w4a16_ws_dense_sweep.py manifest > sweep.toml        # every candidate of CANDIDATES, one store
   w4a16_ws_dense_sweep.py manifest --split > sweep.toml   # SPLIT_CANDIDATES instead (split-K, M <= 256)
   w4a16_ws_dense_sweep.py manifest --small > sweep.toml   # SMALL_CANDIDATES (pdl, launch floor; M <= 256)
+  w4a16_ws_dense_sweep.py manifest --big > sweep.toml     # BIG_CANDIDATES (M >= 193: raster, depth, split-K, pdl)
   nvfp4-build compile sweep.toml manifests/default.toml --arch sm_90a -o ROOT -j 2   # (CPU box)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192
 
@@ -63,8 +64,32 @@ SMALL_CANDIDATES = {
             {"tile_m": 128, "tile_n": 256, "stages": 6, "pdl": True}],
     "floor": [{**_B, "stages": 2}, {**_B, "stages": 2, "pdl": True}],
 }
+# M >= 193 (session 6, `wstab`): the tables' rows above 192 (before the epilogue, raster and depth
+# existed) next to raster 4 / 8 / -8, depth 3, pdl, and split-K where tiles x splits comes close to
+# one or two waves of 132 SMs (q_a+kv's 16 and gate+up's 48 weight tiles at M = 256-2048)
+_W = {"tile_m": 128, "tile_n": 256, "stages": 6}
+_W3 = {**_W, "depth": 3}
+_C6 = {**_C, "stages": 6}
+_C10 = {**_C, "stages": 10}
+BIG_CANDIDATES = {
+    "q_a+kv": [{**_B, "pdl": True}, {**_B, "split_k": 2, "pdl": True}, {**_C6, "split_k": 4, "pdl": True},
+               {**_C6, "split_k": 2, "pdl": True}, _C6, {**_C6, "depth": 3}, {**_W3, "split_k": 4},
+               {**_W3, "split_k": 2}, _W, _W3],
+    "down": [{**_C10, "pdl": True}, {**_C10, "split_k": 2, "pdl": True}, {**_C10, "depth": 3, "raster": 4},
+             _W, {**_W, "raster": 4}, {**_W3, "raster": 4}, {**_W3, "raster": 4, "pdl": True},
+             {**_W3, "raster": -8}, {**_W3, "split_k": 2, "raster": 4}],
+    "o_b": [{**_C10, "pdl": True}, {**_C10, "split_k": 2, "pdl": True}, {**_C10, "depth": 3, "raster": 4},
+            _W, {**_W, "raster": 4}, {**_W3, "raster": 4}, {**_W3, "raster": 4, "pdl": True},
+            {**_W3, "raster": -8}, {**_W3, "split_k": 2, "raster": 4}],
+    "gate+up": [{**_C10, "pdl": True}, {**_C10, "depth": 3, "raster": 4}, _W, {**_W3, "raster": 4},
+                {**_W3, "raster": 4, "pdl": True}, {**_W3, "raster": 8}, {**_W3, "split_k": 2, "raster": 4},
+                {**_W3, "split_k": 2, "raster": 4, "pdl": True}],
+    "q_b": [{"tile_m": 256, "tile_n": 128, "stages": 8, "pdl": True}, {"tile_m": 256, "tile_n": 128, "stages": 8,
+            "pipe": 64}, _W, {**_W, "raster": 4}, {**_W, "raster": 8}, {**_W3, "raster": 4}],
+}
+BIG_MS = (193, 256, 384, 385, 512, 768, 769, 1024, 1536, 1537, 2048, 4096, 8192)
 MS = (33, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
-CHECK_MS = (33, 64, 256, 1000)
+CHECK_MS = (33, 64, 193, 256, 1000, 1537)  # those of the run's M
 OURS_MS = (16, 32, 33, 64)  # w4a16_gemm (Nvfp4Linear's decode kernel) timed here too
 
 
@@ -72,11 +97,11 @@ def _toml(v) -> str:
     return "true" if v is True else "false" if v is False else str(v)
 
 
-def manifest(split: bool = False, small: bool = False) -> str:
+def manifest(split: bool = False, small: bool = False, big: bool = False) -> str:
     out = ['archs = ["sm_90a"]']
     for shape, (n, k, _) in SHAPES.items():
-        if small:
-            cands = SMALL_CANDIDATES.get(shape, [])
+        if small or big:
+            cands = (BIG_CANDIDATES if big else SMALL_CANDIDATES).get(shape, [])
         elif shape == "floor":
             continue
         else:
@@ -123,7 +148,7 @@ def run(root: str, ms: list[int]) -> None:
             continue
         p0 = fam.parse_params(kerns[0].record["params"])
         data = fam.make_inputs(p0, mmax, dev, seed=n + k)  # weights do not depend on the tiling
-        checks = [m for m in CHECK_MS if m <= mmax and (n * k <= 1 << 26 or m <= 256)]  # fp64 cost
+        checks = [m for m in CHECK_MS if m in ms and (n * k <= 1 << 26 or m <= 256)]  # fp64 cost
         want = {m: fam.reference(p0, {**data, "act": data["act"][:m], "out": data["out"][:m]})["out"] for m in checks}
         w16 = torch.randn((n, k), device=dev, dtype=torch.bfloat16)
         tb = {m: time_cuda(lambda: torch.matmul(data["act"][:m], w16.T), reps=10) for m in ms}
@@ -178,6 +203,8 @@ def run(root: str, ms: list[int]) -> None:
                         bad += [f"M={m}: {x}" for x in fam.check(p, {"out": out, **sc}, {"out": want[m]})]
                 t = time_cuda(lambda: kern(*args, check=False), reps=10)
                 tag = (f"{p.tile_m}x{p.tile_n} s{p.stages}" + (f" k{p.split_k}" if p.split_k > 1 else "")
+                       + (f" p{p.pipe}" if p.pipe != 16 else "") + (f" r{p.raster}" if p.raster != 1 else "")
+                       + (f" d{p.depth}" if p.depth != 2 else "")
                        + (" pdl" if p.pdl else ""))
                 best[m] = min(best.get(m, (float("inf"), "")), (t, tag))
                 cells.append(f"M={m}: {t * 1e6:6.1f} ({tb[m] / t:.2f}x{pk(m, n, k, t)})")
@@ -196,4 +223,5 @@ def run(root: str, ms: list[int]) -> None:
 if __name__ == "__main__":
     from common import sweep_cli
 
-    sweep_cli(__doc__, lambda: manifest(split="--split" in sys.argv, small="--small" in sys.argv), run, MS)
+    sweep_cli(__doc__, lambda: manifest(split="--split" in sys.argv, small="--small" in sys.argv,
+                                        big="--big" in sys.argv), run, MS)

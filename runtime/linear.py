@@ -4,8 +4,9 @@ Hopper (sm_90a): w4a16_gemm (kernels/w4a16, ours, mma.sync, the decode kernel: b
 best at small M) serves small M. Above it, by default (`quack=True`), per layer shape: our
 w4a16_ws_gemm (kernels/w4a16_ws: warp-specialized wgmma, tile table per (N, K) and token bucket in
 kernels/w4a16_ws/tiles.py) on the M ranges tiles.WS_OVER_QUACK[(N, K)] where it measured at least
-as fast as quack (H200, docs/PERFORMANCE.md "session 6, wssmall": q_a + kv 33-192, gate + up
-33-72 and 129-192, down and o_b 65-72 and 129-192), quack's WGMMA kernel at the other M:
+as fast as quack (H200, docs/PERFORMANCE.md "session 6, wssmall" and "session 6, wstab": q_a + kv
+33-768, gate + up 33-72, 129-192 and 257-768, down 65-72, 129-192 and 257-768, o_b the same and
+1537-8192, q_b 193-384), quack's WGMMA kernel at the other M:
 quack_w4a16_gemm for one global scale, its per-row-alpha twin for several (q_a + kv); quack is
 the measured faster path there. `quack=False` serves w4a16_ws_gemm at every M above WS_FROM instead. Where the
 store lacks one of the two upper kernels the other serves its range, and without either

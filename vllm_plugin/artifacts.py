@@ -22,7 +22,7 @@ ARTIFACTS_ENV = "NVFP4_AOT_ARTIFACTS"
 MOE_PREFILL_ENV = "NVFP4_AOT_MOE_PREFILL"
 # Nvfp4Linear above M = 32: "1"/unset quack's dense W4A16 kernels except where our w4a16_ws_gemm
 # measured at least as fast (runtime/linear.py, kernels/w4a16_ws/tiles.py WS_OVER_QUACK; H200,
-# docs/PERFORMANCE.md "session 6, wssmall"), "0" our w4a16_ws_gemm at every such M; where the store
+# docs/PERFORMANCE.md "session 6, wssmall" / "wstab"), "0" our w4a16_ws_gemm at every such M; where the store
 # lacks one of the two the other serves.
 LINEAR_QUACK_ENV = "NVFP4_AOT_LINEAR_QUACK"
 

@@ -27,49 +27,85 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 
-def _t(tile_m: int, tile_n: int, stages: int, split_k: int = 1, pdl: bool = False) -> dict[str, Any]:
+def _t(tile_m: int, tile_n: int, stages: int, split_k: int = 1, pdl: bool = False, raster: int = 1,
+       depth: int = 2) -> dict[str, Any]:
     return {"tile_m": tile_m, "tile_n": tile_n, "stages": stages, **({"split_k": split_k} if split_k > 1 else {}),
-            **({"pdl": True} if pdl else {})}
+            **({"pdl": True} if pdl else {}), **({"raster": raster} if raster != 1 else {}),
+            **({"depth": depth} if depth != 2 else {})}
 
 
-# Rule for an unmeasured shape (the one the one-scale 7168-wide shapes measured).
+# Rule for an unmeasured shape (the one the one-scale 7168-wide shapes measured before session 6's
+# `wstab` sweep).
 DENSE = ((64, _t(128, 64, 6, 2, pdl=True)), (128, _t(128, 64, 6, pdl=True)), (384, _t(128, 128, 10, pdl=True)),
          (None, _t(128, 256, 6)))
 
+# Above M = 192 (session 6, `wstab`: benchmarks/w4a16_ws_dense_sweep.py manifest --big, 42 candidates x
+# M = 193 .. 8192 on an H200, docs/PERFORMANCE.md "session 6, wstab"). Inside one tiling the time is a
+# step function of the token tiles (ceil(M / tile_n)) and of the rounds of 132 SMs they take, so a
+# bucket boundary sits where the winner's tile count steps (256, 512, 768, 1024). What moved: 128 x 256
+# (2 token tiles) from M = 257 on where 128 x 128 needed 3 (gate+up 74 vs 98 us at M = 384, down 37
+# vs 45); 128 x 128 again at 513-768 on down / o_b (3 rounds either way, the smaller tile faster);
+# split-K 2 where tiles x 2 stays within about two rounds (q_a+kv 257-1024: 30-48 vs 39-78 us before;
+# gate+up 513-768: 138 vs 149); raster / depth only where they won at every measured M of the bucket
+# (o_b, q_b; elsewhere within +-3% either way).
 DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
-    (7168, 3072): DENSE,  # shared-expert down
-    (7168, 2048): DENSE,  # o_b
-    (6144, 7168): ((64, _t(128, 64, 12, 2, pdl=True)), (128, _t(128, 128, 10, 2, pdl=True)),
-                   (384, _t(128, 128, 10, pdl=True)), (None, _t(128, 256, 6))),  # shared gate + up
-    # q_a + kv: 16 weight tiles of 128 rows: split-K to 256, then 64-token tiles until 8 token
-    # tiles fill more SMs
-    (2048, 7168): ((64, _t(128, 64, 6, 8, pdl=True)), (128, _t(128, 64, 6, 4, pdl=True)),
-                   (256, _t(128, 128, 6, 4, pdl=True)), (768, _t(128, 64, 6)), (1536, _t(128, 128, 6)),
+    # shared-expert down
+    (7168, 3072): ((64, _t(128, 64, 6, 2, pdl=True)), (128, _t(128, 64, 6, pdl=True)),
+                   (256, _t(128, 128, 10, pdl=True)), (512, _t(128, 256, 6)), (768, _t(128, 128, 10, pdl=True)),
                    (None, _t(128, 256, 6))),
+    # o_b
+    (7168, 2048): ((64, _t(128, 64, 6, 2, pdl=True)), (128, _t(128, 64, 6, pdl=True)),
+                   (192, _t(128, 128, 10, pdl=True)), (256, _t(128, 128, 10, raster=4, depth=3)),
+                   (512, _t(128, 256, 6)), (768, _t(128, 128, 10, raster=4, depth=3)), (1536, _t(128, 256, 6)),
+                   (None, _t(128, 256, 6, raster=-8, depth=3))),
+    # shared gate + up
+    (6144, 7168): ((64, _t(128, 64, 12, 2, pdl=True)), (128, _t(128, 128, 10, 2, pdl=True)),
+                   (256, _t(128, 128, 10, pdl=True)), (512, _t(128, 256, 6)),
+                   (768, _t(128, 256, 6, 2, raster=4, depth=3)), (None, _t(128, 256, 6))),
+    # q_a + kv: 16 weight tiles of 128 rows: split-K up to M = 1024 (tiles x splits within one or two
+    # rounds of 132 SMs), unsplit 128 x 256 above
+    (2048, 7168): ((64, _t(128, 64, 6, 8, pdl=True)), (128, _t(128, 64, 6, 4, pdl=True)),
+                   (256, _t(128, 128, 6, 4, pdl=True)), (512, _t(128, 128, 6, 2, pdl=True)),
+                   (1024, _t(128, 256, 6, 2, depth=3)), (None, _t(128, 256, 6))),
     # q_b: 512 weight tiles; 256-row tiles are as fast at M <= 64 and fewer activation reloads
-    (65536, 1536): ((64, _t(256, 64, 12, pdl=True)), (192, _t(256, 128, 8, pdl=True)), (None, _t(128, 256, 6))),
+    (65536, 1536): ((64, _t(256, 64, 12, pdl=True)), (384, _t(256, 128, 8, pdl=True)),
+                    (None, _t(128, 256, 6, raster=4, depth=3))),
 }
 
 
 # Nvfp4Linear's default path (quack=True, runtime/linear.py): per (n, k), the M ranges (lo, hi]
 # above its decode threshold where it serves w4a16_ws_gemm instead of quack's kernel, because ours
-# measured at least as fast there on an H200 (benchmarks/w4a16_ours.py at M = 33, 64, 65, 72, 96,
-# 128, 129, 136, 192, 256; docs/PERFORMANCE.md "session 6, wssmall"). Each range's ends were
-# measured (and every M between lies in one bucket of each kernel). quack is slow at the low end
-# of its wide token buckets (tile_n 128 for 65-128, 256 for 129-384: e.g. down 20.6 us at M = 65
-# vs 13.5 at 128, 36.2 at 136 vs 17.5 at 256), where ours is flat. `plan` declares
-# w4a16_ws_gemm for these layers (Nvfp4Linear.ops).
+# measured at least as fast there on an H200 at both ends of the range (and at least 0.95x at the
+# measured M inside it). Up to M = 192: benchmarks/w4a16_ours.py at M = 33, 64, 65, 72, 96, 128,
+# 129, 136, 192, 256 (docs/PERFORMANCE.md "session 6, wssmall"); quack is slow at the low end of
+# its wide token buckets (tile_n 128 for 65-128, 256 for 129-384: e.g. down 20.6 us at M = 65 vs
+# 13.5 at 128, 36.2 at 136 vs 17.5 at 256), where ours is flat. Above 192: the `wstab` sweep at M =
+# 193, 256, 384, 385, 512, 768, 769, 1024, 1536, 1537, 2048, 4096, 8192 (docs/PERFORMANCE.md
+# "session 6, wstab"). Two kinds of edge there were not measured but argued from tile counts (both
+# kernels tile tokens by 128 or 256 (swap-AB), and inside one tiling the time steps with the token
+# tiles): M = 257 (a range's lower end: both kernels run the same token tiles at 257 as at 384,
+# where ours measured 1.42-1.69x quack) and 513 (an inner edge of ours: the same tiles and rounds
+# of 132 SMs as at 768 for both). `plan` declares w4a16_ws_gemm for these layers (Nvfp4Linear.ops).
 WS_OVER_QUACK: dict[tuple[int, int], tuple[tuple[int, int], ...]] = {
     # q_a + kv: split-K 8 / 4 with pdl: 1.19-1.25x quack at M = 33-64, 1.07-1.36x at 65-128,
-    # 1.24-1.41x at 129-192 (0.93x at 256)
-    (2048, 7168): ((32, 192),),
-    # gate + up: split 2 with pdl 1.00-1.01x quack at 33-64, 1.30x at 65-72 (0.93x at 96), 1.10-1.53x at 129-192
-    (6144, 7168): ((32, 72), (128, 192)),
-    # down, o_b: 0.83-0.89x quack at 33-64; 1.04-1.10x at 65-72 (0.86x at 96), 1.09-1.42x at 129-192
-    (7168, 3072): ((64, 72), (128, 192)),
-    (7168, 2048): ((64, 72), (128, 192)),
-    # q_b (65536 x 1536) not: 0.95-0.98x quack at M = 33-64 in one run (1.03-1.07x in the other),
-    # 1.02-1.04x at 65-72, 0.90-0.96x above
+    # 1.24-1.41x at 129-192; split 4 / 2: 1.27 / 1.17 / 1.42x at 193 / 256 / 384, 1.40 / 1.07 /
+    # 1.25x at 385 / 512 / 768 (0.82x at 1024, where quack's 64 x 256 is 39 us)
+    (2048, 7168): ((32, 768),),
+    # gate + up: split 2 with pdl 1.00-1.01x quack at 33-64, 1.30x at 65-72 (0.93x at 96), 1.10-1.53x
+    # at 129-192; 128 x 256 1.55 / 1.00 / 0.98x at 384 / 385 / 512, split 2 raster 4 depth 3 1.06x at
+    # 768; quack at 193-256 (0.93-0.94x), 769-1536 (0.79x at 1024) and above (0.96x at 8192)
+    (6144, 7168): ((32, 72), (128, 192), (256, 768)),
+    # down, o_b: 0.83-0.89x quack at 33-64; 1.04-1.10x at 65-72 (0.86x at 96), 1.09-1.42x at 129-192;
+    # 257-768 (128 x 256 to 512, 128 x 128 above): down 1.69 / 1.00 / 1.01 / 1.01x at 384 / 385 / 512
+    # / 768 (a tie from 385), o_b 1.65 / 1.05 / 1.04 / 1.03x; o_b 1537-8192 with raster -8 depth 3:
+    # 1.01 / 0.96 / 0.99 / 1.02x at 1537 / 2048 / 4096 / 8192 (down there 0.92x at 1537: quack);
+    # 193-256 and 769-1536 quack (0.86-0.94x at 256 / 1024)
+    (7168, 3072): ((64, 72), (128, 192), (256, 768)),
+    (7168, 2048): ((64, 72), (128, 192), (256, 768), (1536, 8192)),
+    # q_b (65536 x 1536): 0.95-0.98x quack at M = 33-64 in one run (1.03-1.07x in the other),
+    # 1.02-1.04x at 65-72, 0.90-0.96x at 73-192; 256 x 128 with pdl 1.07 / 0.96 / 1.24x at 193 /
+    # 256 / 384 (each kernel has the same tiles at 193 as at 256: a tie within noise); 0.92-0.99x above (1.08x at 769)
+    (65536, 1536): ((192, 384),),
 }
 
 
