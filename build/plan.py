@@ -194,7 +194,9 @@ class Planner:
         self.gemms = [g for g in disc.gemms if g.role != "routed" or g.expert in keep]
         self.tokens = s.max_num_batched_tokens
         given = s.capture_sizes if s.capture_sizes is not None else vllm_capture_sizes(min(s.max_capture_size, self.tokens))
-        self.sizes = sorted(set(given) | {self.tokens})
+        # only captured sizes pad a batch (the graph replayed); a batch above the largest one runs
+        # eagerly at its own M, so it gets its own bucket (max_num_batched_tokens is the cap, not a size)
+        self.sizes = sorted(x for x in set(given) if x <= self.tokens)
         self.ops: dict[tuple, _Planned] = {}
         self.unsupported: list[str] = []
         self.swiglu_limit = _swiglu_limit(ck)
