@@ -126,7 +126,8 @@ class Nvfp4Linear:
             self.upper_op = self.mid_op = None
             decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale, quack=quack)
             self.decls = open_ops(self, store, decls)
-            if self.upper_op is not None and self.mid_op is None and len(decls) == 3:  # no ws: quack from WS_FROM
+            declared_mid = any(d.attr == "mid_op" for d in decls)
+            if self.upper_op is not None and self.mid_op is None and declared_mid:  # no ws: quack from WS_FROM
                 decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale, quack=quack, mid=False)
                 self.decls = open_ops(self, store, decls)
             if self.upper_op is not None:

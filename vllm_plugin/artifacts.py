@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 ARTIFACTS_ENV = "NVFP4_AOT_ARTIFACTS"
-# Opt-in: MoERunner's prefill tiers on quack's grouped kernel (runtime/moe.py). They hold the routed
-# experts a second time (quack's layout), so they are off unless this is "1" (fits e.g. DeepSeek-V4-
-# Flash at EP4 on H200s, not Pro at EP8).
+# MoERunner's prefill tiers (runtime/moe.py: w4a16_ws, then quack's grouped kernel; both read the one
+# prepared weight copy): "1"/unset on, "0" serves every T on the decode grouped GEMM.
 MOE_PREFILL_ENV = "NVFP4_AOT_MOE_PREFILL"
 # Nvfp4Linear above M = 32: "1"/unset quack's dense W4A16 kernels except where our w4a16_ws_gemm
 # measured at least as fast (runtime/linear.py, kernels/w4a16_ws/tiles.py WS_OVER_QUACK; H200,
