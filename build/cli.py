@@ -133,8 +133,26 @@ def compile_cmd(manifests: tuple[Path, ...], out: Path, jobs: int, lock_timeout:
         _fail(EXIT_STORE, f"{e}; remove the directory or pick another --out")
     except OSError as e:
         _fail(EXIT_STORE, f"{out}: {e}")
+    summary["conflicts"] = _conflicts(out)
+    for c in summary["conflicts"]:
+        if console_err:
+            click.echo(f"warning: op {c['op']} ({c['arch']}) is defined differently by manifests "
+                       f"{c['manifests'][0]!r} and {c['manifests'][1]!r}: open_store() refuses this store "
+                       f"without manifest=...; give the op one definition (or build into separate stores)", err=True)  # fmt: skip
     _emit(as_json, summary)
     sys.exit(EXIT_FAILED if failed else 0)
+
+
+def _conflicts(out: Path) -> list[dict[str, Any]]:
+    """The ops two manifests of the store define differently (store_format.op_conflicts), per arch."""
+    from nvfp4_aot.runtime.store_format import StoreFormatError, load_index, op_conflicts
+
+    try:
+        index = load_index(out)
+    except (StoreFormatError, OSError):  # no committed index (nothing built) or a bad one (open reports it)
+        return []
+    archs = sorted({r.arch for r in index.entries.values()})
+    return [{"op": op, "arch": a, "manifests": [m1, m2]} for a in archs for op, m1, m2 in op_conflicts(index.manifests, a)]
 
 
 @main.command("ls")

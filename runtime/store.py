@@ -41,6 +41,7 @@ from .store_format import (  # noqa: F401  (NO_BUILD_ENV re-exported)
     check_entry,
     entry_dir,
     load_index,
+    op_conflicts,
     op_id,
 )
 from .signature import Signature
@@ -295,8 +296,12 @@ def _build_ops(index: StoreIndex, arch: str, kernels: dict[str, Kernel], manifes
         if manifest not in manifests:
             raise MissingVariantError(f"manifest {manifest!r} was not built into this store (built: {sorted(manifests)})")
         manifests = {manifest: manifests[manifest]}
+    for name, first, other in op_conflicts(manifests, arch)[:1]:
+        raise MissingVariantError(
+            f"op {name} is defined differently by manifests {first!r} and {other!r}; "
+            f"open the store with manifest=... to pick one"
+        )
     ops: dict[str, Op] = {}
-    seen: dict[str, tuple[str, Any]] = {}
     for mname, m in sorted(manifests.items()):
         for name, spec in m.ops.items():
             rows = [(b.lo, b.hi, b.variants.get(arch)) for b in spec.buckets]
@@ -306,11 +311,5 @@ def _build_ops(index: StoreIndex, arch: str, kernels: dict[str, Kernel], manifes
             if missing:
                 raise StoreFormatError(f"manifest {mname}: op {name} refers to entries {missing} absent from the index")
             buckets = [(lo, hi, kernels[key]) for lo, hi, key in rows]
-            if name in seen and seen[name][1] != [(lo, hi, k.key) for lo, hi, k in buckets]:
-                raise MissingVariantError(
-                    f"op {name} is defined differently by manifests {seen[name][0]!r} and {mname!r}; "
-                    f"open the store with manifest=... to pick one"
-                )
-            seen[name] = (mname, [(lo, hi, k.key) for lo, hi, k in buckets])
             ops[name] = Op(name, {**spec.to_json(), "manifest": mname}, buckets)
     return ops

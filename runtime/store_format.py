@@ -326,6 +326,24 @@ class ManifestTable:
         return cls(path, ops)
 
 
+def op_conflicts(manifests: Mapping[str, ManifestTable], arch: str) -> list[tuple[str, str, str]]:
+    """(op, first manifest, other manifest) for every op that two manifests of one store define with
+    different buckets on `arch` (ranges or entries). Such a store opens only with manifest=...: the
+    runtime refuses to guess (runtime/store.py), and the builder warns when it writes one (build/cli.py).
+    Manifests are visited in name order; an op not built for `arch` by a manifest is not compared."""
+    seen: dict[str, tuple[str, list]] = {}
+    out = []
+    for mname, m in sorted(manifests.items()):
+        for name, t in m.ops.items():
+            rows = [(b.lo, b.hi, b.variants.get(arch)) for b in t.buckets]
+            if any(key is None for *_, key in rows):
+                continue
+            if name in seen and seen[name][1] != rows:
+                out.append((name, seen[name][0], mname))
+            seen.setdefault(name, (mname, rows))
+    return out
+
+
 INDEX_FIELDS = frozenset({"format", "entries", "manifests", "digest"})
 
 

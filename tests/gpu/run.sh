@@ -27,6 +27,7 @@ timeout 120 sh -c 'python3 -m nvfp4_aot.runtime verify gpu-check --load \
 # so a device call with a hard limit still returns every test result and the first benchmarks.
 for b in "startup.py aot --store .gpu/artifacts --jit-json .gpu/jit.json --json $OUT/startup_aot.json" \
          "moe_layer.py --store .gpu/artifacts" \
+         "w4a16_ws.py --ours .gpu/artifacts --quack .gpu/artifacts --tokens 128 512" \
          "w4a16_grouped_prefill.py --quack .gpu/artifacts --ours .gpu/artifacts" \
          "w4a16_ours.py --store .gpu/artifacts" \
          "host_overhead.py --store .gpu/artifacts" \
