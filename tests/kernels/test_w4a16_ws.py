@@ -206,3 +206,44 @@ def test_tuned_manifest_agrees_with_the_tile_table():
         want = make_buckets(GROUPED.tile_table(op["problem"]), 65536, (), False)
         got = [(b["m"][0], b["m"][1], b["tuning"]) for b in op["buckets"]]
         assert got == want, op["problem"]
+
+
+def test_mc_knob_refusals():
+    """mc 2 (2-CTA activation multicast) needs raster 1, no split-K, an even number of weight
+    tiles and an even sm_count; each refusal names the knob."""
+    for fam in (GROUPED, DENSE):
+        assert fam.can_implement(params(fam, mc=2, tile_n=256, stages=6), "sm_90a") == []
+    assert any("mc=3" in r for r in GROUPED.can_implement(params(mc=3), "sm_90a"))
+    assert any("raster=4" in r for r in GROUPED.can_implement(params(mc=2, raster=4), "sm_90a"))
+    assert any("split_k=2" in r for r in DENSE.can_implement(params(DENSE, mc=2, split_k=2), "sm_90a"))
+    assert any("not an even number" in r for r in DENSE.can_implement(params(DENSE, n=384, mc=2), "sm_90a"))
+    assert any("sm_count=131" in r for r in DENSE.can_implement(params(DENSE, mc=2, sm_count=131), "sm_90a"))
+
+
+@pytest.mark.parametrize("grid", [2, 4, 132])
+def test_mc_pairs_share_the_token_tile(grid):
+    """The persistent schedule under mc 2 (raster 1, even weight tiles per expert, even grid):
+    CTAs 2c and 2c + 1 of cluster c run the same number of items (so every k step of one has its
+    partner: no deadlock on the shared stages), and their i-th items are the same (expert, token
+    tile) on weight tiles 2p and 2p + 1 (so the multicast activation tile is right for both)."""
+    from nvfp4_aot.kernels.w4a16_ws.kernel import raster_item
+
+    for tiles_per_expert in ([1], [3, 0, 2], [0, 0], [5, 1, 0, 7]):
+        for mt in (2, 4, 56):
+            pre, items = [], 0
+            for t in tiles_per_expert:
+                items += t * mt
+                pre.append(items)
+
+            def locate(w):
+                e = sum(p <= w for p in pre)
+                j, m = raster_item(w - (pre[e - 1] if e else 0), tiles_per_expert[e], mt, 1)
+                return e, j, m
+
+            for c in range(grid // 2):
+                a, b = 2 * c, 2 * c + 1
+                mine = [max((items - x + grid - 1) // grid, 0) for x in (a, b)]
+                assert mine[0] == mine[1]
+                for i in range(mine[0]):
+                    (e0, j0, m0), (e1, j1, m1) = locate(a + i * grid), locate(b + i * grid)
+                    assert (e0, j0) == (e1, j1) and m0 % 2 == 0 and m1 == m0 + 1
