@@ -90,8 +90,9 @@ BIG_CANDIDATES = {
 }
 # 2-CTA cluster multicast of the activation tile (session 6, `wsmc`, kernel.py mc): each prefill
 # tiling with mc 1 and 2 side by side (raster 1, no split: what mc 2 takes)
+# (o_b also with its served row above M = 1536, raster -8 depth 3, tiles.py: mc 2 takes raster 1 only)
 MC_CANDIDATES = {s: [t for base in (_W, _W3, _C10) for t in (base, {**base, "mc": 2})]
-                 for s in ("q_a+kv", "down", "o_b", "gate+up", "q_b")}
+                 + ([{**_W3, "raster": -8}] if s == "o_b" else []) for s in ("q_a+kv", "down", "o_b", "gate+up", "q_b")}
 BIG_MS = (193, 256, 384, 385, 512, 768, 769, 1024, 1536, 1537, 2048, 4096, 8192)
 MS = (33, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 CHECK_MS = (33, 64, 193, 256, 1000, 1537)  # those of the run's M
