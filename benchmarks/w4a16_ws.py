@@ -42,7 +42,7 @@ def stores_of(specs: list[str]):
 def tag(p) -> str:
     return (f"ws{p.tile_m}x{p.tile_n}s{p.stages}" + (f"w{p.wgs}" if p.wgs != 2 else "")
             + (f"p{p.pipe}" if p.pipe != 16 else "") + f"e{p.epi}" + (f"d{p.depth}" if p.depth != 2 else "")
-            + (f"r{p.raster}" if p.raster != 1 else "") + (f"mc{p.mc}" if p.mc != 1 else ""))
+            + (f"r{p.raster}" if p.raster != 1 else ""))
 
 
 def dense(paths: list[str], ms: list[int]) -> None:

@@ -7,7 +7,6 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
   w4a16_ws_dense_sweep.py manifest --split > sweep.toml   # SPLIT_CANDIDATES instead (split-K, M <= 256)
   w4a16_ws_dense_sweep.py manifest --small > sweep.toml   # SMALL_CANDIDATES (pdl, launch floor; M <= 256)
   w4a16_ws_dense_sweep.py manifest --big > sweep.toml     # BIG_CANDIDATES (M >= 193: raster, depth, split-K, pdl)
-  w4a16_ws_dense_sweep.py manifest --mc > sweep.toml      # MC_CANDIDATES (2-CTA activation multicast vs none)
   nvfp4-build compile sweep.toml manifests/default.toml --arch sm_90a -o ROOT -j 2   # (CPU box)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192
 
@@ -88,11 +87,6 @@ BIG_CANDIDATES = {
     "q_b": [{"tile_m": 256, "tile_n": 128, "stages": 8, "pdl": True}, {"tile_m": 256, "tile_n": 128, "stages": 8,
             "pipe": 64}, _W, {**_W, "raster": 4}, {**_W, "raster": 8}, {**_W3, "raster": 4}],
 }
-# 2-CTA cluster multicast of the activation tile (session 6, `wsmc`, kernel.py mc): each prefill
-# tiling with mc 1 and 2 side by side (raster 1, no split: what mc 2 takes)
-# (o_b also with its served row above M = 1536, raster -8 depth 3, tiles.py: mc 2 takes raster 1 only)
-MC_CANDIDATES = {s: [t for base in (_W, _W3, _C10) for t in (base, {**base, "mc": 2})]
-                 + ([{**_W3, "raster": -8}] if s == "o_b" else []) for s in ("q_a+kv", "down", "o_b", "gate+up", "q_b")}
 BIG_MS = (193, 256, 384, 385, 512, 768, 769, 1024, 1536, 1537, 2048, 4096, 8192)
 MS = (33, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 CHECK_MS = (33, 64, 193, 256, 1000, 1537)  # those of the run's M
@@ -103,11 +97,11 @@ def _toml(v) -> str:
     return "true" if v is True else "false" if v is False else str(v)
 
 
-def manifest(split: bool = False, small: bool = False, big: bool = False, mc: bool = False) -> str:
+def manifest(split: bool = False, small: bool = False, big: bool = False) -> str:
     out = ['archs = ["sm_90a"]']
     for shape, (n, k, _) in SHAPES.items():
-        if small or big or mc:
-            cands = (MC_CANDIDATES if mc else BIG_CANDIDATES if big else SMALL_CANDIDATES).get(shape, [])
+        if small or big:
+            cands = (BIG_CANDIDATES if big else SMALL_CANDIDATES).get(shape, [])
         elif shape == "floor":
             continue
         else:
@@ -210,7 +204,7 @@ def run(root: str, ms: list[int]) -> None:
                 t = time_cuda(lambda: kern(*args, check=False), reps=10)
                 tag = (f"{p.tile_m}x{p.tile_n} s{p.stages}" + (f" k{p.split_k}" if p.split_k > 1 else "")
                        + (f" p{p.pipe}" if p.pipe != 16 else "") + (f" r{p.raster}" if p.raster != 1 else "")
-                       + (f" d{p.depth}" if p.depth != 2 else "") + (f" mc{p.mc}" if p.mc != 1 else "")
+                       + (f" d{p.depth}" if p.depth != 2 else "")
                        + (" pdl" if p.pdl else ""))
                 best[m] = min(best.get(m, (float("inf"), "")), (t, tag))
                 cells.append(f"M={m}: {t * 1e6:6.1f} ({tb[m] / t:.2f}x{pk(m, n, k, t)})")
@@ -230,4 +224,4 @@ if __name__ == "__main__":
     from common import sweep_cli
 
     sweep_cli(__doc__, lambda: manifest(split="--split" in sys.argv, small="--small" in sys.argv,
-                                        big="--big" in sys.argv, mc="--mc" in sys.argv), run, MS)
+                                        big="--big" in sys.argv), run, MS)

@@ -25,10 +25,7 @@ _split_reduce), pdl (dense only: programmatic dependent launch, the prologue and
 weight loads overlap the previous kernel), epi (1: the bf16 tile leaves through shared memory with
 16-byte stores; 0: scalar stores from registers), raster (work order: bands of raster token tiles,
 or of -raster weight tiles, which decides how many CTAs read one activation / weight tile at once:
-kernel.py raster_item), depth (pipe 16: wgmma groups in flight, 2 or 3), mc (2: clusters of two CTAs
-on adjacent weight tiles of one token tile share each activation tile by TMA multicast, each
-loading half its rows; split_k 1, raster 1, an even number of weight tiles, an even sm_count).
-Measured tilings:
+kernel.py raster_item), depth (pipe 16: wgmma groups in flight, 2 or 3). Measured tilings:
 GROUPED_TILES, tiles.py.
 """
 
@@ -46,7 +43,6 @@ TILE_NS = (64, 128, 256)
 PIPES = (16, 64)
 EPIS = (0, 1)  # epilogue: 0 = scalar bf16 stores from registers, 1 = staged through shared memory, 16-byte stores
 RASTERS = (1, 2, 4, 8, -4, -8, -16)  # work order (kernel.py raster_item): > 0 bands of token tiles, < 0 of weight tiles
-MCS = (1, 2)  # CTAs per cluster sharing the activation tile (TMA multicast; kernel.py W4A16WsKernel)
 DEPTHS = (2, 3)  # pipe 16: wgmma groups left in flight by each wait (kernel.py, pipe 16)
 MAX_ACC = 128  # fp32 accumulators per consumer thread (tile_m * tile_n / 256): registers
 SMEM_LIMIT = 227 * 1024  # Hopper's per-block opt-in shared memory
@@ -81,7 +77,6 @@ class WsParams:
     epi: int = 1  # epilogue: 1 = through shared memory (stmatrix, 16-byte stores), 0 = scalar stores from registers
     raster: int = 1  # work order: > 0 token tiles per band (1: weight tile fastest), < 0 weight tiles per band
     depth: int = 2  # pipe 16: wgmma groups in flight after each wait (3: decode after the wait, one more in flight)
-    mc: int = 1  # 2: 2-CTA clusters multicast the activation tile to both (adjacent weight tiles of one token tile)
 
 
 def _reasons(p: WsParams) -> list[str]:
@@ -114,17 +109,6 @@ def _reasons(p: WsParams) -> list[str]:
     if p.raster not in RASTERS:
         r.append(f"raster={p.raster} must be one of {RASTERS} (token (> 0) or weight (< 0) tiles per band of the "
                  "work order)")
-    if p.mc not in MCS:
-        r.append(f"mc={p.mc} must be one of {MCS} (CTAs sharing an activation tile by multicast)")
-    elif p.mc == 2:
-        if p.split_k != 1 or p.raster != 1:
-            r.append(f"mc=2 pairs items of one token tile in the raster 1 order without split-K: split_k={p.split_k}, "
-                     f"raster={p.raster} must both be 1")
-        if p.tile_m in TILE_MS and p.n % p.tile_m == 0 and (p.n // p.tile_m) % 2:
-            r.append(f"mc=2 pairs adjacent weight tiles: n={p.n} is {p.n // p.tile_m} tiles of tile_m={p.tile_m}, "
-                     "not an even number")
-        if p.sm_count % 2:
-            r.append(f"mc=2 launches clusters of 2 CTAs: sm_count={p.sm_count} must be even")
     if p.epi not in EPIS:
         r.append(f"epi={p.epi} must be one of {EPIS} (0: register stores, 1: through shared memory)")
     if p.depth not in DEPTHS:

@@ -50,7 +50,7 @@ from ..w4a16_device import hold, sw128_desc, wg_commit, wg_fence, wg_wait, wgmma
 from . import EPI_WARP_BYTES
 from .epilogue import Epilogue
 from .ptx import (atom_add_gpu, bulk_g2s, decode_k16, fence_gpu, lds_v2, lds_v4, ldg_cg_f32, lut_regs, mbar_arrive,
-                  mbar_arrive_cluster, mbar_wait, scale_pair, stg_f32, stg_s32)
+                  mbar_wait, scale_pair, stg_f32, stg_s32)
 
 BLOB_BYTES = 2048  # one (m64, k64) blob tile: 128 threads x 16 B
 STRIP_BYTES = 256  # its scales: 32 row pairs x 4 k16 blocks x 2
@@ -105,7 +105,7 @@ def ws_index(slot, split, lane, idx, split_k: int, per: int):
 class W4A16WsKernel(Epilogue):
     def __init__(self, n: int, k: int, experts: int, grouped: bool, tile_m: int, tile_n: int, stages: int,
                  sm_count: int, wgs: int = 2, pipe: int = 16, split_k: int = 1, pdl: bool = False, epi: int = 0,
-                 depth: int = 2, raster: int = 1, mc: int = 1):
+                 depth: int = 2, raster: int = 1):
         assert n % tile_m == 0 and k % 64 == 0 and tile_m in (128, 256) and tile_n in (64, 128, 256)
         assert split_k == 1 or (not grouped and (k // 64) % split_k == 0)
         assert not grouped or not pdl
@@ -142,14 +142,6 @@ class W4A16WsKernel(Epilogue):
         self.w_bytes = self.blocks * (BLOB_BYTES + STRIP_BYTES)  # one weight stage
         self.tx = self.act_bytes + self.w_bytes
         self.acc_n = tile_n // 2  # fp32 accumulators per thread per m64 block
-        # mc 2: clusters of 2 CTAs share the activation tile (TMA multicast; _body). Items 2P and
-        # 2P + 1 (raster 1, an even number of weight tiles per expert) have the same (expert, token
-        # tile) and weight tiles 2p, 2p + 1; with an even grid CTA b = 2c + r of cluster c takes
-        # items b + i grid = 2 (c + i grid / 2) + r: the pair's two CTAs walk the pairs together,
-        # the same count (every expert's item count is even), so every k step is matched.
-        assert mc in (1, 2) and (mc == 1 or (split_k == 1 and raster == 1 and self.mt % 2 == 0
-                                             and sm_count % 2 == 0))
-        self.mc = mc
 
     # ------------------------------------------------------------------ host side
     @cute.jit
@@ -173,21 +165,14 @@ class W4A16WsKernel(Epilogue):
         atom_l = warpgroup.make_smem_layout_atom(warpgroup.SmemLayoutAtomKind.K_SW128, BFloat16)
         staged = cute.tile_to_shape(atom_l, (self.tile_n, 64, self.stages), order=(0, 1, 2))
         one = cute.slice_(staged, (None, None, 0))
-        if const_expr(self.mc == 1):
-            tma_atom, tma_act = cpasync.make_tiled_tma_atom(cpasync.CopyBulkTensorTileG2SOp(), act, one,
-                                                            (self.tile_n, 64))
-        else:  # each CTA of the pair loads half of the tile's rows into both CTAs
-            tma_atom, tma_act = cpasync.make_tiled_tma_atom(cpasync.CopyBulkTensorTileG2SMulticastOp(), act, one,
-                                                            (self.tile_n, 64), num_multicast=2)
+        tma_atom, tma_act = cpasync.make_tiled_tma_atom(cpasync.CopyBulkTensorTileG2SOp(), act, one,
+                                                        (self.tile_n, 64))
         grid = self.sm_count
         if const_expr(not self.grouped):
-            # dense: M is known at launch, so launch no CTA without work (at most sm_count; mc 2:
-            # the item count is even, sm_count too, so the grid is whole clusters)
+            # dense: M is known at launch, so launch no CTA without work (at most sm_count)
             tiles = (act.shape[0] + (self.tile_n - 1)) // self.tile_n * self.mt
-            grid = cutlass.max(cutlass.min(tiles * self.split_k, self.sm_count), self.mc)
+            grid = cutlass.max(cutlass.min(tiles * self.split_k, self.sm_count), 1)
         kw = {"grid": [grid, 1, 1], "block": [self.threads, 1, 1], "stream": stream, "min_blocks_per_mp": 1}
-        if const_expr(self.mc == 2):
-            kw["cluster"] = [2, 1, 1]
         if const_expr(self.pdl):
             kw["use_pdl"] = True
         if const_expr(self.split_k == 1):
@@ -236,19 +221,13 @@ class W4A16WsKernel(Epilogue):
         if tidx == 0:
             for s in cutlass.range_constexpr(S):
                 cute.arch.mbarrier_init(bars + s, 1)  # the producer's arrive (+ tx bytes)
-                # one arrive per consumer warp (mc 2: of both CTAs: a stage is refilled in both)
-                cute.arch.mbarrier_init(bars + (S + s), 4 * self.wgs * self.mc)
+                cute.arch.mbarrier_init(bars + (S + s), 4 * self.wgs)  # one arrive per consumer warp
             cute.arch.mbarrier_init_fence()
         if warp == 1:
             cpasync.prefetch_descriptor(tma_atom)
         if warp == 0:
             self._build_prefix(offsets, counts, m_rows, lane, s_pre, s_start, s_cnt)
-        if const_expr(self.mc == 1):
-            cute.arch.sync_threads()
-        else:  # the peer's barriers are initialized before any multicast or remote arrive reaches them
-            cute.arch.cluster_arrive()
-            cute.arch.cluster_wait()
-        rank = bid % 2  # mc 2: this CTA's rank in its cluster (clusters are [2, 1, 1] over x)
+        cute.arch.sync_threads()
         if const_expr(self.pdl):  # the next kernel may start its prologue (it waits for us to finish)
             cute.arch.griddepcontrol_launch_dependents()
 
@@ -271,8 +250,7 @@ class W4A16WsKernel(Epilogue):
                     e, j, m = self._locate(w, s_pre)
                     row0 = s_start[e] + j * self.tile_n
                     g_act = cute.local_tile(cute.domain_offset((row0, 0), tma_act), (self.tile_n, 64), (0, None))
-                    t_s, t_g = cpasync.tma_partition(tma_atom, rank if const_expr(self.mc == 2) else 0,
-                                                     cute.make_layout(self.mc), cute.group_modes(s_act, 0, 2),
+                    t_s, t_g = cpasync.tma_partition(tma_atom, 0, cute.make_layout(1), cute.group_modes(s_act, 0, 2),
                                                      cute.group_modes(g_act, 0, 2))
                     # blob/strip byte offsets of (expert e, m64 block m * blocks, k step 0)
                     g0 = e * (self.n // 64) + m * self.blocks
@@ -287,11 +265,7 @@ class W4A16WsKernel(Epilogue):
                         else:
                             mbar_wait(bar_base + (S + s) * 8, ((it // S) & 1) ^ 1)
                             cute.arch.mbarrier_arrive_and_expect_tx(bars + s, self.tx)
-                        if const_expr(self.mc == 1):
-                            cute.copy(tma_atom, t_g[None, kt], t_s[None, s], tma_bar_ptr=bars + s)
-                        else:  # this CTA's half of the rows, into both CTAs (full[s] of each counts it)
-                            cute.copy(tma_atom, t_g[None, kt], t_s[None, s], tma_bar_ptr=bars + s,
-                                      mcast_mask=cutlass.Int16(3))
+                        cute.copy(tma_atom, t_g[None, kt], t_s[None, s], tma_bar_ptr=bars + s)
                         if const_expr(not self.pdl):
                             self._load_weights(w_base, bar_base, s, g0, kt, blob, sf)
                         it += 1
@@ -301,12 +275,6 @@ class W4A16WsKernel(Epilogue):
                 cute.arch.griddepcontrol_wait()
             self._consume(wg - 1, tidx % 128, lane, mine, bid, grid, s_pre, s_start, s_cnt, act_base, w_base,
                           bar_base, alpha, out, flags, workspace)
-        if const_expr(self.mc == 2):
-            # no CTA leaves while its peer may still arrive on its empty barriers (the peer's
-            # consumers release every stage in both CTAs; multicast writes into this CTA complete on
-            # its own full barriers, which its consumers waited for)
-            cute.arch.cluster_arrive()
-            cute.arch.cluster_wait()
 
     @cute.jit
     def _load_weights(self, w_base, bar_base, s, g0, kt, blob, sf):
@@ -430,11 +398,8 @@ class W4A16WsKernel(Epilogue):
     @cute.jit
     def _release(self, bar_base, step, lane):
         """The stage of pipeline step `step` is no longer read by this warp: one arrive per warp."""
-        if const_expr(self.mc == 1):
-            if lane == 0:
-                mbar_arrive(bar_base + (self.stages + step % self.stages) * 8)
-        elif lane < 2:  # mc 2: lane r arrives on CTA r's barrier (the stage is refilled in both CTAs)
-            mbar_arrive_cluster(bar_base + (self.stages + step % self.stages) * 8, lane)
+        if lane == 0:
+            mbar_arrive(bar_base + (self.stages + step % self.stages) * 8)
 
     # ---------------------------------------------------------------- pipe 16 (k16 commit groups)
     # One commit group per k16 block (rb wgmmas), wait_group(D) after each issue (D = depth), the
@@ -620,7 +585,7 @@ def make_kernel(p, grouped: bool):
     split = getattr(p, "split_k", 1)
     k = W4A16WsKernel(p.n, p.k, p.experts, grouped, p.tile_m, p.tile_n, p.stages, p.sm_count, p.wgs, p.pipe, split,
                       bool(getattr(p, "pdl", False)), getattr(p, "epi", 0), getattr(p, "depth", 2),
-                      getattr(p, "raster", 1), getattr(p, "mc", 1))
+                      getattr(p, "raster", 1))
     return k.grouped_call if grouped else (k.dense_split_call if split > 1 else k.dense_call)
 
 
