@@ -20,6 +20,15 @@ docs/PERFORMANCE.md "session 6, wssmall"): the launch floor (one k64 step on 132
 ones were not measured with it). Cluster split-K (the splits of a tile as one cluster reducing
 through DSMEM) was measured too and lost (q_a + kv split 8: 28 vs 11 us; split 4: 15.5 vs 14.5):
 not kept.
+
+Session 7 (`wsmid`, `w4a16_ws_dense_sweep.py manifest --mid`, M = 17 .. 384, docs/PERFORMANCE.md
+"session 7, wsmid"): two CTAs per SM (ctas 2: 128 x 64 tiles, half the registers each, splits up
+to 16 so tiles x splits fills 264 slots) and 4-warpgroup 256 x 64 tiles (wgs 4) split to ~112 CTAs
+lost to the one-CTA 128 x 64 buckets at every M <= 64 (down 13.5-15.5 vs 12.5 us, o_b 11.2-13.0 vs
+10.0, q_a+kv 14.6-17.4 vs 10.8): the k64 step is bound by the SM's issue and tensor-core
+throughput, not by one CTA's serial chain, so more resident chains do not help. What changed:
+gate+up 129-256 128 x 256 split 2 (45.2 / 46.0 vs 49.9 / 50.5 us at 192 / 256), q_b 129-256 128 x
+256 raster 4 depth 3.
 """
 
 from __future__ import annotations
@@ -28,10 +37,11 @@ from typing import Any, Mapping
 
 
 def _t(tile_m: int, tile_n: int, stages: int, split_k: int = 1, pdl: bool = False, raster: int = 1,
-       depth: int = 2) -> dict[str, Any]:
+       depth: int = 2, wgs: int = 2, ctas: int = 1) -> dict[str, Any]:
     return {"tile_m": tile_m, "tile_n": tile_n, "stages": stages, **({"split_k": split_k} if split_k > 1 else {}),
             **({"pdl": True} if pdl else {}), **({"raster": raster} if raster != 1 else {}),
-            **({"depth": depth} if depth != 2 else {})}
+            **({"depth": depth} if depth != 2 else {}), **({"wgs": wgs} if wgs != 2 else {}),
+            **({"ctas": ctas} if ctas != 1 else {})}
 
 
 # Rule for an unmeasured shape (the one the one-scale 7168-wide shapes measured before session 6's
@@ -60,15 +70,17 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
                    (None, _t(128, 256, 6, raster=-8, depth=3))),
     # shared gate + up
     (6144, 7168): ((64, _t(128, 64, 12, 2, pdl=True)), (128, _t(128, 128, 10, 2, pdl=True)),
-                   (256, _t(128, 128, 10, pdl=True)), (512, _t(128, 256, 6)),
+                   (256, _t(128, 256, 6, 2, pdl=True)), (512, _t(128, 256, 6)),
                    (768, _t(128, 256, 6, 2, raster=4, depth=3)), (None, _t(128, 256, 6))),
     # q_a + kv: 16 weight tiles of 128 rows: split-K up to M = 1024 (tiles x splits within one or two
     # rounds of 132 SMs), unsplit 128 x 256 above
     (2048, 7168): ((64, _t(128, 64, 6, 8, pdl=True)), (128, _t(128, 64, 6, 4, pdl=True)),
                    (256, _t(128, 128, 6, 4, pdl=True)), (512, _t(128, 128, 6, 2, pdl=True)),
                    (1024, _t(128, 256, 6, 2, depth=3)), (None, _t(128, 256, 6))),
-    # q_b: 512 weight tiles; 256-row tiles are as fast at M <= 64 and fewer activation reloads
-    (65536, 1536): ((64, _t(256, 64, 12, pdl=True)), (384, _t(256, 128, 8, pdl=True)),
+    # q_b: 512 weight tiles; 256-row tiles are as fast at M <= 64 and fewer activation reloads;
+    # 129-256 128 x 256 raster 4 depth 3 (session 7: 71.1 / 74.8 us at 192 / 256 vs 256 x 128 80.6 / 89.5)
+    (65536, 1536): ((64, _t(256, 64, 12, pdl=True)), (128, _t(256, 128, 8, pdl=True)),
+                    (256, _t(128, 256, 6, raster=4, depth=3)), (384, _t(256, 128, 8, pdl=True)),
                     (None, _t(128, 256, 6, raster=4, depth=3))),
 }
 
@@ -88,24 +100,29 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
 # of 132 SMs as at 768 for both). `plan` declares w4a16_ws_gemm for these layers (Nvfp4Linear.ops).
 WS_OVER_QUACK: dict[tuple[int, int], tuple[tuple[int, int], ...]] = {
     # q_a + kv: split-K 8 / 4 with pdl: 1.19-1.25x quack at M = 33-64, 1.07-1.36x at 65-128,
-    # 1.24-1.41x at 129-192; split 4 / 2: 1.27 / 1.17 / 1.42x at 193 / 256 / 384, 1.40 / 1.07 /
-    # 1.25x at 385 / 512 / 768 (0.82x at 1024, where quack's 64 x 256 is 39 us)
-    (2048, 7168): ((32, 768),),
-    # gate + up: split 2 with pdl 1.00-1.01x quack at 33-64, 1.30x at 65-72 (0.93x at 96), 1.10-1.53x
-    # at 129-192; 128 x 256 1.55 / 1.00 / 0.98x at 384 / 385 / 512, split 2 raster 4 depth 3 1.06x at
-    # 768; quack at 193-256 (0.93-0.94x), 769-1536 (0.79x at 1024) and above (0.96x at 8192)
+    # 1.24-1.41x at 129-192; split 2 1.40 / 1.07 / 1.25x at 385 / 512 / 768 (0.82x at 1024, where
+    # quack's 64 x 256 is 39 us). Session 7 (`wsmid` sweep, one H200 run): 17-32 too (10.6 us vs
+    # quack 21.6, w4a16_gemm 11.8-14.3); 193-256 quack (ws 19.6 vs 18.6 us; main's run that day 19.3
+    # vs 18.8)
+    (2048, 7168): ((16, 192), (256, 768)),
+    # gate + up: split 2 with pdl 1.03x quack at 48-64 (quack 1.05x at 17-32), 1.30x at 65-72 (0.93x
+    # at 96), at 129-192 128 x 256 split 2 (session 7: 45.2 vs quack 53.5 us at 192; 128 x 128 49.9);
+    # 128 x 256 1.55 / 1.00 / 0.98x at 384 / 385 / 512, split 2 raster 4 depth 3 1.06x at 768; quack
+    # at 193-256 (46.0 vs 36.1 us), 769-1536 (0.79x at 1024) and above (0.96x at 8192)
     (6144, 7168): ((32, 72), (128, 192), (256, 768)),
-    # down, o_b: 0.83-0.89x quack at 33-64; 1.04-1.10x at 65-72 (0.86x at 96), 1.09-1.42x at 129-192;
-    # 257-768 (128 x 256 to 512, 128 x 128 above): down 1.69 / 1.00 / 1.01 / 1.01x at 384 / 385 / 512
-    # / 768 (a tie from 385), o_b 1.65 / 1.05 / 1.04 / 1.03x; o_b 1537-8192 with raster -8 depth 3:
-    # 1.01 / 0.96 / 0.99 / 1.02x at 1537 / 2048 / 4096 / 8192 (down there 0.92x at 1537: quack);
-    # 193-256 and 769-1536 quack (0.86-0.94x at 256 / 1024)
+    # down, o_b: quack at 17-64 (session 7: down 12.3-12.5 vs 10.5-12.1 us, o_b 9.9-10.0 vs 7.7-8.8);
+    # 1.04-1.10x at 65-72 (0.86x at 96), 1.09-1.42x at 129-192; 257-768 (128 x 256 to 512, 128 x 128
+    # above): down 1.69 / 1.00 / 1.01 / 1.01x at 384 / 385 / 512 / 768 (a tie from 385), o_b 1.65 /
+    # 1.05 / 1.04 / 1.03x; 193-256 and 769-1536 quack (0.86-0.94x at 256 / 1024). o_b 1537-8192 is
+    # quack's again since session 7: raster -8 depth 3 lost in two repeats of one H200 run (0.98 /
+    # 0.97x at 1537, 0.94 / 0.95x at 4096, 0.91 / 0.97x at 8192; session 6 had 0.96-1.02x)
     (7168, 3072): ((64, 72), (128, 192), (256, 768)),
-    (7168, 2048): ((64, 72), (128, 192), (256, 768), (1536, 8192)),
-    # q_b (65536 x 1536): 0.95-0.98x quack at M = 33-64 in one run (1.03-1.07x in the other),
-    # 1.02-1.04x at 65-72, 0.90-0.96x at 73-192; 256 x 128 with pdl 1.07 / 0.96 / 1.24x at 193 /
-    # 256 / 384 (each kernel has the same tiles at 193 as at 256: a tie within noise); 0.92-0.99x above (1.08x at 769)
-    (65536, 1536): ((192, 384),),
+    (7168, 2048): ((64, 72), (128, 192), (256, 768)),
+    # q_b (65536 x 1536), session 7 sweep: 256 x 64 1.32-1.34x quack at 17-32, 1.12-1.17x at 48-64;
+    # 256 x 128 1.06 / 1.03x at 72 / 128 (main's run that day 1.16 / 1.04x at 65 / 128); quack at
+    # 129-256 (67.1 / 72.2 us vs 128 x 256 raster 4 71.1 / 74.8, 256 x 128 80.6 / 89.5); 256 x 128
+    # 1.40 / 1.08x at 320 / 384 (session 6 1.24x at 384); 0.92-0.99x above (1.08x at 769)
+    (65536, 1536): ((16, 128), (256, 384)),
 }
 
 
