@@ -8,6 +8,7 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
   w4a16_ws_dense_sweep.py manifest --small > sweep.toml   # SMALL_CANDIDATES (pdl, launch floor; M <= 256)
   w4a16_ws_dense_sweep.py manifest --big > sweep.toml     # BIG_CANDIDATES (M >= 193: raster, depth, split-K, pdl)
   w4a16_ws_dense_sweep.py manifest --mid > sweep.toml     # MID_CANDIDATES (M = 17 .. 384: ctas 2, wgs 4, split-K)
+  w4a16_ws_dense_sweep.py manifest --tail > sweep2.toml   # TAIL_CANDIDATES (M <= 64: depth, pipe, epi, stages)
   nvfp4-build compile sweep.toml manifests/default.toml --arch sm_90a -o ROOT -j 2   # (CPU box)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192 (env SWEEP_SHAPES=a,b: only those)
 
@@ -111,6 +112,12 @@ MID_CANDIDATES = {
     "q_b": [{"tile_m": 256, "tile_n": 64, "stages": 12, "pdl": True}, _P2, {**_Q4}, {**_C10, "pdl": True},
             {"tile_m": 256, "tile_n": 128, "stages": 8, "pdl": True}, {**_W, "raster": 4, "depth": 3}],
 }
+# the narrow-grid shapes at M <= 64 (session 7, `wsmid`, after --mid): the served split bucket
+# next to its consumer-loop knobs (depth 3, pipe 64, the register epilogue) and ring depths
+TAIL_CANDIDATES = {shape: [{**_P, "split_k": sk}, {**_P, "split_k": sk, "depth": 3}, {**_P, "split_k": sk, "pipe": 64},
+                           {**_P, "split_k": sk, "epi": 0}, {**_P, "split_k": sk, "stages": 4},
+                           {**_P, "split_k": sk, "stages": 9}]
+                   for shape, sk in (("q_a+kv", 8), ("down", 2), ("o_b", 2))}
 MID_MS = (17, 24, 32, 48, 64, 72, 128, 192, 256, 320, 384)
 BIG_MS = (193, 256, 384, 385, 512, 768, 769, 1024, 1536, 1537, 2048, 4096, 8192)
 MS = (33, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
@@ -122,11 +129,12 @@ def _toml(v) -> str:
     return "true" if v is True else "false" if v is False else str(v)
 
 
-def manifest(split: bool = False, small: bool = False, big: bool = False, mid: bool = False) -> str:
+def manifest(split: bool = False, small: bool = False, big: bool = False, mid: bool = False, tail: bool = False) -> str:
     out = ['archs = ["sm_90a"]']
     for shape, (n, k, _) in SHAPES.items():
-        if small or big or mid:
-            cands = (BIG_CANDIDATES if big else MID_CANDIDATES if mid else SMALL_CANDIDATES).get(shape, [])
+        if small or big or mid or tail:
+            cands = (BIG_CANDIDATES if big else MID_CANDIDATES if mid else TAIL_CANDIDATES if tail
+                     else SMALL_CANDIDATES).get(shape, [])
         elif shape == "floor":
             continue
         else:
@@ -233,7 +241,7 @@ def run(root: str, ms: list[int]) -> None:
                 tag = (f"{p.tile_m}x{p.tile_n} s{p.stages}" + (f" k{p.split_k}" if p.split_k > 1 else "")
                        + (f" p{p.pipe}" if p.pipe != 16 else "") + (f" r{p.raster}" if p.raster != 1 else "")
                        + (f" d{p.depth}" if p.depth != 2 else "") + (f" w{p.wgs}" if p.wgs != 2 else "")
-                       + (f" c{p.ctas}" if p.ctas != 1 else "")
+                       + (f" c{p.ctas}" if p.ctas != 1 else "") + (" e0" if p.epi == 0 else "")
                        + (" pdl" if p.pdl else ""))
                 best[m] = min(best.get(m, (float("inf"), "")), (t, tag))
                 cells.append(f"M={m}: {t * 1e6:6.1f} ({tb[m] / t:.2f}x{pk(m, n, k, t)})")
@@ -253,4 +261,5 @@ if __name__ == "__main__":
     from common import sweep_cli
 
     sweep_cli(__doc__, lambda: manifest(split="--split" in sys.argv, small="--small" in sys.argv,
-                                        big="--big" in sys.argv, mid="--mid" in sys.argv), run, MS)
+                                        big="--big" in sys.argv, mid="--mid" in sys.argv,
+                                        tail="--tail" in sys.argv), run, MS)
