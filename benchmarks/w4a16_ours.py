@@ -94,7 +94,7 @@ def _op(store, fam, **problem):
         return None
 
 
-def dense(store, bw, peak, dev, ms) -> None:
+def dense(store, bw, peak, dev, ms, shapes=None) -> None:
     """Per M: our w4a16_gemm (decode) and w4a16_ws_gemm, quack's (scalar alpha; per-row for the
     two-scale q_a + kv), torch bf16 matmul, and what Nvfp4Linear serves by default
     (runtime/linear.py: w4a16_gemm up to QUACK_FROM, quack above; where the store lacks quack, ws
@@ -106,6 +106,8 @@ def dense(store, bw, peak, dev, ms) -> None:
           "(w4a16_gemm up to WS_FROM, ws on ws_ranges(N, K), quack at the other M) | ours only (quack=False: w4a16_gemm up "
           "to WS_FROM, ws above)")
     for name, (n, k, scales) in DENSE.items():
+        if shapes and not any(name.endswith(s) for s in shapes):
+            continue
         op = store.op("w4a16_gemm", n=n, k=k, act_order="natural")
         wop = _op(store, "w4a16_ws_gemm", n=n, k=k)
         qname = "quack_w4a16_gemm" if scales == 1 else "quack_w4a16_rowalpha_gemm"
@@ -157,15 +159,17 @@ def dense(store, bw, peak, dev, ms) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--store", default="artifacts")
+    ap.add_argument("--manifest", default=None, help="open only this manifest of the store (default: all)")
     ap.add_argument("--experts", type=int, nargs="*", default=[48])
     ap.add_argument("--tokens", type=int, nargs="*", default=list(TOKENS), help="grouped: tokens per expert")
     ap.add_argument("--m", type=int, nargs="*", default=list(DENSE_MS), help="dense: rows")
     ap.add_argument("--skip-dense", action="store_true")
+    ap.add_argument("--shapes", nargs="*", help="dense: only these (e.g. o_b q_b down gate+up q_a+kv)")
     ap.add_argument("--skip-grouped", action="store_true")
     ap.add_argument("--act-order", nargs="*", default=[DECODE_ORDER], choices=list(ACT_ORDERS),
                     help=f"grouped: activation K order(s) to time (MoERunner's decode path runs {DECODE_ORDER})")
     a = ap.parse_args()
-    store = open_store(a.store)
+    store = open_store(a.store, manifest=a.manifest)
     store.prime()
     dev = torch.device("cuda")
     bw = copy_bandwidth()
@@ -177,7 +181,7 @@ def main() -> None:
             for order in a.act_order:
                 grouped(store, bw, peak, e, dev, a.tokens, order)
     if not a.skip_dense:
-        dense(store, bw, peak, dev, a.m)
+        dense(store, bw, peak, dev, a.m, a.shapes)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
   w4a16_ws_dense_sweep.py manifest --split > sweep.toml   # SPLIT_CANDIDATES instead (split-K, M <= 256)
   w4a16_ws_dense_sweep.py manifest --small > sweep.toml   # SMALL_CANDIDATES (pdl, launch floor; M <= 256)
   w4a16_ws_dense_sweep.py manifest --big > sweep.toml     # BIG_CANDIDATES (M >= 193: raster, depth, split-K, pdl)
+  w4a16_ws_dense_sweep.py manifest --mid > sweep.toml     # MID_CANDIDATES (M = 17 .. 384: ctas 2, wgs 4, split-K)
+  w4a16_ws_dense_sweep.py manifest --tail > sweep2.toml   # TAIL_CANDIDATES (M <= 64: depth, pipe, epi, stages)
   nvfp4-build compile sweep.toml manifests/default.toml --arch sm_90a -o ROOT -j 2   # (CPU box)
-  w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192
+  w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192 (env SWEEP_SHAPES=a,b: only those)
 
 The sweep manifest gives each shape one op whose bucket [i, i] holds candidate i (buckets only
 make the builder build every candidate into one store); `run` calls the store's kernels
@@ -87,21 +89,52 @@ BIG_CANDIDATES = {
     "q_b": [{"tile_m": 256, "tile_n": 128, "stages": 8, "pdl": True}, {"tile_m": 256, "tile_n": 128, "stages": 8,
             "pipe": 64}, _W, {**_W, "raster": 4}, {**_W, "raster": 8}, {**_W3, "raster": 4}],
 }
+# M = 17 .. 384 (session 7, `wsmid`): two CTAs per SM (ctas 2, 128 x 64 tiles: two tiles' serial
+# k chains overlap on one SM; the grid goes up to 264 CTAs) with the split-K that brings tiles x
+# splits to <= 264 at M = 64, next to the buckets they would replace; 4-warpgroup 256 x 64 tiles
+# split to ~112 CTAs; and at M = 256 the wider token tiles split 2 (one wave) and 128 x 128 split 4
+# (3 rounds of 28 steps instead of one of 112)
+_P = {**_B, "pdl": True}
+_P2 = {**_P, "ctas": 2}
+_Q4 = {"tile_m": 256, "tile_n": 64, "stages": 12, "wgs": 4, "pdl": True}
+_W2 = {**_W, "split_k": 2, "pdl": True}
+_R2 = {"tile_m": 256, "tile_n": 128, "stages": 8, "split_k": 2, "pdl": True}
+MID_CANDIDATES = {
+    "q_a+kv": [{**_P, "split_k": 8}, {**_P2, "split_k": 16}, {**_P2, "split_k": 14}, {**_P2, "split_k": 8},
+               {**_Q4, "split_k": 16}, {**_C6, "split_k": 4, "pdl": True}, {**_W, "split_k": 8, "pdl": True},
+               {**_R2, "split_k": 8}],
+    "down": [{**_P, "split_k": 2}, {**_P2, "split_k": 4}, {**_P2, "split_k": 3}, {**_P2, "split_k": 2}, {**_P2},
+             {**_P, "split_k": 4}, {**_Q4, "split_k": 4}, {**_C10, "pdl": True}, _W2, _R2],
+    "o_b": [{**_P, "split_k": 2}, {**_P2, "split_k": 4}, {**_P2, "split_k": 2}, {**_P2}, {**_P, "split_k": 4},
+            {**_Q4, "split_k": 4}, {**_C10, "pdl": True}, _W2, _R2],
+    "gate+up": [{**_P, "stages": 12, "split_k": 2}, {**_P2, "split_k": 4}, {**_P2, "split_k": 2},
+                {**_Q4, "split_k": 4}, {**_C10, "pdl": True}, {**_C10, "split_k": 4, "pdl": True}, _W2, _R2],
+    "q_b": [{"tile_m": 256, "tile_n": 64, "stages": 12, "pdl": True}, _P2, {**_Q4}, {**_C10, "pdl": True},
+            {"tile_m": 256, "tile_n": 128, "stages": 8, "pdl": True}, {**_W, "raster": 4, "depth": 3}],
+}
+# the narrow-grid shapes at M <= 64 (session 7, `wsmid`, after --mid): the served split bucket
+# next to its consumer-loop knobs (depth 3, pipe 64, the register epilogue) and ring depths
+TAIL_CANDIDATES = {shape: [{**_P, "split_k": sk}, {**_P, "split_k": sk, "depth": 3}, {**_P, "split_k": sk, "pipe": 64},
+                           {**_P, "split_k": sk, "epi": 0}, {**_P, "split_k": sk, "stages": 4},
+                           {**_P, "split_k": sk, "stages": 9}]
+                   for shape, sk in (("q_a+kv", 8), ("down", 2), ("o_b", 2))}
+MID_MS = (17, 24, 32, 48, 64, 72, 128, 192, 256, 320, 384)
 BIG_MS = (193, 256, 384, 385, 512, 768, 769, 1024, 1536, 1537, 2048, 4096, 8192)
 MS = (33, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
-CHECK_MS = (33, 64, 193, 256, 1000, 1537)  # those of the run's M
-OURS_MS = (16, 32, 33, 64)  # w4a16_gemm (Nvfp4Linear's decode kernel) timed here too
+CHECK_MS = (17, 33, 64, 193, 256, 1000, 1537)  # those of the run's M
+OURS_MS = (16, 32, 33, 64)  # w4a16_gemm (Nvfp4Linear's decode kernel) timed here too, and every M <= 64 of the run
 
 
 def _toml(v) -> str:
     return "true" if v is True else "false" if v is False else str(v)
 
 
-def manifest(split: bool = False, small: bool = False, big: bool = False) -> str:
+def manifest(split: bool = False, small: bool = False, big: bool = False, mid: bool = False, tail: bool = False) -> str:
     out = ['archs = ["sm_90a"]']
     for shape, (n, k, _) in SHAPES.items():
-        if small or big:
-            cands = (BIG_CANDIDATES if big else SMALL_CANDIDATES).get(shape, [])
+        if small or big or mid or tail:
+            cands = (BIG_CANDIDATES if big else MID_CANDIDATES if mid else TAIL_CANDIDATES if tail
+                     else SMALL_CANDIDATES).get(shape, [])
         elif shape == "floor":
             continue
         else:
@@ -141,7 +174,10 @@ def run(root: str, ms: list[int]) -> None:
     def pk(m, n, k, t):
         return f", {2.0 * m * n * k / t / peak:.0%}" if peak else ""
 
+    only = os.environ.get("SWEEP_SHAPES", "").split(",") if os.environ.get("SWEEP_SHAPES") else None
     for shape, (n, k, scales) in SHAPES.items():
+        if only is not None and shape not in only:
+            continue
         try:
             kerns = store.op(fam.name, n=n, k=k).kernels()
         except Exception:  # noqa: BLE001 (a sweep store without this shape)
@@ -173,7 +209,7 @@ def run(root: str, ms: list[int]) -> None:
         try:
             oop = base.op("w4a16_gemm", n=n, k=k, act_order="natural")
             cells = []
-            for m in OURS_MS:
+            for m in sorted(set(OURS_MS) | {m for m in ms if m <= 64}):
                 args = (data["act"][:m], data["blob"], data["sf"], data["alpha"], data["out"][:m])
                 t = time_cuda(lambda: oop(*args, check=False), reps=10)
                 tbm = tb.get(m) or time_cuda(lambda: torch.matmul(data["act"][:m], w16.T), reps=10)
@@ -204,7 +240,8 @@ def run(root: str, ms: list[int]) -> None:
                 t = time_cuda(lambda: kern(*args, check=False), reps=10)
                 tag = (f"{p.tile_m}x{p.tile_n} s{p.stages}" + (f" k{p.split_k}" if p.split_k > 1 else "")
                        + (f" p{p.pipe}" if p.pipe != 16 else "") + (f" r{p.raster}" if p.raster != 1 else "")
-                       + (f" d{p.depth}" if p.depth != 2 else "")
+                       + (f" d{p.depth}" if p.depth != 2 else "") + (f" w{p.wgs}" if p.wgs != 2 else "")
+                       + (f" c{p.ctas}" if p.ctas != 1 else "") + (" e0" if p.epi == 0 else "")
                        + (" pdl" if p.pdl else ""))
                 best[m] = min(best.get(m, (float("inf"), "")), (t, tag))
                 cells.append(f"M={m}: {t * 1e6:6.1f} ({tb[m] / t:.2f}x{pk(m, n, k, t)})")
@@ -224,4 +261,5 @@ if __name__ == "__main__":
     from common import sweep_cli
 
     sweep_cli(__doc__, lambda: manifest(split="--split" in sys.argv, small="--small" in sys.argv,
-                                        big="--big" in sys.argv), run, MS)
+                                        big="--big" in sys.argv, mid="--mid" in sys.argv,
+                                        tail="--tail" in sys.argv), run, MS)

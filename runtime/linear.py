@@ -4,9 +4,9 @@ Hopper (sm_90a): w4a16_gemm (kernels/w4a16, ours, mma.sync, the decode kernel: b
 best at small M) serves small M. Above it, by default (`quack=True`), per layer shape: our
 w4a16_ws_gemm (kernels/w4a16_ws: warp-specialized wgmma, tile table per (N, K) and token bucket in
 kernels/w4a16_ws/tiles.py) on the M ranges tiles.WS_OVER_QUACK[(N, K)] where it measured at least
-as fast as quack (H200, docs/PERFORMANCE.md "session 6, wssmall" and "session 6, wstab": q_a + kv
-33-768, gate + up 33-72, 129-192 and 257-768, down 65-72, 129-192 and 257-768, o_b the same and
-1537-8192, q_b 193-384), quack's WGMMA kernel at the other M:
+as fast as quack (H200, docs/PERFORMANCE.md "session 6, wssmall", "session 6, wstab" and
+"session 7, wsmid": q_a + kv 17-224 and 257-768, gate + up 33-72, 129-200 and 257-768, down and
+o_b 65-72, 129-200 and 257-768, q_b 17-160 and 257-384), quack's WGMMA kernel at the other M:
 quack_w4a16_gemm for one global scale, its per-row-alpha twin for several (q_a + kv); quack is
 the measured faster path there. `quack=False` serves w4a16_ws_gemm at every M above WS_FROM instead. Where the
 store lacks one of the two upper kernels the other serves its range, and without either
@@ -34,15 +34,19 @@ from .errors import MissingVariantError
 from .scratch import OpScratch
 from .weights import operands, parts_to_rows, row_alpha  # noqa: F401  (parts_to_rows re-exported)
 
-# M up to which w4a16_gemm (mma.sync decode) beats w4a16_ws_gemm, measured on an H200
-# (docs/PERFORMANCE.md (r)): w4a16_gemm's M = 33 bucket costs 1.5x its M = 32 one, while ws's time
-# is flat in M up to its 64-token tile: ws wins from 33 on every shape. The narrow q_a + kv (N =
-# 2048: 16 weight tiles) kept the decode kernel up to M = 64 (24-28 us vs ws's 42 us) until ws's
-# split-K buckets (split 8: 11.7 us at M = 64; PERFORMANCE.md "wssplit"), so one threshold now.
-WS_FROM = 32  # Nvfp4Linear(quack=False): w4a16_gemm up to here, w4a16_ws_gemm above
-# quack (the default upper kernel): M above which its WGMMA kernel beats w4a16_gemm (H200, 2026-12-02 splitk run).
-QUACK_FROM = 32
-QUACK_FROM_ROW_ALPHA = 32
+# M up to which w4a16_gemm (mma.sync decode) serves, measured on an H200. Session 5/6: ws's time
+# is flat in M up to its 64-token tile while w4a16_gemm's M = 33 bucket costs 1.5x its M = 32
+# one, so ws from 33 (docs/PERFORMANCE.md (r), "wssplit"). Session 7 (`wsmid` sweep at M = 17, 24,
+# 32, one run): w4a16_gemm's 17-32 bucket is already slower than ws on q_a+kv (11.8-14.3 vs 10.6
+# us), gate+up (32.1-39.5 vs 22.2-22.4) and q_b (58.8-62.1 vs 33.4-34.0), and than quack on every
+# shape but q_a+kv (down 12.0-13.3 vs 10.5-10.7, o_b 8.9-9.9 vs 7.7-7.9, gate+up vs 21.0-21.6,
+# q_b vs 44.8-45.0): so both upper kernels from 17. (quack=False: ws from 17 loses to w4a16_gemm
+# on o_b at 17-24, 9.9 vs 8.9-9.5 us, and ties at 32; down 12.3 vs 12.0-13.3: one threshold.)
+WS_FROM = 16  # Nvfp4Linear(quack=False): w4a16_gemm up to here, w4a16_ws_gemm above
+# quack (the default upper kernel): M above which its WGMMA kernel (or ws on tiles.WS_OVER_QUACK's
+# ranges) serves instead of w4a16_gemm (H200, session 7 sweep, above).
+QUACK_FROM = 16
+QUACK_FROM_ROW_ALPHA = 16
 
 
 class Nvfp4Linear:

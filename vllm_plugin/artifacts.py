@@ -19,9 +19,9 @@ ARTIFACTS_ENV = "NVFP4_AOT_ARTIFACTS"
 # MoERunner's prefill tiers (runtime/moe.py: w4a16_ws, then quack's grouped kernel; both read the one
 # prepared weight copy): "1"/unset on, "0" serves every T on the decode grouped GEMM.
 MOE_PREFILL_ENV = "NVFP4_AOT_MOE_PREFILL"
-# Nvfp4Linear above M = 32: "1"/unset quack's dense W4A16 kernels except where our w4a16_ws_gemm
+# Nvfp4Linear above M = 16 (runtime/linear.py WS_FROM / QUACK_FROM): "1"/unset quack's dense W4A16 kernels except where our w4a16_ws_gemm
 # measured at least as fast (runtime/linear.py, kernels/w4a16_ws/tiles.py WS_OVER_QUACK; H200,
-# docs/PERFORMANCE.md "session 6, wssmall" / "wstab"), "0" our w4a16_ws_gemm at every such M; where the store
+# docs/PERFORMANCE.md "session 6, wssmall" / "wstab", "session 7, wsmid"), "0" our w4a16_ws_gemm at every such M; where the store
 # lacks one of the two the other serves.
 LINEAR_QUACK_ENV = "NVFP4_AOT_LINEAR_QUACK"
 
@@ -55,10 +55,10 @@ def moe_prefill() -> bool:
 
 
 def linear_quack() -> bool:
-    """$NVFP4_AOT_LINEAR_QUACK: "1"/unset serves dense layers above M = 32 on quack's kernels where
+    """$NVFP4_AOT_LINEAR_QUACK: "1"/unset serves dense layers above M = 16 on quack's kernels where
     the store has them (the measured faster path), except the layer shapes and M where ours measured
     at least as fast (runtime/linear.py, kernels/w4a16_ws/tiles.py WS_OVER_QUACK); "0" on ours
-    (w4a16_ws_gemm) at every M above 32."""
+    (w4a16_ws_gemm) at every M above 16."""
     v = os.environ.get(LINEAR_QUACK_ENV, "1")
     if v not in ("0", "1"):
         raise RuntimeError(f"${LINEAR_QUACK_ENV} must be 0 or 1, got {v!r}")

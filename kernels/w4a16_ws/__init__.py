@@ -25,7 +25,9 @@ _split_reduce), pdl (dense only: programmatic dependent launch, the prologue and
 weight loads overlap the previous kernel), epi (1: the bf16 tile leaves through shared memory with
 16-byte stores; 0: scalar stores from registers), raster (work order: bands of raster token tiles,
 or of -raster weight tiles, which decides how many CTAs read one activation / weight tile at once:
-kernel.py raster_item), depth (pipe 16: wgmma groups in flight, 2 or 3). Measured tilings:
+kernel.py raster_item), depth (pipe 16: wgmma groups in flight, 2 or 3), ctas (dense only: CTAs
+per SM, 1 or 2: two CTAs of half the registers and shared memory each, so two tiles' serial k
+chains overlap on one SM; tile 128 x 64). Measured tilings:
 GROUPED_TILES, tiles.py.
 """
 
@@ -46,7 +48,10 @@ RASTERS = (1, 2, 4, 8, -4, -8, -16)  # work order (kernel.py raster_item): > 0 b
 DEPTHS = (2, 3)  # pipe 16: wgmma groups left in flight by each wait (kernel.py, pipe 16)
 MAX_ACC = 128  # fp32 accumulators per consumer thread (tile_m * tile_n / 256): registers
 SMEM_LIMIT = 227 * 1024  # Hopper's per-block opt-in shared memory
-SPLIT_KS = (1, 2, 3, 4, 6, 7, 8)  # dense split-K factors (kernel.py _split_reduce)
+SPLIT_KS = (1, 2, 3, 4, 6, 7, 8, 12, 14, 16)  # dense split-K factors (kernel.py _split_reduce)
+CTAS = (1, 2)  # dense: CTAs resident per SM (2: each gets half the register file and shared memory)
+SMEM_PER_SM = 233472  # Hopper's shared memory per SM (228 KiB): ctas x (a CTA's + 1 KiB reserved) must fit
+CTAS2_MAX_ACC = 32  # ctas 2: fp32 accumulators per consumer thread (its 104 registers: tile_n 64 at rb 1)
 MIN_SPLIT_STEPS = 4  # k64 steps per split: below that the reduction outweighs the split
 
 
@@ -77,6 +82,7 @@ class WsParams:
     epi: int = 1  # epilogue: 1 = through shared memory (stmatrix, 16-byte stores), 0 = scalar stores from registers
     raster: int = 1  # work order: > 0 token tiles per band (1: weight tile fastest), < 0 weight tiles per band
     depth: int = 2  # pipe 16: wgmma groups in flight after each wait (3: decode after the wait, one more in flight)
+    ctas: int = 1  # dense only: CTAs per SM (2: two tiles' serial k chains share an SM; half the registers each)
 
 
 def _reasons(p: WsParams) -> list[str]:
@@ -122,6 +128,18 @@ def _reasons(p: WsParams) -> list[str]:
     elif p.split_k > 1 and p.k % 64 == 0 and (p.k // 64 % p.split_k or p.k // 64 // p.split_k < MIN_SPLIT_STEPS):
         r.append(f"split_k={p.split_k} must divide the k={p.k} // 64 k64 steps into splits of at least "
                  f"{MIN_SPLIT_STEPS}")
+    if p.ctas not in CTAS:
+        r.append(f"ctas={p.ctas} must be one of {CTAS} (CTAs resident per SM)")
+    elif p.ctas > 1:
+        if p.wgs != 2:
+            r.append(f"ctas={p.ctas} needs wgs=2 (a 4-warpgroup CTA leaves too few registers for two per SM)")
+        elif p.tile_m in TILE_MS and p.tile_n in TILE_NS and p.tile_m * p.tile_n // 256 > CTAS2_MAX_ACC:
+            r.append(f"ctas={p.ctas}: tile_m x tile_n = {p.tile_m} x {p.tile_n} needs {p.tile_m * p.tile_n // 256} "
+                     f"accumulators per thread > {CTAS2_MAX_ACC} (half the register file per CTA): use 128 x 64")
+        if p.tile_m in TILE_MS and p.tile_n in TILE_NS and p.wgs in (2, 4) and p.epi in EPIS and 2 <= p.stages <= 12 \
+                and p.ctas * (smem_bytes(p.tile_m, p.tile_n, p.stages, p.experts, p.wgs, p.epi) + 1024) > SMEM_PER_SM:
+            r.append(f"ctas={p.ctas}: {p.ctas} x (shared memory of stages={p.stages} + 1 KiB) > {SMEM_PER_SM} B per SM: "
+                     "lower stages")
     if not 1 <= p.experts <= 1024:
         r.append(f"experts={p.experts} must be in [1, 1024]")
     if not 1 <= p.sm_count <= 1024:
@@ -138,7 +156,7 @@ class _Base(common.W4A16Hooks, Family):
     params_type = WsParams
     archs = ("sm_90a",)  # wgmma + setmaxnreg; Blackwell has FP4 tensor cores instead
     modules = ("nvfp4_aot.kernels.w4a16_ws", "nvfp4_aot.kernels.w4a16_ws.kernel", "nvfp4_aot.kernels.w4a16_ws.ptx",
-               "nvfp4_aot.kernels.w4a16_ws.epilogue",
+               "nvfp4_aot.kernels.w4a16_ws.epilogue", "nvfp4_aot.kernels.w4a16_ws.device",
                "nvfp4_aot.kernels.quack_w4a16.layout")
     kernel_module = "nvfp4_aot.kernels.w4a16_ws.kernel"
     grouped_name = "w4a16_ws_grouped_gemm"
@@ -150,6 +168,8 @@ class _Base(common.W4A16Hooks, Family):
             r.append(f"split_k={p.split_k}: the grouped family does not split K (split_k must be 1)")
         if self.grouped and p.pdl:
             r.append("pdl is a dense-only knob (the grouped family does not take it)")
+        if self.grouped and p.ctas != 1:
+            r.append(f"ctas={p.ctas} is a dense-only knob (the grouped family runs one CTA per SM: ctas must be 1)")
         return r
 
 
@@ -183,7 +203,7 @@ class DenseFamily(_Base):
         fn, args = super().compile_args(p, arch)
         if p.split_k == 1:
             return fn, args
-        from .kernel import split_fake_args
+        from .device import split_fake_args
 
         return fn, (*args[:-1], *split_fake_args(p), args[-1])  # (..., out, flags, workspace, stream)
 

@@ -25,9 +25,10 @@ prefix of work items per expert in shared memory; CTA b then takes items b, b + 
 grid is fixed, so CUDA graphs replay with any routing. Dense split-K (split_k > 1): every output
 tile is split_k consecutive items over K ranges, reduced through caller-owned scratch by the
 last-arriving split (_split_reduce; no spin, so no residency requirement). Dense launches
-only CTAs with work (grid = min(sm_count, items): M is known at launch); with pdl the launch is
-a programmatic dependent one (the prologue and the first ring of weight loads overlap the
-previous kernel's tail; the activation loads, and so every write, wait for it to complete).
+only CTAs with work (grid = min(ctas x sm_count, items): M is known at launch; ctas 2: two CTAs
+per SM, minBlocksPerSM 2, half the register pool each); with pdl the launch is a programmatic
+dependent one (the prologue and the first ring of weight loads overlap the previous kernel's
+tail; the activation loads, and so every write, wait for it to complete).
 
 Invariants:
   * every global access is in bounds: expert ranges are clamped into [0, M); the TMA box may
@@ -48,6 +49,7 @@ from cutlass.cute.nvgpu import cpasync, warpgroup
 
 from ..w4a16_device import hold, sw128_desc, wg_commit, wg_fence, wg_wait, wgmma_rs
 from . import EPI_WARP_BYTES
+from .device import start
 from .epilogue import Epilogue
 from .ptx import (atom_add_gpu, bulk_g2s, decode_k16, fence_gpu, lds_v2, lds_v4, ldg_cg_f32, lut_regs, mbar_arrive,
                   mbar_wait, scale_pair, stg_f32, stg_s32)
@@ -105,7 +107,7 @@ def ws_index(slot, split, lane, idx, split_k: int, per: int):
 class W4A16WsKernel(Epilogue):
     def __init__(self, n: int, k: int, experts: int, grouped: bool, tile_m: int, tile_n: int, stages: int,
                  sm_count: int, wgs: int = 2, pipe: int = 16, split_k: int = 1, pdl: bool = False, epi: int = 0,
-                 depth: int = 2, raster: int = 1):
+                 depth: int = 2, raster: int = 1, ctas: int = 1):
         assert n % tile_m == 0 and k % 64 == 0 and tile_m in (128, 256) and tile_n in (64, 128, 256)
         assert split_k == 1 or (not grouped and (k // 64) % split_k == 0)
         assert not grouped or not pdl
@@ -113,6 +115,8 @@ class W4A16WsKernel(Epilogue):
         # the first ring of weight loads overlap the previous kernel; everything that reads the
         # activations or writes out / scratch waits for it: griddepcontrol.wait)
         self.pdl = pdl
+        assert ctas in (1, 2) and (ctas == 1 or not grouped)
+        self.ctas = ctas  # dense: CTAs per SM (launch bound minBlocksPerSM; register pool, grid follow)
         self.n, self.k, self.experts, self.grouped = n, k, experts, grouped
         self.tile_m, self.tile_n, self.stages, self.sm_count = tile_m, tile_n, stages, sm_count
         self.mt = n // tile_m  # weight tiles per expert
@@ -135,7 +139,7 @@ class W4A16WsKernel(Epilogue):
         # setmaxnreg kernel the launch-bound maximum, REGS / threads rounded down to 8): the
         # consumers' increase must fit what the producer frees, or setmaxnreg.inc waits forever
         # (a GPU hang: 4 consumer warpgroups asking 120 of a 96-register launch did exactly that).
-        launch = REGS // self.threads // 8 * 8
+        launch = REGS // (self.threads * ctas) // 8 * 8
         self.consumer_regs = min(240, (launch * self.threads - PRODUCER_REGS * 128) // (128 * wgs) // 8 * 8)
         assert self.consumer_regs * 128 * wgs + PRODUCER_REGS * 128 <= launch * self.threads
         self.act_bytes = tile_n * 128  # one activation stage
@@ -169,16 +173,18 @@ class W4A16WsKernel(Epilogue):
                                                         (self.tile_n, 64))
         grid = self.sm_count
         if const_expr(not self.grouped):
-            # dense: M is known at launch, so launch no CTA without work (at most sm_count)
+            # dense: M is known at launch, so launch no CTA without work (at most ctas per SM)
             tiles = (act.shape[0] + (self.tile_n - 1)) // self.tile_n * self.mt
-            grid = cutlass.max(cutlass.min(tiles * self.split_k, self.sm_count), 1)
-        kw = {"grid": [grid, 1, 1], "block": [self.threads, 1, 1], "stream": stream, "min_blocks_per_mp": 1}
+            grid = cutlass.max(cutlass.min(tiles * self.split_k, self.sm_count * self.ctas), 1)
+        kw = {"grid": [grid, 1, 1], "block": [self.threads, 1, 1], "stream": stream, "min_blocks_per_mp": self.ctas}
         if const_expr(self.pdl):
             kw["use_pdl"] = True
         if const_expr(self.split_k == 1):
-            self.kernel(tma_atom, tma_act, staged, blob, sf, alpha, offsets, counts, out, act.shape[0]).launch(**kw)
+            start(self.kernel(tma_atom, tma_act, staged, blob, sf, alpha, offsets, counts, out, act.shape[0]),
+                  kw, self.ctas)
         else:
-            self.kernel_split(tma_atom, tma_act, staged, blob, sf, alpha, out, act.shape[0], flags, workspace).launch(**kw)
+            start(self.kernel_split(tma_atom, tma_act, staged, blob, sf, alpha, out, act.shape[0], flags,
+                                     workspace), kw, self.ctas)
 
     # ------------------------------------------------------------------ device side
     @cute.kernel
@@ -585,15 +591,5 @@ def make_kernel(p, grouped: bool):
     split = getattr(p, "split_k", 1)
     k = W4A16WsKernel(p.n, p.k, p.experts, grouped, p.tile_m, p.tile_n, p.stages, p.sm_count, p.wgs, p.pipe, split,
                       bool(getattr(p, "pdl", False)), getattr(p, "epi", 0), getattr(p, "depth", 2),
-                      getattr(p, "raster", 1))
+                      getattr(p, "raster", 1), getattr(p, "ctas", 1))
     return k.grouped_call if grouped else (k.dense_split_call if split > 1 else k.dense_call)
-
-
-def split_fake_args(p):
-    """Fake (flags, workspace) of a split-K variant (the dense family's scratch_args): [token
-    tiles (symbolic), weight tiles, ...], contiguous; they go between out and the stream."""
-    fake = cute.runtime.make_fake_compact_tensor
-    tt = cute.sym_int()
-    flags = fake(Int32, (tt, p.n // p.tile_m, 4 * p.wgs), stride_order=(2, 1, 0), assumed_align=4)
-    ws = fake(Float32, (tt, p.n // p.tile_m, p.split_k * p.tile_m * p.tile_n), stride_order=(2, 1, 0), assumed_align=16)
-    return flags, ws

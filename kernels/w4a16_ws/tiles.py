@@ -20,6 +20,16 @@ docs/PERFORMANCE.md "session 6, wssmall"): the launch floor (one k64 step on 132
 ones were not measured with it). Cluster split-K (the splits of a tile as one cluster reducing
 through DSMEM) was measured too and lost (q_a + kv split 8: 28 vs 11 us; split 4: 15.5 vs 14.5):
 not kept.
+
+Session 7 (`wsmid`, `w4a16_ws_dense_sweep.py manifest --mid`, M = 17 .. 384, docs/PERFORMANCE.md
+"session 7, wsmid"): two CTAs per SM (ctas 2: 128 x 64 tiles, half the registers each, splits up
+to 16 so tiles x splits fills 264 slots) and 4-warpgroup 256 x 64 tiles (wgs 4) split to ~112 CTAs
+lost to the one-CTA 128 x 64 buckets at every M <= 64 (down 13.5-15.5 vs 12.5 us, o_b 11.2-13.0 vs
+10.0, q_a+kv 14.6-17.4 vs 10.8): the k64 step is bound by the SM's issue and tensor-core
+throughput, not by one CTA's serial chain, so more resident chains do not help. What changed:
+gate+up 129-256 128 x 256 split 2 (45.2 / 46.0 vs 49.9 / 50.5 us at 192 / 256), q_b 129-256 128 x
+256 raster 4 depth 3; WS_OVER_QUACK below (from M = 17 on q_a+kv and q_b, ranges ending at the
+measured crossover with quack inside its 129-384 bucket).
 """
 
 from __future__ import annotations
@@ -28,10 +38,11 @@ from typing import Any, Mapping
 
 
 def _t(tile_m: int, tile_n: int, stages: int, split_k: int = 1, pdl: bool = False, raster: int = 1,
-       depth: int = 2) -> dict[str, Any]:
+       depth: int = 2, wgs: int = 2, ctas: int = 1) -> dict[str, Any]:
     return {"tile_m": tile_m, "tile_n": tile_n, "stages": stages, **({"split_k": split_k} if split_k > 1 else {}),
             **({"pdl": True} if pdl else {}), **({"raster": raster} if raster != 1 else {}),
-            **({"depth": depth} if depth != 2 else {})}
+            **({"depth": depth} if depth != 2 else {}), **({"wgs": wgs} if wgs != 2 else {}),
+            **({"ctas": ctas} if ctas != 1 else {})}
 
 
 # Rule for an unmeasured shape (the one the one-scale 7168-wide shapes measured before session 6's
@@ -60,15 +71,17 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
                    (None, _t(128, 256, 6, raster=-8, depth=3))),
     # shared gate + up
     (6144, 7168): ((64, _t(128, 64, 12, 2, pdl=True)), (128, _t(128, 128, 10, 2, pdl=True)),
-                   (256, _t(128, 128, 10, pdl=True)), (512, _t(128, 256, 6)),
+                   (256, _t(128, 256, 6, 2, pdl=True)), (512, _t(128, 256, 6)),
                    (768, _t(128, 256, 6, 2, raster=4, depth=3)), (None, _t(128, 256, 6))),
     # q_a + kv: 16 weight tiles of 128 rows: split-K up to M = 1024 (tiles x splits within one or two
     # rounds of 132 SMs), unsplit 128 x 256 above
     (2048, 7168): ((64, _t(128, 64, 6, 8, pdl=True)), (128, _t(128, 64, 6, 4, pdl=True)),
                    (256, _t(128, 128, 6, 4, pdl=True)), (512, _t(128, 128, 6, 2, pdl=True)),
                    (1024, _t(128, 256, 6, 2, depth=3)), (None, _t(128, 256, 6))),
-    # q_b: 512 weight tiles; 256-row tiles are as fast at M <= 64 and fewer activation reloads
-    (65536, 1536): ((64, _t(256, 64, 12, pdl=True)), (384, _t(256, 128, 8, pdl=True)),
+    # q_b: 512 weight tiles; 256-row tiles are as fast at M <= 64 and fewer activation reloads;
+    # 129-256 128 x 256 raster 4 depth 3 (session 7: 71.1 / 74.8 us at 192 / 256 vs 256 x 128 80.6 / 89.5)
+    (65536, 1536): ((64, _t(256, 64, 12, pdl=True)), (128, _t(256, 128, 8, pdl=True)),
+                    (256, _t(128, 256, 6, raster=4, depth=3)), (384, _t(256, 128, 8, pdl=True)),
                     (None, _t(128, 256, 6, raster=4, depth=3))),
 }
 
@@ -87,25 +100,33 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
 # where ours measured 1.42-1.69x quack) and 513 (an inner edge of ours: the same tiles and rounds
 # of 132 SMs as at 768 for both). `plan` declares w4a16_ws_gemm for these layers (Nvfp4Linear.ops).
 WS_OVER_QUACK: dict[tuple[int, int], tuple[tuple[int, int], ...]] = {
-    # q_a + kv: split-K 8 / 4 with pdl: 1.19-1.25x quack at M = 33-64, 1.07-1.36x at 65-128,
-    # 1.24-1.41x at 129-192; split 4 / 2: 1.27 / 1.17 / 1.42x at 193 / 256 / 384, 1.40 / 1.07 /
-    # 1.25x at 385 / 512 / 768 (0.82x at 1024, where quack's 64 x 256 is 39 us)
-    (2048, 7168): ((32, 768),),
-    # gate + up: split 2 with pdl 1.00-1.01x quack at 33-64, 1.30x at 65-72 (0.93x at 96), 1.10-1.53x
-    # at 129-192; 128 x 256 1.55 / 1.00 / 0.98x at 384 / 385 / 512, split 2 raster 4 depth 3 1.06x at
-    # 768; quack at 193-256 (0.93-0.94x), 769-1536 (0.79x at 1024) and above (0.96x at 8192)
-    (6144, 7168): ((32, 72), (128, 192), (256, 768)),
-    # down, o_b: 0.83-0.89x quack at 33-64; 1.04-1.10x at 65-72 (0.86x at 96), 1.09-1.42x at 129-192;
-    # 257-768 (128 x 256 to 512, 128 x 128 above): down 1.69 / 1.00 / 1.01 / 1.01x at 384 / 385 / 512
-    # / 768 (a tie from 385), o_b 1.65 / 1.05 / 1.04 / 1.03x; o_b 1537-8192 with raster -8 depth 3:
-    # 1.01 / 0.96 / 0.99 / 1.02x at 1537 / 2048 / 4096 / 8192 (down there 0.92x at 1537: quack);
-    # 193-256 and 769-1536 quack (0.86-0.94x at 256 / 1024)
-    (7168, 3072): ((64, 72), (128, 192), (256, 768)),
-    (7168, 2048): ((64, 72), (128, 192), (256, 768), (1536, 8192)),
-    # q_b (65536 x 1536): 0.95-0.98x quack at M = 33-64 in one run (1.03-1.07x in the other),
-    # 1.02-1.04x at 65-72, 0.90-0.96x at 73-192; 256 x 128 with pdl 1.07 / 0.96 / 1.24x at 193 /
-    # 256 / 384 (each kernel has the same tiles at 193 as at 256: a tie within noise); 0.92-0.99x above (1.08x at 769)
-    (65536, 1536): ((192, 384),),
+    # Session 7 (`wsmid`, docs/PERFORMANCE.md "session 7, wsmid": the --mid sweep, the final table at
+    # M = 16 .. 384 and a crossover run at M = 136 .. 256, H200): quack's 129-384 buckets get faster
+    # as M grows inside them (gate+up 74.3 / 52.1 / 36.3 us at M = 129 / 193 / 256) while ours is
+    # flat per bucket, so each shape's range ends at the last M of the crossover run where ours was
+    # >= 3% faster (200: gate+up 45.0 vs 48.5, down 23.0 vs 25.0, o_b 16.9 vs 17.5 us; q_a+kv 224:
+    # 19.3 vs 19.9; q_b 160: 70.1 vs 72.9), quack from the next measured M on (208 / 232 / 176: tie
+    # or quack faster).
+    # q_a + kv: split-K 8 / 4 with pdl: 17-32 10.5-10.6 us (w4a16_gemm 11.8-14.2, quack 21.5), 1.24-1.32x
+    # quack at 33-64, 1.09-1.33x at 65-128, 1.22-1.53x at 129-193; split 2 1.50 / 1.30 / 1.16x at 257
+    # / 320 / 384 (session 6: 1.07 / 1.25x at 512 / 768; 0.82x at 1024, quack's 64 x 256 39 us)
+    (2048, 7168): ((16, 224), (256, 768)),
+    # gate + up: split 2 with pdl 1.02-1.03x quack at 33-64 (quack 1.04-1.05x at 17-32), 1.23-1.37x at
+    # 65-72 (0.93x at 128), 128 x 256 split 2 1.57 / 1.18 / 1.08x at 129 / 192 / 200; 128 x 256
+    # 1.52-1.71x at 257-384, 1.00 / 0.98x at 385 / 512 (session 6), split 2 raster 4 depth 3 1.06x at
+    # 768; quack at 201-256 (0.93-0.79x), 769-1536 (0.79x at 1024) and above (0.96x at 8192)
+    (6144, 7168): ((32, 72), (128, 200), (256, 768)),
+    # down, o_b: quack at 17-64 (down 12.3-12.6 vs 10.4-11.9 us, o_b 9.8-10.0 vs 7.7-8.8); 1.08-1.16x
+    # at 65-72 (0.74-0.79x at 128), 1.16-1.48x at 129-192, 1.04-1.09x at 200; 257-768 (128 x 256 to
+    # 512, 128 x 128 above) 1.81-2.33x at 257-384, session 6 1.00-1.05x at 385-768; quack at
+    # 201-256 and 769-1536 (0.86-0.94x at 1024). o_b 1537-8192 is quack's again: raster -8 depth 3
+    # lost in two repeats of one run (0.98 / 0.97x at 1537, 0.94 / 0.95x at 4096, 0.91 / 0.97x at 8192)
+    (7168, 3072): ((64, 72), (128, 200), (256, 768)),
+    (7168, 2048): ((64, 72), (128, 200), (256, 768)),
+    # q_b (65536 x 1536): 256 x 64 1.12x quack at 17-32, 1.04-1.06x at 33-64; 256 x 128 1.14-1.17x at
+    # 65-72, 1.04x at 128; 128 x 256 raster 4 depth 3 1.15 / 1.09 / 1.04x at 129 / 136 / 160 (0.98x
+    # at 176, 0.94-0.97x at 192-256); 256 x 128 1.53 / 1.59 / 1.12x at 257 / 320 / 384; 0.92-0.99x above
+    (65536, 1536): ((16, 160), (256, 384)),
 }
 
 

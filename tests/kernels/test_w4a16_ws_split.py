@@ -125,3 +125,30 @@ def test_last_arriver_reduction_emulated(split_k, wgs, rb, an):
         for s in range(1, split_k):
             want = want + parts[j, m, cw, wq, s].reshape(-1)
         assert torch.equal(got, want)
+
+
+def test_ctas_validity():
+    """ctas 2 (dense only): two CTAs per SM need wgs 2, at most 32 accumulators per consumer thread
+    (128 x 64) and both rings in the SM's shared memory; the split factors reach 16."""
+    assert DENSE.can_implement(dense(tile_n=64, stages=8, split_k=16, ctas=2, pdl=True), "sm_90a") == []
+    assert DENSE.can_implement(dense(n=7168, k=3072, tile_n=64, split_k=12), "sm_90a") == []
+    assert any("ctas=3" in r for r in DENSE.can_implement(dense(ctas=3), "sm_90a"))
+    assert any("accumulators" in r and "ctas=2" in r for r in DENSE.can_implement(dense(ctas=2), "sm_90a"))  # 128x128
+    assert any("accumulators" in r for r in DENSE.can_implement(dense(tile_m=256, tile_n=64, ctas=2), "sm_90a"))
+    assert any("wgs=2" in r for r in DENSE.can_implement(dense(tile_m=256, tile_n=64, wgs=4, ctas=2), "sm_90a"))
+    assert any("per SM" in r for r in DENSE.can_implement(dense(tile_n=64, stages=12, ctas=2), "sm_90a"))
+    assert DENSE.can_implement(dense(tile_n=64, stages=8, ctas=2), "sm_90a") == []
+    g = GROUPED.parse_params({"n": 6144, "k": 7168, "experts": 48, "tile_n": 64, "ctas": 2})
+    assert any("dense-only" in r for r in GROUPED.can_implement(g, "sm_90a"))
+    assert any("at least 4" in r for r in DENSE.can_implement(dense(n=7168, k=2048, split_k=16), "sm_90a"))
+
+
+def test_ctas_2_halves_the_register_pool():
+    """Two CTAs per SM: the launch bound is REGS / (2 x 384 threads) -> 80, and the consumers'
+    setmaxnreg.inc (104) fits what the producer frees inside that pool (else it waits forever)."""
+    from nvfp4_aot.kernels.w4a16_ws.kernel import PRODUCER_REGS, REGS, W4A16WsKernel
+
+    k = W4A16WsKernel(2048, 7168, 1, False, 128, 64, 8, 132, 2, split_k=16, ctas=2)
+    launch = REGS // (k.threads * 2) // 8 * 8
+    assert launch == 80 and k.consumer_regs == 104
+    assert PRODUCER_REGS * 128 + k.consumer_regs * 128 * 2 <= launch * k.threads
