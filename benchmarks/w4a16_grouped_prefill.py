@@ -54,8 +54,8 @@ def main() -> None:
             if ostore and t >= 64:  # the store holds the prefill (split="wg") variant only
                 op = ostore.op("w4a16_grouped_gemm", n=n, k=k, experts=E, act_order="natural")
                 rows = t * E
-                p = ofam.parse_params(op.kernel_for(rows).record["params"])
-                b = ofam.make_inputs(p, rows, dev, seed=t)
+                op_p = ofam.parse_params(op.kernel_for(rows).record["params"])
+                b = ofam.make_inputs(op_p, rows, dev, seed=t)
                 offs = torch.arange(0, E + 1, dtype=torch.int32) * t
                 b["offsets"].copy_(offs)
                 b["counts"].fill_(t)
@@ -63,9 +63,10 @@ def main() -> None:
                 to = time_cuda(lambda: op(*args, check=False), reps=5)
                 line += f" | ours {to * 1e6:7.0f} us ({tb / to:4.2f}x bf16)"
                 del b, args
-            for op, _, b in qbufs:
-                # groups padded to the op's tile_n (the route pad MoERunner declares with it)
-                offs, _ = padded_groups([t] * E, p.tile_n)
+            for op, qp, b in qbufs:
+                # groups padded to the op's tile_n (the route pad MoERunner declares with it); qp is
+                # this op's params (not the loop's last `p`: that reuse once padded with another op's tile)
+                offs, _ = padded_groups([t] * E, qp.tile_n)
                 rows = int(offs[-1])
                 p = qfam.parse_params(op.kernel_for(rows).record["params"])
                 b["offsets"].copy_(offs)
