@@ -296,7 +296,8 @@ def _build_ops(index: StoreIndex, arch: str, kernels: dict[str, Kernel], manifes
         if manifest not in manifests:
             raise MissingVariantError(f"manifest {manifest!r} was not built into this store (built: {sorted(manifests)})")
         manifests = {manifest: manifests[manifest]}
-    for name, first, other in op_conflicts(manifests, arch)[:1]:
+    if conflicts := op_conflicts(manifests, arch):
+        name, first, other = conflicts[0]
         raise MissingVariantError(
             f"op {name} is defined differently by manifests {first!r} and {other!r}; "
             f"open the store with manifest=... to pick one"
