@@ -41,9 +41,9 @@ import cutlass.cute as cute  # noqa: E402
 from cutlass import Int32, const_expr  # noqa: E402
 from quack.tile_scheduler import TileScheduler, WorkTileInfo  # noqa: E402
 
+from ..hopper import answer_device_queries  # noqa: E402
 from .kernel import (  # noqa: E402
     _ROW_MINT_KEY,
-    answer_device_queries_for_sm90,
     fake_args as dense_fake_args,
     make_w4a16_gemm,
     operand_views,
@@ -141,7 +141,7 @@ class W4A16GroupedGemm:
         alpha_rows = cute.make_tensor(alpha.iterator, cute.make_layout(self.experts * self.n))
         epi = self.gemm.EpilogueArguments(alpha=alpha_rows)
         sched = scheduler_options(self.max_active_clusters, self.max_swizzle_size, batch_idx_permute=offsets)
-        with answer_device_queries_for_sm90():
+        with answer_device_queries("quack_w4a16"):  # as the dense launch (kernel.py)
             self.gemm(operand, act, out, None, epi, sched, None, stream, None, None)
 
 

@@ -36,15 +36,14 @@ one built alone (checked once by hand).
 
 from __future__ import annotations
 
-import contextlib
 
 from ..quack_support import import_quack_package, scheduler_options, set_trace_flags  # noqa: E402
 
 import_quack_package()
 
 from ..dsl import fake_row_major, fake_stream  # noqa: E402  (after quack.dsl: its patches come first)
+from ..hopper import answer_device_queries  # noqa: E402
 
-import cutlass.base_dsl.runtime.cuda as _dsl_cuda  # noqa: E402
 import cutlass.cute as cute  # noqa: E402
 import torch  # noqa: E402
 from cutlass import BFloat16, Float32, Int32, Uint8  # noqa: E402
@@ -58,10 +57,6 @@ from quack.operand_transform.transform import TransformAOperand  # noqa: E402
 from quack.rounding import RoundingMode  # noqa: E402
 
 FORMAT = "nvfp4"
-# CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR of every sm_90 part (H100, H200,
-# GH200): 228 KiB. The DSL reads it while tracing a launch with min_blocks_per_mp > 1 (quack's
-# 2-CTA/SM decode config, tile_n <= 32) to derive the shared-memory carveout.
-SM90_SMEM_PER_SM = 233472
 # EpiMod._mint key of quack's own W4A16 call: one Scalar operand "alpha", SM90, element mode,
 # no packed C, no prepass, round-to-nearest, default arg forms, plain store (no add-to-output).
 _MINT_KEY = ((("alpha", "scalar"),), 9, False, False, (), RoundingMode.RN, (), False)
@@ -79,28 +74,6 @@ def w4a16_row_alpha(acc, alpha):
 
 
 _ROW_MINT_KEY = ((("alpha", "col"),), 9, False, False, (), RoundingMode.RN, (), False)
-
-
-@contextlib.contextmanager
-def answer_device_queries_for_sm90():
-    """Answer the DSL's device-attribute queries for sm_90 instead of asking a GPU.
-
-    Scoped to the launch trace (see W4A16Gemm._trace); any other attribute raises, so a new
-    query in a future DSL/quack fails the build loudly instead of baking in a guess.
-    """
-    smem_attr = _dsl_cuda.cuda.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR
-    real = _dsl_cuda.get_device_attribute
-
-    def fake(attribute, device_id=0):
-        if attribute == smem_attr:
-            return SM90_SMEM_PER_SM
-        raise RuntimeError(f"quack_w4a16: the DSL queried the GPU for {attribute} while compiling for sm_90a")
-
-    _dsl_cuda.get_device_attribute = fake
-    try:
-        yield
-    finally:
-        _dsl_cuda.get_device_attribute = real
 
 
 def operand_views(n: int, k: int, tile_m: int) -> tuple[tuple, tuple]:
@@ -177,7 +150,9 @@ class W4A16Gemm:
                      "split_k_workspace": cute.make_tensor(workspace.iterator, cute.select(workspace.layout, mode=[3, 1, 2, 0]))}
         epi = self.gemm_cls.EpilogueArguments(alpha=alpha if self.row_alpha else alpha.iterator, **split)
         sched = scheduler_options(self.max_active_clusters, self.max_swizzle_size)
-        with answer_device_queries_for_sm90():
+        # the DSL reads the shared memory per SM while tracing a launch with min_blocks_per_mp > 1
+        # (quack's 2-CTA/SM decode config, tile_n <= 32) to derive the carveout: no GPU here
+        with answer_device_queries("quack_w4a16"):
             # (mA, mB, mD, mC, epilogue_args, scheduler_args, varlen_args, stream, mSFA, mSFB)
             self.gemm(operand, act, out, None, epi, sched, None, stream, None, None)
 

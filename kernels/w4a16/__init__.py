@@ -66,6 +66,7 @@ from nvfp4_aot.runtime.layout import ACT_ORDERS, QUAD_ORDERS
 
 from .. import w4a16_common as common
 from ..family import Family
+from ..hopper import SMEM_PER_BLOCK
 
 K_STEP = 256  # K per mainloop step (4 k64 tiles of the weight layout): K must be a multiple
 BLOB_TILE = 128 * 16  # blob bytes per (64-row group, k64 tile); a 16-row slice owns 512 of them
@@ -82,7 +83,6 @@ WARPS = (1, 2, 4, 8)
 ROW_BLOCKS = (1, 2, 4)
 N_TILES = (1, 2, 4, 8, 16)
 STAGES = (1, 2, 3, 4)
-SMEM_LIMIT = 227 * 1024  # Hopper's per-block opt-in shared memory
 
 
 ACT_ROW_BYTES = {"wg": 512, "n": 528}  # one staged token row of a K step: SW128 atoms | 512 B + 16 B pad
@@ -128,17 +128,17 @@ def _reasons(p: W4A16Params) -> list[str]:
         r.append(f"stages={p.stages}: the cp.async ring is a split 'wg' / 'n' mainloop (got split={p.split!r}); use stages=1")
     elif p.split == "wg" and p.stages > 3:
         r.append(f"stages={p.stages}: split 'wg' rings have 2 or 3 stages (4 is a split 'n' depth)")
-    elif p.stages > 1 and p.stages * stage_bytes(8 * p.nt, p.warps, p.rb, p.split) > SMEM_LIMIT:
+    elif p.stages > 1 and p.stages * stage_bytes(8 * p.nt, p.warps, p.rb, p.split) > SMEM_PER_BLOCK:
         r.append(f"stages={p.stages} x (activations + weights) = {p.stages * stage_bytes(8 * p.nt, p.warps, p.rb, p.split)} B "
-                 f"of shared memory > {SMEM_LIMIT}: lower stages, nt or rb")
+                 f"of shared memory > {SMEM_PER_BLOCK}: lower stages, nt or rb")
     if p.act_order not in ACT_ORDERS:
         r.append(f"act_order={p.act_order!r} must be one of {ACT_ORDERS}")
     elif p.act_order in QUAD_ORDERS and p.split not in ("k", "n"):
         r.append(f"act_order={p.act_order!r} is read by split 'k' and 'n' only (split={p.split!r} stages natural K for wgmma); "
                  "use split 'k' or 'n', or act_order 'natural'")
-    if p.split == "k" and p.act_order == "natural" and p.warps * 8 * p.nt * 528 + 512 * p.nt * p.rb * p.warps > SMEM_LIMIT:
+    if p.split == "k" and p.act_order == "natural" and p.warps * 8 * p.nt * 528 + 512 * p.nt * p.rb * p.warps > SMEM_PER_BLOCK:
         r.append(f"split='k' stages each warp's 8 * nt token rows x 512 B (+ the reduction): warps={p.warps} x "
-                 f"nt={p.nt} needs more than {SMEM_LIMIT} B of shared memory; lower warps or nt")
+                 f"nt={p.nt} needs more than {SMEM_PER_BLOCK} B of shared memory; lower warps or nt")
     if p.split not in ("k", "n", "wg"):
         r.append(f"split={p.split!r} must be 'k' (warps split K), 'n' (warps split N) or 'wg' (warpgroup MMA)")
     elif p.split == "wg":

@@ -39,6 +39,7 @@ from typing import Any, Mapping
 from .. import w4a16_common as common
 from ..checks import split_flags_errors
 from ..family import Arg, Family, Signature
+from ..hopper import SMEM_PER_BLOCK, SMEM_PER_SM  # ctas x (a CTA's + 1 KiB reserved) <= SMEM_PER_SM
 
 TILE_MS = (128, 256)
 TILE_NS = (64, 128, 256)
@@ -47,10 +48,8 @@ EPIS = (0, 1)  # epilogue: 0 = scalar bf16 stores from registers, 1 = staged thr
 RASTERS = (1, 2, 4, 8, -4, -8, -16)  # work order (kernel.py raster_item): > 0 bands of token tiles, < 0 of weight tiles
 DEPTHS = (2, 3)  # pipe 16: wgmma groups left in flight by each wait (kernel.py, pipe 16)
 MAX_ACC = 128  # fp32 accumulators per consumer thread (tile_m * tile_n / 256): registers
-SMEM_LIMIT = 227 * 1024  # Hopper's per-block opt-in shared memory
 SPLIT_KS = (1, 2, 3, 4, 6, 7, 8, 12, 14, 16)  # dense split-K factors (kernel.py _split_reduce)
 CTAS = (1, 2)  # dense: CTAs resident per SM (2: each gets half the register file and shared memory)
-SMEM_PER_SM = 233472  # Hopper's shared memory per SM (228 KiB): ctas x (a CTA's + 1 KiB reserved) must fit
 CTAS2_MAX_ACC = 32  # ctas 2: fp32 accumulators per consumer thread (its 104 registers: tile_n 64 at rb 1)
 MIN_SPLIT_STEPS = 4  # k64 steps per split: below that the reduction outweighs the split
 
@@ -101,8 +100,8 @@ def _reasons(p: WsParams) -> list[str]:
     if not 2 <= p.stages <= 12:
         r.append(f"stages={p.stages} must be in [2, 12]")
     elif p.tile_m in TILE_MS and p.tile_n in TILE_NS and p.wgs in (2, 4) and p.epi in EPIS and (
-            smem := smem_bytes(p.tile_m, p.tile_n, p.stages, p.experts, p.wgs, p.epi)) > SMEM_LIMIT:
-        r.append(f"stages={p.stages}: {smem} B of shared memory > {SMEM_LIMIT}: lower stages or the tile")
+            smem := smem_bytes(p.tile_m, p.tile_n, p.stages, p.experts, p.wgs, p.epi)) > SMEM_PER_BLOCK:
+        r.append(f"stages={p.stages}: {smem} B of shared memory > {SMEM_PER_BLOCK}: lower stages or the tile")
     if p.wgs not in (2, 4):
         r.append(f"wgs={p.wgs} must be 2 or 4 (consumer warpgroups)")
     elif p.tile_m in TILE_MS and (p.tile_m // 64) % p.wgs:

@@ -1,44 +1,20 @@
 """Build-time help for w4a16_ws's compile (no device code): the split-K variants' fake scratch
-arguments, and the launch with the DSL's device queries answered (ctas 2)."""
-
-import contextlib
+arguments, and the launch with the DSL's device queries answered (ctas 2: kernels/hopper.py)."""
 
 import cutlass.cute as cute
 from cutlass import Float32, Int32
 
-from . import SMEM_PER_SM
-
-
-@contextlib.contextmanager
-def sm90_device_queries():
-    """A launch with min_blocks_per_mp > 1 (ctas 2) makes the DSL ask the GPU for its shared
-    memory per SM (to pick the carveout) while tracing; the build runs on a CPU box for sm_90a,
-    so answer it with every sm_90 part's 228 KiB (SMEM_PER_SM) and refuse any other query
-    (a new one in a future DSL fails the build instead of baking in a guess)."""
-    import cutlass.base_dsl.runtime.cuda as dsl_cuda
-
-    attr = dsl_cuda.cuda.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR
-    real = dsl_cuda.get_device_attribute
-
-    def fake(attribute, device_id=0):
-        if attribute == attr:
-            return SMEM_PER_SM
-        raise RuntimeError(f"w4a16_ws: the DSL queried the GPU for {attribute} while compiling for sm_90a")
-
-    dsl_cuda.get_device_attribute = fake
-    try:
-        yield
-    finally:
-        dsl_cuda.get_device_attribute = real
+from ..hopper import answer_device_queries
 
 
 def start(kern, kw, ctas: int) -> None:
-    """Launch `kern` (plain Python, run while cute.compile traces kernel.py's _launch), inside
-    sm90_device_queries when ctas > 1."""
+    """Launch `kern` (plain Python, run while cute.compile traces kernel.py's _launch). With ctas > 1
+    the launch has min_blocks_per_mp > 1, so the DSL asks the GPU for its shared memory per SM to pick
+    the carveout: answered for sm_90 (hopper.answer_device_queries), since the build box has none."""
     if ctas == 1:
         kern.launch(**kw)
         return
-    with sm90_device_queries():
+    with answer_device_queries("w4a16_ws"):
         kern.launch(**kw)
 
 

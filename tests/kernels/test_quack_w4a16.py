@@ -283,6 +283,7 @@ PTX_CHECK = textwrap.dedent(
     import cutlass.cute as cute
     from cutlass import BFloat16, Float32
     from nvfp4_aot.kernels import get_family
+    from nvfp4_aot.kernels.hopper import answer_device_queries
     from nvfp4_aot.kernels.quack_w4a16 import kernel
     from quack.gemm_config import SplitKMode
     from quack.gemm_runtime.host import _compile_gemm_epi
@@ -293,7 +294,7 @@ PTX_CHECK = textwrap.dedent(
     n, k, tm, tn, cn, pdl, sk = 6144, 7168, *map(int, sys.argv[1:6])
     p = fam.parse_params(dict(n=n, k=k, tile_m=tm, tile_n=tn, cluster_n=cn, use_pdl=bool(pdl), split_k=sk))
     # quack's own compile path, exactly as gemm_w4a16(..., tensor_scale=<device tensor>) reaches it
-    with kernel.answer_device_queries_for_sm90():
+    with answer_device_queries("quack_w4a16"):
         _compile_gemm_epi.__wrapped__(  # bypass quack's jit/disk cache
             _w4a16_alpha._class_ref(kernel._MINT_KEY), (9, 0), BFloat16, BFloat16, BFloat16, None,
             "k", "k", "n", None, (tm, tn, 64), (1, cn, 1), False, True, False, False, False, False,

@@ -1,0 +1,37 @@
+"""Hopper (sm_90) facts that our families' validity rules and builds share, in one place.
+
+Spec side: importing this module imports nothing of cutlass (validity predicates run in the
+runtime, which never imports the DSL); `answer_device_queries` imports the DSL when entered,
+at build time only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+SMEM_PER_BLOCK = 227 * 1024  # the opt-in maximum of dynamic shared memory per CTA
+SMEM_PER_SM = 228 * 1024  # shared memory per SM (every sm_90 part); CTAs on one SM share it
+
+
+@contextlib.contextmanager
+def answer_device_queries(who: str):
+    """Answer the DSL's device-attribute queries for sm_90 instead of asking a GPU, while a launch
+    is traced: some launches (quack's tile scheduler, a min-blocks-per-SM launch) make the DSL ask
+    for the shared memory per SM to pick a carveout, and the build box has no GPU. That query gets
+    SMEM_PER_SM; any other raises naming `who` (the family), so a new query in a future DSL or
+    quack fails the build loudly instead of baking in a guess."""
+    import cutlass.base_dsl.runtime.cuda as dsl_cuda
+
+    attr = dsl_cuda.cuda.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR
+    real = dsl_cuda.get_device_attribute
+
+    def fake(attribute, device_id=0):
+        if attribute == attr:
+            return SMEM_PER_SM
+        raise RuntimeError(f"{who}: the DSL queried the GPU for {attribute} while compiling for sm_90a")
+
+    dsl_cuda.get_device_attribute = fake
+    try:
+        yield
+    finally:
+        dsl_cuda.get_device_attribute = real
