@@ -29,7 +29,8 @@ kernel.py raster_item), depth (pipe 16: wgmma groups in flight, 2 or 3), ctas (d
 per SM, 1 or 2: two CTAs of half the registers and shared memory each, so two tiles' serial k
 chains overlap on one SM; tile 128 x 64), lean (0 or 1: the consumer k loop's WGMMA descriptor and
 released stage computed once per k64 step instead of per k16 block / by a second division; lean.py;
-any tiling, default 0). Measured tilings:
+any tiling, default 0), probe (diagnostic, output wrong by design, built only with NVFP4_AOT_WS_PROBE=1:
+1 = no decode, 2 = no wgmma; lean.py). Measured tilings:
 GROUPED_TILES, tiles.py.
 """
 
