@@ -9,6 +9,8 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
   w4a16_ws_dense_sweep.py manifest --big > sweep.toml     # BIG_CANDIDATES (M >= 193: raster, depth, split-K, pdl)
   w4a16_ws_dense_sweep.py manifest --mid > sweep.toml     # MID_CANDIDATES (M = 17 .. 384: ctas 2, wgs 4, split-K)
   w4a16_ws_dense_sweep.py manifest --tail > sweep2.toml   # TAIL_CANDIDATES (M <= 64: depth, pipe, epi, stages)
+  w4a16_ws_dense_sweep.py manifest --lean > sweep.toml    # lean_candidates(): the served tilings at M = 32..256,
+                                                          # their lean twins, probes 1 / 2 (build: NVFP4_AOT_WS_PROBE=1)
   nvfp4-build compile sweep.toml manifests/default.toml --arch sm_90a -o ROOT -j 2   # (CPU box)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192 (env SWEEP_SHAPES=a,b: only those)
 
@@ -118,6 +120,25 @@ TAIL_CANDIDATES = {shape: [{**_P, "split_k": sk}, {**_P, "split_k": sk, "depth":
                            {**_P, "split_k": sk, "epi": 0}, {**_P, "split_k": sk, "stages": 4},
                            {**_P, "split_k": sk, "stages": 9}]
                    for shape, sk in (("q_a+kv", 8), ("down", 2), ("o_b", 2))}
+
+
+def lean_candidates(shape: str) -> list[dict]:
+    """Session 7 `wsdec`: the tilings tiles.py serves at M = 32, 64, 128, 256 (one each), each
+    next to its lean 1 twin; the M <= 64 one also as probe 1 (no decode) and probe 2 (no wgmma) —
+    diagnostics whose output is wrong by design (not checked; kernels/w4a16_ws/lean.py)."""
+    from nvfp4_aot.kernels.w4a16_ws.tiles import dense_table
+
+    n, k, _ = SHAPES[shape]
+    out: list[dict] = []
+    for m in (32, 64, 128, 256):
+        tun = next(t for edge, t in dense_table({"n": n, "k": k}) if edge is None or m <= edge)
+        for extra in ({}, {"lean": 1}, *(({"probe": 1}, {"probe": 2}) if m == 64 and tun.get("pipe", 16) == 16
+                                          else ())):
+            if {**tun, **extra} not in out:
+                out.append({**tun, **extra})
+    return out
+
+
 MID_MS = (17, 24, 32, 48, 64, 72, 128, 192, 256, 320, 384)
 BIG_MS = (193, 256, 384, 385, 512, 768, 769, 1024, 1536, 1537, 2048, 4096, 8192)
 MS = (33, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
@@ -129,10 +150,13 @@ def _toml(v) -> str:
     return "true" if v is True else "false" if v is False else str(v)
 
 
-def manifest(split: bool = False, small: bool = False, big: bool = False, mid: bool = False, tail: bool = False) -> str:
+def manifest(split: bool = False, small: bool = False, big: bool = False, mid: bool = False, tail: bool = False,
+             lean: bool = False) -> str:
     out = ['archs = ["sm_90a"]']
     for shape, (n, k, _) in SHAPES.items():
-        if small or big or mid or tail:
+        if lean:
+            cands = lean_candidates(shape) if shape != "floor" else []
+        elif small or big or mid or tail:
             cands = (BIG_CANDIDATES if big else MID_CANDIDATES if mid else TAIL_CANDIDATES if tail
                      else SMALL_CANDIDATES).get(shape, [])
         elif shape == "floor":
@@ -231,7 +255,7 @@ def run(root: str, ms: list[int]) -> None:
                 sc = {nm: sbuf[nm][:math.prod(shp)].view(shp) for nm, sh in sdims
                       for shp in [tuple(eval_dim(d, {**env, "M": m}) for d in sh)]}
                 args = (data["act"][:m], data["blob"], data["sf"], data["alpha"], out, *sc.values())
-                if m in want:
+                if m in want and not p.probe:  # a probe's output is wrong by design: timed only
                     for _ in range(2):  # twice: the second call proves the flags came back to zero
                         out.fill_(float("nan"))
                         kern(*args)
@@ -242,12 +266,16 @@ def run(root: str, ms: list[int]) -> None:
                        + (f" p{p.pipe}" if p.pipe != 16 else "") + (f" r{p.raster}" if p.raster != 1 else "")
                        + (f" d{p.depth}" if p.depth != 2 else "") + (f" w{p.wgs}" if p.wgs != 2 else "")
                        + (f" c{p.ctas}" if p.ctas != 1 else "") + (" e0" if p.epi == 0 else "")
-                       + (" pdl" if p.pdl else ""))
+                       + (" pdl" if p.pdl else "") + (" L" if p.lean else "") + (f" P{p.probe}" if p.probe else ""))
+                if p.probe:  # never the "best": it computes something else
+                    cells.append(f"M={m}: {t * 1e6:6.1f} ({tb[m] / t:.2f}x)")
+                    del out
+                    continue
                 best[m] = min(best.get(m, (float("inf"), "")), (t, tag))
                 cells.append(f"M={m}: {t * 1e6:6.1f} ({tb[m] / t:.2f}x{pk(m, n, k, t)})")
                 del out
             failures += bool(bad)
-            print(f"  {'ws ' + tag:22} {'OK  ' if not bad else 'FAIL'} | " + " | ".join(cells)
+            print(f"  {'ws ' + tag:22} {'PRB ' if p.probe else 'OK  ' if not bad else 'FAIL'} | " + " | ".join(cells)
                   + (f"  {bad[:3]}" if bad else ""), flush=True)
         print("  best ws: " + " | ".join(
             f"M={m}: {best[m][1]} {best[m][0] * 1e6:.1f} us ({tb[m] / best[m][0]:.2f}x torch"
@@ -262,4 +290,4 @@ if __name__ == "__main__":
 
     sweep_cli(__doc__, lambda: manifest(split="--split" in sys.argv, small="--small" in sys.argv,
                                         big="--big" in sys.argv, mid="--mid" in sys.argv,
-                                        tail="--tail" in sys.argv), run, MS)
+                                        tail="--tail" in sys.argv, lean="--lean" in sys.argv), run, MS)

@@ -27,12 +27,16 @@ weight loads overlap the previous kernel), epi (1: the bf16 tile leaves through 
 or of -raster weight tiles, which decides how many CTAs read one activation / weight tile at once:
 kernel.py raster_item), depth (pipe 16: wgmma groups in flight, 2 or 3), ctas (dense only: CTAs
 per SM, 1 or 2: two CTAs of half the registers and shared memory each, so two tiles' serial k
-chains overlap on one SM; tile 128 x 64). Measured tilings:
+chains overlap on one SM; tile 128 x 64), lean (0 or 1: the consumer k loop's WGMMA descriptor and
+released stage computed once per k64 step instead of per k16 block / by a second division; lean.py;
+any tiling, default 0), probe (diagnostic, output wrong by design, built only with NVFP4_AOT_WS_PROBE=1:
+1 = no decode, 2 = no wgmma; lean.py). Measured tilings:
 GROUPED_TILES, tiles.py.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -52,6 +56,9 @@ SPLIT_KS = (1, 2, 3, 4, 6, 7, 8, 12, 14, 16)  # dense split-K factors (kernel.py
 CTAS = (1, 2)  # dense: CTAs resident per SM (2: each gets half the register file and shared memory)
 CTAS2_MAX_ACC = 32  # ctas 2: fp32 accumulators per consumer thread (its 104 registers: tile_n 64 at rb 1)
 MIN_SPLIT_STEPS = 4  # k64 steps per split: below that the reduction outweighs the split
+PROBES = (0, 1, 2)  # diagnostic consumer loops (lean.py): 0 = the kernel, 1 = no decode, 2 = no wgmma
+PROBE_ENV = "NVFP4_AOT_WS_PROBE"  # probe != 0 builds only with this set to 1 (benchmarks; never served)
+LEANS = (0, 1)  # consumer k-loop address arithmetic: 0 = per k16 block (as served), 1 = per k64 step (lean.py)
 
 
 EPI_WARP_BYTES = 512  # epi 1: one consumer warp's staging block (16 tokens x 16 weight rows, bf16)
@@ -82,6 +89,8 @@ class WsParams:
     raster: int = 1  # work order: > 0 token tiles per band (1: weight tile fastest), < 0 weight tiles per band
     depth: int = 2  # pipe 16: wgmma groups in flight after each wait (3: decode after the wait, one more in flight)
     ctas: int = 1  # dense only: CTAs per SM (2: two tiles' serial k chains share an SM; half the registers each)
+    lean: int = 0  # 1: the consumer k loop's descriptor / release-stage arithmetic once per step (lean.py)
+    probe: int = 0  # diagnostic, wrong output by design: 1 = no decode, 2 = no wgmma (lean.py; build needs PROBE_ENV)
 
 
 def _reasons(p: WsParams) -> list[str]:
@@ -139,6 +148,14 @@ def _reasons(p: WsParams) -> list[str]:
                 and p.ctas * (smem_bytes(p.tile_m, p.tile_n, p.stages, p.experts, p.wgs, p.epi) + 1024) > SMEM_PER_SM:
             r.append(f"ctas={p.ctas}: {p.ctas} x (shared memory of stages={p.stages} + 1 KiB) > {SMEM_PER_SM} B per SM: "
                      "lower stages")
+    if p.lean not in LEANS:
+        r.append(f"lean={p.lean} must be one of {LEANS} (1: per-step descriptor arithmetic, kernels/w4a16_ws/lean.py)")
+    if p.probe not in PROBES:
+        r.append(f"probe={p.probe} must be one of {PROBES}")
+    elif p.probe and os.environ.get(PROBE_ENV) != "1":
+        r.append(f"probe={p.probe} is a diagnostic whose output is wrong by design: set {PROBE_ENV}=1 to build it")
+    elif p.probe and p.pipe != 16:
+        r.append(f"probe={p.probe} applies to the pipe-16 loop only (pipe={p.pipe})")
     if not 1 <= p.experts <= 1024:
         r.append(f"experts={p.experts} must be in [1, 1024]")
     if not 1 <= p.sm_count <= 1024:
@@ -156,6 +173,7 @@ class _Base(common.W4A16Hooks, Family):
     archs = ("sm_90a",)  # wgmma + setmaxnreg; Blackwell has FP4 tensor cores instead
     modules = ("nvfp4_aot.kernels.w4a16_ws", "nvfp4_aot.kernels.w4a16_ws.kernel", "nvfp4_aot.kernels.w4a16_ws.ptx",
                "nvfp4_aot.kernels.w4a16_ws.epilogue", "nvfp4_aot.kernels.w4a16_ws.device",
+               "nvfp4_aot.kernels.w4a16_ws.lean", "nvfp4_aot.kernels.w4a16_ws.sched",
                "nvfp4_aot.kernels.quack_w4a16.layout")
     kernel_module = "nvfp4_aot.kernels.w4a16_ws.kernel"
     grouped_name = "w4a16_ws_grouped_gemm"

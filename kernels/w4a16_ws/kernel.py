@@ -51,8 +51,10 @@ from ..w4a16_device import hold, sw128_desc, wg_commit, wg_fence, wg_wait, wgmma
 from . import EPI_WARP_BYTES
 from .device import start
 from .epilogue import Epilogue
+from .lean import block_desc, consume, desc_lo, prev_stage
 from .ptx import (atom_add_gpu, bulk_g2s, decode_k16, fence_gpu, lds_v2, lds_v4, ldg_cg_f32, lut_regs, mbar_arrive,
                   mbar_wait, scale_pair, stg_f32, stg_s32)
+from .sched import raster_item, reduce_slot, split_item, ws_index  # noqa: F401 (re-exported for the tests)
 
 BLOB_BYTES = 2048  # one (m64, k64) blob tile: 128 threads x 16 B
 STRIP_BYTES = 256  # its scales: 32 row pairs x 4 k16 blocks x 2
@@ -60,54 +62,10 @@ REGS = 65536  # per SM: the producer warpgroup keeps PRODUCER_REGS, the consumer
 PRODUCER_REGS = 24
 
 
-# Split-K index math, plain arithmetic shared by the kernel (on DSL integers) and the CPU emulation
-# of the schedule and reduction (tests/kernels/test_w4a16_ws_split.py).
-def split_item(w, split_k: int, ks: int):
-    """Work item w -> (output item, first k64 step): the split_k splits of an output tile are
-    consecutive items; split s runs k64 steps [s ks, (s + 1) ks)."""
-    return w // split_k, (w % split_k) * ks
-
-
-def raster_item(local, tiles, mt: int, g: int, vmin=min):
-    """An expert's local item index -> (token tile j, weight tile m) under raster g. g > 0: the
-    expert's `tiles` token tiles go in bands of g (the last band may be narrower), j fastest inside
-    a band: consecutive items (CTAs running at the same time) share a weight tile g at a time and
-    read each activation tile about grid / g times at once instead of up to grid (g = 1: m
-    fastest, every weight tile of a token tile in turn). g < 0: the mt weight tiles go in bands of
-    -g, m fastest inside, j across (quack's / CUTLASS's swizzle): concurrent CTAs read about -g
-    activation tiles' worth of weight tiles. A bijection onto [0, tiles) x [0, mt)
-    (tests/kernels/test_w4a16_ws.py)."""
-    if g > 0:
-        band = local // (g * mt)
-        j0 = band * g
-        ge = vmin(g, tiles - j0)
-        r = local - band * (g * mt)
-        m = r // ge
-        return j0 + r - m * ge, m
-    w = -g
-    band = local // (w * tiles)
-    m0 = band * w
-    we = vmin(w, mt - m0)
-    r = local - band * (w * tiles)
-    j = r // we
-    return j, m0 + r - j * we
-
-
-def reduce_slot(j, m, cw, wq, mt: int, wgs: int):
-    """The (output tile (token tile j, weight tile m), consumer warp) slot: its flag index."""
-    return (j * mt + m) * (4 * wgs) + cw * 4 + wq
-
-
-def ws_index(slot, split, lane, idx, split_k: int, per: int):
-    """fp32 index in the workspace of accumulator idx (< per / 32) of lane `lane` of a slot's
-    partial of split `split`: [slot][split][idx][lane] (lane fastest: coalesced)."""
-    return (slot * split_k + split) * per + idx * 32 + lane
-
-
 class W4A16WsKernel(Epilogue):
     def __init__(self, n: int, k: int, experts: int, grouped: bool, tile_m: int, tile_n: int, stages: int,
                  sm_count: int, wgs: int = 2, pipe: int = 16, split_k: int = 1, pdl: bool = False, epi: int = 0,
-                 depth: int = 2, raster: int = 1, ctas: int = 1):
+                 depth: int = 2, raster: int = 1, ctas: int = 1, lean: int = 0, probe: int = 0):
         assert n % tile_m == 0 and k % 64 == 0 and tile_m in (128, 256) and tile_n in (64, 128, 256)
         assert split_k == 1 or (not grouped and (k // 64) % split_k == 0)
         assert not grouped or not pdl
@@ -117,6 +75,8 @@ class W4A16WsKernel(Epilogue):
         self.pdl = pdl
         assert ctas in (1, 2) and (ctas == 1 or not grouped)
         self.ctas = ctas  # dense: CTAs per SM (launch bound minBlocksPerSM; register pool, grid follow)
+        self.lean = lean  # 1: per-step descriptor and release-stage arithmetic of lean.py (0: as before)
+        self.probe = probe  # diagnostic, wrong results by design (lean.py): 1 no decode, 2 no wgmma
         self.n, self.k, self.experts, self.grouped = n, k, experts, grouped
         self.tile_m, self.tile_n, self.stages, self.sm_count = tile_m, tile_n, stages, sm_count
         self.mt = n // tile_m  # weight tiles per expert
@@ -407,6 +367,15 @@ class W4A16WsKernel(Epilogue):
         if lane == 0:
             mbar_arrive(bar_base + (self.stages + step % self.stages) * 8)
 
+    @cute.jit
+    def _release_prev(self, bar_base, step, lane):
+        """Release step - 1's stage; lean 1 takes its index from step's (no second division)."""
+        if const_expr(self.lean):
+            if lane == 0:
+                mbar_arrive(bar_base + (self.stages + prev_stage(step % self.stages, self.stages)) * 8)
+        else:
+            self._release(bar_base, step - 1, lane)
+
     # ---------------------------------------------------------------- pipe 16 (k16 commit groups)
     # One commit group per k16 block (rb wgmmas), wait_group(D) after each issue (D = depth), the
     # decode of block X + 1 issued before block X (D = 2: between the wgmmas of X - 1 and X) or
@@ -440,8 +409,11 @@ class W4A16WsKernel(Epilogue):
     def _decode16(self, frag, frag_x, frag_s, b: cutlass.Constexpr[int], luts):
         """k16 block b of the loaded words -> slot b of the A fragment (rb x 4 registers)."""
         for r in cutlass.range_constexpr(self.rb):
-            pair = scale_pair(frag_s[b // 2, r], 2 * (b % 2))
-            vals = decode_k16(frag_x[b, r], luts[0], luts[1], pair)
+            if const_expr(self.probe == 1):  # diagnostic: the raw words as the A fragment, no decode
+                vals = [frag_x[b, r]] * 4
+            else:
+                pair = scale_pair(frag_s[b // 2, r], 2 * (b % 2))
+                vals = decode_k16(frag_x[b, r], luts[0], luts[1], pair)
             for q in cutlass.range_constexpr(4):
                 frag[q, b, r] = vals[q]
 
@@ -449,12 +421,18 @@ class W4A16WsKernel(Epilogue):
     def _issue16(self, acc, frag, step, b: cutlass.Constexpr[int], act_base):
         """The rb wgmmas of k16 block b of step `step` as one commit group."""
         an = self.acc_n
-        desc = sw128_desc(act_base + (step % self.stages) * self.act_bytes + b * 32)
+        if const_expr(self.lean):  # one descriptor per step (CSE'd across the 4 blocks), + 2 per block
+            desc = block_desc(desc_lo(act_base + (step % self.stages) * self.act_bytes), b)
+        else:
+            desc = sw128_desc(act_base + (step % self.stages) * self.act_bytes + b * 32)
         wg_fence()
         for r in cutlass.range_constexpr(self.rb):
-            new = wgmma_rs([acc[q, r] for q in range(an)], [frag[q, b, r] for q in range(4)], desc, self.tile_n)
-            for q in cutlass.range_constexpr(an):
-                acc[q, r] = new[q]
+            if const_expr(self.probe == 2):  # diagnostic: no wgmma; the decoded fragment is consumed
+                consume([frag[q, b, r] for q in range(4)])
+            else:
+                new = wgmma_rs([acc[q, r] for q in range(an)], [frag[q, b, r] for q in range(4)], desc, self.tile_n)
+                for q in cutlass.range_constexpr(an):
+                    acc[q, r] = new[q]
         wg_commit()
 
     @cute.jit
@@ -475,9 +453,9 @@ class W4A16WsKernel(Epilogue):
             if const_expr(b == D - 1):
                 if const_expr(isinstance(first, bool)):
                     if const_expr(not first):
-                        self._release(bar_base, step - 1, lane)
+                        self._release_prev(bar_base, step, lane)
                 elif not first:
-                    self._release(bar_base, step - 1, lane)
+                    self._release_prev(bar_base, step, lane)
 
     @cute.jit
     def _decode_next(self, frag, frag_x, frag_s, step, b: cutlass.Constexpr[int], last: cutlass.Constexpr[bool], cw, tw,
@@ -513,14 +491,14 @@ class W4A16WsKernel(Epilogue):
         for kk in cutlass.range(self.ks // 2, unroll=1):
             self._kstep(acc, it, cw, tw, act_base, w_base, bar_base, luts)
             if kk > 0:
-                self._release(bar_base, it - 1, lane)
+                self._release_prev(bar_base, it, lane)
             self._kstep(acc, it + 1, cw, tw, act_base, w_base, bar_base, luts)
             self._release(bar_base, it, lane)
             it += 2
         if const_expr(self.ks % 2 == 1):
             self._kstep(acc, it, cw, tw, act_base, w_base, bar_base, luts)
             if const_expr(self.ks > 1):
-                self._release(bar_base, it - 1, lane)
+                self._release_prev(bar_base, it, lane)
 
     @cute.jit
     def _kstep(self, acc, step, cw, tw, act_base, w_base, bar_base, luts):
@@ -541,7 +519,8 @@ class W4A16WsKernel(Epilogue):
         wg_fence()
         for r in cutlass.range_constexpr(rb):
             for b in cutlass.range_constexpr(4):
-                new = wgmma_rs([acc[q, r] for q in range(an)], frags[r * 4 + b], sw128_desc(abase + b * 32),
+                new = wgmma_rs([acc[q, r] for q in range(an)], frags[r * 4 + b],
+                               block_desc(desc_lo(abase), b) if const_expr(self.lean) else sw128_desc(abase + b * 32),
                                self.tile_n)
                 for q in cutlass.range_constexpr(an):
                     acc[q, r] = new[q]
@@ -591,5 +570,5 @@ def make_kernel(p, grouped: bool):
     split = getattr(p, "split_k", 1)
     k = W4A16WsKernel(p.n, p.k, p.experts, grouped, p.tile_m, p.tile_n, p.stages, p.sm_count, p.wgs, p.pipe, split,
                       bool(getattr(p, "pdl", False)), getattr(p, "epi", 0), getattr(p, "depth", 2),
-                      getattr(p, "raster", 1), getattr(p, "ctas", 1))
+                      getattr(p, "raster", 1), getattr(p, "ctas", 1), getattr(p, "lean", 0), getattr(p, "probe", 0))
     return k.grouped_call if grouped else (k.dense_split_call if split > 1 else k.dense_call)
