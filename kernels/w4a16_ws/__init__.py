@@ -141,6 +141,9 @@ def _reasons(p: WsParams) -> list[str]:
         elif p.tile_m in TILE_MS and p.tile_n in TILE_NS and p.tile_m * p.tile_n // 256 > CTAS2_MAX_ACC:
             r.append(f"ctas={p.ctas}: tile_m x tile_n = {p.tile_m} x {p.tile_n} needs {p.tile_m * p.tile_n // 256} "
                      f"accumulators per thread > {CTAS2_MAX_ACC} (half the register file per CTA): use 128 x 64")
+        if p.pipe == 64 and p.tile_m in TILE_MS and p.wgs == 2 and p.tile_m // 64 // p.wgs > 1:
+            r.append(f"ctas={p.ctas} with pipe=64 needs one m64 block per consumer warpgroup (tile_m 128): at "
+                     f"tile_m={p.tile_m} ptxas serializes every wgmma in its 104 registers (SASS: a wait to 0 after each)")
         if p.tile_m in TILE_MS and p.tile_n in TILE_NS and p.wgs in (2, 4) and p.epi in EPIS and 2 <= p.stages <= 12 \
                 and p.ctas * (smem_bytes(p.tile_m, p.tile_n, p.stages, p.experts, p.wgs, p.epi) + 1024) > SMEM_PER_SM:
             r.append(f"ctas={p.ctas}: {p.ctas} x (shared memory of stages={p.stages} + 1 KiB) > {SMEM_PER_SM} B per SM: "

@@ -26,7 +26,8 @@ def test_decode_tiles_are_valid_on_the_dsv4_shapes(n, k):
     for tile_n in DECODE_TILE_NS:
         for tun in ({"tile_m": 128}, {"tile_m": 256}, {"tile_m": 256, "wgs": 4}, {"tile_m": 128, "pipe": 64},
                     {"tile_m": 256, "pipe": 64, "raster": 2}, {"tile_m": 128, "ctas": 2},
-                    {"tile_m": 256, "ctas": 2, "stages": 6}, {"tile_m": 256, "depth": 3, "stages": 8}):
+                    {"tile_m": 128, "ctas": 2, "pipe": 64}, {"tile_m": 256, "ctas": 2, "stages": 6},
+                    {"tile_m": 256, "depth": 3, "stages": 8}):
             p = gp(n, k, tile_n=tile_n, stages=tun.pop("stages", 8), **tun)
             assert GROUPED.can_implement(p, "sm_90a") == [], (tile_n, tun)
 
@@ -40,6 +41,10 @@ def test_decode_tile_refusals_name_the_knob():
     assert 2 * (smem_bytes(256, 32, 12, 48, 2, 1) + 1024) > SMEM_PER_SM
     assert any("per SM" in r for r in GROUPED.can_implement(gp(tile_m=256, tile_n=32, stages=12, ctas=2), "sm_90a"))
     assert smem_bytes(256, 32, 12, 48, 2, 1) <= SMEM_LIMIT  # one CTA: fine
+    # two CTAs per SM, pipe 64 and two m64 blocks per warpgroup: ptxas serializes the wgmmas (CPU-box SASS)
+    for fam, p in ((GROUPED, gp(tile_m=256, tile_n=16, stages=6, ctas=2, pipe=64)),
+                   (DENSE, DENSE.parse_params({"n": 2048, "k": 7168, "tile_m": 256, "tile_n": 32, "ctas": 2, "pipe": 64}))):
+        assert any("serializes" in r for r in fam.can_implement(p, "sm_90a")), p
     assert GROUPED.can_implement(gp(tile_m=256, tile_n=32, stages=12), "sm_90a") == []
     # the dense family takes the decode tiles too (M <= 16 / 32), with its own knobs
     assert DENSE.can_implement(DENSE.parse_params({"n": 2048, "k": 7168, "tile_n": 16, "split_k": 8, "pdl": True}),
@@ -163,3 +168,20 @@ def test_raster_2_runs_an_experts_token_tiles_of_one_weight_tile_together():
         for e in two:
             for m in range(mt):
                 assert pos[(e, 1, m)] - pos[(e, 0, m)] == gap, (raster, e, m)
+
+
+def test_decode_sweep_manifests_are_valid_decode_tilings():
+    """manifests/w4a16_ws_decode_*.toml (the next GPU run's candidates): each one tiling of L1 and L2
+    at 48 experts, valid, a decode tile."""
+    import tomllib
+    from pathlib import Path
+
+    paths = sorted((Path(__file__).parents[2] / "manifests").glob("w4a16_ws_decode_*.toml"))
+    assert len(paths) >= 8
+    for path in paths:
+        doc = tomllib.loads(path.read_text())
+        assert [(o["problem"]["n"], o["problem"]["k"]) for o in doc["op"]] == list(SHAPES), path.name
+        for o in doc["op"]:
+            (bucket,) = o["buckets"]
+            p = GROUPED.parse_params({**o["problem"], **bucket["tuning"]})
+            assert p.tile_n in DECODE_TILE_NS and GROUPED.can_implement(p, "sm_90a") == [], path.name
