@@ -12,6 +12,10 @@ the two-scale q_a + kv layer), torch bf16 matmul, what Nvfp4Linear serves at tha
 (runtime/linear.py: w4a16_gemm up to WS_FROM, w4a16_ws_gemm on Nvfp4Linear.ws_ranges(N, K),
 quack at the other M) and with quack=False (w4a16_gemm up to WS_FROM, w4a16_ws_gemm above), with ratios
 to torch and quack.
+
+--ws STORE[:MANIFEST] ...: grouped rows also time each store's w4a16_ws_grouped_gemm (one tiling per
+store; the decode tiles tile_n 16 / 32 of session 7 `wgdec`) on the same weights, groups and activations
+(natural K order), with % of copy, the ratio to ours and the output difference to ours.
 """
 
 import argparse
@@ -22,7 +26,7 @@ from common import bf16_peak, copy_bandwidth, device_name, tflops, time_cuda
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.moe_glue import capacity
 from nvfp4_aot.runtime import open_store
-from nvfp4_aot.runtime.layout import ACT_ORDERS
+from nvfp4_aot.runtime.layout import ACT_ORDERS, act_unorder
 from nvfp4_aot.runtime.linear import QUACK_FROM, QUACK_FROM_ROW_ALPHA, WS_FROM, Nvfp4Linear
 from nvfp4_aot.runtime.moe import DECODE_ORDER
 from nvfp4_aot.runtime.scratch import OpScratch
@@ -40,8 +44,42 @@ def weight_bytes(n: int, k: int) -> int:
     return n * k // 2 + n * k // 16
 
 
-def grouped(store, bw, peak, e: int, dev, tokens, act_order: str = DECODE_ORDER) -> None:
-    """act_order: DECODE_ORDER is what MoERunner's decode path runs (make_inputs permutes act to it)."""
+def ws_tag(p) -> str:
+    return (f"ws{p.tile_m}x{p.tile_n}s{p.stages}" + (f"w{p.wgs}" if p.wgs != 2 else "") + (f"p{p.pipe}" if p.pipe != 16
+            else "") + (f"c{p.ctas}" if p.ctas != 1 else "") + (f"r{p.raster}" if p.raster != 1 else "")
+            + (f"d{p.depth}" if p.depth != 2 else "") + ("" if p.epi else "e0"))
+
+
+def ws_decode(ws_stores, n: int, k: int, e: int, rows: int, b, order: str, t: int, ours_out, floor, tours) -> str:
+    """--ws: each store's w4a16_ws_grouped_gemm (the decode tiles, session 7 `wgdec`) on the same
+    prepared weights, groups and activations as ours (act back in natural K order: w4a16_ws reads
+    natural K); prints time, % of copy, ours / ws, and the largest difference to ours' output
+    relative to its largest magnitude (different accumulation order: not bitwise, ~1e-2 at most)."""
+    line = ""
+    wfam = get_family("w4a16_ws_grouped_gemm")
+    act = act_unorder(b["act"], order)
+    for ws_store in ws_stores:
+        try:
+            wop = ws_store.op("w4a16_ws_grouped_gemm", n=n, k=k, experts=e)
+        except Exception:  # noqa: BLE001 (a store without this shape)
+            continue
+        kern = wop.kernel_for(rows)
+        out = torch.full_like(ours_out, float("nan"))
+        args = {"act": act, "blob": b["blob"], "sf": b["sf"], "alpha": b["alpha"], "offsets": b["offsets"],
+                "counts": b["counts"], "out": out}
+        wargs = [args[a.name] for a in kern.validator.args]
+        wop(*wargs)
+        live = ours_out[: t * e].float()
+        diff = ((out[: t * e].float() - live).abs().max() / live.abs().max().clamp_min(1e-30)).item()
+        tw = time_cuda(lambda: wop(*wargs, check=False), reps=10)
+        line += (f" | {ws_tag(wfam.parse_params(kern.record['params']))} {tw * 1e6:5.0f} us ({floor / tw:5.1%} of copy, "
+                 f"{tours / tw:4.2f}x ours, diff {diff:.1e})")
+    return line
+
+
+def grouped(store, bw, peak, e: int, dev, tokens, act_order: str = DECODE_ORDER, ws_stores=()) -> None:
+    """act_order: DECODE_ORDER is what MoERunner's decode path runs (make_inputs permutes act to it).
+    ws_stores: stores with w4a16_ws_grouped_gemm decode tilings, timed on the same data (ws_decode)."""
     fam = get_family("w4a16_grouped_gemm")
     qfam = get_family("quack_w4a16_gemm")
     print(f"\ngrouped, {e} experts, act_order {act_order}: tokens/expert, ours | quack per expert | torch bf16 _grouped_mm")
@@ -82,9 +120,13 @@ def grouped(store, bw, peak, e: int, dev, tokens, act_order: str = DECODE_ORDER)
             goffs = (torch.arange(1, e + 1, device=dev, dtype=torch.int32) * t)
             tb = time_cuda(lambda: torch._grouped_mm(a_cat, w16, offs=goffs), reps=min(reps, 5))
             fl = 2.0 * t * e * n * k
+            wsl = ""
+            if ws_stores:
+                op(*args)  # ours' output for the cross-check
+                wsl = ws_decode(ws_stores, n, k, e, rows, b, act_order, t, b["out"], floor, tours)
             print(f"  t={t:>4} rows={rows:>6}: ours {tours * 1e6:7.0f} us ({floor / tours:5.1%} of copy, "
                   f"{tflops(fl, tours, peak)}) | quack {tq * 1e6:7.0f} us ({tq / tours:4.2f}x ours) | "
-                  f"bf16 {tb * 1e6:7.0f} us ({tflops(fl, tb, peak)}; {tb / tours:4.2f}x ours)")
+                  f"bf16 {tb * 1e6:7.0f} us ({tflops(fl, tb, peak)}; {tb / tours:4.2f}x ours){wsl}", flush=True)
 
 
 def _op(store, fam, **problem):
@@ -168,6 +210,8 @@ def main() -> None:
     ap.add_argument("--skip-grouped", action="store_true")
     ap.add_argument("--act-order", nargs="*", default=[DECODE_ORDER], choices=list(ACT_ORDERS),
                     help=f"grouped: activation K order(s) to time (MoERunner's decode path runs {DECODE_ORDER})")
+    ap.add_argument("--ws", nargs="*", default=[], metavar="STORE[:MANIFEST]",
+                    help="grouped: also time these stores' w4a16_ws_grouped_gemm (decode tiles) on the same data")
     a = ap.parse_args()
     store = open_store(a.store, manifest=a.manifest)
     store.prime()
@@ -176,10 +220,15 @@ def main() -> None:
     peak = bf16_peak()
     print(f"device: {device_name()}; copy {bw / 1e12:.2f} TB/s; dense bf16 peak "
           f"{f'{peak / 1e12:.0f} TFLOP/s' if peak else 'unknown for this part'}; torch {torch.__version__}")
+    ws_stores = []
+    for spec in a.ws:
+        root, _, man = spec.partition(":")
+        ws_stores.append(open_store(root, manifest=man or None))
+        ws_stores[-1].prime()
     if not a.skip_grouped:
         for e in a.experts:
             for order in a.act_order:
-                grouped(store, bw, peak, e, dev, a.tokens, order)
+                grouped(store, bw, peak, e, dev, a.tokens, order, ws_stores)
     if not a.skip_dense:
         dense(store, bw, peak, dev, a.m, a.shapes)
 

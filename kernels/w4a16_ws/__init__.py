@@ -18,19 +18,20 @@ scheduler, one producer warp (TMA for the activations, 1-D bulk copies for weigh
 feeding an S-stage mbarrier ring, two consumer warpgroups decoding NVFP4 into the RS-wgmma A
 operand, the decode of the next k16 block (pipe 16) or k64 step (pipe 64) overlapping the
 wgmmas in flight. Knobs: tile_m (weight rows per CTA tile: 128 or 256), tile_n (tokens per tile:
-64, 128 or 256; accumulators tile_m * tile_n / (128 wgs) per consumer thread), stages, wgs
+16, 32, 64, 128 or 256 (16 / 32: the decode tiles, DECODE_TILE_NS); accumulators tile_m * tile_n / (128 wgs) per consumer thread), stages, wgs
 (consumer warpgroups: 2 or 4), pipe (16 or 64), sm_count, split_k (dense only: K splits per output
 tile, reduced by the last-arriving split through caller-owned flags + workspace scratch; kernel.py
 _split_reduce), pdl (dense only: programmatic dependent launch, the prologue and the first
 weight loads overlap the previous kernel), epi (1: the bf16 tile leaves through shared memory with
 16-byte stores; 0: scalar stores from registers), raster (work order: bands of raster token tiles,
 or of -raster weight tiles, which decides how many CTAs read one activation / weight tile at once:
-kernel.py raster_item), depth (pipe 16: wgmma groups in flight, 2 or 3), ctas (dense only: CTAs
+kernel.py raster_item), depth (pipe 16: wgmma groups in flight, 2 or 3), ctas (CTAs
 per SM, 1 or 2: two CTAs of half the registers and shared memory each, so two tiles' serial k
-chains overlap on one SM; tile 128 x 64), lean (0 or 1: the consumer k loop's WGMMA descriptor and
-released stage computed once per k64 step instead of per k16 block / by a second division; lean.py;
-any tiling, default 0), probe (diagnostic, output wrong by design, built only with NVFP4_AOT_WS_PROBE=1:
-1 = no decode, 2 = no wgmma; lean.py). Measured tilings:
+chains overlap on one SM; dense: tile 128 x 64; grouped: only with the decode tiles, tile_n 16 /
+32, where the grid becomes 2 x sm_count persistent CTAs), lean (0 or 1: the consumer k loop's WGMMA
+descriptor and released stage computed once per k64 step instead of per k16 block / by a second
+division; lean.py; any tiling, default 0), probe (diagnostic, output wrong by design, built only with
+NVFP4_AOT_WS_PROBE=1: 1 = no decode, 2 = no wgmma; lean.py). Measured tilings:
 GROUPED_TILES, tiles.py.
 """
 
@@ -46,7 +47,11 @@ from ..family import Arg, Family, Signature
 from ..hopper import SMEM_PER_BLOCK, SMEM_PER_SM  # ctas x (a CTA's + 1 KiB reserved) <= SMEM_PER_SM
 
 TILE_MS = (128, 256)
-TILE_NS = (64, 128, 256)
+TILE_NS = (16, 32, 64, 128, 256)
+# Decode tiles (session 7, `wgdec`; not GPU-run yet): tile_n 16 / 32 tokens run the same kernel with
+# the wgmma N = 16 / 32 (m64n16k16 / m64n32k16), for grouped decode at ~8-32 tokens per expert, where
+# the weights dominate (docs/PERFORMANCE.md "session 7, wgdec"). No table uses them yet.
+DECODE_TILE_NS = (16, 32)
 PIPES = (16, 64)
 EPIS = (0, 1)  # epilogue: 0 = scalar bf16 stores from registers, 1 = staged through shared memory, 16-byte stores
 RASTERS = (1, 2, 4, 8, -4, -8, -16)  # work order (kernel.py raster_item): > 0 bands of token tiles, < 0 of weight tiles
@@ -88,7 +93,7 @@ class WsParams:
     epi: int = 1  # epilogue: 1 = through shared memory (stmatrix, 16-byte stores), 0 = scalar stores from registers
     raster: int = 1  # work order: > 0 token tiles per band (1: weight tile fastest), < 0 weight tiles per band
     depth: int = 2  # pipe 16: wgmma groups in flight after each wait (3: decode after the wait, one more in flight)
-    ctas: int = 1  # dense only: CTAs per SM (2: two tiles' serial k chains share an SM; half the registers each)
+    ctas: int = 1  # CTAs per SM (2: two tiles' serial k chains share an SM; half the registers each; grouped: decode tiles only)
     lean: int = 0  # 1: the consumer k loop's descriptor / release-stage arithmetic once per step (lean.py)
     probe: int = 0  # diagnostic, wrong output by design: 1 = no decode, 2 = no wgmma (lean.py; build needs PROBE_ENV)
 
@@ -144,6 +149,9 @@ def _reasons(p: WsParams) -> list[str]:
         elif p.tile_m in TILE_MS and p.tile_n in TILE_NS and p.tile_m * p.tile_n // 256 > CTAS2_MAX_ACC:
             r.append(f"ctas={p.ctas}: tile_m x tile_n = {p.tile_m} x {p.tile_n} needs {p.tile_m * p.tile_n // 256} "
                      f"accumulators per thread > {CTAS2_MAX_ACC} (half the register file per CTA): use 128 x 64")
+        if p.pipe == 64 and p.tile_m in TILE_MS and p.wgs == 2 and p.tile_m // 64 // p.wgs > 1:
+            r.append(f"ctas={p.ctas} with pipe=64 needs one m64 block per consumer warpgroup (tile_m 128): at "
+                     f"tile_m={p.tile_m} ptxas serializes every wgmma in its 104 registers (SASS: a wait to 0 after each)")
         if p.tile_m in TILE_MS and p.tile_n in TILE_NS and p.wgs in (2, 4) and p.epi in EPIS and 2 <= p.stages <= 12 \
                 and p.ctas * (smem_bytes(p.tile_m, p.tile_n, p.stages, p.experts, p.wgs, p.epi) + 1024) > SMEM_PER_SM:
             r.append(f"ctas={p.ctas}: {p.ctas} x (shared memory of stages={p.stages} + 1 KiB) > {SMEM_PER_SM} B per SM: "
@@ -185,8 +193,9 @@ class _Base(common.W4A16Hooks, Family):
             r.append(f"split_k={p.split_k}: the grouped family does not split K (split_k must be 1)")
         if self.grouped and p.pdl:
             r.append("pdl is a dense-only knob (the grouped family does not take it)")
-        if self.grouped and p.ctas != 1:
-            r.append(f"ctas={p.ctas} is a dense-only knob (the grouped family runs one CTA per SM: ctas must be 1)")
+        if self.grouped and p.ctas != 1 and p.tile_n not in DECODE_TILE_NS:
+            r.append(f"ctas={p.ctas}: the grouped family runs two CTAs per SM only with a decode tile (tile_n in "
+                     f"{DECODE_TILE_NS}); tile_n={p.tile_n} needs ctas=1")
         return r
 
 

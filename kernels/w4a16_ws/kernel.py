@@ -66,15 +66,17 @@ class W4A16WsKernel(Epilogue):
     def __init__(self, n: int, k: int, experts: int, grouped: bool, tile_m: int, tile_n: int, stages: int,
                  sm_count: int, wgs: int = 2, pipe: int = 16, split_k: int = 1, pdl: bool = False, epi: int = 0,
                  depth: int = 2, raster: int = 1, ctas: int = 1, lean: int = 0, probe: int = 0):
-        assert n % tile_m == 0 and k % 64 == 0 and tile_m in (128, 256) and tile_n in (64, 128, 256)
+        assert n % tile_m == 0 and k % 64 == 0 and tile_m in (128, 256) and tile_n in (16, 32, 64, 128, 256)
         assert split_k == 1 or (not grouped and (k // 64) % split_k == 0)
         assert not grouped or not pdl
         # dense launch knob (scheduler side): pdl = programmatic dependent launch (the prologue and
         # the first ring of weight loads overlap the previous kernel; everything that reads the
         # activations or writes out / scratch waits for it: griddepcontrol.wait)
         self.pdl = pdl
-        assert ctas in (1, 2) and (ctas == 1 or not grouped)
-        self.ctas = ctas  # dense: CTAs per SM (launch bound minBlocksPerSM; register pool, grid follow)
+        assert ctas in (1, 2) and (ctas == 1 or not grouped or tile_n in (16, 32))
+        # CTAs per SM (launch bound minBlocksPerSM; register pool, grid follow); grouped: decode tiles only
+        # (the persistent grid is then ctas x sm_count; no CTA ever waits on another, so no residency need)
+        self.ctas = ctas
         self.lean = lean  # 1: per-step descriptor and release-stage arithmetic of lean.py (0: as before)
         self.probe = probe  # diagnostic, wrong results by design (lean.py): 1 no decode, 2 no wgmma
         self.n, self.k, self.experts, self.grouped = n, k, experts, grouped
@@ -131,7 +133,7 @@ class W4A16WsKernel(Epilogue):
         one = cute.slice_(staged, (None, None, 0))
         tma_atom, tma_act = cpasync.make_tiled_tma_atom(cpasync.CopyBulkTensorTileG2SOp(), act, one,
                                                         (self.tile_n, 64))
-        grid = self.sm_count
+        grid = self.sm_count * self.ctas
         if const_expr(not self.grouped):
             # dense: M is known at launch, so launch no CTA without work (at most ctas per SM)
             tiles = (act.shape[0] + (self.tile_n - 1)) // self.tile_n * self.mt

@@ -128,7 +128,7 @@ def test_last_arriver_reduction_emulated(split_k, wgs, rb, an):
 
 
 def test_ctas_validity():
-    """ctas 2 (dense only): two CTAs per SM need wgs 2, at most 32 accumulators per consumer thread
+    """ctas 2 (dense; grouped only with the decode tiles, test_w4a16_ws_decode.py): two CTAs per SM need wgs 2, at most 32 accumulators per consumer thread
     (128 x 64) and both rings in the SM's shared memory; the split factors reach 16."""
     assert DENSE.can_implement(dense(tile_n=64, stages=8, split_k=16, ctas=2, pdl=True), "sm_90a") == []
     assert DENSE.can_implement(dense(n=7168, k=3072, tile_n=64, split_k=12), "sm_90a") == []
@@ -139,7 +139,7 @@ def test_ctas_validity():
     assert any("per SM" in r for r in DENSE.can_implement(dense(tile_n=64, stages=12, ctas=2), "sm_90a"))
     assert DENSE.can_implement(dense(tile_n=64, stages=8, ctas=2), "sm_90a") == []
     g = GROUPED.parse_params({"n": 6144, "k": 7168, "experts": 48, "tile_n": 64, "ctas": 2})
-    assert any("dense-only" in r for r in GROUPED.can_implement(g, "sm_90a"))
+    assert any("decode tile" in r for r in GROUPED.can_implement(g, "sm_90a"))  # grouped: tile_n 16 / 32 only
     assert any("at least 4" in r for r in DENSE.can_implement(dense(n=7168, k=2048, split_k=16), "sm_90a"))
 
 
