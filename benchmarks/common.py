@@ -1,6 +1,7 @@
 """Helpers shared by the GPU benchmarks: CUDA-graph timing, medians, copy bandwidth, the grouped
 bf16 baseline, opening stores, the sweeps' command line."""
 
+import itertools
 import statistics
 import sys
 
@@ -32,11 +33,10 @@ def tflops(flops: float, seconds: float, peak: float | None) -> str:
     return f"{rate / 1e12:4.0f} TFLOP/s ({rate / peak:5.1%} pk)" if peak else f"{rate / 1e12:4.0f} TFLOP/s"
 
 
-def time_cuda(fn, reps: int = 50, warmup: int = 3) -> float:
+def time_cuda(fn, reps: int = 50, warmup: int = 3, inner: int = 20) -> float:
     """Median seconds of one fn() (which may itself launch several kernels), measured with
     CUDA events around a replay of a CUDA graph holding `inner` calls: device time, free of
     the host's launch cost (which benchmarks/host_overhead.py measures separately)."""
-    inner = 20
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
@@ -57,6 +57,26 @@ def time_cuda(fn, reps: int = 50, warmup: int = 3) -> float:
         b.synchronize()
         times.append(a.elapsed_time(b) * 1e-3 / inner)
     return statistics.median(times)
+
+
+def l2_bytes() -> int:
+    """The device's L2 cache size in bytes (torch's device properties)."""
+    return int(torch.cuda.get_device_properties(0).L2_cache_size)
+
+
+def cold_copies(nbytes: int) -> int:
+    """How many copies of an nbytes operand a cold-L2 timing rotates through: enough that between two
+    uses of one copy at least twice the L2's size of other copies is read (so it has been evicted, as
+    a layer's weights are by the other layers' in a model's forward), at least 1."""
+    return 1 + -(-2 * l2_bytes() // max(nbytes, 1))
+
+
+def time_cuda_rot(fns, reps: int = 50, warmup: int = 3) -> float:
+    """time_cuda over a rotation: fns[i] uses the i-th copy of the operands (cold_copies); one graph
+    holds every copy's call in turn (a whole number of rotations, at least 20 calls), so each call
+    finds its weights evicted from L2. Median seconds per call."""
+    it = itertools.cycle(fns)
+    return time_cuda(lambda: next(it)(), reps=reps, warmup=warmup, inner=len(fns) * -(-20 // len(fns)))
 
 
 def copy_bandwidth(nbytes: int = 1 << 30) -> float:

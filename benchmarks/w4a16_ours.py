@@ -21,7 +21,7 @@ store; the decode tiles tile_n 16 / 32 of session 7 `wgdec`) on the same weights
 import argparse
 
 import torch
-from common import bf16_peak, copy_bandwidth, device_name, tflops, time_cuda
+from common import bf16_peak, cold_copies, copy_bandwidth, device_name, l2_bytes, tflops, time_cuda, time_cuda_rot
 
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.moe_glue import capacity
@@ -136,14 +136,23 @@ def _op(store, fam, **problem):
         return None
 
 
-def dense(store, bw, peak, dev, ms, shapes=None) -> None:
+def dense(store, bw, peak, dev, ms, shapes=None, cold: bool = False) -> None:
     """Per M: our w4a16_gemm (decode) and w4a16_ws_gemm, quack's (scalar alpha; per-row for the
     two-scale q_a + kv), torch bf16 matmul, and what Nvfp4Linear serves by default
     (runtime/linear.py: w4a16_gemm up to QUACK_FROM, quack above; where the store lacks quack, ws
     above WS_FROM) with its ratio to torch, and our own path (`quack=False`: w4a16_gemm up
     to WS_FROM, ws above) with its ratios to torch and to quack. Every kernel reads the
-    same prepared weights (one layout)."""
+    same prepared weights (one layout).
+
+    cold: every kernel's weights (ours: packed NVFP4 + scales; torch: bf16) are rotated over
+    common.cold_copies copies, so each call reads them from DRAM, as in a model's forward, where
+    the other layers' weights evict a layer's from L2 between two of its calls. Without it, the same
+    weights serve every call: a bf16 weight under the L2's size (down, o_b, q_a + kv) then streams
+    from L2, which no served layer does."""
     fam = get_family("w4a16_gemm")
+    if cold:
+        print(f"\ndense, COLD L2 (weights rotated over copies: >= 2 x the {l2_bytes() >> 20} MiB L2 between two "
+              "uses of one copy; activations and outputs shared)", end="")
     print("\ndense: M | ours w4a16_gemm | ours w4a16_ws_gemm | quack | torch bf16 matmul | Nvfp4Linear's default "
           "(w4a16_gemm up to WS_FROM, ws on ws_ranges(N, K), quack at the other M) | ours only (quack=False: w4a16_gemm up "
           "to WS_FROM, ws above)")
@@ -163,6 +172,13 @@ def dense(store, bw, peak, dev, ms, shapes=None) -> None:
         wscratch = OpScratch(wop, mmax, dev) if wop is not None else None  # ws split-K buckets
         qalpha = b["alpha"] if scales > 1 else b["alpha"][:1].contiguous()
         ranges = Nvfp4Linear.ws_ranges(n, k)
+        # weight copies: index 0 is the prepared weights themselves; the others are clones (cold)
+        nq = cold_copies(weight_bytes(n, k)) if cold else 1
+        w4s = [(b["blob"], b["sf"])] + [(b["blob"].clone(), b["sf"].clone()) for _ in range(nq - 1)]
+        w16s = [w16] + [w16.clone() for _ in range(cold_copies(2 * n * k) - 1 if cold else 0)]
+
+        def t(fns):
+            return time_cuda_rot(fns, reps=reps) if cold else time_cuda(fns[0], reps=reps)
         print(f"{name} ({n}x{k}, {scales} global scale{'s' if scales > 1 else ''}): floor "
               f"{weight_bytes(n, k) / bw * 1e6:.1f} us; ws: {'yes' if wop else 'not in store'}, w4a16_gemm up to M = "
               f"{upto if wop else 'all'}; quack: {qname if qop else 'not in store'}; default: ws at M in {' '.join(f'({a}, {b}]' for a, b in ranges) or 'none'}")
@@ -170,15 +186,15 @@ def dense(store, bw, peak, dev, ms, shapes=None) -> None:
             if m > mmax:
                 continue
             reps = 10 if m <= 1024 else 3
-            args = (b["act"][:m], b["blob"], b["sf"], b["alpha"], b["out"][:m])
-            to = time_cuda(lambda: op(*args, check=False), reps=reps) if m <= max(upto, 256) else None
-            tw = (time_cuda(lambda: wop(*args, *wscratch(m), check=False), reps=reps)
+            a_m, o_m = b["act"][:m], b["out"][:m]
+            to = (t([lambda w=w: op(a_m, *w, b["alpha"], o_m, check=False) for w in w4s])
+                  if m <= max(upto, 256) else None)
+            tw = (t([lambda w=w: wop(a_m, *w, b["alpha"], o_m, *wscratch(m), check=False) for w in w4s])
                   if wop is not None and m > 16 else None)
             tq = None
             if qop is not None and m <= qop.max_m:
-                qargs = (b["act"][:m], b["blob"], b["sf"], qalpha, b["out"][:m], *qscratch(m))
-                tq = time_cuda(lambda: qop(*qargs, check=False), reps=reps)
-            tb = time_cuda(lambda: torch.matmul(b["act"][:m], w16.T), reps=reps)
+                tq = t([lambda w=w: qop(a_m, *w, qalpha, o_m, *qscratch(m), check=False) for w in w4s])
+            tb = t([lambda w=w: torch.matmul(a_m, w.T) for w in w16s])
             served = tw if m > upto else to  # ours only
             qfrom = QUACK_FROM if scales == 1 else QUACK_FROM_ROW_ALPHA
             dname, dflt = (("ws   ", tw) if tw is not None and any(a < m <= b for a, b in ranges)
@@ -194,7 +210,7 @@ def dense(store, bw, peak, dev, ms, shapes=None) -> None:
             print(f"  M={m:>5}: w4a16 {us(to)} | ws {us(tw)} | quack {us(tq)} | bf16 {us(tb)} | default {dname} "
                   f"{us(dflt)}, {tflops(fl, dflt, peak)}, {tb / dflt:4.2f}x torch{dq} | ours "
                   f"{'ws   ' if m > upto else 'w4a16'} {us(served)}, {tb / served:4.2f}x torch{vq}")
-        del b, w16
+        del b, w16, w4s, w16s
         torch.cuda.empty_cache()
 
 
@@ -208,6 +224,7 @@ def main() -> None:
     ap.add_argument("--skip-dense", action="store_true")
     ap.add_argument("--shapes", nargs="*", help="dense: only these (e.g. o_b q_b down gate+up q_a+kv)")
     ap.add_argument("--skip-grouped", action="store_true")
+    ap.add_argument("--cold", action="store_true", help="dense: rotate every kernel's weights over copies (cold L2)")
     ap.add_argument("--act-order", nargs="*", default=[DECODE_ORDER], choices=list(ACT_ORDERS),
                     help=f"grouped: activation K order(s) to time (MoERunner's decode path runs {DECODE_ORDER})")
     ap.add_argument("--ws", nargs="*", default=[], metavar="STORE[:MANIFEST]",
@@ -230,7 +247,7 @@ def main() -> None:
             for order in a.act_order:
                 grouped(store, bw, peak, e, dev, a.tokens, order, ws_stores)
     if not a.skip_dense:
-        dense(store, bw, peak, dev, a.m, a.shapes)
+        dense(store, bw, peak, dev, a.m, a.shapes, a.cold)
 
 
 if __name__ == "__main__":
