@@ -30,6 +30,7 @@ for b in "startup.py aot --store .gpu/artifacts --jit-json .gpu/jit.json --json 
          "w4a16_ws.py --ours .gpu/artifacts --quack .gpu/artifacts --tokens 128 512" \
          "w4a16_grouped_prefill.py --quack .gpu/artifacts --ours .gpu/artifacts" \
          "w4a16_ours.py --store .gpu/artifacts" \
+         "w4a16_ours.py --store .gpu/artifacts --skip-grouped --cold" \
          "host_overhead.py --store .gpu/artifacts" \
          "quantize_bandwidth.py --store .gpu/artifacts --json $OUT/quantize_bw.json"; do
   if [ "$SECONDS" -gt "${BENCH_BUDGET_S:-100000}" ]; then echo "== skipped (BENCH_BUDGET_S): benchmarks/$b" | tee -a "$OUT/bench.log"; continue; fi
