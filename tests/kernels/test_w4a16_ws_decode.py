@@ -9,7 +9,8 @@ import random
 import pytest
 
 from nvfp4_aot.kernels import get_family
-from nvfp4_aot.kernels.w4a16_ws import DECODE_TILE_NS, EPI_WARP_BYTES, SMEM_LIMIT, SMEM_PER_SM, TILE_NS, smem_bytes
+from nvfp4_aot.kernels.hopper import SMEM_PER_BLOCK, SMEM_PER_SM
+from nvfp4_aot.kernels.w4a16_ws import DECODE_TILE_NS, EPI_WARP_BYTES, TILE_NS, smem_bytes
 from nvfp4_aot.kernels.w4a16_ws.kernel import PRODUCER_REGS, REGS, W4A16WsKernel, raster_item
 
 GROUPED = get_family("w4a16_ws_grouped_gemm")
@@ -40,7 +41,7 @@ def test_decode_tile_refusals_name_the_knob():
     assert any("wgs=2" in r for r in GROUPED.can_implement(gp(tile_m=256, tile_n=16, wgs=4, ctas=2), "sm_90a"))
     assert 2 * (smem_bytes(256, 32, 12, 48, 2, 1) + 1024) > SMEM_PER_SM
     assert any("per SM" in r for r in GROUPED.can_implement(gp(tile_m=256, tile_n=32, stages=12, ctas=2), "sm_90a"))
-    assert smem_bytes(256, 32, 12, 48, 2, 1) <= SMEM_LIMIT  # one CTA: fine
+    assert smem_bytes(256, 32, 12, 48, 2, 1) <= SMEM_PER_BLOCK  # one CTA: fine
     # two CTAs per SM, pipe 64 and two m64 blocks per warpgroup: ptxas serializes the wgmmas (CPU-box SASS)
     for fam, p in ((GROUPED, gp(tile_m=256, tile_n=16, stages=6, ctas=2, pipe=64)),
                    (DENSE, DENSE.parse_params({"n": 2048, "k": 7168, "tile_m": 256, "tile_n": 32, "ctas": 2, "pipe": 64}))):

@@ -6,7 +6,8 @@ The device code itself runs in tests/gpu/ws_check.toml's lean variants (GPU)."""
 import pytest
 
 from nvfp4_aot.kernels import get_family
-from nvfp4_aot.kernels.w4a16_ws import LEANS, SMEM_LIMIT, TILE_NS
+from nvfp4_aot.kernels.hopper import SMEM_PER_BLOCK
+from nvfp4_aot.kernels.w4a16_ws import LEANS, TILE_NS
 from nvfp4_aot.kernels.w4a16_ws.lean import block_desc, desc_lo, prev_stage
 
 DENSE = get_family("w4a16_ws_gemm")
@@ -31,7 +32,7 @@ def stage_bases():
     byte_alignment=1024, tile_n x 128-byte stages) and inside the shared-memory limit."""
     for tile_n in TILE_NS:
         assert (tile_n * 128) % 1024 == 0
-    return range(0, SMEM_LIMIT, 16)
+    return range(0, SMEM_PER_BLOCK, 16)
 
 
 def test_block_desc_is_the_spec_descriptor_of_each_k16_block():
@@ -47,10 +48,10 @@ def test_block_desc_is_the_spec_descriptor_of_each_k16_block():
 def test_block_desc_bound_is_the_14_bit_start_field():
     """The rule can fail, and the bound it needs holds: past 2^18 - 96 bytes the start field
     would wrap in the descriptor but carry into the reserved bits in lo + 2 b (every sm_90 shared
-    address is below SMEM_LIMIT < 2^18)."""
+    address is below SMEM_PER_BLOCK < 2^18)."""
     base = (1 << 18) - 32
     assert block_desc(desc_lo(base), 1, int) != ((base + 32) >> 4 & 0x3FFF | (1 << 16) | (64 << 32) | (1 << 62))
-    assert SMEM_LIMIT + 96 < (1 << 18)
+    assert SMEM_PER_BLOCK + 96 < (1 << 18)
 
 
 @pytest.mark.parametrize("stages", range(2, 13))
