@@ -4,7 +4,7 @@ w4a16_ws kernels (kernel.py; session 7, `wsdec`, docs/PERFORMANCE.md).
 Why: at M <= 64 the kernel's time is ~0.31 us per k64 step per CTA, and the consumer's loop body
 of the down 128 x 64 split-2 tiling is 153 SASS instructions per k64 step per warp (88 of them the
 NVFP4 decode and its scales, which is the LUT decode quack surveyed as tight for this weight layout;
-31 uniform-datapath ops, 18 of them WGMMA descriptors: scripts/sass_loop_counts.py). Both
+31 uniform-datapath ops, 18 of them WGMMA descriptors: scripts/sass_loops.py). Both
 consumer warps of an SM sub-partition issue from one scheduler, so a cut of n instructions per
 warp and step is up to 2 n issue cycles per step.
 
