@@ -64,6 +64,7 @@ MIN_SPLIT_STEPS = 4  # k64 steps per split: below that the reduction outweighs t
 PROBES = (0, 1, 2)  # diagnostic consumer loops (lean.py): 0 = the kernel, 1 = no decode, 2 = no wgmma
 PROBE_ENV = "NVFP4_AOT_WS_PROBE"  # probe != 0 builds only with this set to 1 (benchmarks; never served)
 LEANS = (0, 1)  # consumer k-loop address arithmetic: 0 = per k16 block (as served), 1 = per k64 step (lean.py)
+STREAMS = (0, 1)  # dense work distribution: 0 = whole tiles (or split_k items), 1 = stream-K (stream.py)
 
 
 EPI_WARP_BYTES = 512  # epi 1: one consumer warp's staging block (16 tokens x 16 weight rows, bf16)
@@ -75,6 +76,12 @@ def smem_bytes(tile_m: int, tile_n: int, stages: int, experts: int, wgs: int = 2
     scheduler's three int32 arrays, with alignment."""
     ring = stages * (tile_n * 128 + (tile_m // 64) * (2048 + 256))
     return 1024 + ring + (EPI_WARP_BYTES * 4 * wgs if epi else 0) + 16 * stages + 12 * experts + 64
+
+
+def stream_ws_shape(p) -> tuple[int, int]:
+    """Stream-K workspace: 2 partial slots per CTA of the largest grid (sm_count x ctas; each CTA
+    writes at most the partial of its first and of its last tile, sched.sk_slot) x tile_m x tile_n."""
+    return 2 * p.sm_count * p.ctas, p.tile_m * p.tile_n
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,7 @@ class WsParams:
     ctas: int = 1  # CTAs per SM (2: two tiles' serial k chains share an SM; half the registers each; grouped: decode tiles only)
     lean: int = 0  # 1: the consumer k loop's descriptor / release-stage arithmetic once per step (lean.py)
     probe: int = 0  # diagnostic, wrong output by design: 1 = no decode, 2 = no wgmma (lean.py; build needs PROBE_ENV)
+    stream: int = 0  # dense only: 1 = stream-K, the launch's k64 steps cut evenly over the grid (stream.py)
 
 
 def _reasons(p: WsParams) -> list[str]:
@@ -164,6 +172,16 @@ def _reasons(p: WsParams) -> list[str]:
         r.append(f"probe={p.probe} is a diagnostic whose output is wrong by design: set {PROBE_ENV}=1 to build it")
     elif p.probe and p.pipe != 16:
         r.append(f"probe={p.probe} applies to the pipe-16 loop only (pipe={p.pipe})")
+    if p.stream not in STREAMS:
+        r.append(f"stream={p.stream} must be one of {STREAMS} (1: stream-K, kernels/w4a16_ws/stream.py)")
+    elif p.stream:
+        if p.split_k != 1:
+            r.append(f"stream={p.stream} cuts K itself: split_k={p.split_k} must be 1")
+        if p.pipe != 16:
+            r.append(f"stream={p.stream} runs the pipe-16 k loop only (pipe={p.pipe}): use pipe=16")
+        if p.pdl:
+            r.append(f"stream={p.stream} with pdl: not supported (pdl's weight prefetch walks whole items): "
+                     "use pdl=false")
     if not 1 <= p.experts <= 1024:
         r.append(f"experts={p.experts} must be in [1, 1024]")
     if not 1 <= p.sm_count <= 1024:
@@ -182,6 +200,7 @@ class _Base(common.W4A16Hooks, Family):
     modules = ("nvfp4_aot.kernels.w4a16_ws", "nvfp4_aot.kernels.w4a16_ws.kernel", "nvfp4_aot.kernels.w4a16_ws.ptx",
                "nvfp4_aot.kernels.w4a16_ws.epilogue", "nvfp4_aot.kernels.w4a16_ws.device",
                "nvfp4_aot.kernels.w4a16_ws.lean", "nvfp4_aot.kernels.w4a16_ws.sched",
+               "nvfp4_aot.kernels.w4a16_ws.stream",
                "nvfp4_aot.kernels.quack_w4a16.layout")
     kernel_module = "nvfp4_aot.kernels.w4a16_ws.kernel"
     grouped_name = "w4a16_ws_grouped_gemm"
@@ -191,6 +210,8 @@ class _Base(common.W4A16Hooks, Family):
         r = super().can_implement(p, arch)
         if self.grouped and p.split_k != 1:
             r.append(f"split_k={p.split_k}: the grouped family does not split K (split_k must be 1)")
+        if self.grouped and p.stream:
+            r.append(f"stream={p.stream} is a dense-only knob (the grouped family does not take it): use stream=0")
         if self.grouped and p.pdl:
             r.append("pdl is a dense-only knob (the grouped family does not take it)")
         if self.grouped and p.ctas != 1 and p.tile_n not in DECODE_TILE_NS:
@@ -210,15 +231,18 @@ class DenseFamily(_Base):
         return dense_table(problem)
 
     def scratch_args(self, p: WsParams) -> tuple[Arg, ...]:
-        """Split-K scratch (kernel.py _split_reduce), per output tile (token tile, weight tile):
-        flags int32 [4 x wgs consumer warps], zero before the first call and left zero by every
-        call; workspace fp32 [split_k x tile_m x tile_n], never read before written. None unsplit."""
-        if p.split_k == 1:
+        """Split-K / stream-K scratch (stream.py), flags per output tile (token tile, weight tile):
+        int32 [4 x wgs consumer warps], zero before the first call and left zero by every call.
+        Workspace fp32, never read before written: split-K per output tile [split_k x tile_m x
+        tile_n]; stream-K per CTA of the largest grid [2 slots x tile_m x tile_n] (independent of
+        M: stream_ws_shape). None for whole tiles."""
+        if p.split_k == 1 and not p.stream:
             return ()
         tiles = (f"cdiv(M, {p.tile_n})", f"N // {p.tile_m}")
+        ws = stream_ws_shape(p) if p.stream else (*tiles, p.split_k * p.tile_m * p.tile_n)
         return (
             Arg("flags", "int32", (*tiles, 4 * p.wgs), align=4, scratch=True),
-            Arg("workspace", "float32", (*tiles, p.split_k * p.tile_m * p.tile_n), align=16, scratch=True),
+            Arg("workspace", "float32", ws, align=16, scratch=True),
         )
 
     def signature(self, p: WsParams) -> Signature:
@@ -227,7 +251,7 @@ class DenseFamily(_Base):
 
     def compile_args(self, p: WsParams, arch: str):
         fn, args = super().compile_args(p, arch)
-        if p.split_k == 1:
+        if p.split_k == 1 and not p.stream:
             return fn, args
         from .device import split_fake_args
 
@@ -235,15 +259,15 @@ class DenseFamily(_Base):
 
     def make_inputs(self, p: WsParams, m: int, device: Any, seed: int, poison: float = float("nan"),
                     dist: str = "uniform"):
-        """Split-K: flags zeroed (the contract), workspace poisoned (never read before written)."""
+        """Split-K / stream-K: flags zeroed (the contract), workspace poisoned (never read before written)."""
         import torch
 
         inputs = super().make_inputs(p, m, device, seed, poison, dist)
-        if p.split_k > 1:
+        if p.split_k > 1 or p.stream:
             tiles = (-(-m // p.tile_n), p.n // p.tile_m)
             inputs["flags"] = torch.zeros((*tiles, 4 * p.wgs), dtype=torch.int32, device=device)
-            inputs["workspace"] = torch.full((*tiles, p.split_k * p.tile_m * p.tile_n), poison, dtype=torch.float32,
-                                             device=device)
+            ws = stream_ws_shape(p) if p.stream else (*tiles, p.split_k * p.tile_m * p.tile_n)
+            inputs["workspace"] = torch.full(ws, poison, dtype=torch.float32, device=device)
         return inputs
 
     def check(self, p: WsParams, got: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Build-time help for w4a16_ws's compile (no device code): the split-K variants' fake scratch
+"""Build-time help for w4a16_ws's compile (no device code): the split-K / stream-K variants' fake scratch
 arguments, and the launch with the DSL's device queries answered (ctas 2: kernels/hopper.py)."""
 
 import cutlass.cute as cute
@@ -24,5 +24,11 @@ def split_fake_args(p):
     fake = cute.runtime.make_fake_compact_tensor
     tt = cute.sym_int()
     flags = fake(Int32, (tt, p.n // p.tile_m, 4 * p.wgs), stride_order=(2, 1, 0), assumed_align=4)
-    ws = fake(Float32, (tt, p.n // p.tile_m, p.split_k * p.tile_m * p.tile_n), stride_order=(2, 1, 0), assumed_align=16)
+    if getattr(p, "stream", 0):  # stream-K: per CTA of the largest grid, independent of M (stream_ws_shape)
+        from . import stream_ws_shape
+
+        ws = fake(Float32, stream_ws_shape(p), stride_order=(1, 0), assumed_align=16)
+    else:
+        ws = fake(Float32, (tt, p.n // p.tile_m, p.split_k * p.tile_m * p.tile_n), stride_order=(2, 1, 0),
+                  assumed_align=16)
     return flags, ws

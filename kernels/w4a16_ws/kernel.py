@@ -51,9 +51,9 @@ from ..w4a16_device import hold, sw128_desc, wg_commit, wg_fence, wg_wait, wgmma
 from . import EPI_WARP_BYTES
 from .device import start
 from .epilogue import Epilogue
+from .stream import Reduce
 from .lean import block_desc, consume, desc_lo, prev_stage
-from .ptx import (atom_add_gpu, bulk_g2s, decode_k16, fence_gpu, lds_v2, lds_v4, ldg_cg_f32, lut_regs, mbar_arrive,
-                  mbar_wait, scale_pair, stg_f32, stg_s32)
+from .ptx import bulk_g2s, decode_k16, lds_v2, lds_v4, lut_regs, mbar_arrive, mbar_wait, scale_pair
 from .sched import raster_item, reduce_slot, split_item, ws_index  # noqa: F401 (re-exported for the tests)
 
 BLOB_BYTES = 2048  # one (m64, k64) blob tile: 128 threads x 16 B
@@ -62,10 +62,10 @@ REGS = 65536  # per SM: the producer warpgroup keeps PRODUCER_REGS, the consumer
 PRODUCER_REGS = 24
 
 
-class W4A16WsKernel(Epilogue):
+class W4A16WsKernel(Reduce, Epilogue):
     def __init__(self, n: int, k: int, experts: int, grouped: bool, tile_m: int, tile_n: int, stages: int,
                  sm_count: int, wgs: int = 2, pipe: int = 16, split_k: int = 1, pdl: bool = False, epi: int = 0,
-                 depth: int = 2, raster: int = 1, ctas: int = 1, lean: int = 0, probe: int = 0):
+                 depth: int = 2, raster: int = 1, ctas: int = 1, lean: int = 0, probe: int = 0, stream: int = 0):
         assert n % tile_m == 0 and k % 64 == 0 and tile_m in (128, 256) and tile_n in (16, 32, 64, 128, 256)
         assert split_k == 1 or (not grouped and (k // 64) % split_k == 0)
         assert not grouped or not pdl
@@ -73,6 +73,9 @@ class W4A16WsKernel(Epilogue):
         # the first ring of weight loads overlap the previous kernel; everything that reads the
         # activations or writes out / scratch waits for it: griddepcontrol.wait)
         self.pdl = pdl
+        # stream-K (stream.py): dense, unsplit, pipe 16, no pdl (kernels/w4a16_ws/__init__.py _reasons)
+        assert not stream or (not grouped and split_k == 1 and pipe == 16 and not pdl)
+        self.stream = stream
         assert ctas in (1, 2) and (ctas == 1 or not grouped or tile_n in (16, 32))
         # CTAs per SM (launch bound minBlocksPerSM; register pool, grid follow); grouped: decode tiles only
         # (the persistent grid is then ctas x sm_count; no CTA ever waits on another, so no residency need)
@@ -137,11 +140,14 @@ class W4A16WsKernel(Epilogue):
         if const_expr(not self.grouped):
             # dense: M is known at launch, so launch no CTA without work (at most ctas per SM)
             tiles = (act.shape[0] + (self.tile_n - 1)) // self.tile_n * self.mt
-            grid = cutlass.max(cutlass.min(tiles * self.split_k, self.sm_count * self.ctas), 1)
+            if const_expr(self.stream):  # stream-K: at most one CTA per k64 step (every range non-empty)
+                grid = Int32(cutlass.max(cutlass.min(Int64(tiles) * self.kt, self.sm_count * self.ctas), 1))
+            else:
+                grid = cutlass.max(cutlass.min(tiles * self.split_k, self.sm_count * self.ctas), 1)
         kw = {"grid": [grid, 1, 1], "block": [self.threads, 1, 1], "stream": stream, "min_blocks_per_mp": self.ctas}
         if const_expr(self.pdl):
             kw["use_pdl"] = True
-        if const_expr(self.split_k == 1):
+        if const_expr(self.split_k == 1 and not self.stream):
             start(self.kernel(tma_atom, tma_act, staged, blob, sf, alpha, offsets, counts, out, act.shape[0]),
                   kw, self.ctas)
         else:
@@ -204,39 +210,43 @@ class W4A16WsKernel(Epilogue):
         if wg == 0:
             cute.arch.setmaxregister_decrease(PRODUCER_REGS)
             if tidx == 0:
-                it = Int32(0)
-                pre = Int32(0)  # steps of the first item whose weights were loaded before the wait
-                if const_expr(self.pdl):
-                    if mine > 0:
-                        pre = self._prefetch_weights(bid, s_pre, bars, bar_base, w_base, blob, sf)
-                    cute.arch.griddepcontrol_wait()  # the activations are the previous kernel's output
-                for i in cutlass.range(mine, unroll=1):
-                    w = bid + i * grid
-                    k0 = Int32(0)
-                    if const_expr(self.split_k > 1):
-                        w, k0 = split_item(w, self.split_k, self.ks)
-                    e, j, m = self._locate(w, s_pre)
-                    row0 = s_start[e] + j * self.tile_n
-                    g_act = cute.local_tile(cute.domain_offset((row0, 0), tma_act), (self.tile_n, 64), (0, None))
-                    t_s, t_g = cpasync.tma_partition(tma_atom, 0, cute.make_layout(1), cute.group_modes(s_act, 0, 2),
-                                                     cute.group_modes(g_act, 0, 2))
-                    # blob/strip byte offsets of (expert e, m64 block m * blocks, k step 0)
-                    g0 = e * (self.n // 64) + m * self.blocks
-                    for kk in cutlass.range(self.ks, unroll=1):
-                        kt = k0 + kk
-                        s = it % S
-                        if const_expr(self.pdl):
-                            if it >= pre:
+                if const_expr(self.stream):  # stream-K segments (stream.py)
+                    self._produce_stream(bid, grid, s_pre, s_start, tma_atom, tma_act, s_act, bars, bar_base, w_base,
+                                         blob, sf)
+                else:
+                    it = Int32(0)
+                    pre = Int32(0)  # steps of the first item whose weights were loaded before the wait
+                    if const_expr(self.pdl):
+                        if mine > 0:
+                            pre = self._prefetch_weights(bid, s_pre, bars, bar_base, w_base, blob, sf)
+                        cute.arch.griddepcontrol_wait()  # the activations are the previous kernel's output
+                    for i in cutlass.range(mine, unroll=1):
+                        w = bid + i * grid
+                        k0 = Int32(0)
+                        if const_expr(self.split_k > 1):
+                            w, k0 = split_item(w, self.split_k, self.ks)
+                        e, j, m = self._locate(w, s_pre)
+                        row0 = s_start[e] + j * self.tile_n
+                        g_act = cute.local_tile(cute.domain_offset((row0, 0), tma_act), (self.tile_n, 64), (0, None))
+                        t_s, t_g = cpasync.tma_partition(tma_atom, 0, cute.make_layout(1), cute.group_modes(s_act, 0, 2),
+                                                         cute.group_modes(g_act, 0, 2))
+                        # blob/strip byte offsets of (expert e, m64 block m * blocks, k step 0)
+                        g0 = e * (self.n // 64) + m * self.blocks
+                        for kk in cutlass.range(self.ks, unroll=1):
+                            kt = k0 + kk
+                            s = it % S
+                            if const_expr(self.pdl):
+                                if it >= pre:
+                                    mbar_wait(bar_base + (S + s) * 8, ((it // S) & 1) ^ 1)
+                                    cute.arch.mbarrier_arrive_and_expect_tx(bars + s, self.tx)
+                                    self._load_weights(w_base, bar_base, s, g0, kt, blob, sf)
+                            else:
                                 mbar_wait(bar_base + (S + s) * 8, ((it // S) & 1) ^ 1)
                                 cute.arch.mbarrier_arrive_and_expect_tx(bars + s, self.tx)
+                            cute.copy(tma_atom, t_g[None, kt], t_s[None, s], tma_bar_ptr=bars + s)
+                            if const_expr(not self.pdl):
                                 self._load_weights(w_base, bar_base, s, g0, kt, blob, sf)
-                        else:
-                            mbar_wait(bar_base + (S + s) * 8, ((it // S) & 1) ^ 1)
-                            cute.arch.mbarrier_arrive_and_expect_tx(bars + s, self.tx)
-                        cute.copy(tma_atom, t_g[None, kt], t_s[None, s], tma_bar_ptr=bars + s)
-                        if const_expr(not self.pdl):
-                            self._load_weights(w_base, bar_base, s, g0, kt, blob, sf)
-                        it += 1
+                            it += 1
         else:
             cute.arch.setmaxregister_increase(self.consumer_regs)
             if const_expr(self.pdl):  # (the producer's wait already orders everything; kept explicit)
@@ -335,33 +345,37 @@ class W4A16WsKernel(Epilogue):
         acc = cute.make_rmem_tensor(cute.make_layout((an, rb)), Float32)
         al = cute.make_rmem_tensor(cute.make_layout((2, rb)), Float32)
         ebuf = w_base + self.stages * self.w_bytes + (cw * 4 + wq) * EPI_WARP_BYTES  # epi 1: this warp's block
-        it = Int32(0)
-        for i in cutlass.range(mine, unroll=1):
-            w = bid + i * grid
-            split = Int32(0)
-            if const_expr(self.split_k > 1):
-                w, k0 = split_item(w, self.split_k, self.ks)
-                split = k0 // self.ks
-            e, j, m = self._locate(w, s_pre)
-            if const_expr(self.split_k == 1):
-                self._load_alpha(al, cw, wq, lane, e, m, alpha)  # its latency hides behind the k loop
-            acc.fill(0.0)
-            if const_expr(self.pipe == 16):
-                self._kloop16(acc, it, cw, tw, lane, act_base, w_base, bar_base, luts)
-            else:
-                self._kloop64(acc, it, cw, tw, lane, act_base, w_base, bar_base, luts)
-            it += self.ks
-            wg_wait(0)
-            self._release(bar_base, it - 1, lane)
-            for r in cutlass.range_constexpr(rb):
-                vals = hold([acc[q, r] for q in range(an)])
-                for q in cutlass.range_constexpr(an):
-                    acc[q, r] = vals[q]
-            if const_expr(self.split_k == 1):
-                self._epilogue(acc, al, ebuf, cw, wq, lane, e, j, m, s_start, s_cnt, out)
-            else:
-                self._split_reduce(acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out,
-                                   al, ebuf)
+        if const_expr(self.stream):  # stream-K segments (stream.py)
+            self._consume_stream(acc, al, ebuf, cw, tw, wq, lane, luts, bid, grid, s_pre, s_start, s_cnt, act_base,
+                                 w_base, bar_base, alpha, out, flags, workspace)
+        else:
+            it = Int32(0)
+            for i in cutlass.range(mine, unroll=1):
+                w = bid + i * grid
+                split = Int32(0)
+                if const_expr(self.split_k > 1):
+                    w, k0 = split_item(w, self.split_k, self.ks)
+                    split = k0 // self.ks
+                e, j, m = self._locate(w, s_pre)
+                if const_expr(self.split_k == 1):
+                    self._load_alpha(al, cw, wq, lane, e, m, alpha)  # its latency hides behind the k loop
+                acc.fill(0.0)
+                if const_expr(self.pipe == 16):
+                    self._kloop16(acc, it, cw, tw, lane, act_base, w_base, bar_base, luts)
+                else:
+                    self._kloop64(acc, it, cw, tw, lane, act_base, w_base, bar_base, luts)
+                it += self.ks
+                wg_wait(0)
+                self._release(bar_base, it - 1, lane)
+                for r in cutlass.range_constexpr(rb):
+                    vals = hold([acc[q, r] for q in range(an)])
+                    for q in cutlass.range_constexpr(an):
+                        acc[q, r] = vals[q]
+                if const_expr(self.split_k == 1):
+                    self._epilogue(acc, al, ebuf, cw, wq, lane, e, j, m, s_start, s_cnt, out)
+                else:
+                    self._split_reduce(acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out,
+                                       al, ebuf)
 
     @cute.jit
     def _release(self, bar_base, step, lane):
@@ -471,17 +485,21 @@ class W4A16WsKernel(Epilogue):
             self._decode16(frag, frag_x, frag_s, 0, luts)
 
     @cute.jit
-    def _kloop16(self, acc, it, cw, tw, lane, act_base, w_base, bar_base, luts):
+    def _kloop16(self, acc, it, cw, tw, lane, act_base, w_base, bar_base, luts, n=None):
+        """The item's k steps it .. it + ks - 1 (stream-K: a segment's n, traced)."""
         rb = self.rb
+        ks = self.ks
+        if const_expr(n is not None):
+            ks = n
         frag = cute.make_rmem_tensor(cute.make_layout((4, 4, rb)), Int32)
         frag_x = cute.make_rmem_tensor(cute.make_layout((4, rb)), Int32)
         frag_s = cute.make_rmem_tensor(cute.make_layout((2, rb)), Int32)
         self._load16(frag_x, frag_s, it, cw, tw, w_base, bar_base)
         self._decode16(frag, frag_x, frag_s, 0, luts)
         args = (cw, tw, lane, act_base, w_base, bar_base, luts)
-        for t in cutlass.range(self.ks - 1, unroll=1):  # every step but the last: preload the next
+        for t in cutlass.range(ks - 1, unroll=1):  # every step but the last: preload the next
             self._step16(acc, frag, frag_x, frag_s, it + t, t == 0, False, *args)
-        self._step16(acc, frag, frag_x, frag_s, it + self.ks - 1, self.ks == 1, True, *args)
+        self._step16(acc, frag, frag_x, frag_s, it + ks - 1, ks == 1, True, *args)
 
     # ---------------------------------------------------------------- pipe 64 (session 4's loop)
     @cute.jit
@@ -529,48 +547,11 @@ class W4A16WsKernel(Epilogue):
         wg_commit()
         wg_wait(1)  # the previous step's group is done: the caller releases its stage
 
-    @cute.jit
-    def _split_reduce(self, acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out, al, ebuf):
-        """Dense split-K, per warp (its accumulators are exactly its 16 rows of each m64 block):
-        store the partial sums to the warp's region of this split in the workspace, fence, and
-        count the arrival on the warp's int32 flag; the warp that arrives last (old == split_k - 1)
-        sums the split_k regions in split order (deterministic), resets the flag to 0 (so the
-        scratch is zero again after every call: graph replays need no memset) and runs the
-        epilogue. No thread ever waits on another CTA, so there is no residency requirement.
-        Workspace per (output tile, warp, split): 32 lanes x acc_n x rb fp32, lane fastest
-        (coalesced); flags per (output tile, warp)."""
-        S, rb, an = self.split_k, self.rb, self.acc_n
-        per = 32 * an * rb  # floats of one warp's partial
-        slot = Int64(reduce_slot(j, m, cw, wq, self.mt, self.wgs))
-        ws = workspace.iterator.toint()
-        for r in cutlass.range_constexpr(rb):
-            for q in cutlass.range_constexpr(an):
-                stg_f32(ws + ws_index(slot, Int64(split), lane, r * an + q, S, per) * 4, acc[q, r])
-        fence_gpu()  # this thread's partial stores, then (via the warp sync) lane 0's arrival
-        cute.arch.sync_warp()
-        flag = flags.iterator.toint() + Int64(slot) * 4
-        old = Int32(0)
-        if lane == 0:
-            old = atom_add_gpu(flag, Int32(1))
-        old = cute.arch.shuffle_sync(old, 0)
-        if old == S - 1:
-            fence_gpu()  # the other splits' partials (released before their arrivals) are visible
-            for r in cutlass.range_constexpr(rb):
-                for q in cutlass.range_constexpr(an):
-                    acc[q, r] = ldg_cg_f32(ws + ws_index(slot, 0, lane, r * an + q, S, per) * 4)
-            for s2 in cutlass.range_constexpr(1, S):
-                for r in cutlass.range_constexpr(rb):
-                    for q in cutlass.range_constexpr(an):
-                        acc[q, r] = acc[q, r] + ldg_cg_f32(ws + ws_index(slot, s2, lane, r * an + q, S, per) * 4)
-            if lane == 0:
-                stg_s32(flag, Int32(0))
-            self._load_alpha(al, cw, wq, lane, Int32(0), m, alpha)
-            self._epilogue(acc, al, ebuf, cw, wq, lane, Int32(0), j, m, s_start, s_cnt, out)
-
 
 def make_kernel(p, grouped: bool):
     split = getattr(p, "split_k", 1)
     k = W4A16WsKernel(p.n, p.k, p.experts, grouped, p.tile_m, p.tile_n, p.stages, p.sm_count, p.wgs, p.pipe, split,
                       bool(getattr(p, "pdl", False)), getattr(p, "epi", 0), getattr(p, "depth", 2),
-                      getattr(p, "raster", 1), getattr(p, "ctas", 1), getattr(p, "lean", 0), getattr(p, "probe", 0))
-    return k.grouped_call if grouped else (k.dense_split_call if split > 1 else k.dense_call)
+                      getattr(p, "raster", 1), getattr(p, "ctas", 1), getattr(p, "lean", 0), getattr(p, "probe", 0),
+                      getattr(p, "stream", 0))
+    return k.grouped_call if grouped else (k.dense_split_call if split > 1 or k.stream else k.dense_call)

@@ -46,3 +46,44 @@ def ws_index(slot, split, lane, idx, split_k: int, per: int):
     """fp32 index in the workspace of accumulator idx (< per / 32) of lane `lane` of a slot's
     partial of split `split`: [slot][split][idx][lane] (lane fastest: coalesced)."""
     return (slot * split_k + split) * per + idx * 32 + lane
+
+
+# Stream-K (WsParams.stream, dense): the T = tiles x kt k64 steps of the launch (tile t's steps
+# t kt .. t kt + kt - 1, tiles in the raster order) are cut into G contiguous ranges, one per CTA
+# (G = the grid <= T, so every range is non-empty unless T = 0). Plain arithmetic shared by the
+# kernel (stream.py, on DSL integers: Int64 where a product may pass 2^31) and the CPU emulation
+# (tests/kernels/test_w4a16_ws_stream.py).
+def sk_range(b, T, G):
+    """CTA b's global k64 steps [lo, hi): lo = b T // G (balanced: sizes differ by at most 1)."""
+    return b * T // G, (b + 1) * T // G
+
+
+def sk_span(lo, hi, kt: int):
+    """The tiles a range [lo, hi) intersects: (first tile, count) = (lo // kt, ceil(hi / kt) - lo // kt)
+    (count 0 for the empty range of T = 0, where lo = hi = 0)."""
+    return lo // kt, (hi + kt - 1) // kt - lo // kt
+
+
+def sk_segment(t, lo, hi, kt: int, vmin=min, vmax=max):
+    """Tile t's part of the range [lo, hi): (first k64 step inside the tile, number of steps >= 1)."""
+    ts = t * kt
+    k0 = vmax(lo, ts) - ts
+    return k0, vmin(hi, ts + kt) - ts - k0
+
+
+def sk_owner(s, T, G):
+    """The CTA whose range holds global step s: the largest b with b T // G <= s, i.e.
+    ceil((s + 1) G / T) - 1."""
+    return ((s + 1) * G + T - 1) // T - 1
+
+
+def sk_tile(t, kt: int, T, G):
+    """Tile t's segments: (first CTA f, count nseg); CTA f + i holds segment i (k order)."""
+    f = sk_owner(t * kt, T, G)
+    return f, sk_owner(t * kt + kt - 1, T, G) - f + 1
+
+
+def sk_slot(c, t, kt: int, T, G, vmin=min):
+    """Workspace slot of CTA c's partial of tile t (c covers t): 2 c if t is c's first tile,
+    2 c + 1 if it is its last (a tile strictly between is c's alone: nseg 1, no partial)."""
+    return 2 * c + vmin(t - (c * T // G) // kt, 1)

@@ -1,0 +1,175 @@
+"""The dense w4a16_ws kernel's K-cutting modes (kernel.py; a mixin of W4A16WsKernel): split-K's
+reduction (split_k > 1, moved here unchanged from kernel.py) and stream-K (WsParams.stream = 1).
+
+Stream-K (session 8, `sk`): the launch's T = tiles x kt k64 steps (tile t = the t-th output tile
+of the raster order, its steps t kt .. t kt + kt - 1) are cut into G = grid contiguous ranges, CTA
+b owning [b T // G, (b + 1) T // G) (sched.sk_range: sizes differ by at most one step, so no SM
+idles for a whole tile as with wave quantization). CTA b walks the tiles its range intersects
+(sched.sk_span), each a segment (tile, first step k0, n >= 1 steps); the producer warp and the
+consumer warpgroups walk the same segments and advance their running step counter by n per
+segment (the stage ring's lockstep invariant, kernel.py). A tile covered by one segment (nseg 1:
+every tile strictly inside a range) leaves through the epilogue directly; otherwise each segment's
+partial goes to the workspace slot of its CTA (2 b: the range's first tile, 2 b + 1: its last;
+sched.sk_slot), and the warp that arrives last on the tile's per-warp flag (old == nseg - 1) sums
+the nseg partials in CTA order (deterministic: independent of the arrival order), resets the flag
+to 0 (graph replays need no memset) and runs the epilogue. As with split-K no CTA ever waits on
+another: no residency requirement. Workspace: 2 x sm_count x ctas x tile_m x tile_n fp32,
+independent of M (kernels/w4a16_ws/__init__.py stream_ws_shape).
+"""
+
+import cutlass
+import cutlass.cute as cute
+from cutlass import Int32, Int64
+from cutlass.cute.nvgpu import cpasync
+
+from ..w4a16_device import hold, wg_wait
+from .ptx import atom_add_gpu, fence_gpu, ldg_cg_f32, mbar_wait, stg_f32, stg_s32
+from .sched import reduce_slot, sk_range, sk_segment, sk_slot, sk_span, sk_tile, ws_index
+
+
+class Reduce:
+    """Needs W4A16WsKernel's fields and _locate / _load_weights / _load_alpha / _kloop16 / _release
+    / _epilogue."""
+
+    @cute.jit
+    def _sk_bounds(self, bid, grid, s_pre):
+        """This CTA's stream-K range [lo, hi) (Int64: T = tiles x kt may pass 2^31 in b x T) and the
+        tiles it intersects (first t0, count)."""
+        T = Int64(s_pre[0]) * self.kt  # dense: one expert, s_pre[0] = output tiles
+        G = Int64(grid)
+        lo, hi = sk_range(Int64(bid), T, G)
+        t0, cnt = sk_span(lo, hi, self.kt)
+        return T, G, lo, hi, Int32(t0), Int32(cnt)
+
+    @cute.jit
+    def _sk_segment(self, t, lo, hi):
+        k0, n = sk_segment(Int64(t), lo, hi, self.kt, cutlass.min, cutlass.max)
+        return Int32(k0), Int32(n)
+
+    @cute.jit
+    def _produce_stream(self, bid, grid, s_pre, s_start, tma_atom, tma_act, s_act, bars, bar_base, w_base, blob, sf):
+        """The producer thread's walk: per segment, per k64 step, the activation TMA and the weight
+        copies of the tile's step k0 + kk into the next stage (as kernel.py's item loop)."""
+        S = self.stages
+        T, G, lo, hi, t0, cnt = self._sk_bounds(bid, grid, s_pre)
+        it = Int32(0)
+        for i in cutlass.range(cnt, unroll=1):
+            t = t0 + i
+            k0, n = self._sk_segment(t, lo, hi)
+            e, j, m = self._locate(t, s_pre)
+            row0 = s_start[e] + j * self.tile_n
+            g_act = cute.local_tile(cute.domain_offset((row0, 0), tma_act), (self.tile_n, 64), (0, None))
+            t_s, t_g = cpasync.tma_partition(tma_atom, 0, cute.make_layout(1), cute.group_modes(s_act, 0, 2),
+                                             cute.group_modes(g_act, 0, 2))
+            g0 = e * (self.n // 64) + m * self.blocks
+            for kk in cutlass.range(n, unroll=1):
+                kt = k0 + kk
+                s = it % S
+                mbar_wait(bar_base + (S + s) * 8, ((it // S) & 1) ^ 1)
+                cute.arch.mbarrier_arrive_and_expect_tx(bars + s, self.tx)
+                cute.copy(tma_atom, t_g[None, kt], t_s[None, s], tma_bar_ptr=bars + s)
+                self._load_weights(w_base, bar_base, s, g0, kt, blob, sf)
+                it += 1
+
+    @cute.jit
+    def _consume_stream(self, acc, al, ebuf, cw, tw, wq, lane, luts, bid, grid, s_pre, s_start, s_cnt, act_base,
+                        w_base, bar_base, alpha, out, flags, workspace):
+        """Consumer warpgroup cw's walk over the same segments: zero, k loop of n steps (pipe 16),
+        drain, release the last stage; nseg 1: epilogue, else partial + last-arriver reduction."""
+        rb, an = self.rb, self.acc_n
+        T, G, lo, hi, t0, cnt = self._sk_bounds(bid, grid, s_pre)
+        it = Int32(0)
+        for i in cutlass.range(cnt, unroll=1):
+            t = t0 + i
+            k0, n = self._sk_segment(t, lo, hi)
+            e, j, m = self._locate(t, s_pre)
+            self._load_alpha(al, cw, wq, lane, e, m, alpha)  # its latency hides behind the k loop
+            acc.fill(0.0)
+            self._kloop16(acc, it, cw, tw, lane, act_base, w_base, bar_base, luts, n)
+            it += n
+            wg_wait(0)
+            self._release(bar_base, it - 1, lane)
+            for r in cutlass.range_constexpr(rb):
+                vals = hold([acc[q, r] for q in range(an)])
+                for q in cutlass.range_constexpr(an):
+                    acc[q, r] = vals[q]
+            f, nseg = sk_tile(Int64(t), self.kt, T, G)
+            if nseg == 1:
+                self._epilogue(acc, al, ebuf, cw, wq, lane, e, j, m, s_start, s_cnt, out)
+            else:
+                self._stream_reduce(acc, cw, wq, lane, j, m, t, bid, T, G, Int32(f), Int32(nseg), flags, workspace,
+                                    s_start, s_cnt, out, al, ebuf)
+
+    @cute.jit
+    def _stream_reduce(self, acc, cw, wq, lane, j, m, t, bid, T, G, f, nseg, flags, workspace, s_start, s_cnt, out, al,
+                       ebuf):
+        """Per warp (its accumulators are exactly its 16 rows of each m64 block): store the partial
+        to this CTA's slot, fence, count the arrival on the (tile, warp) flag; the last arriver sums
+        the slots of CTAs f .. f + nseg - 1 in that order, resets the flag, runs the epilogue.
+        Workspace per (slot, warp): 32 lanes x acc_n x rb fp32, lane fastest (sched.ws_index with
+        the warp as the split)."""
+        rb, an = self.rb, self.acc_n
+        W = 4 * self.wgs
+        per = 32 * an * rb
+        warp = Int64(cw * 4 + wq)
+        ws = workspace.iterator.toint()
+        mine = Int64(sk_slot(Int64(bid), Int64(t), self.kt, T, G, cutlass.min))
+        for r in cutlass.range_constexpr(rb):
+            for q in cutlass.range_constexpr(an):
+                stg_f32(ws + ws_index(mine, warp, lane, r * an + q, W, per) * 4, acc[q, r])
+        fence_gpu()  # this thread's partial stores, then (via the warp sync) lane 0's arrival
+        cute.arch.sync_warp()
+        flag = flags.iterator.toint() + Int64(reduce_slot(j, m, cw, wq, self.mt, self.wgs)) * 4
+        old = Int32(0)
+        if lane == 0:
+            old = atom_add_gpu(flag, Int32(1))
+        old = cute.arch.shuffle_sync(old, 0)
+        if old == nseg - 1:
+            fence_gpu()  # the other segments' partials (released before their arrivals) are visible
+            acc.fill(0.0)
+            for c in cutlass.range(nseg, unroll=1):
+                slot = Int64(sk_slot(Int64(f + c), Int64(t), self.kt, T, G, cutlass.min))
+                for r in cutlass.range_constexpr(rb):
+                    for q in cutlass.range_constexpr(an):
+                        acc[q, r] = acc[q, r] + ldg_cg_f32(ws + ws_index(slot, warp, lane, r * an + q, W, per) * 4)
+            if lane == 0:
+                stg_s32(flag, Int32(0))
+            self._epilogue(acc, al, ebuf, cw, wq, lane, Int32(0), j, m, s_start, s_cnt, out)
+
+    @cute.jit
+    def _split_reduce(self, acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out, al, ebuf):
+        """Dense split-K, per warp (its accumulators are exactly its 16 rows of each m64 block):
+        store the partial sums to the warp's region of this split in the workspace, fence, and
+        count the arrival on the warp's int32 flag; the warp that arrives last (old == split_k - 1)
+        sums the split_k regions in split order (deterministic), resets the flag to 0 (so the
+        scratch is zero again after every call: graph replays need no memset) and runs the
+        epilogue. No thread ever waits on another CTA, so there is no residency requirement.
+        Workspace per (output tile, warp, split): 32 lanes x acc_n x rb fp32, lane fastest
+        (coalesced); flags per (output tile, warp)."""
+        S, rb, an = self.split_k, self.rb, self.acc_n
+        per = 32 * an * rb  # floats of one warp's partial
+        slot = Int64(reduce_slot(j, m, cw, wq, self.mt, self.wgs))
+        ws = workspace.iterator.toint()
+        for r in cutlass.range_constexpr(rb):
+            for q in cutlass.range_constexpr(an):
+                stg_f32(ws + ws_index(slot, Int64(split), lane, r * an + q, S, per) * 4, acc[q, r])
+        fence_gpu()  # this thread's partial stores, then (via the warp sync) lane 0's arrival
+        cute.arch.sync_warp()
+        flag = flags.iterator.toint() + Int64(slot) * 4
+        old = Int32(0)
+        if lane == 0:
+            old = atom_add_gpu(flag, Int32(1))
+        old = cute.arch.shuffle_sync(old, 0)
+        if old == S - 1:
+            fence_gpu()  # the other splits' partials (released before their arrivals) are visible
+            for r in cutlass.range_constexpr(rb):
+                for q in cutlass.range_constexpr(an):
+                    acc[q, r] = ldg_cg_f32(ws + ws_index(slot, 0, lane, r * an + q, S, per) * 4)
+            for s2 in cutlass.range_constexpr(1, S):
+                for r in cutlass.range_constexpr(rb):
+                    for q in cutlass.range_constexpr(an):
+                        acc[q, r] = acc[q, r] + ldg_cg_f32(ws + ws_index(slot, s2, lane, r * an + q, S, per) * 4)
+            if lane == 0:
+                stg_s32(flag, Int32(0))
+            self._load_alpha(al, cw, wq, lane, Int32(0), m, alpha)
+            self._epilogue(acc, al, ebuf, cw, wq, lane, Int32(0), j, m, s_start, s_cnt, out)
