@@ -11,8 +11,12 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
   w4a16_ws_dense_sweep.py manifest --tail > sweep2.toml   # TAIL_CANDIDATES (M <= 64: depth, pipe, epi, stages)
   w4a16_ws_dense_sweep.py manifest --lean > sweep.toml    # lean_candidates(): the served tilings at M = 32..256,
                                                           # their lean twins, probes 1 / 2 (build: NVFP4_AOT_WS_PROBE=1)
+  w4a16_ws_dense_sweep.py manifest --stream > sweep.toml  # stream_candidates(): stream-K tilings next to the served
+                                                          # ones at M = 128..1024, + quack's buckets there (BASE_MANIFEST=sweep)
   nvfp4-build compile sweep.toml manifests/default.toml --arch sm_90a -o ROOT -j 2   # (CPU box)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192 (env SWEEP_SHAPES=a,b: only those)
+  SWEEP_COLD=1 SWEEP_REPEAT=2 ... run ROOT 128 256      # cold L2 (every kernel's weights rotated over
+                                                          # common.cold_copies copies), each cell timed twice
 
 The sweep manifest gives each shape one op whose bucket [i, i] holds candidate i (buckets only
 make the builder build every candidate into one store); `run` calls the store's kernels
@@ -139,10 +143,47 @@ def lean_candidates(shape: str) -> list[dict]:
     return out
 
 
+def stream_candidates(shape: str) -> list[dict]:
+    """Session 8 `sk`: the tilings tiles.py serves at M = 128, 256, 512, 1024, next to stream-K
+    (stream 1: every CTA an equal share of the launch's k64 steps, kernels/w4a16_ws/stream.py) on
+    the 128 x 256, 128 x 128 and 256 x 128 tiles (ctas 1; stream-K takes no pdl)."""
+    from nvfp4_aot.kernels.w4a16_ws.tiles import dense_table
+
+    n, k, _ = SHAPES[shape]
+    out: list[dict] = []
+    for m in STREAM_MS:
+        tun = next(t for edge, t in dense_table({"n": n, "k": k}) if edge is None or m <= edge)
+        if tun not in out:
+            out.append(tun)
+    return out + [{**_W, "stream": 1}, {**_C10, "stream": 1}, {"tile_m": 256, "tile_n": 128, "stages": 8, "stream": 1}]
+
+
+def quack_ops(ms=(128, 1024)) -> list[str]:
+    """manifests/default.toml's quack ops for the sweep's shapes, only the buckets meeting [ms]:
+    the --stream store's baseline without compiling all of default.toml (run with BASE_MANIFEST=sweep)."""
+    import tomllib
+
+    from nvfp4_aot.build.manifest import default_manifest_path
+
+    shapes = {(n, k) for n, k, _ in SHAPES.values()}
+    out = []
+    for op in tomllib.loads(default_manifest_path().read_text())["op"]:
+        if op["family"] not in ("quack_w4a16_gemm", "quack_w4a16_rowalpha_gemm") or (op["problem"].get("n"), op["problem"].get("k")) not in shapes:
+            continue
+        keep = [b for b in op["buckets"] if b["m"][0] <= ms[1] and b["m"][1] >= ms[0]]
+        rows = [f"  {{ m = [{1 if i == 0 else b['m'][0]}, {b['m'][1]}], tuning = {{ "  # buckets start at M = 1
+                + ", ".join(f"{a} = {_toml(v)}" for a, v in b["tuning"].items()) + " } },"
+                for i, b in enumerate(keep)]
+        prob = ", ".join(f"{a} = {_toml(v)}" for a, v in op["problem"].items())
+        out += ["", "[[op]]", f'family = "{op["family"]}"', f"problem = {{ {prob} }}", "buckets = [", *rows, "]"]
+    return out
+
+
+STREAM_MS = (128, 256, 512, 1024)
 MID_MS = (17, 24, 32, 48, 64, 72, 128, 192, 256, 320, 384)
 BIG_MS = (193, 256, 384, 385, 512, 768, 769, 1024, 1536, 1537, 2048, 4096, 8192)
 MS = (33, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
-CHECK_MS = (17, 33, 64, 193, 256, 1000, 1537)  # those of the run's M
+CHECK_MS = (17, 33, 64, 193, 256, 1000, 1024, 1537)  # those of the run's M
 OURS_MS = (16, 32, 33, 64)  # w4a16_gemm (Nvfp4Linear's decode kernel) timed here too, and every M <= 64 of the run
 
 
@@ -151,10 +192,12 @@ def _toml(v) -> str:
 
 
 def manifest(split: bool = False, small: bool = False, big: bool = False, mid: bool = False, tail: bool = False,
-             lean: bool = False) -> str:
+             lean: bool = False, stream: bool = False) -> str:
     out = ['archs = ["sm_90a"]']
     for shape, (n, k, _) in SHAPES.items():
-        if lean:
+        if stream:
+            cands = stream_candidates(shape) if shape != "floor" else []
+        elif lean:
             cands = lean_candidates(shape) if shape != "floor" else []
         elif small or big or mid or tail:
             cands = (BIG_CANDIDATES if big else MID_CANDIDATES if mid else TAIL_CANDIDATES if tail
@@ -172,12 +215,14 @@ def manifest(split: bool = False, small: bool = False, big: bool = False, mid: b
                 for i, c in enumerate(cands)]
         out += ["", f"# {shape}", "[[op]]", 'family = "w4a16_ws_gemm"', f"problem = {{ n = {n}, k = {k} }}",
                 "buckets = [", *rows, "]"]
+    if stream:
+        out += quack_ops()
     return "\n".join(out) + "\n"
 
 
 def run(root: str, ms: list[int]) -> None:
     import torch
-    from common import bf16_peak, device_name, exit_on_failures, time_cuda
+    from common import bf16_peak, cold_copies, device_name, exit_on_failures, time_cuda, time_cuda_rot
 
     from nvfp4_aot.kernels import eval_dim, get_family
     from nvfp4_aot.runtime import open_store
@@ -190,8 +235,14 @@ def run(root: str, ms: list[int]) -> None:
     store.prime()
     base.prime()
     fam = get_family("w4a16_ws_gemm")
+    cold = os.environ.get("SWEEP_COLD") == "1"  # weights rotated over copies: read from DRAM every call
+    rounds = int(os.environ.get("SWEEP_REPEAT", "1"))  # ws cells timed this many times (printed a/b)
     print(f"device: {device_name()}; torch {torch.__version__}; w4a16_ws_gemm dense tiling sweep; cells: us "
-          "(x torch bf16, % of dense bf16 peak)")
+          f"(x torch bf16, % of dense bf16 peak); {'cold L2 (weights rotated over copies)' if cold else 'hot L2'}")
+
+    def timer(fns):
+        return time_cuda_rot(fns, reps=10) if cold else time_cuda(fns[0], reps=10)
+
     failures = 0
     mmax = max(ms)
 
@@ -211,7 +262,10 @@ def run(root: str, ms: list[int]) -> None:
         checks = [m for m in CHECK_MS if m in ms and (n * k <= 1 << 26 or m <= 256)]  # fp64 cost
         want = {m: fam.reference(p0, {**data, "act": data["act"][:m], "out": data["out"][:m]})["out"] for m in checks}
         w16 = torch.randn((n, k), device=dev, dtype=torch.bfloat16)
-        tb = {m: time_cuda(lambda: torch.matmul(data["act"][:m], w16.T), reps=10) for m in ms}
+        w16s = [w16] + [w16.clone() for _ in range(cold_copies(2 * n * k) - 1 if cold else 0)]
+        nq = cold_copies(data["blob"].nbytes + data["sf"].nbytes) if cold else 1
+        wq = [(data["blob"], data["sf"])] + [(data["blob"].clone(), data["sf"].clone()) for _ in range(nq - 1)]
+        tb = {m: timer([lambda w=w, m=m: torch.matmul(data["act"][:m], w.T) for w in w16s]) for m in ms}
         print(f"{shape} ({n}x{k}, {scales} global scale{'s' if scales > 1 else ''}) torch bf16 us: "
               + " ".join(f"M={m}: {tb[m] * 1e6:.1f}" for m in ms))
         # baselines: quack as the base manifest tiles it, our decode kernel at small M
@@ -226,8 +280,9 @@ def run(root: str, ms: list[int]) -> None:
             alpha = data["alpha"] if scales > 1 else data["alpha"][:1].contiguous()
             cells = []
             for m in ms:
-                args = (data["act"][:m], data["blob"], data["sf"], alpha, data["out"][:m], *scratch(m))
-                tq[m] = time_cuda(lambda: qop(*args, check=False), reps=10)
+                sc = scratch(m)
+                tq[m] = timer([lambda b=b, f=f, m=m, sc=sc: qop(data["act"][:m], b, f, alpha, data["out"][:m], *sc,
+                                                                check=False) for b, f in wq])
                 cells.append(f"M={m}: {tq[m] * 1e6:6.1f} ({tb[m] / tq[m]:.2f}x{pk(m, n, k, tq[m])})")
             print(f"  {'quack (' + qname.split('_')[-2] + ')':18}      | " + " | ".join(cells))
         try:
@@ -241,7 +296,7 @@ def run(root: str, ms: list[int]) -> None:
             print(f"  {'ours w4a16_gemm':18}      | " + " | ".join(cells))
         except Exception as e:  # noqa: BLE001
             print(f"  ours w4a16_gemm: not timed ({e})")
-        best = {}
+        best, served, streamk = {}, {}, {}
         for kern in kerns:
             p = fam.parse_params(kern.record["params"])
             cells, bad = [], []
@@ -261,18 +316,26 @@ def run(root: str, ms: list[int]) -> None:
                         kern(*args)
                         torch.cuda.synchronize()
                         bad += [f"M={m}: {x}" for x in fam.check(p, {"out": out, **sc}, {"out": want[m]})]
-                t = time_cuda(lambda: kern(*args, check=False), reps=10)
+                tr = [timer([lambda b=b, f=f, args=args: kern(args[0], b, f, *args[3:], check=False) for b, f in wq])
+                      for _ in range(rounds)]
+                t = sum(tr) / len(tr)
                 tag = (f"{p.tile_m}x{p.tile_n} s{p.stages}" + (f" k{p.split_k}" if p.split_k > 1 else "")
                        + (f" p{p.pipe}" if p.pipe != 16 else "") + (f" r{p.raster}" if p.raster != 1 else "")
                        + (f" d{p.depth}" if p.depth != 2 else "") + (f" w{p.wgs}" if p.wgs != 2 else "")
                        + (f" c{p.ctas}" if p.ctas != 1 else "") + (" e0" if p.epi == 0 else "")
-                       + (" pdl" if p.pdl else "") + (" L" if p.lean else "") + (f" P{p.probe}" if p.probe else ""))
+                       + (" pdl" if p.pdl else "") + (" L" if p.lean else "") + (f" P{p.probe}" if p.probe else "")
+                       + (" SK" if p.stream else ""))
+                tt = "/".join(f"{x * 1e6:.1f}" for x in tr) if rounds > 1 else f"{t * 1e6:6.1f}"
                 if p.probe:  # never the "best": it computes something else
-                    cells.append(f"M={m}: {t * 1e6:6.1f} ({tb[m] / t:.2f}x)")
+                    cells.append(f"M={m}: {tt} ({tb[m] / t:.2f}x)")
                     del out
                     continue
                 best[m] = min(best.get(m, (float("inf"), "")), (t, tag))
-                cells.append(f"M={m}: {t * 1e6:6.1f} ({tb[m] / t:.2f}x{pk(m, n, k, t)})")
+                cells.append(f"M={m}: {tt} ({tb[m] / t:.2f}x{pk(m, n, k, t)})")
+                if not p.stream:
+                    served[m] = min(served.get(m, (float("inf"), "")), (t, tag))
+                else:
+                    streamk[m] = min(streamk.get(m, (float("inf"), "")), (t, tag))
                 del out
             failures += bool(bad)
             print(f"  {'ws ' + tag:22} {'PRB ' if p.probe else 'OK  ' if not bad else 'FAIL'} | " + " | ".join(cells)
@@ -280,7 +343,11 @@ def run(root: str, ms: list[int]) -> None:
         print("  best ws: " + " | ".join(
             f"M={m}: {best[m][1]} {best[m][0] * 1e6:.1f} us ({tb[m] / best[m][0]:.2f}x torch"
             + (f", {tq[m] / best[m][0]:.2f}x quack)" if m in tq else ")") for m in ms))
-        del data, want, w16
+        if streamk:  # stream-K's best against the best of the other candidates (same run)
+            print("  stream-K vs not: " + " | ".join(
+                f"M={m}: {streamk[m][1]} {streamk[m][0] * 1e6:.1f} vs {served[m][1]} {served[m][0] * 1e6:.1f} us "
+                f"({served[m][0] / streamk[m][0]:.3f}x)" for m in ms if m in streamk and m in served))
+        del data, want, w16, w16s, wq
         torch.cuda.empty_cache()
     exit_on_failures(failures)
 
@@ -290,4 +357,5 @@ if __name__ == "__main__":
 
     sweep_cli(__doc__, lambda: manifest(split="--split" in sys.argv, small="--small" in sys.argv,
                                         big="--big" in sys.argv, mid="--mid" in sys.argv,
-                                        tail="--tail" in sys.argv, lean="--lean" in sys.argv), run, MS)
+                                        tail="--tail" in sys.argv, lean="--lean" in sys.argv,
+                                        stream="--stream" in sys.argv), run, MS)
