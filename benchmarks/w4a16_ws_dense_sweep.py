@@ -11,8 +11,9 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
   w4a16_ws_dense_sweep.py manifest --tail > sweep2.toml   # TAIL_CANDIDATES (M <= 64: depth, pipe, epi, stages)
   w4a16_ws_dense_sweep.py manifest --lean > sweep.toml    # lean_candidates(): the served tilings at M = 32..256,
                                                           # their lean twins, probes 1 / 2 (build: NVFP4_AOT_WS_PROBE=1)
-  w4a16_ws_dense_sweep.py manifest --stream > sweep.toml  # stream_candidates(): stream-K tilings next to the served
-                                                          # ones at M = 128..1024, + quack's buckets there (BASE_MANIFEST=sweep)
+  w4a16_ws_dense_sweep.py manifest --stream > sweep.toml  # stream_candidates(): stream-K next to the served
+                                                          # tilings at M = 128..1024, + quack's buckets there
+                                                          # (run with BASE_MANIFEST=sweep)
   nvfp4-build compile sweep.toml manifests/default.toml --arch sm_90a -o ROOT -j 2   # (CPU box)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192 (env SWEEP_SHAPES=a,b: only those)
   SWEEP_COLD=1 SWEEP_REPEAT=2 ... run ROOT 128 256      # cold L2 (every kernel's weights rotated over
@@ -144,9 +145,9 @@ def lean_candidates(shape: str) -> list[dict]:
 
 
 def stream_candidates(shape: str) -> list[dict]:
-    """Session 8 `sk`: the tilings tiles.py serves at M = 128, 256, 512, 1024, next to stream-K
-    (stream 1: every CTA an equal share of the launch's k64 steps, kernels/w4a16_ws/stream.py) on
-    the 128 x 256, 128 x 128 and 256 x 128 tiles (ctas 1; stream-K takes no pdl)."""
+    """Session 8 `sk`: the tilings tiles.py serves at STREAM_MS, next to stream-K (stream 1: every
+    CTA an equal share of the launch's k64 steps, kernels/w4a16_ws/stream.py) on the 128 x 256
+    (depth 2 and 3), 128 x 128 and 256 x 128 tiles (ctas 1; stream-K takes no pdl)."""
     from nvfp4_aot.kernels.w4a16_ws.tiles import dense_table
 
     n, k, _ = SHAPES[shape]
@@ -155,7 +156,8 @@ def stream_candidates(shape: str) -> list[dict]:
         tun = next(t for edge, t in dense_table({"n": n, "k": k}) if edge is None or m <= edge)
         if tun not in out:
             out.append(tun)
-    return out + [{**_W, "stream": 1}, {**_C10, "stream": 1}, {"tile_m": 256, "tile_n": 128, "stages": 8, "stream": 1}]
+    return out + [{**_W, "stream": 1}, {**_W3, "stream": 1}, {**_C10, "stream": 1},
+                  {"tile_m": 256, "tile_n": 128, "stages": 8, "stream": 1}]
 
 
 def quack_ops(ms=(128, 1024)) -> list[str]:
@@ -168,7 +170,8 @@ def quack_ops(ms=(128, 1024)) -> list[str]:
     shapes = {(n, k) for n, k, _ in SHAPES.values()}
     out = []
     for op in tomllib.loads(default_manifest_path().read_text())["op"]:
-        if op["family"] not in ("quack_w4a16_gemm", "quack_w4a16_rowalpha_gemm") or (op["problem"].get("n"), op["problem"].get("k")) not in shapes:
+        if (op["family"] not in ("quack_w4a16_gemm", "quack_w4a16_rowalpha_gemm")
+                or (op["problem"].get("n"), op["problem"].get("k")) not in shapes):
             continue
         keep = [b for b in op["buckets"] if b["m"][0] <= ms[1] and b["m"][1] >= ms[0]]
         rows = [f"  {{ m = [{1 if i == 0 else b['m'][0]}, {b['m'][1]}], tuning = {{ "  # buckets start at M = 1
@@ -179,7 +182,7 @@ def quack_ops(ms=(128, 1024)) -> list[str]:
     return out
 
 
-STREAM_MS = (128, 256, 512, 1024)
+STREAM_MS = (128, 192, 256, 384, 512, 768, 1024)
 MID_MS = (17, 24, 32, 48, 64, 72, 128, 192, 256, 320, 384)
 BIG_MS = (193, 256, 384, 385, 512, 768, 769, 1024, 1536, 1537, 2048, 4096, 8192)
 MS = (33, 64, 128, 256, 512, 1024, 2048, 4096, 8192)

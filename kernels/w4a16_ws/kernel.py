@@ -228,8 +228,8 @@ class W4A16WsKernel(Reduce, Epilogue):
                         e, j, m = self._locate(w, s_pre)
                         row0 = s_start[e] + j * self.tile_n
                         g_act = cute.local_tile(cute.domain_offset((row0, 0), tma_act), (self.tile_n, 64), (0, None))
-                        t_s, t_g = cpasync.tma_partition(tma_atom, 0, cute.make_layout(1), cute.group_modes(s_act, 0, 2),
-                                                         cute.group_modes(g_act, 0, 2))
+                        t_s, t_g = cpasync.tma_partition(tma_atom, 0, cute.make_layout(1),
+                                                         cute.group_modes(s_act, 0, 2), cute.group_modes(g_act, 0, 2))
                         # blob/strip byte offsets of (expert e, m64 block m * blocks, k step 0)
                         g0 = e * (self.n // 64) + m * self.blocks
                         for kk in cutlass.range(self.ks, unroll=1):

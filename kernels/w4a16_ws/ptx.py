@@ -168,6 +168,21 @@ def ldg_cg_f32(addr: Int64, *, loc=None, ip=None):
 
 
 @dsl_user_op
+def stg_v4_f32(addr: Int64, v, *, loc=None, ip=None):
+    """One 16-byte store of 4 fp32 (addr 16-byte aligned)."""
+    _effect("st.global.v4.f32 [$0], {$1, $2, $3, $4};", [Int64(addr), *(Float32(x) for x in v)], "l,f,f,f,f", loc, ip)
+
+
+@dsl_user_op
+def ldg_cg_v4_f32(addr: Int64, *, loc=None, ip=None):
+    """ldg_cg_f32's 16-byte form: 4 fp32 cached in L2 only (addr 16-byte aligned)."""
+    res = llvm.inline_asm(_struct("f32", 4), [Int64(addr).ir_value(loc=loc, ip=ip)],
+                          "ld.global.cg.v4.f32 {$0, $1, $2, $3}, [$4];", "=f,=f,=f,=f,l", has_side_effects=True,
+                          loc=loc, ip=ip)
+    return tuple(Float32(llvm.extractvalue(T.f32(), res, [i], loc=loc, ip=ip)) for i in range(4))
+
+
+@dsl_user_op
 def fence_gpu(*, loc=None, ip=None):
     """fence.acq_rel.gpu (membar.gl): this thread's earlier writes are visible GPU-wide before its later ones."""
     _effect("fence.acq_rel.gpu;", [], "", loc, ip)

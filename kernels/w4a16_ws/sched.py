@@ -87,3 +87,10 @@ def sk_slot(c, t, kt: int, T, G, vmin=min):
     """Workspace slot of CTA c's partial of tile t (c covers t): 2 c if t is c's first tile,
     2 c + 1 if it is its last (a tile strictly between is c's alone: nseg 1, no partial)."""
     return 2 * c + vmin(t - (c * T // G) // kt, 1)
+
+
+def sk_ws_index(slot, warp, lane, v, warps: int, per: int):
+    """Stream-K workspace: fp32 index of the 4-float vector v (accumulators 4 v .. 4 v + 3, of
+    per / 32 per lane) of lane `lane` of a warp's partial in a slot: [slot][warp][v][lane][4]
+    (one 16-byte access per lane, 512 contiguous bytes per warp instruction)."""
+    return (slot * warps + warp) * per + (v * 32 + lane) * 4

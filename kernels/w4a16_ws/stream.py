@@ -11,7 +11,8 @@ segment (the stage ring's lockstep invariant, kernel.py). A tile covered by one 
 every tile strictly inside a range) leaves through the epilogue directly; otherwise each segment's
 partial goes to the workspace slot of its CTA (2 b: the range's first tile, 2 b + 1: its last;
 sched.sk_slot), and the warp that arrives last on the tile's per-warp flag (old == nseg - 1) sums
-the nseg partials in CTA order (deterministic: independent of the arrival order), resets the flag
+the nseg partials in CTA order (deterministic: independent of the arrival order; CTA f's own
+from registers when f is the last arriver), resets the flag
 to 0 (graph replays need no memset) and runs the epilogue. As with split-K no CTA ever waits on
 another: no residency requirement. Workspace: 2 x sm_count x ctas x tile_m x tile_n fp32,
 independent of M (kernels/w4a16_ws/__init__.py stream_ws_shape).
@@ -23,8 +24,8 @@ from cutlass import Int32, Int64
 from cutlass.cute.nvgpu import cpasync
 
 from ..w4a16_device import hold, wg_wait
-from .ptx import atom_add_gpu, fence_gpu, ldg_cg_f32, mbar_wait, stg_f32, stg_s32
-from .sched import reduce_slot, sk_range, sk_segment, sk_slot, sk_span, sk_tile, ws_index
+from .ptx import atom_add_gpu, fence_gpu, ldg_cg_f32, ldg_cg_v4_f32, mbar_wait, stg_f32, stg_s32, stg_v4_f32
+from .sched import reduce_slot, sk_range, sk_segment, sk_slot, sk_span, sk_tile, sk_ws_index, ws_index
 
 
 class Reduce:
@@ -104,19 +105,22 @@ class Reduce:
     def _stream_reduce(self, acc, cw, wq, lane, j, m, t, bid, T, G, f, nseg, flags, workspace, s_start, s_cnt, out, al,
                        ebuf):
         """Per warp (its accumulators are exactly its 16 rows of each m64 block): store the partial
-        to this CTA's slot, fence, count the arrival on the (tile, warp) flag; the last arriver sums
-        the slots of CTAs f .. f + nseg - 1 in that order, resets the flag, runs the epilogue.
-        Workspace per (slot, warp): 32 lanes x acc_n x rb fp32, lane fastest (sched.ws_index with
-        the warp as the split)."""
+        to this CTA's slot (16-byte stores, sched.sk_ws_index), fence, count the arrival on the
+        (tile, warp) flag; the last arriver sums the partials of CTAs f .. f + nseg - 1 in that
+        order (CTA f's from its registers when it is f, the usual case: the tile's first segment
+        ends f's range, so f arrives last; bit-identical to reading them back), resets the flag,
+        runs the epilogue."""
         rb, an = self.rb, self.acc_n
+        V = an // 4  # 4-float vectors per m64 block (tile_n >= 16: an >= 8)
         W = 4 * self.wgs
         per = 32 * an * rb
         warp = Int64(cw * 4 + wq)
         ws = workspace.iterator.toint()
         mine = Int64(sk_slot(Int64(bid), Int64(t), self.kt, T, G, cutlass.min))
         for r in cutlass.range_constexpr(rb):
-            for q in cutlass.range_constexpr(an):
-                stg_f32(ws + ws_index(mine, warp, lane, r * an + q, W, per) * 4, acc[q, r])
+            for v in cutlass.range_constexpr(V):
+                stg_v4_f32(ws + sk_ws_index(mine, warp, lane, r * V + v, W, per) * 4,
+                           [acc[4 * v + i, r] for i in range(4)])
         fence_gpu()  # this thread's partial stores, then (via the warp sync) lane 0's arrival
         cute.arch.sync_warp()
         flag = flags.iterator.toint() + Int64(reduce_slot(j, m, cw, wq, self.mt, self.wgs)) * 4
@@ -126,12 +130,20 @@ class Reduce:
         old = cute.arch.shuffle_sync(old, 0)
         if old == nseg - 1:
             fence_gpu()  # the other segments' partials (released before their arrivals) are visible
-            acc.fill(0.0)
-            for c in cutlass.range(nseg, unroll=1):
+            if bid != f:  # CTA f's partial first (else it is in acc already)
+                first = Int64(sk_slot(Int64(f), Int64(t), self.kt, T, G, cutlass.min))
+                for r in cutlass.range_constexpr(rb):
+                    for v in cutlass.range_constexpr(V):
+                        x = ldg_cg_v4_f32(ws + sk_ws_index(first, warp, lane, r * V + v, W, per) * 4)
+                        for i in cutlass.range_constexpr(4):
+                            acc[4 * v + i, r] = x[i]
+            for c in cutlass.range(1, nseg, unroll=1):
                 slot = Int64(sk_slot(Int64(f + c), Int64(t), self.kt, T, G, cutlass.min))
                 for r in cutlass.range_constexpr(rb):
-                    for q in cutlass.range_constexpr(an):
-                        acc[q, r] = acc[q, r] + ldg_cg_f32(ws + ws_index(slot, warp, lane, r * an + q, W, per) * 4)
+                    for v in cutlass.range_constexpr(V):
+                        x = ldg_cg_v4_f32(ws + sk_ws_index(slot, warp, lane, r * V + v, W, per) * 4)
+                        for i in cutlass.range_constexpr(4):
+                            acc[4 * v + i, r] = acc[4 * v + i, r] + x[i]
             if lane == 0:
                 stg_s32(flag, Int32(0))
             self._epilogue(acc, al, ebuf, cw, wq, lane, Int32(0), j, m, s_start, s_cnt, out)
