@@ -30,6 +30,15 @@ throughput, not by one CTA's serial chain, so more resident chains do not help. 
 gate+up 129-256 128 x 256 split 2 (45.2 / 46.0 vs 49.9 / 50.5 us at 192 / 256), q_b 129-256 128 x
 256 raster 4 depth 3; WS_OVER_QUACK below (from M = 17 on q_a+kv and q_b, ranges ending at the
 measured crossover with quack inside its 129-384 bucket).
+
+Session 8 (`sk`, stream-K: stream 1, kernels/w4a16_ws/stream.py; `w4a16_ws_dense_sweep.py manifest
+--stream`, cold L2, docs/PERFORMANCE.md "session 8, sk"): stream-K balances the launch's k64 steps
+over 132 CTAs where whole tiles leave a partial wave; kept where it beat the served bucket by >= 3%
+in the same run (each cell timed twice): gate+up 257-384 256 x 128 (63.0 vs 71.4 us at 384),
+513-1024 128 x 256 (105.7 vs 136.4 at 768; 136.3 / 136.0 vs 148.7 / 151.5 at 1024, two runs; quack
+serves 769+ by default); q_a+kv 257-384 128 x 128 (27.9 vs 29.2), 513-768 128 x 256 depth 3 (42.8
+vs 46.0); down 513-768 128 x 256 (60.1 vs 64.9). Each bucket has the same token-tile count at every
+M inside it as at the M measured. Elsewhere (M <= 256, o_b, q_b) stream-K lost or tied.
 """
 
 from __future__ import annotations
@@ -38,11 +47,11 @@ from typing import Any, Mapping
 
 
 def _t(tile_m: int, tile_n: int, stages: int, split_k: int = 1, pdl: bool = False, raster: int = 1,
-       depth: int = 2, wgs: int = 2, ctas: int = 1) -> dict[str, Any]:
+       depth: int = 2, wgs: int = 2, ctas: int = 1, stream: int = 0) -> dict[str, Any]:
     return {"tile_m": tile_m, "tile_n": tile_n, "stages": stages, **({"split_k": split_k} if split_k > 1 else {}),
             **({"pdl": True} if pdl else {}), **({"raster": raster} if raster != 1 else {}),
             **({"depth": depth} if depth != 2 else {}), **({"wgs": wgs} if wgs != 2 else {}),
-            **({"ctas": ctas} if ctas != 1 else {})}
+            **({"ctas": ctas} if ctas != 1 else {}), **({"stream": stream} if stream else {})}
 
 
 # Rule for an unmeasured shape (the one the one-scale 7168-wide shapes measured before session 6's
@@ -62,7 +71,7 @@ DENSE = ((64, _t(128, 64, 6, 2, pdl=True)), (128, _t(128, 64, 6, pdl=True)), (38
 DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
     # shared-expert down
     (7168, 3072): ((64, _t(128, 64, 6, 2, pdl=True)), (128, _t(128, 64, 6, pdl=True)),
-                   (256, _t(128, 128, 10, pdl=True)), (512, _t(128, 256, 6)), (768, _t(128, 128, 10, pdl=True)),
+                   (256, _t(128, 128, 10, pdl=True)), (512, _t(128, 256, 6)), (768, _t(128, 256, 6, stream=1)),
                    (None, _t(128, 256, 6))),
     # o_b
     (7168, 2048): ((64, _t(128, 64, 6, 2, pdl=True)), (128, _t(128, 64, 6, pdl=True)),
@@ -71,12 +80,13 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
                    (None, _t(128, 256, 6, raster=-8, depth=3))),
     # shared gate + up
     (6144, 7168): ((64, _t(128, 64, 12, 2, pdl=True)), (128, _t(128, 128, 10, 2, pdl=True)),
-                   (256, _t(128, 256, 6, 2, pdl=True)), (512, _t(128, 256, 6)),
-                   (768, _t(128, 256, 6, 2, raster=4, depth=3)), (None, _t(128, 256, 6))),
+                   (256, _t(128, 256, 6, 2, pdl=True)), (384, _t(256, 128, 8, stream=1)), (512, _t(128, 256, 6)),
+                   (1024, _t(128, 256, 6, stream=1)), (None, _t(128, 256, 6))),
     # q_a + kv: 16 weight tiles of 128 rows: split-K up to M = 1024 (tiles x splits within one or two
     # rounds of 132 SMs), unsplit 128 x 256 above
     (2048, 7168): ((64, _t(128, 64, 6, 8, pdl=True)), (128, _t(128, 64, 6, 4, pdl=True)),
-                   (256, _t(128, 128, 6, 4, pdl=True)), (512, _t(128, 128, 6, 2, pdl=True)),
+                   (256, _t(128, 128, 6, 4, pdl=True)), (384, _t(128, 128, 10, stream=1)),
+                   (512, _t(128, 128, 6, 2, pdl=True)), (768, _t(128, 256, 6, depth=3, stream=1)),
                    (1024, _t(128, 256, 6, 2, depth=3)), (None, _t(128, 256, 6))),
     # q_b: 512 weight tiles; 256-row tiles are as fast at M <= 64 and fewer activation reloads;
     # 129-256 128 x 256 raster 4 depth 3 (session 7: 71.1 / 74.8 us at 192 / 256 vs 256 x 128 80.6 / 89.5)
