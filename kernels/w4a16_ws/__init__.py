@@ -31,7 +31,9 @@ chains overlap on one SM; dense: tile 128 x 64; grouped: only with the decode ti
 32, where the grid becomes 2 x sm_count persistent CTAs), lean (0 or 1: the consumer k loop's WGMMA
 descriptor and released stage computed once per k64 step instead of per k16 block / by a second
 division; lean.py; any tiling, default 0), probe (diagnostic, output wrong by design, built only with
-NVFP4_AOT_WS_PROBE=1: 1 = no decode, 2 = no wgmma; lean.py). Measured tilings:
+NVFP4_AOT_WS_PROBE=1: 1 = no decode, 2 = no wgmma; lean.py), stream (dense, pipe 16, no split_k / pdl: 1 =
+stream-K, the launch's k64 steps cut into equal contiguous ranges over the grid, partial tiles reduced
+by the last-arriving segment through flags + an M-independent workspace; stream.py). Measured tilings:
 GROUPED_TILES, tiles.py.
 """
 

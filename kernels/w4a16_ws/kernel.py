@@ -24,7 +24,9 @@ prefix of work items per expert in shared memory; CTA b then takes items b, b + 
 (producer and consumers walk the same sequence). Idle experts own no item; no host sync; the
 grid is fixed, so CUDA graphs replay with any routing. Dense split-K (split_k > 1): every output
 tile is split_k consecutive items over K ranges, reduced through caller-owned scratch by the
-last-arriving split (_split_reduce; no spin, so no residency requirement). Dense launches
+last-arriving split (stream.py _split_reduce; no spin, so no residency requirement). Dense
+stream-K (stream = 1, stream.py): CTA b takes the b-th of grid equal ranges of the launch's k64
+steps instead of items, as segments of the tiles it crosses (same reduction rule). Dense launches
 only CTAs with work (grid = min(ctas x sm_count, items): M is known at launch; ctas 2: two CTAs
 per SM, minBlocksPerSM 2, half the register pool each); with pdl the launch is a programmatic
 dependent one (the prologue and the first ring of weight loads overlap the previous kernel's
