@@ -462,7 +462,7 @@ def test_dsv4_manifest_compiles_and_verifies(tmp_path):
     out = tmp_path / "artifacts"
     r = run_cli("compile", str(DSV4_MANIFEST), "-o", str(out), "-j", "2", "--json")
     s = json.loads(r.stdout)["manifests"]["deepseek_v4_pro_ep8"]
-    assert s["variants"] == len(s["built"]) == 148 and not s["failed"]
+    assert s["variants"] == len(s["built"]) == 152 and not s["failed"]
     assert json.loads(run_cli("verify", str(out), "--json").stdout)["ok"]
     n_ops = len(re.findall(r"^\[\[op\]\]", DSV4_MANIFEST.read_text(), re.M))
     assert len(json.loads((out / "index.json").read_text())["manifests"]["deepseek_v4_pro_ep8"]["ops"]) == n_ops
