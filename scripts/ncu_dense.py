@@ -4,7 +4,9 @@ for gate+up (6144x7168) and o_b (7168x2048) at M = 256 and 1024: ours (w4a16_ws_
 
     ncu --clock-control none --profile-from-start off --section SpeedOfLight ... python3 scripts/ncu_dense.py STORE
     PROF_ONLY=gate+up ncu ... (one shape only)"""
+import os
 import sys
+
 import torch
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.runtime import open_store
@@ -13,7 +15,6 @@ from nvfp4_aot.runtime.scratch import OpScratch
 store = open_store(sys.argv[1] if len(sys.argv) > 1 else ".gpu/artifacts")
 dev = torch.device("cuda")
 fam = get_family("w4a16_gemm")
-import os
 for name, n, k, fq in (("gate+up", 6144, 7168, "quack_w4a16_gemm"), ("o_b", 7168, 2048, "quack_w4a16_gemm")):
     if os.environ.get("PROF_ONLY") and name != os.environ["PROF_ONLY"]:
         continue
