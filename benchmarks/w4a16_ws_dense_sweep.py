@@ -14,6 +14,9 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
   w4a16_ws_dense_sweep.py manifest --stream > sweep.toml  # stream_candidates(): stream-K next to the served
                                                           # tilings at M = 128..1024, + quack's buckets there
                                                           # (run with BASE_MANIFEST=sweep)
+  w4a16_ws_dense_sweep.py manifest --wg1 > sweep.toml     # wg1_candidates(): one consumer warpgroup (wgs 1)
+                                                          # vs its wgs 2 twins and the served tilings at
+                                                          # M = 256, 1024, + quack's buckets (BASE_MANIFEST=sweep)
   nvfp4-build compile sweep.toml manifests/default.toml --arch sm_90a -o ROOT -j 2   # (CPU box)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192 (env SWEEP_SHAPES=a,b: only those)
   SWEEP_COLD=1 SWEEP_REPEAT=2 ... run ROOT 128 256      # cold L2 (every kernel's weights rotated over
@@ -160,6 +163,29 @@ def stream_candidates(shape: str) -> list[dict]:
                   {"tile_m": 256, "tile_n": 128, "stages": 8, "stream": 1}]
 
 
+def wg1_candidates(shape: str) -> list[dict]:
+    """Session 9 `wg1`: one consumer warpgroup per CTA (wgs 1: 256 threads, quack's CTA shape, up to
+    256 registers per consumer thread) against its wgs 2 twins and the tilings tiles.py serves at
+    WG1_MS. wgs 1 holds tile_m x tile_n / 128 accumulators per thread (<= 128): 128 x 128,
+    256 x 64, 128 x 64; each plain, stream-K and (128 x 128) split 2 + pdl or depth 3."""
+    from nvfp4_aot.kernels.w4a16_ws.tiles import dense_table
+
+    n, k, _ = SHAPES[shape]
+    out: list[dict] = []
+    for m in WG1_MS:
+        tun = next(t for edge, t in dense_table({"n": n, "k": k}) if edge is None or m <= edge)
+        if tun not in out:
+            out.append(tun)
+    s12 = {"tile_m": 256, "tile_n": 64, "stages": 12}
+    for c in (_C10, {**_C10, "stream": 1}, {**_C10, "split_k": 2, "pdl": True}, {**_C10, "depth": 3},
+              s12, {**s12, "stream": 1}, {"tile_m": 128, "tile_n": 64, "stages": 12}):
+        for w in (1, 2):
+            cand = {**c, **({"wgs": 1} if w == 1 else {})}
+            if cand not in out and (w == 1 or c.get("stream") or c.get("split_k")):
+                out.append(cand)
+    return out
+
+
 def quack_ops(ms=(128, 1024)) -> list[str]:
     """manifests/default.toml's quack ops for the sweep's shapes, only the buckets meeting [ms]:
     the --stream store's baseline without compiling all of default.toml (run with BASE_MANIFEST=sweep)."""
@@ -183,6 +209,7 @@ def quack_ops(ms=(128, 1024)) -> list[str]:
 
 
 STREAM_MS = (128, 192, 256, 384, 512, 768, 1024)
+WG1_MS = (256, 1024)
 MID_MS = (17, 24, 32, 48, 64, 72, 128, 192, 256, 320, 384)
 BIG_MS = (193, 256, 384, 385, 512, 768, 769, 1024, 1536, 1537, 2048, 4096, 8192)
 MS = (33, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
@@ -195,10 +222,12 @@ def _toml(v) -> str:
 
 
 def manifest(split: bool = False, small: bool = False, big: bool = False, mid: bool = False, tail: bool = False,
-             lean: bool = False, stream: bool = False) -> str:
+             lean: bool = False, stream: bool = False, wg1: bool = False) -> str:
     out = ['archs = ["sm_90a"]']
     for shape, (n, k, _) in SHAPES.items():
-        if stream:
+        if wg1:
+            cands = wg1_candidates(shape) if shape != "floor" else []
+        elif stream:
             cands = stream_candidates(shape) if shape != "floor" else []
         elif lean:
             cands = lean_candidates(shape) if shape != "floor" else []
@@ -218,8 +247,8 @@ def manifest(split: bool = False, small: bool = False, big: bool = False, mid: b
                 for i, c in enumerate(cands)]
         out += ["", f"# {shape}", "[[op]]", 'family = "w4a16_ws_gemm"', f"problem = {{ n = {n}, k = {k} }}",
                 "buckets = [", *rows, "]"]
-    if stream:
-        out += quack_ops()
+    if stream or wg1:
+        out += quack_ops(WG1_MS if wg1 else (128, 1024))
     return "\n".join(out) + "\n"
 
 
@@ -361,4 +390,4 @@ if __name__ == "__main__":
     sweep_cli(__doc__, lambda: manifest(split="--split" in sys.argv, small="--small" in sys.argv,
                                         big="--big" in sys.argv, mid="--mid" in sys.argv,
                                         tail="--tail" in sys.argv, lean="--lean" in sys.argv,
-                                        stream="--stream" in sys.argv), run, MS)
+                                        stream="--stream" in sys.argv, wg1="--wg1" in sys.argv), run, MS)

@@ -19,7 +19,7 @@ feeding an S-stage mbarrier ring, two consumer warpgroups decoding NVFP4 into th
 operand, the decode of the next k16 block (pipe 16) or k64 step (pipe 64) overlapping the
 wgmmas in flight. Knobs: tile_m (weight rows per CTA tile: 128 or 256), tile_n (tokens per tile:
 16, 32, 64, 128 or 256 (16 / 32: the decode tiles, DECODE_TILE_NS); accumulators tile_m * tile_n / (128 wgs) per consumer thread), stages, wgs
-(consumer warpgroups: 2 or 4), pipe (16 or 64), sm_count, split_k (dense only: K splits per output
+(consumer warpgroups: 1, 2 or 4), pipe (16 or 64), sm_count, split_k (dense only: K splits per output
 tile, reduced by the last-arriving split through caller-owned flags + workspace scratch; kernel.py
 _split_reduce), pdl (dense only: programmatic dependent launch, the prologue and the first
 weight loads overlap the previous kernel), epi (1: the bf16 tile leaves through shared memory with
@@ -58,7 +58,7 @@ PIPES = (16, 64)
 EPIS = (0, 1)  # epilogue: 0 = scalar bf16 stores from registers, 1 = staged through shared memory, 16-byte stores
 RASTERS = (1, 2, 4, 8, -4, -8, -16)  # work order (kernel.py raster_item): > 0 bands of token tiles, < 0 of weight tiles
 DEPTHS = (2, 3)  # pipe 16: wgmma groups left in flight by each wait (kernel.py, pipe 16)
-MAX_ACC = 128  # fp32 accumulators per consumer thread (tile_m * tile_n / 256): registers
+MAX_ACC = 128  # fp32 accumulators per consumer thread (tile_m * tile_n / (128 wgs)): registers
 SPLIT_KS = (1, 2, 3, 4, 6, 7, 8, 12, 14, 16)  # dense split-K factors (kernel.py _split_reduce)
 CTAS = (1, 2)  # dense: CTAs resident per SM (2: each gets half the register file and shared memory)
 CTAS2_MAX_ACC = 32  # ctas 2: fp32 accumulators per consumer thread (its 104 registers: tile_n 64 at rb 1)
@@ -66,6 +66,9 @@ MIN_SPLIT_STEPS = 4  # k64 steps per split: below that the reduction outweighs t
 PROBES = (0, 1, 2)  # diagnostic consumer loops (lean.py): 0 = the kernel, 1 = no decode, 2 = no wgmma
 PROBE_ENV = "NVFP4_AOT_WS_PROBE"  # probe != 0 builds only with this set to 1 (benchmarks; never served)
 LEANS = (0, 1)  # consumer k-loop address arithmetic: 0 = per k16 block (as served), 1 = per k64 step (lean.py)
+# consumer warpgroups per CTA: 1 (quack's shape of CTA: a producer and one consumer warpgroup, 256 threads, up to
+# 256 registers per consumer thread; session 9 `wg1`), 2 (the default) or 4 (one m64 block each at tile_m 256)
+WGS = (1, 2, 4)
 STREAMS = (0, 1)  # dense work distribution: 0 = whole tiles (or split_k items), 1 = stream-K (stream.py)
 
 
@@ -95,7 +98,7 @@ class WsParams:
     tile_n: int = 128  # tokens per CTA tile (the wgmma N)
     stages: int = 6  # shared-memory ring depth (k64 steps in flight)
     sm_count: int = 132  # persistent grid (H100 SXM / H200: 132 SMs)
-    wgs: int = 2  # consumer warpgroups (4: one m64 block each at tile_m 256, more warps to hide the decode)
+    wgs: int = 2  # consumer warpgroups (1: quack's 2-warpgroup CTA; 4: one m64 block each at tile_m 256)
     pipe: int = 16  # k elements per wgmma commit group: 16 (decode interleaved per k16 block) or 64
     split_k: int = 1  # dense only: K splits per output tile (> 1: flags + workspace scratch arguments)
     pdl: bool = False  # dense only: programmatic dependent launch (griddepcontrol; weights prefetched first)
@@ -114,7 +117,7 @@ def _reasons(p: WsParams) -> list[str]:
         r.append(f"tile_m={p.tile_m} must be one of {TILE_MS}")
     if p.tile_n not in TILE_NS:
         r.append(f"tile_n={p.tile_n} must be one of {TILE_NS}")
-    if p.tile_m in TILE_MS and p.tile_n in TILE_NS and p.wgs in (2, 4) and p.tile_m * p.tile_n // (128 * p.wgs) > MAX_ACC:
+    if p.tile_m in TILE_MS and p.tile_n in TILE_NS and p.wgs in WGS and p.tile_m * p.tile_n // (128 * p.wgs) > MAX_ACC:
         r.append(f"tile_m x tile_n = {p.tile_m} x {p.tile_n} needs {p.tile_m * p.tile_n // (128 * p.wgs)} accumulators "
                  f"per thread > {MAX_ACC}: lower one")
     if p.tile_m in TILE_MS and (p.n < p.tile_m or p.n % p.tile_m):
@@ -123,11 +126,11 @@ def _reasons(p: WsParams) -> list[str]:
         r.append(f"k={p.k} must be a positive multiple of 64 (the layout's k64 tile)")
     if not 2 <= p.stages <= 12:
         r.append(f"stages={p.stages} must be in [2, 12]")
-    elif p.tile_m in TILE_MS and p.tile_n in TILE_NS and p.wgs in (2, 4) and p.epi in EPIS and (
+    elif p.tile_m in TILE_MS and p.tile_n in TILE_NS and p.wgs in WGS and p.epi in EPIS and (
             smem := smem_bytes(p.tile_m, p.tile_n, p.stages, p.experts, p.wgs, p.epi)) > SMEM_PER_BLOCK:
         r.append(f"stages={p.stages}: {smem} B of shared memory > {SMEM_PER_BLOCK}: lower stages or the tile")
-    if p.wgs not in (2, 4):
-        r.append(f"wgs={p.wgs} must be 2 or 4 (consumer warpgroups)")
+    if p.wgs not in WGS:
+        r.append(f"wgs={p.wgs} must be one of {WGS} (consumer warpgroups)")
     elif p.tile_m in TILE_MS and (p.tile_m // 64) % p.wgs:
         r.append(f"tile_m={p.tile_m} is {p.tile_m // 64} m64 blocks: not a multiple of wgs={p.wgs}")
     elif p.tile_n in TILE_NS and p.wgs == 4 and p.tile_n > 64:
@@ -162,7 +165,7 @@ def _reasons(p: WsParams) -> list[str]:
         if p.pipe == 64 and p.tile_m in TILE_MS and p.wgs == 2 and p.tile_m // 64 // p.wgs > 1:
             r.append(f"ctas={p.ctas} with pipe=64 needs one m64 block per consumer warpgroup (tile_m 128): at "
                      f"tile_m={p.tile_m} ptxas serializes every wgmma in its 104 registers (SASS: a wait to 0 after each)")
-        if p.tile_m in TILE_MS and p.tile_n in TILE_NS and p.wgs in (2, 4) and p.epi in EPIS and 2 <= p.stages <= 12 \
+        if p.tile_m in TILE_MS and p.tile_n in TILE_NS and p.wgs in WGS and p.epi in EPIS and 2 <= p.stages <= 12 \
                 and p.ctas * (smem_bytes(p.tile_m, p.tile_n, p.stages, p.experts, p.wgs, p.epi) + 1024) > SMEM_PER_SM:
             r.append(f"ctas={p.ctas}: {p.ctas} x (shared memory of stages={p.stages} + 1 KiB) > {SMEM_PER_SM} B per SM: "
                      "lower stages")

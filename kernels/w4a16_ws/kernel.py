@@ -5,7 +5,7 @@
 swap-AB: weight rows are the WGMMA M side (A from registers, decoded NVFP4), tokens the N side
 (B = the activations in 128-byte-swizzled shared memory, by descriptor).
 
-CTA = 3 warpgroups. Warpgroup 0 is the producer (registers lowered with setmaxnreg; one thread
+CTA = 1 + wgs warpgroups (wgs = 1, 2 or 4; 2 below). Warpgroup 0 is the producer (registers lowered with setmaxnreg; one thread
 issues): per k64 step it waits for an empty stage, arms the stage's full mbarrier with the stage's
 byte count and starts one TMA tensor load of the activation tile [tile_n tokens x 64 K] (SW128)
 and, per m64 weight block, two 1-D bulk copies: the block's 2048-byte blob tile and 256-byte
@@ -62,6 +62,7 @@ BLOB_BYTES = 2048  # one (m64, k64) blob tile: 128 threads x 16 B
 STRIP_BYTES = 256  # its scales: 32 row pairs x 4 k16 blocks x 2
 REGS = 65536  # per SM: the producer warpgroup keeps PRODUCER_REGS, the consumers share the rest
 PRODUCER_REGS = 24
+MAX_REGS = 256  # setmaxnreg's ceiling
 
 
 class W4A16WsKernel(Reduce, Epilogue):
@@ -106,8 +107,10 @@ class W4A16WsKernel(Reduce, Epilogue):
         # setmaxnreg kernel the launch-bound maximum, REGS / threads rounded down to 8): the
         # consumers' increase must fit what the producer frees, or setmaxnreg.inc waits forever
         # (a GPU hang: 4 consumer warpgroups asking 120 of a 96-register launch did exactly that).
+        # wgs 1 (256 threads, launched at 255 registers, allocated 256) is capped by setmaxnreg's own
+        # ceiling, 256; wgs 2 comes to 240 (CUTLASS's 168 / 240 split), wgs 4 to 112.
         launch = REGS // (self.threads * ctas) // 8 * 8
-        self.consumer_regs = min(240, (launch * self.threads - PRODUCER_REGS * 128) // (128 * wgs) // 8 * 8)
+        self.consumer_regs = min(MAX_REGS, (launch * self.threads - PRODUCER_REGS * 128) // (128 * wgs) // 8 * 8)
         assert self.consumer_regs * 128 * wgs + PRODUCER_REGS * 128 <= launch * self.threads
         self.act_bytes = tile_n * 128  # one activation stage
         self.w_bytes = self.blocks * (BLOB_BYTES + STRIP_BYTES)  # one weight stage

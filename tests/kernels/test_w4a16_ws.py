@@ -50,6 +50,10 @@ def test_can_implement_names_the_problem():
     assert any("shared memory" in r and "stages=7" in r for r in GROUPED.can_implement(big, "sm_90a"))
     assert any("dense family" in r for r in DENSE.can_implement(params(DENSE, experts=2), "sm_90a"))
     assert any("wgs=3" in r for r in GROUPED.can_implement(params(wgs=3), "sm_90a"))
+    # wgs 1: one consumer warpgroup holds the whole tile (tile_m x tile_n / 128 accumulators per thread)
+    for tun in ({"wgs": 1}, {"wgs": 1, "tile_m": 256, "tile_n": 64, "stages": 12}, {"wgs": 1, "tile_n": 64}):
+        assert GROUPED.can_implement(params(**tun), "sm_90a") == [], tun
+    assert any("256 accumulators" in r for r in GROUPED.can_implement(params(wgs=1, tile_n=256), "sm_90a"))
     assert any("not a multiple of wgs=4" in r for r in GROUPED.can_implement(params(wgs=4, tile_n=64), "sm_90a"))
     assert any("C7512" in r for r in GROUPED.can_implement(params(tile_m=256, wgs=4), "sm_90a"))
     assert any("pipe=32" in r for r in GROUPED.can_implement(params(pipe=32), "sm_90a"))
@@ -172,7 +176,7 @@ def test_decode_replay_is_exact():
                 assert _bf16(r) * 2.0**120 == e4m3[lo] and _bf16(r >> 16) * 2.0**120 == e4m3[hi], (hex(lo), hex(hi))
 
 
-@pytest.mark.parametrize("wgs,tile_m", [(2, 128), (2, 256), (4, 256)])
+@pytest.mark.parametrize("wgs,tile_m", [(1, 128), (1, 256), (2, 128), (2, 256), (4, 256)])
 def test_setmaxnreg_fits_the_launch_pool(wgs, tile_m):
     """The consumers' setmaxnreg.inc must fit the registers the producer frees inside the CTA's
     launch pool (else it waits forever: the 4-warpgroup variant hung an H200 run at 120 of 96)."""
@@ -180,7 +184,8 @@ def test_setmaxnreg_fits_the_launch_pool(wgs, tile_m):
 
     k = W4A16WsKernel(512, 256, 2, True, tile_m, 64, 4, 132, wgs)
     launch = REGS // k.threads // 8 * 8
-    assert k.consumer_regs % 8 == 0 and k.consumer_regs <= 240
+    assert k.consumer_regs % 8 == 0 and k.consumer_regs <= 256  # setmaxnreg's range: 24 .. 256
+    assert k.consumer_regs == {1: 256, 2: 240, 4: 112}[wgs]
     assert PRODUCER_REGS * 128 + k.consumer_regs * 128 * wgs <= launch * k.threads
 
 
