@@ -147,19 +147,24 @@ def lean_candidates(shape: str) -> list[dict]:
     return out
 
 
-def stream_candidates(shape: str) -> list[dict]:
-    """Session 8 `sk`: the tilings tiles.py serves at STREAM_MS, next to stream-K (stream 1: every
-    CTA an equal share of the launch's k64 steps, kernels/w4a16_ws/stream.py) on the 128 x 256
-    (depth 2 and 3), 128 x 128 and 256 x 128 tiles (ctas 1; stream-K takes no pdl)."""
+def served(shape: str, ms) -> list[dict]:
+    """The distinct tilings tiles.dense_table serves the shape at the M of ms, in order."""
     from nvfp4_aot.kernels.w4a16_ws.tiles import dense_table
 
     n, k, _ = SHAPES[shape]
     out: list[dict] = []
-    for m in STREAM_MS:
+    for m in ms:
         tun = next(t for edge, t in dense_table({"n": n, "k": k}) if edge is None or m <= edge)
         if tun not in out:
             out.append(tun)
-    return out + [{**_W, "stream": 1}, {**_W3, "stream": 1}, {**_C10, "stream": 1},
+    return out
+
+
+def stream_candidates(shape: str) -> list[dict]:
+    """Session 8 `sk`: the tilings tiles.py serves at STREAM_MS, next to stream-K (stream 1: every
+    CTA an equal share of the launch's k64 steps, kernels/w4a16_ws/stream.py) on the 128 x 256
+    (depth 2 and 3), 128 x 128 and 256 x 128 tiles (ctas 1; stream-K takes no pdl)."""
+    return served(shape, STREAM_MS) + [{**_W, "stream": 1}, {**_W3, "stream": 1}, {**_C10, "stream": 1},
                   {"tile_m": 256, "tile_n": 128, "stages": 8, "stream": 1}]
 
 
@@ -168,14 +173,7 @@ def wg1_candidates(shape: str) -> list[dict]:
     256 registers per consumer thread) against its wgs 2 twins and the tilings tiles.py serves at
     WG1_MS. wgs 1 holds tile_m x tile_n / 128 accumulators per thread (<= 128): 128 x 128,
     256 x 64, 128 x 64; each plain, stream-K and (128 x 128) split 2 + pdl or depth 3."""
-    from nvfp4_aot.kernels.w4a16_ws.tiles import dense_table
-
-    n, k, _ = SHAPES[shape]
-    out: list[dict] = []
-    for m in WG1_MS:
-        tun = next(t for edge, t in dense_table({"n": n, "k": k}) if edge is None or m <= edge)
-        if tun not in out:
-            out.append(tun)
+    out = served(shape, WG1_MS)
     s12 = {"tile_m": 256, "tile_n": 64, "stages": 12}
     for c in (_C10, {**_C10, "stream": 1}, {**_C10, "split_k": 2, "pdl": True}, {**_C10, "depth": 3},
               s12, {**s12, "stream": 1}, {"tile_m": 128, "tile_n": 64, "stages": 12}):
