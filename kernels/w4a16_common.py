@@ -15,8 +15,19 @@ from typing import Any, Mapping
 
 from .family import Arg, Signature
 from .tolerances import REL_FROBENIUS
+from .validity import in_range
 
 REL_TOL = REL_FROBENIUS["bfloat16"]  # bf16 output rounding alone is ~1.7e-3 with fp32 accumulation
+MAX_NK = 1 << 20  # weight rows / input features: keeps every per-expert byte offset far below 2^31
+
+
+def bound_errors(p, max_experts: int, why: str) -> list[str]:
+    """The size rules both families' predicates end with: experts in [1, max_experts] (`why`
+    names the limit's cause) and n, k <= MAX_NK."""
+    r = in_range("experts", p.experts, 1, max_experts, why)
+    if p.n > MAX_NK or p.k > MAX_NK:
+        r.append("n and k must be <= 2^20")
+    return r
 
 
 def signature(p, grouped: bool) -> Signature:

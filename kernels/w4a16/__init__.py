@@ -152,11 +152,7 @@ def _reasons(p: W4A16Params) -> list[str]:
             r.append(f"n={p.n} must be a multiple of 16 * rb * warps = {rows} with split='n'")
         if (8 * p.nt * 32) % (32 * p.warps):
             r.append(f"split='n' stages 8 * nt * 32 vectors with {32 * p.warps} threads: nt={p.nt} must be a multiple of warps / 8")
-    if p.experts < 1 or p.experts > 65535:
-        r.append(f"experts={p.experts} must be in [1, 65535] (grid y)")
-    if p.n > (1 << 20) or p.k > (1 << 20):
-        r.append("n and k must be <= 2^20")
-    return r
+    return r + common.bound_errors(p, 65535, "grid y")
 
 
 class _Base(common.W4A16Hooks, Family):

@@ -46,6 +46,7 @@ from typing import Any, Mapping
 from .. import w4a16_common as common
 from ..checks import split_flags_errors
 from ..family import Arg, Family, Signature
+from ..validity import in_range
 from ..hopper import SMEM_PER_BLOCK, SMEM_PER_SM  # ctas x (a CTA's + 1 KiB reserved) <= SMEM_PER_SM
 
 TILE_MS = (128, 256)
@@ -187,13 +188,8 @@ def _reasons(p: WsParams) -> list[str]:
         if p.pdl:
             r.append(f"stream={p.stream} with pdl: not supported (pdl's weight prefetch walks whole items): "
                      "use pdl=false")
-    if not 1 <= p.experts <= 1024:
-        r.append(f"experts={p.experts} must be in [1, 1024]")
-    if not 1 <= p.sm_count <= 1024:
-        r.append(f"sm_count={p.sm_count} must be in [1, 1024]")
-    if p.n > (1 << 20) or p.k > (1 << 20):
-        r.append("n and k must be <= 2^20")
-    return r
+    r += in_range("sm_count", p.sm_count, 1, 1024)
+    return r + common.bound_errors(p, 1024, "the scheduler's per-expert arrays in shared memory")
 
 
 class _Base(common.W4A16Hooks, Family):

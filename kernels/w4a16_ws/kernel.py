@@ -231,33 +231,44 @@ class W4A16WsKernel(Reduce, Epilogue):
                         if const_expr(self.split_k > 1):
                             w, k0 = split_item(w, self.split_k, self.ks)
                         e, j, m = self._locate(w, s_pre)
-                        row0 = s_start[e] + j * self.tile_n
-                        g_act = cute.local_tile(cute.domain_offset((row0, 0), tma_act), (self.tile_n, 64), (0, None))
-                        t_s, t_g = cpasync.tma_partition(tma_atom, 0, cute.make_layout(1),
-                                                         cute.group_modes(s_act, 0, 2), cute.group_modes(g_act, 0, 2))
-                        # blob/strip byte offsets of (expert e, m64 block m * blocks, k step 0)
-                        g0 = e * (self.n // 64) + m * self.blocks
-                        for kk in cutlass.range(self.ks, unroll=1):
-                            kt = k0 + kk
-                            s = it % S
-                            if const_expr(self.pdl):
-                                if it >= pre:
-                                    mbar_wait(bar_base + (S + s) * 8, ((it // S) & 1) ^ 1)
-                                    cute.arch.mbarrier_arrive_and_expect_tx(bars + s, self.tx)
-                                    self._load_weights(w_base, bar_base, s, g0, kt, blob, sf)
-                            else:
-                                mbar_wait(bar_base + (S + s) * 8, ((it // S) & 1) ^ 1)
-                                cute.arch.mbarrier_arrive_and_expect_tx(bars + s, self.tx)
-                            cute.copy(tma_atom, t_g[None, kt], t_s[None, s], tma_bar_ptr=bars + s)
-                            if const_expr(not self.pdl):
-                                self._load_weights(w_base, bar_base, s, g0, kt, blob, sf)
-                            it += 1
+                        it = self._produce(it, pre, e, j, m, k0, self.ks, s_start, tma_atom, tma_act, s_act, bars,
+                                           bar_base, w_base, blob, sf)
         else:
             cute.arch.setmaxregister_increase(self.consumer_regs)
             if const_expr(self.pdl):  # (the producer's wait already orders everything; kept explicit)
                 cute.arch.griddepcontrol_wait()
             self._consume(wg - 1, tidx % 128, lane, mine, bid, grid, s_pre, s_start, s_cnt, act_base, w_base,
                           bar_base, alpha, out, flags, workspace)
+
+    @cute.jit
+    def _produce(self, it, pre, e, j, m, k0, n, s_start, tma_atom, tma_act, s_act, bars, bar_base, w_base, blob, sf):
+        """The producer thread's loads of one work item (or stream-K segment): n k64 steps from k0
+        of (expert e, token tile j, weight tile m), each into the ring's next stage: wait for the
+        stage to be empty, arm its full barrier with the stage's bytes, TMA the activation tile,
+        bulk-copy the weights (pdl: steps it < pre had their weights loaded and barrier armed by
+        _prefetch_weights). Returns the running step counter after the item, it + n."""
+        S = self.stages
+        row0 = s_start[e] + j * self.tile_n
+        g_act = cute.local_tile(cute.domain_offset((row0, 0), tma_act), (self.tile_n, 64), (0, None))
+        t_s, t_g = cpasync.tma_partition(tma_atom, 0, cute.make_layout(1), cute.group_modes(s_act, 0, 2),
+                                         cute.group_modes(g_act, 0, 2))
+        g0 = e * (self.n // 64) + m * self.blocks  # blob/strip index of (expert e, m64 block m * blocks)
+        for kk in cutlass.range(n, unroll=1):
+            kt = k0 + kk
+            s = it % S
+            if const_expr(self.pdl):
+                if it >= pre:
+                    mbar_wait(bar_base + (S + s) * 8, ((it // S) & 1) ^ 1)
+                    cute.arch.mbarrier_arrive_and_expect_tx(bars + s, self.tx)
+                    self._load_weights(w_base, bar_base, s, g0, kt, blob, sf)
+            else:
+                mbar_wait(bar_base + (S + s) * 8, ((it // S) & 1) ^ 1)
+                cute.arch.mbarrier_arrive_and_expect_tx(bars + s, self.tx)
+            cute.copy(tma_atom, t_g[None, kt], t_s[None, s], tma_bar_ptr=bars + s)
+            if const_expr(not self.pdl):
+                self._load_weights(w_base, bar_base, s, g0, kt, blob, sf)
+            it += 1
+        return it
 
     @cute.jit
     def _load_weights(self, w_base, bar_base, s, g0, kt, blob, sf):
@@ -370,17 +381,24 @@ class W4A16WsKernel(Reduce, Epilogue):
                 else:
                     self._kloop64(acc, it, cw, tw, lane, act_base, w_base, bar_base, luts)
                 it += self.ks
-                wg_wait(0)
-                self._release(bar_base, it - 1, lane)
-                for r in cutlass.range_constexpr(rb):
-                    vals = hold([acc[q, r] for q in range(an)])
-                    for q in cutlass.range_constexpr(an):
-                        acc[q, r] = vals[q]
+                self._drain(acc, bar_base, it, lane)
                 if const_expr(self.split_k == 1):
                     self._epilogue(acc, al, ebuf, cw, wq, lane, e, j, m, s_start, s_cnt, out)
                 else:
                     self._split_reduce(acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out,
                                        al, ebuf)
+
+    @cute.jit
+    def _drain(self, acc, bar_base, it, lane):
+        """After an item's (or segment's) k loop ending before step it: wait for its last wgmmas,
+        release the last stage, and pin the accumulators (hold: the epilogue's reads are not
+        hoisted above the wait)."""
+        wg_wait(0)
+        self._release(bar_base, it - 1, lane)
+        for r in cutlass.range_constexpr(self.rb):
+            vals = hold([acc[q, r] for q in range(self.acc_n)])
+            for q in cutlass.range_constexpr(self.acc_n):
+                acc[q, r] = vals[q]
 
     @cute.jit
     def _release(self, bar_base, step, lane):

@@ -21,16 +21,14 @@ independent of M (kernels/w4a16_ws/__init__.py stream_ws_shape).
 import cutlass
 import cutlass.cute as cute
 from cutlass import Int32, Int64
-from cutlass.cute.nvgpu import cpasync
 
-from ..w4a16_device import hold, wg_wait
-from .ptx import atom_add_gpu, fence_gpu, ldg_cg_f32, ldg_cg_v4_f32, mbar_wait, stg_f32, stg_s32, stg_v4_f32
+from .ptx import atom_add_gpu, fence_gpu, ldg_cg_f32, ldg_cg_v4_f32, stg_f32, stg_s32, stg_v4_f32
 from .sched import reduce_slot, sk_range, sk_segment, sk_slot, sk_span, sk_tile, sk_ws_index, ws_index
 
 
 class Reduce:
-    """Needs W4A16WsKernel's fields and _locate / _load_weights / _load_alpha / _kloop16 / _release
-    / _epilogue."""
+    """Needs W4A16WsKernel's fields and _locate / _produce / _load_alpha / _kloop16 / _drain /
+    _epilogue."""
 
     @cute.jit
     def _sk_bounds(self, bid, grid, s_pre):
@@ -43,63 +41,57 @@ class Reduce:
         return T, G, lo, hi, Int32(t0), Int32(cnt)
 
     @cute.jit
-    def _sk_segment(self, t, lo, hi):
+    def _sk_item(self, i, t0, lo, hi, s_pre):
+        """The i-th segment of this CTA's range: tile t = t0 + i, its steps [k0, k0 + n), and the
+        tile's (expert, token tile, weight tile); the producer and the consumers walk the same."""
+        t = t0 + i
         k0, n = sk_segment(Int64(t), lo, hi, self.kt, cutlass.min, cutlass.max)
-        return Int32(k0), Int32(n)
+        e, j, m = self._locate(t, s_pre)
+        return t, Int32(k0), Int32(n), e, j, m
 
     @cute.jit
     def _produce_stream(self, bid, grid, s_pre, s_start, tma_atom, tma_act, s_act, bars, bar_base, w_base, blob, sf):
         """The producer thread's walk: per segment, per k64 step, the activation TMA and the weight
         copies of the tile's step k0 + kk into the next stage (as kernel.py's item loop)."""
-        S = self.stages
         T, G, lo, hi, t0, cnt = self._sk_bounds(bid, grid, s_pre)
         it = Int32(0)
         for i in cutlass.range(cnt, unroll=1):
-            t = t0 + i
-            k0, n = self._sk_segment(t, lo, hi)
-            e, j, m = self._locate(t, s_pre)
-            row0 = s_start[e] + j * self.tile_n
-            g_act = cute.local_tile(cute.domain_offset((row0, 0), tma_act), (self.tile_n, 64), (0, None))
-            t_s, t_g = cpasync.tma_partition(tma_atom, 0, cute.make_layout(1), cute.group_modes(s_act, 0, 2),
-                                             cute.group_modes(g_act, 0, 2))
-            g0 = e * (self.n // 64) + m * self.blocks
-            for kk in cutlass.range(n, unroll=1):
-                kt = k0 + kk
-                s = it % S
-                mbar_wait(bar_base + (S + s) * 8, ((it // S) & 1) ^ 1)
-                cute.arch.mbarrier_arrive_and_expect_tx(bars + s, self.tx)
-                cute.copy(tma_atom, t_g[None, kt], t_s[None, s], tma_bar_ptr=bars + s)
-                self._load_weights(w_base, bar_base, s, g0, kt, blob, sf)
-                it += 1
+            t, k0, n, e, j, m = self._sk_item(i, t0, lo, hi, s_pre)
+            it = self._produce(it, None, e, j, m, k0, n, s_start, tma_atom, tma_act, s_act, bars, bar_base, w_base,
+                               blob, sf)
 
     @cute.jit
     def _consume_stream(self, acc, al, ebuf, cw, tw, wq, lane, luts, bid, grid, s_pre, s_start, s_cnt, act_base,
                         w_base, bar_base, alpha, out, flags, workspace):
         """Consumer warpgroup cw's walk over the same segments: zero, k loop of n steps (pipe 16),
         drain, release the last stage; nseg 1: epilogue, else partial + last-arriver reduction."""
-        rb, an = self.rb, self.acc_n
         T, G, lo, hi, t0, cnt = self._sk_bounds(bid, grid, s_pre)
         it = Int32(0)
         for i in cutlass.range(cnt, unroll=1):
-            t = t0 + i
-            k0, n = self._sk_segment(t, lo, hi)
-            e, j, m = self._locate(t, s_pre)
+            t, k0, n, e, j, m = self._sk_item(i, t0, lo, hi, s_pre)
             self._load_alpha(al, cw, wq, lane, e, m, alpha)  # its latency hides behind the k loop
             acc.fill(0.0)
             self._kloop16(acc, it, cw, tw, lane, act_base, w_base, bar_base, luts, n)
             it += n
-            wg_wait(0)
-            self._release(bar_base, it - 1, lane)
-            for r in cutlass.range_constexpr(rb):
-                vals = hold([acc[q, r] for q in range(an)])
-                for q in cutlass.range_constexpr(an):
-                    acc[q, r] = vals[q]
+            self._drain(acc, bar_base, it, lane)
             f, nseg = sk_tile(Int64(t), self.kt, T, G)
             if nseg == 1:
                 self._epilogue(acc, al, ebuf, cw, wq, lane, e, j, m, s_start, s_cnt, out)
             else:
                 self._stream_reduce(acc, cw, wq, lane, j, m, t, bid, T, G, Int32(f), Int32(nseg), flags, workspace,
                                     s_start, s_cnt, out, al, ebuf)
+
+    @cute.jit
+    def _arrive(self, flag, lane):
+        """A warp whose partial is stored counts its arrival on the int32 flag at address `flag`:
+        every lane fences its own stores, the warp syncs, lane 0 adds 1 (device scope); returns the
+        old count to every lane (count - 1 = the last arriver, which then reads the partials)."""
+        fence_gpu()  # this thread's partial stores, then (via the warp sync) lane 0's arrival
+        cute.arch.sync_warp()
+        old = Int32(0)
+        if lane == 0:
+            old = atom_add_gpu(flag, Int32(1))
+        return cute.arch.shuffle_sync(old, 0)
 
     @cute.jit
     def _stream_reduce(self, acc, cw, wq, lane, j, m, t, bid, T, G, f, nseg, flags, workspace, s_start, s_cnt, out, al,
@@ -121,13 +113,8 @@ class Reduce:
             for v in cutlass.range_constexpr(V):
                 stg_v4_f32(ws + sk_ws_index(mine, warp, lane, r * V + v, W, per) * 4,
                            [acc[4 * v + i, r] for i in range(4)])
-        fence_gpu()  # this thread's partial stores, then (via the warp sync) lane 0's arrival
-        cute.arch.sync_warp()
         flag = flags.iterator.toint() + Int64(reduce_slot(j, m, cw, wq, self.mt, self.wgs)) * 4
-        old = Int32(0)
-        if lane == 0:
-            old = atom_add_gpu(flag, Int32(1))
-        old = cute.arch.shuffle_sync(old, 0)
+        old = self._arrive(flag, lane)
         if old == nseg - 1:
             fence_gpu()  # the other segments' partials (released before their arrivals) are visible
             if bid != f:  # CTA f's partial first (else it is in acc already)
@@ -165,13 +152,8 @@ class Reduce:
         for r in cutlass.range_constexpr(rb):
             for q in cutlass.range_constexpr(an):
                 stg_f32(ws + ws_index(slot, Int64(split), lane, r * an + q, S, per) * 4, acc[q, r])
-        fence_gpu()  # this thread's partial stores, then (via the warp sync) lane 0's arrival
-        cute.arch.sync_warp()
         flag = flags.iterator.toint() + Int64(slot) * 4
-        old = Int32(0)
-        if lane == 0:
-            old = atom_add_gpu(flag, Int32(1))
-        old = cute.arch.shuffle_sync(old, 0)
+        old = self._arrive(flag, lane)
         if old == S - 1:
             fence_gpu()  # the other splits' partials (released before their arrivals) are visible
             for r in cutlass.range_constexpr(rb):
