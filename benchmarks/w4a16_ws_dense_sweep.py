@@ -17,6 +17,8 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
   w4a16_ws_dense_sweep.py manifest --wg1 > sweep.toml     # wg1_candidates(): one consumer warpgroup (wgs 1)
                                                           # vs its wgs 2 twins and the served tilings at
                                                           # M = 256, 1024, + quack's buckets (BASE_MANIFEST=sweep)
+  w4a16_ws_dense_sweep.py manifest --q64 > sweep.toml     # q64_candidates(): tile_m 64 (wgs 1), peek, next to
+                                                          # the served tilings at Q64_MS (BASE_MANIFEST=sweep)
   nvfp4-build compile sweep.toml manifests/default.toml --arch sm_90a -o ROOT -j 2   # (CPU box)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192 (env SWEEP_SHAPES=a,b: only those)
   SWEEP_COLD=1 SWEEP_REPEAT=2 ... run ROOT 128 256      # cold L2 (every kernel's weights rotated over
@@ -184,6 +186,21 @@ def wg1_candidates(shape: str) -> list[dict]:
     return out
 
 
+def q64_candidates(shape: str) -> list[dict]:
+    """Session 9: quack's CTA at M = 129..1536 — one consumer warpgroup on a 64-row weight tile
+    (tile_m 64, wgs 1, 64 x 256 or 64 x 128 tokens, no split-K) — plain, with peek 1 (the early
+    full-barrier test), lean 1, stream-K; and the served tilings at Q64_MS with and without peek."""
+    q = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1}
+    h = {"tile_m": 64, "tile_n": 128, "stages": 10, "wgs": 1}
+    out = [q, {**q, "peek": 1}, {**q, "lean": 1}, {**q, "peek": 1, "lean": 1}, {**q, "stream": 1},
+           {**q, "stream": 1, "peek": 1}, h, {**h, "peek": 1}, {**h, "stream": 1}]
+    for tun in served(shape, Q64_MS):
+        for c in (tun, {**tun, "peek": 1}):
+            if c not in out and c.get("pipe", 16) == 16:
+                out.append(c)
+    return out
+
+
 def quack_ops(ms=(128, 1024)) -> list[str]:
     """manifests/default.toml's quack ops for the sweep's shapes, only the buckets meeting [ms]:
     the --stream store's baseline without compiling all of default.toml (run with BASE_MANIFEST=sweep)."""
@@ -208,6 +225,7 @@ def quack_ops(ms=(128, 1024)) -> list[str]:
 
 STREAM_MS = (128, 192, 256, 384, 512, 768, 1024)
 WG1_MS = (256, 1024)
+Q64_MS = (128, 256, 384, 512, 1024)
 MID_MS = (17, 24, 32, 48, 64, 72, 128, 192, 256, 320, 384)
 BIG_MS = (193, 256, 384, 385, 512, 768, 769, 1024, 1536, 1537, 2048, 4096, 8192)
 MS = (33, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
@@ -220,10 +238,12 @@ def _toml(v) -> str:
 
 
 def manifest(split: bool = False, small: bool = False, big: bool = False, mid: bool = False, tail: bool = False,
-             lean: bool = False, stream: bool = False, wg1: bool = False) -> str:
+             lean: bool = False, stream: bool = False, wg1: bool = False, q64: bool = False) -> str:
     out = ['archs = ["sm_90a"]']
     for shape, (n, k, _) in SHAPES.items():
-        if wg1:
+        if q64:
+            cands = q64_candidates(shape) if shape != "floor" else []
+        elif wg1:
             cands = wg1_candidates(shape) if shape != "floor" else []
         elif stream:
             cands = stream_candidates(shape) if shape != "floor" else []
@@ -245,8 +265,8 @@ def manifest(split: bool = False, small: bool = False, big: bool = False, mid: b
                 for i, c in enumerate(cands)]
         out += ["", f"# {shape}", "[[op]]", 'family = "w4a16_ws_gemm"', f"problem = {{ n = {n}, k = {k} }}",
                 "buckets = [", *rows, "]"]
-    if stream or wg1:
-        out += quack_ops(WG1_MS if wg1 else (128, 1024))
+    if stream or wg1 or q64:
+        out += quack_ops((Q64_MS[0], Q64_MS[-1]) if q64 else WG1_MS if wg1 else (128, 1024))
     return "\n".join(out) + "\n"
 
 
@@ -354,7 +374,7 @@ def run(root: str, ms: list[int]) -> None:
                        + (f" d{p.depth}" if p.depth != 2 else "") + (f" w{p.wgs}" if p.wgs != 2 else "")
                        + (f" c{p.ctas}" if p.ctas != 1 else "") + (" e0" if p.epi == 0 else "")
                        + (" pdl" if p.pdl else "") + (" L" if p.lean else "") + (f" P{p.probe}" if p.probe else "")
-                       + (" SK" if p.stream else ""))
+                       + (" SK" if p.stream else "") + (" pk" if p.peek else ""))
                 tt = "/".join(f"{x * 1e6:.1f}" for x in tr) if rounds > 1 else f"{t * 1e6:6.1f}"
                 if p.probe:  # never the "best": it computes something else
                     cells.append(f"M={m}: {tt} ({tb[m] / t:.2f}x)")
@@ -388,4 +408,5 @@ if __name__ == "__main__":
     sweep_cli(__doc__, lambda: manifest(split="--split" in sys.argv, small="--small" in sys.argv,
                                         big="--big" in sys.argv, mid="--mid" in sys.argv,
                                         tail="--tail" in sys.argv, lean="--lean" in sys.argv,
-                                        stream="--stream" in sys.argv, wg1="--wg1" in sys.argv), run, MS)
+                                        stream="--stream" in sys.argv, wg1="--wg1" in sys.argv,
+                                        q64="--q64" in sys.argv), run, MS)

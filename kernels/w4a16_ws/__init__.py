@@ -17,7 +17,7 @@ Design (kernel.py): swap-AB, persistent grid of sm_count CTAs with a device-side
 scheduler, one producer warp (TMA for the activations, 1-D bulk copies for weights and scales)
 feeding an S-stage mbarrier ring, two consumer warpgroups decoding NVFP4 into the RS-wgmma A
 operand, the decode of the next k16 block (pipe 16) or k64 step (pipe 64) overlapping the
-wgmmas in flight. Knobs: tile_m (weight rows per CTA tile: 128 or 256), tile_n (tokens per tile:
+wgmmas in flight. Knobs: tile_m (weight rows per CTA tile: 64 (wgs 1), 128 or 256), tile_n (tokens per tile:
 16, 32, 64, 128 or 256 (16 / 32: the decode tiles, DECODE_TILE_NS); accumulators tile_m * tile_n / (128 wgs) per consumer thread), stages, wgs
 (consumer warpgroups: 1, 2 or 4), pipe (16 or 64), sm_count, split_k (dense only: K splits per output
 tile, reduced by the last-arriving split through caller-owned flags + workspace scratch; kernel.py
@@ -33,7 +33,9 @@ descriptor and released stage computed once per k64 step instead of per k16 bloc
 division; lean.py; any tiling, default 0), probe (diagnostic, output wrong by design, built only with
 NVFP4_AOT_WS_PROBE=1: 1 = no decode, 2 = no wgmma; lean.py), stream (dense, pipe 16, no split_k / pdl: 1 =
 stream-K, the launch's k64 steps cut into equal contiguous ranges over the grid, partial tiles reduced
-by the last-arriving segment through flags + an M-independent workspace; stream.py). Measured tilings:
+by the last-arriving segment through flags + an M-independent workspace; stream.py), peek (pipe 16: 1 =
+one non-blocking test of the next stage's full barrier after block 0, the blocking wait only if it
+failed; kernel.py _step16). Measured tilings:
 GROUPED_TILES, tiles.py.
 """
 
@@ -49,7 +51,9 @@ from ..family import Arg, Family, Signature
 from ..validity import in_range
 from ..hopper import SMEM_PER_BLOCK, SMEM_PER_SM  # ctas x (a CTA's + 1 KiB reserved) <= SMEM_PER_SM
 
-TILE_MS = (128, 256)
+# weight rows per CTA tile; 64 (one m64 block: wgs 1 only) is quack's CTA at M = 129..1536 (64 x 256, one
+# consumer warpgroup, ~96 CTAs on the DeepSeek-V4 shapes without split-K; session 9)
+TILE_MS = (64, 128, 256)
 TILE_NS = (16, 32, 64, 128, 256)
 # Decode tiles (session 7, `wgdec`; not GPU-run yet): tile_n 16 / 32 tokens run the same kernel with
 # the wgmma N = 16 / 32 (m64n16k16 / m64n32k16), for grouped decode at ~8-32 tokens per expert, where
@@ -70,6 +74,7 @@ LEANS = (0, 1)  # consumer k-loop address arithmetic: 0 = per k16 block (as serv
 # consumer warpgroups per CTA: 1 (quack's shape of CTA: a producer and one consumer warpgroup, 256 threads, up to
 # 256 registers per consumer thread; session 9 `wg1`), 2 (the default) or 4 (one m64 block each at tile_m 256)
 WGS = (1, 2, 4)
+PEEKS = (0, 1)  # pipe 16: 1 = test the next stage's full barrier after block 0 (kernel.py _step16)
 STREAMS = (0, 1)  # dense work distribution: 0 = whole tiles (or split_k items), 1 = stream-K (stream.py)
 
 
@@ -110,6 +115,7 @@ class WsParams:
     lean: int = 0  # 1: the consumer k loop's descriptor / release-stage arithmetic once per step (lean.py)
     probe: int = 0  # diagnostic, wrong output by design: 1 = no decode, 2 = no wgmma (lean.py; build needs PROBE_ENV)
     stream: int = 0  # dense only: 1 = stream-K, the launch's k64 steps cut evenly over the grid (stream.py)
+    peek: int = 0  # pipe 16: 1 = test the next stage's full barrier early, spin at its load only if it was not full
 
 
 def _reasons(p: WsParams) -> list[str]:
@@ -178,6 +184,10 @@ def _reasons(p: WsParams) -> list[str]:
         r.append(f"probe={p.probe} is a diagnostic whose output is wrong by design: set {PROBE_ENV}=1 to build it")
     elif p.probe and p.pipe != 16:
         r.append(f"probe={p.probe} applies to the pipe-16 loop only (pipe={p.pipe})")
+    if p.peek not in PEEKS:
+        r.append(f"peek={p.peek} must be one of {PEEKS} (1: early test of the next stage, kernel.py _step16)")
+    elif p.peek and p.pipe != 16:
+        r.append(f"peek={p.peek} applies to the pipe-16 loop only (pipe={p.pipe})")
     if p.stream not in STREAMS:
         r.append(f"stream={p.stream} must be one of {STREAMS} (1: stream-K, kernels/w4a16_ws/stream.py)")
     elif p.stream:

@@ -55,7 +55,8 @@ from .device import start
 from .epilogue import Epilogue
 from .stream import Reduce
 from .lean import block_desc, consume, desc_lo, prev_stage
-from .ptx import bulk_g2s, decode_k16, lds_v2, lds_v4, lut_regs, mbar_arrive, mbar_wait, scale_pair
+from .ptx import (bulk_g2s, decode_k16, lds_v2, lds_v4, lut_regs, mbar_arrive, mbar_test, mbar_wait, mbar_wait_unless,
+                  scale_pair)
 from .sched import raster_item, reduce_slot, split_item, ws_index  # noqa: F401 (re-exported for the tests)
 
 BLOB_BYTES = 2048  # one (m64, k64) blob tile: 128 threads x 16 B
@@ -68,8 +69,11 @@ MAX_REGS = 256  # setmaxnreg's ceiling
 class W4A16WsKernel(Reduce, Epilogue):
     def __init__(self, n: int, k: int, experts: int, grouped: bool, tile_m: int, tile_n: int, stages: int,
                  sm_count: int, wgs: int = 2, pipe: int = 16, split_k: int = 1, pdl: bool = False, epi: int = 0,
-                 depth: int = 2, raster: int = 1, ctas: int = 1, lean: int = 0, probe: int = 0, stream: int = 0):
-        assert n % tile_m == 0 and k % 64 == 0 and tile_m in (128, 256) and tile_n in (16, 32, 64, 128, 256)
+                 depth: int = 2, raster: int = 1, ctas: int = 1, lean: int = 0, probe: int = 0, stream: int = 0,
+                 peek: int = 0):
+        assert n % tile_m == 0 and k % 64 == 0 and tile_m in (64, 128, 256) and tile_n in (16, 32, 64, 128, 256)
+        assert not peek or pipe == 16
+        self.peek = peek  # pipe 16: test the next stage's full barrier early (_step16)
         assert split_k == 1 or (not grouped and (k // 64) % split_k == 0)
         assert not grouped or not pdl
         # dense launch knob (scheduler side): pdl = programmatic dependent launch (the prologue and
@@ -429,11 +433,15 @@ class W4A16WsKernel(Reduce, Epilogue):
     # all of step t - 1 once b >= D - 1: step t - 1's stage (blob words, scales, activation tile)
     # is released at block D - 1 of step t.
     @cute.jit
-    def _load16(self, frag_x, frag_s, step, cw, tw, w_base, bar_base):
-        """Wait for step's stage, load this thread's blob words and scale words of its rb blocks."""
+    def _load16(self, frag_x, frag_s, step, cw, tw, w_base, bar_base, ready=None):
+        """Wait for step's stage (peek 1: not when `ready`, _step16's earlier test, saw it full),
+        load this thread's blob words and scale words of its rb blocks."""
         S, rb = self.stages, self.rb
         s = step % S
-        mbar_wait(bar_base + s * 8, (step // S) & 1)
+        if const_expr(ready is None):
+            mbar_wait(bar_base + s * 8, (step // S) & 1)
+        else:
+            mbar_wait_unless(bar_base + s * 8, (step // S) & 1, ready)
         wsm = w_base + s * self.w_bytes
         for r in cutlass.range_constexpr(rb):
             blk = cw * rb + r
@@ -479,16 +487,23 @@ class W4A16WsKernel(Reduce, Epilogue):
                 w_base, bar_base, luts):
         """The 4 k16 blocks of step `step`; unless `last`, block 3 also loads the next step's words
         and decodes its block 0. `first` (traced or a Python bool): the item's step 0, whose
-        predecessor belongs to the previous item (released by it)."""
+        predecessor belongs to the previous item (released by it). peek 1: after block 0's wait, one
+        non-blocking test of the next step's full barrier, so block 3's load spins only if the
+        stage was not full then (quack's consumer_try_wait; the blocking wait leaves the path
+        between two wgmma issues)."""
         D = self.depth
+        ready = None
         for b in cutlass.range_constexpr(4):
             if const_expr(D == 2):
-                self._decode_next(frag, frag_x, frag_s, step, b, last, cw, tw, w_base, bar_base, luts)
+                self._decode_next(frag, frag_x, frag_s, step, b, last, cw, tw, w_base, bar_base, luts, ready)
             self._issue16(acc, frag, step, b, act_base)
             if const_expr(b < 3 or not last):
                 wg_wait(D)
+            if const_expr(b == 0 and self.peek and not last):
+                nxt = step + 1
+                ready = mbar_test(bar_base + (nxt % self.stages) * 8, (nxt // self.stages) & 1)
             if const_expr(D == 3):
-                self._decode_next(frag, frag_x, frag_s, step, b, last, cw, tw, w_base, bar_base, luts)
+                self._decode_next(frag, frag_x, frag_s, step, b, last, cw, tw, w_base, bar_base, luts, ready)
             if const_expr(b == D - 1):
                 if const_expr(isinstance(first, bool)):
                     if const_expr(not first):
@@ -498,13 +513,13 @@ class W4A16WsKernel(Reduce, Epilogue):
 
     @cute.jit
     def _decode_next(self, frag, frag_x, frag_s, step, b: cutlass.Constexpr[int], last: cutlass.Constexpr[bool], cw, tw,
-                     w_base, bar_base, luts):
+                     w_base, bar_base, luts, ready=None):
         """Decode the block after block b of step `step` (block b + 1, or at b = 3 the next step's
         block 0 after loading its words; nothing after the item's last block)."""
         if const_expr(b < 3):
             self._decode16(frag, frag_x, frag_s, b + 1, luts)
         elif const_expr(not last):
-            self._load16(frag_x, frag_s, step + 1, cw, tw, w_base, bar_base)
+            self._load16(frag_x, frag_s, step + 1, cw, tw, w_base, bar_base, ready)
             self._decode16(frag, frag_x, frag_s, 0, luts)
 
     @cute.jit
@@ -576,5 +591,5 @@ def make_kernel(p, grouped: bool):
     k = W4A16WsKernel(p.n, p.k, p.experts, grouped, p.tile_m, p.tile_n, p.stages, p.sm_count, p.wgs, p.pipe, split,
                       bool(getattr(p, "pdl", False)), getattr(p, "epi", 0), getattr(p, "depth", 2),
                       getattr(p, "raster", 1), getattr(p, "ctas", 1), getattr(p, "lean", 0), getattr(p, "probe", 0),
-                      getattr(p, "stream", 0))
+                      getattr(p, "stream", 0), getattr(p, "peek", 0))
     return k.grouped_call if grouped else (k.dense_split_call if split > 1 or k.stream else k.dense_call)

@@ -141,6 +141,29 @@ def mbar_wait(mbar: Int32, phase: Int32, *, loc=None, ip=None):
 
 
 @dsl_user_op
+def mbar_test(mbar: Int32, phase: Int32, *, loc=None, ip=None) -> Int32:
+    """1 if the mbarrier's phase with parity `phase` has completed, else 0: one non-blocking
+    test_wait (never suspends the thread, unlike try_wait)."""
+    body = ("{.reg .pred done;\n\t"
+            "mbarrier.test_wait.parity.shared::cta.b64 done, [$1], $2;\n\t"
+            "selp.b32 $0, 1, 0, done;}")
+    return Int32(llvm.inline_asm(T.i32(), [Int32(mbar).ir_value(loc=loc, ip=ip), Int32(phase).ir_value(loc=loc, ip=ip)],
+                                 body, "=r,r,r", has_side_effects=True, loc=loc, ip=ip))
+
+
+@dsl_user_op
+def mbar_wait_unless(mbar: Int32, phase: Int32, ready: Int32, *, loc=None, ip=None):
+    """mbar_wait, skipped when `ready` (an earlier mbar_test of the same phase) is nonzero."""
+    _effect("{.reg .pred done;\n\t"
+            "setp.ne.b32 done, $2, 0;\n\t"
+            "@done bra DONE;\n\t"
+            "WAIT:\n\t"
+            "mbarrier.try_wait.parity.shared::cta.b64 done, [$0], $1;\n\t"
+            "@!done bra WAIT;\n\t"
+            "DONE:}", [Int32(mbar), Int32(phase), Int32(ready)], "r,r,r", loc, ip)
+
+
+@dsl_user_op
 def mbar_arrive(mbar: Int32, *, loc=None, ip=None):
     _effect("mbarrier.arrive.shared::cta.b64 _, [$0];", [Int32(mbar)], "r", loc, ip)
 
