@@ -47,11 +47,19 @@ from typing import Any, Mapping
 
 
 def _t(tile_m: int, tile_n: int, stages: int, split_k: int = 1, pdl: bool = False, raster: int = 1,
-       depth: int = 2, wgs: int = 2, ctas: int = 1, stream: int = 0) -> dict[str, Any]:
+       depth: int = 2, wgs: int = 2, ctas: int = 1, stream: int = 0, lean: int = 0, peek: int = 0) -> dict[str, Any]:
     return {"tile_m": tile_m, "tile_n": tile_n, "stages": stages, **({"split_k": split_k} if split_k > 1 else {}),
             **({"pdl": True} if pdl else {}), **({"raster": raster} if raster != 1 else {}),
             **({"depth": depth} if depth != 2 else {}), **({"wgs": wgs} if wgs != 2 else {}),
-            **({"ctas": ctas} if ctas != 1 else {}), **({"stream": stream} if stream else {})}
+            **({"ctas": ctas} if ctas != 1 else {}), **({"stream": stream} if stream else {}),
+            **({"lean": lean} if lean else {}), **({"peek": peek} if peek else {})}
+
+
+# Session 9 (`q64`, docs/PERFORMANCE.md "session 9, q64"): quack's own CTA at these M, one consumer
+# warpgroup on a 64-row weight tile x 256 tokens (tile_m 64, wgs 1; ~96 CTAs on 6144 / 2048 rows
+# without split-K), with lean 1 (per-step descriptor arithmetic) and peek 1 (early full-barrier test)
+Q64 = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "lean": 1}
+Q64P = {**Q64, "peek": 1}
 
 
 # Rule for an unmeasured shape (the one the one-scale 7168-wide shapes measured before session 6's
@@ -79,15 +87,19 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
                    (512, _t(128, 256, 6)), (768, _t(128, 128, 10, raster=4, depth=3)), (1536, _t(128, 256, 6)),
                    (None, _t(128, 256, 6, raster=-8, depth=3))),
     # shared gate + up
+    # (session 9: 201-256 Q64, 40.3 / 40.3 us at M = 256 vs 48.6 / 46.9 for 128 x 256 split 2 and 46.0 for
+    # quack; 769-1024 Q64P, 116.6 / 116.7 at 1024 vs stream-K 131.4 / 140.0 (quack 115.9))
     (6144, 7168): ((64, _t(128, 64, 12, 2, pdl=True)), (128, _t(128, 128, 10, 2, pdl=True)),
-                   (256, _t(128, 256, 6, 2, pdl=True)), (384, _t(256, 128, 8, stream=1)), (512, _t(128, 256, 6)),
-                   (1024, _t(128, 256, 6, stream=1)), (None, _t(128, 256, 6))),
+                   (200, _t(128, 256, 6, 2, pdl=True)), (256, Q64), (384, _t(256, 128, 8, stream=1)),
+                   (512, _t(128, 256, 6)), (768, _t(128, 256, 6, stream=1)), (1024, Q64P), (None, _t(128, 256, 6))),
     # q_a + kv: 16 weight tiles of 128 rows: split-K up to M = 1024 (tiles x splits within one or two
-    # rounds of 132 SMs), unsplit 128 x 256 above
-    (2048, 7168): ((64, _t(128, 64, 6, 8, pdl=True)), (128, _t(128, 64, 6, 4, pdl=True)),
+    # rounds of 132 SMs), unsplit 128 x 256 above. Session 9: peek on the 65-128 and 385-512 split
+    # buckets (14.1 / 14.1 vs 15.3 / 15.4 us at M = 128, 28.3 / 28.4 vs 30.0 / 29.5 at 512), 769-1024
+    # Q64P (39.0 / 39.1 vs 47.3 / 47.8 for 128 x 256 split 2 depth 3; quack 39.2)
+    (2048, 7168): ((64, _t(128, 64, 6, 8, pdl=True)), (128, _t(128, 64, 6, 4, pdl=True, peek=1)),
                    (256, _t(128, 128, 6, 4, pdl=True)), (384, _t(128, 128, 10, stream=1)),
-                   (512, _t(128, 128, 6, 2, pdl=True)), (768, _t(128, 256, 6, depth=3, stream=1)),
-                   (1024, _t(128, 256, 6, 2, depth=3)), (None, _t(128, 256, 6))),
+                   (512, _t(128, 128, 6, 2, pdl=True, peek=1)), (768, _t(128, 256, 6, depth=3, stream=1)),
+                   (1024, Q64P), (None, _t(128, 256, 6))),
     # q_b: 512 weight tiles; 256-row tiles are as fast at M <= 64 and fewer activation reloads;
     # 129-256 128 x 256 raster 4 depth 3 (session 7: 71.1 / 74.8 us at 192 / 256 vs 256 x 128 80.6 / 89.5)
     (65536, 1536): ((64, _t(256, 64, 12, pdl=True)), (128, _t(256, 128, 8, pdl=True)),
@@ -124,8 +136,10 @@ WS_OVER_QUACK: dict[tuple[int, int], tuple[tuple[int, int], ...]] = {
     # gate + up: split 2 with pdl 1.02-1.03x quack at 33-64 (quack 1.04-1.05x at 17-32), 1.23-1.37x at
     # 65-72 (0.93x at 128), 128 x 256 split 2 1.57 / 1.18 / 1.08x at 129 / 192 / 200; 128 x 256
     # 1.52-1.71x at 257-384, 1.00 / 0.98x at 385 / 512 (session 6), split 2 raster 4 depth 3 1.06x at
-    # 768; quack at 201-256 (0.93-0.79x), 769-1536 (0.79x at 1024) and above (0.96x at 8192)
-    (6144, 7168): ((32, 72), (128, 200), (256, 768)),
+    # 768; quack at 769-1536 (0.79x at 1024) and above (0.96x at 8192). Session 9: 201-256 is ours too
+    # (Q64: 40.3 / 40.3 vs quack 46.0 us at M = 256; 201-255 argued: quack runs the same 64 x 256 tiling,
+    # one token tile, there)
+    (6144, 7168): ((32, 72), (128, 768)),
     # down, o_b: quack at 17-64 (down 12.3-12.6 vs 10.4-11.9 us, o_b 9.8-10.0 vs 7.7-8.8); 1.08-1.16x
     # at 65-72 (0.74-0.79x at 128), 1.16-1.48x at 129-192, 1.04-1.09x at 200; 257-768 (128 x 256 to
     # 512, 128 x 128 above) 1.81-2.33x at 257-384, session 6 1.00-1.05x at 385-768; quack at
