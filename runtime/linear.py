@@ -5,7 +5,7 @@ best at small M) serves small M. Above it, by default (`quack=True`), per layer 
 w4a16_ws_gemm (kernels/w4a16_ws: warp-specialized wgmma, tile table per (N, K) and token bucket in
 kernels/w4a16_ws/tiles.py) on the M ranges tiles.WS_OVER_QUACK[(N, K)] where it measured at least
 as fast as quack (H200, docs/PERFORMANCE.md "session 6, wssmall", "session 6, wstab" and
-"session 7, wsmid": q_a + kv 17-224 and 257-768, gate + up 33-72 and 129-768, down and
+"session 7, wsmid", "session 9, q64": q_a + kv 17-224 and 257-768, gate + up 33-72 and 129-768, down and
 o_b 65-72, 129-200 and 257-768, q_b 17-160 and 257-384), quack's WGMMA kernel at the other M:
 quack_w4a16_gemm for one global scale, its per-row-alpha twin for several (q_a + kv); quack is
 the measured faster path there. `quack=False` serves w4a16_ws_gemm at every M above WS_FROM instead. Where the
