@@ -211,7 +211,7 @@ class _Base(common.W4A16Hooks, Family):
     modules = ("nvfp4_aot.kernels.w4a16_ws", "nvfp4_aot.kernels.w4a16_ws.kernel", "nvfp4_aot.kernels.w4a16_ws.ptx",
                "nvfp4_aot.kernels.w4a16_ws.epilogue", "nvfp4_aot.kernels.w4a16_ws.device",
                "nvfp4_aot.kernels.w4a16_ws.lean", "nvfp4_aot.kernels.w4a16_ws.sched",
-               "nvfp4_aot.kernels.w4a16_ws.stream",
+               "nvfp4_aot.kernels.w4a16_ws.stream", "nvfp4_aot.kernels.w4a16_ws.producer",
                "nvfp4_aot.kernels.quack_w4a16.layout")
     kernel_module = "nvfp4_aot.kernels.w4a16_ws.kernel"
     grouped_name = "w4a16_ws_grouped_gemm"

@@ -18,7 +18,7 @@ its wgmmas retired (one arrive per warp), so the decode overlaps the MMAs in fli
 leaves through the epilogue (epilogue.py: alpha, bf16, 16-byte stores via shared memory).
 
 Persistent grid (sm_count CTAs) over work = (expert, token tile j, weight tile m) in the order
-of raster_item (raster 1: m fastest):
+of raster_item (raster 1: m fastest; the work list and the producer: producer.py):
 every CTA first builds, from the device-side offsets/counts (clamped into [0, M)), the inclusive
 prefix of work items per expert in shared memory; CTA b then takes items b, b + grid, ...
 (producer and consumers walk the same sequence). Idle experts own no item; no host sync; the
@@ -53,20 +53,19 @@ from ..w4a16_device import hold, sw128_desc, wg_commit, wg_fence, wg_wait, wgmma
 from . import EPI_WARP_BYTES
 from .device import start
 from .epilogue import Epilogue
+from .producer import BLOB_BYTES, STRIP_BYTES, Producer
 from .stream import Reduce
 from .lean import block_desc, consume, desc_lo, prev_stage
-from .ptx import (bulk_g2s, decode_k16, lds_v2, lds_v4, lut_regs, mbar_arrive, mbar_test, mbar_wait, mbar_wait_unless,
+from .ptx import (decode_k16, lds_v2, lds_v4, lut_regs, mbar_arrive, mbar_test, mbar_wait, mbar_wait_unless,
                   scale_pair)
 from .sched import raster_item, reduce_slot, split_item, ws_index  # noqa: F401 (re-exported for the tests)
 
-BLOB_BYTES = 2048  # one (m64, k64) blob tile: 128 threads x 16 B
-STRIP_BYTES = 256  # its scales: 32 row pairs x 4 k16 blocks x 2
 REGS = 65536  # per SM: the producer warpgroup keeps PRODUCER_REGS, the consumers share the rest
 PRODUCER_REGS = 24
 MAX_REGS = 256  # setmaxnreg's ceiling
 
 
-class W4A16WsKernel(Reduce, Epilogue):
+class W4A16WsKernel(Producer, Reduce, Epilogue):
     def __init__(self, n: int, k: int, experts: int, grouped: bool, tile_m: int, tile_n: int, stages: int,
                  sm_count: int, wgs: int = 2, pipe: int = 16, split_k: int = 1, pdl: bool = False, epi: int = 0,
                  depth: int = 2, raster: int = 1, ctas: int = 1, lean: int = 0, probe: int = 0, stream: int = 0,
@@ -243,116 +242,6 @@ class W4A16WsKernel(Reduce, Epilogue):
                 cute.arch.griddepcontrol_wait()
             self._consume(wg - 1, tidx % 128, lane, mine, bid, grid, s_pre, s_start, s_cnt, act_base, w_base,
                           bar_base, alpha, out, flags, workspace)
-
-    @cute.jit
-    def _produce(self, it, pre, e, j, m, k0, n, s_start, tma_atom, tma_act, s_act, bars, bar_base, w_base, blob, sf):
-        """The producer thread's loads of one work item (or stream-K segment): n k64 steps from k0
-        of (expert e, token tile j, weight tile m), each into the ring's next stage: wait for the
-        stage to be empty, arm its full barrier with the stage's bytes, TMA the activation tile,
-        bulk-copy the weights (pdl: steps it < pre had their weights loaded and barrier armed by
-        _prefetch_weights). Returns the running step counter after the item, it + n."""
-        S = self.stages
-        row0 = s_start[e] + j * self.tile_n
-        g_act = cute.local_tile(cute.domain_offset((row0, 0), tma_act), (self.tile_n, 64), (0, None))
-        t_s, t_g = cpasync.tma_partition(tma_atom, 0, cute.make_layout(1), cute.group_modes(s_act, 0, 2),
-                                         cute.group_modes(g_act, 0, 2))
-        g0 = e * (self.n // 64) + m * self.blocks  # blob/strip index of (expert e, m64 block m * blocks)
-        for kk in cutlass.range(n, unroll=1):
-            kt = k0 + kk
-            s = it % S
-            if const_expr(self.pdl):
-                if it >= pre:
-                    mbar_wait(bar_base + (S + s) * 8, ((it // S) & 1) ^ 1)
-                    cute.arch.mbarrier_arrive_and_expect_tx(bars + s, self.tx)
-                    self._load_weights(w_base, bar_base, s, g0, kt, blob, sf)
-            else:
-                mbar_wait(bar_base + (S + s) * 8, ((it // S) & 1) ^ 1)
-                cute.arch.mbarrier_arrive_and_expect_tx(bars + s, self.tx)
-            cute.copy(tma_atom, t_g[None, kt], t_s[None, s], tma_bar_ptr=bars + s)
-            if const_expr(not self.pdl):
-                self._load_weights(w_base, bar_base, s, g0, kt, blob, sf)
-            it += 1
-        return it
-
-    @cute.jit
-    def _load_weights(self, w_base, bar_base, s, g0, kt, blob, sf):
-        """The bulk copies of one stage's weights: per m64 block its blob tile and scale strip of
-        k step kt (g0 = the tile's first m64 block over all experts), completing on full[s]."""
-        dst = w_base + s * self.w_bytes
-        for b in cutlass.range_constexpr(self.blocks):
-            tile = Int64(g0 + b) * self.kt + kt
-            bulk_g2s(dst + b * BLOB_BYTES, blob.iterator.toint() + tile * BLOB_BYTES, BLOB_BYTES, bar_base + s * 8)
-            bulk_g2s(dst + self.blocks * BLOB_BYTES + b * STRIP_BYTES, sf.iterator.toint() + tile * STRIP_BYTES,
-                     STRIP_BYTES, bar_base + s * 8)
-
-    @cute.jit
-    def _prefetch_weights(self, bid, s_pre, bars, bar_base, w_base, blob, sf):
-        """pdl: before waiting for the previous kernel, fill the weights of the first min(stages,
-        ks) steps of this CTA's first item (weights never depend on it): arm each stage's full
-        barrier with the whole stage's bytes (its activation tile follows after the wait) and start
-        the weight copies. Stages are fresh, so no empty wait. Returns the number of such steps."""
-        pre = min(self.stages, self.ks)
-        w = bid
-        k0 = Int32(0)
-        if const_expr(self.split_k > 1):
-            w, k0 = split_item(w, self.split_k, self.ks)
-        e, j, m = self._locate(w, s_pre)
-        g0 = e * (self.n // 64) + m * self.blocks
-        for kk in cutlass.range_constexpr(pre):
-            cute.arch.mbarrier_arrive_and_expect_tx(bars + kk, self.tx)
-            self._load_weights(w_base, bar_base, kk, g0, k0 + kk, blob, sf)
-        return Int32(pre)
-
-    @cute.jit
-    def _build_prefix(self, offsets, counts, m_rows, lane, s_pre, s_start, s_cnt):
-        """Warp 0: clamp every expert's (start, count) into [0, M), and write the inclusive prefix
-        of work items (token tiles x weight tiles) per expert: lane l scans experts [l P, l P + P)
-        serially, then one warp-wide inclusive scan of the lane sums."""
-        E = self.experts
-        P = (E + 31) // 32
-        own = Int32(0)
-        for i in cutlass.range_constexpr(P):
-            e = lane * P + i
-            if e < E:
-                st = Int32(0)
-                c = m_rows
-                if const_expr(self.grouped):
-                    st = cutlass.min(cutlass.max(offsets[e], 0), m_rows)
-                    c = cutlass.min(cutlass.max(counts[e], 0), m_rows - st)
-                s_start[e] = st
-                s_cnt[e] = c
-                own += (c + (self.tile_n - 1)) // self.tile_n * self.mt
-                s_pre[e] = own
-        incl = own
-        for d in cutlass.range_constexpr(5):
-            y = cute.arch.shuffle_sync_up(incl, 1 << d)
-            if lane >= (1 << d):
-                incl += y
-        excl = incl - own
-        for i in cutlass.range_constexpr(P):
-            e = lane * P + i
-            if e < E:
-                s_pre[e] = s_pre[e] + excl
-
-    @cute.jit
-    def _locate(self, w, s_pre):
-        """Work item w (< total) -> (expert e, token tile j, weight tile m): e = the number of
-        experts whose inclusive prefix is <= w (binary lifting over s_pre); (j, m) by raster_item."""
-        E = self.experts
-        e = Int32(0)
-        for i in cutlass.range_constexpr(E.bit_length() - 1, -1, -1):
-            if e + (1 << i) <= E:
-                if s_pre[e + (1 << i) - 1] <= w:
-                    e = e + (1 << i)
-        before = Int32(0)
-        if e > 0:
-            before = s_pre[e - 1]
-        local = w - before
-        if const_expr(self.raster == 1):
-            j = local // self.mt
-            return e, j, local - j * self.mt
-        j, m = raster_item(local, (s_pre[e] - before) // self.mt, self.mt, self.raster, cutlass.min)
-        return e, j, m
 
     @cute.jit
     def _consume(self, cw, tw, lane, mine, bid, grid, s_pre, s_start, s_cnt, act_base, w_base, bar_base, alpha,
