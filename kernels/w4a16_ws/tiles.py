@@ -58,8 +58,8 @@ def _t(tile_m: int, tile_n: int, stages: int, split_k: int = 1, pdl: bool = Fals
 # Session 9 (`q64`, docs/PERFORMANCE.md "session 9, q64"): quack's own CTA at these M, one consumer
 # warpgroup on a 64-row weight tile x 256 tokens (tile_m 64, wgs 1; ~96 CTAs on 6144 / 2048 rows
 # without split-K), with lean 1 (per-step descriptor arithmetic) and peek 1 (early full-barrier test)
-Q64 = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "lean": 1}
-Q64P = {**Q64, "peek": 1}
+Q64 = _t(64, 256, 6, wgs=1, lean=1)
+Q64P = _t(64, 256, 6, wgs=1, lean=1, peek=1)
 
 
 # Rule for an unmeasured shape (the one the one-scale 7168-wide shapes measured before session 6's
