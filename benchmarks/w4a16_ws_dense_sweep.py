@@ -19,6 +19,8 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
                                                           # M = 256, 1024, + quack's buckets (BASE_MANIFEST=sweep)
   w4a16_ws_dense_sweep.py manifest --q64 > sweep.toml     # q64_candidates(): tile_m 64 (wgs 1), peek, next to
                                                           # the served tilings at Q64_MS (BASE_MANIFEST=sweep)
+  w4a16_ws_dense_sweep.py manifest --fit > sweep.toml     # fit_candidates(): partial token tiles after the
+                                                          # 64-row-box change, at FIT_MS (BASE_MANIFEST=sweep)
   nvfp4-build compile sweep.toml manifests/default.toml --arch sm_90a -o ROOT -j 2   # (CPU box)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192 (env SWEEP_SHAPES=a,b: only those)
   SWEEP_COLD=1 SWEEP_REPEAT=2 ... run ROOT 128 256      # cold L2 (every kernel's weights rotated over
@@ -201,6 +203,20 @@ def q64_candidates(shape: str) -> list[dict]:
     return out
 
 
+def fit_candidates(shape: str) -> list[dict]:
+    """Session 10 (`fit`): token tiles that end past M, now loaded as 64-row TMA boxes none of
+    which passes the tensor's last row (sched.act_boxes): the 64 x 256 / 64 x 128 one-warpgroup
+    tiles, 128 x 128 and 128 x 256, and the served tilings at FIT_MS (M inside and at the end of
+    the 129-256 buckets)."""
+    q = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "lean": 1}
+    out = [q, {**q, "peek": 1}, {"tile_m": 64, "tile_n": 128, "stages": 10, "wgs": 1},
+           {"tile_m": 128, "tile_n": 128, "stages": 10}, {"tile_m": 128, "tile_n": 256, "stages": 6}]
+    for tun in served(shape, FIT_MS):
+        if tun not in out:
+            out.append(tun)
+    return out
+
+
 def quack_ops(ms=(128, 1024)) -> list[str]:
     """manifests/default.toml's quack ops for the sweep's shapes, only the buckets meeting [ms]:
     the --stream store's baseline without compiling all of default.toml (run with BASE_MANIFEST=sweep)."""
@@ -226,10 +242,11 @@ def quack_ops(ms=(128, 1024)) -> list[str]:
 STREAM_MS = (128, 192, 256, 384, 512, 768, 1024)
 WG1_MS = (256, 1024)
 Q64_MS = (128, 256, 384, 512, 1024)
+FIT_MS = (128, 136, 192, 200, 240, 255, 256)
 MID_MS = (17, 24, 32, 48, 64, 72, 128, 192, 256, 320, 384)
 BIG_MS = (193, 256, 384, 385, 512, 768, 769, 1024, 1536, 1537, 2048, 4096, 8192)
 MS = (33, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
-CHECK_MS = (17, 33, 64, 193, 256, 1000, 1024, 1537)  # those of the run's M
+CHECK_MS = (17, 33, 64, 136, 193, 200, 255, 256, 300, 1000, 1024, 1537)  # those of the run's M
 OURS_MS = (16, 32, 33, 64)  # w4a16_gemm (Nvfp4Linear's decode kernel) timed here too, and every M <= 64 of the run
 
 
@@ -238,10 +255,13 @@ def _toml(v) -> str:
 
 
 def manifest(split: bool = False, small: bool = False, big: bool = False, mid: bool = False, tail: bool = False,
-             lean: bool = False, stream: bool = False, wg1: bool = False, q64: bool = False) -> str:
+             lean: bool = False, stream: bool = False, wg1: bool = False, q64: bool = False,
+             fit: bool = False) -> str:
     out = ['archs = ["sm_90a"]']
     for shape, (n, k, _) in SHAPES.items():
-        if q64:
+        if fit:
+            cands = fit_candidates(shape) if shape not in ("floor", "q_b") else []
+        elif q64:
             cands = q64_candidates(shape) if shape != "floor" else []
         elif wg1:
             cands = wg1_candidates(shape) if shape != "floor" else []
@@ -265,8 +285,9 @@ def manifest(split: bool = False, small: bool = False, big: bool = False, mid: b
                 for i, c in enumerate(cands)]
         out += ["", f"# {shape}", "[[op]]", 'family = "w4a16_ws_gemm"', f"problem = {{ n = {n}, k = {k} }}",
                 "buckets = [", *rows, "]"]
-    if stream or wg1 or q64:
-        out += quack_ops((Q64_MS[0], Q64_MS[-1]) if q64 else WG1_MS if wg1 else (128, 1024))
+    if stream or wg1 or q64 or fit:
+        out += quack_ops((Q64_MS[0], Q64_MS[-1]) if q64 else (FIT_MS[0], FIT_MS[-1]) if fit else WG1_MS if wg1
+                         else (128, 1024))
     return "\n".join(out) + "\n"
 
 
@@ -409,4 +430,4 @@ if __name__ == "__main__":
                                         big="--big" in sys.argv, mid="--mid" in sys.argv,
                                         tail="--tail" in sys.argv, lean="--lean" in sys.argv,
                                         stream="--stream" in sys.argv, wg1="--wg1" in sys.argv,
-                                        q64="--q64" in sys.argv), run, MS)
+                                        q64="--q64" in sys.argv, fit="--fit" in sys.argv), run, MS)

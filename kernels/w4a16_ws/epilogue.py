@@ -1,7 +1,9 @@
 """The epilogue of the w4a16_ws kernel (kernel.py W4A16WsKernel inherits it): the fp32
 accumulators of one consumer warp (its 16 weight rows of each of its rb m64 blocks x tile_n
 tokens) times the per-row alpha, rounded to bf16, stored to out[start + token, weight row] for
-tokens < count only (rows of other experts and padding are never written).
+tokens < count only (rows of other experts and padding are never written). Column c of the tile
+holds the token sched.token_col gives (the producer's boxes, sched.act_boxes: the last box of a
+partial tile is moved back inside the expert, so its first columns repeat tokens already stored).
 
 epi 1 (_epilogue_smem): per chunk of 16 tokens, stmatrix .trans puts the warp's 16 x 16 block
 into its own 512-byte staging block (after the stage ring) as 16 token rows of 32 bytes; each
@@ -19,6 +21,7 @@ from cutlass import BFloat16, Int32, Int64, const_expr
 
 from ..ptx import pack_bf16x2
 from .ptx import lds_v4, stg_v4_if, stmatrix_x4_trans
+from .sched import act_boxes, token_col
 
 
 class Epilogue:
@@ -47,21 +50,30 @@ class Epilogue:
             self._epilogue_regs(acc, al, cw, wq, lane, e, j, m, s_start, s_cnt, out)
 
     @cute.jit
-    def _epilogue_regs(self, acc, al, cw, wq, lane, e, j, m, s_start, s_cnt, out):
-        """acc[4 jj + q, r] = (row 16 wq + lane / 4 + 8 (q / 2) of block r, token 8 jj + 2 (lane % 4)
-        + q % 2) -> out[start + token, weight row] * alpha, tokens < count only: one 2-byte store each."""
+    def _tile_tokens(self, e, j, s_start, s_cnt):
+        """Token tile j of expert e: (start, first token tok0, and token_col's last, sh, lim) for the
+        columns the producer loaded with sched.act_boxes."""
         start = s_start[e]
         cnt = s_cnt[e]
         tok0 = j * self.tile_n
+        _, _, last, sh = act_boxes(start, cnt, j, self.tile_n, cutlass.min, cutlass.max)
+        return start, tok0, last, sh, cnt - tok0
+
+    @cute.jit
+    def _epilogue_regs(self, acc, al, cw, wq, lane, e, j, m, s_start, s_cnt, out):
+        """acc[4 jj + q, r] = (row 16 wq + lane / 4 + 8 (q / 2) of block r, token 8 jj + 2 (lane % 4)
+        + q % 2) -> out[start + token, weight row] * alpha, tokens < count only: one 2-byte store each."""
+        start, tok0, last, sh, lim = self._tile_tokens(e, j, s_start, s_cnt)
         g = lane // 4
         c = lane % 4
-        for r in cutlass.range_constexpr(self.rb):
-            row_a = m * self.tile_m + (cw * self.rb + r) * 64 + 16 * wq + g
-            for jj in cutlass.range_constexpr(self.tile_n // 8):
-                for q in cutlass.range_constexpr(4):
-                    tok = tok0 + 8 * jj + 2 * c + q % 2
-                    if tok < cnt:
-                        out[start + tok, row_a + 8 * (q // 2)] = (acc[4 * jj + q, r] * al[q // 2, r]).to(BFloat16)
+        # token columns outer, blocks inner: each column's (token, stored?) is live for one column only
+        for jj in cutlass.range_constexpr(self.tile_n // 8):
+            for q in cutlass.range_constexpr(4):
+                t, ok = token_col(8 * jj + 2 * c + q % 2, last, sh, lim, cutlass.min, cutlass.max)
+                if ok:
+                    for r in cutlass.range_constexpr(self.rb):
+                        row_a = m * self.tile_m + (cw * self.rb + r) * 64 + 16 * wq + g + 8 * (q // 2)
+                        out[start + tok0 + t, row_a] = (acc[4 * jj + q, r] * al[q // 2, r]).to(BFloat16)
 
     @cute.jit
     def _epilogue_smem(self, acc, al, ebuf, cw, wq, lane, e, j, m, s_start, s_cnt, out):
@@ -72,9 +84,7 @@ class Epilogue:
         (l % 2) ^ ((l / 2 >> 2) & 1) and stores it as one 16-byte global store (the warp: 16
         tokens x 32 contiguous bytes, whole sectors), tokens < count only. bar.warp.sync orders
         the staging block's write -> read -> next write (the block is the warp's own)."""
-        start = s_start[e]
-        cnt = s_cnt[e]
-        tok0 = j * self.tile_n
+        start, tok0, last, sh, lim = self._tile_tokens(e, j, s_start, s_cnt)
         n = self.n
         base = out.iterator.toint()
         # stmatrix: lane 8 q + i gives memory row i of matrix q = (token 8 (q / 2) + i, rows 8 (q % 2) ..)
@@ -84,9 +94,10 @@ class Epilogue:
         t_r = lane // 2  # read back: token t_r, rows 8 h_r .. 8 h_r + 7
         h_r = (lane % 2) ^ ((t_r >> 2) & 1)
         r_addr = ebuf + lane * 16
-        for r in cutlass.range_constexpr(self.rb):
-            row_w = m * self.tile_m + (cw * self.rb + r) * 64 + 16 * wq + 8 * h_r
-            for ch in cutlass.range_constexpr(self.tile_n // 16):
+        for ch in cutlass.range_constexpr(self.tile_n // 16):  # token chunks outer (as _epilogue_regs)
+            t, ok = token_col(16 * ch + t_r, last, sh, lim, cutlass.min, cutlass.max)
+            for r in cutlass.range_constexpr(self.rb):
+                row_w = m * self.tile_m + (cw * self.rb + r) * 64 + 16 * wq + 8 * h_r
                 regs = []
                 for u in cutlass.range_constexpr(2):  # matrices (u, h): tokens 8 (2 ch + u) .., rows 8 h ..
                     jj = 2 * ch + u
@@ -96,7 +107,6 @@ class Epilogue:
                 stmatrix_x4_trans(w_addr, regs[0], regs[1], regs[2], regs[3])
                 cute.arch.sync_warp()
                 v = lds_v4(r_addr)
-                tok = tok0 + 16 * ch + t_r
-                dst = base + (Int64(start + tok) * n + row_w) * 2
-                stg_v4_if(dst, v[0], v[1], v[2], v[3], Int32(tok < cnt))
+                dst = base + (Int64(start + tok0 + t) * n + row_w) * 2
+                stg_v4_if(dst, v[0], v[1], v[2], v[3], Int32(ok))
                 cute.arch.sync_warp()

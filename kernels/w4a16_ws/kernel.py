@@ -7,7 +7,8 @@ swap-AB: weight rows are the WGMMA M side (A from registers, decoded NVFP4), tok
 
 CTA = 1 + wgs warpgroups (wgs = 1, 2 or 4; 2 below). Warpgroup 0 is the producer (registers lowered with setmaxnreg; one thread
 issues): per k64 step it waits for an empty stage, arms the stage's full mbarrier with the stage's
-byte count and starts one TMA tensor load of the activation tile [tile_n tokens x 64 K] (SW128)
+byte count and starts the TMA tensor loads of the activation tile [tile_n tokens x 64 K] (SW128;
+64-row boxes, sched.act_boxes)
 and, per m64 weight block, two 1-D bulk copies: the block's 2048-byte blob tile and 256-byte
 scale strip (quack's nvfp4 layout: both contiguous per (m64, k64)). Warpgroups 1 and 2 are
 consumers (registers raised): each owns tile_m / 2 weight rows (rb m64 blocks); per k64 step
@@ -33,8 +34,12 @@ dependent one (the prologue and the first ring of weight loads overlap the previ
 tail; the activation loads, and so every write, wait for it to complete).
 
 Invariants:
-  * every global access is in bounds: expert ranges are clamped into [0, M); the TMA box may
-    cover rows past the expert (their MMA columns are never stored) or past M (zero-filled);
+  * every global access is in bounds: expert ranges are clamped into [0, M); a token tile is
+    loaded as boxes of min(tile_n, 64) rows (sched.act_boxes), only those holding a row of the
+    item, the last moved back to end at the expert's last row (or start at row 0): a box may
+    cover rows of other experts (their MMA columns are never stored; columns of boxes not loaded
+    hold stale shared memory, never stored either: sched.token_col), and passes M only when M
+    is below the box (zero-filled);
     weight copies index expert e < E, tile m < N / tile_m, k step < K / 64;
   * nothing is written outside [start_e, start_e + count_e) x [the tile's weight rows] (epi 1's
     16-byte stores hold 8 weight rows of one token each, predicated on token < count);
@@ -50,15 +55,15 @@ from cutlass import BFloat16, Float32, Int32, Int64, Uint8, const_expr
 from cutlass.cute.nvgpu import cpasync, warpgroup
 
 from ..w4a16_device import hold, sw128_desc, wg_commit, wg_fence, wg_wait, wgmma_rs
-from . import EPI_WARP_BYTES
+from . import EPI_WARP_BYTES, TILE_MS, TILE_NS
 from .device import start
 from .epilogue import Epilogue
 from .producer import BLOB_BYTES, STRIP_BYTES, Producer
 from .stream import Reduce
 from .lean import block_desc, consume, desc_lo, prev_stage
-from .ptx import (decode_k16, lds_v2, lds_v4, lut_regs, mbar_arrive, mbar_test, mbar_wait, mbar_wait_unless,
+from .ptx import (decode_k16, lds_v2, lds_v4, lut_regs, mbar_arrive, mbar_test, mbar_wait,
                   scale_pair)
-from .sched import raster_item, reduce_slot, split_item, ws_index  # noqa: F401 (re-exported for the tests)
+from .sched import BOX_ROWS, raster_item, reduce_slot, split_item, ws_index  # noqa: F401 (re-exported for the tests)
 
 REGS = 65536  # per SM: the producer warpgroup keeps PRODUCER_REGS, the consumers share the rest
 PRODUCER_REGS = 24
@@ -70,7 +75,7 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
                  sm_count: int, wgs: int = 2, pipe: int = 16, split_k: int = 1, pdl: bool = False, epi: int = 0,
                  depth: int = 2, raster: int = 1, ctas: int = 1, lean: int = 0, probe: int = 0, stream: int = 0,
                  peek: int = 0):
-        assert n % tile_m == 0 and k % 64 == 0 and tile_m in (64, 128, 256) and tile_n in (16, 32, 64, 128, 256)
+        assert n % tile_m == 0 and k % 64 == 0 and tile_m in TILE_MS and tile_n in TILE_NS
         assert not peek or pipe == 16
         self.peek = peek  # pipe 16: test the next stage's full barrier early (_step16)
         assert split_k == 1 or (not grouped and (k // 64) % split_k == 0)
@@ -117,7 +122,7 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
         assert self.consumer_regs * 128 * wgs + PRODUCER_REGS * 128 <= launch * self.threads
         self.act_bytes = tile_n * 128  # one activation stage
         self.w_bytes = self.blocks * (BLOB_BYTES + STRIP_BYTES)  # one weight stage
-        self.tx = self.act_bytes + self.w_bytes
+        self.bx = min(tile_n, BOX_ROWS)  # rows of one activation TMA box (sched.act_boxes)
         self.acc_n = tile_n // 2  # fp32 accumulators per thread per m64 block
 
     # ------------------------------------------------------------------ host side
@@ -139,11 +144,18 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
 
     @cute.jit
     def _launch(self, act, blob, sf, alpha, offsets, counts, out, stream, flags=None, workspace=None):
+        # two TMA views of the stage ring: whole tiles (tile_n x 64 per stage, one box: every full
+        # token tile inside the tensor) and boxes of bx rows (NB = tile_n / bx per stage, box b of
+        # stage s at NB s + b: the same bytes, as SW128 K-major rows are 128 contiguous bytes swizzled
+        # in 8-row atoms and a box is a whole number of atoms), for partial tiles (sched.act_boxes);
+        # the consumers' descriptors read either the same way
         atom_l = warpgroup.make_smem_layout_atom(warpgroup.SmemLayoutAtomKind.K_SW128, BFloat16)
         staged = cute.tile_to_shape(atom_l, (self.tile_n, 64, self.stages), order=(0, 1, 2))
-        one = cute.slice_(staged, (None, None, 0))
-        tma_atom, tma_act = cpasync.make_tiled_tma_atom(cpasync.CopyBulkTensorTileG2SOp(), act, one,
-                                                        (self.tile_n, 64))
+        boxed = cute.tile_to_shape(atom_l, (self.bx, 64, (self.tile_n // self.bx) * self.stages), order=(0, 1, 2))
+        op = cpasync.CopyBulkTensorTileG2SOp()
+        tma_atom, tma_act = cpasync.make_tiled_tma_atom(op, act, cute.slice_(staged, (None, None, 0)), (self.tile_n, 64))
+        tma_box, tma_act_box = cpasync.make_tiled_tma_atom(op, act, cute.slice_(boxed, (None, None, 0)), (self.bx, 64))
+        tma = (tma_atom, tma_act, tma_box, tma_act_box)
         grid = self.sm_count * self.ctas
         if const_expr(not self.grouped):
             # dense: M is known at launch, so launch no CTA without work (at most ctas per SM)
@@ -156,31 +168,34 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
         if const_expr(self.pdl):
             kw["use_pdl"] = True
         if const_expr(self.split_k == 1 and not self.stream):
-            start(self.kernel(tma_atom, tma_act, staged, blob, sf, alpha, offsets, counts, out, act.shape[0]),
-                  kw, self.ctas)
+            start(self.kernel(*tma, staged, boxed, blob, sf, alpha, offsets, counts, out, act.shape[0]), kw,
+                  self.ctas)
         else:
-            start(self.kernel_split(tma_atom, tma_act, staged, blob, sf, alpha, out, act.shape[0], flags,
-                                     workspace), kw, self.ctas)
+            start(self.kernel_split(*tma, staged, boxed, blob, sf, alpha, out, act.shape[0], flags, workspace),
+                  kw, self.ctas)
 
     # ------------------------------------------------------------------ device side
     @cute.kernel
-    def kernel(self, tma_atom: cute.CopyAtom, tma_act: cute.Tensor, staged: cute.ComposedLayout,
-               blob: cute.Tensor, sf: cute.Tensor, alpha: cute.Tensor, offsets: cute.Tensor,
-               counts: cute.Tensor, out: cute.Tensor, m_rows: Int32):
+    def kernel(self, tma_atom: cute.CopyAtom, tma_act: cute.Tensor, tma_box: cute.CopyAtom, tma_act_box: cute.Tensor,
+               staged: cute.ComposedLayout, boxed: cute.ComposedLayout, blob: cute.Tensor, sf: cute.Tensor,
+               alpha: cute.Tensor, offsets: cute.Tensor, counts: cute.Tensor, out: cute.Tensor, m_rows: Int32):
         # split_k == 1: flags / workspace stand-ins, never touched (the kernel's parameters and code
         # are those of the unsplit kernel)
-        self._body(tma_atom, tma_act, staged, blob, sf, alpha, offsets, counts, out, m_rows, alpha, alpha)
+        self._body((tma_atom, tma_act, tma_box, tma_act_box), staged, boxed, blob, sf, alpha, offsets, counts, out,
+                   m_rows, alpha, alpha)
 
     @cute.kernel
-    def kernel_split(self, tma_atom: cute.CopyAtom, tma_act: cute.Tensor, staged: cute.ComposedLayout,
+    def kernel_split(self, tma_atom: cute.CopyAtom, tma_act: cute.Tensor, tma_box: cute.CopyAtom,
+                     tma_act_box: cute.Tensor, staged: cute.ComposedLayout, boxed: cute.ComposedLayout,
                      blob: cute.Tensor, sf: cute.Tensor, alpha: cute.Tensor, out: cute.Tensor, m_rows: Int32,
                      flags: cute.Tensor, workspace: cute.Tensor):
-        self._body(tma_atom, tma_act, staged, blob, sf, alpha, alpha, alpha, out, m_rows, flags, workspace)
+        self._body((tma_atom, tma_act, tma_box, tma_act_box), staged, boxed, blob, sf, alpha, alpha, alpha, out,
+                   m_rows, flags, workspace)
 
     @cute.jit
-    def _body(self, tma_atom: cute.CopyAtom, tma_act: cute.Tensor, staged: cute.ComposedLayout,
-              blob: cute.Tensor, sf: cute.Tensor, alpha: cute.Tensor, offsets: cute.Tensor,
-              counts: cute.Tensor, out: cute.Tensor, m_rows: Int32, flags: cute.Tensor, workspace: cute.Tensor):
+    def _body(self, tma, staged: cute.ComposedLayout, boxed: cute.ComposedLayout, blob: cute.Tensor, sf: cute.Tensor,
+              alpha: cute.Tensor, offsets: cute.Tensor, counts: cute.Tensor, out: cute.Tensor, m_rows: Int32,
+              flags: cute.Tensor, workspace: cute.Tensor):
         tidx, _, _ = cute.arch.thread_idx()
         bid, _, _ = cute.arch.block_idx()
         grid, _, _ = cute.arch.grid_dim()
@@ -191,6 +206,7 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
 
         smem = cutlass.utils.SmemAllocator()
         s_act = smem.allocate_tensor(BFloat16, staged.outer, byte_alignment=1024, swizzle=staged.inner)
+        s_box = cute.make_tensor(s_act.iterator, boxed.outer)  # the same ring as boxes (the pointer holds the swizzle)
         s_w = smem.allocate_tensor(Uint8, cute.make_layout(S * self.w_bytes + self.epi_bytes), byte_alignment=128)
         bars = smem.allocate_array(Int64, 2 * S, byte_alignment=8)  # full[0, S), empty[S, 2S)
         s_pre = smem.allocate_tensor(Int32, cute.make_layout(E), byte_alignment=4)  # inclusive work prefix
@@ -206,7 +222,8 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
                 cute.arch.mbarrier_init(bars + (S + s), 4 * self.wgs)  # one arrive per consumer warp
             cute.arch.mbarrier_init_fence()
         if warp == 1:
-            cpasync.prefetch_descriptor(tma_atom)
+            cpasync.prefetch_descriptor(tma[0])
+            cpasync.prefetch_descriptor(tma[2])
         if warp == 0:
             self._build_prefix(offsets, counts, m_rows, lane, s_pre, s_start, s_cnt)
         cute.arch.sync_threads()
@@ -219,14 +236,15 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
             cute.arch.setmaxregister_decrease(PRODUCER_REGS)
             if tidx == 0:
                 if const_expr(self.stream):  # stream-K segments (stream.py)
-                    self._produce_stream(bid, grid, s_pre, s_start, tma_atom, tma_act, s_act, bars, bar_base, w_base,
+                    self._produce_stream(bid, grid, s_pre, s_start, s_cnt, tma, s_act, s_box, bars, bar_base, w_base,
                                          blob, sf)
                 else:
                     it = Int32(0)
                     pre = Int32(0)  # steps of the first item whose weights were loaded before the wait
                     if const_expr(self.pdl):
                         if mine > 0:
-                            pre = self._prefetch_weights(bid, s_pre, bars, bar_base, w_base, blob, sf)
+                            pre = self._prefetch_weights(bid, s_pre, s_start, s_cnt, bars, bar_base, w_base, blob,
+                                                         sf)
                         cute.arch.griddepcontrol_wait()  # the activations are the previous kernel's output
                     for i in cutlass.range(mine, unroll=1):
                         w = bid + i * grid
@@ -234,7 +252,7 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
                         if const_expr(self.split_k > 1):
                             w, k0 = split_item(w, self.split_k, self.ks)
                         e, j, m = self._locate(w, s_pre)
-                        it = self._produce(it, pre, e, j, m, k0, self.ks, s_start, tma_atom, tma_act, s_act, bars,
+                        it = self._produce(it, pre, e, j, m, k0, self.ks, s_start, s_cnt, tma, s_act, s_box, bars,
                                            bar_base, w_base, blob, sf)
         else:
             cute.arch.setmaxregister_increase(self.consumer_regs)
@@ -330,7 +348,8 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
         if const_expr(ready is None):
             mbar_wait(bar_base + s * 8, (step // S) & 1)
         else:
-            mbar_wait_unless(bar_base + s * 8, (step // S) & 1, ready)
+            if ready == 0:  # peek 1: _step16's earlier test did not see the stage full
+                mbar_wait(bar_base + s * 8, (step // S) & 1)
         wsm = w_base + s * self.w_bytes
         for r in cutlass.range_constexpr(rb):
             blk = cw * rb + r

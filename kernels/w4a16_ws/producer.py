@@ -3,8 +3,10 @@
 Schedule: every CTA's warp 0 builds, from the device-side offsets / counts (clamped into [0, M)),
 the inclusive prefix of work items per expert in shared memory (_build_prefix); both roles map a
 work item to (expert, token tile, weight tile) with it (_locate), so they walk the same sequence.
-Producer: one thread issues, per k64 step of an item, the activation TMA and the weight bulk copies
-into the ring's next stage (_produce; pdl: _prefetch_weights loads the first item's weights before
+Producer: one thread issues, per k64 step of an item, the activation TMA (sched.act_boxes: one
+tile_n-row box, moved back inside the expert for a partial tile, or where that would start before
+row 0, 64-row boxes holding rows of the item; none past the tensor's end when M >= the box) and
+the weight bulk copies into the ring's next stage (_produce; pdl: _prefetch_weights loads the first item's weights before
 the previous kernel has finished).
 """
 
@@ -14,7 +16,7 @@ from cutlass import Int32, Int64, const_expr
 from cutlass.cute.nvgpu import cpasync
 
 from .ptx import bulk_g2s, mbar_wait
-from .sched import raster_item, split_item
+from .sched import act_boxes, raster_item, split_item
 
 BLOB_BYTES = 2048  # one (m64, k64) blob tile: 128 threads x 16 B
 STRIP_BYTES = 256  # its scales: 32 row pairs x 4 k16 blocks x 2
@@ -22,20 +24,32 @@ STRIP_BYTES = 256  # its scales: 32 row pairs x 4 k16 blocks x 2
 
 class Producer:
     """Needs W4A16WsKernel's fields (n, kt, ks, blocks, stages, tile_n, tile_m, mt, experts, grouped,
-    split_k, raster, pdl, tx, w_bytes)."""
+    split_k, raster, pdl, bx, w_bytes)."""
 
     @cute.jit
-    def _produce(self, it, pre, e, j, m, k0, n, s_start, tma_atom, tma_act, s_act, bars, bar_base, w_base, blob, sf):
+    def _produce(self, it, pre, e, j, m, k0, n, s_start, s_cnt, tma, s_act, s_box, bars, bar_base, w_base, blob, sf):
         """The producer thread's loads of one work item (or stream-K segment): n k64 steps from k0
         of (expert e, token tile j, weight tile m), each into the ring's next stage: wait for the
-        stage to be empty, arm its full barrier with the stage's bytes, TMA the activation tile,
-        bulk-copy the weights (pdl: steps it < pre had their weights loaded and barrier armed by
+        stage to be empty, arm its full barrier with the stage's bytes (the weights and the
+        activation rows loaded), TMA the activation tile as sched.act_boxes gives it (one tile_n-row
+        box, or nb boxes of bx rows) and bulk-copy the weights (pdl: steps it < pre had their weights loaded and barrier armed by
         _prefetch_weights). Returns the running step counter after the item, it + n."""
-        S = self.stages
+        S, bx, NB = self.stages, self.bx, self.tile_n // self.bx
+        tma_atom, tma_act, tma_box, tma_act_box = tma
+        whole, nb, last, sh = act_boxes(s_start[e], s_cnt[e], j, self.tile_n, cutlass.min, cutlass.max)
+        tx = self.w_bytes + nb * (bx + whole * (self.tile_n - bx)) * 128
         row0 = s_start[e] + j * self.tile_n
-        g_act = cute.local_tile(cute.domain_offset((row0, 0), tma_act), (self.tile_n, 64), (0, None))
+        # the partitions (loop-invariant: only the k coordinate moves): the whole-tile box, and the
+        # NB boxes (box b < nb; the last, b = nb - 1, moved back by sh)
+        g_act = cute.local_tile(cute.domain_offset((row0 - sh, 0), tma_act), (self.tile_n, 64), (0, None))
         t_s, t_g = cpasync.tma_partition(tma_atom, 0, cute.make_layout(1), cute.group_modes(s_act, 0, 2),
                                          cute.group_modes(g_act, 0, 2))
+        s_grp = cute.group_modes(s_box, 0, 2)  # ((bx, 64), NB * S): box b of stage s at NB s + b
+        boxes = []
+        for b in cutlass.range_constexpr(NB):
+            row = row0 + b * bx - sh * cutlass.max(b + 2 - nb, 0)  # (b + 2 - nb is 1 for b = nb - 1, <= 0 below)
+            g_b = cute.local_tile(cute.domain_offset((row, 0), tma_act_box), (bx, 64), (0, None))
+            boxes.append(cpasync.tma_partition(tma_box, 0, cute.make_layout(1), s_grp, cute.group_modes(g_b, 0, 2)))
         g0 = e * (self.n // 64) + m * self.blocks  # blob/strip index of (expert e, m64 block m * blocks)
         for kk in cutlass.range(n, unroll=1):
             kt = k0 + kk
@@ -43,12 +57,18 @@ class Producer:
             if const_expr(self.pdl):
                 if it >= pre:
                     mbar_wait(bar_base + (S + s) * 8, ((it // S) & 1) ^ 1)
-                    cute.arch.mbarrier_arrive_and_expect_tx(bars + s, self.tx)
+                    cute.arch.mbarrier_arrive_and_expect_tx(bars + s, tx)
                     self._load_weights(w_base, bar_base, s, g0, kt, blob, sf)
             else:
                 mbar_wait(bar_base + (S + s) * 8, ((it // S) & 1) ^ 1)
-                cute.arch.mbarrier_arrive_and_expect_tx(bars + s, self.tx)
-            cute.copy(tma_atom, t_g[None, kt], t_s[None, s], tma_bar_ptr=bars + s)
+                cute.arch.mbarrier_arrive_and_expect_tx(bars + s, tx)
+            if whole == 1:
+                cute.copy(tma_atom, t_g[None, kt], t_s[None, s], tma_bar_ptr=bars + s)
+            else:
+                for b in cutlass.range_constexpr(NB):
+                    if b < nb:
+                        b_s, b_g = boxes[b]
+                        cute.copy(tma_box, b_g[None, kt], b_s[None, s * NB + b], tma_bar_ptr=bars + s)
             if const_expr(not self.pdl):
                 self._load_weights(w_base, bar_base, s, g0, kt, blob, sf)
             it += 1
@@ -66,10 +86,10 @@ class Producer:
                      STRIP_BYTES, bar_base + s * 8)
 
     @cute.jit
-    def _prefetch_weights(self, bid, s_pre, bars, bar_base, w_base, blob, sf):
+    def _prefetch_weights(self, bid, s_pre, s_start, s_cnt, bars, bar_base, w_base, blob, sf):
         """pdl: before waiting for the previous kernel, fill the weights of the first min(stages,
         ks) steps of this CTA's first item (weights never depend on it): arm each stage's full
-        barrier with the whole stage's bytes (its activation tile follows after the wait) and start
+        barrier with the whole stage's bytes (its activation boxes follow after the wait) and start
         the weight copies. Stages are fresh, so no empty wait. Returns the number of such steps."""
         pre = min(self.stages, self.ks)
         w = bid
@@ -77,9 +97,11 @@ class Producer:
         if const_expr(self.split_k > 1):
             w, k0 = split_item(w, self.split_k, self.ks)
         e, j, m = self._locate(w, s_pre)
+        whole, nb, _, _ = act_boxes(s_start[e], s_cnt[e], j, self.tile_n, cutlass.min, cutlass.max)
+        tx = self.w_bytes + nb * (self.bx + whole * (self.tile_n - self.bx)) * 128  # as _produce's
         g0 = e * (self.n // 64) + m * self.blocks
         for kk in cutlass.range_constexpr(pre):
-            cute.arch.mbarrier_arrive_and_expect_tx(bars + kk, self.tx)
+            cute.arch.mbarrier_arrive_and_expect_tx(bars + kk, tx)
             self._load_weights(w_base, bar_base, kk, g0, k0 + kk, blob, sf)
         return Int32(pre)
 

@@ -152,18 +152,6 @@ def mbar_test(mbar: Int32, phase: Int32, *, loc=None, ip=None) -> Int32:
 
 
 @dsl_user_op
-def mbar_wait_unless(mbar: Int32, phase: Int32, ready: Int32, *, loc=None, ip=None):
-    """mbar_wait, skipped when `ready` (an earlier mbar_test of the same phase) is nonzero."""
-    _effect("{.reg .pred done;\n\t"
-            "setp.ne.b32 done, $2, 0;\n\t"
-            "@done bra DONE;\n\t"
-            "WAIT:\n\t"
-            "mbarrier.try_wait.parity.shared::cta.b64 done, [$0], $1;\n\t"
-            "@!done bra WAIT;\n\t"
-            "DONE:}", [Int32(mbar), Int32(phase), Int32(ready)], "r,r,r", loc, ip)
-
-
-@dsl_user_op
 def mbar_arrive(mbar: Int32, *, loc=None, ip=None):
     _effect("mbarrier.arrive.shared::cta.b64 _, [$0];", [Int32(mbar)], "r", loc, ip)
 

@@ -94,3 +94,47 @@ def sk_ws_index(slot, warp, lane, v, warps: int, per: int):
     per / 32 per lane) of lane `lane` of a warp's partial in a slot: [slot][warp][v][lane][4]
     (one 16-byte access per lane, 512 contiguous bytes per warp instruction)."""
     return (slot * warps + warp) * per + (v * 32 + lane) * 4
+
+
+# Activation boxes of a token tile (session 10, `fit`). A TMA box reaching past the tensor's last
+# row costs in proportion to the rows past it (zero fill): 64 x 256 at M = 128 took 76 us against 38
+# at M = 256 on an H200 (docs/PERFORMANCE.md "session 10, fit"). So no box passes the tensor's end
+# (when M >= the box): a token tile is one tile_n-row box moved back to end at its expert's last row
+# whenever that keeps it at row >= 0 (one TMA per stage, as for a whole tile), else (the first rows of
+# the tensor: M < tile_n dense) boxes of BOX_ROWS rows, only those holding a row of the expert, the last
+# one moved back likewise (or to row 0).
+BOX_ROWS = 64
+
+
+def act_boxes(start, cnt, j, tile_n: int, vmin=min, vmax=max):
+    """Token tile j (< ceil(cnt / tile_n)) of an expert whose rows are [start, start + cnt) ->
+    (whole, nb, last, sh): the producer loads nb boxes of `size` rows (whole = 1: one box, size
+    tile_n; whole = 0: size bx = min(tile_n, BOX_ROWS)) into columns [b size, (b + 1) size) of the
+    tile, box b < nb - 1 from row start + j tile_n + b size, the last one (its first column last =
+    (nb - 1) size) from that row minus sh: it ends at row start + cnt - 1, or starts at row 0 when
+    the rows before the expert's end are fewer than the box. So column c holds the expert's token
+    j tile_n + c (c < last) or j tile_n + c - sh (last <= c < nb size), a token of this tile when
+    that is >= j tile_n + last and < cnt (token_col); every box lies in [0, max(start + cnt,
+    size)), inside the tensor whenever M >= size (tests/kernels/test_w4a16_ws_boxes.py).
+    Branch-free (the kernel runs it on DSL integers)."""
+    bx = min(tile_n, BOX_ROWS)
+    end = start + cnt
+    whole = vmin(vmax(end - tile_n + 1, 0), 1)  # 1: a tile_n-row box ending at the expert's end starts >= 0
+    size = bx + whole * (tile_n - bx)
+    left = vmin(cnt - j * tile_n, tile_n)  # >= 1 for a tile with work
+    nb = (left + (bx - 1)) // bx
+    nb = nb + whole * (1 - nb)
+    last = (nb - 1) * size
+    r = start + j * tile_n + last  # the last box's unshifted first row (<= end - 1)
+    return whole, nb, last, vmax(r - vmax(end - size, 0), 0)
+
+
+def token_col(col, last, sh, lim, vmin=min, vmax=max):
+    """Column col of a token tile loaded by act_boxes (nb, last, sh) -> (token offset t from the
+    tile's first token, stored?): lim = cnt - j tile_n, the expert's tokens from the tile's first
+    on. Columns before the last box hold tokens col (all < lim: the last box holds the tile's last
+    token); the last box's column col holds token col - sh, stored only from col = last + sh on
+    (the rows before repeat the previous box's) and below lim (rows after the expert). Branch-free
+    (the kernel's epilogue runs it on DSL integers)."""
+    t = col - sh * vmin(vmax(col - last + 1, 0), 1)
+    return t, (t < lim) & ((col < last) | (col >= last + sh))

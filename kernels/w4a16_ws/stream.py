@@ -50,14 +50,14 @@ class Reduce:
         return t, Int32(k0), Int32(n), e, j, m
 
     @cute.jit
-    def _produce_stream(self, bid, grid, s_pre, s_start, tma_atom, tma_act, s_act, bars, bar_base, w_base, blob, sf):
+    def _produce_stream(self, bid, grid, s_pre, s_start, s_cnt, tma, s_act, s_box, bars, bar_base, w_base, blob, sf):
         """The producer thread's walk: per segment, per k64 step, the activation TMA and the weight
         copies of the tile's step k0 + kk into the next stage (as kernel.py's item loop)."""
         T, G, lo, hi, t0, cnt = self._sk_bounds(bid, grid, s_pre)
         it = Int32(0)
         for i in cutlass.range(cnt, unroll=1):
             t, k0, n, e, j, m = self._sk_item(i, t0, lo, hi, s_pre)
-            it = self._produce(it, None, e, j, m, k0, n, s_start, tma_atom, tma_act, s_act, bars, bar_base, w_base,
+            it = self._produce(it, None, e, j, m, k0, n, s_start, s_cnt, tma, s_act, s_box, bars, bar_base, w_base,
                                blob, sf)
 
     @cute.jit

@@ -57,9 +57,18 @@ def _t(tile_m: int, tile_n: int, stages: int, split_k: int = 1, pdl: bool = Fals
 
 # Session 9 (`q64`, docs/PERFORMANCE.md "session 9, q64"): quack's own CTA at these M, one consumer
 # warpgroup on a 64-row weight tile x 256 tokens (tile_m 64, wgs 1; ~96 CTAs on 6144 / 2048 rows
-# without split-K), with lean 1 (per-step descriptor arithmetic) and peek 1 (early full-barrier test)
-Q64 = _t(64, 256, 6, wgs=1, lean=1)
+# without split-K), with lean 1 (per-step descriptor arithmetic) and peek 1 (early full-barrier test;
+# session 9 served gate+up 201-256 without it, "Q64")
 Q64P = _t(64, 256, 6, wgs=1, lean=1, peek=1)
+
+
+# Session 10 (`fit`, docs/PERFORMANCE.md "session 10, fit"): with no TMA box past the tensor's end
+# (sched.act_boxes) a 64 x 256 tile costs the same at every M in 129..256 (down 19.2-19.8 us, o_b
+# 13.8-14.2, gate+up 38.1-40.4 at M = 136..256, H200, cold L2), so Q64P takes down / o_b / gate+up
+# 129-256 (down / o_b: 128 x 128 21.5-22.2 / 15.2-17.6 before). 64 x 128 on one warpgroup (H64):
+# down 15.8 vs 18.3 us, o_b 11.6 vs 13.0 at M = 128 against 128 x 64 pdl (M = 65..127 argued: the
+# same 112 CTAs, one token tile each, the tile's cost flat in M now).
+H64 = _t(64, 128, 10, wgs=1)
 
 
 # Rule for an unmeasured shape (the one the one-scale 7168-wide shapes measured before session 6's
@@ -77,20 +86,19 @@ DENSE = ((64, _t(128, 64, 6, 2, pdl=True)), (128, _t(128, 64, 6, pdl=True)), (38
 # gate+up 513-768: 138 vs 149); raster / depth only where they won at every measured M of the bucket
 # (o_b, q_b; elsewhere within +-3% either way).
 DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
-    # shared-expert down
-    (7168, 3072): ((64, _t(128, 64, 6, 2, pdl=True)), (128, _t(128, 64, 6, pdl=True)),
-                   (256, _t(128, 128, 10, pdl=True)), (512, _t(128, 256, 6)), (768, _t(128, 256, 6, stream=1)),
-                   (None, _t(128, 256, 6))),
-    # o_b
-    (7168, 2048): ((64, _t(128, 64, 6, 2, pdl=True)), (128, _t(128, 64, 6, pdl=True)),
-                   (192, _t(128, 128, 10, pdl=True)), (256, _t(128, 128, 10, raster=4, depth=3)),
-                   (512, _t(128, 256, 6)), (768, _t(128, 128, 10, raster=4, depth=3)), (1536, _t(128, 256, 6)),
+    # shared-expert down (session 10: 65-128 H64, 129-256 Q64P; see H64)
+    (7168, 3072): ((64, _t(128, 64, 6, 2, pdl=True)), (128, H64), (256, Q64P), (512, _t(128, 256, 6)),
+                   (768, _t(128, 256, 6, stream=1)), (None, _t(128, 256, 6))),
+    # o_b (session 10: 65-128 H64, 129-256 Q64P; see H64)
+    (7168, 2048): ((64, _t(128, 64, 6, 2, pdl=True)), (128, H64), (256, Q64P), (512, _t(128, 256, 6)),
+                   (768, _t(128, 128, 10, raster=4, depth=3)), (1536, _t(128, 256, 6)),
                    (None, _t(128, 256, 6, raster=-8, depth=3))),
     # shared gate + up
     # (session 9: 201-256 Q64, 40.3 / 40.3 us at M = 256 vs 48.6 / 46.9 for 128 x 256 split 2 and 46.0 for
-    # quack; 769-1024 Q64P, 116.6 / 116.7 at 1024 vs stream-K 131.4 / 140.0 (quack 115.9))
-    (6144, 7168): ((64, _t(128, 64, 12, 2, pdl=True)), (128, _t(128, 128, 10, 2, pdl=True)),
-                   (200, _t(128, 256, 6, 2, pdl=True)), (256, Q64), (384, _t(256, 128, 8, stream=1)),
+    # quack; 769-1024 Q64P, 116.6 / 116.7 at 1024 vs stream-K 131.4 / 140.0 (quack 115.9). Session 10:
+    # 129-256 Q64P, 37.7-40.4 us at M = 136..256 vs 44.5-45.8 for 128 x 256 split 2 pdl)
+    (6144, 7168): ((64, _t(128, 64, 12, 2, pdl=True)), (128, _t(128, 128, 10, 2, pdl=True)), (256, Q64P),
+                   (384, _t(256, 128, 8, stream=1)),
                    (512, _t(128, 256, 6)), (768, _t(128, 256, 6, stream=1)), (1024, Q64P), (None, _t(128, 256, 6))),
     # q_a + kv: 16 weight tiles of 128 rows: split-K up to M = 1024 (tiles x splits within one or two
     # rounds of 132 SMs), unsplit 128 x 256 above. Session 9: peek on the 65-128 and 385-512 split
