@@ -21,7 +21,11 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
                                                           # the served tilings at Q64_MS (BASE_MANIFEST=sweep)
   w4a16_ws_dense_sweep.py manifest --fit > sweep.toml     # fit_candidates(): partial token tiles after the
                                                           # 64-row-box change, at FIT_MS (BASE_MANIFEST=sweep)
-  nvfp4-build compile sweep.toml manifests/default.toml --arch sm_90a -o ROOT -j 2   # (CPU box)
+  w4a16_ws_dense_sweep.py manifest --ksplit > sweep.toml  # ksplit_candidates(): 64-row tiles split over K (q_a+kv)
+                                                          # or 64 x 64 / 64 x 128 at KS_MS (BASE_MANIFEST=sweep)
+  w4a16_ws_dense_sweep.py manifest --ks2 > sweep.toml     # ks2_candidates(): their winners across the bucket
+                                                          # edges at KS2_MS (BASE_MANIFEST=sweep)
+  nvfp4-build compile sweep.toml manifests/default.toml -o ROOT -j 2   # (CPU box; no --arch: that writes shard tables)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192 (env SWEEP_SHAPES=a,b: only those)
   SWEEP_COLD=1 SWEEP_REPEAT=2 ... run ROOT 128 256      # cold L2 (every kernel's weights rotated over
                                                           # common.cold_copies copies), each cell timed twice
@@ -217,6 +221,48 @@ def fit_candidates(shape: str) -> list[dict]:
     return out
 
 
+def ksplit_candidates(shape: str) -> list[dict]:
+    """Session 11 (`ks64`): 64-row weight tiles (wgs 1) where a shape has too few of them for the
+    SMs at M <= 256 — split-K on the narrow two-scale q_a + kv (2048 / 64 = 32 weight tiles:
+    64 x 256 split 4 = 128 CTAs at M <= 256, 64 x 128 split 2 / 4), 64 x 64 and 64 x 128 with peek
+    on down / o_b / gate + up at M = 64 .. 128 — next to the served tilings at KS_MS."""
+    q = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "lean": 1}
+    h = {"tile_m": 64, "tile_n": 128, "stages": 10, "wgs": 1}
+    s = {"tile_m": 64, "tile_n": 64, "stages": 12, "wgs": 1}
+    if shape == "q_a+kv":
+        out = [{**q, "peek": 1, "split_k": 4}, {**q, "split_k": 4}, {**q, "peek": 1, "split_k": 4, "pdl": True},
+               {**q, "peek": 1, "split_k": 2}, {**h, "peek": 1, "split_k": 2}, {**h, "peek": 1, "split_k": 4},
+               {**h, "peek": 1, "split_k": 4, "pdl": True}, {**s, "split_k": 4}, {**s, "split_k": 4, "pdl": True}]
+    else:
+        out = [s, {**s, "pdl": True}, {**s, "peek": 1}, {**h, "peek": 1}, {**h, "pdl": True}]
+    for tun in served(shape, KS_MS):
+        if tun not in out:
+            out.append(tun)
+    return out
+
+
+def ks2_candidates(shape: str) -> list[dict]:
+    """Session 11, second run: the ksplit winners across their buckets' edges (KS2_MS) — q_a + kv
+    64 x 64 split 4 pdl (17-64), 64 x 128 split 4 pdl peek (65-128), 64 x 256 split 4 / 2 lean peek
+    pdl (129-512); down / o_b 64 x 64 pdl (peek) and 64 x 128 pdl peek; gate + up 64 x 256 stream-K —
+    next to the served tilings."""
+    s = {"tile_m": 64, "tile_n": 64, "stages": 12, "wgs": 1, "pdl": True}
+    h = {"tile_m": 64, "tile_n": 128, "stages": 10, "wgs": 1, "pdl": True, "peek": 1}
+    q = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "lean": 1, "peek": 1, "pdl": True}
+    if shape == "q_a+kv":
+        out = [{**s, "split_k": 4}, {**s, "split_k": 4, "peek": 1}, {**h, "split_k": 4}, {**q, "split_k": 4},
+               {**q, "split_k": 2}]
+    elif shape in ("down", "o_b"):
+        out = [s, {**s, "peek": 1}, h]
+    else:  # gate + up: 64 x 256 stream-K (96 weight tiles x 112 k64 steps shared by all 132 SMs)
+        w = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "stream": 1}
+        out = [w, {**w, "lean": 1, "peek": 1}]
+    for tun in served(shape, KS2_MS):
+        if tun not in out:
+            out.append(tun)
+    return out
+
+
 def quack_ops(ms=(128, 1024)) -> list[str]:
     """manifests/default.toml's quack ops for the sweep's shapes, only the buckets meeting [ms]:
     the --stream store's baseline without compiling all of default.toml (run with BASE_MANIFEST=sweep)."""
@@ -243,10 +289,12 @@ STREAM_MS = (128, 192, 256, 384, 512, 768, 1024)
 WG1_MS = (256, 1024)
 Q64_MS = (128, 256, 384, 512, 1024)
 FIT_MS = (128, 136, 192, 200, 240, 255, 256)
+KS_MS = (64, 128, 192, 256)
+KS2_MS = (17, 32, 48, 64, 65, 96, 128, 129, 160, 192, 224, 256, 257, 320, 384, 448, 512)
 MID_MS = (17, 24, 32, 48, 64, 72, 128, 192, 256, 320, 384)
 BIG_MS = (193, 256, 384, 385, 512, 768, 769, 1024, 1536, 1537, 2048, 4096, 8192)
 MS = (33, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
-CHECK_MS = (17, 33, 64, 136, 193, 200, 255, 256, 300, 1000, 1024, 1537)  # those of the run's M
+CHECK_MS = (17, 33, 64, 128, 136, 192, 193, 200, 255, 256, 300, 1000, 1024, 1537)  # those of the run's M
 OURS_MS = (16, 32, 33, 64)  # w4a16_gemm (Nvfp4Linear's decode kernel) timed here too, and every M <= 64 of the run
 
 
@@ -256,10 +304,14 @@ def _toml(v) -> str:
 
 def manifest(split: bool = False, small: bool = False, big: bool = False, mid: bool = False, tail: bool = False,
              lean: bool = False, stream: bool = False, wg1: bool = False, q64: bool = False,
-             fit: bool = False) -> str:
+             fit: bool = False, ksplit: bool = False, ks2: bool = False) -> str:
     out = ['archs = ["sm_90a"]']
     for shape, (n, k, _) in SHAPES.items():
-        if fit:
+        if ks2:
+            cands = ks2_candidates(shape) if shape not in ("floor", "q_b") else []
+        elif ksplit:
+            cands = ksplit_candidates(shape) if shape not in ("floor", "q_b") else []
+        elif fit:
             cands = fit_candidates(shape) if shape not in ("floor", "q_b") else []
         elif q64:
             cands = q64_candidates(shape) if shape != "floor" else []
@@ -285,8 +337,9 @@ def manifest(split: bool = False, small: bool = False, big: bool = False, mid: b
                 for i, c in enumerate(cands)]
         out += ["", f"# {shape}", "[[op]]", 'family = "w4a16_ws_gemm"', f"problem = {{ n = {n}, k = {k} }}",
                 "buckets = [", *rows, "]"]
-    if stream or wg1 or q64 or fit:
-        out += quack_ops((Q64_MS[0], Q64_MS[-1]) if q64 else (FIT_MS[0], FIT_MS[-1]) if fit else WG1_MS if wg1
+    if stream or wg1 or q64 or fit or ksplit or ks2:
+        out += quack_ops((Q64_MS[0], Q64_MS[-1]) if q64 else (FIT_MS[0], FIT_MS[-1]) if fit
+                         else (KS_MS[0], KS_MS[-1]) if ksplit else (KS2_MS[0], KS2_MS[-1]) if ks2 else WG1_MS if wg1
                          else (128, 1024))
     return "\n".join(out) + "\n"
 
@@ -430,4 +483,5 @@ if __name__ == "__main__":
                                         big="--big" in sys.argv, mid="--mid" in sys.argv,
                                         tail="--tail" in sys.argv, lean="--lean" in sys.argv,
                                         stream="--stream" in sys.argv, wg1="--wg1" in sys.argv,
-                                        q64="--q64" in sys.argv, fit="--fit" in sys.argv), run, MS)
+                                        q64="--q64" in sys.argv, ksplit="--ksplit" in sys.argv,
+                                        ks2="--ks2" in sys.argv, fit="--fit" in sys.argv), run, MS)

@@ -65,10 +65,16 @@ Q64P = _t(64, 256, 6, wgs=1, lean=1, peek=1)
 # Session 10 (`fit`, docs/PERFORMANCE.md "session 10, fit"): with no TMA box past the tensor's end
 # (sched.act_boxes) a 64 x 256 tile costs the same at every M in 129..256 (down 19.2-19.8 us, o_b
 # 13.8-14.2, gate+up 38.1-40.4 at M = 136..256, H200, cold L2), so Q64P takes down / o_b / gate+up
-# 129-256 (down / o_b: 128 x 128 21.5-22.2 / 15.2-17.6 before). 64 x 128 on one warpgroup (H64):
-# down 15.8 vs 18.3 us, o_b 11.6 vs 13.0 at M = 128 against 128 x 64 pdl (M = 65..127 argued: the
-# same 112 CTAs, one token tile each, the tile's cost flat in M now).
-H64 = _t(64, 128, 10, wgs=1)
+# 129-256 (down / o_b: 128 x 128 21.5-22.2 / 15.2-17.6 before). 64 x 128 on one warpgroup took
+# down / o_b 65-128 (down 15.8 vs 18.3 us, o_b 11.6 vs 13.0 at M = 128 against 128 x 64 pdl).
+# Session 11 (`ks64`, docs/PERFORMANCE.md "session 11, ks64": `w4a16_ws_dense_sweep.py manifest
+# --ksplit` / `--ks2`, M = 17 .. 512, cold and hot L2, each cold cell timed twice): the same 64-row
+# tiles with pdl and peek (H64P: down 13.9-14.0 vs 15.6-15.7 us at M = 65..128, o_b 10.3-10.4 vs
+# 11.0-11.5), and 64 x 64 for down / o_b 17-64 (S64P: down 12.0-12.7 vs 12.7 for 128 x 64 split 2
+# pdl, o_b 8.8-9.3 vs 10.0-10.1); on the two-scale q_a + kv (32 weight tiles of 64 rows) split-K
+# over 64-row tiles puts 128 CTAs on the SMs at every M up to 512 (see its row).
+H64P = _t(64, 128, 10, wgs=1, pdl=True, peek=1)
+S64P = _t(64, 64, 12, wgs=1, pdl=True, peek=1)
 
 
 # Rule for an unmeasured shape (the one the one-scale 7168-wide shapes measured before session 6's
@@ -86,11 +92,11 @@ DENSE = ((64, _t(128, 64, 6, 2, pdl=True)), (128, _t(128, 64, 6, pdl=True)), (38
 # gate+up 513-768: 138 vs 149); raster / depth only where they won at every measured M of the bucket
 # (o_b, q_b; elsewhere within +-3% either way).
 DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
-    # shared-expert down (session 10: 65-128 H64, 129-256 Q64P; see H64)
-    (7168, 3072): ((64, _t(128, 64, 6, 2, pdl=True)), (128, H64), (256, Q64P), (512, _t(128, 256, 6)),
+    # shared-expert down (session 10: 129-256 Q64P; session 11: 1-64 S64P, 65-128 H64P; see H64P)
+    (7168, 3072): ((64, S64P), (128, H64P), (256, Q64P), (512, _t(128, 256, 6)),
                    (768, _t(128, 256, 6, stream=1)), (None, _t(128, 256, 6))),
-    # o_b (session 10: 65-128 H64, 129-256 Q64P; see H64)
-    (7168, 2048): ((64, _t(128, 64, 6, 2, pdl=True)), (128, H64), (256, Q64P), (512, _t(128, 256, 6)),
+    # o_b (session 10: 129-256 Q64P; session 11: 1-64 S64P, 65-128 H64P; see H64P)
+    (7168, 2048): ((64, S64P), (128, H64P), (256, Q64P), (512, _t(128, 256, 6)),
                    (768, _t(128, 128, 10, raster=4, depth=3)), (1536, _t(128, 256, 6)),
                    (None, _t(128, 256, 6, raster=-8, depth=3))),
     # shared gate + up
@@ -100,13 +106,17 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
     (6144, 7168): ((64, _t(128, 64, 12, 2, pdl=True)), (128, _t(128, 128, 10, 2, pdl=True)), (256, Q64P),
                    (384, _t(256, 128, 8, stream=1)),
                    (512, _t(128, 256, 6)), (768, _t(128, 256, 6, stream=1)), (1024, Q64P), (None, _t(128, 256, 6))),
-    # q_a + kv: 16 weight tiles of 128 rows: split-K up to M = 1024 (tiles x splits within one or two
-    # rounds of 132 SMs), unsplit 128 x 256 above. Session 9: peek on the 65-128 and 385-512 split
-    # buckets (14.1 / 14.1 vs 15.3 / 15.4 us at M = 128, 28.3 / 28.4 vs 30.0 / 29.5 at 512), 769-1024
-    # Q64P (39.0 / 39.1 vs 47.3 / 47.8 for 128 x 256 split 2 depth 3; quack 39.2)
-    (2048, 7168): ((64, _t(128, 64, 6, 8, pdl=True)), (128, _t(128, 64, 6, 4, pdl=True, peek=1)),
-                   (256, _t(128, 128, 6, 4, pdl=True)), (384, _t(128, 128, 10, stream=1)),
-                   (512, _t(128, 128, 6, 2, pdl=True, peek=1)), (768, _t(128, 256, 6, depth=3, stream=1)),
+    # q_a + kv: split-K up to M = 1024 (tiles x splits within one or two rounds of 132 SMs), unsplit
+    # 128 x 256 above. Session 9: 769-1024 Q64P (39.0 / 39.1 vs 47.3 / 47.8 us for 128 x 256 split 2
+    # depth 3; quack 39.2). Session 11 (`ks64`, see H64P): 32 weight tiles of 64 rows x splits = 128
+    # CTAs at every M up to 512, cold L2: 64 x 64 split 4 pdl 10.3-10.5 us at M = 17..64 (128 x 64
+    # split 8 pdl 10.8-11.0), 64 x 128 split 4 pdl peek 12.4-12.6 at 65..128 (128 x 64 split 4 pdl
+    # peek 14.2-14.3), 64 x 256 split 4 lean peek pdl 17.1-17.8 at 129..256 (128 x 128 split 4 pdl
+    # 18.4-18.5), split 2 24.6-24.9 at 257..512 (128 x 128 stream-K 28.0 to 384, split 2 pdl peek 30.4
+    # to 512)
+    (2048, 7168): ((64, _t(64, 64, 12, 4, pdl=True, wgs=1)), (128, _t(64, 128, 10, 4, pdl=True, wgs=1, peek=1)),
+                   (256, _t(64, 256, 6, 4, pdl=True, wgs=1, lean=1, peek=1)),
+                   (512, _t(64, 256, 6, 2, pdl=True, wgs=1, lean=1, peek=1)), (768, _t(128, 256, 6, depth=3, stream=1)),
                    (1024, Q64P), (None, _t(128, 256, 6))),
     # q_b: 512 weight tiles; 256-row tiles are as fast at M <= 64 and fewer activation reloads;
     # 129-256 128 x 256 raster 4 depth 3 (session 7: 71.1 / 74.8 us at 192 / 256 vs 256 x 128 80.6 / 89.5)
@@ -140,7 +150,9 @@ WS_OVER_QUACK: dict[tuple[int, int], tuple[tuple[int, int], ...]] = {
     # q_a + kv: split-K 8 / 4 with pdl: 17-32 10.5-10.6 us (w4a16_gemm 11.8-14.2, quack 21.5), 1.24-1.32x
     # quack at 33-64, 1.09-1.33x at 65-128, 1.22-1.53x at 129-193; split 2 1.50 / 1.30 / 1.16x at 257
     # / 320 / 384 (session 6: 1.07 / 1.25x at 512 / 768; 0.82x at 1024, quack's 64 x 256 39 us)
-    (2048, 7168): ((16, 224), (256, 768)),
+    # Session 11 (`ks64`): the 64-row split-K tiles beat quack at 224 / 256 too (17.8 / 17.4 vs 19.9 /
+    # 18.9 us cold, 17.7 / 17.4 vs 19.9 / 18.5 hot): ours from 17 to 768
+    (2048, 7168): ((16, 768),),
     # gate + up: split 2 with pdl 1.02-1.03x quack at 33-64 (quack 1.04-1.05x at 17-32), 1.23-1.37x at
     # 65-72 (0.93x at 128), 128 x 256 split 2 1.57 / 1.18 / 1.08x at 129 / 192 / 200; 128 x 256
     # 1.52-1.71x at 257-384, 1.00 / 0.98x at 385 / 512 (session 6), split 2 raster 4 depth 3 1.06x at
@@ -153,8 +165,14 @@ WS_OVER_QUACK: dict[tuple[int, int], tuple[tuple[int, int], ...]] = {
     # 512, 128 x 128 above) 1.81-2.33x at 257-384, session 6 1.00-1.05x at 385-768; quack at
     # 201-256 and 769-1536 (0.86-0.94x at 1024). o_b 1537-8192 is quack's again: raster -8 depth 3
     # lost in two repeats of one run (0.98 / 0.97x at 1537, 0.94 / 0.95x at 4096, 0.91 / 0.97x at 8192)
-    (7168, 3072): ((64, 72), (128, 200), (256, 768)),
-    (7168, 2048): ((64, 72), (128, 200), (256, 768)),
+    # Session 11 (`ks64`, S64P / H64P): ours at 33-200 — down 12.1 / 12.0 vs quack 12.5 / 12.5 us at M =
+    # 48 / 64 cold (hot 12.0 / 11.9 vs 11.9 / 11.8), 13.9 / 14.0 / 14.0 vs 20.4 / 16.2 / 14.1 at 65 / 96 /
+    # 128 (hot 13.6 vs 13.4 at 128); o_b 8.9 / 8.8 vs 9.2 / 9.2 (hot 8.7 / 8.6 vs 8.9 / 8.8), 10.3 /
+    # 10.4 / 10.4 vs 14.2 / 11.8 / 10.3 (hot 10.0 vs 9.8 at 128). 33-47 argued: both kernels run one
+    # token tile, flat in M, over 33-64 (quack's 33-64 bucket). quack keeps 17-32 (down 11.0 vs 12.1-12.7,
+    # o_b 8.1-8.2 vs 8.9-9.3) and 201-256
+    (7168, 3072): ((32, 200), (256, 768)),
+    (7168, 2048): ((32, 200), (256, 768)),
     # q_b (65536 x 1536): 256 x 64 1.12x quack at 17-32, 1.04-1.06x at 33-64; 256 x 128 1.14-1.17x at
     # 65-72, 1.04x at 128; 128 x 256 raster 4 depth 3 1.15 / 1.09 / 1.04x at 129 / 136 / 160 (0.98x
     # at 176, 0.94-0.97x at 192-256); 256 x 128 1.53 / 1.59 / 1.12x at 257 / 320 / 384; 0.92-0.99x above

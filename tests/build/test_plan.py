@@ -413,7 +413,7 @@ def test_dsv4_manifest_is_what_plan_produces(dsv4_plan):
     # sm_90a: w4a16_ws_gemm for the five shapes where Nvfp4Linear's default path serves it on some
     # M ranges (kernels/w4a16_ws/tiles.py WS_OVER_QUACK), and every family's tile-table rows above
     # the largest capture size (512) as their own buckets (an eager batch runs at its own M)
-    assert summary["per_arch"] == {"sm_90a": 118, "sm_100a": 34}  # session 8: + 4 stream-K buckets, session 9: + 2 gate+up, session 10: - 2 (merged 129-256 buckets, tiles.py)
+    assert summary["per_arch"] == {"sm_90a": 117, "sm_100a": 34}  # session 8: + 4 stream-K buckets, session 9: + 2 gate+up, session 10: - 2 (merged 129-256 buckets), session 11: - 1 (q_a+kv 257-512 one bucket; tiles.py)
     ops = summary["ops"]
     ws = {(o["problem"]["n"], o["problem"]["k"]) for o in ops if o["family"] == "w4a16_ws_gemm"}
     assert ws == {(2048, 7168), (6144, 7168), (7168, 3072), (7168, 2048), (65536, 1536)}
