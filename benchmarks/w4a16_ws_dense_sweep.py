@@ -25,6 +25,8 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
                                                           # or 64 x 64 / 64 x 128 at KS_MS (BASE_MANIFEST=sweep)
   w4a16_ws_dense_sweep.py manifest --ks2 > sweep.toml     # ks2_candidates(): their winners across the bucket
                                                           # edges at KS2_MS (BASE_MANIFEST=sweep)
+  w4a16_ws_dense_sweep.py manifest --ks3 > sweep.toml     # ks3_candidates(): depth 3 / pdl / stream-K on them
+                                                          # at KS3_MS (BASE_MANIFEST=sweep)
   nvfp4-build compile sweep.toml manifests/default.toml -o ROOT -j 2   # (CPU box; no --arch: that writes shard tables)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192 (env SWEEP_SHAPES=a,b: only those)
   SWEEP_COLD=1 SWEEP_REPEAT=2 ... run ROOT 128 256      # cold L2 (every kernel's weights rotated over
@@ -263,6 +265,22 @@ def ks2_candidates(shape: str) -> list[dict]:
     return out
 
 
+def ks3_candidates(shape: str) -> list[dict]:
+    """Session 11, third run: knobs on the new 64-row tilings — q_a + kv 64 x 256 split 4 / 2 with
+    depth 3, without lean, stream-K; down / o_b / gate + up 64 x 256 lean peek with pdl (129-256,
+    where quack's 64 x 256 is 5-6% faster on down / o_b) — next to the served tilings at KS3_MS."""
+    q = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "lean": 1, "peek": 1}
+    if shape == "q_a+kv":
+        out = [{**q, "split_k": 4, "pdl": True, "depth": 3}, {**q, "lean": 0, "split_k": 4, "pdl": True},
+               {**q, "stream": 1}, {**q, "split_k": 2, "pdl": True, "depth": 3}]
+    else:
+        out = [{**q, "pdl": True}, {**q, "pdl": True, "depth": 3}]
+    for tun in served(shape, KS3_MS):
+        if tun not in out:
+            out.append({k: v for k, v in tun.items() if k != "lean" or v})
+    return out
+
+
 def quack_ops(ms=(128, 1024)) -> list[str]:
     """manifests/default.toml's quack ops for the sweep's shapes, only the buckets meeting [ms]:
     the --stream store's baseline without compiling all of default.toml (run with BASE_MANIFEST=sweep)."""
@@ -290,6 +308,7 @@ WG1_MS = (256, 1024)
 Q64_MS = (128, 256, 384, 512, 1024)
 FIT_MS = (128, 136, 192, 200, 240, 255, 256)
 KS_MS = (64, 128, 192, 256)
+KS3_MS = (129, 192, 256, 320, 512)
 KS2_MS = (17, 32, 48, 64, 65, 96, 128, 129, 160, 192, 224, 256, 257, 320, 384, 448, 512)
 MID_MS = (17, 24, 32, 48, 64, 72, 128, 192, 256, 320, 384)
 BIG_MS = (193, 256, 384, 385, 512, 768, 769, 1024, 1536, 1537, 2048, 4096, 8192)
@@ -304,10 +323,12 @@ def _toml(v) -> str:
 
 def manifest(split: bool = False, small: bool = False, big: bool = False, mid: bool = False, tail: bool = False,
              lean: bool = False, stream: bool = False, wg1: bool = False, q64: bool = False,
-             fit: bool = False, ksplit: bool = False, ks2: bool = False) -> str:
+             fit: bool = False, ksplit: bool = False, ks2: bool = False, ks3: bool = False) -> str:
     out = ['archs = ["sm_90a"]']
     for shape, (n, k, _) in SHAPES.items():
-        if ks2:
+        if ks3:
+            cands = ks3_candidates(shape) if shape not in ("floor", "q_b") else []
+        elif ks2:
             cands = ks2_candidates(shape) if shape not in ("floor", "q_b") else []
         elif ksplit:
             cands = ksplit_candidates(shape) if shape not in ("floor", "q_b") else []
@@ -337,9 +358,10 @@ def manifest(split: bool = False, small: bool = False, big: bool = False, mid: b
                 for i, c in enumerate(cands)]
         out += ["", f"# {shape}", "[[op]]", 'family = "w4a16_ws_gemm"', f"problem = {{ n = {n}, k = {k} }}",
                 "buckets = [", *rows, "]"]
-    if stream or wg1 or q64 or fit or ksplit or ks2:
+    if stream or wg1 or q64 or fit or ksplit or ks2 or ks3:
         out += quack_ops((Q64_MS[0], Q64_MS[-1]) if q64 else (FIT_MS[0], FIT_MS[-1]) if fit
-                         else (KS_MS[0], KS_MS[-1]) if ksplit else (KS2_MS[0], KS2_MS[-1]) if ks2 else WG1_MS if wg1
+                         else (KS_MS[0], KS_MS[-1]) if ksplit else (KS2_MS[0], KS2_MS[-1]) if ks2
+                         else (KS3_MS[0], KS3_MS[-1]) if ks3 else WG1_MS if wg1
                          else (128, 1024))
     return "\n".join(out) + "\n"
 
@@ -484,4 +506,4 @@ if __name__ == "__main__":
                                         tail="--tail" in sys.argv, lean="--lean" in sys.argv,
                                         stream="--stream" in sys.argv, wg1="--wg1" in sys.argv,
                                         q64="--q64" in sys.argv, ksplit="--ksplit" in sys.argv,
-                                        ks2="--ks2" in sys.argv, fit="--fit" in sys.argv), run, MS)
+                                        ks2="--ks2" in sys.argv, ks3="--ks3" in sys.argv, fit="--fit" in sys.argv), run, MS)
