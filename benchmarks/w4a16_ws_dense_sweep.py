@@ -27,10 +27,14 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
                                                           # edges at KS2_MS (BASE_MANIFEST=sweep)
   w4a16_ws_dense_sweep.py manifest --ks3 > sweep.toml     # ks3_candidates(): depth 3 / pdl / stream-K on them
                                                           # at KS3_MS (BASE_MANIFEST=sweep)
+  w4a16_ws_dense_sweep.py manifest --mc > sweep.toml      # mc_candidates(): 2-CTA activation multicast, whole
+                                                          # tiles / stream-K, at MC_MS (BASE_MANIFEST=sweep)
   nvfp4-build compile sweep.toml manifests/default.toml -o ROOT -j 2   # (CPU box; no --arch: that writes shard tables)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192 (env SWEEP_SHAPES=a,b: only those)
   SWEEP_COLD=1 SWEEP_REPEAT=2 ... run ROOT 128 256      # cold L2 (every kernel's weights rotated over
                                                           # common.cold_copies copies), each cell timed twice
+  SWEEP_PROF=1 ncu --profile-from-start off --metrics ... w4a16_ws_dense_sweep.py run ROOT 256
+                                                          # (GPU) each ws cell profiled once instead of timed
 
 The sweep manifest gives each shape one op whose bucket [i, i] holds candidate i (buckets only
 make the builder build every candidate into one store); `run` calls the store's kernels
@@ -281,6 +285,21 @@ def ks3_candidates(shape: str) -> list[dict]:
     return out
 
 
+def mc_candidates(shape: str) -> list[dict]:
+    """Session 12: mc 2 (2-CTA clusters sharing each activation box by TMA multicast) on the 64 x 256
+    lean peek tile, whole tiles and stream-K (which then fills all 132 SMs: with mc 1 it ran the k64
+    step at ~0.7x, the activation reads capped by L2 -> SM delivery), and on 128 x 256 stream-K,
+    next to the served tilings at MC_MS."""
+    q = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "lean": 1, "peek": 1}
+    out = [{**q, "stream": 1, "mc": 2}, {**q, "stream": 1}, {**_W, "stream": 1, "mc": 2}]
+    if shape != "q_a+kv":  # 32 weight tiles: whole 64 x 256 tiles leave 100 SMs idle below M = 1024
+        out = [{**q, "mc": 2}] + out
+    for tun in served(shape, MC_MS):
+        if tun not in out:
+            out.append({k: v for k, v in tun.items() if k != "lean" or v})
+    return out
+
+
 def quack_ops(ms=(128, 1024)) -> list[str]:
     """manifests/default.toml's quack ops for the sweep's shapes, only the buckets meeting [ms]:
     the --stream store's baseline without compiling all of default.toml (run with BASE_MANIFEST=sweep)."""
@@ -309,10 +328,12 @@ Q64_MS = (128, 256, 384, 512, 1024)
 FIT_MS = (128, 136, 192, 200, 240, 255, 256)
 KS_MS = (64, 128, 192, 256)
 KS3_MS = (129, 192, 256, 320, 512)
+MC_MS = (192, 256, 384, 512, 768, 1024, 2048)
 KS2_MS = (17, 32, 48, 64, 65, 96, 128, 129, 160, 192, 224, 256, 257, 320, 384, 448, 512)
 MID_MS = (17, 24, 32, 48, 64, 72, 128, 192, 256, 320, 384)
 BIG_MS = (193, 256, 384, 385, 512, 768, 769, 1024, 1536, 1537, 2048, 4096, 8192)
 MS = (33, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+PROF = os.environ.get("SWEEP_PROF") == "1"  # profile each ws cell once (ncu --profile-from-start off) instead of timing
 CHECK_MS = (17, 33, 64, 128, 136, 192, 193, 200, 255, 256, 300, 1000, 1024, 1537)  # those of the run's M
 OURS_MS = (16, 32, 33, 64)  # w4a16_gemm (Nvfp4Linear's decode kernel) timed here too, and every M <= 64 of the run
 
@@ -323,10 +344,12 @@ def _toml(v) -> str:
 
 def manifest(split: bool = False, small: bool = False, big: bool = False, mid: bool = False, tail: bool = False,
              lean: bool = False, stream: bool = False, wg1: bool = False, q64: bool = False,
-             fit: bool = False, ksplit: bool = False, ks2: bool = False, ks3: bool = False) -> str:
+             fit: bool = False, ksplit: bool = False, ks2: bool = False, ks3: bool = False, mc: bool = False) -> str:
     out = ['archs = ["sm_90a"]']
     for shape, (n, k, _) in SHAPES.items():
-        if ks3:
+        if mc:
+            cands = mc_candidates(shape) if shape not in ("floor", "q_b") else []
+        elif ks3:
             cands = ks3_candidates(shape) if shape not in ("floor", "q_b") else []
         elif ks2:
             cands = ks2_candidates(shape) if shape not in ("floor", "q_b") else []
@@ -358,10 +381,10 @@ def manifest(split: bool = False, small: bool = False, big: bool = False, mid: b
                 for i, c in enumerate(cands)]
         out += ["", f"# {shape}", "[[op]]", 'family = "w4a16_ws_gemm"', f"problem = {{ n = {n}, k = {k} }}",
                 "buckets = [", *rows, "]"]
-    if stream or wg1 or q64 or fit or ksplit or ks2 or ks3:
+    if stream or wg1 or q64 or fit or ksplit or ks2 or ks3 or mc:
         out += quack_ops((Q64_MS[0], Q64_MS[-1]) if q64 else (FIT_MS[0], FIT_MS[-1]) if fit
                          else (KS_MS[0], KS_MS[-1]) if ksplit else (KS2_MS[0], KS2_MS[-1]) if ks2
-                         else (KS3_MS[0], KS3_MS[-1]) if ks3 else WG1_MS if wg1
+                         else (KS3_MS[0], KS3_MS[-1]) if ks3 else (MC_MS[0], MC_MS[-1]) if mc else WG1_MS if wg1
                          else (128, 1024))
     return "\n".join(out) + "\n"
 
@@ -462,15 +485,24 @@ def run(root: str, ms: list[int]) -> None:
                         kern(*args)
                         torch.cuda.synchronize()
                         bad += [f"M={m}: {x}" for x in fam.check(p, {"out": out, **sc}, {"out": want[m]})]
-                tr = [timer([lambda b=b, f=f, args=args: kern(args[0], b, f, *args[3:], check=False) for b, f in wq])
-                      for _ in range(rounds)]
-                t = sum(tr) / len(tr)
                 tag = (f"{p.tile_m}x{p.tile_n} s{p.stages}" + (f" k{p.split_k}" if p.split_k > 1 else "")
                        + (f" p{p.pipe}" if p.pipe != 16 else "") + (f" r{p.raster}" if p.raster != 1 else "")
                        + (f" d{p.depth}" if p.depth != 2 else "") + (f" w{p.wgs}" if p.wgs != 2 else "")
                        + (f" c{p.ctas}" if p.ctas != 1 else "") + (" e0" if p.epi == 0 else "")
                        + (" pdl" if p.pdl else "") + (" L" if p.lean else "") + (f" P{p.probe}" if p.probe else "")
-                       + (" SK" if p.stream else "") + (" pk" if p.peek else ""))
+                       + (" SK" if p.stream else "") + (" pk" if p.peek else "") + (" mc2" if p.mc == 2 else ""))
+                if PROF:  # under Nsight Compute (--profile-from-start off): one warm-up, one profiled launch
+                    kern(*args, check=False)
+                    torch.cuda.synchronize()
+                    print(f"PROF {shape} M={m} {tag}", flush=True)
+                    torch.cuda.profiler.start()
+                    kern(*args, check=False)
+                    torch.cuda.synchronize()
+                    torch.cuda.profiler.stop()
+                    continue
+                tr = [timer([lambda b=b, f=f, args=args: kern(args[0], b, f, *args[3:], check=False) for b, f in wq])
+                      for _ in range(rounds)]
+                t = sum(tr) / len(tr)
                 tt = "/".join(f"{x * 1e6:.1f}" for x in tr) if rounds > 1 else f"{t * 1e6:6.1f}"
                 if p.probe:  # never the "best": it computes something else
                     cells.append(f"M={m}: {tt} ({tb[m] / t:.2f}x)")
@@ -486,6 +518,8 @@ def run(root: str, ms: list[int]) -> None:
             failures += bool(bad)
             print(f"  {'ws ' + tag:22} {'PRB ' if p.probe else 'OK  ' if not bad else 'FAIL'} | " + " | ".join(cells)
                   + (f"  {bad[:3]}" if bad else ""), flush=True)
+        if not best:  # SWEEP_PROF: nothing timed
+            continue
         print("  best ws: " + " | ".join(
             f"M={m}: {best[m][1]} {best[m][0] * 1e6:.1f} us ({tb[m] / best[m][0]:.2f}x torch"
             + (f", {tq[m] / best[m][0]:.2f}x quack)" if m in tq else ")") for m in ms))
@@ -506,4 +540,5 @@ if __name__ == "__main__":
                                         tail="--tail" in sys.argv, lean="--lean" in sys.argv,
                                         stream="--stream" in sys.argv, wg1="--wg1" in sys.argv,
                                         q64="--q64" in sys.argv, ksplit="--ksplit" in sys.argv,
-                                        ks2="--ks2" in sys.argv, ks3="--ks3" in sys.argv, fit="--fit" in sys.argv), run, MS)
+                                        ks2="--ks2" in sys.argv, ks3="--ks3" in sys.argv, fit="--fit" in sys.argv,
+                                        mc="--mc" in sys.argv), run, MS)

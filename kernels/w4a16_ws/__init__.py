@@ -35,7 +35,10 @@ NVFP4_AOT_WS_PROBE=1: 1 = no decode, 2 = no wgmma; lean.py), stream (dense, pipe
 stream-K, the launch's k64 steps cut into equal contiguous ranges over the grid, partial tiles reduced
 by the last-arriving segment through flags + an M-independent workspace; stream.py), peek (pipe 16: 1 =
 one non-blocking test of the next stage's full barrier after block 0, the blocking wait only if it
-failed; kernel.py _step16). Measured tilings:
+failed; kernel.py _step16), mc (dense: 2 = clusters of two CTAs on adjacent weight tiles of one token tile,
+each TMA-multicasting half of the activation boxes into both, so the activation bytes each SM reads from L2
+halve; with stream 1 the pair walks one stream-K range of tile pairs; raster 1, split_k 1, no pdl / ctas 2,
+an even number of weight tiles and sm_count; kernel.py, stream.py). Measured tilings:
 GROUPED_TILES, tiles.py.
 """
 
@@ -76,6 +79,9 @@ LEANS = (0, 1)  # consumer k-loop address arithmetic: 0 = per k16 block (as serv
 WGS = (1, 2, 4)
 PEEKS = (0, 1)  # pipe 16: 1 = test the next stage's full barrier after block 0 (kernel.py _step16)
 STREAMS = (0, 1)  # dense work distribution: 0 = whole tiles (or split_k items), 1 = stream-K (stream.py)
+# dense: CTAs per cluster sharing each activation tile by TMA multicast (2: adjacent weight tiles of one token tile;
+# session 12: 64-row weight tiles at M >= 192 read activations from L2 at ~9.8 TB/s, the L2 -> SM ceiling)
+MCS = (1, 2)
 
 
 EPI_WARP_BYTES = 512  # epi 1: one consumer warp's staging block (16 tokens x 16 weight rows, bf16)
@@ -116,6 +122,7 @@ class WsParams:
     probe: int = 0  # diagnostic, wrong output by design: 1 = no decode, 2 = no wgmma (lean.py; build needs PROBE_ENV)
     stream: int = 0  # dense only: 1 = stream-K, the launch's k64 steps cut evenly over the grid (stream.py)
     peek: int = 0  # pipe 16: 1 = test the next stage's full barrier early, spin at its load only if it was not full
+    mc: int = 1  # dense only: 2 = 2-CTA clusters on adjacent weight tiles share the activation tile (TMA multicast)
 
 
 def _reasons(p: WsParams) -> list[str]:
@@ -198,6 +205,17 @@ def _reasons(p: WsParams) -> list[str]:
         if p.pdl:
             r.append(f"stream={p.stream} with pdl: not supported (pdl's weight prefetch walks whole items): "
                      "use pdl=false")
+    if p.mc not in MCS:
+        r.append(f"mc={p.mc} must be one of {MCS} (CTAs of a cluster sharing the activation tile by multicast)")
+    elif p.mc == 2:
+        if p.split_k != 1 or p.raster != 1 or p.pdl or p.ctas != 1 or p.pipe != 16:
+            r.append(f"mc=2 pairs the items (or stream-K tiles) of one token tile in the raster-1 order: split_k="
+                     f"{p.split_k}, raster={p.raster}, pdl={p.pdl}, ctas={p.ctas}, pipe={p.pipe} must be 1, 1, false, 1, 16")
+        if p.tile_m in TILE_MS and p.n >= p.tile_m and p.n % p.tile_m == 0 and (p.n // p.tile_m) % 2:
+            r.append(f"mc=2 pairs adjacent weight tiles: n={p.n} is {p.n // p.tile_m} tiles of tile_m={p.tile_m}, "
+                     "not an even number")
+        if p.sm_count % 2:
+            r.append(f"mc=2 launches clusters of 2 CTAs: sm_count={p.sm_count} must be even")
     r += in_range("sm_count", p.sm_count, 1, 1024)
     return r + common.bound_errors(p, 1024, "the scheduler's per-expert arrays in shared memory")
 
@@ -223,6 +241,8 @@ class _Base(common.W4A16Hooks, Family):
             r.append(f"split_k={p.split_k}: the grouped family does not split K (split_k must be 1)")
         if self.grouped and p.stream:
             r.append(f"stream={p.stream} is a dense-only knob (the grouped family does not take it): use stream=0")
+        if self.grouped and p.mc != 1:
+            r.append(f"mc={p.mc} is a dense-only knob (the grouped family does not take it): use mc=1")
         if self.grouped and p.pdl:
             r.append("pdl is a dense-only knob (the grouped family does not take it)")
         if self.grouped and p.ctas != 1 and p.tile_n not in DECODE_TILE_NS:

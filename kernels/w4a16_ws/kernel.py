@@ -61,7 +61,7 @@ from .epilogue import Epilogue
 from .producer import BLOB_BYTES, STRIP_BYTES, Producer
 from .stream import Reduce
 from .lean import block_desc, consume, desc_lo, prev_stage
-from .ptx import (decode_k16, lds_v2, lds_v4, lut_regs, mbar_arrive, mbar_test, mbar_wait,
+from .ptx import (decode_k16, lds_v2, lds_v4, lut_regs, mbar_arrive, mbar_arrive_cluster, mbar_test, mbar_wait,
                   scale_pair)
 from .sched import BOX_ROWS, raster_item, reduce_slot, split_item, ws_index  # noqa: F401 (re-exported for the tests)
 
@@ -74,7 +74,7 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
     def __init__(self, n: int, k: int, experts: int, grouped: bool, tile_m: int, tile_n: int, stages: int,
                  sm_count: int, wgs: int = 2, pipe: int = 16, split_k: int = 1, pdl: bool = False, epi: int = 0,
                  depth: int = 2, raster: int = 1, ctas: int = 1, lean: int = 0, probe: int = 0, stream: int = 0,
-                 peek: int = 0):
+                 peek: int = 0, mc: int = 1):
         assert n % tile_m == 0 and k % 64 == 0 and tile_m in TILE_MS and tile_n in TILE_NS
         assert not peek or pipe == 16
         self.peek = peek  # pipe 16: test the next stage's full barrier early (_step16)
@@ -124,6 +124,17 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
         self.w_bytes = self.blocks * (BLOB_BYTES + STRIP_BYTES)  # one weight stage
         self.bx = min(tile_n, BOX_ROWS)  # rows of one activation TMA box (sched.act_boxes)
         self.acc_n = tile_n // 2  # fp32 accumulators per thread per m64 block
+        # mc 2 (dense): clusters of 2 CTAs. Items (or stream-K tiles) 2P and 2P + 1 are weight tiles
+        # 2p, 2p + 1 of one token tile (raster 1, an even number of weight tiles); with an even grid
+        # CTA b = 2u + r takes items b + i grid = 2 (u + i grid / 2) + r (stream-K: unit u's range of
+        # tile pairs, stream.py), so the pair walks the same token tiles and k steps in lockstep. Each
+        # CTA's producer TMA-multicasts the activation boxes b = r mod 2 into both CTAs' stage (the
+        # full barrier of each counts all boxes); a stage is refilled only when both CTAs' consumers
+        # released it (empty barriers count 2 x 4 wgs warps; lane r of a releasing warp arrives on CTA
+        # r's); the producer's tail (_body) keeps the CTA alive until the peer's last arrivals.
+        assert mc in (1, 2) and (mc == 1 or (not grouped and split_k == 1 and raster == 1 and not pdl and ctas == 1
+                                             and pipe == 16 and self.mt % 2 == 0 and sm_count % 2 == 0))
+        self.mc = mc
 
     # ------------------------------------------------------------------ host side
     @cute.jit
@@ -155,18 +166,27 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
         op = cpasync.CopyBulkTensorTileG2SOp()
         tma_atom, tma_act = cpasync.make_tiled_tma_atom(op, act, cute.slice_(staged, (None, None, 0)), (self.tile_n, 64))
         tma_box, tma_act_box = cpasync.make_tiled_tma_atom(op, act, cute.slice_(boxed, (None, None, 0)), (self.bx, 64))
+        if const_expr(self.mc == 2):  # every box multicast into both CTAs of the pair (kernel.py __init__)
+            tma_box, tma_act_box = cpasync.make_tiled_tma_atom(cpasync.CopyBulkTensorTileG2SMulticastOp(), act,
+                                                               cute.slice_(boxed, (None, None, 0)), (self.bx, 64),
+                                                               num_multicast=1)
         tma = (tma_atom, tma_act, tma_box, tma_act_box)
         grid = self.sm_count * self.ctas
         if const_expr(not self.grouped):
             # dense: M is known at launch, so launch no CTA without work (at most ctas per SM)
             tiles = (act.shape[0] + (self.tile_n - 1)) // self.tile_n * self.mt
-            if const_expr(self.stream):  # stream-K: at most one CTA per k64 step (every range non-empty)
-                grid = Int32(cutlass.max(cutlass.min(Int64(tiles) * self.kt, self.sm_count * self.ctas), 1))
+            # (mc 2: whole clusters, each unit = a pair of CTAs on a pair of weight tiles; tiles is even)
+            if const_expr(self.stream):  # stream-K: at most one CTA (unit) per k64 step (every range non-empty)
+                grid = Int32(cutlass.max(cutlass.min(Int64(tiles // self.mc) * self.kt,
+                                                     self.sm_count * self.ctas // self.mc), 1) * self.mc)
             else:
-                grid = cutlass.max(cutlass.min(tiles * self.split_k, self.sm_count * self.ctas), 1)
+                grid = cutlass.max(cutlass.min(tiles * self.split_k // self.mc, self.sm_count * self.ctas // self.mc),
+                                   1) * self.mc
         kw = {"grid": [grid, 1, 1], "block": [self.threads, 1, 1], "stream": stream, "min_blocks_per_mp": self.ctas}
         if const_expr(self.pdl):
             kw["use_pdl"] = True
+        if const_expr(self.mc == 2):
+            kw["cluster"] = [2, 1, 1]
         if const_expr(self.split_k == 1 and not self.stream):
             start(self.kernel(*tma, staged, boxed, blob, sf, alpha, offsets, counts, out, act.shape[0]), kw,
                   self.ctas)
@@ -219,14 +239,19 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
         if tidx == 0:
             for s in cutlass.range_constexpr(S):
                 cute.arch.mbarrier_init(bars + s, 1)  # the producer's arrive (+ tx bytes)
-                cute.arch.mbarrier_init(bars + (S + s), 4 * self.wgs)  # one arrive per consumer warp
+                # one arrive per consumer warp (mc 2: of both CTAs, as the stage is refilled in both)
+                cute.arch.mbarrier_init(bars + (S + s), 4 * self.wgs * self.mc)
             cute.arch.mbarrier_init_fence()
         if warp == 1:
             cpasync.prefetch_descriptor(tma[0])
             cpasync.prefetch_descriptor(tma[2])
         if warp == 0:
             self._build_prefix(offsets, counts, m_rows, lane, s_pre, s_start, s_cnt)
-        cute.arch.sync_threads()
+        if const_expr(self.mc == 1):
+            cute.arch.sync_threads()
+        else:  # the peer's barriers are initialized before any multicast or remote arrive reaches them
+            cute.arch.cluster_arrive()
+            cute.arch.cluster_wait()
         if const_expr(self.pdl):  # the next kernel may start its prologue (it waits for us to finish)
             cute.arch.griddepcontrol_launch_dependents()
 
@@ -235,11 +260,11 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
         if wg == 0:
             cute.arch.setmaxregister_decrease(PRODUCER_REGS)
             if tidx == 0:
+                it = Int32(0)
                 if const_expr(self.stream):  # stream-K segments (stream.py)
-                    self._produce_stream(bid, grid, s_pre, s_start, s_cnt, tma, s_act, s_box, bars, bar_base, w_base,
-                                         blob, sf)
+                    it = self._produce_stream(bid, grid, s_pre, s_start, s_cnt, tma, s_act, s_box, bars, bar_base,
+                                              w_base, blob, sf)
                 else:
-                    it = Int32(0)
                     pre = Int32(0)  # steps of the first item whose weights were loaded before the wait
                     if const_expr(self.pdl):
                         if mine > 0:
@@ -254,6 +279,13 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
                         e, j, m = self._locate(w, s_pre)
                         it = self._produce(it, pre, e, j, m, k0, self.ks, s_start, s_cnt, tma, s_act, s_box, bars,
                                            bar_base, w_base, blob, sf)
+                if const_expr(self.mc == 2):
+                    # tail (CUTLASS's load_tail; a cluster barrier at exit hung on the H200, session 8):
+                    # wait as if to fill S more stages, i.e. until both CTAs' consumers released every
+                    # stage this CTA filled; after that no remote arrive or multicast reaches this CTA
+                    for q in cutlass.range_constexpr(S):
+                        f = it + q
+                        mbar_wait(bar_base + (S + f % S) * 8, ((f // S) & 1) ^ 1)
         else:
             cute.arch.setmaxregister_increase(self.consumer_regs)
             if const_expr(self.pdl):  # (the producer's wait already orders everything; kept explicit)
@@ -313,16 +345,23 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
 
     @cute.jit
     def _release(self, bar_base, step, lane):
-        """The stage of pipeline step `step` is no longer read by this warp: one arrive per warp."""
-        if lane == 0:
-            mbar_arrive(bar_base + (self.stages + step % self.stages) * 8)
+        """The stage of pipeline step `step` is no longer read by this warp: one arrive per warp
+        (mc 2: lane r arrives on CTA r's empty barrier, the stage being refilled in both)."""
+        self._arrive_empty(bar_base + (self.stages + step % self.stages) * 8, lane)
+
+    @cute.jit
+    def _arrive_empty(self, mbar, lane):
+        if const_expr(self.mc == 1):
+            if lane == 0:
+                mbar_arrive(mbar)
+        elif lane < 2:
+            mbar_arrive_cluster(mbar, lane)
 
     @cute.jit
     def _release_prev(self, bar_base, step, lane):
         """Release step - 1's stage; lean 1 takes its index from step's (no second division)."""
         if const_expr(self.lean):
-            if lane == 0:
-                mbar_arrive(bar_base + (self.stages + prev_stage(step % self.stages, self.stages)) * 8)
+            self._arrive_empty(bar_base + (self.stages + prev_stage(step % self.stages, self.stages)) * 8, lane)
         else:
             self._release(bar_base, step - 1, lane)
 
@@ -499,5 +538,5 @@ def make_kernel(p, grouped: bool):
     k = W4A16WsKernel(p.n, p.k, p.experts, grouped, p.tile_m, p.tile_n, p.stages, p.sm_count, p.wgs, p.pipe, split,
                       bool(getattr(p, "pdl", False)), getattr(p, "epi", 0), getattr(p, "depth", 2),
                       getattr(p, "raster", 1), getattr(p, "ctas", 1), getattr(p, "lean", 0), getattr(p, "probe", 0),
-                      getattr(p, "stream", 0), getattr(p, "peek", 0))
+                      getattr(p, "stream", 0), getattr(p, "peek", 0), getattr(p, "mc", 1))
     return k.grouped_call if grouped else (k.dense_split_call if split > 1 or k.stream else k.dense_call)

@@ -7,7 +7,8 @@ Producer: one thread issues, per k64 step of an item, the activation TMA (sched.
 tile_n-row box, moved back inside the expert for a partial tile, or where that would start before
 row 0, 64-row boxes holding rows of the item; none past the tensor's end when M >= the box) and
 the weight bulk copies into the ring's next stage (_produce; pdl: _prefetch_weights loads the first item's weights before
-the previous kernel has finished).
+the previous kernel has finished). mc 2: the activation tile always as bx-row boxes (a whole tile: its NB boxes,
+all moved back by sh), CTA r of the pair loading boxes b = r mod 2 into both CTAs (multicast).
 """
 
 import cutlass
@@ -16,7 +17,7 @@ from cutlass import Int32, Int64, const_expr
 from cutlass.cute.nvgpu import cpasync
 
 from .ptx import bulk_g2s, mbar_wait
-from .sched import act_boxes, raster_item, split_item
+from .sched import act_boxes, box_count, box_row, raster_item, split_item
 
 BLOB_BYTES = 2048  # one (m64, k64) blob tile: 128 threads x 16 B
 STRIP_BYTES = 256  # its scales: 32 row pairs x 4 k16 blocks x 2
@@ -46,8 +47,13 @@ class Producer:
                                          cute.group_modes(g_act, 0, 2))
         s_grp = cute.group_modes(s_box, 0, 2)  # ((bx, 64), NB * S): box b of stage s at NB s + b
         boxes = []
+        rank = Int32(0)
+        if const_expr(self.mc == 2):  # a whole tile as its NB boxes (sched.box_count), split over the pair
+            rank = cute.arch.block_idx()[0] % 2
+        nb_rows = nb  # act_boxes' box count (tx above)
+        nb = box_count(nb, whole, NB, self.mc)
         for b in cutlass.range_constexpr(NB):
-            row = row0 + b * bx - sh * cutlass.max(b + 2 - nb, 0)  # (b + 2 - nb is 1 for b = nb - 1, <= 0 below)
+            row = box_row(row0, b, nb_rows, whole, sh, bx, self.mc, cutlass.min, cutlass.max)
             g_b = cute.local_tile(cute.domain_offset((row, 0), tma_act_box), (bx, 64), (0, None))
             boxes.append(cpasync.tma_partition(tma_box, 0, cute.make_layout(1), s_grp, cute.group_modes(g_b, 0, 2)))
         g0 = e * (self.n // 64) + m * self.blocks  # blob/strip index of (expert e, m64 block m * blocks)
@@ -62,7 +68,14 @@ class Producer:
             else:
                 mbar_wait(bar_base + (S + s) * 8, ((it // S) & 1) ^ 1)
                 cute.arch.mbarrier_arrive_and_expect_tx(bars + s, tx)
-            if whole == 1:
+            if const_expr(self.mc == 2):  # this CTA's boxes (b = rank mod 2) into both CTAs' stage s
+                for b in cutlass.range_constexpr(NB):
+                    if b < nb:
+                        if rank == b % 2:
+                            b_s, b_g = boxes[b]
+                            cute.copy(tma_box, b_g[None, kt], b_s[None, s * NB + b], tma_bar_ptr=bars + s,
+                                      mcast_mask=cutlass.Int16(3))
+            elif whole == 1:
                 cute.copy(tma_atom, t_g[None, kt], t_s[None, s], tma_bar_ptr=bars + s)
             else:
                 for b in cutlass.range_constexpr(NB):

@@ -156,6 +156,17 @@ def mbar_arrive(mbar: Int32, *, loc=None, ip=None):
     _effect("mbarrier.arrive.shared::cta.b64 _, [$0];", [Int32(mbar)], "r", loc, ip)
 
 
+@dsl_user_op
+def mbar_arrive_cluster(mbar: Int32, cta: Int32, *, loc=None, ip=None):
+    """Arrive on the mbarrier at this CTA's shared address `mbar` in cluster CTA `cta` (its own
+    rank included; mapa), with the default (release, CTA-scope) semantics, as CUTLASS's
+    ClusterBarrier::arrive(cta_id): the arriving warp's reads of the stage (retired wgmmas, shared
+    loads into registers) are complete before that CTA's producer refills it (mc 2: kernel.py
+    _release)."""
+    _effect("{.reg .b32 ra;\n\tmapa.shared::cluster.u32 ra, $0, $1;\n\t"
+            "mbarrier.arrive.shared::cluster.b64 _, [ra];}", [Int32(mbar), Int32(cta)], "r,r", loc, ip)
+
+
 # ----------------------------------------------------------------------------- split-K reduction
 # Global memory of the dense split-K reduction (kernel.py _split_reduce), all volatile asm so
 # that none moves across the fences / the arrival atomic around it.

@@ -89,6 +89,13 @@ def sk_slot(c, t, kt: int, T, G, vmin=min):
     return 2 * c + vmin(t - (c * T // G) // kt, 1)
 
 
+def cta_slot(slot, u, r, mc: int):
+    """mc 2: a unit's (CTA pair's) slot sk_slot(u, ...) in {2 u, 2 u + 1} -> the slot of the pair's
+    rank-r CTA b = mc u + r: 2 b + (slot - 2 u), so the workspace keeps 2 slots per CTA (mc 1:
+    slot itself)."""
+    return slot + 2 * (mc - 1) * u + 2 * r
+
+
 def sk_ws_index(slot, warp, lane, v, warps: int, per: int):
     """Stream-K workspace: fp32 index of the 4-float vector v (accumulators 4 v .. 4 v + 3, of
     per / 32 per lane) of lane `lane` of a warp's partial in a slot: [slot][warp][v][lane][4]
@@ -127,6 +134,23 @@ def act_boxes(start, cnt, j, tile_n: int, vmin=min, vmax=max):
     last = (nb - 1) * size
     r = start + j * tile_n + last  # the last box's unshifted first row (<= end - 1)
     return whole, nb, last, vmax(r - vmax(end - size, 0), 0)
+
+
+def box_count(nb, whole, NB: int, mc: int):
+    """Boxes the pair loads per stage (mc 2: a whole tile as its NB = tile_n / bx boxes, so the two
+    CTAs can split them, CTA r issuing boxes b = r mod 2 into both); mc 1: act_boxes' nb."""
+    return nb + whole * (NB - nb) if mc == 2 else nb
+
+
+def box_row(row0, b: int, nb, whole, sh, bx: int, mc: int, vmin=min, vmax=max):
+    """First row of box b (< box_count) of a token tile whose first unshifted row is row0 (nb, whole,
+    sh: act_boxes'): box b holds rows from row0 + b bx, the last box (b = nb - 1) moved back by sh;
+    mc 2 with a whole tile: every box moved back by sh (act_boxes' one tile_n-row box, cut in bx-row
+    boxes)."""
+    shift = vmax(b + 2 - nb, 0)  # 1 for the last box b = nb - 1, 0 below
+    if mc == 2:
+        shift = vmax(vmin(shift, 1), whole)
+    return row0 + b * bx - sh * shift
 
 
 def token_col(col, last, sh, lim, vmin=min, vmax=max):

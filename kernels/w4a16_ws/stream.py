@@ -16,14 +16,19 @@ from registers when f is the last arriver), resets the flag
 to 0 (graph replays need no memset) and runs the epilogue. As with split-K no CTA ever waits on
 another: no residency requirement. Workspace: 2 x sm_count x ctas x tile_m x tile_n fp32,
 independent of M (kernels/w4a16_ws/__init__.py stream_ws_shape).
+
+mc 2 (kernel.py): the same over units = CTA pairs (u = b // 2, rank r = b % 2; G = grid / 2 units)
+and pair tiles (tile t' = output tiles 2 t', 2 t' + 1, T = tiles / 2 x kt): unit u's range and
+segments are both CTAs', rank r computing tile 2 t' + r of each; partial slots are per CTA
+(sched.cta_slot), flags per output tile as before.
 """
 
 import cutlass
 import cutlass.cute as cute
-from cutlass import Int32, Int64
+from cutlass import Int32, Int64, const_expr
 
 from .ptx import atom_add_gpu, fence_gpu, ldg_cg_f32, ldg_cg_v4_f32, stg_f32, stg_s32, stg_v4_f32
-from .sched import reduce_slot, sk_range, sk_segment, sk_slot, sk_span, sk_tile, sk_ws_index, ws_index
+from .sched import cta_slot, reduce_slot, sk_range, sk_segment, sk_slot, sk_span, sk_tile, sk_ws_index, ws_index
 
 
 class Reduce:
@@ -32,11 +37,11 @@ class Reduce:
 
     @cute.jit
     def _sk_bounds(self, bid, grid, s_pre):
-        """This CTA's stream-K range [lo, hi) (Int64: T = tiles x kt may pass 2^31 in b x T) and the
-        tiles it intersects (first t0, count)."""
-        T = Int64(s_pre[0]) * self.kt  # dense: one expert, s_pre[0] = output tiles
-        G = Int64(grid)
-        lo, hi = sk_range(Int64(bid), T, G)
+        """This CTA's (mc 2: unit's) stream-K range [lo, hi) (Int64: T = tiles x kt may pass 2^31 in
+        b x T) and the (pair) tiles it intersects (first t0, count)."""
+        T = Int64(s_pre[0] // self.mc) * self.kt  # dense: one expert, s_pre[0] = output tiles (mc 2: even)
+        G = Int64(grid // self.mc)
+        lo, hi = sk_range(Int64(bid // self.mc), T, G)
         t0, cnt = sk_span(lo, hi, self.kt)
         return T, G, lo, hi, Int32(t0), Int32(cnt)
 
@@ -46,7 +51,10 @@ class Reduce:
         tile's (expert, token tile, weight tile); the producer and the consumers walk the same."""
         t = t0 + i
         k0, n = sk_segment(Int64(t), lo, hi, self.kt, cutlass.min, cutlass.max)
-        e, j, m = self._locate(t, s_pre)
+        if const_expr(self.mc == 2):  # pair tile t: this CTA computes output tile 2 t + rank
+            e, j, m = self._locate(t * 2 + cute.arch.block_idx()[0] % 2, s_pre)
+        else:
+            e, j, m = self._locate(t, s_pre)
         return t, Int32(k0), Int32(n), e, j, m
 
     @cute.jit
@@ -59,6 +67,7 @@ class Reduce:
             t, k0, n, e, j, m = self._sk_item(i, t0, lo, hi, s_pre)
             it = self._produce(it, None, e, j, m, k0, n, s_start, s_cnt, tma, s_act, s_box, bars, bar_base, w_base,
                                blob, sf)
+        return it
 
     @cute.jit
     def _consume_stream(self, acc, al, ebuf, cw, tw, wq, lane, luts, bid, grid, s_pre, s_start, s_cnt, act_base,
@@ -108,7 +117,9 @@ class Reduce:
         per = 32 * an * rb
         warp = Int64(cw * 4 + wq)
         ws = workspace.iterator.toint()
-        mine = Int64(sk_slot(Int64(bid), Int64(t), self.kt, T, G, cutlass.min))
+        # unit, rank (mc 1: the CTA, 0); not `r`: the loops below bind r to the m64 block
+        u, rank = Int64(bid // self.mc), Int64(bid % self.mc)
+        mine = Int64(cta_slot(sk_slot(u, Int64(t), self.kt, T, G, cutlass.min), u, rank, self.mc))
         for r in cutlass.range_constexpr(rb):
             for v in cutlass.range_constexpr(V):
                 stg_v4_f32(ws + sk_ws_index(mine, warp, lane, r * V + v, W, per) * 4,
@@ -117,15 +128,17 @@ class Reduce:
         old = self._arrive(flag, lane)
         if old == nseg - 1:
             fence_gpu()  # the other segments' partials (released before their arrivals) are visible
-            if bid != f:  # CTA f's partial first (else it is in acc already)
-                first = Int64(sk_slot(Int64(f), Int64(t), self.kt, T, G, cutlass.min))
+            if u != f:  # unit f's partial first (else it is in acc already)
+                first = Int64(cta_slot(sk_slot(Int64(f), Int64(t), self.kt, T, G, cutlass.min), Int64(f), rank,
+                                       self.mc))
                 for r in cutlass.range_constexpr(rb):
                     for v in cutlass.range_constexpr(V):
                         x = ldg_cg_v4_f32(ws + sk_ws_index(first, warp, lane, r * V + v, W, per) * 4)
                         for i in cutlass.range_constexpr(4):
                             acc[4 * v + i, r] = x[i]
             for c in cutlass.range(1, nseg, unroll=1):
-                slot = Int64(sk_slot(Int64(f + c), Int64(t), self.kt, T, G, cutlass.min))
+                slot = Int64(cta_slot(sk_slot(Int64(f + c), Int64(t), self.kt, T, G, cutlass.min), Int64(f + c),
+                                      rank, self.mc))
                 for r in cutlass.range_constexpr(rb):
                     for v in cutlass.range_constexpr(V):
                         x = ldg_cg_v4_f32(ws + sk_ws_index(slot, warp, lane, r * V + v, W, per) * 4)
