@@ -79,8 +79,9 @@ LEANS = (0, 1)  # consumer k-loop address arithmetic: 0 = per k16 block (as serv
 WGS = (1, 2, 4)
 PEEKS = (0, 1)  # pipe 16: 1 = test the next stage's full barrier after block 0 (kernel.py _step16)
 STREAMS = (0, 1)  # dense work distribution: 0 = whole tiles (or split_k items), 1 = stream-K (stream.py)
-# dense: CTAs per cluster sharing each activation tile by TMA multicast (2: adjacent weight tiles of one token tile;
-# session 12: 64-row weight tiles at M >= 192 read activations from L2 at ~9.8 TB/s, the L2 -> SM ceiling)
+# dense: CTAs per cluster sharing each activation tile by TMA multicast (2: adjacent weight tiles of one token tile).
+# Session 12 (H200, docs/PERFORMANCE.md "session 12"): halves the activation bytes from L2; whole 64 x 256 tiles run
+# no faster (tensor-bound), stream-K 1.05-1.4x faster than without it but still slower than the served tiles: no table
 MCS = (1, 2)
 
 
