@@ -29,6 +29,8 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
                                                           # at KS3_MS (BASE_MANIFEST=sweep)
   w4a16_ws_dense_sweep.py manifest --mc > sweep.toml      # mc_candidates(): 2-CTA activation multicast, whole
                                                           # tiles / stream-K, at MC_MS (BASE_MANIFEST=sweep)
+  w4a16_ws_dense_sweep.py manifest --sk64 > sweep.toml    # sk64_candidates(): stream-K on 64 x 64 / 64 x 128,
+                                                          # at SK64_MS (BASE_MANIFEST=sweep; staged, not run)
   nvfp4-build compile sweep.toml manifests/default.toml -o ROOT -j 2   # (CPU box; no --arch: that writes shard tables)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192 (env SWEEP_SHAPES=a,b: only those)
   SWEEP_COLD=1 SWEEP_REPEAT=2 ... run ROOT 128 256      # cold L2 (every kernel's weights rotated over
@@ -300,6 +302,19 @@ def mc_candidates(shape: str) -> list[dict]:
     return out
 
 
+def sk64_candidates(shape: str) -> list[dict]:
+    """Staged by session 12 for the next device run (not measured yet): stream-K on the small 64-row tiles at
+    M <= 128, where the served buckets leave 20 (down / o_b: 112 tiles) or 36 (gate+up: 96) SMs idle or split K
+    into whole waves; a balanced range per CTA over all 132 SMs. (Stream-K takes no pdl.)"""
+    s64 = {"tile_m": 64, "tile_n": 64, "stages": 12, "wgs": 1, "peek": 1, "stream": 1}
+    s128 = {"tile_m": 64, "tile_n": 128, "stages": 10, "wgs": 1, "peek": 1, "stream": 1}
+    out = [s64, {**s64, "lean": 1}, s128]
+    for tun in served(shape, SK64_MS):
+        if tun not in out:
+            out.append({k: v for k, v in tun.items() if k != "lean" or v})
+    return out
+
+
 def quack_ops(ms=(128, 1024)) -> list[str]:
     """manifests/default.toml's quack ops for the sweep's shapes, only the buckets meeting [ms]:
     the --stream store's baseline without compiling all of default.toml (run with BASE_MANIFEST=sweep)."""
@@ -329,6 +344,7 @@ FIT_MS = (128, 136, 192, 200, 240, 255, 256)
 KS_MS = (64, 128, 192, 256)
 KS3_MS = (129, 192, 256, 320, 512)
 MC_MS = (192, 256, 384, 512, 768, 1024, 2048)
+SK64_MS = (17, 32, 48, 64, 96, 128)
 KS2_MS = (17, 32, 48, 64, 65, 96, 128, 129, 160, 192, 224, 256, 257, 320, 384, 448, 512)
 MID_MS = (17, 24, 32, 48, 64, 72, 128, 192, 256, 320, 384)
 BIG_MS = (193, 256, 384, 385, 512, 768, 769, 1024, 1536, 1537, 2048, 4096, 8192)
@@ -344,10 +360,12 @@ def _toml(v) -> str:
 
 def manifest(split: bool = False, small: bool = False, big: bool = False, mid: bool = False, tail: bool = False,
              lean: bool = False, stream: bool = False, wg1: bool = False, q64: bool = False,
-             fit: bool = False, ksplit: bool = False, ks2: bool = False, ks3: bool = False, mc: bool = False) -> str:
+             fit: bool = False, ksplit: bool = False, ks2: bool = False, ks3: bool = False, mc: bool = False, sk64: bool = False) -> str:
     out = ['archs = ["sm_90a"]']
     for shape, (n, k, _) in SHAPES.items():
-        if mc:
+        if sk64:
+            cands = sk64_candidates(shape) if shape not in ("floor", "q_b") else []
+        elif mc:
             cands = mc_candidates(shape) if shape not in ("floor", "q_b") else []
         elif ks3:
             cands = ks3_candidates(shape) if shape not in ("floor", "q_b") else []
@@ -381,10 +399,11 @@ def manifest(split: bool = False, small: bool = False, big: bool = False, mid: b
                 for i, c in enumerate(cands)]
         out += ["", f"# {shape}", "[[op]]", 'family = "w4a16_ws_gemm"', f"problem = {{ n = {n}, k = {k} }}",
                 "buckets = [", *rows, "]"]
-    if stream or wg1 or q64 or fit or ksplit or ks2 or ks3 or mc:
+    if stream or wg1 or q64 or fit or ksplit or ks2 or ks3 or mc or sk64:
         out += quack_ops((Q64_MS[0], Q64_MS[-1]) if q64 else (FIT_MS[0], FIT_MS[-1]) if fit
                          else (KS_MS[0], KS_MS[-1]) if ksplit else (KS2_MS[0], KS2_MS[-1]) if ks2
-                         else (KS3_MS[0], KS3_MS[-1]) if ks3 else (MC_MS[0], MC_MS[-1]) if mc else WG1_MS if wg1
+                         else (KS3_MS[0], KS3_MS[-1]) if ks3 else (MC_MS[0], MC_MS[-1]) if mc
+                         else (SK64_MS[0], SK64_MS[-1]) if sk64 else WG1_MS if wg1
                          else (128, 1024))
     return "\n".join(out) + "\n"
 
@@ -541,4 +560,4 @@ if __name__ == "__main__":
                                         stream="--stream" in sys.argv, wg1="--wg1" in sys.argv,
                                         q64="--q64" in sys.argv, ksplit="--ksplit" in sys.argv,
                                         ks2="--ks2" in sys.argv, ks3="--ks3" in sys.argv, fit="--fit" in sys.argv,
-                                        mc="--mc" in sys.argv), run, MS)
+                                        mc="--mc" in sys.argv, sk64="--sk64" in sys.argv), run, MS)

@@ -1,0 +1,28 @@
+"""benchmarks/w4a16_ws_dense_sweep.py's `manifest` modes (CPU): every mode writes a manifest the builder
+accepts — every candidate tiling passes the w4a16_ws family's validity predicate for its shape — so a
+staged device run never meets a refused candidate after the session's GPU time is spent (`--lean` holds the
+diagnostic probe tilings, built only with NVFP4_AOT_WS_PROBE=1, as its docstring says)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nvfp4_aot.build.manifest import load_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+MODES = ("", "--split", "--small", "--big", "--mid", "--tail", "--lean", "--stream", "--wg1", "--q64", "--fit",
+         "--ksplit", "--ks2", "--ks3", "--mc", "--sk64")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sweep_manifest_is_buildable(mode, tmp_path, monkeypatch):
+    monkeypatch.setenv("NVFP4_AOT_WS_PROBE", "1")
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "w4a16_ws_dense_sweep.py"), "manifest",
+                        *([mode] if mode else [])], capture_output=True, text=True, check=True)
+    path = tmp_path / "sweep.toml"
+    path.write_text(r.stdout)
+    variants = load_manifest(path).variants()  # validates every bucket's tuning (one-line error otherwise)
+    assert variants and all(v.family in ("w4a16_ws_gemm", "quack_w4a16_gemm", "quack_w4a16_rowalpha_gemm")
+                            for v in variants), mode
