@@ -176,6 +176,12 @@ def served(shape: str, ms) -> list[dict]:
     return out
 
 
+def with_served(out: list[dict], shape: str, ms) -> list[dict]:
+    """out, then the tilings tiles.dense_table serves the shape at the M of ms that out lacks (the
+    sweeps' baseline rows, timed in the same run)."""
+    return out + [tun for tun in served(shape, ms) if tun not in out]
+
+
 def stream_candidates(shape: str) -> list[dict]:
     """Session 8 `sk`: the tilings tiles.py serves at STREAM_MS, next to stream-K (stream 1: every
     CTA an equal share of the launch's k64 steps, kernels/w4a16_ws/stream.py) on the 128 x 256
@@ -223,10 +229,7 @@ def fit_candidates(shape: str) -> list[dict]:
     q = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "lean": 1}
     out = [q, {**q, "peek": 1}, {"tile_m": 64, "tile_n": 128, "stages": 10, "wgs": 1},
            {"tile_m": 128, "tile_n": 128, "stages": 10}, {"tile_m": 128, "tile_n": 256, "stages": 6}]
-    for tun in served(shape, FIT_MS):
-        if tun not in out:
-            out.append(tun)
-    return out
+    return with_served(out, shape, FIT_MS)
 
 
 def ksplit_candidates(shape: str) -> list[dict]:
@@ -243,10 +246,7 @@ def ksplit_candidates(shape: str) -> list[dict]:
                {**h, "peek": 1, "split_k": 4, "pdl": True}, {**s, "split_k": 4}, {**s, "split_k": 4, "pdl": True}]
     else:
         out = [s, {**s, "pdl": True}, {**s, "peek": 1}, {**h, "peek": 1}, {**h, "pdl": True}]
-    for tun in served(shape, KS_MS):
-        if tun not in out:
-            out.append(tun)
-    return out
+    return with_served(out, shape, KS_MS)
 
 
 def ks2_candidates(shape: str) -> list[dict]:
@@ -265,10 +265,7 @@ def ks2_candidates(shape: str) -> list[dict]:
     else:  # gate + up: 64 x 256 stream-K (96 weight tiles x 112 k64 steps shared by all 132 SMs)
         w = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "stream": 1}
         out = [w, {**w, "lean": 1, "peek": 1}]
-    for tun in served(shape, KS2_MS):
-        if tun not in out:
-            out.append(tun)
-    return out
+    return with_served(out, shape, KS2_MS)
 
 
 def ks3_candidates(shape: str) -> list[dict]:
@@ -281,10 +278,7 @@ def ks3_candidates(shape: str) -> list[dict]:
                {**q, "stream": 1}, {**q, "split_k": 2, "pdl": True, "depth": 3}]
     else:
         out = [{**q, "pdl": True}, {**q, "pdl": True, "depth": 3}]
-    for tun in served(shape, KS3_MS):
-        if tun not in out:
-            out.append({k: v for k, v in tun.items() if k != "lean" or v})
-    return out
+    return with_served(out, shape, KS3_MS)
 
 
 def mc_candidates(shape: str) -> list[dict]:
@@ -296,10 +290,7 @@ def mc_candidates(shape: str) -> list[dict]:
     out = [{**q, "stream": 1, "mc": 2}, {**q, "stream": 1}, {**_W, "stream": 1, "mc": 2}]
     if shape != "q_a+kv":  # 32 weight tiles: whole 64 x 256 tiles leave 100 SMs idle below M = 1024
         out = [{**q, "mc": 2}] + out
-    for tun in served(shape, MC_MS):
-        if tun not in out:
-            out.append({k: v for k, v in tun.items() if k != "lean" or v})
-    return out
+    return with_served(out, shape, MC_MS)
 
 
 def sk64_candidates(shape: str) -> list[dict]:
@@ -309,10 +300,7 @@ def sk64_candidates(shape: str) -> list[dict]:
     s64 = {"tile_m": 64, "tile_n": 64, "stages": 12, "wgs": 1, "peek": 1, "stream": 1}
     s128 = {"tile_m": 64, "tile_n": 128, "stages": 10, "wgs": 1, "peek": 1, "stream": 1}
     out = [s64, {**s64, "lean": 1}, s128]
-    for tun in served(shape, SK64_MS):
-        if tun not in out:
-            out.append({k: v for k, v in tun.items() if k != "lean" or v})
-    return out
+    return with_served(out, shape, SK64_MS)
 
 
 def quack_ops(ms=(128, 1024)) -> list[str]:
@@ -358,23 +346,20 @@ def _toml(v) -> str:
     return "true" if v is True else "false" if v is False else str(v)
 
 
+# The sweeps that time candidates next to the served tilings at their own M, on every shape but the floor and
+# q_b, with quack's buckets over those M as the baseline: mode -> (candidates(shape), M).
+SERVED_SWEEPS = {"fit": (fit_candidates, FIT_MS), "ksplit": (ksplit_candidates, KS_MS),
+                 "ks2": (ks2_candidates, KS2_MS), "ks3": (ks3_candidates, KS3_MS), "mc": (mc_candidates, MC_MS),
+                 "sk64": (sk64_candidates, SK64_MS)}
+
+
 def manifest(split: bool = False, small: bool = False, big: bool = False, mid: bool = False, tail: bool = False,
-             lean: bool = False, stream: bool = False, wg1: bool = False, q64: bool = False,
-             fit: bool = False, ksplit: bool = False, ks2: bool = False, ks3: bool = False, mc: bool = False, sk64: bool = False) -> str:
+             lean: bool = False, stream: bool = False, wg1: bool = False, q64: bool = False, mode: str = "") -> str:
+    """The sweep manifest of one mode: a flag, or `mode`, a key of SERVED_SWEEPS."""
     out = ['archs = ["sm_90a"]']
     for shape, (n, k, _) in SHAPES.items():
-        if sk64:
-            cands = sk64_candidates(shape) if shape not in ("floor", "q_b") else []
-        elif mc:
-            cands = mc_candidates(shape) if shape not in ("floor", "q_b") else []
-        elif ks3:
-            cands = ks3_candidates(shape) if shape not in ("floor", "q_b") else []
-        elif ks2:
-            cands = ks2_candidates(shape) if shape not in ("floor", "q_b") else []
-        elif ksplit:
-            cands = ksplit_candidates(shape) if shape not in ("floor", "q_b") else []
-        elif fit:
-            cands = fit_candidates(shape) if shape not in ("floor", "q_b") else []
+        if mode:
+            cands = SERVED_SWEEPS[mode][0](shape) if shape not in ("floor", "q_b") else []
         elif q64:
             cands = q64_candidates(shape) if shape != "floor" else []
         elif wg1:
@@ -399,12 +384,11 @@ def manifest(split: bool = False, small: bool = False, big: bool = False, mid: b
                 for i, c in enumerate(cands)]
         out += ["", f"# {shape}", "[[op]]", 'family = "w4a16_ws_gemm"', f"problem = {{ n = {n}, k = {k} }}",
                 "buckets = [", *rows, "]"]
-    if stream or wg1 or q64 or fit or ksplit or ks2 or ks3 or mc or sk64:
-        out += quack_ops((Q64_MS[0], Q64_MS[-1]) if q64 else (FIT_MS[0], FIT_MS[-1]) if fit
-                         else (KS_MS[0], KS_MS[-1]) if ksplit else (KS2_MS[0], KS2_MS[-1]) if ks2
-                         else (KS3_MS[0], KS3_MS[-1]) if ks3 else (MC_MS[0], MC_MS[-1]) if mc
-                         else (SK64_MS[0], SK64_MS[-1]) if sk64 else WG1_MS if wg1
-                         else (128, 1024))
+    if mode:
+        ms = SERVED_SWEEPS[mode][1]
+        out += quack_ops((ms[0], ms[-1]))
+    elif stream or wg1 or q64:
+        out += quack_ops((Q64_MS[0], Q64_MS[-1]) if q64 else WG1_MS if wg1 else (128, 1024))
     return "\n".join(out) + "\n"
 
 
@@ -558,6 +542,5 @@ if __name__ == "__main__":
                                         big="--big" in sys.argv, mid="--mid" in sys.argv,
                                         tail="--tail" in sys.argv, lean="--lean" in sys.argv,
                                         stream="--stream" in sys.argv, wg1="--wg1" in sys.argv,
-                                        q64="--q64" in sys.argv, ksplit="--ksplit" in sys.argv,
-                                        ks2="--ks2" in sys.argv, ks3="--ks3" in sys.argv, fit="--fit" in sys.argv,
-                                        mc="--mc" in sys.argv, sk64="--sk64" in sys.argv), run, MS)
+                                        q64="--q64" in sys.argv,
+                                        mode=next((m for m in SERVED_SWEEPS if f"--{m}" in sys.argv), "")), run, MS)
