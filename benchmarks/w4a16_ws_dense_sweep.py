@@ -31,12 +31,17 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
                                                           # tiles / stream-K, at MC_MS (BASE_MANIFEST=sweep)
   w4a16_ws_dense_sweep.py manifest --sk64 > sweep.toml    # sk64_candidates(): stream-K on 64 x 64 / 64 x 128,
                                                           # at SK64_MS (BASE_MANIFEST=sweep; staged, not run)
+  w4a16_ws_dense_sweep.py manifest --skn > sweep.toml    # skn_candidates(): stream-K's grid size scanned from the
+                                                          # whole-tile count (aligned: the served kernel's work) up
+                                                          # to 132, at SKN_MS (BASE_MANIFEST=sweep)
   nvfp4-build compile sweep.toml manifests/default.toml -o ROOT -j 2   # (CPU box; no --arch: that writes shard tables)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192 (env SWEEP_SHAPES=a,b: only those)
   SWEEP_COLD=1 SWEEP_REPEAT=2 ... run ROOT 128 256      # cold L2 (every kernel's weights rotated over
                                                           # common.cold_copies copies), each cell timed twice
   SWEEP_PROF=1 ncu --profile-from-start off --metrics ... w4a16_ws_dense_sweep.py run ROOT 256
                                                           # (GPU) each ws cell profiled once instead of timed
+  SWEEP_TAGS="64x256 s6 w1 L SK pk@96;..." ... run ROOT 256   # only the cells whose printed tag (@ sm_count when not
+                                                          # 132) is in the list (ncu on a few cells)
 
 The sweep manifest gives each shape one op whose bucket [i, i] holds candidate i (buckets only
 make the builder build every candidate into one store); `run` calls the store's kernels
@@ -303,6 +308,22 @@ def sk64_candidates(shape: str) -> list[dict]:
     return with_served(out, shape, SK64_MS)
 
 
+def skn_candidates(shape: str) -> list[dict]:
+    """Session 13: what makes stream-K's k64 step ~1.4x slower than the whole tile's (session 12 ncu). Stream-K
+    on the 64 x 256 lean peek tile with the grid (sm_count) stepped from the whole-tile count — where every range
+    is exactly one tile, so it does the served kernel's work on as many SMs, aligned in k — through count + 1
+    (the same SMs, ranges no longer aligned: every CTA at a different k at any moment) up to 132; and 128 x 256
+    stream-K at 48 (its whole tiles) and 132. Separates a cost of the stream-K code, of running more SMs at once,
+    and of the CTAs reading different k64 activation boxes at once."""
+    q = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "lean": 1, "peek": 1, "stream": 1}
+    grids = {"gate+up": (96, 97, 112, 132), "down": (112, 113, 132), "o_b": (112, 113, 132),
+             "q_a+kv": (128, 129, 132)}[shape]
+    out = [{**q, **({"sm_count": g} if g != 132 else {})} for g in grids]
+    if shape == "gate+up":
+        out += [{**_W, "stream": 1, "sm_count": 48}, {**_W, "stream": 1}]
+    return with_served(out, shape, SKN_MS)
+
+
 def quack_ops(ms=(128, 1024)) -> list[str]:
     """manifests/default.toml's quack ops for the sweep's shapes, only the buckets meeting [ms]:
     the --stream store's baseline without compiling all of default.toml (run with BASE_MANIFEST=sweep)."""
@@ -333,11 +354,13 @@ KS_MS = (64, 128, 192, 256)
 KS3_MS = (129, 192, 256, 320, 512)
 MC_MS = (192, 256, 384, 512, 768, 1024, 2048)
 SK64_MS = (17, 32, 48, 64, 96, 128)
+SKN_MS = (192, 256)
 KS2_MS = (17, 32, 48, 64, 65, 96, 128, 129, 160, 192, 224, 256, 257, 320, 384, 448, 512)
 MID_MS = (17, 24, 32, 48, 64, 72, 128, 192, 256, 320, 384)
 BIG_MS = (193, 256, 384, 385, 512, 768, 769, 1024, 1536, 1537, 2048, 4096, 8192)
 MS = (33, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 PROF = os.environ.get("SWEEP_PROF") == "1"  # profile each ws cell once (ncu --profile-from-start off) instead of timing
+TAGS = [t for t in os.environ.get("SWEEP_TAGS", "").split(";") if t]  # only these ws cells (printed tags); all if empty
 CHECK_MS = (17, 33, 64, 128, 136, 192, 193, 200, 255, 256, 300, 1000, 1024, 1537)  # those of the run's M
 OURS_MS = (16, 32, 33, 64)  # w4a16_gemm (Nvfp4Linear's decode kernel) timed here too, and every M <= 64 of the run
 
@@ -350,7 +373,7 @@ def _toml(v) -> str:
 # q_b, with quack's buckets over those M as the baseline: mode -> (candidates(shape), M).
 SERVED_SWEEPS = {"fit": (fit_candidates, FIT_MS), "ksplit": (ksplit_candidates, KS_MS),
                  "ks2": (ks2_candidates, KS2_MS), "ks3": (ks3_candidates, KS3_MS), "mc": (mc_candidates, MC_MS),
-                 "sk64": (sk64_candidates, SK64_MS)}
+                 "sk64": (sk64_candidates, SK64_MS), "skn": (skn_candidates, SKN_MS)}
 
 
 def manifest(split: bool = False, small: bool = False, big: bool = False, mid: bool = False, tail: bool = False,
@@ -474,6 +497,15 @@ def run(root: str, ms: list[int]) -> None:
             cells, bad = [], []
             # split-K scratch: zeroed flags + workspace at mmax, contiguous prefixes per m (as OpScratch)
             sdims = [(a.name, a.shape) for a in fam.signature(p).args if a.scratch]
+            tag = (f"{p.tile_m}x{p.tile_n} s{p.stages}" + (f" k{p.split_k}" if p.split_k > 1 else "")
+                   + (f" p{p.pipe}" if p.pipe != 16 else "") + (f" r{p.raster}" if p.raster != 1 else "")
+                   + (f" d{p.depth}" if p.depth != 2 else "") + (f" w{p.wgs}" if p.wgs != 2 else "")
+                   + (f" c{p.ctas}" if p.ctas != 1 else "") + (" e0" if p.epi == 0 else "")
+                   + (" pdl" if p.pdl else "") + (" L" if p.lean else "") + (f" P{p.probe}" if p.probe else "")
+                   + (" SK" if p.stream else "") + (" pk" if p.peek else "") + (" mc2" if p.mc == 2 else "")
+                   + (f"@{p.sm_count}" if p.sm_count != 132 else ""))
+            if TAGS and tag not in TAGS:
+                continue
             env = {"N": n, "K": k, "M": mmax}
             sbuf = {nm: torch.zeros(math.prod(eval_dim(d, env) for d in sh), device=dev,
                                     dtype=torch.int32 if nm == "flags" else torch.float32) for nm, sh in sdims}
@@ -488,12 +520,6 @@ def run(root: str, ms: list[int]) -> None:
                         kern(*args)
                         torch.cuda.synchronize()
                         bad += [f"M={m}: {x}" for x in fam.check(p, {"out": out, **sc}, {"out": want[m]})]
-                tag = (f"{p.tile_m}x{p.tile_n} s{p.stages}" + (f" k{p.split_k}" if p.split_k > 1 else "")
-                       + (f" p{p.pipe}" if p.pipe != 16 else "") + (f" r{p.raster}" if p.raster != 1 else "")
-                       + (f" d{p.depth}" if p.depth != 2 else "") + (f" w{p.wgs}" if p.wgs != 2 else "")
-                       + (f" c{p.ctas}" if p.ctas != 1 else "") + (" e0" if p.epi == 0 else "")
-                       + (" pdl" if p.pdl else "") + (" L" if p.lean else "") + (f" P{p.probe}" if p.probe else "")
-                       + (" SK" if p.stream else "") + (" pk" if p.peek else "") + (" mc2" if p.mc == 2 else ""))
                 if PROF:  # under Nsight Compute (--profile-from-start off): one warm-up, one profiled launch
                     kern(*args, check=False)
                     torch.cuda.synchronize()
