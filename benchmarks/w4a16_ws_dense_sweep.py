@@ -34,6 +34,8 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
   w4a16_ws_dense_sweep.py manifest --skn > sweep.toml    # skn_candidates(): stream-K's grid size scanned from the
                                                           # whole-tile count (aligned: the served kernel's work) up
                                                           # to 132, at SKN_MS (BASE_MANIFEST=sweep)
+  w4a16_ws_dense_sweep.py manifest --skp > sweep.toml    # skp_candidates(): stream-K on grids dividing its steps
+                                                          # into few k phases, at SKP_MS (BASE_MANIFEST=sweep)
   nvfp4-build compile sweep.toml manifests/default.toml -o ROOT -j 2   # (CPU box; no --arch: that writes shard tables)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192 (env SWEEP_SHAPES=a,b: only those)
   SWEEP_COLD=1 SWEEP_REPEAT=2 ... run ROOT 128 256      # cold L2 (every kernel's weights rotated over
@@ -324,6 +326,22 @@ def skn_candidates(shape: str) -> list[dict]:
     return with_served(out, shape, SKN_MS)
 
 
+def skp_candidates(shape: str) -> list[dict]:
+    """Session 13, after --skn: stream-K is slow where its CTAs read different k64 activation boxes at once (the
+    L2 serves ~2.2x fewer sectors than it delivers when many SMs ask for the same box together: ncu, skn). A grid
+    G dividing T = tiles x kt gives every CTA L = T / G steps, and the CTAs' k phases (b L mod kt) take only
+    kt / gcd(L, kt) values: gate+up's 96 tiles of 112 steps on 128 CTAs -> L = 84, 4 phases of 32 CTAs (as
+    q_a+kv's split 4, which coalesces like whole tiles); down / o_b on 128 -> 8 phases of 16. Next to them
+    non-dividing grids, 128 x 256 on 96 (2 phases) and 64 CTAs, and the mc 2 pair on 128."""
+    q = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "lean": 1, "peek": 1, "stream": 1}
+    grids = {"gate+up": (128, 120), "down": (128, 126), "o_b": (128,), "q_a+kv": ()}[shape]
+    out = [{**q, "sm_count": g} for g in grids]
+    if shape == "gate+up":
+        out += [{**q, "sm_count": 128, "mc": 2}, {**_W, "stream": 1, "sm_count": 96},
+                {**_W, "stream": 1, "sm_count": 64}]
+    return with_served(out, shape, SKP_MS)
+
+
 def quack_ops(ms=(128, 1024)) -> list[str]:
     """manifests/default.toml's quack ops for the sweep's shapes, only the buckets meeting [ms]:
     the --stream store's baseline without compiling all of default.toml (run with BASE_MANIFEST=sweep)."""
@@ -355,6 +373,7 @@ KS3_MS = (129, 192, 256, 320, 512)
 MC_MS = (192, 256, 384, 512, 768, 1024, 2048)
 SK64_MS = (17, 32, 48, 64, 96, 128)
 SKN_MS = (192, 256)
+SKP_MS = (129, 192, 256)
 KS2_MS = (17, 32, 48, 64, 65, 96, 128, 129, 160, 192, 224, 256, 257, 320, 384, 448, 512)
 MID_MS = (17, 24, 32, 48, 64, 72, 128, 192, 256, 320, 384)
 BIG_MS = (193, 256, 384, 385, 512, 768, 769, 1024, 1536, 1537, 2048, 4096, 8192)
@@ -373,7 +392,8 @@ def _toml(v) -> str:
 # q_b, with quack's buckets over those M as the baseline: mode -> (candidates(shape), M).
 SERVED_SWEEPS = {"fit": (fit_candidates, FIT_MS), "ksplit": (ksplit_candidates, KS_MS),
                  "ks2": (ks2_candidates, KS2_MS), "ks3": (ks3_candidates, KS3_MS), "mc": (mc_candidates, MC_MS),
-                 "sk64": (sk64_candidates, SK64_MS), "skn": (skn_candidates, SKN_MS)}
+                 "sk64": (sk64_candidates, SK64_MS), "skn": (skn_candidates, SKN_MS),
+                 "skp": (skp_candidates, SKP_MS)}
 
 
 def manifest(split: bool = False, small: bool = False, big: bool = False, mid: bool = False, tail: bool = False,
