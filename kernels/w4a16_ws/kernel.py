@@ -63,7 +63,8 @@ from .stream import Reduce
 from .lean import block_desc, consume, desc_lo, prev_stage
 from .ptx import (decode_k16, lds_v2, lds_v4, lut_regs, mbar_arrive, mbar_arrive_cluster, mbar_test, mbar_wait,
                   scale_pair)
-from .sched import BOX_ROWS, raster_item, reduce_slot, split_item, ws_index  # noqa: F401 (re-exported for the tests)
+from .sched import (BOX_ROWS, launch_grid, raster_item, reduce_slot, split_item,  # noqa: F401 (re-exported for the tests)
+                    ws_index)
 
 REGS = 65536  # per SM: the producer warpgroup keeps PRODUCER_REGS, the consumers share the rest
 PRODUCER_REGS = 24
@@ -175,13 +176,9 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
         if const_expr(not self.grouped):
             # dense: M is known at launch, so launch no CTA without work (at most ctas per SM)
             tiles = (act.shape[0] + (self.tile_n - 1)) // self.tile_n * self.mt
-            # (mc 2: whole clusters, each unit = a pair of CTAs on a pair of weight tiles; tiles is even)
-            if const_expr(self.stream):  # stream-K: at most one CTA (unit) per k64 step (every range non-empty)
-                grid = Int32(cutlass.max(cutlass.min(Int64(tiles // self.mc) * self.kt,
-                                                     self.sm_count * self.ctas // self.mc), 1) * self.mc)
-            else:
-                grid = cutlass.max(cutlass.min(tiles * self.split_k // self.mc, self.sm_count * self.ctas // self.mc),
-                                   1) * self.mc
+            # (Int64 for stream-K: tiles x kt may pass 2^31)
+            grid = Int32(launch_grid(Int64(tiles) if const_expr(self.stream) else tiles, self.kt, self.split_k,
+                                     self.stream, self.mc, self.sm_count * self.ctas, cutlass.min, cutlass.max))
         kw = {"grid": [grid, 1, 1], "block": [self.threads, 1, 1], "stream": stream, "min_blocks_per_mp": self.ctas}
         if const_expr(self.pdl):
             kw["use_pdl"] = True
@@ -262,7 +259,7 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
             if tidx == 0:
                 it = Int32(0)
                 if const_expr(self.stream):  # stream-K segments (stream.py)
-                    it = self._produce_stream(bid, grid, s_pre, s_start, s_cnt, tma, s_act, s_box, bars, bar_base,
+                    it = self._produce_stream(grid, s_pre, s_start, s_cnt, tma, s_act, s_box, bars, bar_base,
                                               w_base, blob, sf)
                 else:
                     pre = Int32(0)  # steps of the first item whose weights were loaded before the wait
@@ -305,7 +302,7 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
         al = cute.make_rmem_tensor(cute.make_layout((2, rb)), Float32)
         ebuf = w_base + self.stages * self.w_bytes + (cw * 4 + wq) * EPI_WARP_BYTES  # epi 1: this warp's block
         if const_expr(self.stream):  # stream-K segments (stream.py)
-            self._consume_stream(acc, al, ebuf, cw, tw, wq, lane, luts, bid, grid, s_pre, s_start, s_cnt, act_base,
+            self._consume_stream(acc, al, ebuf, cw, tw, wq, lane, luts, grid, s_pre, s_start, s_cnt, act_base,
                                  w_base, bar_base, alpha, out, flags, workspace)
         else:
             it = Int32(0)

@@ -17,7 +17,7 @@ from cutlass import Int32, Int64, const_expr
 from cutlass.cute.nvgpu import cpasync
 
 from .ptx import bulk_g2s, mbar_wait
-from .sched import act_boxes, box_count, box_row, raster_item, split_item
+from .sched import act_boxes, box_count, box_mine, box_row, raster_item, split_item
 
 BLOB_BYTES = 2048  # one (m64, k64) blob tile: 128 threads x 16 B
 STRIP_BYTES = 256  # its scales: 32 row pairs x 4 k16 blocks x 2
@@ -40,22 +40,22 @@ class Producer:
         whole, nb, last, sh = act_boxes(s_start[e], s_cnt[e], j, self.tile_n, cutlass.min, cutlass.max)
         tx = self.w_bytes + nb * (bx + whole * (self.tile_n - bx)) * 128
         row0 = s_start[e] + j * self.tile_n
-        # the partitions (loop-invariant: only the k coordinate moves): the whole-tile box, and the
-        # NB boxes (box b < nb; the last, b = nb - 1, moved back by sh)
-        g_act = cute.local_tile(cute.domain_offset((row0 - sh, 0), tma_act), (self.tile_n, 64), (0, None))
-        t_s, t_g = cpasync.tma_partition(tma_atom, 0, cute.make_layout(1), cute.group_modes(s_act, 0, 2),
-                                         cute.group_modes(g_act, 0, 2))
+        # the partitions (loop-invariant: only the k coordinate moves): mc 1's whole-tile box, and the
+        # NB boxes (box b < nb; the last, b = nb - 1, moved back by sh; mc 2: a whole tile as its NB boxes)
+        if const_expr(self.mc == 1):
+            g_act = cute.local_tile(cute.domain_offset((row0 - sh, 0), tma_act), (self.tile_n, 64), (0, None))
+            t_s, t_g = cpasync.tma_partition(tma_atom, 0, cute.make_layout(1), cute.group_modes(s_act, 0, 2),
+                                             cute.group_modes(g_act, 0, 2))
         s_grp = cute.group_modes(s_box, 0, 2)  # ((bx, 64), NB * S): box b of stage s at NB s + b
         boxes = []
-        rank = Int32(0)
-        if const_expr(self.mc == 2):  # a whole tile as its NB boxes (sched.box_count), split over the pair
-            rank = cute.arch.block_idx()[0] % 2
+        _, rank = self._pair()
         nb_rows = nb  # act_boxes' box count (tx above)
         nb = box_count(nb, whole, NB, self.mc)
         for b in cutlass.range_constexpr(NB):
             row = box_row(row0, b, nb_rows, whole, sh, bx, self.mc, cutlass.min, cutlass.max)
             g_b = cute.local_tile(cute.domain_offset((row, 0), tma_act_box), (bx, 64), (0, None))
             boxes.append(cpasync.tma_partition(tma_box, 0, cute.make_layout(1), s_grp, cute.group_modes(g_b, 0, 2)))
+        mcast = {"mcast_mask": cutlass.Int16(3)} if const_expr(self.mc == 2) else {}  # into both CTAs' stage
         g0 = e * (self.n // 64) + m * self.blocks  # blob/strip index of (expert e, m64 block m * blocks)
         for kk in cutlass.range(n, unroll=1):
             kt = k0 + kk
@@ -68,24 +68,26 @@ class Producer:
             else:
                 mbar_wait(bar_base + (S + s) * 8, ((it // S) & 1) ^ 1)
                 cute.arch.mbarrier_arrive_and_expect_tx(bars + s, tx)
-            if const_expr(self.mc == 2):  # this CTA's boxes (b = rank mod 2) into both CTAs' stage s
-                for b in cutlass.range_constexpr(NB):
-                    if b < nb:
-                        if rank == b % 2:
-                            b_s, b_g = boxes[b]
-                            cute.copy(tma_box, b_g[None, kt], b_s[None, s * NB + b], tma_bar_ptr=bars + s,
-                                      mcast_mask=cutlass.Int16(3))
-            elif whole == 1:
-                cute.copy(tma_atom, t_g[None, kt], t_s[None, s], tma_bar_ptr=bars + s)
-            else:
-                for b in cutlass.range_constexpr(NB):
-                    if b < nb:
+            if const_expr(self.mc == 1):
+                if whole == 1:
+                    cute.copy(tma_atom, t_g[None, kt], t_s[None, s], tma_bar_ptr=bars + s)
+            for b in cutlass.range_constexpr(NB):
+                if b < nb:
+                    if box_mine(b, rank, whole, self.mc):
                         b_s, b_g = boxes[b]
-                        cute.copy(tma_box, b_g[None, kt], b_s[None, s * NB + b], tma_bar_ptr=bars + s)
+                        cute.copy(tma_box, b_g[None, kt], b_s[None, s * NB + b], tma_bar_ptr=bars + s, **mcast)
             if const_expr(not self.pdl):
                 self._load_weights(w_base, bar_base, s, g0, kt, blob, sf)
             it += 1
         return it
+
+    @cute.jit
+    def _pair(self):
+        """(unit, rank) of this CTA: mc 2, its cluster (the pair of CTAs on weight tiles 2 t', 2 t' + 1 of one
+        token tile) and its place in it; mc 1, (block index, 0). The producer, the stream-K walk and the
+        stream-K reduction all take the pair from here."""
+        bid = cute.arch.block_idx()[0]
+        return bid // self.mc, bid % self.mc
 
     @cute.jit
     def _load_weights(self, w_base, bar_base, s, g0, kt, blob, sf):

@@ -53,6 +53,22 @@ def ws_index(slot, split, lane, idx, split_k: int, per: int):
 # (G = the grid <= T, so every range is non-empty unless T = 0). Plain arithmetic shared by the
 # kernel (stream.py, on DSL integers: Int64 where a product may pass 2^31) and the CPU emulation
 # (tests/kernels/test_w4a16_ws_stream.py).
+def launch_grid(tiles, kt: int, split_k: int, stream: int, mc: int, slots: int, vmin=min, vmax=max):
+    """Dense grid (kernel.py _launch; M, so the output tiles, known at launch): no CTA without work and
+    at most slots = sm_count x ctas, in whole clusters of mc CTAs (mc 2: a unit is a pair of CTAs on a
+    pair of weight tiles, tiles even). Stream-K: at most one unit per k64 step (every range non-empty);
+    else one per work item (output tile x split)."""
+    units = (tiles // mc) * kt if stream else tiles * split_k // mc
+    return vmax(vmin(units, slots // mc), 1) * mc
+
+
+def box_mine(b: int, rank, whole, mc: int):
+    """Does this CTA issue activation box b (< box_count) of a stage? mc 1: every box, unless the tile
+    is one whole tile_n-row box (whole = 1: one TMA of its own); mc 2: the boxes b = rank mod 2 (each
+    multicast into both CTAs of the pair)."""
+    return rank == b % 2 if mc == 2 else whole == 0
+
+
 def sk_range(b, T, G):
     """CTA b's global k64 steps [lo, hi): lo = b T // G (balanced: sizes differ by at most 1)."""
     return b * T // G, (b + 1) * T // G

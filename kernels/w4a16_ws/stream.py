@@ -36,12 +36,12 @@ class Reduce:
     _epilogue."""
 
     @cute.jit
-    def _sk_bounds(self, bid, grid, s_pre):
+    def _sk_bounds(self, grid, s_pre):
         """This CTA's (mc 2: unit's) stream-K range [lo, hi) (Int64: T = tiles x kt may pass 2^31 in
         b x T) and the (pair) tiles it intersects (first t0, count)."""
         T = Int64(s_pre[0] // self.mc) * self.kt  # dense: one expert, s_pre[0] = output tiles (mc 2: even)
         G = Int64(grid // self.mc)
-        lo, hi = sk_range(Int64(bid // self.mc), T, G)
+        lo, hi = sk_range(Int64(self._pair()[0]), T, G)
         t0, cnt = sk_span(lo, hi, self.kt)
         return T, G, lo, hi, Int32(t0), Int32(cnt)
 
@@ -51,17 +51,15 @@ class Reduce:
         tile's (expert, token tile, weight tile); the producer and the consumers walk the same."""
         t = t0 + i
         k0, n = sk_segment(Int64(t), lo, hi, self.kt, cutlass.min, cutlass.max)
-        if const_expr(self.mc == 2):  # pair tile t: this CTA computes output tile 2 t + rank
-            e, j, m = self._locate(t * 2 + cute.arch.block_idx()[0] % 2, s_pre)
-        else:
-            e, j, m = self._locate(t, s_pre)
+        _, rank = self._pair()
+        e, j, m = self._locate(t * self.mc + rank, s_pre)  # mc 2: pair tile t, this CTA's output tile 2 t + rank
         return t, Int32(k0), Int32(n), e, j, m
 
     @cute.jit
-    def _produce_stream(self, bid, grid, s_pre, s_start, s_cnt, tma, s_act, s_box, bars, bar_base, w_base, blob, sf):
+    def _produce_stream(self, grid, s_pre, s_start, s_cnt, tma, s_act, s_box, bars, bar_base, w_base, blob, sf):
         """The producer thread's walk: per segment, per k64 step, the activation TMA and the weight
         copies of the tile's step k0 + kk into the next stage (as kernel.py's item loop)."""
-        T, G, lo, hi, t0, cnt = self._sk_bounds(bid, grid, s_pre)
+        T, G, lo, hi, t0, cnt = self._sk_bounds(grid, s_pre)
         it = Int32(0)
         for i in cutlass.range(cnt, unroll=1):
             t, k0, n, e, j, m = self._sk_item(i, t0, lo, hi, s_pre)
@@ -70,11 +68,11 @@ class Reduce:
         return it
 
     @cute.jit
-    def _consume_stream(self, acc, al, ebuf, cw, tw, wq, lane, luts, bid, grid, s_pre, s_start, s_cnt, act_base,
+    def _consume_stream(self, acc, al, ebuf, cw, tw, wq, lane, luts, grid, s_pre, s_start, s_cnt, act_base,
                         w_base, bar_base, alpha, out, flags, workspace):
         """Consumer warpgroup cw's walk over the same segments: zero, k loop of n steps (pipe 16),
         drain, release the last stage; nseg 1: epilogue, else partial + last-arriver reduction."""
-        T, G, lo, hi, t0, cnt = self._sk_bounds(bid, grid, s_pre)
+        T, G, lo, hi, t0, cnt = self._sk_bounds(grid, s_pre)
         it = Int32(0)
         for i in cutlass.range(cnt, unroll=1):
             t, k0, n, e, j, m = self._sk_item(i, t0, lo, hi, s_pre)
@@ -87,7 +85,7 @@ class Reduce:
             if nseg == 1:
                 self._epilogue(acc, al, ebuf, cw, wq, lane, e, j, m, s_start, s_cnt, out)
             else:
-                self._stream_reduce(acc, cw, wq, lane, j, m, t, bid, T, G, Int32(f), Int32(nseg), flags, workspace,
+                self._stream_reduce(acc, cw, wq, lane, j, m, t, T, G, Int32(f), Int32(nseg), flags, workspace,
                                     s_start, s_cnt, out, al, ebuf)
 
     @cute.jit
@@ -103,7 +101,7 @@ class Reduce:
         return cute.arch.shuffle_sync(old, 0)
 
     @cute.jit
-    def _stream_reduce(self, acc, cw, wq, lane, j, m, t, bid, T, G, f, nseg, flags, workspace, s_start, s_cnt, out, al,
+    def _stream_reduce(self, acc, cw, wq, lane, j, m, t, T, G, f, nseg, flags, workspace, s_start, s_cnt, out, al,
                        ebuf):
         """Per warp (its accumulators are exactly its 16 rows of each m64 block): store the partial
         to this CTA's slot (16-byte stores, sched.sk_ws_index), fence, count the arrival on the
@@ -118,7 +116,8 @@ class Reduce:
         warp = Int64(cw * 4 + wq)
         ws = workspace.iterator.toint()
         # unit, rank (mc 1: the CTA, 0); not `r`: the loops below bind r to the m64 block
-        u, rank = Int64(bid // self.mc), Int64(bid % self.mc)
+        u, rank = self._pair()
+        u, rank = Int64(u), Int64(rank)
         mine = Int64(cta_slot(sk_slot(u, Int64(t), self.kt, T, G, cutlass.min), u, rank, self.mc))
         for r in cutlass.range_constexpr(rb):
             for v in cutlass.range_constexpr(V):

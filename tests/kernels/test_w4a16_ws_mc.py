@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.w4a16_ws import TILE_NS, stream_ws_shape
-from nvfp4_aot.kernels.w4a16_ws.sched import (BOX_ROWS, act_boxes, box_count, box_row, cta_slot, sk_range,
-                                              sk_segment, sk_slot, sk_span, sk_tile, token_col)
+from nvfp4_aot.kernels.w4a16_ws.sched import (BOX_ROWS, act_boxes, box_count, box_mine, box_row, cta_slot,
+                                              sk_range, sk_segment, sk_slot, sk_span, sk_tile, token_col)
+from nvfp4_aot.kernels.w4a16_ws.sched import launch_grid as sched_launch_grid
 
 DENSE = get_family("w4a16_ws_gemm")
 GROUPED = get_family("w4a16_ws_grouped_gemm")
@@ -37,10 +38,8 @@ def test_mc_validity():
 
 
 def launch_grid(tiles: int, kt: int, sm_count: int, stream: bool, mc: int = 2) -> int:
-    """kernel.py _launch's dense grid (whole clusters)."""
-    if stream:
-        return max(min(tiles // mc * kt, sm_count // mc), 1) * mc
-    return max(min(tiles // mc, sm_count // mc), 1) * mc
+    """kernel.py _launch's dense grid (sched.launch_grid: whole clusters, split_k 1)."""
+    return sched_launch_grid(tiles, kt, 1, int(stream), mc, sm_count)
 
 
 @pytest.mark.parametrize("tt,mt,sm", [(1, 96, 132), (2, 96, 132), (3, 112, 132), (1, 2, 132), (5, 8, 6), (9, 32, 2)])
@@ -106,14 +105,24 @@ def test_stream_pairs_property(half_tiles, kt, half_sm):
     check_stream_pairs(2 * half_tiles, kt, 2 * half_sm)
 
 
-def _mc_columns(start: int, cnt: int, j: int, tile_n: int):
-    """Column -> row loaded by the pair (mc 2: box_count boxes at box_row, each loaded by one rank)."""
+def _columns(start: int, cnt: int, j: int, tile_n: int, mc: int):
+    """Column -> row loaded into one CTA's stage by the producer(s) of its cluster, as producer.py issues
+    them: mc 1, the whole tile_n-row box (whole = 1) or act_boxes' nb boxes; mc 2, box_count boxes at
+    box_row. Every box is issued by exactly one rank (sched.box_mine)."""
     whole, nb, _, sh = act_boxes(start, cnt, j, tile_n)
     bx = min(tile_n, BOX_ROWS)
     cols = {}
-    for b in range(box_count(nb, whole, tile_n // bx, 2)):
-        row = box_row(start + j * tile_n, b, nb, whole, sh, bx, 2)
+    if mc == 1 and whole == 1:
+        cols = {c: start + j * tile_n - sh + c for c in range(tile_n)}
+    for b in range(box_count(nb, whole, tile_n // bx, mc)):
+        issuers = [r for r in range(mc) if box_mine(b, r, whole, mc)]
+        if mc == 1 and whole == 1:
+            assert issuers == [], b  # the whole box covers it
+            continue
+        assert len(issuers) == 1, (b, issuers)
+        row = box_row(start + j * tile_n, b, nb, whole, sh, bx, mc)
         for c in range(bx):
+            assert b * bx + c not in cols
             cols[b * bx + c] = row + c
     return cols
 
@@ -126,13 +135,15 @@ def test_mc_boxes_load_the_rows_of_one_cta(start, cnt, tile_n, data):
     the expert's end when the expert ends at or after the box size."""
     j = data.draw(st.integers(0, (cnt - 1) // tile_n))
     whole, nb, last, sh = act_boxes(start, cnt, j, tile_n)
-    cols = _mc_columns(start, cnt, j, tile_n)
+    cols = _columns(start, cnt, j, tile_n, 2)
+    one = _columns(start, cnt, j, tile_n, 1)
     bx = min(tile_n, BOX_ROWS)
     first = start + j * tile_n
     for col in range(tile_n):
         t, ok = token_col(col, last, sh, cnt - j * tile_n)
         if ok:
             assert cols[col] == first + t, (col, cols[col], first + t)
+            assert one[col] == first + t, (col, one[col], first + t)
     for b in range(len(cols) // bx):
         row = cols[b * bx]
         assert row >= 0
