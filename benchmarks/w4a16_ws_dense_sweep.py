@@ -36,6 +36,7 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
                                                           # to 132, at SKN_MS (BASE_MANIFEST=sweep)
   w4a16_ws_dense_sweep.py manifest --skp > sweep.toml    # skp_candidates(): stream-K on grids dividing its steps
                                                           # into few k phases, at SKP_MS (BASE_MANIFEST=sweep)
+  w4a16_ws_dense_sweep.py manifest --skq > sweep.toml    # skq_candidates(): 128 x 128 whole and stream-K there
   nvfp4-build compile sweep.toml manifests/default.toml -o ROOT -j 2   # (CPU box; no --arch: that writes shard tables)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192 (env SWEEP_SHAPES=a,b: only those)
   SWEEP_COLD=1 SWEEP_REPEAT=2 ... run ROOT 128 256      # cold L2 (every kernel's weights rotated over
@@ -342,6 +343,20 @@ def skp_candidates(shape: str) -> list[dict]:
     return with_served(out, shape, SKP_MS)
 
 
+def skq_candidates(shape: str) -> list[dict]:
+    """Session 13, after --skp: stream-K on 128 CTAs (4 k phases) ties the whole 64 x 256 tiles at M = 256 because
+    both deliver ~10 TB/s from L2 to the SMs (ncu), the activations being 94% of the bytes. 128-row weight tiles
+    (two consumer warpgroups) read each activation box half as often: 128 x 128 whole (96 tiles at M = 129..256 on
+    gate+up: as many CTAs and MMAs per CTA as 64 x 256, 0.59x the bytes), and stream-K on 128 (gate+up: L = 84, 4
+    phases) and 132 CTAs, with mc 2 and depth 3 variants."""
+    c = {"tile_m": 128, "tile_n": 128, "stages": 10}
+    out = [c, {**c, "stream": 1, "sm_count": 128}, {**c, "stream": 1}]
+    if shape == "gate+up":
+        out += [{**c, "stream": 1, "sm_count": 128, "depth": 3}, {**c, "stream": 1, "sm_count": 128, "mc": 2},
+                {**c, "sm_count": 96, "stream": 1}]
+    return with_served(out, shape, SKP_MS) if shape != "q_a+kv" else []
+
+
 def quack_ops(ms=(128, 1024)) -> list[str]:
     """manifests/default.toml's quack ops for the sweep's shapes, only the buckets meeting [ms]:
     the --stream store's baseline without compiling all of default.toml (run with BASE_MANIFEST=sweep)."""
@@ -393,7 +408,7 @@ def _toml(v) -> str:
 SERVED_SWEEPS = {"fit": (fit_candidates, FIT_MS), "ksplit": (ksplit_candidates, KS_MS),
                  "ks2": (ks2_candidates, KS2_MS), "ks3": (ks3_candidates, KS3_MS), "mc": (mc_candidates, MC_MS),
                  "sk64": (sk64_candidates, SK64_MS), "skn": (skn_candidates, SKN_MS),
-                 "skp": (skp_candidates, SKP_MS)}
+                 "skp": (skp_candidates, SKP_MS), "skq": (skq_candidates, SKP_MS)}
 
 
 def manifest(split: bool = False, small: bool = False, big: bool = False, mid: bool = False, tail: bool = False,
