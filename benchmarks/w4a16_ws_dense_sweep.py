@@ -37,6 +37,8 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
   w4a16_ws_dense_sweep.py manifest --skp > sweep.toml    # skp_candidates(): stream-K on grids dividing its steps
                                                           # into few k phases, at SKP_MS (BASE_MANIFEST=sweep)
   w4a16_ws_dense_sweep.py manifest --skq > sweep.toml    # skq_candidates(): 128 x 128 whole and stream-K there
+  w4a16_ws_dense_sweep.py manifest --skr > sweep.toml    # skr_candidates(): the served stream-K buckets (M = 257..768)
+                                                          # on few-phase grids, at SKR_MS (BASE_MANIFEST=sweep)
   nvfp4-build compile sweep.toml manifests/default.toml -o ROOT -j 2   # (CPU box; no --arch: that writes shard tables)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192 (env SWEEP_SHAPES=a,b: only those)
   SWEEP_COLD=1 SWEEP_REPEAT=2 ... run ROOT 128 256      # cold L2 (every kernel's weights rotated over
@@ -357,6 +359,23 @@ def skq_candidates(shape: str) -> list[dict]:
     return with_served(out, shape, SKP_MS) if shape != "q_a+kv" else []
 
 
+def skr_candidates(shape: str) -> list[dict]:
+    """Session 13: the stream-K buckets the tables serve (M = 257..768, 132 CTAs: ranges at scattered k phases) on
+    grids that cut their k64 steps into few phases (see skp_candidates): per shape the served stream-K tiling at
+    sm_count values whose L = T / G is a whole number with kt / gcd(L, kt) <= 7, next to the served tilings."""
+    from nvfp4_aot.kernels.w4a16_ws.tiles import dense_table
+
+    n, k, _ = SHAPES[shape]
+    grids = {"gate+up": {384: (96, 126), 768: (96, 112, 126)}, "q_a+kv": {768: (96, 112)},
+             "down": {768: (96, 112, 126)}, "o_b": {}}[shape]
+    out = []
+    for m, gs in grids.items():
+        tun = next(t for edge, t in dense_table({"n": n, "k": k}) if edge is None or m <= edge)
+        assert tun.get("stream") == 1, (shape, m, tun)
+        out += [{**tun, "sm_count": g} for g in gs]
+    return with_served(out, shape, SKR_MS) if out else []
+
+
 def quack_ops(ms=(128, 1024)) -> list[str]:
     """manifests/default.toml's quack ops for the sweep's shapes, only the buckets meeting [ms]:
     the --stream store's baseline without compiling all of default.toml (run with BASE_MANIFEST=sweep)."""
@@ -389,6 +408,7 @@ MC_MS = (192, 256, 384, 512, 768, 1024, 2048)
 SK64_MS = (17, 32, 48, 64, 96, 128)
 SKN_MS = (192, 256)
 SKP_MS = (129, 192, 256)
+SKR_MS = (320, 384, 640, 768)
 KS2_MS = (17, 32, 48, 64, 65, 96, 128, 129, 160, 192, 224, 256, 257, 320, 384, 448, 512)
 MID_MS = (17, 24, 32, 48, 64, 72, 128, 192, 256, 320, 384)
 BIG_MS = (193, 256, 384, 385, 512, 768, 769, 1024, 1536, 1537, 2048, 4096, 8192)
@@ -408,7 +428,8 @@ def _toml(v) -> str:
 SERVED_SWEEPS = {"fit": (fit_candidates, FIT_MS), "ksplit": (ksplit_candidates, KS_MS),
                  "ks2": (ks2_candidates, KS2_MS), "ks3": (ks3_candidates, KS3_MS), "mc": (mc_candidates, MC_MS),
                  "sk64": (sk64_candidates, SK64_MS), "skn": (skn_candidates, SKN_MS),
-                 "skp": (skp_candidates, SKP_MS), "skq": (skq_candidates, SKP_MS)}
+                 "skp": (skp_candidates, SKP_MS), "skq": (skq_candidates, SKP_MS),
+                 "skr": (skr_candidates, SKR_MS)}
 
 
 def manifest(split: bool = False, small: bool = False, big: bool = False, mid: bool = False, tail: bool = False,
