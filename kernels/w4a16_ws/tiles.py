@@ -47,12 +47,26 @@ from typing import Any, Mapping
 
 
 def _t(tile_m: int, tile_n: int, stages: int, split_k: int = 1, pdl: bool = False, raster: int = 1,
-       depth: int = 2, wgs: int = 2, ctas: int = 1, stream: int = 0, lean: int = 0, peek: int = 0) -> dict[str, Any]:
+       depth: int = 2, wgs: int = 2, ctas: int = 1, stream: int = 0, lean: int = 0, peek: int = 0,
+       sm_count: int = 132) -> dict[str, Any]:
     return {"tile_m": tile_m, "tile_n": tile_n, "stages": stages, **({"split_k": split_k} if split_k > 1 else {}),
             **({"pdl": True} if pdl else {}), **({"raster": raster} if raster != 1 else {}),
             **({"depth": depth} if depth != 2 else {}), **({"wgs": wgs} if wgs != 2 else {}),
             **({"ctas": ctas} if ctas != 1 else {}), **({"stream": stream} if stream else {}),
-            **({"lean": lean} if lean else {}), **({"peek": peek} if peek else {})}
+            **({"lean": lean} if lean else {}), **({"peek": peek} if peek else {}),
+            **({"sm_count": sm_count} if sm_count != 132 else {})}
+
+
+# Session 13 (`w4a16_ws_dense_sweep.py manifest --skn / --skp / --skr`, docs/PERFORMANCE.md "session 13"): stream-K's
+# k64 step is slow when its CTAs read different activation boxes at once (132 CTAs: every range starts at another
+# k; the L2 then serves ~2x the sectors it does when many SMs ask for the same box together, H200 ncu). A grid G
+# that divides the launch's T = tiles x kt steps puts the ranges' starts on only kt / gcd(T / G, kt) k phases.
+# Kept where it beat the 132-CTA bucket by >= 3% in two cold timings and hot: gate+up 257-384 256 x 128 on 126
+# CTAs (L = 64, 7 phases: 64.1 / 65.2 vs 72.2 / 67.2 us cold at M = 320 / 384, 63.7 / 63.8 vs 67.4 / 67.0 hot);
+# down 513-768 128 x 256 on 126 (L = 64, 3 phases: 56.2 / 58.7 vs 59.7 / 62.3 cold at 640 / 768, 56.3 / 56.9 vs
+# 57.9 / 59.0 hot). sm_count is only the grid size: on a device with fewer SMs the extra CTAs queue (stream-K
+# CTAs never wait on each other).
+SK126 = 126
 
 
 # Session 9 (`q64`, docs/PERFORMANCE.md "session 9, q64"): quack's own CTA at these M, one consumer
@@ -94,7 +108,7 @@ DENSE = ((64, _t(128, 64, 6, 2, pdl=True)), (128, _t(128, 64, 6, pdl=True)), (38
 DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
     # shared-expert down (session 10: 129-256 Q64P; session 11: 1-64 S64P, 65-128 H64P; see H64P)
     (7168, 3072): ((64, S64P), (128, H64P), (256, Q64P), (512, _t(128, 256, 6)),
-                   (768, _t(128, 256, 6, stream=1)), (None, _t(128, 256, 6))),
+                   (768, _t(128, 256, 6, stream=1, sm_count=SK126)), (None, _t(128, 256, 6))),
     # o_b (session 10: 129-256 Q64P; session 11: 1-64 S64P, 65-128 H64P; see H64P)
     (7168, 2048): ((64, S64P), (128, H64P), (256, Q64P), (512, _t(128, 256, 6)),
                    (768, _t(128, 128, 10, raster=4, depth=3)), (1536, _t(128, 256, 6)),
@@ -104,7 +118,7 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
     # quack; 769-1024 Q64P, 116.6 / 116.7 at 1024 vs stream-K 131.4 / 140.0 (quack 115.9). Session 10:
     # 129-256 Q64P, 37.7-40.4 us at M = 136..256 vs 44.5-45.8 for 128 x 256 split 2 pdl)
     (6144, 7168): ((64, _t(128, 64, 12, 2, pdl=True)), (128, _t(128, 128, 10, 2, pdl=True)), (256, Q64P),
-                   (384, _t(256, 128, 8, stream=1)),
+                   (384, _t(256, 128, 8, stream=1, sm_count=SK126)),
                    (512, _t(128, 256, 6)), (768, _t(128, 256, 6, stream=1)), (1024, Q64P), (None, _t(128, 256, 6))),
     # q_a + kv: split-K up to M = 1024 (tiles x splits within one or two rounds of 132 SMs), unsplit
     # 128 x 256 above. Session 9: 769-1024 Q64P (39.0 / 39.1 vs 47.3 / 47.8 us for 128 x 256 split 2
