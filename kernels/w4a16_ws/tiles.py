@@ -117,7 +117,9 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
     # (session 9: 201-256 Q64, 40.3 / 40.3 us at M = 256 vs 48.6 / 46.9 for 128 x 256 split 2 and 46.0 for
     # quack; 769-1024 Q64P, 116.6 / 116.7 at 1024 vs stream-K 131.4 / 140.0 (quack 115.9). Session 10:
     # 129-256 Q64P, 37.7-40.4 us at M = 136..256 vs 44.5-45.8 for 128 x 256 split 2 pdl)
-    (6144, 7168): ((64, _t(128, 64, 12, 2, pdl=True)), (128, _t(128, 128, 10, 2, pdl=True)), (256, Q64P),
+    # (session 13, sk64 sweep: 65-128 64 x 128 stream-K, 29.1 / 28.1 vs 30.0 / 30.0 us cold at M = 96 / 128 for 128 x
+    # 128 split 2 pdl, 28.4 / 27.8 vs 29.7 / 29.9 hot; quack serves these M by default (28.4 / 28.2 cold))
+    (6144, 7168): ((64, _t(128, 64, 12, 2, pdl=True)), (128, _t(64, 128, 10, wgs=1, peek=1, stream=1)), (256, Q64P),
                    (384, _t(256, 128, 8, stream=1, sm_count=SK126)),
                    (512, _t(128, 256, 6)), (768, _t(128, 256, 6, stream=1)), (1024, Q64P), (None, _t(128, 256, 6))),
     # q_a + kv: split-K up to M = 1024 (tiles x splits within one or two rounds of 132 SMs), unsplit
