@@ -1,0 +1,334 @@
+"""The candidate tilings of benchmarks/w4a16_ws_dense_sweep.py (one list or function per `manifest` mode) and the
+M each served-next-to sweep times; each block says which session measured it and why (docs/PERFORMANCE.md)."""
+
+# narrow shapes first (the grid-starved ones)
+SHAPES = {"q_a+kv": (2048, 7168, 2), "down": (7168, 3072, 1), "o_b": (7168, 2048, 1), "gate+up": (6144, 7168, 1),
+          "q_b": (65536, 1536, 1),
+          # the launch floor: one k64 step per CTA, one CTA per SM (132 weight tiles of 128 rows)
+          "floor": (16896, 64, 1)}
+# (tile_m, tile_n, stages): every tile the family takes, each with a deep ring (small M streams
+# weights: bytes in flight per SM), plus shallower rings of the two small-M tiles
+CANDIDATES = [(128, 64, 12), (128, 64, 6), (256, 64, 12), (128, 128, 10), (128, 128, 6), (256, 128, 8),
+              (128, 256, 6)]
+# split-K candidates per shape (tile_m, tile_n, stages, split_k), each with its unsplit twin: the
+# splits that bring tiles x splits close to (not over) 132 SMs at M = 64 .. 256 (PERFORMANCE.md (r))
+SPLIT_CANDIDATES = {
+    "q_a+kv": [(128, 64, 6, 1), (128, 64, 6, 4), (128, 64, 6, 7), (128, 64, 6, 8), (128, 128, 6, 4),
+               (128, 128, 6, 8), (128, 256, 6, 8)],
+    "down": [(128, 64, 6, 1), (128, 64, 6, 2), (128, 64, 6, 3), (128, 128, 10, 1), (128, 128, 10, 2),
+             (128, 128, 10, 3)],
+    "o_b": [(128, 64, 6, 1), (128, 64, 6, 2), (128, 64, 6, 4), (128, 128, 10, 1), (128, 128, 10, 2),
+            (128, 128, 10, 4)],
+    "gate+up": [(128, 64, 12, 1), (128, 64, 12, 2), (128, 64, 12, 4), (128, 128, 10, 1), (128, 128, 10, 2),
+                (128, 128, 10, 4)],
+}
+# small M (session 6, `wssmall`): the fixed cost per launch. Per shape, tunings (dicts): the pdl
+# launch (programmatic dependent launch) next to the bucket it replaced (global split-K, no pdl),
+# and a launch-floor shape (one k64 step on 132 CTAs). (The session's run also had cluster split-K
+# candidates, a mode measured slower and removed: docs/PERFORMANCE.md "session 6, wssmall".)
+_B = {"tile_m": 128, "tile_n": 64, "stages": 6}
+_C = {"tile_m": 128, "tile_n": 128}
+SMALL_CANDIDATES = {
+    "q_a+kv": [{**_B, "split_k": 8}, {**_B, "split_k": 8, "pdl": True}, {**_B, "split_k": 4},
+               {**_B, "split_k": 4, "pdl": True}, {**_C, "stages": 6, "split_k": 4},
+               {**_C, "stages": 6, "split_k": 4, "pdl": True}],
+    "down": [{**_B, "split_k": 2}, {**_B, "split_k": 2, "pdl": True}, {**_B, "pdl": True},
+             {**_C, "stages": 10}, {**_C, "stages": 10, "pdl": True}],
+    "o_b": [{**_B, "split_k": 2}, {**_B, "split_k": 2, "pdl": True}, {**_B, "pdl": True},
+            {**_C, "stages": 10}, {**_C, "stages": 10, "pdl": True}],
+    "gate+up": [{**_B, "stages": 12, "split_k": 2}, {**_B, "stages": 12, "split_k": 2, "pdl": True},
+                {**_C, "stages": 10, "split_k": 2}, {**_C, "stages": 10, "split_k": 2, "pdl": True},
+                {**_C, "stages": 10, "pdl": True}, {"tile_m": 128, "tile_n": 256, "stages": 6, "pdl": True}],
+    "q_b": [{"tile_m": 256, "tile_n": 64, "stages": 12}, {"tile_m": 256, "tile_n": 64, "stages": 12, "pdl": True},
+            {"tile_m": 256, "tile_n": 128, "stages": 8, "pdl": True},
+            {"tile_m": 128, "tile_n": 256, "stages": 6, "pdl": True}],
+    "floor": [{**_B, "stages": 2}, {**_B, "stages": 2, "pdl": True}],
+}
+# M >= 193 (session 6, `wstab`): the tables' rows above 192 (before the epilogue, raster and depth
+# existed) next to raster 4 / 8 / -8, depth 3, pdl, and split-K where tiles x splits comes close to
+# one or two waves of 132 SMs (q_a+kv's 16 and gate+up's 48 weight tiles at M = 256-2048)
+_W = {"tile_m": 128, "tile_n": 256, "stages": 6}
+_W3 = {**_W, "depth": 3}
+_C6 = {**_C, "stages": 6}
+_C10 = {**_C, "stages": 10}
+BIG_CANDIDATES = {
+    "q_a+kv": [{**_B, "pdl": True}, {**_B, "split_k": 2, "pdl": True}, {**_C6, "split_k": 4, "pdl": True},
+               {**_C6, "split_k": 2, "pdl": True}, _C6, {**_C6, "depth": 3}, {**_W3, "split_k": 4},
+               {**_W3, "split_k": 2}, _W, _W3],
+    "down": [{**_C10, "pdl": True}, {**_C10, "split_k": 2, "pdl": True}, {**_C10, "depth": 3, "raster": 4},
+             _W, {**_W, "raster": 4}, {**_W3, "raster": 4}, {**_W3, "raster": 4, "pdl": True},
+             {**_W3, "raster": -8}, {**_W3, "split_k": 2, "raster": 4}],
+    "o_b": [{**_C10, "pdl": True}, {**_C10, "split_k": 2, "pdl": True}, {**_C10, "depth": 3, "raster": 4},
+            _W, {**_W, "raster": 4}, {**_W3, "raster": 4}, {**_W3, "raster": 4, "pdl": True},
+            {**_W3, "raster": -8}, {**_W3, "split_k": 2, "raster": 4}],
+    "gate+up": [{**_C10, "pdl": True}, {**_C10, "depth": 3, "raster": 4}, _W, {**_W3, "raster": 4},
+                {**_W3, "raster": 4, "pdl": True}, {**_W3, "raster": 8}, {**_W3, "split_k": 2, "raster": 4},
+                {**_W3, "split_k": 2, "raster": 4, "pdl": True}],
+    "q_b": [{"tile_m": 256, "tile_n": 128, "stages": 8, "pdl": True}, {"tile_m": 256, "tile_n": 128, "stages": 8,
+            "pipe": 64}, _W, {**_W, "raster": 4}, {**_W, "raster": 8}, {**_W3, "raster": 4}],
+}
+# M = 17 .. 384 (session 7, `wsmid`): two CTAs per SM (ctas 2, 128 x 64 tiles: two tiles' serial
+# k chains overlap on one SM; the grid goes up to 264 CTAs) with the split-K that brings tiles x
+# splits to <= 264 at M = 64, next to the buckets they would replace; 4-warpgroup 256 x 64 tiles
+# split to ~112 CTAs; and at M = 256 the wider token tiles split 2 (one wave) and 128 x 128 split 4
+# (3 rounds of 28 steps instead of one of 112)
+_P = {**_B, "pdl": True}
+_P2 = {**_P, "ctas": 2}
+_Q4 = {"tile_m": 256, "tile_n": 64, "stages": 12, "wgs": 4, "pdl": True}
+_W2 = {**_W, "split_k": 2, "pdl": True}
+_R2 = {"tile_m": 256, "tile_n": 128, "stages": 8, "split_k": 2, "pdl": True}
+MID_CANDIDATES = {
+    "q_a+kv": [{**_P, "split_k": 8}, {**_P2, "split_k": 16}, {**_P2, "split_k": 14}, {**_P2, "split_k": 8},
+               {**_Q4, "split_k": 16}, {**_C6, "split_k": 4, "pdl": True}, {**_W, "split_k": 8, "pdl": True},
+               {**_R2, "split_k": 8}],
+    "down": [{**_P, "split_k": 2}, {**_P2, "split_k": 4}, {**_P2, "split_k": 3}, {**_P2, "split_k": 2}, {**_P2},
+             {**_P, "split_k": 4}, {**_Q4, "split_k": 4}, {**_C10, "pdl": True}, _W2, _R2],
+    "o_b": [{**_P, "split_k": 2}, {**_P2, "split_k": 4}, {**_P2, "split_k": 2}, {**_P2}, {**_P, "split_k": 4},
+            {**_Q4, "split_k": 4}, {**_C10, "pdl": True}, _W2, _R2],
+    "gate+up": [{**_P, "stages": 12, "split_k": 2}, {**_P2, "split_k": 4}, {**_P2, "split_k": 2},
+                {**_Q4, "split_k": 4}, {**_C10, "pdl": True}, {**_C10, "split_k": 4, "pdl": True}, _W2, _R2],
+    "q_b": [{"tile_m": 256, "tile_n": 64, "stages": 12, "pdl": True}, _P2, {**_Q4}, {**_C10, "pdl": True},
+            {"tile_m": 256, "tile_n": 128, "stages": 8, "pdl": True}, {**_W, "raster": 4, "depth": 3}],
+}
+# the narrow-grid shapes at M <= 64 (session 7, `wsmid`, after --mid): the served split bucket
+# next to its consumer-loop knobs (depth 3, pipe 64, the register epilogue) and ring depths
+TAIL_CANDIDATES = {shape: [{**_P, "split_k": sk}, {**_P, "split_k": sk, "depth": 3}, {**_P, "split_k": sk, "pipe": 64},
+                           {**_P, "split_k": sk, "epi": 0}, {**_P, "split_k": sk, "stages": 4},
+                           {**_P, "split_k": sk, "stages": 9}]
+                   for shape, sk in (("q_a+kv", 8), ("down", 2), ("o_b", 2))}
+
+
+def lean_candidates(shape: str) -> list[dict]:
+    """Session 7 `wsdec`: the tilings tiles.py serves at M = 32, 64, 128, 256 (one each), each
+    next to its lean 1 twin; the M <= 64 one also as probe 1 (no decode) and probe 2 (no wgmma) —
+    diagnostics whose output is wrong by design (not checked; kernels/w4a16_ws/lean.py)."""
+    from nvfp4_aot.kernels.w4a16_ws.tiles import dense_table
+
+    n, k, _ = SHAPES[shape]
+    out: list[dict] = []
+    for m in (32, 64, 128, 256):
+        tun = next(t for edge, t in dense_table({"n": n, "k": k}) if edge is None or m <= edge)
+        for extra in ({}, {"lean": 1}, *(({"probe": 1}, {"probe": 2}) if m == 64 and tun.get("pipe", 16) == 16
+                                          else ())):
+            if {**tun, **extra} not in out:
+                out.append({**tun, **extra})
+    return out
+
+
+def served(shape: str, ms) -> list[dict]:
+    """The distinct tilings tiles.dense_table serves the shape at the M of ms, in order."""
+    from nvfp4_aot.kernels.w4a16_ws.tiles import dense_table
+
+    n, k, _ = SHAPES[shape]
+    out: list[dict] = []
+    for m in ms:
+        tun = next(t for edge, t in dense_table({"n": n, "k": k}) if edge is None or m <= edge)
+        if tun not in out:
+            out.append(tun)
+    return out
+
+
+def with_served(out: list[dict], shape: str, ms) -> list[dict]:
+    """out, then the tilings tiles.dense_table serves the shape at the M of ms that out lacks (the
+    sweeps' baseline rows, timed in the same run)."""
+    return out + [tun for tun in served(shape, ms) if tun not in out]
+
+
+def stream_candidates(shape: str) -> list[dict]:
+    """Session 8 `sk`: the tilings tiles.py serves at STREAM_MS, next to stream-K (stream 1: every
+    CTA an equal share of the launch's k64 steps, kernels/w4a16_ws/stream.py) on the 128 x 256
+    (depth 2 and 3), 128 x 128 and 256 x 128 tiles (ctas 1; stream-K takes no pdl)."""
+    return served(shape, STREAM_MS) + [{**_W, "stream": 1}, {**_W3, "stream": 1}, {**_C10, "stream": 1},
+                  {"tile_m": 256, "tile_n": 128, "stages": 8, "stream": 1}]
+
+
+def wg1_candidates(shape: str) -> list[dict]:
+    """Session 9 `wg1`: one consumer warpgroup per CTA (wgs 1: 256 threads, quack's CTA shape, up to
+    256 registers per consumer thread) against its wgs 2 twins and the tilings tiles.py serves at
+    WG1_MS. wgs 1 holds tile_m x tile_n / 128 accumulators per thread (<= 128): 128 x 128,
+    256 x 64, 128 x 64; each plain, stream-K and (128 x 128) split 2 + pdl or depth 3."""
+    out = served(shape, WG1_MS)
+    s12 = {"tile_m": 256, "tile_n": 64, "stages": 12}
+    for c in (_C10, {**_C10, "stream": 1}, {**_C10, "split_k": 2, "pdl": True}, {**_C10, "depth": 3},
+              s12, {**s12, "stream": 1}, {"tile_m": 128, "tile_n": 64, "stages": 12}):
+        for w in (1, 2):
+            cand = {**c, **({"wgs": 1} if w == 1 else {})}
+            if cand not in out and (w == 1 or c.get("stream") or c.get("split_k")):
+                out.append(cand)
+    return out
+
+
+def q64_candidates(shape: str) -> list[dict]:
+    """Session 9: quack's CTA at M = 129..1536 — one consumer warpgroup on a 64-row weight tile
+    (tile_m 64, wgs 1, 64 x 256 or 64 x 128 tokens, no split-K) — plain, with peek 1 (the early
+    full-barrier test), lean 1, stream-K; and the served tilings at Q64_MS with and without peek."""
+    q = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1}
+    h = {"tile_m": 64, "tile_n": 128, "stages": 10, "wgs": 1}
+    out = [q, {**q, "peek": 1}, {**q, "lean": 1}, {**q, "peek": 1, "lean": 1}, {**q, "stream": 1},
+           {**q, "stream": 1, "peek": 1}, h, {**h, "peek": 1}, {**h, "stream": 1}]
+    for tun in served(shape, Q64_MS):
+        for c in (tun, {**tun, "peek": 1}):
+            if c not in out and c.get("pipe", 16) == 16:
+                out.append(c)
+    return out
+
+
+def fit_candidates(shape: str) -> list[dict]:
+    """Session 10 (`fit`): token tiles that end past M, now loaded as 64-row TMA boxes none of
+    which passes the tensor's last row (sched.act_boxes): the 64 x 256 / 64 x 128 one-warpgroup
+    tiles, 128 x 128 and 128 x 256, and the served tilings at FIT_MS (M inside and at the end of
+    the 129-256 buckets)."""
+    q = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "lean": 1}
+    out = [q, {**q, "peek": 1}, {"tile_m": 64, "tile_n": 128, "stages": 10, "wgs": 1},
+           {"tile_m": 128, "tile_n": 128, "stages": 10}, {"tile_m": 128, "tile_n": 256, "stages": 6}]
+    return with_served(out, shape, FIT_MS)
+
+
+def ksplit_candidates(shape: str) -> list[dict]:
+    """Session 11 (`ks64`): 64-row weight tiles (wgs 1) where a shape has too few of them for the
+    SMs at M <= 256 — split-K on the narrow two-scale q_a + kv (2048 / 64 = 32 weight tiles:
+    64 x 256 split 4 = 128 CTAs at M <= 256, 64 x 128 split 2 / 4), 64 x 64 and 64 x 128 with peek
+    on down / o_b / gate + up at M = 64 .. 128 — next to the served tilings at KS_MS."""
+    q = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "lean": 1}
+    h = {"tile_m": 64, "tile_n": 128, "stages": 10, "wgs": 1}
+    s = {"tile_m": 64, "tile_n": 64, "stages": 12, "wgs": 1}
+    if shape == "q_a+kv":
+        out = [{**q, "peek": 1, "split_k": 4}, {**q, "split_k": 4}, {**q, "peek": 1, "split_k": 4, "pdl": True},
+               {**q, "peek": 1, "split_k": 2}, {**h, "peek": 1, "split_k": 2}, {**h, "peek": 1, "split_k": 4},
+               {**h, "peek": 1, "split_k": 4, "pdl": True}, {**s, "split_k": 4}, {**s, "split_k": 4, "pdl": True}]
+    else:
+        out = [s, {**s, "pdl": True}, {**s, "peek": 1}, {**h, "peek": 1}, {**h, "pdl": True}]
+    return with_served(out, shape, KS_MS)
+
+
+def ks2_candidates(shape: str) -> list[dict]:
+    """Session 11, second run: the ksplit winners across their buckets' edges (KS2_MS) — q_a + kv
+    64 x 64 split 4 pdl (17-64), 64 x 128 split 4 pdl peek (65-128), 64 x 256 split 4 / 2 lean peek
+    pdl (129-512); down / o_b 64 x 64 pdl (peek) and 64 x 128 pdl peek; gate + up 64 x 256 stream-K —
+    next to the served tilings."""
+    s = {"tile_m": 64, "tile_n": 64, "stages": 12, "wgs": 1, "pdl": True}
+    h = {"tile_m": 64, "tile_n": 128, "stages": 10, "wgs": 1, "pdl": True, "peek": 1}
+    q = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "lean": 1, "peek": 1, "pdl": True}
+    if shape == "q_a+kv":
+        out = [{**s, "split_k": 4}, {**s, "split_k": 4, "peek": 1}, {**h, "split_k": 4}, {**q, "split_k": 4},
+               {**q, "split_k": 2}]
+    elif shape in ("down", "o_b"):
+        out = [s, {**s, "peek": 1}, h]
+    else:  # gate + up: 64 x 256 stream-K (96 weight tiles x 112 k64 steps shared by all 132 SMs)
+        w = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "stream": 1}
+        out = [w, {**w, "lean": 1, "peek": 1}]
+    return with_served(out, shape, KS2_MS)
+
+
+def ks3_candidates(shape: str) -> list[dict]:
+    """Session 11, third run: knobs on the new 64-row tilings — q_a + kv 64 x 256 split 4 / 2 with
+    depth 3, without lean, stream-K; down / o_b / gate + up 64 x 256 lean peek with pdl (129-256,
+    where quack's 64 x 256 is 5-6% faster on down / o_b) — next to the served tilings at KS3_MS."""
+    q = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "lean": 1, "peek": 1}
+    if shape == "q_a+kv":
+        out = [{**q, "split_k": 4, "pdl": True, "depth": 3}, {**q, "lean": 0, "split_k": 4, "pdl": True},
+               {**q, "stream": 1}, {**q, "split_k": 2, "pdl": True, "depth": 3}]
+    else:
+        out = [{**q, "pdl": True}, {**q, "pdl": True, "depth": 3}]
+    return with_served(out, shape, KS3_MS)
+
+
+def mc_candidates(shape: str) -> list[dict]:
+    """Session 12: mc 2 (2-CTA clusters sharing each activation box by TMA multicast) on the 64 x 256
+    lean peek tile, whole tiles and stream-K (which then fills all 132 SMs: with mc 1 it ran the k64
+    step at ~0.7x, the activation reads capped by L2 -> SM delivery), and on 128 x 256 stream-K,
+    next to the served tilings at MC_MS."""
+    q = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "lean": 1, "peek": 1}
+    out = [{**q, "stream": 1, "mc": 2}, {**q, "stream": 1}, {**_W, "stream": 1, "mc": 2}]
+    if shape != "q_a+kv":  # 32 weight tiles: whole 64 x 256 tiles leave 100 SMs idle below M = 1024
+        out = [{**q, "mc": 2}] + out
+    return with_served(out, shape, MC_MS)
+
+
+def sk64_candidates(shape: str) -> list[dict]:
+    """Staged by session 12 for the next device run (not measured yet): stream-K on the small 64-row tiles at
+    M <= 128, where the served buckets leave 20 (down / o_b: 112 tiles) or 36 (gate+up: 96) SMs idle or split K
+    into whole waves; a balanced range per CTA over all 132 SMs. (Stream-K takes no pdl.)"""
+    s64 = {"tile_m": 64, "tile_n": 64, "stages": 12, "wgs": 1, "peek": 1, "stream": 1}
+    s128 = {"tile_m": 64, "tile_n": 128, "stages": 10, "wgs": 1, "peek": 1, "stream": 1}
+    out = [s64, {**s64, "lean": 1}, s128]
+    return with_served(out, shape, SK64_MS)
+
+
+def skn_candidates(shape: str) -> list[dict]:
+    """Session 13: what makes stream-K's k64 step ~1.4x slower than the whole tile's (session 12 ncu). Stream-K
+    on the 64 x 256 lean peek tile with the grid (sm_count) stepped from the whole-tile count — where every range
+    is exactly one tile, so it does the served kernel's work on as many SMs, aligned in k — through count + 1
+    (the same SMs, ranges no longer aligned: every CTA at a different k at any moment) up to 132; and 128 x 256
+    stream-K at 48 (its whole tiles) and 132. Separates a cost of the stream-K code, of running more SMs at once,
+    and of the CTAs reading different k64 activation boxes at once."""
+    q = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "lean": 1, "peek": 1, "stream": 1}
+    grids = {"gate+up": (96, 97, 112, 132), "down": (112, 113, 132), "o_b": (112, 113, 132),
+             "q_a+kv": (128, 129, 132)}[shape]
+    out = [{**q, **({"sm_count": g} if g != 132 else {})} for g in grids]
+    if shape == "gate+up":
+        out += [{**_W, "stream": 1, "sm_count": 48}, {**_W, "stream": 1}]
+    return with_served(out, shape, SKN_MS)
+
+
+def skp_candidates(shape: str) -> list[dict]:
+    """Session 13, after --skn: stream-K is slow where its CTAs read different k64 activation boxes at once (the
+    L2 serves ~2.2x fewer sectors than it delivers when many SMs ask for the same box together: ncu, skn). A grid
+    G dividing T = tiles x kt gives every CTA L = T / G steps, and the CTAs' k phases (b L mod kt) take only
+    kt / gcd(L, kt) values: gate+up's 96 tiles of 112 steps on 128 CTAs -> L = 84, 4 phases of 32 CTAs (as
+    q_a+kv's split 4, which coalesces like whole tiles); down / o_b on 128 -> 8 phases of 16. Next to them
+    non-dividing grids, 128 x 256 on 96 (2 phases) and 64 CTAs, and the mc 2 pair on 128."""
+    q = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "lean": 1, "peek": 1, "stream": 1}
+    grids = {"gate+up": (128, 120), "down": (128, 126), "o_b": (128,), "q_a+kv": ()}[shape]
+    out = [{**q, "sm_count": g} for g in grids]
+    if shape == "gate+up":
+        out += [{**q, "sm_count": 128, "mc": 2}, {**_W, "stream": 1, "sm_count": 96},
+                {**_W, "stream": 1, "sm_count": 64}]
+    return with_served(out, shape, SKP_MS)
+
+
+def skq_candidates(shape: str) -> list[dict]:
+    """Session 13, after --skp: stream-K on 128 CTAs (4 k phases) ties the whole 64 x 256 tiles at M = 256 because
+    both deliver ~10 TB/s from L2 to the SMs (ncu), the activations being 94% of the bytes. 128-row weight tiles
+    (two consumer warpgroups) read each activation box half as often: 128 x 128 whole (96 tiles at M = 129..256 on
+    gate+up: as many CTAs and MMAs per CTA as 64 x 256, 0.59x the bytes), and stream-K on 128 (gate+up: L = 84, 4
+    phases) and 132 CTAs, with mc 2 and depth 3 variants."""
+    c = {"tile_m": 128, "tile_n": 128, "stages": 10}
+    out = [c, {**c, "stream": 1, "sm_count": 128}, {**c, "stream": 1}]
+    if shape == "gate+up":
+        out += [{**c, "stream": 1, "sm_count": 128, "depth": 3}, {**c, "stream": 1, "sm_count": 128, "mc": 2},
+                {**c, "sm_count": 96, "stream": 1}]
+    return with_served(out, shape, SKP_MS) if shape != "q_a+kv" else []
+
+
+def skr_candidates(shape: str) -> list[dict]:
+    """Session 13: the stream-K buckets the tables serve (M = 257..768, 132 CTAs: ranges at scattered k phases) on
+    grids that cut their k64 steps into few phases (see skp_candidates): per shape the served stream-K tiling at
+    sm_count values whose L = T / G is a whole number with kt / gcd(L, kt) <= 7, next to the served tilings."""
+    from nvfp4_aot.kernels.w4a16_ws.tiles import dense_table
+
+    n, k, _ = SHAPES[shape]
+    grids = {"gate+up": {384: (96, 126), 768: (96, 112, 126)}, "q_a+kv": {768: (96, 112)},
+             "down": {768: (96, 112, 126)}, "o_b": {}}[shape]
+    out = []
+    for m, gs in grids.items():
+        tun = next(t for edge, t in dense_table({"n": n, "k": k}) if edge is None or m <= edge)
+        assert tun.get("stream") == 1, (shape, m, tun)
+        out += [{**tun, "sm_count": g} for g in gs]
+    return with_served(out, shape, SKR_MS) if out else []
+
+
+STREAM_MS = (128, 192, 256, 384, 512, 768, 1024)
+WG1_MS = (256, 1024)
+Q64_MS = (128, 256, 384, 512, 1024)
+FIT_MS = (128, 136, 192, 200, 240, 255, 256)
+KS_MS = (64, 128, 192, 256)
+KS3_MS = (129, 192, 256, 320, 512)
+MC_MS = (192, 256, 384, 512, 768, 1024, 2048)
+SK64_MS = (17, 32, 48, 64, 96, 128)
+SKN_MS = (192, 256)
+SKP_MS = (129, 192, 256)
+SKR_MS = (320, 384, 640, 768)
+KS2_MS = (17, 32, 48, 64, 65, 96, 128, 129, 160, 192, 224, 256, 257, 320, 384, 448, 512)
+MID_MS = (17, 24, 32, 48, 64, 72, 128, 192, 256, 320, 384)
+BIG_MS = (193, 256, 384, 385, 512, 768, 769, 1024, 1536, 1537, 2048, 4096, 8192)
