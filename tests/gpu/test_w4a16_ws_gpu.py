@@ -22,7 +22,7 @@ DEV = torch.device("cuda")
 DISTS = ("uniform", "skewed", "single", "empty")
 # rows: fewer than one token tile, a few tiles with odd tails, many tiles
 MS = (37, 300, 1000, 5001)
-DENSE_MS = (1, 100, 129, 2000)
+DENSE_MS = (1, 100, 129, 300, 640, 2000)  # 300 / 640: the 126-CTA stream-K buckets (tiles.SK126)
 
 
 def ops(store, fam, small=True):
