@@ -11,6 +11,7 @@ import contextlib
 
 SMEM_PER_BLOCK = 227 * 1024  # the opt-in maximum of dynamic shared memory per CTA
 SMEM_PER_SM = 228 * 1024  # shared memory per SM (every sm_90 part); CTAs on one SM share it
+SM_COUNT = 132  # SMs of an H100 SXM / H200: the default persistent grid of our families and quack's (tunable)
 
 
 @contextlib.contextmanager

@@ -48,6 +48,7 @@ from typing import Any, Mapping
 
 from ..checks import rel_frobenius_errors, split_flags_errors
 from ..family import Arg, Family, Signature, eval_dim
+from ..hopper import SM_COUNT
 from ..tolerances import REL_FROBENIUS
 from ..validity import in_range, multiple_of, one_of
 
@@ -67,7 +68,7 @@ class W4A16Params:
     cluster_n: int = 1  # CTAs along M sharing each weight tile by TMA multicast
     max_swizzle_size: int = 8  # persistent scheduler's raster swizzle (quack default)
     use_pdl: bool = True  # programmatic dependent launch (quack default)
-    sm_count: int = 132  # persistent grid = sm_count // cluster_n CTAs (H100 SXM / H200: 132)
+    sm_count: int = SM_COUNT  # persistent grid = sm_count // cluster_n CTAs (H100 SXM / H200: 132)
     split_k: int = 1  # serial split-K factor (> 1: flags + workspace scratch arguments)
 
 

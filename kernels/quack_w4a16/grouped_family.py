@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 from ..checks import rel_frobenius_errors
 from ..family import Arg, Family, Signature
+from ..hopper import SM_COUNT
 from ..validity import in_range, multiple_of, one_of
 from . import REL_TOL, k_reasons, reference_weights, weight_args
 
@@ -36,7 +37,7 @@ class GroupedParams:
     tile_m: int = 128  # CTA tile along N (weight rows)
     tile_n: int = 128  # CTA tile along the token rows = the offsets' alignment
     max_swizzle_size: int = 8  # unused by the grouped scheduler (kept for the kernel ctor)
-    sm_count: int = 132  # persistent grid = sm_count CTAs (H100 SXM / H200: 132)
+    sm_count: int = SM_COUNT  # persistent grid = sm_count CTAs (H100 SXM / H200: 132)
 
 
 def padded_groups(sizes, tile_n: int):

@@ -52,7 +52,7 @@ from .. import w4a16_common as common
 from ..checks import split_flags_errors
 from ..family import Arg, Family, Signature
 from ..validity import in_range
-from ..hopper import SMEM_PER_BLOCK, SMEM_PER_SM  # ctas x (a CTA's + 1 KiB reserved) <= SMEM_PER_SM
+from ..hopper import SM_COUNT, SMEM_PER_BLOCK, SMEM_PER_SM  # ctas x (a CTA's + 1 KiB reserved) <= SMEM_PER_SM
 
 # weight rows per CTA tile; 64 (one m64 block: wgs 1 only) is quack's CTA at M = 129..1536 (64 x 256, one
 # consumer warpgroup, ~96 CTAs on the DeepSeek-V4 shapes without split-K; session 9)
@@ -110,7 +110,7 @@ class WsParams:
     tile_m: int = 128  # weight rows per CTA tile (2 consumer warpgroups x tile_m / 128 m64 blocks)
     tile_n: int = 128  # tokens per CTA tile (the wgmma N)
     stages: int = 6  # shared-memory ring depth (k64 steps in flight)
-    sm_count: int = 132  # persistent grid (H100 SXM / H200: 132 SMs)
+    sm_count: int = SM_COUNT  # persistent grid (H100 SXM / H200: 132 SMs)
     wgs: int = 2  # consumer warpgroups (1: quack's 2-warpgroup CTA; 4: one m64 block each at tile_m 256)
     pipe: int = 16  # k elements per wgmma commit group: 16 (decode interleaved per k16 block) or 64
     split_k: int = 1  # dense only: K splits per output tile (> 1: flags + workspace scratch arguments)

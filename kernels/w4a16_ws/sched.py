@@ -48,11 +48,6 @@ def ws_index(slot, split, lane, idx, split_k: int, per: int):
     return (slot * split_k + split) * per + idx * 32 + lane
 
 
-# Stream-K (WsParams.stream, dense): the T = tiles x kt k64 steps of the launch (tile t's steps
-# t kt .. t kt + kt - 1, tiles in the raster order) are cut into G contiguous ranges, one per CTA
-# (G = the grid <= T, so every range is non-empty unless T = 0). Plain arithmetic shared by the
-# kernel (stream.py, on DSL integers: Int64 where a product may pass 2^31) and the CPU emulation
-# (tests/kernels/test_w4a16_ws_stream.py).
 def launch_grid(tiles, kt: int, split_k: int, stream: int, mc: int, slots: int, vmin=min, vmax=max):
     """Dense grid (kernel.py _launch; M, so the output tiles, known at launch): no CTA without work and
     at most slots = sm_count x ctas, in whole clusters of mc CTAs (mc 2: a unit is a pair of CTAs on a
@@ -62,13 +57,11 @@ def launch_grid(tiles, kt: int, split_k: int, stream: int, mc: int, slots: int, 
     return vmax(vmin(units, slots // mc), 1) * mc
 
 
-def box_mine(b: int, rank, whole, mc: int):
-    """Does this CTA issue activation box b (< box_count) of a stage? mc 1: every box, unless the tile
-    is one whole tile_n-row box (whole = 1: one TMA of its own); mc 2: the boxes b = rank mod 2 (each
-    multicast into both CTAs of the pair)."""
-    return rank == b % 2 if mc == 2 else whole == 0
-
-
+# Stream-K (WsParams.stream, dense): the T = tiles x kt k64 steps of the launch (tile t's steps
+# t kt .. t kt + kt - 1, tiles in the raster order) are cut into G contiguous ranges, one per CTA
+# (G = the grid <= T, so every range is non-empty unless T = 0). Plain arithmetic shared by the
+# kernel (stream.py, on DSL integers: Int64 where a product may pass 2^31) and the CPU emulation
+# (tests/kernels/test_w4a16_ws_stream.py).
 def sk_range(b, T, G):
     """CTA b's global k64 steps [lo, hi): lo = b T // G (balanced: sizes differ by at most 1)."""
     return b * T // G, (b + 1) * T // G
@@ -156,6 +149,13 @@ def box_count(nb, whole, NB: int, mc: int):
     """Boxes the pair loads per stage (mc 2: a whole tile as its NB = tile_n / bx boxes, so the two
     CTAs can split them, CTA r issuing boxes b = r mod 2 into both); mc 1: act_boxes' nb."""
     return nb + whole * (NB - nb) if mc == 2 else nb
+
+
+def box_mine(b: int, rank, whole, mc: int):
+    """Does this CTA issue activation box b (< box_count) of a stage? mc 1: every box, unless the tile
+    is one whole tile_n-row box (whole = 1: one TMA of its own); mc 2: the boxes b = rank mod 2 (each
+    multicast into both CTAs of the pair)."""
+    return rank == b % 2 if mc == 2 else whole == 0
 
 
 def box_row(row0, b: int, nb, whole, sh, bx: int, mc: int, vmin=min, vmax=max):

@@ -32,7 +32,7 @@ from .sched import cta_slot, reduce_slot, sk_range, sk_segment, sk_slot, sk_span
 
 
 class Reduce:
-    """Needs W4A16WsKernel's fields and _locate / _produce / _load_alpha / _kloop16 / _drain /
+    """Needs W4A16WsKernel's fields and _locate / _produce / _pair / _load_alpha / _kloop16 / _drain /
     _epilogue."""
 
     @cute.jit

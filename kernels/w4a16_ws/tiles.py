@@ -45,16 +45,18 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from ..hopper import SM_COUNT
+
 
 def _t(tile_m: int, tile_n: int, stages: int, split_k: int = 1, pdl: bool = False, raster: int = 1,
        depth: int = 2, wgs: int = 2, ctas: int = 1, stream: int = 0, lean: int = 0, peek: int = 0,
-       sm_count: int = 132) -> dict[str, Any]:
+       sm_count: int = SM_COUNT) -> dict[str, Any]:
     return {"tile_m": tile_m, "tile_n": tile_n, "stages": stages, **({"split_k": split_k} if split_k > 1 else {}),
             **({"pdl": True} if pdl else {}), **({"raster": raster} if raster != 1 else {}),
             **({"depth": depth} if depth != 2 else {}), **({"wgs": wgs} if wgs != 2 else {}),
             **({"ctas": ctas} if ctas != 1 else {}), **({"stream": stream} if stream else {}),
             **({"lean": lean} if lean else {}), **({"peek": peek} if peek else {}),
-            **({"sm_count": sm_count} if sm_count != 132 else {})}
+            **({"sm_count": sm_count} if sm_count != SM_COUNT else {})}
 
 
 # Session 13 (`w4a16_ws_dense_sweep.py manifest --skn / --skp / --skr`, docs/PERFORMANCE.md "session 13"): stream-K's
