@@ -1,6 +1,8 @@
 """The candidate tilings of benchmarks/w4a16_ws_dense_sweep.py (one list or function per `manifest` mode) and the
 M each served-next-to sweep times; each block says which session measured it and why (docs/PERFORMANCE.md)."""
 
+from nvfp4_aot.kernels.w4a16_ws.tiles import Q64P
+
 # narrow shapes first (the grid-starved ones)
 SHAPES = {"q_a+kv": (2048, 7168, 2), "down": (7168, 3072, 1), "o_b": (7168, 2048, 1), "gate+up": (6144, 7168, 1),
           "q_b": (65536, 1536, 1),
@@ -98,16 +100,22 @@ TAIL_CANDIDATES = {shape: [{**_P, "split_k": sk}, {**_P, "split_k": sk, "depth":
                    for shape, sk in (("q_a+kv", 8), ("down", 2), ("o_b", 2))}
 
 
+def served_at(shape: str, m: int) -> dict:
+    """The tiling tiles.dense_table serves the shape at M = m (build.plan.pick: the planner's own lookup)."""
+    from nvfp4_aot.build.plan import pick
+    from nvfp4_aot.kernels.w4a16_ws.tiles import dense_table
+
+    n, k, _ = SHAPES[shape]
+    return pick(dense_table({"n": n, "k": k}), m)
+
+
 def lean_candidates(shape: str) -> list[dict]:
     """Session 7 `wsdec`: the tilings tiles.py serves at M = 32, 64, 128, 256 (one each), each
     next to its lean 1 twin; the M <= 64 one also as probe 1 (no decode) and probe 2 (no wgmma) —
     diagnostics whose output is wrong by design (not checked; kernels/w4a16_ws/lean.py)."""
-    from nvfp4_aot.kernels.w4a16_ws.tiles import dense_table
-
-    n, k, _ = SHAPES[shape]
     out: list[dict] = []
     for m in (32, 64, 128, 256):
-        tun = next(t for edge, t in dense_table({"n": n, "k": k}) if edge is None or m <= edge)
+        tun = served_at(shape, m)
         for extra in ({}, {"lean": 1}, *(({"probe": 1}, {"probe": 2}) if m == 64 and tun.get("pipe", 16) == 16
                                           else ())):
             if {**tun, **extra} not in out:
@@ -117,12 +125,9 @@ def lean_candidates(shape: str) -> list[dict]:
 
 def served(shape: str, ms) -> list[dict]:
     """The distinct tilings tiles.dense_table serves the shape at the M of ms, in order."""
-    from nvfp4_aot.kernels.w4a16_ws.tiles import dense_table
-
-    n, k, _ = SHAPES[shape]
     out: list[dict] = []
     for m in ms:
-        tun = next(t for edge, t in dense_table({"n": n, "k": k}) if edge is None or m <= edge)
+        tun = served_at(shape, m)
         if tun not in out:
             out.append(tun)
     return out
@@ -208,7 +213,7 @@ def ks2_candidates(shape: str) -> list[dict]:
     next to the served tilings."""
     s = {"tile_m": 64, "tile_n": 64, "stages": 12, "wgs": 1, "pdl": True}
     h = {"tile_m": 64, "tile_n": 128, "stages": 10, "wgs": 1, "pdl": True, "peek": 1}
-    q = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "lean": 1, "peek": 1, "pdl": True}
+    q = {**Q64P, "pdl": True}
     if shape == "q_a+kv":
         out = [{**s, "split_k": 4}, {**s, "split_k": 4, "peek": 1}, {**h, "split_k": 4}, {**q, "split_k": 4},
                {**q, "split_k": 2}]
@@ -224,7 +229,7 @@ def ks3_candidates(shape: str) -> list[dict]:
     """Session 11, third run: knobs on the new 64-row tilings — q_a + kv 64 x 256 split 4 / 2 with
     depth 3, without lean, stream-K; down / o_b / gate + up 64 x 256 lean peek with pdl (129-256,
     where quack's 64 x 256 is 5-6% faster on down / o_b) — next to the served tilings at KS3_MS."""
-    q = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "lean": 1, "peek": 1}
+    q = Q64P
     if shape == "q_a+kv":
         out = [{**q, "split_k": 4, "pdl": True, "depth": 3}, {**q, "lean": 0, "split_k": 4, "pdl": True},
                {**q, "stream": 1}, {**q, "split_k": 2, "pdl": True, "depth": 3}]
@@ -238,7 +243,7 @@ def mc_candidates(shape: str) -> list[dict]:
     lean peek tile, whole tiles and stream-K (which then fills all 132 SMs: with mc 1 it ran the k64
     step at ~0.7x, the activation reads capped by L2 -> SM delivery), and on 128 x 256 stream-K,
     next to the served tilings at MC_MS."""
-    q = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "lean": 1, "peek": 1}
+    q = Q64P
     out = [{**q, "stream": 1, "mc": 2}, {**q, "stream": 1}, {**_W, "stream": 1, "mc": 2}]
     if shape != "q_a+kv":  # 32 weight tiles: whole 64 x 256 tiles leave 100 SMs idle below M = 1024
         out = [{**q, "mc": 2}] + out
@@ -262,7 +267,7 @@ def skn_candidates(shape: str) -> list[dict]:
     (the same SMs, ranges no longer aligned: every CTA at a different k at any moment) up to 132; and 128 x 256
     stream-K at 48 (its whole tiles) and 132. Separates a cost of the stream-K code, of running more SMs at once,
     and of the CTAs reading different k64 activation boxes at once."""
-    q = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "lean": 1, "peek": 1, "stream": 1}
+    q = {**Q64P, "stream": 1}
     grids = {"gate+up": (96, 97, 112, 132), "down": (112, 113, 132), "o_b": (112, 113, 132),
              "q_a+kv": (128, 129, 132)}[shape]
     out = [{**q, **({"sm_count": g} if g != 132 else {})} for g in grids]
@@ -278,7 +283,7 @@ def skp_candidates(shape: str) -> list[dict]:
     kt / gcd(L, kt) values: gate+up's 96 tiles of 112 steps on 128 CTAs -> L = 84, 4 phases of 32 CTAs (as
     q_a+kv's split 4, which coalesces like whole tiles); down / o_b on 128 -> 8 phases of 16. Next to them
     non-dividing grids, 128 x 256 on 96 (2 phases) and 64 CTAs, and the mc 2 pair on 128."""
-    q = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "lean": 1, "peek": 1, "stream": 1}
+    q = {**Q64P, "stream": 1}
     grids = {"gate+up": (128, 120), "down": (128, 126), "o_b": (128,), "q_a+kv": ()}[shape]
     out = [{**q, "sm_count": g} for g in grids]
     if shape == "gate+up":
@@ -305,14 +310,11 @@ def skr_candidates(shape: str) -> list[dict]:
     """Session 13: the stream-K buckets the tables serve (M = 257..768, 132 CTAs: ranges at scattered k phases) on
     grids that cut their k64 steps into few phases (see skp_candidates): per shape the served stream-K tiling at
     sm_count values whose L = T / G is a whole number with kt / gcd(L, kt) <= 7, next to the served tilings."""
-    from nvfp4_aot.kernels.w4a16_ws.tiles import dense_table
-
-    n, k, _ = SHAPES[shape]
     grids = {"gate+up": {384: (96, 126), 768: (96, 112, 126)}, "q_a+kv": {768: (96, 112)},
              "down": {768: (96, 112, 126)}, "o_b": {}}[shape]
     out = []
     for m, gs in grids.items():
-        tun = next(t for edge, t in dense_table({"n": n, "k": k}) if edge is None or m <= edge)
+        tun = served_at(shape, m)
         assert tun.get("stream") == 1, (shape, m, tun)
         out += [{**tun, "sm_count": g} for g in gs]
     return with_served(out, shape, SKR_MS) if out else []
