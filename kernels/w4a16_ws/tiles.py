@@ -43,20 +43,23 @@ M inside it as at the M measured. Elsewhere (M <= 256, o_b, q_b) stream-K lost o
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any, Mapping
 
-from ..hopper import SM_COUNT
+from . import WsParams
+
+_ALWAYS = ("tile_m", "tile_n", "stages")  # every row names its tile and ring depth
+_DEFAULTS = {f.name: f.default for f in fields(WsParams)}
 
 
-def _t(tile_m: int, tile_n: int, stages: int, split_k: int = 1, pdl: bool = False, raster: int = 1,
-       depth: int = 2, wgs: int = 2, ctas: int = 1, stream: int = 0, lean: int = 0, peek: int = 0,
-       sm_count: int = SM_COUNT) -> dict[str, Any]:
-    return {"tile_m": tile_m, "tile_n": tile_n, "stages": stages, **({"split_k": split_k} if split_k > 1 else {}),
-            **({"pdl": True} if pdl else {}), **({"raster": raster} if raster != 1 else {}),
-            **({"depth": depth} if depth != 2 else {}), **({"wgs": wgs} if wgs != 2 else {}),
-            **({"ctas": ctas} if ctas != 1 else {}), **({"stream": stream} if stream else {}),
-            **({"lean": lean} if lean else {}), **({"peek": peek} if peek else {}),
-            **({"sm_count": sm_count} if sm_count != SM_COUNT else {})}
+def _t(tile_m: int, tile_n: int, stages: int, split_k: int = 1, **knobs: Any) -> dict[str, Any]:
+    """One row's tuning as a manifest names it: the tile, the ring depth, and only the knobs that differ from
+    WsParams' defaults, in WsParams' field order (plan writes rows in this order: the committed manifests
+    follow it). A knob WsParams does not have is a TypeError here, not a bad manifest later."""
+    given = {"tile_m": tile_m, "tile_n": tile_n, "stages": stages, "split_k": split_k, **knobs}
+    if unknown := sorted(set(given) - set(_DEFAULTS)):
+        raise TypeError(f"_t: {unknown} are not WsParams knobs")
+    return {n: given[n] for n in _DEFAULTS if n in given and (n in _ALWAYS or given[n] != _DEFAULTS[n])}
 
 
 # Session 13 (`w4a16_ws_dense_sweep.py manifest --skn / --skp / --skr`, docs/PERFORMANCE.md "session 13"): stream-K's

@@ -67,3 +67,23 @@ def test_every_w4a16_ws_dense_tile_builds_for_its_shape():
         assert table[-1][0] is None and [hi for hi, _ in table[:-1]] == sorted(hi for hi, _ in table[:-1])
         for _, tuning in table:
             assert fam.can_implement(fam.parse_params({"n": n, "k": k, **tuning}), "sm_90a") == [], (n, k, tuning)
+
+
+def test_a_table_row_names_the_tile_and_only_the_knobs_off_their_default():
+    """tiles._t derives what a row omits from WsParams itself: a knob at its default is left out (so
+    a manifest never restates it), the order is WsParams' field order (the order plan writes), and a
+    name WsParams does not have is refused where the table is written."""
+    from dataclasses import fields
+
+    from nvfp4_aot.kernels.hopper import SM_COUNT
+    from nvfp4_aot.kernels.w4a16_ws import WsParams
+    from nvfp4_aot.kernels.w4a16_ws.tiles import _t
+
+    assert _t(128, 256, 6, 1, pdl=False, wgs=2, depth=2, sm_count=SM_COUNT) == {"tile_m": 128, "tile_n": 256, "stages": 6}
+    row = _t(64, 128, 10, 4, peek=1, sm_count=126, pdl=True, wgs=1)
+    assert row == {"tile_m": 64, "tile_n": 128, "stages": 10, "sm_count": 126, "wgs": 1, "split_k": 4, "pdl": True,
+                   "peek": 1}
+    order = [f.name for f in fields(WsParams)]
+    assert list(row) == sorted(row, key=order.index)
+    with pytest.raises(TypeError, match="not WsParams knobs"):
+        _t(128, 128, 6, nt=2)
