@@ -320,6 +320,21 @@ def skr_candidates(shape: str) -> list[dict]:
     return with_served(out, shape, SKR_MS) if out else []
 
 
+def lg_candidates(shape: str) -> list[dict]:
+    """Staged by session 14 for the next device run (not measured yet): ours at M = 1024 .. 8192 on the short-K
+    shapes, where `quack=False` runs 0.91-0.95x quack (o_b / q_b, cold, session 14) and the gap grows as K shrinks
+    (per-tile costs?). The served 128 x 256 tilings with lean 1 (16 fewer uniform-pipe SASS per k64 step: 39 vs
+    quack's 23), peek and pdl (quack's large-M buckets launch with pdl; ours do not), next to the served tilings."""
+    if shape not in ("down", "o_b", "q_b"):
+        return []
+    out = []
+    for tun in served(shape, LG_MS):
+        for extra in ({"lean": 1}, {"lean": 1, "peek": 1}, {"lean": 1, "pdl": True}, {"pdl": True}):
+            if {**tun, **extra} not in out and not tun.get("stream"):
+                out.append({**tun, **extra})
+    return with_served(out, shape, LG_MS)
+
+
 STREAM_MS = (128, 192, 256, 384, 512, 768, 1024)
 WG1_MS = (256, 1024)
 Q64_MS = (128, 256, 384, 512, 1024)
@@ -331,6 +346,7 @@ SK64_MS = (17, 32, 48, 64, 96, 128)
 SKN_MS = (192, 256)
 SKP_MS = (129, 192, 256)
 SKR_MS = (320, 384, 640, 768)
+LG_MS = (1024, 2048, 4096, 8192)
 KS2_MS = (17, 32, 48, 64, 65, 96, 128, 129, 160, 192, 224, 256, 257, 320, 384, 448, 512)
 MID_MS = (17, 24, 32, 48, 64, 72, 128, 192, 256, 320, 384)
 BIG_MS = (193, 256, 384, 385, 512, 768, 769, 1024, 1536, 1537, 2048, 4096, 8192)

@@ -13,7 +13,7 @@ from nvfp4_aot.build.manifest import load_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("", "--split", "--small", "--big", "--mid", "--tail", "--lean", "--stream", "--wg1", "--q64", "--fit",
-         "--ksplit", "--ks2", "--ks3", "--mc", "--sk64", "--skn", "--skp", "--skq", "--skr")
+         "--ksplit", "--ks2", "--ks3", "--mc", "--sk64", "--skn", "--skp", "--skq", "--skr", "--lg")
 
 
 @pytest.mark.parametrize("mode", MODES)
