@@ -329,8 +329,10 @@ def lg_candidates(shape: str) -> list[dict]:
         return []
     out = []
     for tun in served(shape, LG_MS):
+        if tun.get("stream"):  # stream-K takes no pdl
+            continue
         for extra in ({"lean": 1}, {"lean": 1, "peek": 1}, {"lean": 1, "pdl": True}, {"pdl": True}):
-            if {**tun, **extra} not in out and not tun.get("stream"):
+            if {**tun, **extra} not in out:
                 out.append({**tun, **extra})
     return with_served(out, shape, LG_MS)
 

@@ -117,6 +117,10 @@ SERVED_SWEEPS = {"fit": (fit_candidates, FIT_MS), "ksplit": (ksplit_candidates, 
 WITH_Q_B = {"lg"}
 
 
+# the flag modes (`manifest --NAME`: manifest()'s keyword arguments); the others are SERVED_SWEEPS' keys
+FLAG_MODES = ("split", "small", "big", "mid", "tail", "lean", "stream", "wg1", "q64")
+
+
 def manifest(split: bool = False, small: bool = False, big: bool = False, mid: bool = False, tail: bool = False,
              lean: bool = False, stream: bool = False, wg1: bool = False, q64: bool = False, mode: str = "") -> str:
     """The sweep manifest of one mode: a flag, or `mode`, a key of SERVED_SWEEPS."""
@@ -306,9 +310,5 @@ def run(root: str, ms: list[int]) -> None:
 if __name__ == "__main__":
     from common import sweep_cli
 
-    sweep_cli(__doc__, lambda: manifest(split="--split" in sys.argv, small="--small" in sys.argv,
-                                        big="--big" in sys.argv, mid="--mid" in sys.argv,
-                                        tail="--tail" in sys.argv, lean="--lean" in sys.argv,
-                                        stream="--stream" in sys.argv, wg1="--wg1" in sys.argv,
-                                        q64="--q64" in sys.argv,
+    sweep_cli(__doc__, lambda: manifest(**{f: f"--{f}" in sys.argv for f in FLAG_MODES},
                                         mode=next((m for m in SERVED_SWEEPS if f"--{m}" in sys.argv), "")), run, MS)

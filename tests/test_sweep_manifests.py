@@ -12,8 +12,20 @@ import pytest
 from nvfp4_aot.build.manifest import load_manifest
 
 REPO = Path(__file__).resolve().parents[1]
-MODES = ("", "--split", "--small", "--big", "--mid", "--tail", "--lean", "--stream", "--wg1", "--q64", "--fit",
-         "--ksplit", "--ks2", "--ks3", "--mc", "--sk64", "--skn", "--skp", "--skq", "--skr", "--lg")
+
+
+def _modes() -> tuple[str, ...]:
+    """Every mode the sweep's command line takes, from the sweep itself (its flag modes and SERVED_SWEEPS), so
+    a new mode is tested without being listed here too. benchmarks/ is on sys.path only for this import."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import w4a16_ws_dense_sweep as sweep
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    return ("", *(f"--{m}" for m in (*sweep.FLAG_MODES, *sweep.SERVED_SWEEPS)))
+
+
+MODES = _modes()
 
 
 @pytest.mark.parametrize("mode", MODES)
