@@ -337,6 +337,20 @@ def lg_candidates(shape: str) -> list[dict]:
     return with_served(out, shape, LG_MS)
 
 
+def skt_candidates(shape: str) -> list[dict]:
+    """Branch `skt` (session 14, staged, not run): what split-K's reduction costs. ncu (session 13) has q_a+kv's
+    split-4 tile at M = 256 54% tensor-active with the slowest SMs 6.6k cycles (~3 us) behind the average (the
+    last arriver reads 4 x 64 KB of partials). The served split buckets (q_a+kv up to 512, gate+up up to 64) next to
+    probe 3 (the last arriver skips the read-back), probe 4 (no reduction at all) and red 1 (16-byte partials, the
+    tile cut into parts whose last arrivers spread over the splits: stream.py _split_reduce_parts); build with
+    NVFP4_AOT_WS_PROBE=1. t(served) - t(probe) is what a cheaper reduction could win; red 1 is one."""
+    out = []
+    for tun in served(shape, SKT_MS):
+        if tun.get("split_k", 1) > 1:
+            out += [{**tun, "probe": 3}, {**tun, "probe": 4}, {**tun, "red": 1}]
+    return with_served(out, shape, SKT_MS) if out else []
+
+
 STREAM_MS = (128, 192, 256, 384, 512, 768, 1024)
 WG1_MS = (256, 1024)
 Q64_MS = (128, 256, 384, 512, 1024)
@@ -349,6 +363,7 @@ SKN_MS = (192, 256)
 SKP_MS = (129, 192, 256)
 SKR_MS = (320, 384, 640, 768)
 LG_MS = (1024, 2048, 4096, 8192)
+SKT_MS = (64, 128, 256, 384, 512)
 KS2_MS = (17, 32, 48, 64, 65, 96, 128, 129, 160, 192, 224, 256, 257, 320, 384, 448, 512)
 MID_MS = (17, 24, 32, 48, 64, 72, 128, 192, 256, 320, 384)
 BIG_MS = (193, 256, 384, 385, 512, 768, 769, 1024, 1536, 1537, 2048, 4096, 8192)

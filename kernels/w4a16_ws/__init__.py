@@ -38,8 +38,9 @@ one non-blocking test of the next stage's full barrier after block 0, the blocki
 failed; kernel.py _step16), mc (dense: 2 = clusters of two CTAs on adjacent weight tiles of one token tile,
 each TMA-multicasting half of the activation boxes into both, so the activation bytes each SM reads from L2
 halve; with stream 1 the pair walks one stream-K range of tile pairs; raster 1, split_k 1, no pdl / ctas 2,
-an even number of weight tiles and sm_count; kernel.py, stream.py). Measured tilings:
-GROUPED_TILES, tiles.py.
+an even number of weight tiles and sm_count; kernel.py, stream.py), red (dense split-K's reduction: 0 = the
+last-arriving split reads every partial back; 1 = 16-byte partials cut into red_parts(p) token parts with a flag
+each, reduced by each part's last arriver; stream.py). Measured tilings: GROUPED_TILES, tiles.py.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ SPLIT_KS = (1, 2, 3, 4, 6, 7, 8, 12, 14, 16)  # dense split-K factors (kernel.py
 CTAS = (1, 2)  # dense: CTAs resident per SM (2: each gets half the register file and shared memory)
 CTAS2_MAX_ACC = 32  # ctas 2: fp32 accumulators per consumer thread (its 104 registers: tile_n 64 at rb 1)
 MIN_SPLIT_STEPS = 4  # k64 steps per split: below that the reduction outweighs the split
-PROBES = (0, 1, 2)  # diagnostic consumer loops (lean.py): 0 = the kernel, 1 = no decode, 2 = no wgmma
+PROBES = (0, 1, 2, 3, 4)  # diagnostics (lean.py): 0 = the kernel, 1 = no decode, 2 = no wgmma, 3 / 4 = split-K reduce
+# without the partials' read-back / without any reduction (stream.py _split_reduce)
 PROBE_ENV = "NVFP4_AOT_WS_PROBE"  # probe != 0 builds only with this set to 1 (benchmarks; never served)
 LEANS = (0, 1)  # consumer k-loop address arithmetic: 0 = per k16 block (as served), 1 = per k64 step (lean.py)
 # consumer warpgroups per CTA: 1 (quack's shape of CTA: a producer and one consumer warpgroup, 256 threads, up to
@@ -83,6 +85,10 @@ STREAMS = (0, 1)  # dense work distribution: 0 = whole tiles (or split_k items),
 # Session 12 (H200, docs/PERFORMANCE.md "session 12"): halves the activation bytes from L2; whole 64 x 256 tiles run
 # no faster (tensor-bound), stream-K 1.05-1.4x faster than without it but still slower than the served tiles: no table
 MCS = (1, 2)
+# dense split-K reduction (stream.py _split_reduce): 0 = the last-arriving split reads every partial back (scalar
+# loads); 1 = 16-byte partial stores / loads, and each warp's partial cut into red_parts(p) token parts with a flag
+# each, so the last arriver of each part reduces only that part (the parts' last arrivers spread over the splits)
+REDS = (0, 1)
 
 
 EPI_WARP_BYTES = 512  # epi 1: one consumer warp's staging block (16 tokens x 16 weight rows, bf16)
@@ -94,6 +100,14 @@ def smem_bytes(tile_m: int, tile_n: int, stages: int, experts: int, wgs: int = 2
     scheduler's three int32 arrays, with alignment."""
     ring = stages * (tile_n * 128 + (tile_m // 64) * (2048 + 256))
     return 1024 + ring + (EPI_WARP_BYTES * 4 * wgs if epi else 0) + 16 * stages + 12 * experts + 64
+
+
+def red_parts(p) -> int:
+    """Token parts of a warp's split-K partial, each with its own flag (red 1): the largest power of two
+    <= split_k, at most the tile's 16-token epilogue chunks (so a part is whole chunks); 1 otherwise."""
+    if not (getattr(p, "red", 0) and p.split_k > 1):
+        return 1
+    return min(1 << (p.split_k.bit_length() - 1), p.tile_n // 16)
 
 
 def stream_ws_shape(p) -> tuple[int, int]:
@@ -120,10 +134,12 @@ class WsParams:
     depth: int = 2  # pipe 16: wgmma groups in flight after each wait (3: decode after the wait, one more in flight)
     ctas: int = 1  # CTAs per SM (2: two tiles' serial k chains share an SM; half the registers each; grouped: decode tiles only)
     lean: int = 0  # 1: the consumer k loop's descriptor / release-stage arithmetic once per step (lean.py)
-    probe: int = 0  # diagnostic, wrong output by design: 1 = no decode, 2 = no wgmma (lean.py; build needs PROBE_ENV)
+    probe: int = 0  # diagnostic, wrong output by design: 1 = no decode, 2 = no wgmma (lean.py), 3 / 4 = split-K without
+    # reading the partials back / without any reduction (stream.py); build needs PROBE_ENV
     stream: int = 0  # dense only: 1 = stream-K, the launch's k64 steps cut evenly over the grid (stream.py)
     peek: int = 0  # pipe 16: 1 = test the next stage's full barrier early, spin at its load only if it was not full
     mc: int = 1  # dense only: 2 = 2-CTA clusters on adjacent weight tiles share the activation tile (TMA multicast)
+    red: int = 0  # dense split-K reduction: 1 = vector partials, per-part flags (REDS; stream.py _split_reduce)
 
 
 def _reasons(p: WsParams) -> list[str]:
@@ -190,8 +206,10 @@ def _reasons(p: WsParams) -> list[str]:
         r.append(f"probe={p.probe} must be one of {PROBES}")
     elif p.probe and os.environ.get(PROBE_ENV) != "1":
         r.append(f"probe={p.probe} is a diagnostic whose output is wrong by design: set {PROBE_ENV}=1 to build it")
-    elif p.probe and p.pipe != 16:
+    elif p.probe in (1, 2) and p.pipe != 16:
         r.append(f"probe={p.probe} applies to the pipe-16 loop only (pipe={p.pipe})")
+    elif p.probe in (3, 4) and (p.split_k == 1 or p.stream):
+        r.append(f"probe={p.probe} times the split-K reduction: it needs split_k > 1 and stream 0")
     if p.peek not in PEEKS:
         r.append(f"peek={p.peek} must be one of {PEEKS} (1: early test of the next stage, kernel.py _step16)")
     elif p.peek and p.pipe != 16:
@@ -206,6 +224,10 @@ def _reasons(p: WsParams) -> list[str]:
         if p.pdl:
             r.append(f"stream={p.stream} with pdl: not supported (pdl's weight prefetch walks whole items): "
                      "use pdl=false")
+    if p.red not in REDS:
+        r.append(f"red={p.red} must be one of {REDS} (split-K reduction, kernels/w4a16_ws/stream.py)")
+    elif p.red and (p.split_k == 1 or p.stream):
+        r.append(f"red={p.red} is split-K's reduction: it needs split_k > 1 and stream 0")
     if p.mc not in MCS:
         r.append(f"mc={p.mc} must be one of {MCS} (CTAs of a cluster sharing the activation tile by multicast)")
     elif p.mc == 2:
@@ -273,7 +295,7 @@ class DenseFamily(_Base):
         tiles = (f"cdiv(M, {p.tile_n})", f"N // {p.tile_m}")
         ws = stream_ws_shape(p) if p.stream else (*tiles, p.split_k * p.tile_m * p.tile_n)
         return (
-            Arg("flags", "int32", (*tiles, 4 * p.wgs), align=4, scratch=True),
+            Arg("flags", "int32", (*tiles, 4 * p.wgs * red_parts(p)), align=4, scratch=True),
             Arg("workspace", "float32", ws, align=16, scratch=True),
         )
 
@@ -297,7 +319,7 @@ class DenseFamily(_Base):
         inputs = super().make_inputs(p, m, device, seed, poison, dist)
         if p.split_k > 1 or p.stream:
             tiles = (-(-m // p.tile_n), p.n // p.tile_m)
-            inputs["flags"] = torch.zeros((*tiles, 4 * p.wgs), dtype=torch.int32, device=device)
+            inputs["flags"] = torch.zeros((*tiles, 4 * p.wgs * red_parts(p)), dtype=torch.int32, device=device)
             ws = stream_ws_shape(p) if p.stream else (*tiles, p.split_k * p.tile_m * p.tile_n)
             inputs["workspace"] = torch.full(ws, poison, dtype=torch.float32, device=device)
         return inputs

@@ -55,7 +55,7 @@ from cutlass import BFloat16, Float32, Int32, Int64, Uint8, const_expr
 from cutlass.cute.nvgpu import cpasync, warpgroup
 
 from ..w4a16_device import hold, sw128_desc, wg_commit, wg_fence, wg_wait, wgmma_rs
-from . import EPI_WARP_BYTES, TILE_MS, TILE_NS
+from . import EPI_WARP_BYTES, TILE_MS, TILE_NS, red_parts
 from .device import start
 from .epilogue import Epilogue
 from .producer import BLOB_BYTES, STRIP_BYTES, Producer
@@ -75,10 +75,12 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
     def __init__(self, n: int, k: int, experts: int, grouped: bool, tile_m: int, tile_n: int, stages: int,
                  sm_count: int, wgs: int = 2, pipe: int = 16, split_k: int = 1, pdl: bool = False, epi: int = 0,
                  depth: int = 2, raster: int = 1, ctas: int = 1, lean: int = 0, probe: int = 0, stream: int = 0,
-                 peek: int = 0, mc: int = 1):
+                 peek: int = 0, mc: int = 1, red: int = 0, parts: int = 1):
         assert n % tile_m == 0 and k % 64 == 0 and tile_m in TILE_MS and tile_n in TILE_NS
         assert not peek or pipe == 16
         self.peek = peek  # pipe 16: test the next stage's full barrier early (_step16)
+        assert not red or (split_k > 1 and not grouped)
+        self.red, self.parts = red, parts  # split-K reduction (stream.py _split_reduce), parts = red_parts(p)
         assert split_k == 1 or (not grouped and (k // 64) % split_k == 0)
         assert not grouped or not pdl
         # dense launch knob (scheduler side): pdl = programmatic dependent launch (the prologue and
@@ -535,5 +537,6 @@ def make_kernel(p, grouped: bool):
     k = W4A16WsKernel(p.n, p.k, p.experts, grouped, p.tile_m, p.tile_n, p.stages, p.sm_count, p.wgs, p.pipe, split,
                       bool(getattr(p, "pdl", False)), getattr(p, "epi", 0), getattr(p, "depth", 2),
                       getattr(p, "raster", 1), getattr(p, "ctas", 1), getattr(p, "lean", 0), getattr(p, "probe", 0),
-                      getattr(p, "stream", 0), getattr(p, "peek", 0), getattr(p, "mc", 1))
+                      getattr(p, "stream", 0), getattr(p, "peek", 0), getattr(p, "mc", 1), getattr(p, "red", 0),
+                      red_parts(p))
     return k.grouped_call if grouped else (k.dense_split_call if split > 1 or k.stream else k.dense_call)

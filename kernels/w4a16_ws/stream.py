@@ -148,6 +148,57 @@ class Reduce:
             self._epilogue(acc, al, ebuf, cw, wq, lane, Int32(0), j, m, s_start, s_cnt, out)
 
     @cute.jit
+    def _split_reduce_parts(self, acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out, al,
+                            ebuf):
+        """Split-K with red 1. The warp's partial goes out in 16-byte stores ([slot][split][v][lane][4],
+        sched.sk_ws_index: 512 contiguous bytes per warp instruction) and is cut into P = self.parts token
+        parts (whole 16-token chunks), each with its own flag: after one fence, lanes 0 .. P - 1 count the
+        warp's arrival on parts (split + lane) % P at once (one atomic round trip). The last arriver of a
+        part sums that part's S partials in split order (deterministic: the same sum whoever reduces it),
+        resets its flag and stores its columns (_epilogue's own mask). All splits of a tile end at about
+        the same time, so the parts' last arrivers spread over the splits (each reads S / P of what one
+        last arriver read with red 0); a late split reduces every part, as with red 0. No CTA waits on
+        another. Flags per (output tile, warp, part): int32 [.., 4 wgs P]."""
+        S, rb, an, P = self.split_k, self.rb, self.acc_n, self.parts
+        V = an // 4  # 4-float vectors per m64 block = 8-token column blocks
+        per = 32 * an * rb
+        slot = Int64(reduce_slot(j, m, cw, wq, self.mt, self.wgs))
+        ws = workspace.iterator.toint()
+        mine = slot * S + Int64(split)
+        for r in cutlass.range_constexpr(rb):
+            for v in cutlass.range_constexpr(V):
+                stg_v4_f32(ws + sk_ws_index(mine, 0, lane, r * V + v, 1, per) * 4, [acc[4 * v + i, r] for i in range(4)])
+        fence_gpu()  # this thread's partial stores, then (via the warp sync) the arrivals
+        cute.arch.sync_warp()
+        flag0 = flags.iterator.toint() + slot * P * 4
+        old = Int32(0)
+        if lane < P:
+            old = atom_add_gpu(flag0 + Int64((split + lane) % P) * 4, Int32(1))
+        own = Int32(0)  # parts this warp arrived on last
+        for i in cutlass.range_constexpr(P):
+            o = cute.arch.shuffle_sync(old, i)
+            if o == S - 1:
+                own = own | (Int32(1) << ((split + i) % P))
+        if own != 0:
+            fence_gpu()  # the other splits' partials (released before their arrivals) are visible
+            for p in cutlass.range_constexpr(P):
+                if ((own >> p) & 1) != 0:  # (warp-uniform) part p: vectors p V / P .. (p + 1) V / P - 1
+                    for r in cutlass.range_constexpr(rb):
+                        for v in cutlass.range_constexpr(p * V // P, (p + 1) * V // P):
+                            x = ldg_cg_v4_f32(ws + sk_ws_index(slot * S, 0, lane, r * V + v, 1, per) * 4)
+                            for i in cutlass.range_constexpr(4):
+                                acc[4 * v + i, r] = x[i]
+                            for s2 in cutlass.range_constexpr(1, S):
+                                x = ldg_cg_v4_f32(ws + sk_ws_index(slot * S + s2, 0, lane, r * V + v, 1, per) * 4)
+                                for i in cutlass.range_constexpr(4):
+                                    acc[4 * v + i, r] = acc[4 * v + i, r] + x[i]
+            if lane < P:
+                if ((own >> lane) & 1) != 0:
+                    stg_s32(flag0 + Int64(lane) * 4, Int32(0))
+            self._load_alpha(al, cw, wq, lane, Int32(0), m, alpha)
+            self._epilogue(acc, al, ebuf, cw, wq, lane, Int32(0), j, m, s_start, s_cnt, out, own)
+
+    @cute.jit
     def _split_reduce(self, acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out, al, ebuf):
         """Dense split-K, per warp (its accumulators are exactly its 16 rows of each m64 block):
         store the partial sums to the warp's region of this split in the workspace, fence, and
@@ -156,26 +207,37 @@ class Reduce:
         scratch is zero again after every call: graph replays need no memset) and runs the
         epilogue. No thread ever waits on another CTA, so there is no residency requirement.
         Workspace per (output tile, warp, split): 32 lanes x acc_n x rb fp32, lane fastest
-        (coalesced); flags per (output tile, warp)."""
+        (coalesced); flags per (output tile, warp).
+        Diagnostics (probe, wrong output by design): 3 = the last arriver skips reading the partials
+        back (its own partial goes out), 4 = no reduction at all (every split's partial goes out, no
+        workspace, no flag): the reduction's cost is t(kernel) - t(probe)."""
         S, rb, an = self.split_k, self.rb, self.acc_n
-        per = 32 * an * rb  # floats of one warp's partial
-        slot = Int64(reduce_slot(j, m, cw, wq, self.mt, self.wgs))
-        ws = workspace.iterator.toint()
-        for r in cutlass.range_constexpr(rb):
-            for q in cutlass.range_constexpr(an):
-                stg_f32(ws + ws_index(slot, Int64(split), lane, r * an + q, S, per) * 4, acc[q, r])
-        flag = flags.iterator.toint() + Int64(slot) * 4
-        old = self._arrive(flag, lane)
-        if old == S - 1:
-            fence_gpu()  # the other splits' partials (released before their arrivals) are visible
-            for r in cutlass.range_constexpr(rb):
-                for q in cutlass.range_constexpr(an):
-                    acc[q, r] = ldg_cg_f32(ws + ws_index(slot, 0, lane, r * an + q, S, per) * 4)
-            for s2 in cutlass.range_constexpr(1, S):
-                for r in cutlass.range_constexpr(rb):
-                    for q in cutlass.range_constexpr(an):
-                        acc[q, r] = acc[q, r] + ldg_cg_f32(ws + ws_index(slot, s2, lane, r * an + q, S, per) * 4)
-            if lane == 0:
-                stg_s32(flag, Int32(0))
+        if const_expr(self.red == 1 and self.probe == 0):
+            self._split_reduce_parts(acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out, al,
+                                     ebuf)
+        elif const_expr(self.probe == 4):
             self._load_alpha(al, cw, wq, lane, Int32(0), m, alpha)
             self._epilogue(acc, al, ebuf, cw, wq, lane, Int32(0), j, m, s_start, s_cnt, out)
+        else:
+            per = 32 * an * rb  # floats of one warp's partial
+            slot = Int64(reduce_slot(j, m, cw, wq, self.mt, self.wgs))
+            ws = workspace.iterator.toint()
+            for r in cutlass.range_constexpr(rb):
+                for q in cutlass.range_constexpr(an):
+                    stg_f32(ws + ws_index(slot, Int64(split), lane, r * an + q, S, per) * 4, acc[q, r])
+            flag = flags.iterator.toint() + Int64(slot) * 4
+            old = self._arrive(flag, lane)
+            if old == S - 1:
+                fence_gpu()  # the other splits' partials (released before their arrivals) are visible
+                if const_expr(self.probe != 3):
+                    for r in cutlass.range_constexpr(rb):
+                        for q in cutlass.range_constexpr(an):
+                            acc[q, r] = ldg_cg_f32(ws + ws_index(slot, 0, lane, r * an + q, S, per) * 4)
+                    for s2 in cutlass.range_constexpr(1, S):
+                        for r in cutlass.range_constexpr(rb):
+                            for q in cutlass.range_constexpr(an):
+                                acc[q, r] = acc[q, r] + ldg_cg_f32(ws + ws_index(slot, s2, lane, r * an + q, S, per) * 4)
+                if lane == 0:
+                    stg_s32(flag, Int32(0))
+                self._load_alpha(al, cw, wq, lane, Int32(0), m, alpha)
+                self._epilogue(acc, al, ebuf, cw, wq, lane, Int32(0), j, m, s_start, s_cnt, out)

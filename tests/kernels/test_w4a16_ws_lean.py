@@ -74,18 +74,22 @@ def test_lean_validity():
 
 
 def test_probe_builds_only_when_asked(monkeypatch):
-    """probe 1 / 2 (diagnostics whose output is wrong by design) are refused unless the build sets
-    PROBE_ENV, and only on the pipe-16 loop; probe 0 is the kernel."""
+    """probe 1 - 4 (diagnostics whose output is wrong by design) are refused unless the build sets
+    PROBE_ENV; 1 / 2 only on the pipe-16 loop, 3 / 4 (split-K reduction) only with split_k > 1;
+    probe 0 is the kernel."""
     from nvfp4_aot.kernels.w4a16_ws import PROBE_ENV
 
     base = {"n": 7168, "k": 3072, "tile_m": 128, "tile_n": 64, "stages": 6, "split_k": 2, "pdl": True}
     monkeypatch.delenv(PROBE_ENV, raising=False)
-    for probe in (1, 2):
+    for probe in (1, 2, 3, 4):
         assert any(PROBE_ENV in r for r in DENSE.can_implement(DENSE.parse_params({**base, "probe": probe}), "sm_90a"))
     assert DENSE.can_implement(DENSE.parse_params({**base, "probe": 0}), "sm_90a") == []
     monkeypatch.setenv(PROBE_ENV, "1")
-    for probe in (1, 2):
+    for probe in (1, 2, 3, 4):
         assert DENSE.can_implement(DENSE.parse_params({**base, "probe": probe}), "sm_90a") == []
     assert any("pipe-16" in r for r in DENSE.can_implement(DENSE.parse_params({**base, "probe": 1, "pipe": 64}),
                                                            "sm_90a"))
-    assert any("probe=3" in r for r in DENSE.can_implement(DENSE.parse_params({**base, "probe": 3}), "sm_90a"))
+    for probe in (3, 4):
+        assert any("split_k > 1" in r for r in DENSE.can_implement(DENSE.parse_params({**base, "probe": probe,
+                                                                                        "split_k": 1}), "sm_90a"))
+    assert any("probe=5" in r for r in DENSE.can_implement(DENSE.parse_params({**base, "probe": 5}), "sm_90a"))

@@ -152,3 +152,67 @@ def test_ctas_2_halves_the_register_pool():
     launch = REGS // (k.threads * 2) // 8 * 8
     assert launch == 80 and k.consumer_regs == 104
     assert PRODUCER_REGS * 128 + k.consumer_regs * 128 * 2 <= launch * k.threads
+
+
+def test_red_parts_and_validity():
+    """red 1: parts = the largest power of two <= split_k, at most tile_n / 16 (whole 16-token chunks); the flags
+    scratch grows by that factor; red needs split-K."""
+    from nvfp4_aot.kernels.w4a16_ws import red_parts
+
+    assert [red_parts(dense(tile_m=64, wgs=1, tile_n=256, split_k=s, red=1)) for s in (2, 3, 4, 7, 8, 16)] == \
+        [2, 2, 4, 4, 8, 16]
+    assert red_parts(dense(tile_m=64, wgs=1, tile_n=64, split_k=8, red=1)) == 4
+    assert red_parts(dense(tile_n=64, split_k=8)) == 1 and red_parts(dense(tile_n=64, split_k=8, red=1, stream=0)) == 4
+    p = dense(tile_m=64, wgs=1, tile_n=64, split_k=4, red=1, pdl=True)
+    assert DENSE.can_implement(p, "sm_90a") == []
+    env = {**DENSE.signature(p).static, "M": 65}
+    flags = next(a for a in DENSE.signature(p).args if a.name == "flags")
+    assert tuple(eval_dim(d, env) for d in flags.shape) == (2, 32, 4 * 1 * 4)
+    assert any("split_k > 1" in r for r in DENSE.can_implement(dense(red=1), "sm_90a"))
+
+
+@pytest.mark.parametrize("split_k,tile_n,seed", [(4, 256, 0), (4, 64, 1), (2, 128, 2), (8, 64, 3), (3, 128, 4),
+                                                 (16, 256, 5)])
+def test_parts_reduction_emulated(split_k, tile_n, seed):
+    """red 1 on one (output tile, warp) slot: every split stores its partial (sk_ws_index, 16-byte vectors), then
+    arrives on each of its P parts, all (split, part) arrivals in a random global order; a part's last arriver
+    sums that part's vectors in split order and resets the part's flag. Every column is reduced exactly once, to
+    the exact split-order fp32 sum, whichever splits end up reducing; flags are zero after."""
+    from nvfp4_aot.kernels.w4a16_ws import red_parts
+    from nvfp4_aot.kernels.w4a16_ws.sched import sk_ws_index
+
+    rng = random.Random(seed)
+    p = dense(tile_m=64, wgs=1, tile_n=tile_n, split_k=split_k, red=1)
+    P, an = red_parts(p), tile_n // 2
+    V, per = an // 4, 32 * an
+    slot = 5
+    ws = torch.full(((slot + 1) * split_k * per,), float("nan"))
+    parts = torch.randn(split_k, 32, V, 4)
+    for s in range(split_k):  # the stores come before any arrival of that split (fence, then the atomics)
+        for lane in range(32):
+            for v in range(V):
+                i = sk_ws_index(slot * split_k + s, 0, lane, v, 1, per)
+                ws[i:i + 4] = parts[s, lane, v]
+    flags = [0] * P
+    arrivals = [(s, (s + ln) % P) for s in range(split_k) for ln in range(P)]
+    rng.shuffle(arrivals)
+    out = torch.full((32, V, 4), float("nan"))
+    reducers = set()
+    for s, part in arrivals:
+        old = flags[part]
+        flags[part] += 1
+        if old == split_k - 1:
+            reducers.add(s)
+            flags[part] = 0
+            for v in range(part * V // P, (part + 1) * V // P):
+                for lane in range(32):
+                    assert torch.isnan(out[lane, v]).all()  # each column once
+                    acc = ws[sk_ws_index(slot * split_k, 0, lane, v, 1, per):][:4].clone()
+                    for s2 in range(1, split_k):
+                        acc = acc + ws[sk_ws_index(slot * split_k + s2, 0, lane, v, 1, per):][:4]
+                    out[lane, v] = acc
+    assert flags == [0] * P and not torch.isnan(out).any()
+    want = parts[0].clone()
+    for s in range(1, split_k):
+        want = want + parts[s]
+    assert torch.equal(out, want)
