@@ -39,8 +39,9 @@ failed; kernel.py _step16), mc (dense: 2 = clusters of two CTAs on adjacent weig
 each TMA-multicasting half of the activation boxes into both, so the activation bytes each SM reads from L2
 halve; with stream 1 the pair walks one stream-K range of tile pairs; raster 1, split_k 1, no pdl / ctas 2,
 an even number of weight tiles and sm_count; kernel.py, stream.py), red (dense split-K's reduction: 0 = the
-last-arriving split reads every partial back; 1 = 16-byte partials cut into red_parts(p) token parts with a flag
-each, reduced by each part's last arriver; stream.py). Measured tilings: GROUPED_TILES, tiles.py.
+last-arriving split reads every partial back from L2; 1 = the split_k CTAs of a tile are one cluster and each
+reduces its red_parts(p)-th of the tile from its peers' shared memory; stream.py). Measured tilings:
+GROUPED_TILES, tiles.py.
 """
 
 from __future__ import annotations
@@ -85,26 +86,30 @@ STREAMS = (0, 1)  # dense work distribution: 0 = whole tiles (or split_k items),
 # Session 12 (H200, docs/PERFORMANCE.md "session 12"): halves the activation bytes from L2; whole 64 x 256 tiles run
 # no faster (tensor-bound), stream-K 1.05-1.4x faster than without it but still slower than the served tiles: no table
 MCS = (1, 2)
-# dense split-K reduction (stream.py _split_reduce): 0 = the last-arriving split reads every partial back (scalar
-# loads); 1 = 16-byte partial stores / loads, and each warp's partial cut into red_parts(p) token parts with a flag
-# each, so the last arriver of each part reduces only that part (the parts' last arrivers spread over the splits)
+# dense split-K reduction (stream.py _split_reduce): 0 = through L2: every split stores its partial, the last to
+# arrive on the tile's flag reads all back and stores the tile; 1 = in the cluster: the split_k CTAs of a tile are
+# one cluster, each keeps its partial in its own shared memory and reduces and stores one token part of the tile
+# from all of them (distributed shared memory; a persistent grid, more items than CTAs, falls back to 0 at run time)
 REDS = (0, 1)
+RED_CLUSTER_MAX = 8  # red 1: the cluster is split_k CTAs (Hopper's portable cluster size limit)
 
 
 EPI_WARP_BYTES = 512  # epi 1: one consumer warp's staging block (16 tokens x 16 weight rows, bf16)
 
 
-def smem_bytes(tile_m: int, tile_n: int, stages: int, experts: int, wgs: int = 2, epi: int = 0) -> int:
+def smem_bytes(tile_m: int, tile_n: int, stages: int, experts: int, wgs: int = 2, epi: int = 0, red: int = 0) -> int:
     """Shared memory of one CTA: the stage ring (activations tile_n x 128 B, weights tile_m / 64
-    blob tiles + strips), epi 1's staging blocks (one per consumer warp), the mbarriers and the
-    scheduler's three int32 arrays, with alignment."""
+    blob tiles + strips), epi 1's staging blocks (one per consumer warp), the mbarriers (red 1: two
+    more) and the scheduler's three int32 arrays, with alignment."""
     ring = stages * (tile_n * 128 + (tile_m // 64) * (2048 + 256))
-    return 1024 + ring + (EPI_WARP_BYTES * 4 * wgs if epi else 0) + 16 * stages + 12 * experts + 64
+    bars = 16 * stages + (16 if red == 1 else 0)
+    return 1024 + ring + (EPI_WARP_BYTES * 4 * wgs if epi else 0) + bars + 12 * experts + 64
 
 
 def red_parts(p) -> int:
-    """Token parts of a warp's split-K partial, each with its own flag (red 1): the largest power of two
-    <= split_k, at most the tile's 16-token epilogue chunks (so a part is whole chunks); 1 otherwise."""
+    """Token parts of a split-K tile under red 1, part r reduced and stored by the cluster's rank-r CTA: the
+    largest power of two <= split_k, at most the tile's 16-token epilogue chunks (so a part is whole chunks; ranks
+    >= parts store nothing); 1 otherwise."""
     if not (getattr(p, "red", 0) and p.split_k > 1):
         return 1
     return min(1 << (p.split_k.bit_length() - 1), p.tile_n // 16)
@@ -139,7 +144,7 @@ class WsParams:
     stream: int = 0  # dense only: 1 = stream-K, the launch's k64 steps cut evenly over the grid (stream.py)
     peek: int = 0  # pipe 16: 1 = test the next stage's full barrier early, spin at its load only if it was not full
     mc: int = 1  # dense only: 2 = 2-CTA clusters on adjacent weight tiles share the activation tile (TMA multicast)
-    red: int = 0  # dense split-K reduction: 1 = vector partials, per-part flags (REDS; stream.py _split_reduce)
+    red: int = 0  # dense split-K reduction: 1 = in the cluster of the tile's splits (REDS; stream.py _split_reduce)
 
 
 def _reasons(p: WsParams) -> list[str]:
@@ -158,7 +163,7 @@ def _reasons(p: WsParams) -> list[str]:
     if not 2 <= p.stages <= 12:
         r.append(f"stages={p.stages} must be in [2, 12]")
     elif p.tile_m in TILE_MS and p.tile_n in TILE_NS and p.wgs in WGS and p.epi in EPIS and (
-            smem := smem_bytes(p.tile_m, p.tile_n, p.stages, p.experts, p.wgs, p.epi)) > SMEM_PER_BLOCK:
+            smem := smem_bytes(p.tile_m, p.tile_n, p.stages, p.experts, p.wgs, p.epi, p.red)) > SMEM_PER_BLOCK:
         r.append(f"stages={p.stages}: {smem} B of shared memory > {SMEM_PER_BLOCK}: lower stages or the tile")
     if p.wgs not in WGS:
         r.append(f"wgs={p.wgs} must be one of {WGS} (consumer warpgroups)")
@@ -197,7 +202,7 @@ def _reasons(p: WsParams) -> list[str]:
             r.append(f"ctas={p.ctas} with pipe=64 needs one m64 block per consumer warpgroup (tile_m 128): at "
                      f"tile_m={p.tile_m} ptxas serializes every wgmma in its 104 registers (SASS: a wait to 0 after each)")
         if p.tile_m in TILE_MS and p.tile_n in TILE_NS and p.wgs in WGS and p.epi in EPIS and 2 <= p.stages <= 12 \
-                and p.ctas * (smem_bytes(p.tile_m, p.tile_n, p.stages, p.experts, p.wgs, p.epi) + 1024) > SMEM_PER_SM:
+                and p.ctas * (smem_bytes(p.tile_m, p.tile_n, p.stages, p.experts, p.wgs, p.epi, p.red) + 1024) > SMEM_PER_SM:
             r.append(f"ctas={p.ctas}: {p.ctas} x (shared memory of stages={p.stages} + 1 KiB) > {SMEM_PER_SM} B per SM: "
                      "lower stages")
     if p.lean not in LEANS:
@@ -228,6 +233,16 @@ def _reasons(p: WsParams) -> list[str]:
         r.append(f"red={p.red} must be one of {REDS} (split-K reduction, kernels/w4a16_ws/stream.py)")
     elif p.red and (p.split_k == 1 or p.stream):
         r.append(f"red={p.red} is split-K's reduction: it needs split_k > 1 and stream 0")
+    elif p.red == 1:
+        if p.split_k > RED_CLUSTER_MAX:
+            r.append(f"red=1 launches clusters of split_k CTAs: split_k={p.split_k} must be <= {RED_CLUSTER_MAX}")
+        if p.mc != 1 or p.ctas != 1:
+            r.append(f"red=1 (clusters of the splits) needs mc=1 and ctas=1 (mc={p.mc}, ctas={p.ctas})")
+        if p.tile_m * 4 > p.stages * 128:
+            r.append(f"red=1 keeps the fp32 partial (tile_m x tile_n x 4 bytes) in the activation ring (stages x "
+                     f"tile_n x 128 bytes): tile_m={p.tile_m} needs stages >= {p.tile_m * 4 // 128}")
+        if p.sm_count < p.split_k:
+            r.append(f"red=1: sm_count={p.sm_count} must hold one cluster of split_k={p.split_k} CTAs")
     if p.mc not in MCS:
         r.append(f"mc={p.mc} must be one of {MCS} (CTAs of a cluster sharing the activation tile by multicast)")
     elif p.mc == 2:
@@ -295,7 +310,7 @@ class DenseFamily(_Base):
         tiles = (f"cdiv(M, {p.tile_n})", f"N // {p.tile_m}")
         ws = stream_ws_shape(p) if p.stream else (*tiles, p.split_k * p.tile_m * p.tile_n)
         return (
-            Arg("flags", "int32", (*tiles, 4 * p.wgs * red_parts(p)), align=4, scratch=True),
+            Arg("flags", "int32", (*tiles, 4 * p.wgs), align=4, scratch=True),
             Arg("workspace", "float32", ws, align=16, scratch=True),
         )
 
@@ -319,7 +334,7 @@ class DenseFamily(_Base):
         inputs = super().make_inputs(p, m, device, seed, poison, dist)
         if p.split_k > 1 or p.stream:
             tiles = (-(-m // p.tile_n), p.n // p.tile_m)
-            inputs["flags"] = torch.zeros((*tiles, 4 * p.wgs * red_parts(p)), dtype=torch.int32, device=device)
+            inputs["flags"] = torch.zeros((*tiles, 4 * p.wgs), dtype=torch.int32, device=device)
             ws = stream_ws_shape(p) if p.stream else (*tiles, p.split_k * p.tile_m * p.tile_n)
             inputs["workspace"] = torch.full(ws, poison, dtype=torch.float32, device=device)
         return inputs

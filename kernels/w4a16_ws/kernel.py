@@ -81,6 +81,9 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
         self.peek = peek  # pipe 16: test the next stage's full barrier early (_step16)
         assert not red or (split_k > 1 and not grouped)
         self.red, self.parts = red, parts  # split-K reduction (stream.py _split_reduce), parts = red_parts(p)
+        # CTAs per cluster: mc (multicast pairs) or, red 1, the split_k CTAs of an output tile's splits
+        self.cluster = split_k if red == 1 else mc
+        assert red != 1 or (mc == 1 and ctas == 1 and 2 <= split_k <= 8 and tile_m * tile_n * 4 <= stages * tile_n * 128)
         assert split_k == 1 or (not grouped and (k // 64) % split_k == 0)
         assert not grouped or not pdl
         # dense launch knob (scheduler side): pdl = programmatic dependent launch (the prologue and
@@ -180,12 +183,12 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
             tiles = (act.shape[0] + (self.tile_n - 1)) // self.tile_n * self.mt
             # (Int64 for stream-K: tiles x kt may pass 2^31)
             grid = Int32(launch_grid(Int64(tiles) if const_expr(self.stream) else tiles, self.kt, self.split_k,
-                                     self.stream, self.mc, self.sm_count * self.ctas, cutlass.min, cutlass.max))
+                                     self.stream, self.cluster, self.sm_count * self.ctas, cutlass.min, cutlass.max))
         kw = {"grid": [grid, 1, 1], "block": [self.threads, 1, 1], "stream": stream, "min_blocks_per_mp": self.ctas}
         if const_expr(self.pdl):
             kw["use_pdl"] = True
-        if const_expr(self.mc == 2):
-            kw["cluster"] = [2, 1, 1]
+        if const_expr(self.cluster > 1):
+            kw["cluster"] = [self.cluster, 1, 1]
         if const_expr(self.split_k == 1 and not self.stream):
             start(self.kernel(*tma, staged, boxed, blob, sf, alpha, offsets, counts, out, act.shape[0]), kw,
                   self.ctas)
@@ -227,7 +230,8 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
         s_act = smem.allocate_tensor(BFloat16, staged.outer, byte_alignment=1024, swizzle=staged.inner)
         s_box = cute.make_tensor(s_act.iterator, boxed.outer)  # the same ring as boxes (the pointer holds the swizzle)
         s_w = smem.allocate_tensor(Uint8, cute.make_layout(S * self.w_bytes + self.epi_bytes), byte_alignment=128)
-        bars = smem.allocate_array(Int64, 2 * S, byte_alignment=8)  # full[0, S), empty[S, 2S)
+        # full[0, S), empty[S, 2S); red 1: ready 2S, done 2S + 1 (stream.py _split_reduce_cluster)
+        bars = smem.allocate_array(Int64, 2 * S + (2 if self.red == 1 else 0), byte_alignment=8)
         s_pre = smem.allocate_tensor(Int32, cute.make_layout(E), byte_alignment=4)  # inclusive work prefix
         s_start = smem.allocate_tensor(Int32, cute.make_layout(E), byte_alignment=4)
         s_cnt = smem.allocate_tensor(Int32, cute.make_layout(E), byte_alignment=4)
@@ -240,15 +244,18 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
                 cute.arch.mbarrier_init(bars + s, 1)  # the producer's arrive (+ tx bytes)
                 # one arrive per consumer warp (mc 2: of both CTAs, as the stage is refilled in both)
                 cute.arch.mbarrier_init(bars + (S + s), 4 * self.wgs * self.mc)
+            if const_expr(self.red == 1):  # every consumer warp of every split arrives on each
+                cute.arch.mbarrier_init(bars + 2 * S, 4 * self.wgs * self.split_k)
+                cute.arch.mbarrier_init(bars + (2 * S + 1), 4 * self.wgs * self.split_k)
             cute.arch.mbarrier_init_fence()
         if warp == 1:
             cpasync.prefetch_descriptor(tma[0])
             cpasync.prefetch_descriptor(tma[2])
         if warp == 0:
             self._build_prefix(offsets, counts, m_rows, lane, s_pre, s_start, s_cnt)
-        if const_expr(self.mc == 1):
+        if const_expr(self.cluster == 1):
             cute.arch.sync_threads()
-        else:  # the peer's barriers are initialized before any multicast or remote arrive reaches them
+        else:  # the peers' barriers are initialized before any multicast or remote arrive reaches them
             cute.arch.cluster_arrive()
             cute.arch.cluster_wait()
         if const_expr(self.pdl):  # the next kernel may start its prologue (it waits for us to finish)
@@ -308,6 +315,7 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
                                  w_base, bar_base, alpha, out, flags, workspace)
         else:
             it = Int32(0)
+            single = s_pre[self.experts - 1] * self.split_k <= grid  # every CTA has at most one item (red 1)
             for i in cutlass.range(mine, unroll=1):
                 w = bid + i * grid
                 split = Int32(0)
@@ -328,7 +336,7 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
                     self._epilogue(acc, al, ebuf, cw, wq, lane, e, j, m, s_start, s_cnt, out)
                 else:
                     self._split_reduce(acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out,
-                                       al, ebuf)
+                                       al, ebuf, act_base, bar_base, single)
 
     @cute.jit
     def _drain(self, acc, bar_base, it, lane):

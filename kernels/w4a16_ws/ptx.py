@@ -218,6 +218,60 @@ def atom_add_gpu(addr: Int64, v: Int32, *, loc=None, ip=None):
                                  loc=loc, ip=ip))
 
 
+# ----------------------------------------------------------------------------- cluster split-K reduction
+# red 1 (stream.py _split_reduce_cluster): the S splits of an output tile are one cluster; each CTA's
+# partial goes into its own shared memory, the cluster's mbarriers order them, and each CTA reads its
+# part of every peer's partial through distributed shared memory (mapa + ld.shared::cluster).
+
+
+@dsl_user_op
+def sts_v4_f32(addr: Int32, v, *, loc=None, ip=None):
+    """One 16-byte shared store of 4 fp32 (addr 16-byte aligned)."""
+    _effect("st.shared.v4.f32 [$0], {$1, $2, $3, $4};", [Int32(addr), *(Float32(x) for x in v)], "r,f,f,f,f", loc, ip)
+
+
+@dsl_user_op
+def mapa(addr: Int32, cta: Int32, *, loc=None, ip=None) -> Int32:
+    """This CTA's shared address `addr` -> the same offset in cluster CTA `cta`'s shared memory (a
+    shared::cluster address; offsets add: mapa(a + o) = mapa(a) + o)."""
+    return Int32(llvm.inline_asm(T.i32(), [Int32(addr).ir_value(loc=loc, ip=ip), Int32(cta).ir_value(loc=loc, ip=ip)],
+                                 "mapa.shared::cluster.u32 $0, $1, $2;", "=r,r,r", has_side_effects=False,
+                                 loc=loc, ip=ip))
+
+
+@dsl_user_op
+def ld_dsmem_v4_f32(addr: Int32, *, loc=None, ip=None):
+    """4 fp32 from a shared::cluster address (mapa; 16-byte aligned), volatile: after the barrier wait."""
+    res = llvm.inline_asm(_struct("f32", 4), [Int32(addr).ir_value(loc=loc, ip=ip)],
+                          "ld.shared::cluster.v4.f32 {$0, $1, $2, $3}, [$4];", "=f,=f,=f,=f,r", has_side_effects=True,
+                          loc=loc, ip=ip)
+    return tuple(Float32(llvm.extractvalue(T.f32(), res, [i], loc=loc, ip=ip)) for i in range(4))
+
+
+@dsl_user_op
+def fence_cluster(*, loc=None, ip=None):
+    """fence.acq_rel.cluster: this thread's earlier shared accesses are ordered before its later ones
+    for every thread of the cluster."""
+    _effect("fence.acq_rel.cluster;", [], "", loc, ip)
+
+
+@dsl_user_op
+def mbar_arrive_remote_release(mbar: Int32, cta: Int32, *, loc=None, ip=None):
+    """Arrive on the mbarrier at shared address `mbar` in cluster CTA `cta` with release semantics at
+    cluster scope: what this thread wrote (and, after fence_cluster + bar.warp.sync, what its warp
+    wrote) is visible to a thread of the cluster that observes the phase with acquire (mbar_wait_cluster)."""
+    _effect("{.reg .b32 ra;\n\tmapa.shared::cluster.u32 ra, $0, $1;\n\t"
+            "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];}", [Int32(mbar), Int32(cta)], "r,r", loc, ip)
+
+
+@dsl_user_op
+def mbar_wait_cluster(mbar: Int32, phase: Int32, *, loc=None, ip=None):
+    """mbar_wait with acquire semantics at cluster scope (pairs with mbar_arrive_remote_release)."""
+    _effect("{.reg .pred done;\n\tWAIT:\n\t"
+            "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [$0], $1;\n\t"
+            "@!done bra WAIT;}", [Int32(mbar), Int32(phase)], "r,r", loc, ip)
+
+
 # ----------------------------------------------------------------------------- epilogue
 # The shared-memory epilogue (kernel.py _epilogue_smem): fp32 accumulator pairs -> bf16x2 (ptx.pack_bf16x2), the
 # warp's 16 x 16 (weight rows x tokens) block transposed into shared memory by stmatrix, read back

@@ -27,7 +27,8 @@ import cutlass
 import cutlass.cute as cute
 from cutlass import Int32, Int64, const_expr
 
-from .ptx import atom_add_gpu, fence_gpu, ldg_cg_f32, ldg_cg_v4_f32, stg_f32, stg_s32, stg_v4_f32
+from .ptx import (atom_add_gpu, fence_cluster, fence_gpu, ld_dsmem_v4_f32, ldg_cg_f32, ldg_cg_v4_f32, mapa,
+                  mbar_arrive_remote_release, mbar_wait_cluster, stg_f32, stg_s32, stg_v4_f32, sts_v4_f32)
 from .sched import cta_slot, reduce_slot, sk_range, sk_segment, sk_slot, sk_span, sk_tile, sk_ws_index, ws_index
 
 
@@ -148,74 +149,98 @@ class Reduce:
             self._epilogue(acc, al, ebuf, cw, wq, lane, Int32(0), j, m, s_start, s_cnt, out)
 
     @cute.jit
-    def _split_reduce_parts(self, acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out, al,
-                            ebuf):
-        """Split-K with red 1. The warp's partial goes out in 16-byte stores ([slot][split][v][lane][4],
-        sched.sk_ws_index: 512 contiguous bytes per warp instruction) and is cut into P = self.parts token
-        parts (whole 16-token chunks), each with its own flag: after one fence, lanes 0 .. P - 1 count the
-        warp's arrival on parts (split + lane) % P at once (one atomic round trip). The last arriver of a
-        part sums that part's S partials in split order (deterministic: the same sum whoever reduces it),
-        resets its flag and stores its columns (_epilogue's own mask). All splits of a tile end at about
-        the same time, so the parts' last arrivers spread over the splits (each reads S / P of what one
-        last arriver read with red 0); a late split reduces every part, as with red 0. No CTA waits on
-        another. Flags per (output tile, warp, part): int32 [.., 4 wgs P]."""
+    def _split_reduce_cluster(self, acc, cw, wq, lane, j, m, split, s_start, s_cnt, alpha, out, al, ebuf, act_base,
+                              bar_base):
+        """Split-K with red 1, when every CTA has one work item (kernel.py _consume: `single`). The S
+        splits of an output tile are the S CTAs of one cluster (launch: cluster (S, 1, 1), grid a
+        multiple of S, so split = bid % S = the CTA's rank). Protocol, per consumer warp:
+        1. named barrier over the consumer warps: the activation ring is no longer read (every warp
+           drained its wgmmas; the producer loaded its last stage before they consumed it), so it
+           holds the partials now (_reasons: tile_m x tile_n x 4 bytes fit in the ring);
+        2. the warp's partial -> its own region of this CTA's ring ([warp][r][v][lane][4]: 512
+           contiguous bytes per store instruction, no bank conflict); fence.acq_rel.cluster,
+           bar.warp.sync, lanes 0 .. S - 1 arrive (release, cluster scope) on the `ready` mbarrier
+           of CTA lane (count S x warps: every warp of every split);
+        3. wait on this CTA's `ready` (acquire, cluster scope): every split's partial is written;
+        4. rank r < P (red_parts) owns token part r: it sums that part's vectors over the S CTAs'
+           regions in split order (deterministic: the same fp32 sum whatever the timing), reading
+           its own and its peers' shared memory alike through mapa + ld.shared::cluster;
+        5. fence, bar.warp.sync, lanes 0 .. S - 1 arrive on the `done` mbarrier of CTA lane: this
+           warp no longer reads any peer;
+        6. the epilogue of the owned part's columns (_epilogue's mask);
+        7. wait on this CTA's `done`: no peer still reads this CTA's shared memory, so it may exit.
+        No global scratch, no flag: each CTA reduces and stores 1 / S of the tile (all S at the
+        same time), where red 0 had the last-arriving split read S partials back from L2 alone."""
         S, rb, an, P = self.split_k, self.rb, self.acc_n, self.parts
-        V = an // 4  # 4-float vectors per m64 block = 8-token column blocks
-        per = 32 * an * rb
-        slot = Int64(reduce_slot(j, m, cw, wq, self.mt, self.wgs))
-        ws = workspace.iterator.toint()
-        mine = slot * S + Int64(split)
-        for r in cutlass.range_constexpr(rb):
+        V = an // 4  # 4-float vectors per m64 block
+        ready = bar_base + 2 * self.stages * 8
+        done = ready + 8
+        base = act_base + (cw * 4 + wq) * (rb * V * 512) + lane * 16  # this warp's region, this lane's vector
+        cute.arch.barrier(barrier_id=1, number_of_threads=128 * self.wgs)  # 1.
+        for r in cutlass.range_constexpr(rb):  # 2.
             for v in cutlass.range_constexpr(V):
-                stg_v4_f32(ws + sk_ws_index(mine, 0, lane, r * V + v, 1, per) * 4, [acc[4 * v + i, r] for i in range(4)])
-        fence_gpu()  # this thread's partial stores, then (via the warp sync) the arrivals
+                sts_v4_f32(base + (r * V + v) * 512, [acc[4 * v + i, r] for i in range(4)])
+        fence_cluster()
         cute.arch.sync_warp()
-        flag0 = flags.iterator.toint() + slot * P * 4
-        old = Int32(0)
-        if lane < P:
-            old = atom_add_gpu(flag0 + Int64((split + lane) % P) * 4, Int32(1))
-        own = Int32(0)  # parts this warp arrived on last
-        for i in cutlass.range_constexpr(P):
-            o = cute.arch.shuffle_sync(old, i)
-            if o == S - 1:
-                own = own | (Int32(1) << ((split + i) % P))
-        if own != 0:
-            fence_gpu()  # the other splits' partials (released before their arrivals) are visible
-            for p in cutlass.range_constexpr(P):
-                if ((own >> p) & 1) != 0:  # (warp-uniform) part p: vectors p V / P .. (p + 1) V / P - 1
-                    for r in cutlass.range_constexpr(rb):
-                        for v in cutlass.range_constexpr(p * V // P, (p + 1) * V // P):
-                            x = ldg_cg_v4_f32(ws + sk_ws_index(slot * S, 0, lane, r * V + v, 1, per) * 4)
+        if lane < S:
+            mbar_arrive_remote_release(ready, lane)
+        mbar_wait_cluster(ready, Int32(0))  # 3.
+        own = Int32(0)
+        for p in cutlass.range_constexpr(P):  # 4. (split is warp-uniform: one branch runs)
+            if split == p:
+                own = Int32(1 << p)
+                peers = [mapa(base, Int32(s2)) for s2 in range(S)]
+                for r in cutlass.range_constexpr(rb):
+                    for v in cutlass.range_constexpr(p * V // P, (p + 1) * V // P):
+                        x = ld_dsmem_v4_f32(peers[0] + (r * V + v) * 512)
+                        for i in cutlass.range_constexpr(4):
+                            acc[4 * v + i, r] = x[i]
+                        for s2 in cutlass.range_constexpr(1, S):
+                            x = ld_dsmem_v4_f32(peers[s2] + (r * V + v) * 512)
                             for i in cutlass.range_constexpr(4):
-                                acc[4 * v + i, r] = x[i]
-                            for s2 in cutlass.range_constexpr(1, S):
-                                x = ldg_cg_v4_f32(ws + sk_ws_index(slot * S + s2, 0, lane, r * V + v, 1, per) * 4)
-                                for i in cutlass.range_constexpr(4):
-                                    acc[4 * v + i, r] = acc[4 * v + i, r] + x[i]
-            if lane < P:
-                if ((own >> lane) & 1) != 0:
-                    stg_s32(flag0 + Int64(lane) * 4, Int32(0))
+                                acc[4 * v + i, r] = acc[4 * v + i, r] + x[i]
+        fence_cluster()  # 5.
+        cute.arch.sync_warp()
+        if lane < S:
+            mbar_arrive_remote_release(done, lane)
+        if own != 0:  # 6.
             self._load_alpha(al, cw, wq, lane, Int32(0), m, alpha)
             self._epilogue(acc, al, ebuf, cw, wq, lane, Int32(0), j, m, s_start, s_cnt, out, own)
+        mbar_wait_cluster(done, Int32(0))  # 7.
 
     @cute.jit
-    def _split_reduce(self, acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out, al, ebuf):
-        """Dense split-K, per warp (its accumulators are exactly its 16 rows of each m64 block):
-        store the partial sums to the warp's region of this split in the workspace, fence, and
-        count the arrival on the warp's int32 flag; the warp that arrives last (old == split_k - 1)
-        sums the split_k regions in split order (deterministic), resets the flag to 0 (so the
-        scratch is zero again after every call: graph replays need no memset) and runs the
-        epilogue. No thread ever waits on another CTA, so there is no residency requirement.
-        Workspace per (output tile, warp, split): 32 lanes x acc_n x rb fp32, lane fastest
-        (coalesced); flags per (output tile, warp).
+    def _split_reduce(self, acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out, al, ebuf,
+                      act_base, bar_base, single):
+        """Dense split-K's reduction: red 1 with one item per CTA (`single`, grid-uniform) reduces
+        inside the cluster of the tile's splits (_split_reduce_cluster); otherwise (red 0, or red 1 on
+        a persistent grid, whose clusters would hold different tiles) through L2
+        (_split_reduce_global)."""
+        if const_expr(self.red == 1 and self.probe == 0):
+            if single:  # (grid-uniform) one item per CTA: the cluster reduction
+                self._split_reduce_cluster(acc, cw, wq, lane, j, m, split, s_start, s_cnt, alpha, out, al, ebuf,
+                                           act_base, bar_base)
+            else:  # a persistent grid (more items than CTAs): red 0's reduction below, through L2
+                self._split_reduce_global(acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha,
+                                          out, al, ebuf)
+        else:
+            self._split_reduce_global(acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out,
+                                      al, ebuf)
+
+    @cute.jit
+    def _split_reduce_global(self, acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out, al,
+                             ebuf):
+        """Per warp (its accumulators are exactly its 16 rows of each m64 block): store the partial
+        sums to the warp's region of this split in the workspace, fence, and count the arrival on
+        the warp's int32 flag; the warp that arrives last (old == split_k - 1) sums the split_k
+        regions in split order (deterministic), resets the flag to 0 (so the scratch is zero again
+        after every call: graph replays need no memset) and runs the epilogue. No thread ever waits
+        on another CTA, so there is no residency requirement. Workspace per (output tile, warp,
+        split): 32 lanes x acc_n x rb fp32, lane fastest (coalesced); flags per (output tile, warp).
         Diagnostics (probe, wrong output by design): 3 = the last arriver skips reading the partials
         back (its own partial goes out), 4 = no reduction at all (every split's partial goes out, no
         workspace, no flag): the reduction's cost is t(kernel) - t(probe)."""
         S, rb, an = self.split_k, self.rb, self.acc_n
-        if const_expr(self.red == 1 and self.probe == 0):
-            self._split_reduce_parts(acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out, al,
-                                     ebuf)
-        elif const_expr(self.probe == 4):
+        if const_expr(self.probe == 4):
             self._load_alpha(al, cw, wq, lane, Int32(0), m, alpha)
             self._epilogue(acc, al, ebuf, cw, wq, lane, Int32(0), j, m, s_start, s_cnt, out)
         else:

@@ -124,7 +124,7 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
     # 129-256 Q64P, 37.7-40.4 us at M = 136..256 vs 44.5-45.8 for 128 x 256 split 2 pdl)
     # (session 13, sk64 sweep: 65-128 64 x 128 stream-K, 29.1 / 28.1 vs 30.0 / 30.0 us cold at M = 96 / 128 for 128 x
     # 128 split 2 pdl, 28.4 / 27.8 vs 29.7 / 29.9 hot; quack serves these M by default (28.4 / 28.2 cold))
-    (6144, 7168): ((64, _t(128, 64, 12, 2, pdl=True)), (128, _t(64, 128, 10, wgs=1, peek=1, stream=1)), (256, Q64P),
+    (6144, 7168): ((64, _t(128, 64, 12, 2, pdl=True, red=1)), (128, _t(64, 128, 10, wgs=1, peek=1, stream=1)), (256, Q64P),
                    (384, _t(256, 128, 8, stream=1, sm_count=SK126)),
                    (512, _t(128, 256, 6)), (768, _t(128, 256, 6, stream=1)), (1024, Q64P), (None, _t(128, 256, 6))),
     # q_a + kv: split-K up to M = 1024 (tiles x splits within one or two rounds of 132 SMs), unsplit
@@ -137,7 +137,7 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
     # to 512)
     (2048, 7168): ((64, _t(64, 64, 12, 4, pdl=True, wgs=1)), (128, _t(64, 128, 10, 4, pdl=True, wgs=1, peek=1)),
                    (256, _t(64, 256, 6, 4, pdl=True, wgs=1, lean=1, peek=1)),
-                   (512, _t(64, 256, 6, 2, pdl=True, wgs=1, lean=1, peek=1)), (768, _t(128, 256, 6, depth=3, stream=1)),
+                   (512, _t(64, 256, 6, 2, pdl=True, wgs=1, lean=1, peek=1, red=1)), (768, _t(128, 256, 6, depth=3, stream=1)),
                    (1024, Q64P), (None, _t(128, 256, 6))),
     # q_b: 512 weight tiles; 256-row tiles are as fast at M <= 64 and fewer activation reloads;
     # 129-256 128 x 256 raster 4 depth 3 (session 7: 71.1 / 74.8 us at 192 / 256 vs 256 x 128 80.6 / 89.5)

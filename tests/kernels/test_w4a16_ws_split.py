@@ -155,64 +155,80 @@ def test_ctas_2_halves_the_register_pool():
 
 
 def test_red_parts_and_validity():
-    """red 1: parts = the largest power of two <= split_k, at most tile_n / 16 (whole 16-token chunks); the flags
-    scratch grows by that factor; red needs split-K."""
+    """red 1 (cluster reduction): parts = the largest power of two <= split_k, at most tile_n / 16 (whole 16-token
+    chunks); the flags scratch stays per (tile, warp) (the persistent grid's fallback uses it); the cluster is the
+    split_k CTAs (<= 8), without mc 2 / ctas 2, and the fp32 partial must fit in the activation ring."""
     from nvfp4_aot.kernels.w4a16_ws import red_parts
 
-    assert [red_parts(dense(tile_m=64, wgs=1, tile_n=256, split_k=s, red=1)) for s in (2, 3, 4, 7, 8, 16)] == \
-        [2, 2, 4, 4, 8, 16]
+    assert [red_parts(dense(tile_m=64, wgs=1, tile_n=256, split_k=s, red=1)) for s in (2, 3, 4, 7, 8)] == \
+        [2, 2, 4, 4, 8]
     assert red_parts(dense(tile_m=64, wgs=1, tile_n=64, split_k=8, red=1)) == 4
-    assert red_parts(dense(tile_n=64, split_k=8)) == 1 and red_parts(dense(tile_n=64, split_k=8, red=1, stream=0)) == 4
+    assert red_parts(dense(tile_n=64, split_k=8)) == 1
     p = dense(tile_m=64, wgs=1, tile_n=64, split_k=4, red=1, pdl=True)
     assert DENSE.can_implement(p, "sm_90a") == []
     env = {**DENSE.signature(p).static, "M": 65}
     flags = next(a for a in DENSE.signature(p).args if a.name == "flags")
-    assert tuple(eval_dim(d, env) for d in flags.shape) == (2, 32, 4 * 1 * 4)
-    assert any("split_k > 1" in r for r in DENSE.can_implement(dense(red=1), "sm_90a"))
+    assert tuple(eval_dim(d, env) for d in flags.shape) == (2, 32, 4)
+
+    def why(**kw):
+        return " ".join(DENSE.can_implement(dense(**kw), "sm_90a"))
+
+    assert "split_k > 1" in why(red=1)
+    assert "must be <= 8" in why(tile_m=64, wgs=1, tile_n=64, split_k=14, red=1, k=7168)
+    assert "needs stages >= 8" in why(tile_m=256, tile_n=64, stages=4, split_k=4, red=1)
+    assert "ctas=1" in why(tile_m=64, wgs=1, tile_n=32, split_k=4, red=1, ctas=2)
+    assert "red=2 must be one of" in why(split_k=2, red=2)
 
 
-@pytest.mark.parametrize("split_k,tile_n,seed", [(4, 256, 0), (4, 64, 1), (2, 128, 2), (8, 64, 3), (3, 128, 4),
-                                                 (16, 256, 5)])
-def test_parts_reduction_emulated(split_k, tile_n, seed):
-    """red 1 on one (output tile, warp) slot: every split stores its partial (sk_ws_index, 16-byte vectors), then
-    arrives on each of its P parts, all (split, part) arrivals in a random global order; a part's last arriver
-    sums that part's vectors in split order and resets the part's flag. Every column is reduced exactly once, to
-    the exact split-order fp32 sum, whichever splits end up reducing; flags are zero after."""
+@pytest.mark.parametrize("split_k,tile_n,rb,seed", [(4, 256, 1, 0), (4, 64, 1, 1), (2, 128, 2, 2), (8, 64, 1, 3),
+                                                    (3, 128, 1, 4), (8, 32, 2, 5)])
+def test_cluster_reduction_emulated(split_k, tile_n, rb, seed):
+    """red 1 on one output tile (stream.py _split_reduce_cluster), per warp: every split's CTA puts its partial in its
+    shared memory ([warp][r][v][lane][4]); rank r < P sums part r's vectors over the S CTAs in split order and its
+    epilogue stores part r's columns (_epilogue's own mask, Epilogue._owns). Every column is stored exactly once, by
+    one rank, as the exact split-order fp32 sum; the vector ranges the reduction reads are the columns _owns gives."""
     from nvfp4_aot.kernels.w4a16_ws import red_parts
-    from nvfp4_aot.kernels.w4a16_ws.sched import sk_ws_index
 
-    rng = random.Random(seed)
-    p = dense(tile_m=64, wgs=1, tile_n=tile_n, split_k=split_k, red=1)
+    torch.manual_seed(seed)
+    p = dense(tile_m=64 * rb, wgs=1, tile_n=tile_n, split_k=split_k, red=1)
     P, an = red_parts(p), tile_n // 2
-    V, per = an // 4, 32 * an
-    slot = 5
-    ws = torch.full(((slot + 1) * split_k * per,), float("nan"))
-    parts = torch.randn(split_k, 32, V, 4)
-    for s in range(split_k):  # the stores come before any arrival of that split (fence, then the atomics)
-        for lane in range(32):
-            for v in range(V):
-                i = sk_ws_index(slot * split_k + s, 0, lane, v, 1, per)
-                ws[i:i + 4] = parts[s, lane, v]
-    flags = [0] * P
-    arrivals = [(s, (s + ln) % P) for s in range(split_k) for ln in range(P)]
-    rng.shuffle(arrivals)
-    out = torch.full((32, V, 4), float("nan"))
-    reducers = set()
-    for s, part in arrivals:
-        old = flags[part]
-        flags[part] += 1
-        if old == split_k - 1:
-            reducers.add(s)
-            flags[part] = 0
-            for v in range(part * V // P, (part + 1) * V // P):
-                for lane in range(32):
-                    assert torch.isnan(out[lane, v]).all()  # each column once
-                    acc = ws[sk_ws_index(slot * split_k, 0, lane, v, 1, per):][:4].clone()
-                    for s2 in range(1, split_k):
-                        acc = acc + ws[sk_ws_index(slot * split_k + s2, 0, lane, v, 1, per):][:4]
-                    out[lane, v] = acc
-    assert flags == [0] * P and not torch.isnan(out).any()
-    want = parts[0].clone()
-    for s in range(1, split_k):
-        want = want + parts[s]
+    V = an // 4
+    W = 4  # warps of one consumer warpgroup
+    smem = torch.randn(split_k, W, rb, V, 32, 4)  # each CTA's partials, as stored
+    out = torch.full((W, rb, V, 32, 4), float("nan"))
+    for rank in range(split_k):
+        if rank >= P:
+            continue  # stores nothing
+        for v in range(rank * V // P, (rank + 1) * V // P):
+            # the columns of vector v (8 v .. 8 v + 7) are in part rank by _owns' rule (col * P // tile_n)
+            assert all(col * P // tile_n == rank for col in range(8 * v, 8 * v + 8))
+            assert torch.isnan(out[:, :, v]).all()  # each column once
+            acc = smem[0, :, :, v].clone()
+            for s2 in range(1, split_k):
+                acc = acc + smem[s2, :, :, v]
+            out[:, :, v] = acc
+    assert not torch.isnan(out).any()
+    want = smem[0].clone()
+    for s2 in range(1, split_k):
+        want = want + smem[s2]
     assert torch.equal(out, want)
+
+
+@pytest.mark.parametrize("split_k", [2, 3, 4, 8])
+def test_cluster_launch_keeps_splits_in_one_cluster(split_k):
+    """red 1's launch (kernel.py _launch: sched.launch_grid with cluster = split_k): the grid is whole clusters of
+    split_k CTAs; when every CTA has one item (`single`: tiles <= slots // split_k), CTA b's item b is split
+    b % split_k (= its cluster rank) of output tile b // split_k, so a cluster holds exactly one tile's splits;
+    more tiles than that is the persistent grid (red 0's reduction at run time)."""
+    from nvfp4_aot.kernels.w4a16_ws.sched import launch_grid
+
+    slots, kt = 132, 112
+    for tiles in range(1, 80):
+        grid = launch_grid(tiles, kt, split_k, 0, split_k, slots)
+        assert grid % split_k == 0 and grid <= slots
+        single = tiles * split_k <= grid
+        assert single == (tiles <= slots // split_k)
+        if single:
+            for b in range(grid):
+                t, k0 = split_item(b, split_k, kt // split_k)
+                assert t == b // split_k and k0 // (kt // split_k) == b % split_k
