@@ -40,8 +40,8 @@ each TMA-multicasting half of the activation boxes into both, so the activation 
 halve; with stream 1 the pair walks one stream-K range of tile pairs; raster 1, split_k 1, no pdl / ctas 2,
 an even number of weight tiles and sm_count; kernel.py, stream.py), red (dense split-K's reduction: 0 = the
 last-arriving split reads every partial back from L2; 1 = the split_k CTAs of a tile are one cluster and each
-reduces its red_parts(p)-th of the tile from its peers' shared memory; stream.py). Measured tilings:
-GROUPED_TILES, tiles.py.
+reduces through distributed shared memory in clusters of two splits, pairs' halves through L2 when split_k > 2;
+stream.py). Measured tilings: GROUPED_TILES, tiles.py.
 """
 
 from __future__ import annotations
@@ -87,11 +87,11 @@ STREAMS = (0, 1)  # dense work distribution: 0 = whole tiles (or split_k items),
 # no faster (tensor-bound), stream-K 1.05-1.4x faster than without it but still slower than the served tiles: no table
 MCS = (1, 2)
 # dense split-K reduction (stream.py _split_reduce): 0 = through L2: every split stores its partial, the last to
-# arrive on the tile's flag reads all back and stores the tile; 1 = in the cluster: the split_k CTAs of a tile are
-# one cluster, each keeps its partial in its own shared memory and reduces and stores one token part of the tile
-# from all of them (distributed shared memory; a persistent grid, more items than CTAs, falls back to 0 at run time)
+# arrive on the tile's flag reads all back and stores the tile; 1 = splits 2q, 2q + 1 are one cluster of 2 CTAs,
+# each keeping its partial in its own shared memory and summing one token half of both (distributed shared memory);
+# split_k 2 stores the halves, split_k > 2 meets the pairs' halves in L2 as 0 does (half the bytes, half the
+# partials). A persistent grid (more items than CTAs) takes 0's reduction at run time.
 REDS = (0, 1)
-RED_CLUSTER_MAX = 8  # red 1: the cluster is split_k CTAs (Hopper's portable cluster size limit)
 
 
 EPI_WARP_BYTES = 512  # epi 1: one consumer warp's staging block (16 tokens x 16 weight rows, bf16)
@@ -107,12 +107,12 @@ def smem_bytes(tile_m: int, tile_n: int, stages: int, experts: int, wgs: int = 2
 
 
 def red_parts(p) -> int:
-    """Token parts of a split-K tile under red 1, part r reduced and stored by the cluster's rank-r CTA: the
-    largest power of two <= split_k, at most the tile's 16-token epilogue chunks (so a part is whole chunks; ranks
-    >= parts store nothing); 1 otherwise."""
-    if not (getattr(p, "red", 0) and p.split_k > 1):
+    """Token parts of a split-K tile under red 1, part r summed over the pair and stored (or passed on) by the
+    cluster's rank-r CTA: 2, or 1 when the tile is a single 16-token epilogue chunk (a part is whole chunks;
+    rank 1 then stores nothing); 1 without red 1."""
+    if not (getattr(p, "red", 0) == 1 and p.split_k > 1):
         return 1
-    return min(1 << (p.split_k.bit_length() - 1), p.tile_n // 16)
+    return min(2, p.tile_n // 16)
 
 
 def stream_ws_shape(p) -> tuple[int, int]:
@@ -234,15 +234,15 @@ def _reasons(p: WsParams) -> list[str]:
     elif p.red and (p.split_k == 1 or p.stream):
         r.append(f"red={p.red} is split-K's reduction: it needs split_k > 1 and stream 0")
     elif p.red == 1:
-        if p.split_k > RED_CLUSTER_MAX:
-            r.append(f"red=1 launches clusters of split_k CTAs: split_k={p.split_k} must be <= {RED_CLUSTER_MAX}")
+        if p.split_k % 2:
+            r.append(f"red=1 pairs the splits in clusters of 2 CTAs: split_k={p.split_k} must be even")
         if p.mc != 1 or p.ctas != 1:
             r.append(f"red=1 (clusters of the splits) needs mc=1 and ctas=1 (mc={p.mc}, ctas={p.ctas})")
         if p.tile_m * 4 > p.stages * 128:
             r.append(f"red=1 keeps the fp32 partial (tile_m x tile_n x 4 bytes) in the activation ring (stages x "
                      f"tile_n x 128 bytes): tile_m={p.tile_m} needs stages >= {p.tile_m * 4 // 128}")
-        if p.sm_count < p.split_k:
-            r.append(f"red=1: sm_count={p.sm_count} must hold one cluster of split_k={p.split_k} CTAs")
+        if p.sm_count % 2:
+            r.append(f"red=1 launches clusters of 2 CTAs: sm_count={p.sm_count} must be even")
     if p.mc not in MCS:
         r.append(f"mc={p.mc} must be one of {MCS} (CTAs of a cluster sharing the activation tile by multicast)")
     elif p.mc == 2:
@@ -310,7 +310,7 @@ class DenseFamily(_Base):
         tiles = (f"cdiv(M, {p.tile_n})", f"N // {p.tile_m}")
         ws = stream_ws_shape(p) if p.stream else (*tiles, p.split_k * p.tile_m * p.tile_n)
         return (
-            Arg("flags", "int32", (*tiles, 4 * p.wgs), align=4, scratch=True),
+            Arg("flags", "int32", (*tiles, 4 * p.wgs * red_parts(p)), align=4, scratch=True),
             Arg("workspace", "float32", ws, align=16, scratch=True),
         )
 
@@ -334,7 +334,7 @@ class DenseFamily(_Base):
         inputs = super().make_inputs(p, m, device, seed, poison, dist)
         if p.split_k > 1 or p.stream:
             tiles = (-(-m // p.tile_n), p.n // p.tile_m)
-            inputs["flags"] = torch.zeros((*tiles, 4 * p.wgs), dtype=torch.int32, device=device)
+            inputs["flags"] = torch.zeros((*tiles, 4 * p.wgs * red_parts(p)), dtype=torch.int32, device=device)
             ws = stream_ws_shape(p) if p.stream else (*tiles, p.split_k * p.tile_m * p.tile_n)
             inputs["workspace"] = torch.full(ws, poison, dtype=torch.float32, device=device)
         return inputs

@@ -81,9 +81,9 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
         self.peek = peek  # pipe 16: test the next stage's full barrier early (_step16)
         assert not red or (split_k > 1 and not grouped)
         self.red, self.parts = red, parts  # split-K reduction (stream.py _split_reduce), parts = red_parts(p)
-        # CTAs per cluster: mc (multicast pairs) or, red 1, the split_k CTAs of an output tile's splits
-        self.cluster = split_k if red == 1 else mc
-        assert red != 1 or (mc == 1 and ctas == 1 and 2 <= split_k <= 8 and tile_m * tile_n * 4 <= stages * tile_n * 128)
+        # CTAs per cluster: mc (multicast pairs) or, red 1, 2 (splits 2q, 2q + 1 of an output tile)
+        self.cluster = 2 if red == 1 else mc
+        assert red != 1 or (mc == 1 and ctas == 1 and split_k % 2 == 0 and tile_m * tile_n * 4 <= stages * tile_n * 128)
         assert split_k == 1 or (not grouped and (k // 64) % split_k == 0)
         assert not grouped or not pdl
         # dense launch knob (scheduler side): pdl = programmatic dependent launch (the prologue and
@@ -244,9 +244,9 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
                 cute.arch.mbarrier_init(bars + s, 1)  # the producer's arrive (+ tx bytes)
                 # one arrive per consumer warp (mc 2: of both CTAs, as the stage is refilled in both)
                 cute.arch.mbarrier_init(bars + (S + s), 4 * self.wgs * self.mc)
-            if const_expr(self.red == 1):  # every consumer warp of every split arrives on each
-                cute.arch.mbarrier_init(bars + 2 * S, 4 * self.wgs * self.split_k)
-                cute.arch.mbarrier_init(bars + (2 * S + 1), 4 * self.wgs * self.split_k)
+            if const_expr(self.red == 1):  # every consumer warp of both CTAs of the cluster arrives on each
+                cute.arch.mbarrier_init(bars + 2 * S, 4 * self.wgs * 2)
+                cute.arch.mbarrier_init(bars + (2 * S + 1), 4 * self.wgs * 2)
             cute.arch.mbarrier_init_fence()
         if warp == 1:
             cpasync.prefetch_descriptor(tma[0])

@@ -149,30 +149,38 @@ class Reduce:
             self._epilogue(acc, al, ebuf, cw, wq, lane, Int32(0), j, m, s_start, s_cnt, out)
 
     @cute.jit
-    def _split_reduce_cluster(self, acc, cw, wq, lane, j, m, split, s_start, s_cnt, alpha, out, al, ebuf, act_base,
-                              bar_base):
-        """Split-K with red 1, when every CTA has one work item (kernel.py _consume: `single`). The S
-        splits of an output tile are the S CTAs of one cluster (launch: cluster (S, 1, 1), grid a
-        multiple of S, so split = bid % S = the CTA's rank). Protocol, per consumer warp:
+    def _split_reduce_cluster(self, acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out, al,
+                              ebuf, act_base, bar_base):
+        """Split-K with red 1, when every CTA has one work item (kernel.py _consume: `single`). Splits
+        2q and 2q + 1 of an output tile are the two CTAs of one cluster (launch: clusters of 2, a
+        grid of whole clusters; CTA b runs item b = split_k x tile + split, so its cluster rank
+        b % 2 = split % 2 = rank). Clusters of 2 always fit (a TPC is 2 SMs): 32 clusters of 4 did
+        not on the H200 (docs/PERFORMANCE.md "session 15"). Protocol, per consumer warp:
         1. named barrier over the consumer warps: the activation ring is no longer read (every warp
            drained its wgmmas; the producer loaded its last stage before they consumed it), so it
            holds the partials now (_reasons: tile_m x tile_n x 4 bytes fit in the ring);
         2. the warp's partial -> its own region of this CTA's ring ([warp][r][v][lane][4]: 512
            contiguous bytes per store instruction, no bank conflict); fence.acq_rel.cluster,
-           bar.warp.sync, lanes 0 .. S - 1 arrive (release, cluster scope) on the `ready` mbarrier
-           of CTA lane (count S x warps: every warp of every split);
-        3. wait on this CTA's `ready` (acquire, cluster scope): every split's partial is written;
-        4. rank r < P (red_parts) owns token part r: it sums that part's vectors over the S CTAs'
-           regions in split order (deterministic: the same fp32 sum whatever the timing), reading
-           its own and its peers' shared memory alike through mapa + ld.shared::cluster;
-        5. fence, bar.warp.sync, lanes 0 .. S - 1 arrive on the `done` mbarrier of CTA lane: this
-           warp no longer reads any peer;
-        6. the epilogue of the owned part's columns (_epilogue's mask);
-        7. wait on this CTA's `done`: no peer still reads this CTA's shared memory, so it may exit.
-        No global scratch, no flag: each CTA reduces and stores 1 / S of the tile (all S at the
-        same time), where red 0 had the last-arriving split read S partials back from L2 alone."""
+           bar.warp.sync, lanes 0 / 1 arrive (release, cluster scope) on the `ready` mbarrier of
+           CTA 0 / 1 (count 2 x warps);
+        3. wait on this CTA's `ready` (acquire, cluster scope): both partials are written;
+        4. rank r < P (red_parts: 2, or 1 when the tile is one 16-token chunk) owns token half r:
+           it sums that half's vectors of CTA 0 and CTA 1 (that order: deterministic), reading
+           both through mapa + ld.shared::cluster;
+        5. fence, bar.warp.sync, lanes 0 / 1 arrive on the `done` mbarrier of CTA 0 / 1: this warp
+           no longer reads its peer;
+        6. split_k 2: the epilogue of the owned half (_epilogue's mask). split_k > 2: the S / 2
+           pairs' halves meet in L2 as red 0's partials do (_split_reduce_global), at half the
+           bytes and half the partials: the half goes to workspace slot ((tile, warp, half), pair),
+           the warp arrives on the (tile, warp, half) flag; the last of the S / 2 arrivals sums the
+           pairs' halves in pair order, resets the flag and runs the half's epilogue;
+        7. wait on this CTA's `done`: the peer no longer reads this CTA's shared memory, so it may
+           exit.
+        No CTA waits on another cluster."""
         S, rb, an, P = self.split_k, self.rb, self.acc_n, self.parts
         V = an // 4  # 4-float vectors per m64 block
+        Vh = V // P  # vectors of one part
+        rank = split % 2
         ready = bar_base + 2 * self.stages * 8
         done = ready + 8
         base = act_base + (cw * 4 + wq) * (rb * V * 512) + lane * 16  # this warp's region, this lane's vector
@@ -182,31 +190,70 @@ class Reduce:
                 sts_v4_f32(base + (r * V + v) * 512, [acc[4 * v + i, r] for i in range(4)])
         fence_cluster()
         cute.arch.sync_warp()
-        if lane < S:
+        if lane < 2:
             mbar_arrive_remote_release(ready, lane)
         mbar_wait_cluster(ready, Int32(0))  # 3.
-        own = Int32(0)
-        for p in cutlass.range_constexpr(P):  # 4. (split is warp-uniform: one branch runs)
-            if split == p:
-                own = Int32(1 << p)
-                peers = [mapa(base, Int32(s2)) for s2 in range(S)]
+        for p in cutlass.range_constexpr(P):  # 4. (rank is warp-uniform: at most one branch runs)
+            if rank == p:
+                b0, b1 = mapa(base, Int32(0)), mapa(base, Int32(1))
                 for r in cutlass.range_constexpr(rb):
-                    for v in cutlass.range_constexpr(p * V // P, (p + 1) * V // P):
-                        x = ld_dsmem_v4_f32(peers[0] + (r * V + v) * 512)
+                    for v in cutlass.range_constexpr(p * Vh, (p + 1) * Vh):
+                        x0 = ld_dsmem_v4_f32(b0 + (r * V + v) * 512)
+                        x1 = ld_dsmem_v4_f32(b1 + (r * V + v) * 512)
                         for i in cutlass.range_constexpr(4):
-                            acc[4 * v + i, r] = x[i]
-                        for s2 in cutlass.range_constexpr(1, S):
-                            x = ld_dsmem_v4_f32(peers[s2] + (r * V + v) * 512)
-                            for i in cutlass.range_constexpr(4):
-                                acc[4 * v + i, r] = acc[4 * v + i, r] + x[i]
+                            acc[4 * v + i, r] = x0[i] + x1[i]
         fence_cluster()  # 5.
         cute.arch.sync_warp()
-        if lane < S:
+        if lane < 2:
             mbar_arrive_remote_release(done, lane)
-        if own != 0:  # 6.
-            self._load_alpha(al, cw, wq, lane, Int32(0), m, alpha)
-            self._epilogue(acc, al, ebuf, cw, wq, lane, Int32(0), j, m, s_start, s_cnt, out, own)
+        for p in cutlass.range_constexpr(P):  # 6.
+            if rank == p:
+                if const_expr(S == 2):
+                    self._load_alpha(al, cw, wq, lane, Int32(0), m, alpha)
+                    self._epilogue(acc, al, ebuf, cw, wq, lane, Int32(0), j, m, s_start, s_cnt, out, Int32(1 << p))
+                else:
+                    self._pairs_reduce(acc, cw, wq, lane, j, m, split, p, flags, workspace, s_start, s_cnt, alpha,
+                                       out, al, ebuf)
         mbar_wait_cluster(done, Int32(0))  # 7.
+
+    @cute.jit
+    def _pairs_reduce(self, acc, cw, wq, lane, j, m, split, p: cutlass.Constexpr[int], flags, workspace, s_start, s_cnt,
+                      alpha, out, al, ebuf):
+        """_split_reduce_cluster's step 6 for split_k > 2: half p (its vectors in acc, summed over the
+        pair) through L2. Workspace [(tile, warp) slot][half][pair][r][v of the half][lane][4] (16-byte
+        stores, 512 contiguous bytes per warp instruction); flags [(tile, warp) slot][half]."""
+        S, rb, an, P = self.split_k, self.rb, self.acc_n, self.parts
+        V = an // 4
+        Vh = V // P
+        Q = S // 2  # pairs
+        hp = rb * Vh * 128  # floats of one warp's half
+        slot = Int64(reduce_slot(j, m, cw, wq, self.mt, self.wgs)) * 2 + p
+        ws = workspace.iterator.toint()
+        lane4 = Int64(lane * 4)
+        mine = (slot * Q + Int64(split // 2)) * hp + lane4
+        for r in cutlass.range_constexpr(rb):
+            for v in cutlass.range_constexpr(Vh):
+                stg_v4_f32(ws + (mine + (r * Vh + v) * 128) * 4, [acc[4 * (p * Vh + v) + i, r] for i in range(4)])
+        flag = flags.iterator.toint() + slot * 4
+        old = self._arrive(flag, lane)
+        if old == Q - 1:
+            fence_gpu()  # the other pairs' halves (released before their arrivals) are visible
+            first = slot * Q * hp + lane4
+            for r in cutlass.range_constexpr(rb):
+                for v in cutlass.range_constexpr(Vh):
+                    x = ldg_cg_v4_f32(ws + (first + (r * Vh + v) * 128) * 4)
+                    for i in cutlass.range_constexpr(4):
+                        acc[4 * (p * Vh + v) + i, r] = x[i]
+            for q in cutlass.range_constexpr(1, Q):
+                for r in cutlass.range_constexpr(rb):
+                    for v in cutlass.range_constexpr(Vh):
+                        x = ldg_cg_v4_f32(ws + (first + (q * hp + (r * Vh + v) * 128)) * 4)
+                        for i in cutlass.range_constexpr(4):
+                            acc[4 * (p * Vh + v) + i, r] = acc[4 * (p * Vh + v) + i, r] + x[i]
+            if lane == 0:
+                stg_s32(flag, Int32(0))
+            self._load_alpha(al, cw, wq, lane, Int32(0), m, alpha)
+            self._epilogue(acc, al, ebuf, cw, wq, lane, Int32(0), j, m, s_start, s_cnt, out, Int32(1 << p))
 
     @cute.jit
     def _split_reduce(self, acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out, al, ebuf,
@@ -217,8 +264,8 @@ class Reduce:
         (_split_reduce_global)."""
         if const_expr(self.red == 1 and self.probe == 0):
             if single:  # (grid-uniform) one item per CTA: the cluster reduction
-                self._split_reduce_cluster(acc, cw, wq, lane, j, m, split, s_start, s_cnt, alpha, out, al, ebuf,
-                                           act_base, bar_base)
+                self._split_reduce_cluster(acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha,
+                                           out, al, ebuf, act_base, bar_base)
             else:  # a persistent grid (more items than CTAs): red 0's reduction below, through L2
                 self._split_reduce_global(acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha,
                                           out, al, ebuf)

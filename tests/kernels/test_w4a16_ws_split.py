@@ -155,80 +155,96 @@ def test_ctas_2_halves_the_register_pool():
 
 
 def test_red_parts_and_validity():
-    """red 1 (cluster reduction): parts = the largest power of two <= split_k, at most tile_n / 16 (whole 16-token
-    chunks); the flags scratch stays per (tile, warp) (the persistent grid's fallback uses it); the cluster is the
-    split_k CTAs (<= 8), without mc 2 / ctas 2, and the fp32 partial must fit in the activation ring."""
+    """red 1 (pairs of splits in clusters of 2): parts = 2 token halves (1 when the tile is one 16-token chunk); the
+    flags scratch gets a flag per (tile, warp, half) (the pairs' halves meet in L2 when split_k > 2); split_k must be
+    even, without mc 2 / ctas 2, and the fp32 partial must fit in the activation ring."""
     from nvfp4_aot.kernels.w4a16_ws import red_parts
 
-    assert [red_parts(dense(tile_m=64, wgs=1, tile_n=256, split_k=s, red=1)) for s in (2, 3, 4, 7, 8)] == \
-        [2, 2, 4, 4, 8]
-    assert red_parts(dense(tile_m=64, wgs=1, tile_n=64, split_k=8, red=1)) == 4
+    assert [red_parts(dense(tile_m=64, wgs=1, tile_n=256, split_k=s, red=1)) for s in (2, 4, 8)] == [2, 2, 2]
+    assert red_parts(dense(tile_m=64, wgs=1, tile_n=16, split_k=4, red=1)) == 1
     assert red_parts(dense(tile_n=64, split_k=8)) == 1
     p = dense(tile_m=64, wgs=1, tile_n=64, split_k=4, red=1, pdl=True)
     assert DENSE.can_implement(p, "sm_90a") == []
     env = {**DENSE.signature(p).static, "M": 65}
     flags = next(a for a in DENSE.signature(p).args if a.name == "flags")
-    assert tuple(eval_dim(d, env) for d in flags.shape) == (2, 32, 4)
+    assert tuple(eval_dim(d, env) for d in flags.shape) == (2, 32, 4 * 2)
 
     def why(**kw):
         return " ".join(DENSE.can_implement(dense(**kw), "sm_90a"))
 
     assert "split_k > 1" in why(red=1)
-    assert "must be <= 8" in why(tile_m=64, wgs=1, tile_n=64, split_k=14, red=1, k=7168)
+    assert "must be even" in why(tile_m=64, wgs=1, tile_n=64, split_k=7, red=1)
     assert "needs stages >= 8" in why(tile_m=256, tile_n=64, stages=4, split_k=4, red=1)
     assert "ctas=1" in why(tile_m=64, wgs=1, tile_n=32, split_k=4, red=1, ctas=2)
     assert "red=2 must be one of" in why(split_k=2, red=2)
 
 
-@pytest.mark.parametrize("split_k,tile_n,rb,seed", [(4, 256, 1, 0), (4, 64, 1, 1), (2, 128, 2, 2), (8, 64, 1, 3),
-                                                    (3, 128, 1, 4), (8, 32, 2, 5)])
+@pytest.mark.parametrize("split_k,tile_n,rb,seed", [(2, 256, 1, 0), (4, 64, 1, 1), (2, 128, 2, 2), (8, 64, 1, 3),
+                                                    (6, 128, 1, 4), (4, 16, 2, 5), (16, 32, 1, 6)])
 def test_cluster_reduction_emulated(split_k, tile_n, rb, seed):
-    """red 1 on one output tile (stream.py _split_reduce_cluster), per warp: every split's CTA puts its partial in its
-    shared memory ([warp][r][v][lane][4]); rank r < P sums part r's vectors over the S CTAs in split order and its
-    epilogue stores part r's columns (_epilogue's own mask, Epilogue._owns). Every column is stored exactly once, by
-    one rank, as the exact split-order fp32 sum; the vector ranges the reduction reads are the columns _owns gives."""
+    """red 1 on one output tile (stream.py _split_reduce_cluster / _pairs_reduce), per warp, every interleaving of the
+    pairs' L2 arrivals: split s's CTA keeps its partial in shared memory ([warp][r][v][lane][4]); rank r < P of pair q
+    sums half r's vectors of CTAs 2q, 2q + 1; split_k 2 stores it; else it goes to workspace slot ((tile, warp, half),
+    q) and the last of the S / 2 arrivals on the (tile, warp, half) flag sums the pairs' halves in pair order and
+    stores them. Every column is stored exactly once, as ((s0 + s1) + (s2 + s3)) + ...: the same fp32 value whatever
+    the arrival order; the vectors each rank reads are the columns its epilogue mask stores (_owns: col P / tile_n);
+    flags are zero after."""
     from nvfp4_aot.kernels.w4a16_ws import red_parts
 
+    rng = random.Random(seed)
     torch.manual_seed(seed)
     p = dense(tile_m=64 * rb, wgs=1, tile_n=tile_n, split_k=split_k, red=1)
     P, an = red_parts(p), tile_n // 2
     V = an // 4
+    Vh, Q = V // P, split_k // 2
     W = 4  # warps of one consumer warpgroup
-    smem = torch.randn(split_k, W, rb, V, 32, 4)  # each CTA's partials, as stored
+    smem = torch.randn(split_k, W, rb, V, 32, 4)  # each split's CTA's partials, as stored
     out = torch.full((W, rb, V, 32, 4), float("nan"))
-    for rank in range(split_k):
-        if rank >= P:
-            continue  # stores nothing
-        for v in range(rank * V // P, (rank + 1) * V // P):
-            # the columns of vector v (8 v .. 8 v + 7) are in part rank by _owns' rule (col * P // tile_n)
-            assert all(col * P // tile_n == rank for col in range(8 * v, 8 * v + 8))
-            assert torch.isnan(out[:, :, v]).all()  # each column once
-            acc = smem[0, :, :, v].clone()
-            for s2 in range(1, split_k):
-                acc = acc + smem[s2, :, :, v]
-            out[:, :, v] = acc
-    assert not torch.isnan(out).any()
-    want = smem[0].clone()
-    for s2 in range(1, split_k):
-        want = want + smem[s2]
+    ws = {}  # (half, pair) -> the pair's half (L2)
+    flags = [0] * P
+    arrivals = [(q, h) for q in range(Q) for h in range(P)]  # (pair, its rank-h CTA) in a random order
+    rng.shuffle(arrivals)
+    for q, h in arrivals:
+        vs = range(h * Vh, (h + 1) * Vh)
+        # the columns of vector v (8 v .. 8 v + 7) are in part h by _owns' rule (col * P // tile_n)
+        assert all(col * P // tile_n == h for v in vs for col in range(8 * v, 8 * v + 8))
+        half = smem[2 * q][:, :, vs] + smem[2 * q + 1][:, :, vs]  # step 4: CTA 0's, then CTA 1's
+        if split_k == 2:
+            assert torch.isnan(out[:, :, vs]).all()
+            out[:, :, vs] = half
+            continue
+        ws[h, q] = half
+        old = flags[h]
+        flags[h] += 1
+        if old == Q - 1:  # the last arriver: pair order, whichever pair it is
+            flags[h] = 0
+            acc = ws[h, 0].clone()
+            for q2 in range(1, Q):
+                acc = acc + ws[h, q2]
+            assert torch.isnan(out[:, :, vs]).all()  # each column once
+            out[:, :, vs] = acc
+    assert flags == [0] * P and not torch.isnan(out).any()
+    want = smem[0] + smem[1]
+    for q in range(1, Q):
+        want = want + (smem[2 * q] + smem[2 * q + 1])
     assert torch.equal(out, want)
 
 
-@pytest.mark.parametrize("split_k", [2, 3, 4, 8])
-def test_cluster_launch_keeps_splits_in_one_cluster(split_k):
-    """red 1's launch (kernel.py _launch: sched.launch_grid with cluster = split_k): the grid is whole clusters of
-    split_k CTAs; when every CTA has one item (`single`: tiles <= slots // split_k), CTA b's item b is split
-    b % split_k (= its cluster rank) of output tile b // split_k, so a cluster holds exactly one tile's splits;
-    more tiles than that is the persistent grid (red 0's reduction at run time)."""
+@pytest.mark.parametrize("split_k", [2, 4, 6, 8])
+def test_cluster_launch_keeps_pairs_in_one_cluster(split_k):
+    """red 1's launch (kernel.py _launch: sched.launch_grid with clusters of 2): the grid is whole clusters; when
+    every CTA has one item (`single`: tiles x split_k <= slots), CTA b's item b is split b % split_k of output tile
+    b // split_k, so cluster (2c, 2c + 1) holds splits 2q, 2q + 1 of one tile and its rank b % 2 is the split's
+    parity; more items than that is the persistent grid (red 0's reduction at run time)."""
     from nvfp4_aot.kernels.w4a16_ws.sched import launch_grid
 
-    slots, kt = 132, 112
+    slots, kt = 132, 96
     for tiles in range(1, 80):
-        grid = launch_grid(tiles, kt, split_k, 0, split_k, slots)
-        assert grid % split_k == 0 and grid <= slots
+        grid = launch_grid(tiles, kt, split_k, 0, 2, slots)
+        assert grid % 2 == 0 and grid <= slots
         single = tiles * split_k <= grid
-        assert single == (tiles <= slots // split_k)
+        assert single == (tiles * split_k <= slots)
         if single:
-            for b in range(grid):
-                t, k0 = split_item(b, split_k, kt // split_k)
-                assert t == b // split_k and k0 // (kt // split_k) == b % split_k
+            for b in range(0, grid, 2):
+                (t0, k0), (t1, k1) = (split_item(c, split_k, kt // split_k) for c in (b, b + 1))
+                assert t0 == t1 == b // split_k and k0 // (kt // split_k) == b % split_k and k1 > k0
