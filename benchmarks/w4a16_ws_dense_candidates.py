@@ -338,12 +338,11 @@ def lg_candidates(shape: str) -> list[dict]:
 
 
 def skt_candidates(shape: str) -> list[dict]:
-    """Branch `skt` (session 14, staged, not run): what split-K's reduction costs. ncu (session 13) has q_a+kv's
-    split-4 tile at M = 256 54% tensor-active with the slowest SMs 6.6k cycles (~3 us) behind the average (the
-    last arriver reads 4 x 64 KB of partials). The served split buckets (q_a+kv up to 512, gate+up up to 64) next to
-    probe 3 (the last arriver skips the read-back), probe 4 (no reduction at all) and red 1 (16-byte partials, the
-    tile cut into parts whose last arrivers spread over the splits: stream.py _split_reduce_parts); build with
-    NVFP4_AOT_WS_PROBE=1. t(served) - t(probe) is what a cheaper reduction could win; red 1 is one."""
+    """Split-K's reduction (sessions 14-15): the served split buckets (q_a+kv up to 512, gate+up up to 64) next to
+    probe 3 (the last arriver skips the read-back), probe 4 (no reduction at all) and red 1 (pairs of splits in
+    clusters of 2 summed through distributed shared memory, the pairs' halves through L2 when split_k > 2:
+    stream.py _split_reduce_cluster); build with NVFP4_AOT_WS_PROBE=1. t(served) - t(probe 4) is what a cheaper
+    reduction could win. docs/PERFORMANCE.md "session 15"."""
     out = []
     for tun in served(shape, SKT_MS):
         if tun.get("split_k", 1) > 1:

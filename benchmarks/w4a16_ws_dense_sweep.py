@@ -42,8 +42,8 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
   w4a16_ws_dense_sweep.py manifest --lg > sweep.toml     # lg_candidates(): lean / peek / pdl on the served large-M
                                                           # tilings of down / o_b / q_b, at LG_MS (BASE_MANIFEST=sweep;
                                                           # staged by session 14, not run)
-  w4a16_ws_dense_sweep.py manifest --skt > sweep.toml    # skt_candidates() (branch skt): split-K buckets with
-                                                          # probes 3 / 4 (reduction cost), at SKT_MS (BASE_MANIFEST=sweep)
+  w4a16_ws_dense_sweep.py manifest --skt > sweep.toml    # skt_candidates(): split-K buckets with probes 3 / 4
+                                                          # (reduction cost) and red 1, at SKT_MS (BASE_MANIFEST=sweep)
   nvfp4-build compile sweep.toml manifests/default.toml -o ROOT -j 2   # (CPU box; no --arch: that writes shard tables)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192 (env SWEEP_SHAPES=a,b: only those)
   SWEEP_COLD=1 SWEEP_REPEAT=2 ... run ROOT 128 256      # cold L2 (every kernel's weights rotated over
@@ -252,7 +252,7 @@ def run(root: str, ms: list[int]) -> None:
                    + (f" c{p.ctas}" if p.ctas != 1 else "") + (" e0" if p.epi == 0 else "")
                    + (" pdl" if p.pdl else "") + (" L" if p.lean else "") + (f" P{p.probe}" if p.probe else "")
                    + (" SK" if p.stream else "") + (" pk" if p.peek else "") + (" mc2" if p.mc == 2 else "")
-                   + (f"@{p.sm_count}" if p.sm_count != 132 else ""))
+                   + (f" R{p.red}" if p.red else "") + (f"@{p.sm_count}" if p.sm_count != 132 else ""))
             if TAGS and tag not in TAGS:
                 continue
             env = {"N": n, "K": k, "M": mmax}

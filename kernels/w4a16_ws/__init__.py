@@ -202,7 +202,8 @@ def _reasons(p: WsParams) -> list[str]:
             r.append(f"ctas={p.ctas} with pipe=64 needs one m64 block per consumer warpgroup (tile_m 128): at "
                      f"tile_m={p.tile_m} ptxas serializes every wgmma in its 104 registers (SASS: a wait to 0 after each)")
         if p.tile_m in TILE_MS and p.tile_n in TILE_NS and p.wgs in WGS and p.epi in EPIS and 2 <= p.stages <= 12 \
-                and p.ctas * (smem_bytes(p.tile_m, p.tile_n, p.stages, p.experts, p.wgs, p.epi, p.red) + 1024) > SMEM_PER_SM:
+                and p.ctas * (smem_bytes(p.tile_m, p.tile_n, p.stages, p.experts, p.wgs, p.epi, p.red) + 1024) \
+                > SMEM_PER_SM:
             r.append(f"ctas={p.ctas}: {p.ctas} x (shared memory of stages={p.stages} + 1 KiB) > {SMEM_PER_SM} B per SM: "
                      "lower stages")
     if p.lean not in LEANS:

@@ -48,6 +48,19 @@ def ws_index(slot, split, lane, idx, split_k: int, per: int):
     return (slot * split_k + split) * per + idx * 32 + lane
 
 
+def half_slot(slot, half, parts: int):
+    """red 1, split_k > 2 (stream.py _pairs_reduce): the flag index of token half `half` (< parts =
+    red_parts) of a (tile, warp) slot (reduce_slot): the flags scratch is [slot][parts]."""
+    return slot * parts + half
+
+
+def half_ws_index(hslot, pair, pairs: int, lane, v, hp: int):
+    """fp32 index of the 4-float vector v (< hp / 128) of lane `lane` in pair `pair`'s half of half slot
+    `hslot` (half_slot): [hslot][pair][v][lane][4], hp = floats of one warp's half (16-byte stores, 512
+    contiguous bytes per warp instruction)."""
+    return (hslot * pairs + pair) * hp + v * 128 + lane * 4
+
+
 def launch_grid(tiles, kt: int, split_k: int, stream: int, mc: int, slots: int, vmin=min, vmax=max):
     """Dense grid (kernel.py _launch; M, so the output tiles, known at launch): no CTA without work and
     at most slots = sm_count x ctas, in whole clusters of mc CTAs (mc 2: a unit is a pair of CTAs on a

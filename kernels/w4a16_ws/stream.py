@@ -29,7 +29,8 @@ from cutlass import Int32, Int64, const_expr
 
 from .ptx import (atom_add_gpu, fence_cluster, fence_gpu, ld_dsmem_v4_f32, ldg_cg_f32, ldg_cg_v4_f32, mapa,
                   mbar_arrive_remote_release, mbar_wait_cluster, stg_f32, stg_s32, stg_v4_f32, sts_v4_f32)
-from .sched import cta_slot, reduce_slot, sk_range, sk_segment, sk_slot, sk_span, sk_tile, sk_ws_index, ws_index
+from .sched import (cta_slot, half_slot, half_ws_index, reduce_slot, sk_range, sk_segment, sk_slot, sk_span, sk_tile,
+                    sk_ws_index, ws_index)
 
 
 class Reduce:
@@ -227,29 +228,25 @@ class Reduce:
         Vh = V // P
         Q = S // 2  # pairs
         hp = rb * Vh * 128  # floats of one warp's half
-        slot = Int64(reduce_slot(j, m, cw, wq, self.mt, self.wgs)) * 2 + p
+        hslot = Int64(half_slot(reduce_slot(j, m, cw, wq, self.mt, self.wgs), p, P))
         ws = workspace.iterator.toint()
-        lane4 = Int64(lane * 4)
-        mine = (slot * Q + Int64(split // 2)) * hp + lane4
         for r in cutlass.range_constexpr(rb):
             for v in cutlass.range_constexpr(Vh):
-                stg_v4_f32(ws + (mine + (r * Vh + v) * 128) * 4, [acc[4 * (p * Vh + v) + i, r] for i in range(4)])
-        flag = flags.iterator.toint() + slot * 4
+                stg_v4_f32(ws + half_ws_index(hslot, Int64(split // 2), Q, lane, r * Vh + v, hp) * 4,
+                           [acc[4 * (p * Vh + v) + i, r] for i in range(4)])
+        flag = flags.iterator.toint() + hslot * 4
         old = self._arrive(flag, lane)
         if old == Q - 1:
             fence_gpu()  # the other pairs' halves (released before their arrivals) are visible
-            first = slot * Q * hp + lane4
-            for r in cutlass.range_constexpr(rb):
-                for v in cutlass.range_constexpr(Vh):
-                    x = ldg_cg_v4_f32(ws + (first + (r * Vh + v) * 128) * 4)
-                    for i in cutlass.range_constexpr(4):
-                        acc[4 * (p * Vh + v) + i, r] = x[i]
-            for q in cutlass.range_constexpr(1, Q):
+            for q in cutlass.range_constexpr(Q):
                 for r in cutlass.range_constexpr(rb):
                     for v in cutlass.range_constexpr(Vh):
-                        x = ldg_cg_v4_f32(ws + (first + (q * hp + (r * Vh + v) * 128)) * 4)
+                        x = ldg_cg_v4_f32(ws + half_ws_index(hslot, Int64(q), Q, lane, r * Vh + v, hp) * 4)
                         for i in cutlass.range_constexpr(4):
-                            acc[4 * (p * Vh + v) + i, r] = acc[4 * (p * Vh + v) + i, r] + x[i]
+                            if const_expr(q == 0):
+                                acc[4 * (p * Vh + v) + i, r] = x[i]
+                            else:
+                                acc[4 * (p * Vh + v) + i, r] = acc[4 * (p * Vh + v) + i, r] + x[i]
             if lane == 0:
                 stg_s32(flag, Int32(0))
             self._load_alpha(al, cw, wq, lane, Int32(0), m, alpha)

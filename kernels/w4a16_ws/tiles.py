@@ -19,7 +19,13 @@ docs/PERFORMANCE.md "session 6, wssmall"): the launch floor (one k64 step on 132
 11.0 us; down 128 x 128 at M = 33-256: -0.9 to -1.4 us); set on every bucket up to 384 (the larger
 ones were not measured with it). Cluster split-K (the splits of a tile as one cluster reducing
 through DSMEM) was measured too and lost (q_a + kv split 8: 28 vs 11 us; split 4: 15.5 vs 14.5):
-not kept.
+not kept. Session 15 (`skt`, docs/PERFORMANCE.md "session 15") found why: 32 clusters of 4 do not
+fit the H200 at once (27.2 vs 16.9 us, a second wave), clusters of 2 always do (a TPC is 2 SMs).
+red 1 (stream.py _split_reduce_cluster: splits 2q, 2q + 1 one cluster of 2, summed through DSMEM)
+serves the split-2 buckets: q_a+kv 257-512 22.7-23.3 vs 25.3-25.5 us cold (hot 22.6-22.9 vs
+24.8), gate+up 1-64 22.8-22.9 vs 24.3 cold (hot 21.9 vs 23.5). Split 4 with the pairs' halves
+through L2 ties red 0 (M = 256: 17.1 vs 17.5 cold, 17.2 vs 17.5 hot; M = 64: 11.3 vs 10.7): not
+served.
 
 Session 7 (`wsmid`, `w4a16_ws_dense_sweep.py manifest --mid`, M = 17 .. 384, docs/PERFORMANCE.md
 "session 7, wsmid"): two CTAs per SM (ctas 2: 128 x 64 tiles, half the registers each, splits up

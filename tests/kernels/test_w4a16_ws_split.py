@@ -248,3 +248,41 @@ def test_cluster_launch_keeps_pairs_in_one_cluster(split_k):
             for b in range(0, grid, 2):
                 (t0, k0), (t1, k1) = (split_item(c, split_k, kt // split_k) for c in (b, b + 1))
                 assert t0 == t1 == b // split_k and k0 // (kt // split_k) == b % split_k and k1 > k0
+
+
+@pytest.mark.parametrize("tile_m,tile_n,split_k,wgs", [(64, 16, 4, 1), (64, 64, 6, 1), (128, 128, 8, 2), (64, 256, 4, 1),
+                                                       (128, 64, 12, 2)])
+def test_pairs_scratch_indices_fit_and_are_disjoint(tile_m, tile_n, split_k, wgs):
+    """red 1, split_k > 2 (stream.py _pairs_reduce): every (tile, warp, half) flag (sched.half_slot) and every
+    16-byte vector of every pair's half (sched.half_ws_index) lies inside the flags / workspace scratch the signature
+    declares, and no two overlap (session 15's first build indexed halves as slot x 2 + half with 1-part tiles:
+    past the flags of half the tiles)."""
+    from nvfp4_aot.kernels.w4a16_ws import red_parts
+    from nvfp4_aot.kernels.w4a16_ws.sched import half_slot, half_ws_index
+
+    p = dense(n=512, k=3072, tile_m=tile_m, tile_n=tile_n, stages=4, split_k=split_k, wgs=wgs, red=1)
+    assert DENSE.can_implement(p, "sm_90a") == []
+    m = 3 * tile_n - 1
+    env = {**DENSE.signature(p).static, "M": m}
+    size = {a.name: math.prod(eval_dim(d, env) for d in a.shape) for a in DENSE.signature(p).args if a.scratch}
+    P, Q, W = red_parts(p), split_k // 2, 4 * wgs
+    rb, V = tile_m // 64 // wgs, tile_n // 8
+    Vh = V // P
+    hp = rb * Vh * 128
+    tiles = -(-m // tile_n) * (512 // tile_m)
+    flags, vecs = set(), set()
+    for j in range(-(-m // tile_n)):
+        for mm in range(512 // tile_m):
+            for w in range(W):
+                slot = reduce_slot(j, mm, w // 4, w % 4, 512 // tile_m, wgs)
+                for h in range(P):
+                    hs = half_slot(slot, h, P)
+                    assert 0 <= hs < size["flags"] and hs not in flags
+                    flags.add(hs)
+                    for q in range(Q):
+                        for lane in range(32):
+                            for v in range(rb * Vh):
+                                i = half_ws_index(hs, q, Q, lane, v, hp)
+                                assert i % 4 == 0 and 0 <= i and i + 4 <= size["workspace"] and i not in vecs
+                                vecs.add(i)
+    assert len(flags) == tiles * W * P
