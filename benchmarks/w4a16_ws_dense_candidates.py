@@ -350,6 +350,19 @@ def skt_candidates(shape: str) -> list[dict]:
     return with_served(out, shape, SKT_MS) if out else []
 
 
+def r64_candidates(shape: str) -> list[dict]:
+    """Session 15: red 1 (split-K pairs reduced in a cluster of 2, stream.py _split_reduce_cluster) took ~1.5 us off
+    the split-2 buckets; down / o_b at M <= 128 are served unsplit on 112 64-row tiles (S64P / H64P), and split 2
+    with the old reduction lost to them (session 11). The 56 128-row tiles split 2 with red 1 (112 CTAs), next to
+    the served ones and the old reduction."""
+    if shape not in ("down", "o_b"):
+        return []
+    c64 = {"tile_m": 128, "tile_n": 64, "split_k": 2, "pdl": True}
+    out = [{**c64, "stages": 6, "red": 1}, {**c64, "stages": 12, "red": 1}, {**c64, "stages": 12, "peek": 1, "red": 1},
+           {**c64, "stages": 12}, {"tile_m": 128, "tile_n": 128, "stages": 8, "split_k": 2, "pdl": True, "red": 1}]
+    return with_served(out, shape, R64_MS)
+
+
 STREAM_MS = (128, 192, 256, 384, 512, 768, 1024)
 WG1_MS = (256, 1024)
 Q64_MS = (128, 256, 384, 512, 1024)
@@ -363,6 +376,7 @@ SKP_MS = (129, 192, 256)
 SKR_MS = (320, 384, 640, 768)
 LG_MS = (1024, 2048, 4096, 8192)
 SKT_MS = (64, 128, 256, 384, 512)
+R64_MS = (33, 48, 64, 96, 128)
 KS2_MS = (17, 32, 48, 64, 65, 96, 128, 129, 160, 192, 224, 256, 257, 320, 384, 448, 512)
 MID_MS = (17, 24, 32, 48, 64, 72, 128, 192, 256, 320, 384)
 BIG_MS = (193, 256, 384, 385, 512, 768, 769, 1024, 1536, 1537, 2048, 4096, 8192)

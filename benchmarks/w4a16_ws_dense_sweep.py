@@ -44,6 +44,7 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
                                                           # staged by session 14, not run)
   w4a16_ws_dense_sweep.py manifest --skt > sweep.toml    # skt_candidates(): split-K buckets with probes 3 / 4
                                                           # (reduction cost) and red 1, at SKT_MS (BASE_MANIFEST=sweep)
+  w4a16_ws_dense_sweep.py manifest --r64 > sweep.toml    # r64_candidates(): down / o_b at M <= 128 split 2 with red 1
   nvfp4-build compile sweep.toml manifests/default.toml -o ROOT -j 2   # (CPU box; no --arch: that writes shard tables)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192 (env SWEEP_SHAPES=a,b: only those)
   SWEEP_COLD=1 SWEEP_REPEAT=2 ... run ROOT 128 256      # cold L2 (every kernel's weights rotated over
@@ -69,9 +70,10 @@ from w4a16_ws_dense_candidates import (SHAPES, CANDIDATES, SPLIT_CANDIDATES, SMA
                                         wg1_candidates, q64_candidates, fit_candidates, ksplit_candidates,
                                         ks2_candidates, ks3_candidates, mc_candidates, sk64_candidates,
                                         skn_candidates, skp_candidates, skq_candidates, skr_candidates, lg_candidates, skt_candidates,
+                                        r64_candidates,
                                         WG1_MS,
                                         Q64_MS, FIT_MS, KS_MS, KS3_MS, MC_MS, SK64_MS, SKN_MS, SKP_MS, SKR_MS,
-                                        KS2_MS, LG_MS, SKT_MS)
+                                        KS2_MS, LG_MS, SKT_MS, R64_MS)
 
 
 def quack_ops(ms=(128, 1024)) -> list[str]:
@@ -115,7 +117,7 @@ SERVED_SWEEPS = {"fit": (fit_candidates, FIT_MS), "ksplit": (ksplit_candidates, 
                  "sk64": (sk64_candidates, SK64_MS), "skn": (skn_candidates, SKN_MS),
                  "skp": (skp_candidates, SKP_MS), "skq": (skq_candidates, SKP_MS),
                  "skr": (skr_candidates, SKR_MS), "lg": (lg_candidates, LG_MS),
-                 "skt": (skt_candidates, SKT_MS)}
+                 "skt": (skt_candidates, SKT_MS), "r64": (r64_candidates, R64_MS)}
 # modes whose candidates include q_b (the others leave it out: its 512 weight tiles never starve the grid)
 WITH_Q_B = {"lg"}
 
