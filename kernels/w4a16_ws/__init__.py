@@ -39,9 +39,9 @@ failed; kernel.py _step16), mc (dense: 2 = clusters of two CTAs on adjacent weig
 each TMA-multicasting half of the activation boxes into both, so the activation bytes each SM reads from L2
 halve; with stream 1 the pair walks one stream-K range of tile pairs; raster 1, split_k 1, no pdl / ctas 2,
 an even number of weight tiles and sm_count; kernel.py, stream.py), red (dense split-K's reduction: 0 = the
-last-arriving split reads every partial back from L2; 1 = the split_k CTAs of a tile are one cluster and each
-reduces through distributed shared memory in clusters of two splits, pairs' halves through L2 when split_k > 2;
-stream.py). Measured tilings: GROUPED_TILES, tiles.py.
+last-arriving split reads every partial back from L2; 1 = splits 2q, 2q + 1 of a tile are one cluster of two
+CTAs summing through distributed shared memory, the pairs' halves meeting in L2 when split_k > 2; stream.py).
+Measured tilings: GROUPED_TILES, tiles.py.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ class WsParams:
     stream: int = 0  # dense only: 1 = stream-K, the launch's k64 steps cut evenly over the grid (stream.py)
     peek: int = 0  # pipe 16: 1 = test the next stage's full barrier early, spin at its load only if it was not full
     mc: int = 1  # dense only: 2 = 2-CTA clusters on adjacent weight tiles share the activation tile (TMA multicast)
-    red: int = 0  # dense split-K reduction: 1 = in the cluster of the tile's splits (REDS; stream.py _split_reduce)
+    red: int = 0  # dense split-K reduction: 1 = pairs of splits in clusters of 2 (REDS; stream.py _split_reduce)
 
 
 def _reasons(p: WsParams) -> list[str]:
