@@ -115,6 +115,12 @@ def red_parts(p) -> int:
     return min(2, p.tile_n // 16)
 
 
+def split_flags(p) -> int:
+    """int32 flags per output tile of the split-K scratch: one per consumer warp (red 0's last-arriver count), per
+    token half with red 1 (the pairs' halves meeting in L2, stream.py _pairs_reduce)."""
+    return 4 * p.wgs * red_parts(p)
+
+
 def stream_ws_shape(p) -> tuple[int, int]:
     """Stream-K workspace: 2 partial slots per CTA of the largest grid (sm_count x ctas; each CTA
     writes at most the partial of its first and of its last tile, sched.sk_slot) x tile_m x tile_n."""
@@ -311,7 +317,7 @@ class DenseFamily(_Base):
         tiles = (f"cdiv(M, {p.tile_n})", f"N // {p.tile_m}")
         ws = stream_ws_shape(p) if p.stream else (*tiles, p.split_k * p.tile_m * p.tile_n)
         return (
-            Arg("flags", "int32", (*tiles, 4 * p.wgs * red_parts(p)), align=4, scratch=True),
+            Arg("flags", "int32", (*tiles, split_flags(p)), align=4, scratch=True),
             Arg("workspace", "float32", ws, align=16, scratch=True),
         )
 
@@ -335,7 +341,7 @@ class DenseFamily(_Base):
         inputs = super().make_inputs(p, m, device, seed, poison, dist)
         if p.split_k > 1 or p.stream:
             tiles = (-(-m // p.tile_n), p.n // p.tile_m)
-            inputs["flags"] = torch.zeros((*tiles, 4 * p.wgs * red_parts(p)), dtype=torch.int32, device=device)
+            inputs["flags"] = torch.zeros((*tiles, split_flags(p)), dtype=torch.int32, device=device)
             ws = stream_ws_shape(p) if p.stream else (*tiles, p.split_k * p.tile_m * p.tile_n)
             inputs["workspace"] = torch.full(ws, poison, dtype=torch.float32, device=device)
         return inputs

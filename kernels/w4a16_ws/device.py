@@ -23,9 +23,9 @@ def split_fake_args(p):
     tiles (symbolic), weight tiles, ...], contiguous; they go between out and the stream."""
     fake = cute.runtime.make_fake_compact_tensor
     tt = cute.sym_int()
-    from . import red_parts  # red 1 with split_k > 2: a flag per (tile, warp, half)
+    from . import split_flags
 
-    flags = fake(Int32, (tt, p.n // p.tile_m, 4 * p.wgs * red_parts(p)), stride_order=(2, 1, 0), assumed_align=4)
+    flags = fake(Int32, (tt, p.n // p.tile_m, split_flags(p)), stride_order=(2, 1, 0), assumed_align=4)
     if getattr(p, "stream", 0):  # stream-K: per CTA of the largest grid, independent of M (stream_ws_shape)
         from . import stream_ws_shape
 

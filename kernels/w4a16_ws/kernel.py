@@ -315,7 +315,8 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
                                  w_base, bar_base, alpha, out, flags, workspace)
         else:
             it = Int32(0)
-            single = s_pre[self.experts - 1] * self.split_k <= grid  # every CTA has at most one item (red 1)
+            # red 1: every CTA has at most one item (stream.py _split_reduce takes the cluster reduction)
+            single = s_pre[self.experts - 1] * self.split_k <= grid if const_expr(self.red == 1) else False
             for i in cutlass.range(mine, unroll=1):
                 w = bid + i * grid
                 split = Int32(0)

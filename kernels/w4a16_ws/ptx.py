@@ -132,11 +132,16 @@ def bulk_g2s(dst: Int32, src: Int64, nbytes: cutlass.Constexpr[int], mbar: Int32
             [Int32(dst), Int64(src), Int32(mbar)], "r,l,r", loc, ip)
 
 
+_SEM = {"cta": "", "cluster": ".{}.cluster"}  # mbarrier memory semantics: default (CTA scope) or at cluster scope
+
+
 @dsl_user_op
-def mbar_wait(mbar: Int32, phase: Int32, *, loc=None, ip=None):
-    """Spin until the mbarrier's phase with parity `phase` has completed."""
+def mbar_wait(mbar: Int32, phase: Int32, scope: str = "cta", *, loc=None, ip=None):
+    """Spin until the mbarrier's phase with parity `phase` has completed. scope "cluster": acquire at
+    cluster scope (pairs with mbar_arrive_cluster(..., "cluster"): the peers' writes are visible)."""
+    sem = _SEM[scope].format("acquire")
     _effect("{.reg .pred done;\n\tWAIT:\n\t"
-            "mbarrier.try_wait.parity.shared::cta.b64 done, [$0], $1;\n\t"
+            f"mbarrier.try_wait.parity{sem}.shared::cta.b64 done, [$0], $1;\n\t"
             "@!done bra WAIT;}", [Int32(mbar), Int32(phase)], "r,r", loc, ip)
 
 
@@ -157,14 +162,17 @@ def mbar_arrive(mbar: Int32, *, loc=None, ip=None):
 
 
 @dsl_user_op
-def mbar_arrive_cluster(mbar: Int32, cta: Int32, *, loc=None, ip=None):
+def mbar_arrive_cluster(mbar: Int32, cta: Int32, scope: str = "cta", *, loc=None, ip=None):
     """Arrive on the mbarrier at this CTA's shared address `mbar` in cluster CTA `cta` (its own
-    rank included; mapa), with the default (release, CTA-scope) semantics, as CUTLASS's
+    rank included; mapa). scope "cta": the default (release, CTA-scope) semantics, as CUTLASS's
     ClusterBarrier::arrive(cta_id): the arriving warp's reads of the stage (retired wgmmas, shared
     loads into registers) are complete before that CTA's producer refills it (mc 2: kernel.py
-    _release)."""
+    _release). scope "cluster": release at cluster scope, so what this thread wrote (and, after
+    fence_cluster + bar.warp.sync, what its warp wrote) is visible to a thread of the cluster that
+    observes the phase with mbar_wait(..., "cluster") (red 1: stream.py _split_reduce_cluster)."""
+    sem = _SEM[scope].format("release")
     _effect("{.reg .b32 ra;\n\tmapa.shared::cluster.u32 ra, $0, $1;\n\t"
-            "mbarrier.arrive.shared::cluster.b64 _, [ra];}", [Int32(mbar), Int32(cta)], "r,r", loc, ip)
+            f"mbarrier.arrive{sem}.shared::cluster.b64 _, [ra];}}", [Int32(mbar), Int32(cta)], "r,r", loc, ip)
 
 
 # ----------------------------------------------------------------------------- split-K reduction
@@ -189,19 +197,30 @@ def ldg_cg_f32(addr: Int64, *, loc=None, ip=None):
                                    "=f,l", has_side_effects=True, loc=loc, ip=ip))
 
 
+def _st_v4_f32(op: str, addr, cons: str, v, loc, ip):
+    """`op` [addr], 4 fp32: one 16-byte store (addr: an Int64 global address, cons "l", or an Int32 shared
+    one, "r")."""
+    _effect(f"{op} [$0], {{$1, $2, $3, $4}};", [addr, *(Float32(x) for x in v)], f"{cons},f,f,f,f", loc, ip)
+
+
+def _ld_v4_f32(op: str, addr, cons: str, loc, ip):
+    """`op` of 4 fp32 at addr (as _st_v4_f32's), one 16-byte load, volatile: it stays after the fence or
+    barrier wait before it."""
+    res = llvm.inline_asm(_struct("f32", 4), [addr.ir_value(loc=loc, ip=ip)], f"{op} {{$0, $1, $2, $3}}, [$4];",
+                          f"=f,=f,=f,=f,{cons}", has_side_effects=True, loc=loc, ip=ip)
+    return tuple(Float32(llvm.extractvalue(T.f32(), res, [i], loc=loc, ip=ip)) for i in range(4))
+
+
 @dsl_user_op
 def stg_v4_f32(addr: Int64, v, *, loc=None, ip=None):
     """One 16-byte store of 4 fp32 (addr 16-byte aligned)."""
-    _effect("st.global.v4.f32 [$0], {$1, $2, $3, $4};", [Int64(addr), *(Float32(x) for x in v)], "l,f,f,f,f", loc, ip)
+    _st_v4_f32("st.global.v4.f32", Int64(addr), "l", v, loc, ip)
 
 
 @dsl_user_op
 def ldg_cg_v4_f32(addr: Int64, *, loc=None, ip=None):
     """ldg_cg_f32's 16-byte form: 4 fp32 cached in L2 only (addr 16-byte aligned)."""
-    res = llvm.inline_asm(_struct("f32", 4), [Int64(addr).ir_value(loc=loc, ip=ip)],
-                          "ld.global.cg.v4.f32 {$0, $1, $2, $3}, [$4];", "=f,=f,=f,=f,l", has_side_effects=True,
-                          loc=loc, ip=ip)
-    return tuple(Float32(llvm.extractvalue(T.f32(), res, [i], loc=loc, ip=ip)) for i in range(4))
+    return _ld_v4_f32("ld.global.cg.v4.f32", Int64(addr), "l", loc, ip)
 
 
 @dsl_user_op
@@ -219,15 +238,16 @@ def atom_add_gpu(addr: Int64, v: Int32, *, loc=None, ip=None):
 
 
 # ----------------------------------------------------------------------------- cluster split-K reduction
-# red 1 (stream.py _split_reduce_cluster): the S splits of an output tile are one cluster; each CTA's
-# partial goes into its own shared memory, the cluster's mbarriers order them, and each CTA reads its
-# part of every peer's partial through distributed shared memory (mapa + ld.shared::cluster).
+# red 1 (stream.py _split_reduce_cluster): splits 2q, 2q + 1 of an output tile are one cluster of two
+# CTAs; each keeps its partial in its own shared memory, the cluster-scope mbarriers (mbar_arrive_cluster /
+# mbar_wait with scope "cluster") order them, and each CTA reads its half of both partials through
+# distributed shared memory (mapa + ld.shared::cluster).
 
 
 @dsl_user_op
 def sts_v4_f32(addr: Int32, v, *, loc=None, ip=None):
     """One 16-byte shared store of 4 fp32 (addr 16-byte aligned)."""
-    _effect("st.shared.v4.f32 [$0], {$1, $2, $3, $4};", [Int32(addr), *(Float32(x) for x in v)], "r,f,f,f,f", loc, ip)
+    _st_v4_f32("st.shared.v4.f32", Int32(addr), "r", v, loc, ip)
 
 
 @dsl_user_op
@@ -241,11 +261,8 @@ def mapa(addr: Int32, cta: Int32, *, loc=None, ip=None) -> Int32:
 
 @dsl_user_op
 def ld_dsmem_v4_f32(addr: Int32, *, loc=None, ip=None):
-    """4 fp32 from a shared::cluster address (mapa; 16-byte aligned), volatile: after the barrier wait."""
-    res = llvm.inline_asm(_struct("f32", 4), [Int32(addr).ir_value(loc=loc, ip=ip)],
-                          "ld.shared::cluster.v4.f32 {$0, $1, $2, $3}, [$4];", "=f,=f,=f,=f,r", has_side_effects=True,
-                          loc=loc, ip=ip)
-    return tuple(Float32(llvm.extractvalue(T.f32(), res, [i], loc=loc, ip=ip)) for i in range(4))
+    """4 fp32 from a shared::cluster address (mapa; 16-byte aligned), after the barrier wait."""
+    return _ld_v4_f32("ld.shared::cluster.v4.f32", Int32(addr), "r", loc, ip)
 
 
 @dsl_user_op
@@ -253,23 +270,6 @@ def fence_cluster(*, loc=None, ip=None):
     """fence.acq_rel.cluster: this thread's earlier shared accesses are ordered before its later ones
     for every thread of the cluster."""
     _effect("fence.acq_rel.cluster;", [], "", loc, ip)
-
-
-@dsl_user_op
-def mbar_arrive_remote_release(mbar: Int32, cta: Int32, *, loc=None, ip=None):
-    """Arrive on the mbarrier at shared address `mbar` in cluster CTA `cta` with release semantics at
-    cluster scope: what this thread wrote (and, after fence_cluster + bar.warp.sync, what its warp
-    wrote) is visible to a thread of the cluster that observes the phase with acquire (mbar_wait_cluster)."""
-    _effect("{.reg .b32 ra;\n\tmapa.shared::cluster.u32 ra, $0, $1;\n\t"
-            "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];}", [Int32(mbar), Int32(cta)], "r,r", loc, ip)
-
-
-@dsl_user_op
-def mbar_wait_cluster(mbar: Int32, phase: Int32, *, loc=None, ip=None):
-    """mbar_wait with acquire semantics at cluster scope (pairs with mbar_arrive_remote_release)."""
-    _effect("{.reg .pred done;\n\tWAIT:\n\t"
-            "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [$0], $1;\n\t"
-            "@!done bra WAIT;}", [Int32(mbar), Int32(phase)], "r,r", loc, ip)
 
 
 # ----------------------------------------------------------------------------- epilogue

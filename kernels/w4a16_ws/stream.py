@@ -28,7 +28,7 @@ import cutlass.cute as cute
 from cutlass import Int32, Int64, const_expr
 
 from .ptx import (atom_add_gpu, fence_cluster, fence_gpu, ld_dsmem_v4_f32, ldg_cg_f32, ldg_cg_v4_f32, mapa,
-                  mbar_arrive_remote_release, mbar_wait_cluster, stg_f32, stg_s32, stg_v4_f32, sts_v4_f32)
+                  mbar_arrive_cluster, mbar_wait, stg_f32, stg_s32, stg_v4_f32, sts_v4_f32)
 from .sched import (cta_slot, half_slot, half_ws_index, reduce_slot, sk_range, sk_segment, sk_slot, sk_span, sk_tile,
                     sk_ws_index, ws_index)
 
@@ -192,8 +192,8 @@ class Reduce:
         fence_cluster()
         cute.arch.sync_warp()
         if lane < 2:
-            mbar_arrive_remote_release(ready, lane)
-        mbar_wait_cluster(ready, Int32(0))  # 3.
+            mbar_arrive_cluster(ready, lane, "cluster")
+        mbar_wait(ready, Int32(0), "cluster")  # 3.
         for p in cutlass.range_constexpr(P):  # 4. (rank is warp-uniform: at most one branch runs)
             if rank == p:
                 b0, b1 = mapa(base, Int32(0)), mapa(base, Int32(1))
@@ -206,7 +206,7 @@ class Reduce:
         fence_cluster()  # 5.
         cute.arch.sync_warp()
         if lane < 2:
-            mbar_arrive_remote_release(done, lane)
+            mbar_arrive_cluster(done, lane, "cluster")
         for p in cutlass.range_constexpr(P):  # 6.
             if rank == p:
                 if const_expr(S == 2):
@@ -215,7 +215,7 @@ class Reduce:
                 else:
                     self._pairs_reduce(acc, cw, wq, lane, j, m, split, p, flags, workspace, s_start, s_cnt, alpha,
                                        out, al, ebuf)
-        mbar_wait_cluster(done, Int32(0))  # 7.
+        mbar_wait(done, Int32(0), "cluster")  # 7.
 
     @cute.jit
     def _pairs_reduce(self, acc, cw, wq, lane, j, m, split, p: cutlass.Constexpr[int], flags, workspace, s_start, s_cnt,
