@@ -27,7 +27,7 @@ from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.moe_glue import capacity
 from nvfp4_aot.runtime import open_store
 from nvfp4_aot.runtime.layout import ACT_ORDERS, act_unorder
-from nvfp4_aot.runtime.linear import QUACK_FROM, QUACK_FROM_ROW_ALPHA, WS_FROM, Nvfp4Linear
+from nvfp4_aot.runtime.linear import QUACK_FROM, QUACK_FROM_ROW_ALPHA, WS_FROM, Nvfp4Linear, in_ranges
 from nvfp4_aot.runtime.moe import DECODE_ORDER
 from nvfp4_aot.runtime.scratch import OpScratch
 
@@ -197,7 +197,7 @@ def dense(store, bw, peak, dev, ms, shapes=None, cold: bool = False) -> None:
             tb = t([lambda w=w: torch.matmul(a_m, w.T) for w in w16s])
             served = tw if m > upto else to  # ours only
             qfrom = QUACK_FROM if scales == 1 else QUACK_FROM_ROW_ALPHA
-            dname, dflt = (("ws   ", tw) if tw is not None and any(a < m <= b for a, b in ranges)
+            dname, dflt = (("ws   ", tw) if tw is not None and in_ranges(m, ranges)
                            else ("quack", tq) if tq is not None and m > qfrom
                            else ("ws   ", tw) if m > upto else ("w4a16", to))
             fl = 2.0 * m * n * k

@@ -363,6 +363,66 @@ def r64_candidates(shape: str) -> list[dict]:
     return with_served(out, shape, R64_MS)
 
 
+def ep_candidates(shape: str) -> list[dict]:
+    """Session 16: the epilogue at large M, where ours (`quack=False`) runs 0.91-0.95x quack on the short-K shapes
+    with the same k64 loop (session 14's SASS) and 84-86% tensor-active against quack's 92% (session 15's ncu).
+    The served tilings at EP_MS next to probe 5 (no epilogue: what it costs; build with NVFP4_AOT_WS_PROBE=1),
+    epi 2 (EPI_BLOCKS[2] chunks per shared-memory round trip) and epi 3 (TMA stores of the tile image), with lean 1
+    (session 15's best at large M on down) and as many stages as their shared memory leaves (and that stage count
+    with epi 1, to tell the two apart)."""
+    from nvfp4_aot.kernels.w4a16_ws import SMEM_PER_BLOCK, smem_bytes
+
+    def fit(tun, epi):
+        st = tun["stages"]
+        while smem_bytes(tun["tile_m"], tun["tile_n"], st, 1, tun.get("wgs", 2), epi) > SMEM_PER_BLOCK:
+            st -= 1
+        return st
+
+    out = []
+    for tun in served(shape, EP_MS):
+        s2, s3 = fit(tun, 2), fit(tun, 3)
+        for extra in ({"probe": 5}, {"epi": 2, "stages": s2, "lean": 1}, {"epi": 3, "stages": s3},
+                      {"epi": 3, "stages": s3, "lean": 1}, *(({"stages": s3},) if s3 != tun["stages"] else ())):
+            if {**tun, **extra} not in out:
+                out.append({**tun, **extra})
+    return with_served(out, shape, EP_MS)
+
+
+def ep2_candidates(shape: str) -> list[dict]:
+    """Session 16, after --ep: the epi 3 (and Q64P epi 2) tilings that beat the served ones at large M, next to them
+    across the buckets quack serves today (M >= 769), each cold cell timed three times (and hot), to set the tables."""
+    t256 = {"tile_m": 128, "tile_n": 256, "stages": 4, "epi": 3}
+    q64 = {"tile_m": 64, "tile_n": 256, "stages": 6, "wgs": 1, "lean": 1, "peek": 1}
+    out = {"q_a+kv": [{**q64, "epi": 2}, t256, {**t256, "lean": 1}],
+           "down": [t256, {**t256, "lean": 1}],
+           "o_b": [t256, {**t256, "raster": -8, "depth": 3}, {**t256, "lean": 1}],
+           "gate+up": [{**q64, "epi": 2}, t256, {**t256, "lean": 1}],
+           "q_b": [{**t256, "raster": 4, "depth": 3}, {**t256, "raster": 4, "depth": 3, "lean": 1}]}.get(shape, [])
+    return with_served(out, shape, EP2_MS)
+
+
+def ep3_candidates(shape: str) -> list[dict]:
+    """Session 16: epi 3 below M = 769, where a tiling runs more than one round of tiles per SM (q_b's 512 weight
+    tiles at every M, the 385-768 buckets): each served unsplit, non-stream-K tiling at EP3_MS next to its epi 3
+    twin (as many stages as its shared memory leaves) and, for the one-warpgroup tiles, its epi 2 twin."""
+    from nvfp4_aot.kernels.w4a16_ws import SMEM_PER_BLOCK, smem_bytes
+
+    out = []
+    for tun in served(shape, EP3_MS):
+        if tun.get("split_k", 1) > 1 or tun.get("stream"):
+            continue
+        st = tun["stages"]
+        while smem_bytes(tun["tile_m"], tun["tile_n"], st, 1, tun.get("wgs", 2), 3) > SMEM_PER_BLOCK:
+            st -= 1
+        for extra in ({"epi": 3, "stages": st}, *(({"epi": 2},) if tun.get("wgs", 2) == 1 else ())):
+            if {**tun, **extra} not in out:
+                out.append({**tun, **extra})
+    return with_served(out, shape, EP3_MS)
+
+
+EP3_MS = (64, 128, 192, 256, 384, 512, 640, 768)
+EP2_MS = (769, 1024, 1536, 2048, 4096, 8192)
+EP_MS = (1024, 2048, 4096, 8192)
 STREAM_MS = (128, 192, 256, 384, 512, 768, 1024)
 WG1_MS = (256, 1024)
 Q64_MS = (128, 256, 384, 512, 1024)

@@ -45,6 +45,10 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
   w4a16_ws_dense_sweep.py manifest --skt > sweep.toml    # skt_candidates(): split-K buckets with probes 3 / 4
                                                           # (reduction cost) and red 1, at SKT_MS (BASE_MANIFEST=sweep)
   w4a16_ws_dense_sweep.py manifest --r64 > sweep.toml    # r64_candidates(): down / o_b at M <= 128 split 2 with red 1
+  w4a16_ws_dense_sweep.py manifest --ep > sweep.toml     # ep_candidates(): the large-M tilings with probe 5 (no
+                                                          # epilogue), epi 2 and epi 3, at EP_MS (BASE_MANIFEST=sweep)
+  w4a16_ws_dense_sweep.py manifest --ep2 > sweep.toml    # ep2_candidates(): --ep's winners over quack's buckets
+  w4a16_ws_dense_sweep.py manifest --ep3 > sweep.toml    # ep3_candidates(): epi 3 / 2 twins of the tilings at EP3_MS
   nvfp4-build compile sweep.toml manifests/default.toml -o ROOT -j 2   # (CPU box; no --arch: that writes shard tables)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192 (env SWEEP_SHAPES=a,b: only those)
   SWEEP_COLD=1 SWEEP_REPEAT=2 ... run ROOT 128 256      # cold L2 (every kernel's weights rotated over
@@ -70,7 +74,7 @@ from w4a16_ws_dense_candidates import (SHAPES, CANDIDATES, SPLIT_CANDIDATES, SMA
                                         wg1_candidates, q64_candidates, fit_candidates, ksplit_candidates,
                                         ks2_candidates, ks3_candidates, mc_candidates, sk64_candidates,
                                         skn_candidates, skp_candidates, skq_candidates, skr_candidates, lg_candidates, skt_candidates,
-                                        r64_candidates,
+                                        r64_candidates, ep_candidates, EP_MS, ep2_candidates, EP2_MS, ep3_candidates, EP3_MS,
                                         WG1_MS,
                                         Q64_MS, FIT_MS, KS_MS, KS3_MS, MC_MS, SK64_MS, SKN_MS, SKP_MS, SKR_MS,
                                         KS2_MS, LG_MS, SKT_MS, R64_MS)
@@ -117,9 +121,11 @@ SERVED_SWEEPS = {"fit": (fit_candidates, FIT_MS), "ksplit": (ksplit_candidates, 
                  "sk64": (sk64_candidates, SK64_MS), "skn": (skn_candidates, SKN_MS),
                  "skp": (skp_candidates, SKP_MS), "skq": (skq_candidates, SKP_MS),
                  "skr": (skr_candidates, SKR_MS), "lg": (lg_candidates, LG_MS),
-                 "skt": (skt_candidates, SKT_MS), "r64": (r64_candidates, R64_MS)}
+                 "skt": (skt_candidates, SKT_MS), "r64": (r64_candidates, R64_MS),
+                 "ep": (ep_candidates, EP_MS), "ep2": (ep2_candidates, EP2_MS),
+                 "ep3": (ep3_candidates, EP3_MS)}
 # modes whose candidates include q_b (the others leave it out: its 512 weight tiles never starve the grid)
-WITH_Q_B = {"lg"}
+WITH_Q_B = {"lg", "ep", "ep2", "ep3"}
 
 
 # the flag modes (`manifest --NAME`: manifest()'s keyword arguments); the others are SERVED_SWEEPS' keys
@@ -251,7 +257,7 @@ def run(root: str, ms: list[int]) -> None:
             tag = (f"{p.tile_m}x{p.tile_n} s{p.stages}" + (f" k{p.split_k}" if p.split_k > 1 else "")
                    + (f" p{p.pipe}" if p.pipe != 16 else "") + (f" r{p.raster}" if p.raster != 1 else "")
                    + (f" d{p.depth}" if p.depth != 2 else "") + (f" w{p.wgs}" if p.wgs != 2 else "")
-                   + (f" c{p.ctas}" if p.ctas != 1 else "") + (" e0" if p.epi == 0 else "")
+                   + (f" c{p.ctas}" if p.ctas != 1 else "") + (f" e{p.epi}" if p.epi != 1 else "")
                    + (" pdl" if p.pdl else "") + (" L" if p.lean else "") + (f" P{p.probe}" if p.probe else "")
                    + (" SK" if p.stream else "") + (" pk" if p.peek else "") + (" mc2" if p.mc == 2 else "")
                    + (f" R{p.red}" if p.red else "") + (f"@{p.sm_count}" if p.sm_count != 132 else ""))

@@ -32,7 +32,8 @@ def bound_errors(p, max_experts: int, why: str) -> list[str]:
 
 def signature(p, grouped: bool) -> Signature:
     """act [M, K] bf16, the prepared weights (blob, sf; [E, ...] when grouped), per-row alpha
-    ([E, N] grouped, [N] dense), grouped: offsets [E + 1] and counts [E]; out [M, N] bf16."""
+    ([E, N] grouped, [N] dense), grouped: offsets [E + 1] and counts [E]; out [M, N] bf16 (4-byte aligned;
+    16 under w4a16_ws's epi 3)."""
     e = ("E",) if grouped else ()
     groups = (Arg("offsets", "int32", ("E + 1",), align=4), Arg("counts", "int32", ("E",), align=4)) if grouped else ()
     static = {"N": p.n, "K": p.k, "E": p.experts} if grouped else {"N": p.n, "K": p.k}
@@ -43,7 +44,8 @@ def signature(p, grouped: bool) -> Signature:
             Arg("sf", "uint8", (*e, "N // 64", "K // 64", 32, 4, 2), align=16),
             Arg("alpha", "float32", (*e, "N"), align=4),
             *groups,
-            Arg("out", "bfloat16", ("M", "N"), align=4, output=True),
+            # w4a16_ws epi 3 stores through a TMA descriptor: 16-byte aligned rows (N * 2 bytes always are)
+            Arg("out", "bfloat16", ("M", "N"), align=16 if getattr(p, "epi", 1) == 3 else 4, output=True),
         ),
         static=static,
     )

@@ -82,22 +82,27 @@ def sw128_desc(addr: Int32) -> Int64:
 
 def fake_args(p, grouped: bool):
     """Fake compile arguments of both families' signature (kernels/w4a16 and w4a16_ws
-    signature()): rows symbolic, everything else static; the stream is the TVM FFI env stream."""
+    signature()): rows symbolic, everything else static; the stream is the TVM FFI env stream.
+    Each tensor's assumed alignment is its signature Arg's (the exported function checks it before
+    launch: e.g. w4a16_ws epi 3's 16-byte `out`, which its TMA store view needs)."""
+    from .w4a16_common import signature
+
+    al = {a.name: a.align for a in signature(p, grouped).args}
     fake = cute.runtime.make_fake_compact_tensor
     stream = cute.runtime.make_fake_stream(use_tvm_ffi_env_stream=True)
     m = cute.sym_int()
     g, kt = p.n // 64, p.k // 64
-    act = fake(BFloat16, (m, p.k), stride_order=(1, 0), assumed_align=16)
-    out = fake(BFloat16, (m, p.n), stride_order=(1, 0), assumed_align=4)
+    act = fake(BFloat16, (m, p.k), stride_order=(1, 0), assumed_align=al["act"])
+    out = fake(BFloat16, (m, p.n), stride_order=(1, 0), assumed_align=al["out"])
     if not grouped:
-        blob = fake(Uint8, (g, kt, 128, 16), stride_order=(3, 2, 1, 0), assumed_align=16)
-        sf = fake(Uint8, (g, kt, 32, 4, 2), stride_order=(4, 3, 2, 1, 0), assumed_align=16)
-        alpha = fake(Float32, (p.n,), stride_order=(0,), assumed_align=4)
+        blob = fake(Uint8, (g, kt, 128, 16), stride_order=(3, 2, 1, 0), assumed_align=al["blob"])
+        sf = fake(Uint8, (g, kt, 32, 4, 2), stride_order=(4, 3, 2, 1, 0), assumed_align=al["sf"])
+        alpha = fake(Float32, (p.n,), stride_order=(0,), assumed_align=al["alpha"])
         return act, blob, sf, alpha, out, stream
     e = p.experts
-    blob = fake(Uint8, (e, g, kt, 128, 16), stride_order=(4, 3, 2, 1, 0), assumed_align=16)
-    sf = fake(Uint8, (e, g, kt, 32, 4, 2), stride_order=(5, 4, 3, 2, 1, 0), assumed_align=16)
-    alpha = fake(Float32, (e, p.n), stride_order=(1, 0), assumed_align=4)
-    offsets = fake(Int32, (e + 1,), stride_order=(0,), assumed_align=4)
-    counts = fake(Int32, (e,), stride_order=(0,), assumed_align=4)
+    blob = fake(Uint8, (e, g, kt, 128, 16), stride_order=(4, 3, 2, 1, 0), assumed_align=al["blob"])
+    sf = fake(Uint8, (e, g, kt, 32, 4, 2), stride_order=(5, 4, 3, 2, 1, 0), assumed_align=al["sf"])
+    alpha = fake(Float32, (e, p.n), stride_order=(1, 0), assumed_align=al["alpha"])
+    offsets = fake(Int32, (e + 1,), stride_order=(0,), assumed_align=al["offsets"])
+    counts = fake(Int32, (e,), stride_order=(0,), assumed_align=al["counts"])
     return act, blob, sf, alpha, offsets, counts, out, stream

@@ -49,12 +49,19 @@ QUACK_FROM = 16
 QUACK_FROM_ROW_ALPHA = 16
 
 
+def in_ranges(m: int, ranges) -> bool:
+    """m in one of the ranges (lo, hi] of Nvfp4Linear.ws_ranges (hi None: no upper end)."""
+    return any(lo < m and (hi is None or m <= hi) for lo, hi in ranges)
+
+
 class Nvfp4Linear:
     @staticmethod
-    def ws_ranges(n: int, k: int) -> tuple[tuple[int, int], ...]:
+    def ws_ranges(n: int, k: int) -> tuple[tuple[int, int | None], ...]:
         """quack=True: the M ranges (lo, hi] above WS_FROM where w4a16_ws_gemm serves instead of
-        quack (tiles.WS_OVER_QUACK; empty: quack serves every M above WS_FROM)."""
-        return tuple((max(lo, WS_FROM), hi) for lo, hi in WS_OVER_QUACK.get((n, k), ()) if hi > max(lo, WS_FROM))
+        quack (tiles.WS_OVER_QUACK; hi None: every M above lo; empty: quack serves every M above
+        WS_FROM)."""
+        return tuple((max(lo, WS_FROM), hi) for lo, hi in WS_OVER_QUACK.get((n, k), ())
+                     if hi is None or hi > max(lo, WS_FROM))
 
     @classmethod
     def ops(cls, n: int, k: int, arch: str, *, one_scale: bool = True, quack: bool = True,
@@ -70,11 +77,13 @@ class Nvfp4Linear:
         planned for the block-scaled path this class does not serve yet."""
         p = {"n": n, "k": k}
         if arch == "sm_90a":
+            ranges = cls.ws_ranges(n, k) if quack and mid and upper else ()
+            if ranges == ((WS_FROM, None),):  # ours measured at least as fast at every M: no quack for the layer
+                return cls.ops(n, k, arch, one_scale=one_scale, quack=False, upper=upper)
             if quack:
                 fam, upto = (("quack_w4a16_gemm", QUACK_FROM) if one_scale
                              else ("quack_w4a16_rowalpha_gemm", QUACK_FROM_ROW_ALPHA))
                 what = "one global scale" if one_scale else "several global scales: per-row alpha"
-                ranges = cls.ws_ranges(n, k) if mid and upper else ()
                 # quack's first M: above a leading ws range that starts at the threshold
                 above = ranges[0][1] if ranges and ranges[0][0] == upto else upto
                 text = f"Nvfp4Linear for M > {above}{' outside the ranges above' if ranges else ''} (layers with {what})"
@@ -82,7 +91,7 @@ class Nvfp4Linear:
                 fam, upto, ranges = "w4a16_ws_gemm", WS_FROM, ()
                 above = upto
                 text = f"Nvfp4Linear(quack=False) for M > {upto} (per-row alpha: one or several global scales)"
-            spans = ", ".join(f"{lo} < M <= {hi}" for lo, hi in ranges)
+            spans = ", ".join(f"{lo} < M" + ("" if hi is None else f" <= {hi}") for lo, hi in ranges)
             middle = ([OpDecl("mid_op", "w4a16_ws_gemm", p, "tokens",
                               f"Nvfp4Linear for {spans} (measured at least as fast as quack there)",
                               keyed="gemm", weights="weight", optional=True, m_above=ranges[0][0],
@@ -126,15 +135,13 @@ class Nvfp4Linear:
         # one global scale: quack's scalar-alpha kernel; several (q_a + kv): its per-row-alpha twin
         # (our kernels take the per-row alpha either way)
         one_scale = self.alpha.numel() > 0 and bool((self.alpha == self.alpha[0]).all())
-        for quack in (quack, not quack):  # the chosen upper kernel, else the other one
+        # the chosen upper kernels (ws on its ranges), then the chosen one alone (quack=True, the store lacking
+        # ws: quack from WS_FROM), then the other one
+        for quack, mid in ((quack, True), (quack, False), (not quack, True)):
             self.upper_op = self.mid_op = None
-            decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale, quack=quack)
+            decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale, quack=quack, mid=mid)
             self.decls = open_ops(self, store, decls)
-            declared_mid = any(d.attr == "mid_op" for d in decls)
-            if self.upper_op is not None and self.mid_op is None and declared_mid:  # no ws: quack from WS_FROM
-                decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale, quack=quack, mid=False)
-                self.decls = open_ops(self, store, decls)
-            if self.upper_op is not None:
+            if self.upper_op is not None and (self.mid_op is not None or all(d.attr != "mid_op" for d in decls)):
                 break
         # w4a16_gemm serves M <= lower_upto; above it mid_op (w4a16_ws_gemm) M in ws_ranges, the
         # upper kernel every other M (ws_spans: ws_ranges(N, K) when both are open, else empty)
@@ -147,11 +154,12 @@ class Nvfp4Linear:
                 self.ws_spans = self.ws_ranges(self.n, self.k)
                 self.mid_scratch = OpScratch(self.mid_op, max_tokens, device)
             self.upper_from = decls[-1].m_above
-            alpha = self.alpha[:1].clone() if quack and one_scale else self.alpha
+            upper_quack = decls[-1].family.startswith("quack_")  # (the layer's ws ranges may cover every M)
+            alpha = self.alpha[:1].clone() if upper_quack and one_scale else self.alpha
             self.upper = (self.upper_op, *self.w, alpha)
             self.upper_scratch = OpScratch(self.upper_op, max_tokens, device)
             # quack's serial split-K spins on other CTAs; w4a16_ws_gemm's last-arriver split-K does not
-            if device.type == "cuda" and self.upper_scratch.buffers and quack:
+            if device.type == "cuda" and self.upper_scratch.buffers and upper_quack:
                 _check_split_k_residency(self.upper_op, max_tokens, device)
         self.device = device
 
@@ -164,7 +172,7 @@ class Nvfp4Linear:
             out = torch.empty((m, self.n), dtype=torch.bfloat16, device=x.device)
         if m <= self.lower_upto:
             self.op(x, *self.w, self.alpha, out, check=check)
-        elif any(lo < m <= hi for lo, hi in self.ws_spans):
+        elif in_ranges(m, self.ws_spans):
             self.mid_op(x, *self.w, self.alpha, out, *self.mid_scratch(m), check=check)
         else:
             uop, blob, strip, alpha = self.upper

@@ -65,7 +65,12 @@ TILE_NS = (16, 32, 64, 128, 256)
 # the weights dominate (docs/PERFORMANCE.md "session 7, wgdec"). No table uses them yet.
 DECODE_TILE_NS = (16, 32)
 PIPES = (16, 64)
-EPIS = (0, 1)  # epilogue: 0 = scalar bf16 stores from registers, 1 = staged through shared memory, 16-byte stores
+# epilogue: 0 = scalar bf16 stores from registers, 1 = staged through shared memory, 16-byte stores, 2 = as 1 with
+# EPI_BLOCKS[2] staging blocks per warp: that many 16-token chunks written, then read back and stored, per warp sync
+# (one shared-memory round trip per group instead of per chunk; epilogue.py _epilogue_smem), 3 = the whole tile's
+# bf16 image in shared memory, stored by TMA bulk stores that drain while the next tile's k loop runs (whole token
+# tiles; a partial one takes 1's path; epilogue.py _epilogue_tma)
+EPIS = (0, 1, 2, 3)
 RASTERS = (1, 2, 4, 8, -4, -8, -16)  # work order (kernel.py raster_item): > 0 bands of token tiles, < 0 of weight tiles
 DEPTHS = (2, 3)  # pipe 16: wgmma groups left in flight by each wait (kernel.py, pipe 16)
 MAX_ACC = 128  # fp32 accumulators per consumer thread (tile_m * tile_n / (128 wgs)): registers
@@ -73,8 +78,8 @@ SPLIT_KS = (1, 2, 3, 4, 6, 7, 8, 12, 14, 16)  # dense split-K factors (kernel.py
 CTAS = (1, 2)  # dense: CTAs resident per SM (2: each gets half the register file and shared memory)
 CTAS2_MAX_ACC = 32  # ctas 2: fp32 accumulators per consumer thread (its 104 registers: tile_n 64 at rb 1)
 MIN_SPLIT_STEPS = 4  # k64 steps per split: below that the reduction outweighs the split
-PROBES = (0, 1, 2, 3, 4)  # diagnostics (lean.py): 0 = the kernel, 1 = no decode, 2 = no wgmma, 3 / 4 = split-K reduce
-# without the partials' read-back / without any reduction (stream.py _split_reduce)
+PROBES = (0, 1, 2, 3, 4, 5)  # diagnostics (lean.py): 0 = the kernel, 1 = no decode, 2 = no wgmma, 3 / 4 = split-K reduce
+# without the partials' read-back / without any reduction (stream.py _split_reduce), 5 = no epilogue (epilogue.py)
 PROBE_ENV = "NVFP4_AOT_WS_PROBE"  # probe != 0 builds only with this set to 1 (benchmarks; never served)
 LEANS = (0, 1)  # consumer k-loop address arithmetic: 0 = per k16 block (as served), 1 = per k64 step (lean.py)
 # consumer warpgroups per CTA: 1 (quack's shape of CTA: a producer and one consumer warpgroup, 256 threads, up to
@@ -95,6 +100,15 @@ REDS = (0, 1)
 
 
 EPI_WARP_BYTES = 512  # epi 1: one consumer warp's staging block (16 tokens x 16 weight rows, bf16)
+EPI_BLOCKS = {0: 0, 1: 1, 2: 4, 3: 1}  # staging blocks per consumer warp, by epi (3: a partial tile's, in the image)
+
+
+def epi_bytes(epi: int, wgs: int, tile_m: int, tile_n: int) -> int:
+    """The epilogue's shared memory: EPI_BLOCKS[epi] staging blocks per consumer warp (4 per warpgroup) after the
+    weight ring, or epi 3's image of the output tile (tile_m x tile_n bf16, 1 KiB-aligned for SW128: + 1 KiB)."""
+    if epi == 3:
+        return tile_m * tile_n * 2 + 1024
+    return EPI_WARP_BYTES * EPI_BLOCKS[epi] * 4 * wgs
 
 
 def smem_bytes(tile_m: int, tile_n: int, stages: int, experts: int, wgs: int = 2, epi: int = 0, red: int = 0) -> int:
@@ -103,7 +117,7 @@ def smem_bytes(tile_m: int, tile_n: int, stages: int, experts: int, wgs: int = 2
     more) and the scheduler's three int32 arrays, with alignment."""
     ring = stages * (tile_n * 128 + (tile_m // 64) * (2048 + 256))
     bars = 16 * stages + (16 if red == 1 else 0)
-    return 1024 + ring + (EPI_WARP_BYTES * 4 * wgs if epi else 0) + bars + 12 * experts + 64
+    return 1024 + ring + epi_bytes(epi, wgs, tile_m, tile_n) + bars + 12 * experts + 64
 
 
 def red_parts(p) -> int:
@@ -140,13 +154,14 @@ class WsParams:
     pipe: int = 16  # k elements per wgmma commit group: 16 (decode interleaved per k16 block) or 64
     split_k: int = 1  # dense only: K splits per output tile (> 1: flags + workspace scratch arguments)
     pdl: bool = False  # dense only: programmatic dependent launch (griddepcontrol; weights prefetched first)
-    epi: int = 1  # epilogue: 1 = through shared memory (stmatrix, 16-byte stores), 0 = scalar stores from registers
+    epi: int = 1  # epilogue: 1 = through shared memory (stmatrix, 16-byte stores), 0 = scalar stores from registers,
+    # 2 = as 1, EPI_BLOCKS[2] chunks per shared-memory round trip, 3 = TMA stores of the tile's bf16 image (EPIS)
     raster: int = 1  # work order: > 0 token tiles per band (1: weight tile fastest), < 0 weight tiles per band
     depth: int = 2  # pipe 16: wgmma groups in flight after each wait (3: decode after the wait, one more in flight)
     ctas: int = 1  # CTAs per SM (2: two tiles' serial k chains share an SM; half the registers each; grouped: decode tiles only)
     lean: int = 0  # 1: the consumer k loop's descriptor / release-stage arithmetic once per step (lean.py)
     probe: int = 0  # diagnostic, wrong output by design: 1 = no decode, 2 = no wgmma (lean.py), 3 / 4 = split-K without
-    # reading the partials back / without any reduction (stream.py); build needs PROBE_ENV
+    # reading the partials back / without any reduction (stream.py), 5 = no epilogue; build needs PROBE_ENV
     stream: int = 0  # dense only: 1 = stream-K, the launch's k64 steps cut evenly over the grid (stream.py)
     peek: int = 0  # pipe 16: 1 = test the next stage's full barrier early, spin at its load only if it was not full
     mc: int = 1  # dense only: 2 = 2-CTA clusters on adjacent weight tiles share the activation tile (TMA multicast)
@@ -184,7 +199,11 @@ def _reasons(p: WsParams) -> list[str]:
         r.append(f"raster={p.raster} must be one of {RASTERS} (token (> 0) or weight (< 0) tiles per band of the "
                  "work order)")
     if p.epi not in EPIS:
-        r.append(f"epi={p.epi} must be one of {EPIS} (0: register stores, 1: through shared memory)")
+        r.append(f"epi={p.epi} must be one of {EPIS} (0: register stores, 1: through shared memory, 2: as 1, "
+                 f"{EPI_BLOCKS[2]} chunks per round trip, 3: TMA stores of the tile)")
+    elif p.epi == 3 and (p.split_k > 1 or p.stream or p.mc != 1):
+        r.append(f"epi={p.epi} stores whole unsplit tiles: it needs split_k 1, stream 0 and mc 1 (got split_k="
+                 f"{p.split_k}, stream={p.stream}, mc={p.mc})")
     if p.depth not in DEPTHS:
         r.append(f"depth={p.depth} must be one of {DEPTHS} (wgmma groups in flight in the pipe-16 loop)")
     elif p.depth != 2 and p.pipe != 16:
@@ -222,6 +241,8 @@ def _reasons(p: WsParams) -> list[str]:
         r.append(f"probe={p.probe} applies to the pipe-16 loop only (pipe={p.pipe})")
     elif p.probe in (3, 4) and (p.split_k == 1 or p.stream):
         r.append(f"probe={p.probe} times the split-K reduction: it needs split_k > 1 and stream 0")
+    elif p.probe == 5 and (p.split_k > 1 or p.stream):
+        r.append(f"probe={p.probe} times the whole-tile epilogue: it needs split_k 1 and stream 0")
     if p.peek not in PEEKS:
         r.append(f"peek={p.peek} must be one of {PEEKS} (1: early test of the next stage, kernel.py _step16)")
     elif p.peek and p.pipe != 16:
@@ -357,8 +378,12 @@ class DenseFamily(_Base):
 # experts get more than 64 rows, i.e. two 256 x 64 token tiles each; one 256 x 128 tile covers
 # them (the MoE layer at 512 tokens measured 1513 us with the edge at 64; H200). Other shapes: same rule.
 _T64 = {"tile_m": 256, "tile_n": 64, "stages": 8}
-_T128 = {"tile_m": 256, "tile_n": 128, "stages": 8, "pipe": 64}
-_T256 = {"tile_m": 128, "tile_n": 256, "stages": 6}
+# Session 16 (benchmarks/w4a16_ws.py, H200, docs/PERFORMANCE.md "session 16"): epi 3 (the tile image stored by TMA
+# while the next tile runs; 2 / 2 stages fewer for its shared memory) on both prefill tiles, bitwise equal outputs:
+# t = 128 L1 867 vs 896 us (1.36 vs 1.31x torch _grouped_mm), L2 449 vs 477 (1.40 vs 1.32x); t = 512 L1 3101 vs
+# 3235, L2 1581 vs 1606.
+_T128 = {"tile_m": 256, "tile_n": 128, "stages": 6, "pipe": 64, "epi": 3}
+_T256 = {"tile_m": 128, "tile_n": 256, "stages": 4, "epi": 3}
 GROUPED_TILES = {  # (n, k) -> per-t table ((t upper edge | None, tuning), ...)
     (7168, 3072): ((32, {**_T64, "wgs": 4}), (128, _T128), (None, _T256)),
 }

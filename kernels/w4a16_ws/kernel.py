@@ -55,7 +55,7 @@ from cutlass import BFloat16, Float32, Int32, Int64, Uint8, const_expr
 from cutlass.cute.nvgpu import cpasync, warpgroup
 
 from ..w4a16_device import hold, sw128_desc, wg_commit, wg_fence, wg_wait, wgmma_rs
-from . import EPI_WARP_BYTES, TILE_MS, TILE_NS, red_parts
+from . import EPI_BLOCKS, EPI_WARP_BYTES, TILE_MS, TILE_NS, epi_bytes, red_parts
 from .device import start
 from .epilogue import Epilogue
 from .producer import BLOB_BYTES, STRIP_BYTES, Producer
@@ -98,7 +98,7 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
         # (the persistent grid is then ctas x sm_count; no CTA ever waits on another, so no residency need)
         self.ctas = ctas
         self.lean = lean  # 1: per-step descriptor and release-stage arithmetic of lean.py (0: as before)
-        self.probe = probe  # diagnostic, wrong results by design (lean.py): 1 no decode, 2 no wgmma
+        self.probe = probe  # diagnostic, wrong results by design (lean.py): 1 no decode, 2 no wgmma, 5 no epilogue
         self.n, self.k, self.experts, self.grouped = n, k, experts, grouped
         self.tile_m, self.tile_n, self.stages, self.sm_count = tile_m, tile_n, stages, sm_count
         self.mt = n // tile_m  # weight tiles per expert
@@ -109,11 +109,13 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
         self.wgs = wgs  # consumer warpgroups
         self.pipe = pipe  # commit-group granularity of the k loop: 16 or 64 (k elements)
         self.raster = raster  # token tiles per band of the item order (raster_item)
-        self.epi = epi  # 1: epilogue through shared memory (_epilogue_smem), 0: scalar stores (_epilogue_regs)
+        self.epi = epi  # 1 / 2: epilogue through shared memory (_epilogue_smem), 0: scalar stores (_epilogue_regs)
         self.depth = depth  # pipe 16: wgmma groups left in flight by each wait (2 or 3)
         # depth 3 releases step t - 1 only after loading step t + 1: a 2-stage ring would deadlock
         assert depth in (2, 3) and (pipe == 16 or depth == 2) and (depth == 2 or stages >= 3)
-        self.epi_bytes = EPI_WARP_BYTES * 4 * wgs if epi else 0  # after the weight ring (one block per warp)
+        # epi 0-2: staging blocks after the weight ring (EPI_BLOCKS[epi] per consumer warp); epi 3's tile image is an
+        # allocation of its own (_body: 1 KiB-aligned for SW128), its first 512 B per warp doubling as those blocks
+        self.epi_bytes = 0 if epi == 3 else epi_bytes(epi, wgs, tile_m, tile_n)
         assert self.blocks % wgs == 0
         self.rb = self.blocks // wgs  # m64 blocks per consumer warpgroup
         self.threads = 128 * (wgs + 1)
@@ -189,7 +191,13 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
             kw["use_pdl"] = True
         if const_expr(self.cluster > 1):
             kw["cluster"] = [self.cluster, 1, 1]
-        if const_expr(self.split_k == 1 and not self.stream):
+        if const_expr(self.epi == 3):  # (split_k 1, stream 0: the predicate) the tile image, one m64 block per slot
+            epi_l = cute.tile_to_shape(atom_l, (self.tile_n, 64, self.blocks), order=(0, 1, 2))
+            tma_o_atom, tma_o = cpasync.make_tiled_tma_atom(cpasync.CopyBulkTensorTileS2GOp(), out,
+                                                            cute.slice_(epi_l, (None, None, 0)), (self.tile_n, 64))
+            start(self.kernel_tma(*tma, tma_o_atom, tma_o, staged, boxed, epi_l, blob, sf, alpha, offsets, counts, out,
+                                  act.shape[0]), kw, self.ctas)
+        elif const_expr(self.split_k == 1 and not self.stream):
             start(self.kernel(*tma, staged, boxed, blob, sf, alpha, offsets, counts, out, act.shape[0]), kw,
                   self.ctas)
         else:
@@ -207,6 +215,15 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
                    m_rows, alpha, alpha)
 
     @cute.kernel
+    def kernel_tma(self, tma_atom: cute.CopyAtom, tma_act: cute.Tensor, tma_box: cute.CopyAtom, tma_act_box: cute.Tensor,
+                   tma_o_atom: cute.CopyAtom, tma_o: cute.Tensor, staged: cute.ComposedLayout,
+                   boxed: cute.ComposedLayout, epi_l: cute.ComposedLayout, blob: cute.Tensor, sf: cute.Tensor,
+                   alpha: cute.Tensor, offsets: cute.Tensor, counts: cute.Tensor, out: cute.Tensor, m_rows: Int32):
+        # epi 3: kernel's, plus the output's TMA store view and the tile image's layout
+        self._body((tma_atom, tma_act, tma_box, tma_act_box), staged, boxed, blob, sf, alpha, offsets, counts, out,
+                   m_rows, alpha, alpha, (tma_o_atom, tma_o, epi_l))
+
+    @cute.kernel
     def kernel_split(self, tma_atom: cute.CopyAtom, tma_act: cute.Tensor, tma_box: cute.CopyAtom,
                      tma_act_box: cute.Tensor, staged: cute.ComposedLayout, boxed: cute.ComposedLayout,
                      blob: cute.Tensor, sf: cute.Tensor, alpha: cute.Tensor, out: cute.Tensor, m_rows: Int32,
@@ -217,7 +234,7 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
     @cute.jit
     def _body(self, tma, staged: cute.ComposedLayout, boxed: cute.ComposedLayout, blob: cute.Tensor, sf: cute.Tensor,
               alpha: cute.Tensor, offsets: cute.Tensor, counts: cute.Tensor, out: cute.Tensor, m_rows: Int32,
-              flags: cute.Tensor, workspace: cute.Tensor):
+              flags: cute.Tensor, workspace: cute.Tensor, epo=None):
         tidx, _, _ = cute.arch.thread_idx()
         bid, _, _ = cute.arch.block_idx()
         grid, _, _ = cute.arch.grid_dim()
@@ -230,6 +247,9 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
         s_act = smem.allocate_tensor(BFloat16, staged.outer, byte_alignment=1024, swizzle=staged.inner)
         s_box = cute.make_tensor(s_act.iterator, boxed.outer)  # the same ring as boxes (the pointer holds the swizzle)
         s_w = smem.allocate_tensor(Uint8, cute.make_layout(S * self.w_bytes + self.epi_bytes), byte_alignment=128)
+        if const_expr(self.epi == 3):  # (atom, output view, the tile image: m64 block b in slot b)
+            epo = (epo[0], epo[1], smem.allocate_tensor(BFloat16, epo[2].outer, byte_alignment=1024,
+                                                        swizzle=epo[2].inner))
         # full[0, S), empty[S, 2S); red 1: ready 2S, done 2S + 1 (stream.py _split_reduce_cluster)
         bars = smem.allocate_array(Int64, 2 * S + (2 if self.red == 1 else 0), byte_alignment=8)
         s_pre = smem.allocate_tensor(Int32, cute.make_layout(E), byte_alignment=4)  # inclusive work prefix
@@ -297,11 +317,11 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
             if const_expr(self.pdl):  # (the producer's wait already orders everything; kept explicit)
                 cute.arch.griddepcontrol_wait()
             self._consume(wg - 1, tidx % 128, lane, mine, bid, grid, s_pre, s_start, s_cnt, act_base, w_base,
-                          bar_base, alpha, out, flags, workspace)
+                          bar_base, alpha, out, flags, workspace, epo)
 
     @cute.jit
     def _consume(self, cw, tw, lane, mine, bid, grid, s_pre, s_start, s_cnt, act_base, w_base, bar_base, alpha,
-                 out, flags, workspace):
+                 out, flags, workspace, epo=None):
         """Consumer warpgroup cw: per work item, zero the accumulators, run the k loop (pipe 16 or
         64, below), drain, release the last stage, store."""
         rb, an = self.rb, self.acc_n
@@ -309,7 +329,10 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
         luts = lut_regs()
         acc = cute.make_rmem_tensor(cute.make_layout((an, rb)), Float32)
         al = cute.make_rmem_tensor(cute.make_layout((2, rb)), Float32)
-        ebuf = w_base + self.stages * self.w_bytes + (cw * 4 + wq) * EPI_WARP_BYTES  # epi 1: this warp's block
+        if const_expr(self.epi == 3):  # this warp's staging block (a partial tile's stores) inside the tile image
+            ebuf = epo[2].iterator.toint() + (cw * 4 + wq) * EPI_WARP_BYTES
+        else:  # this warp's staging blocks
+            ebuf = w_base + self.stages * self.w_bytes + (cw * 4 + wq) * EPI_WARP_BYTES * EPI_BLOCKS[self.epi]
         if const_expr(self.stream):  # stream-K segments (stream.py)
             self._consume_stream(acc, al, ebuf, cw, tw, wq, lane, luts, grid, s_pre, s_start, s_cnt, act_base,
                                  w_base, bar_base, alpha, out, flags, workspace)
@@ -333,11 +356,16 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
                     self._kloop64(acc, it, cw, tw, lane, act_base, w_base, bar_base, luts)
                 it += self.ks
                 self._drain(acc, bar_base, it, lane)
-                if const_expr(self.split_k == 1):
+                if const_expr(self.epi == 3):
+                    self._epilogue_tma(acc, al, ebuf, epo, cw, wq, tw, lane, e, j, m, s_start, s_cnt, out)
+                elif const_expr(self.split_k == 1):
                     self._epilogue(acc, al, ebuf, cw, wq, lane, e, j, m, s_start, s_cnt, out)
                 else:
                     self._split_reduce(acc, cw, wq, lane, j, m, split, flags, workspace, s_start, s_cnt, alpha, out,
                                        al, ebuf, act_base, bar_base, single)
+            if const_expr(self.epi == 3):  # the last tile's bulk stores complete before the CTA exits
+                if tw == 0:
+                    cute.arch.cp_async_bulk_wait_group(0)
 
     @cute.jit
     def _drain(self, acc, bar_base, it, lane):

@@ -191,3 +191,15 @@ def token_col(col, last, sh, lim, vmin=min, vmax=max):
     (the kernel's epilogue runs it on DSL integers)."""
     t = col - sh * vmin(vmax(col - last + 1, 0), 1)
     return t, (t < lim) & ((col < last) | (col >= last + sh))
+
+
+def img_offset(lane, wq):
+    """epi 3 (epilogue.py _epilogue_tma): the byte offset, in an m64 block's slot of the tile image, that lane
+    hands stmatrix .trans for the first 16-token chunk of consumer warp wq (chunk ch adds ch * 16 * 128). The
+    slot is laid out as TMA's SW128 box [tokens x 64 weight rows] of bf16: token t's 128-byte row at t * 128,
+    its 16-byte chunk c (weight rows 8 c .. 8 c + 7) at chunk c ^ (t % 8). Lane 8 q + i addresses memory row i
+    of matrix q = (u, h) = (q / 2, q % 2): token 8 u + i, weight rows 16 wq + 8 h .. (chunk 2 wq + h); t % 8 = i.
+    Works on Python and DSL integers (tests/kernels/test_w4a16_ws_epi.py checks it against the SW128 rule)."""
+    q = lane // 8
+    i = lane % 8
+    return (8 * (q // 2) + i) * 128 + (((2 * wq + q % 2) ^ i) * 16)

@@ -102,6 +102,18 @@ H64P = _t(64, 128, 10, wgs=1, pdl=True, peek=1)
 S64P = _t(64, 64, 12, wgs=1, pdl=True, peek=1)
 
 
+# Session 16 (`w4a16_ws_dense_sweep.py manifest --ep / --ep2 / --ep3`, docs/PERFORMANCE.md "session 16", H200,
+# cold L2, each cell timed 2-3 times): probe 5 (no epilogue) showed the tile's global stores costing 4-14% of a
+# large-M launch (o_b M = 8192: 328 vs 374-384 us; q_b 2325 vs 2702): every SM stores its tile at the same moment
+# and the k loop waits for it. epi 3 (epilogue.py _epilogue_tma) writes the tile's bf16 image to shared memory and
+# lets TMA bulk stores drain it under the next tile's k loop; it needs the image's shared memory (64 KiB at 128 x
+# 256: 4 stages instead of 6), and pays wherever a CTA runs more than one tile. T256E = 128 x 256 epi 3: o_b M =
+# 8192 333.9-344.5 vs 367-380 us (quack 345.7), q_b 2408-2415 vs 2655-2673 (quack 2479), down 500-520 vs 534-556
+# (quack 512), gate+up 995-1042 vs 1043-1091 (quack 1073), q_a+kv 323-326 vs 336-339 (quack 347). Q64P with epi 2
+# (4 chunks per shared-memory round trip) on q_a+kv 769-1024: 39.8-40.1 vs 45.1-46.4 us (quack 39.7).
+T256E = _t(128, 256, 4, epi=3)
+
+
 # Rule for an unmeasured shape (the one the one-scale 7168-wide shapes measured before session 6's
 # `wstab` sweep).
 DENSE = ((64, _t(128, 64, 6, 2, pdl=True)), (128, _t(128, 64, 6, pdl=True)), (384, _t(128, 128, 10, pdl=True)),
@@ -118,12 +130,13 @@ DENSE = ((64, _t(128, 64, 6, 2, pdl=True)), (128, _t(128, 64, 6, pdl=True)), (38
 # (o_b, q_b; elsewhere within +-3% either way).
 DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
     # shared-expert down (session 10: 129-256 Q64P; session 11: 1-64 S64P, 65-128 H64P; see H64P)
-    (7168, 3072): ((64, S64P), (128, H64P), (256, Q64P), (512, _t(128, 256, 6)),
-                   (768, _t(128, 256, 6, stream=1, sm_count=SK126)), (None, _t(128, 256, 6))),
+    # (session 16: 1-64 S64P epi 3, 11.6-11.7 vs 12.0 us; 257-512 T256E 33.4 vs 34.9 at 384 / 512; 769+ T256E)
+    (7168, 3072): ((64, _t(**S64P, epi=3)), (128, H64P), (256, Q64P), (512, T256E),
+                   (768, _t(128, 256, 6, stream=1, sm_count=SK126)), (None, T256E)),
     # o_b (session 10: 129-256 Q64P; session 11: 1-64 S64P, 65-128 H64P; see H64P)
-    (7168, 2048): ((64, S64P), (128, H64P), (256, Q64P), (512, _t(128, 256, 6)),
-                   (768, _t(128, 128, 10, raster=4, depth=3)), (1536, _t(128, 256, 6)),
-                   (None, _t(128, 256, 6, raster=-8, depth=3))),
+    # (session 16: 1-64 S64P epi 3, 8.4 vs 8.6-8.7 us; T256E from 257 on: 23.7 vs 24.7-25.1 at 384 / 512, 43.4-43.7 vs
+    # 46.5-47.2 for 128 x 128 r4 d3 at 640 / 768, and above)
+    (7168, 2048): ((64, _t(**S64P, epi=3)), (128, H64P), (256, Q64P), (None, T256E)),
     # shared gate + up
     # (session 9: 201-256 Q64, 40.3 / 40.3 us at M = 256 vs 48.6 / 46.9 for 128 x 256 split 2 and 46.0 for
     # quack; 769-1024 Q64P, 116.6 / 116.7 at 1024 vs stream-K 131.4 / 140.0 (quack 115.9). Session 10:
@@ -132,7 +145,7 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
     # 128 split 2 pdl, 28.4 / 27.8 vs 29.7 / 29.9 hot; quack serves these M by default (28.4 / 28.2 cold))
     (6144, 7168): ((64, _t(128, 64, 12, 2, pdl=True, red=1)), (128, _t(64, 128, 10, wgs=1, peek=1, stream=1)), (256, Q64P),
                    (384, _t(256, 128, 8, stream=1, sm_count=SK126)),
-                   (512, _t(128, 256, 6)), (768, _t(128, 256, 6, stream=1)), (1024, Q64P), (None, _t(128, 256, 6))),
+                   (512, _t(128, 256, 6)), (768, _t(128, 256, 6, stream=1)), (1024, Q64P), (None, T256E)),
     # q_a + kv: split-K up to M = 1024 (tiles x splits within one or two rounds of 132 SMs), unsplit
     # 128 x 256 above. Session 9: 769-1024 Q64P (39.0 / 39.1 vs 47.3 / 47.8 us for 128 x 256 split 2
     # depth 3; quack 39.2). Session 11 (`ks64`, see H64P): 32 weight tiles of 64 rows x splits = 128
@@ -144,12 +157,14 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
     (2048, 7168): ((64, _t(64, 64, 12, 4, pdl=True, wgs=1)), (128, _t(64, 128, 10, 4, pdl=True, wgs=1, peek=1)),
                    (256, _t(64, 256, 6, 4, pdl=True, wgs=1, lean=1, peek=1)),
                    (512, _t(64, 256, 6, 2, pdl=True, wgs=1, lean=1, peek=1, red=1)), (768, _t(128, 256, 6, depth=3, stream=1)),
-                   (1024, Q64P), (None, _t(128, 256, 6))),
+                   (1024, _t(**Q64P, epi=2)), (None, T256E)),
     # q_b: 512 weight tiles; 256-row tiles are as fast at M <= 64 and fewer activation reloads;
     # 129-256 128 x 256 raster 4 depth 3 (session 7: 71.1 / 74.8 us at 192 / 256 vs 256 x 128 80.6 / 89.5)
+    # (session 16: T256E raster 4 depth 3 on 129-256 and 385+: 69.7 vs 80.4 us at M = 256 (quack 75.2), 151.5 vs
+    # 164-166 at 512, 223 vs 247-251 at 768; 2408-2415 vs 2655-2673 at 8192)
     (65536, 1536): ((64, _t(256, 64, 12, pdl=True)), (128, _t(256, 128, 8, pdl=True)),
-                    (256, _t(128, 256, 6, raster=4, depth=3)), (384, _t(256, 128, 8, pdl=True)),
-                    (None, _t(128, 256, 6, raster=4, depth=3))),
+                    (256, _t(**T256E, raster=4, depth=3)), (384, _t(256, 128, 8, pdl=True)),
+                    (None, _t(**T256E, raster=4, depth=3))),
 }
 
 
@@ -166,7 +181,15 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
 # tiles): M = 257 (a range's lower end: both kernels run the same token tiles at 257 as at 384,
 # where ours measured 1.42-1.69x quack) and 513 (an inner edge of ours: the same tiles and rounds
 # of 132 SMs as at 768 for both). `plan` declares w4a16_ws_gemm for these layers (Nvfp4Linear.ops).
-WS_OVER_QUACK: dict[tuple[int, int], tuple[tuple[int, int], ...]] = {
+# hi None: every M above lo; a layer whose one range is (16, None) declares no quack kernel at all.
+# Session 16 (epi 3, T256E above; `w4a16_ws_dense_sweep.py manifest --ep2 / --ep3`, H200, cold L2 with each cell
+# timed 2-3 times, and hot): ours x quack at M = 769 / 1024 / 1536 / 2048 / 4096 / 8192, cold — q_a+kv 1.69 /
+# 0.99 / 1.11 / 0.97 / 1.02 / 1.07 (hot at 1024 / 2048: 1.12 / 1.04), down 1.10 / 1.15 / 1.03 / 1.02 / 0.97 / 1.00
+# (hot at 4096: 1.03), o_b 1.09 / 1.04 / 1.02 / 0.99 / 0.94 / 1.02 (hot at 4096: 1.02; the --ep run's cold cell
+# 1.05), q_b 1.05 / 0.97 / 1.03 / 1.01 / 1.01 / 1.03 (hot at 1024: 0.99), gate+up at 2048 / 4096 / 8192 1.04 /
+# 1.04 / 1.06 (0.88 / 0.90 at 1024 / 1536: quack keeps 769-1536); q_b at 192 / 256 / 512 / 640 / 768: 1.03 / 1.08
+# / 0.98 / 1.02 / 1.04. So: q_a+kv and q_b ours at every M, down / o_b from 257 on, gate+up from 1537 on.
+WS_OVER_QUACK: dict[tuple[int, int], tuple[tuple[int, int | None], ...]] = {
     # Session 7 (`wsmid`, docs/PERFORMANCE.md "session 7, wsmid": the --mid sweep, the final table at
     # M = 16 .. 384 and a crossover run at M = 136 .. 256, H200): quack's 129-384 buckets get faster
     # as M grows inside them (gate+up 74.3 / 52.1 / 36.3 us at M = 129 / 193 / 256) while ours is
@@ -179,14 +202,14 @@ WS_OVER_QUACK: dict[tuple[int, int], tuple[tuple[int, int], ...]] = {
     # / 320 / 384 (session 6: 1.07 / 1.25x at 512 / 768; 0.82x at 1024, quack's 64 x 256 39 us)
     # Session 11 (`ks64`): the 64-row split-K tiles beat quack at 224 / 256 too (17.8 / 17.4 vs 19.9 /
     # 18.9 us cold, 17.7 / 17.4 vs 19.9 / 18.5 hot): ours from 17 to 768
-    (2048, 7168): ((16, 768),),
+    (2048, 7168): ((16, None),),
     # gate + up: split 2 with pdl 1.02-1.03x quack at 33-64 (quack 1.04-1.05x at 17-32), 1.23-1.37x at
     # 65-72 (0.93x at 128), 128 x 256 split 2 1.57 / 1.18 / 1.08x at 129 / 192 / 200; 128 x 256
     # 1.52-1.71x at 257-384, 1.00 / 0.98x at 385 / 512 (session 6), split 2 raster 4 depth 3 1.06x at
     # 768; quack at 769-1536 (0.79x at 1024) and above (0.96x at 8192). Session 9: 201-256 is ours too
     # (Q64: 40.3 / 40.3 vs quack 46.0 us at M = 256; 201-255 argued: quack runs the same 64 x 256 tiling,
     # one token tile, there)
-    (6144, 7168): ((32, 72), (128, 768)),
+    (6144, 7168): ((32, 72), (128, 768), (1536, None)),
     # down, o_b: quack at 17-64 (down 12.3-12.6 vs 10.4-11.9 us, o_b 9.8-10.0 vs 7.7-8.8); 1.08-1.16x
     # at 65-72 (0.74-0.79x at 128), 1.16-1.48x at 129-192, 1.04-1.09x at 200; 257-768 (128 x 256 to
     # 512, 128 x 128 above) 1.81-2.33x at 257-384, session 6 1.00-1.05x at 385-768; quack at
@@ -198,12 +221,12 @@ WS_OVER_QUACK: dict[tuple[int, int], tuple[tuple[int, int], ...]] = {
     # 10.4 / 10.4 vs 14.2 / 11.8 / 10.3 (hot 10.0 vs 9.8 at 128). 33-47 argued: both kernels run one
     # token tile, flat in M, over 33-64 (quack's 33-64 bucket). quack keeps 17-32 (down 11.0 vs 12.1-12.7,
     # o_b 8.1-8.2 vs 8.9-9.3) and 201-256
-    (7168, 3072): ((32, 200), (256, 768)),
-    (7168, 2048): ((32, 200), (256, 768)),
+    (7168, 3072): ((32, 200), (256, None)),
+    (7168, 2048): ((32, 200), (256, None)),
     # q_b (65536 x 1536): 256 x 64 1.12x quack at 17-32, 1.04-1.06x at 33-64; 256 x 128 1.14-1.17x at
     # 65-72, 1.04x at 128; 128 x 256 raster 4 depth 3 1.15 / 1.09 / 1.04x at 129 / 136 / 160 (0.98x
     # at 176, 0.94-0.97x at 192-256); 256 x 128 1.53 / 1.59 / 1.12x at 257 / 320 / 384; 0.92-0.99x above
-    (65536, 1536): ((16, 160), (256, 384)),
+    (65536, 1536): ((16, None),),
 }
 
 

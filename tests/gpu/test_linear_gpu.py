@@ -38,6 +38,7 @@ def _segments(lin):
     if lin.upper is None:
         return segs
     for a, b in lin.ws_spans:
+        b = 1 << 62 if b is None else b  # (an open-ended ws range)
         if a > lo:
             segs.append((lo, a, lin.upper_op))
         segs.append((a, b, lin.mid_op))
@@ -93,11 +94,13 @@ def test_our_kernels_at_every_bucket_edge(store, seed, n, k, parts):
 @pytest.mark.parametrize("n,k,parts", SHAPES, ids=lambda v: str(v))
 def test_default_path_at_every_bucket_edge(store, seed, n, k, parts):
     """quack=True: w4a16_gemm up to WS_FROM, w4a16_ws_gemm on ws_ranges(N, K) (where listed), quack
-    (per-row alpha for the two-scale layer) on the other M."""
+    (per-row alpha for the two-scale layer) on the other M; a layer whose ws range covers every M above
+    WS_FROM (q_a + kv, q_b) has no quack kernel: ws is its upper kernel."""
     lin, wd, g = _layer(store, seed, n, k, parts)
-    fam = "quack_w4a16_rowalpha_gemm" if parts else "quack_w4a16_gemm"
+    all_ws = Nvfp4Linear.ws_ranges(n, k) == ((WS_FROM, None),)
+    fam = "w4a16_ws_gemm" if all_ws else "quack_w4a16_rowalpha_gemm" if parts else "quack_w4a16_gemm"
     assert lin.upper is not None and lin.upper_op.spec["family"] == fam
-    assert lin.lower_upto == WS_FROM and lin.ws_spans == Nvfp4Linear.ws_ranges(n, k)
+    assert lin.lower_upto == WS_FROM and lin.ws_spans == (() if all_ws else Nvfp4Linear.ws_ranges(n, k))
     assert (lin.mid_op is not None) == bool(lin.ws_spans)
     _check_every_edge(lin, wd, g, n, k)
 

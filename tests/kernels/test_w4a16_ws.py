@@ -69,7 +69,7 @@ def test_epi_depth_raster_knobs():
                 "wgs": 4}, {"tile_n": 256, "stages": 6, "depth": 3, "raster": 2},
                 {"epi": 0, "tile_n": 256, "stages": 6}, {"raster": -16}):
         assert GROUPED.can_implement(params(**tun), "sm_90a") == [], tun
-    assert any("epi=2" in r for r in GROUPED.can_implement(params(epi=2), "sm_90a"))
+    assert any("epi=4" in r for r in GROUPED.can_implement(params(epi=4), "sm_90a"))
     assert any("depth=4" in r for r in GROUPED.can_implement(params(depth=4), "sm_90a"))
     assert any("pipe-16 loop only" in r for r in GROUPED.can_implement(params(depth=3, pipe=64), "sm_90a"))
     assert any("stages=2" in r for r in GROUPED.can_implement(params(depth=3, stages=2), "sm_90a"))

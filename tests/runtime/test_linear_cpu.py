@@ -189,3 +189,37 @@ def test_default_path_serves_ws_on_the_listed_ranges(monkeypatch, drop):
         assert lin.mid_op.calls == 4 and lin.upper_op.calls == 4
     else:
         assert lin.upper_op.calls == 8
+
+
+@pytest.mark.parametrize("drop", [None, "w4a16_ws_gemm", "quack_w4a16_gemm"])
+def test_open_ended_ws_ranges(monkeypatch, drop):
+    """tiles.WS_OVER_QUACK ranges with hi None: ws serves every M above lo. One range (16, None) covers every M
+    above WS_FROM: the layer declares no quack kernel (per-row alpha to ours), unless the store lacks ws (then
+    quack serves from WS_FROM). ((0, 64), (128, None)): quack only on 65-128."""
+    from nvfp4_aot.kernels.w4a16_ws import tiles
+
+    q, sf, s2 = _weights(7, 0.02)
+
+    class Drop(RefStore):
+        def op(self, family, **problem):
+            if family == drop:
+                raise MissingVariantError(family)
+            return super().op(family, **problem)
+
+    monkeypatch.setitem(tiles.WS_OVER_QUACK, (N, K), ((0, None),))
+    lin = Nvfp4Linear(Drop("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", quack=True)
+    fams = [d.family for d in lin.decls]
+    assert fams == ["w4a16_gemm", "quack_w4a16_gemm" if drop == "w4a16_ws_gemm" else "w4a16_ws_gemm"]
+    assert lin.lower_upto == lin.upper_from == WS_FROM and lin.ws_spans == ()
+    assert lin.upper[3].numel() == (1 if drop == "w4a16_ws_gemm" else N)  # quack's scalar alpha, ours per row
+    _check(lin, q, sf, 0.02, (7, WS_FROM + 1, 300, 4096))
+    assert lin.upper_op.calls == 3
+
+    monkeypatch.setitem(tiles.WS_OVER_QUACK, (N, K), ((0, 64), (128, None)))
+    lin = Nvfp4Linear(Drop("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", quack=True)
+    if drop is None:
+        assert [d.family for d in lin.decls] == ["w4a16_gemm", "w4a16_ws_gemm", "quack_w4a16_gemm"]
+        assert lin.ws_spans == ((WS_FROM, 64), (128, None))
+        assert [(d.m_above, d.m_upto) for d in lin.decls] == [(0, WS_FROM), (WS_FROM, None), (64, None)]
+        _check(lin, q, sf, 0.02, (33, 64, 65, 128, 129, 4096))
+        assert lin.mid_op.calls == 4 and lin.upper_op.calls == 2  # ws: 33, 64, 129, 4096; quack: 65, 128
