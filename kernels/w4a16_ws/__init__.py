@@ -135,6 +135,15 @@ def split_flags(p) -> int:
     return 4 * p.wgs * red_parts(p)
 
 
+def scratch_shapes(p, tiles: tuple) -> tuple[tuple, tuple]:
+    """Shapes of the split-K / stream-K scratch (flags, workspace) for tiles = (token tiles, weight tiles): the
+    signature's symbolic strings, make_inputs' ints and the fake args' symbolic int all come through here.
+    flags [*tiles, split_flags(p)]; workspace split-K [*tiles, split_k x tile_m x tile_n] (each split's fp32
+    partial of its output tile), stream-K stream_ws_shape(p) (independent of M)."""
+    ws = stream_ws_shape(p) if p.stream else (*tiles, p.split_k * p.tile_m * p.tile_n)
+    return (*tiles, split_flags(p)), ws
+
+
 def stream_ws_shape(p) -> tuple[int, int]:
     """Stream-K workspace: 2 partial slots per CTA of the largest grid (sm_count x ctas; each CTA
     writes at most the partial of its first and of its last tile, sched.sk_slot) x tile_m x tile_n."""
@@ -335,10 +344,9 @@ class DenseFamily(_Base):
         M: stream_ws_shape). None for whole tiles."""
         if p.split_k == 1 and not p.stream:
             return ()
-        tiles = (f"cdiv(M, {p.tile_n})", f"N // {p.tile_m}")
-        ws = stream_ws_shape(p) if p.stream else (*tiles, p.split_k * p.tile_m * p.tile_n)
+        flags, ws = scratch_shapes(p, (f"cdiv(M, {p.tile_n})", f"N // {p.tile_m}"))
         return (
-            Arg("flags", "int32", (*tiles, split_flags(p)), align=4, scratch=True),
+            Arg("flags", "int32", flags, align=4, scratch=True),
             Arg("workspace", "float32", ws, align=16, scratch=True),
         )
 
@@ -361,9 +369,8 @@ class DenseFamily(_Base):
 
         inputs = super().make_inputs(p, m, device, seed, poison, dist)
         if p.split_k > 1 or p.stream:
-            tiles = (-(-m // p.tile_n), p.n // p.tile_m)
-            inputs["flags"] = torch.zeros((*tiles, split_flags(p)), dtype=torch.int32, device=device)
-            ws = stream_ws_shape(p) if p.stream else (*tiles, p.split_k * p.tile_m * p.tile_n)
+            flags, ws = scratch_shapes(p, (-(-m // p.tile_n), p.n // p.tile_m))
+            inputs["flags"] = torch.zeros(flags, dtype=torch.int32, device=device)
             inputs["workspace"] = torch.full(ws, poison, dtype=torch.float32, device=device)
         return inputs
 

@@ -19,18 +19,13 @@ def start(kern, kw, ctas: int) -> None:
 
 
 def split_fake_args(p):
-    """Fake (flags, workspace) of a split-K variant (the dense family's scratch_args): [token
-    tiles (symbolic), weight tiles, ...], contiguous; they go between out and the stream."""
+    """Fake (flags, workspace) of a split-K / stream-K variant: the dense family's scratch_args (shapes from
+    scratch_shapes with the token tiles symbolic, alignments from the Args), contiguous; they go between out
+    and the stream."""
+    from . import DENSE_FAMILY, scratch_shapes
+
     fake = cute.runtime.make_fake_compact_tensor
-    tt = cute.sym_int()
-    from . import split_flags
-
-    flags = fake(Int32, (tt, p.n // p.tile_m, split_flags(p)), stride_order=(2, 1, 0), assumed_align=4)
-    if getattr(p, "stream", 0):  # stream-K: per CTA of the largest grid, independent of M (stream_ws_shape)
-        from . import stream_ws_shape
-
-        ws = fake(Float32, stream_ws_shape(p), stride_order=(1, 0), assumed_align=16)
-    else:
-        ws = fake(Float32, (tt, p.n // p.tile_m, p.split_k * p.tile_m * p.tile_n), stride_order=(2, 1, 0),
-                  assumed_align=16)
-    return flags, ws
+    shapes = scratch_shapes(p, (cute.sym_int(), p.n // p.tile_m))
+    args = DENSE_FAMILY.scratch_args(p)
+    return tuple(fake(dt, shape, stride_order=tuple(range(len(shape) - 1, -1, -1)), assumed_align=a.align)
+                 for dt, shape, a in zip((Int32, Float32), shapes, args))
