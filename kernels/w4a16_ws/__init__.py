@@ -250,8 +250,8 @@ def _reasons(p: WsParams) -> list[str]:
         r.append(f"probe={p.probe} applies to the pipe-16 loop only (pipe={p.pipe})")
     elif p.probe in (3, 4) and (p.split_k == 1 or p.stream):
         r.append(f"probe={p.probe} times the split-K reduction: it needs split_k > 1 and stream 0")
-    elif p.probe == 5 and (p.split_k > 1 or p.stream):
-        r.append(f"probe={p.probe} times the whole-tile epilogue: it needs split_k 1 and stream 0")
+    elif p.probe == 5 and (p.split_k > 1 or p.stream or p.epi == 3):
+        r.append(f"probe={p.probe} times the whole-tile epilogue of epi 0-2: it needs split_k 1, stream 0 and epi < 3")
     if p.peek not in PEEKS:
         r.append(f"peek={p.peek} must be one of {PEEKS} (1: early test of the next stage, kernel.py _step16)")
     elif p.peek and p.pipe != 16:

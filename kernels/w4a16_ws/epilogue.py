@@ -144,7 +144,8 @@ class Epilogue:
         h_r = (lane % 2) ^ ((t_r >> 2) & 1)
         r_addr = ebuf + lane * 16
         if const_expr(own is None):
-            units = self.tile_n // 16 * self.rb  # unit u: token chunk u / rb (chunks outer, as _epilogue_regs), block u % rb
+            # unit u: token chunk u / rb (chunks outer, as _epilogue_regs), m64 block u % rb
+            units = self.tile_n // 16 * self.rb
             g = EPI_BLOCKS[self.epi]
             for u0 in cutlass.range_constexpr(0, units, g):
                 self._units_smem(acc, al, u0, min(g, units - u0), cw, wq, m, start, tok0, last, sh, lim, base, w_addr,

@@ -66,6 +66,7 @@ def test_probe_5_needs_the_env_and_an_unsplit_tile(monkeypatch):
     monkeypatch.setenv(PROBE_ENV, "1")
     assert DENSE.can_implement(dense(probe=5), "sm_90a") == []
     assert any("probe=5" in r for r in DENSE.can_implement(dense(tile_n=64, probe=5, split_k=2), "sm_90a"))
+    assert any("probe=5" in r for r in DENSE.can_implement(dense(tile_n=64, probe=5, epi=3), "sm_90a"))  # own path
 
 
 def test_epi_3_signature_asks_a_16_byte_aligned_out():
