@@ -381,7 +381,8 @@ def ep_candidates(shape: str) -> list[dict]:
     out = []
     for tun in served(shape, EP_MS):
         s2, s3 = fit(tun, 2), fit(tun, 3)
-        for extra in ({"probe": 5}, {"epi": 2, "stages": s2, "lean": 1}, {"epi": 3, "stages": s3},
+        probe = {"probe": 5, **({"epi": 1} if tun.get("epi") == 3 else {})}  # (probe 5 replaces epi 0-2's epilogue)
+        for extra in (probe, {"epi": 2, "stages": s2, "lean": 1}, {"epi": 3, "stages": s3},
                       {"epi": 3, "stages": s3, "lean": 1}, *(({"stages": s3},) if s3 != tun["stages"] else ())):
             if {**tun, **extra} not in out:
                 out.append({**tun, **extra})
