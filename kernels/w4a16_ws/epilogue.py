@@ -158,6 +158,18 @@ class Epilogue:
                                          w_addr, r_addr, t_r, h_r)
 
     @cute.jit
+    def _chunk_regs(self, acc, al, ch: cutlass.Constexpr[int], r: cutlass.Constexpr[int]):
+        """Token chunk ch (16 tokens) of the warp's m64 block r as stmatrix's four bf16x2 registers x alpha, in
+        matrix order (u, h) = (0, 0), (0, 1), (1, 0), (1, 1): tokens 8 (2 ch + u) .., weight rows 8 h .."""
+        regs = []
+        for u in cutlass.range_constexpr(2):
+            jj = 2 * ch + u
+            for h in cutlass.range_constexpr(2):
+                lo, hi = acc[4 * jj + 2 * h, r] * al[h, r], acc[4 * jj + 2 * h + 1, r] * al[h, r]
+                regs.append(pack_bf16x2(lo, hi))
+        return regs
+
+    @cute.jit
     def _units_smem(self, acc, al, u0: cutlass.Constexpr[int], g: cutlass.Constexpr[int], cw, wq, m, start, tok0, last,
                     sh, lim, base, w_addr, r_addr, t_r, h_r):
         """_epilogue_smem's units u0 .. u0 + g - 1 (unit u: token chunk u / rb of m64 block u % rb), unit u0 + b
@@ -165,12 +177,7 @@ class Epilogue:
         n, rb = self.n, self.rb
         for b in cutlass.range_constexpr(g):
             ch, r = (u0 + b) // rb, (u0 + b) % rb
-            regs = []
-            for u in cutlass.range_constexpr(2):  # matrices (u, h): tokens 8 (2 ch + u) .., rows 8 h ..
-                jj = 2 * ch + u
-                for h in cutlass.range_constexpr(2):
-                    lo, hi = acc[4 * jj + 2 * h, r] * al[h, r], acc[4 * jj + 2 * h + 1, r] * al[h, r]
-                    regs.append(pack_bf16x2(lo, hi))
+            regs = self._chunk_regs(acc, al, ch, r)
             stmatrix_x4_trans(w_addr + b * EPI_WARP_BYTES, regs[0], regs[1], regs[2], regs[3])
         cute.arch.sync_warp()
         for b in cutlass.range_constexpr(g):
@@ -197,12 +204,7 @@ class Epilogue:
             w_addr = s_img.iterator.toint() + cw * self.rb * slot_bytes + img_offset(lane, wq)  # (SW128, sched.py)
             for ch in cutlass.range_constexpr(self.tile_n // 16):  # (3)
                 for r in cutlass.range_constexpr(self.rb):
-                    regs = []
-                    for u in cutlass.range_constexpr(2):  # matrices (u, h): tokens 8 (2 ch + u) .., rows 8 h ..
-                        jj = 2 * ch + u
-                        for h in cutlass.range_constexpr(2):
-                            lo, hi = acc[4 * jj + 2 * h, r] * al[h, r], acc[4 * jj + 2 * h + 1, r] * al[h, r]
-                            regs.append(pack_bf16x2(lo, hi))
+                    regs = self._chunk_regs(acc, al, ch, r)
                     stmatrix_x4_trans(w_addr + r * slot_bytes + ch * 16 * 128, regs[0], regs[1], regs[2], regs[3])
             cute.arch.fence_proxy("async.shared", space="cta")  # (4)
             cute.arch.barrier(barrier_id=bar, number_of_threads=128)  # (5)

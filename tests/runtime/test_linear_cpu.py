@@ -158,6 +158,18 @@ def test_split_k_buckets_get_zeroed_scratch_sized_for_max_tokens():
     assert lin3.upper_op.name.startswith("w4a16_ws_gemm") and lin3.upper_scratch.buffers == {}
 
 
+def _dropping(drop):
+    """A reference sm_90a store without the family `drop` (None: every family)."""
+
+    class Drop(RefStore):
+        def op(self, family, **problem):
+            if family == drop:
+                raise MissingVariantError(family)
+            return super().op(family, **problem)
+
+    return Drop("sm_90a")
+
+
 @pytest.mark.parametrize("drop", [None, "w4a16_ws_gemm", "quack_w4a16_gemm"])
 def test_default_path_serves_ws_on_the_listed_ranges(monkeypatch, drop):
     """quack=True on a shape of tiles.WS_OVER_QUACK: w4a16_gemm up to WS_FROM, w4a16_ws_gemm on the
@@ -168,13 +180,7 @@ def test_default_path_serves_ws_on_the_listed_ranges(monkeypatch, drop):
     monkeypatch.setitem(tiles.WS_OVER_QUACK, (N, K), ((0, 64), (128, 192)))
     q, sf, s2 = _weights(7, 0.02)
 
-    class Drop(RefStore):
-        def op(self, family, **problem):
-            if family == drop:
-                raise MissingVariantError(family)
-            return super().op(family, **problem)
-
-    lin = Nvfp4Linear(Drop("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", quack=True)
+    lin = Nvfp4Linear(_dropping(drop), q, sf, s2, max_tokens=4096, device="cpu", quack=True)
     fams = [d.family for d in lin.decls]
     if drop is None:
         assert fams == ["w4a16_gemm", "w4a16_ws_gemm", "quack_w4a16_gemm"]
@@ -200,14 +206,8 @@ def test_open_ended_ws_ranges(monkeypatch, drop):
 
     q, sf, s2 = _weights(7, 0.02)
 
-    class Drop(RefStore):
-        def op(self, family, **problem):
-            if family == drop:
-                raise MissingVariantError(family)
-            return super().op(family, **problem)
-
     monkeypatch.setitem(tiles.WS_OVER_QUACK, (N, K), ((0, None),))
-    lin = Nvfp4Linear(Drop("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", quack=True)
+    lin = Nvfp4Linear(_dropping(drop), q, sf, s2, max_tokens=4096, device="cpu", quack=True)
     fams = [d.family for d in lin.decls]
     assert fams == ["w4a16_gemm", "quack_w4a16_gemm" if drop == "w4a16_ws_gemm" else "w4a16_ws_gemm"]
     assert lin.lower_upto == lin.upper_from == WS_FROM and lin.ws_spans == ()
@@ -216,7 +216,7 @@ def test_open_ended_ws_ranges(monkeypatch, drop):
     assert lin.upper_op.calls == 3
 
     monkeypatch.setitem(tiles.WS_OVER_QUACK, (N, K), ((0, 64), (128, None)))
-    lin = Nvfp4Linear(Drop("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", quack=True)
+    lin = Nvfp4Linear(_dropping(drop), q, sf, s2, max_tokens=4096, device="cpu", quack=True)
     if drop is None:
         assert [d.family for d in lin.decls] == ["w4a16_gemm", "w4a16_ws_gemm", "quack_w4a16_gemm"]
         assert lin.ws_spans == ((WS_FROM, 64), (128, None))
