@@ -363,6 +363,17 @@ def r64_candidates(shape: str) -> list[dict]:
     return with_served(out, shape, R64_MS)
 
 
+def stages_fitting(tun: dict, epi: int) -> int:
+    """The most stages, at most tun's, with which tun's tile fits one CTA's shared memory under epilogue `epi`
+    (w4a16_ws.smem_bytes: epi 2's staging blocks, epi 3's tile image)."""
+    from nvfp4_aot.kernels.w4a16_ws import SMEM_PER_BLOCK, smem_bytes
+
+    st = tun["stages"]
+    while smem_bytes(tun["tile_m"], tun["tile_n"], st, 1, tun.get("wgs", 2), epi) > SMEM_PER_BLOCK:
+        st -= 1
+    return st
+
+
 def ep_candidates(shape: str) -> list[dict]:
     """Session 16: the epilogue at large M, where ours (`quack=False`) runs 0.91-0.95x quack on the short-K shapes
     with the same k64 loop (session 14's SASS) and 84-86% tensor-active against quack's 92% (session 15's ncu).
@@ -370,17 +381,9 @@ def ep_candidates(shape: str) -> list[dict]:
     epi 2 (EPI_BLOCKS[2] chunks per shared-memory round trip) and epi 3 (TMA stores of the tile image), with lean 1
     (session 15's best at large M on down) and as many stages as their shared memory leaves (and that stage count
     with epi 1, to tell the two apart)."""
-    from nvfp4_aot.kernels.w4a16_ws import SMEM_PER_BLOCK, smem_bytes
-
-    def fit(tun, epi):
-        st = tun["stages"]
-        while smem_bytes(tun["tile_m"], tun["tile_n"], st, 1, tun.get("wgs", 2), epi) > SMEM_PER_BLOCK:
-            st -= 1
-        return st
-
     out = []
     for tun in served(shape, EP_MS):
-        s2, s3 = fit(tun, 2), fit(tun, 3)
+        s2, s3 = stages_fitting(tun, 2), stages_fitting(tun, 3)
         probe = {"probe": 5, **({"epi": 1} if tun.get("epi") == 3 else {})}  # (probe 5 replaces epi 0-2's epilogue)
         for extra in (probe, {"epi": 2, "stages": s2, "lean": 1}, {"epi": 3, "stages": s3},
                       {"epi": 3, "stages": s3, "lean": 1}, *(({"stages": s3},) if s3 != tun["stages"] else ())):
@@ -406,15 +409,11 @@ def ep3_candidates(shape: str) -> list[dict]:
     """Session 16: epi 3 below M = 769, where a tiling runs more than one round of tiles per SM (q_b's 512 weight
     tiles at every M, the 385-768 buckets): each served unsplit, non-stream-K tiling at EP3_MS next to its epi 3
     twin (as many stages as its shared memory leaves) and, for the one-warpgroup tiles, its epi 2 twin."""
-    from nvfp4_aot.kernels.w4a16_ws import SMEM_PER_BLOCK, smem_bytes
-
     out = []
     for tun in served(shape, EP3_MS):
         if tun.get("split_k", 1) > 1 or tun.get("stream"):
             continue
-        st = tun["stages"]
-        while smem_bytes(tun["tile_m"], tun["tile_n"], st, 1, tun.get("wgs", 2), 3) > SMEM_PER_BLOCK:
-            st -= 1
+        st = stages_fitting(tun, 3)
         for extra in ({"epi": 3, "stages": st}, *(({"epi": 2},) if tun.get("wgs", 2) == 1 else ())):
             if {**tun, **extra} not in out:
                 out.append({**tun, **extra})
