@@ -13,7 +13,7 @@ from nvfp4_aot.runtime import open_store
 
 
 def per_call(fn, n: int = 20000) -> float:
-    for _ in range(200):
+    for _ in range(min(200, n)):
         fn()
     torch.cuda.synchronize()
     t0 = time.perf_counter()
@@ -43,10 +43,36 @@ def main() -> None:
         "op(...) default (quick + kernel's own checks)": per_call(lambda: op(*a)),
         'op(..., check="full") (every rule in Python)': per_call(lambda: op(*a, check="full")),
     }
+    rows.update(ws_epi_rows(store))
     print(f"device: {device_name()}")
     base = rows["torch.add (16 floats)"]
     for name, t in rows.items():
         print(f"{name:44} {t * 1e6:7.2f} us/call  {t / base:5.2f}x torch.add")
+
+
+def ws_epi_rows(store) -> dict[str, float]:
+    """Host cost of epi 3's output TMA descriptor (encoded by the exported function at every eager call, like the
+    activation's; captured once inside a CUDA graph): the bare functions of o_b's w4a16_ws_gemm buckets at M <= 64
+    (64 x 64 epi 3) and 65..128 (64 x 128 epi 1), both called at M = 32 (the dense kernel takes any M), few enough
+    calls (WS_CALLS) that the launch queue never fills, so the figure is host time, not the GPU's ~8 us per launch."""
+    fam = get_family("w4a16_ws_gemm")
+    try:
+        op = store.op(fam.name, n=7168, k=2048)
+    except Exception:  # noqa: BLE001 (a store without o_b's ws op)
+        return {}
+    rows = {}
+    for m_pick in (32, 96):
+        kern = op.kernel_for(m_pick)
+        p = fam.parse_params(kern.record["params"])
+        if p.split_k > 1 or p.stream:
+            continue
+        b = fam.make_inputs(p, 32, torch.device("cuda"), seed=0)
+        a = [b["act"], b["blob"], b["sf"], b["alpha"], b["out"]]
+        rows[f"ws 64x{p.tile_n} epi {p.epi} bare (M = 32)"] = per_call(lambda a=a, f=kern.fn: f(*a), n=WS_CALLS)
+    return rows
+
+
+WS_CALLS = 400
 
 
 if __name__ == "__main__":

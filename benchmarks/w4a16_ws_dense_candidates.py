@@ -420,6 +420,32 @@ def ep3_candidates(shape: str) -> list[dict]:
     return with_served(out, shape, EP3_MS)
 
 
+def gap_candidates(shape: str) -> list[dict]:
+    """Session 17: the M ranges quack still serves (tiles.WS_OVER_QUACK's gaps: gate+up 17-32, 73-128, 769-1536;
+    down / o_b 17-32, 201-256), each cell timed three times cold and twice hot, to move them to ours or to state
+    the measured reason they stay. quack runs 64 x 32 at 17-32 (ours had no 32-token dense tile in any table): 64 x
+    32 one-warpgroup tiles with pdl / peek and their epi 3 twins; at 201-256 (down / o_b) and 769-1536 (gate+up)
+    quack's 64 x 256 is Q64P's tile: Q64P with pdl, epi 2 / epi 3, and T256E at 769-1536; at 73-128 (gate+up) the
+    64 x 128 one-warpgroup tile with pdl / peek next to the served stream-K one."""
+    if shape not in ("down", "o_b", "gate+up"):
+        return []
+    t32 = {"tile_m": 64, "tile_n": 32, "stages": 12, "wgs": 1, "pdl": True, "peek": 1}
+    out = [t32, {**t32, "epi": 3, "stages": stages_fitting(t32, 3)}, {**t32, "pdl": False}]
+    q = {**Q64P}
+    if shape == "gate+up":
+        out += [{"tile_m": 128, "tile_n": 32, "stages": 12, "split_k": 2, "pdl": True, "red": 1},
+                {"tile_m": 64, "tile_n": 128, "stages": 10, "wgs": 1, "pdl": True, "peek": 1},
+                {"tile_m": 64, "tile_n": 128, "stages": 10, "wgs": 1, "pdl": True, "peek": 1, "epi": 2},
+                {**q, "epi": 2}, {**q, "epi": 3, "stages": stages_fitting(q, 3)}, {**q, "pdl": True},
+                {"tile_m": 128, "tile_n": 256, "stages": 4, "epi": 3},
+                {"tile_m": 128, "tile_n": 256, "stages": 4, "epi": 3, "lean": 1}]
+    else:
+        out += [{**q, "epi": 2}, {**q, "epi": 3, "stages": stages_fitting(q, 3)}, {**q, "pdl": True},
+                {**q, "pdl": True, "epi": 2}]
+    return with_served(out, shape, GAP_MS)
+
+
+GAP_MS = (17, 24, 32, 64, 96, 128, 200, 224, 256, 769, 1024, 1536)
 EP3_MS = (64, 128, 192, 256, 384, 512, 640, 768)
 EP2_MS = (769, 1024, 1536, 2048, 4096, 8192)
 EP_MS = (1024, 2048, 4096, 8192)

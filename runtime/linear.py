@@ -4,11 +4,9 @@ Hopper (sm_90a): w4a16_gemm (kernels/w4a16, ours, mma.sync, the decode kernel: b
 best at small M) serves small M. Above it, by default (`quack=True`), per layer shape: our
 w4a16_ws_gemm (kernels/w4a16_ws: warp-specialized wgmma, tile table per (N, K) and token bucket in
 kernels/w4a16_ws/tiles.py) on the M ranges tiles.WS_OVER_QUACK[(N, K)] where it measured at least
-as fast as quack (H200, docs/PERFORMANCE.md "session 6, wssmall", "session 6, wstab" and
-"session 7, wsmid", "session 9, q64": q_a + kv 17-224 and 257-768, gate + up 33-72 and 129-768, down and
-o_b 65-72, 129-200 and 257-768, q_b 17-160 and 257-384), quack's WGMMA kernel at the other M:
-quack_w4a16_gemm for one global scale, its per-row-alpha twin for several (q_a + kv); quack is
-the measured faster path there. `quack=False` serves w4a16_ws_gemm at every M above WS_FROM instead. Where the
+as fast as quack (H200, docs/PERFORMANCE.md from "session 6, wssmall" to "session 17": every M above 16 on
+the five DeepSeek-V4 shapes, so their layers declare no quack kernel: ws_everywhere), quack's WGMMA kernel at the
+other M (a shape not measured there): quack_w4a16_gemm for one global scale, its per-row-alpha twin for several. `quack=False` serves w4a16_ws_gemm at every M above WS_FROM instead. Where the
 store lacks one of the two upper kernels the other serves its range, and without either
 w4a16_gemm serves every M. All read the one prepared copy (quack's nvfp4 blob +
 strip); ours take the per-row alpha [N] for one- and two-scale layers alike. Blackwell (sm_100a) needs activation quantization + the block-scaled
@@ -64,6 +62,12 @@ class Nvfp4Linear:
                      if hi is None or hi > max(lo, WS_FROM))
 
     @classmethod
+    def ws_everywhere(cls, n: int, k: int) -> bool:
+        """quack=True: ours measured at least as fast as quack at every M above WS_FROM (one range (WS_FROM, None)),
+        so the layer declares no quack kernel and w4a16_ws_gemm is its upper kernel."""
+        return cls.ws_ranges(n, k) == ((WS_FROM, None),)
+
+    @classmethod
     def ops(cls, n: int, k: int, arch: str, *, one_scale: bool = True, quack: bool = True,
             upper: bool = True, mid: bool = True) -> list[OpDecl]:
         """The ops a dense NVFP4 GEMM [N, K] needs on `arch` (see runtime/declare.py). sm_90a:
@@ -78,7 +82,7 @@ class Nvfp4Linear:
         p = {"n": n, "k": k}
         if arch == "sm_90a":
             ranges = cls.ws_ranges(n, k) if quack and mid and upper else ()
-            if ranges == ((WS_FROM, None),):  # ours measured at least as fast at every M: no quack for the layer
+            if ranges and cls.ws_everywhere(n, k):
                 return cls.ops(n, k, arch, one_scale=one_scale, quack=False, upper=upper)
             if quack:
                 fam, upto = (("quack_w4a16_gemm", QUACK_FROM) if one_scale

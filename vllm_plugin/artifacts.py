@@ -20,8 +20,8 @@ ARTIFACTS_ENV = "NVFP4_AOT_ARTIFACTS"
 # prepared weight copy): "1"/unset on, "0" serves every T on the decode grouped GEMM.
 MOE_PREFILL_ENV = "NVFP4_AOT_MOE_PREFILL"
 # Nvfp4Linear above M = 16 (runtime/linear.py WS_FROM / QUACK_FROM): "1"/unset quack's dense W4A16 kernels except where our w4a16_ws_gemm
-# measured at least as fast (runtime/linear.py, kernels/w4a16_ws/tiles.py WS_OVER_QUACK; H200,
-# docs/PERFORMANCE.md "session 6, wssmall" / "wstab", "session 7, wsmid"), "0" our w4a16_ws_gemm at every such M; where the store
+# measured at least as fast (runtime/linear.py, kernels/w4a16_ws/tiles.py WS_OVER_QUACK: every M on the five DeepSeek-V4
+# shapes since session 17; H200, docs/PERFORMANCE.md), "0" our w4a16_ws_gemm at every such M; where the store
 # lacks one of the two the other serves.
 LINEAR_QUACK_ENV = "NVFP4_AOT_LINEAR_QUACK"
 

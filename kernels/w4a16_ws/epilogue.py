@@ -42,10 +42,9 @@ what the epilogue costs.
 import cutlass
 import cutlass.cute as cute
 from cutlass import BFloat16, Int32, Int64, const_expr
-
-from ..ptx import pack_bf16x2
 from cutlass.cute.nvgpu import cpasync
 
+from ..ptx import pack_bf16x2
 from . import EPI_BLOCKS, EPI_WARP_BYTES
 from .ptx import lds_v4, stg_v4_if, stmatrix_x4_trans
 from .sched import act_boxes, img_offset, token_col

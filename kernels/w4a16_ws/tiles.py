@@ -114,6 +114,17 @@ S64P = _t(64, 64, 12, wgs=1, pdl=True, peek=1)
 T256E = _t(128, 256, 4, epi=3)
 
 
+# Session 17 (`w4a16_ws_dense_sweep.py manifest --gap`, docs/PERFORMANCE.md "session 17", H200, each cell timed three
+# times cold and twice hot, quack in the same run): the M ranges quack still served. At 17-32 quack runs 64 x 32; ours
+# had no 32-token dense tile: 64 x 32 one-warpgroup pdl peek epi 3 (T32E) down 10.2-10.3 vs quack 11.2-11.4 us cold
+# (hot 10.2 vs 10.2), o_b 7.6-7.7 vs 8.2-9.4 (hot 7.5-7.6 vs 7.7-7.8); gate+up 128 x 32 split 2 pdl red 1 (G32) 20.3-20.6
+# vs 26.8 (hot 20.1-20.5 vs 26.9; the served 128 x 64 split 2 23.0-24.1). Q64P with pdl on down / o_b 129-256: down
+# 17.8-18.1 vs quack 18.9-24.2 cold (hot 17.5-18.0 vs 17.3-23.9), o_b 12.7-12.9 vs 14.9-17.1 (hot 12.5-12.7 vs
+# 12.6-17.6); Q64P without pdl 18.7-18.9 / 13.9-14.2.
+T32E = _t(64, 32, 12, wgs=1, pdl=True, peek=1, epi=3)
+G32 = _t(128, 32, 12, 2, pdl=True, red=1)
+
+
 # Rule for an unmeasured shape (the one the one-scale 7168-wide shapes measured before session 6's
 # `wstab` sweep).
 DENSE = ((64, _t(128, 64, 6, 2, pdl=True)), (128, _t(128, 64, 6, pdl=True)), (384, _t(128, 128, 10, pdl=True)),
@@ -131,21 +142,28 @@ DENSE = ((64, _t(128, 64, 6, 2, pdl=True)), (128, _t(128, 64, 6, pdl=True)), (38
 DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
     # shared-expert down (session 10: 129-256 Q64P; session 11: 1-64 S64P, 65-128 H64P; see H64P)
     # (session 16: 1-64 S64P epi 3, 11.6-11.7 vs 12.0 us; 257-512 T256E 33.4 vs 34.9 at 384 / 512; 769+ T256E)
-    (7168, 3072): ((64, _t(**S64P, epi=3)), (128, H64P), (256, Q64P), (512, T256E),
+    # (session 17: 17-32 T32E, 129-256 Q64P pdl)
+    (7168, 3072): ((32, T32E), (64, _t(**S64P, epi=3)), (128, H64P), (256, _t(**Q64P, pdl=True)), (512, T256E),
                    (768, _t(128, 256, 6, stream=1, sm_count=SK126)), (None, T256E)),
     # o_b (session 10: 129-256 Q64P; session 11: 1-64 S64P, 65-128 H64P; see H64P)
     # (session 16: 1-64 S64P epi 3, 8.4 vs 8.6-8.7 us; T256E from 257 on: 23.7 vs 24.7-25.1 at 384 / 512, 43.4-43.7 vs
     # 46.5-47.2 for 128 x 128 r4 d3 at 640 / 768, and above)
-    (7168, 2048): ((64, _t(**S64P, epi=3)), (128, H64P), (256, Q64P), (None, T256E)),
+    # (session 17: 17-32 T32E, 129-256 Q64P pdl)
+    (7168, 2048): ((32, T32E), (64, _t(**S64P, epi=3)), (128, H64P), (256, _t(**Q64P, pdl=True)), (None, T256E)),
     # shared gate + up
     # (session 9: 201-256 Q64, 40.3 / 40.3 us at M = 256 vs 48.6 / 46.9 for 128 x 256 split 2 and 46.0 for
     # quack; 769-1024 Q64P, 116.6 / 116.7 at 1024 vs stream-K 131.4 / 140.0 (quack 115.9). Session 10:
     # 129-256 Q64P, 37.7-40.4 us at M = 136..256 vs 44.5-45.8 for 128 x 256 split 2 pdl)
     # (session 13, sk64 sweep: 65-128 64 x 128 stream-K, 29.1 / 28.1 vs 30.0 / 30.0 us cold at M = 96 / 128 for 128 x
     # 128 split 2 pdl, 28.4 / 27.8 vs 29.7 / 29.9 hot; quack serves these M by default (28.4 / 28.2 cold))
-    (6144, 7168): ((64, _t(128, 64, 12, 2, pdl=True, red=1)), (128, _t(64, 128, 10, wgs=1, peek=1, stream=1)), (256, Q64P),
-                   (384, _t(256, 128, 8, stream=1, sm_count=SK126)),
-                   (512, _t(128, 256, 6)), (768, _t(128, 256, 6, stream=1)), (1024, Q64P), (None, T256E)),
+    # (session 17, `--gap` and an M scan of 769-1536, cold and hot: 17-32 G32; 769-1024 Q64P epi 3 (5 stages) 129.8-134.5
+    # us cold at M = 769-896 (Q64P 118-145, noisy), 116.9-130.2 at 1000-1024; 1025-1280 T256E 146-163 (Q64P epi 3 170-173:
+    # 5 token tiles x 96 weight tiles take 4 rounds of 132 SMs, T256E's 240 tiles 2); 1281-1536 Q64P epi 3 210-214 (T256E
+    # 223-238))
+    (6144, 7168): ((32, G32), (64, _t(128, 64, 12, 2, pdl=True, red=1)), (128, _t(64, 128, 10, wgs=1, peek=1, stream=1)),
+                   (256, Q64P), (384, _t(256, 128, 8, stream=1, sm_count=SK126)),
+                   (512, _t(128, 256, 6)), (768, _t(128, 256, 6, stream=1)), (1024, _t(**{**Q64P, "epi": 3, "stages": 5})),
+                   (1280, T256E), (1536, _t(**{**Q64P, "epi": 3, "stages": 5})), (None, T256E)),
     # q_a + kv: split-K up to M = 1024 (tiles x splits within one or two rounds of 132 SMs), unsplit
     # 128 x 256 above. Session 9: 769-1024 Q64P (39.0 / 39.1 vs 47.3 / 47.8 us for 128 x 256 split 2
     # depth 3; quack 39.2). Session 11 (`ks64`, see H64P): 32 weight tiles of 64 rows x splits = 128
@@ -189,6 +207,8 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
 # 1.05), q_b 1.05 / 0.97 / 1.03 / 1.01 / 1.01 / 1.03 (hot at 1024: 0.99), gate+up at 2048 / 4096 / 8192 1.04 /
 # 1.04 / 1.06 (0.88 / 0.90 at 1024 / 1536: quack keeps 769-1536); q_b at 192 / 256 / 512 / 640 / 768: 1.03 / 1.08
 # / 0.98 / 1.02 / 1.04. So: q_a+kv and q_b ours at every M, down / o_b from 257 on, gate+up from 1537 on.
+# Session 17 (`--gap`, per shape below): ours at every M on all five shapes; quack serves Nvfp4Linear only on a shape
+# not listed here (and stays in the benchmarks as the peer).
 WS_OVER_QUACK: dict[tuple[int, int], tuple[tuple[int, int | None], ...]] = {
     # Session 7 (`wsmid`, docs/PERFORMANCE.md "session 7, wsmid": the --mid sweep, the final table at
     # M = 16 .. 384 and a crossover run at M = 136 .. 256, H200): quack's 129-384 buckets get faster
@@ -209,7 +229,12 @@ WS_OVER_QUACK: dict[tuple[int, int], tuple[tuple[int, int | None], ...]] = {
     # 768; quack at 769-1536 (0.79x at 1024) and above (0.96x at 8192). Session 9: 201-256 is ours too
     # (Q64: 40.3 / 40.3 vs quack 46.0 us at M = 256; 201-255 argued: quack runs the same 64 x 256 tiling,
     # one token tile, there)
-    (6144, 7168): ((32, 72), (128, 768), (1536, None)),
+    # Session 17 (`--gap`, cold x3 and hot x2, and a scan of M = 769 .. 1536 in the same way): ours at every M. 17-32
+    # G32 1.30-1.34x quack; 73-128 the stream-K 64 x 128 28.1-28.5 us cold / 27.7 hot vs quack 30.5-31.1; 769-1536:
+    # quack's 64 x 256 moves 116-277 us with M (769: 232, 896: 189, 1000: 116, 1024: 129-134, 1025: 258, 1280: 150,
+    # 1408: 277, 1536: 195 cold; the same hot), ours 117-214 (1.3-2.0x quack at 769-960, 1025-1100 and 1408; 0.92-1.0x
+    # at 1000-1024, 1280 and 1536, where quack is at its fastest)
+    (6144, 7168): ((16, None),),
     # down, o_b: quack at 17-64 (down 12.3-12.6 vs 10.4-11.9 us, o_b 9.8-10.0 vs 7.7-8.8); 1.08-1.16x
     # at 65-72 (0.74-0.79x at 128), 1.16-1.48x at 129-192, 1.04-1.09x at 200; 257-768 (128 x 256 to
     # 512, 128 x 128 above) 1.81-2.33x at 257-384, session 6 1.00-1.05x at 385-768; quack at
@@ -221,8 +246,11 @@ WS_OVER_QUACK: dict[tuple[int, int], tuple[tuple[int, int | None], ...]] = {
     # 10.4 / 10.4 vs 14.2 / 11.8 / 10.3 (hot 10.0 vs 9.8 at 128). 33-47 argued: both kernels run one
     # token tile, flat in M, over 33-64 (quack's 33-64 bucket). quack keeps 17-32 (down 11.0 vs 12.1-12.7,
     # o_b 8.1-8.2 vs 8.9-9.3) and 201-256
-    (7168, 3072): ((32, 200), (256, None)),
-    (7168, 2048): ((32, 200), (256, None)),
+    # Session 17 (`--gap`): ours at every M. 17-32 T32E: down 1.09-1.11x quack cold, 1.00x hot; o_b 1.07-1.23x cold,
+    # 1.01-1.03x hot. 201-256 Q64P pdl: down 1.04-1.07x cold (hot 1.08 / 0.99x at 224 / 256), o_b 1.16x cold (hot 1.11 /
+    # 1.01x)
+    (7168, 3072): ((16, None),),
+    (7168, 2048): ((16, None),),
     # q_b (65536 x 1536): 256 x 64 1.12x quack at 17-32, 1.04-1.06x at 33-64; 256 x 128 1.14-1.17x at
     # 65-72, 1.04x at 128; 128 x 256 raster 4 depth 3 1.15 / 1.09 / 1.04x at 129 / 136 / 160 (0.98x
     # at 176, 0.94-0.97x at 192-256); 256 x 128 1.53 / 1.59 / 1.12x at 257 / 320 / 384; 0.92-0.99x above

@@ -413,17 +413,15 @@ def test_dsv4_manifest_is_what_plan_produces(dsv4_plan):
     # sm_90a: w4a16_ws_gemm for the five shapes where Nvfp4Linear's default path serves it on some
     # M ranges (kernels/w4a16_ws/tiles.py WS_OVER_QUACK), and every family's tile-table rows above
     # the largest capture size (512) as their own buckets (an eager batch runs at its own M)
-    assert summary["per_arch"] == {"sm_90a": 95, "sm_100a": 34}  # session 8: + 4 stream-K buckets, session 9: + 2 gate+up, session 10: - 2 (merged 129-256 buckets), session 11: - 1 (q_a+kv 257-512 one bucket; tiles.py), session 16: - 22 (no quack kernel for q_a+kv / q_b, o_b's buckets above 256 merged)
+    assert summary["per_arch"] == {"sm_90a": 75, "sm_100a": 34}  # session 8: + 4 stream-K buckets, session 9: + 2 gate+up, session 10: - 2 (merged 129-256 buckets), session 11: - 1 (q_a+kv 257-512 one bucket; tiles.py), session 16: - 22 (no quack kernel for q_a+kv / q_b, o_b's buckets above 256 merged), session 17: - 20 (no quack kernel for any of the five; + 3 ws buckets at 17-32, + 2 gate+up 1025-1536)
     ops = summary["ops"]
     ws = {(o["problem"]["n"], o["problem"]["k"]) for o in ops if o["family"] == "w4a16_ws_gemm"}
     assert ws == {(2048, 7168), (6144, 7168), (7168, 3072), (7168, 2048), (65536, 1536)}
     dense = {(2048, 7168), (65536, 1536), (7168, 2048), (6144, 7168), (7168, 3072)}  # attention + shared expert
-    # quack's dense kernels only where it still serves some M (WS_OVER_QUACK: q_a+kv and q_b are ours at every M)
-    for fam, want in (("w4a16_gemm", dense), ("quack_w4a16_gemm", dense - {(2048, 7168), (65536, 1536)})):
-        gemms = {(o["problem"]["n"], o["problem"]["k"]): o for o in ops if o["family"] == fam}
-        assert set(gemms) == want and all(o["archs"] == ["sm_90a"] and o["buckets"][-1][1] == 8192 for o in gemms.values())
-    rowalpha = {(o["problem"]["n"], o["problem"]["k"]) for o in ops if o["family"] == "quack_w4a16_rowalpha_gemm"}
-    assert rowalpha == {(6144, 7168)}  # the stacked shared gate_up (q_a + kv: ours at every M)
+    # no quack dense kernel: WS_OVER_QUACK has ours at every M on all five shapes (session 17)
+    gemms = {(o["problem"]["n"], o["problem"]["k"]): o for o in ops if o["family"] == "w4a16_gemm"}
+    assert set(gemms) == dense and all(o["archs"] == ["sm_90a"] and o["buckets"][-1][1] == 8192 for o in gemms.values())
+    assert not [o for o in ops if o["family"] in ("quack_w4a16_gemm", "quack_w4a16_rowalpha_gemm")]
     grouped = {(o["problem"]["n"], o["problem"]["k"], o["problem"]["experts"]): o for o in ops if o["family"] == "w4a16_grouped_gemm"}
     assert set(grouped) == {(6144, 7168, 48), (7168, 3072, 48)}  # routed L1 / L2, 48 local experts
     assert all(o["buckets"] == [[1, 192], [193, 768], [769, 8192 * 6]] for o in grouped.values())

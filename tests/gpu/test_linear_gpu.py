@@ -97,7 +97,7 @@ def test_default_path_at_every_bucket_edge(store, seed, n, k, parts):
     (per-row alpha for the two-scale layer) on the other M; a layer whose ws range covers every M above
     WS_FROM (q_a + kv, q_b) has no quack kernel: ws is its upper kernel."""
     lin, wd, g = _layer(store, seed, n, k, parts)
-    all_ws = Nvfp4Linear.ws_ranges(n, k) == ((WS_FROM, None),)
+    all_ws = Nvfp4Linear.ws_everywhere(n, k)
     fam = "w4a16_ws_gemm" if all_ws else "quack_w4a16_rowalpha_gemm" if parts else "quack_w4a16_gemm"
     assert lin.upper is not None and lin.upper_op.spec["family"] == fam
     assert lin.lower_upto == WS_FROM and lin.ws_spans == (() if all_ws else Nvfp4Linear.ws_ranges(n, k))
