@@ -446,6 +446,27 @@ def gap_candidates(shape: str) -> list[dict]:
 
 
 GAP_MS = (17, 24, 32, 64, 96, 128, 200, 224, 256, 769, 1024, 1536)
+
+
+def m256_candidates(shape: str) -> list[dict]:
+    """Session 17: the M = 129-256 misses (gate+up 0.89-0.93x torch). A 128 x 256 CTA (two consumer warpgroups
+    sharing each activation stage) ran gate+up M = 256 at ~91% of the SM's tensor peak per SM on its 48 CTAs (T256E,
+    68.4 us, session 17 --gap) against ~85% for the served 64 x 256 on 96: split 2 puts it on 96 CTAs (down / o_b:
+    112), split 8 on q_a+kv's 16 weight tiles on 128. Last measured before lean / peek / epi 3 / red 1 existed
+    (session 9: 47-49 us at M = 256 on gate+up): now with pdl, 6 stages, red 0 / 1, lean, depth 3. Measured (H200,
+    docs/PERFORMANCE.md "session 17"): gate+up M = 256 40.4-41.4 us with red 1 (red 0 46.2) vs the served 64 x 256
+    37-40; the reduction of a 128 x 256 tile's halves costs ~6 us that nothing overlaps. Kept: red 1 on q_a+kv's
+    64 x 256 split 4 (3-5%)."""
+    w = {"tile_m": 128, "tile_n": 256, "stages": 6, "pdl": True}
+    sk = 8 if shape == "q_a+kv" else 2
+    out = [{**w, "split_k": sk, "red": 1}, {**w, "split_k": sk}, {**w, "split_k": sk, "red": 1, "lean": 1},
+           {**w, "split_k": sk, "red": 1, "depth": 3}]
+    if shape == "q_a+kv":
+        out.append({**Q64P, "split_k": 4, "pdl": True, "red": 1})
+    return with_served(out, shape, M256_MS)
+
+
+M256_MS = (129, 192, 256)
 EP3_MS = (64, 128, 192, 256, 384, 512, 640, 768)
 EP2_MS = (769, 1024, 1536, 2048, 4096, 8192)
 EP_MS = (1024, 2048, 4096, 8192)

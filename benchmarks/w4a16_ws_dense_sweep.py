@@ -50,6 +50,7 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
   w4a16_ws_dense_sweep.py manifest --ep2 > sweep.toml    # ep2_candidates(): --ep's winners over quack's buckets
   w4a16_ws_dense_sweep.py manifest --ep3 > sweep.toml    # ep3_candidates(): epi 3 / 2 twins of the tilings at EP3_MS
   w4a16_ws_dense_sweep.py manifest --gap > sweep.toml    # gap_candidates(): the M ranges quack still serves, at GAP_MS
+  w4a16_ws_dense_sweep.py manifest --m256 > sweep.toml   # m256_candidates(): 128 x 256 split-K at M = 129..256
   nvfp4-build compile sweep.toml manifests/default.toml -o ROOT -j 2   # (CPU box; no --arch: that writes shard tables)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192 (env SWEEP_SHAPES=a,b: only those)
   SWEEP_COLD=1 SWEEP_REPEAT=2 ... run ROOT 128 256      # cold L2 (every kernel's weights rotated over
@@ -75,7 +76,7 @@ from w4a16_ws_dense_candidates import (SHAPES, CANDIDATES, SPLIT_CANDIDATES, SMA
                                         wg1_candidates, q64_candidates, fit_candidates, ksplit_candidates,
                                         ks2_candidates, ks3_candidates, mc_candidates, sk64_candidates,
                                         skn_candidates, skp_candidates, skq_candidates, skr_candidates, lg_candidates, skt_candidates,
-                                        r64_candidates, ep_candidates, EP_MS, gap_candidates, GAP_MS, ep2_candidates, EP2_MS, ep3_candidates, EP3_MS,
+                                        r64_candidates, ep_candidates, EP_MS, gap_candidates, GAP_MS, m256_candidates, M256_MS, ep2_candidates, EP2_MS, ep3_candidates, EP3_MS,
                                         WG1_MS,
                                         Q64_MS, FIT_MS, KS_MS, KS3_MS, MC_MS, SK64_MS, SKN_MS, SKP_MS, SKR_MS,
                                         KS2_MS, LG_MS, SKT_MS, R64_MS)
@@ -124,7 +125,8 @@ SERVED_SWEEPS = {"fit": (fit_candidates, FIT_MS), "ksplit": (ksplit_candidates, 
                  "skr": (skr_candidates, SKR_MS), "lg": (lg_candidates, LG_MS),
                  "skt": (skt_candidates, SKT_MS), "r64": (r64_candidates, R64_MS),
                  "ep": (ep_candidates, EP_MS), "ep2": (ep2_candidates, EP2_MS),
-                 "ep3": (ep3_candidates, EP3_MS), "gap": (gap_candidates, GAP_MS)}
+                 "ep3": (ep3_candidates, EP3_MS), "gap": (gap_candidates, GAP_MS),
+                 "m256": (m256_candidates, M256_MS)}
 # modes whose candidates include q_b (the others leave it out: its 512 weight tiles never starve the grid)
 WITH_Q_B = {"lg", "ep", "ep2", "ep3"}
 

@@ -171,9 +171,10 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
     # split 8 pdl 10.8-11.0), 64 x 128 split 4 pdl peek 12.4-12.6 at 65..128 (128 x 64 split 4 pdl
     # peek 14.2-14.3), 64 x 256 split 4 lean peek pdl 17.1-17.8 at 129..256 (128 x 128 split 4 pdl
     # 18.4-18.5), split 2 24.6-24.9 at 257..512 (128 x 128 stream-K 28.0 to 384, split 2 pdl peek 30.4
-    # to 512)
+    # to 512). Session 17 (`--m256`, cold x3 / hot x2): red 1 on the split-4 129-256 bucket, 16.5-17.0 vs 17.2-17.6 us cold
+    # (hot 16.6-17.1 vs 17.4-17.7); 128 x 256 split 8 (16 weight tiles x 8 = 128 CTAs) 20.9-21.8 (red 0: 25.8-26.7)
     (2048, 7168): ((64, _t(64, 64, 12, 4, pdl=True, wgs=1)), (128, _t(64, 128, 10, 4, pdl=True, wgs=1, peek=1)),
-                   (256, _t(64, 256, 6, 4, pdl=True, wgs=1, lean=1, peek=1)),
+                   (256, _t(64, 256, 6, 4, pdl=True, wgs=1, lean=1, peek=1, red=1)),
                    (512, _t(64, 256, 6, 2, pdl=True, wgs=1, lean=1, peek=1, red=1)), (768, _t(128, 256, 6, depth=3, stream=1)),
                    (1024, _t(**Q64P, epi=2)), (None, T256E)),
     # q_b: 512 weight tiles; 256-row tiles are as fast at M <= 64 and fewer activation reloads;
