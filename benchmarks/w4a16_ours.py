@@ -93,7 +93,7 @@ def grouped(store, bw, peak, e: int, dev, tokens, act_order: str = DECODE_ORDER,
         qp1 = qfam.parse_params(qop.kernel_for(1).record["params"])
         qws = [qfam.make_inputs(qp1, 1, dev, seed=100 + i) for i in range(e)]
         for t in tokens:
-            m_tok = t * e // TOPK
+            m_tok = -(-t * e // TOPK)  # enough tokens for t slots on each of e experts (t * e not a multiple of top-k: E = 32)
             rows = capacity(m_tok, TOPK, e, PAD)
             p = fam.parse_params(op.kernel_for(rows).record["params"])
             b = fam.make_inputs(p, rows, dev, seed=t)
