@@ -52,9 +52,10 @@ def main() -> None:
 
 def ws_epi_rows(store) -> dict[str, float]:
     """Host cost of epi 3's output TMA descriptor (encoded by the exported function at every eager call, like the
-    activation's; captured once inside a CUDA graph): the bare functions of o_b's w4a16_ws_gemm buckets at M <= 64
-    (64 x 64 epi 3) and 65..128 (64 x 128 epi 1), both called at M = 32 (the dense kernel takes any M), few enough
-    calls (WS_CALLS) that the launch queue never fills, so the figure is host time, not the GPU's ~8 us per launch."""
+    activation's; captured once inside a CUDA graph): the bare functions of the o_b w4a16_ws_gemm buckets serving M =
+    32 (epi 3 since session 16) and M = 96 (epi 1), both called at M = 32 (the dense kernel takes any M), few enough
+    calls (WS_CALLS) that the launch queue never fills, so the figure is host time, not the GPU's ~8 us per launch.
+    Rows are named by what the store serves (tile, epi), so a table change shows in the output."""
     fam = get_family("w4a16_ws_gemm")
     try:
         op = store.op(fam.name, n=7168, k=2048)

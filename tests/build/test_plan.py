@@ -410,8 +410,8 @@ def dsv4_plan(tmp_path_factory):
 def test_dsv4_manifest_is_what_plan_produces(dsv4_plan):
     out, summary = dsv4_plan
     assert out.read_text() == DSV4_MANIFEST.read_text(), "re-run the commands in tests/fixtures/dsv4_headers/README.md"
-    # sm_90a: w4a16_ws_gemm for the five shapes where Nvfp4Linear's default path serves it on some
-    # M ranges (kernels/w4a16_ws/tiles.py WS_OVER_QUACK), and every family's tile-table rows above
+    # sm_90a: w4a16_ws_gemm for the five shapes, which Nvfp4Linear's default path serves at every M above
+    # its decode range (kernels/w4a16_ws/tiles.py WS_OVER_QUACK), and every family's tile-table rows above
     # the largest capture size (512) as their own buckets (an eager batch runs at its own M)
     assert summary["per_arch"] == {"sm_90a": 75, "sm_100a": 34}  # session 8: + 4 stream-K buckets, session 9: + 2 gate+up, session 10: - 2 (merged 129-256 buckets), session 11: - 1 (q_a+kv 257-512 one bucket; tiles.py), session 16: - 22 (no quack kernel for q_a+kv / q_b, o_b's buckets above 256 merged), session 17: - 20 (no quack kernel for any of the five; + 3 ws buckets at 17-32, + 2 gate+up 1025-1536)
     ops = summary["ops"]
