@@ -9,7 +9,7 @@ unpadded groups (route pad = 1), act rows = t * E.
 
 Dense: per M, our w4a16_gemm and w4a16_ws_gemm, quack's kernel (scalar alpha; per-row alpha for
 the two-scale q_a + kv layer), torch bf16 matmul, what Nvfp4Linear serves at that M by default
-(runtime/linear.py: w4a16_gemm up to WS_FROM, w4a16_ws_gemm on Nvfp4Linear.ws_ranges(N, K),
+(runtime/linear.py: w4a16_gemm up to Nvfp4Linear.decode_upto(N, K), w4a16_ws_gemm on Nvfp4Linear.ws_ranges(N, K),
 quack at the other M) and with quack=False (w4a16_gemm up to WS_FROM, w4a16_ws_gemm above), with ratios
 to torch and quack.
 
@@ -27,7 +27,7 @@ from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.moe_glue import capacity
 from nvfp4_aot.runtime import open_store
 from nvfp4_aot.runtime.layout import ACT_ORDERS, act_unorder
-from nvfp4_aot.runtime.linear import QUACK_FROM, QUACK_FROM_ROW_ALPHA, WS_FROM, Nvfp4Linear, in_ranges
+from nvfp4_aot.runtime.linear import QUACK_FROM, QUACK_FROM_ROW_ALPHA, Nvfp4Linear, in_ranges
 from nvfp4_aot.runtime.moe import DECODE_ORDER
 from nvfp4_aot.runtime.scratch import OpScratch
 
@@ -163,7 +163,7 @@ def dense(store, bw, peak, dev, ms, shapes=None, cold: bool = False) -> None:
         wop = _op(store, "w4a16_ws_gemm", n=n, k=k)
         qname = "quack_w4a16_gemm" if scales == 1 else "quack_w4a16_rowalpha_gemm"
         qop = _op(store, qname, n=n, k=k)
-        upto = WS_FROM if wop is not None else 1 << 62
+        upto = Nvfp4Linear.decode_upto(n, k) if wop is not None else 1 << 62
         w16 = torch.randn((n, k), device=dev, dtype=torch.bfloat16)
         p = fam.parse_params(op.kernel_for(1).record["params"])
         mmax = max(m for m in ms if m <= op.max_m)
@@ -190,7 +190,7 @@ def dense(store, bw, peak, dev, ms, shapes=None, cold: bool = False) -> None:
             to = (t([lambda w=w: op(a_m, *w, b["alpha"], o_m, check=False) for w in w4s])
                   if m <= max(upto, 256) else None)
             tw = (t([lambda w=w: wop(a_m, *w, b["alpha"], o_m, *wscratch(m), check=False) for w in w4s])
-                  if wop is not None and m > 16 else None)
+                  if wop is not None and m > upto else None)
             tq = None
             if qop is not None and m <= qop.max_m:
                 tq = t([lambda w=w: qop(a_m, *w, qalpha, o_m, *qscratch(m), check=False) for w in w4s])

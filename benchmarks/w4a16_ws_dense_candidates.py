@@ -467,6 +467,28 @@ def m256_candidates(shape: str) -> list[dict]:
 
 
 M256_MS = (129, 192, 256)
+
+
+def low_candidates(shape: str) -> list[dict]:
+    """Session 17: M <= 16, where Nvfp4Linear serves w4a16_gemm (the mma.sync decode kernel; runtime/linear.py
+    WS_FROM, set in session 7 against ws tiles of 64+ tokens). The 32-token tiles that beat quack at 17-32 (T32E,
+    G32) and 16-token twins, next to the shape's served 17-32 tiling; the sweep times w4a16_gemm at every M <= 64 of
+    the run from the same manifest (low_w4a16_ops())."""
+    t16 = {"tile_m": 64, "tile_n": 16, "stages": 12, "wgs": 1, "pdl": True, "peek": 1}
+    t32 = {**t16, "tile_n": 32}
+    if shape == "gate+up":
+        out = [{"tile_m": 128, "tile_n": 16, "stages": 12, "split_k": 2, "pdl": True, "red": 1}, t16, t32]
+    elif shape == "q_a+kv":
+        out = [{**t16, "split_k": 4}, {**t32, "split_k": 4}, {**t32, "split_k": 2}]
+    elif shape == "q_b":
+        out = [{"tile_m": 256, "tile_n": 16, "stages": 12, "pdl": True}, {"tile_m": 256, "tile_n": 32, "stages": 12,
+                                                                         "pdl": True}, t32]
+    else:
+        out = [t16, {**t16, "epi": 3}, {**t32, "pdl": False}]
+    return with_served(out, shape, (17, 32))
+
+
+LOW_MS = (1, 4, 8, 9, 12, 16, 17, 32)
 EP3_MS = (64, 128, 192, 256, 384, 512, 640, 768)
 EP2_MS = (769, 1024, 1536, 2048, 4096, 8192)
 EP_MS = (1024, 2048, 4096, 8192)

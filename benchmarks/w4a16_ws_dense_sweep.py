@@ -51,6 +51,8 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
   w4a16_ws_dense_sweep.py manifest --ep3 > sweep.toml    # ep3_candidates(): epi 3 / 2 twins of the tilings at EP3_MS
   w4a16_ws_dense_sweep.py manifest --gap > sweep.toml    # gap_candidates(): the M ranges quack still serves, at GAP_MS
   w4a16_ws_dense_sweep.py manifest --m256 > sweep.toml   # m256_candidates(): 128 x 256 split-K at M = 129..256
+  w4a16_ws_dense_sweep.py manifest --low > sweep.toml    # low_candidates(): 16 / 32-token tiles at M <= 16, with
+                                                          # w4a16_gemm's ops in the same manifest (its baseline row)
   nvfp4-build compile sweep.toml manifests/default.toml -o ROOT -j 2   # (CPU box; no --arch: that writes shard tables)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192 (env SWEEP_SHAPES=a,b: only those)
   SWEEP_COLD=1 SWEEP_REPEAT=2 ... run ROOT 128 256      # cold L2 (every kernel's weights rotated over
@@ -76,7 +78,7 @@ from w4a16_ws_dense_candidates import (SHAPES, CANDIDATES, SPLIT_CANDIDATES, SMA
                                         wg1_candidates, q64_candidates, fit_candidates, ksplit_candidates,
                                         ks2_candidates, ks3_candidates, mc_candidates, sk64_candidates,
                                         skn_candidates, skp_candidates, skq_candidates, skr_candidates, lg_candidates, skt_candidates,
-                                        r64_candidates, ep_candidates, EP_MS, gap_candidates, GAP_MS, m256_candidates, M256_MS, ep2_candidates, EP2_MS, ep3_candidates, EP3_MS,
+                                        r64_candidates, ep_candidates, EP_MS, gap_candidates, GAP_MS, m256_candidates, M256_MS, low_candidates, LOW_MS, ep2_candidates, EP2_MS, ep3_candidates, EP3_MS,
                                         WG1_MS,
                                         Q64_MS, FIT_MS, KS_MS, KS3_MS, MC_MS, SK64_MS, SKN_MS, SKP_MS, SKR_MS,
                                         KS2_MS, LG_MS, SKT_MS, R64_MS)
@@ -104,6 +106,31 @@ def quack_ops(ms=(128, 1024)) -> list[str]:
     return out
 
 
+def default_ops(family: str) -> list[str]:
+    """manifests/default.toml's sm_90a ops of `family` for the sweep's shapes, whole (the --low store's
+    w4a16_gemm baseline: run with BASE_MANIFEST=SWEEP_MANIFEST)."""
+    import tomllib
+
+    from nvfp4_aot.build.manifest import default_manifest_path, toml_value
+
+    shapes = {(n, k) for n, k, _ in SHAPES.values()}
+    out = []
+    for op in tomllib.loads(default_manifest_path().read_text())["op"]:
+        if op["family"] != family:
+            continue
+        ns, ks = (v if isinstance(v, list) else [v] for v in (op["problem"]["n"], op["problem"]["k"]))
+        for n in ns:
+            for k in ks:
+                if (n, k) not in shapes:
+                    continue
+                prob = ", ".join(f"{a} = {toml_value(v)}" for a, v in {**op["problem"], "n": n, "k": k}.items())
+                rows = [f"  {{ m = [{b['m'][0]}, {b['m'][1]}], tuning = {{ "
+                        + ", ".join(f"{a} = {toml_value(v)}" for a, v in b["tuning"].items()) + " } },"
+                        for b in op["buckets"]]
+                out += ["", "[[op]]", f'family = "{family}"', f"problem = {{ {prob} }}", "buckets = [", *rows, "]"]
+    return out
+
+
 MS = (33, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 PROF = os.environ.get("SWEEP_PROF") == "1"  # profile each ws cell once (ncu --profile-from-start off) instead of timing
 TAGS = [t for t in os.environ.get("SWEEP_TAGS", "").split(";") if t]  # only these ws cells (printed tags); all if empty
@@ -126,9 +153,9 @@ SERVED_SWEEPS = {"fit": (fit_candidates, FIT_MS), "ksplit": (ksplit_candidates, 
                  "skt": (skt_candidates, SKT_MS), "r64": (r64_candidates, R64_MS),
                  "ep": (ep_candidates, EP_MS), "ep2": (ep2_candidates, EP2_MS),
                  "ep3": (ep3_candidates, EP3_MS), "gap": (gap_candidates, GAP_MS),
-                 "m256": (m256_candidates, M256_MS)}
+                 "m256": (m256_candidates, M256_MS), "low": (low_candidates, LOW_MS)}
 # modes whose candidates include q_b (the others leave it out: its 512 weight tiles never starve the grid)
-WITH_Q_B = {"lg", "ep", "ep2", "ep3"}
+WITH_Q_B = {"lg", "ep", "ep2", "ep3", "low"}
 
 
 # the flag modes (`manifest --NAME`: manifest()'s keyword arguments); the others are SERVED_SWEEPS' keys
@@ -169,7 +196,7 @@ def manifest(split: bool = False, small: bool = False, big: bool = False, mid: b
                 "buckets = [", *rows, "]"]
     if mode:
         ms = SERVED_SWEEPS[mode][1]
-        out += quack_ops((ms[0], ms[-1]))
+        out += quack_ops((ms[0], ms[-1])) + (default_ops("w4a16_gemm") if mode == "low" else [])
     elif stream or wg1 or q64:
         out += quack_ops((Q64_MS[0], Q64_MS[-1]) if q64 else WG1_MS if wg1 else (128, 1024))
     return "\n".join(out) + "\n"

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
-from ..kernels.w4a16_ws.tiles import WS_OVER_QUACK
+from ..kernels.w4a16_ws.tiles import DECODE_UPTO, WS_OVER_QUACK
 from .declare import OpDecl, covered, missing_ops, open_ops  # noqa: F401  (covered re-exported)
 from .errors import MissingVariantError
 from .scratch import OpScratch
@@ -61,6 +61,13 @@ class Nvfp4Linear:
         return tuple((max(lo, WS_FROM), hi) for lo, hi in WS_OVER_QUACK.get((n, k), ())
                      if hi is None or hi > max(lo, WS_FROM))
 
+    @staticmethod
+    def decode_upto(n: int, k: int) -> int:
+        """M up to which w4a16_gemm serves where w4a16_ws_gemm serves right above it (quack=False, or a layer that is
+        ws_everywhere): WS_FROM, or the shape's measured threshold in tiles.DECODE_UPTO (session 17: 8 on q_a + kv
+        and q_b). Above it ws buckets from 1 on (its tables' first rows) serve."""
+        return DECODE_UPTO.get((n, k), WS_FROM)
+
     @classmethod
     def ws_everywhere(cls, n: int, k: int) -> bool:
         """quack=True: ours measured at least as fast as quack at every M above WS_FROM (one range (WS_FROM, None)),
@@ -92,7 +99,7 @@ class Nvfp4Linear:
                 above = ranges[0][1] if ranges and ranges[0][0] == upto else upto
                 text = f"Nvfp4Linear for M > {above}{' outside the ranges above' if ranges else ''} (layers with {what})"
             else:
-                fam, upto, ranges = "w4a16_ws_gemm", WS_FROM, ()
+                fam, upto, ranges = "w4a16_ws_gemm", cls.decode_upto(n, k), ()
                 above = upto
                 text = f"Nvfp4Linear(quack=False) for M > {upto} (per-row alpha: one or several global scales)"
             spans = ", ".join(f"{lo} < M" + ("" if hi is None else f" <= {hi}") for lo, hi in ranges)

@@ -173,7 +173,10 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
     # 18.4-18.5), split 2 24.6-24.9 at 257..512 (128 x 128 stream-K 28.0 to 384, split 2 pdl peek 30.4
     # to 512). Session 17 (`--m256`, cold x3 / hot x2): red 1 on the split-4 129-256 bucket, 16.5-17.0 vs 17.2-17.6 us cold
     # (hot 16.6-17.1 vs 17.4-17.7); 128 x 256 split 8 (16 weight tiles x 8 = 128 CTAs) 20.9-21.8 (red 0: 25.8-26.7)
-    (2048, 7168): ((64, _t(64, 64, 12, 4, pdl=True, wgs=1)), (128, _t(64, 128, 10, 4, pdl=True, wgs=1, peek=1)),
+    # Session 17 (`--low`, cold x3 / hot x2): 64 x 16 split 4 pdl peek at M <= 16, 7.8-8.0 us (w4a16_gemm 9.7-10.3 at
+    # 9-16); 64 x 32 split 4 pdl peek at 17-32, 8.2-8.4 vs 10.4-10.7 for the 64 x 64 split 4 served before
+    (2048, 7168): ((16, _t(64, 16, 12, 4, pdl=True, wgs=1, peek=1)), (32, _t(64, 32, 12, 4, pdl=True, wgs=1, peek=1)),
+                   (64, _t(64, 64, 12, 4, pdl=True, wgs=1)), (128, _t(64, 128, 10, 4, pdl=True, wgs=1, peek=1)),
                    (256, _t(64, 256, 6, 4, pdl=True, wgs=1, lean=1, peek=1, red=1)),
                    (512, _t(64, 256, 6, 2, pdl=True, wgs=1, lean=1, peek=1, red=1)), (768, _t(128, 256, 6, depth=3, stream=1)),
                    (1024, _t(**Q64P, epi=2)), (None, T256E)),
@@ -181,7 +184,10 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
     # 129-256 128 x 256 raster 4 depth 3 (session 7: 71.1 / 74.8 us at 192 / 256 vs 256 x 128 80.6 / 89.5)
     # (session 16: T256E raster 4 depth 3 on 129-256 and 385+: 69.7 vs 80.4 us at M = 256 (quack 75.2), 151.5 vs
     # 164-166 at 512, 223 vs 247-251 at 768; 2408-2415 vs 2655-2673 at 8192)
-    (65536, 1536): ((64, _t(256, 64, 12, pdl=True)), (128, _t(256, 128, 8, pdl=True)),
+    # (session 17, `--low`: 256 x 16 pdl at M <= 16, 25.8-26.0 us vs w4a16_gemm 37.8-41.6 at 9-16; 256 x 32 pdl at 17-32,
+    # 27.8-28.2 vs 32.5-33.2 for 256 x 64)
+    (65536, 1536): ((16, _t(256, 16, 12, pdl=True)), (32, _t(256, 32, 12, pdl=True)), (64, _t(256, 64, 12, pdl=True)),
+                    (128, _t(256, 128, 8, pdl=True)),
                     (256, _t(**T256E, raster=4, depth=3)), (384, _t(256, 128, 8, pdl=True)),
                     (None, _t(**T256E, raster=4, depth=3))),
 }
@@ -257,6 +263,16 @@ WS_OVER_QUACK: dict[tuple[int, int], tuple[tuple[int, int | None], ...]] = {
     # at 176, 0.94-0.97x at 192-256); 256 x 128 1.53 / 1.59 / 1.12x at 257 / 320 / 384; 0.92-0.99x above
     (65536, 1536): ((16, None),),
 }
+
+
+# Session 17 (`w4a16_ws_dense_sweep.py manifest --low`, H200, M = 1 .. 32, cold x3 and hot x2, w4a16_gemm in the same
+# run): the M up to which Nvfp4Linear serves w4a16_gemm (the mma.sync decode kernel) on a shape where ws serves right
+# above it, when that is not runtime/linear.py WS_FROM (16). q_a+kv: 64 x 16 split 4 7.8-8.0 us at M = 9-16 vs
+# w4a16_gemm 9.7-10.3 cold (hot 7.8-7.9 vs 8.8-9.3), while at 1-8 w4a16_gemm is as fast or faster (cold 8.3-8.7 vs 7.8,
+# hot 7.3-7.6 vs 7.8); q_b: 256 x 16 25.8-26.0 vs 37.8-41.6 at 9-16 (w4a16_gemm's 16-token tile), 22.0-25.2 vs 25.5-25.8
+# at 1-8. down / o_b tie at 9-16 (down 10.0-10.2 vs 10.0-10.9 cold, 9.8 vs 9.6-10.6 hot) and gate+up loses there (18.8-19.3
+# vs 15.1-17.3): they keep WS_FROM.
+DECODE_UPTO: dict[tuple[int, int], int] = {(2048, 7168): 8, (65536, 1536): 8}
 
 
 def dense_table(problem: Mapping[str, Any]):

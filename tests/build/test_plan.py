@@ -413,7 +413,7 @@ def test_dsv4_manifest_is_what_plan_produces(dsv4_plan):
     # sm_90a: w4a16_ws_gemm for the five shapes, which Nvfp4Linear's default path serves at every M above
     # its decode range (kernels/w4a16_ws/tiles.py WS_OVER_QUACK), and every family's tile-table rows above
     # the largest capture size (512) as their own buckets (an eager batch runs at its own M)
-    assert summary["per_arch"] == {"sm_90a": 75, "sm_100a": 34}  # session 8: + 4 stream-K buckets, session 9: + 2 gate+up, session 10: - 2 (merged 129-256 buckets), session 11: - 1 (q_a+kv 257-512 one bucket; tiles.py), session 16: - 22 (no quack kernel for q_a+kv / q_b, o_b's buckets above 256 merged), session 17: - 20 (no quack kernel for any of the five; + 3 ws buckets at 17-32, + 2 gate+up 1025-1536)
+    assert summary["per_arch"] == {"sm_90a": 79, "sm_100a": 34}  # session 8: + 4 stream-K buckets, session 9: + 2 gate+up, session 10: - 2 (merged 129-256 buckets), session 11: - 1 (q_a+kv 257-512 one bucket; tiles.py), session 16: - 22 (no quack kernel for q_a+kv / q_b, o_b's buckets above 256 merged), session 17: - 16 (no quack kernel for any of the five; + 3 ws buckets at 17-32, + 2 gate+up 1025-1536, + 4 at 1-16 / 17-32 on q_a+kv and q_b)
     ops = summary["ops"]
     ws = {(o["problem"]["n"], o["problem"]["k"]) for o in ops if o["family"] == "w4a16_ws_gemm"}
     assert ws == {(2048, 7168), (6144, 7168), (7168, 3072), (7168, 2048), (65536, 1536)}

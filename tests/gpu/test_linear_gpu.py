@@ -87,7 +87,7 @@ def _check_every_edge(lin, wd, g, n, k) -> None:
 def test_our_kernels_at_every_bucket_edge(store, seed, n, k, parts):
     lin, wd, g = _layer(store, seed, n, k, parts, quack=False)
     assert lin.upper is not None and lin.upper_op.spec["family"] == "w4a16_ws_gemm", "default store lacks w4a16_ws_gemm"
-    assert lin.upper_from == WS_FROM and lin.op.spec["family"] == "w4a16_gemm"
+    assert lin.upper_from == Nvfp4Linear.decode_upto(n, k) and lin.op.spec["family"] == "w4a16_gemm"
     _check_every_edge(lin, wd, g, n, k)
 
 
@@ -100,7 +100,8 @@ def test_default_path_at_every_bucket_edge(store, seed, n, k, parts):
     all_ws = Nvfp4Linear.ws_everywhere(n, k)
     fam = "w4a16_ws_gemm" if all_ws else "quack_w4a16_rowalpha_gemm" if parts else "quack_w4a16_gemm"
     assert lin.upper is not None and lin.upper_op.spec["family"] == fam
-    assert lin.lower_upto == WS_FROM and lin.ws_spans == (() if all_ws else Nvfp4Linear.ws_ranges(n, k))
+    assert lin.lower_upto == (Nvfp4Linear.decode_upto(n, k) if all_ws else WS_FROM)
+    assert lin.ws_spans == (() if all_ws else Nvfp4Linear.ws_ranges(n, k))
     assert (lin.mid_op is not None) == bool(lin.ws_spans)
     _check_every_edge(lin, wd, g, n, k)
 

@@ -197,6 +197,25 @@ def test_default_path_serves_ws_on_the_listed_ranges(monkeypatch, drop):
         assert lin.upper_op.calls == 8
 
 
+@pytest.mark.parametrize("quack", [True, False], ids=["default", "ours"])
+def test_a_shape_decode_threshold_moves_the_first_ws_m(monkeypatch, quack):
+    """tiles.DECODE_UPTO: on a shape where ws serves right above the decode range (quack=False, or ws at every M by
+    default), w4a16_gemm serves up to the shape's threshold and ws from the next M; a shape outside the table keeps
+    WS_FROM."""
+    from nvfp4_aot.kernels.w4a16_ws import tiles
+
+    q, sf, s2 = _weights(9, 0.02)
+    monkeypatch.setitem(tiles.WS_OVER_QUACK, (N, K), ((0, None),))
+    monkeypatch.setitem(tiles.DECODE_UPTO, (N, K), 8)
+    assert Nvfp4Linear.decode_upto(N, K) == 8 and Nvfp4Linear.decode_upto(N + 64, K) == WS_FROM
+    lin = Nvfp4Linear(RefStore("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", quack=quack)
+    assert [d.family for d in lin.decls] == ["w4a16_gemm", "w4a16_ws_gemm"]
+    assert [(d.m_above, d.m_upto) for d in lin.decls] == [(0, 8), (8, None)]
+    assert lin.lower_upto == lin.upper_from == 8
+    _check(lin, q, sf, 0.02, (1, 8, 9, 16, 17))
+    assert lin.op.calls == 2 and lin.upper_op.calls == 3
+
+
 @pytest.mark.parametrize("drop", [None, "w4a16_ws_gemm", "quack_w4a16_gemm"])
 def test_open_ended_ws_ranges(monkeypatch, drop):
     """tiles.WS_OVER_QUACK ranges with hi None: ws serves every M above lo. One range (16, None) covers every M
