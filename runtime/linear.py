@@ -65,7 +65,7 @@ class Nvfp4Linear:
     def decode_upto(n: int, k: int) -> int:
         """M up to which w4a16_gemm serves where w4a16_ws_gemm serves right above it (quack=False, or a layer that is
         ws_everywhere): WS_FROM, or the shape's measured threshold in tiles.DECODE_UPTO (session 17: 8 on q_a + kv
-        and q_b). Above it ws buckets from 1 on (its tables' first rows) serve."""
+        and q_b). w4a16_ws_gemm serves every M above it (its tables' first rows start at M = 1)."""
         return DECODE_UPTO.get((n, k), WS_FROM)
 
     @classmethod

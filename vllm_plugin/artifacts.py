@@ -55,10 +55,10 @@ def moe_prefill() -> bool:
 
 
 def linear_quack() -> bool:
-    """$NVFP4_AOT_LINEAR_QUACK: "1"/unset serves dense layers above M = 16 on quack's kernels where
-    the store has them (the measured faster path), except the layer shapes and M where ours measured
-    at least as fast (runtime/linear.py, kernels/w4a16_ws/tiles.py WS_OVER_QUACK); "0" on ours
-    (w4a16_ws_gemm) at every M above 16."""
+    """$NVFP4_AOT_LINEAR_QUACK: "1"/unset serves dense layers above the decode range (M = 16; 8 on q_a + kv and
+    q_b: Nvfp4Linear.decode_upto) on quack's kernels where the store has them, except the layer shapes and M where
+    ours measured at least as fast (runtime/linear.py, kernels/w4a16_ws/tiles.py WS_OVER_QUACK: every M on the
+    five DeepSeek-V4 shapes); "0" on ours (w4a16_ws_gemm) at every M above the decode range."""
     v = os.environ.get(LINEAR_QUACK_ENV, "1")
     if v not in ("0", "1"):
         raise RuntimeError(f"${LINEAR_QUACK_ENV} must be 0 or 1, got {v!r}")
