@@ -431,7 +431,7 @@ def gap_candidates(shape: str) -> list[dict]:
         return []
     t32 = {"tile_m": 64, "tile_n": 32, "stages": 12, "wgs": 1, "pdl": True, "peek": 1}
     out = [t32, {**t32, "epi": 3, "stages": stages_fitting(t32, 3)}, {**t32, "pdl": False}]
-    q = {**Q64P}
+    q = Q64P
     if shape == "gate+up":
         out += [{"tile_m": 128, "tile_n": 32, "stages": 12, "split_k": 2, "pdl": True, "red": 1},
                 {"tile_m": 64, "tile_n": 128, "stages": 10, "wgs": 1, "pdl": True, "peek": 1},
@@ -473,7 +473,7 @@ def low_candidates(shape: str) -> list[dict]:
     """Session 17: M <= 16, where Nvfp4Linear serves w4a16_gemm (the mma.sync decode kernel; runtime/linear.py
     WS_FROM, set in session 7 against ws tiles of 64+ tokens). The 32-token tiles that beat quack at 17-32 (T32E,
     G32) and 16-token twins, next to the shape's served 17-32 tiling; the sweep times w4a16_gemm at every M <= 64 of
-    the run from the same manifest (low_w4a16_ops())."""
+    the run from the same manifest (w4a16_ws_dense_sweep.default_ops)."""
     t16 = {"tile_m": 64, "tile_n": 16, "stages": 12, "wgs": 1, "pdl": True, "peek": 1}
     t32 = {**t16, "tile_n": 32}
     if shape == "gate+up":

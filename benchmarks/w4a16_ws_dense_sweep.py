@@ -78,15 +78,23 @@ from w4a16_ws_dense_candidates import (SHAPES, CANDIDATES, SPLIT_CANDIDATES, SMA
                                         wg1_candidates, q64_candidates, fit_candidates, ksplit_candidates,
                                         ks2_candidates, ks3_candidates, mc_candidates, sk64_candidates,
                                         skn_candidates, skp_candidates, skq_candidates, skr_candidates, lg_candidates, skt_candidates,
-                                        r64_candidates, ep_candidates, EP_MS, gap_candidates, GAP_MS, m256_candidates, M256_MS, low_candidates, LOW_MS, ep2_candidates, EP2_MS, ep3_candidates, EP3_MS,
+                                        r64_candidates, ep_candidates, EP_MS, ep2_candidates, EP2_MS, ep3_candidates,
+                                        EP3_MS, gap_candidates, GAP_MS, m256_candidates, M256_MS, low_candidates,
+                                        LOW_MS,
                                         WG1_MS,
                                         Q64_MS, FIT_MS, KS_MS, KS3_MS, MC_MS, SK64_MS, SKN_MS, SKP_MS, SKR_MS,
                                         KS2_MS, LG_MS, SKT_MS, R64_MS)
 
+from nvfp4_aot.build.manifest import toml_value
 
-def quack_ops(ms=(128, 1024)) -> list[str]:
-    """manifests/default.toml's quack ops for the sweep's shapes, only the buckets meeting [ms]:
-    the --stream store's baseline without compiling all of default.toml (run with BASE_MANIFEST=sweep)."""
+
+QUACK_DENSE = ("quack_w4a16_gemm", "quack_w4a16_rowalpha_gemm")
+
+
+def default_ops(families=QUACK_DENSE, ms=(128, 1024)) -> list[str]:
+    """manifests/default.toml's ops of `families` for the sweep's shapes (an op whose n / k lists meet one), only
+    the buckets meeting [ms], the first one starting at M = 1: a served sweep's baselines (quack's kernels; --low:
+    w4a16_gemm) without compiling all of default.toml (run with BASE_MANIFEST = the sweep's manifest)."""
     import tomllib
 
     from nvfp4_aot.build.manifest import default_manifest_path
@@ -94,40 +102,15 @@ def quack_ops(ms=(128, 1024)) -> list[str]:
     shapes = {(n, k) for n, k, _ in SHAPES.values()}
     out = []
     for op in tomllib.loads(default_manifest_path().read_text())["op"]:
-        if (op["family"] not in ("quack_w4a16_gemm", "quack_w4a16_rowalpha_gemm")
-                or (op["problem"].get("n"), op["problem"].get("k")) not in shapes):
+        ns, ks = ([v] if isinstance(v, int) else v for v in (op["problem"].get("n"), op["problem"].get("k")))
+        if op["family"] not in families or not any((n, k) in shapes for n in ns for k in ks):
             continue
         keep = [b for b in op["buckets"] if b["m"][0] <= ms[1] and b["m"][1] >= ms[0]]
         rows = [f"  {{ m = [{1 if i == 0 else b['m'][0]}, {b['m'][1]}], tuning = {{ "  # buckets start at M = 1
-                + ", ".join(f"{a} = {_toml(v)}" for a, v in b["tuning"].items()) + " } },"
+                + ", ".join(f"{a} = {toml_value(v)}" for a, v in b["tuning"].items()) + " } },"
                 for i, b in enumerate(keep)]
-        prob = ", ".join(f"{a} = {_toml(v)}" for a, v in op["problem"].items())
+        prob = ", ".join(f"{a} = {toml_value(v)}" for a, v in op["problem"].items())
         out += ["", "[[op]]", f'family = "{op["family"]}"', f"problem = {{ {prob} }}", "buckets = [", *rows, "]"]
-    return out
-
-
-def default_ops(family: str) -> list[str]:
-    """manifests/default.toml's sm_90a ops of `family` for the sweep's shapes, whole (the --low store's
-    w4a16_gemm baseline: run with BASE_MANIFEST=SWEEP_MANIFEST)."""
-    import tomllib
-
-    from nvfp4_aot.build.manifest import default_manifest_path, toml_value
-
-    shapes = {(n, k) for n, k, _ in SHAPES.values()}
-    out = []
-    for op in tomllib.loads(default_manifest_path().read_text())["op"]:
-        if op["family"] != family:
-            continue
-        ns, ks = (v if isinstance(v, list) else [v] for v in (op["problem"]["n"], op["problem"]["k"]))
-        for n in ns:
-            for k in ks:
-                if (n, k) not in shapes:
-                    continue
-                prob = ", ".join(f"{a} = {toml_value(v)}" for a, v in {**op["problem"], "n": n, "k": k}.items())
-                rows = [f"  {{ m = [{b['m'][0]}, {b['m'][1]}], tuning = {{ "
-                        + ", ".join(f"{a} = {toml_value(v)}" for a, v in b["tuning"].items()) + " } },"
-                        for b in op["buckets"]]
-                out += ["", "[[op]]", f'family = "{family}"', f"problem = {{ {prob} }}", "buckets = [", *rows, "]"]
     return out
 
 
@@ -137,10 +120,6 @@ TAGS = [t for t in os.environ.get("SWEEP_TAGS", "").split(";") if t]  # only the
 # checked against the float64 reference: those of the run's M
 CHECK_MS = (17, 33, 64, 96, 128, 136, 192, 193, 200, 255, 256, 300, 320, 384, 640, 768, 1000, 1024, 1537)
 OURS_MS = (16, 32, 33, 64)  # w4a16_gemm (Nvfp4Linear's decode kernel) timed here too, and every M <= 64 of the run
-
-
-def _toml(v) -> str:
-    return "true" if v is True else "false" if v is False else str(v)
 
 
 # The sweeps that time candidates next to the served tilings at their own M, on every shape but the floor and
@@ -189,16 +168,16 @@ def manifest(split: bool = False, small: bool = False, big: bool = False, mid: b
                      for tm, tn, st, sk in tups]
         if not cands:
             continue
-        rows = [f"  {{ m = [{i + 1}, {i + 1}], tuning = {{ " + ", ".join(f"{a} = {_toml(v)}" for a, v in c.items())
+        rows = [f"  {{ m = [{i + 1}, {i + 1}], tuning = {{ " + ", ".join(f"{a} = {toml_value(v)}" for a, v in c.items())
                 + " } },"
                 for i, c in enumerate(cands)]
         out += ["", f"# {shape}", "[[op]]", 'family = "w4a16_ws_gemm"', f"problem = {{ n = {n}, k = {k} }}",
                 "buckets = [", *rows, "]"]
     if mode:
         ms = SERVED_SWEEPS[mode][1]
-        out += quack_ops((ms[0], ms[-1])) + (default_ops("w4a16_gemm") if mode == "low" else [])
+        out += default_ops(QUACK_DENSE + (("w4a16_gemm",) if mode == "low" else ()), (ms[0], ms[-1]))
     elif stream or wg1 or q64:
-        out += quack_ops((Q64_MS[0], Q64_MS[-1]) if q64 else WG1_MS if wg1 else (128, 1024))
+        out += default_ops(ms=(Q64_MS[0], Q64_MS[-1]) if q64 else WG1_MS if wg1 else (128, 1024))
     return "\n".join(out) + "\n"
 
 

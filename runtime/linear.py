@@ -7,7 +7,8 @@ kernels/w4a16_ws/tiles.py) on the M ranges tiles.WS_OVER_QUACK[(N, K)] where it 
 as fast as quack (H200, docs/PERFORMANCE.md from "session 6, wssmall" to "session 17": every M above 16 on
 the five DeepSeek-V4 shapes, so their layers declare no quack kernel: ws_everywhere), quack's WGMMA kernel at
 the other M (a shape not measured there): quack_w4a16_gemm for one global scale, its per-row-alpha twin for
-several. `quack=False` serves w4a16_ws_gemm at every M above WS_FROM instead. Where the store lacks one of the two upper kernels the other serves its range, and without either
+several. `quack=False` serves w4a16_ws_gemm at every M above WS_FROM instead (above decode_upto(N, K)).
+Where the store lacks one of the two upper kernels the other serves its range, and without either
 w4a16_gemm serves every M. All read the one prepared copy (quack's nvfp4 blob +
 strip); ours take the per-row alpha [N] for one- and two-scale layers alike. Blackwell (sm_100a) needs activation quantization + the block-scaled
 GEMM: not served by this class yet (it raises, naming what is missing).
