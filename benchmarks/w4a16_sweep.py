@@ -1,8 +1,13 @@
-"""Tuning sweep of w4a16_grouped_gemm (L1 and L2, 48 experts, tokens per expert 1/16/128 or argv[2:],
-unpadded groups as MoERunner lays them out; each store's act order is the one it was built with,
-ACT_ORDER picks one when a store has several): one store per tuning (scripts/sweep_w4a16.sh
-builds them), device time from graph replays, fraction of copy bandwidth on weight bytes. The inputs of
-each (shape, token count) are made once and shared by every tuning (weights do not depend on it)."""
+"""Tuning sweep of w4a16_grouped_gemm (L1 and L2, SWEEP_EXPERTS experts (48), tokens per expert
+1/16/128 or argv[2:], unpadded groups as MoERunner lays them out; each store's act order is the one it
+was built with, ACT_ORDER picks one when a store has several): one store per tuning
+(scripts/sweep_w4a16.sh builds them), device time from graph replays, fraction of copy bandwidth on
+weight bytes. The inputs of each (shape, token count) are made once and shared by every tuning
+(weights do not depend on it).
+ROUTING: "exact" (default) gives every expert t rows; a moe_glue routing mode (kernels/moe_glue/ref.py
+make_routing: "local", "skewed", ...) routes t * E / 6 tokens top-6 as MoERunner would see them, so
+the per-expert counts vary around t and a tiling whose token tile is smaller than an expert's count
+pays one more pass over that expert's weights: the tables' row edges are chosen on such counts."""
 
 import os
 import sys
@@ -12,10 +17,13 @@ import torch
 from common import copy_bandwidth, device_name, time_cuda
 
 from nvfp4_aot.kernels import get_family
+from nvfp4_aot.kernels.moe_glue.ref import make_routing
 from nvfp4_aot.runtime import open_store
 from nvfp4_aot.runtime.layout import ACT_ORDERS
 
-E = 48
+E = int(os.environ.get("SWEEP_EXPERTS", 48))
+TOPK = 6
+ROUTING = os.environ.get("ROUTING", "exact")
 SHAPES = {"L1": (6144, 7168), "L2": (7168, 3072)}
 DENSE = {"gate_up": (6144, 7168), "q_a+kv": (2048, 7168), "o_b": (7168, 2048), "q_b": (65536, 1536)}
 
@@ -59,11 +67,20 @@ def grouped_op(store, n: int, k: int):
     raise SystemExit(f"{store.root}: no w4a16_grouped_gemm n={n} k={k} experts={E} in any act order {ACT_ORDERS}")
 
 
+def group_counts(t: int):
+    """Rows per expert at t slots per expert on average (ROUTING, module docstring); sum <= t * E."""
+    if ROUTING == "exact":
+        return torch.full((E,), t, dtype=torch.int64)
+    ids, start = make_routing(t * E // TOPK, TOPK, E, seed=t, mode=ROUTING)
+    local = ids.flatten().long() - start
+    return torch.bincount(local[(local >= 0) & (local < E)], minlength=E)
+
+
 def main(root: str, tokens: tuple[int, ...] = (1, 16, 128)) -> None:
     fam = get_family("w4a16_grouped_gemm")
     bw = copy_bandwidth()
     dev = torch.device("cuda")
-    print(f"device: {device_name()}; copy {bw / 1e12:.2f} TB/s")
+    print(f"device: {device_name()}; copy {bw / 1e12:.2f} TB/s; {E} experts, routing {ROUTING}")
     for d in sorted(Path(root).iterdir()):
         store = open_store(d)
         store.prime()
@@ -82,14 +99,15 @@ def main(root: str, tokens: tuple[int, ...] = (1, 16, 128)) -> None:
                 bad = fam.check(p, b, fam.reference(p, b))
                 res.append("CHECK OK" if not bad else f"CHECK FAILED {bad}")
             for t in tokens:
-                rows = t * E
+                counts = group_counts(t)
+                rows, active = int(counts.sum()), int((counts > 0).sum())  # weight bytes: experts with rows
                 p = fam.parse_params(op.kernel_for(rows).record["params"])
                 b = inputs(fam, p, rows, t, dev)
-                b["offsets"].copy_(torch.arange(E + 1, device=dev, dtype=torch.int32) * t)
-                b["counts"].fill_(t)
+                b["offsets"].copy_(torch.cat([counts.new_zeros(1), counts.cumsum(0)]).to(dev, torch.int32))
+                b["counts"].copy_(counts.to(dev, torch.int32))
                 args = [b[a.name] for a in op.kernel_for(rows).validator.args]
                 tt = time_cuda(lambda: op(*args, check=False), reps=10)
-                res.append(f"t={t}: {tt * 1e6:6.0f} us ({E * (n * k * 9 // 16) / tt / bw:5.1%} of copy, "
+                res.append(f"t={t}: {tt * 1e6:6.0f} us ({active * (n * k * 9 // 16) / tt / bw:5.1%} of copy, "
                            f"{2.0 * rows * n * k / tt / 1e12:.0f} TFLOP/s)")
             print(f"{d.name:14} {name}: " + " | ".join(res))
 

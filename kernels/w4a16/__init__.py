@@ -54,7 +54,9 @@ Design (decode first: at <= 16 tokens per expert the GEMM is bound by weight byt
     that 2 row blocks per warp (each staged activation fragment feeding 8 MMAs) fit in 71-114
     registers (docs/PERFORMANCE.md 2026-12-02, "dec16").
 A CTA loops over its expert's token tiles (8 * nt tokens each) inside the launch: the grid is
-fixed (N / (16 rb), E), so capture never depends on routing.
+fixed (N / (16 rb), E), so capture never depends on routing. The split "n" ring skips the 8-token
+fragments of a tile wholly past the expert's count (and stages no row past it), so a 32-token tile
+costs what the tokens it holds cost: GroupedFamily's tables pick tiles by token-slots per expert.
 """
 
 from __future__ import annotations
@@ -186,31 +188,40 @@ class DenseFamily(_Base):
 
 class GroupedFamily(_Base):
     name = "w4a16_grouped_gemm"
-    # M = token-slots: <= 192 is <= 4 tokens per expert at 48 local experts, <= 768 <= 16 (there
-    # split='n', one staging per CTA, beat every split='k' tiling on the shared nvfp4 layout:
-    # H200 sweep, docs/PERFORMANCE.md 2026-12-02 "one weight layout"); above, the warpgroup-MMA
-    # mode with a 2-stage cp.async ring (faster than split='n' and the 1-stage 'wg' at every
-    # t > 16 tokens/expert).
-    tiles = (
-        (192, {"warps": 4, "rb": 1, "nt": 1}),
-        (768, {"warps": 4, "rb": 1, "nt": 2, "split": "n"}),
+    # Tunings by token-slots per local expert, t = M / experts (tile_table scales the edges by the
+    # problem's expert count: a tiling's cost is set by the tokens each expert's CTAs see, and an
+    # expert with more rows than the token tile pays another pass over its weights). The edges are
+    # chosen on MoERunner's counts, which vary around t (top-k routing; benchmarks/w4a16_sweep.py
+    # ROUTING=local), not on t exactly. Natural K order: t <= 4 split 'k' 8-token tiles, <= 16
+    # split 'n' (one staging per CTA, beat every split 'k' tiling on the shared nvfp4 layout: H200,
+    # docs/PERFORMANCE.md 2026-12-02 "one weight layout"), above the warpgroup-MMA mode with a
+    # 2-stage cp.async ring (faster than split 'n' and the 1-stage 'wg' at every t > 16).
+    slot_tiles = (
+        (4, {"warps": 4, "rb": 1, "nt": 1}),
+        (16, {"warps": 4, "rb": 1, "nt": 2, "split": "n"}),
         (None, {"warps": 8, "rb": 2, "nt": 8, "split": "wg", "stages": 2}),
     )
-    # act_order "quad" / "quad8" (MoERunner's decode path runs quad8; H200 sweeps at t = 1..32
-    # tokens/expert, docs/PERFORMANCE.md 2026-12-02 "dec16" and "session 6, dec"): <= 192 rows split
-    # 'k' 8-token tiles (at the copy floor); above, split 'n' with the 2-stage cp.async ring and 2 row
-    # blocks per warp (each staged activation fragment feeds 8 MMAs): 16-token tiles over 8 warps up to
-    # 768 rows (t = 16, quad8: 428 / 211 us), 32-token tiles over 4 warps above (one tile per expert up
-    # to t = 32, where the prefill tiers take over: 586 / 304 us). Split 'wg' reads natural K only.
-    quad_tiles = (
-        tiles[0],
-        (768, {"warps": 8, "rb": 2, "nt": 2, "split": "n", "stages": 2}),
-        (None, {"warps": 4, "rb": 2, "nt": 4, "split": "n", "stages": 2}),
+    # act_order "quad" / "quad8" (MoERunner's decode path runs quad8): t <= 4 split 'k' 8-token tiles
+    # (at the copy floor); above, split 'n' with the 2-stage cp.async ring and 2 row blocks per warp
+    # (each staged activation fragment feeds 8 MMAs), 256 weight rows per CTA, token fragments past
+    # the expert's count skipped (ring.py n_chunk): 16-token tiles up to t = 8, 32-token tiles above,
+    # so every count up to 32 (where the prefill tiers take over) is one pass over an expert's
+    # weights. H200, 48 experts, quad8, docs/PERFORMANCE.md "session 18": local routing, L1 | L2 us,
+    # t = 8: 380 | 202 (16-token) vs 404 | 201; t = 16: 577 | 295 vs 480 | 236; t = 24: 884 | 433 vs
+    # 574 | 284 (the 32-token tiling of 128 rows per CTA it replaces: 613 | 310). Split 'wg' reads
+    # natural K only.
+    quad_slot_tiles = (
+        slot_tiles[0],
+        (8, {"warps": 8, "rb": 2, "nt": 2, "split": "n", "stages": 2}),
+        (None, {"warps": 8, "rb": 2, "nt": 4, "split": "n", "stages": 2}),
     )
     problem_keys = ("n", "k", "experts", "act_order")
 
     def tile_table(self, problem: Mapping[str, Any]):
-        return self.quad_tiles if problem.get("act_order") in QUAD_ORDERS else self.tiles
+        """The slot table of the problem's act order with its edges in rows: t * experts."""
+        table = self.quad_slot_tiles if problem.get("act_order") in QUAD_ORDERS else self.slot_tiles
+        e = int(problem["experts"])
+        return tuple((None if t is None else t * e, tuning) for t, tuning in table)
     grouped = True
 
 DENSE_FAMILY = DenseFamily()

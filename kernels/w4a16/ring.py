@@ -93,7 +93,7 @@ class RingMainloop:
                 if const_expr(self.wg):
                     self.wgp_chunk(acc, base0 + (c % S) * sbytes, warp, lane)
                 else:
-                    self.n_chunk(acc, base0 + (c % S) * sbytes, warp, lane)
+                    self.n_chunk(acc, base0 + (c % S) * sbytes, warp, lane, tok0, cnt)
             cp_async_wait(0)  # only empty groups are left; keeps the next tile's count exact
             self._epilogue(acc, red, alpha, out, lane, warp, tidx, rb0, by, start, cnt, tok0)
 
@@ -110,9 +110,13 @@ class RingMainloop:
             vi = v * self.threads + tidx
             tok = vi // 32
             kv = vi % 32
-            row = cutlass.min(tok0 + tok, cnt - 1)
-            src = abase + Int64(row) * row_bytes + Int64(c * 512 + kv * 16)
-            cp_async_16_ca(act_slot(base, tok, kv, bt, self.wg), src)
+            if const_expr(self.wg):
+                row = cutlass.min(tok0 + tok, cnt - 1)
+                src = abase + Int64(row) * row_bytes + Int64(c * 512 + kv * 16)
+                cp_async_16_ca(act_slot(base, tok, kv, bt, self.wg), src)
+            elif tok0 + tok < cnt:  # split "n": rows past the count are not staged (n_chunk's skip)
+                src = abase + Int64(tok0 + tok) * row_bytes + Int64(c * 512 + kv * 16)
+                cp_async_16_ca(act_slot(base, tok, kv, bt, self.wg), src)
         wdst = w_slot(base, self.act_stage_bytes, warp, self.rb)
         for r in cutlass.range_constexpr(self.rb):
             for kt in cutlass.range_constexpr(4):
@@ -136,27 +140,39 @@ class RingMainloop:
         return regs
 
     @cute.jit
-    def n_chunk(self, acc, base, warp, lane):
+    def n_chunk(self, acc, base, warp, lane, tok0, cnt):
         """split "n", one K step from the stage at `base`: per k64 tile, the warp's rb x 4 blocks
         are decoded once from the staged codes and scales, then each of the nt token fragments
         (quad: two 16-byte shared loads of row g's 32 bytes at 32 t; natural: two ldmatrix.x4)
-        feeds rb x 4 MMAs: every decoded weight fragment is reused across all 8 * nt tokens."""
+        feeds rb x 4 MMAs: every decoded weight fragment is reused across all 8 * nt tokens.
+        A fragment wholly past the expert's count is skipped (a uniform branch: cnt is the CTA's),
+        so one tiling serves every count up to 8 * nt in one pass over the weights at the cost of
+        the fragments it holds; rows of a partly filled fragment past the count are not staged
+        (ring_issue): they feed only MMA columns that are never stored (columns are independent)."""
         rb, nt = self.rb, self.nt
         wsrc = w_slot(base, self.act_stage_bytes, warp, rb)
         for kt in cutlass.range_constexpr(4):
             af = self.staged_blocks(wsrc, kt, lane)
             for j in cutlass.range_constexpr(nt):
-                sa = n_frag_slot(base, j, lane, kt, self.quad)
-                if const_expr(self.quad):
-                    y = ld_shared_v4(sa) + ld_shared_v4(sa + 16)
-                else:
-                    y = ldmatrix_x4(sa) + ldmatrix_x4(sa + 64)
-                for r in cutlass.range_constexpr(rb):
-                    for b in cutlass.range_constexpr(4):
-                        a0, a1, a2, a3 = af[r * 4 + b]
-                        d0, d1, d2, d3 = mma_bf16(a0, a1, a2, a3, y[2 * b], y[2 * b + 1],
-                                                  acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r])
-                        acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r] = d0, d1, d2, d3
+                if const_expr(j == 0):  # the tile exists because tok0 < cnt
+                    self._n_frag(acc, af, base, j, lane, kt)
+                elif tok0 + 8 * j < cnt:
+                    self._n_frag(acc, af, base, j, lane, kt)
+
+    # Plain Python helper, unrolled while n_chunk is traced.
+    def _n_frag(self, acc, af, base, j, lane, kt):
+        """Token fragment j of k64 tile kt: its B fragments from the stage, rb x 4 MMAs."""
+        sa = n_frag_slot(base, j, lane, kt, self.quad)
+        if const_expr(self.quad):
+            y = ld_shared_v4(sa) + ld_shared_v4(sa + 16)
+        else:
+            y = ldmatrix_x4(sa) + ldmatrix_x4(sa + 64)
+        for r in range(self.rb):
+            for b in range(4):
+                a0, a1, a2, a3 = af[r * 4 + b]
+                d0, d1, d2, d3 = mma_bf16(a0, a1, a2, a3, y[2 * b], y[2 * b + 1],
+                                          acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r])
+                acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r] = d0, d1, d2, d3
 
 
 __all__ = ["RingMainloop", "act_slot", "n_frag_slot", "w_slot"]

@@ -17,7 +17,7 @@ DENSE = get_family("w4a16_gemm")
 GROUPED = get_family("w4a16_grouped_gemm")
 DEV = torch.device("cuda")
 DENSE_MS = (1, 2, 3, 7, 8, 9, 15, 16, 17, 64, 65, 1000, 8192)
-GROUPED_MS = (1, 3, 200, 6016, 6145, 8192, 12160)
+GROUPED_MS = (1, 3, 200, 384, 385, 6016, 6145, 8192, 12160)  # 384 / 385: quad8 t = 8 edge at 48 experts
 DISTS = ("uniform", "skewed", "single", "empty")
 
 

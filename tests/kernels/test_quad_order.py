@@ -156,8 +156,8 @@ def test_w4a16_quad_is_split_k_and_n_only():
     bad = fam.parse_params({"n": 256, "k": 256, "experts": 2, "act_order": "rowmajor"})
     assert any("act_order" in r for r in fam.can_implement(bad, "sm_90a"))
     # the quad table never reaches split 'wg'; natural keeps it for prefill
-    assert all(t.get("split", "k") in ("k", "n") for _, t in fam.tile_table({"act_order": "quad"}))
-    assert fam.tile_table({"act_order": "natural"})[-1][1]["split"] == "wg"
+    assert all(t.get("split", "k") in ("k", "n") for _, t in fam.tile_table({"experts": 48, "act_order": "quad"}))
+    assert fam.tile_table({"experts": 48, "act_order": "natural"})[-1][1]["split"] == "wg"
 
 
 def test_permute_quad_reference_is_natural_plus_permutation():
