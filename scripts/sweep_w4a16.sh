@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUTD=${1:-.gpu/sweep_w4a16}; rm -rf "$OUTD"; mkdir -p "$OUTD"
 # GROUPED_TUNINGS: comma-separated warps:rb:nt:split[:stages[:kc]]; ACT_ORDER: natural (default) | quad | quad8,
-# or several (ACT_ORDER="quad quad8": one store per tuning and order, named ..._<order>)
+# or several (ACT_ORDER="quad quad8": one store per tuning and order, named ..._<order>);
+# SWEEP_EXPERTS: the expert count(s) the stores hold, TOML (48; "[48, 32]": benchmarks/w4a16_sweep.py
+# picks one by its own SWEEP_EXPERTS)
 for ord in ${ACT_ORDER:-natural}; do
 for tun in $(echo "${GROUPED_TUNINGS:-4:1:1:k,4:4:2:k,2:2:4:k,8:1:8:n,4:2:8:n,8:2:4:n,4:1:8:n,8:1:4:n,4:2:4:n,8:2:8:n}" | tr ',' ' '); do
   set -- $(echo "$tun" | tr ':' ' '); st=${5:-1}; name="w${1}_rb${2}_nt${3}_${4}_s${st}"; kc=""
@@ -15,11 +17,11 @@ for tun in $(echo "${GROUPED_TUNINGS:-4:1:1:k,4:4:2:k,2:2:4:k,8:1:8:n,4:2:8:n,8:
 archs = ["sm_90a"]
 [[op]]
 family = "w4a16_grouped_gemm"
-problem = { n = 6144, k = 7168, experts = 48, act_order = "$ord" }
+problem = { n = 6144, k = 7168, experts = ${SWEEP_EXPERTS:-48}, act_order = "$ord" }
 buckets = [ { m = [1, 65536], tuning = { warps = $1, rb = $2, nt = $3, split = "$4", stages = $st$kc } } ]
 [[op]]
 family = "w4a16_grouped_gemm"
-problem = { n = 7168, k = 3072, experts = 48, act_order = "$ord" }
+problem = { n = 7168, k = 3072, experts = ${SWEEP_EXPERTS:-48}, act_order = "$ord" }
 buckets = [ { m = [1, 65536], tuning = { warps = $1, rb = $2, nt = $3, split = "$4", stages = $st$kc } } ]
 T
   .venv/bin/nvfp4-build compile /tmp/sweep_$name.toml -o "$OUTD/$name" -j 2 >/dev/null
