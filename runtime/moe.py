@@ -57,13 +57,15 @@ PAD = GROUP_PAD["sm_90a"]
 # Prefill tiers: (t, P) = above t routed slots per local expert on average (T * top_k / E > t),
 # route pads each group to P; P = 1: L1/L2 on our w4a16_ws_grouped_gemm (unpadded), P > 1: on
 # quack_w4a16_grouped_gemm with tile_n = P (PREFILL_GEMM). Measured on an H200 with the whole layer on
-# each path (benchmarks/moe_layer.py --all-paths, 48 experts, top-6, docs/PERFORMANCE.md
-# 2026-12-02 "MoERunner prefill"): our decode kernel and quack/128 tie at t = 32 (T = 256), the
-# prefill kernels win above; at 33..128 slots per expert the grouped GEMMs alone are faster on
+# each path (benchmarks/moe_layer.py --all-paths, 48 experts, top-6): the decode path and the
+# w4a16_ws tier tie at t = 28 (T = 224: 1041-1086 vs 1054-1060 us), the decode path wins below (t = 24:
+# 859 vs 1089-1109), the ws tier above (t = 32: 1046-1058 vs 1254-1260; docs/PERFORMANCE.md "session
+# 18": routed counts above the decode tiling's 32-token tile take a second pass over the weights);
+# at 29..128 slots per expert the grouped GEMMs alone are faster on
 # w4a16_ws than on quack/128 (H200, 48 experts, t = 64: L1 674 vs 1122 us, L2 366 vs 485; t = 128:
 # 931 vs 1017, 476 vs 514; docs/PERFORMANCE.md "session 5 ... w4a16_ws"), above 128 quack/256 is
 # (t = 256: 1656 vs 1688, 790 vs 947; t = 512: 3167 vs 3327, 1672 vs 1780).
-PREFILL = ((32, 1), (128, 256))
+PREFILL = ((28, 1), (128, 256))
 WS_GEMM, QUACK_GEMM = "w4a16_ws_grouped_gemm", "quack_w4a16_grouped_gemm"
 
 

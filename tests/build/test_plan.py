@@ -294,7 +294,7 @@ def test_capture_sizes_and_token_cap_options(small_ckpt, hopper_ckpt, tmp_path):
     assert not [o for o in s["ops"] if o["family"] == "quack_w4a16_grouped_gemm"]
     assert {o["buckets"][-1][1] for o in s["ops"] if o["family"] == "w4a16_ws_grouped_gemm"} == {400}
     s = plan_json(hopper_ckpt, tmp_path / "d.toml", "--arch", "sm_90a", "--max-num-batched-tokens", "128")
-    assert not [o for o in s["ops"] if o["family"] == "quack_w4a16_grouped_gemm"]  # decode only: T <= 128 = 32 x 8 / 2
+    assert not [o for o in s["ops"] if o["family"] == "quack_w4a16_grouped_gemm"]  # no quack tier: 128 tokens < 512 = 128 slots x 8 experts / top-2
     assert {o["problem"]["pad"] for o in s["ops"] if o["family"] == "moe_route"} == {1}
 
 

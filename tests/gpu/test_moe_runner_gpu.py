@@ -92,13 +92,13 @@ def _check(runner, expert_weights, m, seed, mode):
 def test_moe_layer_matches_fp64_reference(layer):
     runner, ew, seed = layer
     fails = []
-    # decode (T <= 256: <= 32 slots per expert), prefill on our w4a16_ws grouped GEMM, unpadded
-    # (256 < T <= 1024), on quack's grouped GEMM padded to 256 (above): both edges of each
-    assert [runner.tier_for(m) for m in (256, 257, 1024, 1025)] == [None, 1, 1, 256]
+    # decode (T <= 224: <= 28 slots per expert), prefill on our w4a16_ws grouped GEMM, unpadded
+    # (224 < T <= 1024), on quack's grouped GEMM padded to 256 (above): both edges of each
+    assert [runner.tier_for(m) for m in (224, 225, 1024, 1025)] == [None, 1, 1, 256]
     for i, m in enumerate((1, 2, 3, 7, 33, 128, 129, 1000)):
         for j, mode in enumerate(ROUTINGS):
             fails.append(_check(runner, ew, m, seed + 31 * i + j, mode))
-    for i, m in enumerate((256, 257, 1024, 1025, 2048)):  # the path edges (1000: every routing above)
+    for i, m in enumerate((224, 225, 1024, 1025, 2048)):  # the path edges (1000: every routing above)
         for j, mode in enumerate(("local", "skewed", "empty_experts")):
             fails.append(_check(runner, ew, m, seed + 500 + 31 * i + j, mode))
     fails.append(_check(runner, ew, MAX_TOKENS, seed + 7, "uniform"))

@@ -244,8 +244,8 @@ def test_prefill_tiers_are_declared_with_route_pad_equal_to_tile_n():
 
 @pytest.mark.parametrize("mode", ["uniform", "skewed", "one_expert", "empty_experts"])
 def test_hopper_runner_both_paths_at_the_threshold_edges(mode):
-    """E 4, top-2: decode for T <= 64 (32 slots per expert), unpadded groups on our w4a16_ws grouped
-    GEMM for 64 < T <= 256, groups padded to 256 on quack's above. Every T at and around both edges
+    """E 4, top-2: decode for T <= 56 (28 slots per expert), unpadded groups on our w4a16_ws grouped
+    GEMM for 56 < T <= 256, groups padded to 256 on quack's above. Every T at and around both edges
     matches the float64 reference, runs on exactly the path's ops, and route's offsets honour the
     pad."""
     from nvfp4_aot.runtime.layout import capacity
@@ -253,14 +253,14 @@ def test_hopper_runner_both_paths_at_the_threshold_edges(mode):
 
     t, ew = _layer(3)
     runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu", prefill=True)
-    assert runner.tiers == prefill_tiers(E, TOPK) == [(64, 256, 1), (256, None, 256)]
+    assert runner.tiers == prefill_tiers(E, TOPK) == [(56, 256, 1), (256, None, 256)]
     # every path shares one copy of the experts: all GEMM families read quack's blob/strip
     assert runner.layouts == sorted(set(LAYOUT.values())) == ["quack_w4a16"]
     assert runner.operands["l1_1"] is runner.operands["l1_256"] is runner.operands["l1"]
     assert runner.operands["l2_1"] is runner.operands["l2_256"] is runner.operands["l2"]
     assert runner.l1_1.fam.name == "w4a16_ws_grouped_gemm" and runner.l1_256.fam.name == "quack_w4a16_grouped_gemm"
     assert runner.ws["xg"].shape[0] >= capacity(300, TOPK, E, 256) > 300 * TOPK
-    for m, pad, l1 in ((1, 1, "l1"), (64, 1, "l1"), (65, 1, "l1_1"), (256, 1, "l1_1"),
+    for m, pad, l1 in ((1, 1, "l1"), (56, 1, "l1"), (57, 1, "l1_1"), (256, 1, "l1_1"),
                        (257, 256, "l1_256"), (300, 256, "l1_256")):
         assert runner.pad_for(m) == pad and runner.tier_for(m) == (None if l1 == "l1" else pad)
         x, ids, w, start = _batch(m, 50 + m, mode)
@@ -279,7 +279,7 @@ def test_hopper_runner_both_paths_at_the_threshold_edges(mode):
             assert _rel(out, want) <= 1e-2, (mode, m, _rel(out, want))
         else:
             assert bool((out == 0).all()), (mode, m)
-    assert runner.missing([1, 64, 65, 256, 257, 300]) == []
+    assert runner.missing([1, 56, 57, 256, 257, 300]) == []
     assert any("max_tokens" in s for s in runner.missing([301]))
 
 
@@ -321,11 +321,14 @@ def test_runner_without_prefill_tiers_holds_one_copy_and_serves_every_t_on_the_d
 
 
 def test_a_decode_only_runner_opens_and_prepares_no_prefill_path():
-    """max_tokens <= the first tier's edge (E 4, top-2: T = 64): no prefill op is declared or
-    opened, and only our layout's copy of the experts is prepared."""
+    """max_tokens <= the first tier's edge (E 4, top-2: T = PREFILL[0][0] * 2): no prefill op is
+    declared or opened, and only our layout's copy of the experts is prepared."""
+    from nvfp4_aot.runtime.moe import PREFILL
+
+    edge = PREFILL[0][0] * E // TOPK
     t, _ = _layer(7)
-    runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=64, device="cpu")
+    runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=edge, device="cpu")
     assert runner.tiers == [] and runner.layouts == ["quack_w4a16"] and runner.route_1 is None and runner.l2_256 is None
-    assert not [d for d in runner.decls if d.optional] and runner.pad_for(64) == 1
-    assert [d.attr for d in MoERunner.ops(H, I, E, TOPK, "sm_90a", max_tokens=65) if d.optional] == [
+    assert not [d for d in runner.decls if d.optional] and runner.pad_for(edge) == 1
+    assert [d.attr for d in MoERunner.ops(H, I, E, TOPK, "sm_90a", max_tokens=edge + 1) if d.optional] == [
         "route_1", "permute_1", "l1_1", "l2_1", "silu_pre"]
