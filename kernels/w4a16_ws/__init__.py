@@ -379,11 +379,15 @@ class DenseFamily(_Base):
 
 
 # Grouped tilings by average tokens per expert t = rows / experts (H200 sweep, docs/PERFORMANCE.md
-# 2026-12-02 "session 5 ... w4a16_ws"): 256 x 64 (L2: 4 consumer warpgroups) up to t = 32, 256 x 128
+# 2026-12-02 "session 5 ... w4a16_ws"): 256 x 64 (L2: 4 consumer warpgroups) up to t = 60, 256 x 128
 # with the pipe-64 loop up to 128, 128 x 256 (pipe 16) above. With uniform groups 256 x 64 wins up to
 # t = 64 (L1 674 vs 858 us), but routed groups vary around their mean: at t = 64 about half the
-# experts get more than 64 rows, i.e. two 256 x 64 token tiles each; one 256 x 128 tile covers
-# them (the MoE layer at 512 tokens measured 1513 us with the edge at 64; H200). Other shapes: same rule.
+# experts get more than 64 rows, i.e. two 256 x 64 token tiles each, and one 256 x 128 tile covers
+# them. The edge is set on the whole MoE layer with routed counts (benchmarks/moe_layer.py, 48
+# experts, H200, docs/PERFORMANCE.md "session 18"; runner us, 256 x 64 vs 256 x 128 at the token
+# count): t = 36-48 (288-384 tokens) 992-1052 vs 1332-1413, t = 52 1017-1024 vs 1343-1349, t = 56
+# 1115-1180 vs 1374-1433, t = 60 1253-1258 vs 1350-1408, t = 64 1469-1495 vs 1373-1425. Other
+# shapes: same rule.
 _T64 = {"tile_m": 256, "tile_n": 64, "stages": 8}
 # Session 16 (benchmarks/w4a16_ws.py, H200, docs/PERFORMANCE.md "session 16"): epi 3 (the tile image stored by TMA
 # while the next tile runs; 2 / 2 stages fewer for its shared memory) on both prefill tiles, bitwise equal outputs:
@@ -392,9 +396,9 @@ _T64 = {"tile_m": 256, "tile_n": 64, "stages": 8}
 _T128 = {"tile_m": 256, "tile_n": 128, "stages": 6, "pipe": 64, "epi": 3}
 _T256 = {"tile_m": 128, "tile_n": 256, "stages": 4, "epi": 3}
 GROUPED_TILES = {  # (n, k) -> per-t table ((t upper edge | None, tuning), ...)
-    (7168, 3072): ((32, {**_T64, "wgs": 4}), (128, _T128), (None, _T256)),
+    (7168, 3072): ((60, {**_T64, "wgs": 4}), (128, _T128), (None, _T256)),
 }
-GROUPED_DEFAULT = ((32, _T64), (128, _T128), (None, _T256))
+GROUPED_DEFAULT = ((60, _T64), (128, _T128), (None, _T256))
 
 
 class GroupedFamily(_Base):
