@@ -10,6 +10,9 @@ import torch
 from nvfp4_aot.runtime import open_store
 
 
+TOPK = 6  # DeepSeek-V4's routed top-k: the token-slot counts every MoE benchmark builds
+
+
 def device_name() -> str:
     p = torch.cuda.get_device_properties(0)
     return f"{p.name} (sm_{p.major}{p.minor}, {p.multi_processor_count} SMs)"

@@ -10,14 +10,14 @@ the runner's GEMM FLOP rate (2 x tokens x top-k x 3 H I) against the dense bf16 
 import argparse
 
 import torch
-from common import bf16_peak, device_name, tflops, time_cuda
+from common import TOPK, bf16_peak, device_name, tflops, time_cuda
 
 from nvfp4_aot.kernels.moe_glue.ref import make_routing
 from nvfp4_aot.kernels.quack_w4a16.prepare import random_nvfp4_weights
 from nvfp4_aot.runtime import MoERunner, open_store
 from nvfp4_aot.runtime.layout import capacity
 
-E, H, I, TOPK = 48, 7168, 3072, 6
+E, H, I = 48, 7168, 3072
 
 
 def torch_moe(x, ids, w, w13, w2, counts, offs):

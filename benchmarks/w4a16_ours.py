@@ -21,7 +21,7 @@ store; the decode tiles tile_n 16 / 32 of session 7 `wgdec`) on the same weights
 import argparse
 
 import torch
-from common import bf16_peak, cold_copies, copy_bandwidth, device_name, l2_bytes, tflops, time_cuda, time_cuda_rot
+from common import TOPK, bf16_peak, cold_copies, copy_bandwidth, device_name, l2_bytes, tflops, time_cuda, time_cuda_rot
 
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.moe_glue import capacity
@@ -37,7 +37,7 @@ DENSE = {"shared gate+up": (6144, 7168, 1), "shared down": (7168, 3072, 1), "q_a
          "o_b": (7168, 2048, 1), "q_b": (65536, 1536, 1)}
 DENSE_MS = (1, 16, 32, 33, 64, 65, 128, 256, 512, 1024, 2048, 4096, 8192)
 TOKENS = (1, 4, 16, 64, 128, 512)
-TOPK, PAD = 6, 1  # MoERunner's layout on Hopper: unpadded groups
+PAD = 1  # MoERunner's layout on Hopper: unpadded groups
 
 
 def weight_bytes(n: int, k: int) -> int:

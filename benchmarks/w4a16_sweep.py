@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import torch
-from common import copy_bandwidth, device_name, time_cuda
+from common import TOPK, copy_bandwidth, device_name, time_cuda
 
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.moe_glue.ref import make_routing
@@ -22,7 +22,6 @@ from nvfp4_aot.runtime import open_store
 from nvfp4_aot.runtime.layout import ACT_ORDERS
 
 E = int(os.environ.get("SWEEP_EXPERTS", 48))
-TOPK = 6
 ROUTING = os.environ.get("ROUTING", "exact")
 SHAPES = {"L1": (6144, 7168), "L2": (7168, 3072)}
 DENSE = {"gate_up": (6144, 7168), "q_a+kv": (2048, 7168), "o_b": (7168, 2048), "q_b": (65536, 1536)}
