@@ -66,16 +66,19 @@ def grouped_op(store, n: int, k: int):
     raise SystemExit(f"{store.root}: no w4a16_grouped_gemm n={n} k={k} experts={E} in any act order {ACT_ORDERS}")
 
 
-def group_counts(t: int):
-    """Rows per expert at t slots per expert on average (ROUTING, module docstring); sum <= t * E."""
+def group_counts(t: float):
+    """Rows per expert at t slots per expert on average (ROUTING, module docstring); sum <= t * E.
+    Routed, t may be a fraction (t * E / 6 tokens, at least 1: t = 0.125 at 48 experts is one token,
+    six active experts, as MoERunner sees a single-token decode step)."""
     if ROUTING == "exact":
-        return torch.full((E,), t, dtype=torch.int64)
-    ids, start = make_routing(t * E // TOPK, TOPK, E, seed=t, mode=ROUTING)
+        return torch.full((E,), int(t), dtype=torch.int64)
+    tokens = max(1, round(t * E / TOPK))
+    ids, start = make_routing(tokens, TOPK, E, seed=t if isinstance(t, int) else tokens, mode=ROUTING)
     local = ids.flatten().long() - start
     return torch.bincount(local[(local >= 0) & (local < E)], minlength=E)
 
 
-def main(root: str, tokens: tuple[int, ...] = (1, 16, 128)) -> None:
+def main(root: str, tokens: tuple[float, ...] = (1, 16, 128)) -> None:
     fam = get_family("w4a16_grouped_gemm")
     bw = copy_bandwidth()
     dev = torch.device("cuda")
@@ -101,7 +104,7 @@ def main(root: str, tokens: tuple[int, ...] = (1, 16, 128)) -> None:
                 counts = group_counts(t)
                 rows, active = int(counts.sum()), int((counts > 0).sum())  # weight bytes: experts with rows
                 p = fam.parse_params(op.kernel_for(rows).record["params"])
-                b = inputs(fam, p, rows, t, dev)
+                b = inputs(fam, p, rows, hash(t) % 1000, dev)
                 b["offsets"].copy_(torch.cat([counts.new_zeros(1), counts.cumsum(0)]).to(dev, torch.int32))
                 b["counts"].copy_(counts.to(dev, torch.int32))
                 args = [b[a.name] for a in op.kernel_for(rows).validator.args]
@@ -112,4 +115,4 @@ def main(root: str, tokens: tuple[int, ...] = (1, 16, 128)) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], tuple(int(x) for x in sys.argv[2:]) or (1, 16, 128))
+    main(sys.argv[1], tuple(float(x) if "." in x else int(x) for x in sys.argv[2:]) or (1, 16, 128))

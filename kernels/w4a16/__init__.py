@@ -192,17 +192,21 @@ class GroupedFamily(_Base):
     # problem's expert count: a tiling's cost is set by the tokens each expert's CTAs see, and an
     # expert with more rows than the token tile pays another pass over its weights). The edges are
     # chosen on MoERunner's counts, which vary around t (top-k routing; benchmarks/w4a16_sweep.py
-    # ROUTING=local), not on t exactly. Natural K order: t <= 4 split 'k' 8-token tiles, <= 16
+    # ROUTING=local), not on t exactly. Natural K order: t <= 4 split 'k' 8-token tiles, one warp
+    # per CTA (16 rows for the whole K, no reduction; H200 routed t = 2: L1 | L2 283 | 144 us vs
+    # 318 | 160 with 4 warps splitting K, docs/PERFORMANCE.md "session 19"), <= 16
     # split 'n' (one staging per CTA, beat every split 'k' tiling on the shared nvfp4 layout: H200,
     # docs/PERFORMANCE.md 2026-12-02 "one weight layout"), above the warpgroup-MMA mode with a
     # 2-stage cp.async ring (faster than split 'n' and the 1-stage 'wg' at every t > 16).
     slot_tiles = (
-        (4, {"warps": 4, "rb": 1, "nt": 1}),
+        (4, {"warps": 1, "rb": 1, "nt": 1}),
         (16, {"warps": 4, "rb": 1, "nt": 2, "split": "n"}),
         (None, {"warps": 8, "rb": 2, "nt": 8, "split": "wg", "stages": 2}),
     )
-    # act_order "quad" / "quad8" (MoERunner's decode path runs quad8): t <= 4 split 'k' 8-token tiles
-    # (at the copy floor); above, split 'n' with the 2-stage cp.async ring and 2 row blocks per warp
+    # act_order "quad" / "quad8" (MoERunner's decode path runs quad8): t <= 5 split 'k' 8-token tiles
+    # of one warp per CTA (at the copy floor: exact t = 1 / 4 L1 96.8 / 96.7%, routed t = 5 332 | 163
+    # us vs the 16-token tiling's 343 | 179; 4 warps splitting K lost 5-12% at t = 1-4, session 19);
+    # above, split 'n' with the 2-stage cp.async ring and 2 row blocks per warp
     # (each staged activation fragment feeds 8 MMAs), 256 weight rows per CTA, token fragments past
     # the expert's count skipped (ring.py n_chunk): 16-token tiles up to t = 8, 32-token tiles above,
     # so every count up to 32 (where the prefill tiers take over) is one pass over an expert's
@@ -211,7 +215,7 @@ class GroupedFamily(_Base):
     # 574 | 284 (the 32-token tiling of 128 rows per CTA it replaces: 613 | 310). Split 'wg' reads
     # natural K only.
     quad_slot_tiles = (
-        slot_tiles[0],
+        (5, slot_tiles[0][1]),
         (8, {"warps": 8, "rb": 2, "nt": 2, "split": "n", "stages": 2}),
         (None, {"warps": 8, "rb": 2, "nt": 4, "split": "n", "stages": 2}),
     )

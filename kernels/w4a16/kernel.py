@@ -81,8 +81,12 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
 
     @cute.jit
     def _launch(self, act, blob, sf, alpha, offsets, counts, out, stream):
+        # grouped: grid row y serves the y-th expert with rows (_nth_active); at most M experts
+        # have rows, so min(E, M) rows of CTAs: a decode step of a few tokens launches the CTAs
+        # of the few experts it routes to, not E experts' worth that would find nothing to do
+        ys = cutlass.max(cutlass.min(act.shape[0], self.experts), 1) if const_expr(self.grouped) else self.experts
         self.kernel(act, blob, sf, alpha, offsets, counts, out, act.shape[0]).launch(
-            grid=[self.blocks // self.cta_blocks, self.experts, 1],
+            grid=[self.blocks // self.cta_blocks, ys, 1],
             block=[self.threads, 1, 1],
             stream=stream,
         )
@@ -122,8 +126,12 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
             # clamp the group into [0, M): a corrupt offsets/counts pair can then only produce
             # wrong rows, never an out-of-bounds access (validity is checked before launch by
             # the runner in check="full" mode; the hot path cannot read device data)
+            e = self._nth_active(offsets, counts, m_rows, lane, by)
+            by = cutlass.min(e, self.experts - 1)
             start = cutlass.min(cutlass.max(offsets[by], 0), m_rows)
             cnt = cutlass.min(cutlass.max(counts[by], 0), m_rows - start)
+            if e >= self.experts:  # no expert left for this grid row
+                cnt = Int32(0)
         n_tiles = (cnt + (bt - 1)) // bt
 
         # first 16-row block of this warp, and the chunks it walks
@@ -195,6 +203,31 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
                         for kt in cutlass.range_constexpr(4):
                             self._mma_tile_staged(acc, aw, sw, bwk, wsb, lane, kt)
                 self._epilogue(acc, red, alpha, out, lane, warp, tidx, rb0, by, start, cnt, tok0)
+
+    @cute.jit
+    def _nth_active(self, offsets, counts, m_rows, lane, rank):
+        """The rank-th expert (from 0, in expert order) whose clamped group [offsets, offsets +
+        counts) n [0, M) holds rows, or E when fewer than rank + 1 do. Every warp scans the E
+        counts 32 at a time (ballot, then the lane whose live bits below it number what is left
+        of rank), so the result is warp-uniform with no barrier. Valid groups are disjoint, so at
+        most M experts hold rows and the launch's min(E, M) grid rows cover them all; corrupt
+        overlapping groups can hold more, and those past the grid get no CTA (wrong rows, never
+        an out-of-bounds access, as the clamp promises)."""
+        e = Int32(self.experts)
+        left = rank
+        for base in cutlass.range_constexpr(0, self.experts, 32):
+            i = base + lane
+            live = cutlass.Boolean(False)
+            if i < self.experts:
+                st = cutlass.min(cutlass.max(offsets[i], 0), m_rows)
+                live = cutlass.min(cutlass.max(counts[i], 0), m_rows - st) > 0
+            bal = cute.arch.vote_ballot_sync(live)
+            below = cute.arch.popc(bal & ((Int32(1) << lane) - 1))
+            hit = cute.arch.vote_ballot_sync(live & (below == left))
+            if hit != 0:
+                e = base + 31 - Int32(cute.arch.clz(hit))
+            left = left - cute.arch.popc(bal)
+        return e
 
     @cute.jit
     def _stage_warp(self, wsb, abase, row_bytes, lane, c, tok0, cnt):

@@ -216,9 +216,9 @@ def test_hopper_plan_covers_what_the_runtime_opens(hopper_ckpt, tmp_path):
         for bk in ops[("w4a16_gemm", (("act_order", "natural"), ("k", k), ("n", n)))].buckets:
             assert pick(table, bk.hi).items() <= dict(bk.params).items()
     # MoERunner's decode L1 reads quad order: the quad table (split 'n' where natural has 'wg'),
-    # its edges in token-slots per expert (4 and 8) times the E local experts
+    # its edges in token-slots per expert (5 and 8) times the E local experts
     grouped = ops[("w4a16_grouped_gemm", (("act_order", DECODE_ORDER), ("experts", E), ("k", h), ("n", 2 * i)))]
-    assert [(bk.lo, bk.hi) for bk in grouped.buckets] == [(1, 4 * E), (4 * E + 1, 8 * E), (8 * E + 1, T * top_k)]
+    assert [(bk.lo, bk.hi) for bk in grouped.buckets] == [(1, 5 * E), (5 * E + 1, 8 * E), (8 * E + 1, T * top_k)]
     fam = get_family("w4a16_grouped_gemm")
     quad = fam.tile_table({"experts": E, "act_order": DECODE_ORDER})
     assert quad == tuple((t and t * E, tuning) for t, tuning in fam.quad_slot_tiles)
@@ -285,8 +285,8 @@ def test_capture_sizes_and_token_cap_options(small_ckpt, hopper_ckpt, tmp_path):
     s = plan_json(hopper_ckpt, tmp_path / "h.toml", "--arch", "sm_90a", "--max-num-batched-tokens", "200", "--capture-sizes", "1,8,120,200")
     ops = {o["family"]: o for o in s["ops"]}
     assert ops["moe_route"]["buckets"] == [[1, 120], [121, 200]]  # tokens, padded: 121..128 run at 200
-    # token-slots, unpadded, edges at 4 and 8 slots per expert x 8 local experts
-    assert ops["w4a16_grouped_gemm"]["buckets"] == [[1, 32], [33, 64], [65, 400]]
+    # token-slots, unpadded, edges at 5 and 8 slots per expert x 8 local experts
+    assert ops["w4a16_grouped_gemm"]["buckets"] == [[1, 40], [41, 64], [65, 400]]
     # prefill: rows padded to the largest pad a T <= 200 reaches (8 experts, top-2: only the
     # unpadded w4a16_ws tier, so no quack grouped GEMM and silu's rows are T x top-k)
     assert [p for _, _, p in prefill_tiers(8, 2, 200)] == [1]

@@ -17,7 +17,8 @@ DENSE = get_family("w4a16_gemm")
 GROUPED = get_family("w4a16_grouped_gemm")
 DEV = torch.device("cuda")
 DENSE_MS = (1, 2, 3, 7, 8, 9, 15, 16, 17, 64, 65, 1000, 8192)
-GROUPED_MS = (1, 3, 200, 384, 385, 6016, 6145, 8192, 12160)  # 384 / 385: quad8 t = 8 edge at 48 experts
+# 240 / 241 and 384 / 385: quad8's t = 5 and t = 8 edges at 48 experts
+GROUPED_MS = (1, 3, 200, 240, 241, 384, 385, 6016, 6145, 8192, 12160)
 DISTS = ("uniform", "skewed", "single", "empty")
 
 
@@ -98,8 +99,16 @@ def test_grouped_graph_replay_new_data_and_offsets(store, seed):
         _graph_replay(op, seed)
 
 
-def _graph_replay(op, seed):
-    m = 6016
+def test_grouped_graph_replay_few_rows_new_experts(store, seed):
+    """M = 5 rows: the launch holds min(E, M) = 5 rows of CTAs, each finding the n-th expert with
+    rows on the device (kernel._nth_active); replays route the rows to other experts (new
+    offsets, 'single' / 'empty' / uniform over 48), so a graph captured once must follow them."""
+    quad = [op for op in ops(store, GROUPED) if op.spec["problem"].get("act_order") == "quad8"]
+    for op in [ops(store, GROUPED)[0]] + quad[:1]:
+        _graph_replay(op, seed, m=5)
+
+
+def _graph_replay(op, seed, m=6016):
     params = GROUPED.parse_params(op.kernel_for(m).record["params"])
     buf = GROUPED.make_inputs(params, m, DEV, seed)
     args = [buf[n] for n in names(GROUPED)]
