@@ -27,7 +27,7 @@ from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.moe_glue import capacity
 from nvfp4_aot.runtime import open_store
 from nvfp4_aot.runtime.layout import ACT_ORDERS, act_unorder
-from nvfp4_aot.runtime.linear import QUACK_FROM, QUACK_FROM_ROW_ALPHA, Nvfp4Linear, in_ranges
+from nvfp4_aot.runtime.linear import Nvfp4Linear
 from nvfp4_aot.runtime.moe import DECODE_ORDER
 from nvfp4_aot.runtime.scratch import OpScratch
 
@@ -138,10 +138,10 @@ def _op(store, fam, **problem):
 
 def dense(store, bw, peak, dev, ms, shapes=None, cold: bool = False) -> None:
     """Per M: our w4a16_gemm (decode) and w4a16_ws_gemm, quack's (scalar alpha; per-row for the
-    two-scale q_a + kv), torch bf16 matmul, and what Nvfp4Linear serves by default
-    (runtime/linear.py: w4a16_gemm up to QUACK_FROM, quack above; where the store lacks quack, ws
-    above WS_FROM) with its ratio to torch, and our own path (`quack=False`: w4a16_gemm up
-    to WS_FROM, ws above) with its ratios to torch and to quack. Every kernel reads the
+    two-scale q_a + kv), torch bf16 matmul, and what Nvfp4Linear serves by default (its own choice,
+    Nvfp4Linear.family_for, for a store holding every declared op) with its ratio to torch, and our
+    own path (`quack=False`: w4a16_gemm up to decode_upto, ws above) with its ratios to torch and
+    to quack. Every kernel reads the
     same prepared weights (one layout).
 
     cold: every kernel's weights (ours: packed NVFP4 + scales; torch: bf16) are rotated over
@@ -195,11 +195,9 @@ def dense(store, bw, peak, dev, ms, shapes=None, cold: bool = False) -> None:
             if qop is not None and m <= qop.max_m:
                 tq = t([lambda w=w: qop(a_m, *w, qalpha, o_m, *qscratch(m), check=False) for w in w4s])
             tb = t([lambda w=w: torch.matmul(a_m, w.T) for w in w16s])
-            served = tw if m > upto else to  # ours only
-            qfrom = QUACK_FROM if scales == 1 else QUACK_FROM_ROW_ALPHA
-            dname, dflt = (("ws   ", tw) if tw is not None and in_ranges(m, ranges)
-                           else ("quack", tq) if tq is not None and m > qfrom
-                           else ("ws   ", tw) if m > upto else ("w4a16", to))
+            timed = {"w4a16_gemm": ("w4a16", to), "w4a16_ws_gemm": ("ws   ", tw)}
+            oname, served = timed[Nvfp4Linear.family_for(n, k, m, one_scale=scales == 1, quack=False)]  # ours only
+            dname, dflt = timed.get(Nvfp4Linear.family_for(n, k, m, one_scale=scales == 1), ("quack", tq))
             fl = 2.0 * m * n * k
 
             def us(t):
@@ -209,7 +207,7 @@ def dense(store, bw, peak, dev, ms, shapes=None, cold: bool = False) -> None:
             dq = f", {tq / dflt:4.2f}x quack" if tq is not None else ""
             print(f"  M={m:>5}: w4a16 {us(to)} | ws {us(tw)} | quack {us(tq)} | bf16 {us(tb)} | default {dname} "
                   f"{us(dflt)}, {tflops(fl, dflt, peak)}, {tb / dflt:4.2f}x torch{dq} | ours "
-                  f"{'ws   ' if m > upto else 'w4a16'} {us(served)}, {tb / served:4.2f}x torch{vq}")
+                  f"{oname} {us(served)}, {tb / served:4.2f}x torch{vq}")
         del b, w16, w4s, w16s
         torch.cuda.empty_cache()
 

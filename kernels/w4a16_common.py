@@ -51,6 +51,13 @@ def signature(p, grouped: bool) -> Signature:
     )
 
 
+def slot_rows(table, experts: int) -> tuple:
+    """A grouped tile table keyed by token-slots per expert t -> keyed by rows t * experts (what a
+    bucket's M is: the runner's unpadded routed rows). Both grouped families' tile_table: a tiling's
+    cost is set by the tokens each expert's CTAs see, so the edges scale with the expert count."""
+    return tuple((None if t is None else t * experts, tuning) for t, tuning in table)
+
+
 def random_weights(p, gen, device):
     """Per expert: random NVFP4 (q, sf) and their blob/strip, stacked over the experts, and a
     per-row alpha [E, N] with two halves of different global scales (the fused q_a + kv case; a

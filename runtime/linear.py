@@ -76,6 +76,20 @@ class Nvfp4Linear:
         return cls.ws_ranges(n, k) == ((WS_FROM, None),)
 
     @classmethod
+    def family_for(cls, n: int, k: int, m: int, *, one_scale: bool = True, quack: bool = True) -> str:
+        """The family that serves M rows on sm_90a when the store holds every op `ops` declares: the
+        declarations' own edges (w4a16_gemm up to its m_upto, w4a16_ws_gemm on ws_ranges where it is
+        declared, the upper kernel above), which __call__ follows on an instance
+        (tests/runtime/test_linear_cpu.py checks the two agree). For benchmarks and planning tools."""
+        decls = cls.ops(n, k, "sm_90a", one_scale=one_scale, quack=quack)
+        if m <= decls[0].m_upto:
+            return decls[0].family
+        mid = [d for d in decls if d.attr == "mid_op"]
+        if mid and in_ranges(m, cls.ws_ranges(n, k)):
+            return mid[0].family
+        return decls[-1].family
+
+    @classmethod
     def ops(cls, n: int, k: int, arch: str, *, one_scale: bool = True, quack: bool = True,
             upper: bool = True, mid: bool = True) -> list[OpDecl]:
         """The ops a dense NVFP4 GEMM [N, K] needs on `arch` (see runtime/declare.py). sm_90a:

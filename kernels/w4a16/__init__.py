@@ -224,8 +224,7 @@ class GroupedFamily(_Base):
     def tile_table(self, problem: Mapping[str, Any]):
         """The slot table of the problem's act order with its edges in rows: t * experts."""
         table = self.quad_slot_tiles if problem.get("act_order") in QUAD_ORDERS else self.slot_tiles
-        e = int(problem["experts"])
-        return tuple((None if t is None else t * e, tuning) for t, tuning in table)
+        return common.slot_rows(table, int(problem["experts"]))
     grouped = True
 
 DENSE_FAMILY = DenseFamily()

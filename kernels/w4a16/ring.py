@@ -110,13 +110,10 @@ class RingMainloop:
             vi = v * self.threads + tidx
             tok = vi // 32
             kv = vi % 32
-            if const_expr(self.wg):
-                row = cutlass.min(tok0 + tok, cnt - 1)
-                src = abase + Int64(row) * row_bytes + Int64(c * 512 + kv * 16)
-                cp_async_16_ca(act_slot(base, tok, kv, bt, self.wg), src)
+            if const_expr(self.wg):  # wgmma reads every row of the tile: clamped copies past the count
+                self._issue_row(base, abase, row_bytes, cutlass.min(tok0 + tok, cnt - 1), tok, kv, c)
             elif tok0 + tok < cnt:  # split "n": rows past the count are not staged (n_chunk's skip)
-                src = abase + Int64(tok0 + tok) * row_bytes + Int64(c * 512 + kv * 16)
-                cp_async_16_ca(act_slot(base, tok, kv, bt, self.wg), src)
+                self._issue_row(base, abase, row_bytes, tok0 + tok, tok, kv, c)
         wdst = w_slot(base, self.act_stage_bytes, warp, self.rb)
         for r in cutlass.range_constexpr(self.rb):
             for kt in cutlass.range_constexpr(4):
@@ -125,6 +122,12 @@ class RingMainloop:
             if lane < 16:  # tile lane // 4's 64 scale bytes, 16 per lane
                 cp_async_16(wdst + r * W_STEP_BYTES + 2048 + lane * 16,
                             sbw[r] + Int64((4 * c + lane // 4) * STRIP_TILE + (lane % 4) * 16))
+
+    # Plain Python helper, traced inline by ring_issue.
+    def _issue_row(self, base, abase, row_bytes, row, tok, kv, c):
+        """16 bytes (vector kv of K step c) of activation row `row` -> staged token slot tok."""
+        src = abase + Int64(row) * row_bytes + Int64(c * 512 + kv * 16)
+        cp_async_16_ca(act_slot(base, tok, kv, self.bt, self.wg), src)
 
     # Plain Python helper, unrolled while n_chunk / wgmma.wgp_chunk are traced.
     def staged_blocks(self, wsrc, kt, lane):

@@ -408,9 +408,8 @@ class GroupedFamily(_Base):
 
     def tile_table(self, problem: Mapping[str, Any]):
         """Token buckets by rows = t * experts (the runner's unpadded routed rows)."""
-        e = int(problem["experts"])
         per_t = GROUPED_TILES.get((problem["n"], problem["k"]), GROUPED_DEFAULT)
-        return tuple((None if t is None else t * e, tun) for t, tun in per_t)
+        return common.slot_rows(per_t, int(problem["experts"]))
 
 
 DENSE_FAMILY = DenseFamily()

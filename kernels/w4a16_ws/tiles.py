@@ -117,8 +117,9 @@ T256E = _t(128, 256, 4, epi=3)
 # Session 17 (`w4a16_ws_dense_sweep.py manifest --gap`, docs/PERFORMANCE.md "session 17", H200, each cell timed three
 # times cold and twice hot, quack in the same run): the M ranges quack still served. At 17-32 quack runs 64 x 32; ours
 # had no 32-token dense tile: 64 x 32 one-warpgroup pdl peek epi 3 (T32E) down 10.2-10.3 vs quack 11.2-11.4 us cold
-# (hot 10.2 vs 10.2), o_b 7.6-7.7 vs 8.2-9.4 (hot 7.5-7.6 vs 7.7-7.8); gate+up 128 x 32 split 2 pdl red 1 (G32) 20.3-20.6
-# vs 26.8 (hot 20.1-20.5 vs 26.9; the served 128 x 64 split 2 23.0-24.1). Q64P with pdl on down / o_b 129-256: down
+# (hot 10.2 vs 10.2), o_b 7.6-7.7 vs 8.2-9.4 (hot 7.5-7.6 vs 7.7-7.8); gate+up 128 x 32 split 2 pdl red 1 (G32)
+# 20.3-20.6 vs 26.8 (hot 20.1-20.5 vs 26.9; the served 128 x 64 split 2 23.0-24.1). Q64P with pdl on down / o_b
+# 129-256: down
 # 17.8-18.1 vs quack 18.9-24.2 cold (hot 17.5-18.0 vs 17.3-23.9), o_b 12.7-12.9 vs 14.9-17.1 (hot 12.5-12.7 vs
 # 12.6-17.6); Q64P without pdl 18.7-18.9 / 13.9-14.2.
 T32E = _t(64, 32, 12, wgs=1, pdl=True, peek=1, epi=3)
@@ -156,13 +157,15 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
     # 129-256 Q64P, 37.7-40.4 us at M = 136..256 vs 44.5-45.8 for 128 x 256 split 2 pdl)
     # (session 13, sk64 sweep: 65-128 64 x 128 stream-K, 29.1 / 28.1 vs 30.0 / 30.0 us cold at M = 96 / 128 for 128 x
     # 128 split 2 pdl, 28.4 / 27.8 vs 29.7 / 29.9 hot; quack serves these M by default (28.4 / 28.2 cold))
-    # (session 17, `--gap` and an M scan of 769-1536, cold and hot: 17-32 G32; 769-1024 Q64P epi 3 (5 stages) 129.8-134.5
-    # us cold at M = 769-896 (Q64P 118-145, noisy), 116.9-130.2 at 1000-1024; 1025-1280 T256E 146-163 (Q64P epi 3 170-173:
-    # 5 token tiles x 96 weight tiles take 4 rounds of 132 SMs, T256E's 240 tiles 2); 1281-1536 Q64P epi 3 210-214 (T256E
-    # 223-238))
-    (6144, 7168): ((32, G32), (64, _t(128, 64, 12, 2, pdl=True, red=1)), (128, _t(64, 128, 10, wgs=1, peek=1, stream=1)),
+    # (session 17, `--gap` and an M scan of 769-1536, cold and hot: 17-32 G32; 769-1024 Q64P epi 3 (5 stages)
+    # 129.8-134.5 us cold at M = 769-896 (Q64P 118-145, noisy), 116.9-130.2 at 1000-1024; 1025-1280 T256E 146-163
+    # (Q64P epi 3 170-173: 5 token tiles x 96 weight tiles take 4 rounds of 132 SMs, T256E's 240 tiles 2); 1281-1536
+    # Q64P epi 3 210-214 (T256E 223-238))
+    (6144, 7168): ((32, G32), (64, _t(128, 64, 12, 2, pdl=True, red=1)),
+                   (128, _t(64, 128, 10, wgs=1, peek=1, stream=1)),
                    (256, Q64P), (384, _t(256, 128, 8, stream=1, sm_count=SK126)),
-                   (512, _t(128, 256, 6)), (768, _t(128, 256, 6, stream=1)), (1024, _t(**{**Q64P, "epi": 3, "stages": 5})),
+                   (512, _t(128, 256, 6)), (768, _t(128, 256, 6, stream=1)),
+                   (1024, _t(**{**Q64P, "epi": 3, "stages": 5})),
                    (1280, T256E), (1536, _t(**{**Q64P, "epi": 3, "stages": 5})), (None, T256E)),
     # q_a + kv: split-K up to M = 1024 (tiles x splits within one or two rounds of 132 SMs), unsplit
     # 128 x 256 above. Session 9: 769-1024 Q64P (39.0 / 39.1 vs 47.3 / 47.8 us for 128 x 256 split 2
@@ -171,20 +174,23 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
     # split 8 pdl 10.8-11.0), 64 x 128 split 4 pdl peek 12.4-12.6 at 65..128 (128 x 64 split 4 pdl
     # peek 14.2-14.3), 64 x 256 split 4 lean peek pdl 17.1-17.8 at 129..256 (128 x 128 split 4 pdl
     # 18.4-18.5), split 2 24.6-24.9 at 257..512 (128 x 128 stream-K 28.0 to 384, split 2 pdl peek 30.4
-    # to 512). Session 17 (`--m256`, cold x3 / hot x2): red 1 on the split-4 129-256 bucket, 16.5-17.0 vs 17.2-17.6 us cold
+    # to 512). Session 17 (`--m256`, cold x3 / hot x2): red 1 on the split-4 129-256 bucket, 16.5-17.0 vs 17.2-17.6
+    # us cold
     # (hot 16.6-17.1 vs 17.4-17.7); 128 x 256 split 8 (16 weight tiles x 8 = 128 CTAs) 20.9-21.8 (red 0: 25.8-26.7)
     # Session 17 (`--low`, cold x3 / hot x2): 64 x 16 split 4 pdl peek at M <= 16, 7.8-8.0 us (w4a16_gemm 9.7-10.3 at
     # 9-16); 64 x 32 split 4 pdl peek at 17-32, 8.2-8.4 vs 10.4-10.7 for the 64 x 64 split 4 served before
     (2048, 7168): ((16, _t(64, 16, 12, 4, pdl=True, wgs=1, peek=1)), (32, _t(64, 32, 12, 4, pdl=True, wgs=1, peek=1)),
                    (64, _t(64, 64, 12, 4, pdl=True, wgs=1)), (128, _t(64, 128, 10, 4, pdl=True, wgs=1, peek=1)),
                    (256, _t(64, 256, 6, 4, pdl=True, wgs=1, lean=1, peek=1, red=1)),
-                   (512, _t(64, 256, 6, 2, pdl=True, wgs=1, lean=1, peek=1, red=1)), (768, _t(128, 256, 6, depth=3, stream=1)),
+                   (512, _t(64, 256, 6, 2, pdl=True, wgs=1, lean=1, peek=1, red=1)),
+                   (768, _t(128, 256, 6, depth=3, stream=1)),
                    (1024, _t(**Q64P, epi=2)), (None, T256E)),
     # q_b: 512 weight tiles; 256-row tiles are as fast at M <= 64 and fewer activation reloads;
     # 129-256 128 x 256 raster 4 depth 3 (session 7: 71.1 / 74.8 us at 192 / 256 vs 256 x 128 80.6 / 89.5)
     # (session 16: T256E raster 4 depth 3 on 129-256 and 385+: 69.7 vs 80.4 us at M = 256 (quack 75.2), 151.5 vs
     # 164-166 at 512, 223 vs 247-251 at 768; 2408-2415 vs 2655-2673 at 8192)
-    # (session 17, `--low`: 256 x 16 pdl at M <= 16, 25.8-26.0 us vs w4a16_gemm 37.8-41.6 at 9-16; 256 x 32 pdl at 17-32,
+    # (session 17, `--low`: 256 x 16 pdl at M <= 16, 25.8-26.0 us vs w4a16_gemm 37.8-41.6 at 9-16; 256 x 32 pdl
+    # at 17-32,
     # 27.8-28.2 vs 32.5-33.2 for 256 x 64)
     (65536, 1536): ((16, _t(256, 16, 12, pdl=True)), (32, _t(256, 32, 12, pdl=True)), (64, _t(256, 64, 12, pdl=True)),
                     (128, _t(256, 128, 8, pdl=True)),
@@ -270,7 +276,8 @@ WS_OVER_QUACK: dict[tuple[int, int], tuple[tuple[int, int | None], ...]] = {
 # above it, when that is not runtime/linear.py WS_FROM (16). q_a+kv: 64 x 16 split 4 7.8-8.0 us at M = 9-16 vs
 # w4a16_gemm 9.7-10.3 cold (hot 7.8-7.9 vs 8.8-9.3), while at 1-8 w4a16_gemm is as fast or faster (cold 8.3-8.7 vs 7.8,
 # hot 7.3-7.6 vs 7.8); q_b: 256 x 16 25.8-26.0 vs 37.8-41.6 at 9-16 (w4a16_gemm's 16-token tile), 22.0-25.2 vs 25.5-25.8
-# at 1-8. down / o_b tie at 9-16 (down 10.0-10.2 vs 10.0-10.9 cold, 9.8 vs 9.6-10.6 hot) and gate+up loses there (18.8-19.3
+# at 1-8. down / o_b tie at 9-16 (down 10.0-10.2 vs 10.0-10.9 cold, 9.8 vs 9.6-10.6 hot) and gate+up loses
+# there (18.8-19.3
 # vs 15.1-17.3): they keep WS_FROM.
 DECODE_UPTO: dict[tuple[int, int], int] = {(2048, 7168): 8, (65536, 1536): 8}
 

@@ -242,3 +242,26 @@ def test_open_ended_ws_ranges(monkeypatch, drop):
         assert [(d.m_above, d.m_upto) for d in lin.decls] == [(0, WS_FROM), (WS_FROM, None), (64, None)]
         _check(lin, q, sf, 0.02, (33, 64, 65, 128, 129, 4096))
         assert lin.mid_op.calls == 4 and lin.upper_op.calls == 2  # ws: 33, 64, 129, 4096; quack: 65, 128
+
+
+@pytest.mark.parametrize("ranges", [None, ((0, 64), (128, 192)), ((0, None),), ((0, 64), (128, None))])
+@pytest.mark.parametrize("scales", [0.02, [0.02, 0.05]], ids=["one_scale", "two_scales"])
+@pytest.mark.parametrize("quack", [True, False], ids=["default", "ours"])
+def test_family_for_is_what_call_serves(monkeypatch, ranges, scales, quack):
+    """Nvfp4Linear.family_for (benchmarks' and tools' view of the dispatch) names the op __call__
+    runs at every M, on a store holding every declared op."""
+    from nvfp4_aot.kernels.w4a16_ws import tiles
+
+    if ranges is not None:
+        monkeypatch.setitem(tiles.WS_OVER_QUACK, (N, K), ranges)
+    q, sf, s2 = _weights(11, scales)
+    parts = {"part_sizes": (192, 64)} if isinstance(scales, list) else {}
+    lin = Nvfp4Linear(RefStore("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", quack=quack, **parts)
+    ops = {a: getattr(lin, a) for a in ("op", "mid_op", "upper_op") if getattr(lin, a, None) is not None}
+    for m in (1, WS_FROM, WS_FROM + 1, 33, 64, 65, 128, 129, 192, 193, 300):
+        before = {a: o.calls for a, o in ops.items()}
+        lin(torch.randn(m, K).to(torch.bfloat16))
+        ran = [a for a, o in ops.items() if o.calls > before[a]]
+        assert len(ran) == 1, (m, ran)
+        want = Nvfp4Linear.family_for(N, K, m, one_scale=not parts, quack=quack)
+        assert ops[ran[0]].name.startswith(want), (m, ops[ran[0]].name, want)
