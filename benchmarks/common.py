@@ -11,6 +11,28 @@ from nvfp4_aot.runtime import open_store
 
 
 TOPK = 6  # DeepSeek-V4's routed top-k: the token-slot counts every MoE benchmark builds
+MOE_E, MOE_H, MOE_I = 48, 7168, 3072  # the MoE layer benchmarks' shape: DeepSeek-V4 Pro at EP 8
+
+
+def moe_runner(store, max_tokens: int, prefill: bool = True):
+    """MoERunner over MOE_E experts of random NVFP4 weights (global scales 1e-4), expert_start 0,
+    top-TOPK: what benchmarks/moe_layer.py and moe_timeline.py time."""
+    from nvfp4_aot.kernels.quack_w4a16.prepare import random_nvfp4_weights
+    from nvfp4_aot.runtime import MoERunner
+
+    dev = torch.device("cuda")
+    g = torch.Generator(device=dev).manual_seed(0)
+    q13, s13, q2, s2 = [], [], [], []
+    for _ in range(MOE_E):
+        q, s = random_nvfp4_weights(2 * MOE_I, MOE_H, g, dev)
+        q13.append(q), s13.append(s)
+        q, s = random_nvfp4_weights(MOE_H, MOE_I, g, dev)
+        q2.append(q), s2.append(s)
+    f8 = torch.float8_e4m3fn
+    return MoERunner(store, w13=torch.stack(q13), w13_scale=torch.stack(s13).view(f8),
+                     w13_scale_2=torch.full((MOE_E,), 1e-4, device=dev), w2=torch.stack(q2),
+                     w2_scale=torch.stack(s2).view(f8), w2_scale_2=torch.full((MOE_E,), 1e-4, device=dev),
+                     expert_start=0, top_k=TOPK, max_tokens=max_tokens, prefill=prefill)
 
 
 def device_name() -> str:

@@ -10,14 +10,11 @@ the runner's GEMM FLOP rate (2 x tokens x top-k x 3 H I) against the dense bf16 
 import argparse
 
 import torch
-from common import TOPK, bf16_peak, device_name, tflops, time_cuda
+from common import MOE_E as E, MOE_H as H, MOE_I as I, TOPK, bf16_peak, device_name, moe_runner, tflops, time_cuda
 
 from nvfp4_aot.kernels.moe_glue.ref import make_routing
-from nvfp4_aot.kernels.quack_w4a16.prepare import random_nvfp4_weights
-from nvfp4_aot.runtime import MoERunner, open_store
+from nvfp4_aot.runtime import open_store
 from nvfp4_aot.runtime.layout import capacity
-
-E, H, I = 48, 7168, 3072
 
 
 def torch_moe(x, ids, w, w13, w2, counts, offs):
@@ -53,19 +50,7 @@ def main() -> None:
     store = open_store(a.store)
     store.prime()
     dev = torch.device("cuda")
-    g = torch.Generator(device=dev).manual_seed(0)
-    q13, s13, q2, s2 = [], [], [], []
-    for _ in range(E):
-        q, s = random_nvfp4_weights(2 * I, H, g, dev)
-        q13.append(q), s13.append(s)
-        q, s = random_nvfp4_weights(H, I, g, dev)
-        q2.append(q), s2.append(s)
-    runner = MoERunner(store, w13=torch.stack(q13), w13_scale=torch.stack(s13).view(torch.float8_e4m3fn),
-                       w13_scale_2=torch.full((E,), 1e-4, device=dev), w2=torch.stack(q2),
-                       w2_scale=torch.stack(s2).view(torch.float8_e4m3fn), w2_scale_2=torch.full((E,), 1e-4, device=dev),
-                       expert_start=0, top_k=TOPK, max_tokens=max(a.tokens),
-                       prefill=not a.decode_only)
-    del q13, s13, q2, s2
+    runner = moe_runner(store, max(a.tokens), prefill=not a.decode_only)
     w13 = (torch.randn((E, 2 * I, H), device=dev, dtype=torch.bfloat16) * 0.01).transpose(1, 2)
     w2 = (torch.randn((E, H, I), device=dev, dtype=torch.bfloat16) * 0.01).transpose(1, 2)
     counts = torch.zeros(E, dtype=torch.int32, device=dev)

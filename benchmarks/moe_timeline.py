@@ -13,13 +13,10 @@ import argparse
 from collections import defaultdict
 
 import torch
-from common import TOPK, device_name, time_cuda
+from common import MOE_E as E, MOE_H as H, MOE_I as I, TOPK, device_name, moe_runner, time_cuda
 
 from nvfp4_aot.kernels.moe_glue.ref import make_routing
-from nvfp4_aot.kernels.quack_w4a16.prepare import random_nvfp4_weights
-from nvfp4_aot.runtime import MoERunner, open_store
-
-E, H, I = 48, 7168, 3072
+from nvfp4_aot.runtime import open_store
 
 
 def replays(graph: torch.cuda.CUDAGraph, reps: int) -> list[list[tuple[str, float, float]]]:
@@ -44,17 +41,7 @@ def main() -> None:
     store = open_store(a.store)
     store.prime()
     dev = torch.device("cuda")
-    g = torch.Generator(device=dev).manual_seed(0)
-    q13, s13, q2, s2 = [], [], [], []
-    for _ in range(E):
-        q, s = random_nvfp4_weights(2 * I, H, g, dev)
-        q13.append(q), s13.append(s)
-        q, s = random_nvfp4_weights(H, I, g, dev)
-        q2.append(q), s2.append(s)
-    runner = MoERunner(store, w13=torch.stack(q13), w13_scale=torch.stack(s13).view(torch.float8_e4m3fn),
-                       w13_scale_2=torch.full((E,), 1e-4, device=dev), w2=torch.stack(q2),
-                       w2_scale=torch.stack(s2).view(torch.float8_e4m3fn), w2_scale_2=torch.full((E,), 1e-4, device=dev),
-                       expert_start=0, top_k=TOPK, max_tokens=max(a.tokens))
+    runner = moe_runner(store, max(a.tokens))
     print(f"device: {device_name()}; MoE layer timeline, {E} local experts, H {H}, I {I}, top-{TOPK}")
     for m in a.tokens:
         ids, start = make_routing(m, TOPK, E, seed=m, mode="local")
