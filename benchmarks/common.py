@@ -12,6 +12,7 @@ from nvfp4_aot.runtime import open_store
 
 TOPK = 6  # DeepSeek-V4's routed top-k: the token-slot counts every MoE benchmark builds
 MOE_E, MOE_H, MOE_I = 48, 7168, 3072  # the MoE layer benchmarks' shape: DeepSeek-V4 Pro at EP 8
+MOE_SHAPES = {"L1": (2 * MOE_I, MOE_H), "L2": (MOE_H, MOE_I)}  # the routed experts' grouped GEMMs, (N, K)
 
 
 def moe_runner(store, max_tokens: int, prefill: bool = True):

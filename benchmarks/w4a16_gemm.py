@@ -6,13 +6,13 @@ Bandwidth fraction counts the NVFP4 weight bytes (codes + E4M3 scales) against c
 import argparse
 
 import torch
-from common import copy_bandwidth, device_name, time_cuda
+from common import MOE_SHAPES, copy_bandwidth, device_name, time_cuda
 
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.runtime import open_store
 from nvfp4_aot.runtime.scratch import OpScratch
 
-SHAPES = {"L1": (6144, 7168), "L2": (7168, 3072)}
+SHAPES = MOE_SHAPES
 
 
 def weight_bytes(n: int, k: int) -> int:

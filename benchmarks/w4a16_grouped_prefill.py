@@ -12,13 +12,13 @@ passes one store per tile_m).
 import argparse
 
 import torch
-from common import bf16_peak, device_name, grouped_bf16, open_stores, tflops, time_cuda
+from common import MOE_SHAPES, bf16_peak, device_name, grouped_bf16, open_stores, tflops, time_cuda
 
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.quack_w4a16.grouped_family import padded_groups
 from nvfp4_aot.runtime import MissingVariantError
 
-SHAPES = {"L1": (6144, 7168), "L2": (7168, 3072)}
+SHAPES = MOE_SHAPES
 E = 48
 
 

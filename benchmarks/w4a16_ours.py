@@ -21,23 +21,23 @@ store; the decode tiles tile_n 16 / 32 of session 7 `wgdec`) on the same weights
 import argparse
 
 import torch
-from common import TOPK, bf16_peak, cold_copies, copy_bandwidth, device_name, l2_bytes, tflops, time_cuda, time_cuda_rot
+from common import (MOE_SHAPES, TOPK, bf16_peak, cold_copies, copy_bandwidth, device_name, l2_bytes, tflops, time_cuda,
+                    time_cuda_rot)
 
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.moe_glue import capacity
 from nvfp4_aot.runtime import open_store
 from nvfp4_aot.runtime.layout import ACT_ORDERS, act_unorder
 from nvfp4_aot.runtime.linear import Nvfp4Linear
-from nvfp4_aot.runtime.moe import DECODE_ORDER
+from nvfp4_aot.runtime.moe import DECODE_ORDER, PAD  # PAD: MoERunner's decode-path group padding on Hopper
 from nvfp4_aot.runtime.scratch import OpScratch
 
-SHAPES = {"L1": (6144, 7168), "L2": (7168, 3072)}
+SHAPES = MOE_SHAPES
 # name: (N, K, global scales). q_a + kv is one GEMM with two global scales (per-row alpha).
 DENSE = {"shared gate+up": (6144, 7168, 1), "shared down": (7168, 3072, 1), "q_a+kv": (2048, 7168, 2),
          "o_b": (7168, 2048, 1), "q_b": (65536, 1536, 1)}
 DENSE_MS = (1, 16, 32, 33, 64, 65, 128, 256, 512, 1024, 2048, 4096, 8192)
 TOKENS = (1, 4, 16, 64, 128, 512)
-PAD = 1  # MoERunner's layout on Hopper: unpadded groups
 
 
 def weight_bytes(n: int, k: int) -> int:

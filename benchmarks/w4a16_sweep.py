@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import torch
-from common import TOPK, copy_bandwidth, device_name, time_cuda
+from common import MOE_SHAPES, TOPK, copy_bandwidth, device_name, time_cuda
 
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.moe_glue.ref import make_routing
@@ -23,10 +23,12 @@ from nvfp4_aot.runtime.layout import ACT_ORDERS
 
 E = int(os.environ.get("SWEEP_EXPERTS", 48))
 ROUTING = os.environ.get("ROUTING", "exact")
-# SWEEP_SHAPES "L1=NxK,L2=NxK" (DeepSeek-V4 Pro's by default; Flash: "L1=4096x4096,L2=4096x2048"), as the stores were
-# built (scripts/sweep_w4a16.sh SWEEP_L1 / SWEEP_L2)
-SHAPES = {name: tuple(int(x) for x in nk.split("x")) for name, nk in
-          (kv.split("=") for kv in os.environ.get("SWEEP_SHAPES", "L1=6144x7168,L2=7168x3072").split(","))}
+# SWEEP_SHAPES "L1=NxK,L2=NxK" (DeepSeek-V4 Pro's, common.MOE_SHAPES, by default; Flash: "L1=4096x4096,L2=4096x2048"),
+# as the stores were built (scripts/sweep_w4a16.sh SWEEP_L1 / SWEEP_L2)
+SHAPES = MOE_SHAPES
+if "SWEEP_SHAPES" in os.environ:
+    SHAPES = {name: tuple(int(x) for x in nk.split("x"))
+              for name, nk in (kv.split("=") for kv in os.environ["SWEEP_SHAPES"].split(","))}
 DENSE = {"gate_up": (6144, 7168), "q_a+kv": (2048, 7168), "o_b": (7168, 2048), "q_b": (65536, 1536)}
 
 

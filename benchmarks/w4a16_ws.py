@@ -16,14 +16,14 @@ torch bf16 matmul, one store per tiling (one unsplit op per shape), same bitwise
 import argparse
 
 import torch
-from common import bf16_peak, device_name, grouped_bf16, open_stores, tflops, time_cuda
+from common import MOE_SHAPES, bf16_peak, device_name, grouped_bf16, open_stores, tflops, time_cuda
 
 from nvfp4_aot.runtime import open_store
 
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.quack_w4a16.grouped_family import padded_groups
 
-SHAPES = {"L1": (6144, 7168), "L2": (7168, 3072)}
+SHAPES = MOE_SHAPES
 DENSE_SHAPES = {"q_a+kv": (2048, 7168), "down": (7168, 3072), "o_b": (7168, 2048), "gate+up": (6144, 7168),
                 "q_b": (65536, 1536)}
 E = 48
