@@ -126,12 +126,9 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
             # clamp the group into [0, M): a corrupt offsets/counts pair can then only produce
             # wrong rows, never an out-of-bounds access (validity is checked before launch by
             # the runner in check="full" mode; the hot path cannot read device data)
-            e = self._nth_active(offsets, counts, m_rows, lane, by)
+            # e = E (no expert left for this grid row) comes with start = cnt = 0
+            e, start, cnt = self._nth_active(offsets, counts, m_rows, lane, by)
             by = cutlass.min(e, self.experts - 1)
-            start = cutlass.min(cutlass.max(offsets[by], 0), m_rows)
-            cnt = cutlass.min(cutlass.max(counts[by], 0), m_rows - start)
-            if e >= self.experts:  # no expert left for this grid row
-                cnt = Int32(0)
         n_tiles = (cnt + (bt - 1)) // bt
 
         # first 16-row block of this warp, and the chunks it walks
@@ -206,28 +203,34 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
 
     @cute.jit
     def _nth_active(self, offsets, counts, m_rows, lane, rank):
-        """The rank-th expert (from 0, in expert order) whose clamped group [offsets, offsets +
-        counts) n [0, M) holds rows, or E when fewer than rank + 1 do. Every warp scans the E
-        counts 32 at a time (ballot, then the lane whose live bits below it number what is left
-        of rank), so the result is warp-uniform with no barrier. Valid groups are disjoint, so at
-        most M experts hold rows and the launch's min(E, M) grid rows cover them all; corrupt
-        overlapping groups can hold more, and those past the grid get no CTA (wrong rows, never
-        an out-of-bounds access, as the clamp promises)."""
-        e = Int32(self.experts)
+        """(e, start, cnt): the rank-th expert (from 0, in expert order) whose clamped group
+        [start, start + cnt) = [offsets, offsets + counts) n [0, M) holds rows, or (E, 0, 0) when
+        fewer than rank + 1 do. Every warp scans the E groups 32 at a time (lane i clamps expert
+        base + i's group; ballot, then the lane whose live bits below it number what is left of
+        rank hands its clamped group to the warp by shuffle), so the result is warp-uniform with
+        no barrier and no second read of offsets / counts. Valid groups are disjoint, so at most M
+        experts hold rows and the launch's min(E, M) grid rows cover them all; corrupt overlapping
+        groups can hold more, and those past the grid get no CTA (wrong rows, never an
+        out-of-bounds access, as the clamp promises)."""
+        e, start, cnt = Int32(self.experts), Int32(0), Int32(0)
         left = rank
         for base in cutlass.range_constexpr(0, self.experts, 32):
             i = base + lane
-            live = cutlass.Boolean(False)
+            st, c = Int32(0), Int32(0)
             if i < self.experts:
                 st = cutlass.min(cutlass.max(offsets[i], 0), m_rows)
-                live = cutlass.min(cutlass.max(counts[i], 0), m_rows - st) > 0
+                c = cutlass.min(cutlass.max(counts[i], 0), m_rows - st)
+            live = c > 0
             bal = cute.arch.vote_ballot_sync(live)
             below = cute.arch.popc(bal & ((Int32(1) << lane) - 1))
             hit = cute.arch.vote_ballot_sync(live & (below == left))
-            if hit != 0:
-                e = base + 31 - Int32(cute.arch.clz(hit))
+            if hit != 0:  # warp-uniform (a ballot): every lane takes part in the shuffles
+                src = 31 - Int32(cute.arch.clz(hit))
+                e = base + src
+                start = cute.arch.shuffle_sync(st, src)
+                cnt = cute.arch.shuffle_sync(c, src)
             left = left - cute.arch.popc(bal)
-        return e
+        return e, start, cnt
 
     @cute.jit
     def _stage_warp(self, wsb, abase, row_bytes, lane, c, tok0, cnt):

@@ -75,8 +75,8 @@ def _t(tile_m: int, tile_n: int, stages: int, split_k: int = 1, **knobs: Any) ->
 # Kept where it beat the 132-CTA bucket by >= 3% in two cold timings and hot: gate+up 257-384 256 x 128 on 126
 # CTAs (L = 64, 7 phases: 64.1 / 65.2 vs 72.2 / 67.2 us cold at M = 320 / 384, 63.7 / 63.8 vs 67.4 / 67.0 hot);
 # down 513-768 128 x 256 on 126 (L = 64, 3 phases: 56.2 / 58.7 vs 59.7 / 62.3 cold at 640 / 768, 56.3 / 56.9 vs
-# 57.9 / 59.0 hot). sm_count is only the grid size: on a device with fewer SMs the extra CTAs queue (stream-K
-# CTAs never wait on each other).
+# 57.9 / 59.0 hot). sm_count is only the grid size: on a device with fewer SMs the extra CTAs queue (stream-K CTAs
+# never wait on each other).
 SK126 = 126
 
 
@@ -119,15 +119,13 @@ T256E = _t(128, 256, 4, epi=3)
 # had no 32-token dense tile: 64 x 32 one-warpgroup pdl peek epi 3 (T32E) down 10.2-10.3 vs quack 11.2-11.4 us cold
 # (hot 10.2 vs 10.2), o_b 7.6-7.7 vs 8.2-9.4 (hot 7.5-7.6 vs 7.7-7.8); gate+up 128 x 32 split 2 pdl red 1 (G32)
 # 20.3-20.6 vs 26.8 (hot 20.1-20.5 vs 26.9; the served 128 x 64 split 2 23.0-24.1). Q64P with pdl on down / o_b
-# 129-256: down
-# 17.8-18.1 vs quack 18.9-24.2 cold (hot 17.5-18.0 vs 17.3-23.9), o_b 12.7-12.9 vs 14.9-17.1 (hot 12.5-12.7 vs
-# 12.6-17.6); Q64P without pdl 18.7-18.9 / 13.9-14.2.
+# 129-256: down 17.8-18.1 vs quack 18.9-24.2 cold (hot 17.5-18.0 vs 17.3-23.9), o_b 12.7-12.9 vs 14.9-17.1 (hot
+# 12.5-12.7 vs 12.6-17.6); Q64P without pdl 18.7-18.9 / 13.9-14.2.
 T32E = _t(64, 32, 12, wgs=1, pdl=True, peek=1, epi=3)
 G32 = _t(128, 32, 12, 2, pdl=True, red=1)
 
 
-# Rule for an unmeasured shape (the one the one-scale 7168-wide shapes measured before session 6's
-# `wstab` sweep).
+# Rule for an unmeasured shape (the one the one-scale 7168-wide shapes measured before session 6's `wstab` sweep).
 DENSE = ((64, _t(128, 64, 6, 2, pdl=True)), (128, _t(128, 64, 6, pdl=True)), (384, _t(128, 128, 10, pdl=True)),
          (None, _t(128, 256, 6)))
 
@@ -175,8 +173,8 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
     # peek 14.2-14.3), 64 x 256 split 4 lean peek pdl 17.1-17.8 at 129..256 (128 x 128 split 4 pdl
     # 18.4-18.5), split 2 24.6-24.9 at 257..512 (128 x 128 stream-K 28.0 to 384, split 2 pdl peek 30.4
     # to 512). Session 17 (`--m256`, cold x3 / hot x2): red 1 on the split-4 129-256 bucket, 16.5-17.0 vs 17.2-17.6
-    # us cold
-    # (hot 16.6-17.1 vs 17.4-17.7); 128 x 256 split 8 (16 weight tiles x 8 = 128 CTAs) 20.9-21.8 (red 0: 25.8-26.7)
+    # us cold (hot 16.6-17.1 vs 17.4-17.7); 128 x 256 split 8 (16 weight tiles x 8 = 128 CTAs) 20.9-21.8 (red 0:
+    # 25.8-26.7).
     # Session 17 (`--low`, cold x3 / hot x2): 64 x 16 split 4 pdl peek at M <= 16, 7.8-8.0 us (w4a16_gemm 9.7-10.3 at
     # 9-16); 64 x 32 split 4 pdl peek at 17-32, 8.2-8.4 vs 10.4-10.7 for the 64 x 64 split 4 served before
     (2048, 7168): ((16, _t(64, 16, 12, 4, pdl=True, wgs=1, peek=1)), (32, _t(64, 32, 12, 4, pdl=True, wgs=1, peek=1)),
@@ -190,8 +188,7 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
     # (session 16: T256E raster 4 depth 3 on 129-256 and 385+: 69.7 vs 80.4 us at M = 256 (quack 75.2), 151.5 vs
     # 164-166 at 512, 223 vs 247-251 at 768; 2408-2415 vs 2655-2673 at 8192)
     # (session 17, `--low`: 256 x 16 pdl at M <= 16, 25.8-26.0 us vs w4a16_gemm 37.8-41.6 at 9-16; 256 x 32 pdl
-    # at 17-32,
-    # 27.8-28.2 vs 32.5-33.2 for 256 x 64)
+    # at 17-32, 27.8-28.2 vs 32.5-33.2 for 256 x 64)
     (65536, 1536): ((16, _t(256, 16, 12, pdl=True)), (32, _t(256, 32, 12, pdl=True)), (64, _t(256, 64, 12, pdl=True)),
                     (128, _t(256, 128, 8, pdl=True)),
                     (256, _t(**T256E, raster=4, depth=3)), (384, _t(256, 128, 8, pdl=True)),
@@ -240,8 +237,8 @@ WS_OVER_QUACK: dict[tuple[int, int], tuple[tuple[int, int | None], ...]] = {
     # 65-72 (0.93x at 128), 128 x 256 split 2 1.57 / 1.18 / 1.08x at 129 / 192 / 200; 128 x 256
     # 1.52-1.71x at 257-384, 1.00 / 0.98x at 385 / 512 (session 6), split 2 raster 4 depth 3 1.06x at
     # 768; quack at 769-1536 (0.79x at 1024) and above (0.96x at 8192). Session 9: 201-256 is ours too
-    # (Q64: 40.3 / 40.3 vs quack 46.0 us at M = 256; 201-255 argued: quack runs the same 64 x 256 tiling,
-    # one token tile, there)
+    # (Q64: 40.3 / 40.3 vs quack 46.0 us at M = 256; 201-255 argued: quack runs the same 64 x 256
+    # tiling, one token tile, there)
     # Session 17 (`--gap`, cold x3 and hot x2, and a scan of M = 769 .. 1536 in the same way): ours at every M. 17-32
     # G32 1.30-1.34x quack; 73-128 the stream-K 64 x 128 28.1-28.5 us cold / 27.7 hot vs quack 30.5-31.1; 769-1536:
     # quack's 64 x 256 moves 116-277 us with M (769: 232, 896: 189, 1000: 116, 1024: 129-134, 1025: 258, 1280: 150,
@@ -258,10 +255,10 @@ WS_OVER_QUACK: dict[tuple[int, int], tuple[tuple[int, int | None], ...]] = {
     # 128 (hot 13.6 vs 13.4 at 128); o_b 8.9 / 8.8 vs 9.2 / 9.2 (hot 8.7 / 8.6 vs 8.9 / 8.8), 10.3 /
     # 10.4 / 10.4 vs 14.2 / 11.8 / 10.3 (hot 10.0 vs 9.8 at 128). 33-47 argued: both kernels run one
     # token tile, flat in M, over 33-64 (quack's 33-64 bucket). quack keeps 17-32 (down 11.0 vs 12.1-12.7,
-    # o_b 8.1-8.2 vs 8.9-9.3) and 201-256
+    # o_b 8.1-8.2 vs 8.9-9.3) and 201-256.
     # Session 17 (`--gap`): ours at every M. 17-32 T32E: down 1.09-1.11x quack cold, 1.00x hot; o_b 1.07-1.23x cold,
-    # 1.01-1.03x hot. 201-256 Q64P pdl: down 1.04-1.07x cold (hot 1.08 / 0.99x at 224 / 256), o_b 1.16x cold (hot 1.11 /
-    # 1.01x)
+    # 1.01-1.03x hot. 201-256 Q64P pdl: down 1.04-1.07x cold (hot 1.08 / 0.99x at 224 / 256), o_b 1.16x cold (hot
+    # 1.11 / 1.01x)
     (7168, 3072): ((16, None),),
     (7168, 2048): ((16, None),),
     # q_b (65536 x 1536): 256 x 64 1.12x quack at 17-32, 1.04-1.06x at 33-64; 256 x 128 1.14-1.17x at
@@ -276,9 +273,8 @@ WS_OVER_QUACK: dict[tuple[int, int], tuple[tuple[int, int | None], ...]] = {
 # above it, when that is not runtime/linear.py WS_FROM (16). q_a+kv: 64 x 16 split 4 7.8-8.0 us at M = 9-16 vs
 # w4a16_gemm 9.7-10.3 cold (hot 7.8-7.9 vs 8.8-9.3), while at 1-8 w4a16_gemm is as fast or faster (cold 8.3-8.7 vs 7.8,
 # hot 7.3-7.6 vs 7.8); q_b: 256 x 16 25.8-26.0 vs 37.8-41.6 at 9-16 (w4a16_gemm's 16-token tile), 22.0-25.2 vs 25.5-25.8
-# at 1-8. down / o_b tie at 9-16 (down 10.0-10.2 vs 10.0-10.9 cold, 9.8 vs 9.6-10.6 hot) and gate+up loses
-# there (18.8-19.3
-# vs 15.1-17.3): they keep WS_FROM.
+# at 1-8. down / o_b tie at 9-16 (down 10.0-10.2 vs 10.0-10.9 cold, 9.8 vs 9.6-10.6 hot) and gate+up loses there
+# (18.8-19.3 vs 15.1-17.3): they keep WS_FROM.
 DECODE_UPTO: dict[tuple[int, int], int] = {(2048, 7168): 8, (65536, 1536): 8}
 
 

@@ -9,6 +9,7 @@ import torch
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.runtime.errors import Nvfp4AotError
 
+from .corrupt import check_corrupt_groups
 from .graphs import capture, replay_without_allocating
 
 pytestmark = pytest.mark.gpu
@@ -123,31 +124,16 @@ def _graph_replay(op, seed, m=6016):
 
 
 def test_grouped_corrupt_offsets_stay_in_bounds(store, seed):
-    """offsets/counts past M, negative, non-monotone, overlapping (every expert live on the same
-    rows: more live experts than the min(E, M) grid rows, so the device-side expert search runs
-    out of rows): wrong rows allowed, no fault, nothing written at or past M (out is a view into a
-    larger poisoned buffer), and a correct call afterwards still works. Each small op (every
-    tuning of the test manifests) at M = 3 (3 grid rows) and 1200 (one per expert)."""
+    """tests/gpu/corrupt.py's groupings (the overlapping ones put more live experts than the min(E,
+    M) grid rows, so the device-side expert search runs out of rows), on each small op (every
+    tuning of the test manifests) at M = 3 (3 grid rows) and 1200 (one per expert), and on one
+    quad8 op with more than 32 experts (two ballot rounds of the search)."""
     prob = [(op, op.spec["problem"]) for op in ops(store, GROUPED)]
     small = [op for op, p in prob if p["experts"] * p["n"] * p["k"] <= 1 << 24]
-    wide = [op for op, p in prob if p["experts"] > 32 and p.get("act_order") == "quad8"][:1]  # two ballot rounds
+    wide = [op for op, p in prob if p["experts"] > 32 and p.get("act_order") == "quad8"][:1]
     for op in small + wide or ops(store, GROUPED)[:1]:
         for m in (3, 1200):
-            params = GROUPED.parse_params(op.kernel_for(m).record["params"])
-            inputs = GROUPED.make_inputs(params, m, DEV, seed)
-            e = params.experts
-            big = torch.full((m + 300, params.n), float("nan"), dtype=torch.bfloat16, device=DEV)
-            inputs["out"] = big[:m]
-            for offs, cnts in (([m * 4] * (e + 1), [500] * e), ([-100] * (e + 1), [m * 3] * e),
-                               (list(range(e + 1))[::-1], [1 << 30] * e), ([m - 5] * (e + 1), [-7] * e),
-                               ([0] * (e + 1), [1] * e), ([m - 1] * (e + 1), [2] * e)):
-                inputs["offsets"].copy_(torch.tensor(offs, dtype=torch.int32))
-                inputs["counts"].copy_(torch.tensor(cnts, dtype=torch.int32))
-                call(op, GROUPED, inputs)
-                torch.cuda.synchronize()
-                assert torch.isnan(big[m:].float()).all(), f"{op.name} M={m}: wrote past M with offsets {offs[:3]}, counts {cnts[:3]}"
-            bad, _, _ = run(op, GROUPED, m, seed + 1)
-            assert bad == [], f"{op.name} M={m}: {bad}"
+            check_corrupt_groups(GROUPED, op, m, seed, DEV)
 
 
 def test_bad_inputs_refused_before_launch(store, seed):
