@@ -36,3 +36,16 @@ def answer_device_queries(who: str):
         yield
     finally:
         dsl_cuda.get_device_attribute = real
+
+
+
+def launch(kern, kw: dict, who: str) -> None:
+    """kern.launch(**kw) (plain Python, run while cute.compile traces a family's _launch). A launch
+    with min_blocks_per_mp = n > 1 (ptxas then keeps the kernel's registers within one SM's share for
+    n CTAs: 65536 / (n x threads)) makes the DSL ask the GPU for its shared memory per SM to pick the
+    carveout: answered for sm_90 (answer_device_queries), since the build box has none."""
+    if kw.get("min_blocks_per_mp", 0) <= 1:
+        kern.launch(**kw)
+        return
+    with answer_device_queries(who):
+        kern.launch(**kw)

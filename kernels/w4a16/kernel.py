@@ -18,6 +18,7 @@ from cutlass import BFloat16, Float32, Int32, Int64, const_expr
 
 from nvfp4_aot.runtime.layout import QUAD_ORDERS
 
+from ..hopper import launch
 from . import BLOB_TILE, K_STEP, STRIP_TILE
 from .ptx import (decode_block, decode_sel, ld_cached_v4, ld_shared_v4, ld_stream_u16, ld_stream_v4,
                   ldmatrix_x4, mma_bf16, quad_scales, st_shared_v4)
@@ -26,6 +27,7 @@ from .wgmma import WgmmaMainloop
 
 EPI_SCALE = 128.0  # 2^7: undoes the decode's v * scale * 2^-7
 SB_ROW_WORDS = 132  # split "n": shared-memory words per staged token row (512 B + 16 B pad)
+RING_CTAS = 2  # split "n" ring (stages > 1): CTAs per SM its tilings are chosen for
 
 
 
@@ -85,11 +87,12 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         # have rows, so min(E, M) rows of CTAs: a decode step of a few tokens launches the CTAs
         # of the few experts it routes to, not E experts' worth that would find nothing to do
         ys = cutlass.max(cutlass.min(act.shape[0], self.experts), 1) if const_expr(self.grouped) else self.experts
-        self.kernel(act, blob, sf, alpha, offsets, counts, out, act.shape[0]).launch(
-            grid=[self.blocks // self.cta_blocks, ys, 1],
-            block=[self.threads, 1, 1],
-            stream=stream,
-        )
+        kw = {"grid": [self.blocks // self.cta_blocks, ys, 1], "block": [self.threads, 1, 1], "stream": stream}
+        if const_expr(self.split_n and self.stages > 1):
+            # the split "n" ring's stages are sized for RING_CTAS CTAs per SM: hold ptxas to their
+            # register share (8 warps: 128 per thread; ring_mainloop's per-count K loops need it)
+            kw["min_blocks_per_mp"] = RING_CTAS
+        launch(self.kernel(act, blob, sf, alpha, offsets, counts, out, act.shape[0]), kw, "w4a16")
 
     @cute.kernel
     def kernel(self, act: cute.Tensor, blob: cute.Tensor, sf: cute.Tensor, alpha: cute.Tensor, offsets: cute.Tensor,

@@ -69,33 +69,51 @@ class RingMainloop:
     @cute.jit
     def ring_mainloop(self, acc, sb, abase, row_bytes, wb, sbw, tidx, warp, lane, n_tiles, cnt,
                       red, alpha, out, rb0, by, start):
-        S = self.stages
-        base0 = sb.iterator.toint()
-        sbytes = self.stage_words * 4
         for tt in cutlass.range(n_tiles):
             tok0 = tt * self.bt
             acc.fill(0.0)
             cute.arch.sync_threads()  # the previous tile's last chunks are read by every warp
-            for c in cutlass.range_constexpr(S - 1):
-                if c < self.chunks:
-                    self.ring_issue(base0 + c * sbytes, abase, row_bytes, wb, sbw, tidx, warp, lane, c, tok0, cnt)
-                cp_async_commit()
-            for c in cutlass.range(self.chunks):
-                cp_async_wait(S - 2)
-                if const_expr(self.wg):
-                    fence_proxy_async()  # wgmma reads the stage through the async proxy
-                cute.arch.sync_threads()
-                nxt = c + (S - 1)
-                if nxt < self.chunks:
-                    self.ring_issue(base0 + (nxt % S) * sbytes, abase, row_bytes, wb, sbw, tidx, warp, lane, nxt,
-                                    tok0, cnt)
-                cp_async_commit()
-                if const_expr(self.wg):
-                    self.wgp_chunk(acc, base0 + (c % S) * sbytes, warp, lane)
-                else:
-                    self.n_chunk(acc, base0 + (c % S) * sbytes, warp, lane, tok0, cnt)
-            cp_async_wait(0)  # only empty groups are left; keeps the next tile's count exact
+            if const_expr(self.wg):
+                self.ring_k_loop(acc, sb, abase, row_bytes, wb, sbw, tidx, warp, lane, tok0, cnt, self.nt)
+            else:
+                # split "n": the tile's live token fragments (those holding rows of the count: 1 ..
+                # nt, CTA-uniform) select one of nt copies of the K loop, each with a compile-time
+                # fragment count, so no branch splits the MMAs inside it (a per-fragment branch in
+                # the loop left each fragment's dependent MMA chains alone in their block: ptxas
+                # padded them with stalls, ~5% of the kernel at 16 tokens / expert)
+                live = cutlass.min((cnt - tok0 + 7) // 8, self.nt)
+                for f in cutlass.range_constexpr(1, self.nt + 1):
+                    if live == f:
+                        self.ring_k_loop(acc, sb, abase, row_bytes, wb, sbw, tidx, warp, lane, tok0, cnt, f)
             self._epilogue(acc, red, alpha, out, lane, warp, tidx, rb0, by, start, cnt, tok0)
+
+    @cute.jit
+    def ring_k_loop(self, acc, sb, abase, row_bytes, wb, sbw, tidx, warp, lane, tok0, cnt,
+                    frags: cutlass.Constexpr[int]):
+        """One token tile's K loop (module docstring); split "n" runs MMAs for its first `frags`
+        token fragments only (n_chunk)."""
+        S = self.stages
+        base0 = sb.iterator.toint()
+        sbytes = self.stage_words * 4
+        for c in cutlass.range_constexpr(S - 1):
+            if c < self.chunks:
+                self.ring_issue(base0 + c * sbytes, abase, row_bytes, wb, sbw, tidx, warp, lane, c, tok0, cnt)
+            cp_async_commit()
+        for c in cutlass.range(self.chunks):
+            cp_async_wait(S - 2)
+            if const_expr(self.wg):
+                fence_proxy_async()  # wgmma reads the stage through the async proxy
+            cute.arch.sync_threads()
+            nxt = c + (S - 1)
+            if nxt < self.chunks:
+                self.ring_issue(base0 + (nxt % S) * sbytes, abase, row_bytes, wb, sbw, tidx, warp, lane, nxt,
+                                tok0, cnt)
+            cp_async_commit()
+            if const_expr(self.wg):
+                self.wgp_chunk(acc, base0 + (c % S) * sbytes, warp, lane)
+            else:
+                self.n_chunk(acc, base0 + (c % S) * sbytes, warp, lane, frags)
+        cp_async_wait(0)  # only empty groups are left; keeps the next tile's count exact
 
     @cute.jit
     def ring_issue(self, base, abase, row_bytes, wb, sbw, tidx, warp, lane, c, tok0, cnt):
@@ -143,24 +161,22 @@ class RingMainloop:
         return regs
 
     @cute.jit
-    def n_chunk(self, acc, base, warp, lane, tok0, cnt):
+    def n_chunk(self, acc, base, warp, lane, frags: cutlass.Constexpr[int]):
         """split "n", one K step from the stage at `base`: per k64 tile, the warp's rb x 4 blocks
-        are decoded once from the staged codes and scales, then each of the nt token fragments
-        (quad: two 16-byte shared loads of row g's 32 bytes at 32 t; natural: two ldmatrix.x4)
-        feeds rb x 4 MMAs: every decoded weight fragment is reused across all 8 * nt tokens.
-        A fragment wholly past the expert's count is skipped (a uniform branch: cnt is the CTA's),
-        so one tiling serves every count up to 8 * nt in one pass over the weights at the cost of
-        the fragments it holds; rows of a partly filled fragment past the count are not staged
-        (ring_issue): they feed only MMA columns that are never stored (columns are independent)."""
-        rb, nt = self.rb, self.nt
+        are decoded once from the staged codes and scales, then each of the first `frags` token
+        fragments (quad: two 16-byte shared loads of row g's 32 bytes at 32 t; natural: two
+        ldmatrix.x4) feeds rb x 4 MMAs: every decoded weight fragment is reused across all of
+        them. The fragments past them lie wholly past the expert's count and are skipped
+        (ring_mainloop picks frags per token tile), so one tiling serves every count up to 8 * nt
+        in one pass over the weights at the cost of the fragments it holds; rows of a partly
+        filled fragment past the count are not staged (ring_issue): they feed only MMA columns
+        that are never stored (columns are independent)."""
+        rb = self.rb
         wsrc = w_slot(base, self.act_stage_bytes, warp, rb)
         for kt in cutlass.range_constexpr(4):
             af = self.staged_blocks(wsrc, kt, lane)
-            for j in cutlass.range_constexpr(nt):
-                if const_expr(j == 0):  # the tile exists because tok0 < cnt
-                    self._n_frag(acc, af, base, j, lane, kt)
-                elif tok0 + 8 * j < cnt:
-                    self._n_frag(acc, af, base, j, lane, kt)
+            for j in cutlass.range_constexpr(frags):
+                self._n_frag(acc, af, base, j, lane, kt)
 
     # Plain Python helper, unrolled while n_chunk is traced.
     def _n_frag(self, acc, af, base, j, lane, kt):

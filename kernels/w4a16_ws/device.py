@@ -1,22 +1,8 @@
 """Build-time help for w4a16_ws's compile (no device code): the split-K / stream-K variants' fake scratch
-arguments, and the launch with the DSL's device queries answered (ctas 2: kernels/hopper.py)."""
+arguments."""
 
 import cutlass.cute as cute
 from cutlass import Float32, Int32
-
-from ..hopper import answer_device_queries
-
-
-def start(kern, kw, ctas: int) -> None:
-    """Launch `kern` (plain Python, run while cute.compile traces kernel.py's _launch). With ctas > 1
-    the launch has min_blocks_per_mp > 1, so the DSL asks the GPU for its shared memory per SM to pick
-    the carveout: answered for sm_90 (hopper.answer_device_queries), since the build box has none."""
-    if ctas == 1:
-        kern.launch(**kw)
-        return
-    with answer_device_queries("w4a16_ws"):
-        kern.launch(**kw)
-
 
 def split_fake_args(p):
     """Fake (flags, workspace) of a split-K / stream-K variant: the dense family's scratch_args (shapes from

@@ -54,9 +54,9 @@ import cutlass.cute as cute
 from cutlass import BFloat16, Float32, Int32, Int64, Uint8, const_expr
 from cutlass.cute.nvgpu import cpasync, warpgroup
 
+from ..hopper import launch
 from ..w4a16_device import hold, sw128_desc, wg_commit, wg_fence, wg_wait, wgmma_rs
 from . import EPI_BLOCKS, EPI_WARP_BYTES, TILE_MS, TILE_NS, epi_bytes, red_parts
-from .device import start
 from .epilogue import Epilogue
 from .producer import BLOB_BYTES, STRIP_BYTES, Producer
 from .stream import Reduce
@@ -195,14 +195,13 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
             epi_l = cute.tile_to_shape(atom_l, (self.tile_n, 64, self.blocks), order=(0, 1, 2))
             tma_o_atom, tma_o = cpasync.make_tiled_tma_atom(cpasync.CopyBulkTensorTileS2GOp(), out,
                                                             cute.slice_(epi_l, (None, None, 0)), (self.tile_n, 64))
-            start(self.kernel_tma(*tma, tma_o_atom, tma_o, staged, boxed, epi_l, blob, sf, alpha, offsets, counts, out,
-                                  act.shape[0]), kw, self.ctas)
+            launch(self.kernel_tma(*tma, tma_o_atom, tma_o, staged, boxed, epi_l, blob, sf, alpha, offsets, counts, out,
+                                   act.shape[0]), kw, "w4a16_ws")
         elif const_expr(self.split_k == 1 and not self.stream):
-            start(self.kernel(*tma, staged, boxed, blob, sf, alpha, offsets, counts, out, act.shape[0]), kw,
-                  self.ctas)
+            launch(self.kernel(*tma, staged, boxed, blob, sf, alpha, offsets, counts, out, act.shape[0]), kw, "w4a16_ws")
         else:
-            start(self.kernel_split(*tma, staged, boxed, blob, sf, alpha, out, act.shape[0], flags, workspace),
-                  kw, self.ctas)
+            launch(self.kernel_split(*tma, staged, boxed, blob, sf, alpha, out, act.shape[0], flags, workspace), kw,
+                   "w4a16_ws")
 
     # ------------------------------------------------------------------ device side
     @cute.kernel
