@@ -208,17 +208,15 @@ class GroupedFamily(_Base):
     # us vs the 16-token tiling's 343 | 179; 4 warps splitting K lost 5-12% at t = 1-4, session 19);
     # above, split 'n' with the 2-stage cp.async ring and 2 row blocks per warp
     # (each staged activation fragment feeds 8 MMAs), 256 weight rows per CTA, token fragments past
-    # the expert's count skipped (ring.py: one K loop per live fragment count): 16-token tiles up to
-    # t = 10, 32-token tiles above, so every count up to 32 (where the prefill tiers take over) is one
-    # pass over an expert's weights. H200, quad8, local routing, L1 | L2 us: docs/PERFORMANCE.md
-    # "session 18" (48 experts, t = 16: 577 | 295 (16-token) vs 480 | 236; t = 24: 884 | 433 vs 574 |
-    # 284; the 32-token tiling of 128 rows per CTA it replaces: 613 | 310) and "session 20" (the edge,
-    # with the per-count K loops: t = 10 at 48 experts 363-364 | 181-182 vs 383-393 | 194-204, at 32
-    # 255-266 | 125-127 vs 265-272 | 134-136, Flash's 64 192-194 | 99-100 vs 196-200 | 106; t = 12 at
-    # 64: 231-235 | 119-120 vs 225 | 110-112). Split 'wg' reads natural K only.
+    # the expert's count skipped (ring.py n_chunk): 16-token tiles up to t = 8, 32-token tiles above,
+    # so every count up to 32 (where the prefill tiers take over) is one pass over an expert's
+    # weights. H200, 48 experts, quad8, docs/PERFORMANCE.md "session 18": local routing, L1 | L2 us,
+    # t = 8: 380 | 202 (16-token) vs 404 | 201; t = 16: 577 | 295 vs 480 | 236; t = 24: 884 | 433 vs
+    # 574 | 284 (the 32-token tiling of 128 rows per CTA it replaces: 613 | 310). Split 'wg' reads
+    # natural K only.
     quad_slot_tiles = (
         (5, slot_tiles[0][1]),
-        (10, {"warps": 8, "rb": 2, "nt": 2, "split": "n", "stages": 2}),
+        (8, {"warps": 8, "rb": 2, "nt": 2, "split": "n", "stages": 2}),
         (None, {"warps": 8, "rb": 2, "nt": 4, "split": "n", "stages": 2}),
     )
     problem_keys = ("n", "k", "experts", "act_order")

@@ -428,7 +428,7 @@ def test_dsv4_manifest_is_what_plan_produces(dsv4_plan):
     assert not [o for o in ops if o["family"] in ("quack_w4a16_gemm", "quack_w4a16_rowalpha_gemm")]
     grouped = {(o["problem"]["n"], o["problem"]["k"], o["problem"]["experts"]): o for o in ops if o["family"] == "w4a16_grouped_gemm"}
     assert set(grouped) == {(6144, 7168, 48), (7168, 3072, 48)}  # routed L1 / L2, 48 local experts
-    assert all(o["buckets"] == [[1, 240], [241, 480], [481, 8192 * 6]] for o in grouped.values())  # t = 5, 10 x 48
+    assert all(o["buckets"] == [[1, 240], [241, 384], [385, 8192 * 6]] for o in grouped.values())  # t = 5, 8 x 48
     glue = [(o["family"], o["problem"], o["buckets"][-1][1], o["archs"]) for o in ops if o["family"].startswith("moe_")]
     cap = (8192 * 6 + 48 * 127) // 128 * 128
     assert glue == [

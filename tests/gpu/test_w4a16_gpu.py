@@ -18,8 +18,8 @@ DENSE = get_family("w4a16_gemm")
 GROUPED = get_family("w4a16_grouped_gemm")
 DEV = torch.device("cuda")
 DENSE_MS = (1, 2, 3, 7, 8, 9, 15, 16, 17, 64, 65, 1000, 8192)
-# 240 / 241 and 480 / 481: quad8's t = 5 and t = 10 edges at 48 experts
-GROUPED_MS = (1, 3, 200, 240, 241, 480, 481, 6016, 6145, 8192, 12160)
+# 240 / 241 and 384 / 385: quad8's t = 5 and t = 8 edges at 48 experts
+GROUPED_MS = (1, 3, 200, 240, 241, 384, 385, 6016, 6145, 8192, 12160)
 DISTS = ("uniform", "skewed", "single", "empty")
 
 
