@@ -551,3 +551,41 @@ def embedded_cubins(data: bytes) -> list[tuple[str, bytes]]:
 
 def cubin_archs(data: bytes) -> set[str]:
     return {arch for arch, _ in embedded_cubins(data)}
+
+
+def cubin_registers(image: bytes) -> dict[str, int]:
+    """Registers per thread of each kernel in one cubin image (embedded_cubins), by kernel name:
+    the EIATTR_REGCOUNT attributes (0x2f; value = symbol index, count) of its .nv.info sections,
+    whose entries are (format, attribute) then a value by format: 1 none, 2 / 3 two bytes, 4 a
+    16-bit size and that many bytes. What ptxas allotted decides how many CTAs share an SM."""
+    import struct
+
+    shoff, = struct.unpack_from("<Q", image, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", image, 0x3A)
+    secs = [struct.unpack_from("<IIQQQQIIQQ", image, shoff + i * shentsize) for i in range(shnum)]
+
+    def name(table: int, at: int) -> str:
+        start = secs[table][4] + at
+        return image[start : image.index(b"\0", start)].decode()
+
+    symtab = next((s for s in secs if s[1] == 2), None)  # SHT_SYMTAB: (name, info, other, shndx, value, size)
+    regs = {}
+    for sec in secs:
+        if not name(shstrndx, sec[0]).startswith(".nv.info"):
+            continue
+        p, end = sec[4], sec[4] + sec[5]
+        while p + 2 <= end:
+            fmt, attr = image[p], image[p + 1]
+            if fmt == 4:
+                (size,) = struct.unpack_from("<H", image, p + 2)
+                if attr == 0x2F and symtab is not None:
+                    sym, count = struct.unpack_from("<II", image, p + 4)
+                    regs[name(symtab[6], struct.unpack_from("<I", image, symtab[4] + sym * symtab[9])[0])] = count
+                p += 4 + size
+            elif fmt in (2, 3):
+                p += 4
+            elif fmt == 1:
+                p += 2
+            else:
+                break
+    return regs

@@ -1,13 +1,14 @@
 """Cut the cubins out of a store's kernel .so files and disassemble them with nvdisasm
 (present on the GPU machine). Writes one .sass file per entry under OUT_DIR and prints, per
-entry, registers/local-memory evidence: LDL/STL counts (local memory) and wide global ops."""
+entry, registers/local-memory evidence: registers per thread (store_format.cubin_registers), LDL/STL counts
+(local memory) and wide global ops."""
 
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-from nvfp4_aot.runtime.store_format import embedded_cubins, read_index
+from nvfp4_aot.runtime.store_format import cubin_registers, embedded_cubins, read_index
 
 
 PATTERNS = {
@@ -42,7 +43,9 @@ def main(store: str, out_dir: str, limit_per_family: int = 2) -> None:
             cubin.unlink()
             params = " ".join(f"{k}={v}" for k, v in sorted(rec["params"].items()))
             counts = {name: len(re.findall(pat, sass)) for name, pat in PATTERNS.items()}
-            print(f"{rec['family']:20} {arch:8} {params:50} " + " ".join(f"{n}={c}" for n, c in counts.items()) + f" rc={r.returncode}")
+            regs = ",".join(str(v) for v in cubin_registers(img).values())
+            print(f"{rec['family']:20} {arch:8} {params:50} regs={regs} " + " ".join(f"{n}={c}" for n, c in counts.items())
+                  + f" rc={r.returncode}")
 
 
 if __name__ == "__main__":
