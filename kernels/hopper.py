@@ -11,6 +11,7 @@ import contextlib
 
 SMEM_PER_BLOCK = 227 * 1024  # the opt-in maximum of dynamic shared memory per CTA
 SMEM_PER_SM = 228 * 1024  # shared memory per SM (every sm_90 part); CTAs on one SM share it
+REGS_PER_SM = 64 * 1024  # 32-bit registers per SM (every sm_90 part); CTAs on one SM share them
 SM_COUNT = 132  # SMs of an H100 SXM / H200: the default persistent grid of our families and quack's (tunable)
 
 
@@ -42,7 +43,7 @@ def answer_device_queries(who: str):
 def launch(kern, kw: dict, who: str) -> None:
     """kern.launch(**kw) (plain Python, run while cute.compile traces a family's _launch). A launch
     with min_blocks_per_mp = n > 1 (ptxas then keeps the kernel's registers within one SM's share for
-    n CTAs: 65536 / (n x threads)) makes the DSL ask the GPU for its shared memory per SM to pick the
+    n CTAs: REGS_PER_SM / (n x threads)) makes the DSL ask the GPU for its shared memory per SM to pick the
     carveout: answered for sm_90 (answer_device_queries), since the build box has none."""
     if kw.get("min_blocks_per_mp", 0) <= 1:
         kern.launch(**kw)

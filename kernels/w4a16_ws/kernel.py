@@ -54,7 +54,7 @@ import cutlass.cute as cute
 from cutlass import BFloat16, Float32, Int32, Int64, Uint8, const_expr
 from cutlass.cute.nvgpu import cpasync, warpgroup
 
-from ..hopper import launch
+from ..hopper import REGS_PER_SM, launch
 from ..w4a16_device import hold, sw128_desc, wg_commit, wg_fence, wg_wait, wgmma_rs
 from . import EPI_BLOCKS, EPI_WARP_BYTES, TILE_MS, TILE_NS, epi_bytes, red_parts
 from .epilogue import Epilogue
@@ -66,7 +66,7 @@ from .ptx import (decode_k16, lds_v2, lds_v4, lut_regs, mbar_arrive, mbar_arrive
 from .sched import (BOX_ROWS, launch_grid, raster_item, reduce_slot, split_item,  # noqa: F401 (re-exported for the tests)
                     ws_index)
 
-REGS = 65536  # per SM: the producer warpgroup keeps PRODUCER_REGS, the consumers share the rest
+REGS = REGS_PER_SM  # the producer warpgroup keeps PRODUCER_REGS, the consumers share the rest
 PRODUCER_REGS = 24
 MAX_REGS = 256  # setmaxnreg's ceiling
 

@@ -194,21 +194,9 @@ def test_ring_stage_addresses_feed_the_fragments(nt):
 
 
 
-RING_MANIFEST = """
-archs = ["sm_90a"]
-[[op]]
-family = "w4a16_grouped_gemm"
-problem = { n = 6144, k = 7168, experts = 48, act_order = "quad8" }
-buckets = [
-  { m = [1, 384], tuning = { warps = 8, rb = 2, nt = 2, split = "n", stages = 2 } },
-  { m = [385, 65536], tuning = { warps = 8, rb = 2, nt = 4, split = "n", stages = 2 } },
-]
-"""
-
-
 @pytest.mark.slow
 def test_ring_kernels_fit_two_ctas_per_sm(tmp_path):
-    """The served split "n" ring tilings (manifests/default.toml's quad8 buckets above t = 5) hold one
+    """The served split "n" ring tilings (GroupedFamily.quad_slot_tiles above t = 5) hold one
     K loop per live fragment count (ring.py); their stages are sized for kernel.RING_CTAS CTAs per SM,
     and the launch's min_blocks_per_mp must keep ptxas within that register share: without it the
     nt 4 kernel took 130 registers, one CTA per SM, 8-15% slower on an H200 (PERFORMANCE.md
@@ -216,10 +204,17 @@ def test_ring_kernels_fit_two_ctas_per_sm(tmp_path):
     import subprocess
     import sys
 
+    from nvfp4_aot.build.manifest import toml_value
+    from nvfp4_aot.kernels.hopper import REGS_PER_SM
     from nvfp4_aot.kernels.w4a16.kernel import RING_CTAS
     from nvfp4_aot.runtime.store_format import ENTRIES_DIR, cubin_registers, embedded_cubins, read_index
 
-    (tmp_path / "ring.toml").write_text(RING_MANIFEST)
+    ring = [tun for _, tun in GROUPED.quad_slot_tiles if tun.get("split") == "n" and tun.get("stages", 1) > 1]
+    assert ring, "no split 'n' ring tiling in quad_slot_tiles"
+    problem = {"n": 6144, "k": 7168, "experts": 48, "act_order": "quad8"}
+    buckets = [{"m": [i + 1, i + 1], "tuning": tun} for i, tun in enumerate(ring)]
+    (tmp_path / "ring.toml").write_text(f'archs = ["sm_90a"]\n[[op]]\nfamily = "{GROUPED.name}"\n'
+                                        f"problem = {toml_value(problem)}\nbuckets = {toml_value(buckets)}\n")
     out = tmp_path / "store"
     r = subprocess.run([sys.executable, "-m", "nvfp4_aot.build.cli", "compile", str(tmp_path / "ring.toml"), "-o",
                         str(out), "-j", "2"], capture_output=True, text=True)
@@ -229,6 +224,6 @@ def test_ring_kernels_fit_two_ctas_per_sm(tmp_path):
         ((arch, image),) = embedded_cubins((out / ENTRIES_DIR / key / "kernel.so").read_bytes())
         (regs,) = cubin_registers(image).values()
         threads = 32 * rec["params"]["warps"]
-        assert arch == "sm_90a" and 0 < regs <= 65536 // (RING_CTAS * threads), (rec["params"], regs)
+        assert arch == "sm_90a" and 0 < regs <= REGS_PER_SM // (RING_CTAS * threads), (rec["params"], regs)
         seen.add(rec["params"]["nt"])
-    assert seen == {2, 4}
+    assert seen == {tun["nt"] for tun in ring}
