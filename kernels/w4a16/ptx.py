@@ -155,6 +155,14 @@ def cp_async_16_ca(dst: Int32, src: Int64, *, loc=None, ip=None):
 
 
 @dsl_user_op
+def cp_async_16_ca_if(dst: Int32, src: Int64, pred: Int32, *, loc=None, ip=None):
+    """cp_async_16_ca when pred != 0, as one predicated instruction (no branch around it)."""
+    vals = [a.ir_value(loc=loc, ip=ip) for a in (Int32(dst), Int64(src), Int32(pred))]
+    llvm.inline_asm(None, vals, "{.reg .pred p;\n\tsetp.ne.b32 p, $2, 0;\n\t@p cp.async.ca.shared.global [$0], [$1], 16;}",
+                    "r,l,r", has_side_effects=True, loc=loc, ip=ip)
+
+
+@dsl_user_op
 def cp_async_16(dst: Int32, src: Int64, *, loc=None, ip=None):
     """16 bytes global -> shared, asynchronously, L2 only (streamed weights are read once)."""
     vals = [a.ir_value(loc=loc, ip=ip) for a in (Int32(dst), Int64(src))]

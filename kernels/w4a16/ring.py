@@ -21,12 +21,12 @@ their scales (4 x 64 B).
 
 import cutlass
 import cutlass.cute as cute
-from cutlass import Int64, const_expr
+from cutlass import Int32, Int64, const_expr
 
 from ..w4a16_device import fence_proxy_async
 from . import ACT_ROW_BYTES, BLOB_TILE, STRIP_TILE, W_STEP_BYTES, stage_bytes
-from .ptx import (cp_async_16, cp_async_16_ca, cp_async_commit, cp_async_wait, ld_shared_u16,
-                  ld_shared_v4, ldmatrix_x4, mma_bf16, quad_scales)
+from .ptx import (cp_async_16, cp_async_16_ca, cp_async_16_ca_if, cp_async_commit, cp_async_wait,
+                  ld_shared_u16, ld_shared_v4, ldmatrix_x4, mma_bf16, quad_scales)
 
 
 def act_slot(base, tok, kv, bt: int, wg: bool):
@@ -48,6 +48,18 @@ def n_frag_slot(base, j, lane, kt, quad: bool):
     return base + (8 * j + lane % 8) * ACT_ROW_BYTES["n"] + kt * 128 + (lane // 8) * 16
 
 
+def n_copy(warp, lane, v, bt: int, warps: int):
+    """split "n" ring (RingMainloop.row_ptr): (token row, 16-byte vector) of the tile that thread
+    (warp, lane) copies as its v-th activation copy of a K step. Warp w takes rows w R .. w R + R - 1
+    (R = bt / warps <= 32), 32 / R lanes per row, a lane's R vectors 32 / R apart: one row pointer
+    plus constants. Each copy instruction (fixed v) reads whole 32-byte sectors of R rows (R <= 16)
+    and writes its 512 B in 4 shared-memory wavefronts (rows are 528 B: 16 B of bank shift per row).
+    Plain arithmetic: traced by the kernel, replayed by tests/kernels/test_w4a16.py."""
+    rows = bt // warps
+    lanes = 32 // rows
+    return warp * rows + lane // lanes, lane % lanes + v * lanes
+
+
 def w_slot(base, act_bytes: int, warp, rb: int):
     """Shared address of warp's weights in a stage: after the activations, rb row blocks of
     W_STEP_BYTES each (block r at + r W_STEP_BYTES): 4 x 512 B codes (k64 tile kt at 512 kt, lane's
@@ -66,9 +78,19 @@ class RingMainloop:
     def act_stage_bytes(self) -> int:
         return self.bt * ACT_ROW_BYTES["wg" if self.wg else "n"]
 
+    @property
+    def row_ptr(self) -> bool:
+        """split "n" with at most 32 token rows per warp: a thread's activation copies of a K
+        step lie in one token row (n_copy)."""
+        return not self.wg and self.bt // self.warps <= 32
+
     @cute.jit
     def ring_mainloop(self, acc, sb, abase, row_bytes, wb, sbw, tidx, warp, lane, n_tiles, cnt,
                       red, alpha, out, rb0, by, start):
+        if const_expr(self.row_ptr):
+            # split "n": this thread's staged row pointer (ring_issue), advanced per token tile
+            tok, kv = n_copy(warp, lane, 0, self.bt, self.warps)
+            abase = abase + Int64(tok) * row_bytes + Int64(kv * 16)
         for tt in cutlass.range(n_tiles):
             tok0 = tt * self.bt
             acc.fill(0.0)
@@ -84,7 +106,8 @@ class RingMainloop:
                 live = cutlass.min((cnt - tok0 + 7) // 8, self.nt)
                 for f in cutlass.range_constexpr(1, self.nt + 1):
                     if live == f:
-                        self.ring_k_loop(acc, sb, abase, row_bytes, wb, sbw, tidx, warp, lane, tok0, cnt, f)
+                        self.ring_k_loop(acc, sb, abase + Int64(tok0) * row_bytes, row_bytes, wb, sbw, tidx, warp,
+                                         lane, tok0, cnt, f)
             self._epilogue(acc, red, alpha, out, lane, warp, tidx, rb0, by, start, cnt, tok0)
 
     @cute.jit
@@ -122,24 +145,52 @@ class RingMainloop:
         count: a clamped row feeds only MMA columns that are never stored), then each warp's own
         rb weight slices. The caller commits the group."""
         bt = self.bt
-        # a rolled loop: unrolled, ptxas hoists the bt * 32 / threads row pointers (invariant over
-        # the chunks) into registers for the whole mainloop and then spills or serializes wgmmas
-        for v in cutlass.range(bt * 32 // self.threads, unroll=1):
-            vi = v * self.threads + tidx
-            tok = vi // 32
-            kv = vi % 32
-            if const_expr(self.wg):  # wgmma reads every row of the tile: clamped copies past the count
-                self._issue_row(base, abase, row_bytes, cutlass.min(tok0 + tok, cnt - 1), tok, kv, c)
-            elif tok0 + tok < cnt:  # split "n": rows past the count are not staged (n_chunk's skip)
-                self._issue_row(base, abase, row_bytes, tok0 + tok, tok, kv, c)
+        rows = bt // self.warps  # token rows per warp and K step (split "n" validity: >= 1)
+        if const_expr(not self.row_ptr):
+            # a rolled loop: unrolled, ptxas hoists the bt * 32 / threads row pointers (invariant
+            # over the chunks) into registers for the whole mainloop and then spills or serializes
+            # wgmmas. wgmma reads every row of the tile: clamped copies past the count.
+            for v in cutlass.range(bt * 32 // self.threads, unroll=1):
+                vi = v * self.threads + tidx
+                tok = vi // 32
+                if const_expr(self.wg):
+                    self._issue_row(base, abase, row_bytes, cutlass.min(tok0 + tok, cnt - 1), tok, vi % 32, c)
+                elif tok0 + tok < cnt:
+                    self._issue_row(base, abase, row_bytes, tok0 + tok, tok, vi % 32, c)
+        else:
+            # split "n" (n_copy): one row pointer per thread plus constants (the rolled loop above
+            # spent ~60 instructions per K step on index math, ~7% of the served kernel at 16
+            # tokens / expert). Rows past the count are not staged (n_chunk's skip).
+            tok, kv = n_copy(warp, lane, 0, bt, self.warps)
+            step = 32 // rows  # n_copy's vector stride
+            live = Int32(tok0 + tok < cnt)
+            src = abase + Int64(c * 512)  # abase: this thread's row pointer (ring_mainloop)
+            dst = act_slot(base, tok, kv, bt, False)
+            for v in cutlass.range_constexpr(rows):
+                cp_async_16_ca_if(dst + v * step * 16, src + Int64(v * step * 16), live)
         wdst = w_slot(base, self.act_stage_bytes, warp, self.rb)
-        for r in cutlass.range_constexpr(self.rb):
-            for kt in cutlass.range_constexpr(4):
-                cp_async_16(wdst + r * W_STEP_BYTES + kt * 512 + lane * 16,
-                            wb[r] + Int64((4 * c + kt) * BLOB_TILE + lane * 16))
-            if lane < 16:  # tile lane // 4's 64 scale bytes, 16 per lane
-                cp_async_16(wdst + r * W_STEP_BYTES + 2048 + lane * 16,
-                            sbw[r] + Int64((4 * c + lane // 4) * STRIP_TILE + (lane % 4) * 16))
+        if const_expr(self.wg):
+            for r in cutlass.range_constexpr(self.rb):
+                self._issue_weights(wdst, wb[r], sbw[r], r, lane, c)
+        else:
+            # split "n": a warp's rb blocks rb0 + r (rb0 a multiple of rb, rb | 4) are slices of
+            # one 64-row group, 512 code / 64 scale bytes apart: wb[r] = wb[0] + 512 r, sbw[r] =
+            # sbw[0] + 64 r. A rolled loop: with the issue straight-line, ptxas schedules the K
+            # loop's dependent MMA chains back to back and pads them with no-ops (35 / 77 / 124
+            # per K step in the 2- / 3- / 4-fragment loops, against 2 rolled; SASS, session 21).
+            for r in cutlass.range(self.rb, unroll=1):
+                self._issue_weights(wdst, wb[0] + Int64(r * 512), sbw[0] + Int64(r * 64), r, lane, c)
+
+    @cute.jit
+    def _issue_weights(self, wdst, wr, sr, r, lane, c):
+        """Row block r's codes and scales of K step c (from its slice pointers wr / sr) -> the
+        warp's weights at shared address wdst (w_slot)."""
+        for kt in cutlass.range_constexpr(4):
+            cp_async_16(wdst + r * W_STEP_BYTES + kt * 512 + lane * 16,
+                        wr + Int64((4 * c + kt) * BLOB_TILE + lane * 16))
+        if lane < 16:  # tile lane // 4's 64 scale bytes, 16 per lane
+            cp_async_16(wdst + r * W_STEP_BYTES + 2048 + lane * 16,
+                        sr + Int64((4 * c + lane // 4) * STRIP_TILE + (lane % 4) * 16))
 
     # Plain Python helper, traced inline by ring_issue.
     def _issue_row(self, base, abase, row_bytes, row, tok, kv, c):
@@ -194,4 +245,4 @@ class RingMainloop:
                 acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r] = d0, d1, d2, d3
 
 
-__all__ = ["RingMainloop", "act_slot", "n_frag_slot", "w_slot"]
+__all__ = ["RingMainloop", "act_slot", "n_copy", "n_frag_slot", "w_slot"]

@@ -194,6 +194,42 @@ def test_ring_stage_addresses_feed_the_fragments(nt):
 
 
 
+def test_ring_copy_assignment_tiles_the_stage():
+    """split 'n' ring (ring.n_copy), every tiling it serves (8 * nt / warps <= 32 rows per warp):
+    the threads' activation copies of a K step cover each (token row, 16-byte vector) of the tile
+    exactly once; a thread's copies lie in one row at a constant vector stride (one row pointer
+    plus constants); and each copy instruction (one v over the warp's lanes) reads whole 32-byte
+    sectors (up to 16 rows per warp) and writes its 512 B to the 528-byte staged rows in 4
+    shared-memory wavefronts."""
+    from nvfp4_aot.kernels.w4a16 import N_TILES, WARPS
+    from nvfp4_aot.kernels.w4a16.ring import act_slot, n_copy
+
+    for warps in WARPS:
+        for nt in N_TILES:
+            bt = 8 * nt
+            rows = bt // warps
+            if (bt * 32) % (32 * warps) or rows > 32:
+                continue
+            seen = set()
+            for w in range(warps):
+                for lane in range(32):
+                    tok0, kv0 = n_copy(w, lane, 0, bt, warps)
+                    for v in range(rows):
+                        tok, kv = n_copy(w, lane, v, bt, warps)
+                        assert tok == tok0 and kv == kv0 + v * (32 // rows) and 0 <= kv < 32
+                        seen.add((tok, kv))
+                for v in range(rows):
+                    copies = [n_copy(w, lane, v, bt, warps) for lane in range(32)]
+                    sectors = {}
+                    for tok, kv in copies:  # global: 16-byte vector kv of row tok
+                        sectors.setdefault((tok, kv // 2), set()).add(kv % 2)
+                    if rows <= 16:  # 32 rows: a lane's copies v, v + 1 are one sector's halves
+                        assert all(len(halves) == 2 for halves in sectors.values()), (warps, nt, v)
+                    banks = [(act_slot(0, tok, kv, bt, False) // 16) % 8 for tok, kv in copies]
+                    assert max(banks.count(b) for b in range(8)) == 4, (warps, nt, v)
+            assert seen == {(tok, kv) for tok in range(bt) for kv in range(32)}, (warps, nt)
+
+
 @pytest.mark.slow
 def test_ring_kernels_fit_two_ctas_per_sm(tmp_path):
     """The served split "n" ring tilings (GroupedFamily.quad_slot_tiles above t = 5) hold one
