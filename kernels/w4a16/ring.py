@@ -106,9 +106,16 @@ class RingMainloop:
                 live = cutlass.min((cnt - tok0 + 7) // 8, self.nt)
                 for f in cutlass.range_constexpr(1, self.nt + 1):
                     if live == f:
-                        self.ring_k_loop(acc, sb, abase + Int64(tok0) * row_bytes, row_bytes, wb, sbw, tidx, warp,
-                                         lane, tok0, cnt, f)
+                        self.ring_k_loop(acc, sb, self._tile_act(abase, tok0, row_bytes), row_bytes, wb, sbw, tidx,
+                                         warp, lane, tok0, cnt, f)
             self._epilogue(acc, red, alpha, out, lane, warp, tidx, rb0, by, start, cnt, tok0)
+
+    # Plain Python helper, traced inline by ring_mainloop.
+    def _tile_act(self, abase, tok0, row_bytes):
+        """ring_issue's activation pointer for the token tile at tok0: row_ptr, the thread's row of
+        the tile (abase is its row of tile 0); otherwise the expert's rows (the rolled copies add
+        tok0 themselves)."""
+        return abase + Int64(tok0) * row_bytes if self.row_ptr else abase
 
     @cute.jit
     def ring_k_loop(self, acc, sb, abase, row_bytes, wb, sbw, tidx, warp, lane, tok0, cnt,
