@@ -17,6 +17,7 @@ import torch
 from common import MOE_SHAPES, TOPK, copy_bandwidth, device_name, time_cuda
 
 from nvfp4_aot.kernels import get_family
+from nvfp4_aot.kernels.w4a16 import is_ring, ring_ctas
 from nvfp4_aot.kernels.moe_glue.ref import make_routing
 from nvfp4_aot.runtime import open_store
 from nvfp4_aot.runtime.layout import ACT_ORDERS
@@ -83,10 +84,21 @@ def group_counts(t: float):
     return torch.bincount(local[(local >= 0) & (local < E)], minlength=E)
 
 
+def waves(p, n: int, active: int, sms: int) -> str:
+    """Split "n" ring tilings: the launch's CTAs (one per 16 rb warps weight rows of each expert with
+    rows) over the SMs' slots at ring_ctas(p) CTAs per SM (the residency the launch is built for), so
+    a tail wave shows next to the time (docs/PERFORMANCE.md "session 21": 4.36 / 5.09 waves)."""
+    if not is_ring(p):
+        return ""
+    ctas = n // (16 * p.rb * p.warps) * active
+    return f", {ctas} CTAs = {ctas / (sms * ring_ctas(p)):.2f} waves at {ring_ctas(p)}/SM"
+
+
 def main(root: str, tokens: tuple[float, ...] = (1, 16, 128)) -> None:
     fam = get_family("w4a16_grouped_gemm")
     bw = copy_bandwidth()
     dev = torch.device("cuda")
+    sms = torch.cuda.get_device_properties(dev).multi_processor_count
     print(f"device: {device_name()}; copy {bw / 1e12:.2f} TB/s; {E} experts, routing {ROUTING}")
     for d in sorted(Path(root).iterdir()):
         store = open_store(d)
@@ -115,7 +127,7 @@ def main(root: str, tokens: tuple[float, ...] = (1, 16, 128)) -> None:
                 args = [b[a.name] for a in op.kernel_for(rows).validator.args]
                 tt = time_cuda(lambda: op(*args, check=False), reps=10)
                 res.append(f"t={t}: {tt * 1e6:6.0f} us ({active * (n * k * 9 // 16) / tt / bw:5.1%} of copy, "
-                           f"{2.0 * rows * n * k / tt / 1e12:.0f} TFLOP/s)")
+                           f"{2.0 * rows * n * k / tt / 1e12:.0f} TFLOP/s{waves(p, n, active, sms)})")
             print(f"{d.name:14} {name}: " + " | ".join(res))
 
 

@@ -68,7 +68,7 @@ from nvfp4_aot.runtime.layout import ACT_ORDERS, QUAD_ORDERS
 
 from .. import w4a16_common as common
 from ..family import Family
-from ..hopper import SMEM_PER_BLOCK
+from ..hopper import SMEM_PER_BLOCK, SMEM_PER_SM
 
 K_STEP = 256  # K per mainloop step (4 k64 tiles of the weight layout): K must be a multiple
 BLOB_TILE = 128 * 16  # blob bytes per (64-row group, k64 tile); a 16-row slice owns 512 of them
@@ -85,6 +85,8 @@ WARPS = (1, 2, 4, 8)
 ROW_BLOCKS = (1, 2, 4)
 N_TILES = (1, 2, 4, 8, 16)
 STAGES = (1, 2, 3, 4)
+RING_CTAS = 2  # split "n" ring: the CTAs per SM its launch bounds registers for when ctas = 0 (the served tilings')
+CTAS = (0, 1, 2, 3, 4)  # W4A16Params.ctas: 0 = the mode's default (ring_ctas); x 8 warps <= 2048 threads per SM
 
 
 ACT_ROW_BYTES = {"wg": 512, "n": 528}  # one staged token row of a K step: SW128 atoms | 512 B + 16 B pad
@@ -108,6 +110,24 @@ class W4A16Params:
     split: str = "k"  # warps split K (decode) or N with activations staged in smem (prefill)
     stages: int = 1  # split "wg" / "n": 1 = synchronous staging; 2-4 = cp.async ring of K chunks (ring.py)
     act_order: str = "natural"  # act's K order (runtime/layout.py ACT_ORDERS): "quad" / "quad8" for split k / n
+    # split "n" ring only: CTAs per SM the launch bounds ptxas's registers for (min_blocks_per_mp: REGS_PER_SM /
+    # (ctas x threads) each); 0 = RING_CTAS. Smaller CTAs at 3 per SM cut the grid's last-wave waste (ring_ctas).
+    ctas: int = 0
+
+
+def is_ring(p: W4A16Params) -> bool:
+    """The split "n" cp.async ring (ring.py): the only mode whose launch takes a register bound."""
+    return p.split == "n" and p.stages > 1
+
+
+def ring_ctas(p: W4A16Params) -> int:
+    """The launch's min_blocks_per_mp: p.ctas (RING_CTAS when 0) for the split "n" ring, 1 (no
+    bound) for every other mode. Why a knob: at 16 tokens / expert the served 256-row ring CTAs at
+    two per SM make 4.36 (L1) / 5.09 (L2) waves on an H200's 264 slots, the last one 36% / 9%
+    full; 128-row CTAs (warps 8, rb 1, or warps 4, rb 2) at three per SM make 5.82 / 6.79
+    (docs/PERFORMANCE.md "session 21", "Not measured"). Shared memory must hold that many CTAs
+    (_reasons), or the bound would only cost registers."""
+    return (p.ctas or RING_CTAS) if is_ring(p) else 1
 
 
 def _reasons(p: W4A16Params) -> list[str]:
@@ -133,6 +153,16 @@ def _reasons(p: W4A16Params) -> list[str]:
     elif p.stages > 1 and p.stages * stage_bytes(8 * p.nt, p.warps, p.rb, p.split) > SMEM_PER_BLOCK:
         r.append(f"stages={p.stages} x (activations + weights) = {p.stages * stage_bytes(8 * p.nt, p.warps, p.rb, p.split)} B "
                  f"of shared memory > {SMEM_PER_BLOCK}: lower stages, nt or rb")
+    if p.ctas not in CTAS:
+        r.append(f"ctas={p.ctas} must be one of {CTAS} (0: the mode's default)")
+    elif p.ctas and not is_ring(p):
+        r.append(f"ctas={p.ctas} bounds the registers of the split 'n' ring (split='n', stages > 1) only; "
+                 f"leave it 0 with split={p.split!r}, stages={p.stages}")
+    elif is_ring(p) and p.stages in STAGES:
+        c, sm = ring_ctas(p), p.stages * stage_bytes(8 * p.nt, p.warps, p.rb, "n") + 1024
+        if c * sm > SMEM_PER_SM:
+            r.append(f"ctas={c}: {c} x (stages={p.stages} x a stage + 1 KiB reserved) = {c * sm} B > {SMEM_PER_SM} B of "
+                     "shared memory per SM: lower stages, nt or rb, or set ctas=1")
     if p.act_order not in ACT_ORDERS:
         r.append(f"act_order={p.act_order!r} must be one of {ACT_ORDERS}")
     elif p.act_order in QUAD_ORDERS and p.split not in ("k", "n"):

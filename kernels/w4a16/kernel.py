@@ -19,7 +19,7 @@ from cutlass import BFloat16, Float32, Int32, Int64, const_expr
 from nvfp4_aot.runtime.layout import QUAD_ORDERS
 
 from ..hopper import launch
-from . import BLOB_TILE, K_STEP, STRIP_TILE
+from . import BLOB_TILE, K_STEP, STRIP_TILE, ring_ctas
 from .ptx import (decode_block, decode_sel, ld_cached_v4, ld_shared_v4, ld_stream_u16, ld_stream_v4,
                   ldmatrix_x4, mma_bf16, quad_scales, st_shared_v4)
 from .ring import RingMainloop
@@ -27,7 +27,6 @@ from .wgmma import WgmmaMainloop
 
 EPI_SCALE = 128.0  # 2^7: undoes the decode's v * scale * 2^-7
 SB_ROW_WORDS = 132  # split "n": shared-memory words per staged token row (512 B + 16 B pad)
-RING_CTAS = 2  # split "n" ring (stages > 1): CTAs per SM its tilings are chosen for
 
 
 
@@ -47,7 +46,7 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
     with two 16-byte shared loads instead of ldmatrix."""
 
     def __init__(self, n: int, k: int, experts: int, grouped: bool, warps: int, rb: int, nt: int, split: str = "k",
-                 stages: int = 1, quad: bool = False, sel: bool = False):
+                 stages: int = 1, quad: bool = False, sel: bool = False, ctas: int = 1):
         assert not quad or split in ("k", "n")
         assert not sel or quad
         self.quad = quad  # act_order "quad" or "quad8": lane t's B-fragment words contiguous
@@ -55,6 +54,8 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         assert n % 64 == 0 and n % (16 * rb) == 0 and k % K_STEP == 0 and split in ("k", "n", "wg")
         assert stages == 1 or split in ("wg", "n")
         self.stages = stages
+        self.ctas = ctas  # the launch's min_blocks_per_mp (ring_ctas: > 1 for the split "n" ring only)
+        assert ctas == 1 or (split == "n" and stages > 1)
         self.n, self.k, self.experts, self.grouped = n, k, experts, grouped
         self.warps, self.rb, self.nt, self.split_n = warps, rb, nt, split == "n"
         self.wg = split == "wg"
@@ -88,10 +89,11 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         # of the few experts it routes to, not E experts' worth that would find nothing to do
         ys = cutlass.max(cutlass.min(act.shape[0], self.experts), 1) if const_expr(self.grouped) else self.experts
         kw = {"grid": [self.blocks // self.cta_blocks, ys, 1], "block": [self.threads, 1, 1], "stream": stream}
-        if const_expr(self.split_n and self.stages > 1):
-            # the split "n" ring's stages are sized for RING_CTAS CTAs per SM: hold ptxas to their
-            # register share (8 warps: 128 per thread; ring_mainloop's per-count K loops need it)
-            kw["min_blocks_per_mp"] = RING_CTAS
+        if const_expr(self.ctas > 1):
+            # the split "n" ring's stages are sized for ctas CTAs per SM: hold ptxas to their
+            # register share (8 warps: 128 per thread at 2, 80 at 3; ring_mainloop's per-count K
+            # loops need the bound: without it the nt 4 kernel took 130 registers, one CTA per SM)
+            kw["min_blocks_per_mp"] = self.ctas
         launch(self.kernel(act, blob, sf, alpha, offsets, counts, out, act.shape[0]), kw, "w4a16")
 
     @cute.kernel
@@ -384,5 +386,5 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
 
 def make_kernel(p, grouped: bool):
     k = W4A16Kernel(p.n, p.k, p.experts, grouped, p.warps, p.rb, p.nt, p.split, p.stages,
-                    quad=p.act_order in QUAD_ORDERS, sel=p.act_order == "quad8")
+                    quad=p.act_order in QUAD_ORDERS, sel=p.act_order == "quad8", ctas=ring_ctas(p))
     return k.grouped_call if grouped else k.dense_call

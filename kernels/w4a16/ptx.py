@@ -146,17 +146,15 @@ def mma_bf16(a0, a1, a2, a3, b0, b1, c0, c1, c2, c3, *, loc=None, ip=None):
 
 
 @dsl_user_op
-def cp_async_16_ca(dst: Int32, src: Int64, *, loc=None, ip=None):
+def cp_async_16_ca(dst: Int32, src: Int64, pred=None, *, loc=None, ip=None):
     """16 bytes global -> shared, asynchronously, through L1 (the activations are re-read by the
-    CTAs of the other weight rows)."""
-    vals = [a.ir_value(loc=loc, ip=ip) for a in (Int32(dst), Int64(src))]
-    llvm.inline_asm(None, vals, "cp.async.ca.shared.global [$0], [$1], 16;", "r,l", has_side_effects=True, loc=loc,
-                    ip=ip)
-
-
-@dsl_user_op
-def cp_async_16_ca_if(dst: Int32, src: Int64, pred: Int32, *, loc=None, ip=None):
-    """cp_async_16_ca when pred != 0, as one predicated instruction (no branch around it)."""
+    CTAs of the other weight rows). With pred (Int32): only when pred != 0, as one predicated
+    instruction (no branch around it)."""
+    if pred is None:
+        vals = [a.ir_value(loc=loc, ip=ip) for a in (Int32(dst), Int64(src))]
+        llvm.inline_asm(None, vals, "cp.async.ca.shared.global [$0], [$1], 16;", "r,l", has_side_effects=True,
+                        loc=loc, ip=ip)
+        return
     vals = [a.ir_value(loc=loc, ip=ip) for a in (Int32(dst), Int64(src), Int32(pred))]
     llvm.inline_asm(None, vals, "{.reg .pred p;\n\tsetp.ne.b32 p, $2, 0;\n\t@p cp.async.ca.shared.global [$0], [$1], 16;}",
                     "r,l,r", has_side_effects=True, loc=loc, ip=ip)

@@ -25,7 +25,7 @@ from cutlass import Int32, Int64, const_expr
 
 from ..w4a16_device import fence_proxy_async
 from . import ACT_ROW_BYTES, BLOB_TILE, STRIP_TILE, W_STEP_BYTES, stage_bytes
-from .ptx import (cp_async_16, cp_async_16_ca, cp_async_16_ca_if, cp_async_commit, cp_async_wait,
+from .ptx import (cp_async_16, cp_async_16_ca, cp_async_commit, cp_async_wait,
                   ld_shared_u16, ld_shared_v4, ldmatrix_x4, mma_bf16, quad_scales)
 
 
@@ -55,9 +55,13 @@ def n_copy(warp, lane, v, bt: int, warps: int):
     plus constants. Each copy instruction (fixed v) reads whole 32-byte sectors of R rows (R <= 16)
     and writes its 512 B in 4 shared-memory wavefronts (rows are 528 B: 16 B of bank shift per row).
     Plain arithmetic: traced by the kernel, replayed by tests/kernels/test_w4a16.py."""
-    rows = bt // warps
-    lanes = 32 // rows
+    rows, lanes = bt // warps, n_copy_lanes(bt, warps)
     return warp * rows + lane // lanes, lane % lanes + v * lanes
+
+
+def n_copy_lanes(bt: int, warps: int) -> int:
+    """n_copy's lanes per token row, which is also the vector stride between a thread's copies."""
+    return 32 // (bt // warps)
 
 
 def w_slot(base, act_bytes: int, warp, rb: int):
@@ -169,12 +173,12 @@ class RingMainloop:
             # spent ~60 instructions per K step on index math, ~7% of the served kernel at 16
             # tokens / expert). Rows past the count are not staged (n_chunk's skip).
             tok, kv = n_copy(warp, lane, 0, bt, self.warps)
-            step = 32 // rows  # n_copy's vector stride
+            step = n_copy_lanes(bt, self.warps)
             live = Int32(tok0 + tok < cnt)
             src = abase + Int64(c * 512)  # abase: this thread's row pointer (ring_mainloop)
             dst = act_slot(base, tok, kv, bt, False)
             for v in cutlass.range_constexpr(rows):
-                cp_async_16_ca_if(dst + v * step * 16, src + Int64(v * step * 16), live)
+                cp_async_16_ca(dst + v * step * 16, src + Int64(v * step * 16), live)
         wdst = w_slot(base, self.act_stage_bytes, warp, self.rb)
         if const_expr(self.wg):
             for r in cutlass.range_constexpr(self.rb):
@@ -252,4 +256,4 @@ class RingMainloop:
                 acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r] = d0, d1, d2, d3
 
 
-__all__ = ["RingMainloop", "act_slot", "n_copy", "n_frag_slot", "w_slot"]
+__all__ = ["RingMainloop", "act_slot", "n_copy", "n_copy_lanes", "n_frag_slot", "w_slot"]

@@ -109,8 +109,19 @@ def test_can_implement_names_the_problem():
     assert any("shared memory" in r and "stages=3" in r for r in GROUPED.can_implement(too_big, "sm_90a"))
     assert any("stages=4" in r for r in GROUPED.can_implement(GROUPED.parse_params({**base, "stages": 4, "nt": 8}), "sm_90a"))
     ring_n = {"n": 6144, "k": 7168, "experts": 48, "warps": 8, "split": "n", "act_order": "quad"}
-    for tun in ({"nt": 2, "stages": 2}, {"nt": 2, "stages": 4}, {"rb": 2, "nt": 2, "stages": 3}, {"nt": 4, "stages": 3}):
+    for tun in ({"nt": 2, "stages": 2}, {"nt": 2, "stages": 4}, {"rb": 2, "nt": 2, "stages": 3, "ctas": 1},
+                {"nt": 4, "stages": 3}, {"nt": 4, "stages": 2, "ctas": 3}, {"warps": 4, "nt": 4, "stages": 2, "ctas": 4}):
         assert GROUPED.can_implement(GROUPED.parse_params({**ring_n, **tun}), "sm_90a") == [], tun
+    # ctas (the ring's CTAs per SM, default 2): shared memory for that many, threads, ring only
+    # 2 x (3 x (16 rows x 528 B + 8 warps x 2 x 2304 B -> 46080 B) + 1 KiB) = 278528 B > 228 KiB
+    two = GROUPED.parse_params({**ring_n, "rb": 2, "nt": 2, "stages": 3})
+    assert any("ctas=2" in r and "per SM" in r and "ctas=1" in r for r in GROUPED.can_implement(two, "sm_90a"))
+    # 3 x (2 x (32 rows x 528 B + 8 warps x 2 x 2304 B -> 54272 B) + 1 KiB) = 328704 B
+    three = GROUPED.parse_params({**ring_n, "rb": 2, "nt": 4, "stages": 2, "ctas": 3})
+    assert any("ctas=3" in r and "328704 B" in r for r in GROUPED.can_implement(three, "sm_90a"))
+    for bad in ({"ctas": 5}, {"split": "k", "stages": 1, "ctas": 2}, {"stages": 1, "ctas": 3}):
+        msgs = GROUPED.can_implement(GROUPED.parse_params({**ring_n, "nt": 2, "stages": 2, **bad}), "sm_90a")
+        assert any(f"ctas={bad['ctas']}" in r for r in msgs), bad
     # 4 x (64 rows x 528 B + 8 warps x 2 x 2304 B) = 282624 B
     big_n = GROUPED.parse_params({**ring_n, "rb": 2, "nt": 8, "stages": 4})
     assert any("shared memory" in r and "stages=4" in r for r in GROUPED.can_implement(big_n, "sm_90a"))
@@ -231,9 +242,10 @@ def test_ring_copy_assignment_tiles_the_stage():
 
 
 @pytest.mark.slow
-def test_ring_kernels_fit_two_ctas_per_sm(tmp_path):
+def test_ring_kernels_fit_their_ctas_per_sm(tmp_path):
     """The served split "n" ring tilings (GroupedFamily.quad_slot_tiles above t = 5) hold one
-    K loop per live fragment count (ring.py); their stages are sized for kernel.RING_CTAS CTAs per SM,
+    K loop per live fragment count (ring.py); their stages are sized for ring_ctas(p) CTAs per SM
+    (RING_CTAS = 2 by default, 3 for the 128-row tilings tried against the last wave's waste),
     and the launch's min_blocks_per_mp must keep ptxas within that register share: without it the
     nt 4 kernel took 130 registers, one CTA per SM, 8-15% slower on an H200 (PERFORMANCE.md
     "session 20")."""
@@ -242,11 +254,13 @@ def test_ring_kernels_fit_two_ctas_per_sm(tmp_path):
 
     from nvfp4_aot.build.manifest import toml_value
     from nvfp4_aot.kernels.hopper import REGS_PER_SM
-    from nvfp4_aot.kernels.w4a16.kernel import RING_CTAS
+    from nvfp4_aot.kernels.w4a16 import RING_CTAS, ring_ctas
     from nvfp4_aot.runtime.store_format import ENTRIES_DIR, cubin_registers, embedded_cubins, read_index
 
     ring = [tun for _, tun in GROUPED.quad_slot_tiles if tun.get("split") == "n" and tun.get("stages", 1) > 1]
     assert ring, "no split 'n' ring tiling in quad_slot_tiles"
+    ring += [{"warps": 8, "rb": 1, "nt": 4, "split": "n", "stages": 2, "ctas": 3},
+             {"warps": 4, "rb": 2, "nt": 4, "split": "n", "stages": 2, "ctas": 3}]
     problem = {"n": 6144, "k": 7168, "experts": 48, "act_order": "quad8"}
     buckets = [{"m": [i + 1, i + 1], "tuning": tun} for i, tun in enumerate(ring)]
     (tmp_path / "ring.toml").write_text(f'archs = ["sm_90a"]\n[[op]]\nfamily = "{GROUPED.name}"\n'
@@ -259,7 +273,10 @@ def test_ring_kernels_fit_two_ctas_per_sm(tmp_path):
     for key, rec in read_index(out)["entries"].items():
         ((arch, image),) = embedded_cubins((out / ENTRIES_DIR / key / "kernel.so").read_bytes())
         (regs,) = cubin_registers(image).values()
-        threads = 32 * rec["params"]["warps"]
-        assert arch == "sm_90a" and 0 < regs <= REGS_PER_SM // (RING_CTAS * threads), (rec["params"], regs)
-        seen.add(rec["params"]["nt"])
-    assert seen == {tun["nt"] for tun in ring}
+        params = rec["params"]
+        ctas = ring_ctas(GROUPED.params_type(**params))
+        assert ctas == (params["ctas"] or RING_CTAS)
+        threads = 32 * params["warps"]
+        assert arch == "sm_90a" and 0 < regs <= REGS_PER_SM // (ctas * threads), (params, regs)
+        seen.add((params["warps"], params["rb"], params["nt"], ctas))
+    assert seen == {(tun["warps"], tun["rb"], tun["nt"], tun.get("ctas") or RING_CTAS) for tun in ring}
