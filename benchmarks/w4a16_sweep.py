@@ -51,9 +51,9 @@ _INPUTS: dict = {}
 
 
 def inputs(fam, p, rows: int, seed: int, dev):
-    """make_inputs once per (n, k, experts, act_order, rows, seed); the tuning fields of p do not
-    change what it makes. The output is re-poisoned for every use."""
-    key = (p.n, p.k, p.experts, p.act_order, rows, seed)
+    """make_inputs once per (n, k, experts, act_order, word_order, rows, seed); the other tuning
+    fields of p do not change what it makes. The output is re-poisoned for every use."""
+    key = (p.n, p.k, p.experts, p.act_order, p.word_order, rows, seed)
     if key not in _INPUTS:
         _INPUTS[key] = fam.make_inputs(p, rows, dev, seed=seed)
     b = _INPUTS[key]

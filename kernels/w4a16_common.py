@@ -58,11 +58,13 @@ def slot_rows(table, experts: int) -> tuple:
     return tuple((None if t is None else t * experts, tuning) for t, tuning in table)
 
 
-def random_weights(p, gen, device):
-    """Per expert: random NVFP4 (q, sf) and their blob/strip, stacked over the experts, and a
-    per-row alpha [E, N] with two halves of different global scales (the fused q_a + kv case; a
-    wrong row or expert mapping shows)."""
+def random_weights(p, gen, device, word: str = "nibble"):
+    """Per expert: random NVFP4 (q, sf) and their blob (in word order `word`, runtime/word_order.py)
+    / strip, stacked over the experts, and a per-row alpha [E, N] with two halves of different
+    global scales (the fused q_a + kv case; a wrong row or expert mapping shows)."""
     import torch
+
+    from nvfp4_aot.runtime.word_order import word_order
 
     from .quack_w4a16.layout import prepare_weights
     from .quack_w4a16.prepare import random_nvfp4_weights
@@ -71,6 +73,7 @@ def random_weights(p, gen, device):
     for _ in range(p.experts):
         q, sf = random_nvfp4_weights(p.n, p.k, gen, device)
         blob, strip = prepare_weights(q, sf)
+        blob = word_order(blob, word)
         qs.append(q), sfs.append(sf), blobs.append(blob), strips.append(strip)
     half = (torch.rand((p.experts, 2), generator=gen, device=device) + 0.5) * 2.0**-7
     alpha = half.repeat_interleave(torch.tensor([p.n // 2, p.n - p.n // 2], device=device), dim=1)
@@ -106,11 +109,11 @@ def random_groups(m: int, experts: int, dist: str, gen) -> tuple[Any, Any]:
 
 
 def make_inputs(p, m: int, device: Any, seed: int, poison: float, grouped: bool, dist: str = "uniform",
-                order: str = "natural") -> dict:
-    """Fresh random inputs for m rows: weights (random_weights), grouped: a random grouping of the
-    rows over the experts (random_groups, dist), act in K order `order` (runtime/layout.py), out
-    filled with `poison`. The unprepared weights ride along as w_q / w_sf [E, ...] (not kernel
-    arguments) for the reference."""
+                order: str = "natural", word: str = "nibble") -> dict:
+    """Fresh random inputs for m rows: weights (random_weights, blob in word order `word`), grouped:
+    a random grouping of the rows over the experts (random_groups, dist), act in K order `order`
+    (runtime/layout.py), out filled with `poison`. The unprepared weights ride along as w_q / w_sf
+    [E, ...] (not kernel arguments) for the reference."""
     import torch
 
     from nvfp4_aot.runtime.layout import act_order
@@ -118,7 +121,7 @@ def make_inputs(p, m: int, device: Any, seed: int, poison: float, grouped: bool,
     if not grouped and dist != "uniform":
         raise ValueError(f"dist={dist!r}: a dense GEMM has one group of rows")
     gen = torch.Generator(device=device).manual_seed(seed)
-    q, sf, blob, strip, alpha = random_weights(p, gen, device)
+    q, sf, blob, strip, alpha = random_weights(p, gen, device, word)
     groups = random_groups(m, p.experts, dist, gen) if grouped else None
     act = act_order(torch.randn((m, p.k), generator=gen, device=device).to(torch.bfloat16), order)
     out = torch.full((m, p.n), poison, dtype=torch.bfloat16, device=device)
@@ -137,10 +140,10 @@ def row_ranges(grouped: bool, inputs: Mapping[str, Any]) -> list[tuple[int, int]
     return [(off[e], off[e] + cnt[e]) for e in range(len(cnt))]
 
 
-def reference(p, inputs: Mapping[str, Any], grouped: bool, order: str = "natural"):
+def reference(p, inputs: Mapping[str, Any], grouped: bool, order: str = "natural", word: str = "nibble"):
     """float64 act . W_e^T * alpha[e] over each expert's counted rows, W dequantized exactly (from
-    make_inputs' w_q / w_sf, else by inverting the layout); act read in K order `order`. Rows
-    outside every expert's range are NaN: nothing may be written there."""
+    make_inputs' w_q / w_sf, else by inverting the layout: the blob read in word order `word`); act
+    read in K order `order`. Rows outside every expert's range are NaN: nothing may be written there."""
     import torch
 
     from .quack_w4a16.layout import dequantize, unprepare_weights
@@ -157,7 +160,12 @@ def reference(p, inputs: Mapping[str, Any], grouped: bool, order: str = "natural
     sf = inputs["sf"].reshape(p.experts, p.n // 64, p.k // 64, 32, 4, 2)
     for e, (lo, hi) in enumerate(row_ranges(grouped, inputs)):
         if hi > lo:
-            q, s = (inputs["w_q"][e], inputs["w_sf"][e]) if "w_q" in inputs else unprepare_weights(blob[e], sf[e])
+            if "w_q" in inputs:
+                q, s = inputs["w_q"][e], inputs["w_sf"][e]
+            else:
+                from nvfp4_aot.runtime.word_order import word_unorder
+
+                q, s = unprepare_weights(word_unorder(blob[e], word), sf[e])
             w = dequantize(q, s).double()
             want[lo:hi] = (act[lo:hi] @ w.T) * alpha[e]
     return {"out": want}
@@ -218,16 +226,19 @@ class W4A16Hooks:
     def act_order(self, p) -> str:
         return "natural"
 
+    def word_order(self, p) -> str:  # the blob's bit order (runtime/word_order.py); w4a16 has a knob
+        return "nibble"
+
     def signature(self, p) -> Signature:
         return signature(p, self.grouped)
 
     def make_inputs(self, p, m: int, device: Any, seed: int, poison: float = float("nan"), dist: str = "uniform"):
         """Grouped: a random grouping of the m rows over the experts (dist: uniform | skewed |
         single | empty), each expert's rows followed by some padding rows (never written)."""
-        return make_inputs(p, m, device, seed, poison, self.grouped, dist, self.act_order(p))
+        return make_inputs(p, m, device, seed, poison, self.grouped, dist, self.act_order(p), self.word_order(p))
 
     def reference(self, p, inputs: Mapping[str, Any]):
-        return reference(p, inputs, self.grouped, self.act_order(p))
+        return reference(p, inputs, self.grouped, self.act_order(p), self.word_order(p))
 
     def check(self, p, got: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:
         return check(got, want)

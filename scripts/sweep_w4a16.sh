@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUTD=${1:-.gpu/sweep_w4a16}; rm -rf "$OUTD"; mkdir -p "$OUTD"
-# GROUPED_TUNINGS: comma-separated warps:rb:nt:split[:stages[:ctas]] (ctas: the split 'n' ring's CTAs per SM, 0 = default); ACT_ORDER: natural (default) | quad | quad8,
+# GROUPED_TUNINGS: comma-separated warps:rb:nt:split[:stages[:ctas[:word_order]]] (ctas: the split 'n' ring's CTAs per
+# SM, 0 = default; word_order: nibble (default) | rot, runtime/word_order.py); ACT_ORDER: natural (default) | quad | quad8,
 # or several (ACT_ORDER="quad quad8": one store per tuning and order, named ..._<order>);
 # SWEEP_EXPERTS: the expert count(s) the stores hold, TOML (48; "[48, 32]": benchmarks/w4a16_sweep.py
 # picks one by its own SWEEP_EXPERTS); SWEEP_L1 / SWEEP_L2: "N K" of the two grouped shapes (DeepSeek-V4 Pro's
@@ -12,19 +13,20 @@ OUTD=${1:-.gpu/sweep_w4a16}; rm -rf "$OUTD"; mkdir -p "$OUTD"
 read -r L1N L1K <<< "${SWEEP_L1:-6144 7168}"; read -r L2N L2K <<< "${SWEEP_L2:-7168 3072}"
 for ord in ${ACT_ORDER:-natural}; do
 for tun in $(echo "${GROUPED_TUNINGS:-4:1:1:k,4:4:2:k,2:2:4:k,8:1:8:n,4:2:8:n,8:2:4:n,4:1:8:n,8:1:4:n,4:2:4:n,8:2:8:n}" | tr ',' ' '); do
-  set -- $(echo "$tun" | tr ':' ' '); st=${5:-1}; ct=${6:-0}; name="w${1}_rb${2}_nt${3}_${4}_s${st}"
+  set -- $(echo "$tun" | tr ':' ' '); st=${5:-1}; ct=${6:-0}; wo=${7:-nibble}; name="w${1}_rb${2}_nt${3}_${4}_s${st}"
   [ "$ct" != 0 ] && name="${name}_c${ct}"
+  [ "$wo" != nibble ] && name="${name}_${wo}"
   [ "$(echo ${ACT_ORDER:-natural} | wc -w)" -gt 1 ] && name="${name}_${ord}"
   cat > /tmp/sweep_$name.toml <<T
 archs = ["sm_90a"]
 [[op]]
 family = "w4a16_grouped_gemm"
 problem = { n = $L1N, k = $L1K, experts = ${SWEEP_EXPERTS:-48}, act_order = "$ord" }
-buckets = [ { m = [1, 65536], tuning = { warps = $1, rb = $2, nt = $3, split = "$4", stages = $st, ctas = $ct } } ]
+buckets = [ { m = [1, 65536], tuning = { warps = $1, rb = $2, nt = $3, split = "$4", stages = $st, ctas = $ct, word_order = "$wo" } } ]
 [[op]]
 family = "w4a16_grouped_gemm"
 problem = { n = $L2N, k = $L2K, experts = ${SWEEP_EXPERTS:-48}, act_order = "$ord" }
-buckets = [ { m = [1, 65536], tuning = { warps = $1, rb = $2, nt = $3, split = "$4", stages = $st, ctas = $ct } } ]
+buckets = [ { m = [1, 65536], tuning = { warps = $1, rb = $2, nt = $3, split = "$4", stages = $st, ctas = $ct, word_order = "$wo" } } ]
 T
   .venv/bin/nvfp4-build compile /tmp/sweep_$name.toml -o "$OUTD/$name" -j 2 >/dev/null
   rm -rf "$OUTD/$name/tmp" "$OUTD/$name/.lock"

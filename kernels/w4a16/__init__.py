@@ -65,6 +65,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from nvfp4_aot.runtime.layout import ACT_ORDERS, QUAD_ORDERS
+from nvfp4_aot.runtime.word_order import WORD_ORDERS
 
 from .. import w4a16_common as common
 from ..family import Family
@@ -113,6 +114,9 @@ class W4A16Params:
     # split "n" ring only: CTAs per SM the launch bounds ptxas's registers for (min_blocks_per_mp: REGS_PER_SM /
     # (ctas x threads) each); 0 = RING_CTAS. Smaller CTAs at 3 per SM cut the grid's last-wave waste (ring_ctas).
     ctas: int = 0
+    # the blob's bit order inside each 4-byte word (runtime/word_order.py): "rot" = decode_rot's
+    # (act_order "quad8"; experimental: runners prepare "nibble" only and refuse it)
+    word_order: str = "nibble"
 
 
 def is_ring(p: W4A16Params) -> bool:
@@ -163,6 +167,11 @@ def _reasons(p: W4A16Params) -> list[str]:
         if c * sm > SMEM_PER_SM:
             r.append(f"ctas={c}: {c} x (stages={p.stages} x a stage + 1 KiB reserved) = {c * sm} B > {SMEM_PER_SM} B of "
                      "shared memory per SM: lower stages, nt or rb, or set ctas=1")
+    if p.word_order not in WORD_ORDERS:
+        r.append(f"word_order={p.word_order!r} must be one of {WORD_ORDERS}")
+    elif p.word_order == "rot" and (p.act_order != "quad8" or p.split not in ("k", "n")):
+        r.append(f"word_order='rot' is decoded by decode_rot into decode_sel's registers: it needs act_order='quad8' "
+                 f"and split 'k' or 'n' (got act_order={p.act_order!r}, split={p.split!r})")
     if p.act_order not in ACT_ORDERS:
         r.append(f"act_order={p.act_order!r} must be one of {ACT_ORDERS}")
     elif p.act_order in QUAD_ORDERS and p.split not in ("k", "n"):
@@ -202,6 +211,9 @@ class _Base(common.W4A16Hooks, Family):
 
     def act_order(self, p: W4A16Params) -> str:  # the K order make_inputs writes and reference reads
         return p.act_order
+
+    def word_order(self, p: W4A16Params) -> str:  # the blob word order make_inputs writes
+        return p.word_order
 
 
 class DenseFamily(_Base):

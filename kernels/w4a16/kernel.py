@@ -20,7 +20,7 @@ from nvfp4_aot.runtime.layout import QUAD_ORDERS
 
 from ..hopper import launch
 from . import BLOB_TILE, K_STEP, STRIP_TILE, ring_ctas
-from .ptx import (decode_block, decode_sel, ld_cached_v4, ld_shared_v4, ld_stream_u16, ld_stream_v4,
+from .ptx import (decode_block, decode_rot, decode_sel, ld_cached_v4, ld_shared_v4, ld_stream_u16, ld_stream_v4,
                   ldmatrix_x4, mma_bf16, quad_scales, st_shared_v4)
 from .ring import RingMainloop
 from .wgmma import WgmmaMainloop
@@ -46,11 +46,13 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
     with two 16-byte shared loads instead of ldmatrix."""
 
     def __init__(self, n: int, k: int, experts: int, grouped: bool, warps: int, rb: int, nt: int, split: str = "k",
-                 stages: int = 1, quad: bool = False, sel: bool = False, ctas: int = 1):
+                 stages: int = 1, quad: bool = False, sel: bool = False, ctas: int = 1, rot: bool = False):
         assert not quad or split in ("k", "n")
         assert not sel or quad
         self.quad = quad  # act_order "quad" or "quad8": lane t's B-fragment words contiguous
         self.sel = sel  # act_order "quad8": its K order within each k16 block is decode_sel's
+        assert not rot or sel
+        self.rot = rot  # word_order "rot" (runtime/word_order.py): decode_rot, decode_sel's registers
         assert n % 64 == 0 and n % (16 * rb) == 0 and k % K_STEP == 0 and split in ("k", "n", "wg")
         assert stages == 1 or split in ("wg", "n")
         self.stages = stages
@@ -277,8 +279,11 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         self._mma_blocks(acc, aw, sw, bwk, kt)
 
     # Plain Python helper, traced inline: the decode of one blob word in the act order's K order
-    # (quad8: decode_sel, whose A registers pair K 2t with 2t + 8, as quad8's B words do).
+    # (quad8: decode_sel, whose A registers pair K 2t with 2t + 8, as quad8's B words do; the
+    # same registers by decode_rot from a word in word order "rot").
     def decode(self, word, spair):
+        if self.rot:
+            return decode_rot(word, spair)
         return decode_sel(word, spair) if self.sel else decode_block(word, spair)
 
     # Plain Python helper, unrolled while the two split "k" tile bodies above are traced (they
@@ -386,5 +391,6 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
 
 def make_kernel(p, grouped: bool):
     k = W4A16Kernel(p.n, p.k, p.experts, grouped, p.warps, p.rb, p.nt, p.split, p.stages,
-                    quad=p.act_order in QUAD_ORDERS, sel=p.act_order == "quad8", ctas=ring_ctas(p))
+                    quad=p.act_order in QUAD_ORDERS, sel=p.act_order == "quad8", ctas=ring_ctas(p),
+                    rot=p.word_order == "rot")
     return k.grouped_call if grouped else k.dense_call

@@ -12,6 +12,8 @@ from cutlass import Float32, Int32, Int64
 from cutlass._mlir.dialects import llvm
 from cutlass.cutlass_dsl import T, dsl_user_op
 
+from nvfp4_aot.runtime.word_order import ROT_PLAN, shift_for
+
 from ..ptx import inline_asm as _asm  # the one pure inline-asm helper of every family
 from ..w4a16_device import struct_type as _struct
 from . import DECODE_MASK, DECODE_MUL, DECODE_SEL, SCALE_MUL
@@ -191,6 +193,38 @@ SEL_EVEN, SEL_ODD = 0x08080808, 0x80808080  # the signs of the low / high nibble
 # (bits 4i..4i+3) is (row g + 8 ((i >> 1) & 1), K 2t + (i & 1) + 8 (i >> 2)).
 SEL_PLAN = ((6, "e", 12), (2, "o", 8), (-2, "e", 4), (-6, "o", 0))
 SEL_REGS = (0, 2, 1, 3)  # mma A registers (a0a1, a2a3, a4a5, a6a7) = decode_sel results q
+
+
+def _term(dst: str, r: int, mask: int) -> str:
+    """rotl($4, r) on mask's bits, as word_order.shift_for picks it."""
+    op, n = shift_for(r, mask)
+    if op == "mov":
+        return f"mov.b32 {dst}, $4;\n\t"
+    if op == "rotl":
+        return f"shf.l.wrap.b32 {dst}, $4, $4, {n};\n\t"
+    return f"{'shl.b32' if op == 'shl' else 'shr.u32'} {dst}, $4, {n};\n\t"
+
+
+@dsl_user_op
+def decode_rot(word: Int32, spair: Int32, *, loc=None, ip=None):
+    """decode_sel's four A registers (bit for bit) from a blob word in word order "rot"
+    (runtime/word_order.py): register q = rotl(word, r) & mask for its one term, or (first term) |
+    (second term, masked) by one lop3 for the two-term register; then the bf16x2 scale multiply.
+    13 instructions per word (decode_sel: 17)."""
+    body = "mov.b32 {l, h}, $5;\n\tmov.b32 sl, {l, l};\n\tmov.b32 sh, {h, h};\n\t"
+    for q, terms in enumerate(ROT_PLAN):
+        (r0, m0), rest = terms[0], terms[1:]
+        body += _term("a", r0, m0)
+        if not rest:
+            body += f"and.b32 a, a, {m0:#x};\n\t"
+        else:
+            ((r1, m1),) = rest
+            body += _term("b", r1, m1) + f"and.b32 b, b, {m1:#x};\n\t"
+            body += f"lop3.b32 a, a, b, {m0:#x}, 0xEC;\n\t"  # 0xEC = (a & c) | b
+        body += f"mul.rn.bf16x2 ${SEL_REGS[q]}, a, {'sl' if q < 2 else 'sh'};\n\t"
+    asm = "{.reg .b32 a, b, sl, sh;\n\t.reg .b16 l, h;\n\t" + body + "}"
+    res = _asm(_struct("i32", 4), [Int32(word), Int32(spair)], asm, "=r,=r,=r,=r,r,r", loc, ip)
+    return _ints(res, 4, loc, ip)
 
 
 def _shift(dst: str, src: str, s: int) -> str:

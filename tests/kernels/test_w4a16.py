@@ -13,13 +13,15 @@ from nvfp4_aot.kernels.quack_w4a16.prepare import dequantize, random_nvfp4_weigh
 from nvfp4_aot.kernels.w4a16 import DECODE_SEL
 from nvfp4_aot.kernels.w4a16_common import random_groups
 from nvfp4_aot.kernels.w4a16.prepare import emulate_weights, prepare_weights, prmt, unprepare_weights
+from nvfp4_aot.runtime.word_order import word_order
 
 DENSE = get_family("w4a16_gemm")
 GROUPED = get_family("w4a16_grouped_gemm")
 
 
 @settings(max_examples=12, deadline=None)
-@given(g=st.integers(1, 3), kt=st.integers(1, 5), seed=st.integers(0, 2**31 - 1), decode=st.sampled_from(["mul", "sel"]))
+@given(g=st.integers(1, 3), kt=st.integers(1, 5), seed=st.integers(0, 2**31 - 1),
+       decode=st.sampled_from(["mul", "sel", "rot"]))
 def test_kernel_decode_is_exact_on_random_weights(g, kt, seed, decode):
     gen = torch.Generator().manual_seed(seed)
     q, sf = random_nvfp4_weights(64 * g, 64 * kt, gen, "cpu")
@@ -28,10 +30,24 @@ def test_kernel_decode_is_exact_on_random_weights(g, kt, seed, decode):
     assert torch.equal(q2, q) and torch.equal(sf2, sf)
     # the decode's prmt / multiply / mask, the 2^-126 / 2^119 / 2^7 scale folding and the
     # fragment mapping, replayed on the blob words, give the exact weights
-    assert torch.equal(emulate_weights(blob, strip, decode), dequantize(q, sf).double())
+    assert torch.equal(emulate_weights(_ordered(blob, decode), strip, decode), dequantize(q, sf).double())
 
 
-@pytest.mark.parametrize("decode", ["mul", "sel"])
+def _ordered(blob, decode):
+    """The blob in the word order the decode reads (decode_rot: "rot", runtime/word_order.py)."""
+    return word_order(blob, "rot" if decode == "rot" else "nibble")
+
+
+def test_rot_decode_needs_the_rot_word_order():
+    g = torch.Generator().manual_seed(2)
+    q, sf = random_nvfp4_weights(64, 256, g, "cpu")
+    blob, strip = prepare_weights(q, sf)
+    want = dequantize(q, sf).double()
+    assert not torch.equal(emulate_weights(blob, strip, "rot"), want)
+    assert not torch.equal(emulate_weights(word_order(blob, "rot"), strip, "sel"), want)
+
+
+@pytest.mark.parametrize("decode", ["mul", "sel", "rot"])
 def test_kernel_decode_is_exact_for_every_code_and_scale_byte(decode):
     """All 256 code bytes (every E2M1 pair) in every position, against all 254 non-NaN E4M3
     scale bytes (zero, subnormals, negatives, 448) in every (row, group) position."""
@@ -43,7 +59,7 @@ def test_kernel_decode_is_exact_for_every_code_and_scale_byte(decode):
     assert set(sf.unique().tolist()) == set(scales.tolist()) and q.unique().numel() == 256
     blob, strip = prepare_weights(q, sf)
     want = dequantize(q, sf).double()
-    got = emulate_weights(blob, strip, decode)
+    got = emulate_weights(_ordered(blob, decode), strip, decode)
     assert torch.equal(torch.isnan(got), torch.isnan(want)) and not torch.isnan(want).any()
     assert torch.equal(got, want)
     # signed zero: code 8 (-0) decodes to a bf16 -0 (sign bit set, magnitude 0) in both decodes
@@ -56,11 +72,12 @@ def test_prmt_selectors_place_the_nibbles():
         assert prmt(lo, hi, DECODE_SEL[p]).item() == (0x0A + p) | (0x01 + p) << 16
 
 
-@pytest.mark.parametrize("decode", ["mul", "sel"])
+@pytest.mark.parametrize("decode", ["mul", "sel", "rot"])
 def test_emulation_detects_a_wrong_layout(decode):
     g = torch.Generator().manual_seed(1)
     q, sf = random_nvfp4_weights(64, 512, g, "cpu")
     blob, strip = prepare_weights(q, sf)
+    blob = _ordered(blob, decode)
     swapped = blob.clone()
     swapped[:, :, 0, [0, 1]] = blob[:, :, 0, [1, 0]]  # two code bytes (row halves) of lane 0 exchanged
     assert not torch.equal(emulate_weights(swapped, strip, decode), dequantize(q, sf).double())
@@ -119,6 +136,15 @@ def test_can_implement_names_the_problem():
     # 3 x (2 x (32 rows x 528 B + 8 warps x 2 x 2304 B -> 54272 B) + 1 KiB) = 328704 B
     three = GROUPED.parse_params({**ring_n, "rb": 2, "nt": 4, "stages": 2, "ctas": 3})
     assert any("ctas=3" in r and "328704 B" in r for r in GROUPED.can_implement(three, "sm_90a"))
+    # word_order "rot" (decode_rot): act_order quad8, split k or n
+    for tun in ({"split": "k", "stages": 1}, {"nt": 4, "stages": 2}):
+        ok = GROUPED.parse_params({**ring_n, "act_order": "quad8", "word_order": "rot", **tun})
+        assert GROUPED.can_implement(ok, "sm_90a") == [], tun
+    for bad in ({"act_order": "quad"}, {"act_order": "natural", "split": "wg", "nt": 8, "stages": 2}):
+        msgs = GROUPED.can_implement(GROUPED.parse_params({**ring_n, "nt": 2, "stages": 2, "word_order": "rot", **bad}),
+                                     "sm_90a")
+        assert any("word_order='rot'" in r and "quad8" in r for r in msgs), bad
+    assert any("word_order='zig'" in r for r in GROUPED.can_implement(GROUPED.parse_params({**ring_n, "word_order": "zig"}), "sm_90a"))
     for bad in ({"ctas": 5}, {"split": "k", "stages": 1, "ctas": 2}, {"stages": 1, "ctas": 3}):
         msgs = GROUPED.can_implement(GROUPED.parse_params({**ring_n, "nt": 2, "stages": 2, **bad}), "sm_90a")
         assert any(f"ctas={bad['ctas']}" in r for r in msgs), bad

@@ -1,0 +1,105 @@
+"""Bit order inside the 4-byte words of the prepared NVFP4 blob (quack's layout,
+kernels/quack_w4a16/layout.py: word b of a lane's 16 bytes = the whole m16n8k16 A fragment of
+k16 block b, 8 E2M1 codes). Standard library only; word_order / word_unorder import torch lazily.
+
+  "nibble"  quack's: code i at bits 4i .. 4i + 3 (m, e0, e1, s from bit 4i up). Read by quack's
+            kernels, w4a16_ws, and w4a16's decode_block / decode_sel. What runners prepare.
+  "rot"     the same 32 bits permuted (ROT_PLAN) so that w4a16's decode_rot (act order "quad8")
+            builds A register q from one rotation (or shift) of the word and one mask: register q
+            = OR over its terms (r, mask) of rotl(word, r) & mask. Three registers take one term
+            (one of them r = 0), the fourth two: 4 shifts + 3 ands + and + lop3 + 4 bf16x2
+            multiplies = 13 SASS per word against decode_sel's 17 (2 and + 7 shifts + 4 lop3 +
+            4 multiplies), the same A registers bit for bit. Why not one term each: the bf16
+            target bits of a register (BF16_FIELDS, both halves: mask T_MASK) shifted by any r
+            cannot tile the 32 bits (no 4 disjoint rotations of T_MASK exist; at most 3).
+            Experimental: only the GPU tests and benchmarks prepare it; runners refuse it
+            (runtime/declare.py open_ops) until the prefill tiers (w4a16_ws, quack) read it too.
+
+The register semantics are decode_sel's: register q holds code q in its low half and code q + 4
+in its high half (act order quad8 pairs K 2t + (q & 1) with + 8 of row g + 8 (q >> 1)), each as
+bf16 bits v * 2^-126: E2M1 bit (m, e0, e1, s) at half bit (6, 7, 8, 15) (BF16_FIELDS).
+"""
+
+from __future__ import annotations
+
+WORD_ORDERS = ("nibble", "rot")
+RUNNER_WORD_ORDER = "nibble"  # what runtime/weights.py prepares (and runners open ops for)
+BF16_FIELDS = {6: 0, 7: 1, 8: 2, 15: 3}  # bf16 bit of a half <- bit of the E2M1 code (m, e0, e1, s)
+T_MASK = 0x81C081C0  # a register's target bits: BF16_FIELDS in both halves
+# decode_rot, per A register q: terms (rotate-left r, mask); masks of a register are disjoint and
+# cover T_MASK. Found by exhaustive search (three single-term registers, r in {0, 4, 26}; the rest
+# two terms): see the module docstring.
+ROT_PLAN = (((0, T_MASK),), ((4, T_MASK),), ((26, T_MASK),), ((6, 0x80C080C0), (30, 0x01000100)))
+
+
+def shift_for(r: int, mask: int) -> tuple[str, int]:
+    """The cheapest instruction that computes rotl(word, r) on `mask`'s bits: ("mov", 0) for r = 0,
+    ("shl", r) when every masked bit t has its source t - r >= 0, ("shr", 32 - r) when t + 32 - r
+    <= 31, else ("rotl", r). A plain shift may run on either integer pipe (ptxas: IMAD.SHL)."""
+    bits = [t for t in range(32) if mask >> t & 1]
+    if r == 0:
+        return "mov", 0
+    if all(t - r >= 0 for t in bits):
+        return "shl", r
+    if all(t + 32 - r <= 31 for t in bits):
+        return "shr", 32 - r
+    return "rotl", r
+
+
+def rot_bits() -> tuple[int, ...]:
+    """ROT_PLAN as a bit permutation: entry j = the nibble-order bit that rot-order bit j holds."""
+    src: list[int | None] = [None] * 32
+    for q, terms in enumerate(ROT_PLAN):
+        for r, mask in terms:
+            for t in range(32):
+                if mask >> t & 1:
+                    j = (t - r) % 32
+                    if src[j] is not None:
+                        raise AssertionError(f"ROT_PLAN: bit {j} read twice")
+                    src[j] = 4 * (q + 4 * (t // 16)) + BF16_FIELDS[t % 16]
+    if sorted(src) != list(range(32)):  # type: ignore[type-var]
+        raise AssertionError("ROT_PLAN is not a permutation of the word's bits")
+    return tuple(src)  # type: ignore[arg-type]
+
+
+def _permute_words(blob, src: tuple[int, ...]):
+    """blob (uint8, last dim a multiple of 4, little-endian words) with bit j of every word taken
+    from bit src[j]: grouped by rotation distance, a handful of passes."""
+    import torch
+
+    if blob.dtype != torch.uint8 or blob.shape[-1] % 4:
+        raise ValueError(f"blob must be uint8 with a last dimension divisible by 4, got {blob.dtype} {tuple(blob.shape)}")
+    by = blob.reshape(*blob.shape[:-1], blob.shape[-1] // 4, 4).to(torch.int64)
+    x = (by << (8 * torch.arange(4, device=blob.device))).sum(-1)
+    out = torch.zeros_like(x)
+    for d in sorted({(j - s) % 32 for j, s in enumerate(src)}):
+        mask = sum(1 << j for j, s in enumerate(src) if (j - s) % 32 == d)
+        rot = ((x << d) | (x >> (32 - d))) & 0xFFFFFFFF if d else x
+        out |= rot & mask
+    return ((out.unsqueeze(-1) >> (8 * torch.arange(4, device=blob.device))) & 0xFF).to(torch.uint8).reshape(blob.shape)
+
+
+def _check(order: str) -> None:
+    if order not in WORD_ORDERS:
+        raise ValueError(f"word order {order!r} must be one of {WORD_ORDERS}")
+
+
+def word_order(blob, order: str):
+    """A prepared blob (nibble order) in word order `order` (a copy when it changes)."""
+    _check(order)
+    return blob if order == "nibble" else _permute_words(blob, rot_bits())
+
+
+def word_unorder(blob, order: str):
+    """The inverse of word_order: a blob in `order` -> nibble order."""
+    _check(order)
+    if order == "nibble":
+        return blob
+    inv = [0] * 32
+    for j, s in enumerate(rot_bits()):
+        inv[s] = j
+    return _permute_words(blob, tuple(inv))
+
+
+__all__ = ["BF16_FIELDS", "ROT_PLAN", "RUNNER_WORD_ORDER", "T_MASK", "WORD_ORDERS", "rot_bits", "shift_for",
+           "word_order", "word_unorder"]
