@@ -205,12 +205,9 @@ def _term(dst: str, r: int, mask: int) -> str:
     return f"{'shl.b32' if op == 'shl' else 'shr.u32'} {dst}, $4, {n};\n\t"
 
 
-@dsl_user_op
-def decode_rot(word: Int32, spair: Int32, *, loc=None, ip=None):
-    """decode_sel's four A registers (bit for bit) from a blob word in word order "rot"
-    (runtime/word_order.py): register q = rotl(word, r) & mask for its one term, or (first term) |
-    (second term, masked) by one lop3 for the two-term register; then the bf16x2 scale multiply.
-    13 instructions per word (decode_sel: 17)."""
+def rot_asm() -> str:
+    """decode_rot's PTX: $4 = the word, $5 = the scale pair, $0..$3 = the A registers (plain text:
+    tests/kernels/test_w4a16.py interprets its integer part against ROT_PLAN)."""
     body = "mov.b32 {l, h}, $5;\n\tmov.b32 sl, {l, l};\n\tmov.b32 sh, {h, h};\n\t"
     for q, terms in enumerate(ROT_PLAN):
         (r0, m0), rest = terms[0], terms[1:]
@@ -222,8 +219,16 @@ def decode_rot(word: Int32, spair: Int32, *, loc=None, ip=None):
             body += _term("b", r1, m1) + f"and.b32 b, b, {m1:#x};\n\t"
             body += f"lop3.b32 a, a, b, {m0:#x}, 0xEC;\n\t"  # 0xEC = (a & c) | b
         body += f"mul.rn.bf16x2 ${SEL_REGS[q]}, a, {'sl' if q < 2 else 'sh'};\n\t"
-    asm = "{.reg .b32 a, b, sl, sh;\n\t.reg .b16 l, h;\n\t" + body + "}"
-    res = _asm(_struct("i32", 4), [Int32(word), Int32(spair)], asm, "=r,=r,=r,=r,r,r", loc, ip)
+    return "{.reg .b32 a, b, sl, sh;\n\t.reg .b16 l, h;\n\t" + body + "}"
+
+
+@dsl_user_op
+def decode_rot(word: Int32, spair: Int32, *, loc=None, ip=None):
+    """decode_sel's four A registers (bit for bit) from a blob word in word order "rot"
+    (runtime/word_order.py): register q = rotl(word, r) & mask for its one term, or (first term) |
+    (second term, masked) by one lop3 for the two-term register; then the bf16x2 scale multiply.
+    13 instructions per word (decode_sel: 17)."""
+    res = _asm(_struct("i32", 4), [Int32(word), Int32(spair)], rot_asm(), "=r,=r,=r,=r,r,r", loc, ip)
     return _ints(res, 4, loc, ip)
 
 

@@ -95,6 +95,51 @@ def test_sel_constants_match_the_kernel():
         prepare.SEL_MASK, prepare.SEL_EVEN, prepare.SEL_ODD, prepare.SEL_PLAN)
 
 
+def test_decode_rot_ptx_computes_the_rot_plan():
+    """Interpret decode_rot's PTX (its integer instructions; the multiply's operand is recorded)
+    on random words: register $SEL_REGS[q] is multiplied from OR over ROT_PLAN[q] of
+    rotl(word, r) & mask, by sl for q < 2 and sh otherwise."""
+    import re
+
+    ptx = pytest.importorskip("nvfp4_aot.kernels.w4a16.ptx")
+    from nvfp4_aot.runtime.word_order import ROT_PLAN
+
+    def rotl(x, r):
+        return ((x << r) | (x >> (32 - r))) & 0xFFFFFFFF if r else x
+
+    lines = [ln.strip().rstrip(";") for ln in ptx.rot_asm().replace("\n\t", "\n").splitlines()]
+    ops = [ln for ln in lines if re.match(r"(mov\.b32 \w+, \$|shl|shr|shf|and|lop3|mul)", ln)]
+    assert sum(1 for ln in ops if not ln.startswith(("mul", "mov"))) == 9  # + 4 multiplies = 13
+    g = torch.Generator().manual_seed(3)
+    for w in torch.randint(0, 2**32, (64,), generator=g, dtype=torch.int64).tolist():
+        reg, out = {"$4": w}, {}
+        val = lambda t: reg[t] if t in reg else int(t, 0)  # noqa: E731
+        for ln in ops:
+            op, args = ln.split(None, 1)
+            d, *src = [a.strip() for a in args.split(",")]
+            if op == "mov.b32":  # a register copy (ptxas renames it away)
+                reg[d] = val(src[0])
+            elif op == "shl.b32":
+                reg[d] = (val(src[0]) << int(src[1])) & 0xFFFFFFFF
+            elif op == "shr.u32":
+                reg[d] = val(src[0]) >> int(src[1])
+            elif op == "shf.l.wrap.b32":
+                assert src[0] == src[1]
+                reg[d] = rotl(val(src[0]), int(src[2]))
+            elif op == "and.b32":
+                reg[d] = val(src[0]) & val(src[1])
+            elif op == "lop3.b32":
+                a, b, c, lut = (val(x) for x in src)
+                reg[d] = sum(((lut >> ((a >> i & 1) << 2 | (b >> i & 1) << 1 | (c >> i & 1))) & 1) << i for i in range(32))
+            else:  # mul.rn.bf16x2 $r, a, sl|sh
+                out[d] = (reg[src[0]], src[1])
+        for q, terms in enumerate(ROT_PLAN):
+            want = 0
+            for r, m in terms:
+                want |= rotl(w, r) & m
+            assert out[f"${ptx.SEL_REGS[q]}"] == (want, "sl" if q < 2 else "sh"), (q, hex(w))
+
+
 def test_prepare_refuses_bad_shapes():
     with pytest.raises(ValueError, match="multiple of 64"):
         prepare_weights(torch.zeros((16, 128), dtype=torch.uint8), torch.zeros((16, 16), dtype=torch.uint8))
