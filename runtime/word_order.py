@@ -4,20 +4,24 @@ k16 block b, 8 E2M1 codes). Standard library only; word_order / word_unorder imp
 
   "nibble"  quack's: code i at bits 4i .. 4i + 3 (m, e0, e1, s from bit 4i up). Read by quack's
             kernels, w4a16_ws, and w4a16's decode_block / decode_sel. What runners prepare.
-  "rot"     the same 32 bits permuted (ROT_PLAN) so that w4a16's decode_rot (act order "quad8")
-            builds A register q from one rotation (or shift) of the word and one mask: register q
+  "rot"     the same 32 bits permuted (ROT_PLAN) so that w4a16's decode_rot builds A register q
+            from one rotation (or shift) of the word and one mask: register q
             = OR over its terms (r, mask) of rotl(word, r) & mask. Three registers take one term
             (one of them r = 0), the fourth two: 4 shifts + 3 ands + and + lop3 + 4 bf16x2
-            multiplies = 13 SASS per word against decode_sel's 17 (2 and + 7 shifts + 4 lop3 +
-            4 multiplies), the same A registers bit for bit. Why not one term each: the bf16
+            multiplies = 13 SASS per word against decode_block's 19 and decode_sel's 17 (2 and +
+            7 shifts + 4 lop3 + 4 multiplies), giving quack's A registers (decode_block's) bit for
+            bit. Why not one term each: the bf16
             target bits of a register (BF16_FIELDS, both halves: mask T_MASK) shifted by any r
             cannot tile the 32 bits (no 4 disjoint rotations of T_MASK exist; at most 3).
             Experimental: only the GPU tests and benchmarks prepare it; runners refuse it
             (runtime/declare.py open_ops) until the prefill tiers (w4a16_ws, quack) read it too.
 
-The register semantics are decode_sel's: register q holds code q in its low half and code q + 4
-in its high half (act order quad8 pairs K 2t + (q & 1) with + 8 of row g + 8 (q >> 1)), each as
-bf16 bits v * 2^-126: E2M1 bit (m, e0, e1, s) at half bit (6, 7, 8, 15) (BF16_FIELDS).
+The register semantics are quack's fragment registers (decode_block's, and the wgmma A registers
+of w4a16_ws): register q = byte q of the nibble-order word, code 2q (the lower K) in its low half
+and code 2q + 1 in its high half, rows g + 8 (q & 1); each value as bf16 bits v * 2^-126: E2M1 bit
+(m, e0, e1, s) at half bit (6, 7, 8, 15) (BF16_FIELDS). So it serves the act orders that pair K
+as the weights do (natural, quad), not quad8 (whose crossed pairs are decode_sel's), and a
+prefill kernel reading natural K can decode it too.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ def rot_bits() -> tuple[int, ...]:
                     j = (t - r) % 32
                     if src[j] is not None:
                         raise AssertionError(f"ROT_PLAN: bit {j} read twice")
-                    src[j] = 4 * (q + 4 * (t // 16)) + BF16_FIELDS[t % 16]
+                    src[j] = 4 * (2 * q + t // 16) + BF16_FIELDS[t % 16]  # code 2q (low half), 2q + 1
     if sorted(src) != list(range(32)):  # type: ignore[type-var]
         raise AssertionError("ROT_PLAN is not a permutation of the word's bits")
     return tuple(src)  # type: ignore[arg-type]

@@ -115,7 +115,7 @@ class W4A16Params:
     # (ctas x threads) each); 0 = RING_CTAS. Smaller CTAs at 3 per SM cut the grid's last-wave waste (ring_ctas).
     ctas: int = 0
     # the blob's bit order inside each 4-byte word (runtime/word_order.py): "rot" = decode_rot's
-    # (act_order "quad8"; experimental: runners prepare "nibble" only and refuse it)
+    # (act_order natural / quad; experimental: runners prepare "nibble" only and refuse it)
     word_order: str = "nibble"
 
 
@@ -169,9 +169,9 @@ def _reasons(p: W4A16Params) -> list[str]:
                      "shared memory per SM: lower stages, nt or rb, or set ctas=1")
     if p.word_order not in WORD_ORDERS:
         r.append(f"word_order={p.word_order!r} must be one of {WORD_ORDERS}")
-    elif p.word_order == "rot" and (p.act_order != "quad8" or p.split not in ("k", "n")):
-        r.append(f"word_order='rot' is decoded by decode_rot into decode_sel's registers: it needs act_order='quad8' "
-                 f"and split 'k' or 'n' (got act_order={p.act_order!r}, split={p.split!r})")
+    elif p.word_order == "rot" and p.act_order == "quad8":
+        r.append("word_order='rot' decodes into the weights' own K pairs (decode_block's registers): act_order 'natural' "
+                 "or 'quad', not 'quad8' (whose crossed pairs are decode_sel's)")
     if p.act_order not in ACT_ORDERS:
         r.append(f"act_order={p.act_order!r} must be one of {ACT_ORDERS}")
     elif p.act_order in QUAD_ORDERS and p.split not in ("k", "n"):

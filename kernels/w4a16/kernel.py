@@ -51,8 +51,8 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         assert not sel or quad
         self.quad = quad  # act_order "quad" or "quad8": lane t's B-fragment words contiguous
         self.sel = sel  # act_order "quad8": its K order within each k16 block is decode_sel's
-        assert not rot or sel
-        self.rot = rot  # word_order "rot" (runtime/word_order.py): decode_rot, decode_sel's registers
+        assert not (rot and sel)
+        self.rot = rot  # word_order "rot" (runtime/word_order.py): decode_rot, decode_block's registers
         assert n % 64 == 0 and n % (16 * rb) == 0 and k % K_STEP == 0 and split in ("k", "n", "wg")
         assert stages == 1 or split in ("wg", "n")
         self.stages = stages
@@ -279,8 +279,8 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         self._mma_blocks(acc, aw, sw, bwk, kt)
 
     # Plain Python helper, traced inline: the decode of one blob word in the act order's K order
-    # (quad8: decode_sel, whose A registers pair K 2t with 2t + 8, as quad8's B words do; the
-    # same registers by decode_rot from a word in word order "rot").
+    # (quad8: decode_sel, whose A registers pair K 2t with 2t + 8, as quad8's B words do; word
+    # order "rot": decode_rot, decode_block's registers from the permuted word).
     def decode(self, word, spair):
         if self.rot:
             return decode_rot(word, spair)

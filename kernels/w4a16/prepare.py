@@ -19,8 +19,8 @@ ptx.decode_sel instead (act_order "quad8"): per register q, a = word shifted so 
 pair (K 2t + (q & 1), + 8 of row g + 8 (q >> 1)) has its magnitudes at SEL_MASK, b = the even or
 odd nibbles' sign bits shifted so that the pair's signs sit at bits 15 / 31, (a & SEL_MASK) |
 (b & ~SEL_MASK), times the same S. `decode="rot"` replays ptx.decode_rot on a blob in word order
-"rot" (runtime/word_order.py): register q = OR of rotl(word, r) & mask over ROT_PLAN[q], the same
-registers as decode_sel's on the nibble-order word.
+"rot" (runtime/word_order.py): register p = OR of rotl(word, r) & mask over ROT_PLAN[p], the same
+registers as decode_block's on the nibble-order word.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def emulate_weights(blob: torch.Tensor, strip: torch.Tensor, decode: str = "mul"
     strip) with the kernel's own bit operations and fragment semantics: equal to the exact
     dequantization iff the layout, the decode and the fragment mapping agree (no GPU needed).
     decode: "mul" (decode_block, act orders natural / quad), "sel" (decode_sel, quad8) or "rot"
-    (decode_rot, quad8, blob in word order "rot")."""
+    (decode_rot, natural / quad, blob in word order "rot")."""
     g, kt = blob.shape[:2]
     by = blob.reshape(g, kt, 4, 8, 4, 4, 4).to(torch.int64)  # G kt w l c b byte
     x = (by << (8 * torch.arange(4, device=blob.device))).sum(-1)  # the lane's word b
@@ -81,24 +81,24 @@ def emulate_weights(blob: torch.Tensor, strip: torch.Tensor, decode: str = "mul"
     sm = _bf16_bits_to_double(torch.tensor(SCALE_MUL & 0xFFFF))
     scale = _bf16(_bf16(s) * sm)
     out = torch.empty(g, 4, 2, 8, kt, 4, 2, 4, 2, dtype=torch.float64, device=blob.device)  # G w h l kt b e c i
-    if decode in ("sel", "rot"):
+    if decode == "sel":
         sign = {"e": x & SEL_EVEN, "o": x & SEL_ODD}
         for q, (ms, src, ss) in enumerate(SEL_PLAN):
-            if decode == "rot":  # blob in word order "rot"
-                bits = torch.zeros_like(x)
-                for r, mask in ROT_PLAN[q]:
-                    bits |= (((x << r) | (x >> (32 - r))) & _M32 if r else x) & mask
-            else:
-                a, b = _shift(x, ms), _shift(sign[src], ss)
-                bits = (a & SEL_MASK) | (b & ~SEL_MASK & _M32)
+            a, b = _shift(x, ms), _shift(sign[src], ss)
+            bits = (a & SEL_MASK) | (b & ~SEL_MASK & _M32)
             sc = scale[..., q >> 1].unsqueeze(4)  # row g + 8 (q >> 1)
             for i in range(2):  # half i: K 2t + (q & 1) + 8 i, i.e. (e, c-pair index) = (i, q & 1)
                 v = _bf16_bits_to_double((bits >> (16 * i)) & 0xFFFF)
                 out[:, :, q >> 1, :, :, :, i, :, q & 1] = _bf16(v * sc).permute(0, 2, 3, 1, 5, 4)
         return out.reshape(g * 64, kt * 64) * 2.0**7
     for p in range(4):
-        u = prmt(lo, hi, DECODE_SEL[p])
-        bits = ((u * DECODE_MUL) & _M32) & DECODE_MASK
+        if decode == "rot":  # blob in word order "rot": the same registers, by ROT_PLAN
+            bits = torch.zeros_like(x)
+            for r, mask in ROT_PLAN[p]:
+                bits |= (((x << r) | (x >> (32 - r))) & _M32 if r else x) & mask
+        else:
+            u = prmt(lo, hi, DECODE_SEL[p])
+            bits = ((u * DECODE_MUL) & _M32) & DECODE_MASK
         sc = scale[..., p & 1].unsqueeze(4)  # G kt w l 1 b
         for i in range(2):
             v = _bf16_bits_to_double((bits >> (16 * i)) & 0xFFFF)  # v * 2^-126, exact

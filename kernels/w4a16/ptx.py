@@ -195,43 +195,6 @@ SEL_PLAN = ((6, "e", 12), (2, "o", 8), (-2, "e", 4), (-6, "o", 0))
 SEL_REGS = (0, 2, 1, 3)  # mma A registers (a0a1, a2a3, a4a5, a6a7) = decode_sel results q
 
 
-def _term(dst: str, r: int, mask: int) -> str:
-    """rotl($4, r) on mask's bits, as word_order.shift_for picks it."""
-    op, n = shift_for(r, mask)
-    if op == "mov":
-        return f"mov.b32 {dst}, $4;\n\t"
-    if op == "rotl":
-        return f"shf.l.wrap.b32 {dst}, $4, $4, {n};\n\t"
-    return f"{'shl.b32' if op == 'shl' else 'shr.u32'} {dst}, $4, {n};\n\t"
-
-
-def rot_asm() -> str:
-    """decode_rot's PTX: $4 = the word, $5 = the scale pair, $0..$3 = the A registers (plain text:
-    tests/kernels/test_w4a16.py interprets its integer part against ROT_PLAN)."""
-    body = "mov.b32 {l, h}, $5;\n\tmov.b32 sl, {l, l};\n\tmov.b32 sh, {h, h};\n\t"
-    for q, terms in enumerate(ROT_PLAN):
-        (r0, m0), rest = terms[0], terms[1:]
-        body += _term("a", r0, m0)
-        if not rest:
-            body += f"and.b32 a, a, {m0:#x};\n\t"
-        else:
-            ((r1, m1),) = rest
-            body += _term("b", r1, m1) + f"and.b32 b, b, {m1:#x};\n\t"
-            body += f"lop3.b32 a, a, b, {m0:#x}, 0xEC;\n\t"  # 0xEC = (a & c) | b
-        body += f"mul.rn.bf16x2 ${SEL_REGS[q]}, a, {'sl' if q < 2 else 'sh'};\n\t"
-    return "{.reg .b32 a, b, sl, sh;\n\t.reg .b16 l, h;\n\t" + body + "}"
-
-
-@dsl_user_op
-def decode_rot(word: Int32, spair: Int32, *, loc=None, ip=None):
-    """decode_sel's four A registers (bit for bit) from a blob word in word order "rot"
-    (runtime/word_order.py): register q = rotl(word, r) & mask for its one term, or (first term) |
-    (second term, masked) by one lop3 for the two-term register; then the bf16x2 scale multiply.
-    13 instructions per word (decode_sel: 17)."""
-    res = _asm(_struct("i32", 4), [Int32(word), Int32(spair)], rot_asm(), "=r,=r,=r,=r,r,r", loc, ip)
-    return _ints(res, 4, loc, ip)
-
-
 def _shift(dst: str, src: str, s: int) -> str:
     if s == 0:
         return f"mov.b32 {dst}, {src};\n\t"
@@ -256,3 +219,42 @@ def decode_sel(word: Int32, spair: Int32, *, loc=None, ip=None):
     res = _asm(_struct("i32", 4), [Int32(word), Int32(spair)], asm, "=r,=r,=r,=r,r,r", loc, ip)
     return _ints(res, 4, loc, ip)
 
+
+# word order "rot" (runtime/word_order.py): decode_block's registers from the permuted word, one
+# rotation (or shift) and one mask per register (ROT_PLAN).
+def _term(dst: str, r: int, mask: int) -> str:
+    """rotl($4, r) on mask's bits, as word_order.shift_for picks it."""
+    op, n = shift_for(r, mask)
+    if op == "mov":
+        return f"mov.b32 {dst}, $4;\n\t"
+    if op == "rotl":
+        return f"shf.l.wrap.b32 {dst}, $4, $4, {n};\n\t"
+    return f"{'shl.b32' if op == 'shl' else 'shr.u32'} {dst}, $4, {n};\n\t"
+
+
+def rot_asm() -> str:
+    """decode_rot's PTX: $4 = the word, $5 = the scale pair (row g, row g + 8), $0..$3 = the A
+    registers, register q of row g + 8 (q & 1) (plain text: tests/kernels/test_w4a16.py interprets
+    its integer part against ROT_PLAN)."""
+    body = "mov.b32 {l, h}, $5;\n\tmov.b32 sl, {l, l};\n\tmov.b32 sh, {h, h};\n\t"
+    for q, terms in enumerate(ROT_PLAN):
+        (r0, m0), rest = terms[0], terms[1:]
+        body += _term("a", r0, m0)
+        if not rest:
+            body += f"and.b32 a, a, {m0:#x};\n\t"
+        else:
+            ((r1, m1),) = rest
+            body += _term("b", r1, m1) + f"and.b32 b, b, {m1:#x};\n\t"
+            body += f"lop3.b32 a, a, b, {m0:#x}, 0xEC;\n\t"  # 0xEC = (a & c) | b
+        body += f"mul.rn.bf16x2 ${q}, a, {'sh' if q & 1 else 'sl'};\n\t"
+    return "{.reg .b32 a, b, sl, sh;\n\t.reg .b16 l, h;\n\t" + body + "}"
+
+
+@dsl_user_op
+def decode_rot(word: Int32, spair: Int32, *, loc=None, ip=None):
+    """decode_block's four A registers (bit for bit) from a blob word in word order "rot"
+    (runtime/word_order.py): register q = rotl(word, r) & mask for its one term, or (first term) |
+    (second term, masked) by one lop3 for the two-term register; then the bf16x2 scale multiply.
+    13 instructions per word (decode_block: 19, decode_sel: 17)."""
+    res = _asm(_struct("i32", 4), [Int32(word), Int32(spair)], rot_asm(), "=r,=r,=r,=r,r,r", loc, ip)
+    return _ints(res, 4, loc, ip)

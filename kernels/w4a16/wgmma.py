@@ -26,7 +26,7 @@ import cutlass.cute as cute
 from cutlass import Int64
 
 from ..w4a16_device import fence_proxy_async, hold, sw128_desc, wg_commit, wg_fence, wg_wait, wgmma_rs
-from .ptx import decode_block, ld_cached_v4, quad_scales, st_shared_v4
+from .ptx import ld_cached_v4, quad_scales, st_shared_v4
 from .ring import w_slot
 
 
@@ -70,7 +70,7 @@ class WgmmaMainloop:
             for r in cutlass.range_constexpr(rb):
                 sp = quad_scales(sw[kt, r])
                 for b in cutlass.range_constexpr(4):
-                    regs.append(decode_block(aw[b, kt, r], sp[b]))
+                    regs.append(self.decode(aw[b, kt, r], sp[b]))
             self._mma_tile(acc, regs, sbase, kt)
         self._settle(acc)
 

@@ -97,8 +97,8 @@ def test_sel_constants_match_the_kernel():
 
 def test_decode_rot_ptx_computes_the_rot_plan():
     """Interpret decode_rot's PTX (its integer instructions; the multiply's operand is recorded)
-    on random words: register $SEL_REGS[q] is multiplied from OR over ROT_PLAN[q] of
-    rotl(word, r) & mask, by sl for q < 2 and sh otherwise."""
+    on random words: register $q is multiplied from OR over ROT_PLAN[q] of rotl(word, r) & mask,
+    by sl (row g) for even q and sh (row g + 8) for odd q, as decode_block's registers."""
     import re
 
     ptx = pytest.importorskip("nvfp4_aot.kernels.w4a16.ptx")
@@ -137,7 +137,7 @@ def test_decode_rot_ptx_computes_the_rot_plan():
             want = 0
             for r, m in terms:
                 want |= rotl(w, r) & m
-            assert out[f"${ptx.SEL_REGS[q]}"] == (want, "sl" if q < 2 else "sh"), (q, hex(w))
+            assert out[f"${q}"] == (want, "sh" if q & 1 else "sl"), (q, hex(w))
 
 
 def test_prepare_refuses_bad_shapes():
@@ -181,14 +181,14 @@ def test_can_implement_names_the_problem():
     # 3 x (2 x (32 rows x 528 B + 8 warps x 2 x 2304 B -> 54272 B) + 1 KiB) = 328704 B
     three = GROUPED.parse_params({**ring_n, "rb": 2, "nt": 4, "stages": 2, "ctas": 3})
     assert any("ctas=3" in r and "328704 B" in r for r in GROUPED.can_implement(three, "sm_90a"))
-    # word_order "rot" (decode_rot): act_order quad8, split k or n
-    for tun in ({"split": "k", "stages": 1}, {"nt": 4, "stages": 2}):
-        ok = GROUPED.parse_params({**ring_n, "act_order": "quad8", "word_order": "rot", **tun})
+    # word_order "rot" (decode_rot, decode_block's registers): every mode, act orders natural / quad
+    for tun in ({"split": "k", "stages": 1}, {"nt": 4, "stages": 2}, {"act_order": "natural", "nt": 2, "stages": 2},
+                {"act_order": "natural", "split": "wg", "nt": 8, "stages": 2}):
+        ok = GROUPED.parse_params({**ring_n, "word_order": "rot", **tun})
         assert GROUPED.can_implement(ok, "sm_90a") == [], tun
-    for bad in ({"act_order": "quad"}, {"act_order": "natural", "split": "wg", "nt": 8, "stages": 2}):
-        msgs = GROUPED.can_implement(GROUPED.parse_params({**ring_n, "nt": 2, "stages": 2, "word_order": "rot", **bad}),
-                                     "sm_90a")
-        assert any("word_order='rot'" in r and "quad8" in r for r in msgs), bad
+    msgs = GROUPED.can_implement(GROUPED.parse_params({**ring_n, "act_order": "quad8", "nt": 2, "stages": 2,
+                                                       "word_order": "rot"}), "sm_90a")
+    assert any("word_order='rot'" in r and "quad8" in r for r in msgs)
     assert any("word_order='zig'" in r for r in GROUPED.can_implement(GROUPED.parse_params({**ring_n, "word_order": "zig"}), "sm_90a"))
     for bad in ({"ctas": 5}, {"split": "k", "stages": 1, "ctas": 2}, {"stages": 1, "ctas": 3}):
         msgs = GROUPED.can_implement(GROUPED.parse_params({**ring_n, "nt": 2, "stages": 2, **bad}), "sm_90a")

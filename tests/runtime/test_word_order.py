@@ -1,5 +1,5 @@
 """runtime/word_order.py: the "rot" blob word order is a bit permutation whose decode plan
-(ROT_PLAN, read by kernels/w4a16/ptx.py decode_rot) rebuilds decode_sel's registers; the claims
+(ROT_PLAN, read by kernels/w4a16/ptx.py decode_rot) rebuilds quack's fragment registers; the claims
 of its docstring (13 instructions, no single-term plan exists); runners refuse variants that read
 a word order they do not prepare."""
 
@@ -26,14 +26,14 @@ def test_rot_plan_is_a_permutation_with_disjoint_covering_masks():
         assert sum(masks) == T_MASK and all(a & b == 0 for a, b in itertools.combinations(masks, 2))
 
 
-def test_decode_rot_rebuilds_decode_sel_registers_on_every_word_bit():
+def test_decode_rot_rebuilds_the_fragment_registers_on_every_word_bit():
     """For each nibble-order bit (a one-hot word), the rot-order word decoded by ROT_PLAN sets
-    exactly the register bit that decode_sel's semantics give that bit: code c = q + 4 h at bit
-    BF16_FIELDS of half h of register q."""
+    exactly the register bit that quack's fragment semantics give that bit: code c (byte c // 2,
+    low nibble first) at bit BF16_FIELDS of half c % 2 of register c // 2."""
     src = rot_bits()
     for bit in range(32):
         code, field = divmod(bit, 4)
-        q, h = code % 4, code // 4
+        q, h = code // 2, code % 2
         want = {(q, 16 * h + t) for t, f in BF16_FIELDS.items() if f == field}
         word = 1 << src.index(bit)  # the rot-order word holding only that bit
         got = {(qq, t) for qq, terms in enumerate(ROT_PLAN) for r, m in terms for t in range(32)
