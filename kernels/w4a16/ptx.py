@@ -57,15 +57,16 @@ def ld_shared_v4(addr: Int32, *, loc=None, ip=None):
 
 
 @dsl_user_op
-def scale_pair(half: Int32, *, loc=None, ip=None):
-    """The two E4M3 scale bytes (row g, row g+8) in the low 16 bits of `half` -> one bf16x2
-    register (S_g, S_g+8), S = float(e4m3) * 2^119: exact (4 significant bits) and finite
+def scale_pair(half: Int32, hi: bool = False, *, loc=None, ip=None):
+    """The two E4M3 scale bytes (row g, row g+8) in the low (hi: high) 16 bits of `half` -> one
+    bf16x2 register (S_g, S_g+8), S = float(e4m3) * 2^119: exact (4 significant bits) and finite
     (448 * 2^119 < 2^128) for every finite E4M3 incl. zero, subnormals and negatives (e4m3 ->
-    f16 -> f32 -> bf16 are exact; the power-of-two multiply is exact)."""
+    f16 -> f32 -> bf16 are exact; the power-of-two multiply is exact). The scale form of every
+    2^-126 decode (decode_block / decode_sel / decode_rot); w4a16_ws's word order "rot" too."""
     asm = (
         "{.reg .b16 l, h;\n\t.reg .b32 x, m;\n\t.reg .f32 f0, f1;\n\t"
         "mov.b32 {l, h}, $1;\n\t"
-        "cvt.rn.f16x2.e4m3x2 x, l;\n\t"
+        f"cvt.rn.f16x2.e4m3x2 x, {'h' if hi else 'l'};\n\t"
         "mov.b32 {l, h}, x;\n\t"
         "cvt.f32.f16 f0, l;\n\tcvt.f32.f16 f1, h;\n\t"
         "cvt.rn.bf16x2.f32 x, f1, f0;\n\t"

@@ -55,6 +55,7 @@ from ..checks import split_flags_errors
 from ..family import Arg, Family, Signature
 from ..validity import in_range
 from ..hopper import SM_COUNT, SMEM_PER_BLOCK, SMEM_PER_SM  # ctas x (a CTA's + 1 KiB reserved) <= SMEM_PER_SM
+from nvfp4_aot.runtime.word_order import WORD_ORDERS
 
 # weight rows per CTA tile; 64 (one m64 block: wgs 1 only) is quack's CTA at M = 129..1536 (64 x 256, one
 # consumer warpgroup, ~96 CTAs on the DeepSeek-V4 shapes without split-K; session 9)
@@ -175,6 +176,9 @@ class WsParams:
     peek: int = 0  # pipe 16: 1 = test the next stage's full barrier early, spin at its load only if it was not full
     mc: int = 1  # dense only: 2 = 2-CTA clusters on adjacent weight tiles share the activation tile (TMA multicast)
     red: int = 0  # dense split-K reduction: 1 = pairs of splits in clusters of 2 (REDS; stream.py _split_reduce)
+    # the blob's bit order inside each 4-byte word (runtime/word_order.py): "rot" = w4a16's decode_rot (13 ops per
+    # word + the 2^119 scale form) instead of the table decode (19 + 3); experimental: runners prepare "nibble" only
+    word_order: str = "nibble"
 
 
 def _reasons(p: WsParams) -> list[str]:
@@ -292,6 +296,8 @@ def _reasons(p: WsParams) -> list[str]:
         if p.sm_count % 2:
             r.append(f"mc=2 launches clusters of 2 CTAs: sm_count={p.sm_count} must be even")
     r += in_range("sm_count", p.sm_count, 1, 1024)
+    if p.word_order not in WORD_ORDERS:
+        r.append(f"word_order={p.word_order!r} must be one of {WORD_ORDERS}")
     return r + common.bound_errors(p, 1024, "the scheduler's per-expert arrays in shared memory")
 
 
@@ -309,6 +315,9 @@ class _Base(common.W4A16Hooks, Family):
     kernel_module = "nvfp4_aot.kernels.w4a16_ws.kernel"
     grouped_name = "w4a16_ws_grouped_gemm"
     reasons = staticmethod(_reasons)
+
+    def word_order(self, p: WsParams) -> str:  # the blob word order make_inputs writes
+        return p.word_order
 
     def can_implement(self, p: WsParams, arch: str) -> list[str]:
         r = super().can_implement(p, arch)

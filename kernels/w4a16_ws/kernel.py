@@ -55,6 +55,8 @@ from cutlass import BFloat16, Float32, Int32, Int64, Uint8, const_expr
 from cutlass.cute.nvgpu import cpasync, warpgroup
 
 from ..hopper import REGS_PER_SM, launch
+from ..w4a16.ptx import decode_rot
+from ..w4a16.ptx import scale_pair as rot_scale_pair  # the 2^119 form decode_rot's 2^-126 values take
 from ..w4a16_device import hold, sw128_desc, wg_commit, wg_fence, wg_wait, wgmma_rs
 from . import EPI_BLOCKS, EPI_WARP_BYTES, TILE_MS, TILE_NS, epi_bytes, red_parts
 from .epilogue import Epilogue
@@ -75,8 +77,9 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
     def __init__(self, n: int, k: int, experts: int, grouped: bool, tile_m: int, tile_n: int, stages: int,
                  sm_count: int, wgs: int = 2, pipe: int = 16, split_k: int = 1, pdl: bool = False, epi: int = 0,
                  depth: int = 2, raster: int = 1, ctas: int = 1, lean: int = 0, probe: int = 0, stream: int = 0,
-                 peek: int = 0, mc: int = 1, red: int = 0, parts: int = 1):
+                 peek: int = 0, mc: int = 1, red: int = 0, parts: int = 1, rot: bool = False):
         assert n % tile_m == 0 and k % 64 == 0 and tile_m in TILE_MS and tile_n in TILE_NS
+        self.rot = rot  # word order "rot" (runtime/word_order.py): w4a16's decode_rot instead of decode_k16
         assert not peek or pipe == 16
         self.peek = peek  # pipe 16: test the next stage's full barrier early (_step16)
         assert not red or (split_k > 1 and not grouped)
@@ -325,7 +328,7 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
         64, below), drain, release the last stage, store."""
         rb, an = self.rb, self.acc_n
         wq = tw // 32
-        luts = lut_regs()
+        luts = (Int32(0), Int32(0)) if self.rot else lut_regs()  # decode_rot needs no tables
         acc = cute.make_rmem_tensor(cute.make_layout((an, rb)), Float32)
         al = cute.make_rmem_tensor(cute.make_layout((2, rb)), Float32)
         if const_expr(self.epi == 3):  # this warp's staging block (a partial tile's stores) inside the tile image
@@ -434,6 +437,13 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
             for w in cutlass.range_constexpr(2):
                 frag_s[w, r] = sc[w]
 
+    # Plain Python helper, traced inline: k16 block b's code word and its scale word (bytes 2 (b % 2),
+    # + 1 = rows (l, l + 8)) -> the 4 A registers
+    def _decode_word(self, word, sc, b, luts):
+        if self.rot:  # word order "rot": decode_rot (13 ops) with the pair in the 2^119 form
+            return decode_rot(word, rot_scale_pair(sc, b % 2 == 1))
+        return decode_k16(word, luts[0], luts[1], scale_pair(sc, 2 * (b % 2)))
+
     @cute.jit
     def _decode16(self, frag, frag_x, frag_s, b: cutlass.Constexpr[int], luts):
         """k16 block b of the loaded words -> slot b of the A fragment (rb x 4 registers)."""
@@ -441,8 +451,7 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
             if const_expr(self.probe == 1):  # diagnostic: the raw words as the A fragment, no decode
                 vals = [frag_x[b, r]] * 4
             else:
-                pair = scale_pair(frag_s[b // 2, r], 2 * (b % 2))
-                vals = decode_k16(frag_x[b, r], luts[0], luts[1], pair)
+                vals = self._decode_word(frag_x[b, r], frag_s[b // 2, r], b, luts)
             for q in cutlass.range_constexpr(4):
                 frag[q, b, r] = vals[q]
 
@@ -554,7 +563,7 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
             x = lds_v4(wsm + blk * BLOB_BYTES + tw * 16)
             sc = lds_v2(wsm + self.blocks * BLOB_BYTES + blk * STRIP_BYTES + (tw // 4) * 8)
             for b in cutlass.range_constexpr(4):
-                frags.append(decode_k16(x[b], luts[0], luts[1], scale_pair(sc[b // 2], 2 * (b % 2))))
+                frags.append(self._decode_word(x[b], sc[b // 2], b, luts))
         abase = act_base + s * self.act_bytes
         wg_fence()
         for r in cutlass.range_constexpr(rb):
@@ -574,5 +583,5 @@ def make_kernel(p, grouped: bool):
                       bool(getattr(p, "pdl", False)), getattr(p, "epi", 0), getattr(p, "depth", 2),
                       getattr(p, "raster", 1), getattr(p, "ctas", 1), getattr(p, "lean", 0), getattr(p, "probe", 0),
                       getattr(p, "stream", 0), getattr(p, "peek", 0), getattr(p, "mc", 1), getattr(p, "red", 0),
-                      red_parts(p))
+                      red_parts(p), getattr(p, "word_order", "nibble") == "rot")
     return k.grouped_call if grouped else (k.dense_split_call if split > 1 or k.stream else k.dense_call)

@@ -351,3 +351,21 @@ def test_ring_kernels_fit_their_ctas_per_sm(tmp_path):
         assert arch == "sm_90a" and 0 < regs <= REGS_PER_SM // (ctas * threads), (params, regs)
         seen.add((params["warps"], params["rb"], params["nt"], ctas))
     assert seen == {(tun["warps"], tun["rb"], tun["nt"], tun.get("ctas") or RING_CTAS) for tun in ring}
+
+
+@pytest.mark.parametrize("family", ["w4a16_grouped_gemm", "w4a16_ws_grouped_gemm", "w4a16_ws_gemm"])
+def test_make_inputs_and_reference_honour_the_word_order(family):
+    """word_order "rot": the same random weights as "nibble" (same seed), the blob permuted by
+    word_order, and a reference that reads the blob back through word_unorder when the unprepared
+    weights are absent; an unknown order is refused by the predicate."""
+    fam = get_family(family)
+    base = {"n": 128, "k": 256, **({"experts": 2} if "grouped" in family else {})}
+    nib, rot = fam.parse_params(base), fam.parse_params({**base, "word_order": "rot"})
+    a = fam.make_inputs(nib, 9, "cpu", seed=5)
+    b = fam.make_inputs(rot, 9, "cpu", seed=5)
+    assert torch.equal(a["w_q"], b["w_q"]) and torch.equal(a["sf"], b["sf"]) and torch.equal(a["act"], b["act"])
+    assert torch.equal(b["blob"], word_order(a["blob"], "rot")) and not torch.equal(a["blob"], b["blob"])
+    want = fam.reference(nib, a)["out"]
+    bare = {k: v for k, v in b.items() if k not in ("w_q", "w_sf")}
+    assert torch.equal(fam.reference(rot, bare)["out"].nan_to_num(7.0), want.nan_to_num(7.0))
+    assert any("word_order='zig'" in r for r in fam.can_implement(fam.parse_params({**base, "word_order": "zig"}), "sm_90a"))
