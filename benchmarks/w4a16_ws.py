@@ -19,6 +19,7 @@ import torch
 from common import MOE_SHAPES, bf16_peak, device_name, grouped_bf16, open_stores, tflops, time_cuda
 
 from nvfp4_aot.runtime import open_store
+from nvfp4_aot.runtime.word_order import word_order
 
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.quack_w4a16.grouped_family import padded_groups
@@ -42,7 +43,20 @@ def stores_of(specs: list[str]):
 def tag(p) -> str:
     return (f"ws{p.tile_m}x{p.tile_n}s{p.stages}" + (f"w{p.wgs}" if p.wgs != 2 else "")
             + (f"p{p.pipe}" if p.pipe != 16 else "") + f"e{p.epi}" + (f"d{p.depth}" if p.depth != 2 else "")
-            + (f"r{p.raster}" if p.raster != 1 else ""))
+            + (f"r{p.raster}" if p.raster != 1 else "") + ("-rot" if p.word_order == "rot" else ""))
+
+
+def nibble(fam, op, m: int):
+    """The params op runs at m rows, in word order "nibble": make_inputs then gives the plain blob,
+    which blob_in permutes for each store's tiling."""
+    return fam.parse_params({**op.kernel_for(m).record["params"], "word_order": "nibble"})
+
+
+def blob_in(b, p, cache: dict):
+    """b's (nibble-order) blob in the word order tiling p reads (runtime/word_order.py), made once."""
+    if p.word_order not in cache:
+        cache[p.word_order] = word_order(b["blob"], p.word_order)
+    return cache[p.word_order]
 
 
 def dense(paths: list[str], ms: list[int]) -> None:
@@ -55,7 +69,8 @@ def dense(paths: list[str], ms: list[int]) -> None:
     for name, (n, k) in DENSE_SHAPES.items():
         ops = [s.op(fam.name, n=n, k=k) for s in stores]
         mmax = max(ms)
-        b = fam.make_inputs(fam.parse_params(ops[0].kernel_for(mmax).record["params"]), mmax, dev, seed=n + k)
+        b = fam.make_inputs(nibble(fam, ops[0], mmax), mmax, dev, seed=n + k)
+        blobs = {}  # word order -> the same weights' blob in it (a store's tiling may read "rot")
         w16 = torch.randn((n, k), device=dev, dtype=torch.bfloat16)
         print(f"{name} ({n}x{k})")
         for m in ms:
@@ -64,7 +79,7 @@ def dense(paths: list[str], ms: list[int]) -> None:
             for op in ops:
                 p = fam.parse_params(op.kernel_for(m).record["params"])
                 out = torch.full((m, n), float("nan"), dtype=torch.bfloat16, device=dev)
-                args = [b["act"][:m], b["blob"], b["sf"], b["alpha"], out]
+                args = [b["act"][:m], blob_in(b, p, blobs), b["sf"], b["alpha"], out]
                 op(*args)
                 same = "" if first is None else ("=" if torch.equal(out.view(torch.int16), first) else "DIFF")
                 first = out.view(torch.int16).clone() if first is None else first
@@ -98,7 +113,8 @@ def main() -> None:
         w16 = torch.randn((E, n, k), device=dev, dtype=torch.bfloat16).transpose(1, 2)
         ops = [s.op("w4a16_ws_grouped_gemm", n=n, k=k, experts=E) for s in stores]
         # one buffer for every op and t (inputs depend on n, k, experts only)
-        b = fam.make_inputs(fam.parse_params(ops[0].kernel_for(tmax * E).record["params"]), tmax * E, dev, seed=1)
+        b = fam.make_inputs(nibble(fam, ops[0], tmax * E), tmax * E, dev, seed=1)
+        blobs = {}
         qops = []  # one quack op per tile_n (a problem parameter: the groups' padding)
         for o in (qstore.ops.values() if qstore else ()):
             qp = o.kernel_for(1).record["params"]
@@ -112,7 +128,8 @@ def main() -> None:
             first = None
             for op in ops:
                 p = fam.parse_params(op.kernel_for(rows).record["params"])  # the tiling the op runs at these rows
-                args = [b["act"][:rows], b["blob"], b["sf"], b["alpha"], b["offsets"], b["counts"], b["out"][:rows]]
+                args = [b["act"][:rows], blob_in(b, p, blobs), b["sf"], b["alpha"], b["offsets"], b["counts"],
+                        b["out"][:rows]]
                 b["out"][:rows].fill_(float("nan"))
                 op(*args)
                 got = b["out"][:rows].view(torch.int16)
