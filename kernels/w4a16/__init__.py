@@ -41,6 +41,9 @@ Design (decode first: at <= 16 tokens per expert the GEMM is bound by weight byt
     bf16 values with no gather: a register pairs nibbles 16 bits apart, so one shift of the word
     places both magnitudes and one shift of the even / odd nibbles' sign bits both signs, and a
     lop3 bitselect merges them (17 instead of 19 SASS per block, 6 + 2 instead of 11 ALU-pipe ops).
+    word_order "rot" (experimental; runtime/word_order.py, ptx.decode_rot; act orders natural /
+    quad): the blob's bits permuted inside each word so that each register is one shift and one
+    mask (one register two): 13 SASS per block, decode_block's registers; runners refuse it so far.
   * split = "k" (decode): split-K across the CTA's warps (a CTA = 16 * rb weight rows),
     reduced through shared memory: decode has 16-row slices of N x K to spread over 132 SMs.
   * split = "n" (small batches): warps split N, activations staged once per CTA in shared

@@ -41,7 +41,9 @@ halve; with stream 1 the pair walks one stream-K range of tile pairs; raster 1, 
 an even number of weight tiles and sm_count; kernel.py, stream.py), red (dense split-K's reduction: 0 = the
 last-arriving split reads every partial back from L2; 1 = splits 2q, 2q + 1 of a tile are one cluster of two
 CTAs summing through distributed shared memory, the pairs' halves meeting in L2 when split_k > 2; stream.py).
-Measured tilings: GROUPED_TILES, tiles.py.
+word_order ("nibble", or the experimental "rot" of runtime/word_order.py: the consumers decode with
+w4a16's decode_rot instead of the table decode; runners refuse it so far). Measured tilings: GROUPED_TILES,
+tiles.py.
 """
 
 from __future__ import annotations
