@@ -109,9 +109,8 @@ def open_ops(runner: Any, store: Any, decls: Iterable[OpDecl]) -> list[OpDecl]:
             op = None
         if op is not None:
             _check_word_order(op)
-        setattr(runner, d.attr, op)
-        if op is not None:
             opened.append(d)
+        setattr(runner, d.attr, op)
     return opened
 
 

@@ -36,6 +36,12 @@ T_MASK = 0x81C081C0  # a register's target bits: BF16_FIELDS in both halves
 ROT_PLAN = (((0, T_MASK),), ((4, T_MASK),), ((26, T_MASK),), ((6, 0x80C080C0), (30, 0x01000100)))
 
 
+def rotl(x, r: int):
+    """x (32-bit values: a Python int, or an int64 tensor) rotated left by r (0 <= r < 32): the
+    operation ROT_PLAN's terms are defined by (word_order's permutation, prepare.emulate_weights)."""
+    return ((x << r) | (x >> (32 - r))) & 0xFFFFFFFF if r else x
+
+
 def shift_for(r: int, mask: int) -> tuple[str, int]:
     """The cheapest instruction that computes rotl(word, r) on `mask`'s bits: ("mov", 0) for r = 0,
     ("shl", r) when every masked bit t has its source t - r >= 0, ("shr", 32 - r) when t + 32 - r
@@ -78,8 +84,7 @@ def _permute_words(blob, src: tuple[int, ...]):
     out = torch.zeros_like(x)
     for d in sorted({(j - s) % 32 for j, s in enumerate(src)}):
         mask = sum(1 << j for j, s in enumerate(src) if (j - s) % 32 == d)
-        rot = ((x << d) | (x >> (32 - d))) & 0xFFFFFFFF if d else x
-        out |= rot & mask
+        out |= rotl(x, d) & mask
     return ((out.unsqueeze(-1) >> (8 * torch.arange(4, device=blob.device))) & 0xFF).to(torch.uint8).reshape(blob.shape)
 
 
@@ -105,5 +110,5 @@ def word_unorder(blob, order: str):
     return _permute_words(blob, tuple(inv))
 
 
-__all__ = ["BF16_FIELDS", "ROT_PLAN", "RUNNER_WORD_ORDER", "T_MASK", "WORD_ORDERS", "rot_bits", "shift_for",
-           "word_order", "word_unorder"]
+__all__ = ["BF16_FIELDS", "ROT_PLAN", "RUNNER_WORD_ORDER", "T_MASK", "WORD_ORDERS", "rot_bits", "rotl",
+           "shift_for", "word_order", "word_unorder"]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from nvfp4_aot.runtime.word_order import ROT_PLAN
+from nvfp4_aot.runtime.word_order import ROT_PLAN, rotl
 
 from ..quack_w4a16.layout import prepare_weights, unprepare_weights
 from . import DECODE_MASK, DECODE_MUL, DECODE_SEL, SCALE_MUL
@@ -95,7 +95,7 @@ def emulate_weights(blob: torch.Tensor, strip: torch.Tensor, decode: str = "mul"
         if decode == "rot":  # blob in word order "rot": the same registers, by ROT_PLAN
             bits = torch.zeros_like(x)
             for r, mask in ROT_PLAN[p]:
-                bits |= (((x << r) | (x >> (32 - r))) & _M32 if r else x) & mask
+                bits |= rotl(x, r) & mask
         else:
             u = prmt(lo, hi, DECODE_SEL[p])
             bits = ((u * DECODE_MUL) & _M32) & DECODE_MASK
