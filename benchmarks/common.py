@@ -15,9 +15,10 @@ MOE_E, MOE_H, MOE_I = 48, 7168, 3072  # the MoE layer benchmarks' shape: DeepSee
 MOE_SHAPES = {"L1": (2 * MOE_I, MOE_H), "L2": (MOE_H, MOE_I)}  # the routed experts' grouped GEMMs, (N, K)
 
 
-def moe_runner(store, max_tokens: int, prefill: bool = True):
+def moe_runner(store, max_tokens: int, prefill: bool = True, word_order: str | None = None):
     """MoERunner over MOE_E experts of random NVFP4 weights (global scales 1e-4), expert_start 0,
-    top-TOPK: what benchmarks/moe_layer.py and moe_timeline.py time."""
+    top-TOPK: what benchmarks/moe_layer.py and moe_timeline.py time. word_order: the runner's
+    (runtime/word_order.py; None: the served one)."""
     from nvfp4_aot.kernels.quack_w4a16.prepare import random_nvfp4_weights
     from nvfp4_aot.runtime import MoERunner
 
@@ -33,7 +34,19 @@ def moe_runner(store, max_tokens: int, prefill: bool = True):
     return MoERunner(store, w13=torch.stack(q13), w13_scale=torch.stack(s13).view(f8),
                      w13_scale_2=torch.full((MOE_E,), 1e-4, device=dev), w2=torch.stack(q2),
                      w2_scale=torch.stack(s2).view(f8), w2_scale_2=torch.full((MOE_E,), 1e-4, device=dev),
-                     expert_start=0, top_k=TOPK, max_tokens=max_tokens, prefill=prefill)
+                     expert_start=0, top_k=TOPK, max_tokens=max_tokens, prefill=prefill,
+                     **({"word_order": word_order} if word_order else {}))
+
+
+def find_op(store, family: str, **problem):
+    """The one op of `family` in `store` whose problem holds these items (the others, e.g. act_order
+    or word_order, whatever the store built): benchmarks that time any store's tilings of a shape."""
+    ops = [o for o in store.ops.values() if o.spec["family"] == family
+           and all(o.spec["problem"].get(k) == v for k, v in problem.items())]
+    if len(ops) != 1:
+        raise SystemExit(f"{store.root}: {len(ops)} ops of {family} with {problem} "
+                         f"({sorted(o.name for o in ops)}): give the missing problem values")
+    return ops[0]
 
 
 def device_name() -> str:

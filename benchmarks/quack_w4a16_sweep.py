@@ -69,7 +69,7 @@ def run(root: str, ms: list[int]) -> None:
         tb = {m: time_cuda(lambda: torch.matmul(acts[m], w16.T), reps=10) for m in ms}
         print(f"{shape} ({n}x{k}) torch bf16 us: " + " ".join(f"M={m}: {tb[m] * 1e6:.1f}" for m in ms))
         if ours is not None:  # our split-K decode kernel (w4a16_gemm; per-row alpha always), Nvfp4Linear's up to QUACK_FROM
-            fo, oop, cells = get_family("w4a16_gemm"), ours.op("w4a16_gemm", n=n, k=k, act_order="natural"), []
+            fo, oop, cells = get_family("w4a16_gemm"), ours.op("w4a16_gemm", n=n, k=k, act_order="natural", word_order="nibble"), []
             for m in [m for m in ms if m <= 128]:
                 kern = oop.kernel_for(m)
                 po = fo.parse_params(kern.record["params"])

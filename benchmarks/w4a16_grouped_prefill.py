@@ -52,7 +52,7 @@ def main() -> None:
         for t in a.tokens:
             fl, tb, line = grouped_bf16(t, w16, peak)
             if ostore and t >= 64:  # the store holds the prefill (split="wg") variant only
-                op = ostore.op("w4a16_grouped_gemm", n=n, k=k, experts=E, act_order="natural")
+                op = ostore.op("w4a16_grouped_gemm", n=n, k=k, experts=E, act_order="natural", word_order="nibble")
                 rows = t * E
                 op_p = ofam.parse_params(op.kernel_for(rows).record["params"])
                 b = ofam.make_inputs(op_p, rows, dev, seed=t)

@@ -21,7 +21,7 @@ store; the decode tiles tile_n 16 / 32 of session 7 `wgdec`) on the same weights
 import argparse
 
 import torch
-from common import (MOE_SHAPES, TOPK, bf16_peak, cold_copies, copy_bandwidth, device_name, l2_bytes, tflops, time_cuda,
+from common import (MOE_SHAPES, TOPK, find_op, bf16_peak, cold_copies, copy_bandwidth, device_name, l2_bytes, tflops, time_cuda,
                     time_cuda_rot)
 
 from nvfp4_aot.kernels import get_family
@@ -29,7 +29,8 @@ from nvfp4_aot.kernels.moe_glue import capacity
 from nvfp4_aot.runtime import open_store
 from nvfp4_aot.runtime.layout import ACT_ORDERS, act_unorder
 from nvfp4_aot.runtime.linear import Nvfp4Linear
-from nvfp4_aot.runtime.moe import DECODE_ORDER, PAD  # PAD: MoERunner's decode-path group padding on Hopper
+from nvfp4_aot.runtime.moe import DECODE_ORDERS, PAD  # PAD: MoERunner's decode-path group padding on Hopper
+from nvfp4_aot.runtime.word_order import RUNNER_WORD_ORDER, WORD_ORDERS
 from nvfp4_aot.runtime.scratch import OpScratch
 
 SHAPES = MOE_SHAPES
@@ -60,8 +61,8 @@ def ws_decode(ws_stores, n: int, k: int, e: int, rows: int, b, order: str, t: in
     act = act_unorder(b["act"], order)
     for ws_store in ws_stores:
         try:
-            wop = ws_store.op("w4a16_ws_grouped_gemm", n=n, k=k, experts=e)
-        except Exception:  # noqa: BLE001 (a store without this shape)
+            wop = find_op(ws_store, "w4a16_ws_grouped_gemm", n=n, k=k, experts=e)
+        except SystemExit:  # a store without this shape (or with several word orders of it)
             continue
         kern = wop.kernel_for(rows)
         out = torch.full_like(ours_out, float("nan"))
@@ -77,14 +78,15 @@ def ws_decode(ws_stores, n: int, k: int, e: int, rows: int, b, order: str, t: in
     return line
 
 
-def grouped(store, bw, peak, e: int, dev, tokens, act_order: str = DECODE_ORDER, ws_stores=()) -> None:
-    """act_order: DECODE_ORDER is what MoERunner's decode path runs (make_inputs permutes act to it).
+def grouped(store, bw, peak, e: int, dev, tokens, act_order: str, ws_stores=(), word_order: str = RUNNER_WORD_ORDER) -> None:
+    """act_order / word_order: DECODE_ORDERS[word_order] is what MoERunner's decode path runs with word_order
+    (make_inputs permutes act and the blob to them).
     ws_stores: stores with w4a16_ws_grouped_gemm decode tilings, timed on the same data (ws_decode)."""
     fam = get_family("w4a16_grouped_gemm")
     qfam = get_family("quack_w4a16_gemm")
-    print(f"\ngrouped, {e} experts, act_order {act_order}: tokens/expert, ours | quack per expert | torch bf16 _grouped_mm")
+    print(f"\ngrouped, {e} experts, act_order {act_order}, word_order {word_order}: tokens/expert, ours | quack per expert | torch bf16 _grouped_mm")
     for name, (n, k) in SHAPES.items():
-        op = store.op("w4a16_grouped_gemm", n=n, k=k, experts=e, act_order=act_order)
+        op = store.op("w4a16_grouped_gemm", n=n, k=k, experts=e, act_order=act_order, word_order=word_order)
         qop = store.op("quack_w4a16_gemm", n=n, k=k)
         floor = e * weight_bytes(n, k) / bw
         print(f"{name} ({n}x{k}): NVFP4 weights {e * weight_bytes(n, k) / 1e6:.0f} MB, floor {floor * 1e6:.0f} us")
@@ -136,7 +138,7 @@ def _op(store, fam, **problem):
         return None
 
 
-def dense(store, bw, peak, dev, ms, shapes=None, cold: bool = False) -> None:
+def dense(store, bw, peak, dev, ms, shapes=None, cold: bool = False, word_order: str = RUNNER_WORD_ORDER) -> None:
     """Per M: our w4a16_gemm (decode) and w4a16_ws_gemm, quack's (scalar alpha; per-row for the
     two-scale q_a + kv), torch bf16 matmul, and what Nvfp4Linear serves by default (its own choice,
     Nvfp4Linear.family_for, for a store holding every declared op) with its ratio to torch, and our
@@ -159,8 +161,8 @@ def dense(store, bw, peak, dev, ms, shapes=None, cold: bool = False) -> None:
     for name, (n, k, scales) in DENSE.items():
         if shapes and not any(name.endswith(s) for s in shapes):
             continue
-        op = store.op("w4a16_gemm", n=n, k=k, act_order="natural")
-        wop = _op(store, "w4a16_ws_gemm", n=n, k=k)
+        op = store.op("w4a16_gemm", n=n, k=k, act_order="natural", word_order=word_order)
+        wop = _op(store, "w4a16_ws_gemm", n=n, k=k, word_order=word_order)
         qname = "quack_w4a16_gemm" if scales == 1 else "quack_w4a16_rowalpha_gemm"
         qop = _op(store, qname, n=n, k=k)
         upto = Nvfp4Linear.decode_upto(n, k) if wop is not None else 1 << 62
@@ -197,7 +199,7 @@ def dense(store, bw, peak, dev, ms, shapes=None, cold: bool = False) -> None:
             tb = t([lambda w=w: torch.matmul(a_m, w.T) for w in w16s])
             timed = {"w4a16_gemm": ("w4a16", to), "w4a16_ws_gemm": ("ws   ", tw)}
             oname, served = timed[Nvfp4Linear.family_for(n, k, m, one_scale=scales == 1, quack=False)]  # ours only
-            dname, dflt = timed.get(Nvfp4Linear.family_for(n, k, m, one_scale=scales == 1), ("quack", tq))
+            dname, dflt = timed.get(Nvfp4Linear.family_for(n, k, m, one_scale=scales == 1, word_order=word_order), ("quack", tq))
             fl = 2.0 * m * n * k
 
             def us(t):
@@ -223,8 +225,11 @@ def main() -> None:
     ap.add_argument("--shapes", nargs="*", help="dense: only these (e.g. o_b q_b down gate+up q_a+kv)")
     ap.add_argument("--skip-grouped", action="store_true")
     ap.add_argument("--cold", action="store_true", help="dense: rotate every kernel's weights over copies (cold L2)")
-    ap.add_argument("--act-order", nargs="*", default=[DECODE_ORDER], choices=list(ACT_ORDERS),
-                    help=f"grouped: activation K order(s) to time (MoERunner's decode path runs {DECODE_ORDER})")
+    ap.add_argument("--word-order", default=RUNNER_WORD_ORDER, choices=list(WORD_ORDERS),
+                    help="the blob word order of our ops to time (runtime/word_order.py; the store must hold them)")
+    ap.add_argument("--act-order", nargs="*", default=None, choices=list(ACT_ORDERS),
+                    help="grouped: activation K order(s) to time (default: what MoERunner's decode path runs with "
+                         f"--word-order, {DECODE_ORDERS})")
     ap.add_argument("--ws", nargs="*", default=[], metavar="STORE[:MANIFEST]",
                     help="grouped: also time these stores' w4a16_ws_grouped_gemm (decode tiles) on the same data")
     a = ap.parse_args()
@@ -242,10 +247,10 @@ def main() -> None:
         ws_stores[-1].prime()
     if not a.skip_grouped:
         for e in a.experts:
-            for order in a.act_order:
-                grouped(store, bw, peak, e, dev, a.tokens, order, ws_stores)
+            for order in a.act_order or [DECODE_ORDERS[a.word_order]]:
+                grouped(store, bw, peak, e, dev, a.tokens, order, ws_stores, a.word_order)
     if not a.skip_dense:
-        dense(store, bw, peak, dev, a.m, a.shapes, a.cold)
+        dense(store, bw, peak, dev, a.m, a.shapes, a.cold, a.word_order)
 
 
 if __name__ == "__main__":

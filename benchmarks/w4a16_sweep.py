@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import torch
-from common import MOE_SHAPES, TOPK, copy_bandwidth, device_name, time_cuda
+from common import MOE_SHAPES, TOPK, copy_bandwidth, device_name, find_op, time_cuda
 
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.w4a16 import is_ring, ring_ctas
@@ -36,7 +36,7 @@ DENSE = {"gate_up": (6144, 7168), "q_a+kv": (2048, 7168), "o_b": (7168, 2048), "
 def dense(store, name, bw, dev) -> None:
     fam = get_family("w4a16_gemm")
     for shape, (n, k) in DENSE.items():
-        op = store.op("w4a16_gemm", n=n, k=k)
+        op = find_op(store, "w4a16_gemm", n=n, k=k)
         res = []
         for m in (1, 16, 64):
             p = fam.parse_params(op.kernel_for(m).record["params"])
@@ -66,8 +66,8 @@ def grouped_op(store, n: int, k: int):
     want = os.environ.get("ACT_ORDER", "natural")
     for order in (want, *[o for o in ACT_ORDERS if o != want]):
         try:
-            return store.op("w4a16_grouped_gemm", n=n, k=k, experts=E, act_order=order)
-        except Exception:  # MissingVariantError: not built with this order
+            return find_op(store, "w4a16_grouped_gemm", n=n, k=k, experts=E, act_order=order)
+        except SystemExit:  # not built with this order (the store's word order is the tilings' own)
             continue
     raise SystemExit(f"{store.root}: no w4a16_grouped_gemm n={n} k={k} experts={E} in any act order {ACT_ORDERS}")
 

@@ -215,7 +215,7 @@ def run(root: str, ms: list[int]) -> None:
         if only is not None and shape not in only:
             continue
         try:
-            kerns = store.op(fam.name, n=n, k=k).kernels()
+            kerns = store.op(fam.name, n=n, k=k, word_order="nibble").kernels()
         except Exception:  # noqa: BLE001 (a sweep store without this shape)
             continue
         p0 = fam.parse_params(kerns[0].record["params"])
@@ -247,7 +247,7 @@ def run(root: str, ms: list[int]) -> None:
                 cells.append(f"M={m}: {tq[m] * 1e6:6.1f} ({tb[m] / tq[m]:.2f}x{pk(m, n, k, tq[m])})")
             print(f"  {'quack (' + qname.split('_')[-2] + ')':18}      | " + " | ".join(cells))
         try:
-            oop = base.op("w4a16_gemm", n=n, k=k, act_order="natural")
+            oop = base.op("w4a16_gemm", n=n, k=k, act_order="natural", word_order="nibble")
             cells = []
             for m in sorted(set(OURS_MS) | {m for m in ms if m <= 64}):
                 args = (data["act"][:m], data["blob"], data["sf"], data["alpha"], data["out"][:m])

@@ -33,6 +33,7 @@ from nvfp4_aot.runtime.checkpoint import Checkpoint, CheckpointError, Gemm, comp
 from nvfp4_aot.runtime.declare import OpDecl
 from nvfp4_aot.runtime.linear import Nvfp4Linear
 from nvfp4_aot.runtime.moe import MoERunner
+from nvfp4_aot.runtime.word_order import RUNNER_WORD_ORDER
 
 from .manifest import Manifest, OpSpec, op_spec
 
@@ -68,6 +69,7 @@ class Settings:
     max_num_batched_tokens: int = 8192
     capture_sizes: tuple[int, ...] | None = None  # None: vLLM's default for max_capture_size
     max_capture_size: int = 512
+    word_order: str = RUNNER_WORD_ORDER  # sm_90a: the blob word order the runners prepare (runtime/word_order.py)
 
 
 @dataclass
@@ -116,6 +118,24 @@ def make_buckets(table: Table, cap: int, capture_sizes: Sequence[int], padded: b
         else:
             out.append((m, m, t))
     return out
+
+
+def runner_manifest(name: str, decls: Sequence[OpDecl], max_tokens: int, arch: str = "sm_90a",
+                    capture_sizes: Sequence[int] | None = None, header: Sequence[str] = ()) -> Manifest:
+    """A manifest of exactly these runner declarations, without a checkpoint (GPU-test stores, A/B
+    stores of one runner shape): each op once, on `arch`, bucketed as `plan` buckets it (the family's
+    tile table over the capture sizes, default vLLM's up to 512, up to the M the op sees at
+    max_tokens)."""
+    sizes = list(capture_sizes or vllm_capture_sizes(512))
+    specs, seen = [], set()
+    for d in decls:
+        key = (d.family, tuple(sorted(d.problem.items())))
+        if key in seen:  # one op opened by two decls (the unpadded tier's route is the decode path's)
+            continue
+        seen.add(key)
+        buckets = make_buckets(get_family(d.family).tile_table(d.problem), d.m_of(max_tokens), sizes, d.padded)
+        specs.append(op_spec(d.family, d.problem, (arch,), buckets, (f"{d.family}: {d.text}",)))
+    return Manifest(name, Path(f"{name}.toml"), tuple(specs), f"{name} (runner declarations)", (arch,), tuple(header))
 
 
 # ----------------------------------------------------------------------------- planning
@@ -293,7 +313,7 @@ class Planner:
             n = min(n for n, kk in by_nk if kk == k)
             lines = [f"  {self.describe(u)}" for u in ordered(uses.values())]
             for arch in self.s.archs:
-                for d in Nvfp4Linear.ops(n, k, arch):
+                for d in Nvfp4Linear.ops(n, k, arch, word_order=self.s.word_order):
                     if d.keyed == "input":
                         self.add(d, arch, [self.title(d)] + lines, "")
         for (n, k), uses in sorted(by_nk.items()):
@@ -304,7 +324,7 @@ class Planner:
             # kernel (its choice, declared by its ops), so both are planned for it
             kinds = sorted({True} | {False for u in uses.values() if len(u.gemms[0].parts) > 1}, reverse=True)
             for arch in self.s.archs:
-                decls = list({(d.family, d.attr): d for kind in kinds for d in Nvfp4Linear.ops(n, k, arch, one_scale=kind)
+                decls = list({(d.family, d.attr): d for kind in kinds for d in Nvfp4Linear.ops(n, k, arch, one_scale=kind, word_order=self.s.word_order)
                               if d.keyed == "gemm"}.values())
                 need = [d for d in decls if not d.optional]
                 extra = [d for d in decls if d.optional]
@@ -334,7 +354,8 @@ class Planner:
             where = ", ".join(p.rpartition(".")[0] for p in name_patterns(g.name for g in uses["w13"].gemms))
             experts_line = f"  {where}  [routed experts: {experts} local, top-{top_k}, hidden {h}, intermediate {i}{self.ep}]"
             for arch in self.s.archs:
-                decls = MoERunner.ops(h, i, experts, top_k, arch, swiglu_limit=self.swiglu_limit, max_tokens=T)
+                decls = MoERunner.ops(h, i, experts, top_k, arch, swiglu_limit=self.swiglu_limit, max_tokens=T,
+                                      word_order=self.s.word_order)
                 if not decls and MoERunner.ops(h, i, experts, top_k, arch):
                     self.unsupported.append(f"{arch}: MoERunner h={h}, i={i}: config.json swiglu_limit {self.swiglu_limit} "
                                             f"(clamped SwiGLU) has no path on {arch} <- {where}")
@@ -420,6 +441,9 @@ class Planner:
             "  token-slots (decode: unpadded; prefill and sm_100a: each expert's rows padded, to the quack grouped GEMM's tile_n",
             "  on sm_90a, to 128 on sm_100a); moe_route / moe_permute* / moe_combine see tokens.",
         ]
+        if s.word_order != RUNNER_WORD_ORDER:
+            lines.append(f"sm_90a weights in blob word order {s.word_order!r} (runtime/word_order.py), not the served "
+                         f"{RUNNER_WORD_ORDER!r}: runners open these ops only when built with word_order={s.word_order!r}.")
         return [x for x in lines if x]
 
 

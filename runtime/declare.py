@@ -108,25 +108,9 @@ def open_ops(runner: Any, store: Any, decls: Iterable[OpDecl]) -> list[OpDecl]:
                 raise
             op = None
         if op is not None:
-            _check_word_order(op)
             opened.append(d)
         setattr(runner, d.attr, op)
     return opened
-
-
-def _check_word_order(op: Any) -> None:
-    """Runners prepare their blobs in RUNNER_WORD_ORDER (runtime/weights.py): a variant built for
-    another bit order (a tuning knob while experimental, runtime/word_order.py) would multiply
-    wrong weights without any error, so opening it is refused."""
-    from .errors import MissingVariantError
-    from .word_order import RUNNER_WORD_ORDER
-
-    for k in op.kernels():
-        order = k.record["params"].get("word_order", RUNNER_WORD_ORDER)
-        if order != RUNNER_WORD_ORDER:
-            raise MissingVariantError(
-                f"{op.name}: variant {k.record['key'][:12]} reads blob word order {order!r}; runners prepare "
-                f"{RUNNER_WORD_ORDER!r} only (runtime/word_order.py): rebuild the op without word_order")
 
 
 __all__ = ["OpDecl", "covered", "missing_ops", "open_ops"]

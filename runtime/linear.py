@@ -31,7 +31,8 @@ from ..kernels.w4a16_ws.tiles import DECODE_UPTO, WS_OVER_QUACK
 from .declare import OpDecl, covered, missing_ops, open_ops  # noqa: F401  (covered re-exported)
 from .errors import MissingVariantError
 from .scratch import OpScratch
-from .weights import operands, parts_to_rows, row_alpha  # noqa: F401  (parts_to_rows re-exported)
+from .weights import BLOB_LAYOUT, operands, parts_to_rows, row_alpha  # noqa: F401  (parts_to_rows re-exported)
+from .word_order import RUNNER_WORD_ORDER, check_order
 
 # M up to which w4a16_gemm (mma.sync decode) serves, measured on an H200. Session 5/6: ws's time
 # is flat in M up to its 64-token tile while w4a16_gemm's M = 33 bucket costs 1.5x its M = 32
@@ -76,12 +77,13 @@ class Nvfp4Linear:
         return cls.ws_ranges(n, k) == ((WS_FROM, None),)
 
     @classmethod
-    def family_for(cls, n: int, k: int, m: int, *, one_scale: bool = True, quack: bool = True) -> str:
+    def family_for(cls, n: int, k: int, m: int, *, one_scale: bool = True, quack: bool = True,
+                   word_order: str = RUNNER_WORD_ORDER) -> str:
         """The family that serves M rows on sm_90a when the store holds every op `ops` declares: the
         declarations' own edges (w4a16_gemm up to its m_upto, w4a16_ws_gemm on ws_ranges where it is
         declared, the upper kernel above), which __call__ follows on an instance
         (tests/runtime/test_linear_cpu.py checks the two agree). For benchmarks and planning tools."""
-        decls = cls.ops(n, k, "sm_90a", one_scale=one_scale, quack=quack)
+        decls = cls.ops(n, k, "sm_90a", one_scale=one_scale, quack=quack, word_order=word_order)
         if m <= decls[0].m_upto:
             return decls[0].family
         mid = [d for d in decls if d.attr == "mid_op"]
@@ -91,21 +93,25 @@ class Nvfp4Linear:
 
     @classmethod
     def ops(cls, n: int, k: int, arch: str, *, one_scale: bool = True, quack: bool = True,
-            upper: bool = True, mid: bool = True) -> list[OpDecl]:
+            upper: bool = True, mid: bool = True, word_order: str = RUNNER_WORD_ORDER) -> list[OpDecl]:
         """The ops a dense NVFP4 GEMM [N, K] needs on `arch` (see runtime/declare.py). sm_90a:
         w4a16_gemm for every M, or only up to a threshold with optional upper kernels above it
         (a store without them leaves w4a16_gemm every M; `upper` False declares that case): with
         `quack` (default) our w4a16_ws_gemm on the M ranges ws_ranges(n, k) (`mid` False leaves it
         out: the store lacks it) and quack_w4a16_gemm for one global scale, quack_w4a16_rowalpha_gemm
         for several (`one_scale` False), on the other M above WS_FROM; without `quack`, our
-        w4a16_ws_gemm above WS_FROM.
+        w4a16_ws_gemm above WS_FROM. `word_order` (runtime/word_order.py, a problem key of our two
+        families): the blob word order the layer prepares; quack's kernels read "nibble" only, so
+        any other order declares the `quack` False ops.
         sm_100a: activation quantize + global scale per input width and quack_nvfp4_gemm,
         planned for the block-scaled path this class does not serve yet."""
         p = {"n": n, "k": k}
         if arch == "sm_90a":
+            ours = {**p, "word_order": check_order(word_order)}
+            quack = quack and word_order == "nibble"
             ranges = cls.ws_ranges(n, k) if quack and mid and upper else ()
             if ranges and cls.ws_everywhere(n, k):
-                return cls.ops(n, k, arch, one_scale=one_scale, quack=False, upper=upper)
+                return cls.ops(n, k, arch, one_scale=one_scale, quack=False, upper=upper, word_order=word_order)
             if quack:
                 fam, upto = (("quack_w4a16_gemm", QUACK_FROM) if one_scale
                              else ("quack_w4a16_rowalpha_gemm", QUACK_FROM_ROW_ALPHA))
@@ -118,17 +124,17 @@ class Nvfp4Linear:
                 above = upto
                 text = f"Nvfp4Linear(quack=False) for M > {upto} (per-row alpha: one or several global scales)"
             spans = ", ".join(f"{lo} < M" + ("" if hi is None else f" <= {hi}") for lo, hi in ranges)
-            middle = ([OpDecl("mid_op", "w4a16_ws_gemm", p, "tokens",
+            middle = ([OpDecl("mid_op", "w4a16_ws_gemm", ours, "tokens",
                               f"Nvfp4Linear for {spans} (measured at least as fast as quack there)",
                               keyed="gemm", weights="weight", optional=True, m_above=ranges[0][0],
                               m_upto=ranges[-1][1], runner="Nvfp4Linear")] if ranges else [])
             return [
                 # the input comes from the model: natural K (act_order spelled: the store's op ids do)
-                OpDecl("op", "w4a16_gemm", {**p, "act_order": "natural"}, "tokens",
+                OpDecl("op", "w4a16_gemm", {**ours, "act_order": "natural"}, "tokens",
                        f"Nvfp4Linear (runtime/linear.py) for M <= {upto}; every M without {fam} for the layer",
                        keyed="gemm", weights="weight", m_upto=upto if upper else None, runner="Nvfp4Linear"),
                 *middle,
-                *([OpDecl("upper_op", fam, p, "tokens", text, keyed="gemm", weights="weight", optional=True,
+                *([OpDecl("upper_op", fam, ours if fam == "w4a16_ws_gemm" else p, "tokens", text, keyed="gemm", weights="weight", optional=True,
                           m_above=above, runner="Nvfp4Linear")] if upper else []),
             ]
         if arch == "sm_100a":
@@ -141,12 +147,14 @@ class Nvfp4Linear:
         return []
 
     def __init__(self, store, weight: torch.Tensor, weight_scale: torch.Tensor, weight_scale_2: torch.Tensor, *,
-                 max_tokens: int, part_sizes: Sequence[int] | None = None, device: Any = None, quack: bool = True):
+                 max_tokens: int, part_sizes: Sequence[int] | None = None, device: Any = None, quack: bool = True,
+                 word_order: str = RUNNER_WORD_ORDER):
         """quack=True (default): w4a16_ws_gemm on the M ranges ws_ranges(N, K), quack's WGMMA kernel
         on the other M above WS_FROM (measured faster there, see the module docstring); where the
         store lacks one of the two, the other serves all M above WS_FROM, and without either
         w4a16_gemm serves every M.
-        quack=False: our w4a16_ws_gemm above WS_FROM (same fallbacks)."""
+        quack=False: our w4a16_ws_gemm above WS_FROM (same fallbacks).
+        word_order: the blob word order prepared and opened (ops); not "nibble" implies quack=False."""
         if store.arch != "sm_90a":
             raise MissingVariantError(
                 f"Nvfp4Linear serves sm_90a (W4A16) only; {store.arch} needs NVFP4 activation quantization and the "
@@ -154,8 +162,10 @@ class Nvfp4Linear:
         device = torch.device(device or "cuda")
         self.n, self.k = weight.shape[0], weight.shape[1] * 2
         self.max_tokens = max_tokens
-        # one prepared copy (quack's nvfp4 layout) feeds w4a16_gemm, w4a16_ws_gemm and quack's kernel alike
-        q = operands(weight.to(device), weight_scale.to(device), "quack_w4a16")
+        # one prepared copy (quack's nvfp4 layout, in word_order) feeds w4a16_gemm, w4a16_ws_gemm and,
+        # in nibble order, quack's kernel alike
+        self.word_order = check_order(word_order)
+        q = operands(weight.to(device), weight_scale.to(device), BLOB_LAYOUT[word_order])
         self.w = (q["blob"], q["strip"])
         self.alpha = row_alpha(weight_scale_2, self.n, part_sizes, device)
         # one global scale: quack's scalar-alpha kernel; several (q_a + kv): its per-row-alpha twin
@@ -165,7 +175,7 @@ class Nvfp4Linear:
         # ws: quack from WS_FROM), then the other one
         for quack, mid in ((quack, True), (quack, False), (not quack, True)):
             self.upper_op = self.mid_op = None
-            decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale, quack=quack, mid=mid)
+            decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale, quack=quack, mid=mid, word_order=word_order)
             self.decls = open_ops(self, store, decls)
             if self.upper_op is not None and (self.mid_op is not None or all(d.attr != "mid_op" for d in decls)):
                 break
@@ -173,7 +183,7 @@ class Nvfp4Linear:
         # upper kernel every other M (ws_spans: ws_ranges(N, K) when both are open, else empty)
         self.upper, self.lower_upto, self.upper_from, self.ws_spans = None, 1 << 62, 1 << 62, ()
         if self.upper_op is None:  # not in the store: w4a16_gemm serves every M
-            self.decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale, upper=False)
+            self.decls = self.ops(self.n, self.k, store.arch, one_scale=one_scale, upper=False, word_order=word_order)
         else:
             self.lower_upto = decls[0].m_upto
             if self.mid_op is not None:

@@ -21,8 +21,14 @@ by the average routed slots per local expert t = T * top_k / E against PREFILL (
           warp-specialized W4A16 kernel; it wants every group to start at a multiple of its
           tile_n): rows = capacity(T, top_k, E, P), padding rows computed on zeros and ignored
           by combine.
-Weights are prepared once per layout the opened GEMMs read (LAYOUT): both families read quack's
-blob/strip (the shared layout contract, docs/ARCHITECTURE.md), so decode and prefill share one copy.
+Word order (`word_order`, a problem key of our GEMMs; runtime/word_order.py): "nibble" (served,
+RUNNER_WORD_ORDER) as above; "rot" (not yet measured on a GPU) decodes each blob word in 13
+instructions instead of 17 but reads the weights' own K pairs, so the decode path runs act order
+quad (DECODE_ORDERS) and the quack tier, which reads nibble order only, is gone: the w4a16_ws tier
+serves every T above the decode path (prefill_table).
+Weights are prepared once per layout the opened GEMMs read (weight_layout: quack's blob/strip, the
+shared layout contract of docs/ARCHITECTURE.md, in the word order of the GEMMs' problem), so
+decode and prefill share one copy.
 The prefill path is therefore on by default: its only extra memory is the workspace's padded rows
 (capacity(max_tokens) instead of max_tokens * top_k), shared by every layer of the same shapes.
 `prefill=False` keeps the decode path for every T. The prefill ops are optional: a store without all
@@ -51,7 +57,8 @@ import torch
 from .declare import OpDecl, missing_ops, open_ops
 from .errors import ArgumentError, MissingVariantError
 from .layout import GROUP_PAD, capacity
-from .weights import expert_alpha, expert_operands
+from .weights import BLOB_LAYOUT, expert_alpha, expert_operands
+from .word_order import RUNNER_WORD_ORDER, check_order
 
 PAD = GROUP_PAD["sm_90a"]
 # Prefill tiers: (t, P) = above t routed slots per local expert on average (T * top_k / E > t),
@@ -69,6 +76,14 @@ PREFILL = ((28, 1), (128, 256))
 WS_GEMM, QUACK_GEMM = "w4a16_ws_grouped_gemm", "quack_w4a16_grouped_gemm"
 
 
+def prefill_table(word_order: str = RUNNER_WORD_ORDER) -> tuple[tuple[int, int], ...]:
+    """PREFILL's tiers whose GEMM reads blobs in `word_order` (runtime/word_order.py): all of them in
+    "nibble"; in "rot" only ours (quack's kernel reads nibble order), the w4a16_ws tier then serving
+    every T above the decode path."""
+    check_order(word_order)
+    return PREFILL if word_order == "nibble" else tuple((t, p) for t, p in PREFILL if p == PAD)
+
+
 def tier_pad(tier: int | None) -> int:
     """The route pad of a tier (MoERunner.tier_for's answer): None (the decode path) pads to PAD."""
     return PAD if tier is None else tier
@@ -79,15 +94,23 @@ def prefill_gemm(pad: int) -> str:
     return WS_GEMM if pad == PAD else QUACK_GEMM
 
 
-# The weight layout (runtime/weights.py OPERANDS) each expert GEMM family reads: both read quack's
-# blob/strip (the shared layout contract), so the runner prepares the experts once for all paths.
 # The K order of the decode path's GEMM inputs (runtime/layout.py ACT_ORDERS): permute and silu
 # write xg / a2 in it, our w4a16 L1 / L2 read it (split 'k' / 'n': two 16-byte loads per token row
 # and k64 tile; quad8 pairs K as decode_sel does, kernels/w4a16/ptx.py: 3-7% faster than quad at
 # 4-32 tokens/expert on an H200, docs/PERFORMANCE.md "session 6, dec"). The prefill tiers stay
 # natural (w4a16_ws and quack's kernel read natural K by TMA).
-DECODE_ORDER = "quad8"
-LAYOUT = {"w4a16_grouped_gemm": "quack_w4a16", WS_GEMM: "quack_w4a16", QUACK_GEMM: "quack_w4a16"}
+# Word order "rot" (runtime/word_order.py: a 13-instruction decode of the weights' own K pairs) reads
+# quad instead (decode_rot decodes the weights' K pairs, quad8's crossed pairs are decode_sel's).
+DECODE_ORDERS = {"nibble": "quad8", "rot": "quad"}
+DECODE_ORDER = DECODE_ORDERS[RUNNER_WORD_ORDER]  # the served decode path's
+
+
+def weight_layout(d: OpDecl) -> str:
+    """The weight layout (runtime/weights.py OPERANDS) an expert GEMM decl reads: its problem's word
+    order's (quack's grouped GEMM has none: nibble). Decls of one word order share one copy."""
+    return BLOB_LAYOUT[d.problem.get("word_order", "nibble")]
+
+
 _RUNNER = "MoERunner (runtime/moe.py) "
 _WS_LOCK = threading.Lock()
 _WORKSPACES: dict[tuple, dict[str, torch.Tensor]] = {}
@@ -139,12 +162,15 @@ def check_groups(offsets: torch.Tensor, counts: torch.Tensor, rows: int) -> None
         raise ArgumentError(f"counts: counts[{e}] = {int(cnt[e])} outside [0, offsets[{e + 1}] - offsets[{e}] = {int(step[e])}]")
 
 
-def prefill_tiers(experts: int, top_k: int, max_tokens: int | None = None) -> list[tuple[int, int | None, int]]:
-    """PREFILL in tokens for `experts` local experts and top-k: (above, upto, pad) rows, tier j
-    serving above < T <= upto (T * top_k / E > t  <=>  T > t * E // top_k); only the tiers some
-    T <= max_tokens reaches (a decode-only runner opens, plans and prepares no prefill weights)."""
-    lows = [t * experts // top_k for t, _ in PREFILL]
-    tiers = [(lo, lows[j + 1] if j + 1 < len(lows) else None, p) for j, (lo, (_, p)) in enumerate(zip(lows, PREFILL))]
+def prefill_tiers(experts: int, top_k: int, max_tokens: int | None = None,
+                  word_order: str = RUNNER_WORD_ORDER) -> list[tuple[int, int | None, int]]:
+    """prefill_table(word_order) in tokens for `experts` local experts and top-k: (above, upto, pad)
+    rows, tier j serving above < T <= upto (T * top_k / E > t  <=>  T > t * E // top_k); only the
+    tiers some T <= max_tokens reaches (a decode-only runner opens, plans and prepares no prefill
+    weights)."""
+    table = prefill_table(word_order)
+    lows = [t * experts // top_k for t, _ in table]
+    tiers = [(lo, lows[j + 1] if j + 1 < len(lows) else None, p) for j, (lo, (_, p)) in enumerate(zip(lows, table))]
     return [t for t in tiers if max_tokens is None or t[0] < max_tokens]
 
 
@@ -153,12 +179,14 @@ class MoERunner:
 
     @classmethod
     def ops(cls, hidden: int, intermediate: int, experts: int, top_k: int, arch: str, swiglu_limit: float = 0.0,
-            prefill: bool = True, max_tokens: int | None = None) -> list[OpDecl]:
+            prefill: bool = True, max_tokens: int | None = None, word_order: str = RUNNER_WORD_ORDER) -> list[OpDecl]:
         """The ops one MoE layer needs on `arch` (runtime/declare.py): `experts` local experts
         (global / EP size), hidden H, intermediate I, top-k, and a SwiGLU clamp `swiglu_limit`
         (DeepSeek-V4: 10; 0 none). sm_90a: the decode path in launch order, then each prefill
         tier's own ops (optional; `prefill` False: the decode path serves every T), the tiers
-        that some T <= max_tokens reaches (None: all). sm_100a: runtime/moe_sm100.py's path
+        that some T <= max_tokens reaches (None: all). `word_order`: the blob word order our
+        GEMMs read (runtime/word_order.py; a problem key of theirs): it sets the decode path's act
+        order (DECODE_ORDERS) and the tiers (prefill_table). sm_100a: runtime/moe_sm100.py's path
         (the clamp in moe_silu_mul_quantize). None where the runner has no path (another arch)."""
         if arch == "sm_100a":
             from .moe_sm100 import Sm100MoE
@@ -166,22 +194,23 @@ class MoERunner:
             return Sm100MoE.ops(hidden, intermediate, experts, top_k, arch, swiglu_limit=swiglu_limit)
         if arch != "sm_90a":
             return []
-        h, i, e, k = hidden, intermediate, experts, top_k
-        tiers = prefill_tiers(e, k, max_tokens) if prefill else []
+        h, i, e, k, wo = hidden, intermediate, experts, top_k, word_order
+        tiers = prefill_tiers(e, k, max_tokens, wo) if prefill else []
+        order = DECODE_ORDERS[wo]
         lay = dict(keyed="layer", top_k=k, experts=e, runner=cls.runner_name)
         dec = dict(lay, pad=PAD, m_upto=tiers[0][0] if tiers else None)
-        upto = f" for T <= {tiers[0][0]} tokens (<= {PREFILL[0][0]} slots per expert)" if tiers else ""
+        upto = f" for T <= {tiers[0][0]} tokens (<= {prefill_table(wo)[0][0]} slots per expert)" if tiers else ""
         clamp = f" (clamped at {swiglu_limit})" if swiglu_limit else ""
         decls = [
             OpDecl("route", "moe_route", {"experts": e, "topk": k, "pad": PAD}, "tokens",
                    f"{_RUNNER}routing: topk ids -> rows grouped by local expert, unpadded{upto}", **dec),
-            OpDecl("permute", "moe_permute", {"h": h, "topk": k, "experts": e, "pad": PAD, "act_order": DECODE_ORDER},
+            OpDecl("permute", "moe_permute", {"h": h, "topk": k, "experts": e, "pad": PAD, "act_order": order},
                    "tokens", f"{_RUNNER}gathers the hidden states into the grouped rows{upto}", **dec),
-            OpDecl("l1", "w4a16_grouped_gemm", {"n": 2 * i, "k": h, "experts": e, "act_order": DECODE_ORDER}, "slots",
+            OpDecl("l1", "w4a16_grouped_gemm", {"n": 2 * i, "k": h, "experts": e, "act_order": order, "word_order": wo}, "slots",
                    f"{_RUNNER}L1 (gate | up), all local experts in one launch{upto}", weights="w13", **dec),
-            OpDecl("silu", "moe_silu_mul", {"i": i, "limit": float(swiglu_limit), "act_order": DECODE_ORDER}, "slots",
+            OpDecl("silu", "moe_silu_mul", {"i": i, "limit": float(swiglu_limit), "act_order": order}, "slots",
                    f"{_RUNNER}silu(gate) * up between L1 and L2{clamp}{upto}", **dec),
-            OpDecl("l2", "w4a16_grouped_gemm", {"n": h, "k": i, "experts": e, "act_order": DECODE_ORDER}, "slots",
+            OpDecl("l2", "w4a16_grouped_gemm", {"n": h, "k": i, "experts": e, "act_order": order, "word_order": wo}, "slots",
                    f"{_RUNNER}L2 (down){upto}", weights="w2", **dec),
             OpDecl("combine", "moe_combine", {"h": h, "topk": k}, "tokens",
                    f"{_RUNNER}top-k weighted sum of each token's rows", **lay),
@@ -190,7 +219,7 @@ class MoERunner:
             pre = dict(lay, pad=p, m_above=lo, m_upto=hi, optional=True)
             if p == PAD:  # ours: unpadded groups, offsets + counts
                 rng = f"prefill, {lo} < T{f' <= {hi}' if hi else ''} tokens: groups unpadded"
-                gemm = {"experts": e}
+                gemm = {"experts": e, "word_order": wo}
             else:
                 rng = f"prefill, {lo} < T{f' <= {hi}' if hi else ''} tokens: groups padded to {p}"
                 gemm = {"experts": e, "tile_n": p}
@@ -212,9 +241,10 @@ class MoERunner:
 
     def __init__(self, store, *, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, expert_start: int,
                  top_k: int, max_tokens: int, device: Any = None, swiglu_limit: float | None = None,
-                 prefill: bool = True):
+                 prefill: bool = True, word_order: str = RUNNER_WORD_ORDER):
         """prefill: serve T above the PREFILL edges on the prefill GEMMs (default: they read the same
-        weight copy as the decode path, see the module docstring); sm_90a only."""
+        weight copy as the decode path, see the module docstring); sm_90a only. word_order: the blob
+        word order of the experts' prepared copy and of every GEMM opened (ops(); sm_90a only)."""
         device = torch.device(device or "cuda")
         self._sm100 = None
         self.swiglu_limit = float(swiglu_limit or 0.0)  # 0: plain SwiGLU (the op's default)
@@ -234,30 +264,31 @@ class MoERunner:
         self.num_experts, self.hidden, self.intermediate = e, h_half * 2, two_i // 2
         if tuple(w2.shape) != (e, self.hidden, self.intermediate // 2):
             raise ArgumentError(f"w2 must be [E, H, I/2] = [{e}, {self.hidden}, {self.intermediate // 2}], got {tuple(w2.shape)}")
-        self.top_k, self.max_tokens, self.device = top_k, max_tokens, device
+        check_order(word_order)
+        self.top_k, self.max_tokens, self.device, self.word_order = top_k, max_tokens, device, word_order
         h, i = self.hidden, self.intermediate
-        for _, _, p in prefill_tiers(e, top_k):  # every tier's ops: None unless opened below
+        for _, _, p in prefill_tiers(e, top_k, word_order=word_order):  # every tier's ops: None unless opened below
             for a in ("route", "permute", "l1", "l2"):
                 setattr(self, f"{a}_{p}", None)
         self.silu_pre = None
         decls = self.ops(h, i, e, top_k, store.arch, swiglu_limit=self.swiglu_limit, prefill=prefill,
-                         max_tokens=max_tokens)
+                         max_tokens=max_tokens, word_order=word_order)
         self.decls = open_ops(self, store, decls)
-        self.tiers = prefill_tiers(e, top_k, max_tokens) if prefill else []
+        self.tiers = prefill_tiers(e, top_k, max_tokens, word_order) if prefill else []
         if len(self.decls) < len(decls):  # some prefill op not in the store: decode serves every T
-            decode = self.ops(h, i, e, top_k, store.arch, self.swiglu_limit, prefill=False)
+            decode = self.ops(h, i, e, top_k, store.arch, self.swiglu_limit, prefill=False, word_order=word_order)
             for d in decls[len(decode):]:
                 setattr(self, d.attr, None)
             self.decls = open_ops(self, store, decode)
             self.tiers = []
-        # each opened GEMM's weight operands, every layout prepared once: GEMMs whose families
-        # read the same layout share one copy of the experts
+        # each opened GEMM's weight operands, every layout prepared once: GEMMs reading the same
+        # layout (weight_layout: one per word order) share one copy of the experts
         made: dict[tuple[str, str], tuple[torch.Tensor, ...]] = {}
         src = {"w13": (w13, w13_scale), "w2": (w2, w2_scale)}
         self.operands: dict[str, tuple[torch.Tensor, ...]] = {}
         for d in self.decls:
             if d.weights:
-                key = (d.weights, LAYOUT[d.family])
+                key = (d.weights, weight_layout(d))
                 if key not in made:
                     made[key] = tuple(expert_operands(*src[d.weights], key[1], device).values())
                 self.operands[d.attr] = made[key]

@@ -49,7 +49,11 @@ from .checkpoint import FUSIONS, Checkpoint, CheckpointError, Linear, expert_ran
 from .errors import ArgumentError
 
 LAYOUTS = ("quack_w4a16", "swizzled")  # what load_* prepare by default
-OPERANDS = {"quack_w4a16": ("blob", "strip"), "swizzled": ("sf_swizzled",)}
+# "w4a16_rot": quack_w4a16 with each blob word's bits in word order "rot" (runtime/word_order.py), read by our
+# w4a16 / w4a16_ws variants whose problem says word_order = "rot" (quack's kernels read "quack_w4a16" only); the
+# two are alternatives for one weight (same operand names), never loaded together
+OPERANDS = {"quack_w4a16": ("blob", "strip"), "w4a16_rot": ("blob", "strip"), "swizzled": ("sf_swizzled",)}
+BLOB_LAYOUT = {"nibble": "quack_w4a16", "rot": "w4a16_rot"}  # word order -> the layout holding it (keys: WORD_ORDERS)
 _TORCH_DTYPES = {"U8": torch.uint8, "F8_E4M3": torch.float8_e4m3fn, "F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
 
 
@@ -123,11 +127,13 @@ def operands(q: torch.Tensor, sf: torch.Tensor, layout: str) -> dict[str, torch.
     """One NVFP4 matrix (q uint8 [N, K/2], sf E4M3 [N, K/16] row-major) -> the named operands of
     `layout` (OPERANDS[layout]); raises ValueError when the shape has no such layout."""
     sf = sf.view(torch.uint8) if sf.dtype != torch.uint8 else sf
-    if layout == "quack_w4a16":
+    if layout in ("quack_w4a16", "w4a16_rot"):
         from nvfp4_aot.kernels.quack_w4a16.layout import prepare_weights
 
+        from .word_order import word_order
+
         blob, strip = prepare_weights(q, sf)
-        return {"blob": blob, "strip": strip}
+        return {"blob": word_order(blob, "rot") if layout == "w4a16_rot" else blob, "strip": strip}
     if layout == "swizzled":
         from nvfp4_aot.kernels.nvfp4_quantize.layout import swizzle_sf
 
@@ -225,6 +231,9 @@ def _layouts(q: torch.Tensor, sf: torch.Tensor, layouts: Iterable[str], what: st
     for lay in layouts:
         if lay not in OPERANDS:
             raise ValueError(f"unknown layout {lay!r}; known: {sorted(OPERANDS)}")
+        if set(OPERANDS[lay]) & set(out):
+            raise ValueError(f"layout {lay!r} names operands {OPERANDS[lay]} another of {list(layouts)} already holds: "
+                             "pick one of the alternatives")
         try:
             out.update(operands(q, sf, lay))
         except ValueError as e:

@@ -19,6 +19,9 @@ cp -r artifacts .gpu/artifacts && rm -rf .gpu/artifacts/tmp .gpu/artifacts/.lock
 # Small act_order = "quad" variants (w4a16 split k / n, permute, silu): test_w4a16_gpu.py runs
 # every w4a16 op of the store, so these K-tail / several-K-step shapes get checked too.
 "$PY" -m nvfp4_aot.build.cli compile tests/gpu/quad_check.toml -o .gpu/artifacts
+# MoERunner and Nvfp4Linear with word_order "rot" at small shapes (tests/gpu/test_rot_runners_gpu.py; the
+# manifest is written from the runners' declarations by tests/gpu/make_rot_check.py).
+"$PY" -m nvfp4_aot.build.cli compile tests/gpu/rot_check.toml -o .gpu/artifacts
 rm -rf .gpu/artifacts/tmp .gpu/artifacts/.lock
 # The installed-store check: tests/gpu/ship_check.toml's variants (already in artifacts/, so
 # nothing compiles) as a store of their own, packed as nvfp4-aot-store-gpu-check into .gpu/ship/.

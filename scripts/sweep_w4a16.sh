@@ -21,12 +21,12 @@ for tun in $(echo "${GROUPED_TUNINGS:-4:1:1:k,4:4:2:k,2:2:4:k,8:1:8:n,4:2:8:n,8:
 archs = ["sm_90a"]
 [[op]]
 family = "w4a16_grouped_gemm"
-problem = { n = $L1N, k = $L1K, experts = ${SWEEP_EXPERTS:-48}, act_order = "$ord" }
-buckets = [ { m = [1, 65536], tuning = { warps = $1, rb = $2, nt = $3, split = "$4", stages = $st, ctas = $ct, word_order = "$wo" } } ]
+problem = { n = $L1N, k = $L1K, experts = ${SWEEP_EXPERTS:-48}, act_order = "$ord", word_order = "$wo" }
+buckets = [ { m = [1, 65536], tuning = { warps = $1, rb = $2, nt = $3, split = "$4", stages = $st, ctas = $ct } } ]
 [[op]]
 family = "w4a16_grouped_gemm"
-problem = { n = $L2N, k = $L2K, experts = ${SWEEP_EXPERTS:-48}, act_order = "$ord" }
-buckets = [ { m = [1, 65536], tuning = { warps = $1, rb = $2, nt = $3, split = "$4", stages = $st, ctas = $ct, word_order = "$wo" } } ]
+problem = { n = $L2N, k = $L2K, experts = ${SWEEP_EXPERTS:-48}, act_order = "$ord", word_order = "$wo" }
+buckets = [ { m = [1, 65536], tuning = { warps = $1, rb = $2, nt = $3, split = "$4", stages = $st, ctas = $ct } } ]
 T
   .venv/bin/nvfp4-build compile /tmp/sweep_$name.toml -o "$OUTD/$name" -j 2 >/dev/null
   rm -rf "$OUTD/$name/tmp" "$OUTD/$name/.lock"

@@ -24,6 +24,9 @@ MOE_PREFILL_ENV = "NVFP4_AOT_MOE_PREFILL"
 # shapes since session 17; H200, docs/PERFORMANCE.md), "0" our w4a16_ws_gemm at every such M; where the store
 # lacks one of the two the other serves.
 LINEAR_QUACK_ENV = "NVFP4_AOT_LINEAR_QUACK"
+# The blob word order both runners prepare and open (runtime/word_order.py): unset = the runners' default
+# (RUNNER_WORD_ORDER); "rot" needs a store planned with `nvfp4-build plan --word-order rot`.
+WORD_ORDER_ENV = "NVFP4_AOT_WORD_ORDER"
 
 _STORES: dict[tuple[str, str], Any] = {}
 _LOCK = threading.Lock()
@@ -63,6 +66,16 @@ def linear_quack() -> bool:
     if v not in ("0", "1"):
         raise RuntimeError(f"${LINEAR_QUACK_ENV} must be 0 or 1, got {v!r}")
     return v == "1"
+
+
+def word_order() -> str:
+    """$NVFP4_AOT_WORD_ORDER: the runners' blob word order (runtime/word_order.py); unset: their default."""
+    from nvfp4_aot.runtime.word_order import RUNNER_WORD_ORDER, WORD_ORDERS
+
+    v = os.environ.get(WORD_ORDER_ENV, RUNNER_WORD_ORDER)
+    if v not in WORD_ORDERS:
+        raise RuntimeError(f"${WORD_ORDER_ENV} must be one of {WORD_ORDERS}, got {v!r}")
+    return v
 
 
 def _open(path: str, device: Any) -> Any:

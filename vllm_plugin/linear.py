@@ -16,7 +16,7 @@ from vllm.model_executor.layers.linear import LinearMethodBase, register_weight_
 from vllm.model_executor.parameter import ModelWeightParameter, PerTensorScaleParameter
 
 from . import ops
-from .artifacts import check_coverage, current_device, get_store, linear_quack, prime
+from .artifacts import check_coverage, current_device, get_store, linear_quack, prime, word_order
 from .serving import current_vllm_config, serving_shape
 
 logger = init_logger(__name__)
@@ -103,6 +103,7 @@ class Nvfp4AotLinearMethod(LinearMethodBase):
             max_tokens=counts[-1],
             device=layer.weight.device,
             quack=linear_quack(),
+            word_order=word_order(),
             **kwargs,
         )
         check_coverage(self.prefix, runner, counts, shape, self.store)

@@ -21,7 +21,7 @@ from vllm.model_executor.parameter import ModelWeightParameter, PerTensorScalePa
 from . import ops
 from nvfp4_aot.runtime.errors import MissingVariantError
 
-from .artifacts import check_coverage, current_device, get_store, missing_problem, moe_prefill, prime
+from .artifacts import check_coverage, current_device, get_store, missing_problem, moe_prefill, prime, word_order
 from .serving import current_vllm_config, expert_start, serving_shape
 
 # The class name must contain "ModelOpt": RoutedExperts.weight_loader picks the ModelOpt loading
@@ -134,6 +134,7 @@ class Nvfp4AotModelOptMoEMethod(FusedMoEMethodBase):
                 max_tokens=counts[-1],
                 device=layer.w13_weight.device,
                 prefill=moe_prefill(),
+                word_order=word_order(),
                 **({"swiglu_limit": float(self.swiglu_limit)} if self.swiglu_limit else {}),
             )
         except MissingVariantError as e:  # an op of this rank's problem (local experts, shapes) is absent

@@ -41,9 +41,9 @@ Design (decode first: at <= 16 tokens per expert the GEMM is bound by weight byt
     bf16 values with no gather: a register pairs nibbles 16 bits apart, so one shift of the word
     places both magnitudes and one shift of the even / odd nibbles' sign bits both signs, and a
     lop3 bitselect merges them (17 instead of 19 SASS per block, 6 + 2 instead of 11 ALU-pipe ops).
-    word_order "rot" (experimental; runtime/word_order.py, ptx.decode_rot; act orders natural /
+    word_order "rot" (a problem key; runtime/word_order.py, ptx.decode_rot; act orders natural /
     quad): the blob's bits permuted inside each word so that each register is one shift and one
-    mask (one register two): 13 SASS per block, decode_block's registers; runners refuse it so far.
+    mask (one register two): 13 SASS per block, decode_block's registers; the runners' word_order="rot".
   * split = "k" (decode): split-K across the CTA's warps (a CTA = 16 * rb weight rows),
     reduced through shared memory: decode has 16-row slices of N x K to spread over 132 SMs.
   * split = "n" (small batches): warps split N, activations staged once per CTA in shared
@@ -118,7 +118,7 @@ class W4A16Params:
     # (ctas x threads) each); 0 = RING_CTAS. Smaller CTAs at 3 per SM cut the grid's last-wave waste (ring_ctas).
     ctas: int = 0
     # the blob's bit order inside each 4-byte word (runtime/word_order.py): "rot" = decode_rot's
-    # (act_order natural / quad; experimental: runners prepare "nibble" only and refuse it)
+    # (act_order natural / quad; a problem key: the weights' layout, runtime/weights.py BLOB_LAYOUT)
     word_order: str = "nibble"
 
 
@@ -229,7 +229,7 @@ class DenseFamily(_Base):
 
     def tile_table(self, problem: Mapping[str, Any]):
         return self.narrow if problem["n"] < problem["k"] else self.wide
-    problem_keys = ("n", "k", "act_order")
+    problem_keys = ("n", "k", "act_order", "word_order")
 
 class GroupedFamily(_Base):
     name = "w4a16_grouped_gemm"
@@ -264,7 +264,7 @@ class GroupedFamily(_Base):
         (8, {"warps": 8, "rb": 2, "nt": 2, "split": "n", "stages": 2}),
         (None, {"warps": 8, "rb": 2, "nt": 4, "split": "n", "stages": 2}),
     )
-    problem_keys = ("n", "k", "experts", "act_order")
+    problem_keys = ("n", "k", "experts", "act_order", "word_order")
 
     def tile_table(self, problem: Mapping[str, Any]):
         """The slot table of the problem's act order with its edges in rows: t * experts."""

@@ -41,8 +41,8 @@ halve; with stream 1 the pair walks one stream-K range of tile pairs; raster 1, 
 an even number of weight tiles and sm_count; kernel.py, stream.py), red (dense split-K's reduction: 0 = the
 last-arriving split reads every partial back from L2; 1 = splits 2q, 2q + 1 of a tile are one cluster of two
 CTAs summing through distributed shared memory, the pairs' halves meeting in L2 when split_k > 2; stream.py).
-word_order ("nibble", or the experimental "rot" of runtime/word_order.py: the consumers decode with
-w4a16's decode_rot instead of the table decode; runners refuse it so far). Measured tilings: GROUPED_TILES,
+word_order (a problem key: "nibble", or "rot" of runtime/word_order.py: the consumers decode with
+w4a16's decode_rot instead of the table decode; the runners' word_order="rot" path). Measured tilings: GROUPED_TILES,
 tiles.py.
 """
 
@@ -179,7 +179,7 @@ class WsParams:
     mc: int = 1  # dense only: 2 = 2-CTA clusters on adjacent weight tiles share the activation tile (TMA multicast)
     red: int = 0  # dense split-K reduction: 1 = pairs of splits in clusters of 2 (REDS; stream.py _split_reduce)
     # the blob's bit order inside each 4-byte word (runtime/word_order.py): "rot" = w4a16's decode_rot (13 ops per
-    # word + the 2^119 scale form) instead of the table decode (19 + 3); experimental: runners prepare "nibble" only
+    # word + the 2^119 scale form) instead of the table decode (19 + 3); a problem key (the weights' layout)
     word_order: str = "nibble"
 
 
@@ -339,7 +339,7 @@ class _Base(common.W4A16Hooks, Family):
 
 class DenseFamily(_Base):
     name = "w4a16_ws_gemm"
-    problem_keys = ("n", "k")
+    problem_keys = ("n", "k", "word_order")
 
     def tile_table(self, problem: Mapping[str, Any]):
         """Measured per (n, k) and token bucket: tiles.py (Nvfp4Linear's tables)."""
@@ -414,7 +414,7 @@ GROUPED_DEFAULT = ((60, _T64), (128, _T128), (None, _T256))
 
 class GroupedFamily(_Base):
     name = "w4a16_ws_grouped_gemm"
-    problem_keys = ("n", "k", "experts")
+    problem_keys = ("n", "k", "experts", "word_order")
     grouped = True
 
     def tile_table(self, problem: Mapping[str, Any]):

@@ -19,6 +19,10 @@ from nvfp4_aot.kernels import get_family
 from nvfp4_aot.runtime.checkpoint import Checkpoint, name_patterns
 from nvfp4_aot.runtime.layout import capacity
 from nvfp4_aot.runtime.moe import DECODE_ORDER, PREFILL, prefill_tiers  # noqa: F401
+
+# problem values the runners spell for the store's op ids (act order natural, the served word order),
+# left out of the keys the tests below compare
+DEFAULTS = (("act_order", "natural"), ("word_order", "nibble"))
 from synthetic_ckpt import EXPECTED_GEMMS, ROOT, SMALL_CONFIG, fixture, rewrite_tensor, set_config
 
 # tile tables live beside their families
@@ -85,7 +89,7 @@ def test_plan_is_stable_and_complete(small_ckpt, tmp_path):
     assert summary["variants"] == len(m.variants())
     assert summary["per_arch"] == {arch: len([v for v in m.variants() if v.arch == arch]) for arch in ("sm_90a", "sm_100a")}
     # (a loaded op's problem spells every default; act_order "natural" is left out of the key here)
-    ops = {(op.family, tuple(sorted((k, v) for k, v in op.problem.items() if (k, v) != ("act_order", "natural")))): op
+    ops = {(op.family, tuple(sorted((k, v) for k, v in op.problem.items() if (k, v) not in DEFAULTS))): op
            for op in m.ops}
     T, top_k = 8192, SMALL_CONFIG["num_experts_per_tok"]
     unsupported = summary["unsupported"]
@@ -186,8 +190,8 @@ def test_hopper_plan_covers_what_the_runtime_opens(hopper_ckpt, tmp_path):
             (gemm[0], (("experts", E), ("k", i), ("n", h)) + gemm[1]): capacity(T, top_k, E, p),
         }
     assert len(prefill_tiers(E, top_k)) == 2 and prefill_tiers(E, top_k)[0][0] < T  # both reachable here
-    # (act_order "natural", spelled by the runners for the store's op ids, is left out of the key here)
-    got = {(o["family"], tuple(sorted((k, v) for k, v in o["problem"].items() if (k, v) != ("act_order", "natural")))): o
+    # (DEFAULTS, spelled by the runners for the store's op ids, are left out of the key here)
+    got = {(o["family"], tuple(sorted((k, v) for k, v in o["problem"].items() if (k, v) not in DEFAULTS))): o
            for o in s["ops"] if "sm_90a" in o["archs"]}
     assert set(got) == set(want)
     for key, cap in want.items():
@@ -210,7 +214,8 @@ def test_hopper_plan_covers_what_the_runtime_opens(hopper_ckpt, tmp_path):
     assert combine["archs"] == ["sm_90a", "sm_100a"]  # one op, both runners
     # tunings: manifests/default.toml's tables, by shape
     m = load_manifest(tmp_path / "h.toml")
-    ops = {(op.family, tuple(sorted(op.problem.items()))): op for op in m.ops}
+    ops = {(op.family, tuple(sorted((k, v) for k, v in op.problem.items() if (k, v) != ("word_order", "nibble")))): op
+           for op in m.ops}
     for (n, k) in dense:
         table = W4A16_NARROW if n < k else W4A16_WIDE
         for bk in ops[("w4a16_gemm", (("act_order", "natural"), ("k", k), ("n", n)))].buckets:

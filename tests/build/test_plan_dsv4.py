@@ -48,18 +48,19 @@ def test_committed_manifest_is_what_plan_writes(planned, model):
     ops = {(o["family"], tuple(sorted(o["problem"].items()))): o for o in summary["ops"]}
     hopper = {k for k, o in ops.items() if "sm_90a" in o["archs"]}
     q, nat = ("act_order", DECODE_ORDER), ("act_order", "natural")  # decode: DECODE_ORDER; prefill: natural
+    w = ("word_order", "nibble")  # our GEMMs' blob word order: the runners' default (runtime/word_order.py)
     assert hopper == {
         ("moe_route", (("experts", local), ("pad", 1), ("topk", 6))),
         ("moe_permute", (q, ("experts", local), ("h", h), ("pad", 1), ("topk", 6))),
-        ("w4a16_grouped_gemm", (q, ("experts", local), ("k", h), ("n", 2 * i))),
+        ("w4a16_grouped_gemm", (q, ("experts", local), ("k", h), ("n", 2 * i), w)),
         ("moe_silu_mul", (q, ("i", i), ("limit", 10.0))),  # config.json swiglu_limit: clamped SwiGLU
-        ("w4a16_grouped_gemm", (q, ("experts", local), ("k", i), ("n", h))),
+        ("w4a16_grouped_gemm", (q, ("experts", local), ("k", i), ("n", h), w)),
         ("moe_combine", (("h", h), ("topk", 6))),
         ("moe_silu_mul", (nat, ("i", i), ("limit", 10.0))),  # the prefill tiers' one
     } | {  # the unpadded prefill tier: natural-order permute, our w4a16_ws grouped L1 / L2 (route: decode's)
         ("moe_permute", (nat, ("experts", local), ("h", h), ("pad", 1), ("topk", 6))),
-        ("w4a16_ws_grouped_gemm", (("experts", local), ("k", h), ("n", 2 * i))),
-        ("w4a16_ws_grouped_gemm", (("experts", local), ("k", i), ("n", h))),
+        ("w4a16_ws_grouped_gemm", (("experts", local), ("k", h), ("n", 2 * i), w)),
+        ("w4a16_ws_grouped_gemm", (("experts", local), ("k", i), ("n", h), w)),
     } | {  # and the padded one: route / permute padded to 256, quack's grouped L1 / L2 with tile_n 256
         ("moe_route", (("experts", local), ("pad", 256), ("topk", 6))),
         ("moe_permute", (nat, ("experts", local), ("h", h), ("pad", 256), ("topk", 6))),

@@ -50,8 +50,20 @@ def _staged_manifests() -> list[Path]:
 @pytest.mark.parametrize("arch", ["sm_90a", "sm_100a"])
 def test_gpu_staging_store_defines_each_op_once(arch):
     paths = _staged_manifests()
-    assert len(paths) >= 3  # default + ws_check + quad_check today
+    assert len(paths) >= 4  # default + ws_check + quad_check + rot_check today
     assert op_conflicts(_tables(paths), arch) == []
+
+
+def test_rot_check_manifest_is_what_its_script_writes():
+    """tests/gpu/rot_check.toml is generated from the runners' declarations (word_order "rot"):
+    a runner change must regenerate it, or the GPU test would open ops the store lacks."""
+    import runpy
+
+    from nvfp4_aot.build.manifest import dumps_manifest
+
+    mod = runpy.run_path(str(ROOT / "tests" / "gpu" / "make_rot_check.py"), run_name="make_rot_check")
+    assert (ROOT / "tests" / "gpu" / "rot_check.toml").read_text() == dumps_manifest(mod["manifest"]()), (
+        "re-run: python tests/gpu/make_rot_check.py > tests/gpu/rot_check.toml")
 
 
 def test_op_conflicts_names_op_and_both_manifests(tmp_path):
@@ -87,3 +99,29 @@ def test_compile_warns_and_open_refuses_without_manifest(store_copy, tmp_path):
     # M = 20 falls in other's first bucket (threads 64) and in small's second (the default threads)
     assert s.ops[n64].kernel_for(20).record["params"]["threads"] == 64
     assert small.ops[n64].kernel_for(20).record["params"]["threads"] != 64
+
+
+def test_runner_manifest_script_plans_what_the_runners_open(tmp_path):
+    """scripts/runner_manifest.py (A/B stores without a checkpoint): the ops MoERunner and Nvfp4Linear
+    declare with --word-order rot, each once, bucketed up to the M each op sees at --max-tokens."""
+    import subprocess
+    import sys
+
+    from nvfp4_aot.build.manifest import load_manifest
+    from nvfp4_aot.runtime.linear import Nvfp4Linear
+    from nvfp4_aot.runtime.moe import MoERunner
+    from nvfp4_aot.runtime.store_format import op_id
+
+    out = tmp_path / "ab.toml"
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "runner_manifest.py"), "--moe", "768,512,8,2",
+                        "--dense", "768,512", "--max-tokens", "1024", "--word-order", "rot", "--name", "ab"],
+                       capture_output=True, text=True, check=True)
+    out.write_text(r.stdout)
+    m = load_manifest(out)
+    decls = MoERunner.ops(768, 512, 8, 2, "sm_90a", max_tokens=1024, word_order="rot") + Nvfp4Linear.ops(
+        768, 512, "sm_90a", word_order="rot")
+    assert {o.name for o in m.ops} == {op_id(d.family, dict(d.problem)) for d in decls}
+    for o in m.ops:
+        cap = max(d.m_of(1024) for d in decls if op_id(d.family, dict(d.problem)) == o.name)
+        assert o.buckets[0].lo == 1 and o.buckets[-1].hi == cap, o.name
+        assert o.family not in ("quack_w4a16_grouped_gemm", "quack_w4a16_gemm")  # quack reads nibble only

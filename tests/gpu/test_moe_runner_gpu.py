@@ -12,11 +12,11 @@ import secrets
 import pytest
 import torch
 
-from nvfp4_aot.kernels.moe_glue.ref import ROUTINGS, make_routing
+from nvfp4_aot.kernels.moe_glue.ref import ROUTINGS
 from nvfp4_aot.kernels.quack_w4a16.prepare import dequantize, random_nvfp4_weights
 from nvfp4_aot.runtime import ArgumentError, MoERunner
 
-from .graphs import capture, replay_without_allocating
+from .moe_check import check_moe, check_replays, moe_inputs
 
 pytestmark = pytest.mark.gpu
 
@@ -63,30 +63,11 @@ def layer(store):
 
 
 def _inputs(m, seed, mode):
-    ids, start = make_routing(m, TOPK, E, seed, mode)
-    g = torch.Generator(device=DEV).manual_seed(seed)
-    x = torch.randn((m, H), generator=g, device=DEV).to(torch.bfloat16)
-    w = torch.rand((m, TOPK), generator=g, device=DEV)
-    return x, ids.to(DEV), (w / w.sum(1, keepdim=True)).float().contiguous(), start
+    return moe_inputs(m, seed, mode, E, H, TOPK)
 
 
 def _check(runner, expert_weights, m, seed, mode):
-    from nvfp4_aot.runtime.moe import moe_ref
-
-    x, ids, w, start = _inputs(m, seed, mode)
-    runner.expert_start.fill_(start)
-    out = torch.full((m, H), float("nan"), dtype=torch.bfloat16, device=DEV)
-    runner(x, ids, w, out=out)
-    torch.cuda.synchronize()
-    want = moe_ref(x, ids, w, expert_weights, E, start)
-    got = out.double()
-    if not torch.isfinite(got).all():
-        return f"M={m} {mode}: {int((~torch.isfinite(got)).sum())} non-finite outputs"
-    if want.norm() == 0:
-        return None if bool((got == 0).all()) else f"M={m} {mode}: nonzero output with no local slot"
-    err = ((got - want).norm() / want.norm()).item()
-    print(f"M={m:5} {mode:14} tier {runner.tier_for(m)} rel err {err:.2e}")
-    return None if err <= MOE_TOL else f"M={m} {mode}: relative Frobenius error {err:.3e} > {MOE_TOL}"
+    return check_moe(runner, expert_weights, m, seed, mode, MOE_TOL)
 
 
 def test_moe_layer_matches_fp64_reference(layer):
@@ -111,20 +92,7 @@ def test_moe_graph_capture_at_vllm_sizes(layer):
     runner, _, seed = layer
     assert {runner.tier_for(m) for m in PREFILL_SIZES} == {1, 256}
     for n, m in enumerate(CAPTURE_SIZES + PREFILL_SIZES):
-        x, ids, w, start = _inputs(m, seed + n, "local")
-        runner.expert_start.fill_(start)
-        out = torch.empty((m, H), dtype=torch.bfloat16, device=DEV)
-        runner(x, ids, w, out=out)  # warm
-        graph, _ = capture(lambda: runner(x, ids, w, out=out))
-        for r, mode in enumerate(("uniform", "skewed", "one_expert", "empty_experts")):
-            x2, ids2, w2, _ = _inputs(m, seed + 1000 * n + r, mode)
-            ids2 = ids2 % E + start if mode != "uniform" else ids2  # keep this rank's start fixed
-            x.copy_(x2), ids.copy_(ids2), w.copy_(w2)
-            out.fill_(float("nan"))
-            replay_without_allocating(graph, f"M={m} {mode}")
-            eager = runner(x, ids, w)
-            torch.cuda.synchronize()
-            assert torch.equal(out, eager), f"M={m} {mode}: replay != eager"
+        check_replays(runner, m, seed + 1000 * n, ("uniform", "skewed", "one_expert", "empty_experts"))
 
 
 def test_moe_refusals(layer):

@@ -249,13 +249,13 @@ def test_hopper_runner_both_paths_at_the_threshold_edges(mode):
     matches the float64 reference, runs on exactly the path's ops, and route's offsets honour the
     pad."""
     from nvfp4_aot.runtime.layout import capacity
-    from nvfp4_aot.runtime.moe import LAYOUT, prefill_tiers
+    from nvfp4_aot.runtime.moe import prefill_tiers
 
     t, ew = _layer(3)
     runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu", prefill=True)
     assert runner.tiers == prefill_tiers(E, TOPK) == [(56, 256, 1), (256, None, 256)]
     # every path shares one copy of the experts: all GEMM families read quack's blob/strip
-    assert runner.layouts == sorted(set(LAYOUT.values())) == ["quack_w4a16"]
+    assert runner.layouts == ["quack_w4a16"]
     assert runner.operands["l1_1"] is runner.operands["l1_256"] is runner.operands["l1"]
     assert runner.operands["l2_1"] is runner.operands["l2_256"] is runner.operands["l2"]
     assert runner.l1_1.fam.name == "w4a16_ws_grouped_gemm" and runner.l1_256.fam.name == "quack_w4a16_grouped_gemm"
@@ -332,3 +332,50 @@ def test_a_decode_only_runner_opens_and_prepares_no_prefill_path():
     assert not [d for d in runner.decls if d.optional] and runner.pad_for(edge) == 1
     assert [d.attr for d in MoERunner.ops(H, I, E, TOPK, "sm_90a", max_tokens=edge + 1) if d.optional] == [
         "route_1", "permute_1", "l1_1", "l2_1", "silu_pre"]
+
+
+# ---------------------------------------------------------------- sm_90a: word order "rot"
+@pytest.mark.parametrize("mode", ["uniform", "skewed", "empty_experts"])
+def test_rot_runner_reads_one_rot_copy_on_quad_and_the_ws_tier_above(mode):
+    """word_order="rot" (runtime/word_order.py): the decode path in act order quad, the w4a16_ws tier
+    serving every T above it (quack's grouped GEMM reads nibble order only: no tier of its own),
+    every GEMM declared with word_order rot, one rot copy of the experts (w4a16_rot) for all of
+    them. Each reference op decodes the blob in its problem's word order, so a nibble copy handed
+    to a rot op would be wrong weights (checked last)."""
+    from nvfp4_aot.runtime.moe import DECODE_ORDERS, prefill_table, prefill_tiers
+
+    assert prefill_table("rot") == ((28, 1),) and DECODE_ORDERS["rot"] == "quad"
+    t, ew = _layer(3)
+    runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu",
+                       word_order="rot")
+    assert runner.tiers == prefill_tiers(E, TOPK, word_order="rot") == [(56, None, 1)]
+    assert runner.layouts == ["w4a16_rot"] and getattr(runner, "l1_256", None) is None
+    assert runner.operands["l1_1"] is runner.operands["l1"] and runner.operands["l2_1"] is runner.operands["l2"]
+    gemms = [d for d in runner.decls if d.weights]
+    assert {d.family for d in gemms} == {"w4a16_grouped_gemm", "w4a16_ws_grouped_gemm"}
+    assert all(d.problem["word_order"] == "rot" for d in gemms)
+    assert {d.attr: d.problem.get("act_order") for d in runner.decls if not d.optional and "act_order" in d.problem} == {
+        "permute": "quad", "l1": "quad", "silu": "quad", "l2": "quad"}
+    for m, l1 in ((1, "l1"), (56, "l1"), (57, "l1_1"), (300, "l1_1")):
+        x, ids, w, start = _batch(m, 70 + m, mode)
+        runner.expert_start.fill_(start)
+        before = {a: _calls(runner, a) for a in ("l1", "l1_1")}
+        out = runner(x, ids, w)
+        assert {a for a in before if _calls(runner, a) != before[a]} == {l1}, m
+        want = moe_ref(x, ids, w, ew, E, start)
+        if want.norm() > 0:
+            assert _rel(out, want) <= 1e-2, (mode, m, _rel(out, want))
+    assert runner.missing([1, 56, 57, 300]) == []
+    # negative control: the nibble copy under the rot ops multiplies other weights
+    nib = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu")
+    assert nib.layouts == ["quack_w4a16"]
+    runner.operands = {a: nib.operands["l1" if a.startswith("l1") else "l2"] for a in runner.operands}
+    x, ids, w, start = _batch(37, 5, "uniform")
+    runner.expert_start.fill_(start)
+    assert _rel(runner(x, ids, w), moe_ref(x, ids, w, ew, E, start)) > 0.5
+
+
+def test_runner_word_order_is_checked():
+    t, _ = _layer(3)
+    with pytest.raises(ArgumentError, match="word_order='zig'"):
+        MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=64, device="cpu", word_order="zig")

@@ -1,17 +1,18 @@
 """runtime/word_order.py: the "rot" blob word order is a bit permutation whose decode plan
 (ROT_PLAN, read by kernels/w4a16/ptx.py decode_rot) rebuilds quack's fragment registers; the claims
-of its docstring (13 instructions, no single-term plan exists); runners refuse variants that read
-a word order they do not prepare."""
+of its docstring (13 instructions, no single-term plan exists); word order as a problem key and the
+runners' "w4a16_rot" operands."""
 
 import itertools
 
 import pytest
 import torch
 
-from nvfp4_aot.runtime.declare import OpDecl, open_ops
-from nvfp4_aot.runtime.errors import MissingVariantError
-from nvfp4_aot.runtime.word_order import (BF16_FIELDS, ROT_PLAN, T_MASK, rot_bits, shift_for, word_order,
-                                          word_unorder)
+from nvfp4_aot.kernels import get_family
+from nvfp4_aot.runtime.errors import ArgumentError
+from nvfp4_aot.runtime.weights import BLOB_LAYOUT, OPERANDS, _layouts, operands
+from nvfp4_aot.runtime.word_order import (BF16_FIELDS, ROT_PLAN, T_MASK, WORD_ORDERS, check_order, rot_bits,
+                                          shift_for, word_order, word_unorder)
 
 
 def _rotl(x: int, r: int) -> int:
@@ -76,41 +77,32 @@ def test_word_order_round_trips_and_checks_its_input():
     r = rot.reshape(-1, 4).to(torch.int64)
     pop = lambda t: sum(((t >> i) & 1).sum(-1) for i in range(8))  # noqa: E731
     assert torch.equal(pop(w), pop(r))
-    with pytest.raises(ValueError, match="word order 'zig'"):
+    with pytest.raises(ValueError, match="word_order='zig'"):
         word_order(blob, "zig")
     with pytest.raises(ValueError, match="divisible by 4"):
         word_order(torch.zeros((3, 6), dtype=torch.uint8), "rot")
 
 
-class _Kern:
-    def __init__(self, params):
-        self.record = {"params": params, "key": "k" * 64}
+def test_word_order_is_a_problem_key_of_every_family_that_reads_it():
+    """A variant's word order is part of its op (op id, manifest problem): a store's op table then
+    guarantees each bucket's params agree with it (runtime/store_format.py), and a runner opening
+    the op for `word_order` gets only variants decoding that order. quack's families read nibble."""
+    for name in ("w4a16_gemm", "w4a16_grouped_gemm", "w4a16_ws_gemm", "w4a16_ws_grouped_gemm"):
+        assert "word_order" in get_family(name).problem_keys, name
+    for name in ("quack_w4a16_gemm", "quack_w4a16_grouped_gemm"):
+        assert not hasattr(get_family(name).params_type, "word_order"), name
+    assert set(BLOB_LAYOUT) == set(WORD_ORDERS) and set(OPERANDS[BLOB_LAYOUT["rot"]]) == set(OPERANDS["quack_w4a16"])
 
 
-class _Op:
-    name = "w4a16_grouped_gemm.x"
-
-    def __init__(self, orders):
-        self._k = [_Kern({"word_order": o}) for o in orders]
-
-    def kernels(self):
-        return self._k
-
-
-class _Store:
-    def __init__(self, orders):
-        self.orders = orders
-
-    def op(self, family, **problem):
-        return _Op(self.orders)
-
-
-def test_runners_refuse_a_variant_of_another_word_order():
-    class Runner:
-        pass
-
-    decl = OpDecl("l1", "w4a16_grouped_gemm", {"n": 256, "k": 256, "experts": 2}, "slots", "x")
-    r = Runner()
-    assert open_ops(r, _Store(["nibble", "nibble"]), [decl]) == [decl] and r.l1 is not None
-    with pytest.raises(MissingVariantError, match="word order 'rot'.*runners prepare 'nibble'"):
-        open_ops(Runner(), _Store(["nibble", "rot"]), [decl])
+def test_rot_operands_are_the_nibble_operands_permuted():
+    g = torch.Generator().manual_seed(3)
+    q = torch.randint(0, 256, (128, 128), dtype=torch.uint8, generator=g)
+    sf = torch.randint(0, 0x7F, (128, 16), dtype=torch.uint8, generator=g)  # finite E4M3
+    nib, rot = operands(q, sf, "quack_w4a16"), operands(q, sf, BLOB_LAYOUT["rot"])
+    assert torch.equal(rot["strip"], nib["strip"]) and not torch.equal(rot["blob"], nib["blob"])
+    assert torch.equal(rot["blob"], word_order(nib["blob"], "rot"))
+    assert torch.equal(word_unorder(rot["blob"], "rot"), nib["blob"])
+    with pytest.raises(ValueError, match="alternatives"):
+        _layouts(q, sf, ("quack_w4a16", "w4a16_rot"), "x")
+    with pytest.raises(ArgumentError, match="word_order='zig'"):
+        check_order("zig")

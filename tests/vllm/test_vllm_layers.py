@@ -223,25 +223,45 @@ def test_moe_prefill_is_on_unless_turned_off(vllm_config, store, monkeypatch):
         moe_prefill()
 
 
-def test_linear_quack_is_the_default_and_ours_opt_in(vllm_config, store, monkeypatch):
-    """Dense layers above M = 32 run quack's kernels unless NVFP4_AOT_LINEAR_QUACK=0 (ours);
-    other values: a clear error."""
+def _fake_linear(vllm_config, prefix):
+    """A RowParallelLinear [H, 128] through the plugin's method: the FakeNvfp4Linear it built."""
     from vllm.config import set_current_vllm_config
     from vllm.model_executor.layers.linear import RowParallelLinear
 
+    with set_current_vllm_config(vllm_config):
+        layer = RowParallelLinear(128, H, bias=False, quant_config=_cfg(), prefix=prefix)
+        _load_linear(layer, [random_nvfp4(H, 128, gen=torch.Generator().manual_seed(1))])
+        layer.quant_method.process_weights_after_loading(layer)
+    return FakeNvfp4Linear.instances[-1]
+
+
+def test_word_order_is_the_runners_default_unless_set(vllm_config, store, monkeypatch):
+    """NVFP4_AOT_WORD_ORDER: unset gives both runners their default word order; "rot" reaches both;
+    another value is a clear start-up error."""
+    from nvfp4_aot.runtime.word_order import RUNNER_WORD_ORDER
+    from vllm_plugin.artifacts import WORD_ORDER_ENV, word_order
+
+    monkeypatch.delenv(WORD_ORDER_ENV, raising=False)
+    assert word_order() == RUNNER_WORD_ORDER
+    assert _fake_linear(vllm_config, "m.l12.mlp.down_proj").word_order == RUNNER_WORD_ORDER
+    monkeypatch.setenv(WORD_ORDER_ENV, "rot")
+    assert _fake_linear(vllm_config, "m.l13.mlp.down_proj").word_order == "rot"
+    _moe_layer(vllm_config, torch.Generator().manual_seed(8), prefix="m.l14.mlp.experts")
+    assert FakeMoERunner.instances[-1].word_order == "rot"
+    monkeypatch.setenv(WORD_ORDER_ENV, "zig")
+    with pytest.raises(RuntimeError, match="must be one of"):
+        word_order()
+
+
+def test_linear_quack_is_the_default_and_ours_opt_in(vllm_config, store, monkeypatch):
+    """Dense layers above M = 32 run quack's kernels unless NVFP4_AOT_LINEAR_QUACK=0 (ours);
+    other values: a clear error."""
     from vllm_plugin.artifacts import LINEAR_QUACK_ENV, linear_quack
 
-    def build(prefix):
-        with set_current_vllm_config(vllm_config):
-            layer = RowParallelLinear(128, H, bias=False, quant_config=_cfg(), prefix=prefix)
-            _load_linear(layer, [random_nvfp4(H, 128, gen=torch.Generator().manual_seed(1))])
-            layer.quant_method.process_weights_after_loading(layer)
-        return FakeNvfp4Linear.instances[-1]
-
     monkeypatch.delenv(LINEAR_QUACK_ENV, raising=False)
-    assert linear_quack() is True and build("m.l10.mlp.down_proj").quack is True
+    assert linear_quack() is True and _fake_linear(vllm_config, "m.l10.mlp.down_proj").quack is True
     monkeypatch.setenv(LINEAR_QUACK_ENV, "0")
-    assert build("m.l11.mlp.down_proj").quack is False
+    assert _fake_linear(vllm_config, "m.l11.mlp.down_proj").quack is False
     monkeypatch.setenv(LINEAR_QUACK_ENV, "yes")
     with pytest.raises(RuntimeError, match="must be 0 or 1"):
         linear_quack()

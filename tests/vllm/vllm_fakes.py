@@ -63,9 +63,9 @@ class FakeNvfp4Linear:
     instances: list["FakeNvfp4Linear"] = []
 
     def __init__(self, store, weight, weight_scale, weight_scale_2, *, max_tokens, device=None, part_sizes=None,
-                 quack=True):
+                 quack=True, word_order="nibble"):
         assert weight.dtype == torch.uint8 and weight_scale.dtype == torch.float8_e4m3fn
-        self.quack = quack
+        self.quack, self.word_order = quack, word_order
         assert weight_scale_2.dtype == torch.float32
         self.store, self.max_tokens, self.part_sizes = store, max_tokens, part_sizes
         self.n, self.k = weight.shape[0], weight.shape[1] * 2
@@ -93,9 +93,9 @@ class FakeMoERunner:
     instances: list["FakeMoERunner"] = []
 
     def __init__(self, store, *, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, expert_start, top_k, max_tokens, device=None,
-                 swiglu_limit=None, prefill=True):
+                 swiglu_limit=None, prefill=True, word_order="nibble"):
         e = w13.shape[0]
-        self.prefill = prefill
+        self.prefill, self.word_order = prefill, word_order
         if store.experts is not None and e not in store.experts:
             from nvfp4_aot.runtime.errors import MissingVariantError
 
