@@ -198,7 +198,8 @@ def dense(store, bw, peak, dev, ms, shapes=None, cold: bool = False, word_order:
                 tq = t([lambda w=w: qop(a_m, *w, qalpha, o_m, *qscratch(m), check=False) for w in w4s])
             tb = t([lambda w=w: torch.matmul(a_m, w.T) for w in w16s])
             timed = {"w4a16_gemm": ("w4a16", to), "w4a16_ws_gemm": ("ws   ", tw)}
-            oname, served = timed[Nvfp4Linear.family_for(n, k, m, one_scale=scales == 1, quack=False)]  # ours only
+            oname, served = timed[Nvfp4Linear.family_for(n, k, m, one_scale=scales == 1, quack=False,
+                                                          word_order=word_order)]  # ours only
             dname, dflt = timed.get(Nvfp4Linear.family_for(n, k, m, one_scale=scales == 1, word_order=word_order), ("quack", tq))
             fl = 2.0 * m * n * k
 

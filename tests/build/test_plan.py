@@ -303,6 +303,34 @@ def test_capture_sizes_and_token_cap_options(small_ckpt, hopper_ckpt, tmp_path):
     assert {o["problem"]["pad"] for o in s["ops"] if o["family"] == "moe_route"} == {1}
 
 
+def test_rot_plan_is_what_the_rot_runners_open(hopper_ckpt, tmp_path):
+    """`plan --word-order rot`: every sm_90a op of the checkpoint is one MoERunner / Nvfp4Linear with
+    word_order="rot" declares (our GEMMs with word_order rot, the decode path in act order quad, no quack
+    family: quack reads nibble only), the header says so, and the nibble plan's ops differ only there."""
+    from nvfp4_aot.runtime.linear import Nvfp4Linear
+    from nvfp4_aot.runtime.moe import DECODE_ORDERS, MoERunner
+
+    s = plan_json(hopper_ckpt, tmp_path / "r.toml", "--arch", "sm_90a", "--ep-size", "2",
+                  "--max-num-batched-tokens", "1024", "--word-order", "rot")
+    # (w4a16_ws_gemm's tables do not fit the tiny 256 x 256 / 512 x 256 layers: w4a16_gemm serves them at every M)
+    assert all("w4a16_ws_gemm cannot implement" in u and "runs w4a16_gemm for every M" in u for u in s["unsupported"])
+    assert "word order 'rot'" in (tmp_path / "r.toml").read_text().split("[[op]]")[0]
+    got = {(o["family"], tuple(sorted(o["problem"].items()))) for o in s["ops"]}
+    assert not [f for f, _ in got if f.startswith("quack_")]
+    ours = [dict(p) for f, p in got if f.startswith("w4a16_")]
+    assert ours and all(p["word_order"] == "rot" for p in ours)
+    assert {p["act_order"] for p in ours if "experts" in p and "act_order" in p} == {DECODE_ORDERS["rot"]}
+    E, top_k = HOPPER_CONFIG["n_routed_experts"] // 2, HOPPER_CONFIG["num_experts_per_tok"]
+    h, i = HOPPER_CONFIG["hidden_size"], HOPPER_CONFIG["moe_intermediate_size"]
+    moe = MoERunner.ops(h, i, E, top_k, "sm_90a", max_tokens=1024, word_order="rot")
+    assert {(d.family, tuple(sorted(d.problem.items()))) for d in moe} <= got
+    dense = [d for n, k in ((512, 512), (256, 256), (512, 256), (1024, 512))  # attention, dense MLP, shared expert
+             for d in Nvfp4Linear.ops(n, k, "sm_90a", word_order="rot") if d.keyed == "gemm"]
+    keys = {(d.family, tuple(sorted(d.problem.items()))): d for d in dense}
+    assert {key for key, d in keys.items() if not d.optional} <= got
+    assert {key for key in got if key[0] == "w4a16_ws_gemm"} <= set(keys)
+
+
 def test_token_counts_beyond_a_family_are_reported(small_ckpt, tmp_path):
     s = plan_json(small_ckpt, tmp_path / "m.toml", "--arch", "sm_90a", "--max-num-batched-tokens", "70000")
     quack = next(o for o in s["ops"] if o["family"] == "quack_w4a16_gemm" and o["problem"] == {"n": 256, "k": 256})
