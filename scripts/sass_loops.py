@@ -24,7 +24,11 @@ CLASSES = (
     ("fp32 math", r"^F(MUL|FMA|ADD)", "fma"),
     ("prmt", r"^PRMT", "alu"),
     ("lop3", r"^LOP3", "alu"),
-    ("shift (SHF / IMAD.SHL)", r"^(SHF|IMAD\.SHL)", "alu"),
+    # IMAD (IMAD.SHL included: ptxas's shifts on the multiply-add datapath) issues on the FMA pipe, not the ALU
+    # pipe (before session 23 both were counted as "alu")
+    ("shift on the FMA pipe (IMAD.SHL)", r"^IMAD\.SHL", "fma"),
+    ("shift (SHF)", r"^SHF", "alu"),
+    ("int multiply-add (IMAD)", r"^IMAD", "fma"),
     ("uniform (U*)", r"^U", "uniform"),
     ("int math (IMAD / IADD / LEA / VIADD / SEL)", r"^(IMAD|IADD|LEA|VIADD|SEL|IABS|MOV|CS2R|I2F|F2I|IMNMX|VIMNMX|BMSK|SGXT)",
      "alu"),
