@@ -38,11 +38,17 @@ def moe_runner(store, max_tokens: int, prefill: bool = True, word_order: str | N
                      **({"word_order": word_order} if word_order else {}))
 
 
+def ops_of(store, family: str, **problem) -> list:
+    """The ops of `family` in `store` whose problem holds these items (the others, e.g. act_order,
+    word_order or quack's tile_n, whatever the store built), in the store's order."""
+    return [o for o in store.ops.values() if o.spec["family"] == family
+            and all(o.spec["problem"].get(k) == v for k, v in problem.items())]
+
+
 def find_op(store, family: str, **problem):
-    """The one op of `family` in `store` whose problem holds these items (the others, e.g. act_order
-    or word_order, whatever the store built): benchmarks that time any store's tilings of a shape."""
-    ops = [o for o in store.ops.values() if o.spec["family"] == family
-           and all(o.spec["problem"].get(k) == v for k, v in problem.items())]
+    """The one op of ops_of(store, family, **problem): benchmarks that time any store's tilings of a
+    shape; several or none is an error naming them."""
+    ops = ops_of(store, family, **problem)
     if len(ops) != 1:
         raise SystemExit(f"{store.root}: {len(ops)} ops of {family} with {problem} "
                          f"({sorted(o.name for o in ops)}): give the missing problem values")

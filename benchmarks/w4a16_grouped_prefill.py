@@ -12,11 +12,10 @@ passes one store per tile_m).
 import argparse
 
 import torch
-from common import MOE_SHAPES, bf16_peak, device_name, grouped_bf16, open_stores, tflops, time_cuda
+from common import MOE_SHAPES, bf16_peak, device_name, grouped_bf16, open_stores, ops_of, tflops, time_cuda
 
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.quack_w4a16.grouped_family import padded_groups
-from nvfp4_aot.runtime import MissingVariantError
 
 SHAPES = MOE_SHAPES
 E = 48
@@ -39,12 +38,7 @@ def main() -> None:
         tmax = max(a.tokens)
         qbufs = []
         for s in qstores:  # every tile_n (a problem parameter: one op each) of this shape
-            for tn in sorted({int(o.kernel_for(1).record["params"]["tile_n"]) for o in s.ops.values()
-                              if o.spec["family"] == qfam.name}):
-                try:
-                    op = s.op("quack_w4a16_grouped_gemm", n=n, k=k, experts=E, tile_n=tn)
-                except MissingVariantError:
-                    continue
+            for op in sorted(ops_of(s, qfam.name, n=n, k=k, experts=E), key=lambda o: o.spec["problem"]["tile_n"]):
                 rows_max = E * -(-tmax // 256) * 256
                 p = qfam.parse_params(op.kernel_for(rows_max).record["params"])
                 b = qfam.make_inputs(p, rows_max, dev, seed=1)

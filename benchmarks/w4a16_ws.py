@@ -16,7 +16,7 @@ torch bf16 matmul, one store per tiling (one unsplit op per shape), same bitwise
 import argparse
 
 import torch
-from common import MOE_SHAPES, bf16_peak, device_name, find_op, grouped_bf16, open_stores, tflops, time_cuda
+from common import MOE_SHAPES, bf16_peak, device_name, find_op, grouped_bf16, open_stores, ops_of, tflops, time_cuda
 
 from nvfp4_aot.runtime import open_store
 from nvfp4_aot.runtime.word_order import word_order
@@ -115,11 +115,8 @@ def main() -> None:
         # one buffer for every op and t (inputs depend on n, k, experts only)
         b = fam.make_inputs(nibble(fam, ops[0], tmax * E), tmax * E, dev, seed=1)
         blobs = {}
-        qops = []  # one quack op per tile_n (a problem parameter: the groups' padding)
-        for o in (qstore.ops.values() if qstore else ()):
-            qp = o.kernel_for(1).record["params"]
-            if o.spec["family"] == qfam.name and (qp["n"], qp["k"], qp["experts"]) == (n, k, E):
-                qops.append(o)
+        # one quack op per tile_n (a problem parameter: the groups' padding)
+        qops = ops_of(qstore, qfam.name, n=n, k=k, experts=E) if qstore else []
         for t in a.tokens:
             fl, tb, line = grouped_bf16(t, w16, peak)
             rows = t * E

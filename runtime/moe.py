@@ -264,7 +264,6 @@ class MoERunner:
         self.num_experts, self.hidden, self.intermediate = e, h_half * 2, two_i // 2
         if tuple(w2.shape) != (e, self.hidden, self.intermediate // 2):
             raise ArgumentError(f"w2 must be [E, H, I/2] = [{e}, {self.hidden}, {self.intermediate // 2}], got {tuple(w2.shape)}")
-        check_order(word_order)
         self.top_k, self.max_tokens, self.device, self.word_order = top_k, max_tokens, device, word_order
         h, i = self.hidden, self.intermediate
         for _, _, p in prefill_tiers(e, top_k, word_order=word_order):  # every tier's ops: None unless opened below

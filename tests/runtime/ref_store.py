@@ -36,14 +36,6 @@ class RefOp:
     def bucket_edges(self):
         return [(lo, hi) for lo, hi, _, _ in self.buckets]
 
-    def kernels(self):
-        """The store Op's view of its variants: records with their params (runtime/declare.py
-        open_ops reads them)."""
-        from dataclasses import asdict
-        from types import SimpleNamespace
-
-        return [SimpleNamespace(record={"params": asdict(p), "key": f"ref{i:010d}"}) for i, (_, _, p, _) in enumerate(self.buckets)]
-
     def scratch(self, m):
         _, _, p, sig = self._bucket(m)
         env = {**sig.static, "M": m}
