@@ -18,7 +18,7 @@ MOE_SHAPES = {"L1": (2 * MOE_I, MOE_H), "L2": (MOE_H, MOE_I)}  # the routed expe
 def moe_runner(store, max_tokens: int, prefill: bool = True, word_order: str | None = None):
     """MoERunner over MOE_E experts of random NVFP4 weights (global scales 1e-4), expert_start 0,
     top-TOPK: what benchmarks/moe_layer.py and moe_timeline.py time. word_order: the runner's
-    (runtime/word_order.py; None: the served one)."""
+    (runtime/word_order.py; None: the runner's default)."""
     from nvfp4_aot.kernels.quack_w4a16.prepare import random_nvfp4_weights
     from nvfp4_aot.runtime import MoERunner
 

@@ -10,7 +10,7 @@ from common import device_name
 
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.runtime import open_store
-from nvfp4_aot.runtime.word_order import RUNNER_WORD_ORDER
+from nvfp4_aot.runtime.linear import WORD_ORDER
 
 
 def per_call(fn, n: int = 20000) -> float:
@@ -59,7 +59,7 @@ def ws_epi_rows(store) -> dict[str, float]:
     Rows are named by what the store serves (tile, epi), so a table change shows in the output."""
     fam = get_family("w4a16_ws_gemm")
     try:
-        op = store.op(fam.name, n=7168, k=2048, word_order=RUNNER_WORD_ORDER)
+        op = store.op(fam.name, n=7168, k=2048, word_order=WORD_ORDER)
     except Exception:  # noqa: BLE001 (a store without o_b's ws op)
         return {}
     rows = {}

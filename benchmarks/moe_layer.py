@@ -15,7 +15,7 @@ from common import MOE_E as E, MOE_H as H, MOE_I as I, TOPK, bf16_peak, device_n
 from nvfp4_aot.kernels.moe_glue.ref import make_routing
 from nvfp4_aot.runtime import open_store
 from nvfp4_aot.runtime.layout import capacity
-from nvfp4_aot.runtime.word_order import RUNNER_WORD_ORDER, WORD_ORDERS
+from nvfp4_aot.runtime.word_order import WORD_ORDERS
 
 
 def torch_moe(x, ids, w, w13, w2, counts, offs):
@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--decode-only", action="store_true",
                     help="prefill=False: our kernels at every T; without it (MoERunner's default) the quack "
                          "prefill tiers serve large T (both read the one weight copy)")
-    ap.add_argument("--word-order", choices=list(WORD_ORDERS), default=RUNNER_WORD_ORDER,
+    ap.add_argument("--word-order", choices=list(WORD_ORDERS), default=None,
                     help="the runner's blob word order (runtime/word_order.py; rot: the store must hold the ops of "
                          "`nvfp4-build plan --word-order rot`)")
     ap.add_argument("--all-paths", action="store_true",
@@ -60,7 +60,7 @@ def main() -> None:
     counts = torch.zeros(E, dtype=torch.int32, device=dev)
     offs = torch.zeros(E, dtype=torch.int32, device=dev)
     print(f"device: {device_name()}; MoE layer, {E} local experts, H {H}, I {I}, top-{TOPK}, all slots local; "
-          f"word order {a.word_order}")
+          f"word order {runner.word_order}")
     peak = bf16_peak()
     print(f"{'tokens':>6} {'path':>9} {'runner us':>10} {'torch bf16 us':>14} {'speed-up':>9} {'glue us':>8} {'glue share':>10}"
           "  runner GEMM rate")

@@ -29,8 +29,10 @@ from nvfp4_aot.kernels.moe_glue import capacity
 from nvfp4_aot.runtime import open_store
 from nvfp4_aot.runtime.layout import ACT_ORDERS, act_unorder
 from nvfp4_aot.runtime.linear import Nvfp4Linear
+from nvfp4_aot.runtime.linear import WORD_ORDER as LINEAR_WORD_ORDER
 from nvfp4_aot.runtime.moe import DECODE_ORDERS, PAD  # PAD: MoERunner's decode-path group padding on Hopper
-from nvfp4_aot.runtime.word_order import RUNNER_WORD_ORDER, WORD_ORDERS
+from nvfp4_aot.runtime.moe import WORD_ORDER as MOE_WORD_ORDER
+from nvfp4_aot.runtime.word_order import WORD_ORDERS
 from nvfp4_aot.runtime.scratch import OpScratch
 
 SHAPES = MOE_SHAPES
@@ -78,7 +80,7 @@ def ws_decode(ws_stores, n: int, k: int, e: int, rows: int, b, order: str, t: in
     return line
 
 
-def grouped(store, bw, peak, e: int, dev, tokens, act_order: str, ws_stores=(), word_order: str = RUNNER_WORD_ORDER) -> None:
+def grouped(store, bw, peak, e: int, dev, tokens, act_order: str, ws_stores=(), word_order: str = MOE_WORD_ORDER) -> None:
     """act_order / word_order: DECODE_ORDERS[word_order] is what MoERunner's decode path runs with word_order
     (make_inputs permutes act and the blob to them).
     ws_stores: stores with w4a16_ws_grouped_gemm decode tilings, timed on the same data (ws_decode)."""
@@ -138,7 +140,7 @@ def _op(store, fam, **problem):
         return None
 
 
-def dense(store, bw, peak, dev, ms, shapes=None, cold: bool = False, word_order: str = RUNNER_WORD_ORDER) -> None:
+def dense(store, bw, peak, dev, ms, shapes=None, cold: bool = False, word_order: str = LINEAR_WORD_ORDER) -> None:
     """Per M: our w4a16_gemm (decode) and w4a16_ws_gemm, quack's (scalar alpha; per-row for the
     two-scale q_a + kv), torch bf16 matmul, and what Nvfp4Linear serves by default (its own choice,
     Nvfp4Linear.family_for, for a store holding every declared op) with its ratio to torch, and our
@@ -226,8 +228,9 @@ def main() -> None:
     ap.add_argument("--shapes", nargs="*", help="dense: only these (e.g. o_b q_b down gate+up q_a+kv)")
     ap.add_argument("--skip-grouped", action="store_true")
     ap.add_argument("--cold", action="store_true", help="dense: rotate every kernel's weights over copies (cold L2)")
-    ap.add_argument("--word-order", default=RUNNER_WORD_ORDER, choices=list(WORD_ORDERS),
-                    help="the blob word order of our ops to time (runtime/word_order.py; the store must hold them)")
+    ap.add_argument("--word-order", default=None, choices=list(WORD_ORDERS),
+                    help="the blob word order of our ops to time (runtime/word_order.py; the store must hold them) "
+                         f"[default: each runner's: grouped {MOE_WORD_ORDER}, dense {LINEAR_WORD_ORDER}]")
     ap.add_argument("--act-order", nargs="*", default=None, choices=list(ACT_ORDERS),
                     help="grouped: activation K order(s) to time (default: what MoERunner's decode path runs with "
                          f"--word-order, {DECODE_ORDERS})")
@@ -248,10 +251,11 @@ def main() -> None:
         ws_stores[-1].prime()
     if not a.skip_grouped:
         for e in a.experts:
-            for order in a.act_order or [DECODE_ORDERS[a.word_order]]:
-                grouped(store, bw, peak, e, dev, a.tokens, order, ws_stores, a.word_order)
+            wo = a.word_order or MOE_WORD_ORDER
+            for order in a.act_order or [DECODE_ORDERS[wo]]:
+                grouped(store, bw, peak, e, dev, a.tokens, order, ws_stores, wo)
     if not a.skip_dense:
-        dense(store, bw, peak, dev, a.m, a.shapes, a.cold, a.word_order)
+        dense(store, bw, peak, dev, a.m, a.shapes, a.cold, a.word_order or LINEAR_WORD_ORDER)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from typing import Any
 import click
 
 from nvfp4_aot.runtime.store_format import NO_BUILD_ENV
-from nvfp4_aot.runtime.word_order import RUNNER_WORD_ORDER, WORD_ORDERS
+from nvfp4_aot.runtime.word_order import WORD_ORDERS
 
 EXIT_FAILED, EXIT_USAGE, EXIT_MANIFEST, EXIT_LOCKED, EXIT_STORE, EXIT_CHECKPOINT = 1, 2, 3, 4, 5, 6
 
@@ -277,11 +277,12 @@ def _ep_rank(ctx, param, value: str) -> int | None:
 @click.option("--max-num-batched-tokens", "max_tokens", type=click.IntRange(1), default=8192, show_default=True, help="vLLM's max_num_batched_tokens.")
 @click.option("--capture-sizes", callback=_int_list, help="CUDA-graph capture sizes, comma-separated [default: vLLM's up to --max-capture-size].")
 @click.option("--max-capture-size", type=click.IntRange(1), default=512, show_default=True, help="vLLM's max_cudagraph_capture_size.")
-@click.option("--word-order", type=click.Choice(WORD_ORDERS), default=RUNNER_WORD_ORDER, show_default=True,
-              help="sm_90a: the blob word order the runners are built for (runtime/word_order.py; 'rot' is experimental, for A/B stores).")
+@click.option("--word-order", type=click.Choice(WORD_ORDERS), default=None,
+              help="sm_90a: one blob word order for both runners (runtime/word_order.py) [default: each runner's own: "
+                   "MoERunner rot, Nvfp4Linear nibble].")
 @click.option("-o", "--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Manifest file to write [default: stdout].")
 @json_option
-def plan_cmd(checkpoint: Path, archs, ep_size: int, ep_rank, max_tokens: int, capture_sizes, max_capture_size: int, word_order: str,
+def plan_cmd(checkpoint: Path, archs, ep_size: int, ep_rank, max_tokens: int, capture_sizes, max_capture_size: int, word_order: str | None,
              out: Path | None, as_json: bool) -> None:
     """Plan the manifest for the NVFP4 checkpoint in CHECKPOINT (reads only config and safetensors headers).
 
@@ -300,7 +301,7 @@ def plan_cmd(checkpoint: Path, archs, ep_size: int, ep_rank, max_tokens: int, ca
     settings = Settings(archs, ep_size, ep_rank, max_tokens, capture_sizes, max_capture_size, word_order)
     cmd = ["nvfp4-build plan CHECKPOINT_DIR", f"--arch {','.join(archs)}", f"--ep-size {ep_size}", f"--ep-rank {'all' if ep_rank is None else ep_rank}", f"--max-num-batched-tokens {max_tokens}"]
     cmd.append(f"--capture-sizes {','.join(map(str, capture_sizes))}" if capture_sizes else f"--max-capture-size {max_capture_size}")
-    if word_order != RUNNER_WORD_ORDER:
+    if word_order is not None:
         cmd.append(f"--word-order {word_order}")
     cmd.append(f"-o {out.name if out else '-'}")
     try:

@@ -33,7 +33,6 @@ from nvfp4_aot.runtime.checkpoint import Checkpoint, CheckpointError, Gemm, comp
 from nvfp4_aot.runtime.declare import OpDecl
 from nvfp4_aot.runtime.linear import Nvfp4Linear
 from nvfp4_aot.runtime.moe import MoERunner
-from nvfp4_aot.runtime.word_order import RUNNER_WORD_ORDER
 
 from .manifest import Manifest, OpSpec, op_spec
 
@@ -69,7 +68,8 @@ class Settings:
     max_num_batched_tokens: int = 8192
     capture_sizes: tuple[int, ...] | None = None  # None: vLLM's default for max_capture_size
     max_capture_size: int = 512
-    word_order: str = RUNNER_WORD_ORDER  # sm_90a: the blob word order the runners prepare (runtime/word_order.py)
+    # sm_90a: the blob word order both runners prepare (runtime/word_order.py); None: each runner's default
+    word_order: str | None = None
 
 
 @dataclass
@@ -438,12 +438,12 @@ class Planner:
             "Assumed: attention, dense-MLP and shared-expert GEMMs replicated at full size on every rank (data-parallel attention).",
             f"Token buckets: CUDA-graph capture sizes {_sizes_text(self.sizes)} (vLLM pads a batch up to the next one),",
             f"  max_num_batched_tokens {s.max_num_batched_tokens}; the grouped GEMMs and silu ops reach max_num_batched_tokens x top-k",
-            "  token-slots (decode: unpadded; prefill and sm_100a: each expert's rows padded, to the quack grouped GEMM's tile_n",
-            "  on sm_90a, to 128 on sm_100a); moe_route / moe_permute* / moe_combine see tokens.",
+            "  token-slots (sm_90a: unpadded, but for the quack grouped GEMM's tier in word order nibble, padded to its tile_n;",
+            "  sm_100a: each expert's rows padded to 128); moe_route / moe_permute* / moe_combine see tokens.",
         ]
-        if s.word_order != RUNNER_WORD_ORDER:
-            lines.append(f"sm_90a weights in blob word order {s.word_order!r} (runtime/word_order.py), not the served "
-                         f"{RUNNER_WORD_ORDER!r}: runners open these ops only when built with word_order={s.word_order!r}.")
+        if s.word_order is not None:
+            lines.append(f"sm_90a weights of both runners in blob word order {s.word_order!r} (runtime/word_order.py), not "
+                         f"each runner's default: runners open these ops only when built with word_order={s.word_order!r}.")
         return [x for x in lines if x]
 
 

@@ -32,7 +32,7 @@ from .declare import OpDecl, covered, missing_ops, open_ops  # noqa: F401  (cove
 from .errors import MissingVariantError
 from .scratch import OpScratch
 from .weights import BLOB_LAYOUT, operands, parts_to_rows, row_alpha  # noqa: F401  (parts_to_rows re-exported)
-from .word_order import RUNNER_WORD_ORDER, check_order
+from .word_order import check_order
 
 # M up to which w4a16_gemm (mma.sync decode) serves, measured on an H200. Session 5/6: ws's time
 # is flat in M up to its 64-token tile while w4a16_gemm's M = 33 bucket costs 1.5x its M = 32
@@ -47,6 +47,10 @@ WS_FROM = 16  # Nvfp4Linear(quack=False): w4a16_gemm up to here, w4a16_ws_gemm a
 # ranges) serves instead of w4a16_gemm (H200, session 7 sweep, above).
 QUACK_FROM = 16
 QUACK_FROM_ROW_ALPHA = 16
+# The layer's blob word order when none is asked (word_order=None): "nibble". "rot" on an H200 over the
+# five DeepSeek-V4 shapes (docs/PERFORMANCE.md "session 24"): 6-9% slower at M = 1 on gate+up and q_a+kv
+# (the M <= 16 bar: not slower than today), ties above M = 128, faster at 16-64 on some shapes.
+WORD_ORDER = "nibble"
 
 
 def in_ranges(m: int, ranges) -> bool:
@@ -78,7 +82,7 @@ class Nvfp4Linear:
 
     @classmethod
     def family_for(cls, n: int, k: int, m: int, *, one_scale: bool = True, quack: bool = True,
-                   word_order: str = RUNNER_WORD_ORDER) -> str:
+                   word_order: str | None = None) -> str:
         """The family that serves M rows on sm_90a when the store holds every op `ops` declares: the
         declarations' own edges (w4a16_gemm up to its m_upto, w4a16_ws_gemm on ws_ranges where it is
         declared, the upper kernel above), which __call__ follows on an instance
@@ -93,7 +97,7 @@ class Nvfp4Linear:
 
     @classmethod
     def ops(cls, n: int, k: int, arch: str, *, one_scale: bool = True, quack: bool = True,
-            upper: bool = True, mid: bool = True, word_order: str = RUNNER_WORD_ORDER) -> list[OpDecl]:
+            upper: bool = True, mid: bool = True, word_order: str | None = None) -> list[OpDecl]:
         """The ops a dense NVFP4 GEMM [N, K] needs on `arch` (see runtime/declare.py). sm_90a:
         w4a16_gemm for every M, or only up to a threshold with optional upper kernels above it
         (a store without them leaves w4a16_gemm every M; `upper` False declares that case): with
@@ -101,13 +105,14 @@ class Nvfp4Linear:
         out: the store lacks it) and quack_w4a16_gemm for one global scale, quack_w4a16_rowalpha_gemm
         for several (`one_scale` False), on the other M above WS_FROM; without `quack`, our
         w4a16_ws_gemm above WS_FROM. `word_order` (runtime/word_order.py, a problem key of our two
-        families): the blob word order the layer prepares; quack's kernels read "nibble" only, so
-        any other order declares the `quack` False ops.
+        families; None: WORD_ORDER): the blob word order the layer prepares; quack's kernels read
+        "nibble" only, so any other order declares the `quack` False ops.
         sm_100a: activation quantize + global scale per input width and quack_nvfp4_gemm,
         planned for the block-scaled path this class does not serve yet."""
         p = {"n": n, "k": k}
         if arch == "sm_90a":
-            ours = {**p, "word_order": check_order(word_order)}
+            word_order = check_order(word_order or WORD_ORDER)
+            ours = {**p, "word_order": word_order}
             quack = quack and word_order == "nibble"
             ranges = cls.ws_ranges(n, k) if quack and mid and upper else ()
             if ranges and cls.ws_everywhere(n, k):
@@ -148,13 +153,14 @@ class Nvfp4Linear:
 
     def __init__(self, store, weight: torch.Tensor, weight_scale: torch.Tensor, weight_scale_2: torch.Tensor, *,
                  max_tokens: int, part_sizes: Sequence[int] | None = None, device: Any = None, quack: bool = True,
-                 word_order: str = RUNNER_WORD_ORDER):
+                 word_order: str | None = None):
         """quack=True (default): w4a16_ws_gemm on the M ranges ws_ranges(N, K), quack's WGMMA kernel
         on the other M above WS_FROM (measured faster there, see the module docstring); where the
         store lacks one of the two, the other serves all M above WS_FROM, and without either
         w4a16_gemm serves every M.
         quack=False: our w4a16_ws_gemm above WS_FROM (same fallbacks).
-        word_order: the blob word order prepared and opened (ops); not "nibble" implies quack=False."""
+        word_order: the blob word order prepared and opened (ops; None: WORD_ORDER); not "nibble" implies
+        quack=False."""
         if store.arch != "sm_90a":
             raise MissingVariantError(
                 f"Nvfp4Linear serves sm_90a (W4A16) only; {store.arch} needs NVFP4 activation quantization and the "
@@ -164,7 +170,7 @@ class Nvfp4Linear:
         self.max_tokens = max_tokens
         # one prepared copy (quack's nvfp4 layout, in word_order) feeds w4a16_gemm, w4a16_ws_gemm and,
         # in nibble order, quack's kernel alike
-        self.word_order = check_order(word_order)
+        self.word_order = word_order = check_order(word_order or WORD_ORDER)
         q = operands(weight.to(device), weight_scale.to(device), BLOB_LAYOUT[word_order])
         self.w = (q["blob"], q["strip"])
         self.alpha = row_alpha(weight_scale_2, self.n, part_sizes, device)

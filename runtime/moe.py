@@ -21,11 +21,11 @@ by the average routed slots per local expert t = T * top_k / E against PREFILL (
           warp-specialized W4A16 kernel; it wants every group to start at a multiple of its
           tile_n): rows = capacity(T, top_k, E, P), padding rows computed on zeros and ignored
           by combine.
-Word order (`word_order`, a problem key of our GEMMs; runtime/word_order.py): "nibble" (served,
-RUNNER_WORD_ORDER) as above; "rot" (not yet measured on a GPU) decodes each blob word in 13
-instructions instead of 17 but reads the weights' own K pairs, so the decode path runs act order
-quad (DECODE_ORDERS) and the quack tier, which reads nibble order only, is gone: the w4a16_ws tier
-serves every T above the decode path (prefill_table).
+Word order (`word_order`, a problem key of our GEMMs; runtime/word_order.py): "rot" (the default,
+WORD_ORDER) decodes each blob word in 13 instructions instead of 17 but reads the weights' own K
+pairs, so the decode path runs act order quad (DECODE_ORDERS) and the quack tier, which reads nibble
+order only, is gone: the w4a16_ws tier serves every T above the decode path (prefill_table).
+"nibble" runs as described above (decode path in quad8, the quack tier above 128 slots per expert).
 Weights are prepared once per layout the opened GEMMs read (weight_layout: quack's blob/strip, the
 shared layout contract of docs/ARCHITECTURE.md, in the word order of the GEMMs' problem), so
 decode and prefill share one copy.
@@ -58,7 +58,7 @@ from .declare import OpDecl, missing_ops, open_ops
 from .errors import ArgumentError, MissingVariantError
 from .layout import GROUP_PAD, capacity
 from .weights import BLOB_LAYOUT, expert_alpha, expert_operands
-from .word_order import RUNNER_WORD_ORDER, check_order
+from .word_order import check_order
 
 PAD = GROUP_PAD["sm_90a"]
 # Prefill tiers: (t, P) = above t routed slots per local expert on average (T * top_k / E > t),
@@ -74,9 +74,14 @@ PAD = GROUP_PAD["sm_90a"]
 # (t = 256: 1656 vs 1688, 790 vs 947; t = 512: 3167 vs 3327, 1672 vs 1780).
 PREFILL = ((28, 1), (128, 256))
 WS_GEMM, QUACK_GEMM = "w4a16_ws_grouped_gemm", "quack_w4a16_grouped_gemm"
+# The runner's blob word order when none is asked (word_order=None): "rot". Whole layer on an H200, 48
+# experts, top-6, rot vs nibble (medians of two alternated runs, docs/PERFORMANCE.md "session 24"):
+# 1.00-1.08x as fast at T = 1..1024 (16 tokens: 424 vs 460 us), 0.97-1.00x at 2048..8192 (where
+# nibble has the quack tier), and one kernel family fewer.
+WORD_ORDER = "rot"
 
 
-def prefill_table(word_order: str = RUNNER_WORD_ORDER) -> tuple[tuple[int, int], ...]:
+def prefill_table(word_order: str = WORD_ORDER) -> tuple[tuple[int, int], ...]:
     """PREFILL's tiers whose GEMM reads blobs in `word_order` (runtime/word_order.py): all of them in
     "nibble"; in "rot" only ours (quack's kernel reads nibble order), the w4a16_ws tier then serving
     every T above the decode path."""
@@ -102,7 +107,7 @@ def prefill_gemm(pad: int) -> str:
 # Word order "rot" (runtime/word_order.py: a 13-instruction decode of the weights' own K pairs) reads
 # quad instead (decode_rot decodes the weights' K pairs, quad8's crossed pairs are decode_sel's).
 DECODE_ORDERS = {"nibble": "quad8", "rot": "quad"}
-DECODE_ORDER = DECODE_ORDERS[RUNNER_WORD_ORDER]  # the served decode path's
+DECODE_ORDER = DECODE_ORDERS[WORD_ORDER]  # the default decode path's
 
 
 def weight_layout(d: OpDecl) -> str:
@@ -163,7 +168,7 @@ def check_groups(offsets: torch.Tensor, counts: torch.Tensor, rows: int) -> None
 
 
 def prefill_tiers(experts: int, top_k: int, max_tokens: int | None = None,
-                  word_order: str = RUNNER_WORD_ORDER) -> list[tuple[int, int | None, int]]:
+                  word_order: str = WORD_ORDER) -> list[tuple[int, int | None, int]]:
     """prefill_table(word_order) in tokens for `experts` local experts and top-k: (above, upto, pad)
     rows, tier j serving above < T <= upto (T * top_k / E > t  <=>  T > t * E // top_k); only the
     tiers some T <= max_tokens reaches (a decode-only runner opens, plans and prepares no prefill
@@ -179,14 +184,14 @@ class MoERunner:
 
     @classmethod
     def ops(cls, hidden: int, intermediate: int, experts: int, top_k: int, arch: str, swiglu_limit: float = 0.0,
-            prefill: bool = True, max_tokens: int | None = None, word_order: str = RUNNER_WORD_ORDER) -> list[OpDecl]:
+            prefill: bool = True, max_tokens: int | None = None, word_order: str | None = None) -> list[OpDecl]:
         """The ops one MoE layer needs on `arch` (runtime/declare.py): `experts` local experts
         (global / EP size), hidden H, intermediate I, top-k, and a SwiGLU clamp `swiglu_limit`
         (DeepSeek-V4: 10; 0 none). sm_90a: the decode path in launch order, then each prefill
         tier's own ops (optional; `prefill` False: the decode path serves every T), the tiers
         that some T <= max_tokens reaches (None: all). `word_order`: the blob word order our
-        GEMMs read (runtime/word_order.py; a problem key of theirs): it sets the decode path's act
-        order (DECODE_ORDERS) and the tiers (prefill_table). sm_100a: runtime/moe_sm100.py's path
+        GEMMs read (runtime/word_order.py; a problem key of theirs; None: WORD_ORDER): it sets the
+        decode path's act order (DECODE_ORDERS) and the tiers (prefill_table). sm_100a: runtime/moe_sm100.py's path
         (the clamp in moe_silu_mul_quantize). None where the runner has no path (another arch)."""
         if arch == "sm_100a":
             from .moe_sm100 import Sm100MoE
@@ -194,7 +199,7 @@ class MoERunner:
             return Sm100MoE.ops(hidden, intermediate, experts, top_k, arch, swiglu_limit=swiglu_limit)
         if arch != "sm_90a":
             return []
-        h, i, e, k, wo = hidden, intermediate, experts, top_k, word_order
+        h, i, e, k, wo = hidden, intermediate, experts, top_k, check_order(word_order or WORD_ORDER)
         tiers = prefill_tiers(e, k, max_tokens, wo) if prefill else []
         order = DECODE_ORDERS[wo]
         lay = dict(keyed="layer", top_k=k, experts=e, runner=cls.runner_name)
@@ -241,10 +246,11 @@ class MoERunner:
 
     def __init__(self, store, *, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, expert_start: int,
                  top_k: int, max_tokens: int, device: Any = None, swiglu_limit: float | None = None,
-                 prefill: bool = True, word_order: str = RUNNER_WORD_ORDER):
+                 prefill: bool = True, word_order: str | None = None):
         """prefill: serve T above the PREFILL edges on the prefill GEMMs (default: they read the same
         weight copy as the decode path, see the module docstring); sm_90a only. word_order: the blob
-        word order of the experts' prepared copy and of every GEMM opened (ops(); sm_90a only)."""
+        word order of the experts' prepared copy and of every GEMM opened (ops(); sm_90a only; None:
+        WORD_ORDER)."""
         device = torch.device(device or "cuda")
         self._sm100 = None
         self.swiglu_limit = float(swiglu_limit or 0.0)  # 0: plain SwiGLU (the op's default)
@@ -264,6 +270,7 @@ class MoERunner:
         self.num_experts, self.hidden, self.intermediate = e, h_half * 2, two_i // 2
         if tuple(w2.shape) != (e, self.hidden, self.intermediate // 2):
             raise ArgumentError(f"w2 must be [E, H, I/2] = [{e}, {self.hidden}, {self.intermediate // 2}], got {tuple(w2.shape)}")
+        word_order = check_order(word_order or WORD_ORDER)
         self.top_k, self.max_tokens, self.device, self.word_order = top_k, max_tokens, device, word_order
         h, i = self.hidden, self.intermediate
         for _, _, p in prefill_tiers(e, top_k, word_order=word_order):  # every tier's ops: None unless opened below

@@ -3,7 +3,7 @@ kernels/quack_w4a16/layout.py: word b of a lane's 16 bytes = the whole m16n8k16 
 k16 block b, 8 E2M1 codes). Standard library only; word_order / word_unorder import torch lazily.
 
   "nibble"  quack's: code i at bits 4i .. 4i + 3 (m, e0, e1, s from bit 4i up). Read by quack's
-            kernels, w4a16_ws, and w4a16's decode_block / decode_sel. What runners serve by default.
+            kernels, w4a16_ws, and w4a16's decode_block / decode_sel. Nvfp4Linear's default.
   "rot"     the same 32 bits permuted (ROT_PLAN) so that w4a16's decode_rot builds A register q
             from one rotation (or shift) of the word and one mask: register q
             = OR over its terms (r, mask) of rotl(word, r) & mask. Three registers take one term
@@ -14,10 +14,12 @@ k16 block b, 8 E2M1 codes). Standard library only; word_order / word_unorder imp
             target bits of a register (BF16_FIELDS, both halves: mask T_MASK) shifted by any r
             cannot tile the 32 bits (no 4 disjoint rotations of T_MASK exist; at most 3).
             Read by w4a16 (act orders natural / quad) and w4a16_ws; not by quack's kernels.
-            Runners serve it when asked (`word_order="rot"`; `nvfp4-build plan --word-order rot`):
-            the weights in layout "w4a16_rot" (runtime/weights.py), every GEMM op with word_order
-            "rot" in its problem, MoERunner's decode path in act order quad and no quack tier.
-            Not yet measured on a GPU, so not the default.
+            A runner in word order "rot" prepares its weights in layout "w4a16_rot"
+            (runtime/weights.py) and opens every GEMM op with word_order "rot" in its problem;
+            MoERunner's decode path then reads act order quad and it has no quack tier.
+Each runner's default (word_order=None) is its measured best on an H200 (docs/PERFORMANCE.md
+"session 24"): MoERunner "rot" (runtime/moe.py WORD_ORDER), Nvfp4Linear "nibble" (runtime/linear.py
+WORD_ORDER); `nvfp4-build plan --word-order` and vLLM's NVFP4_AOT_WORD_ORDER force one for both.
 
 The register semantics are quack's fragment registers (decode_block's, and the wgmma A registers
 of w4a16_ws): register q = byte q of the nibble-order word, code 2q (the lower K) in its low half
@@ -30,7 +32,6 @@ prefill kernel reading natural K can decode it too.
 from __future__ import annotations
 
 WORD_ORDERS = ("nibble", "rot")
-RUNNER_WORD_ORDER = "nibble"  # the runners' default word_order (the plan's, the vLLM plugin's)
 BF16_FIELDS = {6: 0, 7: 1, 8: 2, 15: 3}  # bf16 bit of a half <- bit of the E2M1 code (m, e0, e1, s)
 T_MASK = 0x81C081C0  # a register's target bits: BF16_FIELDS in both halves
 # decode_rot, per A register q: terms (rotate-left r, mask); masks of a register are disjoint and
@@ -117,5 +118,5 @@ def word_unorder(blob, order: str):
     return _permute_words(blob, tuple(inv))
 
 
-__all__ = ["BF16_FIELDS", "ROT_PLAN", "RUNNER_WORD_ORDER", "T_MASK", "WORD_ORDERS", "check_order", "rot_bits", "rotl",
+__all__ = ["BF16_FIELDS", "ROT_PLAN", "T_MASK", "WORD_ORDERS", "check_order", "rot_bits", "rotl",
            "shift_for", "word_order", "word_unorder"]

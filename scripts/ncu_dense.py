@@ -11,7 +11,7 @@ import sys
 import torch
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.runtime import open_store
-from nvfp4_aot.runtime.word_order import RUNNER_WORD_ORDER
+from nvfp4_aot.runtime.linear import WORD_ORDER
 from nvfp4_aot.runtime.scratch import OpScratch
 
 store = open_store(sys.argv[1] if len(sys.argv) > 1 else ".gpu/artifacts")
@@ -22,10 +22,10 @@ for name, n, k, fq in (("gate+up", 6144, 7168, "quack_w4a16_gemm"), ("o_b", 7168
                        ("q_a+kv", 2048, 7168, "quack_w4a16_rowalpha_gemm")):
     if os.environ.get("PROF_ONLY") and name != os.environ["PROF_ONLY"]:
         continue
-    op = store.op("w4a16_gemm", n=n, k=k, act_order="natural", word_order=RUNNER_WORD_ORDER)
+    op = store.op("w4a16_gemm", n=n, k=k, act_order="natural", word_order=WORD_ORDER)
     p = fam.parse_params(op.kernel_for(1).record["params"])
     b = fam.make_inputs(p, max(MS), dev, seed=n)
-    wop = store.op("w4a16_ws_gemm", n=n, k=k, word_order=RUNNER_WORD_ORDER)
+    wop = store.op("w4a16_ws_gemm", n=n, k=k, word_order=WORD_ORDER)
     qop = store.op(fq, n=n, k=k)
     ws, qs = OpScratch(wop, max(MS), dev), OpScratch(qop, max(MS), dev)
     w16 = torch.randn((n, k), device=dev, dtype=torch.bfloat16)

@@ -22,7 +22,7 @@ def main() -> None:
     from nvfp4_aot.build.plan import runner_manifest
     from nvfp4_aot.runtime.linear import Nvfp4Linear
     from nvfp4_aot.runtime.moe import MoERunner
-    from nvfp4_aot.runtime.word_order import RUNNER_WORD_ORDER, WORD_ORDERS
+    from nvfp4_aot.runtime.word_order import WORD_ORDERS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--moe", type=_ints, action="append", default=[], metavar="H,I,E,TOPK",
@@ -32,7 +32,8 @@ def main() -> None:
     ap.add_argument("--dense", type=_ints, action="append", default=[], metavar="N,K", help="an Nvfp4Linear")
     ap.add_argument("--two-scales", action="store_true", help="dense layers with several global scales")
     ap.add_argument("--max-tokens", type=int, default=8192)
-    ap.add_argument("--word-order", choices=list(WORD_ORDERS), default=RUNNER_WORD_ORDER)
+    ap.add_argument("--word-order", choices=list(WORD_ORDERS), default=None,
+                    help="one word order for both runners [default: each runner's own]")
     ap.add_argument("--name", default="runners")
     a = ap.parse_args()
     decls = []

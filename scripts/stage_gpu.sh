@@ -22,6 +22,9 @@ cp -r artifacts .gpu/artifacts && rm -rf .gpu/artifacts/tmp .gpu/artifacts/.lock
 # MoERunner and Nvfp4Linear with word_order "rot" at small shapes (tests/gpu/test_rot_runners_gpu.py; the
 # manifest is written from the runners' declarations by tests/gpu/make_rot_check.py).
 "$PY" -m nvfp4_aot.build.cli compile tests/gpu/rot_check.toml -o .gpu/artifacts
+# Only what these four manifests reference travels (artifacts/ keeps entries of older keys: the carry limit).
+"$PY" -m nvfp4_aot.build.cli gc manifests/default.toml tests/gpu/ws_check.toml tests/gpu/quad_check.toml \
+  tests/gpu/rot_check.toml -o .gpu/artifacts
 rm -rf .gpu/artifacts/tmp .gpu/artifacts/.lock
 # The installed-store check: tests/gpu/ship_check.toml's variants (already in artifacts/, so
 # nothing compiles) as a store of their own, packed as nvfp4-aot-store-gpu-check into .gpu/ship/.

@@ -24,8 +24,8 @@ MOE_PREFILL_ENV = "NVFP4_AOT_MOE_PREFILL"
 # shapes since session 17; H200, docs/PERFORMANCE.md), "0" our w4a16_ws_gemm at every such M; where the store
 # lacks one of the two the other serves.
 LINEAR_QUACK_ENV = "NVFP4_AOT_LINEAR_QUACK"
-# The blob word order both runners prepare and open (runtime/word_order.py): unset = the runners' default
-# (RUNNER_WORD_ORDER); "rot" needs a store planned with `nvfp4-build plan --word-order rot`.
+# One blob word order for both runners (runtime/word_order.py): unset = each runner's own default (MoERunner
+# "rot", Nvfp4Linear "nibble"); a value needs a store planned with `nvfp4-build plan --word-order VALUE`.
 WORD_ORDER_ENV = "NVFP4_AOT_WORD_ORDER"
 
 _STORES: dict[tuple[str, str], Any] = {}
@@ -68,12 +68,13 @@ def linear_quack() -> bool:
     return v == "1"
 
 
-def word_order() -> str:
-    """$NVFP4_AOT_WORD_ORDER: the runners' blob word order (runtime/word_order.py); unset: their default."""
-    from nvfp4_aot.runtime.word_order import RUNNER_WORD_ORDER, WORD_ORDERS
+def word_order() -> str | None:
+    """$NVFP4_AOT_WORD_ORDER: both runners' blob word order (runtime/word_order.py); unset: None (each
+    runner's default)."""
+    from nvfp4_aot.runtime.word_order import WORD_ORDERS
 
-    v = os.environ.get(WORD_ORDER_ENV, RUNNER_WORD_ORDER)
-    if v not in WORD_ORDERS:
+    v = os.environ.get(WORD_ORDER_ENV)
+    if v is not None and v not in WORD_ORDERS:
         raise RuntimeError(f"${WORD_ORDER_ENV} must be one of {WORD_ORDERS}, got {v!r}")
     return v
 

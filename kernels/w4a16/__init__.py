@@ -85,6 +85,8 @@ DECODE_SEL = tuple(p | 0x80 | (4 + p) << 8 | 0x8000 for p in range(4))
 DECODE_MUL = (1 << 6) | (1 << 12)  # u * MUL = (u << 6) | (u << 12): the two fields never overlap
 DECODE_MASK = 0x81C081C0  # bf16x2 sign (15|31), exponent low bits (8..7|24..23), mantissa msb (6|22)
 SCALE_MUL = 0x7B007B00  # bf16x2 (2^119, 2^119)
+EPI_SCALE = 128.0  # 2^7 = 2^126 / 2^119: every 2^-126 decode times a SCALE_MUL scale is v * scale * 2^-7; the
+# epilogue (w4a16, and w4a16_ws in word order "rot") multiplies alpha by it in fp32 (exact)
 WARPS = (1, 2, 4, 8)
 ROW_BLOCKS = (1, 2, 4)
 N_TILES = (1, 2, 4, 8, 16)

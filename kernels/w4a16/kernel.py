@@ -19,13 +19,12 @@ from cutlass import BFloat16, Float32, Int32, Int64, const_expr
 from nvfp4_aot.runtime.layout import QUAD_ORDERS
 
 from ..hopper import launch
-from . import BLOB_TILE, K_STEP, STRIP_TILE, ring_ctas
+from . import BLOB_TILE, EPI_SCALE, K_STEP, STRIP_TILE, ring_ctas
 from .ptx import (decode_block, decode_rot, decode_sel, ld_cached_v4, ld_shared_v4, ld_stream_u16, ld_stream_v4,
                   ldmatrix_x4, mma_bf16, quad_scales, st_shared_v4)
 from .ring import RingMainloop
 from .wgmma import WgmmaMainloop
 
-EPI_SCALE = 128.0  # 2^7: undoes the decode's v * scale * 2^-7
 SB_ROW_WORDS = 132  # split "n": shared-memory words per staged token row (512 B + 16 B pad)
 
 

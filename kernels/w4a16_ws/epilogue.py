@@ -45,6 +45,7 @@ from cutlass import BFloat16, Int32, Int64, const_expr
 from cutlass.cute.nvgpu import cpasync
 
 from ..ptx import pack_bf16x2
+from ..w4a16 import EPI_SCALE
 from . import EPI_BLOCKS, EPI_WARP_BYTES
 from .ptx import lds_v4, stg_v4_if, stmatrix_x4_trans
 from .sched import act_boxes, img_offset, token_col
@@ -53,7 +54,9 @@ from .sched import act_boxes, img_offset, token_col
 class Epilogue:
     @cute.jit
     def _load_alpha(self, al, cw, wq, lane, e, m, alpha):
-        """al[h, r] = alpha of weight row 16 wq + lane / 4 + 8 h of the warp's m64 block r."""
+        """al[h, r] = alpha of weight row 16 wq + lane / 4 + 8 h of the warp's m64 block r, times
+        EPI_SCALE in word order "rot" (decode_rot's values are v * scale * 2^-7; the table decode's
+        are v * scale exactly)."""
         for r in cutlass.range_constexpr(self.rb):
             row_a = m * self.tile_m + (cw * self.rb + r) * 64 + 16 * wq + lane // 4
             for h in cutlass.range_constexpr(2):
@@ -61,6 +64,8 @@ class Epilogue:
                     al[h, r] = alpha[e, row_a + 8 * h]
                 else:
                     al[h, r] = alpha[row_a + 8 * h]
+                if const_expr(self.rot):
+                    al[h, r] = al[h, r] * EPI_SCALE
 
     @cute.jit
     def _epilogue(self, acc, al, ebuf, cw, wq, lane, e, j, m, s_start, s_cnt, out, own=None):

@@ -18,7 +18,8 @@ from nvfp4_aot.build.plan import make_buckets, pick, vllm_capture_sizes
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.runtime.checkpoint import Checkpoint, name_patterns
 from nvfp4_aot.runtime.layout import capacity
-from nvfp4_aot.runtime.moe import DECODE_ORDER, PREFILL, prefill_tiers  # noqa: F401
+from nvfp4_aot.runtime.moe import DECODE_ORDER, PREFILL, prefill_table, prefill_tiers  # noqa: F401
+from nvfp4_aot.runtime.moe import WORD_ORDER as MOE_WORD_ORDER
 
 # problem values the runners spell for the store's op ids (act order natural, the served word order),
 # left out of the keys the tests below compare
@@ -169,27 +170,30 @@ def test_hopper_plan_covers_what_the_runtime_opens(hopper_ckpt, tmp_path):
     want = {("w4a16_gemm", (("k", k), ("n", n))): T for n, k in dense}
     want |= {("quack_w4a16_gemm", (("k", k), ("n", n))): T for n, k in dense}
     want |= {("quack_w4a16_rowalpha_gemm", (("k", k), ("n", n))): T for n, k in ((512, 512), (1024, 512))}  # stacked
+    # MoERunner's GEMMs in its default word order (runtime/moe.py WORD_ORDER), Nvfp4Linear's in nibble
+    wo = (("word_order", MOE_WORD_ORDER),) if MOE_WORD_ORDER != "nibble" else ()
     want |= {  # MoERunner: route / permute / combine on tokens, the rest on tokens x top-k rows
         ("moe_route", (("experts", E), ("pad", 1), ("topk", top_k))): T,
         # the decode path's GEMM inputs in DECODE_ORDER (runtime/layout.py), written by permute / silu
         ("moe_permute", (("act_order", DECODE_ORDER), ("experts", E), ("h", h), ("pad", 1), ("topk", top_k))): T,
-        ("w4a16_grouped_gemm", (("act_order", DECODE_ORDER), ("experts", E), ("k", h), ("n", 2 * i))): T * top_k,
+        ("w4a16_grouped_gemm", (("act_order", DECODE_ORDER), ("experts", E), ("k", h), ("n", 2 * i)) + wo): T * top_k,
         # limit: the SwiGLU clamp (none here); decode's silu writes quad order on the slots, the
         # prefill tiers' one (natural) covers the largest padded rows
         ("moe_silu_mul", (("act_order", DECODE_ORDER), ("i", i), ("limit", 0.0))): T * top_k,
-        ("moe_silu_mul", (("i", i), ("limit", 0.0))): capacity(T, top_k, E, PREFILL[-1][1]),
-        ("w4a16_grouped_gemm", (("act_order", DECODE_ORDER), ("experts", E), ("k", i), ("n", h))): T * top_k,
+        ("moe_silu_mul", (("i", i), ("limit", 0.0))): capacity(T, top_k, E, max(p for _, _, p in prefill_tiers(E, top_k))),
+        ("w4a16_grouped_gemm", (("act_order", DECODE_ORDER), ("experts", E), ("k", i), ("n", h)) + wo): T * top_k,
         ("moe_combine", (("h", h), ("topk", top_k))): T,
     }
     for _, _, p in prefill_tiers(E, top_k):  # the prefill path per tier: route pad 1 = ours, else quack's tile_n
-        gemm = (("w4a16_ws_grouped_gemm", ()) if p == 1 else ("quack_w4a16_grouped_gemm", (("tile_n", p),)))
+        gemm = (("w4a16_ws_grouped_gemm", wo) if p == 1 else ("quack_w4a16_grouped_gemm", (("tile_n", p),)))
         want |= {
             ("moe_route", (("experts", E), ("pad", p), ("topk", top_k))): T,
             ("moe_permute", (("experts", E), ("h", h), ("pad", p), ("topk", top_k))): T,
             (gemm[0], (("experts", E), ("k", h), ("n", 2 * i)) + gemm[1]): capacity(T, top_k, E, p),
             (gemm[0], (("experts", E), ("k", i), ("n", h)) + gemm[1]): capacity(T, top_k, E, p),
         }
-    assert len(prefill_tiers(E, top_k)) == 2 and prefill_tiers(E, top_k)[0][0] < T  # both reachable here
+    tiers = prefill_tiers(E, top_k)
+    assert len(tiers) == len(prefill_table()) and tiers[-1][0] < T  # every tier reachable here
     # (DEFAULTS, spelled by the runners for the store's op ids, are left out of the key here)
     got = {(o["family"], tuple(sorted((k, v) for k, v in o["problem"].items() if (k, v) not in DEFAULTS))): o
            for o in s["ops"] if "sm_90a" in o["archs"]}
@@ -202,7 +206,7 @@ def test_hopper_plan_covers_what_the_runtime_opens(hopper_ckpt, tmp_path):
     moe = [o["family"] for o in s["ops"] if "sm_90a" in o["archs"] and (o["family"].startswith("moe_") or "grouped" in o["family"])]
     # (the unpadded tier's route is the decode path's: one op)
     ours = ["moe_permute", "w4a16_ws_grouped_gemm", "w4a16_ws_grouped_gemm"]
-    quack = ["moe_route", "moe_permute", "quack_w4a16_grouped_gemm", "quack_w4a16_grouped_gemm"]
+    quack = ["moe_route", "moe_permute", "quack_w4a16_grouped_gemm", "quack_w4a16_grouped_gemm"] * (len(tiers) - 1)
     assert moe == ["moe_route", "moe_permute", "w4a16_grouped_gemm", "moe_silu_mul", "w4a16_grouped_gemm", "moe_combine"] + ours + quack + ["moe_silu_mul"]
     # Blackwell: Nvfp4Linear's block-scaled GEMM per dense (N, K), MoERunner's sm_100a ops per MoE shape
     bw = {(o["problem"]["n"], o["problem"]["k"]): o for o in s["ops"] if o["family"] == "quack_nvfp4_gemm"}
@@ -222,7 +226,7 @@ def test_hopper_plan_covers_what_the_runtime_opens(hopper_ckpt, tmp_path):
             assert pick(table, bk.hi).items() <= dict(bk.params).items()
     # MoERunner's decode L1 reads quad order: the quad table (split 'n' where natural has 'wg'),
     # its edges in token-slots per expert (5 and 8) times the E local experts
-    grouped = ops[("w4a16_grouped_gemm", (("act_order", DECODE_ORDER), ("experts", E), ("k", h), ("n", 2 * i)))]
+    grouped = ops[("w4a16_grouped_gemm", (("act_order", DECODE_ORDER), ("experts", E), ("k", h), ("n", 2 * i)) + wo)]
     assert [(bk.lo, bk.hi) for bk in grouped.buckets] == [(1, 5 * E), (5 * E + 1, 8 * E), (8 * E + 1, T * top_k)]
     fam = get_family("w4a16_grouped_gemm")
     quad = fam.tile_table({"experts": E, "act_order": DECODE_ORDER})

@@ -63,7 +63,7 @@ def test_route_exact(store, mode, seed):
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.parametrize("order", ["natural", "quad8"])  # quad8: MoERunner's decode path (runtime/moe.py DECODE_ORDER)
+@pytest.mark.parametrize("order", ["natural", "quad", "quad8"])  # MoERunner's decode path: quad (rot), quad8 (nibble)
 @pytest.mark.parametrize("limit", [0.0, 10.0])  # 10: DeepSeek-V4's clamped SwiGLU (both clamps hit)
 def test_silu_mul(store, seed, limit, order):
     failures = []
@@ -137,13 +137,13 @@ def test_cuda_graph_route_then_combine(store, seed):
 # ----------------------------------------------------------------------------- permute, fused quantize
 
 
-@pytest.mark.parametrize("pad,order", [(PAD, "natural"), (1, "quad8")], ids=["natural", "quad8"])
+@pytest.mark.parametrize("pad,order", [(PAD, "natural"), (1, "quad"), (1, "quad8")], ids=["natural", "quad", "quad8"])
 @pytest.mark.parametrize("experts", FUSED_EXPERTS)
 @pytest.mark.parametrize("mode", range(len(ROUTINGS)), ids=ROUTINGS)
 def test_permute_exact(store, experts, mode, seed, pad, order):
     """Bit copy of the routed token rows, zero padding rows (xg poisoned with NaN; src_token
     also holds planted out-of-range indices M, -5, 2^31 - 1 in padding rows); and MoERunner's
-    decode permute (pad 1, quad8 order: runtime/layout.py): the routed rows, each 64-column tile
+    decode permute (pad 1, quad / quad8 order: runtime/layout.py): the routed rows, each 64-column tile
     permuted, bit for bit against the reference (natural gather + act_order)."""
     failures = []
     for j, m in enumerate(FUSED_MS):

@@ -25,6 +25,9 @@ DEV = torch.device("cuda")
 MOE_TOL = 1e-2
 CAPTURE_SIZES = (1, 2, 4, 8, 16, 24, 32, 64, 128, 256, 512)
 PREFILL_SIZES = (1024, 2048)  # MoERunner's prefill path (runtime/moe.py PREFILL)
+# tier_for at T = 224 / 225 / 1024 / 1025 per word order (runtime/moe.py prefill_table): decode up to 28 slots
+# per expert, then ours unpadded; nibble hands T above 128 slots per expert to quack padded to 256
+TIERS = {"rot": [None, 1, 1, 1], "nibble": [None, 1, 1, 256]}
 
 
 def _unit_alpha(q, sf, k):
@@ -33,8 +36,8 @@ def _unit_alpha(q, sf, k):
     return 1.0 / (w.float().pow(2).mean().sqrt().item() * k**0.5 + 1e-30)
 
 
-@pytest.fixture(scope="module")
-def layer(store):
+@pytest.fixture(scope="module", params=["rot", "nibble"])  # the default (runtime/moe.py WORD_ORDER), the other
+def layer(store, request):
     seed = int(os.environ.get("NVFP4_AOT_SEED", secrets.randbelow(1 << 30)))
     print(f"\n[moe layer] seed={seed}")
     g = torch.Generator(device=DEV).manual_seed(seed)
@@ -47,7 +50,8 @@ def layer(store):
     t = dict(w13=torch.stack(w13), w13_scale=torch.stack(s13).view(torch.float8_e4m3fn),
              w13_scale_2=torch.tensor(a13, device=DEV), w2=torch.stack(w2),
              w2_scale=torch.stack(s2).view(torch.float8_e4m3fn), w2_scale_2=torch.tensor(a2, device=DEV))
-    runner = MoERunner(store, **t, expert_start=0, top_k=TOPK, max_tokens=MAX_TOKENS, prefill=True)  # both paths
+    runner = MoERunner(store, **t, expert_start=0, top_k=TOPK, max_tokens=MAX_TOKENS, prefill=True,
+                       word_order=request.param)  # every path
 
     def expert_weights(e):
         return (dequantize(t["w13"][e], t["w13_scale"][e].view(torch.uint8)).double() * a13[e],
@@ -74,8 +78,8 @@ def test_moe_layer_matches_fp64_reference(layer):
     runner, ew, seed = layer
     fails = []
     # decode (T <= 224: <= 28 slots per expert), prefill on our w4a16_ws grouped GEMM, unpadded
-    # (224 < T <= 1024), on quack's grouped GEMM padded to 256 (above): both edges of each
-    assert [runner.tier_for(m) for m in (224, 225, 1024, 1025)] == [None, 1, 1, 256]
+    # (224 < T; nibble: up to 1024, then quack's grouped GEMM padded to 256): both edges of each
+    assert [runner.tier_for(m) for m in (224, 225, 1024, 1025)] == TIERS[runner.word_order]
     for i, m in enumerate((1, 2, 3, 7, 33, 128, 129, 1000)):
         for j, mode in enumerate(ROUTINGS):
             fails.append(_check(runner, ew, m, seed + 31 * i + j, mode))
@@ -88,9 +92,9 @@ def test_moe_layer_matches_fp64_reference(layer):
 
 
 def test_moe_graph_capture_at_vllm_sizes(layer):
-    """Decode sizes (vLLM's capture sizes) and prefill sizes of both prefill tiers."""
+    """Decode sizes (vLLM's capture sizes) and prefill sizes of every prefill tier."""
     runner, _, seed = layer
-    assert {runner.tier_for(m) for m in PREFILL_SIZES} == {1, 256}
+    assert {runner.tier_for(m) for m in PREFILL_SIZES} == set(TIERS[runner.word_order][2:])
     for n, m in enumerate(CAPTURE_SIZES + PREFILL_SIZES):
         check_replays(runner, m, seed + 1000 * n, ("uniform", "skewed", "one_expert", "empty_experts"))
 

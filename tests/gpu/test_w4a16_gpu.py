@@ -86,7 +86,7 @@ def _graph_ops(store):
     """The first grouped op, and every small one (the test manifests' shapes: cheap inputs) whose
     kernel at M = 6016 differs from those already picked (e.g. the cp.async-ring split 'n')."""
     picked, seen = [], set()
-    for i, op in enumerate(ops(store, GROUPED)):
+    for i, op in enumerate(op for op in ops(store, GROUPED) if op.max_m >= 6016):  # rot_check's stop lower
         p = GROUPED.parse_params(op.kernel_for(6016).record["params"])
         tun = (p.warps, p.rb, p.nt, p.split, p.stages, p.act_order)
         if i == 0 or (p.experts * p.n * p.k <= 1 << 24 and tun not in seen):
@@ -105,7 +105,8 @@ def test_grouped_graph_replay_few_rows_new_experts(store, seed):
     rows on the device (kernel._nth_active); replays route the rows to other experts (new
     offsets, 'single' / 'empty' / uniform over 48), so a graph captured once must follow them."""
     quad = [op for op in ops(store, GROUPED) if op.spec["problem"].get("act_order") == "quad8"]
-    for op in [ops(store, GROUPED)[0]] + quad[:1]:
+    rot = [op for op in ops(store, GROUPED) if op.spec["problem"].get("word_order") == "rot"]
+    for op in [ops(store, GROUPED)[0]] + quad[:1] + rot[:1]:
         _graph_replay(op, seed, m=5)
 
 
@@ -127,10 +128,11 @@ def test_grouped_corrupt_offsets_stay_in_bounds(store, seed):
     """tests/gpu/corrupt.py's groupings (the overlapping ones put more live experts than the min(E,
     M) grid rows, so the device-side expert search runs out of rows), on each small op (every
     tuning of the test manifests) at M = 3 (3 grid rows) and 1200 (one per expert), and on one
-    quad8 op with more than 32 experts (two ballot rounds of the search)."""
+    quad (word order rot) and one quad8 op with more than 32 experts (two ballot rounds of the search)."""
     prob = [(op, op.spec["problem"]) for op in ops(store, GROUPED)]
     small = [op for op, p in prob if p["experts"] * p["n"] * p["k"] <= 1 << 24]
-    wide = [op for op, p in prob if p["experts"] > 32 and p.get("act_order") == "quad8"][:1]
+    wide = [[op for op, p in prob if p["experts"] > 32 and p.get("act_order") == o][:1] for o in ("quad", "quad8")]
+    wide = [op for ops_ in wide for op in ops_]
     for op in small + wide or ops(store, GROUPED)[:1]:
         for m in (3, 1200):
             check_corrupt_groups(GROUPED, op, m, seed, DEV)

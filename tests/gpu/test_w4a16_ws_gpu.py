@@ -26,12 +26,15 @@ MS = (37, 300, 1000, 5001)
 DENSE_MS = (1, 100, 129, 300, 640, 2000)  # 300 / 640: the 126-CTA stream-K buckets (tiles.SK126)
 
 
-def ops(store, fam, small=True):
-    found = [op for op in store.ops.values() if op.spec["family"] == fam.name]
+def ops(store, fam, small=True, reach=1):
+    """The store's ops of `fam` whose buckets reach M = `reach` (the largest M the test calls: the
+    runner manifests' ops, e.g. tests/gpu/rot_check.toml's, stop lower; test_rot_runners_gpu.py
+    and `verify --run` check those at every bucket edge)."""
+    found = [op for op in store.ops.values() if op.spec["family"] == fam.name and op.max_m >= reach]
     if small:  # the correctness tests run the small problems (the benchmark runs the big ones)
         found = [op for op in found if op.spec["problem"]["n"] * op.spec["problem"]["k"] <= 1 << 22]
     if not found:
-        pytest.skip(f"no small {fam.name} op in the store")
+        pytest.skip(f"no small {fam.name} op reaching M={reach} in the store")
     return found
 
 
@@ -53,7 +56,7 @@ def test_grouped_matches_reference(store, seed):
     failures, real = [], 0
     for op in ops(store, GFAM):
         for i, m in enumerate(MS):
-            for d, dist in enumerate(DISTS):
+            for d, dist in enumerate(DISTS if m <= op.max_m else ()):
                 bad, inputs, _ = run(GFAM, op, m, seed + 10 * i + d, dist=dist)
                 real += int(inputs["counts"].sum())
                 failures += [f"{op.name} M={m} {dist}: {b}" for b in bad]
@@ -64,7 +67,7 @@ def test_grouped_matches_reference(store, seed):
 def test_dense_matches_reference(store, seed):
     failures = []
     for op in ops(store, DFAM):
-        for i, m in enumerate(DENSE_MS):
+        for i, m in enumerate(m for m in DENSE_MS if m <= op.max_m):
             bad, _, _ = run(DFAM, op, m, seed + i)
             failures += [f"{op.name} M={m}: {b}" for b in bad]
     assert not failures, "\n".join(failures)
@@ -77,7 +80,7 @@ def test_out_not_16_byte_aligned(store, seed):
     view before launch, naming `out`, and writes nothing."""
     failures = []
     for fam in (GFAM, DFAM):
-        for op in ops(store, fam):
+        for op in ops(store, fam, reach=300):
             m = 300
             params = fam.parse_params(op.kernel_for(m).record["params"])
             inputs = fam.make_inputs(params, m, DEV, seed)
@@ -101,7 +104,7 @@ def test_out_not_16_byte_aligned(store, seed):
 
 
 def test_all_groups_empty_writes_nothing(store, seed):
-    op = ops(store, GFAM)[0]
+    op = ops(store, GFAM, reach=500)[0]
     params = GFAM.parse_params(op.kernel_for(500).record["params"])
     inputs = GFAM.make_inputs(params, 500, DEV, seed)
     inputs["counts"].zero_()
@@ -111,8 +114,8 @@ def test_all_groups_empty_writes_nothing(store, seed):
 
 
 def test_graph_replay_new_data_and_offsets(store, seed):
-    op = ops(store, GFAM)[0]
     m = 3000
+    op = ops(store, GFAM, reach=m)[0]
     params = GFAM.parse_params(op.kernel_for(m).record["params"])
     buf = GFAM.make_inputs(params, m, DEV, seed)
     nm = names(GFAM, op)
@@ -131,13 +134,13 @@ def test_graph_replay_new_data_and_offsets(store, seed):
 def test_corrupt_offsets_are_clamped(store, seed):
     """tests/gpu/corrupt.py's groupings at M = 3 and 1200: no fault, nothing written past M, a
     correct call afterwards."""
-    op = ops(store, GFAM)[0]
+    op = ops(store, GFAM, reach=1200)[0]
     for m in (3, 1200):
         check_corrupt_groups(GFAM, op, m, seed, DEV)
 
 
 def test_bad_inputs_refused_before_launch(store, seed):
-    op = ops(store, GFAM)[0]
+    op = ops(store, GFAM, reach=512)[0]
     _, inputs, params = run(GFAM, op, 512, seed)
     nm = names(GFAM, op)
     for name, bad_value in (("act", inputs["act"].float()), ("offsets", inputs["offsets"][:-1]),
@@ -152,7 +155,7 @@ def test_dense_split_k_self_cleans_and_replays(store, seed):
     """Split-K variants (flags + workspace scratch): one scratch pair reused across calls, M's and
     graph replays, never re-zeroed by the caller: every call right (fresh poison), flags back to 0
     after each (the last-arriving split resets them), workspace never needs clearing."""
-    split = [op for op in ops(store, DFAM) if any(a.scratch for a in op.kernel_for(1).validator.args)]
+    split = [op for op in ops(store, DFAM, reach=max(DENSE_MS)) if any(a.scratch for a in op.kernel_for(1).validator.args)]
     if not split:
         pytest.skip("no split-K w4a16_ws_gemm op in the store")
     failures = []
@@ -189,7 +192,7 @@ def test_dense_pdl_chain(store, seed):
     (read-after-write and write-after-read across a programmatic dependent launch), eagerly and
     replayed from a CUDA graph that also re-poisons the intermediate: every step right against
     the float64 reference of the input it actually had."""
-    mode = [op for op in ops(store, DFAM)
+    mode = [op for op in ops(store, DFAM, reach=max(DENSE_MS))
             if op.spec["problem"]["n"] == op.spec["problem"]["k"]
             and any(op.kernel_for(m).record["params"].get("pdl") for m in DENSE_MS)]
     if not mode:

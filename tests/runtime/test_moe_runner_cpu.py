@@ -17,6 +17,7 @@ from nvfp4_aot.kernels.quack_w4a16.prepare import dequantize, random_nvfp4_weigh
 from nvfp4_aot.runtime import ArgumentError, MoERunner
 from nvfp4_aot.runtime import moe
 from nvfp4_aot.runtime.moe import moe_ref
+from nvfp4_aot.runtime.weights import BLOB_LAYOUT
 
 from nvfp4_aot.runtime.errors import MissingVariantError  # noqa: E402
 from ref_store import RefStore  # tests/runtime is on sys.path (rootdir-style test modules)
@@ -214,18 +215,19 @@ def test_prefill_tiers_are_declared_with_route_pad_equal_to_tile_n():
     """Each prefill tier declares its route, permute and both GEMMs with one pad and one token
     range: pad 1 = our w4a16_ws_grouped_gemm (unpadded groups), pad P > 1 = quack's grouped GEMM
     with tile_n = P; the ranges meet the decode path's end and each other, optional (a store
-    without them serves every T on the decode path)."""
+    without them serves every T on the decode path). Word order nibble: both tiers (rot has only the
+    first, test_rot_runner_reads_one_rot_copy_on_quad_and_the_ws_tier_above)."""
     from nvfp4_aot.runtime.moe import PREFILL, prefill_gemm, prefill_tiers
 
     for e, k in ((4, 2), (48, 6), (32, 6), (256, 8)):
-        decls = MoERunner.ops(512, 256, e, k, "sm_90a")
-        tiers = prefill_tiers(e, k)
+        decls = MoERunner.ops(512, 256, e, k, "sm_90a", word_order="nibble")
+        tiers = prefill_tiers(e, k, word_order="nibble")
         assert [p for _, _, p in tiers] == [p for _, p in PREFILL]
         assert tiers[-1][1] is None and all(a[1] == b[0] for a, b in zip(tiers, tiers[1:]))
         dec = [d for d in decls if d.attr in ("route", "permute", "l1", "silu", "l2")]
         assert {(d.pad, d.m_above, d.m_upto, d.optional) for d in dec} == {(1, 0, tiers[0][0], False)}
         # the decode path's GEMM inputs are written and read in quad order, the prefill ones natural
-        assert {d.attr for d in dec if d.problem.get("act_order") == moe.DECODE_ORDER} == {"permute", "l1", "silu", "l2"}
+        assert {d.attr for d in dec if d.problem.get("act_order") == moe.DECODE_ORDERS["nibble"]} == {"permute", "l1", "silu", "l2"}
         assert not [d for d in decls if d.m_above and d.problem.get("act_order", "natural") != "natural"]
         for lo, hi, p in tiers:
             mine = [d for d in decls if d.m_above == lo and d.attr != "silu_pre"]
@@ -245,15 +247,16 @@ def test_prefill_tiers_are_declared_with_route_pad_equal_to_tile_n():
 @pytest.mark.parametrize("mode", ["uniform", "skewed", "one_expert", "empty_experts"])
 def test_hopper_runner_both_paths_at_the_threshold_edges(mode):
     """E 4, top-2: decode for T <= 56 (28 slots per expert), unpadded groups on our w4a16_ws grouped
-    GEMM for 56 < T <= 256, groups padded to 256 on quack's above. Every T at and around both edges
-    matches the float64 reference, runs on exactly the path's ops, and route's offsets honour the
-    pad."""
+    GEMM for 56 < T <= 256, groups padded to 256 on quack's above (word order nibble: rot has no quack
+    tier). Every T at and around both edges matches the float64 reference, runs on exactly the path's
+    ops, and route's offsets honour the pad."""
     from nvfp4_aot.runtime.layout import capacity
     from nvfp4_aot.runtime.moe import prefill_tiers
 
     t, ew = _layer(3)
-    runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu", prefill=True)
-    assert runner.tiers == prefill_tiers(E, TOPK) == [(56, 256, 1), (256, None, 256)]
+    runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu", prefill=True,
+                       word_order="nibble")
+    assert runner.tiers == prefill_tiers(E, TOPK, word_order="nibble") == [(56, 256, 1), (256, None, 256)]
     # every path shares one copy of the experts: all GEMM families read quack's blob/strip
     assert runner.layouts == ["quack_w4a16"]
     assert runner.operands["l1_1"] is runner.operands["l1_256"] is runner.operands["l1"]
@@ -287,7 +290,8 @@ def test_hopper_runner_check_full_on_padded_groups():
     """check="full" validates the padded grouped layout on the host (offsets multiples of the pad,
     counts within their groups) and still matches the reference."""
     t, ew = _layer(5)
-    runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu", prefill=True)
+    runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu", prefill=True,
+                       word_order="nibble")
     x, ids, w, start = _batch(200, 77, "skewed")
     runner.expert_start.fill_(start)
     out = runner(x, ids, w, check="full", total_experts=int(ids.max()) + 1)
@@ -298,7 +302,8 @@ def test_hopper_runner_check_full_on_padded_groups():
 def test_runner_without_prefill_tiers_holds_one_copy_and_serves_every_t_on_the_decode_path(case):
     """No prefill tier, with max_tokens past every PREFILL edge: "prefill_false" opts out
     (prefill=False; the default is on) on a store holding the prefill ops; "no_quack_grouped" is
-    prefill=True on a store without quack's grouped GEMM. Either way no prefill op is opened, the
+    prefill=True on a store without quack's grouped GEMM (word order nibble, whose second tier is
+    quack's: a store missing an optional op drops every tier). Either way no prefill op is opened, the
     one copy of the experts is prepared, and large T runs on our grouped GEMM, right."""
     t, ew = _layer(9 if case == "prefill_false" else 6)
     if case == "prefill_false":
@@ -306,9 +311,9 @@ def test_runner_without_prefill_tiers_holds_one_copy_and_serves_every_t_on_the_d
                            prefill=False)
     else:
         runner = MoERunner(_NoQuackGrouped("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu",
-                           prefill=True)
-    assert runner.tiers == [] and runner.route_1 is None and runner.l1_1 is None and runner.l1_256 is None
-    assert runner.layouts == ["quack_w4a16"] and set(runner.operands) == {"l1", "l2"}  # one copy of the experts
+                           prefill=True, word_order="nibble")
+    assert runner.tiers == [] and runner.route_1 is None and runner.l1_1 is None and getattr(runner, "l1_256", None) is None
+    assert runner.layouts == [BLOB_LAYOUT[runner.word_order]] and set(runner.operands) == {"l1", "l2"}  # one copy
     assert all(not d.optional and d.m_upto is None for d in runner.decls)
     assert runner.pad_for(300) == 1
     x, ids, w, start = _batch(300, 10, "skewed") if case == "prefill_false" else _batch(300, 8, "uniform")
@@ -328,7 +333,8 @@ def test_a_decode_only_runner_opens_and_prepares_no_prefill_path():
     edge = PREFILL[0][0] * E // TOPK
     t, _ = _layer(7)
     runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=edge, device="cpu")
-    assert runner.tiers == [] and runner.layouts == ["quack_w4a16"] and runner.route_1 is None and runner.l2_256 is None
+    assert runner.tiers == [] and runner.layouts == [BLOB_LAYOUT[moe.WORD_ORDER]] and runner.route_1 is None
+    assert getattr(runner, "l2_256", None) is None
     assert not [d for d in runner.decls if d.optional] and runner.pad_for(edge) == 1
     assert [d.attr for d in MoERunner.ops(H, I, E, TOPK, "sm_90a", max_tokens=edge + 1) if d.optional] == [
         "route_1", "permute_1", "l1_1", "l2_1", "silu_pre"]
@@ -367,7 +373,7 @@ def test_rot_runner_reads_one_rot_copy_on_quad_and_the_ws_tier_above(mode):
             assert _rel(out, want) <= 1e-2, (mode, m, _rel(out, want))
     assert runner.missing([1, 56, 57, 300]) == []
     # negative control: the nibble copy under the rot ops multiplies other weights
-    nib = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu")
+    nib = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=300, device="cpu", word_order="nibble")
     assert nib.layouts == ["quack_w4a16"]
     runner.operands = {a: nib.operands["l1" if a.startswith("l1") else "l2"] for a in runner.operands}
     x, ids, w, start = _batch(37, 5, "uniform")

@@ -236,14 +236,16 @@ def _fake_linear(vllm_config, prefix):
 
 
 def test_word_order_is_the_runners_default_unless_set(vllm_config, store, monkeypatch):
-    """NVFP4_AOT_WORD_ORDER: unset gives both runners their default word order; "rot" reaches both;
-    another value is a clear start-up error."""
-    from nvfp4_aot.runtime.word_order import RUNNER_WORD_ORDER
+    """NVFP4_AOT_WORD_ORDER: unset gives each runner its own default word order (None reaches both);
+    "rot" reaches both; another value is a clear start-up error."""
+    from nvfp4_aot.runtime.linear import WORD_ORDER
     from vllm_plugin.artifacts import WORD_ORDER_ENV, word_order
 
     monkeypatch.delenv(WORD_ORDER_ENV, raising=False)
-    assert word_order() == RUNNER_WORD_ORDER
-    assert _fake_linear(vllm_config, "m.l12.mlp.down_proj").word_order == RUNNER_WORD_ORDER
+    assert word_order() is None
+    assert _fake_linear(vllm_config, "m.l12.mlp.down_proj").word_order == WORD_ORDER == "nibble"
+    _moe_layer(vllm_config, torch.Generator().manual_seed(7), prefix="m.l11.mlp.experts")
+    assert FakeMoERunner.instances[-1].word_order is None
     monkeypatch.setenv(WORD_ORDER_ENV, "rot")
     assert _fake_linear(vllm_config, "m.l13.mlp.down_proj").word_order == "rot"
     _moe_layer(vllm_config, torch.Generator().manual_seed(8), prefix="m.l14.mlp.experts")

@@ -93,7 +93,7 @@ class FakeMoERunner:
     instances: list["FakeMoERunner"] = []
 
     def __init__(self, store, *, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, expert_start, top_k, max_tokens, device=None,
-                 swiglu_limit=None, prefill=True, word_order="nibble"):
+                 swiglu_limit=None, prefill=True, word_order=None):
         e = w13.shape[0]
         self.prefill, self.word_order = prefill, word_order
         if store.experts is not None and e not in store.experts:
