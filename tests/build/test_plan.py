@@ -454,7 +454,7 @@ def test_dsv4_manifest_is_what_plan_produces(dsv4_plan):
     # sm_90a: w4a16_ws_gemm for the five shapes, which Nvfp4Linear's default path serves at every M above
     # its decode range (kernels/w4a16_ws/tiles.py WS_OVER_QUACK), and every family's tile-table rows above
     # the largest capture size (512) as their own buckets (an eager batch runs at its own M)
-    assert summary["per_arch"] == {"sm_90a": 79, "sm_100a": 34}  # session 8: + 4 stream-K buckets, session 9: + 2 gate+up, session 10: - 2 (merged 129-256 buckets), session 11: - 1 (q_a+kv 257-512 one bucket; tiles.py), session 16: - 22 (no quack kernel for q_a+kv / q_b, o_b's buckets above 256 merged), session 17: - 16 (no quack kernel for any of the five; + 3 ws buckets at 17-32, + 2 gate+up 1025-1536, + 4 at 1-16 / 17-32 on q_a+kv and q_b)
+    assert summary["per_arch"] == {"sm_90a": 73, "sm_100a": 34}  # session 24: - 6 (MoERunner in word order rot: no quack tier), session 8: + 4 stream-K buckets, session 9: + 2 gate+up, session 10: - 2 (merged 129-256 buckets), session 11: - 1 (q_a+kv 257-512 one bucket; tiles.py), session 16: - 22 (no quack kernel for q_a+kv / q_b, o_b's buckets above 256 merged), session 17: - 16 (no quack kernel for any of the five; + 3 ws buckets at 17-32, + 2 gate+up 1025-1536, + 4 at 1-16 / 17-32 on q_a+kv and q_b)
     ops = summary["ops"]
     ws = {(o["problem"]["n"], o["problem"]["k"]) for o in ops if o["family"] == "w4a16_ws_gemm"}
     assert ws == {(2048, 7168), (6144, 7168), (7168, 3072), (7168, 2048), (65536, 1536)}
@@ -474,13 +474,10 @@ def test_dsv4_manifest_is_what_plan_produces(dsv4_plan):
         ("moe_permute", {"h": 7168, "topk": 6, "experts": 48, "pad": 1, "act_order": DECODE_ORDER}, 8192, ["sm_90a"]),
         ("moe_silu_mul", {"i": 3072, "limit": 0.0, "act_order": DECODE_ORDER}, 8192 * 6, ["sm_90a"]),
         ("moe_combine", {"h": 7168, "topk": 6}, 8192, ["sm_90a", "sm_100a"]),
-        # the sm_90a prefill tiers: unpadded (w4a16_ws, decode's route, a natural-order permute),
-        # then route / permute padded to quack's tile_n 256
+        # the sm_90a prefill tier (word order rot: one): unpadded (w4a16_ws, decode's route, a natural-order permute)
         ("moe_permute", {"h": 7168, "topk": 6, "experts": 48, "pad": 1, "act_order": "natural"}, 8192, ["sm_90a"]),
-        ("moe_route", {"experts": 48, "topk": 6, "pad": 256}, 8192, ["sm_90a"]),
-        ("moe_permute", {"h": 7168, "topk": 6, "experts": 48, "pad": 256, "act_order": "natural"}, 8192, ["sm_90a"]),
-        # one natural silu for both prefill tiers: the largest padded rows (pad 256)
-        ("moe_silu_mul", {"i": 3072, "limit": 0.0, "act_order": "natural"}, (8192 * 6 + 48 * 255) // 256 * 256, ["sm_90a"]),
+        # its natural silu on every row (nibble's second tier, padded to 256, would raise it to the padded rows)
+        ("moe_silu_mul", {"i": 3072, "limit": 0.0, "act_order": "natural"}, 8192 * 6, ["sm_90a"]),
         ("moe_route", {"experts": 48, "topk": 6, "pad": 128}, 8192, ["sm_100a"]),  # the sm_100a path's, pad 128
         ("moe_permute_quantize", {"h": 7168, "topk": 6, "experts": 48, "pad": 128}, 8192, ["sm_100a"]),
         ("moe_silu_mul_quantize", {"i": 3072, "limit": 0.0}, cap, ["sm_100a"]),  # this fixture's config has no swiglu_limit
