@@ -16,7 +16,7 @@ torch bf16 matmul, one store per tiling (one unsplit op per shape), same bitwise
 import argparse
 
 import torch
-from common import MOE_SHAPES, bf16_peak, device_name, find_op, grouped_bf16, open_stores, ops_of, tflops, time_cuda
+from common import MOE_SHAPES, bf16_peak, device_name, grouped_bf16, open_stores, ops_of, tflops, time_cuda
 
 from nvfp4_aot.runtime import open_store
 from nvfp4_aot.runtime.word_order import word_order
@@ -59,6 +59,15 @@ def blob_in(b, p, cache: dict):
     return cache[p.word_order]
 
 
+def every_op(stores, family: str, **problem) -> list:
+    """Every store's ops of the shape, in each word order a store holds (the default store holds both:
+    the '=' column then checks rot against nibble bit for bit); none is an error."""
+    ops = [o for s in stores for o in ops_of(s, family, **problem)]
+    if not ops:
+        raise SystemExit(f"no {family} op with {problem} in {[str(s.root) for s in stores]}")
+    return ops
+
+
 def dense(paths: list[str], ms: list[int]) -> None:
     dev = torch.device("cuda")
     peak = bf16_peak()
@@ -67,7 +76,7 @@ def dense(paths: list[str], ms: list[int]) -> None:
     fam = get_family("w4a16_ws_gemm")
     stores = stores_of(paths)
     for name, (n, k) in DENSE_SHAPES.items():
-        ops = [find_op(s, fam.name, n=n, k=k) for s in stores]  # each store's in its own word order
+        ops = every_op(stores, fam.name, n=n, k=k)
         mmax = max(ms)
         b = fam.make_inputs(nibble(fam, ops[0], mmax), mmax, dev, seed=n + k)
         blobs = {}  # word order -> the same weights' blob in it (a store's tiling may read "rot")
@@ -111,7 +120,7 @@ def main() -> None:
     for name, (n, k) in SHAPES.items():
         print(f"\n{name} ({n}x{k}): t tokens/expert | torch bf16 _grouped_mm | ours per tiling | quack grouped")
         w16 = torch.randn((E, n, k), device=dev, dtype=torch.bfloat16).transpose(1, 2)
-        ops = [find_op(s, "w4a16_ws_grouped_gemm", n=n, k=k, experts=E) for s in stores]
+        ops = every_op(stores, "w4a16_ws_grouped_gemm", n=n, k=k, experts=E)
         # one buffer for every op and t (inputs depend on n, k, experts only)
         b = fam.make_inputs(nibble(fam, ops[0], tmax * E), tmax * E, dev, seed=1)
         blobs = {}
