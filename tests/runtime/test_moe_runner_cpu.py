@@ -385,3 +385,19 @@ def test_runner_word_order_is_checked():
     t, _ = _layer(3)
     with pytest.raises(ArgumentError, match="word_order='zig'"):
         MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=64, device="cpu", word_order="zig")
+
+
+def test_word_order_none_is_each_runners_default():
+    """word_order=None (what the planner and the vLLM plugin pass unless told otherwise) is each runner's
+    own default: MoERunner's WORD_ORDER ("rot": decode path in quad, one w4a16_rot copy), Nvfp4Linear's
+    ("nibble"), in the declarations and in the instances alike."""
+    from nvfp4_aot.runtime import Nvfp4Linear, linear
+
+    assert (moe.WORD_ORDER, linear.WORD_ORDER) == ("rot", "nibble")
+    assert MoERunner.ops(512, 256, E, TOPK, "sm_90a", word_order=None) == MoERunner.ops(512, 256, E, TOPK, "sm_90a",
+                                                                                       word_order="rot")
+    assert Nvfp4Linear.ops(512, 256, "sm_90a", word_order=None) == Nvfp4Linear.ops(512, 256, "sm_90a", word_order="nibble")
+    t, _ = _layer(4)
+    runner = MoERunner(RefStore("sm_90a"), **t, expert_start=0, top_k=TOPK, max_tokens=64, device="cpu", word_order=None)
+    assert runner.word_order == "rot" and runner.layouts == ["w4a16_rot"] and runner.l1.fam.name == "w4a16_grouped_gemm"
+    assert runner.silu.params.act_order == moe.DECODE_ORDERS["rot"] == "quad"

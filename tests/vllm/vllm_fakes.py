@@ -63,7 +63,7 @@ class FakeNvfp4Linear:
     instances: list["FakeNvfp4Linear"] = []
 
     def __init__(self, store, weight, weight_scale, weight_scale_2, *, max_tokens, device=None, part_sizes=None,
-                 quack=True, word_order="nibble"):
+                 quack=True, word_order=None):
         assert weight.dtype == torch.uint8 and weight_scale.dtype == torch.float8_e4m3fn
         self.quack, self.word_order = quack, word_order
         assert weight_scale_2.dtype == torch.float32
