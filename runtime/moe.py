@@ -11,13 +11,14 @@ Two paths, picked on the host from the token count T (a shape: fixed per CUDA gr
 by the average routed slots per local expert t = T * top_k / E against PREFILL (one place):
   decode  (t <= PREFILL[0][0]): P = 1, L1/L2 on our w4a16_grouped_gemm (offsets + counts): groups
           unpadded, rows exactly T * top_k, so the glue never touches padding (at decode that is
-          6 rows per token instead of thousands); xg and a2 in quad8 activation order
-          (DECODE_ORDER, runtime/layout.py), written by permute / silu, read by L1 / L2;
+          6 rows per token instead of thousands); xg and a2 in the word order's decode activation
+          order (DECODE_ORDERS: quad in rot, the default; quad8 in nibble; runtime/layout.py),
+          written by permute / silu, read by L1 / L2;
   prefill (t above a PREFILL row), by that row's pad P:
           P = 1: L1/L2 on our w4a16_ws_grouped_gemm (persistent warp-specialized wgmma kernel,
           kernels/w4a16_ws: offsets + counts, no route padding), rows exactly T * top_k, natural
           K order;
-          P > 1: L1/L2 on quack_w4a16_grouped_gemm with tile_n = P (quack's persistent
+          P > 1 (word order nibble only): L1/L2 on quack_w4a16_grouped_gemm with tile_n = P (quack's persistent
           warp-specialized W4A16 kernel; it wants every group to start at a multiple of its
           tile_n): rows = capacity(T, top_k, E, P), padding rows computed on zeros and ignored
           by combine.
