@@ -250,8 +250,8 @@ def main() -> None:
         ws_stores.append(open_store(root, manifest=man or None))
         ws_stores[-1].prime()
     if not a.skip_grouped:
+        wo = a.word_order or MOE_WORD_ORDER
         for e in a.experts:
-            wo = a.word_order or MOE_WORD_ORDER
             for order in a.act_order or [DECODE_ORDERS[wo]]:
                 grouped(store, bw, peak, e, dev, a.tokens, order, ws_stores, wo)
     if not a.skip_dense:

@@ -20,6 +20,7 @@ DEV = torch.device("cuda")
 DENSE_MS = (1, 2, 3, 7, 8, 9, 15, 16, 17, 64, 65, 1000, 8192)
 # 240 / 241 and 384 / 385: quad8's t = 5 and t = 8 edges at 48 experts
 GROUPED_MS = (1, 3, 200, 240, 241, 384, 385, 6016, 6145, 8192, 12160)
+GRAPH_M = 6016  # the graph-replay tests' rows (the runner manifests' ops, e.g. rot_check's, stop lower)
 DISTS = ("uniform", "skewed", "single", "empty")
 
 
@@ -84,10 +85,10 @@ def test_grouped_idle_experts_read_nothing(store, seed):
 
 def _graph_ops(store):
     """The first grouped op, and every small one (the test manifests' shapes: cheap inputs) whose
-    kernel at M = 6016 differs from those already picked (e.g. the cp.async-ring split 'n')."""
+    kernel at M = GRAPH_M differs from those already picked (e.g. the cp.async-ring split 'n')."""
     picked, seen = [], set()
-    for i, op in enumerate(op for op in ops(store, GROUPED) if op.max_m >= 6016):  # rot_check's stop lower
-        p = GROUPED.parse_params(op.kernel_for(6016).record["params"])
+    for i, op in enumerate(op for op in ops(store, GROUPED) if op.max_m >= GRAPH_M):
+        p = GROUPED.parse_params(op.kernel_for(GRAPH_M).record["params"])
         tun = (p.warps, p.rb, p.nt, p.split, p.stages, p.act_order)
         if i == 0 or (p.experts * p.n * p.k <= 1 << 24 and tun not in seen):
             picked.append(op)
@@ -110,7 +111,7 @@ def test_grouped_graph_replay_few_rows_new_experts(store, seed):
         _graph_replay(op, seed, m=5)
 
 
-def _graph_replay(op, seed, m=6016):
+def _graph_replay(op, seed, m=GRAPH_M):
     params = GROUPED.parse_params(op.kernel_for(m).record["params"])
     buf = GROUPED.make_inputs(params, m, DEV, seed)
     args = [buf[n] for n in names(GROUPED)]
