@@ -91,7 +91,12 @@ def waves(p, n: int, active: int, sms: int) -> str:
     if not is_ring(p):
         return ""
     ctas = n // (16 * p.rb * p.warps) * active
-    return f", {ctas} CTAs = {ctas / (sms * ring_ctas(p)):.2f} waves at {ring_ctas(p)}/SM"
+    line = f", {ctas} CTAs = {ctas / (sms * ring_ctas(p)):.2f} waves at {ring_ctas(p)}/SM"
+    if p.tail:  # W4A16Params.tail: the last r units as two half CTAs each when 2 r <= slots (ring.tail_item)
+        slots = p.tail * ring_ctas(p)
+        r = ctas % slots
+        line += f", tail {p.tail} SMs: {r if 2 * r <= slots else 0} units halved"
+    return line
 
 
 def main(root: str, tokens: tuple[float, ...] = (1, 16, 128)) -> None:

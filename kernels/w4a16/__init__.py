@@ -30,7 +30,7 @@ Design (decode first: at <= 16 tokens per expert the GEMM is bound by weight byt
     B-fragment words are the 32 bytes at 32t: split "k" reads a token row's fragments with two
     16-byte loads straight from global memory (L1), no staging; split "n" with two 16-byte
     shared loads. The weights are unchanged (one copy, natural K); only the activation side moves.
-  * act_order = "quad8" (MoERunner's decode path): quad with each block's bf16 pairs crossed (K 2t
+  * act_order = "quad8" (MoERunner(word_order="nibble")'s decode path): quad with each block's bf16 pairs crossed (K 2t
     with 2t + 8, 2t + 1 with 2t + 9), the K order of decode_sel below; same loads as quad.
   * decode (ptx.decode_block): per register, prmt gathers the byte's two nibbles at bits 0..3 /
     16..19, one multiply by 2^6 + 2^12 and a mask put the E2M1 bits at bf16's (sign, exponent low
@@ -57,7 +57,9 @@ Design (decode first: at <= 16 tokens per expert the GEMM is bound by weight byt
     that 2 row blocks per warp (each staged activation fragment feeding 8 MMAs) fit in 71-114
     registers (docs/PERFORMANCE.md 2026-12-02, "dec16").
 A CTA loops over its expert's token tiles (8 * nt tokens each) inside the launch: the grid is
-fixed (N / (16 rb), E), so capture never depends on routing. The split "n" ring skips the 8-token
+fixed (N / (16 rb), E), so capture never depends on routing. The split "n" ring with tail > 0 launches
+the same CTAs as one row (N / (16 rb) x E, plus half a wave of slots) and each CTA finds its unit on
+the device (ring.tail_item): the last partial wave's units run as two half CTAs each. The split "n" ring skips the 8-token
 fragments of a tile wholly past the expert's count (and stages no row past it), so a 32-token tile
 costs what the tokens it holds cost: GroupedFamily's tables pick tiles by token-slots per expert.
 """
@@ -92,6 +94,7 @@ ROW_BLOCKS = (1, 2, 4)
 N_TILES = (1, 2, 4, 8, 16)
 STAGES = (1, 2, 3, 4)
 RING_CTAS = 2  # split "n" ring: the CTAs per SM its launch bounds registers for when ctas = 0 (the served tilings')
+MAX_TAIL_SMS = 1024  # W4A16Params.tail's bound (an SM count; 132 on the H100 SXM / H200)
 CTAS = (0, 1, 2, 3, 4)  # W4A16Params.ctas: 0 = the mode's default (ring_ctas); x 8 warps <= 2048 threads per SM
 
 
@@ -122,6 +125,11 @@ class W4A16Params:
     # the blob's bit order inside each 4-byte word (runtime/word_order.py): "rot" = decode_rot's
     # (act_order natural / quad; a problem key: the weights' layout, runtime/weights.py BLOB_LAYOUT)
     word_order: str = "nibble"
+    # split "n" ring only: the SM count the launch's last partial wave is computed for (0 = none). The
+    # device then runs the last r work units (r = units mod slots, slots = tail x ring_ctas, when 2 r <=
+    # slots) as two half CTAs each (rb / 2 row blocks per warp), so that wave takes half a CTA's time
+    # (ring.tail_item; docs/PERFORMANCE.md "session 25").
+    tail: int = 0
 
 
 def is_ring(p: W4A16Params) -> bool:
@@ -172,6 +180,10 @@ def _reasons(p: W4A16Params) -> list[str]:
         if c * sm > SMEM_PER_SM:
             r.append(f"ctas={c}: {c} x (stages={p.stages} x a stage + 1 KiB reserved) = {c * sm} B > {SMEM_PER_SM} B of "
                      "shared memory per SM: lower stages, nt or rb, or set ctas=1")
+    if p.tail and (p.tail < 0 or p.tail > MAX_TAIL_SMS or not is_ring(p) or p.rb % 2):
+        r.append(f"tail={p.tail}: the split 'n' ring's (split='n', stages > 1) SM count for its last wave, in [1, "
+                 f"{MAX_TAIL_SMS}], with an even rb (a half CTA takes rb / 2 row blocks per warp); got split={p.split!r}, "
+                 f"stages={p.stages}, rb={p.rb}; or 0 (no tail)")
     if p.word_order not in WORD_ORDERS:
         r.append(f"word_order={p.word_order!r} must be one of {WORD_ORDERS}")
     elif p.word_order == "rot" and p.act_order == "quad8":
@@ -250,7 +262,7 @@ class GroupedFamily(_Base):
         (16, {"warps": 4, "rb": 1, "nt": 2, "split": "n"}),
         (None, {"warps": 8, "rb": 2, "nt": 8, "split": "wg", "stages": 2}),
     )
-    # act_order "quad" / "quad8" (MoERunner's decode path runs quad8): t <= 5 split 'k' 8-token tiles
+    # act_order "quad" / "quad8" (MoERunner's decode path: quad in word order rot, quad8 in nibble): t <= 5 split 'k' 8-token tiles
     # of one warp per CTA (at the copy floor: exact t = 1 / 4 L1 96.8 / 96.7%, routed t = 5 332 | 163
     # us vs the 16-token tiling's 343 | 179; 4 warps splitting K lost 5-12% at t = 1-4, session 19);
     # above, split 'n' with the 2-stage cp.async ring and 2 row blocks per warp

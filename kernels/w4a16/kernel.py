@@ -12,6 +12,8 @@ Invariants:
     and that range is clamped into [0, M) first.
 """
 
+import copy
+
 import cutlass
 import cutlass.cute as cute
 from cutlass import BFloat16, Float32, Int32, Int64, const_expr
@@ -22,7 +24,7 @@ from ..hopper import launch
 from . import BLOB_TILE, EPI_SCALE, K_STEP, STRIP_TILE, ring_ctas
 from .ptx import (decode_block, decode_rot, decode_sel, ld_cached_v4, ld_shared_v4, ld_stream_u16, ld_stream_v4,
                   ldmatrix_x4, mma_bf16, quad_scales, st_shared_v4)
-from .ring import RingMainloop
+from .ring import RingMainloop, tail_item
 from .wgmma import WgmmaMainloop
 
 SB_ROW_WORDS = 132  # split "n": shared-memory words per staged token row (512 B + 16 B pad)
@@ -45,7 +47,8 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
     with two 16-byte shared loads instead of ldmatrix."""
 
     def __init__(self, n: int, k: int, experts: int, grouped: bool, warps: int, rb: int, nt: int, split: str = "k",
-                 stages: int = 1, quad: bool = False, sel: bool = False, ctas: int = 1, rot: bool = False):
+                 stages: int = 1, quad: bool = False, sel: bool = False, ctas: int = 1, rot: bool = False,
+                 tail: int = 0):
         assert not quad or split in ("k", "n")
         assert not sel or quad
         self.quad = quad  # act_order "quad" or "quad8": lane t's B-fragment words contiguous
@@ -57,6 +60,9 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         self.stages = stages
         self.ctas = ctas  # the launch's min_blocks_per_mp (ring_ctas: > 1 for the split "n" ring only)
         assert ctas == 1 or (split == "n" and stages > 1)
+        # W4A16Params.tail: the last partial wave's units as half CTAs (ring.tail_item), over tail x ctas slots
+        assert not tail or (split == "n" and stages > 1 and rb % 2 == 0)
+        self.tail = tail
         self.n, self.k, self.experts, self.grouped = n, k, experts, grouped
         self.warps, self.rb, self.nt, self.split_n = warps, rb, nt, split == "n"
         self.wg = split == "wg"
@@ -89,7 +95,12 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         # have rows, so min(E, M) rows of CTAs: a decode step of a few tokens launches the CTAs
         # of the few experts it routes to, not E experts' worth that would find nothing to do
         ys = cutlass.max(cutlass.min(act.shape[0], self.experts), 1) if const_expr(self.grouped) else self.experts
-        kw = {"grid": [self.blocks // self.cta_blocks, ys, 1], "block": [self.threads, 1, 1], "stream": stream}
+        grid = [self.blocks // self.cta_blocks, ys, 1]
+        if const_expr(self.tail):
+            # one row of CTAs in issue order: the whole units (tile, expert rank) x-fastest as the 2-D
+            # grid orders them, then at most slots / 2 more for the halves (ring.tail_item)
+            grid = [self.blocks // self.cta_blocks * ys + self.tail * self.ctas // 2, 1, 1]
+        kw = {"grid": grid, "block": [self.threads, 1, 1], "stream": stream}
         if const_expr(self.ctas > 1):
             # the split "n" ring's stages are sized for ctas CTAs per SM: hold ptxas to their
             # register share (8 warps: 128 per thread at 2, 80 at 3; ring_mainloop's per-count K
@@ -126,8 +137,18 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
             # each warp's own staging rows (8 * nt tokens x one K step) for ldmatrix
             sb = smem.allocate_tensor(Int32, cute.make_layout(self.warps * bt * SB_ROW_WORDS), byte_alignment=16)
 
+        part = Int32(0)  # tail: 0 = the whole unit, 1 / 2 = its first / second half (ring.tail_item)
+        if const_expr(self.tail):
+            per = self.blocks // self.cta_blocks  # weight tiles (whole CTAs) per expert
+            units = per
+            if const_expr(self.grouped):
+                units = per * self._active_count(offsets, counts, m_rows, lane)
+            unit, part = tail_item(bx, units, self.tail * self.ctas, cutlass.min, cutlass.max)
+            bx, by = unit % per, unit // per  # by >= the active count past the halves: no rows
         start = Int32(0)
         cnt = m_rows
+        if const_expr(self.tail and not self.grouped):
+            cnt = cnt * (1 - cutlass.min(by, 1))  # dense: unit >= per is past the halves
         if const_expr(self.grouped):
             # clamp the group into [0, M): a corrupt offsets/counts pair can then only produce
             # wrong rows, never an out-of-bounds access (validity is checked before launch by
@@ -142,6 +163,11 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         c_first, c_step = warp, self.warps
         if const_expr(self.split_n):
             rb0 = (bx * self.warps + warp) * rb
+            if const_expr(self.tail):
+                # a half CTA: its warps take rb / 2 blocks each, in the unit's first or second half
+                hb = rb // 2
+                rb0 = rb0 * (1 - cutlass.min(part, 1)) + (bx * self.warps * rb + (part - 1) * self.warps * hb
+                                                           + warp * hb) * cutlass.min(part, 1)
             c_first, c_step = 0, 1
         if const_expr(self.wg):
             # warpgroup wg = warp // 4 owns rb m64 blocks; warp w % 4 owns rows 16 (w % 4) .. of each
@@ -169,7 +195,14 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         bwk = cute.make_rmem_tensor(cute.make_layout((8, nt)), Int32)
         arow = cute.make_rmem_tensor(cute.make_layout(nt), Int64)  # split "k", quad: lane's bytes of row g
 
-        if const_expr(self.stages > 1):
+        if const_expr(self.tail):
+            if part == 0:  # CTA-uniform
+                self.ring_mainloop(acc, sb, abase, row_bytes, wb, sbw, tidx, warp, lane, n_tiles, cnt,
+                                   red, alpha, out, rb0, by, start)
+            else:
+                self.halved().ring_mainloop(acc, sb, abase, row_bytes, wb, sbw, tidx, warp, lane, n_tiles, cnt,
+                                            red, alpha, out, rb0, by, start)
+        elif const_expr(self.stages > 1):
             self.ring_mainloop(acc, sb, abase, row_bytes, wb, sbw, tidx, warp, lane, n_tiles, cnt,
                                red, alpha, out, rb0, by, start)
         else:
@@ -207,6 +240,38 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
                             self._mma_tile_staged(acc, aw, sw, bwk, wsb, lane, kt)
                 self._epilogue(acc, red, alpha, out, lane, warp, tidx, rb0, by, start, cnt, tok0)
 
+    def halved(self) -> "W4A16Kernel":
+        """The tail's half CTA (split "n" ring): this kernel with rb / 2 row blocks per warp, traced as the
+        second copy of the mainloop in the same kernel. Everything the ring derives from rb follows (stage
+        layout, weight slots, the blocks it copies, decodes, multiplies and stores); the shared memory
+        allocated for the whole CTA's stages holds the smaller ones, and the accumulators' first rb / 2
+        blocks are the ones used. Each output row takes the same loads, decodes and MMAs in the same
+        order as in a whole CTA, so the halves' rows are bitwise those of the whole unit."""
+        h = copy.copy(self)
+        h.rb = self.rb // 2
+        h.cta_blocks = self.cta_blocks // 2
+        h.red_len = self.red_len // 2
+        h.tail = 0
+        return h
+
+    @cute.jit
+    def _group(self, offsets, counts, m_rows, i):
+        """Expert i's group [st, st + c) clamped into [0, M) (the _nth_active rule); (0, 0) for i >= E."""
+        st, c = Int32(0), Int32(0)
+        if i < self.experts:
+            st = cutlass.min(cutlass.max(offsets[i], 0), m_rows)
+            c = cutlass.min(cutlass.max(counts[i], 0), m_rows - st)
+        return st, c
+
+    @cute.jit
+    def _active_count(self, offsets, counts, m_rows, lane):
+        """How many experts hold rows after the clamp (warp-uniform: one ballot per 32 experts)."""
+        n = Int32(0)
+        for base in cutlass.range_constexpr(0, self.experts, 32):
+            st, c = self._group(offsets, counts, m_rows, base + lane)
+            n = n + cute.arch.popc(cute.arch.vote_ballot_sync(c > 0))
+        return n
+
     @cute.jit
     def _nth_active(self, offsets, counts, m_rows, lane, rank):
         """(e, start, cnt): the rank-th expert (from 0, in expert order) whose clamped group
@@ -221,11 +286,7 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         e, start, cnt = Int32(self.experts), Int32(0), Int32(0)
         left = rank
         for base in cutlass.range_constexpr(0, self.experts, 32):
-            i = base + lane
-            st, c = Int32(0), Int32(0)
-            if i < self.experts:
-                st = cutlass.min(cutlass.max(offsets[i], 0), m_rows)
-                c = cutlass.min(cutlass.max(counts[i], 0), m_rows - st)
+            st, c = self._group(offsets, counts, m_rows, base + lane)
             live = c > 0
             bal = cute.arch.vote_ballot_sync(live)
             below = cute.arch.popc(bal & ((Int32(1) << lane) - 1))
@@ -391,5 +452,5 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
 def make_kernel(p, grouped: bool):
     k = W4A16Kernel(p.n, p.k, p.experts, grouped, p.warps, p.rb, p.nt, p.split, p.stages,
                     quad=p.act_order in QUAD_ORDERS, sel=p.act_order == "quad8", ctas=ring_ctas(p),
-                    rot=p.word_order == "rot")
+                    rot=p.word_order == "rot", tail=p.tail)
     return k.grouped_call if grouped else k.dense_call

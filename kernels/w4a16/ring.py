@@ -71,6 +71,27 @@ def w_slot(base, act_bytes: int, warp, rb: int):
     return base + act_bytes + warp * (rb * W_STEP_BYTES)
 
 
+def tail_item(cta, units, slots: int, lo, hi):
+    """The tail split of the split "n" ring's launch (W4A16Params.tail): CTA `cta` (the launch's 1-D
+    grid, in issue order) -> (unit, part). A unit is one whole CTA's work (the kernel: weight tile u % T
+    of the (u // T)-th expert with rows, T tiles per expert); `units` = those with rows. Whole CTAs fill slots
+    (CTAs resident at once) wave by wave, so the last wave holds r = units mod slots of them and
+    takes as long as a full one; when 2 r <= slots those r units run as two half CTAs each instead
+    (part 1: the first half of the unit's row blocks, part 2: the second; part 0: the whole unit),
+    all in one wave of half the time. CTAs past the halves get unit >= units (no work). The grid
+    holds units_max + slots // 2 CTAs (r <= slots / 2 extra). lo / hi are min / max (cutlass.min
+    / cutlass.max when traced): plain arithmetic, traced with DSL integers by the kernel, replayed
+    with Python integers by tests/kernels/test_w4a16.py."""
+    r = units % slots
+    x = r * (1 - lo(hi(2 * r - slots, 0), 1))  # r when 2 r <= slots, else 0
+    whole = units - x
+    half = lo(hi(cta - whole + 1, 0), 1)  # 1 from the first half CTA on
+    extra = hi(cta - whole, 0)
+    unit = cta * (1 - half) + (whole + extra // 2) * half
+    part = (extra % 2 + 1) * half
+    return unit, part
+
+
 class RingMainloop:
     """Mixed into W4A16Kernel for stages > 1 (see the module docstring)."""
 
@@ -256,4 +277,4 @@ class RingMainloop:
                 acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r] = d0, d1, d2, d3
 
 
-__all__ = ["RingMainloop", "act_slot", "n_copy", "n_copy_lanes", "n_frag_slot", "w_slot"]
+__all__ = ["RingMainloop", "act_slot", "n_copy", "n_copy_lanes", "n_frag_slot", "tail_item", "w_slot"]

@@ -89,7 +89,7 @@ def _graph_ops(store):
     picked, seen = [], set()
     for i, op in enumerate(op for op in ops(store, GROUPED) if op.max_m >= GRAPH_M):
         p = GROUPED.parse_params(op.kernel_for(GRAPH_M).record["params"])
-        tun = (p.warps, p.rb, p.nt, p.split, p.stages, p.act_order)
+        tun = (p.warps, p.rb, p.nt, p.split, p.stages, p.act_order, p.tail)
         if i == 0 or (p.experts * p.n * p.k <= 1 << 24 and tun not in seen):
             picked.append(op)
             seen.add(tun)

@@ -193,6 +193,13 @@ def test_can_implement_names_the_problem():
     for bad in ({"ctas": 5}, {"split": "k", "stages": 1, "ctas": 2}, {"stages": 1, "ctas": 3}):
         msgs = GROUPED.can_implement(GROUPED.parse_params({**ring_n, "nt": 2, "stages": 2, **bad}), "sm_90a")
         assert any(f"ctas={bad['ctas']}" in r for r in msgs), bad
+    # tail (the last wave's units as half CTAs): the split 'n' ring with an even rb only
+    assert GROUPED.can_implement(GROUPED.parse_params({**ring_n, "rb": 2, "nt": 4, "stages": 2, "tail": 132}), "sm_90a") == []
+    for bad in ({"rb": 1, "nt": 2, "stages": 2, "tail": 132}, {"rb": 2, "nt": 2, "stages": 1, "tail": 132},
+                {"rb": 2, "split": "k", "stages": 1, "tail": 132}, {"rb": 2, "nt": 2, "stages": 2, "tail": -1},
+                {"rb": 2, "nt": 2, "stages": 2, "tail": 5000}):
+        msgs = GROUPED.can_implement(GROUPED.parse_params({**ring_n, **bad}), "sm_90a")
+        assert any(f"tail={bad['tail']}" in r for r in msgs), bad
     # 4 x (64 rows x 528 B + 8 warps x 2 x 2304 B) = 282624 B
     big_n = GROUPED.parse_params({**ring_n, "rb": 2, "nt": 8, "stages": 4})
     assert any("shared memory" in r and "stages=4" in r for r in GROUPED.can_implement(big_n, "sm_90a"))
@@ -312,6 +319,41 @@ def test_ring_copy_assignment_tiles_the_stage():
             assert seen == {(tok, kv) for tok in range(bt) for kv in range(32)}, (warps, nt)
 
 
+def _makespan(durations, slots: int) -> float:
+    """Greedy list scheduling in issue order on `slots` identical slots (how the CTA scheduler fills
+    SMs): each job starts on the slot that frees first."""
+    free = [0.0] * slots
+    for d in durations:
+        i = min(range(slots), key=free.__getitem__)
+        free[i] += d
+    return max(free)
+
+
+@pytest.mark.parametrize("slots", [6, 228, 264])
+def test_ring_tail_item_covers_every_unit_once_and_shortens_the_last_wave(slots):
+    """ring.tail_item (W4A16Params.tail), replayed with Python integers over every unit count up to
+    five waves, on a grid of units + slots // 2 CTAs: every unit is run exactly once, whole or as its
+    two halves (parts 1 and 2, adjacent in issue order); halves only for the last r = units mod slots
+    units and only when 2 r <= slots; the other CTAs get a unit past the last (no work); whole units
+    keep their order. Then the schedule the greedy CTA scheduler makes of it (a half = half a whole
+    CTA's time) ends half a wave earlier than whole units wherever halves are used, and never later."""
+    from nvfp4_aot.kernels.w4a16.ring import tail_item
+
+    for units in range(0, 5 * slots + 3):
+        r = units % slots
+        x = r if 2 * r <= slots else 0
+        got = [tail_item(c, units, slots, min, max) for c in range(units + slots // 2)]
+        whole = [u for u, part in got if part == 0 and u < units]
+        halves = [(u, part) for u, part in got if part and u < units]
+        assert whole == list(range(units - x)), (units, slots)
+        assert halves == [(u, p) for u in range(units - x, units) for p in (1, 2)], (units, slots)
+        assert all(u >= units for u, _ in got[units + x:]), (units, slots)
+        if slots <= 64 or units % 7 == 0:  # the schedule: every count on the small grid, a sample on the large
+            jobs = [1.0 if part == 0 else 0.5 for u, part in got if u < units]
+            plain = -(-units // slots)
+            assert _makespan(jobs, slots) == (plain - 0.5 if x else plain), (units, slots)
+
+
 @pytest.mark.slow
 def test_ring_kernels_fit_their_ctas_per_sm(tmp_path):
     """The served split "n" ring tilings (GroupedFamily.quad_slot_tiles above t = 5) hold one
@@ -331,7 +373,9 @@ def test_ring_kernels_fit_their_ctas_per_sm(tmp_path):
     ring = [tun for _, tun in GROUPED.quad_slot_tiles if tun.get("split") == "n" and tun.get("stages", 1) > 1]
     assert ring, "no split 'n' ring tiling in quad_slot_tiles"
     ring += [{"warps": 8, "rb": 1, "nt": 4, "split": "n", "stages": 2, "ctas": 3},
-             {"warps": 4, "rb": 2, "nt": 4, "split": "n", "stages": 2, "ctas": 3}]
+             {"warps": 4, "rb": 2, "nt": 4, "split": "n", "stages": 2, "ctas": 3},
+             # the tail's half CTAs (a second copy of the mainloop) within the same register share
+             {"warps": 8, "rb": 2, "nt": 4, "split": "n", "stages": 2, "tail": 132}]
     problem = {"n": 6144, "k": 7168, "experts": 48, "act_order": "quad8"}
     buckets = [{"m": [i + 1, i + 1], "tuning": tun} for i, tun in enumerate(ring)]
     (tmp_path / "ring.toml").write_text(f'archs = ["sm_90a"]\n[[op]]\nfamily = "{GROUPED.name}"\n'
@@ -349,8 +393,8 @@ def test_ring_kernels_fit_their_ctas_per_sm(tmp_path):
         assert ctas == (params["ctas"] or RING_CTAS)
         threads = 32 * params["warps"]
         assert arch == "sm_90a" and 0 < regs <= REGS_PER_SM // (ctas * threads), (params, regs)
-        seen.add((params["warps"], params["rb"], params["nt"], ctas))
-    assert seen == {(tun["warps"], tun["rb"], tun["nt"], tun.get("ctas") or RING_CTAS) for tun in ring}
+        seen.add((params["warps"], params["rb"], params["nt"], ctas, params["tail"]))
+    assert seen == {(tun["warps"], tun["rb"], tun["nt"], tun.get("ctas") or RING_CTAS, tun.get("tail", 0)) for tun in ring}
 
 
 @pytest.mark.parametrize("family", ["w4a16_grouped_gemm", "w4a16_ws_grouped_gemm", "w4a16_ws_gemm"])
