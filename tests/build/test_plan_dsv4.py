@@ -78,7 +78,7 @@ def test_committed_manifest_is_what_plan_writes(planned, model):
         ("quack_nvfp4_grouped_gemm", (("experts", local), ("k", i), ("n", h))),
         ("moe_combine", (("h", h), ("topk", 6))),
     }
-    assert summary["per_arch"] == {"sm_90a": 24, "sm_100a": 12}  # session 24: - 6 (word order rot: no quack tier)
+    assert summary["per_arch"] == {"sm_90a": 26, "sm_100a": 12}  # session 24: - 6 (word order rot: no quack tier), session 25: + 2 (the decode ring without tail above 24 slots per expert)
     assert summary["unsupported"] == []
     text = path.read_text()
     assert f"layers.{{0-{layers - 1}}}.ffn.experts.{{0-{e - 1}}}.w1 + w3 (stacked along N: gate_up_proj)" in text
