@@ -319,6 +319,23 @@ def test_ring_copy_assignment_tiles_the_stage():
             assert seen == {(tok, kv) for tok in range(bt) for kv in range(32)}, (warps, nt)
 
 
+def test_held_tail_table_is_valid_and_only_adds_tail():
+    """GroupedFamily.quad_slot_tiles_tail (measured, waiting on the GPU suite to be served): every row passes the
+    predicate at 48 experts on both routed shapes and both decode orders, and it is the served table with tail on
+    the ring rows up to 24 slots per expert (the nt 4 row split there)."""
+    from nvfp4_aot.kernels.w4a16 import TAIL_SMS
+
+    held, served = GROUPED.quad_slot_tiles_tail, GROUPED.quad_slot_tiles
+    for (n, k) in ((6144, 7168), (7168, 3072)):
+        for order, word in (("quad", "rot"), ("quad8", "nibble")):
+            for _, tun in held:
+                p = GROUPED.parse_params({"n": n, "k": k, "experts": 48, "act_order": order, "word_order": word, **tun})
+                assert GROUPED.can_implement(p, "sm_90a") == [], tun
+    assert [edge for edge, _ in held] == [5, 8, 24, None]
+    assert held[0] == served[0] and held[3] == served[2]
+    assert held[1][1] == {**served[1][1], "tail": TAIL_SMS} and held[2][1] == {**served[2][1], "tail": TAIL_SMS}
+
+
 def _makespan(durations, slots: int) -> float:
     """Greedy list scheduling in issue order on `slots` identical slots (how the CTA scheduler fills
     SMs): each job starts on the slot that frees first."""
