@@ -1,0 +1,48 @@
+"""Do two stores hold the same machine code? Every entry of each store is matched by (family, params; `tail`
+dropped, a knob older stores lack) and its cubin disassembled (nvdisasm >= 13.4 on PATH, as for
+scripts/dump_sass.py), addresses stripped; prints how many entries have identical instruction streams and
+names the others. Used when a source edit moves a family's keys without meaning to change its code (a
+docstring, a refactor): the GPU results of the old keys then still describe the new ones
+(docs/PERFORMANCE.md "session 25").
+
+    python scripts/sass_same.py OLD_STORE NEW_STORE        (exit 1 when any entry differs or is unmatched)"""
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from nvfp4_aot.runtime.store_format import ENTRIES_DIR, embedded_cubins, read_index
+
+ADDRESS = re.compile(r"/\*[0-9a-f]{4,}\*/")
+
+
+def instructions(root: Path) -> dict[tuple[str, str], list[str]]:
+    out = {}
+    for key, rec in read_index(root)["entries"].items():
+        params = {k: v for k, v in rec["params"].items() if k != "tail"}
+        ((_, image),) = embedded_cubins((root / ENTRIES_DIR / key / "kernel.so").read_bytes())
+        with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+            f.write(image)
+            f.flush()
+            text = subprocess.run(["nvdisasm", "-c", f.name], capture_output=True, text=True, check=True).stdout
+        out[(rec["family"], json.dumps(params, sort_keys=True))] = [ADDRESS.sub("", line).strip()
+                                                                   for line in text.splitlines() if ADDRESS.search(line)]
+    return out
+
+
+def main(old: str, new: str) -> int:
+    a, b = instructions(Path(old)), instructions(Path(new))
+    same = [k for k in a.keys() & b.keys() if a[k] == b[k]]
+    print(f"{len(same)} of {len(a)} / {len(b)} entries: identical SASS ({sum(len(v) for v in a.values())} instructions)")
+    for k in sorted(a.keys() ^ b.keys()):
+        print("UNMATCHED", *k)
+    for k in sorted(k for k in a.keys() & b.keys() if a[k] != b[k]):
+        print("DIFFERS", *k, len(a[k]), len(b[k]))
+    return 0 if len(same) == len(a) == len(b) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:3]))
