@@ -242,6 +242,12 @@ class DenseFamily(_Base):
     wide = ((8, {"warps": 4, "rb": 1, "nt": 1}), (16, {"warps": 4, "rb": 1, "nt": 2}), (None, {"warps": 4, "rb": 2, "nt": 4}))
     tiles = wide
 
+    @staticmethod
+    def reasons(p: W4A16Params) -> list[str]:
+        # tail's units are (expert with rows, weight tile): a grouped launch's (ring.tail_item)
+        return _reasons(p) + ([f"tail={p.tail}: the last-wave split is a grouped launch's (w4a16_grouped_gemm); "
+                               "use tail=0 here"] if p.tail else [])
+
     def tile_table(self, problem: Mapping[str, Any]):
         return self.narrow if problem["n"] < problem["k"] else self.wide
     problem_keys = ("n", "k", "act_order", "word_order")
@@ -286,10 +292,10 @@ class GroupedFamily(_Base):
     # it is bound by its MMAs (t = 32). It becomes quad_slot_tiles once the GPU suite has run its tail ops
     # (tests/gpu/quad_check.toml), which no device was lent for in session 25.
     quad_slot_tiles_tail = (
-        (5, slot_tiles[0][1]),
-        (8, {"warps": 8, "rb": 2, "nt": 2, "split": "n", "stages": 2, "tail": TAIL_SMS}),
-        (24, {"warps": 8, "rb": 2, "nt": 4, "split": "n", "stages": 2, "tail": TAIL_SMS}),
-        (None, {"warps": 8, "rb": 2, "nt": 4, "split": "n", "stages": 2}),
+        quad_slot_tiles[0],
+        (8, {**quad_slot_tiles[1][1], "tail": TAIL_SMS}),
+        (24, {**quad_slot_tiles[2][1], "tail": TAIL_SMS}),
+        quad_slot_tiles[2],
     )
     problem_keys = ("n", "k", "experts", "act_order", "word_order")
 

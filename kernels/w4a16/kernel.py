@@ -61,7 +61,7 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         self.ctas = ctas  # the launch's min_blocks_per_mp (ring_ctas: > 1 for the split "n" ring only)
         assert ctas == 1 or (split == "n" and stages > 1)
         # W4A16Params.tail: the last partial wave's units as half CTAs (ring.tail_item), over tail x ctas slots
-        assert not tail or (split == "n" and stages > 1 and rb % 2 == 0)
+        assert not tail or (grouped and split == "n" and stages > 1 and rb % 2 == 0)
         self.tail = tail
         self.n, self.k, self.experts, self.grouped = n, k, experts, grouped
         self.warps, self.rb, self.nt, self.split_n = warps, rb, nt, split == "n"
@@ -140,15 +140,11 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         part = Int32(0)  # tail: 0 = the whole unit, 1 / 2 = its first / second half (ring.tail_item)
         if const_expr(self.tail):
             per = self.blocks // self.cta_blocks  # weight tiles (whole CTAs) per expert
-            units = per
-            if const_expr(self.grouped):
-                units = per * self._active_count(offsets, counts, m_rows, lane)
+            units = per * self._active_count(offsets, counts, m_rows, lane)
             unit, part = tail_item(bx, units, self.tail * self.ctas, cutlass.min, cutlass.max)
             bx, by = unit % per, unit // per  # by >= the active count past the halves: no rows
         start = Int32(0)
         cnt = m_rows
-        if const_expr(self.tail and not self.grouped):
-            cnt = cnt * (1 - cutlass.min(by, 1))  # dense: unit >= per is past the halves
         if const_expr(self.grouped):
             # clamp the group into [0, M): a corrupt offsets/counts pair can then only produce
             # wrong rows, never an out-of-bounds access (validity is checked before launch by

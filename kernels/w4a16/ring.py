@@ -71,6 +71,13 @@ def w_slot(base, act_bytes: int, warp, rb: int):
     return base + act_bytes + warp * (rb * W_STEP_BYTES)
 
 
+def tail_units(units, slots: int, lo, hi):
+    """How many of `units` whole-CTA units W4A16Params.tail halves on `slots` slots: the last wave's r = units mod
+    slots when 2 r <= slots (then they fit one wave as halves), else 0. lo / hi: min / max (tail_item)."""
+    r = units % slots
+    return r * (1 - lo(hi(2 * r - slots, 0), 1))
+
+
 def tail_item(cta, units, slots: int, lo, hi):
     """The tail split of the split "n" ring's launch (W4A16Params.tail): CTA `cta` (the launch's 1-D
     grid, in issue order) -> (unit, part). A unit is one whole CTA's work (the kernel: weight tile u % T
@@ -82,9 +89,7 @@ def tail_item(cta, units, slots: int, lo, hi):
     holds units_max + slots // 2 CTAs (r <= slots / 2 extra). lo / hi are min / max (cutlass.min
     / cutlass.max when traced): plain arithmetic, traced with DSL integers by the kernel, replayed
     with Python integers by tests/kernels/test_w4a16.py."""
-    r = units % slots
-    x = r * (1 - lo(hi(2 * r - slots, 0), 1))  # r when 2 r <= slots, else 0
-    whole = units - x
+    whole = units - tail_units(units, slots, lo, hi)
     half = lo(hi(cta - whole + 1, 0), 1)  # 1 from the first half CTA on
     extra = hi(cta - whole, 0)
     unit = cta * (1 - half) + (whole + extra // 2) * half
@@ -277,4 +282,4 @@ class RingMainloop:
                 acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r] = d0, d1, d2, d3
 
 
-__all__ = ["RingMainloop", "act_slot", "n_copy", "n_copy_lanes", "n_frag_slot", "tail_item", "w_slot"]
+__all__ = ["RingMainloop", "act_slot", "n_copy", "n_copy_lanes", "n_frag_slot", "tail_item", "tail_units", "w_slot"]

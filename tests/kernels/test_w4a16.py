@@ -200,6 +200,8 @@ def test_can_implement_names_the_problem():
                 {"rb": 2, "nt": 2, "stages": 2, "tail": 5000}):
         msgs = GROUPED.can_implement(GROUPED.parse_params({**ring_n, **bad}), "sm_90a")
         assert any(f"tail={bad['tail']}" in r for r in msgs), bad
+    dense_tail = DENSE.parse_params({"n": 6144, "k": 7168, "warps": 8, "rb": 2, "nt": 2, "split": "n", "stages": 2, "tail": 132})
+    assert any("tail=132" in r and "grouped" in r for r in DENSE.can_implement(dense_tail, "sm_90a"))
     # 4 x (64 rows x 528 B + 8 warps x 2 x 2304 B) = 282624 B
     big_n = GROUPED.parse_params({**ring_n, "rb": 2, "nt": 8, "stages": 4})
     assert any("shared memory" in r and "stages=4" in r for r in GROUPED.can_implement(big_n, "sm_90a"))
