@@ -22,6 +22,14 @@ PATTERNS = {
 }
 
 
+def disassemble(cubin: Path) -> tuple[str, int]:
+    """(SASS text, return code) of a standalone cubin: nvdisasm, or cuobjdump where older tools refuse it."""
+    r = subprocess.run(["nvdisasm", "-c", str(cubin)], capture_output=True, text=True)
+    if r.returncode:  # older tools: cuobjdump reads standalone cubins too
+        r = subprocess.run(["cuobjdump", "--dump-sass", str(cubin)], capture_output=True, text=True)
+    return r.stdout + r.stderr, r.returncode
+
+
 def main(store: str, out_dir: str, limit_per_family: int = 2) -> None:
     root, out = Path(store), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -35,18 +43,15 @@ def main(store: str, out_dir: str, limit_per_family: int = 2) -> None:
         for arch, img in embedded_cubins((root / "entries" / key / "kernel.so").read_bytes()):
             cubin = out / f"{rec['family']}-{arch}-{key[:8]}.cubin"
             cubin.write_bytes(img)
-            r = subprocess.run(["nvdisasm", "-c", str(cubin)], capture_output=True, text=True)
-            if r.returncode:  # older tools: cuobjdump reads standalone cubins too
-                r = subprocess.run(["cuobjdump", "--dump-sass", str(cubin)], capture_output=True, text=True)
-            sass = r.stdout + r.stderr
+            sass, rc = disassemble(cubin)
             (out / f"{cubin.stem}.sass").write_text(sass)
             cubin.unlink()
             params = " ".join(f"{k}={v}" for k, v in sorted(rec["params"].items()))
             counts = {name: len(re.findall(pat, sass)) for name, pat in PATTERNS.items()}
             regs = ",".join(str(v) for v in cubin_registers(img).values())
             print(f"{rec['family']:20} {arch:8} {params:50} regs={regs} " + " ".join(f"{n}={c}" for n, c in counts.items())
-                  + f" rc={r.returncode}")
+                  + f" rc={rc}")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(sys.argv[1], sys.argv[2], *map(int, sys.argv[3:4]))  # [LIMIT_PER_FAMILY]

@@ -5,16 +5,17 @@ names the others. Used when a source edit moves a family's keys without meaning 
 docstring, a refactor): the GPU results of the old keys then still describe the new ones
 (docs/PERFORMANCE.md "session 25").
 
-    python scripts/sass_same.py OLD_STORE NEW_STORE        (exit 1 when any entry differs or is unmatched)"""
+    python scripts/sass_same.py OLD_STORE NEW_STORE   (exit 1 when any entry differs or is unmatched, 2 on a bad store)"""
 
 import json
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from nvfp4_aot.runtime.store_format import ENTRIES_DIR, embedded_cubins, read_index
+from dump_sass import disassemble  # scripts/ is sys.path[0] when run as a script
+
+from nvfp4_aot.runtime.store_format import ENTRIES_DIR, StoreFormatError, embedded_cubins, read_index
 
 ADDRESS = re.compile(r"/\*[0-9a-f]{4,}\*/")
 
@@ -27,14 +28,20 @@ def instructions(root: Path) -> dict[tuple[str, str], list[str]]:
         with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
             f.write(image)
             f.flush()
-            text = subprocess.run(["nvdisasm", "-c", f.name], capture_output=True, text=True, check=True).stdout
+            text, rc = disassemble(Path(f.name))
+        if rc:
+            raise SystemExit(f"{root}: entry {key}: the disassembler failed ({text.strip()[:200]})")
         out[(rec["family"], json.dumps(params, sort_keys=True))] = [ADDRESS.sub("", line).strip()
                                                                    for line in text.splitlines() if ADDRESS.search(line)]
     return out
 
 
 def main(old: str, new: str) -> int:
-    a, b = instructions(Path(old)), instructions(Path(new))
+    try:
+        a, b = instructions(Path(old)), instructions(Path(new))
+    except StoreFormatError as e:  # not a store, a torn index: one line, exit 2
+        print(f"sass_same: {e}", file=sys.stderr)
+        return 2
     same = [k for k in a.keys() & b.keys() if a[k] == b[k]]
     print(f"{len(same)} of {len(a)} / {len(b)} entries: identical SASS ({sum(len(v) for v in a.values())} instructions)")
     for k in sorted(a.keys() ^ b.keys()):
