@@ -280,22 +280,15 @@ class GroupedFamily(_Base):
     # t = 8: 380 | 202 (16-token) vs 404 | 201; t = 16: 577 | 295 vs 480 | 236; t = 24: 884 | 433 vs
     # 574 | 284 (the 32-token tiling of 128 rows per CTA it replaces: 613 | 310). Split 'wg' reads
     # natural K only.
+    # tail = TAIL_SMS up to t = 24: the launch's last partial wave as half CTAs (ring.tail_item; 256-row CTAs at 2
+    # per SM on 132 SMs: 48 experts' L1 / L2 make 4.36 / 5.09 waves). H100, exact t = 8 / 16 / 24 / 32, L1 % of
+    # copy: 95.8 / 91.6 / 89.7 / 79.7-87.5 without, 99.3 / 96.3 / 88.8 / 76.5 with (docs/PERFORMANCE.md "session
+    # 25"): the halves pay while the ring streams weights, not once it is bound by its MMAs (t = 32).
     quad_slot_tiles = (
         (5, slot_tiles[0][1]),
-        (8, {"warps": 8, "rb": 2, "nt": 2, "split": "n", "stages": 2}),
+        (8, {"warps": 8, "rb": 2, "nt": 2, "split": "n", "stages": 2, "tail": TAIL_SMS}),
+        (24, {"warps": 8, "rb": 2, "nt": 4, "split": "n", "stages": 2, "tail": TAIL_SMS}),
         (None, {"warps": 8, "rb": 2, "nt": 4, "split": "n", "stages": 2}),
-    )
-    # Measured, not served yet: the same table with tail = TAIL_SMS up to t = 24 (the launch's last partial wave
-    # as half CTAs, ring.tail_item; 256-row CTAs at 2 per SM on 132 SMs: 48 experts' L1 / L2 make 4.36 / 5.09
-    # waves). H100, exact t = 8 / 16 / 24 / 32, L1 % of copy: 95.8 / 91.6 / 89.7 / 79.7-87.5 without, 99.3 / 96.3 /
-    # 88.8 / 76.5 with (docs/PERFORMANCE.md "session 25"): the halves pay while the ring streams weights, not once
-    # it is bound by its MMAs (t = 32). It becomes quad_slot_tiles once the GPU suite has run its tail ops
-    # (tests/gpu/quad_check.toml), which no device was lent for in session 25.
-    quad_slot_tiles_tail = (
-        quad_slot_tiles[0],
-        (8, {**quad_slot_tiles[1][1], "tail": TAIL_SMS}),
-        (24, {**quad_slot_tiles[2][1], "tail": TAIL_SMS}),
-        quad_slot_tiles[2],
     )
     problem_keys = ("n", "k", "experts", "act_order", "word_order")
 

@@ -225,9 +225,10 @@ def test_hopper_plan_covers_what_the_runtime_opens(hopper_ckpt, tmp_path):
         for bk in ops[("w4a16_gemm", (("act_order", "natural"), ("k", k), ("n", n)))].buckets:
             assert pick(table, bk.hi).items() <= dict(bk.params).items()
     # MoERunner's decode L1 reads quad order: the quad table (split 'n' where natural has 'wg'),
-    # its edges in token-slots per expert (5 and 8) times the E local experts
+    # its edges in token-slots per expert (5, 8 and 24: the ring's tail up to 24) times the E local experts
     grouped = ops[("w4a16_grouped_gemm", (("act_order", DECODE_ORDER), ("experts", E), ("k", h), ("n", 2 * i)) + wo)]
-    assert [(bk.lo, bk.hi) for bk in grouped.buckets] == [(1, 5 * E), (5 * E + 1, 8 * E), (8 * E + 1, T * top_k)]
+    assert [(bk.lo, bk.hi) for bk in grouped.buckets] == [(1, 5 * E), (5 * E + 1, 8 * E), (8 * E + 1, 24 * E),
+                                                          (24 * E + 1, T * top_k)]
     fam = get_family("w4a16_grouped_gemm")
     quad = fam.tile_table({"experts": E, "act_order": DECODE_ORDER})
     assert quad == tuple((t and t * E, tuning) for t, tuning in fam.quad_slot_tiles)
@@ -294,8 +295,8 @@ def test_capture_sizes_and_token_cap_options(small_ckpt, hopper_ckpt, tmp_path):
     s = plan_json(hopper_ckpt, tmp_path / "h.toml", "--arch", "sm_90a", "--max-num-batched-tokens", "200", "--capture-sizes", "1,8,120,200")
     ops = {o["family"]: o for o in s["ops"]}
     assert ops["moe_route"]["buckets"] == [[1, 120], [121, 200]]  # tokens, padded: 121..128 run at 200
-    # token-slots, unpadded, edges at 5 and 8 slots per expert x 8 local experts
-    assert ops["w4a16_grouped_gemm"]["buckets"] == [[1, 40], [41, 64], [65, 400]]
+    # token-slots, unpadded, edges at 5, 8 and 24 slots per expert x 8 local experts
+    assert ops["w4a16_grouped_gemm"]["buckets"] == [[1, 40], [41, 64], [65, 192], [193, 400]]
     # prefill: rows padded to the largest pad a T <= 200 reaches (8 experts, top-2: only the
     # unpadded w4a16_ws tier, so no quack grouped GEMM and silu's rows are T x top-k)
     assert [p for _, _, p in prefill_tiers(8, 2, 200)] == [1]
@@ -454,7 +455,7 @@ def test_dsv4_manifest_is_what_plan_produces(dsv4_plan):
     # sm_90a: w4a16_ws_gemm for the five shapes, which Nvfp4Linear's default path serves at every M above
     # its decode range (kernels/w4a16_ws/tiles.py WS_OVER_QUACK), and every family's tile-table rows above
     # the largest capture size (512) as their own buckets (an eager batch runs at its own M)
-    assert summary["per_arch"] == {"sm_90a": 73, "sm_100a": 34}  # session 24: - 6 (MoERunner in word order rot: no quack tier), session 8: + 4 stream-K buckets, session 9: + 2 gate+up, session 10: - 2 (merged 129-256 buckets), session 11: - 1 (q_a+kv 257-512 one bucket; tiles.py), session 16: - 22 (no quack kernel for q_a+kv / q_b, o_b's buckets above 256 merged), session 17: - 16 (no quack kernel for any of the five; + 3 ws buckets at 17-32, + 2 gate+up 1025-1536, + 4 at 1-16 / 17-32 on q_a+kv and q_b)
+    assert summary["per_arch"] == {"sm_90a": 75, "sm_100a": 34}  # session 25: + 2 (the decode ring without tail above 24 slots per expert), session 24: - 6 (MoERunner in word order rot: no quack tier), session 8: + 4 stream-K buckets, session 9: + 2 gate+up, session 10: - 2 (merged 129-256 buckets), session 11: - 1 (q_a+kv 257-512 one bucket; tiles.py), session 16: - 22 (no quack kernel for q_a+kv / q_b, o_b's buckets above 256 merged), session 17: - 16 (no quack kernel for any of the five; + 3 ws buckets at 17-32, + 2 gate+up 1025-1536, + 4 at 1-16 / 17-32 on q_a+kv and q_b)
     ops = summary["ops"]
     ws = {(o["problem"]["n"], o["problem"]["k"]) for o in ops if o["family"] == "w4a16_ws_gemm"}
     assert ws == {(2048, 7168), (6144, 7168), (7168, 3072), (7168, 2048), (65536, 1536)}
@@ -465,7 +466,7 @@ def test_dsv4_manifest_is_what_plan_produces(dsv4_plan):
     assert not [o for o in ops if o["family"] in ("quack_w4a16_gemm", "quack_w4a16_rowalpha_gemm")]
     grouped = {(o["problem"]["n"], o["problem"]["k"], o["problem"]["experts"]): o for o in ops if o["family"] == "w4a16_grouped_gemm"}
     assert set(grouped) == {(6144, 7168, 48), (7168, 3072, 48)}  # routed L1 / L2, 48 local experts
-    assert all(o["buckets"] == [[1, 240], [241, 384], [385, 8192 * 6]] for o in grouped.values())  # t = 5, 8 x 48
+    assert all(o["buckets"] == [[1, 240], [241, 384], [385, 1152], [1153, 8192 * 6]] for o in grouped.values())  # t = 5, 8, 24 x 48
     glue = [(o["family"], o["problem"], o["buckets"][-1][1], o["archs"]) for o in ops if o["family"].startswith("moe_")]
     cap = (8192 * 6 + 48 * 127) // 128 * 128
     assert glue == [
