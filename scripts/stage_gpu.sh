@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fill .gpu/ (git-ignored, carried to the device machine) with what tests/gpu/run.sh needs:
 # this project's wheel, the tvm-ffi wheel + DSL runtime library, pytest wheels, the built
-# artifact store, and the CPU-side JIT start-up measurement. Run after `make artifacts`.
+# artifact store (packed: .gpu/artifacts.tar.xz; scripts/gpu_env.sh unpacks it there), and the
+# CPU-side JIT start-up measurement. Run after `make artifacts`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -33,6 +34,8 @@ rm -rf .gpu/ship-store && cp -r .gpu/artifacts .gpu/ship-store
 "$PY" -m nvfp4_aot.build.cli gc tests/gpu/ship_check.toml -o .gpu/ship-store
 "$PY" -m nvfp4_aot.build.cli pack .gpu/ship-store --name gpu-check --version 1.0.0 -o .gpu/ship
 rm -rf .gpu/ship-store
+# The store travels packed (scripts/gpu_env.sh unpacks it on the device machine): its entries share most of their bytes.
+tar -C .gpu -cf - artifacts | xz -T0 -6 > .gpu/artifacts.tar.xz && rm -rf .gpu/artifacts
 # The JIT start-up sweep measured on the CPU box (committed; re-measure: benchmarks/startup.py jit --json ...).
 cp "${JIT_JSON:-docs/startup_jit_cpu.json}" .gpu/jit.json
 du -sh .gpu

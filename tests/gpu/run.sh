@@ -7,11 +7,7 @@
 # docs/PERFORMANCE.md's issue-11 sections in one run on one card, when the kernels have not changed since a suite)
 set -uo pipefail
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
-rm -rf /tmp/site  # a warm machine may hold another build of nvfp4_aot there (pip --target does not replace it)
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/whl/*.whl || exit 1
-mkdir -p /tmp/lib && xz -dc .gpu/lib/libcute_dsl_runtime.so.xz > /tmp/lib/libcute_dsl_runtime.so
-export PYTHONPATH=/tmp/site NVFP4_AOT_DSL_RUNTIME=/tmp/lib/libcute_dsl_runtime.so
-export NVFP4_AOT_GPU_STORE=.gpu/artifacts PYTHONUNBUFFERED=1
+. scripts/gpu_env.sh || exit 1  # wheels, DSL runtime library, the staged store unpacked; NVFP4_AOT_GPU_STORE
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/device.txt"
 rc=0
 echo "== diagnostic smoke (step by step)"
