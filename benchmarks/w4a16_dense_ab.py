@@ -66,7 +66,8 @@ def main() -> int:
                 failed += bool(bad)
                 nq = cold_copies(weight_bytes(n, k)) if a.cold else 1
                 copies = [(b["blob"], b["sf"])] + [(b["blob"].clone(), b["sf"].clone()) for _ in range(nq - 1)]
-                fns = [lambda w=w, b=b: op(b["act"], *w, b["alpha"], b["out"], check=False) for w in copies]
+                # op, b and w bound now: the rounds below run after this loop has moved on to the next store
+                fns = [lambda w=w, b=b, op=op: op(b["act"], *w, b["alpha"], b["out"], check=False) for w in copies]
                 runs.append((tag(s, op, m), "OK" if not bad else f"FAILED {bad}", fns, []))
             for _ in range(a.reps):
                 for _, _, fns, ts in runs:
