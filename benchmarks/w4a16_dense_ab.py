@@ -14,6 +14,7 @@ store's weights over common.cold_copies copies, as a model's forward reads them.
 import argparse
 import statistics
 import sys
+from dataclasses import MISSING, fields
 
 import torch
 from common import cold_copies, copy_bandwidth, device_name, find_op, time_cuda, time_cuda_rot
@@ -23,13 +24,11 @@ from nvfp4_aot.kernels import get_family
 from nvfp4_aot.runtime import open_store
 
 
-def tag(store, op, m: int) -> str:
-    p = op.kernel_for(m).record["params"]
-    knobs = " ".join(f"{k}={p[k]}" for k in ("warps", "rb", "nt", "word_order") if k in p)
-    extra = " ".join(f"{k}={v}" for k, v in sorted(p.items()) if k not in ("n", "k", "warps", "rb", "nt", "word_order",
-                                                                             "experts", "act_order", "split", "stages",
-                                                                             "ctas", "tail") and v)
-    return f"{store.root.name}: {knobs}{' ' + extra if extra else ''}"
+def tag(store, p) -> str:
+    """The store's name and the kernel's knobs that differ from W4A16Params' defaults (what tells two stores apart)."""
+    knobs = [f"{f.name}={getattr(p, f.name)}" for f in fields(p)
+             if f.default is not MISSING and getattr(p, f.name) != f.default]
+    return f"{store.root.name}: {' '.join(knobs)}"
 
 
 def main() -> int:
@@ -55,20 +54,20 @@ def main() -> int:
         ops = [find_op(s, "w4a16_gemm", n=n, k=k) for s in stores]
         floor = weight_bytes(n, k) / bw
         print(f"{name} ({n}x{k}): copy floor {floor * 1e6:.1f} us")
+        nq = cold_copies(weight_bytes(n, k)) if a.cold else 1
         for m in a.m:
             runs = []
             for s, op in zip(stores, ops):
-                p = fam.parse_params(op.kernel_for(m).record["params"])
+                kern = op.kernel_for(m)
+                p = fam.parse_params(kern.record["params"])
                 b = fam.make_inputs(p, m, dev, seed=1000 * m + n % 997)
-                args = [b[x.name] for x in op.kernel_for(m).validator.args]
-                op(*args)
+                op(*[b[x.name] for x in kern.validator.args])
                 bad = fam.check(p, b, fam.reference(p, b))
                 failed += bool(bad)
-                nq = cold_copies(weight_bytes(n, k)) if a.cold else 1
                 copies = [(b["blob"], b["sf"])] + [(b["blob"].clone(), b["sf"].clone()) for _ in range(nq - 1)]
                 # op, b and w bound now: the rounds below run after this loop has moved on to the next store
                 fns = [lambda w=w, b=b, op=op: op(b["act"], *w, b["alpha"], b["out"], check=False) for w in copies]
-                runs.append((tag(s, op, m), "OK" if not bad else f"FAILED {bad}", fns, []))
+                runs.append((tag(s, p), "OK" if not bad else f"FAILED {bad}", fns, []))
             for _ in range(a.reps):
                 for _, _, fns, ts in runs:
                     ts.append(time_cuda_rot(fns, reps=20) if a.cold else time_cuda(fns[0], reps=20))
