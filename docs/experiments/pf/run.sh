@@ -5,7 +5,7 @@ set -uo pipefail
 . scripts/gpu_env.sh || exit 1
 rm -rf /tmp/site/nvfp4_aot /tmp/site/nvfp4_aot-*.dist-info  # the patched build replaces the staged one (pf is its knob)
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu-pf/whl/*.whl || exit 1
-S=".gpu-pf/nibble_pf0 .gpu-pf/nibble_pf1 .gpu-pf/nibble_pf2 .gpu-pf/rot_pf0 .gpu-pf/rot_pf1"
+S=$(ls -d .gpu-pf/*_pf*)  # build.sh's stores, nibble_pf0 (the served kernel, every ratio's base) first
 rc=0
 timeout 240 python3 benchmarks/w4a16_dense_ab.py $S --m 1 4 8 9 16 --reps 3 || rc=1
 timeout 240 python3 benchmarks/w4a16_dense_ab.py $S --m 1 4 8 9 16 --reps 3 --cold || rc=1
