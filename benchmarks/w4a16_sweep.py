@@ -17,8 +17,7 @@ import torch
 from common import MOE_SHAPES, TOPK, copy_bandwidth, device_name, find_op, time_cuda
 
 from nvfp4_aot.kernels import get_family
-from nvfp4_aot.kernels.w4a16 import is_ring, ring_ctas
-from nvfp4_aot.kernels.w4a16.ring import tail_units
+from nvfp4_aot.kernels.w4a16 import is_ring, ring_ctas, tail_units
 from nvfp4_aot.kernels.moe_glue.ref import make_routing
 from nvfp4_aot.runtime import open_store
 from nvfp4_aot.runtime.layout import ACT_ORDERS
@@ -93,7 +92,7 @@ def waves(p, n: int, active: int, sms: int) -> str:
         return ""
     ctas = n // (16 * p.rb * p.warps) * active
     line = f", {ctas} CTAs = {ctas / (sms * ring_ctas(p)):.2f} waves at {ring_ctas(p)}/SM"
-    if p.tail:  # W4A16Params.tail: the last wave's units as two half CTAs each (ring.tail_item)
+    if p.tail:  # W4A16Params.tail: the last wave's units as two half CTAs each (tail_item)
         line += f", tail {p.tail} SMs: {tail_units(ctas, p.tail * ring_ctas(p), min, max)} units halved"
     return line
 

@@ -59,7 +59,7 @@ Design (decode first: at <= 16 tokens per expert the GEMM is bound by weight byt
 A CTA loops over its expert's token tiles (8 * nt tokens each) inside the launch: the grid is
 fixed (N / (16 rb), E), so capture never depends on routing. The split "n" ring with tail > 0 launches
 the same CTAs as one row (N / (16 rb) x E, plus half a wave of slots) and each CTA finds its unit on
-the device (ring.tail_item): the last partial wave's units run as two half CTAs each. The split "n" ring skips the 8-token
+the device (tail_item): the last partial wave's units run as two half CTAs each. The split "n" ring skips the 8-token
 fragments of a tile wholly past the expert's count (and stages no row past it), so a 32-token tile
 costs what the tokens it holds cost: GroupedFamily's tables pick tiles by token-slots per expert.
 """
@@ -129,13 +129,40 @@ class W4A16Params:
     # split "n" ring only: the SM count the launch's last partial wave is computed for (0 = none). The
     # device then runs the last r work units (r = units mod slots, slots = tail x ring_ctas, when 2 r <=
     # slots) as two half CTAs each (rb / 2 row blocks per warp), so that wave takes half a CTA's time
-    # (ring.tail_item; docs/PERFORMANCE.md "session 25").
+    # (tail_item; docs/PERFORMANCE.md "session 25").
     tail: int = 0
 
 
 def is_ring(p: W4A16Params) -> bool:
     """The split "n" cp.async ring (ring.py): the only mode whose launch takes a register bound."""
     return p.split == "n" and p.stages > 1
+
+
+def tail_units(units, slots: int, lo, hi):
+    """How many of `units` whole-CTA units W4A16Params.tail halves on `slots` slots: the last wave's r = units mod
+    slots when 2 r <= slots (then they fit one wave as halves), else 0. lo / hi: min / max (tail_item)."""
+    r = units % slots
+    return r * (1 - lo(hi(2 * r - slots, 0), 1))
+
+
+def tail_item(cta, units, slots: int, lo, hi):
+    """The tail split of the split "n" ring's launch (W4A16Params.tail): CTA `cta` (the launch's 1-D
+    grid, in issue order) -> (unit, part). A unit is one whole CTA's work (the kernel: weight tile u % T
+    of the (u // T)-th expert with rows, T tiles per expert); `units` = those with rows. Whole CTAs fill slots
+    (CTAs resident at once) wave by wave, so the last wave holds r = units mod slots of them and
+    takes as long as a full one; when 2 r <= slots those r units run as two half CTAs each instead
+    (part 1: the first half of the unit's row blocks, part 2: the second; part 0: the whole unit),
+    all in one wave of half the time. CTAs past the halves get unit >= units (no work). The grid
+    holds units_max + slots // 2 CTAs (r <= slots / 2 extra). lo / hi are min / max (cutlass.min
+    / cutlass.max when traced): plain arithmetic, traced with DSL integers by the kernel, replayed
+    with Python integers by tests/kernels/test_w4a16.py and benchmarks/w4a16_sweep.py (here, not in ring.py:
+    cutlass-free, so the device-side benchmarks can import it)."""
+    whole = units - tail_units(units, slots, lo, hi)
+    half = lo(hi(cta - whole + 1, 0), 1)  # 1 from the first half CTA on
+    extra = hi(cta - whole, 0)
+    unit = cta * (1 - half) + (whole + extra // 2) * half
+    part = (extra % 2 + 1) * half
+    return unit, part
 
 
 def ring_ctas(p: W4A16Params) -> int:
@@ -244,7 +271,7 @@ class DenseFamily(_Base):
 
     @staticmethod
     def reasons(p: W4A16Params) -> list[str]:
-        # tail's units are (expert with rows, weight tile): a grouped launch's (ring.tail_item)
+        # tail's units are (expert with rows, weight tile): a grouped launch's (tail_item)
         return _reasons(p) + ([f"tail={p.tail}: the last-wave split is a grouped launch's (w4a16_grouped_gemm); "
                                "use tail=0 here"] if p.tail else [])
 
@@ -280,7 +307,7 @@ class GroupedFamily(_Base):
     # t = 8: 380 | 202 (16-token) vs 404 | 201; t = 16: 577 | 295 vs 480 | 236; t = 24: 884 | 433 vs
     # 574 | 284 (the 32-token tiling of 128 rows per CTA it replaces: 613 | 310). Split 'wg' reads
     # natural K only.
-    # tail = TAIL_SMS up to t = 24: the launch's last partial wave as half CTAs (ring.tail_item; 256-row CTAs at 2
+    # tail = TAIL_SMS up to t = 24: the launch's last partial wave as half CTAs (tail_item; 256-row CTAs at 2
     # per SM on 132 SMs: 48 experts' L1 / L2 make 4.36 / 5.09 waves). H100, exact t = 8 / 16 / 24 / 32, L1 % of
     # copy: 95.8 / 91.6 / 89.7 / 79.7-87.5 without, 99.3 / 96.3 / 88.8 / 76.5 with (docs/PERFORMANCE.md "session
     # 25"): the halves pay while the ring streams weights, not once it is bound by its MMAs (t = 32).

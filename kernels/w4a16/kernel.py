@@ -21,10 +21,10 @@ from cutlass import BFloat16, Float32, Int32, Int64, const_expr
 from nvfp4_aot.runtime.layout import QUAD_ORDERS
 
 from ..hopper import launch
-from . import BLOB_TILE, EPI_SCALE, K_STEP, STRIP_TILE, ring_ctas
-from .ptx import (decode_block, decode_rot, decode_sel, ld_cached_v4, ld_shared_v4, ld_stream_u16, ld_stream_v4,
-                  ldmatrix_x4, mma_bf16, quad_scales, st_shared_v4)
-from .ring import RingMainloop, tail_item
+from . import BLOB_TILE, EPI_SCALE, K_STEP, STRIP_TILE, ring_ctas, tail_item
+from .ptx import (cp_async_16_ca, cp_async_commit, cp_async_wait, decode_block, decode_rot, decode_sel, ld_cached_v4,
+                  ld_shared_v4, ld_stream_u16, ld_stream_v4, ldmatrix_x4, mma_bf16, quad_scales, st_shared_v4)
+from .ring import RingMainloop
 from .wgmma import WgmmaMainloop
 
 SB_ROW_WORDS = 132  # split "n": shared-memory words per staged token row (512 B + 16 B pad)
@@ -60,7 +60,7 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         self.stages = stages
         self.ctas = ctas  # the launch's min_blocks_per_mp (ring_ctas: > 1 for the split "n" ring only)
         assert ctas == 1 or (split == "n" and stages > 1)
-        # W4A16Params.tail: the last partial wave's units as half CTAs (ring.tail_item), over tail x ctas slots
+        # W4A16Params.tail: the last partial wave's units as half CTAs (tail_item), over tail x ctas slots
         assert not tail or (grouped and split == "n" and stages > 1 and rb % 2 == 0)
         self.tail = tail
         self.n, self.k, self.experts, self.grouped = n, k, experts, grouped
@@ -98,7 +98,7 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         grid = [self.blocks // self.cta_blocks, ys, 1]
         if const_expr(self.tail):
             # one row of CTAs in issue order: the whole units (tile, expert rank) x-fastest as the 2-D
-            # grid orders them, then at most slots / 2 more for the halves (ring.tail_item)
+            # grid orders them, then at most slots / 2 more for the halves (tail_item)
             grid = [self.blocks // self.cta_blocks * ys + self.tail * self.ctas // 2, 1, 1]
         kw = {"grid": grid, "block": [self.threads, 1, 1], "stream": stream}
         if const_expr(self.ctas > 1):
@@ -137,7 +137,7 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
             # each warp's own staging rows (8 * nt tokens x one K step) for ldmatrix
             sb = smem.allocate_tensor(Int32, cute.make_layout(self.warps * bt * SB_ROW_WORDS), byte_alignment=16)
 
-        part = Int32(0)  # tail: 0 = the whole unit, 1 / 2 = its first / second half (ring.tail_item)
+        part = Int32(0)  # tail: 0 = the whole unit, 1 / 2 = its first / second half (tail_item)
         if const_expr(self.tail):
             per = self.blocks // self.cta_blocks  # weight tiles (whole CTAs) per expert
             units = per * self._active_count(offsets, counts, m_rows, lane)
@@ -301,12 +301,18 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         (SB_ROW_WORDS apart, as split "n" lays them out), 16-byte vectors, only rows inside the
         expert's count (the others feed MMA columns that are never stored). K is natural, so a
         lane's B-fragment pairs are 16 B apart: direct 4-byte global loads would cost one L1
-        wavefront per token row each; ldmatrix from these rows gives the fragments instead."""
+        wavefront per token row each; ldmatrix from these rows gives the fragments instead.
+        The rows go by cp.async, one predicated copy each, so all of them are in flight at once
+        behind one wait (session 28: through registers, ptxas kept ~3 rows in flight and issued the
+        step's weight loads only after the staged stores had waited on them; docs/PERFORMANCE.md
+        "session 28": 4-26% off Nvfp4Linear at M <= 16, cold, on an H200)."""
         cute.arch.sync_warp()  # every lane's ldmatrix of the previous step is done
+        src = abase + Int64(tok0) * row_bytes + Int64(c * 512 + lane * 16)
         for row in cutlass.range_constexpr(self.bt):
-            if tok0 + row < cnt:
-                x0, x1, x2, x3 = ld_cached_v4(abase + Int64(tok0 + row) * row_bytes + Int64(c * 512 + lane * 16))
-                st_shared_v4(wsb + (row * SB_ROW_WORDS + lane * 4) * 4, x0, x1, x2, x3)
+            cp_async_16_ca(wsb + (row * SB_ROW_WORDS + lane * 4) * 4, src + Int64(row) * row_bytes,
+                           Int32(tok0 + row < cnt))
+        cp_async_commit()
+        cp_async_wait(0)
         cute.arch.sync_warp()
 
     @cute.jit

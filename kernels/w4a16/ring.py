@@ -24,7 +24,7 @@ import cutlass.cute as cute
 from cutlass import Int32, Int64, const_expr
 
 from ..w4a16_device import fence_proxy_async
-from . import ACT_ROW_BYTES, BLOB_TILE, STRIP_TILE, W_STEP_BYTES, stage_bytes
+from . import ACT_ROW_BYTES, BLOB_TILE, STRIP_TILE, W_STEP_BYTES, stage_bytes, tail_item, tail_units  # noqa: F401 (re-exported)
 from .ptx import (cp_async_16, cp_async_16_ca, cp_async_commit, cp_async_wait,
                   ld_shared_u16, ld_shared_v4, ldmatrix_x4, mma_bf16, quad_scales)
 
@@ -69,32 +69,6 @@ def w_slot(base, act_bytes: int, warp, rb: int):
     W_STEP_BYTES each (block r at + r W_STEP_BYTES): 4 x 512 B codes (k64 tile kt at 512 kt, lane's
     16 bytes at 16 lane), then 4 x 64 B scales (tile kt at 2048 + 64 kt)."""
     return base + act_bytes + warp * (rb * W_STEP_BYTES)
-
-
-def tail_units(units, slots: int, lo, hi):
-    """How many of `units` whole-CTA units W4A16Params.tail halves on `slots` slots: the last wave's r = units mod
-    slots when 2 r <= slots (then they fit one wave as halves), else 0. lo / hi: min / max (tail_item)."""
-    r = units % slots
-    return r * (1 - lo(hi(2 * r - slots, 0), 1))
-
-
-def tail_item(cta, units, slots: int, lo, hi):
-    """The tail split of the split "n" ring's launch (W4A16Params.tail): CTA `cta` (the launch's 1-D
-    grid, in issue order) -> (unit, part). A unit is one whole CTA's work (the kernel: weight tile u % T
-    of the (u // T)-th expert with rows, T tiles per expert); `units` = those with rows. Whole CTAs fill slots
-    (CTAs resident at once) wave by wave, so the last wave holds r = units mod slots of them and
-    takes as long as a full one; when 2 r <= slots those r units run as two half CTAs each instead
-    (part 1: the first half of the unit's row blocks, part 2: the second; part 0: the whole unit),
-    all in one wave of half the time. CTAs past the halves get unit >= units (no work). The grid
-    holds units_max + slots // 2 CTAs (r <= slots / 2 extra). lo / hi are min / max (cutlass.min
-    / cutlass.max when traced): plain arithmetic, traced with DSL integers by the kernel, replayed
-    with Python integers by tests/kernels/test_w4a16.py."""
-    whole = units - tail_units(units, slots, lo, hi)
-    half = lo(hi(cta - whole + 1, 0), 1)  # 1 from the first half CTA on
-    extra = hi(cta - whole, 0)
-    unit = cta * (1 - half) + (whole + extra // 2) * half
-    part = (extra % 2 + 1) * half
-    return unit, part
 
 
 class RingMainloop:

@@ -350,13 +350,13 @@ def _makespan(durations, slots: int) -> float:
 
 @pytest.mark.parametrize("slots", [6, 228, 264])
 def test_ring_tail_item_covers_every_unit_once_and_shortens_the_last_wave(slots):
-    """ring.tail_item (W4A16Params.tail), replayed with Python integers over every unit count up to
+    """tail_item (W4A16Params.tail), replayed with Python integers over every unit count up to
     five waves, on a grid of units + slots // 2 CTAs: every unit is run exactly once, whole or as its
     two halves (parts 1 and 2, adjacent in issue order); halves only for the last r = units mod slots
     units and only when 2 r <= slots; the other CTAs get a unit past the last (no work); whole units
     keep their order. Then the schedule the greedy CTA scheduler makes of it (a half = half a whole
     CTA's time) ends half a wave earlier than whole units wherever halves are used, and never later."""
-    from nvfp4_aot.kernels.w4a16.ring import tail_item
+    from nvfp4_aot.kernels.w4a16 import tail_item
 
     for units in range(0, 5 * slots + 3):
         r = units % slots
