@@ -1,4 +1,4 @@
-"""Do two stores hold the same machine code? Every entry of each store is matched by (family, params; `tail`
+"""Do two stores hold the same machine code? Every entry of each store is matched by (family, params; `tail` = 0
 dropped, a knob older stores lack) and its cubin disassembled (nvdisasm >= 13.4 on PATH, as for
 scripts/dump_sass.py), addresses stripped; prints how many entries have identical instruction streams and
 names the others. Used when a source edit moves a family's keys without meaning to change its code (a
@@ -23,7 +23,8 @@ ADDRESS = re.compile(r"/\*[0-9a-f]{4,}\*/")
 def instructions(root: Path) -> dict[tuple[str, str], list[str]]:
     out = {}
     for key, rec in read_index(root)["entries"].items():
-        params = {k: v for k, v in rec["params"].items() if k != "tail"}
+        # tail 0 is the knob's default: an older store's entry (no tail) matches it, a tail > 0 entry stays its own
+        params = {k: v for k, v in rec["params"].items() if not (k == "tail" and v == 0)}
         ((_, image),) = embedded_cubins((root / ENTRIES_DIR / key / "kernel.so").read_bytes())
         with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
             f.write(image)

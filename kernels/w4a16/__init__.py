@@ -23,8 +23,8 @@ Design (decode first: at <= 16 tokens per expert the GEMM is bound by weight byt
     b = k16 block b, byte p = fragment register p), its scales 64 strip bytes (8 per lane: the
     (row g, row g+8) pair of each block), so no shared memory and no shuffles for A.
   * K is natural: the activation B fragment of block b is the 4-byte pairs at K 16b + 2t and
-    16b + 2t + 8 of token g (split "k": 8 LDG.32 per token row and k64 tile; split "n":
-    ldmatrix.x4 from staged rows; split "wg": plain 16-byte copies into 128-byte-swizzled rows).
+    16b + 2t + 8 of token g (split "k": the warp's rows staged in shared memory by cp.async, then
+    ldmatrix.x4; split "n": ldmatrix.x4 from the CTA's staged rows; split "wg": plain 16-byte copies into 128-byte-swizzled rows).
   * act_order = "quad" (split "k" / "n" only; runtime/layout.py): the producer (moe_permute /
     moe_silu_mul with the same order) stores each k64 tile of a row so that lane t's eight
     B-fragment words are the 32 bytes at 32t: split "k" reads a token row's fragments with two
