@@ -24,7 +24,7 @@ import cutlass.cute as cute
 from cutlass import Int32, Int64, const_expr
 
 from ..w4a16_device import fence_proxy_async
-from . import ACT_ROW_BYTES, BLOB_TILE, STRIP_TILE, W_STEP_BYTES, stage_bytes, tail_item, tail_units  # noqa: F401 (re-exported)
+from . import ACT_ROW_BYTES, BLOB_TILE, STRIP_TILE, W_STEP_BYTES, stage_bytes
 from .ptx import (cp_async_16, cp_async_16_ca, cp_async_commit, cp_async_wait,
                   ld_shared_u16, ld_shared_v4, ldmatrix_x4, mma_bf16, quad_scales)
 
@@ -256,4 +256,4 @@ class RingMainloop:
                 acc[0, j, r], acc[1, j, r], acc[2, j, r], acc[3, j, r] = d0, d1, d2, d3
 
 
-__all__ = ["RingMainloop", "act_slot", "n_copy", "n_copy_lanes", "n_frag_slot", "tail_item", "tail_units", "w_slot"]
+__all__ = ["RingMainloop", "act_slot", "n_copy", "n_copy_lanes", "n_frag_slot", "w_slot"]
