@@ -46,6 +46,8 @@ Design (decode first: at <= 16 tokens per expert the GEMM is bound by weight byt
     mask (one register two): 13 SASS per block, decode_block's registers; the runners' word_order="rot".
   * split = "k" (decode): split-K across the CTA's warps (a CTA = 16 * rb weight rows),
     reduced through shared memory: decode has 16-row slices of N x K to spread over 132 SMs.
+    In natural K each warp stages its token rows for ldmatrix, a K step at a time (sk = 0) or
+    k64 tiles in two buffers (sk = 1); wpf = 1 keeps the next step's weights in flight.
   * split = "n" (small batches): warps split N, activations staged once per CTA in shared
     memory; split = "wg" (prefill, wgmma.py): one or two warpgroups, the decoded fragments are
     the A operand of HGMMA m64nNk16 from registers (a warpgroup's 4 warps = one 64-row group),
@@ -131,6 +133,18 @@ class W4A16Params:
     # slots) as two half CTAs each (rb / 2 row blocks per warp), so that wave takes half a CTA's time
     # (tail_item; docs/PERFORMANCE.md "session 25").
     tail: int = 0
+    # split "k", natural K only: how a warp stages its token rows for ldmatrix. 0 = a whole K step (256 K, 528-byte
+    # rows) per wait; 1 = k64 tiles (144-byte rows) in two buffers, tile i + 1 in flight while tile i is consumed
+    # (about half the shared memory: more L1 left for the activation rows the SM's CTAs share).
+    sk: int = 0
+    # split "k", natural K only: 1 = the next K step's weights (and scales) go in flight into registers before this
+    # step is consumed, so a warp's steps do not each wait a full weight-load latency (0 = loaded at the step's top).
+    wpf: int = 0
+
+
+def sk_stage_bytes(p) -> int:
+    """Shared memory of a split "k" natural-K warp's staging (W4A16Params.sk)."""
+    return 8 * p.nt * (528 if p.sk == 0 else 2 * 144)  # kernel.py SB_ROW_WORDS / SK_ROW_WORDS
 
 
 def is_ring(p: W4A16Params) -> bool:
@@ -222,7 +236,11 @@ def _reasons(p: W4A16Params) -> list[str]:
     elif p.act_order in QUAD_ORDERS and p.split not in ("k", "n"):
         r.append(f"act_order={p.act_order!r} is read by split 'k' and 'n' only (split={p.split!r} stages natural K for wgmma); "
                  "use split 'k' or 'n', or act_order 'natural'")
-    if p.split == "k" and p.act_order == "natural" and p.warps * 8 * p.nt * 528 + 512 * p.nt * p.rb * p.warps > SMEM_PER_BLOCK:
+    for knob in ("sk", "wpf"):
+        v = getattr(p, knob)
+        if v not in (0, 1) or (v and not (p.split == "k" and p.act_order == "natural")):
+            r.append(f"{knob}={v}: 0, or 1 with split='k' on natural K; got split={p.split!r}, act_order={p.act_order!r}")
+    if p.split == "k" and p.act_order == "natural" and p.warps * sk_stage_bytes(p) + 512 * p.nt * p.rb * p.warps > SMEM_PER_BLOCK:
         r.append(f"split='k' stages each warp's 8 * nt token rows x 512 B (+ the reduction): warps={p.warps} x "
                  f"nt={p.nt} needs more than {SMEM_PER_BLOCK} B of shared memory; lower warps or nt")
     if p.split not in ("k", "n", "wg"):
@@ -265,8 +283,16 @@ class DenseFamily(_Base):
     name = "w4a16_gemm"
     # N < K (e.g. 2048 / 6144 x 7168) has few 16-row slices for a long K, so 8 warps split K;
     # otherwise 4 warps, 2 row blocks from 17 tokens (benchmarks/w4a16_sweep.py on an H100).
-    narrow = ((8, {"warps": 8, "rb": 1, "nt": 1}), (16, {"warps": 8, "rb": 1, "nt": 2}), (None, {"warps": 8, "rb": 1, "nt": 4}))
-    wide = ((8, {"warps": 4, "rb": 1, "nt": 1}), (16, {"warps": 4, "rb": 1, "nt": 2}), (None, {"warps": 4, "rb": 2, "nt": 4}))
+    # 9-16 tokens (16 staged rows): k64-tile staging in two buffers and the next step's weights in flight (sk, wpf):
+    # H100, docs/PERFORMANCE.md "session 29", 10-16% faster at M = 16 on gate+up / down / o_b, hot and cold.
+    # thin (N / 16 <= one CTA per SM, e.g. q_a+kv 2048 x 7168): nothing else on the SM hides a step's latency, so
+    # sk / wpf from one token (q_a+kv M <= 8: 6-15% faster, same runs).
+    _SKW = {"sk": 1, "wpf": 1}
+    narrow = ((8, {"warps": 8, "rb": 1, "nt": 1}), (16, {"warps": 8, "rb": 1, "nt": 2, **_SKW}),
+              (None, {"warps": 8, "rb": 1, "nt": 4}))
+    thin = ((8, {**narrow[0][1], **_SKW}), *narrow[1:])
+    wide = ((8, {"warps": 4, "rb": 1, "nt": 1}), (16, {"warps": 4, "rb": 1, "nt": 2, **_SKW}),
+            (None, {"warps": 4, "rb": 2, "nt": 4}))
     tiles = wide
 
     @staticmethod
@@ -276,7 +302,9 @@ class DenseFamily(_Base):
                                "use tail=0 here"] if p.tail else [])
 
     def tile_table(self, problem: Mapping[str, Any]):
-        return self.narrow if problem["n"] < problem["k"] else self.wide
+        if problem["n"] >= problem["k"]:
+            return self.wide
+        return self.thin if problem["n"] // 16 <= TAIL_SMS else self.narrow
     problem_keys = ("n", "k", "act_order", "word_order")
 
 class GroupedFamily(_Base):
@@ -317,11 +345,21 @@ class GroupedFamily(_Base):
         (24, {"warps": 8, "rb": 2, "nt": 4, "split": "n", "stages": 2, "tail": TAIL_SMS}),
         (None, {"warps": 8, "rb": 2, "nt": 4, "split": "n", "stages": 2}),
     )
+    # act_order "quad" (word order rot, MoERunner's default) with N < K (L1, 6144 x 7168): the t <= 5 row at 8 warps
+    # splitting K, as DenseFamily.narrow (few 16-row slices for a long K). MoE layer at 4 / 16 tokens (moe_layer.py
+    # --decode-only, three H100 calls, docs/PERFORMANCE.md "session 29"): 281-282 / 557-558 us against 295-296 /
+    # 563-566 with one warp; 1 and 64 tokens unchanged. Not measured on an H200 nor in quad8 (session 19, quad8 on an
+    # H200 and an older kernel: 4 warps lost 5-12% at t = 1-4), which keep the row above.
+    quad_narrow_slot_tiles = ((5, {"warps": 8, "rb": 1, "nt": 1}), *quad_slot_tiles[1:])
     problem_keys = ("n", "k", "experts", "act_order", "word_order")
 
     def tile_table(self, problem: Mapping[str, Any]):
-        """The slot table of the problem's act order with its edges in rows: t * experts."""
-        table = self.quad_slot_tiles if problem.get("act_order") in QUAD_ORDERS else self.slot_tiles
+        """The slot table of the problem's act order (and, in quad, its shape) with its edges in rows: t * experts."""
+        order = problem.get("act_order")
+        if order == "quad" and problem.get("n", 0) < problem.get("k", 0):
+            table = self.quad_narrow_slot_tiles
+        else:
+            table = self.quad_slot_tiles if order in QUAD_ORDERS else self.slot_tiles
         return common.slot_rows(table, int(problem["experts"]))
     grouped = True
 

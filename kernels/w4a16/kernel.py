@@ -28,13 +28,16 @@ from .ring import RingMainloop
 from .wgmma import WgmmaMainloop
 
 SB_ROW_WORDS = 132  # split "n": shared-memory words per staged token row (512 B + 16 B pad)
+SK_ROW_WORDS = 36  # split "k", sk > 0: words per staged k64 row (128 B + 16 B pad: ldmatrix's 8 rows hit 8 bank quads)
 
 
 
 class W4A16Kernel(RingMainloop, WgmmaMainloop):
     """split "k" (decode): one CTA = 16 * rb weight rows of one expert; its `warps` warps split K
     chunk-wise (warp w takes chunks w, w + warps, ...), each staging its own activation rows
-    (L1-resident) for ldmatrix, and reduce through shared memory.
+    (L1-resident) for ldmatrix, and reduce through shared memory. sk = 1 stages k64 tiles in two
+    buffers (the next in flight while one is consumed), wpf = 1 loads the next chunk's weights
+    into registers before this one is consumed (W4A16Params).
     split "n" (prefill): one CTA = 16 * rb * warps rows; each warp owns 16 * rb of them for the
     whole K, and the CTA stages each activation chunk (8 * nt tokens x 256 K) in shared memory
     once for all warps: activation traffic from L2 falls by the CTA's row count. stages > 1:
@@ -48,7 +51,10 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
 
     def __init__(self, n: int, k: int, experts: int, grouped: bool, warps: int, rb: int, nt: int, split: str = "k",
                  stages: int = 1, quad: bool = False, sel: bool = False, ctas: int = 1, rot: bool = False,
-                 tail: int = 0):
+                 tail: int = 0, sk: int = 0, wpf: int = 0):
+        assert not (sk or wpf) or (split == "k" and not quad)
+        self.sk = sk  # W4A16Params.sk: split "k" natural-K staging (0: per K step; 1: k64 tiles, two buffers)
+        self.wpf = wpf  # W4A16Params.wpf: the next K step's weights in flight while this one is consumed
         assert not quad or split in ("k", "n")
         assert not sel or quad
         self.quad = quad  # act_order "quad" or "quad8": lane t's B-fragment words contiguous
@@ -76,6 +82,7 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         self.bt = 8 * nt
         self.threads = 32 * warps
         self.red_len = 32 * 4 * nt * rb  # fp32 accumulators per warp
+        self.warp_sb_words = self.bt * (2 * SK_ROW_WORDS if sk else SB_ROW_WORDS)  # split "k" natural: a warp's staging
         assert not (self.split_n or self.wg) or (self.bt * 32) % self.threads == 0
 
     @cute.jit
@@ -134,8 +141,8 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
             sb = red  # unused: split "k" on quad order reads its B fragments from global memory
         else:
             red = smem.allocate_tensor(Float32, cute.make_layout((self.red_len, self.warps)), byte_alignment=16)
-            # each warp's own staging rows (8 * nt tokens x one K step) for ldmatrix
-            sb = smem.allocate_tensor(Int32, cute.make_layout(self.warps * bt * SB_ROW_WORDS), byte_alignment=16)
+            # each warp's own staging rows (8 * nt tokens x one K step, or two k64 tiles) for ldmatrix
+            sb = smem.allocate_tensor(Int32, cute.make_layout(self.warps * self.warp_sb_words), byte_alignment=16)
 
         part = Int32(0)  # tail: 0 = the whole unit, 1 / 2 = its first / second half (tail_item)
         if const_expr(self.tail):
@@ -210,16 +217,19 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
                     # MMA columns that are never stored), at lane t's 32 bytes of each k64 tile
                     for j in cutlass.range_constexpr(nt):
                         arow[j] = abase + Int64(cutlass.min(tok0 + 8 * j + g, cnt - 1)) * row_bytes + Int64(t * 32)
+                wsb = sb.iterator.toint() + warp * (self.warp_sb_words * 4)
+                if const_expr(self.sk):
+                    # the warp's first k64 tile into buffer 0 (_sk_tiles: each tile puts the next one in flight)
+                    self._stage_tile(wsb, abase, row_bytes, lane, 4 * c_first, tok0, cnt, Int32(c_first < self.chunks))
+                if const_expr(self.wpf):
+                    self._load_weights(aw, sw, wb, sbw, lane, g, t, cutlass.min(c_first, self.chunks - 1))
                 for c in cutlass.range(c_first, self.chunks, c_step):
-                    for r in cutlass.range_constexpr(rb):
-                        for kt in cutlass.range_constexpr(4):
-                            x0, x1, x2, x3 = ld_stream_v4(wb[r] + Int64((4 * c + kt) * BLOB_TILE + lane * 16))
-                            aw[0, kt, r] = x0
-                            aw[1, kt, r] = x1
-                            aw[2, kt, r] = x2
-                            aw[3, kt, r] = x3
-                            sw[kt, r] = ld_stream_u16(sbw[r] + Int64((4 * c + kt) * STRIP_TILE + g * 8 + t * 2))
-                    if const_expr(self.wg):
+                    if const_expr(not self.wpf):
+                        self._load_weights(aw, sw, wb, sbw, lane, g, t, c)
+                    if const_expr(self.wpf):
+                        self._wpf_step(acc, aw, sw, bwk, wsb, wb, sbw, abase, row_bytes, lane, g, t, c, c_step, tok0,
+                                       cnt)
+                    elif const_expr(self.wg):
                         self.wg_stage(sb, abase, row_bytes, tidx, c, tok0, cnt)
                         self.wg_chunk(acc, aw, sw, sb.iterator.toint())
                     elif const_expr(self.split_n):
@@ -229,11 +239,14 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
                     elif const_expr(self.quad):
                         for kt in cutlass.range_constexpr(4):
                             self._mma_tile_gmem(acc, aw, sw, bwk, arow, c, kt)
+                    elif const_expr(self.sk):
+                        self._sk_tiles(acc, aw, sw, bwk, wsb, abase, row_bytes, lane, c, c_step, tok0, cnt)
                     else:
-                        wsb = sb.iterator.toint() + warp * (bt * SB_ROW_WORDS * 4)
                         self._stage_warp(wsb, abase, row_bytes, lane, c, tok0, cnt)
                         for kt in cutlass.range_constexpr(4):
                             self._mma_tile_staged(acc, aw, sw, bwk, wsb, lane, kt)
+                if const_expr(self.sk):
+                    cp_async_wait(0)  # the last tile's (empty) group: nothing in flight into the buffers
                 self._epilogue(acc, red, alpha, out, lane, warp, tidx, rb0, by, start, cnt, tok0)
 
     def halved(self) -> "W4A16Kernel":
@@ -314,6 +327,73 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         cp_async_commit()
         cp_async_wait(0)
         cute.arch.sync_warp()
+
+    # Plain Python helper, traced inline: K step c's weights of the warp's rb row blocks (4 k64 tiles) and scales.
+    def _load_weights(self, aw, sw, wb, sbw, lane, g, t, c):
+        for r in range(self.rb):
+            for kt in range(4):
+                x0, x1, x2, x3 = ld_stream_v4(wb[r] + Int64((4 * c + kt) * BLOB_TILE + lane * 16))
+                aw[0, kt, r] = x0
+                aw[1, kt, r] = x1
+                aw[2, kt, r] = x2
+                aw[3, kt, r] = x3
+                sw[kt, r] = ld_stream_u16(sbw[r] + Int64((4 * c + kt) * STRIP_TILE + g * 8 + t * 2))
+
+    @cute.jit
+    def _stage_tile(self, buf, abase, row_bytes, lane, tile, tok0, cnt, valid):
+        """split "k", sk > 0: the warp copies k64 tile `tile` (global index) of its token rows into buf (SK_ROW_WORDS
+        apart): 8 lanes per row (16 B each), 4 rows per instruction, one cp.async group; rows past the count and
+        an invalid tile (valid = 0: the warp's walk is over) are not copied."""
+        cute.arch.sync_warp()  # every lane's ldmatrix of this buffer's previous tile is done
+        r0 = lane // 8
+        vec = lane % 8
+        src = abase + Int64(tok0 + r0) * row_bytes + Int64(tile * 128 + vec * 16)
+        for i in cutlass.range_constexpr(self.bt // 4):
+            cp_async_16_ca(buf + ((r0 + 4 * i) * SK_ROW_WORDS + vec * 4) * 4, src + Int64(4 * i) * row_bytes,
+                           Int32(tok0 + r0 + 4 * i < cnt) * valid)
+        cp_async_commit()
+
+    @cute.jit
+    def _sk_tiles(self, acc, aw, sw, bwk, wsb, abase, row_bytes, lane, c, c_step, tok0, cnt):
+        """split "k", sk > 0: K step c's four k64 tiles, tile kt in buffer kt % 2; before consuming tile kt the
+        warp puts the next one in flight (kt + 1, or the next step's first: its buffer 0), then waits for tile kt
+        only (wait_group 1)."""
+        tb = self.bt * SK_ROW_WORDS * 4  # bytes of one tile buffer
+        for kt in cutlass.range_constexpr(4):
+            if const_expr(kt < 3):
+                self._stage_tile(wsb + ((kt + 1) % 2) * tb, abase, row_bytes, lane, 4 * c + kt + 1, tok0, cnt, Int32(1))
+            else:
+                self._stage_tile(wsb, abase, row_bytes, lane, 4 * (c + c_step), tok0, cnt,
+                                 Int32(c + c_step < self.chunks))
+            cp_async_wait(1)
+            cute.arch.sync_warp()
+            buf = wsb + (kt % 2) * tb
+            for j in cutlass.range_constexpr(self.nt):
+                sa = buf + ((8 * j + lane % 8) * SK_ROW_WORDS + (lane // 8) * 4) * 4
+                y0, y1, y2, y3 = ldmatrix_x4(sa)
+                y4, y5, y6, y7 = ldmatrix_x4(sa + 64)
+                bwk[0, j], bwk[1, j], bwk[2, j], bwk[3, j] = y0, y1, y2, y3
+                bwk[4, j], bwk[5, j], bwk[6, j], bwk[7, j] = y4, y5, y6, y7
+            self._mma_blocks(acc, aw, sw, bwk, kt)
+
+    @cute.jit
+    def _wpf_step(self, acc, aw, sw, bwk, wsb, wb, sbw, abase, row_bytes, lane, g, t, c, c_step, tok0, cnt):
+        """wpf = 1: K step c with its weights already in aw / sw; the next step's (clamped into K: a redundant load
+        past the walk's end) go in flight first, into registers that become aw / sw after this step."""
+        awn = cute.make_rmem_tensor(cute.make_layout((4, 4, self.rb)), Int32)
+        swn = cute.make_rmem_tensor(cute.make_layout((4, self.rb)), Int32)
+        self._load_weights(awn, swn, wb, sbw, lane, g, t, cutlass.min(c + c_step, self.chunks - 1))
+        if const_expr(self.sk):
+            self._sk_tiles(acc, aw, sw, bwk, wsb, abase, row_bytes, lane, c, c_step, tok0, cnt)
+        else:
+            self._stage_warp(wsb, abase, row_bytes, lane, c, tok0, cnt)
+            for kt in cutlass.range_constexpr(4):
+                self._mma_tile_staged(acc, aw, sw, bwk, wsb, lane, kt)
+        for r in cutlass.range_constexpr(self.rb):
+            for kt in cutlass.range_constexpr(4):
+                sw[kt, r] = swn[kt, r]
+                for b in cutlass.range_constexpr(4):
+                    aw[b, kt, r] = awn[b, kt, r]
 
     @cute.jit
     def _mma_tile_gmem(self, acc, aw, sw, bwk, arow, c, kt):
@@ -454,5 +534,5 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
 def make_kernel(p, grouped: bool):
     k = W4A16Kernel(p.n, p.k, p.experts, grouped, p.warps, p.rb, p.nt, p.split, p.stages,
                     quad=p.act_order in QUAD_ORDERS, sel=p.act_order == "quad8", ctas=ring_ctas(p),
-                    rot=p.word_order == "rot", tail=p.tail)
+                    rot=p.word_order == "rot", tail=p.tail, sk=p.sk, wpf=p.wpf)
     return k.grouped_call if grouped else k.dense_call

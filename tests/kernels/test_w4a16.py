@@ -211,6 +211,41 @@ def test_can_implement_names_the_problem():
     assert any("dense family" in r for r in DENSE.can_implement(DENSE.parse_params({"n": 64, "k": 256, "experts": 2}), "sm_90a"))
 
 
+def test_split_k_staging_knobs_and_the_dense_tables():
+    """sk / wpf (split 'k' natural-K staging by k64 tiles, next step's weights in flight): refused off that mode,
+    checked against shared memory with their own staging size; DenseFamily picks them at 9-16 tokens everywhere and
+    from one token on the thin shapes (one 16-row CTA per SM or fewer); the quad L1 (N < K) decode row splits K."""
+    from nvfp4_aot.kernels.w4a16 import TAIL_SMS, sk_stage_bytes
+
+    base = {"n": 6144, "k": 7168, "warps": 8, "nt": 2}
+    assert DENSE.can_implement(DENSE.parse_params({**base, "sk": 1, "wpf": 1}), "sm_90a") == []
+    for bad in ({"sk": 2}, {"wpf": -1}, {"sk": 1, "act_order": "quad"}, {"wpf": 1, "split": "n"},
+                {"sk": 1, "split": "wg", "warps": 4, "nt": 8}):
+        knob = "sk" if "sk" in bad else "wpf"
+        msgs = DENSE.can_implement(DENSE.parse_params({**base, **bad}), "sm_90a")
+        assert any(r.startswith(f"{knob}={bad[knob]}:") for r in msgs), (bad, msgs)
+    p0, p1 = (DENSE.parse_params({**base, "sk": v}) for v in (0, 1))
+    assert (sk_stage_bytes(p0), sk_stage_bytes(p1)) == (16 * 528, 2 * 16 * 144)
+    # nt = 8 at 8 warps: 8 x 64 rows x 528 B > 227 KiB with sk 0; 8 x 2 x 64 x 144 B (+ the reduction) fit
+    big = {"n": 6144, "k": 7168, "warps": 8, "nt": 8}
+    assert any("shared memory" in r for r in DENSE.can_implement(DENSE.parse_params(big), "sm_90a"))
+    assert DENSE.can_implement(DENSE.parse_params({**big, "sk": 1}), "sm_90a") == []
+    skw = {"sk": 1, "wpf": 1}
+    for (n, k), first in (((6144, 7168), {}), ((2048, 7168), skw), ((7168, 3072), {}), ((65536, 1536), {})):
+        table = DENSE.tile_table({"n": n, "k": k})
+        assert [e for e, _ in table] == [8, 16, None]
+        assert skw.items() <= table[1][1].items() and not {"sk", "wpf"} & set(table[2][1])
+        assert {kk: table[0][1][kk] for kk in ("sk", "wpf") if kk in table[0][1]} == first, (n, k)
+        for _, tun in table:
+            assert DENSE.can_implement(DENSE.parse_params({"n": n, "k": k, **tun}), "sm_90a") == [], (n, k, tun)
+    assert 2048 // 16 <= TAIL_SMS < 6144 // 16
+    l1 = GROUPED.tile_table({"n": 6144, "k": 7168, "experts": 48, "act_order": "quad"})
+    l2 = GROUPED.tile_table({"n": 7168, "k": 3072, "experts": 48, "act_order": "quad"})
+    q8 = GROUPED.tile_table({"n": 6144, "k": 7168, "experts": 48, "act_order": "quad8"})
+    assert l1[0] == (240, {"warps": 8, "rb": 1, "nt": 1}) and l2[0] == q8[0] == (240, {"warps": 1, "rb": 1, "nt": 1})
+    assert l1[1:] == l2[1:] == q8[1:]
+
+
 @pytest.mark.parametrize("dist", ["uniform", "skewed", "single", "empty"])
 def test_random_groups_fit(dist):
     """Both W4A16 families' grouping (kernels/w4a16_common.py): every expert's counted rows and
