@@ -1,30 +1,41 @@
-"""Do two stores hold the same machine code? Every entry of each store is matched by (family, params; `tail` = 0
-dropped, a knob older stores lack) and its cubin disassembled (nvdisasm >= 13.4 on PATH, as for
-scripts/dump_sass.py), addresses stripped; prints how many entries have identical instruction streams and
+"""Do two stores hold the same machine code? Every entry of each store is matched by (family, params; those at
+their dataclass default dropped, as a knob older stores lack) and its cubin disassembled (nvdisasm >= 13.4 on
+PATH, as for scripts/dump_sass.py), addresses stripped; prints how many entries have identical instruction streams and
 names the others. Used when a source edit moves a family's keys without meaning to change its code (a
 docstring, a refactor): the GPU results of the old keys then still describe the new ones
 (docs/PERFORMANCE.md "session 25").
 
     python scripts/sass_same.py OLD_STORE NEW_STORE   (exit 1 when any entry differs or is unmatched, 2 on a bad store)"""
 
+import functools
 import json
 import re
 import sys
 import tempfile
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 from dump_sass import disassemble  # scripts/ is sys.path[0] when run as a script
 
+from nvfp4_aot.kernels import get_family
 from nvfp4_aot.runtime.store_format import ENTRIES_DIR, StoreFormatError, embedded_cubins, read_index
 
 ADDRESS = re.compile(r"/\*[0-9a-f]{4,}\*/")
 
 
+@functools.cache
+def _defaults(family: str) -> dict:
+    """The family's params dataclass fields that have a default (name -> default)."""
+    return {f.name: f.default for f in fields(get_family(family).params_type) if f.default is not MISSING}
+
+
 def instructions(root: Path) -> dict[tuple[str, str], list[str]]:
     out = {}
     for key, rec in read_index(root)["entries"].items():
-        # tail 0 is the knob's default: an older store's entry (no tail) matches it, a tail > 0 entry stays its own
-        params = {k: v for k, v in rec["params"].items() if not (k == "tail" and v == 0)}
+        # a knob at its default is dropped: an older store's entry (built before the knob, e.g. tail, sk, wpf) matches
+        # it, and an entry with the knob set (tail 132, sk 1) stays its own
+        defaults = _defaults(rec["family"])
+        params = {k: v for k, v in rec["params"].items() if defaults.get(k, MISSING) != v}
         ((_, image),) = embedded_cubins((root / ENTRIES_DIR / key / "kernel.so").read_bytes())
         with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
             f.write(image)

@@ -102,6 +102,8 @@ CTAS = (0, 1, 2, 3, 4)  # W4A16Params.ctas: 0 = the mode's default (ring_ctas); 
 
 
 ACT_ROW_BYTES = {"wg": 512, "n": 528}  # one staged token row of a K step: SW128 atoms | 512 B + 16 B pad
+# split "k", sk = 1: one staged token row of a k64 tile, 128 B + 16 B pad (ldmatrix's 8 rows hit 8 bank quads)
+SK_ROW_BYTES = 144
 
 
 def stage_bytes(bt: int, warps: int, rb: int, split: str = "wg") -> int:
@@ -144,7 +146,7 @@ class W4A16Params:
 
 def sk_stage_bytes(p) -> int:
     """Shared memory of a split "k" natural-K warp's staging (W4A16Params.sk)."""
-    return 8 * p.nt * (528 if p.sk == 0 else 2 * 144)  # kernel.py SB_ROW_WORDS / SK_ROW_WORDS
+    return 8 * p.nt * (ACT_ROW_BYTES["n"] if p.sk == 0 else 2 * SK_ROW_BYTES)  # sk = 0 rows as split "n" lays them out
 
 
 def is_ring(p: W4A16Params) -> bool:
@@ -241,8 +243,9 @@ def _reasons(p: W4A16Params) -> list[str]:
         if v not in (0, 1) or (v and not (p.split == "k" and p.act_order == "natural")):
             r.append(f"{knob}={v}: 0, or 1 with split='k' on natural K; got split={p.split!r}, act_order={p.act_order!r}")
     if p.split == "k" and p.act_order == "natural" and p.warps * sk_stage_bytes(p) + 512 * p.nt * p.rb * p.warps > SMEM_PER_BLOCK:
-        r.append(f"split='k' stages each warp's 8 * nt token rows x 512 B (+ the reduction): warps={p.warps} x "
-                 f"nt={p.nt} needs more than {SMEM_PER_BLOCK} B of shared memory; lower warps or nt")
+        r.append(f"split='k' stages each warp's 8 * nt token rows ({sk_stage_bytes(p)} B at sk={p.sk}, + the reduction): "
+                 f"warps={p.warps} x nt={p.nt} needs more than {SMEM_PER_BLOCK} B of shared memory; lower warps or nt"
+                 + ("" if p.sk else ", or set sk=1"))
     if p.split not in ("k", "n", "wg"):
         r.append(f"split={p.split!r} must be 'k' (warps split K), 'n' (warps split N) or 'wg' (warpgroup MMA)")
     elif p.split == "wg":

@@ -21,14 +21,14 @@ from cutlass import BFloat16, Float32, Int32, Int64, const_expr
 from nvfp4_aot.runtime.layout import QUAD_ORDERS
 
 from ..hopper import launch
-from . import BLOB_TILE, EPI_SCALE, K_STEP, STRIP_TILE, ring_ctas, tail_item
+from . import ACT_ROW_BYTES, BLOB_TILE, EPI_SCALE, K_STEP, SK_ROW_BYTES, STRIP_TILE, ring_ctas, tail_item
 from .ptx import (cp_async_16_ca, cp_async_commit, cp_async_wait, decode_block, decode_rot, decode_sel, ld_cached_v4,
                   ld_shared_v4, ld_stream_u16, ld_stream_v4, ldmatrix_x4, mma_bf16, quad_scales, st_shared_v4)
 from .ring import RingMainloop
 from .wgmma import WgmmaMainloop
 
-SB_ROW_WORDS = 132  # split "n": shared-memory words per staged token row (512 B + 16 B pad)
-SK_ROW_WORDS = 36  # split "k", sk > 0: words per staged k64 row (128 B + 16 B pad: ldmatrix's 8 rows hit 8 bank quads)
+SB_ROW_WORDS = ACT_ROW_BYTES["n"] // 4  # split "n" (and split "k", sk = 0): words per staged token row
+SK_ROW_WORDS = SK_ROW_BYTES // 4  # split "k", sk = 1: words per staged k64 row
 
 
 
@@ -239,12 +239,8 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
                     elif const_expr(self.quad):
                         for kt in cutlass.range_constexpr(4):
                             self._mma_tile_gmem(acc, aw, sw, bwk, arow, c, kt)
-                    elif const_expr(self.sk):
-                        self._sk_tiles(acc, aw, sw, bwk, wsb, abase, row_bytes, lane, c, c_step, tok0, cnt)
                     else:
-                        self._stage_warp(wsb, abase, row_bytes, lane, c, tok0, cnt)
-                        for kt in cutlass.range_constexpr(4):
-                            self._mma_tile_staged(acc, aw, sw, bwk, wsb, lane, kt)
+                        self._staged_step(acc, aw, sw, bwk, wsb, abase, row_bytes, lane, c, c_step, tok0, cnt)
                 if const_expr(self.sk):
                     cp_async_wait(0)  # the last tile's (empty) group: nothing in flight into the buffers
                 self._epilogue(acc, red, alpha, out, lane, warp, tidx, rb0, by, start, cnt, tok0)
@@ -367,14 +363,18 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
                                  Int32(c + c_step < self.chunks))
             cp_async_wait(1)
             cute.arch.sync_warp()
-            buf = wsb + (kt % 2) * tb
-            for j in cutlass.range_constexpr(self.nt):
-                sa = buf + ((8 * j + lane % 8) * SK_ROW_WORDS + (lane // 8) * 4) * 4
-                y0, y1, y2, y3 = ldmatrix_x4(sa)
-                y4, y5, y6, y7 = ldmatrix_x4(sa + 64)
-                bwk[0, j], bwk[1, j], bwk[2, j], bwk[3, j] = y0, y1, y2, y3
-                bwk[4, j], bwk[5, j], bwk[6, j], bwk[7, j] = y4, y5, y6, y7
-            self._mma_blocks(acc, aw, sw, bwk, kt)
+            self._mma_tile_staged(acc, aw, sw, bwk, wsb + (kt % 2) * tb, SK_ROW_WORDS, 0, lane, kt)
+
+    @cute.jit
+    def _staged_step(self, acc, aw, sw, bwk, wsb, abase, row_bytes, lane, c, c_step, tok0, cnt):
+        """split "k", natural K: K step c with its weights in aw / sw, the warp's token rows staged per W4A16Params.sk
+        (0: the whole step, one wait; 1: k64 tiles in two buffers, _sk_tiles)."""
+        if const_expr(self.sk):
+            self._sk_tiles(acc, aw, sw, bwk, wsb, abase, row_bytes, lane, c, c_step, tok0, cnt)
+        else:
+            self._stage_warp(wsb, abase, row_bytes, lane, c, tok0, cnt)
+            for kt in cutlass.range_constexpr(4):
+                self._mma_tile_staged(acc, aw, sw, bwk, wsb, SB_ROW_WORDS, kt * 32, lane, kt)
 
     @cute.jit
     def _wpf_step(self, acc, aw, sw, bwk, wsb, wb, sbw, abase, row_bytes, lane, g, t, c, c_step, tok0, cnt):
@@ -383,12 +383,7 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         awn = cute.make_rmem_tensor(cute.make_layout((4, 4, self.rb)), Int32)
         swn = cute.make_rmem_tensor(cute.make_layout((4, self.rb)), Int32)
         self._load_weights(awn, swn, wb, sbw, lane, g, t, cutlass.min(c + c_step, self.chunks - 1))
-        if const_expr(self.sk):
-            self._sk_tiles(acc, aw, sw, bwk, wsb, abase, row_bytes, lane, c, c_step, tok0, cnt)
-        else:
-            self._stage_warp(wsb, abase, row_bytes, lane, c, tok0, cnt)
-            for kt in cutlass.range_constexpr(4):
-                self._mma_tile_staged(acc, aw, sw, bwk, wsb, lane, kt)
+        self._staged_step(acc, aw, sw, bwk, wsb, abase, row_bytes, lane, c, c_step, tok0, cnt)
         for r in cutlass.range_constexpr(self.rb):
             for kt in cutlass.range_constexpr(4):
                 sw[kt, r] = swn[kt, r]
@@ -409,11 +404,11 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         self._mma_blocks(acc, aw, sw, bwk, kt)
 
     @cute.jit
-    def _mma_tile_staged(self, acc, aw, sw, bwk, wsb, lane, kt):
-        """split "k": the nt B fragments of k64 tile kt from the warp's staged rows (two
-        ldmatrix.x4 each), then each decoded block feeds nt MMAs at once."""
+    def _mma_tile_staged(self, acc, aw, sw, bwk, base, row_words, col_words, lane, kt):
+        """split "k": the nt B fragments of k64 tile kt from the warp's staged rows (two ldmatrix.x4 each; rows
+        row_words apart from base, the tile col_words into each), then each decoded block feeds nt MMAs at once."""
         for j in cutlass.range_constexpr(self.nt):
-            sa = wsb + ((8 * j + lane % 8) * SB_ROW_WORDS + kt * 32 + (lane // 8) * 4) * 4
+            sa = base + ((8 * j + lane % 8) * row_words + col_words + (lane // 8) * 4) * 4
             y0, y1, y2, y3 = ldmatrix_x4(sa)
             y4, y5, y6, y7 = ldmatrix_x4(sa + 64)
             bwk[0, j], bwk[1, j], bwk[2, j], bwk[3, j] = y0, y1, y2, y3
