@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Device machine, from the repository root, carrying .gpu, .gpu-base and .gpu-l2 (build.sh): w4a16_dense_ab.py over
+# the l2pf stores at M = 1 4 8 9 16, hot then cold, then cfea70a's own M <= 16 benchmark (scripts/base_run.sh).
+# One log, $OUT/l2pf.log.
+set -uo pipefail
+[ -d .gpu-ab ] && { rm -rf .gpu; cp -r .gpu-ab .gpu; }  # a small .gpu (lib, wheels, a stub store) when staging is under way
+. scripts/gpu_env.sh || exit 1
+rm -rf /tmp/site/nvfp4_aot*
+python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu-l2/whl/*.whl || exit 1
+L=$OUT/l2pf.log
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader > $L
+S=$(ls -d .gpu-l2/*/ | grep -v -e /m/ -e /whl/ -e /moe/ | sort)
+rc=0
+timeout 200 python3 benchmarks/w4a16_dense_ab.py $S --m 1 4 8 9 16 --reps 3 >> $L 2>&1 || rc=1
+timeout 200 python3 benchmarks/w4a16_dense_ab.py $S --m 1 4 8 9 16 --reps 3 --cold >> $L 2>&1 || rc=1
+for s in .gpu-l2/moe/*/; do  # MoERunner's decode path, l2pf off / on (the layer benchmark, torch bf16 in each run)
+  echo "== $s" >> $L
+  timeout 90 python3 benchmarks/moe_layer.py --store $s --tokens 1 4 16 64 --decode-only >> $L 2>&1 || rc=1
+done
+timeout 150 bash scripts/base_run.sh >> $L 2>&1 || rc=1
+echo "END rc=$rc" >> $L
+exit $rc
