@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Device machine, from the repository root, carrying .gpu, .gpu-base and .gpu-l2 (build.sh): w4a16_dense_ab.py over
-# the l2pf stores at M = 1 4 8 9 16, hot then cold, then cfea70a's own M <= 16 benchmark (scripts/base_run.sh).
-# One log, $OUT/l2pf.log.
+# the l2pf stores at M = 1 4 8 9 16, hot then cold (each store's op checked against float64 first), MoERunner's decode
+# path with l2pf off / on (benchmarks/moe_layer.py --decode-only, 1 / 4 / 16 / 64 tokens), then cfea70a's own MoE decode
+# and M <= 16 dense benchmarks (scripts/base_run.sh). One log, $OUT/l2pf.log; about 3 minutes.
+# .gpu-ab instead of .gpu: a copy of .gpu with a stub store (any small store as .gpu-ab/artifacts), for a call made
+# while scripts/stage_gpu.sh is rewriting .gpu.
 set -uo pipefail
 [ -d .gpu-ab ] && { rm -rf .gpu; cp -r .gpu-ab .gpu; }  # a small .gpu (lib, wheels, a stub store) when staging is under way
 . scripts/gpu_env.sh || exit 1
