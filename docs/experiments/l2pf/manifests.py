@@ -1,37 +1,63 @@
-"""Write the l2pf A/B manifests (docs/experiments/l2pf/build.sh): one manifest per (word order, l2pf), each holding
-w4a16_gemm's M <= 16 buckets of the five dense DeepSeek-V4 shapes with the tunings DenseFamily.tile_table gives that
-word order, plus l2pf.   python manifests.py OUT_DIR NAME=ORDER:L2PF ..."""
+"""Write the l2pf A/B manifests (docs/experiments/l2pf/build.sh), with the rotq_l2pf patch applied:
+
+    python manifests.py dense OUT_DIR NAME=ORDER:L2PF ...    w4a16_gemm's M <= 16 buckets of the dense DeepSeek-V4
+        shapes (benchmarks/w4a16_ours.DENSE) with the tunings DenseFamily.tile_table gives ORDER, plus l2pf
+    python manifests.py moe IN.toml OUT_DIR NAME=L2PF ...    IN (scripts/runner_manifest.py's MoERunner ops) with l2pf
+        on every split "k" grouped bucket (MoERunner's decode rows)"""
 
 import sys
+import tomllib
 from pathlib import Path
 
-from nvfp4_aot.kernels import get_family
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
+from w4a16_ours import DENSE  # noqa: E402  (the benchmarks' shape table: one place)
 
-SHAPES = ((6144, 7168), (7168, 3072), (2048, 7168), (7168, 2048), (65536, 1536))
+from nvfp4_aot.build.manifest import toml_value  # noqa: E402
+from nvfp4_aot.kernels import get_family  # noqa: E402
 
 
-def manifest(order: str, l2pf: int) -> str:
-    fam = get_family("w4a16_gemm")
-    out = ['archs = ["sm_90a"]', ""]
-    for n, k in SHAPES:
+def render(archs, ops) -> str:
+    out = [f"archs = {toml_value(archs)}"]
+    for op in ops:
+        out += ["", "[[op]]", *(f"{key} = {toml_value(op[key])}" for key in ("family", "problem") if key in op),
+                "buckets = [", *(f"  {toml_value(b)}," for b in op["buckets"]), "]"]
+    return "\n".join(out) + "\n"
+
+
+def dense(order: str, l2pf: int) -> str:
+    fam, ops = get_family("w4a16_gemm"), []
+    for n, k, _ in DENSE.values():
         problem = {"n": n, "k": k, "word_order": order, "act_order": "natural"}
-        out += ["[[op]]", 'family = "w4a16_gemm"',
-                f'problem = {{ n = {n}, k = {k}, word_order = "{order}", act_order = "natural" }}', "buckets = ["]
-        lo = 1
+        buckets, lo = [], 1
         for edge, t in fam.tile_table(problem):
             if edge is None or edge > 16:
                 break
-            t = {**t, "l2pf": l2pf} if l2pf else dict(t)
-            out.append(f"  {{ m = [{lo}, {edge}], tuning = {{ {', '.join(f'{a} = {b}' for a, b in t.items())} }} }},")
+            buckets.append({"m": [lo, edge], "tuning": {**t, "l2pf": l2pf} if l2pf else dict(t)})
             lo = edge + 1
-        out += ["]", ""]
-    return "\n".join(out)
+        ops.append({"family": "w4a16_gemm", "problem": problem, "buckets": buckets})
+    return render(["sm_90a"], ops)
+
+
+def moe(src: dict, l2pf: int) -> str:
+    ops = []
+    for op in src["op"]:
+        split_k = op["family"] == "w4a16_grouped_gemm"
+        ops.append({**op, "buckets": [{**b, "tuning": {**b["tuning"], "l2pf": l2pf}}
+                                      if split_k and b["tuning"].get("split", "k") == "k" and l2pf else b
+                                      for b in op["buckets"]]})
+    return render(src["archs"], ops)
 
 
 if __name__ == "__main__":
-    d = Path(sys.argv[1])
+    mode, args = sys.argv[1], sys.argv[2:]
+    src = tomllib.loads(Path(args.pop(0)).read_text()) if mode == "moe" else None
+    d = Path(args.pop(0))
     d.mkdir(parents=True, exist_ok=True)
-    for spec in sys.argv[2:]:
+    for spec in args:
         name, rest = spec.split("=")
-        order, l2pf = rest.split(":")
-        (d / f"{name}.toml").write_text(manifest(order, int(l2pf)))
+        if mode == "dense":
+            order, l2pf = rest.split(":")
+            text = dense(order, int(l2pf))
+        else:
+            text = moe(src, int(rest))
+        (d / f"{name}.toml").write_text(text)
