@@ -167,7 +167,7 @@ def dense(store, bw, peak, dev, ms, shapes=None, cold: bool = False, word_order:
         wop = _op(store, "w4a16_ws_gemm", n=n, k=k, word_order=word_order)
         qname = "quack_w4a16_gemm" if scales == 1 else "quack_w4a16_rowalpha_gemm"
         qop = _op(store, qname, n=n, k=k)
-        upto = Nvfp4Linear.decode_upto(n, k) if wop is not None else 1 << 62
+        upto = Nvfp4Linear.decode_upto(n, k, word_order) if wop is not None else 1 << 62
         w16 = torch.randn((n, k), device=dev, dtype=torch.bfloat16)
         p = fam.parse_params(op.kernel_for(1).record["params"])
         mmax = max(m for m in ms if m <= op.max_m)

@@ -278,8 +278,8 @@ def _ep_rank(ctx, param, value: str) -> int | None:
 @click.option("--capture-sizes", callback=_int_list, help="CUDA-graph capture sizes, comma-separated [default: vLLM's up to --max-capture-size].")
 @click.option("--max-capture-size", type=click.IntRange(1), default=512, show_default=True, help="vLLM's max_cudagraph_capture_size.")
 @click.option("--word-order", type=click.Choice(WORD_ORDERS), default=None,
-              help="sm_90a: one blob word order for both runners (runtime/word_order.py) [default: each runner's own: "
-                   "MoERunner rot, Nvfp4Linear nibble].")
+              help="sm_90a: one blob word order for both runners (runtime/word_order.py; rotq: Nvfp4Linear's only, MoERunner "
+                   "keeps its own) [default: each runner's own: MoERunner rot, Nvfp4Linear nibble].")
 @click.option("-o", "--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Manifest file to write [default: stdout].")
 @json_option
 def plan_cmd(checkpoint: Path, archs, ep_size: int, ep_rank, max_tokens: int, capture_sizes, max_capture_size: int, word_order: str | None,

@@ -33,6 +33,7 @@ from nvfp4_aot.runtime.checkpoint import Checkpoint, CheckpointError, Gemm, comp
 from nvfp4_aot.runtime.declare import OpDecl
 from nvfp4_aot.runtime.linear import Nvfp4Linear
 from nvfp4_aot.runtime.moe import MoERunner
+from nvfp4_aot.runtime.word_order import GROUPED_ORDERS, for_runner
 
 from .manifest import Manifest, OpSpec, op_spec
 
@@ -355,7 +356,7 @@ class Planner:
             experts_line = f"  {where}  [routed experts: {experts} local, top-{top_k}, hidden {h}, intermediate {i}{self.ep}]"
             for arch in self.s.archs:
                 decls = MoERunner.ops(h, i, experts, top_k, arch, swiglu_limit=self.swiglu_limit, max_tokens=T,
-                                      word_order=self.s.word_order)
+                                      word_order=for_runner(self.s.word_order, GROUPED_ORDERS))
                 if not decls and MoERunner.ops(h, i, experts, top_k, arch):
                     self.unsupported.append(f"{arch}: MoERunner h={h}, i={i}: config.json swiglu_limit {self.swiglu_limit} "
                                             f"(clamped SwiGLU) has no path on {arch} <- {where}")
@@ -442,8 +443,11 @@ class Planner:
             "  sm_100a: each expert's rows padded to 128); moe_route / moe_permute* / moe_combine see tokens.",
         ]
         if s.word_order is not None:
-            lines.append(f"sm_90a weights of both runners in blob word order {s.word_order!r} (runtime/word_order.py), not "
-                         f"each runner's default: runners open these ops only when built with word_order={s.word_order!r}.")
+            both = for_runner(s.word_order, GROUPED_ORDERS) is not None
+            lines.append(f"sm_90a weights of {'both runners' if both else 'Nvfp4Linear'} in blob word order {s.word_order!r} "
+                         f"(runtime/word_order.py), not {'each runner' if both else 'its'}'s default: "
+                         f"{'runners open' if both else 'it opens'} these ops only when built with word_order={s.word_order!r}"
+                         f"{'' if both else ' (MoERunner reads its own default order)'}.")
         return [x for x in lines if x]
 
 

@@ -30,6 +30,16 @@ def bound_errors(p, max_experts: int, why: str) -> list[str]:
     return r
 
 
+def grouped_order_errors(p, family: str) -> list[str]:
+    """Both grouped families' word-order rule: a grouped launch reads runtime/word_order.py GROUPED_ORDERS only
+    ("rotq" places its words for Nvfp4Linear's natural rows, `family` being the dense twin that reads it)."""
+    from nvfp4_aot.runtime.word_order import GROUPED_ORDERS, WORD_ORDERS
+
+    if p.word_order in WORD_ORDERS and p.word_order not in GROUPED_ORDERS:
+        return [f"word_order={p.word_order!r} is Nvfp4Linear's ({family}): a grouped launch reads one of {GROUPED_ORDERS}"]
+    return []
+
+
 def signature(p, grouped: bool) -> Signature:
     """act [M, K] bf16, the prepared weights (blob, sf; [E, ...] when grouped), per-row alpha
     ([E, N] grouped, [N] dense), grouped: offsets [E + 1] and counts [E]; out [M, N] bf16 (4-byte aligned;

@@ -32,7 +32,7 @@ from .declare import OpDecl, covered, missing_ops, open_ops  # noqa: F401  (cove
 from .errors import MissingVariantError
 from .scratch import OpScratch
 from .weights import BLOB_LAYOUT, operands, parts_to_rows, row_alpha  # noqa: F401  (parts_to_rows re-exported)
-from .word_order import check_order
+from .word_order import QUAD_PLACED, check_order
 
 # M up to which w4a16_gemm (mma.sync decode) serves, measured on an H200. Session 5/6: ws's time
 # is flat in M up to its 64-token tile while w4a16_gemm's M = 33 bucket costs 1.5x its M = 32
@@ -68,10 +68,13 @@ class Nvfp4Linear:
                      if hi is None or hi > max(lo, WS_FROM))
 
     @staticmethod
-    def decode_upto(n: int, k: int) -> int:
+    def decode_upto(n: int, k: int, word_order: str | None = None) -> int:
         """M up to which w4a16_gemm serves where w4a16_ws_gemm serves right above it (quack=False, or a layer that is
         ws_everywhere): WS_FROM, or the shape's measured threshold in tiles.DECODE_UPTO (session 17: 8 on q_a + kv
-        and q_b). w4a16_ws_gemm serves every M above it (its tables' first rows start at M = 1)."""
+        and q_b; measured on staged split 'k', so not in word order "rotq", whose split 'k' reads natural rows
+        straight from global memory). w4a16_ws_gemm serves every M above it (its tables' first rows start at M = 1)."""
+        if (word_order or WORD_ORDER) in QUAD_PLACED:
+            return WS_FROM
         return DECODE_UPTO.get((n, k), WS_FROM)
 
     @classmethod
@@ -125,7 +128,7 @@ class Nvfp4Linear:
                 above = ranges[0][1] if ranges and ranges[0][0] == upto else upto
                 text = f"Nvfp4Linear for M > {above}{' outside the ranges above' if ranges else ''} (layers with {what})"
             else:
-                fam, upto, ranges = "w4a16_ws_gemm", cls.decode_upto(n, k), ()
+                fam, upto, ranges = "w4a16_ws_gemm", cls.decode_upto(n, k, word_order), ()
                 above = upto
                 text = f"Nvfp4Linear(quack=False) for M > {upto} (per-row alpha: one or several global scales)"
             spans = ", ".join(f"{lo} < M" + ("" if hi is None else f" <= {hi}") for lo, hi in ranges)

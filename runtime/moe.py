@@ -59,7 +59,7 @@ from .declare import OpDecl, missing_ops, open_ops
 from .errors import ArgumentError, MissingVariantError
 from .layout import GROUP_PAD, capacity
 from .weights import BLOB_LAYOUT, expert_alpha, expert_operands
-from .word_order import check_order
+from .word_order import GROUPED_ORDERS, check_order
 
 PAD = GROUP_PAD["sm_90a"]
 # Prefill tiers: (t, P) = above t routed slots per local expert on average (T * top_k / E > t),
@@ -86,7 +86,7 @@ def prefill_table(word_order: str = WORD_ORDER) -> tuple[tuple[int, int], ...]:
     """PREFILL's tiers whose GEMM reads blobs in `word_order` (runtime/word_order.py): all of them in
     "nibble"; in "rot" only ours (quack's kernel reads nibble order), the w4a16_ws tier then serving
     every T above the decode path."""
-    check_order(word_order)
+    check_order(word_order, allowed=GROUPED_ORDERS)
     return PREFILL if word_order == "nibble" else tuple((t, p) for t, p in PREFILL if p == PAD)
 
 
@@ -107,7 +107,8 @@ def prefill_gemm(pad: int) -> str:
 # natural (w4a16_ws and quack's kernel read natural K by TMA).
 # Word order "rot" (runtime/word_order.py: a 13-instruction decode of the weights' own K pairs) reads
 # quad instead (decode_rot decodes the weights' K pairs, quad8's crossed pairs are decode_sel's).
-DECODE_ORDERS = {"nibble": "quad8", "rot": "quad"}
+DECODE_ORDERS = {"nibble": "quad8", "rot": "quad"}  # keys: the word orders MoERunner reads, word_order.GROUPED_ORDERS
+assert set(DECODE_ORDERS) == set(GROUPED_ORDERS)
 DECODE_ORDER = DECODE_ORDERS[WORD_ORDER]  # the default decode path's
 
 
@@ -200,7 +201,7 @@ class MoERunner:
             return Sm100MoE.ops(hidden, intermediate, experts, top_k, arch, swiglu_limit=swiglu_limit)
         if arch != "sm_90a":
             return []
-        h, i, e, k, wo = hidden, intermediate, experts, top_k, check_order(word_order or WORD_ORDER)
+        h, i, e, k, wo = hidden, intermediate, experts, top_k, check_order(word_order or WORD_ORDER, allowed=GROUPED_ORDERS)
         tiers = prefill_tiers(e, k, max_tokens, wo) if prefill else []
         order = DECODE_ORDERS[wo]
         lay = dict(keyed="layer", top_k=k, experts=e, runner=cls.runner_name)
@@ -271,7 +272,7 @@ class MoERunner:
         self.num_experts, self.hidden, self.intermediate = e, h_half * 2, two_i // 2
         if tuple(w2.shape) != (e, self.hidden, self.intermediate // 2):
             raise ArgumentError(f"w2 must be [E, H, I/2] = [{e}, {self.hidden}, {self.intermediate // 2}], got {tuple(w2.shape)}")
-        word_order = check_order(word_order or WORD_ORDER)
+        word_order = check_order(word_order or WORD_ORDER, allowed=GROUPED_ORDERS)
         self.top_k, self.max_tokens, self.device, self.word_order = top_k, max_tokens, device, word_order
         h, i = self.hidden, self.intermediate
         for _, _, p in prefill_tiers(e, top_k, word_order=word_order):  # every tier's ops: None unless opened below

@@ -52,8 +52,11 @@ LAYOUTS = ("quack_w4a16", "swizzled")  # what load_* prepare by default
 # "w4a16_rot": quack_w4a16 with each blob word's bits in word order "rot" (runtime/word_order.py), read by our
 # w4a16 / w4a16_ws variants whose problem says word_order = "rot" (quack's kernels read "quack_w4a16" only); the
 # two are alternatives for one weight (same operand names), never loaded together
-OPERANDS = {"quack_w4a16": ("blob", "strip"), "w4a16_rot": ("blob", "strip"), "swizzled": ("sf_swizzled",)}
-BLOB_LAYOUT = {"nibble": "quack_w4a16", "rot": "w4a16_rot"}  # word order -> the layout holding it (keys: WORD_ORDERS)
+# "w4a16_rotq": "w4a16_rot" with its words placed transposed within each quad of lanes (word order "rotq")
+OPERANDS = {"quack_w4a16": ("blob", "strip"), "w4a16_rot": ("blob", "strip"), "w4a16_rotq": ("blob", "strip"),
+            "swizzled": ("sf_swizzled",)}
+BLOB_LAYOUT = {"nibble": "quack_w4a16", "rot": "w4a16_rot", "rotq": "w4a16_rotq"}  # word order -> the layout holding it (keys: WORD_ORDERS)
+BLOB_ORDER = {v: k for k, v in BLOB_LAYOUT.items()}  # the layout holding a word order -> that order
 _TORCH_DTYPES = {"U8": torch.uint8, "F8_E4M3": torch.float8_e4m3fn, "F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
 
 
@@ -127,13 +130,13 @@ def operands(q: torch.Tensor, sf: torch.Tensor, layout: str) -> dict[str, torch.
     """One NVFP4 matrix (q uint8 [N, K/2], sf E4M3 [N, K/16] row-major) -> the named operands of
     `layout` (OPERANDS[layout]); raises ValueError when the shape has no such layout."""
     sf = sf.view(torch.uint8) if sf.dtype != torch.uint8 else sf
-    if layout in ("quack_w4a16", "w4a16_rot"):
+    if layout in BLOB_ORDER:
         from nvfp4_aot.kernels.quack_w4a16.layout import prepare_weights
 
         from .word_order import word_order
 
         blob, strip = prepare_weights(q, sf)
-        return {"blob": word_order(blob, "rot") if layout == "w4a16_rot" else blob, "strip": strip}
+        return {"blob": word_order(blob, BLOB_ORDER[layout]), "strip": strip}
     if layout == "swizzled":
         from nvfp4_aot.kernels.nvfp4_quantize.layout import swizzle_sf
 

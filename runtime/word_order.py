@@ -17,6 +17,16 @@ k16 block b, 8 E2M1 codes). Standard library only; word_order / word_unorder imp
             A runner in word order "rot" prepares its weights in layout "w4a16_rot"
             (runtime/weights.py) and opens every GEMM op with word_order "rot" in its problem;
             MoERunner's decode path then reads act order quad and it has no quack tier.
+  "rotq"    "rot"'s words, placed transposed within each quad of lanes (QUAD_PLACED; layout
+            "w4a16_rotq"): per (16-row slice, k64 tile), the 16 bytes at 16 (8 t + g) hold, as
+            words j = 0..3, the rot-order words t of lanes (g, j) in quack's placement. Lane (g, t)
+            of w4a16's split 'k' then loads its own 16 bytes and finds, in word j, the rows (g, g + 8)
+            x K {16 t + 2 j, + 1, + 8, + 9} of the k64 tile: all four words inside K 16 t .. 16 t + 15,
+            one scale group, so the lane reads its activations as two 16-byte loads of natural rows
+            (K 16 t .. 16 t + 15: word j and j + 4 are MMA block j's B registers) with no staging
+            and one scale pair per row (cfea70a's decode speed on natural activations). w4a16_ws
+            reads its k16 block b's word as 4 bytes at 16 (8 b + g) + 4 t (four 32-bit shared loads
+            a k64 step instead of one 128-bit one, every bank once per load). Nvfp4Linear only.
 Each runner's default (word_order=None) is its measured best on an H200 (docs/PERFORMANCE.md
 "session 24"): MoERunner "rot" (runtime/moe.py WORD_ORDER), Nvfp4Linear "nibble" (runtime/linear.py
 WORD_ORDER); `nvfp4-build plan --word-order` and vLLM's NVFP4_AOT_WORD_ORDER force one for both.
@@ -31,7 +41,11 @@ prefill kernel reading natural K can decode it too.
 
 from __future__ import annotations
 
-WORD_ORDERS = ("nibble", "rot")
+WORD_ORDERS = ("nibble", "rot", "rotq")
+ROT_DECODED = ("rot", "rotq")  # the orders whose words decode_rot reads (rot's bit order)
+QUAD_PLACED = ("rotq",)  # the orders with words placed transposed within each quad of lanes (_place_quads)
+# the orders a grouped GEMM (so MoERunner) reads: not QUAD_PLACED, whose placement serves Nvfp4Linear's natural rows
+GROUPED_ORDERS = tuple(o for o in WORD_ORDERS if o not in QUAD_PLACED)
 BF16_FIELDS = {6: 0, 7: 1, 8: 2, 15: 3}  # bf16 bit of a half <- bit of the E2M1 code (m, e0, e1, s)
 T_MASK = 0x81C081C0  # a register's target bits: BF16_FIELDS in both halves
 # decode_rot, per A register q: terms (rotate-left r, mask); masks of a register are disjoint and
@@ -92,19 +106,44 @@ def _permute_words(blob, src: tuple[int, ...]):
     return ((out.unsqueeze(-1) >> (8 * torch.arange(4, device=blob.device))) & 0xFF).to(torch.uint8).reshape(blob.shape)
 
 
-def check_order(order: str, what: str = "word_order") -> str:
-    """`order` if it is a word order, else an ArgumentError (a ValueError) naming `what`."""
-    if order not in WORD_ORDERS:
+def check_order(order: str, what: str = "word_order", allowed: tuple[str, ...] = WORD_ORDERS) -> str:
+    """`order` if it is one of `allowed` (word orders), else an ArgumentError (a ValueError) naming `what`."""
+    if order not in allowed:
         from .errors import ArgumentError
 
-        raise ArgumentError(f"{what}={order!r} must be one of {WORD_ORDERS} (runtime/word_order.py)")
+        raise ArgumentError(f"{what}={order!r} must be one of {allowed} (runtime/word_order.py)")
     return order
+
+
+def _place_quads(blob, inverse: bool = False):
+    """QUAD_PLACED's word placement (the module docstring, "rotq"): blob [..., 128, 16] (a 64-row group's k64
+    tile: 4 slices x 32 lanes x 4 words) with word t of lane (g, j) moved to word j of the 16 bytes at 8 t + g
+    of its slice; `inverse`: back. A permutation of whole words, bits untouched."""
+    if blob.shape[-2:] != (128, 16):
+        raise ValueError(f"blob must end in (128, 16) (a 64-row group's k64 tile), got {tuple(blob.shape)}")
+    lead, n = blob.shape[:-2], blob.dim() - 2
+    # quack's placement: dims (slice, g, j, t, byte), lane 4 g + j, word t; QUAD_PLACED's: (slice, t, g, j, byte)
+    if inverse:
+        x, order = blob.reshape(*lead, 4, 4, 8, 4, 4), (0, 2, 3, 1, 4)  # (slice, t, g, j) -> (slice, g, j, t)
+    else:
+        x, order = blob.reshape(*lead, 4, 8, 4, 4, 4), (0, 3, 1, 2, 4)  # (slice, g, j, t) -> (slice, t, g, j)
+    return x.permute(*range(n), *(n + d for d in order)).reshape(blob.shape).contiguous()
+
+
+def for_runner(order: str | None, allowed: tuple[str, ...]) -> str | None:
+    """A word order asked of both runners at once (`nvfp4-build plan --word-order`, $NVFP4_AOT_WORD_ORDER) as one runner
+    takes it: the order itself when the runner reads it (`allowed`), else None, i.e. that runner's own default
+    ("rotq" is Nvfp4Linear's alone: MoERunner keeps its default)."""
+    return order if order in allowed else None
 
 
 def word_order(blob, order: str):
     """A prepared blob (nibble order) in word order `order` (a copy when it changes)."""
     check_order(order)
-    return blob if order == "nibble" else _permute_words(blob, rot_bits())
+    if order == "nibble":
+        return blob
+    blob = _permute_words(blob, rot_bits())
+    return _place_quads(blob) if order in QUAD_PLACED else blob
 
 
 def word_unorder(blob, order: str):
@@ -112,11 +151,13 @@ def word_unorder(blob, order: str):
     check_order(order)
     if order == "nibble":
         return blob
+    if order in QUAD_PLACED:
+        blob = _place_quads(blob, inverse=True)
     inv = [0] * 32
     for j, s in enumerate(rot_bits()):
         inv[s] = j
     return _permute_words(blob, tuple(inv))
 
 
-__all__ = ["BF16_FIELDS", "ROT_PLAN", "T_MASK", "WORD_ORDERS", "check_order", "rot_bits", "rotl",
+__all__ = ["BF16_FIELDS", "GROUPED_ORDERS", "QUAD_PLACED", "ROT_DECODED", "ROT_PLAN", "T_MASK", "WORD_ORDERS", "check_order", "for_runner", "rot_bits", "rotl",
            "shift_for", "word_order", "word_unorder"]

@@ -25,7 +25,8 @@ MOE_PREFILL_ENV = "NVFP4_AOT_MOE_PREFILL"
 # lacks one of the two the other serves.
 LINEAR_QUACK_ENV = "NVFP4_AOT_LINEAR_QUACK"
 # One blob word order for both runners (runtime/word_order.py): unset = each runner's own default (MoERunner
-# "rot", Nvfp4Linear "nibble"); a value needs a store planned with `nvfp4-build plan --word-order VALUE`.
+# "rot", Nvfp4Linear "nibble"); a value needs a store planned with `nvfp4-build plan --word-order VALUE`. "rotq" is
+# Nvfp4Linear's alone: MoERunner keeps its default (word_order.for_runner).
 WORD_ORDER_ENV = "NVFP4_AOT_WORD_ORDER"
 
 _STORES: dict[tuple[str, str], Any] = {}

@@ -20,6 +20,7 @@ from vllm.model_executor.parameter import ModelWeightParameter, PerTensorScalePa
 
 from . import ops
 from nvfp4_aot.runtime.errors import MissingVariantError
+from nvfp4_aot.runtime.word_order import GROUPED_ORDERS, for_runner
 
 from .artifacts import check_coverage, current_device, get_store, missing_problem, moe_prefill, prime, word_order
 from .serving import current_vllm_config, expert_start, serving_shape
@@ -134,7 +135,7 @@ class Nvfp4AotModelOptMoEMethod(FusedMoEMethodBase):
                 max_tokens=counts[-1],
                 device=layer.w13_weight.device,
                 prefill=moe_prefill(),
-                word_order=word_order(),
+                word_order=for_runner(word_order(), GROUPED_ORDERS),  # "rotq" is Nvfp4Linear's alone
                 **({"swiglu_limit": float(self.swiglu_limit)} if self.swiglu_limit else {}),
             )
         except MissingVariantError as e:  # an op of this rank's problem (local experts, shapes) is absent

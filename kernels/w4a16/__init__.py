@@ -44,6 +44,9 @@ Design (decode first: at <= 16 tokens per expert the GEMM is bound by weight byt
     word_order "rot" (a problem key; runtime/word_order.py, ptx.decode_rot; act orders natural /
     quad): the blob's bits permuted inside each word so that each register is one shift and one
     mask (one register two): 13 SASS per block, decode_block's registers; the runners' word_order="rot".
+    word_order "rotq" (dense split "k" on natural K only; Nvfp4Linear's word_order="rotq"): rot's words placed
+    transposed within each quad of lanes, so that lane (g, t)'s 16 bytes cover K 16t .. 16t + 15 of the k64 tile:
+    its activations are two 16-byte loads of each natural token row (as quad's), no staging, one scale pair.
   * split = "k" (decode): split-K across the CTA's warps (a CTA = 16 * rb weight rows),
     reduced through shared memory: decode has 16-row slices of N x K to spread over 132 SMs.
     In natural K each warp stages its token rows for ldmatrix, a K step at a time (sk = 0) or
@@ -72,7 +75,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from nvfp4_aot.runtime.layout import ACT_ORDERS, QUAD_ORDERS
-from nvfp4_aot.runtime.word_order import WORD_ORDERS
+from nvfp4_aot.runtime.word_order import QUAD_PLACED, WORD_ORDERS
 
 from .. import w4a16_common as common
 from ..family import Family
@@ -91,6 +94,7 @@ DECODE_MASK = 0x81C081C0  # bf16x2 sign (15|31), exponent low bits (8..7|24..23)
 SCALE_MUL = 0x7B007B00  # bf16x2 (2^119, 2^119)
 EPI_SCALE = 128.0  # 2^7 = 2^126 / 2^119: every 2^-126 decode times a SCALE_MUL scale is v * scale * 2^-7; the
 # epilogue (w4a16, and w4a16_ws in word order "rot") multiplies alpha by it in fp32 (exact)
+L2PF_MAX = 4  # W4A16Params.l2pf's deepest prefetch (K steps): a decode warp walks only a few steps
 WARPS = (1, 2, 4, 8)
 ROW_BLOCKS = (1, 2, 4)
 N_TILES = (1, 2, 4, 8, 16)
@@ -142,6 +146,9 @@ class W4A16Params:
     # split "k", natural K only: 1 = the next K step's weights (and scales) go in flight into registers before this
     # step is consumed, so a warp's steps do not each wait a full weight-load latency (0 = loaded at the step's top).
     wpf: int = 0
+    # split "k" (one stage): each warp prefetches its weights (blob tiles and scale strips) l2pf K steps ahead into
+    # L2 (sm_90's bulk prefetch, no registers), so a step's own loads wait an L2 latency, not a DRAM one (0 = off).
+    l2pf: int = 0
 
 
 def sk_stage_bytes(p) -> int:
@@ -230,8 +237,12 @@ def _reasons(p: W4A16Params) -> list[str]:
                  f"stages={p.stages}, rb={p.rb}; or 0 (no tail)")
     if p.word_order not in WORD_ORDERS:
         r.append(f"word_order={p.word_order!r} must be one of {WORD_ORDERS}")
-    elif p.word_order == "rot" and p.act_order == "quad8":
-        r.append("word_order='rot' decodes into the weights' own K pairs (decode_block's registers): act_order 'natural' "
+    elif p.word_order in QUAD_PLACED and (p.split, p.act_order, p.sk, p.stages) != ("k", "natural", 0, 1):
+        r.append(f"word_order={p.word_order!r} places a lane's words on its own K range, read by split 'k' straight from "
+                 f"natural rows (nothing staged): split='k', act_order='natural', sk=0, stages=1; got split={p.split!r}, "
+                 f"act_order={p.act_order!r}, sk={p.sk}, stages={p.stages}")
+    elif p.word_order != "nibble" and p.act_order == "quad8":
+        r.append(f"word_order={p.word_order!r} decodes into the weights' own K pairs (decode_block's registers): act_order 'natural' "
                  "or 'quad', not 'quad8' (whose crossed pairs are decode_sel's)")
     if p.act_order not in ACT_ORDERS:
         r.append(f"act_order={p.act_order!r} must be one of {ACT_ORDERS}")
@@ -242,6 +253,9 @@ def _reasons(p: W4A16Params) -> list[str]:
         v = getattr(p, knob)
         if v not in (0, 1) or (v and not (p.split == "k" and p.act_order == "natural")):
             r.append(f"{knob}={v}: 0, or 1 with split='k' on natural K; got split={p.split!r}, act_order={p.act_order!r}")
+    if p.l2pf not in range(L2PF_MAX + 1) or (p.l2pf and (p.split, p.stages) != ("k", 1)):
+        r.append(f"l2pf={p.l2pf}: 0 .. {L2PF_MAX} K steps ahead, with split='k' (stages=1); got split={p.split!r}, "
+                 f"stages={p.stages}")
     if p.split == "k" and p.act_order == "natural" and p.warps * sk_stage_bytes(p) + 512 * p.nt * p.rb * p.warps > SMEM_PER_BLOCK:
         r.append(f"split='k' stages each warp's 8 * nt token rows ({sk_stage_bytes(p)} B at sk={p.sk}, + the reduction): "
                  f"warps={p.warps} x nt={p.nt} needs more than {SMEM_PER_BLOCK} B of shared memory; lower warps or nt"
@@ -282,6 +296,11 @@ class _Base(common.W4A16Hooks, Family):
         return p.word_order
 
 
+def _without(table, knobs):
+    """A tile table with `knobs` dropped from every tuning."""
+    return tuple((edge, {k: v for k, v in t.items() if k not in knobs}) for edge, t in table)
+
+
 class DenseFamily(_Base):
     name = "w4a16_gemm"
     # N < K (e.g. 2048 / 6144 x 7168) has few 16-row slices for a long K, so 8 warps split K;
@@ -297,6 +316,9 @@ class DenseFamily(_Base):
     wide = ((8, {"warps": 4, "rb": 1, "nt": 1}), (16, {"warps": 4, "rb": 1, "nt": 2, **_SKW}),
             (None, {"warps": 4, "rb": 2, "nt": 4}))
     tiles = wide
+    # word order "rotq" (QUAD_PLACED: activations read straight from natural rows, nothing staged, so no sk):
+    # narrow / wide without the staging knobs, i.e. cfea70a's tilings of the same layout idea; thin keeps wpf.
+    kq_narrow, kq_wide, kq_thin = _without(narrow, _SKW), _without(wide, _SKW), _without(thin, ("sk",))
 
     @staticmethod
     def reasons(p: W4A16Params) -> list[str]:
@@ -305,6 +327,10 @@ class DenseFamily(_Base):
                                "use tail=0 here"] if p.tail else [])
 
     def tile_table(self, problem: Mapping[str, Any]):
+        if problem.get("word_order") in QUAD_PLACED:
+            if problem["n"] >= problem["k"]:
+                return self.kq_wide
+            return self.kq_thin if problem["n"] // 16 <= TAIL_SMS else self.kq_narrow
         if problem["n"] >= problem["k"]:
             return self.wide
         return self.thin if problem["n"] // 16 <= TAIL_SMS else self.narrow
@@ -355,6 +381,10 @@ class GroupedFamily(_Base):
     # H200 and an older kernel: 4 warps lost 5-12% at t = 1-4), which keep the row above.
     quad_narrow_slot_tiles = ((5, {"warps": 8, "rb": 1, "nt": 1}), *quad_slot_tiles[1:])
     problem_keys = ("n", "k", "experts", "act_order", "word_order")
+
+    @staticmethod
+    def reasons(p: W4A16Params) -> list[str]:
+        return _reasons(p) + common.grouped_order_errors(p, DenseFamily.name)
 
     def tile_table(self, problem: Mapping[str, Any]):
         """The slot table of the problem's act order (and, in quad, its shape) with its edges in rows: t * experts."""

@@ -19,11 +19,13 @@ import cutlass.cute as cute
 from cutlass import BFloat16, Float32, Int32, Int64, const_expr
 
 from nvfp4_aot.runtime.layout import QUAD_ORDERS
+from nvfp4_aot.runtime.word_order import QUAD_PLACED, ROT_DECODED
 
 from ..hopper import launch
 from . import ACT_ROW_BYTES, BLOB_TILE, EPI_SCALE, K_STEP, SK_ROW_BYTES, STRIP_TILE, ring_ctas, tail_item
 from .ptx import (cp_async_16_ca, cp_async_commit, cp_async_wait, decode_block, decode_rot, decode_sel, ld_cached_v4,
-                  ld_shared_v4, ld_stream_u16, ld_stream_v4, ldmatrix_x4, mma_bf16, quad_scales, st_shared_v4)
+                  ld_shared_v4, ld_stream_u16, ld_stream_v4, ldmatrix_x4, mma_bf16, prefetch_l2, quad_scales,
+                  scale_pair, st_shared_v4)
 from .ring import RingMainloop
 from .wgmma import WgmmaMainloop
 
@@ -47,14 +49,23 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
     B-fragment words of a k64 tile of token row g at bytes 32t .. 32t + 31 of the tile, in
     register order (word 2b + e = register e of k16 block b): split "k" loads them from global
     memory with two 16-byte loads (no staging, no warp barriers), split "n" from the staged rows
-    with two 16-byte shared loads instead of ldmatrix."""
+    with two 16-byte shared loads instead of ldmatrix.
+    kq = the blob in word order "rotq" (runtime/word_order.py; split "k", natural K, dense): lane (g, t)'s
+    16 blob bytes sit at 16 (8 t + g) of the slice's tile and hold K 16 t .. 16 t + 15 only, so the lane
+    loads that range of each token row as two 16-byte global loads (word j and j + 4: block j's B
+    registers), no staging, and multiplies all four blocks by its own scale pair (no quad shuffles)."""
 
     def __init__(self, n: int, k: int, experts: int, grouped: bool, warps: int, rb: int, nt: int, split: str = "k",
                  stages: int = 1, quad: bool = False, sel: bool = False, ctas: int = 1, rot: bool = False,
-                 tail: int = 0, sk: int = 0, wpf: int = 0):
-        assert not (sk or wpf) or (split == "k" and not quad)
+                 tail: int = 0, sk: int = 0, wpf: int = 0, kq: bool = False, l2pf: int = 0):
+        assert not (sk or wpf) or (split == "k" and not quad)  # wpf with kq: its B fragments from global memory
+        assert not kq or (split == "k" and not quad and not sk and rot and not grouped)
+        self.kq = kq  # word order "rotq": lane t's blob words and activations both K 16t .. 16t + 15 of a k64 tile
+        self.gmem_b = split == "k" and (quad or kq)  # split "k" reading its B fragments straight from global memory
         self.sk = sk  # W4A16Params.sk: split "k" natural-K staging (0: per K step; 1: k64 tiles, two buffers)
         self.wpf = wpf  # W4A16Params.wpf: the next K step's weights in flight while this one is consumed
+        assert not l2pf or (split == "k" and stages == 1)
+        self.l2pf = l2pf  # W4A16Params.l2pf: a warp's weights this many K steps ahead prefetched into L2
         assert not quad or split in ("k", "n")
         assert not sel or quad
         self.quad = quad  # act_order "quad" or "quad8": lane t's B-fragment words contiguous
@@ -136,9 +147,9 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         elif const_expr(self.split_n):
             sb = smem.allocate_tensor(Int32, cute.make_layout(bt * SB_ROW_WORDS), byte_alignment=16)
             red = sb
-        elif const_expr(self.quad):
+        elif const_expr(self.gmem_b):
             red = smem.allocate_tensor(Float32, cute.make_layout((self.red_len, self.warps)), byte_alignment=16)
-            sb = red  # unused: split "k" on quad order reads its B fragments from global memory
+            sb = red  # unused: split "k" on quad order (or kq) reads its B fragments from global memory
         else:
             red = smem.allocate_tensor(Float32, cute.make_layout((self.red_len, self.warps)), byte_alignment=16)
             # each warp's own staging rows (8 * nt tokens x one K step, or two k64 tiles) for ldmatrix
@@ -212,23 +223,27 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
             for tt in cutlass.range(n_tiles):
                 tok0 = tt * bt
                 acc.fill(0.0)
-                if const_expr(self.quad and not self.split_n):
+                if const_expr(self.gmem_b):
                     # token row g of fragment j, clamped into the count (a clamped row feeds only
                     # MMA columns that are never stored), at lane t's 32 bytes of each k64 tile
                     for j in cutlass.range_constexpr(nt):
                         arow[j] = abase + Int64(cutlass.min(tok0 + 8 * j + g, cnt - 1)) * row_bytes + Int64(t * 32)
                 wsb = sb.iterator.toint() + warp * (self.warp_sb_words * 4)
+                for i in cutlass.range_constexpr(self.l2pf):  # the walk's first l2pf steps (the loop adds the rest)
+                    self._l2_prefetch(wb, sbw, lane, c_first + i * c_step)
                 if const_expr(self.sk):
                     # the warp's first k64 tile into buffer 0 (_sk_tiles: each tile puts the next one in flight)
                     self._stage_tile(wsb, abase, row_bytes, lane, 4 * c_first, tok0, cnt, Int32(c_first < self.chunks))
                 if const_expr(self.wpf):
                     self._load_weights(aw, sw, wb, sbw, lane, g, t, cutlass.min(c_first, self.chunks - 1))
                 for c in cutlass.range(c_first, self.chunks, c_step):
+                    if const_expr(self.l2pf):
+                        self._l2_prefetch(wb, sbw, lane, c + self.l2pf * c_step)
                     if const_expr(not self.wpf):
                         self._load_weights(aw, sw, wb, sbw, lane, g, t, c)
                     if const_expr(self.wpf):
                         self._wpf_step(acc, aw, sw, bwk, wsb, wb, sbw, abase, row_bytes, lane, g, t, c, c_step, tok0,
-                                       cnt)
+                                       cnt, arow)
                     elif const_expr(self.wg):
                         self.wg_stage(sb, abase, row_bytes, tidx, c, tok0, cnt)
                         self.wg_chunk(acc, aw, sw, sb.iterator.toint())
@@ -236,7 +251,7 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
                         self._stage_activations(sb, abase, row_bytes, tidx, c, tok0, cnt)
                         for kt in cutlass.range_constexpr(4):
                             self._mma_tile_smem(acc, aw, sw, af, bw, sb, kt, lane)
-                    elif const_expr(self.quad):
+                    elif const_expr(self.gmem_b):
                         for kt in cutlass.range_constexpr(4):
                             self._mma_tile_gmem(acc, aw, sw, bwk, arow, c, kt)
                     else:
@@ -324,16 +339,30 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
         cp_async_wait(0)
         cute.arch.sync_warp()
 
-    # Plain Python helper, traced inline: K step c's weights of the warp's rb row blocks (4 k64 tiles) and scales.
+    # Plain Python helper, traced inline: K step c's weights of the warp's rb row blocks (4 k64 tiles) and scales
+    # (lane t: the scale pair of block t, kq: of its own K 16t .. 16t + 15; the lane's 16 blob bytes at 16 lane, kq:
+    # at 16 (8 t + g)).
     def _load_weights(self, aw, sw, wb, sbw, lane, g, t, c):
+        at = (8 * t + g) * 16 if self.kq else lane * 16
         for r in range(self.rb):
             for kt in range(4):
-                x0, x1, x2, x3 = ld_stream_v4(wb[r] + Int64((4 * c + kt) * BLOB_TILE + lane * 16))
+                x0, x1, x2, x3 = ld_stream_v4(wb[r] + Int64((4 * c + kt) * BLOB_TILE + at))
                 aw[0, kt, r] = x0
                 aw[1, kt, r] = x1
                 aw[2, kt, r] = x2
                 aw[3, kt, r] = x3
                 sw[kt, r] = ld_stream_u16(sbw[r] + Int64((4 * c + kt) * STRIP_TILE + g * 8 + t * 2))
+
+    @cute.jit
+    def _l2_prefetch(self, wb, sbw, lane, c):
+        """l2pf: K step c's weights into L2 (lanes 0 .. 3: k64 tile kt = lane of each of the warp's rb slices, 512 B
+        of blob and its 64 B scale strip); nothing past K. Fire and forget: the step's own loads (_load_weights, later)
+        then find their lines in L2 or in flight, so a warp's steps stop waiting one DRAM latency each."""
+        kt = lane % 4
+        on = Int32(lane < 4) * Int32(c < self.chunks)
+        for r in cutlass.range_constexpr(self.rb):
+            prefetch_l2(wb[r] + Int64((4 * c + kt) * BLOB_TILE), 512, on)
+            prefetch_l2(sbw[r] + Int64((4 * c + kt) * STRIP_TILE), 64, on)
 
     @cute.jit
     def _stage_tile(self, buf, abase, row_bytes, lane, tile, tok0, cnt, valid):
@@ -377,13 +406,18 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
                 self._mma_tile_staged(acc, aw, sw, bwk, wsb, SB_ROW_WORDS, kt * 32, lane, kt)
 
     @cute.jit
-    def _wpf_step(self, acc, aw, sw, bwk, wsb, wb, sbw, abase, row_bytes, lane, g, t, c, c_step, tok0, cnt):
+    def _wpf_step(self, acc, aw, sw, bwk, wsb, wb, sbw, abase, row_bytes, lane, g, t, c, c_step, tok0, cnt, arow):
         """wpf = 1: K step c with its weights already in aw / sw; the next step's (clamped into K: a redundant load
-        past the walk's end) go in flight first, into registers that become aw / sw after this step."""
+        past the walk's end) go in flight first, into registers that become aw / sw after this step. The step's
+        B fragments: from global memory (kq) or the warp's staged rows."""
         awn = cute.make_rmem_tensor(cute.make_layout((4, 4, self.rb)), Int32)
         swn = cute.make_rmem_tensor(cute.make_layout((4, self.rb)), Int32)
         self._load_weights(awn, swn, wb, sbw, lane, g, t, cutlass.min(c + c_step, self.chunks - 1))
-        self._staged_step(acc, aw, sw, bwk, wsb, abase, row_bytes, lane, c, c_step, tok0, cnt)
+        if const_expr(self.gmem_b):
+            for kt in cutlass.range_constexpr(4):
+                self._mma_tile_gmem(acc, aw, sw, bwk, arow, c, kt)
+        else:
+            self._staged_step(acc, aw, sw, bwk, wsb, abase, row_bytes, lane, c, c_step, tok0, cnt)
         for r in cutlass.range_constexpr(self.rb):
             for kt in cutlass.range_constexpr(4):
                 sw[kt, r] = swn[kt, r]
@@ -392,15 +426,19 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
 
     @cute.jit
     def _mma_tile_gmem(self, acc, aw, sw, bwk, arow, c, kt):
-        """split "k", quad order: the nt B fragments of k64 tile kt straight from global memory
-        (L1): two 16-byte loads per token row at lane t's 32 bytes (bwk[2b + e] = register e of
-        k16 block b), then each decoded block feeds nt MMAs at once."""
+        """split "k", quad order (or kq on natural K): the nt B fragments of k64 tile kt straight from global
+        memory (L1): two 16-byte loads per token row at lane t's 32 bytes (bwk[2b + e] = register e of
+        k16 block b: quad's word 2b + e, kq's natural word b + 4e), then each decoded block feeds nt MMAs at once."""
         koff = Int64((c * 4 + kt) * 128)  # bytes: 64 bf16 per k64 tile
         for j in cutlass.range_constexpr(self.nt):
             y0, y1, y2, y3 = ld_cached_v4(arow[j] + koff)
             y4, y5, y6, y7 = ld_cached_v4(arow[j] + koff + Int64(16))
-            bwk[0, j], bwk[1, j], bwk[2, j], bwk[3, j] = y0, y1, y2, y3
-            bwk[4, j], bwk[5, j], bwk[6, j], bwk[7, j] = y4, y5, y6, y7
+            if const_expr(self.kq):  # natural K 16t + 2b (+ 1) and 16t + 2b + 8 (+ 9): words b and b + 4
+                bwk[0, j], bwk[1, j], bwk[2, j], bwk[3, j] = y0, y4, y1, y5
+                bwk[4, j], bwk[5, j], bwk[6, j], bwk[7, j] = y2, y6, y3, y7
+            else:
+                bwk[0, j], bwk[1, j], bwk[2, j], bwk[3, j] = y0, y1, y2, y3
+                bwk[4, j], bwk[5, j], bwk[6, j], bwk[7, j] = y4, y5, y6, y7
         self._mma_blocks(acc, aw, sw, bwk, kt)
 
     @cute.jit
@@ -428,7 +466,7 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
     def _mma_blocks(self, acc, aw, sw, bwk, kt):
         """Each of the rb x 4 blocks of k64 tile kt decoded once, then nt MMAs with bwk's fragments."""
         for r in range(self.rb):
-            sp = quad_scales(sw[kt, r])
+            sp = (scale_pair(sw[kt, r]),) * 4 if self.kq else quad_scales(sw[kt, r])  # kq: one group per lane
             for b in range(4):
                 r0, r1, r2, r3 = self.decode(aw[b, kt, r], sp[b])
                 for j in range(self.nt):
@@ -529,5 +567,6 @@ class W4A16Kernel(RingMainloop, WgmmaMainloop):
 def make_kernel(p, grouped: bool):
     k = W4A16Kernel(p.n, p.k, p.experts, grouped, p.warps, p.rb, p.nt, p.split, p.stages,
                     quad=p.act_order in QUAD_ORDERS, sel=p.act_order == "quad8", ctas=ring_ctas(p),
-                    rot=p.word_order == "rot", tail=p.tail, sk=p.sk, wpf=p.wpf)
+                    rot=p.word_order in ROT_DECODED, tail=p.tail, sk=p.sk, wpf=p.wpf, kq=p.word_order in QUAD_PLACED,
+                    l2pf=p.l2pf)
     return k.grouped_call if grouped else k.dense_call

@@ -164,6 +164,16 @@ def cp_async_16_ca(dst: Int32, src: Int64, pred=None, *, loc=None, ip=None):
 
 
 @dsl_user_op
+def prefetch_l2(src: Int64, nbytes: int, pred, *, loc=None, ip=None):
+    """nbytes (a multiple of 16, src 16-byte aligned) global -> L2 only, fire and forget (sm_90's bulk prefetch: no
+    register, no barrier, nothing to wait for), when pred (Int32) != 0, as one predicated instruction."""
+    vals = [a.ir_value(loc=loc, ip=ip) for a in (Int64(src), Int32(pred))]
+    llvm.inline_asm(None, vals, "{.reg .pred p;\n\tsetp.ne.b32 p, $1, 0;\n\t"
+                    f"@p cp.async.bulk.prefetch.L2.global [$0], {int(nbytes)};}}", "l,r", has_side_effects=True,
+                    loc=loc, ip=ip)
+
+
+@dsl_user_op
 def cp_async_16(dst: Int32, src: Int64, *, loc=None, ip=None):
     """16 bytes global -> shared, asynchronously, L2 only (streamed weights are read once)."""
     vals = [a.ir_value(loc=loc, ip=ip) for a in (Int32(dst), Int64(src))]

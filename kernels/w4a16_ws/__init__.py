@@ -42,7 +42,8 @@ an even number of weight tiles and sm_count; kernel.py, stream.py), red (dense s
 last-arriving split reads every partial back from L2; 1 = splits 2q, 2q + 1 of a tile are one cluster of two
 CTAs summing through distributed shared memory, the pairs' halves meeting in L2 when split_k > 2; stream.py).
 word_order (a problem key: "nibble", or "rot" of runtime/word_order.py: the consumers decode with
-w4a16's decode_rot instead of the table decode; the runners' word_order="rot" path). Measured tilings: GROUPED_TILES,
+w4a16's decode_rot instead of the table decode; the runners' word_order="rot" path; "rotq", dense only: rot's
+words placed transposed within each quad of lanes, read as four 4-byte shared loads, Nvfp4Linear's "rotq"). Measured tilings: GROUPED_TILES,
 tiles.py.
 """
 
@@ -329,6 +330,8 @@ class _Base(common.W4A16Hooks, Family):
             r.append(f"stream={p.stream} is a dense-only knob (the grouped family does not take it): use stream=0")
         if self.grouped and p.mc != 1:
             r.append(f"mc={p.mc} is a dense-only knob (the grouped family does not take it): use mc=1")
+        if self.grouped:
+            r += common.grouped_order_errors(p, DenseFamily.name)
         if self.grouped and p.pdl:
             r.append("pdl is a dense-only knob (the grouped family does not take it)")
         if self.grouped and p.ctas != 1 and p.tile_n not in DECODE_TILE_NS:

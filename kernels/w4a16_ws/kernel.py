@@ -54,6 +54,8 @@ import cutlass.cute as cute
 from cutlass import BFloat16, Float32, Int32, Int64, Uint8, const_expr
 from cutlass.cute.nvgpu import cpasync, warpgroup
 
+from nvfp4_aot.runtime.word_order import QUAD_PLACED, ROT_DECODED
+
 from ..hopper import REGS_PER_SM, launch
 from ..w4a16.ptx import decode_rot
 from ..w4a16.ptx import scale_pair as rot_scale_pair  # the 2^119 form decode_rot's 2^-126 values take
@@ -63,7 +65,7 @@ from .epilogue import Epilogue
 from .producer import BLOB_BYTES, STRIP_BYTES, Producer
 from .stream import Reduce
 from .lean import block_desc, consume, desc_lo, prev_stage
-from .ptx import (decode_k16, lds_v2, lds_v4, lut_regs, mbar_arrive, mbar_arrive_cluster, mbar_test, mbar_wait,
+from .ptx import (blob_words, decode_k16, lds_v2, lut_regs, mbar_arrive, mbar_arrive_cluster, mbar_test, mbar_wait,
                   scale_pair)
 from .sched import (BOX_ROWS, launch_grid, raster_item, reduce_slot, split_item,  # noqa: F401 (re-exported for the tests)
                     ws_index)
@@ -77,9 +79,11 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
     def __init__(self, n: int, k: int, experts: int, grouped: bool, tile_m: int, tile_n: int, stages: int,
                  sm_count: int, wgs: int = 2, pipe: int = 16, split_k: int = 1, pdl: bool = False, epi: int = 0,
                  depth: int = 2, raster: int = 1, ctas: int = 1, lean: int = 0, probe: int = 0, stream: int = 0,
-                 peek: int = 0, mc: int = 1, red: int = 0, parts: int = 1, rot: bool = False):
+                 peek: int = 0, mc: int = 1, red: int = 0, parts: int = 1, rot: bool = False, kq: bool = False):
         assert n % tile_m == 0 and k % 64 == 0 and tile_m in TILE_MS and tile_n in TILE_NS
         self.rot = rot  # word order "rot" (runtime/word_order.py): w4a16's decode_rot instead of decode_k16
+        assert not kq or rot
+        self.kq = kq  # word order "rotq": block b's word of lane (g, t) at 16 (8 b + g) + 4 t of its slice (blob_words)
         assert not peek or pipe == 16
         self.peek = peek  # pipe 16: test the next stage's full barrier early (_step16)
         assert not red or (split_k > 1 and not grouped)
@@ -430,7 +434,7 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
         wsm = w_base + s * self.w_bytes
         for r in cutlass.range_constexpr(rb):
             blk = cw * rb + r
-            x = lds_v4(wsm + blk * BLOB_BYTES + tw * 16)
+            x = blob_words(wsm + blk * BLOB_BYTES, tw, self.kq)
             sc = lds_v2(wsm + self.blocks * BLOB_BYTES + blk * STRIP_BYTES + (tw // 4) * 8)
             for w in cutlass.range_constexpr(4):
                 frag_x[w, r] = x[w]
@@ -560,7 +564,7 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
         frags = []
         for r in cutlass.range_constexpr(rb):
             blk = cw * rb + r
-            x = lds_v4(wsm + blk * BLOB_BYTES + tw * 16)
+            x = blob_words(wsm + blk * BLOB_BYTES, tw, self.kq)
             sc = lds_v2(wsm + self.blocks * BLOB_BYTES + blk * STRIP_BYTES + (tw // 4) * 8)
             for b in cutlass.range_constexpr(4):
                 frags.append(self._decode_word(x[b], sc[b // 2], b, luts))
@@ -579,9 +583,10 @@ class W4A16WsKernel(Producer, Reduce, Epilogue):
 
 def make_kernel(p, grouped: bool):
     split = getattr(p, "split_k", 1)
+    order = getattr(p, "word_order", "nibble")
     k = W4A16WsKernel(p.n, p.k, p.experts, grouped, p.tile_m, p.tile_n, p.stages, p.sm_count, p.wgs, p.pipe, split,
                       bool(getattr(p, "pdl", False)), getattr(p, "epi", 0), getattr(p, "depth", 2),
                       getattr(p, "raster", 1), getattr(p, "ctas", 1), getattr(p, "lean", 0), getattr(p, "probe", 0),
                       getattr(p, "stream", 0), getattr(p, "peek", 0), getattr(p, "mc", 1), getattr(p, "red", 0),
-                      red_parts(p), getattr(p, "word_order", "nibble") == "rot")
+                      red_parts(p), order in ROT_DECODED, order in QUAD_PLACED)
     return k.grouped_call if grouped else (k.dense_split_call if split > 1 or k.stream else k.dense_call)

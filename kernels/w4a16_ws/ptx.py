@@ -118,6 +118,25 @@ def lds_v4(addr: Int32, *, loc=None, ip=None):
 
 
 @dsl_user_op
+def lds_u32(addr: Int32, *, loc=None, ip=None):
+    res = llvm.inline_asm(T.i32(), [Int32(addr).ir_value(loc=loc, ip=ip)], "ld.shared.b32 $0, [$1];", "=r,r",
+                          has_side_effects=True, loc=loc, ip=ip)
+    return Int32(res)
+
+
+def blob_words(tile, tw, kq: bool):
+    """Thread tw's four blob words (k16 blocks 0..3) of the (m64, k64) blob tile at shared address `tile`: the 16
+    bytes at 16 tw, or, in word order "rotq" (kq; runtime/word_order.py), block b's word at 16 (8 b + g) + 4 t of
+    warp tw // 32's 512-byte slice (lane 4 g + t): four 4-byte loads, each hitting the 32 banks once. Plain Python,
+    traced inline."""
+    if kq:
+        lane = tw % 32
+        base = tile + (tw // 32) * 512 + (lane // 4) * 16 + (lane % 4) * 4
+        return [lds_u32(base + b * 128) for b in range(4)]
+    return lds_v4(tile + tw * 16)
+
+
+@dsl_user_op
 def lds_v2(addr: Int32, *, loc=None, ip=None):
     res = llvm.inline_asm(_struct("i32", 2), [Int32(addr).ir_value(loc=loc, ip=ip)],
                           "ld.shared.v2.b32 {$0, $1}, [$2];", "=r,=r,r", has_side_effects=True, loc=loc, ip=ip)

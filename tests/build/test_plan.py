@@ -336,6 +336,26 @@ def test_rot_plan_is_what_the_rot_runners_open(hopper_ckpt, tmp_path):
     assert {key for key in got if key[0] == "w4a16_ws_gemm"} <= set(keys)
 
 
+def test_rotq_plan_is_nvfp4linears_with_moerunners_default(hopper_ckpt, tmp_path):
+    """`plan --word-order rotq`: the order is Nvfp4Linear's alone (runtime/word_order.py for_runner), so the dense
+    GEMMs read rotq and MoERunner's ops are those of its default order; the header says which runner takes it."""
+    from nvfp4_aot.runtime.linear import Nvfp4Linear
+    from nvfp4_aot.runtime.moe import MoERunner
+
+    s = plan_json(hopper_ckpt, tmp_path / "q.toml", "--arch", "sm_90a", "--ep-size", "2",
+                  "--max-num-batched-tokens", "1024", "--word-order", "rotq")
+    assert "weights of Nvfp4Linear in blob word order 'rotq'" in (tmp_path / "q.toml").read_text().split("[[op]]")[0]
+    got = {(o["family"], tuple(sorted(o["problem"].items()))) for o in s["ops"]}
+    E, top_k = HOPPER_CONFIG["n_routed_experts"] // 2, HOPPER_CONFIG["num_experts_per_tok"]
+    h, i = HOPPER_CONFIG["hidden_size"], HOPPER_CONFIG["moe_intermediate_size"]
+    moe = {(d.family, tuple(sorted(d.problem.items()))) for d in MoERunner.ops(h, i, E, top_k, "sm_90a", max_tokens=1024)}
+    assert moe <= got and not [p for f, p in moe if dict(p).get("word_order") == "rotq"]
+    dense = {(d.family, tuple(sorted(d.problem.items()))) for n, k in ((512, 512), (256, 256), (512, 256), (1024, 512))
+             for d in Nvfp4Linear.ops(n, k, "sm_90a", word_order="rotq") if d.keyed == "gemm" and not d.optional}
+    assert dense <= got and all(dict(p)["word_order"] == "rotq" for _, p in dense)
+    assert {dict(p)["word_order"] for f, p in got - moe if f.startswith("w4a16_")} == {"rotq"}
+
+
 def test_token_counts_beyond_a_family_are_reported(small_ckpt, tmp_path):
     s = plan_json(small_ckpt, tmp_path / "m.toml", "--arch", "sm_90a", "--max-num-batched-tokens", "70000")
     quack = next(o for o in s["ops"] if o["family"] == "quack_w4a16_gemm" and o["problem"] == {"n": 256, "k": 256})

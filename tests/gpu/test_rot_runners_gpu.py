@@ -7,7 +7,8 @@ reference over the exactly dequantized weights, into NaN-poisoned outputs, at ev
 edge under several routings, and in CUDA graphs replayed with fresh inputs (bitwise equal to eager,
 nothing allocated during replay). Bounds: MoE layer 1e-2 relative Frobenius (bf16 storage of h1,
 the silu output, y and out), dense 3e-3 (bf16 output), as tests/gpu/test_moe_runner_gpu.py and
-test_linear_gpu.py."""
+test_linear_gpu.py. Nvfp4Linear runs in word order "rotq" as well (its own layout: w4a16_gemm's split 'k' reading
+natural rows straight from global memory, w4a16_ws its words by 4-byte shared loads)."""
 
 import os
 import secrets
@@ -21,7 +22,7 @@ from nvfp4_aot.runtime import MoERunner, Nvfp4Linear
 from nvfp4_aot.runtime.moe import prefill_tiers
 
 from .graphs import capture, replay_without_allocating
-from .make_rot_check import DENSE, MAX_TOKENS, MOE
+from .make_rot_check import DENSE, LINEAR_ORDERS, MAX_TOKENS, MOE
 from .moe_check import check_moe, check_replays
 
 pytestmark = pytest.mark.gpu
@@ -88,16 +89,18 @@ def test_rot_moe_runner_graph_replay(moe_layer):
         check_replays(runner, m, seed + 1000 * n, ("uniform", "skewed", "empty_experts"))
 
 
+@pytest.mark.parametrize("order", LINEAR_ORDERS)
 @pytest.mark.parametrize("parts", [None, (DENSE[0] - 256, 256)], ids=["one_scale", "two_scales"])
-def test_rot_linear_matches_fp64_at_every_edge_and_replays(store, parts):
+def test_rot_linear_matches_fp64_at_every_edge_and_replays(store, parts, order):
     n, k = DENSE
     seed = _seed()
     g = torch.Generator(device=DEV).manual_seed(seed)
     q, sf = random_nvfp4_weights(n, k, g, DEV)
     s2 = torch.tensor([0.5, 2.0] if parts else [0.75], device=DEV) / (k**0.5)
     lin = Nvfp4Linear(store, q, sf.view(torch.float8_e4m3fn), s2, part_sizes=parts, max_tokens=MAX_TOKENS,
-                      word_order="rot")
+                      word_order=order)
     assert [d.family for d in lin.decls] == ["w4a16_gemm", "w4a16_ws_gemm"] and lin.upper is not None
+    assert lin.w[0].data_ptr() == lin.upper[1].data_ptr() and all(d.problem["word_order"] == order for d in lin.decls)
     alpha = torch.cat([torch.full((p,), float(v)) for p, v in zip(parts, s2.tolist())]) if parts else torch.full((n,), float(s2))
     wd = dequantize(q, sf).double() * alpha.double().to(DEV)[:, None]
     ms = {1, lin.lower_upto, lin.lower_upto + 1, MAX_TOKENS}

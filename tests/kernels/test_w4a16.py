@@ -246,6 +246,22 @@ def test_split_k_staging_knobs_and_the_dense_tables():
     assert l1[1:] == l2[1:] == q8[1:]
 
 
+def test_l2pf_is_split_k_only_and_bounded():
+    """l2pf (a warp's weights prefetched into L2 K steps ahead): 0 .. L2PF_MAX with split 'k' on one stage, any act
+    order (natural, quad); refused in the split 'n' / 'wg' mainloops and the ring, with a message naming the knob."""
+    from nvfp4_aot.kernels.w4a16 import L2PF_MAX
+
+    base = {"n": 6144, "k": 7168, "warps": 8, "nt": 1}
+    for ok in ({"l2pf": 1}, {"l2pf": L2PF_MAX, "wpf": 1}, {"l2pf": 2, "act_order": "quad"}):
+        assert DENSE.can_implement(DENSE.parse_params({**base, **ok}), "sm_90a") == [], ok
+    assert GROUPED.can_implement(GROUPED.parse_params({**base, "experts": 48, "act_order": "quad", "l2pf": 2}),
+                                 "sm_90a") == []
+    for bad in ({"l2pf": -1}, {"l2pf": L2PF_MAX + 1}, {"l2pf": 1, "split": "n"},
+                {"l2pf": 1, "split": "wg", "warps": 4, "nt": 8}):
+        msgs = DENSE.can_implement(DENSE.parse_params({**base, **bad}), "sm_90a")
+        assert any(r.startswith(f"l2pf={bad['l2pf']}:") for r in msgs), (bad, msgs)
+
+
 @pytest.mark.parametrize("dist", ["uniform", "skewed", "single", "empty"])
 def test_random_groups_fit(dist):
     """Both W4A16 families' grouping (kernels/w4a16_common.py): every expert's counted rows and
@@ -406,6 +422,34 @@ def test_ring_tail_item_covers_every_unit_once_and_shortens_the_last_wave(slots)
             jobs = [1.0 if part == 0 else 0.5 for u, part in got if u < units]
             plain = -(-units // slots)
             assert _makespan(jobs, slots) == (plain - 0.5 if x else plain), (units, slots)
+
+
+@pytest.mark.slow
+def test_l2pf_reaches_the_ptx(tmp_path):
+    """l2pf = 2 puts sm_90's bulk L2 prefetch into the split 'k' kernel: per 16-row slice (rb = 2 here) one 512-byte
+    blob piece and one 64-byte scale strip per prefetched K step, for the walk's first two steps before the loop and
+    one step (two ahead) inside it: 2 x rb x (2 + 1) instructions; l2pf = 0 has none."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    counts = {}
+    for l2pf in (0, 2):
+        d = tmp_path / f"pf{l2pf}"
+        (d / "ptx").mkdir(parents=True)
+        (d / "m.toml").write_text('archs = ["sm_90a"]\n[[op]]\nfamily = "w4a16_gemm"\n'
+                                  'problem = { n = 128, k = 1024 }\n'
+                                  f'buckets = [{{ m = [1, 8], tuning = {{ warps = 1, rb = 2, nt = 1, l2pf = {l2pf} }} }}]\n')
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "CUTE_DSL_NO_CACHE": "1", "CUTE_DSL_KEEP": "ptx",
+               "CUTE_DSL_DUMP_DIR": str(d / "ptx")}
+        r = subprocess.run([sys.executable, "-m", "nvfp4_aot.build.cli", "compile", str(d / "m.toml"), "-o",
+                            str(d / "store"), "-j", "1"], capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        (ptx,) = (d / "ptx").glob("*.ptx")
+        counts[l2pf] = sorted(re.findall(r"cp\.async\.bulk\.prefetch\.L2\.global \[%rd\d+\], (\d+);", ptx.read_text()))
+    assert counts[0] == []
+    assert counts[2] == ["512"] * 6 + ["64"] * 6, counts[2]
 
 
 @pytest.mark.slow

@@ -269,29 +269,32 @@ def test_family_for_is_what_call_serves(monkeypatch, ranges, scales, quack):
 
 @pytest.mark.parametrize("shape", [(N, K), (2048, 7168)], ids=["unmeasured", "q_a_kv"])
 @pytest.mark.parametrize("scales", [0.01, [0.01, 0.03]], ids=["one_scale", "two_scales"])
-def test_rot_layer_reads_one_rot_copy_on_our_kernels_at_every_m(scales, shape):
-    """word_order="rot" (runtime/word_order.py): the weight is prepared once in rot order
-    (w4a16_rot) and every op declared reads it (word_order rot in each problem); quack's kernels
+@pytest.mark.parametrize("order", ["rot", "rotq"])
+def test_rot_layer_reads_one_rot_copy_on_our_kernels_at_every_m(scales, shape, order):
+    """word_order="rot" / "rotq" (runtime/word_order.py): the weight is prepared once in that order
+    (w4a16_rot / w4a16_rotq) and every op declared reads it (word_order rot in each problem); quack's kernels
     read nibble order only, so the layer declares the quack=False ops even when asked for quack,
     on a shape without measured ws ranges and on a DeepSeek-V4 shape (ws_everywhere) alike. The
     reference ops decode in their problem's word order: a nibble copy gives other weights."""
     n, k = shape
-    decls = Nvfp4Linear.ops(n, k, "sm_90a", word_order="rot", one_scale=not isinstance(scales, list))
+    decls = Nvfp4Linear.ops(n, k, "sm_90a", word_order=order, one_scale=not isinstance(scales, list))
     assert [d.family for d in decls] == ["w4a16_gemm", "w4a16_ws_gemm"]
-    assert all(d.problem["word_order"] == "rot" for d in decls) and decls[0].m_upto == Nvfp4Linear.decode_upto(n, k)
-    assert Nvfp4Linear.family_for(n, k, 4096, word_order="rot") == "w4a16_ws_gemm"
+    assert all(d.problem["word_order"] == order for d in decls) and decls[0].m_upto == Nvfp4Linear.decode_upto(n, k, order)
+    assert Nvfp4Linear.decode_upto(n, k, "rotq") == WS_FROM  # rotq's split 'k' reads natural rows: no staged threshold
+    assert Nvfp4Linear.family_for(n, k, 4096, word_order=order) == "w4a16_ws_gemm"
     if shape != (N, K):
         return
     q, sf, s2 = _weights(3, scales)
     parts = {"part_sizes": (192, 64)} if isinstance(scales, list) else {}
-    lin = Nvfp4Linear(RefStore("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", word_order="rot", **parts)
-    assert [d.family for d in lin.decls] == ["w4a16_gemm", "w4a16_ws_gemm"] and lin.word_order == "rot"
+    lin = Nvfp4Linear(RefStore("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", word_order=order, **parts)
+    assert [d.family for d in lin.decls] == ["w4a16_gemm", "w4a16_ws_gemm"] and lin.word_order == order
     row = torch.tensor([0.01] * 192 + [0.03] * 64, dtype=torch.float64)[:, None] if parts else 0.01
     _check(lin, q, sf, row, (3, WS_FROM, WS_FROM + 6, 300))
     assert lin.op.calls == 2 and lin.upper_op.calls == 2
-    nib = Nvfp4Linear(RefStore("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", quack=False, **parts)
+    nib = Nvfp4Linear(RefStore("sm_90a"), q, sf, s2, max_tokens=4096, device="cpu", quack=False, word_order="nibble",
+                      **parts)
     assert not torch.equal(nib.w[0], lin.w[0]) and torch.equal(nib.w[1], lin.w[1])
-    lin.w = nib.w  # negative control: the nibble copy under the rot ops
+    lin.w = nib.w  # negative control: the nibble copy under the rot / rotq ops
     lin.upper = (lin.upper[0], *nib.w, lin.upper[3])
     x = torch.randn(40, K, generator=torch.Generator().manual_seed(1)).to(torch.bfloat16)
     w = dequantize(q, sf.view(torch.uint8)).double() * row

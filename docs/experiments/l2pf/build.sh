@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
-# CPU box, from the repository root, with docs/experiments/l2pf/rotq_l2pf.patch applied (`git apply`; it holds session 30's
-# rotq.patch too): the l2pf A/B stores and this tree's wheel under .gpu-l2/ (git-ignored; carry it
-# with .gpu and .gpu-base). One store per (word order, W4A16Params.l2pf), w4a16_gemm's M <= 16 buckets of the five
+# CPU box, from the repository root (rotq and l2pf are main's since session 32; before, a patch): the l2pf A/B
+# stores and this tree's wheel under .gpu-l2/ (git-ignored; carry it with .gpu and .gpu-base). One store per (word order, W4A16Params.l2pf), w4a16_gemm's M <= 16 buckets of the five
 # dense shapes with DenseFamily.tile_table's tunings (manifests.py). About 2 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-grep -q "l2pf" kernels/w4a16/__init__.py || { echo "apply docs/experiments/l2pf/rotq_l2pf.patch first" >&2; exit 1; }
 PY=.venv/bin/python
 rm -rf .gpu-l2 && mkdir -p .gpu-l2
 SPECS=${SPECS:-"nb0=nibble:0 nb2=nibble:2 rq0=rotq:0 rq1=rotq:1 rq2=rotq:2 rq4=rotq:4"}

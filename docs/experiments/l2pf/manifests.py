@@ -1,7 +1,8 @@
-"""Write the l2pf A/B manifests (docs/experiments/l2pf/build.sh), with the rotq_l2pf patch applied:
+"""Write the l2pf A/B and tiling-sweep manifests (docs/experiments/l2pf/build.sh, sweep_build.sh):
 
-    python manifests.py dense OUT_DIR NAME=ORDER:L2PF ...    w4a16_gemm's M <= 16 buckets of the dense DeepSeek-V4
-        shapes (benchmarks/w4a16_ours.DENSE) with the tunings DenseFamily.tile_table gives ORDER, plus l2pf
+    python manifests.py dense OUT_DIR NAME=ORDER:L2PF[:KNOB=V,...] ...    w4a16_gemm's M <= 16 buckets of the dense
+        DeepSeek-V4 shapes (benchmarks/w4a16_ours.DENSE) with the tunings DenseFamily.tile_table gives ORDER, plus l2pf
+        and any knobs given (e.g. rq_w8r2=rotq:0:warps=8,rb=2: a tiling sweep, session 32)
     python manifests.py moe IN.toml OUT_DIR NAME=L2PF ...    IN (scripts/runner_manifest.py's MoERunner ops) with l2pf
         on every split "k" grouped bucket (MoERunner's decode rows)"""
 
@@ -24,7 +25,7 @@ def render(archs, ops) -> str:
     return "\n".join(out) + "\n"
 
 
-def dense(order: str, l2pf: int) -> str:
+def dense(order: str, l2pf: int, knobs: dict) -> str:
     fam, ops = get_family("w4a16_gemm"), []
     for n, k, _ in DENSE.values():
         problem = {"n": n, "k": k, "word_order": order, "act_order": "natural"}
@@ -32,7 +33,7 @@ def dense(order: str, l2pf: int) -> str:
         for edge, t in fam.tile_table(problem):
             if edge is None or edge > 16:
                 break
-            buckets.append({"m": [lo, edge], "tuning": {**t, "l2pf": l2pf} if l2pf else dict(t)})
+            buckets.append({"m": [lo, edge], "tuning": {**t, **knobs, **({"l2pf": l2pf} if l2pf else {})}})
             lo = edge + 1
         ops.append({"family": "w4a16_gemm", "problem": problem, "buckets": buckets})
     return render(["sm_90a"], ops)
@@ -54,10 +55,11 @@ if __name__ == "__main__":
     d = Path(args.pop(0))
     d.mkdir(parents=True, exist_ok=True)
     for spec in args:
-        name, rest = spec.split("=")
+        name, rest = spec.split("=", 1)
         if mode == "dense":
-            order, l2pf = rest.split(":")
-            text = dense(order, int(l2pf))
+            order, l2pf, *more = rest.split(":")
+            knobs = {k: int(v) for k, v in (kv.split("=") for kv in more[0].split(","))} if more else {}
+            text = dense(order, int(l2pf), knobs)
         else:
             text = moe(src, int(rest))
         (d / f"{name}.toml").write_text(text)

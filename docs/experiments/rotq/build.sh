@@ -1,15 +1,13 @@
 #!/usr/bin/env bash
-# CPU box, from the repository root, with docs/experiments/l2pf/rotq_l2pf.patch applied (rotq + l2pf, which is off by
-# default, so rotq's kernels are as session 30 wrote them; rotq.patch itself was folded into it in session 31): the
-# experiment's wheel and stores under .gpu-rq/ (git-ignored; carry it with .gpu, .gpu-base and, for run2.sh, .gpu-lrot):
+# CPU box, from the repository root (word order rotq is main's since session 32; before, a patch): the experiment's
+# wheel and stores under .gpu-rq/ (git-ignored; carry it with .gpu, .gpu-base and, for run2.sh, .gpu-lrot):
 #   store  Nvfp4Linear(word_order="rotq")'s ops for the five dense DeepSeek-V4 shapes (scripts/runner_manifest.py, one-
 #          and two-scale declarations), every M to 8192: w4a16_gemm up to 16 (DenseFamily.kq_* tables), w4a16_ws above;
 #   alt    the same w4a16_gemm ops with wpf flipped at M <= 16 (on where the tables leave it off, off where on);
 #   whl    this tree's wheel (run1.sh / run2.sh install it over the staged one).
-# About 1 minute, 7 MB. The staged .gpu (scripts/stage_gpu.sh of main, without the patch) is the nibble base.
+# About 1 minute, 7 MB. The staged .gpu (scripts/stage_gpu.sh) is the nibble base.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-grep -q '"rotq"' runtime/word_order.py || { echo "apply docs/experiments/l2pf/rotq_l2pf.patch first" >&2; exit 1; }
 PY=.venv/bin/python
 rm -rf .gpu-rq && mkdir -p .gpu-rq
 D="--dense 6144,7168 --dense 7168,3072 --dense 2048,7168 --dense 7168,2048 --dense 65536,1536"

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Device machine (session 32 call 2), carrying .gpu, .gpu-base, .gpu-l2 (build.sh), .gpu-sw2 (sweep_build.sh) and
+# .gpu-rq (docs/experiments/rotq/build.sh): w4a16_gemm's M <= 16 tilings (warps x rb) in word orders rotq and nibble,
+# hot then cold, each store's ops checked against float64 first; cfea70a's own M <= 16 benchmark (scripts/base_run.sh);
+# then Nvfp4Linear in rotq over the whole dense table, hot and cold (rotq's landing rule (3): M >= 64 >= 1.0x torch
+# bf16). One log, $OUT/sweep.log; about 5 minutes.
+set -uo pipefail
+. scripts/gpu_env.sh || exit 1
+rm -rf /tmp/site/nvfp4_aot*
+python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu-rq/whl/*.whl || exit 1
+L=$OUT/sweep.log
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader > $L
+S=".gpu-l2/rq0 $(ls -d .gpu-sw2/w*) .gpu-l2/nb0 $(ls -d .gpu-sw2/nw*)"
+rc=0
+timeout 150 python3 benchmarks/w4a16_dense_ab.py $S --m 1 8 9 16 --reps 3 >> $L 2>&1 || rc=1
+timeout 150 python3 benchmarks/w4a16_dense_ab.py $S --m 1 8 9 16 --reps 3 --cold >> $L 2>&1 || rc=1
+timeout 100 bash scripts/base_run.sh >> $L 2>&1 || rc=1
+timeout 120 python3 benchmarks/w4a16_ours.py --store .gpu-rq/store --skip-grouped --word-order rotq >> $L 2>&1 || rc=1
+timeout 120 python3 benchmarks/w4a16_ours.py --store .gpu-rq/store --skip-grouped --word-order rotq --cold >> $L 2>&1 || rc=1
+echo "END rc=$rc" >> $L
+exit $rc
