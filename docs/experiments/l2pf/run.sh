@@ -7,11 +7,7 @@
 # while scripts/stage_gpu.sh is rewriting .gpu.
 set -uo pipefail
 [ -d .gpu-ab ] && { rm -rf .gpu; cp -r .gpu-ab .gpu; }  # a small .gpu (lib, wheels, a stub store) when staging is under way
-. scripts/gpu_env.sh || exit 1
-rm -rf /tmp/site/nvfp4_aot*
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu-l2/whl/*.whl || exit 1
-L=$OUT/l2pf.log
-nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader > $L
+. docs/experiments/exp_env.sh .gpu-l2/whl l2pf.log || exit 1
 S=$(ls -d .gpu-l2/*/ | grep -v -e /m/ -e /whl/ -e /moe/ | sort)
 rc=0
 timeout 200 python3 benchmarks/w4a16_dense_ab.py $S --m 1 4 8 9 16 --reps 3 >> $L 2>&1 || rc=1

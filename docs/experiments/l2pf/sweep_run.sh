@@ -5,11 +5,7 @@
 # with RUN2=1, then Nvfp4Linear in rotq over the whole dense table, hot and cold (rotq's landing rule (3): M >= 64
 # >= 1.0x torch bf16). One log, $OUT/sweep.log; about 2.5 minutes (RUN2: 5).
 set -uo pipefail
-. scripts/gpu_env.sh || exit 1
-rm -rf /tmp/site/nvfp4_aot*
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu-rq/whl/*.whl || exit 1
-L=$OUT/sweep.log
-nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader > $L
+. docs/experiments/exp_env.sh .gpu-rq/whl sweep.log || exit 1
 S=".gpu-l2/rq0 $(ls -d .gpu-sw2/w*) .gpu-l2/nb0 $(ls -d .gpu-sw2/nw*)"
 rc=0
 timeout 150 python3 benchmarks/w4a16_dense_ab.py $S --m 1 8 9 16 --reps 3 >> $L 2>&1 || rc=1

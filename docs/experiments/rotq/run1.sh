@@ -6,11 +6,7 @@
 #   2. w4a16_dense_ab.py at M = 1 4 8 9 16, hot then cold: the served nibble kernels (.gpu) | rotq | rotq, wpf flipped;
 #   3. cfea70a's own M <= 16 dense benchmark and MoE decode (scripts/base_run.sh), the "today".
 set -uo pipefail
-. scripts/gpu_env.sh || exit 1
-rm -rf /tmp/site/nvfp4_aot*
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu-rq/whl/*.whl || exit 1
-L=$OUT/rotq1.log
-nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader > $L
+. docs/experiments/exp_env.sh .gpu-rq/whl rotq1.log || exit 1
 rc=0
 NVFP4_AOT_GPU_STORE=.gpu-rq/store timeout 150 python3 -m pytest -q -p no:cacheprovider \
   tests/gpu/test_w4a16_gpu.py::test_dense_matches_reference tests/gpu/test_w4a16_ws_gpu.py::test_dense_matches_reference >> $L 2>&1 || rc=1

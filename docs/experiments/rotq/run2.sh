@@ -4,11 +4,7 @@
 # and two-scale, torch bf16 in the same process) in word orders nibble (its default: quack above M = 16 where served),
 # rot and rotq, hot (no argument) or cold (--cold): about 4 minutes each. One log, $OUT/rotq2.log.
 set -uo pipefail
-. scripts/gpu_env.sh || exit 1
-rm -rf /tmp/site/nvfp4_aot*
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu-rq/whl/*.whl || exit 1
-L=$OUT/rotq2.log
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > $L
+. docs/experiments/exp_env.sh .gpu-rq/whl rotq2.log || exit 1
 rc=0
 timeout 170 python3 benchmarks/w4a16_ours.py --store "$NVFP4_AOT_GPU_STORE" --skip-grouped "$@" >> $L 2>&1 || rc=1
 timeout 170 python3 benchmarks/w4a16_ours.py --store .gpu-lrot/store --skip-grouped --word-order rot "$@" >> $L 2>&1 || rc=1
