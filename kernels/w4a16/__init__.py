@@ -315,10 +315,18 @@ class DenseFamily(_Base):
     thin = ((8, {**narrow[0][1], **_SKW}), *narrow[1:])
     wide = ((8, {"warps": 4, "rb": 1, "nt": 1}), (16, {"warps": 4, "rb": 1, "nt": 2, **_SKW}),
             (None, {"warps": 4, "rb": 2, "nt": 4}))
+    # N >= K with K >= DEEP_K (down 7168 x 3072): at M <= 8 a warp's K walk is long enough (6 k64 tiles at 8 warps) for
+    # 8 warps to split it, which doubles the weight loads in flight per CTA. H100, docs/PERFORMANCE.md "session 32"
+    # (w4a16_dense_ab.py over warps 4 / 8 x rb 1 / 2 / 4): down cold M = 1 / 8: 7.55 / 7.53 us vs 8.36 / 8.33 at 4 warps
+    # (rotq 8.06 / 8.02 vs 9.28 / 9.23); o_b (K 2048: 4 tiles per warp at 8 warps) loses with 8 (6.93 vs 6.09), so
+    # it keeps 4; rb 2 / 4 lost everywhere.
+    DEEP_K = 3072
+    deep = ((8, {"warps": 8, "rb": 1, "nt": 1}), *wide[1:])
     tiles = wide
     # word order "rotq" (QUAD_PLACED: activations read straight from natural rows, nothing staged, so no sk):
     # narrow / wide without the staging knobs, i.e. cfea70a's tilings of the same layout idea; thin keeps wpf.
     kq_narrow, kq_wide, kq_thin = _without(narrow, _SKW), _without(wide, _SKW), _without(thin, ("sk",))
+    kq_deep = _without(deep, _SKW)
 
     @staticmethod
     def reasons(p: W4A16Params) -> list[str]:
@@ -329,10 +337,10 @@ class DenseFamily(_Base):
     def tile_table(self, problem: Mapping[str, Any]):
         if problem.get("word_order") in QUAD_PLACED:
             if problem["n"] >= problem["k"]:
-                return self.kq_wide
+                return self.kq_deep if problem["k"] >= self.DEEP_K else self.kq_wide
             return self.kq_thin if problem["n"] // 16 <= TAIL_SMS else self.kq_narrow
         if problem["n"] >= problem["k"]:
-            return self.wide
+            return self.deep if problem["k"] >= self.DEEP_K else self.wide
         return self.thin if problem["n"] // 16 <= TAIL_SMS else self.narrow
     problem_keys = ("n", "k", "act_order", "word_order")
 

@@ -28,7 +28,6 @@ from synthetic_ckpt import EXPECTED_GEMMS, ROOT, SMALL_CONFIG, fixture, rewrite_
 
 # tile tables live beside their families
 QUACK = get_family("quack_w4a16_gemm").tiles
-W4A16_NARROW, W4A16_WIDE = get_family("w4a16_gemm").narrow, get_family("w4a16_gemm").wide
 DSV4_MANIFEST = ROOT / "manifests" / "deepseek_v4_pro_ep8.toml"
 
 
@@ -221,7 +220,7 @@ def test_hopper_plan_covers_what_the_runtime_opens(hopper_ckpt, tmp_path):
     ops = {(op.family, tuple(sorted((k, v) for k, v in op.problem.items() if (k, v) != ("word_order", "nibble")))): op
            for op in m.ops}
     for (n, k) in dense:
-        table = W4A16_NARROW if n < k else W4A16_WIDE
+        table = get_family("w4a16_gemm").tile_table({"n": n, "k": k})
         for bk in ops[("w4a16_gemm", (("act_order", "natural"), ("k", k), ("n", n)))].buckets:
             assert pick(table, bk.hi).items() <= dict(bk.params).items()
     # MoERunner's decode L1 reads quad order: the quad table (split 'n' where natural has 'wg'),

@@ -239,6 +239,11 @@ def test_split_k_staging_knobs_and_the_dense_tables():
         for _, tun in table:
             assert DENSE.can_implement(DENSE.parse_params({"n": n, "k": k, **tun}), "sm_90a") == [], (n, k, tun)
     assert 2048 // 16 <= TAIL_SMS < 6144 // 16
+    # N >= K: 8 warps split K at M <= 8 from DenseFamily.DEEP_K (down 7168 x 3072), 4 below (o_b 7168 x 2048), in
+    # both word orders; the rows above are the same
+    for order in ("nibble", "rotq"):
+        down, o_b = (DENSE.tile_table({"n": 7168, "k": k, "word_order": order}) for k in (3072, 2048))
+        assert (down[0][1]["warps"], o_b[0][1]["warps"]) == (8, 4) and down[1:] == o_b[1:], order
     l1 = GROUPED.tile_table({"n": 6144, "k": 7168, "experts": 48, "act_order": "quad"})
     l2 = GROUPED.tile_table({"n": 7168, "k": 3072, "experts": 48, "act_order": "quad"})
     q8 = GROUPED.tile_table({"n": 6144, "k": 7168, "experts": 48, "act_order": "quad8"})
