@@ -6,7 +6,7 @@
 set -uo pipefail
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
 . scripts/gpu_env.sh || exit 1
-nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/device.txt"
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader  # (tests/gpu/run.sh writes $OUT/device.txt)
 SKIP_DIAG=1 BENCH_BUDGET_S=0 OUT=$OUT timeout 280 bash tests/gpu/run.sh tests/gpu > "$OUT/suite.log" 2>&1
 echo "suite rc=$?"; tail -2 "$OUT/gpu-tests.log"
 timeout 100 python3 benchmarks/moe_layer.py --store .gpu/artifacts --tokens 1 4 16 64 > "$OUT/moe.log" 2>&1; echo "moe rc=$?"

@@ -4,7 +4,9 @@
         DeepSeek-V4 shapes (benchmarks/w4a16_ours.DENSE) with the tunings DenseFamily.tile_table gives ORDER, plus l2pf
         and any knobs given (e.g. rq_w8r2=rotq:0:warps=8,rb=2: a tiling sweep, session 32)
     python manifests.py moe IN.toml OUT_DIR NAME=L2PF ...    IN (scripts/runner_manifest.py's MoERunner ops) with l2pf
-        on every split "k" grouped bucket (MoERunner's decode rows)"""
+        on every split "k" grouped bucket (MoERunner's decode rows)
+    python manifests.py moe-l2 IN.toml OUT_DIR NAME=WARPS:RB ...    IN with L2's (down, N = 7168) decode row at these
+        warps and rb (docs/experiments/moel2, session 33)"""
 
 import sys
 import tomllib
@@ -49,9 +51,20 @@ def moe(src: dict, l2pf: int) -> str:
     return render(src["archs"], ops)
 
 
+def moe_l2(src: dict, warps: int, rb: int) -> str:
+    ops = []
+    for op in src["op"]:
+        if op["family"] == "w4a16_grouped_gemm" and op["problem"]["n"] == 7168:  # L2 (down)
+            b0 = op["buckets"][0]
+            assert b0["tuning"] == {"warps": 1, "rb": 1, "nt": 1}, b0  # the served row this varies
+            op = {**op, "buckets": [{**b0, "tuning": {**b0["tuning"], "warps": warps, "rb": rb}}, *op["buckets"][1:]]}
+        ops.append(op)
+    return render(src["archs"], ops)
+
+
 if __name__ == "__main__":
     mode, args = sys.argv[1], sys.argv[2:]
-    src = tomllib.loads(Path(args.pop(0)).read_text()) if mode == "moe" else None
+    src = tomllib.loads(Path(args.pop(0)).read_text()) if mode.startswith("moe") else None
     d = Path(args.pop(0))
     d.mkdir(parents=True, exist_ok=True)
     for spec in args:
@@ -60,6 +73,8 @@ if __name__ == "__main__":
             order, l2pf, *more = rest.split(":")
             knobs = {k: int(v) for k, v in (kv.split("=") for kv in more[0].split(","))} if more else {}
             text = dense(order, int(l2pf), knobs)
+        elif mode == "moe-l2":
+            text = moe_l2(src, *map(int, rest.split(":")))
         else:
             text = moe(src, int(rest))
         (d / f"{name}.toml").write_text(text)

@@ -13,23 +13,7 @@ SPECS=${SPECS:-"w1=1:1 w2=2:1 w4=4:1 w8=8:1"}
 grep -qx '/.gpu-moe/' .git/info/exclude || echo /.gpu-moe/ >> .git/info/exclude
 rm -rf .gpu-moe && mkdir -p .gpu-moe/m
 $PY scripts/runner_manifest.py --moe 7168,3072,48,6 --no-prefill --max-tokens 64 --name moe > .gpu-moe/moe.toml
-$PY - $SPECS <<'PYEOF'
-import sys, tomllib
-sys.path.insert(0, "docs/experiments/l2pf")
-from manifests import render
-src = tomllib.load(open(".gpu-moe/moe.toml", "rb"))
-for spec in sys.argv[1:]:
-    name, knobs = spec.split("=")
-    warps, rb = (int(v) for v in knobs.split(":"))
-    ops = []
-    for op in src["op"]:
-        b0 = op["buckets"][0]
-        if op["family"] == "w4a16_grouped_gemm" and op["problem"]["n"] == 7168:  # L2 (down)
-            assert b0["tuning"] == {"warps": 1, "rb": 1, "nt": 1}, b0  # the served row this varies
-            op = {**op, "buckets": [{**b0, "tuning": {**b0["tuning"], "warps": warps, "rb": rb}}, *op["buckets"][1:]]}
-        ops.append(op)
-    open(f".gpu-moe/m/{name}.toml", "w").write(render(src["archs"], ops))
-PYEOF
+$PY docs/experiments/l2pf/manifests.py moe-l2 .gpu-moe/moe.toml .gpu-moe/m $SPECS
 for f in .gpu-moe/m/*.toml; do
   o=.gpu-moe/$(basename "$f" .toml)
   cp -r artifacts "$o"
