@@ -489,6 +489,45 @@ def low_candidates(shape: str) -> list[dict]:
 
 
 LOW_MS = (1, 4, 8, 9, 12, 16, 17, 32)
+
+
+def p64_candidates(shape: str) -> list[dict]:
+    """Session 34: issue 11's dense parity cells at M = 33..64 (session 33, H100, hot: q_a+kv M = 64 0.96x, o_b 0.99x
+    torch bf16). q_a+kv (served 64 x 64 split 4 pdl, no peek): peek, lean, 16 fewer stages, the 17-32 winner's 64 x 32
+    split 4 / 2 on two token tiles, 128 x 64 split 8 (half the activation re-reads); down / o_b (served S64P epi 3,
+    112 CTAs): lean, epi 1, 8 stages, 64 x 32 pdl peek epi 3 on two token tiles (224 CTAs)."""
+    s = {"tile_m": 64, "tile_n": 64, "stages": 12, "wgs": 1, "pdl": True}
+    if shape == "q_a+kv":
+        k4 = {**s, "split_k": 4}
+        out = [{**k4, "peek": 1}, {**k4, "peek": 1, "lean": 1}, {**k4, "peek": 1, "stages": 8},
+               {**k4, "tile_n": 32, "peek": 1}, {**k4, "tile_n": 32, "peek": 1, "split_k": 2},
+               {"tile_m": 128, "tile_n": 64, "stages": 12, "split_k": 8, "pdl": True, "peek": 1}]
+    elif shape in ("down", "o_b"):
+        e3 = {**s, "peek": 1, "epi": 3}
+        out = [{**e3, "lean": 1}, {**e3, "epi": 1}, {**e3, "stages": 8}, {**e3, "tile_n": 32}]
+    else:
+        return []
+    return with_served(out, shape, P64_MS)
+
+
+P64_MS = (33, 48, 64)
+
+
+def lp_candidates(shape: str) -> list[dict]:
+    """Session 34, after p64 (lean 1 took 3-7% off q_a+kv's 64 x 64 split 4, 8 stages 3-5% off down / o_b's 64 x 64 at
+    M = 64): the served tilings at LP_MS (M = 9..128, the small token tiles) next to their lean 1 twin and, where they
+    hold more, their 8-stage twin."""
+    out: list[dict] = []
+    for tun in served(shape, LP_MS):
+        out.append(tun)
+        if not tun.get("lean"):
+            out.append({**tun, "lean": 1})
+        if tun["stages"] > 8:
+            out.append({**tun, "stages": 8})
+    return out
+
+
+LP_MS = (12, 16, 24, 32, 96, 128)
 EP3_MS = (64, 128, 192, 256, 384, 512, 640, 768)
 EP2_MS = (769, 1024, 1536, 2048, 4096, 8192)
 EP_MS = (1024, 2048, 4096, 8192)

@@ -53,6 +53,9 @@ mma.sync decode kernel (w4a16_gemm) at small M. Device time from CUDA-graph repl
   w4a16_ws_dense_sweep.py manifest --m256 > sweep.toml   # m256_candidates(): 128 x 256 split-K at M = 129..256
   w4a16_ws_dense_sweep.py manifest --low > sweep.toml    # low_candidates(): 16 / 32-token tiles at M <= 16, with
                                                           # w4a16_gemm's ops in the same manifest (its baseline row)
+  w4a16_ws_dense_sweep.py manifest --p64 > sweep.toml    # p64_candidates(): q_a+kv / down / o_b at M = 33..64
+  w4a16_ws_dense_sweep.py manifest --lp > sweep.toml     # lp_candidates(): lean / 8-stage twins of the served small
+                                                          # token tiles at M = 9..128
   nvfp4-build compile sweep.toml manifests/default.toml -o ROOT -j 2   # (CPU box; no --arch: that writes shard tables)
   w4a16_ws_dense_sweep.py run ROOT [M ...]             # (GPU) default M: 33 .. 8192 (env SWEEP_SHAPES=a,b: only those)
   SWEEP_COLD=1 SWEEP_REPEAT=2 ... run ROOT 128 256      # cold L2 (every kernel's weights rotated over
@@ -80,7 +83,7 @@ from w4a16_ws_dense_candidates import (SHAPES, CANDIDATES, SPLIT_CANDIDATES, SMA
                                         skn_candidates, skp_candidates, skq_candidates, skr_candidates, lg_candidates, skt_candidates,
                                         r64_candidates, ep_candidates, EP_MS, ep2_candidates, EP2_MS, ep3_candidates,
                                         EP3_MS, gap_candidates, GAP_MS, m256_candidates, M256_MS, low_candidates,
-                                        LOW_MS,
+                                        LOW_MS, p64_candidates, P64_MS, lp_candidates, LP_MS,
                                         WG1_MS,
                                         Q64_MS, FIT_MS, KS_MS, KS3_MS, MC_MS, SK64_MS, SKN_MS, SKP_MS, SKR_MS,
                                         KS2_MS, LG_MS, SKT_MS, R64_MS)
@@ -132,9 +135,12 @@ SERVED_SWEEPS = {"fit": (fit_candidates, FIT_MS), "ksplit": (ksplit_candidates, 
                  "skt": (skt_candidates, SKT_MS), "r64": (r64_candidates, R64_MS),
                  "ep": (ep_candidates, EP_MS), "ep2": (ep2_candidates, EP2_MS),
                  "ep3": (ep3_candidates, EP3_MS), "gap": (gap_candidates, GAP_MS),
-                 "m256": (m256_candidates, M256_MS), "low": (low_candidates, LOW_MS)}
+                 "m256": (m256_candidates, M256_MS), "low": (low_candidates, LOW_MS),
+                 "p64": (p64_candidates, P64_MS), "lp": (lp_candidates, LP_MS)}
 # modes whose candidates include q_b (the others leave it out: its 512 weight tiles never starve the grid)
-WITH_Q_B = {"lg", "ep", "ep2", "ep3", "low"}
+WITH_Q_B = {"lg", "ep", "ep2", "ep3", "low", "lp"}
+# modes whose manifest also carries w4a16_gemm's default ops (the decode kernel's baseline row at M <= 64)
+WITH_DECODE = {"low", "lp"}
 
 
 # the flag modes (`manifest --NAME`: manifest()'s keyword arguments); the others are SERVED_SWEEPS' keys
@@ -175,7 +181,7 @@ def manifest(split: bool = False, small: bool = False, big: bool = False, mid: b
                 "buckets = [", *rows, "]"]
     if mode:
         ms = SERVED_SWEEPS[mode][1]
-        out += default_ops(QUACK_DENSE + (("w4a16_gemm",) if mode == "low" else ()), (ms[0], ms[-1]))
+        out += default_ops(QUACK_DENSE + (("w4a16_gemm",) if mode in WITH_DECODE else ()), (ms[0], ms[-1]))
     elif stream or wg1 or q64:
         out += default_ops(ms=(Q64_MS[0], Q64_MS[-1]) if q64 else WG1_MS if wg1 else (128, 1024))
     return "\n".join(out) + "\n"

@@ -14,18 +14,20 @@ from nvfp4_aot.build.manifest import load_manifest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _modes() -> tuple[str, ...]:
-    """Every mode the sweep's command line takes, from the sweep itself (its flag modes and SERVED_SWEEPS), so
-    a new mode is tested without being listed here too. benchmarks/ is on sys.path only for this import."""
+def _sweep():
+    """The sweep module; benchmarks/ is on sys.path only for this import."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
-        import w4a16_ws_dense_sweep as sweep
+        import w4a16_ws_dense_sweep
     finally:
         sys.path.remove(str(REPO / "benchmarks"))
-    return ("", *(f"--{m}" for m in (*sweep.FLAG_MODES, *sweep.SERVED_SWEEPS)))
+    return w4a16_ws_dense_sweep
 
 
-MODES = _modes()
+sweep = _sweep()
+# Every mode the sweep's command line takes, from the sweep itself (its flag modes and SERVED_SWEEPS), so a new mode
+# is tested without being listed here too.
+MODES = ("", *(f"--{m}" for m in (*sweep.FLAG_MODES, *sweep.SERVED_SWEEPS)))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -36,6 +38,7 @@ def test_sweep_manifest_is_buildable(mode, tmp_path, monkeypatch):
     path = tmp_path / "sweep.toml"
     path.write_text(r.stdout)
     variants = load_manifest(path).variants()  # validates every bucket's tuning (one-line error otherwise)
-    # (--low carries w4a16_gemm's default ops: the decode kernel's baseline row at M <= 16)
+    # (the WITH_DECODE modes carry w4a16_gemm's default ops: the decode kernel's baseline row at small M)
+    decode = mode.removeprefix("--") in sweep.WITH_DECODE
     assert variants and all(v.family in ("w4a16_ws_gemm", "quack_w4a16_gemm", "quack_w4a16_rowalpha_gemm")
-                            or (mode == "--low" and v.family == "w4a16_gemm") for v in variants), mode
+                            or (decode and v.family == "w4a16_gemm") for v in variants), mode

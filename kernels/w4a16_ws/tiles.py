@@ -125,6 +125,22 @@ T32E = _t(64, 32, 12, wgs=1, pdl=True, peek=1, epi=3)
 G32 = _t(128, 32, 12, 2, pdl=True, red=1)
 
 
+# Session 34 (`w4a16_ws_dense_sweep.py manifest --p64`, docs/experiments/p64, docs/PERFORMANCE.md "session 34", H100,
+# hot x2 / cold x3, torch and quack in the same run): issue 11's M = 64 parity cells. down / o_b at 49-64: S64P epi 3 on
+# 8 stages instead of 12 (S64P8), o_b 7.8-8.0 vs 8.1 us hot at M = 64 (cold 8.2 vs 8.6), down 11.2 vs 11.5 (cold 11.6
+# vs 11.8); tied at M = 48 and 0.2-0.5 us slower at 33, so 33-48 keeps 12 stages. q_a+kv 33-64: lean 1 + peek 1 on the
+# served 64 x 64 split 4, 10.0-10.1 vs 10.3-10.5 us hot and 10.2-10.3 vs 11.0-11.1 cold at every M of the bucket.
+S64P8 = _t(**{**S64P, "epi": 3, "stages": 8})
+# Then (`manifest --lp`, docs/experiments/p64: lean 1 / 8-stage twins of the served small token tiles at M = 12, 16,
+# 32, 96, 128; H100, hot x1 / cold x2, every cell 1-7% either way, kept where both hot and cold won inside the row's
+# bucket): lean 1 on q_a+kv 1-16 (8.0-8.1 vs 8.2-8.5 us) and 65-128 (12.5-12.7 vs 12.8-12.9), q_b 1-16 (25.6-25.9 vs
+# 26.7-26.9), gate+up 17-32 (G32: 20.2-21.2 vs 21.5-21.9), down 17-32 (T32E: 10.1-10.3 vs 10.3-10.5), down / o_b 65-128
+# (H64PL: down 13.0-13.3 vs 13.4-13.8, o_b 9.5-9.9 vs 9.8-10.3); 8 stages on o_b 17-32 (T32E: 7.2-7.6 vs 7.7-8.0; down
+# loses with it) and gate+up 65-128 (stream-K 64 x 128: 29.3-29.8 vs 30.2-31.9 cold, 28.7 / 29.8 vs 28.5 / 31.3 hot).
+# No change: q_a+kv and q_b 17-32, q_b 65-128 (mixed).
+H64PL = _t(**H64P, lean=1)
+
+
 # Rule for an unmeasured shape (the one the one-scale 7168-wide shapes measured before session 6's `wstab` sweep).
 DENSE = ((64, _t(128, 64, 6, 2, pdl=True)), (128, _t(128, 64, 6, pdl=True)), (384, _t(128, 128, 10, pdl=True)),
          (None, _t(128, 256, 6)))
@@ -142,13 +158,13 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
     # shared-expert down (session 10: 129-256 Q64P; session 11: 1-64 S64P, 65-128 H64P; see H64P)
     # (session 16: 1-64 S64P epi 3, 11.6-11.7 vs 12.0 us; 257-512 T256E 33.4 vs 34.9 at 384 / 512; 769+ T256E)
     # (session 17: 17-32 T32E, 129-256 Q64P pdl)
-    (7168, 3072): ((32, T32E), (64, _t(**S64P, epi=3)), (128, H64P), (256, _t(**Q64P, pdl=True)), (512, T256E),
+    (7168, 3072): ((32, _t(**T32E, lean=1)), (48, _t(**S64P, epi=3)), (64, S64P8), (128, H64PL), (256, _t(**Q64P, pdl=True)), (512, T256E),
                    (768, _t(128, 256, 6, stream=1, sm_count=SK126)), (None, T256E)),
     # o_b (session 10: 129-256 Q64P; session 11: 1-64 S64P, 65-128 H64P; see H64P)
     # (session 16: 1-64 S64P epi 3, 8.4 vs 8.6-8.7 us; T256E from 257 on: 23.7 vs 24.7-25.1 at 384 / 512, 43.4-43.7 vs
     # 46.5-47.2 for 128 x 128 r4 d3 at 640 / 768, and above)
     # (session 17: 17-32 T32E, 129-256 Q64P pdl)
-    (7168, 2048): ((32, T32E), (64, _t(**S64P, epi=3)), (128, H64P), (256, _t(**Q64P, pdl=True)), (None, T256E)),
+    (7168, 2048): ((32, _t(**{**T32E, "stages": 8})), (48, _t(**S64P, epi=3)), (64, S64P8), (128, H64PL), (256, _t(**Q64P, pdl=True)), (None, T256E)),
     # shared gate + up
     # (session 9: 201-256 Q64, 40.3 / 40.3 us at M = 256 vs 48.6 / 46.9 for 128 x 256 split 2 and 46.0 for
     # quack; 769-1024 Q64P, 116.6 / 116.7 at 1024 vs stream-K 131.4 / 140.0 (quack 115.9). Session 10:
@@ -159,8 +175,8 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
     # 129.8-134.5 us cold at M = 769-896 (Q64P 118-145, noisy), 116.9-130.2 at 1000-1024; 1025-1280 T256E 146-163
     # (Q64P epi 3 170-173: 5 token tiles x 96 weight tiles take 4 rounds of 132 SMs, T256E's 240 tiles 2); 1281-1536
     # Q64P epi 3 210-214 (T256E 223-238))
-    (6144, 7168): ((32, G32), (64, _t(128, 64, 12, 2, pdl=True, red=1)),
-                   (128, _t(64, 128, 10, wgs=1, peek=1, stream=1)),
+    (6144, 7168): ((32, _t(**G32, lean=1)), (64, _t(128, 64, 12, 2, pdl=True, red=1)),
+                   (128, _t(64, 128, 8, wgs=1, peek=1, stream=1)),
                    (256, Q64P), (384, _t(256, 128, 8, stream=1, sm_count=SK126)),
                    (512, _t(128, 256, 6)), (768, _t(128, 256, 6, stream=1)),
                    (1024, _t(**{**Q64P, "epi": 3, "stages": 5})),
@@ -177,8 +193,9 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
     # 25.8-26.7).
     # Session 17 (`--low`, cold x3 / hot x2): 64 x 16 split 4 pdl peek at M <= 16, 7.8-8.0 us (w4a16_gemm 9.7-10.3 at
     # 9-16); 64 x 32 split 4 pdl peek at 17-32, 8.2-8.4 vs 10.4-10.7 for the 64 x 64 split 4 served before
-    (2048, 7168): ((16, _t(64, 16, 12, 4, pdl=True, wgs=1, peek=1)), (32, _t(64, 32, 12, 4, pdl=True, wgs=1, peek=1)),
-                   (64, _t(64, 64, 12, 4, pdl=True, wgs=1)), (128, _t(64, 128, 10, 4, pdl=True, wgs=1, peek=1)),
+    (2048, 7168): ((16, _t(64, 16, 12, 4, pdl=True, wgs=1, lean=1, peek=1)), (32, _t(64, 32, 12, 4, pdl=True, wgs=1, peek=1)),
+                   (64, _t(64, 64, 12, 4, pdl=True, wgs=1, lean=1, peek=1)),
+                   (128, _t(64, 128, 10, 4, pdl=True, wgs=1, lean=1, peek=1)),
                    (256, _t(64, 256, 6, 4, pdl=True, wgs=1, lean=1, peek=1, red=1)),
                    (512, _t(64, 256, 6, 2, pdl=True, wgs=1, lean=1, peek=1, red=1)),
                    (768, _t(128, 256, 6, depth=3, stream=1)),
@@ -189,7 +206,7 @@ DENSE_SHAPES: dict[tuple[int, int], tuple] = {  # (n, k) -> table
     # 164-166 at 512, 223 vs 247-251 at 768; 2408-2415 vs 2655-2673 at 8192)
     # (session 17, `--low`: 256 x 16 pdl at M <= 16, 25.8-26.0 us vs w4a16_gemm 37.8-41.6 at 9-16; 256 x 32 pdl
     # at 17-32, 27.8-28.2 vs 32.5-33.2 for 256 x 64)
-    (65536, 1536): ((16, _t(256, 16, 12, pdl=True)), (32, _t(256, 32, 12, pdl=True)), (64, _t(256, 64, 12, pdl=True)),
+    (65536, 1536): ((16, _t(256, 16, 12, pdl=True, lean=1)), (32, _t(256, 32, 12, pdl=True)), (64, _t(256, 64, 12, pdl=True)),
                     (128, _t(256, 128, 8, pdl=True)),
                     (256, _t(**T256E, raster=4, depth=3)), (384, _t(256, 128, 8, pdl=True)),
                     (None, _t(**T256E, raster=4, depth=3))),

@@ -4,8 +4,8 @@
 # rb 1) at the given warps and rb, one store per SPECS entry NAME=WARPS:RB, each built from a copy of artifacts/ (only
 # the new L2 variant compiles) and collected down to its manifest. About 1 minute.
 #   session 33, call 18: SPECS="w1=1:1 w2=2:1 w4=4:1 w8=8:1" (the default)
-#   next: SPECS="w1=1:1 w8=8:1 w1r2=1:2 w2r2=2:2 w4r2=4:2 w1r4=1:4" (fewer, longer CTAs: L2's per-CTA start-up and
-#   the ~4.6 waves of 1-warp CTAs against L1's ~15.6; call 16 put L2 at 94% of copy where L1 is at 98%)
+#   session 34, call 2: SPECS="w1=1:1 w8=8:1 w1r2=1:2 w2r2=2:2 w4r2=4:2 w1r4=1:4" (fewer, longer CTAs): every rb 2 / 4
+#   row 13-37% slower on L2 at 4 tokens, 8 warps a tie (docs/PERFORMANCE.md "session 34")
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 PY=.venv/bin/python
