@@ -1,0 +1,81 @@
+"""cfea70a's MoERunner per kernel at decode, on the card of the call (its benchmarks have no moe_timeline.py): the
+runner built as cfea70a's own moe_layer.py builds it (imported from its directory: weights, routing, E / H / I / TOPK),
+captured in a CUDA graph, replays profiled as benchmarks/moe_timeline.py does (each kernel's mean duration and the gap
+before it). Run from .gpu-base/bench with PYTHONPATH=/tmp/basesite (scripts/base_run.sh's install):
+
+    python3 base_timeline.py --store /tmp/basestore [--tokens 4 16]"""
+
+import argparse
+import os
+import sys
+from collections import defaultdict
+
+import torch
+
+sys.path.insert(0, os.getcwd())  # cfea70a's benchmark directory: its moe_layer and common
+import moe_layer as ml  # noqa: E402
+
+
+def replays(graph: torch.cuda.CUDAGraph, reps: int) -> list[list[tuple[str, float, float]]]:
+    """(name, start us, end us) of every kernel of each replay, in start order (benchmarks/moe_timeline.py's, which
+    cannot be imported next to cfea70a's `common`)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for _ in range(reps):
+            graph.replay()
+            torch.cuda.synchronize()
+    ks = sorted(((e.name, e.time_range.start, e.time_range.end) for e in prof.events()
+                 if e.device_type == torch.autograd.DeviceType.CUDA and "memcpy" not in e.name.lower()
+                 and "memset" not in e.name.lower()), key=lambda k: k[1])
+    n = len(ks) // reps
+    return [ks[i * n:(i + 1) * n] for i in range(reps)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--store", required=True)
+    ap.add_argument("--tokens", type=int, nargs="*", default=[4, 16])
+    ap.add_argument("--reps", type=int, default=20)
+    a = ap.parse_args()
+    E, H, I, TOPK = ml.E, ml.H, ml.I, ml.TOPK
+    store = ml.open_store(a.store)
+    store.prime()
+    dev = torch.device("cuda")
+    g = torch.Generator(device=dev).manual_seed(0)
+    q13, s13, q2, s2 = [], [], [], []
+    for _ in range(E):
+        q, s = ml.random_nvfp4_weights(2 * I, H, g, dev)
+        q13.append(q), s13.append(s)
+        q, s = ml.random_nvfp4_weights(H, I, g, dev)
+        q2.append(q), s2.append(s)
+    runner = ml.MoERunner(store, w13=torch.stack(q13), w13_scale=torch.stack(s13).view(torch.float8_e4m3fn),
+                          w13_scale_2=torch.full((E,), 1e-4, device=dev), w2=torch.stack(q2),
+                          w2_scale=torch.stack(s2).view(torch.float8_e4m3fn),
+                          w2_scale_2=torch.full((E,), 1e-4, device=dev), expert_start=0, top_k=TOPK,
+                          max_tokens=max(a.tokens))
+    print(f"device: {ml.device_name()}; cfea70a MoE layer timeline, {E} local experts, H {H}, I {I}, top-{TOPK}")
+    for m in a.tokens:
+        ids, start = ml.make_routing(m, TOPK, E, seed=m, mode="local")
+        ids = (ids - start).to(dev)
+        x = torch.randn((m, H), device=dev).to(torch.bfloat16)
+        w = torch.rand((m, TOPK), device=dev)
+        out = torch.empty((m, H), dtype=torch.bfloat16, device=dev)
+        runner(x, ids, w, out=out, check=False)
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            runner(x, ids, w, out=out, check=False)
+        graph.replay()
+        wall = ml.time_cuda(lambda: runner(x, ids, w, out=out, check=False), reps=10)
+        reps = replays(graph, a.reps)
+        dur = defaultdict(float)
+        names = [k[0] for k in reps[0]]
+        for r in reps:
+            for i, (_, s, e) in enumerate(r):
+                dur[i] += (e - s) / len(reps)
+        print(f"\ntokens {m}: replay wall {wall * 1e6:.1f} us, kernels' sum {sum(dur.values()):.1f} us")
+        for i, name in enumerate(names):
+            print(f"  {name[:60]:<60} {dur[i]:>8.1f}")
+
+
+if __name__ == "__main__":
+    main()
