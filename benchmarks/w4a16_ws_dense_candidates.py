@@ -493,9 +493,9 @@ LOW_MS = (1, 4, 8, 9, 12, 16, 17, 32)
 
 def p64_candidates(shape: str) -> list[dict]:
     """Session 34: issue 11's dense parity cells at M = 33..64 (session 33, H100, hot: q_a+kv M = 64 0.96x, o_b 0.99x
-    torch bf16). q_a+kv (served 64 x 64 split 4 pdl, no peek): peek, lean, 16 fewer stages, the 17-32 winner's 64 x 32
-    split 4 / 2 on two token tiles, 128 x 64 split 8 (half the activation re-reads); down / o_b (served S64P epi 3,
-    112 CTAs): lean, epi 1, 8 stages, 64 x 32 pdl peek epi 3 on two token tiles (224 CTAs)."""
+    torch bf16). q_a+kv (served 64 x 64 split 4 pdl, no peek): peek, peek + lean, peek on 8 stages, the 17-32 winner's
+    64 x 32 split 4 / 2 on two token tiles, 128 x 64 split 8 (half the activation re-reads); down / o_b (served S64P
+    epi 3, 112 CTAs): lean, epi 1, 8 stages, 64 x 32 pdl peek epi 3 on two token tiles (224 CTAs)."""
     s = {"tile_m": 64, "tile_n": 64, "stages": 12, "wgs": 1, "pdl": True}
     if shape == "q_a+kv":
         k4 = {**s, "split_k": 4}
