@@ -6,7 +6,9 @@
     python manifests.py moe IN.toml OUT_DIR NAME=L2PF ...    IN (scripts/runner_manifest.py's MoERunner ops) with l2pf
         on every split "k" grouped bucket (MoERunner's decode rows)
     python manifests.py moe-l2 IN.toml OUT_DIR NAME=WARPS:RB ...    IN with L2's (down, N = 7168) decode row at these
-        warps and rb (docs/experiments/moel2, session 33)"""
+        warps and rb (docs/experiments/moel2, session 33)
+    python manifests.py moe-l1 IN.toml OUT_DIR NAME=WARPS:RB ...    the same for L1's (gate + up, N = 6144) decode row
+        (session 34)"""
 
 import sys
 import tomllib
@@ -51,12 +53,17 @@ def moe(src: dict, l2pf: int) -> str:
     return render(src["archs"], ops)
 
 
-def moe_l2(src: dict, warps: int, rb: int) -> str:
+# MoERunner's grouped GEMMs by N (the layer benchmark's shape): the served t <= 5 decode row each mode varies
+MOE_ROWS = {"moe-l1": (6144, {"warps": 8, "rb": 1, "nt": 1}), "moe-l2": (7168, {"warps": 1, "rb": 1, "nt": 1})}
+
+
+def moe_row(src: dict, mode: str, warps: int, rb: int) -> str:
+    n, served = MOE_ROWS[mode]
     ops = []
     for op in src["op"]:
-        if op["family"] == "w4a16_grouped_gemm" and op["problem"]["n"] == 7168:  # L2 (down)
+        if op["family"] == "w4a16_grouped_gemm" and op["problem"]["n"] == n:
             b0 = op["buckets"][0]
-            assert b0["tuning"] == {"warps": 1, "rb": 1, "nt": 1}, b0  # the served row this varies
+            assert b0["tuning"] == served, b0  # the served row this varies
             op = {**op, "buckets": [{**b0, "tuning": {**b0["tuning"], "warps": warps, "rb": rb}}, *op["buckets"][1:]]}
         ops.append(op)
     return render(src["archs"], ops)
@@ -73,8 +80,8 @@ if __name__ == "__main__":
             order, l2pf, *more = rest.split(":")
             knobs = {k: int(v) for k, v in (kv.split("=") for kv in more[0].split(","))} if more else {}
             text = dense(order, int(l2pf), knobs)
-        elif mode == "moe-l2":
-            text = moe_l2(src, *map(int, rest.split(":")))
+        elif mode in MOE_ROWS:
+            text = moe_row(src, mode, *map(int, rest.split(":")))
         else:
             text = moe(src, int(rest))
         (d / f"{name}.toml").write_text(text)
