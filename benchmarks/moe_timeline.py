@@ -10,26 +10,13 @@ last end) against the wall time of one replay. The span's excess over the kernel
 launch gaps cost; overlap shows as a sum above the span."""
 
 import argparse
-from collections import defaultdict
 
 import torch
 from common import MOE_E as E, MOE_H as H, MOE_I as I, TOPK, device_name, moe_runner, time_cuda
+from graph_timeline import capture, print_timeline, profile
 
 from nvfp4_aot.kernels.moe_glue.ref import make_routing
 from nvfp4_aot.runtime import open_store
-
-
-def replays(graph: torch.cuda.CUDAGraph, reps: int) -> list[list[tuple[str, float, float]]]:
-    """(name, start us, end us) of every kernel of each replay, in start order."""
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        for _ in range(reps):
-            graph.replay()
-            torch.cuda.synchronize()
-    ks = sorted(((e.name, e.time_range.start, e.time_range.end) for e in prof.events()
-                 if e.device_type == torch.autograd.DeviceType.CUDA and "memcpy" not in e.name.lower()
-                 and "memset" not in e.name.lower()), key=lambda k: k[1])
-    n = len(ks) // reps
-    return [ks[i * n:(i + 1) * n] for i in range(reps)]
 
 
 def main() -> None:
@@ -50,27 +37,9 @@ def main() -> None:
         w = torch.rand((m, TOPK), device=dev)
         out = torch.empty((m, H), dtype=torch.bfloat16, device=dev)
         runner(x, ids, w, out=out, check=False)
-        torch.cuda.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            runner(x, ids, w, out=out, check=False)
-        graph.replay()
+        graph = capture(lambda: runner(x, ids, w, out=out, check=False))
         wall = time_cuda(lambda: runner(x, ids, w, out=out, check=False), reps=10)
-        reps = replays(graph, a.reps)
-        dur, gap = defaultdict(float), defaultdict(float)
-        names = [k[0] for k in reps[0]]
-        span = 0.0
-        for r in reps:
-            span += (r[-1][2] - r[0][1]) / len(reps)
-            for i, (name, s, e) in enumerate(r):
-                dur[i] += (e - s) / len(reps)
-                if i:
-                    gap[i] += (s - r[i - 1][2]) / len(reps)
-        print(f"\ntokens {m}: replay wall {wall * 1e6:.1f} us, kernel span {span:.1f} us, kernels' sum "
-              f"{sum(dur.values()):.1f} us")
-        print(f"  {'kernel':<60} {'us':>8} {'gap before':>11}")
-        for i, name in enumerate(names):
-            print(f"  {name[:60]:<60} {dur[i]:>8.1f} {gap[i] if i else 0.0:>11.1f}")
+        print_timeline(f"tokens {m}", wall, *profile(graph, a.reps))
 
 
 if __name__ == "__main__":

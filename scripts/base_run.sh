@@ -4,10 +4,7 @@
 # bf16 baselines in the same process): MoERunner at 1 / 4 / 16 / 64 tokens, then its dense w4a16_gemm at M = 1 .. 16
 # hot and cold. Run ours in the same call (benchmarks/moe_layer.py, w4a16_ours.py --m 1 4 8 9 16 [--cold]).
 set -uo pipefail
-rm -rf /tmp/basesite /tmp/basestore
-python3 -m pip install -q --no-index --no-deps --target /tmp/basesite $(ls .gpu/whl/*.whl | grep -v nvfp4_aot) \
-  .gpu-base/whl/*.whl || exit 1
-tar -C /tmp -xJf .gpu-base/store.tar.xz || exit 1
+. scripts/base_env.sh || exit 1
 cd .gpu-base/bench || exit 1
 rc=0
 PYTHONPATH=/tmp/basesite timeout 120 python3 moe_layer.py --store /tmp/basestore --tokens 1 4 16 64 || rc=1

@@ -1,33 +1,21 @@
 """cfea70a's MoERunner per kernel at decode, on the card of the call (its benchmarks have no moe_timeline.py): the
 runner built as cfea70a's own moe_layer.py builds it (imported from its directory: weights, routing, E / H / I / TOPK),
-captured in a CUDA graph, replays profiled as benchmarks/moe_timeline.py does (each kernel's mean duration and the gap
-before it). Run from .gpu-base/bench with PYTHONPATH=/tmp/basesite (scripts/base_run.sh's install):
+captured and profiled by benchmarks/graph_timeline.py as benchmarks/moe_timeline.py does (each kernel's mean duration
+and the gap before it). Run from .gpu-base/bench with PYTHONPATH=/tmp/basesite (scripts/base_env.sh's install):
 
     python3 base_timeline.py --store /tmp/basestore [--tokens 4 16]"""
 
 import argparse
 import os
 import sys
-from collections import defaultdict
+from pathlib import Path
 
 import torch
 
-sys.path.insert(0, os.getcwd())  # cfea70a's benchmark directory: its moe_layer and common
+sys.path.insert(0, os.getcwd())  # cfea70a's benchmark directory: its moe_layer and common come first
+sys.path.append(str(Path(__file__).resolve().parents[3] / "benchmarks"))  # ours, for graph_timeline only
 import moe_layer as ml  # noqa: E402
-
-
-def replays(graph: torch.cuda.CUDAGraph, reps: int) -> list[list[tuple[str, float, float]]]:
-    """(name, start us, end us) of every kernel of each replay, in start order (benchmarks/moe_timeline.py's, which
-    cannot be imported next to cfea70a's `common`)."""
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        for _ in range(reps):
-            graph.replay()
-            torch.cuda.synchronize()
-    ks = sorted(((e.name, e.time_range.start, e.time_range.end) for e in prof.events()
-                 if e.device_type == torch.autograd.DeviceType.CUDA and "memcpy" not in e.name.lower()
-                 and "memset" not in e.name.lower()), key=lambda k: k[1])
-    n = len(ks) // reps
-    return [ks[i * n:(i + 1) * n] for i in range(reps)]
+from graph_timeline import capture, print_timeline, profile  # noqa: E402
 
 
 def main() -> None:
@@ -60,21 +48,9 @@ def main() -> None:
         w = torch.rand((m, TOPK), device=dev)
         out = torch.empty((m, H), dtype=torch.bfloat16, device=dev)
         runner(x, ids, w, out=out, check=False)
-        torch.cuda.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            runner(x, ids, w, out=out, check=False)
-        graph.replay()
+        graph = capture(lambda: runner(x, ids, w, out=out, check=False))
         wall = ml.time_cuda(lambda: runner(x, ids, w, out=out, check=False), reps=10)
-        reps = replays(graph, a.reps)
-        dur = defaultdict(float)
-        names = [k[0] for k in reps[0]]
-        for r in reps:
-            for i, (_, s, e) in enumerate(r):
-                dur[i] += (e - s) / len(reps)
-        print(f"\ntokens {m}: replay wall {wall * 1e6:.1f} us, kernels' sum {sum(dur.values()):.1f} us")
-        for i, name in enumerate(names):
-            print(f"  {name[:60]:<60} {dur[i]:>8.1f}")
+        print_timeline(f"tokens {m}", wall, *profile(graph, a.reps))
 
 
 if __name__ == "__main__":

@@ -5,10 +5,7 @@ set -uo pipefail
 . scripts/gpu_env.sh || exit 1
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
 timeout 90 python3 benchmarks/moe_timeline.py --store .gpu/artifacts --tokens 4 16 2>&1 | grep -v -i warn
-rm -rf /tmp/basesite /tmp/basestore
-python3 -m pip install -q --no-index --no-deps --target /tmp/basesite $(ls .gpu/whl/*.whl | grep -v nvfp4_aot) \
-  .gpu-base/whl/*.whl || exit 1
-tar -C /tmp -xJf .gpu-base/store.tar.xz || exit 1
+. scripts/base_env.sh || exit 1
 B=$PWD/docs/experiments/moel2/base_timeline.py
 cd .gpu-base/bench && PYTHONPATH=/tmp/basesite timeout 90 python3 "$B" --store /tmp/basestore --tokens 4 16 2>&1 \
   | grep -v -i warn
