@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Device machine, repository root, carrying .gpu and .gpu-moe (docs/experiments/moel2/build.sh): MoERunner's L2
-# (7168 x 3072, quad, rot) decode row (t <= 5 slots per expert, split 'k', nt 1; served: warps 1, rb 1) in each store
-# build.sh made (session 33: warps 1 / 2 / 4 / 8).
+# Device machine, repository root, carrying .gpu and .gpu-moe (docs/experiments/moel2/build.sh): MoERunner's decode
+# row (t <= 5 slots per expert, split 'k', nt 1) that build.sh varied, L2 (7168 x 3072, quad, rot; served: warps 1,
+# rb 1) or with ROW=l1 L1 (6144 x 7168; served: warps 8, rb 1), in each store build.sh made.
 # Each store's grouped ops against the float64 reference (test_grouped_matches_reference), then the layer at
 # 1 / 4 / 16 / 64 tokens (moe_layer.py --decode-only, torch bf16 in each run) twice in alternation, then each
-# store's per-kernel timeline at 4 / 16 tokens (moe_timeline.py: L2's own time).
+# store's per-kernel timeline at 4 / 16 tokens (moe_timeline.py: L1's and L2's own times).
 set -uo pipefail
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
 . scripts/gpu_env.sh || exit 1
