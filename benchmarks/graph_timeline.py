@@ -4,7 +4,8 @@
 capture(fn) puts fn (already called once: warm) in a CUDA graph; profile(graph, reps) profiles `reps` replays with
 torch.profiler (CUPTI kernel records): per kernel in launch order its mean duration and the mean gap from the previous
 kernel's end (negative = overlap, e.g. a programmatic dependent launch), and the replay's mean span (first start to
-last end). print_timeline prints them under a header line with the replay's wall time."""
+last end). print_timeline prints them under a header line with the replay's wall time; layer_timelines does all of
+it for a MoE runner at several token counts (the caller's tree supplies the routing and the timer)."""
 
 from collections import defaultdict
 
@@ -59,3 +60,24 @@ def print_timeline(label: str, wall: float, names: list[str], dur: list[float], 
     print(f"  {'kernel':<60} {'us':>8} {'gap before':>11}")
     for name, d, g in zip(names, dur, gap):
         print(f"  {name[:60]:<60} {d:>8.1f} {g:>11.1f}")
+
+
+def layer_timelines(runner, tokens, *, hidden: int, top_k: int, experts: int, make_routing, time_cuda,
+                    reps: int) -> None:
+    """For each m in tokens: runner(x, ids, w, out=out, check=False) on fresh random bf16 x [m, hidden] and local
+    routing (make_routing(m, top_k, experts, seed=m, mode="local"), ids made local), called once, captured, its wall
+    time taken (time_cuda, 10 reps) and its replays profiled (reps), printed as print_timeline."""
+    dev = torch.device("cuda")
+    for m in tokens:
+        ids, start = make_routing(m, top_k, experts, seed=m, mode="local")
+        ids = (ids - start).to(dev)
+        x = torch.randn((m, hidden), device=dev).to(torch.bfloat16)
+        w = torch.rand((m, top_k), device=dev)
+        out = torch.empty((m, hidden), dtype=torch.bfloat16, device=dev)
+
+        def call():
+            runner(x, ids, w, out=out, check=False)
+
+        call()
+        graph = capture(call)
+        print_timeline(f"tokens {m}", time_cuda(call, reps=10), *profile(graph, reps))

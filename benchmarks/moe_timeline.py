@@ -11,9 +11,8 @@ launch gaps cost; overlap shows as a sum above the span."""
 
 import argparse
 
-import torch
 from common import MOE_E as E, MOE_H as H, MOE_I as I, TOPK, device_name, moe_runner, time_cuda
-from graph_timeline import capture, print_timeline, profile
+from graph_timeline import layer_timelines
 
 from nvfp4_aot.kernels.moe_glue.ref import make_routing
 from nvfp4_aot.runtime import open_store
@@ -27,19 +26,10 @@ def main() -> None:
     a = ap.parse_args()
     store = open_store(a.store)
     store.prime()
-    dev = torch.device("cuda")
     runner = moe_runner(store, max(a.tokens))
     print(f"device: {device_name()}; MoE layer timeline, {E} local experts, H {H}, I {I}, top-{TOPK}")
-    for m in a.tokens:
-        ids, start = make_routing(m, TOPK, E, seed=m, mode="local")
-        ids = (ids - start).to(dev)
-        x = torch.randn((m, H), device=dev).to(torch.bfloat16)
-        w = torch.rand((m, TOPK), device=dev)
-        out = torch.empty((m, H), dtype=torch.bfloat16, device=dev)
-        runner(x, ids, w, out=out, check=False)
-        graph = capture(lambda: runner(x, ids, w, out=out, check=False))
-        wall = time_cuda(lambda: runner(x, ids, w, out=out, check=False), reps=10)
-        print_timeline(f"tokens {m}", wall, *profile(graph, a.reps))
+    layer_timelines(runner, a.tokens, hidden=H, top_k=TOPK, experts=E, make_routing=make_routing,
+                    time_cuda=time_cuda, reps=a.reps)
 
 
 if __name__ == "__main__":

@@ -335,13 +335,13 @@ class DenseFamily(_Base):
                                "use tail=0 here"] if p.tail else [])
 
     def tile_table(self, problem: Mapping[str, Any]):
-        if problem.get("word_order") in QUAD_PLACED:
-            if problem["n"] >= problem["k"]:
-                return self.kq_deep if problem["k"] >= self.DEEP_K else self.kq_wide
-            return self.kq_thin if problem["n"] // 16 <= TAIL_SMS else self.kq_narrow
-        if problem["n"] >= problem["k"]:
-            return self.deep if problem["k"] >= self.DEEP_K else self.wide
-        return self.thin if problem["n"] // 16 <= TAIL_SMS else self.narrow
+        """The shape's table (deep / wide / thin / narrow, above), its kq_ twin in a QUAD_PLACED word order."""
+        n, k = problem["n"], problem["k"]
+        if n >= k:
+            shape = "deep" if k >= self.DEEP_K else "wide"
+        else:
+            shape = "thin" if n // 16 <= TAIL_SMS else "narrow"
+        return getattr(self, ("kq_" if problem.get("word_order") in QUAD_PLACED else "") + shape)
     problem_keys = ("n", "k", "act_order", "word_order")
 
 class GroupedFamily(_Base):

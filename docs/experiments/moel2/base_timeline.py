@@ -15,7 +15,7 @@ import torch
 sys.path.insert(0, os.getcwd())  # cfea70a's benchmark directory: its moe_layer and common come first
 sys.path.append(str(Path(__file__).resolve().parents[3] / "benchmarks"))  # ours, for graph_timeline only
 import moe_layer as ml  # noqa: E402
-from graph_timeline import capture, print_timeline, profile  # noqa: E402
+from graph_timeline import layer_timelines  # noqa: E402
 
 
 def main() -> None:
@@ -41,16 +41,8 @@ def main() -> None:
                           w2_scale_2=torch.full((E,), 1e-4, device=dev), expert_start=0, top_k=TOPK,
                           max_tokens=max(a.tokens))
     print(f"device: {ml.device_name()}; cfea70a MoE layer timeline, {E} local experts, H {H}, I {I}, top-{TOPK}")
-    for m in a.tokens:
-        ids, start = ml.make_routing(m, TOPK, E, seed=m, mode="local")
-        ids = (ids - start).to(dev)
-        x = torch.randn((m, H), device=dev).to(torch.bfloat16)
-        w = torch.rand((m, TOPK), device=dev)
-        out = torch.empty((m, H), dtype=torch.bfloat16, device=dev)
-        runner(x, ids, w, out=out, check=False)
-        graph = capture(lambda: runner(x, ids, w, out=out, check=False))
-        wall = ml.time_cuda(lambda: runner(x, ids, w, out=out, check=False), reps=10)
-        print_timeline(f"tokens {m}", wall, *profile(graph, a.reps))
+    layer_timelines(runner, a.tokens, hidden=H, top_k=TOPK, experts=E, make_routing=ml.make_routing,
+                    time_cuda=ml.time_cuda, reps=a.reps)
 
 
 if __name__ == "__main__":
