@@ -116,6 +116,40 @@ def cold_copies(nbytes: int) -> int:
     return 1 + -(-2 * l2_bytes() // max(nbytes, 1))
 
 
+def time_cuda_alt(entries, reps: int = 50, warmup: int = 3) -> list[float]:
+    """Median seconds per call of each entry, timed in alternation. An entry is a list of callables: one (hot) or
+    one per operand copy (cold, as time_cuda_rot: a whole number of rotations, at least 20 calls per graph). Each
+    entry is one CUDA graph; the graphs are replayed in turn for `reps` rounds, each replay between its own events,
+    so that every entry meets the same clock and power state. Timed one after the other, a latency-bound kernel
+    that follows a power-capped one runs at the lowered SM clock and its neighbour at the recovered one
+    (docs/PERFORMANCE.md "session 35": ours 9.7-10.2 us where the same cell read 7.9 after light kernels)."""
+    graphs = []
+    for fns in entries:
+        it, inner = itertools.cycle(fns), len(fns) * -(-20 // len(fns))
+        for _ in range(warmup):
+            for f in fns:
+                f()
+        torch.cuda.synchronize()
+        g, s = torch.cuda.CUDAGraph(), torch.cuda.Stream()
+        with torch.cuda.stream(s), torch.cuda.graph(g, stream=s):
+            for _ in range(inner):
+                next(it)()
+        torch.cuda.synchronize()
+        g.replay()
+        graphs.append((g, inner))
+    torch.cuda.synchronize()
+    events = [[] for _ in graphs]
+    for _ in range(reps):
+        for (g, _inner), ev in zip(graphs, events):
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            g.replay()
+            b.record()
+            ev.append((a, b))
+    torch.cuda.synchronize()
+    return [statistics.median(a.elapsed_time(b) * 1e-3 / inner for a, b in ev) for (_g, inner), ev in zip(graphs, events)]
+
+
 def time_cuda_rot(fns, reps: int = 50, warmup: int = 3) -> float:
     """time_cuda over a rotation: fns[i] uses the i-th copy of the operands (cold_copies); one graph
     holds every copy's call in turn (a whole number of rotations, at least 20 calls), so each call

@@ -22,7 +22,7 @@ import argparse
 
 import torch
 from common import (MOE_SHAPES, TOPK, find_op, bf16_peak, cold_copies, copy_bandwidth, device_name, l2_bytes, tflops, time_cuda,
-                    time_cuda_rot)
+                    time_cuda_alt)
 
 from nvfp4_aot.kernels import get_family
 from nvfp4_aot.kernels.moe_glue import capacity
@@ -146,7 +146,9 @@ def dense(store, bw, peak, dev, ms, shapes=None, cold: bool = False, word_order:
     Nvfp4Linear.family_for, for a store holding every declared op) with its ratio to torch, and our
     own path (`quack=False`: w4a16_gemm up to decode_upto, ws above) with its ratios to torch and
     to quack. Every kernel reads the
-    same prepared weights (one layout).
+    same prepared weights (one layout). A row's kernels are timed in alternation (common.time_cuda_alt),
+    so that the ratios compare one clock state: a power-capped M = 8192 cell lowers the SM clock for the cells
+    after it.
 
     cold: every kernel's weights (ours: packed NVFP4 + scales; torch: bf16) are rotated over
     common.cold_copies copies, so each call reads them from DRAM, as in a model's forward, where
@@ -181,24 +183,23 @@ def dense(store, bw, peak, dev, ms, shapes=None, cold: bool = False, word_order:
         w4s = [(b["blob"], b["sf"])] + [(b["blob"].clone(), b["sf"].clone()) for _ in range(nq - 1)]
         w16s = [w16] + [w16.clone() for _ in range(cold_copies(2 * n * k) - 1 if cold else 0)]
 
-        def t(fns):
-            return time_cuda_rot(fns, reps=reps) if cold else time_cuda(fns[0], reps=reps)
         print(f"{name} ({n}x{k}, {scales} global scale{'s' if scales > 1 else ''}): floor "
               f"{weight_bytes(n, k) / bw * 1e6:.1f} us; ws: {'yes' if wop else 'not in store'}, w4a16_gemm up to M = "
               f"{upto if wop else 'all'}; quack: {qname if qop else 'not in store'}; default: ws at M in {' '.join(f'({a}, {b}]' for a, b in ranges) or 'none'}")
         for m in ms:
             if m > mmax:
                 continue
-            reps = 10 if m <= 1024 else 3
             a_m, o_m = b["act"][:m], b["out"][:m]
-            to = (t([lambda w=w: op(a_m, *w, b["alpha"], o_m, check=False) for w in w4s])
-                  if m <= max(upto, 256) else None)
-            tw = (t([lambda w=w: wop(a_m, *w, b["alpha"], o_m, *wscratch(m), check=False) for w in w4s])
-                  if wop is not None and m > upto else None)
-            tq = None
+            # every kernel of the row timed in alternation (common.time_cuda_alt): one clock state for all
+            runs = {"bf16": [lambda w=w: torch.matmul(a_m, w.T) for w in w16s]}
+            if m <= max(upto, 256):
+                runs["w4a16"] = [lambda w=w: op(a_m, *w, b["alpha"], o_m, check=False) for w in w4s]
+            if wop is not None and m > upto:
+                runs["ws"] = [lambda w=w: wop(a_m, *w, b["alpha"], o_m, *wscratch(m), check=False) for w in w4s]
             if qop is not None and m <= qop.max_m:
-                tq = t([lambda w=w: qop(a_m, *w, qalpha, o_m, *qscratch(m), check=False) for w in w4s])
-            tb = t([lambda w=w: torch.matmul(a_m, w.T) for w in w16s])
+                runs["quack"] = [lambda w=w: qop(a_m, *w, qalpha, o_m, *qscratch(m), check=False) for w in w4s]
+            got = dict(zip(runs, time_cuda_alt(list(runs.values()), reps=10 if m <= 1024 else 5)))
+            to, tw, tq, tb = got.get("w4a16"), got.get("ws"), got.get("quack"), got["bf16"]
             timed = {"w4a16_gemm": ("w4a16", to), "w4a16_ws_gemm": ("ws   ", tw)}
             oname, served = timed[Nvfp4Linear.family_for(n, k, m, one_scale=scales == 1, quack=False,
                                                           word_order=word_order)]  # ours only
