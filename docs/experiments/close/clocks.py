@@ -10,6 +10,8 @@ import argparse
 import datetime as dt
 import statistics
 import sys
+import time
+from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -73,17 +75,27 @@ def main() -> int:
         del b, w16
         torch.cuda.empty_cache()
     torch.cuda.synchronize()
-    import time
     time.sleep(0.3)  # the sampler's last rows
     print(f"{'phase':<40} {'us':>8} {'TFLOP/s':>8} {'SM MHz med (min)':>17} {'W med':>6}  throttle reasons seen")
+    cells = defaultdict(lambda: defaultdict(list))  # "shape M=m" -> kind -> [(seconds, median MHz or None)]
     for label, sec, fl, t0, t1 in phases:
         rows = samples(a.smi, t0, t1)
         mhz = [float(r[1]) for r in rows]
+        cell, rest = label.split(" round ")
+        kind = rest.split(" ", 1)[1]  # "ours ws" / "bf16"
+        cells[cell][kind].append((sec, statistics.median(mhz) if mhz else None))
         watts = [float(r[2]) for r in rows]
         reasons = sorted({r[3] for r in rows})
         clk = f"{statistics.median(mhz):6.0f} ({min(mhz):4.0f})" if mhz else "       -"
         pw = f"{statistics.median(watts):6.0f}" if watts else "     -"
         print(f"{label:<40} {sec * 1e6:8.1f} {fl / sec / 1e12:8.0f} {clk:>17} {pw}  {' '.join(reasons)} [{len(rows)}]")
+    print("\nper cell: bf16 / ours time, median over rounds (each round), and the median SM MHz of each")
+    for cell, kinds in cells.items():
+        ours, bf16 = kinds["ours ws"], kinds["bf16"]
+        ratios = [b[0] / o[0] for o, b in zip(ours, bf16)]
+        clk = {k: [c for _, c in v if c is not None] for k, v in (("ours", ours), ("bf16", bf16))}
+        mhz = " / ".join(f"{statistics.median(v):.0f}" if v else "-" for v in clk.values())
+        print(f"  {cell:<24} {statistics.median(ratios):.2f}x ({', '.join(f'{r:.2f}' for r in ratios)})  MHz ours / bf16 {mhz}")
     return 0
 
 
