@@ -89,14 +89,20 @@ def main() -> int:
         clk = f"{statistics.median(mhz):6.0f} ({min(mhz):4.0f})" if mhz else "       -"
         pw = f"{statistics.median(watts):6.0f}" if watts else "     -"
         print(f"{label:<40} {sec * 1e6:8.1f} {fl / sec / 1e12:8.0f} {clk:>17} {pw}  {' '.join(reasons)} [{len(rows)}]")
+    print_cells(cells)
+    return 0
+
+
+def print_cells(cells) -> None:
+    """cells: "shape M=m" -> {"ours ws": [(seconds, MHz or None)] per round, "bf16": the same}."""
     print("\nper cell: bf16 / ours time, median over rounds (each round), and the median SM MHz of each")
     for cell, kinds in cells.items():
         ours, bf16 = kinds["ours ws"], kinds["bf16"]
         ratios = [b[0] / o[0] for o, b in zip(ours, bf16)]
-        clk = {k: [c for _, c in v if c is not None] for k, v in (("ours", ours), ("bf16", bf16))}
-        mhz = " / ".join(f"{statistics.median(v):.0f}" if v else "-" for v in clk.values())
-        print(f"  {cell:<24} {statistics.median(ratios):.2f}x ({', '.join(f'{r:.2f}' for r in ratios)})  MHz ours / bf16 {mhz}")
-    return 0
+        clk = [[c for _, c in v if c is not None] for v in (ours, bf16)]
+        mhz = " / ".join(f"{statistics.median(v):.0f}" if v else "-" for v in clk)
+        print(f"  {cell:<24} {statistics.median(ratios):.2f}x ({', '.join(f'{r:.2f}' for r in ratios)})"
+              f"  MHz ours / bf16 {mhz}")
 
 
 if __name__ == "__main__":

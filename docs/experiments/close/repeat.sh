@@ -18,7 +18,8 @@ for r in $(seq "${REPS:-3}"); do
   (cd .gpu-base/bench && PYTHONPATH=/tmp/basesite timeout 60 python3 moe_layer.py --store /tmp/basestore \
     --tokens 1 4 16 64 > "$T/base_decode.$r.log" 2>&1) || rc=1
   for c in hot cold; do
-    timeout 120 python3 benchmarks/w4a16_ours.py --store .gpu/artifacts --skip-grouped --m 64 256 512 1024 2048 4096 8192 \
+    timeout 120 python3 benchmarks/w4a16_ours.py --store .gpu/artifacts --skip-grouped \
+      --m 64 256 512 1024 2048 4096 8192 \
       $([ $c = cold ] && echo --cold) > "$T/dense_$c.$r.log" 2>&1 || rc=1
   done
 done
