@@ -78,32 +78,6 @@ def tflops(flops: float, seconds: float, peak: float | None) -> str:
     return f"{rate / 1e12:4.0f} TFLOP/s ({rate / peak:5.1%} pk)" if peak else f"{rate / 1e12:4.0f} TFLOP/s"
 
 
-def time_cuda(fn, reps: int = 50, warmup: int = 3, inner: int = 20) -> float:
-    """Median seconds of one fn() (which may itself launch several kernels), measured with
-    CUDA events around a replay of a CUDA graph holding `inner` calls: device time, free of
-    the host's launch cost (which benchmarks/host_overhead.py measures separately)."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    s = torch.cuda.Stream()
-    with torch.cuda.stream(s), torch.cuda.graph(g, stream=s):
-        for _ in range(inner):
-            fn()
-    torch.cuda.synchronize()
-    g.replay()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        g.replay()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) * 1e-3 / inner)
-    return statistics.median(times)
-
-
 def l2_bytes() -> int:
     """The device's L2 cache size in bytes (torch's device properties)."""
     return int(torch.cuda.get_device_properties(0).L2_cache_size)
@@ -117,12 +91,14 @@ def cold_copies(nbytes: int) -> int:
 
 
 def time_cuda_alt(entries, reps: int = 50, warmup: int = 3) -> list[float]:
-    """Median seconds per call of each entry, timed in alternation. An entry is a list of callables: one (hot) or
-    one per operand copy (cold, as time_cuda_rot: a whole number of rotations, at least 20 calls per graph). Each
-    entry is one CUDA graph; the graphs are replayed in turn for `reps` rounds, each replay between its own events,
-    so that every entry meets the same clock and power state. Timed one after the other, a latency-bound kernel
-    that follows a power-capped one runs at the lowered SM clock and its neighbour at the recovered one
-    (docs/PERFORMANCE.md "session 35": ours 9.7-10.2 us where the same cell read 7.9 after light kernels)."""
+    """Median seconds of one call of each entry, measured with CUDA events around replays of a CUDA graph
+    holding its calls: device time, free of the host's launch cost (which benchmarks/host_overhead.py measures
+    separately). An entry is a list of callables (each may launch several kernels): one (hot), or one per operand
+    copy (cold_copies: a whole number of rotations, so each call finds its weights evicted from L2); its graph holds
+    at least 20 calls. With several entries the graphs are replayed in turn, `reps` rounds, so that every entry meets
+    the same clock and power state: timed one after the other, a latency-bound kernel that follows a power-capped one
+    runs at the lowered SM clock and its neighbour at the recovered one (docs/PERFORMANCE.md "session 35": ours
+    9.7-10.2 us where the same cell read 7.9 after light kernels)."""
     graphs = []
     for fns in entries:
         it, inner = itertools.cycle(fns), len(fns) * -(-20 // len(fns))
@@ -136,26 +112,28 @@ def time_cuda_alt(entries, reps: int = 50, warmup: int = 3) -> list[float]:
                 next(it)()
         torch.cuda.synchronize()
         g.replay()
+        torch.cuda.synchronize()
         graphs.append((g, inner))
-    torch.cuda.synchronize()
-    events = [[] for _ in graphs]
+    times = [[] for _ in graphs]
     for _ in range(reps):
-        for (g, _inner), ev in zip(graphs, events):
+        for (g, inner), ts in zip(graphs, times):
             a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             a.record()
             g.replay()
             b.record()
-            ev.append((a, b))
-    torch.cuda.synchronize()
-    return [statistics.median(a.elapsed_time(b) * 1e-3 / inner for a, b in ev) for (_g, inner), ev in zip(graphs, events)]
+            b.synchronize()
+            ts.append(a.elapsed_time(b) * 1e-3 / inner)
+    return [statistics.median(ts) for ts in times]
+
+
+def time_cuda(fn, reps: int = 50, warmup: int = 3) -> float:
+    """time_cuda_alt of one hot entry: median seconds of one fn()."""
+    return time_cuda_alt([[fn]], reps, warmup)[0]
 
 
 def time_cuda_rot(fns, reps: int = 50, warmup: int = 3) -> float:
-    """time_cuda over a rotation: fns[i] uses the i-th copy of the operands (cold_copies); one graph
-    holds every copy's call in turn (a whole number of rotations, at least 20 calls), so each call
-    finds its weights evicted from L2. Median seconds per call."""
-    it = itertools.cycle(fns)
-    return time_cuda(lambda: next(it)(), reps=reps, warmup=warmup, inner=len(fns) * -(-20 // len(fns)))
+    """time_cuda_alt of one cold entry: fns[i] uses the i-th copy of the operands (cold_copies)."""
+    return time_cuda_alt([fns], reps, warmup)[0]
 
 
 def copy_bandwidth(nbytes: int = 1 << 30) -> float:
